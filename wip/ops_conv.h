@@ -135,7 +135,7 @@ static void nn__conv_gemm_groups(int64_t G, int ta, int tb, int64_t M, int64_t N
                                  float beta, float *C, int64_t ldc, int64_t strideC) {
     int64_t gi;
     if (G > 1 && G >= nn__conv_threads()) {
-        NN_OMP("omp parallel for schedule(static)")
+        NN_OMP("omp parallel for schedule(static) if(M * N * K * G > 65536)")
         for (gi = 0; gi < G; gi++)
             nn__sgemm(ta, tb, M, N, K, 1.0f, A + gi * strideA, lda, B + gi * strideB, ldb, beta, C + gi * strideC, ldc);
     } else {
@@ -164,7 +164,7 @@ static void nn__conv2d_backward(nn_node *n) {
         int64_t co;
         nn_tensor *db = nn__new(NN_F32, NN_CPU, 1, &g.Cout);
         float *dbd = (float *)db->data;
-        NN_OMP("omp parallel for schedule(static)")
+        NN_OMP("omp parallel for schedule(static) if(g.N * g.Cout * HoWo > 32768)")
         for (co = 0; co < g.Cout; co++) {
             double s = 0;
             int64_t b, p;
@@ -278,7 +278,7 @@ static nn_tensor *nn__conv2d_impl(const char *op, nn_tensor *x, nn_tensor *w, nn
     if (b) {
         const float *bd = (const float *)b->data;
         int64_t pl;
-        NN_OMP("omp parallel for schedule(static)")
+        NN_OMP("omp parallel for schedule(static) if(g.N * g.Cout * HoWo > 32768)")
         for (pl = 0; pl < g.N * g.Cout; pl++) {
             float *o = od + pl * HoWo, bv = bd[pl % g.Cout];
             int64_t p;
@@ -338,7 +338,7 @@ static void nn__upsample_nearest2d_backward(nn_node *n) {
     dx = nn__new(NN_F32, NN_CPU, 4, n->in[0].shape);
     th = nn__nearest_table(H, Ho); tw = nn__nearest_table(W, Wo);
     ih = (const int64_t *)th->data; iw = (const int64_t *)tw->data;
-    NN_OMP("omp parallel for schedule(static)")
+    NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) > 32768)")
     for (pl = 0; pl < planes; pl++) {
         const float *g = (const float *)gout->data + pl * Ho * Wo;
         float *d = (float *)dx->data + pl * H * W;
@@ -373,7 +373,7 @@ nn_tensor *nn_upsample_nearest2d(nn_tensor *x, int64_t out_h, int64_t out_w) {
     planes = shape[0] * shape[1];
     th = nn__nearest_table(H, out_h); tw = nn__nearest_table(W, out_w);
     ih = (const int64_t *)th->data; iw = (const int64_t *)tw->data;
-    NN_OMP("omp parallel for schedule(static)")
+    NN_OMP("omp parallel for schedule(static) if(planes * out_h * out_w > 32768)")
     for (pl = 0; pl < planes; pl++) {
         const float *s = (const float *)x->data + pl * H * W;
         float *d = (float *)out->data + pl * out_h * out_w;
@@ -403,7 +403,7 @@ static void nn__avg_pool2d_backward(nn_node *n) {
     Ho = gout->shape[2]; Wo = gout->shape[3];
     planes = gout->shape[0] * gout->shape[1];
     dx = nn__new(NN_F32, NN_CPU, 4, n->in[0].shape);
-    NN_OMP("omp parallel for schedule(static)")
+    NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) * k > 32768)")
     for (pl = 0; pl < planes; pl++) {
         const float *g = (const float *)gout->data + pl * Ho * Wo;
         float *d = (float *)dx->data + pl * H * W;
@@ -453,7 +453,7 @@ nn_tensor *nn_avg_pool2d(nn_tensor *x, int kernel, int stride, int padding) {
     out = nn__new(NN_F32, x->device, 4, shape);
     planes = shape[0] * shape[1];
     inv = 1.0f / (float)(kernel * kernel);
-    NN_OMP("omp parallel for schedule(static)")
+    NN_OMP("omp parallel for schedule(static) if(planes * Ho * Wo * kernel * kernel > 32768)")
     for (pl = 0; pl < planes; pl++) {
         const float *src = (const float *)x->data + pl * H * W;
         float *d = (float *)out->data + pl * Ho * Wo;
@@ -492,7 +492,7 @@ static void nn__adaptive_avg_pool2d_backward(nn_node *n) {
     Ho = gout->shape[2]; Wo = gout->shape[3];
     planes = gout->shape[0] * gout->shape[1];
     dx = nn__new(NN_F32, NN_CPU, 4, n->in[0].shape);
-    NN_OMP("omp parallel for schedule(static)")
+    NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) > 32768)")
     for (pl = 0; pl < planes; pl++) {
         const float *g = (const float *)gout->data + pl * Ho * Wo;
         float *d = (float *)dx->data + pl * H * W;
@@ -527,7 +527,7 @@ nn_tensor *nn_adaptive_avg_pool2d(nn_tensor *x, int64_t out_h, int64_t out_w) {
     shape[0] = x->shape[0]; shape[1] = x->shape[1]; shape[2] = out_h; shape[3] = out_w;
     out = nn__new(NN_F32, x->device, 4, shape);
     planes = shape[0] * shape[1];
-    NN_OMP("omp parallel for schedule(static)")
+    NN_OMP("omp parallel for schedule(static) if(planes * (H * W + out_h * out_w) > 32768)")
     for (pl = 0; pl < planes; pl++) {
         const float *src = (const float *)x->data + pl * H * W;
         float *d = (float *)out->data + pl * out_h * out_w;
@@ -604,7 +604,7 @@ static void nn__group_norm_backward(nn_node *n) {
     st = nn__new(NN_F32, NN_CPU, 1, &len);
     S1 = (double *)st->data; S2 = S1 + (NC > 0 ? NC : 1);
     if (need_x) dx = nn__new(NN_F32, NN_CPU, x->ndim, x->shape);
-    NN_OMP("omp parallel for schedule(static)")
+    NN_OMP("omp parallel for schedule(static) if(x->numel > 32768)")
     for (ng = 0; ng < N * G; ng++) {
         const int64_t bi = ng / G, gi = ng % G, base = (bi * C + gi * Cg) * HW;
         const double mu = mean[ng], rs = rstd[ng], m = (double)(Cg * HW);
@@ -621,14 +621,14 @@ static void nn__group_norm_backward(nn_node *n) {
             B += wc * S2[bi * C + ch];
         }
         if (dx) {
-            /* dx = rstd*w[c]*dy - rstd*A/m - (x - mean)*rstd^2*B/m  =  a_c*dy + f1*x + f0 */
-            const float f1 = (float)(-rs * rs * B / m), f0 = (float)(-rs * A / m + rs * rs * B / m * mu);
+            /* dx = rstd*w[c]*dy - rstd*A/m - (x - mean)*rstd^2*B/m  =  a_c*dy + f1*(x - mean) + f0 */
+            const float f1 = (float)(-rs * rs * B / m), f0 = (float)(-rs * A / m), muf = mean[ng];
             for (cc = 0; cc < Cg; cc++) {
                 const int64_t ch = gi * Cg + cc;
                 const float ac = (float)(rs * (wd ? wd[ch] : 1.0));
                 const float *gp = gd + base + cc * HW, *xp = xd + base + cc * HW;
                 float *dp = (float *)dx->data + base + cc * HW;
-                for (i = 0; i < HW; i++) dp[i] = ac * gp[i] + f1 * xp[i] + f0;
+                for (i = 0; i < HW; i++) dp[i] = ac * gp[i] + f1 * (xp[i] - muf) + f0;
             }
         }
     }
@@ -637,7 +637,7 @@ static void nn__group_norm_backward(nn_node *n) {
         nn_tensor *dw = need_w ? nn__new(NN_F32, NN_CPU, 1, &C) : NULL;
         nn_tensor *db = need_b ? nn__new(NN_F32, NN_CPU, 1, &C) : NULL;
         float *dwd = dw ? (float *)dw->data : NULL, *dbd = db ? (float *)db->data : NULL;
-        NN_OMP("omp parallel for schedule(static)")
+        NN_OMP("omp parallel for schedule(static) if(N * C > 4096)")
         for (c = 0; c < C; c++) {
             double sw = 0, sb = 0;
             int64_t bi;
@@ -689,7 +689,7 @@ nn_tensor *nn_group_norm(nn_tensor *x, int groups, nn_tensor *w, nn_tensor *b, d
         const float *xd = (const float *)x->data, *wd = w ? (const float *)w->data : NULL;
         const float *bd = b ? (const float *)b->data : NULL;
         float *od = (float *)out->data, *mean = (float *)mt->data, *rstd = (float *)rt->data;
-        NN_OMP("omp parallel for schedule(static)")
+        NN_OMP("omp parallel for schedule(static) if(x->numel > 32768)")
         for (ng = 0; ng < ngs; ng++) {
             const int64_t bi = ng / groups, gi = ng % groups, base = (bi * C + gi * Cg) * HW, m = Cg * HW;
             const float K = m > 0 ? xd[base] : 0.0f;
@@ -703,16 +703,19 @@ nn_tensor *nn_group_norm(nn_tensor *x, int groups, nn_tensor *w, nn_tensor *b, d
             mu = m > 0 ? s1 / (double)m : 0.0;            /* mean of x - K */
             var = m > 0 ? s2 / (double)m - mu * mu : 0.0;  /* biased, as torch */
             if (var < 0) var = 0;
-            mu += K;
             rs = 1.0 / sqrt(var + eps);
-            mean[ng] = (float)mu; rstd[ng] = (float)rs;
-            for (cc = 0; cc < Cg; cc++) {
-                const int64_t ch = gi * Cg + cc;
-                const float sc = (float)(rs * (wd ? wd[ch] : 1.0));
-                const float sh = (float)((bd ? bd[ch] : 0.0) - mu * rs * (wd ? wd[ch] : 1.0));
-                const float *xp = xd + base + cc * HW;
-                float *op_ = od + base + cc * HW;
-                for (i = 0; i < HW; i++) op_[i] = xp[i] * sc + sh;
+            mean[ng] = (float)(mu + K); rstd[ng] = (float)rs;
+            {
+                /* y = ((x - K) - (mean - K)) * rstd * w + b: x - K is exact for nearby values (Sterbenz), so
+                   a large common offset cancels before any rounding, unlike x * scale + shift */
+                const float dmu = (float)mu;
+                for (cc = 0; cc < Cg; cc++) {
+                    const int64_t ch = gi * Cg + cc;
+                    const float sc = (float)(rs * (wd ? wd[ch] : 1.0)), bc = bd ? bd[ch] : 0.0f;
+                    const float *xp = xd + base + cc * HW;
+                    float *yp = od + base + cc * HW;
+                    for (i = 0; i < HW; i++) yp[i] = ((xp[i] - K) - dmu) * sc + bc;
+                }
             }
         }
     }
