@@ -60,13 +60,6 @@ static const char *nn__il_s(const nn_tensor *t) {
     return nn__il_shape(t->ndim, t->shape, b, sizeof bufs[0]);
 }
 
-static int64_t nn__il_numel(int ndim, const int64_t *shape) {
-    int64_t n = 1;
-    int d;
-    for (d = 0; d < ndim; d++) n *= shape[d];
-    return n;
-}
-
 static void nn__il_check_not_null(const char *op, const nn_tensor *t, const char *what) {
     if (!t) nn_error("%s: %s is NULL", op, what);
 }
