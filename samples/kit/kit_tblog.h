@@ -240,8 +240,11 @@ static int kit__mkdirs(const char *dir, kit_err *err) {
         if (path[i] == '/' || path[i] == 0) {
             char saved = path[i];
             path[i] = 0;
+            struct stat st;
             if (mkdir(path, 0777) != 0 && errno != EEXIST)
                 return kit_fail(err, KIT_ERR_IO, "cannot create log directory '%s': %s", path, strerror(errno));
+            if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+                return kit_fail(err, KIT_ERR_IO, "cannot create log directory '%s': '%s' exists and is not a directory", dir, path);
             path[i] = saved;
         }
     }
