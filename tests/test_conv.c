@@ -3,8 +3,7 @@
    for forward and backward, error messages, and scope hygiene (no workspace left behind).
 
    Run from the repository root:  ./test_conv [fixture file]
-   Before the ops are merged into nn.h build with -DNN_TEST_WIP_CONV (pastes wip/ops_conv.h after the core,
-   with nn.h's plain nn__sgemm, or wip/gemm.h's blocked one with -DNN_TEST_WIP_GEMM as well). */
+   -DNN_TEST_WIP_GEMM: use wip/gemm.h's blocked nn__sgemm instead of nn.h's plain one (until it is merged). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,11 +13,8 @@
 #endif
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#ifdef NN_TEST_WIP_CONV
 #ifdef NN_TEST_WIP_GEMM
 #include "wip/gemm.h"
-#endif
-#include "wip/ops_conv.h"
 #endif
 #include "test.h"
 #include "gradcheck.h"
