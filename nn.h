@@ -2676,6 +2676,11 @@ nn_tensor *nn_key_padding_mask(nn_tensor *valid) {
 }
 #endif
 
+/* ---------------------------------------------------------------------------- [ops:conv] [ops:index] [ops:loss] */
+/* (being folded in: these sections live in wip/ until their review ends) */
+#include "wip/ops_conv.h"
+#include "wip/ops_index_loss.h"
+
 /* --------------------------------------------------------------------------------------------- [modules] */
 
 const char *nn_name_join(char *buf, size_t n, const char *prefix, const char *name) {

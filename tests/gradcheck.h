@@ -32,7 +32,7 @@ static double gc__loss(gc_fn f, void *ctx, nn_tensor **in, const double *r, int6
     {
         nn_tensor *y32 = y->dtype == NN_F32 ? y : nn_cast(y, NN_F32);
         const float *p = (const float *)y32->data;
-        for (i = 0; i < y->numel; i++) L += r[i] * (double)p[i];
+        if (r) for (i = 0; i < y->numel; i++) L += r[i] * (double)p[i];
     }
     nn_scope_end(NULL);
     nn_set_grad_enabled(prev);

@@ -1,0 +1,70 @@
+# nn.h - build, test and benchmark.   make test | make test-asan | make bench | make deps
+#
+# nn.h needs nothing but a C compiler; the samples' kit needs libyaml and libstb, the tests PyTorch-free
+# Python (tensorboard, numpy, safetensors, pillow) for cross-checks: `make deps` installs them when it can.
+
+CC      ?= gcc
+CXX     ?= g++
+NVCC    ?= nvcc
+WARN     = -std=c99 -Wall -Wextra -Wpedantic -Werror
+WARN_T   = -std=c99 -Wall -Wextra -Wpedantic   # test programs: warnings shown, not fatal (nn.h itself: see hygiene)
+OPT      = -O2 -march=native
+OMP      = -fopenmp
+CFLAGS_T = $(WARN_T) $(OPT) $(OMP) -I. -Itests $(WIPFLAGS)
+WIPFLAGS =
+SAN      = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDLIBS   = -lm
+BUILD   ?= build
+
+# every C test program: tests/<name>.c -> $(BUILD)/<name>
+CORE_TESTS = test_core test_conv test_index_loss
+TEST_BINS  = $(CORE_TESTS:%=$(BUILD)/%)
+ASAN_BINS  = $(CORE_TESTS:%=$(BUILD)/asan/%)
+
+HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo 1)
+
+.PHONY: all test test-fast test-asan hygiene deps bench clean
+all: $(TEST_BINS)
+
+$(BUILD)/%: tests/%.c nn.h $(wildcard wip/*.h) tests/test.h tests/gradcheck.h tests/fixture.h
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_T) $< -o $@ $(LDLIBS)
+
+$(BUILD)/asan/%: tests/%.c nn.h $(wildcard wip/*.h) tests/test.h tests/gradcheck.h tests/fixture.h
+	@mkdir -p $(BUILD)/asan
+	$(CC) $(WARN_T) $(SAN) $(OMP) -I. -Itests $(WIPFLAGS) $< -o $@ $(LDLIBS)
+
+# nn.h alone must compile warning-free as C99 under gcc and clang, and as C++
+hygiene:
+	@fail=0; for cc in gcc clang; do command -v $$cc >/dev/null || continue; \
+	  printf '#define NN_IMPLEMENTATION\n#include "nn.h"\n' | $$cc $(WARN) -fsyntax-only -I. -x c - || fail=1; \
+	  printf '#define NN_IMPLEMENTATION\n#include "nn.h"\n' | $$cc $(WARN) -fopenmp -fsyntax-only -I. -x c - 2>/dev/null || \
+	    { [ $$cc = clang ] || fail=1; }; done; \
+	printf '#define NN_IMPLEMENTATION\n#include "nn.h"\n' | $(CXX) -Wall -Wextra -Werror -fsyntax-only -I. -x c++ - || fail=1; \
+	if [ $$fail = 0 ]; then echo "1 passed, 0 failed"; else echo "0 passed, 1 failed"; exit 1; fi
+
+# the whole suite: build hygiene, every test at -O2, and again under AddressSanitizer + UBSan
+test: $(TEST_BINS) $(ASAN_BINS)
+	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh "$(MAKE) -s hygiene" $(TEST_BINS) $(ASAN_BINS)
+
+test-fast: $(TEST_BINS)
+	@tests/run.sh $(TEST_BINS)
+
+test-asan: $(ASAN_BINS)
+	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh $(ASAN_BINS)
+
+deps:
+	@need=""; \
+	[ -f /usr/include/yaml.h ] || need="$$need libyaml-dev"; \
+	[ -f /usr/include/stb/stb_image.h ] || need="$$need libstb-dev"; \
+	command -v clang >/dev/null || need="$$need clang"; \
+	if [ -n "$$need" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
+	  else echo "please run: sudo apt-get install -y$$need"; fi; fi
+	@python3 -c "import numpy, safetensors, tensorboard, PIL" 2>/dev/null || \
+	  python3 -m pip install -q numpy safetensors tensorboard pillow || \
+	  echo "please run: python3 -m pip install numpy safetensors tensorboard pillow"
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,1 @@
+/* the wip/ fragments are included by nn.h itself now */

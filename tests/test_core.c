@@ -1,0 +1,398 @@
+/* Core tests: tensors, dtypes, random numbers, scopes and memory, autograd, and every core op against
+   finite differences and PyTorch's golden values (tests/fixtures/core.txt, tests/make_fixtures_core.py). */
+#define NN_IMPLEMENTATION
+#include "nn.h"
+#include "nn_all_wip.h"
+#include <setjmp.h>
+#include "test.h"
+#include "gradcheck.h"
+#include "fixture.h"
+
+/* ---- error capture: a handler that longjmps back into the test */
+static jmp_buf err_jmp;
+static char err_msg[1024];
+static void err_handler(const char *msg, void *user) { (void)user; snprintf(err_msg, sizeof err_msg, "%s", msg); longjmp(err_jmp, 1); }
+#define EXPECT_ERROR(stmt, needle) do { \
+    err_msg[0] = 0; \
+    nn_set_error_handler(err_handler, NULL); \
+    if (!setjmp(err_jmp)) { stmt; CHECK(0, "expected an error containing '%s'", needle); } \
+    else CHECK(strstr(err_msg, needle) != NULL, "error message '%s' lacks '%s'", err_msg, needle); \
+    nn_set_error_handler(NULL, NULL); \
+} while (0)
+
+static void test_dtypes(void) {
+    /* round-to-nearest-even at the halfway points and the edges of both formats */
+    CHECK(nn__f32_to_half(1.0f) == 0x3c00, "half(1)");
+    CHECK(nn__f32_to_half(65504.0f) == 0x7bff, "half max");
+    CHECK(nn__f32_to_half(65520.0f) == 0x7c00, "65520 rounds to inf");
+    CHECK(nn__f32_to_half(1.0f + 1.0f / 2048) == 0x3c00, "1 + half ulp ties to even (down)");
+    CHECK(nn__f32_to_half(1.0f + 3.0f / 2048) == 0x3c02, "1 + 1.5 ulp ties to even (up)");
+    CHECK(nn__f32_to_half(5.9604644775390625e-8f) == 0x0001, "smallest subnormal");
+    CHECK(nn__f32_to_half(2.98023223876953125e-8f) == 0x0000, "half of smallest subnormal ties to 0");
+    CHECK(nn__half_to_f32(0x0001) == 5.9604644775390625e-8f, "subnormal back");
+    CHECK(nn__half_to_f32(0xc000) == -2.0f, "-2");
+    CHECK(nn__f32_to_bf16(1.0f) == 0x3f80, "bf16(1)");
+    CHECK(nn__f32_to_bf16(nn__u2f(0x3f808000u)) == 0x3f80, "bf16 tie to even down");
+    CHECK(nn__f32_to_bf16(nn__u2f(0x3f818000u)) == 0x3f82, "bf16 tie to even up");
+    CHECK(nn__f32_to_bf16(nn__u2f(0x3f808001u)) == 0x3f81, "bf16 above tie");
+    CHECK(nn__bf16_to_f32(nn__f32_to_bf16(NAN)) != nn__bf16_to_f32(nn__f32_to_bf16(NAN)), "bf16 NaN stays NaN");
+    {   /* every half value survives half -> f32 -> half */
+        int h, bad = 0;
+        for (h = 0; h < 65536; h++) {
+            uint16_t b = nn__f32_to_half(nn__half_to_f32((uint16_t)h));
+            if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) continue;   /* NaNs: payloads may change */
+            if (b != h) bad++;
+        }
+        CHECK(bad == 0, "half round trip: %d values changed", bad);
+    }
+    {
+        int64_t s[1] = {3};
+        float v[3] = {1.5f, -2.25f, 3.0f};
+        nn_tensor *a = nn_from_f32(1, s, v), *b = nn_cast(a, NN_BF16), *c = nn_cast(b, NN_F32), *i = nn_cast(a, NN_I32);
+        CHECK(((float *)c->data)[1] == -2.25f, "cast f32->bf16->f32");
+        CHECK(((int32_t *)i->data)[1] == -2, "cast to i32 truncates");
+        nn_tensor_free(a); nn_tensor_free(b); nn_tensor_free(c); nn_tensor_free(i);
+    }
+}
+
+static void test_rng(void) {
+    uint32_t r[4];
+    /* Known-answer test of Random123's kat_vectors: philox4x32_10, counter 0, key 0 */
+    nn_philox4x32(0, 0, r);
+    CHECK(r[0] == 0x6627e8d5u && r[1] == 0xe169c58du && r[2] == 0xbc57ac4cu && r[3] == 0x9b00dbd8u,
+          "philox KAT: %08x %08x %08x %08x", r[0], r[1], r[2], r[3]);
+    {
+        int64_t n = 200000, i, s[1];
+        nn_tensor *u, *z;
+        double m = 0, v = 0, mz = 0, vz = 0;
+        s[0] = n;
+        nn_seed(7);
+        u = nn_rand(1, s);
+        z = nn_randn(1, s);
+        for (i = 0; i < n; i++) { double x = ((float *)u->data)[i]; m += x; v += x * x; }
+        for (i = 0; i < n; i++) { double x = ((float *)z->data)[i]; mz += x; vz += x * x; }
+        m /= n; v = v / n - m * m; mz /= n; vz = vz / n - mz * mz;
+        CHECK(fabs(m - 0.5) < 0.005 && fabs(v - 1.0 / 12) < 0.002, "uniform moments %g %g", m, v);
+        CHECK(fabs(mz) < 0.01 && fabs(vz - 1) < 0.02, "normal moments %g %g", mz, vz);
+        nn_seed(7);
+        {
+            nn_tensor *u2 = nn_rand(1, s);
+            CHECK(memcmp(u->data, u2->data, (size_t)n * 4) == 0, "same seed, same stream");
+            nn_tensor_free(u2);
+        }
+        nn_tensor_free(u); nn_tensor_free(z);
+        u = nn_trunc_normal(1, s, 0, 1.0, -2, 2);
+        m = 0; v = 0;
+        for (i = 0; i < n; i++) { double x = ((float *)u->data)[i]; m += x; v += x * x; CHECK(x >= -2 && x <= 2, "trunc normal in range"); if (!(x >= -2 && x <= 2)) break; }
+        m /= n; v = v / n - m * m;
+        /* variance of N(0,1) truncated to [-2,2]: 1 - 2*2*phi(2)/(Phi(2)-Phi(-2)) = 0.7737 */
+        CHECK(fabs(m) < 0.01 && fabs(v - 0.7737) < 0.01, "trunc normal moments %g %g", m, v);
+        test_passed -= (int)n - 1;   /* the range check above counts once */
+        nn_tensor_free(u);
+    }
+}
+
+/* ---- PyTorch fixtures: each case applies one op to in0.. and compares out and the input gradients */
+static nn_tensor *apply_case(const char *name, nn_tensor **x) {
+    int perm[3] = {2, 0, 1};
+    if (!strcmp(name, "add")) return nn_add(x[0], x[1]);
+    if (!strcmp(name, "sub")) return nn_sub(x[0], x[1]);
+    if (!strcmp(name, "mul")) return nn_mul(x[0], x[1]);
+    if (!strcmp(name, "div")) return nn_div(x[0], x[1]);
+    if (!strcmp(name, "exp")) return nn_exp(x[0]);
+    if (!strcmp(name, "log")) return nn_log(x[0]);
+    if (!strcmp(name, "sqrt")) return nn_sqrt(x[0]);
+    if (!strcmp(name, "rsqrt")) return nn_rsqrt(x[0]);
+    if (!strcmp(name, "abs")) return nn_abs(x[0]);
+    if (!strcmp(name, "pow")) return nn_pow(x[0], 2.5);
+    if (!strcmp(name, "clamp")) return nn_clamp(x[0], -0.5, 0.3);
+    if (!strcmp(name, "relu")) return nn_relu(x[0]);
+    if (!strcmp(name, "gelu")) return nn_gelu(x[0]);
+    if (!strcmp(name, "gelu_tanh")) return nn_gelu_tanh(x[0]);
+    if (!strcmp(name, "silu")) return nn_silu(x[0]);
+    if (!strcmp(name, "sigmoid")) return nn_sigmoid(x[0]);
+    if (!strcmp(name, "tanh")) return nn_tanh(x[0]);
+    if (!strcmp(name, "sum1")) return nn_sum(x[0], 1, 0);
+    if (!strcmp(name, "mean2k")) return nn_mean(x[0], -1, 1);
+    if (!strcmp(name, "max0")) return nn_max(x[0], 0, 0);
+    if (!strcmp(name, "var1")) return nn_var(x[0], 1, 1, 0);
+    if (!strcmp(name, "var1b")) return nn_var(x[0], 1, 0, 1);
+    if (!strcmp(name, "softmax")) return nn_softmax(x[0], -1);
+    if (!strcmp(name, "softmax1")) return nn_softmax(x[0], 1);
+    if (!strcmp(name, "log_softmax")) return nn_log_softmax(x[0], -1);
+    if (!strcmp(name, "layer_norm")) return nn_layer_norm(x[0], x[1], x[2], 1e-5);
+    if (!strcmp(name, "layer_norm_noaffine")) return nn_layer_norm(x[0], NULL, NULL, 1e-6);
+    if (!strncmp(name, "matmul", 6)) return nn_matmul(x[0], x[1]);
+    if (!strcmp(name, "linear")) return nn_linear(x[0], x[1], x[2]);
+    if (!strcmp(name, "permute")) return nn_permute(x[0], perm);
+    if (!strcmp(name, "transpose")) return nn_transpose(x[0], 0, 1);
+    if (!strcmp(name, "slice")) return nn_slice(x[0], 1, 1, 3);
+    if (!strcmp(name, "concat")) return nn_concat(2, x, 1);
+    if (!strcmp(name, "expand")) { int64_t s[3] = {3, 2, 4}; return nn_expand(x[0], 3, s); }
+    return NULL;
+}
+
+static const char *fixture_cases[] = {"add", "sub", "mul", "div", "exp", "log", "sqrt", "rsqrt", "abs", "pow",
+    "clamp", "relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh", "sum1", "mean2k", "max0", "var1", "var1b",
+    "softmax", "softmax1", "log_softmax", "layer_norm", "layer_norm_noaffine", "matmul2d", "matmul_batch",
+    "matmul_vec", "matmul_nd2d", "linear", "permute", "transpose", "slice", "concat", "expand", NULL};
+
+static nn_tensor *case_fn(void *ctx, nn_tensor **in) { return apply_case((const char *)ctx, in); }
+
+static void test_fixtures_and_gradcheck(void) {
+    fx_file f = fx_load("tests/fixtures/core.txt");
+    int c;
+    for (c = 0; fixture_cases[c]; c++) {
+        const char *name = fixture_cases[c];
+        char key[128];
+        nn_tensor *x[4], *y, *r;
+        int n = 0, i;
+        while (n < 4) {
+            snprintf(key, sizeof key, "%s.in%d", name, n);
+            if (!fx_has(&f, key)) break;
+            x[n] = nn_clone(fx_get(&f, key));
+            nn_requires_grad(x[n], 1);
+            n++;
+        }
+        nn_scope_begin();
+        y = apply_case(name, x);
+        snprintf(key, sizeof key, "%s.out", name);
+        CHECK_FX(y, fx_get(&f, key), 1e-5, 1e-4, key);
+        snprintf(key, sizeof key, "%s.r", name);
+        r = fx_get(&f, key);
+        nn_backward_with(1, &y, &r);
+        nn_scope_end(NULL);
+        for (i = 0; i < n; i++) {
+            snprintf(key, sizeof key, "%s.gin%d", name, i);
+            CHECK(x[i]->grad != NULL, "%s: no gradient", key);
+            if (x[i]->grad) CHECK_FX(x[i]->grad, fx_get(&f, key), 1e-5, 1e-4, key);
+        }
+        /* and the same op against finite differences */
+        if (strcmp(name, "max0") && strcmp(name, "clamp") && strcmp(name, "abs") && strcmp(name, "relu"))
+            gradcheck(name, case_fn, (void *)name, n, x);
+        for (i = 0; i < n; i++) nn_tensor_free(x[i]);
+    }
+    fx_free(&f);
+}
+
+/* ops with kinks (max, clamp, abs, relu) are gradchecked away from them */
+static nn_tensor *kink_fn(void *ctx, nn_tensor **in) {
+    int k = *(int *)ctx;
+    if (k == 0) return nn_max(in[0], 1, 0);
+    if (k == 1) return nn_clamp(in[0], -0.45, 0.55);
+    if (k == 2) return nn_abs(in[0]);
+    return nn_relu(in[0]);
+}
+static void test_kinks(void) {
+    int64_t s[2] = {3, 5};
+    int k;
+    for (k = 0; k < 4; k++) {
+        nn_tensor *x = gc_param(2, s, -1, 1);
+        float *p = (float *)x->data;
+        int64_t i;
+        for (i = 0; i < x->numel; i++) {   /* keep every element 0.05 away from kinks at 0, -0.45, 0.55 */
+            p[i] = -0.95f + 0.1f * (float)((i * 7) % 19);
+            if (fabsf(p[i] - 0.55f) < 0.03f || fabsf(p[i] + 0.45f) < 0.03f || fabsf(p[i]) < 0.03f) p[i] += 0.05f;
+        }
+        gradcheck(k == 0 ? "max" : k == 1 ? "clamp" : k == 2 ? "abs" : "relu", kink_fn, &k, 1, &x);
+        nn_tensor_free(x);
+    }
+}
+
+/* broadcasting from a non-contiguous origin: inputs that were permuted and sliced first */
+static nn_tensor *bcast_fn(void *ctx, nn_tensor **in) {
+    int perm[3] = {1, 0, 2};
+    nn_tensor *a = nn_slice(nn_permute(in[0], perm), 2, 1, 4);   /* [3,2,3] */
+    (void)ctx;
+    return nn_div(nn_mul(nn_sub(a, in[1]), nn_add(a, in[2])), nn_add_scalar(nn_exp(in[1]), 1.0));
+}
+static void test_broadcast_grad(void) {
+    int64_t s0[3] = {2, 3, 5}, s1[2] = {1, 3}, s2[3] = {3, 1, 1};
+    nn_tensor *x[3];
+    x[0] = gc_param(3, s0, -1, 1); x[1] = gc_param(2, s1, -1, 1); x[2] = gc_param(3, s2, -1, 1);
+    gradcheck("broadcast chain", bcast_fn, NULL, 3, x);
+    nn_tensor_free(x[0]); nn_tensor_free(x[1]); nn_tensor_free(x[2]);
+}
+
+static nn_tensor *matmul_t_fn(void *ctx, nn_tensor **in) { int *t = (int *)ctx; return nn_matmul_t(in[0], in[1], t[0], t[1]); }
+static void test_matmul_transposes(void) {
+    int ta, tb;
+    for (ta = 0; ta < 2; ta++) for (tb = 0; tb < 2; tb++) {
+        int t[2];
+        int64_t sa[3], sb[3];
+        nn_tensor *x[2];
+        char what[64];
+        t[0] = ta; t[1] = tb;
+        sa[0] = 2; sa[1] = ta ? 4 : 3; sa[2] = ta ? 3 : 4;
+        sb[0] = 1; sb[1] = tb ? 5 : 4; sb[2] = tb ? 4 : 5;
+        x[0] = gc_param(3, sa, -1, 1); x[1] = gc_param(3, sb, -1, 1);
+        snprintf(what, sizeof what, "matmul_t ta=%d tb=%d", ta, tb);
+        gradcheck(what, matmul_t_fn, t, 2, x);
+        nn_tensor_free(x[0]); nn_tensor_free(x[1]);
+    }
+}
+
+static nn_tensor *dropout_fn(void *ctx, nn_tensor **in) {
+    nn_rng_state s;
+    (void)ctx;
+    s.seed = 99; s.offset = 0;
+    nn_rng_set(s);   /* the same mask on every call, so finite differences see one function */
+    return nn_dropout(in[0], 0.3, 1);
+}
+static void test_dropout(void) {
+    int64_t s[1] = {100000}, i, kept = 0;
+    nn_tensor *x = nn_ones(NN_F32, 1, s), *y;
+    nn_seed(3);
+    y = nn_dropout(x, 0.25, 1);
+    for (i = 0; i < s[0]; i++) {
+        float v = ((float *)y->data)[i];
+        if (v != 0) { kept++; if (fabsf(v - 1.0f / 0.75f) > 1e-6f) break; }
+    }
+    CHECK(i == s[0], "kept values scaled by 1/(1-p)");
+    /* keep rate 0.75 with binomial sd sqrt(n p (1-p)) = 137: 5 sd */
+    CHECK(fabs((double)kept - 75000) < 5 * 137, "keep rate %lld / 100000", (long long)kept);
+    nn_tensor_free(y);
+    y = nn_dropout(x, 0.25, 0);
+    CHECK(memcmp(y->data, x->data, 4 * (size_t)s[0]) == 0, "eval mode is identity");
+    nn_tensor_free(y); nn_tensor_free(x);
+    {
+        int64_t s2[2] = {4, 6};
+        nn_tensor *p = gc_param(2, s2, -1, 1);
+        gradcheck("dropout", dropout_fn, NULL, 1, &p);
+        nn_tensor_free(p);
+    }
+}
+
+/* gradient checkpointing: gradients equal the plain ones exactly, dropout included */
+typedef struct { nn_Linear l1, l2; } ck_block;
+static void ck_body(void *ctx, nn_tensor **in, nn_tensor **out) {
+    ck_block *b = (ck_block *)ctx;
+    out[0] = nn_Linear_forward(&b->l2, nn_dropout(nn_gelu(nn_Linear_forward(&b->l1, in[0])), 0.2, nn_training()));
+}
+static void test_checkpoint(void) {
+    nn_params P = {0};
+    ck_block b;
+    int64_t s[2] = {5, 8};
+    nn_tensor *x, *g1[5], *g2[5];
+    int pass, i;
+    nn_seed(1);
+    nn_Linear_init(&b.l1, &P, "l1", 8, 16, 1);
+    nn_Linear_init(&b.l2, &P, "l2", 16, 8, 1);
+    x = nn_randn(2, s);
+    nn_requires_grad(x, 1);
+    for (pass = 0; pass < 2; pass++) {
+        nn_tensor *y, *loss;
+        nn_rng_state st = {5, 0};
+        nn_rng_set(st);
+        nn_scope_begin();
+        if (pass == 0) ck_body(&b, &x, &y);
+        else nn_checkpoint(ck_body, &b, 1, &x, 1, &y);
+        loss = nn_sum_all(nn_mul(y, y));
+        nn_backward(loss);
+        nn_scope_end(NULL);
+        for (i = 0; i < 4; i++) { (pass ? g2 : g1)[i] = P.items[i].t->grad; P.items[i].t->grad = NULL; }
+        (pass ? g2 : g1)[4] = x->grad; x->grad = NULL;
+    }
+    for (i = 0; i < 5; i++) {
+        CHECK(g1[i] && g2[i] && memcmp(g1[i]->data, g2[i]->data, 4 * (size_t)g1[i]->numel) == 0,
+              "checkpointed gradient %d equals the plain one bit for bit", i);
+        nn_tensor_free(g1[i]); nn_tensor_free(g2[i]);
+    }
+    nn_tensor_free(x);
+    nn_params_free(&P);
+}
+
+/* a tiny MLP learns XOR-like data; memory does not grow over 100 steps */
+static void test_train_mlp(void) {
+    nn_params P = {0};
+    nn_MLP m;
+    int64_t sx[2] = {64, 2}, sy[2] = {64, 1}, i;
+    nn_tensor *x = nn_empty(NN_F32, 2, sx), *y = nn_empty(NN_F32, 2, sy);
+    double loss_v = 1e9;
+    size_t cur_after_10 = 0, peak_after_10 = 0;
+    int step;
+    nn_seed(42);
+    nn_MLP_init(&m, &P, "mlp", 2, 32, 1, NN_ACT_GELU, 0.0);
+    for (i = 0; i < 64; i++) {
+        float a = (float)(i % 8) / 7.0f * 2 - 1, b = (float)(i / 8) / 7.0f * 2 - 1;
+        ((float *)x->data)[2 * i] = a; ((float *)x->data)[2 * i + 1] = b;
+        ((float *)y->data)[i] = a * b;   /* a saddle: needs the hidden layer */
+    }
+    for (step = 0; step < 600; step++) {
+        nn_tensor *loss;
+        int k;
+        nn_scope_begin();
+        loss = nn_mse_loss(nn_MLP_forward(&m, x), y);
+        nn_params_zero_grad(&P);
+        nn_backward(loss);
+        loss_v = nn_item(loss);
+        for (k = 0; k < P.n; k++) {   /* plain SGD with momentum-free steps */
+            float *w = (float *)P.items[k].t->data, *gw = (float *)P.items[k].t->grad->data;
+            int64_t j;
+            for (j = 0; j < P.items[k].t->numel; j++) w[j] -= 0.1f * gw[j];
+        }
+        nn_scope_end(NULL);
+        if (step == 10) { cur_after_10 = nn_mem_stats(NN_CPU).current; peak_after_10 = nn_mem_stats(NN_CPU).peak; }
+        if (step == 110) {
+            CHECK(nn_mem_stats(NN_CPU).current == cur_after_10, "memory in use grew over 100 steps: %zu -> %zu",
+                  cur_after_10, nn_mem_stats(NN_CPU).current);
+            CHECK(nn_mem_stats(NN_CPU).peak == peak_after_10, "peak grew over 100 steps: %zu -> %zu", peak_after_10,
+                  nn_mem_stats(NN_CPU).peak);
+        }
+    }
+    CHECK(loss_v < 2e-3, "MLP loss after 600 steps: %g", loss_v);
+    nn_params_zero_grad(&P);
+    nn_params_free(&P);
+    nn_tensor_free(x); nn_tensor_free(y);
+}
+
+static void test_scopes(void) {
+    size_t base = nn_mem_stats(NN_CPU).current;
+    int64_t s[2] = {100, 100};
+    nn_tensor *keep;
+    nn_scope_begin();
+    {
+        nn_tensor *a = nn_ones(NN_F32, 2, s), *b = nn_add(a, a);
+        nn_scope_begin();
+        keep = nn_scope_end(nn_mul(b, b));
+        CHECK(nn_scope_depth() == 1, "depth");
+        nn_tensor_free(a);   /* freeing early is allowed */
+    }
+    keep = nn_scope_end(keep);
+    CHECK(((float *)keep->data)[0] == 4.0f, "kept value");
+    CHECK(nn_mem_stats(NN_CPU).current == base + 40960, "only the kept tensor remains (%zu over base)", nn_mem_stats(NN_CPU).current - base);
+    nn_tensor_free(keep);
+    CHECK(nn_mem_stats(NN_CPU).current == base, "all released");
+}
+
+static void test_errors(void) {
+    int64_t s1[2] = {4, 16}, s2[2] = {8, 3}, s3[1] = {5};
+    nn_tensor *a = nn_zeros(NN_F32, 2, s1), *b = nn_zeros(NN_F32, 2, s2), *c = nn_zeros(NN_F32, 1, s3);
+    nn_tensor *i32 = nn_zeros(NN_I32, 1, s3);
+    EXPECT_ERROR(nn_matmul(a, b), "nn_matmul: inner dims differ: [4,16] @ [8,3]");
+    EXPECT_ERROR(nn_add(a, c), "nn_add: shapes [4,16] and [5] do not broadcast");
+    EXPECT_ERROR(nn_exp(i32), "nn_exp: input must be f32");
+    EXPECT_ERROR(nn_reshape(a, 2, s2), "nn_reshape: [4,16] has 64 elements");
+    EXPECT_ERROR(nn_softmax(a, 2), "nn_softmax: dim 2 out of range for [4,16]");
+    EXPECT_ERROR(nn_slice(a, 0, 3, 2), "nn_slice: range [3, 2) out of bounds");
+    EXPECT_ERROR(nn_layer_norm(a, c, NULL, 1e-5), "nn_layer_norm: weight [5] does not match");
+    EXPECT_ERROR(nn_linear(a, b, NULL), "nn_linear: input [4,16] does not end in in_features 3");
+    EXPECT_ERROR(nn_backward(a), "nn_backward: the loss must have one element");
+    nn_tensor_free(a); nn_tensor_free(b); nn_tensor_free(c); nn_tensor_free(i32);
+}
+
+int main(void) {
+    test_dtypes();
+    test_rng();
+    test_scopes();
+    test_fixtures_and_gradcheck();
+    test_kinks();
+    test_broadcast_grad();
+    test_matmul_transposes();
+    test_dropout();
+    test_checkpoint();
+    test_train_mlp();
+    test_errors();
+    nn_shutdown();
+    return test_summary();
+}
