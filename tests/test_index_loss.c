@@ -428,11 +428,6 @@ static void test_errors(void) {
     EXPECT_ERROR(nn_sigmoid_focal_loss(x34, x43, 0.25, 2, NN_REDUCE_MEAN), "nn_sigmoid_focal_loss: logits [3,4]",
                  "same shape");
     nn_set_error_handler(NULL, NULL);
-    {
-        nn_tensor *all[] = {w, a3, f4, idx, i32, x43, x34, m34, t4};
-        size_t k;
-        for (k = 0; k < sizeof all / sizeof all[0]; k++) nn_tensor_free(all[k]);
-    }
 }
 
 /* --------------------------------------------------------- semantics that fixtures do not pin down */
@@ -560,10 +555,13 @@ int main(void) {
     FX = fx_load(FIXTURE_DIR "/index_loss.txt");
     CHECK(fx_has(&FX, "ce4.dx"), "fixture file complete");
     test_fixtures();
+    nn_scope_begin();  /* frees what the checks below create */
     test_gradchecks();
     test_errors();
+    nn_scope_end(NULL);
     test_semantics();
     test_parallel();
     fx_free(&FX);
+    nn_shutdown();
     return test_summary();
 }
