@@ -45,7 +45,7 @@ hygiene:
 
 # the whole suite: build hygiene, every test at -O2, and again under AddressSanitizer + UBSan
 test: $(TEST_BINS) $(ASAN_BINS)
-	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh "$(MAKE) -s hygiene" $(TEST_BINS) $(ASAN_BINS)
+	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh "$(MAKE) -s hygiene" tests/readme_example.sh $(TEST_BINS) $(ASAN_BINS)
 
 test-fast: $(TEST_BINS)
 	@tests/run.sh $(TEST_BINS)
