@@ -3,7 +3,6 @@
    Fixtures: tests/fixtures/index_loss.txt, made by tests/make_fixtures_index_loss.py. */
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#include "nn_all_wip.h"  /* the wip/ fragments, this one included, until they are merged into nn.h */
 #include "test.h"
 #include "gradcheck.h"
 #include "fixture.h"
