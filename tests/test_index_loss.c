@@ -534,6 +534,32 @@ static void test_parallel(void) {
         free(ref);
     }
     {
+        /* topk (quickselect + sort) vs. a brute-force rank, with many ties, along a middle dim */
+        int64_t as[3] = {7, 3000, 5}, i, bad = 0, o, c, j, kk;
+        int largest;
+        nn_tensor *a = nn_empty(NN_F32, 3, as), *v, *ix;
+        for (i = 0; i < a->numel; i++) ((float *)a->data)[i] = (float)(int)(nn_rng_uniform_at(5, (uint64_t)i) * 50);
+        for (largest = 0; largest < 2; largest++)
+            for (kk = 1; kk <= 3000; kk += 1499) {  /* 1, 1500, 2999 */
+                nn_topk(a, kk, 1, largest, &v, &ix);
+                for (o = 0; o < 7; o++)
+                    for (c = 0; c < 5; c++) {
+                        /* expected: the order (value, then index); element e's rank = #elements before it */
+                        const float *col = (const float *)a->data + o * 3000 * 5 + c;
+                        for (j = 0; j < kk; j++) {
+                            int64_t e = ((int64_t *)ix->data)[(o * kk + j) * 5 + c], rank = 0, m;
+                            float ve = col[e * 5];
+                            for (m = 0; m < 3000; m++) {
+                                float vm = col[m * 5];
+                                rank += largest ? (vm > ve || (vm == ve && m < e)) : (vm < ve || (vm == ve && m < e));
+                            }
+                            bad += rank != j || ((float *)v->data)[(o * kk + j) * 5 + c] != ve;
+                        }
+                    }
+            }
+        CHECK(bad == 0, "topk (large, ties) against brute force: %lld entries off", (long long)bad);
+    }
+    {
         /* cross_entropy on a big batch: finite, matches a serial double evaluation */
         int64_t xs[2] = {4096, 37}, ts[1] = {4096}, i, c;
         nn_tensor *x = nn_uniform(2, xs, -5, 5), *t = rand_idx(NN_I64, 1, ts, 0, 37);

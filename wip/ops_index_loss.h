@@ -195,20 +195,37 @@ static void nn__il_rows_copy(float *dst, const float *src, int64_t outer, int64_
     }
 }
 
-/* dst[o, idx[j], k] += src[o, j, k]: the adjoint of nn__il_rows_copy. Work is split into tiles of
-   (o, a block of k) columns; a tile runs over all j in order, so threads own disjoint dst elements and the
-   sum order is fixed whatever the thread count. */
+/* dst[o, idx[j], k] += src[o, j, k]: the adjoint of nn__il_rows_copy. Work is split into tasks of
+   (o, a block of k columns, a range of destination rows); a task runs over all j in order and adds only
+   the rows in its range, so threads own disjoint dst elements and every element sums in j order: no
+   atomics, and the result is bitwise the same for any thread count. Row ranges give parallelism when
+   outer and the column blocks alone would not (embedding backward: outer = 1, dim <= a few blocks);
+   each range re-reads the index list, which is cheap next to the rows it adds. */
 #define NN__IL_TILE 256
 static void nn__il_rows_add(float *dst, int64_t dn, const float *src, int64_t outer, int64_t inner,
                             const nn_tensor *idx, int64_t n) {
-    int64_t kt = (inner + NN__IL_TILE - 1) / NN__IL_TILE, tiles = outer * kt, t;
-    NN_OMP("omp parallel for schedule(dynamic, 1) if(tiles > 1 && outer * n * inner > 32768)")
-    for (t = 0; t < tiles; t++) {
-        int64_t o = t / kt, k0 = (t % kt) * NN__IL_TILE, k1 = k0 + NN__IL_TILE, j, k;
+    int64_t kt = (inner + NN__IL_TILE - 1) / NN__IL_TILE, parts = 1, tasks, t;
+    if (kt < 1) kt = 1;
+#ifdef _OPENMP
+    if (outer * n * inner > 32768 && outer * kt < 4 * (int64_t)omp_get_max_threads()) {
+        parts = 4 * (int64_t)omp_get_max_threads() / (outer * kt);
+        if (parts > dn) parts = dn;
+        if (parts < 1) parts = 1;
+    }
+#endif
+    tasks = outer * kt * parts;
+    NN_OMP("omp parallel for schedule(dynamic, 1) if(tasks > 1 && outer * n * inner > 32768)")
+    for (t = 0; t < tasks; t++) {
+        int64_t p = t % parts, ok = t / parts, o = ok / kt, k0 = (ok % kt) * NN__IL_TILE, k1 = k0 + NN__IL_TILE;
+        int64_t r0 = dn * p / parts, r1 = dn * (p + 1) / parts, j, k;
         if (k1 > inner) k1 = inner;
         for (j = 0; j < n; j++) {
-            float *d = dst + (o * dn + nn__il_idx(idx, j)) * inner;
-            const float *s = src + (o * n + j) * inner;
+            int64_t r = nn__il_idx(idx, j);
+            float *d;
+            const float *s;
+            if (r < r0 || r >= r1) continue;
+            d = dst + (o * dn + r) * inner;
+            s = src + (o * n + j) * inner;
             for (k = k0; k < k1; k++) d[k] += s[k];
         }
     }
@@ -471,6 +488,36 @@ static int nn__il_cmp_asc(const void *pa, const void *pb) {
     return x->i < y->i ? -1 : (x->i > y->i);
 }
 
+/* put the k first elements of buf (in the total order cmp) at its front, sorted: a quickselect
+   (Hoare, median-of-three pivot) narrows to the k-th place in expected O(n), then a sort of the k.
+   cmp is a total order (value, then index), so the result is unique whatever the pivots. */
+static void nn__il_select(nn__il_vi *buf, int64_t n, int64_t k,
+                          int (*cmp)(const void *, const void *)) {
+    int64_t lo = 0, hi = n - 1;
+    if (k <= 0) return;
+    if (k < n) {
+        while (hi > lo) {
+            int64_t i = lo, j = hi, mid = lo + (hi - lo) / 2;
+            nn__il_vi piv, tmp;
+            /* median of three as the pivot value */
+            if (cmp(&buf[mid], &buf[lo]) < 0) { tmp = buf[mid]; buf[mid] = buf[lo]; buf[lo] = tmp; }
+            if (cmp(&buf[hi], &buf[lo]) < 0) { tmp = buf[hi]; buf[hi] = buf[lo]; buf[lo] = tmp; }
+            if (cmp(&buf[hi], &buf[mid]) < 0) { tmp = buf[hi]; buf[hi] = buf[mid]; buf[mid] = tmp; }
+            piv = buf[mid];
+            while (i <= j) {
+                while (cmp(&buf[i], &piv) < 0) i++;
+                while (cmp(&piv, &buf[j]) < 0) j--;
+                if (i <= j) { tmp = buf[i]; buf[i] = buf[j]; buf[j] = tmp; i++; j--; }
+            }
+            /* now [lo, j] <= piv <= [i, hi]; keep the side that holds position k-1 */
+            if (k - 1 <= j) hi = j;
+            else if (k - 1 >= i) lo = i;
+            else break;
+        }
+    }
+    qsort(buf, (size_t)k, sizeof *buf, cmp);
+}
+
 static void nn__topk_backward(nn_node *n) {
     nn_tensor *g = n->gout[0], *ind = n->saved[0], *ga;
     int dim = (int)n->i[0];
@@ -523,8 +570,7 @@ void nn_topk(nn_tensor *a, int64_t k, int dim, int largest, nn_tensor **values, 
                 int64_t o = l / inner, c = l % inner, j;
                 if (!buf) continue;
                 for (j = 0; j < an; j++) { buf[j].v = ad[(o * an + j) * inner + c]; buf[j].i = j; }
-                /* a full sort of the line: O(n log n) and simple; lines here are short (k-NN, routing) */
-                qsort(buf, (size_t)an, sizeof *buf, largest ? nn__il_cmp_desc : nn__il_cmp_asc);
+                nn__il_select(buf, an, k, largest ? nn__il_cmp_desc : nn__il_cmp_asc);
                 for (j = 0; j < k; j++) {
                     vd[(o * k + j) * inner + c] = buf[j].v;
                     id[(o * k + j) * inner + c] = buf[j].i;
