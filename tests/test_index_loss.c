@@ -560,6 +560,20 @@ static void test_parallel(void) {
         CHECK(bad == 0, "topk (large, ties) against brute force: %lld entries off", (long long)bad);
     }
     {
+        /* where / masked_fill with an attention-mask-like broadcast ([B,1,1,L] over [B,H,Lq,L]) */
+        int64_t cs[4] = {2, 1, 1, 300}, as[4] = {2, 4, 50, 300}, bs[3] = {4, 50, 1}, i, bad = 0;
+        nn_tensor *cond = rand_idx(NN_BOOL, 4, cs, 0, 2), *a = nn_uniform(4, as, -1, 1), *b = nn_uniform(3, bs, -1, 1);
+        nn_tensor *w = nn_where(cond, a, b), *m = nn_masked_fill(a, cond, -7.0);
+        for (i = 0; i < a->numel; i++) {
+            int64_t l = i % 300, q = (i / 300) % 50, h = (i / 15000) % 4, bb = i / 60000;
+            int cv = ((uint8_t *)cond->data)[bb * 300 + l] != 0;
+            float av = ((float *)a->data)[i], bv = ((float *)b->data)[h * 50 + q];
+            bad += ((float *)w->data)[i] != (cv ? av : bv);
+            bad += ((float *)m->data)[i] != (cv ? -7.0f : av);
+        }
+        CHECK(bad == 0, "where / masked_fill (large, broadcast): %lld elements off", (long long)bad);
+    }
+    {
         /* cross_entropy on a big batch: finite, matches a serial double evaluation */
         int64_t xs[2] = {4096, 37}, ts[1] = {4096}, i, c;
         nn_tensor *x = nn_uniform(2, xs, -5, 5), *t = rand_idx(NN_I64, 1, ts, 0, 37);
