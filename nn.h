@@ -1232,14 +1232,20 @@ static void nn__accumulate_slot(nn_tensor **slot, nn_tensor *g, int ndim, const 
     if (g->dtype != NN_F32) g = nn_cast(g, NN_F32);
     r = nn__sum_to(g, ndim, shape);
     if (!*slot) {
-        if (leaf || r->refs > 1 || r->scope_slot < 0) {   /* a private copy: the leaf owns its gradient */
+        if (r->refs == 1 && r->scope_slot >= 0 && r->storage->refs == 1 && r->scope_slot < nn__g.scope_n &&
+            nn__g.scope[r->scope_slot] == r) {
+            /* nobody else holds it: take it from its scope instead of copying */
+            nn__g.scope[r->scope_slot] = NULL;
+            r->scope_slot = -1;
+            *slot = r;
+        } else if (leaf) {                                   /* a private copy: the leaf owns its gradient */
             nn_tensor *c = nn__owned(NN_F32, r->device, ndim, shape);
             nn_copy_(c, r);
             *slot = c;
         } else {
-            *slot = nn_retain(r);                            /* the scope lets go of it at its end */
+            *slot = nn_retain(r);                            /* shared read-only until a second gradient comes */
         }
-    } else if ((*slot)->refs == 1) {
+    } else if ((*slot)->refs == 1 && (*slot)->storage->refs == 1) {
         nn__add_into(*slot, r);
     } else {                                                 /* shared: replace, never write through */
         nn_tensor *c = nn__owned(NN_F32, r->device, ndim, shape);
@@ -1929,6 +1935,41 @@ static nn_tensor *nn__softmax(nn_tensor *x, int dim, int log_form) {
 nn_tensor *nn_softmax(nn_tensor *a, int dim) { return nn__softmax(a, dim, 0); }
 nn_tensor *nn_log_softmax(nn_tensor *a, int dim) { return nn__softmax(a, dim, 1); }
 
+/* Row sums with 16 independent partial sums: the adds pipeline and vectorise (a single running sum is
+   latency-bound, and strict IEEE order forbids the compiler from splitting it), and the rounding error
+   grows like n/16 instead of n. */
+static float nn__sum_f32(const float *x, int64_t n) {
+    float acc[16] = {0}, s = 0;
+    int64_t i = 0;
+    int k;
+    for (; i + 16 <= n; i += 16) for (k = 0; k < 16; k++) acc[k] += x[i + k];
+    for (; i < n; i++) s += x[i];
+    for (k = 0; k < 8; k++) acc[k] += acc[k + 8];
+    for (k = 0; k < 4; k++) acc[k] += acc[k + 4];
+    return s + (acc[0] + acc[2]) + (acc[1] + acc[3]);
+}
+/* sum of (x - m)^2 and of x*y, the same way */
+static float nn__sqdev_f32(const float *x, int64_t n, float m) {
+    float acc[16] = {0}, s = 0;
+    int64_t i = 0;
+    int k;
+    for (; i + 16 <= n; i += 16) for (k = 0; k < 16; k++) { float d = x[i + k] - m; acc[k] += d * d; }
+    for (; i < n; i++) s += (x[i] - m) * (x[i] - m);
+    for (k = 0; k < 8; k++) acc[k] += acc[k + 8];
+    for (k = 0; k < 4; k++) acc[k] += acc[k + 4];
+    return s + (acc[0] + acc[2]) + (acc[1] + acc[3]);
+}
+static float nn__dot_f32(const float *x, const float *y, int64_t n) {
+    float acc[16] = {0}, s = 0;
+    int64_t i = 0;
+    int k;
+    for (; i + 16 <= n; i += 16) for (k = 0; k < 16; k++) acc[k] += x[i + k] * y[i + k];
+    for (; i < n; i++) s += x[i] * y[i];
+    for (k = 0; k < 8; k++) acc[k] += acc[k + 8];
+    for (k = 0; k < 4; k++) acc[k] += acc[k + 4];
+    return s + (acc[0] + acc[2]) + (acc[1] + acc[3]);
+}
+
 /* -------------------------------------------------------------------------------------------- [ops:norm] */
 /* layer_norm over the last dim: y = (x - mean) * rstd * w + b, biased variance (as torch). Saves x, mean
    and rstd ([rows] each); backward in one pass per row:
@@ -1943,7 +1984,7 @@ void nn__cuda_layer_norm_bwd(const nn_tensor *g, const nn_tensor *x, const nn_te
 
 static void nn__layer_norm_backward(nn_node *n) {
     nn_tensor *g = n->gout[0], *x = n->saved[0], *mean = n->saved[1], *rstd = n->saved[2];
-    nn_tensor *w = n->n_saved > 3 ? n->saved[3] : NULL, *gx = NULL, *gw = NULL, *gb = NULL;
+    nn_tensor *w = n->n_saved > 3 ? n->saved[3] : NULL, *gx = NULL, *gw = NULL;
     int64_t C = x->shape[x->ndim - 1], rows = C ? x->numel / C : 0, r;
     int want_w = nn__needs_grad(n, 1), want_b = nn__needs_grad(n, 2);
     if (nn__needs_grad(n, 0)) gx = nn__new(NN_F32, x->device, x->ndim, x->shape);
@@ -1976,16 +2017,16 @@ static void nn__layer_norm_backward(nn_node *n) {
             float m = ((const float *)mean->data)[r], rs = ((const float *)rstd->data)[r];
             int64_t j;
             if (gx) {
-                double s1 = 0, s2 = 0;
-                float *o = (float *)gx->data + r * C;
-                for (j = 0; j < C; j++) {
-                    float xh = (xr[j] - m) * rs, dxh = gr[j] * (pw ? pw[j] : 1.0f);
-                    s1 += dxh; s2 += dxh * xh;
+                /* o = dxhat, then the two row means, then the formula in place */
+                float *o = (float *)gx->data + r * C, a1, a2;
+                if (pw) for (j = 0; j < C; j++) o[j] = gr[j] * pw[j];
+                else memcpy(o, gr, sizeof(float) * (size_t)C);
+                a1 = nn__sum_f32(o, C) / (float)C;
+                {   /* mean(dxhat * xhat) = (sum(dxhat * x) - m * sum(dxhat)) * rstd / C */
+                    float dx_x = nn__dot_f32(o, xr, C);
+                    a2 = (dx_x - m * a1 * (float)C) * rs / (float)C;
                 }
-                for (j = 0; j < C; j++) {
-                    float xh = (xr[j] - m) * rs, dxh = gr[j] * (pw ? pw[j] : 1.0f);
-                    o[j] = rs * (dxh - (float)(s1 / (double)C) - xh * (float)(s2 / (double)C));
-                }
+                for (j = 0; j < C; j++) o[j] = rs * (o[j] - a1 - (xr[j] - m) * rs * a2);
             }
             if (part) for (j = 0; j < C; j++) { part[j] += gr[j] * (xr[j] - m) * rs; part[C + j] += gr[j]; }
         }
@@ -2000,7 +2041,6 @@ static void nn__layer_norm_backward(nn_node *n) {
             ((float *)dw->data)[j] = (float)a;
             ((float *)db->data)[j] = (float)b;
         }
-        (void)gb;
         if (want_w) nn__accumulate(n, 1, dw);
         if (want_b) nn__accumulate(n, 2, db);
     }
@@ -2030,17 +2070,13 @@ nn_tensor *nn_layer_norm(nn_tensor *x, nn_tensor *w, nn_tensor *b, double eps) {
         for (r = 0; r < rows; r++) {
             const float *xr = (const float *)x->data + r * C;
             float *yr = (float *)y->data + r * C;
-            double s = 0, v = 0;
-            float m, rs;
+            const float *pw = w ? (const float *)w->data : NULL, *pb = b ? (const float *)b->data : NULL;
+            float m = nn__sum_f32(xr, C) / (float)C;   /* two passes: mean, then squared deviations */
+            float rs = (float)(1.0 / sqrt((double)nn__sqdev_f32(xr, C, m) / (double)C + eps));
             int64_t j;
-            for (j = 0; j < C; j++) s += xr[j];
-            m = (float)(s / (double)C);
-            for (j = 0; j < C; j++) v += (double)(xr[j] - m) * (xr[j] - m);
-            rs = (float)(1.0 / sqrt(v / (double)C + eps));
-            for (j = 0; j < C; j++) {
-                float h = (xr[j] - m) * rs;
-                yr[j] = h * (w ? ((const float *)w->data)[j] : 1.0f) + (b ? ((const float *)b->data)[j] : 0.0f);
-            }
+            if (pw && pb) for (j = 0; j < C; j++) yr[j] = (xr[j] - m) * rs * pw[j] + pb[j];
+            else if (pw) for (j = 0; j < C; j++) yr[j] = (xr[j] - m) * rs * pw[j];
+            else for (j = 0; j < C; j++) yr[j] = (xr[j] - m) * rs + (pb ? pb[j] : 0.0f);
             ((float *)mean->data)[r] = m;
             ((float *)rstd->data)[r] = rs;
         }
