@@ -2348,25 +2348,8 @@ nn_tensor *nn_linear(nn_tensor *x, nn_tensor *w, nn_tensor *b) {
     return y;
 }
 
-#ifndef NN_HAVE_BLOCKED_GEMM
-/* A plain GEMM (i-k-j order so the inner loop streams rows of B and C); the blocked kernel replaces it. */
-static void nn__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    int64_t i;
-    NN_OMP("omp parallel for if (M * N * K > 65536 && !omp_in_parallel())")
-    for (i = 0; i < M; i++) {
-        int64_t j, k;
-        float *c = C + i * ldc;
-        if (beta == 0) for (j = 0; j < N; j++) c[j] = 0;
-        else if (beta != 1) for (j = 0; j < N; j++) c[j] *= beta;
-        for (k = 0; k < K; k++) {
-            float av = alpha * (ta ? A[k * lda + i] : A[i * lda + k]);
-            if (!tb) { const float *b = B + k * ldb; for (j = 0; j < N; j++) c[j] += av * b[j]; }
-            else for (j = 0; j < N; j++) c[j] += av * B[j * ldb + k];
-        }
-    }
-}
-#endif
+/* the blocked GEMM: packed panels, register-blocked micro-kernel, OpenMP over blocks of C */
+#include "wip/gemm.h"
 
 /* ------------------------------------------------------------------------------------------- [ops:shape] */
 
@@ -2976,6 +2959,7 @@ void nn_shutdown(void) {
     int d;
     while (nn__g.depth > 0) nn_scope_end(NULL);
     nn__tape_clear(0);
+    nn__sgemm_free_cache();
     while (nn__g.spare_nodes) { nn_node *n = nn__g.spare_nodes; nn__g.spare_nodes = n->next_free; NN_FREE(n); }
     while (nn__g.spare) { nn_tensor *t = nn__g.spare; nn__g.spare = t->grad; NN_FREE(t); }
     for (d = 0; d < NN_DEVICE_COUNT; d++) if (nn__pools[d].limit_read || d == NN_CPU) nn_mem_trim((nn_device)d);

@@ -91,6 +91,7 @@ static void nn__im2col(const float *x, const nn__conv_geom *g, int64_t C, float 
 static void nn__col2im(const float *cols, const nn__conv_geom *g, int64_t C, float *dx) {
     const int64_t kk = g->kh * g->kw, HoWo = g->Ho * g->Wo;
     int64_t c;
+    (void)kk; (void)HoWo;   /* read by the OpenMP clause only */
     NN_OMP("omp parallel for schedule(static) if(C * kk * HoWo > 32768)")
     for (c = 0; c < C; c++) {
         float *xc = dx + c * g->H * g->W;
