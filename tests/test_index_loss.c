@@ -144,6 +144,8 @@ static void test_fixtures(void) {
         check_case("ce4", nn_cross_entropy(ins[0], as_dtype(G("ce4.t"), idt), G("ce4.w"), 1, 0.2), 1, ins, nm);
         ins[0] = leaf(G("ce5.x"));
         check_case("ce5", nn_cross_entropy(ins[0], as_dtype(G("ce5.t"), idt), NULL, -100, 0.3), 1, ins, nm);
+        ins[0] = leaf(G("ce6.x"));  /* [C] logits, scalar target */
+        check_case("ce6", nn_cross_entropy(ins[0], as_dtype(G("ce6.t"), idt), G("ce6.w"), -100, 0.05), 1, ins, nm);
     }
 
     nm[0] = "x"; nm[1] = "t"; nm[2] = "pw";
@@ -506,13 +508,13 @@ static void test_parallel(void) {
         nn_requires_grad(w, 1);
         y = nn_embedding(w, idx);
         g = nn_uniform(y->ndim, y->shape, -1, 1);
-        nn_backward_with(1, &y, &g);
         for (i = 0; i < 20000; i++) {
             int64_t r = ((int64_t *)idx->data)[i];
             for (k = 0; k < 300; k++) ref[r * 300 + k] += ((float *)g->data)[i * 300 + k];
             for (k = 0; k < 300; k++) bad += ((float *)y->data)[i * 300 + k] != ((float *)w->data)[r * 300 + k];
         }
         CHECK(bad == 0, "embedding forward (large) copies rows");
+        nn_backward_with(1, &y, &g);
         bad = 0;
         for (i = 0; i < 50 * 300; i++) bad += fabs(((float *)w->grad->data)[i] - ref[i]) > 1e-3;
         CHECK(bad == 0, "embedding backward (large): %lld of %d elements off", (long long)bad, 50 * 300);

@@ -952,12 +952,14 @@ static void nn__cross_entropy_backward(nn_node *n) {
         }
         {
             double wt = wd ? wd[t] : 1.0;
-            double suma = (1.0 - eps) * wt + eps / (double)C * wsum;
+            float suma = (float)(coef * ((1.0 - eps) * wt + eps / (double)C * wsum)), lse_s = ld[s];
+            float ec = (float)(coef * eps / (double)C);
+            /* coef (p_c sum_c' a_c' - a_c), a_c = (eps/C) w_c + (1-eps) w_t [c = t] */
             for (c = 0; c < C; c++) {
-                double p = exp((double)xd[base + c * inner] - (double)ld[s]);
-                double ac = eps / (double)C * (wd ? wd[c] : 1.0) + (c == t ? (1.0 - eps) * wt : 0.0);
-                o[base + c * inner] = (float)(coef * (p * suma - ac));
+                float pc = expf(xd[base + c * inner] - lse_s);
+                o[base + c * inner] = pc * suma - ec * (wd ? wd[c] : 1.0f);
             }
+            o[base + t * inner] -= (float)(coef * (1.0 - eps) * wt);
         }
     }
     nn__accumulate(n, 0, gx);
@@ -1021,22 +1023,27 @@ nn_tensor *nn_cross_entropy(nn_tensor *logits, nn_tensor *target, nn_tensor *wei
         NN_OMP("omp parallel for reduction(+:nll, smooth, W) if(logits->numel > 32768)")
         for (s = 0; s < npos; s++) {
             int64_t b = s / inner, c0 = s % inner, base = b * C * inner + c0, t = nn__il_idx(target, s), c;
-            double mx = -INFINITY, se = 0, l;
-            for (c = 0; c < C; c++) {
-                double v = xd[base + c * inner];
-                if (v > mx) mx = v;
-            }
-            if (mx == -INFINITY) mx = 0;  /* all -inf: keep exp() finite-free of NaN; lse = -inf */
-            for (c = 0; c < C; c++) se += exp((double)xd[base + c * inner] - mx);
-            l = mx + log(se);
+            const float *row = xd + base;
+            float mx = -INFINITY;
+            double se = 0, sx = 0, l;
+            /* max, then sum of exp(x - max) (float exp, double sum) and, for smoothing, sum of w_c x_c */
+            for (c = 0; c < C; c++) if (row[c * inner] > mx) mx = row[c * inner];
+            if (mx == -INFINITY) mx = 0;  /* every logit -inf: lse = -inf rather than NaN */
+            if (inner == 1) for (c = 0; c < C; c++) se += expf(row[c] - mx);
+            else for (c = 0; c < C; c++) se += expf(row[c * inner] - mx);
+            l = (double)mx + log(se);
             ld[s] = (float)l;
             if (t == ignore_index) continue;
             {
                 double wt = wd ? wd[t] : 1.0;
                 W += wt;
-                nll += wt * (l - (double)xd[base + t * inner]);
-                if (eps > 0)
-                    for (c = 0; c < C; c++) smooth += (wd ? wd[c] : 1.0) * (l - (double)xd[base + c * inner]);
+                nll += wt * (l - (double)row[t * inner]);
+                if (eps > 0) {
+                    /* sum_c w_c (l - x_c) = l sum_c w_c - sum_c w_c x_c */
+                    if (wd) for (c = 0; c < C; c++) sx += (double)wd[c] * row[c * inner];
+                    else for (c = 0; c < C; c++) sx += row[c * inner];
+                    smooth += l * wsum - sx;
+                }
             }
         }
     }
