@@ -2,20 +2,13 @@
    finite-difference gradient checks, PyTorch fixtures (tests/make_fixtures_conv.py -> tests/fixtures/conv.txt)
    for forward and backward, error messages, and scope hygiene (no workspace left behind).
 
-   Run from the repository root:  ./test_conv [fixture file]
-   -DNN_TEST_WIP_GEMM: use wip/gemm.h's blocked nn__sgemm instead of nn.h's plain one (until it is merged). */
+   Run from the repository root:  ./test_conv [fixture file] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <setjmp.h>
-#ifdef NN_TEST_WIP_GEMM
-#define NN_HAVE_BLOCKED_GEMM
-#endif
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#ifdef NN_TEST_WIP_GEMM
-#include "wip/gemm.h"
-#endif
 #include "test.h"
 #include "gradcheck.h"
 #include "fixture.h"

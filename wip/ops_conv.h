@@ -560,29 +560,22 @@ nn_tensor *nn_adaptive_avg_pool2d(nn_tensor *x, int64_t out_h, int64_t out_w) {
      dw[c] = sum_{n, hw} dy * xhat,  db[c] = sum_{n, hw} dy
    computed from the per-(n, c) sums S1 = sum dy and S2 = sum dy * xhat, one read pass and one write pass. */
 
-/* Sums for the statistics: f32 vector lanes (NN__GN_LANES independent accumulators the compiler maps onto
-   SIMD registers) over blocks of NN__GN_BLOCK elements, each block's lanes then added into double. A lane
-   adds at most BLOCK/LANES = 64 terms in f32 (relative error ~64 * 2^-24 ~ 4e-6 per block, far below the
-   f32 output's rounding after normalisation), and the data is centred first so the squares do not cancel. */
-#define NN__GN_LANES 16
+/* Sums for the statistics: f32 over blocks of NN__GN_BLOCK elements, vectorised through `omp simd
+   reduction` (which licenses the reassociation; each SIMD lane then adds at most BLOCK/lanes terms, a
+   relative error ~2^-24 * 64 at 16 lanes), each block's total then added into double. The data is centred
+   first so the squares do not cancel. Without OpenMP the pragma is dropped and the loop is plain f32. */
 #define NN__GN_BLOCK 1024
 
 /* sum(p[i] - K) and sum((p[i] - K)^2) */
 static void nn__gn_sums(const float *p, int64_t n, float K, double *s1, double *s2) {
     double d1 = 0, d2 = 0;
-    int64_t i0 = 0, i;
-    int l;
-    while (i0 < n) {
-        const int64_t len = n - i0 < NN__GN_BLOCK ? n - i0 : NN__GN_BLOCK, full = len - len % NN__GN_LANES;
-        const float *q = p + i0;
-        float a[NN__GN_LANES], b[NN__GN_LANES], ta = 0, tb = 0;
-        for (l = 0; l < NN__GN_LANES; l++) { a[l] = 0; b[l] = 0; }
-        for (i = 0; i < full; i += NN__GN_LANES)
-            for (l = 0; l < NN__GN_LANES; l++) { float v = q[i + l] - K; a[l] += v; b[l] += v * v; }
-        for (i = full; i < len; i++) { float v = q[i] - K; ta += v; tb += v * v; }
-        for (l = 0; l < NN__GN_LANES; l++) { ta += a[l]; tb += b[l]; }
-        d1 += ta; d2 += tb;
-        i0 += len;
+    int64_t i0, i;
+    for (i0 = 0; i0 < n; i0 += NN__GN_BLOCK) {
+        const int64_t end = n - i0 < NN__GN_BLOCK ? n : i0 + NN__GN_BLOCK;
+        float a = 0, b = 0;
+        NN_OMP("omp simd reduction(+:a,b)")
+        for (i = i0; i < end; i++) { float v = p[i] - K; a += v; b += v * v; }
+        d1 += a; d2 += b;
     }
     *s1 = d1; *s2 = d2;
 }
@@ -590,19 +583,13 @@ static void nn__gn_sums(const float *p, int64_t n, float K, double *s1, double *
 /* sum(g[i]) and sum(g[i] * (x[i] - M)) */
 static void nn__gn_dot(const float *g, const float *x, int64_t n, float M, double *s1, double *s2) {
     double d1 = 0, d2 = 0;
-    int64_t i0 = 0, i;
-    int l;
-    while (i0 < n) {
-        const int64_t len = n - i0 < NN__GN_BLOCK ? n - i0 : NN__GN_BLOCK, full = len - len % NN__GN_LANES;
-        const float *gq = g + i0, *xq = x + i0;
-        float a[NN__GN_LANES], b[NN__GN_LANES], ta = 0, tb = 0;
-        for (l = 0; l < NN__GN_LANES; l++) { a[l] = 0; b[l] = 0; }
-        for (i = 0; i < full; i += NN__GN_LANES)
-            for (l = 0; l < NN__GN_LANES; l++) { a[l] += gq[i + l]; b[l] += gq[i + l] * (xq[i + l] - M); }
-        for (i = full; i < len; i++) { ta += gq[i]; tb += gq[i] * (xq[i] - M); }
-        for (l = 0; l < NN__GN_LANES; l++) { ta += a[l]; tb += b[l]; }
-        d1 += ta; d2 += tb;
-        i0 += len;
+    int64_t i0, i;
+    for (i0 = 0; i0 < n; i0 += NN__GN_BLOCK) {
+        const int64_t end = n - i0 < NN__GN_BLOCK ? n : i0 + NN__GN_BLOCK;
+        float a = 0, b = 0;
+        NN_OMP("omp simd reduction(+:a,b)")
+        for (i = i0; i < end; i++) { a += g[i]; b += g[i] * (x[i] - M); }
+        d1 += a; d2 += b;
     }
     *s1 = d1; *s2 = d2;
 }
