@@ -177,6 +177,13 @@ static nn_tensor *f_index_select(void *c, nn_tensor **in) {
     return nn_index_select(in[0], ((ctx_t *)c)->dim, ((ctx_t *)c)->idx);
 }
 static nn_tensor *f_gather(void *c, nn_tensor **in) { return nn_gather(in[0], ((ctx_t *)c)->dim, ((ctx_t *)c)->idx); }
+/* inputs that start inside a larger buffer (leading-dim slices are views with an offset) */
+static nn_tensor *f_gather_view(void *c, nn_tensor **in) {
+    return nn_gather(nn_slice(in[0], 0, 1, 3), ((ctx_t *)c)->dim, ((ctx_t *)c)->idx);
+}
+static nn_tensor *f_cross_view(void *c, nn_tensor **in) {
+    return nn_cross(nn_slice(in[0], 0, 2, 4), nn_slice(in[1], 0, 1, 2), ((ctx_t *)c)->dim);
+}
 static nn_tensor *f_scatter_add(void *c, nn_tensor **in) {
     return nn_scatter_add(in[0], ((ctx_t *)c)->dim, ((ctx_t *)c)->idx, in[1]);
 }
@@ -244,6 +251,8 @@ static void test_gradchecks(void) {
         gradcheck("gather dim 1", f_gather, &c, 1, in);
         c.idx = rand_idx(NN_I32, 3, is2, 0, 5); c.dim = -1;
         gradcheck("gather dim -1", f_gather, &c, 1, in);
+        c.idx = rand_idx(NN_I64, 3, is, 0, 4); c.dim = 1;
+        gradcheck("gather of a slice view", f_gather_view, &c, 1, in);
     }
     {
         int64_t as[3] = {3, 4, 5}, ss[3] = {3, 6, 5}, is[3] = {2, 6, 3};
@@ -289,6 +298,13 @@ static void test_gradchecks(void) {
         in[1] = gc_param(3, cs, -1, 1);
         c.dim = 0;
         gradcheck("cross dim 0", f_cross, &c, 2, in);
+        {
+            int64_t vs[3] = {5, 3, 2}, ws[3] = {3, 3, 2};
+            in[0] = gc_param(3, vs, -1, 1);
+            in[1] = gc_param(3, ws, -1, 1);
+            c.dim = 1;
+            gradcheck("cross of slice views", f_cross_view, &c, 2, in);
+        }
     }
     {
         int64_t as[3] = {3, 4, 5};
