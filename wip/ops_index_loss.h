@@ -15,7 +15,14 @@
      the result does not depend on the thread count.
    - Sums of many terms (losses, norms, log-sum-exp) accumulate in double.
    - Broadcasting follows numpy/torch (align trailing dims; 1 stretches). Gradients of broadcast inputs are
-     produced at the output shape and reduced by nn__accumulate. */
+     produced at the output shape and reduced by nn__accumulate.
+   Where nn.h deliberately differs from PyTorch
+   - topk: among equal values the lower index comes first (torch's CPU order among ties is unspecified).
+   - mse/l1/smooth_l1: input and target must have the same shape (torch broadcasts them with a warning).
+   - bce_with_logits: pos_weight gets a gradient (torch refuses to differentiate it); target does in both.
+   - cross: inputs may differ in rank (torch.linalg.cross requires equal rank); dim counts in the output.
+   - scatter_add: src may be larger than index (its uncovered part gets gradient 0; torch's backward errors).
+   - cross_entropy: the class weight gets no gradient (as torch); target = probabilities is not supported. */
 
 /* == API == */
 /* (no new public functions: everything here is declared in nn.h's [api:ops]) */
