@@ -1227,12 +1227,12 @@ static int nn__same_shape(int nd, const int64_t *s, const nn_tensor *t) {
 static void nn__add_into(nn_tensor *dst, const nn_tensor *src);   /* dst += src, same numel, f32 */
 
 /* add g into the gradient slot *slot (which holds a tensor of `shape` or NULL) */
-static void nn__accumulate_slot(nn_tensor **slot, nn_tensor *g, int ndim, const int64_t *shape, int leaf) {
+static void nn__accumulate_slot(nn_tensor **slot, nn_tensor *g, int ndim, const int64_t *shape, int leaf, int may_take) {
     nn_tensor *r;
     if (g->dtype != NN_F32) g = nn_cast(g, NN_F32);
     r = nn__sum_to(g, ndim, shape);
     if (!*slot) {
-        if (r->refs == 1 && r->scope_slot >= 0 && r->storage->refs == 1 && r->scope_slot < nn__g.scope_n &&
+        if (may_take && r->refs == 1 && r->scope_slot >= 0 && r->storage->refs == 1 && r->scope_slot < nn__g.scope_n &&
             nn__g.scope[r->scope_slot] == r) {
             /* nobody else holds it: take it from its scope instead of copying */
             nn__g.scope[r->scope_slot] = NULL;
@@ -1260,8 +1260,8 @@ void nn__accumulate(nn_node *n, int i, nn_tensor *g) {
     nn__edge *e;
     if (!nn__needs_grad(n, i) || !g) return;
     e = &n->in[i];
-    if (e->leaf) nn__accumulate_slot(&e->leaf->grad, g, e->ndim, e->shape, 1);
-    else if (e->node && e->node->id) nn__accumulate_slot(&e->node->gout[e->out], g, e->ndim, e->shape, 0);
+    if (e->leaf) nn__accumulate_slot(&e->leaf->grad, g, e->ndim, e->shape, 1, 1);
+    else if (e->node && e->node->id) nn__accumulate_slot(&e->node->gout[e->out], g, e->ndim, e->shape, 0, 1);
 }
 
 /* start backward at t with gradient g */
@@ -1272,9 +1272,9 @@ static void nn__seed(const char *op, nn_tensor *t, nn_tensor *g) {
         if (!nn__node_live(t))
             nn_error("%s: the tape that produced %s was already consumed by an earlier nn_backward, or its "
                      "outermost scope closed", op, nn__s(t));
-        nn__accumulate_slot(&t->node->gout[t->node_out], g, t->ndim, t->shape, 0);
+        nn__accumulate_slot(&t->node->gout[t->node_out], g, t->ndim, t->shape, 0, 0);   /* the caller's: never taken */
     } else if (t->requires_grad) {
-        nn__accumulate_slot(&t->grad, g, t->ndim, t->shape, 1);
+        nn__accumulate_slot(&t->grad, g, t->ndim, t->shape, 1, 0);
     } else {
         nn_error("%s: %s does not require grad (no parameter reached it with grad mode on)", op, nn__s(t));
     }
