@@ -140,7 +140,7 @@ static void test_fixtures(void) {
         }
     }
     fclose(man);
-    CHECK(nresize_u8 == 16 && nresize_f == 16 && ndecode == 4 && njitter == 9, "all fixtures used: %d %d %d %d", nresize_u8, nresize_f,
+    CHECK(nresize_u8 == 16 && nresize_f == 16 && ndecode == 5 && njitter == 9, "all fixtures used: %d %d %d %d", nresize_u8, nresize_f,
           ndecode, njitter);
     free(src);
     free(srcf);

@@ -42,6 +42,10 @@ for bin in "$@"; do
         run "$name" "$bin" "$TMP/tb"
         run kit_check_tensorboard.py "$PY" tests/kit_check_tensorboard.py "$TMP/tb"
         ;;
+    kit_config)
+        run "$name" "$bin" "$TMP/config_dump.yaml"
+        run kit_check_config_yaml.py "$PY" tests/kit_check_config_yaml.py "$TMP/config_dump.yaml"
+        ;;
     kit_image) run "$name" "$bin" tests/fixtures/kit ;;
     kit_plot) run "$name" "$bin" "$TMP/plot.png" ;;
     *) run "$name" "$bin" ;;

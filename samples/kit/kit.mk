@@ -4,7 +4,7 @@
 #   make test-kit          build tests/kit_*.c and run them with tests/kit_run.sh (C tests, then the
 #                          tensorboard reader check); the last line is the summed "N passed, M failed"
 #   make test-kit SAN=1    the same under AddressSanitizer + UBSan (binaries in build/kit-san)
-#   make kit-deps          install libyaml-dev, libstb-dev (apt, as root) and tensorboard, pillow, numpy (pip)
+#   make kit-deps          install libyaml-dev, libstb-dev (apt, as root) and tensorboard, pillow, numpy, pyyaml (pip)
 #
 # Samples that use the kit compile with $(KIT_CFLAGS) and link with $(KIT_LDLIBS).
 
@@ -23,7 +23,6 @@ KIT_PYTHON   ?= python3
 KIT_HEADERS  := $(wildcard $(KIT_DIR)/*.h)
 KIT_TESTS    := $(patsubst tests/%.c,$(KIT_BUILD)/%,$(wildcard tests/kit_*.c))
 KIT_APT      := libyaml-dev libstb-dev
-KIT_PIP      := tensorboard pillow numpy
 
 .PHONY: test-kit kit-deps kit-clean
 
@@ -46,7 +45,7 @@ kit-deps:
 	  else echo "kit-deps: please run: sudo apt-get install -y$$missing"; fi; \
 	fi; \
 	pmissing=""; \
-	for m in tensorboard:tensorboard pillow:PIL numpy:numpy; do \
+	for m in tensorboard:tensorboard pillow:PIL numpy:numpy pyyaml:yaml; do \
 	  $(KIT_PYTHON) -c "import $${m#*:}" 2>/dev/null || pmissing="$$pmissing $${m%%:*}"; \
 	done; \
 	if [ -n "$$pmissing" ]; then \
