@@ -7,6 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <setjmp.h>
+/* a small columns workspace, so that conv2d runs its row-band loop here (several bands, a short last one)
+   as well as its single-band path (small images, pointwise convs); -DNN_CONV_COLS_BYTES=... overrides */
+#ifndef NN_CONV_COLS_BYTES
+#define NN_CONV_COLS_BYTES 2048
+#endif
 #define NN_IMPLEMENTATION
 #include "nn.h"
 #include "test.h"
