@@ -9,7 +9,7 @@
 #define NN_IMPLEMENTATION
 #include "nn.h"
 #include "nn_all_wip.h"
-#ifndef NN_TRAIN_INCLUDED
+#ifndef NN_TRAIN_FRAGMENT  /* until nn.h includes the fragment itself */
 #include "../wip/train.h"
 #endif
 #include <setjmp.h>
