@@ -211,7 +211,7 @@ static void test_fixtures(const char *path) {
             nn_tensor_free(x); nn_tensor_free(w); nn_tensor_free(b);
         }
     }
-    for (i = 1; i <= 4; i++) {
+    for (i = 1; i <= 5; i++) {
         char nm[8];
         const int64_t *a;
         nn_tensor *x, *y;
