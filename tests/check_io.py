@@ -2,7 +2,7 @@
 (numpy and torch back ends) with the right dtypes, shapes, values and metadata; its .npy files load in numpy;
 its model file and its checkpoint load into the equivalent torch.nn.Module's state_dict.
 
-Run after the C test: test_io tests/fixtures tests/out && python3 tests/check_io.py tests/out
+Run after the C test: build/test_io && python3 tests/check_io.py build/test_io_out
 Prints "N passed, M failed" (exit status 1 on any failure)."""
 import os
 import sys
@@ -13,7 +13,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file as np_load_file
 from safetensors.torch import load_file as torch_load_file
 
-out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "test_io_out")
 passed = failed = 0
 
 

@@ -4,8 +4,8 @@
    modes; header validation case by case; a fuzz test that feeds hundreds of truncated, bit-flipped and
    garbage safetensors and .npy files and expects a clean nn_error for each bad one (run it under ASan).
 
-   Usage: test_io [fixtures-dir [out-dir]]   (defaults tests/fixtures and tests/out)
-          python3 tests/check_io.py tests/out */
+   Usage: test_io [fixtures-dir [out-dir]]   (defaults tests/fixtures and build/test_io_out)
+          python3 tests/check_io.py build/test_io_out */
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
@@ -19,7 +19,7 @@
 #include "fixture.h"
 
 static const char *fixdir = "tests/fixtures";
-static const char *outdir = "tests/out";
+static const char *outdir = "build/test_io_out";
 static char iodir[300];
 static fx_file fx;
 
@@ -602,6 +602,7 @@ int main(int argc, char **argv) {
     if (argc >= 2) fixdir = argv[1];
     if (argc >= 3) outdir = argv[2];
     snprintf(iodir, sizeof iodir, "%s/io", fixdir);
+    mkdir("build", 0777);  /* the default's parent; harmless when it exists */
     mkdir(outdir, 0777);
     snprintf(fxpath, sizeof fxpath, "%s/train.txt", fixdir);
     fx = fx_load(fxpath);
