@@ -473,6 +473,9 @@ static void test_headers(void) {
 }
 
 /* --------------------------------------------------------------------------------------- fuzz */
+#ifndef FUZZ_ROUNDS
+#define FUZZ_ROUNDS 700  /* mutations per base file beyond its truncations (-DFUZZ_ROUNDS=20000 for a long run) */
+#endif
 static unsigned long long rng_state = 88172645463325252ull;
 static unsigned rnd(void) {  /* xorshift64 (Marsaglia 2003): reproducible */
     rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
@@ -589,9 +592,9 @@ static void test_fuzz(void) {
     if (!a || !c || !p) { free(a); free(c); free(p); return; }
     ha = 8 + (size_t)(a[0] | (a[1] << 8));
     hc = 8 + (size_t)(c[0] | (c[1] << 8));
-    fuzz_one("safetensors (python)", a, n1, ha, 0, (int)n1 + 700, &files, &rejected);
-    fuzz_one("safetensors (nn.h)", c, n2, hc, 0, 700, &files, &rejected);
-    fuzz_one("npy", p, n3, 128, 1, (int)n3 + 700, &nfiles, &nrejected);
+    fuzz_one("safetensors (python)", a, n1, ha, 0, (int)n1 + FUZZ_ROUNDS, &files, &rejected);
+    fuzz_one("safetensors (nn.h)", c, n2, hc, 0, (int)n2 + FUZZ_ROUNDS, &files, &rejected);
+    fuzz_one("npy", p, n3, 128, 1, (int)n3 + FUZZ_ROUNDS, &nfiles, &nrejected);
     CHECK(files > 1000 && rejected > files / 2, "safetensors fuzz: %d files, %d clean errors, no crash", files, rejected);
     CHECK(nfiles > 500 && nrejected > nfiles / 2, "npy fuzz: %d files, %d clean errors, no crash", nfiles, nrejected);
     free(a); free(c); free(p);
