@@ -3,8 +3,10 @@
 
        mesh_seg train [--config configs/mesh_seg.yaml] [--set key=value ...] [--resume]
        mesh_seg eval  [--config ...] [--ckpt PATH]             held-out meshes: model vs thresholded confidence
-       mesh_seg infer [--config ...] [--ckpt PATH] MESH_DIR... [--out DIR]
-                                                             writes DIR/<mesh>.pred.npy and DIR/<mesh>.ply
+       mesh_seg infer [--config ...] [--ckpt PATH] MESH_DIR... [--out DIR] [--logits]
+                                                     writes DIR/<mesh>.pred.npy, DIR/<mesh>.ply (and .logits.npy)
+   training.max_time_s / max_steps end training early; the epoch under way then counts as done (its
+   checkpoint is written, --resume starts at the next one).
 
    Method.
    Data   one mesh per step: features [N, 458] = PartField 448 | confidence 1 | 3 vertices 9, labels [N]
@@ -330,6 +332,7 @@ static int cmd_train(app *a, int resume) {
     float *hist_train = calloc((size_t)epochs, sizeof(float)), *hist_val = calloc((size_t)epochs, sizeof(float));
     float *hist_x = calloc((size_t)epochs, sizeof(float));
     int n_hist = 0;
+    FILE *csv;
 
     /* data */
     if (list_meshes(kit_cfg_string(c, "data.train_dir"), &train, &err) ||
@@ -361,6 +364,9 @@ static int cmd_train(app *a, int resume) {
         printf("resumed from %s: epoch %d done, step %lld, best IoU %.4f\n", path, start_epoch, (long long)opt->step, best);
     }
     if (!(tb = kit_tb_open(a->out, &err))) { fprintf(stderr, "mesh_seg: %s\n", err.msg); return 1; }
+    snprintf(path, sizeof path, "%s/train_log.csv", a->out);   /* every step, for scripts (appended on resume) */
+    if (!(csv = fopen(path, resume ? "a" : "w"))) { fprintf(stderr, "mesh_seg: %s: %s\n", path, strerror(errno)); return 1; }
+    if (!resume) fprintf(csv, "step,epoch,faces,loss,lr,grad_norm\n");
     kit_tb_text(tb, "config", cfg_text, opt->step);
     kit_progress_init(&prog, stdout);
 
@@ -389,6 +395,7 @@ static int cmd_train(app *a, int resume) {
             kit_tb_scalar(tb, "train/loss", lv, opt->step);
             kit_tb_scalar(tb, "train/lr", lr, opt->step);
             kit_tb_scalar(tb, "train/grad_norm", gnorm, opt->step);
+            fprintf(csv, "%lld,%d,%lld,%.9g,%.6g,%.6g\n", (long long)opt->step, epoch + 1, (long long)b.lengths[0][0], lv, lr, gnorm);
             kit_progress_note(&prog, "lr %.2e  %lld faces", lr, (long long)b.lengths[0][0]);
             kit_progress_step(&prog, 1, lv);
             if ((max_time > 0 && kit_now() - t_start > max_time) || (max_steps > 0 && opt->step >= max_steps)) { stop = 1; break; }
@@ -405,6 +412,8 @@ static int cmd_train(app *a, int resume) {
         kit_tb_scalar(tb, "baseline/movable_f1", c_f1(&ev.base), opt->step);
         kit_tb_scalar(tb, "memory/peak_mb", nn_mem_stats(NN_CPU).peak / 1e6, opt->step);
         kit_tb_flush(tb);
+        fflush(csv);
+        if (max_time > 0 && kit_now() - t_start > max_time) stop = 1;
         hist_x[n_hist] = (float)(epoch + 1);
         hist_train[n_hist] = (float)kit_progress_mean_loss(&prog);
         hist_val[n_hist++] = (float)ev.loss;
@@ -436,6 +445,7 @@ static int cmd_train(app *a, int resume) {
     printf("done: %lld steps in %.1f s, best held-out movable IoU %.4f; checkpoints in %s\n", (long long)opt->step,
            kit_now() - t_start, best, a->out);
     kit_tb_close(tb);
+    fclose(csv);
     kit_loader_free(ld_train);
     kit_loader_free(ld_val);
     free_meshes(&train);
@@ -494,7 +504,7 @@ static void write_ply(const char *path, const float *feat, const uint8_t *pred, 
     if (fclose(f)) { fprintf(stderr, "mesh_seg: %s: write failed\n", path); exit(1); }
 }
 
-static int cmd_infer(app *a, const char *ckpt, int n_in, char **inputs, const char *out) {
+static int cmd_infer(app *a, const char *ckpt, int n_in, char **inputs, const char *out, int save_logits) {
     int j;
     load_weights(a, ckpt);
     nn_set_training(0);
@@ -522,6 +532,7 @@ static int cmd_infer(app *a, const char *ckpt, int n_in, char **inputs, const ch
         predict(logits, pred);
         snprintf(path, sizeof path, "%s/%s.pred.npy", out, name);
         nn_npy_save(path, pt);
+        if (save_logits) { snprintf(path, sizeof path, "%s/%s.logits.npy", out, name); nn_npy_save(path, logits); }
         snprintf(path, sizeof path, "%s/%s.ply", out, name);
         write_ply(path, nn_f32_data(x), pred, n);
         {
@@ -554,11 +565,12 @@ int main(int argc, char **argv) {
     const char *cmd = argc > 1 ? argv[1] : "", *ckpt = NULL, *out = NULL;
     char ckbuf[1200];
     char **rest = malloc((size_t)(argc + 1) * sizeof *rest);
-    int n_rest = 0, resume = 0, i, rc;
+    int n_rest = 0, resume = 0, save_logits = 0, i, rc;
     if (strcmp(cmd, "train") && strcmp(cmd, "eval") && strcmp(cmd, "infer")) {
         kit_cfg *c = make_config();
         fprintf(stderr, "usage: mesh_seg train|eval|infer [--config FILE] [--set key=value]... [--resume] [--ckpt PATH]\n"
-                        "                [MESH_DIR... --out DIR]   (infer)\nconfiguration keys:\n");
+                        "                [MESH_DIR... --out DIR] [--logits]   (infer; --logits also writes the [N, 2] logits)\n"
+                        "configuration keys:\n");
         kit_cfg_print_help(c, stderr);
         kit_cfg_free(c);
         free(rest);
@@ -569,6 +581,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--resume")) resume = 1;
         else if (!strcmp(argv[i], "--ckpt") && i + 1 < argc) ckpt = argv[++i];
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--logits")) save_logits = 1;
         else rest[n_rest++] = argv[i];
     }
     {
@@ -586,7 +599,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "train")) rc = n_rest ? (fprintf(stderr, "mesh_seg train: unexpected argument %s\n", rest[0]), 2) : cmd_train(&a, resume);
     else if (!strcmp(cmd, "eval")) rc = n_rest ? (fprintf(stderr, "mesh_seg eval: unexpected argument %s\n", rest[0]), 2) : cmd_eval(&a, ckpt);
     else if (n_rest == 0) { fprintf(stderr, "mesh_seg infer: give one or more mesh folders\n"); rc = 2; }
-    else rc = cmd_infer(&a, ckpt, n_rest, rest, out ? out : "pred");
+    else rc = cmd_infer(&a, ckpt, n_rest, rest, out ? out : "pred", save_logits);
     app_free(&a);
     free(rest);
     return rc;
