@@ -409,6 +409,57 @@ static void test_cmt(void) {
     nn_params_free(&P);
 }
 
+/* ================================================= training mode: dropout and drop-path paths run */
+static int all_finite(nn_tensor *t) {
+    int64_t i;
+    if (!t) return 0;
+    for (i = 0; i < t->numel; i++) if (!isfinite(((float *)t->data)[i])) return 0;
+    return 1;
+}
+
+static void test_training_mode(void) {
+    nn_params P = {NULL, 0, 0};
+    vit_block v;
+    mesh_attn ma;
+    dit_block d;
+    unet_resblock u;
+    cmt_decoder_layer c;
+    int64_t s3[3] = {2, 9, 16}, s2[2] = {9, 16}, sc[2] = {9, 1}, sco[2] = {2, 6}, s4[4] = {2, 8, 4, 4}, sm[2] = {2, 9};
+    nn_tensor *x3, *x2, *conf, *cond, *x4, *valid, *y, *e;
+    int prev = nn_set_training(1);
+    vit_block_init(&v, &P, "vit", 16, 2, 32, 0.5, 0.2, 0.5);
+    mesh_attn_init(&ma, &P, "mesh", 16, 2, 4, 0.2);
+    mesh_attn_init_seed_weights(&ma);
+    dit_block_init(&d, &P, "dit", 16, 2, 8, 6, 0.2, 0.2, 0.2);
+    unet_resblock_init(&u, &P, "unet", 8, 6, 0.2, 8, 4, 0, 1, 1, 0);
+    cmt_decoder_layer_init(&c, &P, "cmt", 16, 2, 32, 0.2, 0.2);
+    randomize(&P);
+    x3 = leaf(3, s3, -1, 1); x2 = leaf(2, s2, -1, 1); conf = leaf(2, sc, 0, 1); cond = leaf(2, sco, -1, 1);
+    x4 = leaf(4, s4, -1, 1);
+    valid = nn_ones(NN_F32, 2, sm);
+    ((float *)valid->data)[17] = 0;
+    nn_scope_begin();
+    y = nn_sum_all(vit_block_forward(&v, x3));
+    y = nn_add(y, nn_sum_all(mesh_attn_forward(&ma, x2, conf)));
+    y = nn_add(y, nn_sum_all(dit_block_forward(&d, x3, cond, x3, valid, NULL, NULL)));
+    e = nn_slice(cond, 1, 0, 6);
+    {
+        nn_tensor *yu = unet_resblock_forward(&u, x4, e);
+        CHECK(yu->shape[2] == 8 && yu->shape[3] == 8, "unet: the up block doubles H and W");
+        y = nn_add(y, nn_sum_all(yu));
+    }
+    y = nn_add(y, nn_sum_all(cmt_decoder_layer_forward(&c, x3, x3, x3, NULL, NULL, NULL, NULL, NULL)));
+    nn_backward(y);
+    CHECK(isfinite(nn_item(y)) && all_finite(x3->grad) && all_finite(x2->grad) && all_finite(conf->grad) &&
+          all_finite(cond->grad) && all_finite(x4->grad), "training mode: all five blocks run forward and backward");
+    nn_scope_end(NULL);
+    nn_set_training(prev);
+    nn_tensor_free(x3); nn_tensor_free(x2); nn_tensor_free(conf); nn_tensor_free(cond); nn_tensor_free(x4);
+    nn_tensor_free(valid);
+    nn_params_zero_grad(&P);
+    nn_params_free(&P);
+}
+
 int main(void) {
     FILE *fp;
     nn_seed(2002);
@@ -421,6 +472,7 @@ int main(void) {
     test_dit();
     test_unet();
     test_cmt();
+    test_training_mode();
     if (have_fx) fx_free(&fx);
     nn_shutdown();
     return test_summary();
