@@ -457,7 +457,7 @@ static jmp_buf err_jmp;
 static void err_handler(const char *msg, void *user) { (void)msg; (void)user; longjmp(err_jmp, 1); }
 
 static int raises(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *o) {
-    if (setjmp(err_jmp) == 0) { nn_sdpa(q, k, v, o); return 0; }
+    if (setjmp(err_jmp) == 0) { nn_tensor_free(nn_sdpa(q, k, v, o)); return 0; }
     return 1;
 }
 
@@ -502,7 +502,7 @@ static void test_memory(void) {
     /* out, dO, dq/dk/dv and the leaves' copies of them, LSE, Delta: about 8 N D floats, plus the per-thread
        tiles (64 KiB each). Bound it by 16 N D floats + 1 MiB, which is also under a 30th of the dense N^2
        matrix from N = 8000 on (and under a 300th at N = 40,000). */
-    CHECK(extra < (size_t)(16 * N * 16 * 4) + ((size_t)1 << 20) && extra < dense / 30,
+    CHECK(extra < (size_t)(16 * N * 16 * 4) + ((size_t)1 << 20) && (N < 8000 || extra < dense / 30),
           "memory: peak extra %zu bytes, dense matrix %zu", extra, dense);
     CHECK(all_finite(q->grad) && all_finite(k->grad) && all_finite(v->grad), "memory test: NaN in gradients");
     nn_tensor_free(q); nn_tensor_free(k); nn_tensor_free(v);
