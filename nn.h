@@ -250,7 +250,7 @@ nn_tensor *nn_conv2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, int stride, int p
 nn_tensor *nn_conv2d_ex(nn_tensor *x, nn_tensor *w, nn_tensor *b, const int stride[2], const int padding[2],
                         const int dilation[2], int groups);
 nn_tensor *nn_upsample_nearest2d(nn_tensor *x, int64_t out_h, int64_t out_w);
-nn_tensor *nn_avg_pool2d(nn_tensor *x, int kernel, int stride, int padding); /* count_include_pad=True */
+nn_tensor *nn_avg_pool2d(nn_tensor *x, int kernel, int stride, int padding); /* count_include_pad=True; stride 0 = kernel */
 nn_tensor *nn_adaptive_avg_pool2d(nn_tensor *x, int64_t out_h, int64_t out_w);
 
 /* losses (reduction 'mean' unless said) */
