@@ -76,6 +76,16 @@ check "infer prints {\"translation\": [3], \"scale\": [1]}" \
 "$P" infer --checkpoint "$T/run/checkpoints/latest.safetensors" --data-dir "$D" --out "$T/results.json" > "$T/i2.log" 2>&1
 n=$(grep -c '"model"' "$T/results.json" 2>/dev/null)
 check "infer --data-dir writes one result per labelled part ($n)" "test \"$n\" -ge 20"
+# gradient accumulation: 2 micro-batches of 2 = one batch of 4 (the same items, the loader's order is per epoch)
+sed "s#$T/run#$T/run3#" "$T/cfg.yaml" > "$T/cfg3.yaml"
+"$P" train --config "$T/cfg3.yaml" --set training.batch_size=2 --set training.accumulation_steps=2 > "$T/acc.log" 2>&1
+check "accumulation_steps=2 x batch 2 matches batch 4 (train and val loss per epoch, 1e-3 relative)" \
+  "paste -d, $T/run/history.csv $T/run3/history.csv | awk -F, '{for (i = 2; i <= 3; i++) { d = \$i - \$(i + 3); if (d < 0) d = -d; if (d > 1e-3 * \$i) bad = 1 }} END {exit bad}'"
+# any input size is resized to the training size (req. 5.5)
+"$B/gen_data" --out "$T/other" --models 1 --size 80 --seed 9 > /dev/null 2>&1
+"$P" infer --checkpoint "$T/run/best_model.safetensors" --whole "$T/other/model0000/model0000-whole.png" \
+  --part "$(ls $T/other/model0000/*.png | grep -v whole | head -1)" > "$T/i3.log" 2>&1
+check "infer resizes an 80 px pair to the trained 56 px" "grep -q '^{\"translation\"' $T/i3.log"
 "$P" train --config "$T/cfg.yaml" --set training.bach_size=3 > "$T/c.log" 2>&1
 check "a misspelt key is reported with a suggestion" "grep -q \"did you mean 'training.batch_size'\" $T/c.log"
 echo "$pass passed, $fail failed"
