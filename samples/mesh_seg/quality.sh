@@ -6,6 +6,7 @@
 # Usage: sh samples/mesh_seg/quality.sh [BIN_DIR] [WORK_DIR] [SECONDS]
 B=${1:-build/mesh_seg}; W=${2:-build/mesh_seg/quality}; S=${3:-420}
 set -e
+mkdir -p "$W"
 "$B/gen_data" --out "$W/data" --train 40 --val 10 --min-faces 10000 --max-faces 20000 --seed 2 > "$W.gen.log"
 tail -3 "$W.gen.log"
 "$B/mesh_seg" train --config configs/mesh_seg.yaml --set data.train_dir="$W/data/train" --set data.val_dir="$W/data/val" \
