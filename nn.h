@@ -273,8 +273,12 @@ typedef struct {
     nn_tensor *bias;    /* f32 additive scores, broadcastable [B|1,H|1,Lq|1,Lk]; differentiable */
     int causal;         /* query i attends keys j <= i (top-left aligned, as PyTorch) */
     double scale;       /* 0: 1/sqrt(D) */
-    double dropout_p;   /* on the probabilities; 0 in eval */
+    double dropout_p;   /* on the probabilities, applied as given (modules pass training ? p : 0) */
 } nn_sdpa_opts;
+/* Never materialises the Lq x Lk matrix (FlashAttention-2 tiles: online softmax forward, backward from the
+   saved row log-sum-exp). mask, bias and causal combine: a key is attended iff the mask allows it, it is not
+   above the causal diagonal and its bias is not -inf. A query row with no attended key gives 0 and zero
+   gradients. A bias broadcast over Lk shifts a whole row, which softmax ignores: its gradient is 0. */
 nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *opts);
 /* key-padding mask [B,Lk] with 1 = valid, 0 = padding (seed 002's scene_mask) -> bool [B,1,1,Lk] */
 nn_tensor *nn_key_padding_mask(nn_tensor *valid);
@@ -2667,52 +2671,7 @@ nn_tensor *nn_expand(nn_tensor *a, int ndim, const int64_t *shape) {
 }
 
 /* ----------------------------------------------------------------------------------------- [ops:attention] */
-#ifndef NN_NO_COMPOSED_SDPA
-/* scores -> softmax -> dropout -> @ v with ops from above (materialises [B,H,Lq,Lk]) */
-nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *opts) {
-    nn_sdpa_opts o;
-    nn_tensor *s, *p;
-    double scale;
-    memset(&o, 0, sizeof o);
-    if (opts) o = *opts;
-    nn__check_f32("nn_sdpa", q, "q");
-    nn__check_f32("nn_sdpa", k, "k");
-    nn__check_f32("nn_sdpa", v, "v");
-    if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4) nn_error("nn_sdpa: q, k, v must be [B,H,L,D], got %s %s %s", nn__s(q), nn__s(k), nn__s(v));
-    scale = o.scale ? o.scale : 1.0 / sqrt((double)q->shape[3]);
-    s = nn_mul_scalar(nn_matmul_t(q, k, 0, 1), scale);
-    if (o.bias) s = nn_add(s, o.bias);
-    if (o.mask || o.causal) {
-        int64_t Lq = q->shape[2], Lk = k->shape[2], i, j;
-        nn_tensor *add;
-        if (o.mask) {
-            add = nn__new(NN_F32, NN_CPU, o.mask->ndim, o.mask->shape);
-            for (i = 0; i < o.mask->numel; i++) ((float *)add->data)[i] = nn__load(o.mask->data, o.mask->dtype, i) != 0 ? 0.0f : -INFINITY;
-            s = nn_add(s, add);
-        }
-        if (o.causal) {
-            int64_t sh[2];
-            sh[0] = Lq; sh[1] = Lk;
-            add = nn__new(NN_F32, NN_CPU, 2, sh);
-            for (i = 0; i < Lq; i++) for (j = 0; j < Lk; j++) ((float *)add->data)[i * Lk + j] = j <= i ? 0.0f : -INFINITY;
-            s = nn_add(s, add);
-        }
-    }
-    p = nn_softmax(s, -1);
-    if (o.dropout_p > 0) p = nn_dropout(p, o.dropout_p, 1);
-    return nn_matmul(p, v);
-}
-
-nn_tensor *nn_key_padding_mask(nn_tensor *valid) {
-    int64_t s[4], i;
-    nn_tensor *m;
-    if (!valid || valid->ndim != 2) nn_error("nn_key_padding_mask: valid must be [B, Lk], got %s", valid ? nn__s(valid) : "(null)");
-    s[0] = valid->shape[0]; s[1] = 1; s[2] = 1; s[3] = valid->shape[1];
-    m = nn__new(NN_BOOL, valid->device, 4, s);
-    for (i = 0; i < valid->numel; i++) ((uint8_t *)m->data)[i] = nn__load(valid->data, valid->dtype, i) != 0;
-    return m;
-}
-#endif
+#include "wip/sdpa.h"
 
 /* ---------------------------------------------------------------------------- [ops:conv] [ops:index] [ops:loss] */
 /* (being folded in: these sections live in wip/ until their review ends) */

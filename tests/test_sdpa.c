@@ -6,10 +6,8 @@
    Env: SDPA_FIXTURES=path (default tests/fixtures/sdpa.txt), SDPA_MEM_N=40000 for the full-size memory
    test (default 8000 tokens, whole test about 10 s; the 40,000-token run took 2.5 min wall, 1 min CPU, on
    the shared 2-vCPU machine, peak extra 13 MiB). */
-#define NN_NO_COMPOSED_SDPA /* the composed placeholder in nn.h gives way to wip/sdpa.h */
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#include "wip/sdpa.h"
 #include <setjmp.h>
 #include <string.h>
 #include <stdlib.h>

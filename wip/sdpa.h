@@ -1,13 +1,3 @@
-/* == API == */
-/* nn_sdpa, nn_sdpa_opts and nn_key_padding_mask are already declared in nn.h's [api:ops]; nothing new.
-   Suggested addition to their comment there:
-     Never materialises the Lq x Lk matrix (FlashAttention-2 tiles). mask and bias may be given together,
-     and with causal (all combine: a key is attended iff the mask allows it, it is not above the causal
-     diagonal, and its bias is not -inf). A query row with no attended key gives 0 and zero gradients.
-     dropout_p is applied as given, like F.scaled_dot_product_attention: modules pass training ? p : 0.
-     A bias broadcast over Lk (last dim 1) shifts every score of a row equally, which softmax ignores;
-     its gradient is therefore exactly zero. */
-/* == END API == */
 
 /* ====================================================================================== [ops:attention] */
 /* Scaled dot-product attention, FlashAttention-2 style (Dao, "FlashAttention-2: Faster Attention with Better
