@@ -6,7 +6,7 @@
 # (make test-part-location builds them).
 B=${1:-build/part_location}
 T=$(mktemp -d /tmp/test_part_location.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+trap '[ -n "$KEEP" ] || rm -rf "$T"' EXIT
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} KIT_PROGRESS=plain
 pass=0; fail=0
 ok()  { pass=$((pass + 1)); echo "PASS $1"; }

@@ -747,11 +747,11 @@ int main(int argc, char **argv) {
     const char *cmd = argc > 1 ? argv[1] : "";
     if (!strcmp(cmd, "train")) {
         kit_cfg *cfg = make_config();
-        if (kit_cfg_parse_args(cfg, &argc, argv) != 0) { fputs(kit_cfg_error(cfg), stderr); return 2; }
+        if (kit_cfg_parse_args(cfg, &argc, argv) != 0) { fputs(kit_cfg_error(cfg), stderr); kit_cfg_free(cfg); return 2; }
         for (i = 2; i < argc; i++) {
             if (!strcmp(argv[i], "--resume")) resume = 1;
             else if (!strcmp(argv[i], "--stop-after") && i + 1 < argc) stop_after = atoi(argv[++i]);  /* simulates an interruption */
-            else { fprintf(stderr, "train: unknown argument %s\n", argv[i]); return 2; }
+            else { fprintf(stderr, "train: unknown argument %s\n", argv[i]); kit_cfg_free(cfg); return 2; }
         }
         rc = cmd_train(cfg, resume, stop_after);
         kit_cfg_free(cfg);
