@@ -923,8 +923,9 @@ template <bool CACHED> __global__ void k_layer_norm_bwd(const float *__restrict_
     float *pw = part ? part + (int64_t)blockIdx.x * 2 * C : NULL;
 #pragma unroll
     for (int k = 0; k < 8; k++) { aw[k] = 0; ab[k] = 0; }
-    if (!CACHED && pw)
-        for (int64_t j = threadIdx.x; j < 2 * C; j += blockDim.x) pw[j] = 0;
+    if (!CACHED && pw) {   /* zeroed in the same column ownership as the accumulation below */
+        for (int64_t j = threadIdx.x; j < C; j += blockDim.x) { pw[j] = 0; pw[C + j] = 0; }
+    }
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
         const float *xr = x + r * C, *gr = g + r * C;
         float m = mean[r], rs = rstd[r], s1 = 0, s2 = 0;
