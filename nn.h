@@ -1262,19 +1262,25 @@ static int nn__same_shape(int nd, const int64_t *s, const nn_tensor *t) {
 static void nn__add_into(nn_tensor *dst, const nn_tensor *src);   /* dst += src, same numel, f32 */
 
 /* add g into the gradient slot *slot (which holds a tensor of `shape` or NULL) */
-static void nn__accumulate_slot(nn_tensor **slot, nn_tensor *g, int ndim, const int64_t *shape, int leaf) {
+static void nn__accumulate_slot(nn_tensor **slot, nn_tensor *g, int ndim, const int64_t *shape, int leaf, int may_take) {
     nn_tensor *r;
     if (g->dtype != NN_F32) g = nn_cast(g, NN_F32);
     r = nn__sum_to(g, ndim, shape);
     if (!*slot) {
-        if (leaf || r->refs > 1 || r->scope_slot < 0) {   /* a private copy: the leaf owns its gradient */
+        if (may_take && r->refs == 1 && r->scope_slot >= 0 && r->storage->refs == 1 && r->scope_slot < nn__g.scope_n &&
+            nn__g.scope[r->scope_slot] == r) {
+            /* nobody else holds it: take it from its scope instead of copying */
+            nn__g.scope[r->scope_slot] = NULL;
+            r->scope_slot = -1;
+            *slot = r;
+        } else if (leaf) {                                   /* a private copy: the leaf owns its gradient */
             nn_tensor *c = nn__owned(NN_F32, r->device, ndim, shape);
             nn_copy_(c, r);
             *slot = c;
         } else {
-            *slot = nn_retain(r);                            /* the scope lets go of it at its end */
+            *slot = nn_retain(r);                            /* shared read-only until a second gradient comes */
         }
-    } else if ((*slot)->refs == 1) {
+    } else if ((*slot)->refs == 1 && (*slot)->storage->refs == 1) {
         nn__add_into(*slot, r);
     } else {                                                 /* shared: replace, never write through */
         nn_tensor *c = nn__owned(NN_F32, r->device, ndim, shape);
@@ -1289,8 +1295,8 @@ void nn__accumulate(nn_node *n, int i, nn_tensor *g) {
     nn__edge *e;
     if (!nn__needs_grad(n, i) || !g) return;
     e = &n->in[i];
-    if (e->leaf) nn__accumulate_slot(&e->leaf->grad, g, e->ndim, e->shape, 1);
-    else if (e->node && e->node->id) nn__accumulate_slot(&e->node->gout[e->out], g, e->ndim, e->shape, 0);
+    if (e->leaf) nn__accumulate_slot(&e->leaf->grad, g, e->ndim, e->shape, 1, 1);
+    else if (e->node && e->node->id) nn__accumulate_slot(&e->node->gout[e->out], g, e->ndim, e->shape, 0, 1);
 }
 
 /* start backward at t with gradient g */
@@ -1301,9 +1307,9 @@ static void nn__seed(const char *op, nn_tensor *t, nn_tensor *g) {
         if (!nn__node_live(t))
             nn_error("%s: the tape that produced %s was already consumed by an earlier nn_backward, or its "
                      "outermost scope closed", op, nn__s(t));
-        nn__accumulate_slot(&t->node->gout[t->node_out], g, t->ndim, t->shape, 0);
+        nn__accumulate_slot(&t->node->gout[t->node_out], g, t->ndim, t->shape, 0, 0);   /* the caller's: never taken */
     } else if (t->requires_grad) {
-        nn__accumulate_slot(&t->grad, g, t->ndim, t->shape, 1);
+        nn__accumulate_slot(&t->grad, g, t->ndim, t->shape, 1, 0);
     } else {
         nn_error("%s: %s does not require grad (no parameter reached it with grad mode on)", op, nn__s(t));
     }
@@ -1995,6 +2001,41 @@ static nn_tensor *nn__softmax(nn_tensor *x, int dim, int log_form) {
 nn_tensor *nn_softmax(nn_tensor *a, int dim) { return nn__softmax(a, dim, 0); }
 nn_tensor *nn_log_softmax(nn_tensor *a, int dim) { return nn__softmax(a, dim, 1); }
 
+/* Row sums with 16 independent partial sums: the adds pipeline and vectorise (a single running sum is
+   latency-bound, and strict IEEE order forbids the compiler from splitting it), and the rounding error
+   grows like n/16 instead of n. */
+static float nn__sum_f32(const float *x, int64_t n) {
+    float acc[16] = {0}, s = 0;
+    int64_t i = 0;
+    int k;
+    for (; i + 16 <= n; i += 16) for (k = 0; k < 16; k++) acc[k] += x[i + k];
+    for (; i < n; i++) s += x[i];
+    for (k = 0; k < 8; k++) acc[k] += acc[k + 8];
+    for (k = 0; k < 4; k++) acc[k] += acc[k + 4];
+    return s + (acc[0] + acc[2]) + (acc[1] + acc[3]);
+}
+/* sum of (x - m)^2 and of x*y, the same way */
+static float nn__sqdev_f32(const float *x, int64_t n, float m) {
+    float acc[16] = {0}, s = 0;
+    int64_t i = 0;
+    int k;
+    for (; i + 16 <= n; i += 16) for (k = 0; k < 16; k++) { float d = x[i + k] - m; acc[k] += d * d; }
+    for (; i < n; i++) s += (x[i] - m) * (x[i] - m);
+    for (k = 0; k < 8; k++) acc[k] += acc[k + 8];
+    for (k = 0; k < 4; k++) acc[k] += acc[k + 4];
+    return s + (acc[0] + acc[2]) + (acc[1] + acc[3]);
+}
+static float nn__dot_f32(const float *x, const float *y, int64_t n) {
+    float acc[16] = {0}, s = 0;
+    int64_t i = 0;
+    int k;
+    for (; i + 16 <= n; i += 16) for (k = 0; k < 16; k++) acc[k] += x[i + k] * y[i + k];
+    for (; i < n; i++) s += x[i] * y[i];
+    for (k = 0; k < 8; k++) acc[k] += acc[k + 8];
+    for (k = 0; k < 4; k++) acc[k] += acc[k + 4];
+    return s + (acc[0] + acc[2]) + (acc[1] + acc[3]);
+}
+
 /* -------------------------------------------------------------------------------------------- [ops:norm] */
 /* layer_norm over the last dim: y = (x - mean) * rstd * w + b, biased variance (as torch). Saves x, mean
    and rstd ([rows] each); backward in one pass per row:
@@ -2009,7 +2050,7 @@ void nn__cuda_layer_norm_bwd(const nn_tensor *g, const nn_tensor *x, const nn_te
 
 static void nn__layer_norm_backward(nn_node *n) {
     nn_tensor *g = n->gout[0], *x = n->saved[0], *mean = n->saved[1], *rstd = n->saved[2];
-    nn_tensor *w = n->n_saved > 3 ? n->saved[3] : NULL, *gx = NULL, *gw = NULL, *gb = NULL;
+    nn_tensor *w = n->n_saved > 3 ? n->saved[3] : NULL, *gx = NULL, *gw = NULL;
     int64_t C = x->shape[x->ndim - 1], rows = C ? x->numel / C : 0, r;
     int want_w = nn__needs_grad(n, 1), want_b = nn__needs_grad(n, 2);
     if (nn__needs_grad(n, 0)) gx = nn__new(NN_F32, x->device, x->ndim, x->shape);
@@ -2050,16 +2091,16 @@ static void nn__layer_norm_backward(nn_node *n) {
             float m = ((const float *)mean->data)[r], rs = ((const float *)rstd->data)[r];
             int64_t j;
             if (gx) {
-                double s1 = 0, s2 = 0;
-                float *o = (float *)gx->data + r * C;
-                for (j = 0; j < C; j++) {
-                    float xh = (xr[j] - m) * rs, dxh = gr[j] * (pw ? pw[j] : 1.0f);
-                    s1 += dxh; s2 += dxh * xh;
+                /* o = dxhat, then the two row means, then the formula in place */
+                float *o = (float *)gx->data + r * C, a1, a2;
+                if (pw) for (j = 0; j < C; j++) o[j] = gr[j] * pw[j];
+                else memcpy(o, gr, sizeof(float) * (size_t)C);
+                a1 = nn__sum_f32(o, C) / (float)C;
+                {   /* mean(dxhat * xhat) = (sum(dxhat * x) - m * sum(dxhat)) * rstd / C */
+                    float dx_x = nn__dot_f32(o, xr, C);
+                    a2 = (dx_x - m * a1 * (float)C) * rs / (float)C;
                 }
-                for (j = 0; j < C; j++) {
-                    float xh = (xr[j] - m) * rs, dxh = gr[j] * (pw ? pw[j] : 1.0f);
-                    o[j] = rs * (dxh - (float)(s1 / (double)C) - xh * (float)(s2 / (double)C));
-                }
+                for (j = 0; j < C; j++) o[j] = rs * (o[j] - a1 - (xr[j] - m) * rs * a2);
             }
             if (part) for (j = 0; j < C; j++) { part[j] += gr[j] * (xr[j] - m) * rs; part[C + j] += gr[j]; }
         }
@@ -2074,7 +2115,6 @@ static void nn__layer_norm_backward(nn_node *n) {
             ((float *)dw->data)[j] = (float)a;
             ((float *)db->data)[j] = (float)b;
         }
-        (void)gb;
         if (want_w) nn__accumulate(n, 1, dw);
         if (want_b) nn__accumulate(n, 2, db);
     }
@@ -2104,17 +2144,13 @@ nn_tensor *nn_layer_norm(nn_tensor *x, nn_tensor *w, nn_tensor *b, double eps) {
         for (r = 0; r < rows; r++) {
             const float *xr = (const float *)x->data + r * C;
             float *yr = (float *)y->data + r * C;
-            double s = 0, v = 0;
-            float m, rs;
+            const float *pw = w ? (const float *)w->data : NULL, *pb = b ? (const float *)b->data : NULL;
+            float m = nn__sum_f32(xr, C) / (float)C;   /* two passes: mean, then squared deviations */
+            float rs = (float)(1.0 / sqrt((double)nn__sqdev_f32(xr, C, m) / (double)C + eps));
             int64_t j;
-            for (j = 0; j < C; j++) s += xr[j];
-            m = (float)(s / (double)C);
-            for (j = 0; j < C; j++) v += (double)(xr[j] - m) * (xr[j] - m);
-            rs = (float)(1.0 / sqrt(v / (double)C + eps));
-            for (j = 0; j < C; j++) {
-                float h = (xr[j] - m) * rs;
-                yr[j] = h * (w ? ((const float *)w->data)[j] : 1.0f) + (b ? ((const float *)b->data)[j] : 0.0f);
-            }
+            if (pw && pb) for (j = 0; j < C; j++) yr[j] = (xr[j] - m) * rs * pw[j] + pb[j];
+            else if (pw) for (j = 0; j < C; j++) yr[j] = (xr[j] - m) * rs * pw[j];
+            else for (j = 0; j < C; j++) yr[j] = (xr[j] - m) * rs + (pb ? pb[j] : 0.0f);
             ((float *)mean->data)[r] = m;
             ((float *)rstd->data)[r] = rs;
         }
@@ -2414,25 +2450,8 @@ nn_tensor *nn_linear(nn_tensor *x, nn_tensor *w, nn_tensor *b) {
     return y;
 }
 
-#ifndef NN_HAVE_BLOCKED_GEMM
-/* A plain GEMM (i-k-j order so the inner loop streams rows of B and C); the blocked kernel replaces it. */
-static void nn__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    int64_t i;
-    NN_OMP("omp parallel for if (M * N * K > 65536 && !omp_in_parallel())")
-    for (i = 0; i < M; i++) {
-        int64_t j, k;
-        float *c = C + i * ldc;
-        if (beta == 0) for (j = 0; j < N; j++) c[j] = 0;
-        else if (beta != 1) for (j = 0; j < N; j++) c[j] *= beta;
-        for (k = 0; k < K; k++) {
-            float av = alpha * (ta ? A[k * lda + i] : A[i * lda + k]);
-            if (!tb) { const float *b = B + k * ldb; for (j = 0; j < N; j++) c[j] += av * b[j]; }
-            else for (j = 0; j < N; j++) c[j] += av * B[j * ldb + k];
-        }
-    }
-}
-#endif
+/* the blocked GEMM: packed panels, register-blocked micro-kernel, OpenMP over blocks of C */
+#include "wip/gemm.h"
 
 /* ------------------------------------------------------------------------------------------- [ops:shape] */
 
@@ -3063,6 +3082,7 @@ void nn_shutdown(void) {
     int d;
     while (nn__g.depth > 0) nn_scope_end(NULL);
     nn__tape_clear(0);
+    nn__sgemm_free_cache();
     while (nn__g.spare_nodes) { nn_node *n = nn__g.spare_nodes; nn__g.spare_nodes = n->next_free; NN_FREE(n); }
     while (nn__g.spare) { nn_tensor *t = nn__g.spare; nn__g.spare = t->grad; NN_FREE(t); }
     for (d = 0; d < NN_DEVICE_COUNT; d++) if (nn__pools[d].limit_read || d == NN_CPU) nn_mem_trim((nn_device)d);

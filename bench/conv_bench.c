@@ -2,7 +2,6 @@
    (BraTS 128x128, 4 input channels, model_channels 64, channel_mult 1,2,4,8), beside bench/conv_torch.py.
 
    Build: cc -std=c99 -O3 -march=native -fopenmp -I. bench/conv_bench.c -o conv_bench -lm
-          (until the blocked GEMM is merged into nn.h add -DNN_BENCH_WIP: pastes wip/gemm.h)
    Run:   OMP_NUM_THREADS=2 ./conv_bench [batch] [reps]
    Output: one line per case:  case <name> <threads> <median ms> <best ms> <GFLOP/s at median> <peak MiB>
    fwd+bwd computes dX, dW and dB (the input requires grad, as for every layer but the first). Peak MiB is
@@ -13,14 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#ifdef NN_BENCH_WIP
-#define NN_HAVE_BLOCKED_GEMM
-#endif
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#ifdef NN_BENCH_WIP
-#include "wip/gemm.h"
-#endif
 
 static double now_s(void) {
     struct timespec ts;

@@ -100,6 +100,11 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Exception as e:  # a corrupt file must still end with the summary line
+        import traceback
+        traceback.print_exc()
+        check(False, "exception: %r" % e)
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)

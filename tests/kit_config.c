@@ -272,6 +272,24 @@ static void test_dump_roundtrip(void) {
     kit_cfg_free(d);
 }
 
+/* Writes a dump for tests/kit_check_config_yaml.py, which reads it with PyYAML (checkpoints are read
+   from Python too): every value must come back with its type. */
+static void write_dump_for_python(const char *path) {
+    kit_cfg *c = schema();
+    char *s;
+    FILE *f;
+    kit_cfg_set(c, "training.grad_clip=1e-5");
+    kit_cfg_set(c, "training.learning_rate=3e-4");
+    kit_cfg_set(c, "data.data_dir=yes");
+    kit_cfg_set(c, "data.milestones=[1, 2.5, 1e300]");
+    s = kit_cfg_dump(c, 1);
+    f = fopen(path, "w");
+    CHECK(f != NULL, "cannot write %s", path);
+    if (f) { fputs(s, f); fclose(f); }
+    free(s);
+    kit_cfg_free(c);
+}
+
 static void test_edit_distance(void) {
     CHECK(kit_edit_distance("", "") == 0, "empty");
     CHECK(kit_edit_distance("batchsize", "batch_size") == 1, "insert");
@@ -279,7 +297,8 @@ static void test_edit_distance(void) {
     CHECK(kit_edit_distance("abc", "") == 3, "delete all");
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1) write_dump_for_python(argv[1]);
     test_defaults_and_partial();
     test_yaml_forms();
     test_errors();

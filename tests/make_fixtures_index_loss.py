@@ -122,6 +122,10 @@ record("ce4", {"x": x, "t": t, "w": wt}, F.cross_entropy(x, t, weight=wt, ignore
 x = rand_input(gen, 3, 6, 2, lo=-3, hi=3)
 t = ints(0, 6, 3, 2)
 record("ce5", {"x": x, "t": t}, F.cross_entropy(x, t, label_smoothing=0.3), ["x"])
+x = rand_input(gen, 5, lo=-3, hi=3)
+t = torch.tensor(3)
+wt = rand_input(gen, 5, lo=0.2, hi=2.0).detach()
+record("ce6", {"x": x, "t": t, "w": wt}, F.cross_entropy(x, t, weight=wt, label_smoothing=0.05), ["x"])  # [C]
 
 x = rand_input(gen, 4, 3, lo=-4, hi=4)
 y = rand_input(gen, 4, 3, lo=0, hi=1)

@@ -2,20 +2,18 @@
    finite-difference gradient checks, PyTorch fixtures (tests/make_fixtures_conv.py -> tests/fixtures/conv.txt)
    for forward and backward, error messages, and scope hygiene (no workspace left behind).
 
-   Run from the repository root:  ./test_conv [fixture file]
-   -DNN_TEST_WIP_GEMM: use wip/gemm.h's blocked nn__sgemm instead of nn.h's plain one (until it is merged). */
+   Run from the repository root:  ./test_conv [fixture file] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <setjmp.h>
-#ifdef NN_TEST_WIP_GEMM
-#define NN_HAVE_BLOCKED_GEMM
+/* a small columns workspace, so that conv2d runs its row-band loop here (several bands, a short last one)
+   as well as its single-band path (small images, pointwise convs); -DNN_CONV_COLS_BYTES=... overrides */
+#ifndef NN_CONV_COLS_BYTES
+#define NN_CONV_COLS_BYTES 2048
 #endif
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#ifdef NN_TEST_WIP_GEMM
-#include "wip/gemm.h"
-#endif
 #include "test.h"
 #include "gradcheck.h"
 #include "fixture.h"
@@ -190,6 +188,28 @@ static void test_fixtures(const char *path) {
         nn_scope_end(NULL);
         nn_tensor_free(in[0]); nn_tensor_free(in[1]);
         if (in[2]) nn_tensor_free(in[2]);
+    }
+    {   /* the first layer of a network: the input needs no gradient, only w (and then only b) */
+        const int64_t *a = fx_args(&f, "conv2");
+        int st[2], pd[2], dl[2], only_b;
+        st[0] = (int)a[0]; st[1] = (int)a[1]; pd[0] = (int)a[2]; pd[1] = (int)a[3]; dl[0] = (int)a[4]; dl[1] = (int)a[5];
+        for (only_b = 0; only_b < 2; only_b++) {
+            nn_tensor *x = nn_clone(fx_get(&f, "conv2.x")), *w = fx_leaf(&f, "conv2", "w"), *b = fx_leaf(&f, "conv2", "b");
+            nn_tensor *y;
+            if (only_b) nn_requires_grad(w, 0);
+            nn_scope_begin();
+            y = nn_conv2d_ex(x, w, b, st, pd, dl, (int)a[6]);
+            {
+                nn_tensor *r = fx_get(&f, "conv2.r");
+                nn_backward_with(1, &y, &r);
+            }
+            if (!only_b) fx_check(&f, "conv2", "dw", w->grad);
+            else CHECK(w->grad == NULL, "conv2: w without requires_grad got a gradient");
+            fx_check(&f, "conv2", "db", b->grad);
+            CHECK(x->grad == NULL, "conv2: x without requires_grad got a gradient");
+            nn_scope_end(NULL);
+            nn_tensor_free(x); nn_tensor_free(w); nn_tensor_free(b);
+        }
     }
     for (i = 1; i <= 4; i++) {
         char nm[8];

@@ -365,6 +365,21 @@ static void test_scopes(void) {
     CHECK(nn_mem_stats(NN_CPU).current == base, "all released");
 }
 
+/* the gradient handed to nn_backward_with stays the caller's */
+static void test_backward_keeps_seed(void) {
+    int64_t s[1] = {4};
+    nn_tensor *a = nn_ones(NN_F32, 1, s), *y, *g;
+    nn_requires_grad(a, 1);
+    nn_scope_begin();
+    y = nn_mul_scalar(a, 2);
+    g = nn_full(NN_F32, 1, s, 3.0);
+    nn_backward_with(1, &y, &g);
+    CHECK(g->refs == 1 && g->data && ((float *)g->data)[0] == 3.0f, "seed gradient intact after backward");
+    CHECK(a->grad && ((float *)a->grad->data)[3] == 6.0f, "gradient through mul_scalar");
+    nn_scope_end(NULL);
+    nn_tensor_free(a);
+}
+
 static void test_errors(void) {
     int64_t s1[2] = {4, 16}, s2[2] = {8, 3}, s3[1] = {5};
     nn_tensor *a = nn_zeros(NN_F32, 2, s1), *b = nn_zeros(NN_F32, 2, s2), *c = nn_zeros(NN_F32, 1, s3);
@@ -392,6 +407,7 @@ int main(void) {
     test_dropout();
     test_checkpoint();
     test_train_mlp();
+    test_backward_keeps_seed();
     test_errors();
     nn_shutdown();
     return test_summary();

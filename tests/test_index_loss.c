@@ -144,6 +144,8 @@ static void test_fixtures(void) {
         check_case("ce4", nn_cross_entropy(ins[0], as_dtype(G("ce4.t"), idt), G("ce4.w"), 1, 0.2), 1, ins, nm);
         ins[0] = leaf(G("ce5.x"));
         check_case("ce5", nn_cross_entropy(ins[0], as_dtype(G("ce5.t"), idt), NULL, -100, 0.3), 1, ins, nm);
+        ins[0] = leaf(G("ce6.x"));  /* [C] logits, scalar target */
+        check_case("ce6", nn_cross_entropy(ins[0], as_dtype(G("ce6.t"), idt), G("ce6.w"), -100, 0.05), 1, ins, nm);
     }
 
     nm[0] = "x"; nm[1] = "t"; nm[2] = "pw";
@@ -175,6 +177,13 @@ static nn_tensor *f_index_select(void *c, nn_tensor **in) {
     return nn_index_select(in[0], ((ctx_t *)c)->dim, ((ctx_t *)c)->idx);
 }
 static nn_tensor *f_gather(void *c, nn_tensor **in) { return nn_gather(in[0], ((ctx_t *)c)->dim, ((ctx_t *)c)->idx); }
+/* inputs that start inside a larger buffer (leading-dim slices are views with an offset) */
+static nn_tensor *f_gather_view(void *c, nn_tensor **in) {
+    return nn_gather(nn_slice(in[0], 0, 1, 3), ((ctx_t *)c)->dim, ((ctx_t *)c)->idx);
+}
+static nn_tensor *f_cross_view(void *c, nn_tensor **in) {
+    return nn_cross(nn_slice(in[0], 0, 2, 4), nn_slice(in[1], 0, 1, 2), ((ctx_t *)c)->dim);
+}
 static nn_tensor *f_scatter_add(void *c, nn_tensor **in) {
     return nn_scatter_add(in[0], ((ctx_t *)c)->dim, ((ctx_t *)c)->idx, in[1]);
 }
@@ -242,6 +251,8 @@ static void test_gradchecks(void) {
         gradcheck("gather dim 1", f_gather, &c, 1, in);
         c.idx = rand_idx(NN_I32, 3, is2, 0, 5); c.dim = -1;
         gradcheck("gather dim -1", f_gather, &c, 1, in);
+        c.idx = rand_idx(NN_I64, 3, is, 0, 4); c.dim = 1;
+        gradcheck("gather of a slice view", f_gather_view, &c, 1, in);
     }
     {
         int64_t as[3] = {3, 4, 5}, ss[3] = {3, 6, 5}, is[3] = {2, 6, 3};
@@ -287,6 +298,13 @@ static void test_gradchecks(void) {
         in[1] = gc_param(3, cs, -1, 1);
         c.dim = 0;
         gradcheck("cross dim 0", f_cross, &c, 2, in);
+        {
+            int64_t vs[3] = {5, 3, 2}, ws[3] = {3, 3, 2};
+            in[0] = gc_param(3, vs, -1, 1);
+            in[1] = gc_param(3, ws, -1, 1);
+            c.dim = 1;
+            gradcheck("cross of slice views", f_cross_view, &c, 2, in);
+        }
     }
     {
         int64_t as[3] = {3, 4, 5};
@@ -506,13 +524,13 @@ static void test_parallel(void) {
         nn_requires_grad(w, 1);
         y = nn_embedding(w, idx);
         g = nn_uniform(y->ndim, y->shape, -1, 1);
-        nn_backward_with(1, &y, &g);
         for (i = 0; i < 20000; i++) {
             int64_t r = ((int64_t *)idx->data)[i];
             for (k = 0; k < 300; k++) ref[r * 300 + k] += ((float *)g->data)[i * 300 + k];
             for (k = 0; k < 300; k++) bad += ((float *)y->data)[i * 300 + k] != ((float *)w->data)[r * 300 + k];
         }
         CHECK(bad == 0, "embedding forward (large) copies rows");
+        nn_backward_with(1, &y, &g);
         bad = 0;
         for (i = 0; i < 50 * 300; i++) bad += fabs(((float *)w->grad->data)[i] - ref[i]) > 1e-3;
         CHECK(bad == 0, "embedding backward (large): %lld of %d elements off", (long long)bad, 50 * 300);
@@ -558,6 +576,20 @@ static void test_parallel(void) {
                     }
             }
         CHECK(bad == 0, "topk (large, ties) against brute force: %lld entries off", (long long)bad);
+    }
+    {
+        /* where / masked_fill with an attention-mask-like broadcast ([B,1,1,L] over [B,H,Lq,L]) */
+        int64_t cs[4] = {2, 1, 1, 300}, as[4] = {2, 4, 50, 300}, bs[3] = {4, 50, 1}, i, bad = 0;
+        nn_tensor *cond = rand_idx(NN_BOOL, 4, cs, 0, 2), *a = nn_uniform(4, as, -1, 1), *b = nn_uniform(3, bs, -1, 1);
+        nn_tensor *w = nn_where(cond, a, b), *m = nn_masked_fill(a, cond, -7.0);
+        for (i = 0; i < a->numel; i++) {
+            int64_t l = i % 300, q = (i / 300) % 50, h = (i / 15000) % 4, bb = i / 60000;
+            int cv = ((uint8_t *)cond->data)[bb * 300 + l] != 0;
+            float av = ((float *)a->data)[i], bv = ((float *)b->data)[h * 50 + q];
+            bad += ((float *)w->data)[i] != (cv ? av : bv);
+            bad += ((float *)m->data)[i] != (cv ? -7.0f : av);
+        }
+        CHECK(bad == 0, "where / masked_fill (large, broadcast): %lld elements off", (long long)bad);
     }
     {
         /* cross_entropy on a big batch: finite, matches a serial double evaluation */

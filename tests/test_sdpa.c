@@ -3,18 +3,11 @@
 
    Build (until the fragment is pasted into nn.h):
      gcc -std=c99 -Wall -Wextra -Wpedantic -Werror -O2 -fopenmp -Itests -I. tests/test_sdpa.c -o test_sdpa -lm
-   with -DSDPA_BLOCKED_GEMM to use wip/gemm.h's blocked nn__sgemm instead of nn.h's plain one.
    Env: SDPA_FIXTURES=path (default tests/fixtures/sdpa.txt), SDPA_MEM_N=40000 for the full-size memory
    test (default 8000 tokens: the 40,000-token run takes minutes on a 2-core machine). */
-#ifdef SDPA_BLOCKED_GEMM
-#define NN_HAVE_BLOCKED_GEMM
-#endif
 #define NN_NO_COMPOSED_SDPA /* the composed placeholder in nn.h gives way to wip/sdpa.h */
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#ifdef SDPA_BLOCKED_GEMM
-#include "wip/gemm.h"
-#endif
 #include "wip/sdpa.h"
 #include <setjmp.h>
 #include <string.h>

@@ -42,8 +42,8 @@ static void nn__vision_check(const char *op, const nn_tensor *t, int nd, const c
    the columns matrix cols[(c*kh + i)*kw + j][oh*Wo + ow] holds the receptive fields of all Cin channels
    (group g's rows are the contiguous block g), and out_g [Cout/G, Ho*Wo] = W_g [Cout/G, Cg*kh*kw] @ cols_g.
    Backward: dW_g += dout_g @ cols_g^T (columns recomputed, never stored), dcols_g = W_g^T @ dout_g, then
-   col2im adds dcols back onto the input positions they came from. One image's columns at a time bounds the
-   workspace at Cin*kh*kw*Ho*Wo floats. */
+   col2im adds dcols back onto the input positions they came from. Columns are built for one image and a
+   band of output rows at a time (nn__conv_workspace), which bounds the workspace at NN_CONV_COLS_BYTES. */
 
 typedef struct {
     int64_t N, C, H, W, Cout, kh, kw, Ho, Wo;
@@ -59,21 +59,21 @@ static void nn__conv_range(int64_t off, int64_t s, int64_t W, int64_t Wo, int64_
     *lo = l; *hi = h;
 }
 
-/* columns of channels [0, C) of one image x [C, H, W] into cols [C*kh*kw, Ho*Wo] */
-static void nn__im2col(const float *x, const nn__conv_geom *g, int64_t C, float *cols) {
-    const int64_t kk = g->kh * g->kw, rows = C * kk, HoWo = g->Ho * g->Wo;
+/* columns of output rows [oh0, oh1) of one image x [C, H, W] into cols [C*kh*kw, (oh1-oh0)*Wo] */
+static void nn__im2col(const float *x, const nn__conv_geom *g, int64_t oh0, int64_t oh1, float *cols) {
+    const int64_t kk = g->kh * g->kw, rows = g->C * kk, nc = (oh1 - oh0) * g->Wo;
     int64_t r;
-    NN_OMP("omp parallel for schedule(static) if(rows * HoWo > 32768)")
+    NN_OMP("omp parallel for schedule(static) if(rows * nc > 32768)")
     for (r = 0; r < rows; r++) {
         const int64_t c = r / kk, i = (r / g->kw) % g->kh, j = r % g->kw;
         const float *xc = x + c * g->H * g->W;
-        float *dst = cols + r * HoWo;
+        float *dst = cols + r * nc;
         const int64_t off = j * g->dw - g->pw;
         int64_t lo, hi, oh, ow;
         nn__conv_range(off, g->sw, g->W, g->Wo, &lo, &hi);
-        for (oh = 0; oh < g->Ho; oh++) {
+        for (oh = oh0; oh < oh1; oh++) {
             const int64_t ih = oh * g->sh - g->ph + i * g->dh;
-            float *d = dst + oh * g->Wo;
+            float *d = dst + (oh - oh0) * g->Wo;
             if (ih < 0 || ih >= g->H) { memset(d, 0, sizeof(float) * (size_t)g->Wo); continue; }
             for (ow = 0; ow < lo; ow++) d[ow] = 0.0f;
             if (g->sw == 1) {
@@ -87,28 +87,30 @@ static void nn__im2col(const float *x, const nn__conv_geom *g, int64_t C, float 
     }
 }
 
-/* the adjoint of nn__im2col: dx [C, H, W] += the columns scattered back (one thread per channel: no races) */
-static void nn__col2im(const float *cols, const nn__conv_geom *g, int64_t C, float *dx) {
-    const int64_t kk = g->kh * g->kw, HoWo = g->Ho * g->Wo;
+/* the adjoint of nn__im2col: dx [C, H, W] += the columns of rows [oh0, oh1) scattered back (one thread per
+   channel: no races) */
+static void nn__col2im(const float *cols, const nn__conv_geom *g, int64_t oh0, int64_t oh1, float *dx) {
+    const int64_t nc = (oh1 - oh0) * g->Wo, work = g->C * g->kh * g->kw * nc;
     int64_t c;
-    NN_OMP("omp parallel for schedule(static) if(C * kk * HoWo > 32768)")
-    for (c = 0; c < C; c++) {
+    (void)work;   /* read by the OpenMP clause only */
+    NN_OMP("omp parallel for schedule(static) if(work > 32768)")
+    for (c = 0; c < g->C; c++) {
         float *xc = dx + c * g->H * g->W;
         int64_t i, j, oh, ow;
         for (i = 0; i < g->kh; i++)
             for (j = 0; j < g->kw; j++) {
-                const float *src = cols + ((c * g->kh + i) * g->kw + j) * HoWo;
+                const float *src = cols + ((c * g->kh + i) * g->kw + j) * nc;
                 const int64_t off = j * g->dw - g->pw;
                 int64_t lo, hi;
                 nn__conv_range(off, g->sw, g->W, g->Wo, &lo, &hi);
-                for (oh = 0; oh < g->Ho; oh++) {
+                for (oh = oh0; oh < oh1; oh++) {
                     const int64_t ih = oh * g->sh - g->ph + i * g->dh;
-                    const float *s = src + oh * g->Wo;
+                    const float *sp = src + (oh - oh0) * g->Wo;
                     float *d;
                     if (ih < 0 || ih >= g->H) continue;
                     d = xc + ih * g->W + off;
-                    if (g->sw == 1) for (ow = lo; ow < hi; ow++) d[ow] += s[ow];
-                    else for (ow = lo; ow < hi; ow++) d[ow * g->sw] += s[ow];
+                    if (g->sw == 1) for (ow = lo; ow < hi; ow++) d[ow] += sp[ow];
+                    else for (ow = lo; ow < hi; ow++) d[ow * g->sw] += sp[ow];
                 }
             }
     }
@@ -119,12 +121,24 @@ static int nn__conv_is_pointwise(const nn__conv_geom *g) {
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
 
-static float *nn__conv_workspace(const nn__conv_geom *g, nn_tensor **ws) {
-    int64_t n = g->C * g->kh * g->kw * g->Ho * g->Wo;
-    *ws = NULL;
-    if (nn__conv_is_pointwise(g)) return NULL;
+/* The columns workspace: output rows are taken NN_CONV_COLS_BYTES' worth at a time (at least one row), so
+   a large image never materialises all its columns (a 64-channel 3x3 conv on 1024x1024 would need 2.4 GB);
+   the GEMMs stay wide (N = rows * Wo >= several thousand at the default). Returns the rows per chunk and
+   the buffer (NULL for a pointwise conv, which needs none: one chunk of all rows). */
+#ifndef NN_CONV_COLS_BYTES
+#define NN_CONV_COLS_BYTES ((int64_t)16 << 20)
+#endif
+static int64_t nn__conv_workspace(const nn__conv_geom *g, nn_tensor **ws, float **cols) {
+    const int64_t per_row = g->C * g->kh * g->kw * g->Wo;
+    int64_t rows = NN_CONV_COLS_BYTES / (int64_t)sizeof(float) / per_row, n;
+    *ws = NULL; *cols = NULL;
+    if (nn__conv_is_pointwise(g)) return g->Ho;
+    if (rows < 1) rows = 1;
+    if (rows > g->Ho) rows = g->Ho;
+    n = rows * per_row;
     *ws = nn__new(NN_F32, NN_CPU, 1, &n);
-    return (float *)(*ws)->data;
+    *cols = (float *)(*ws)->data;
+    return rows;
 }
 
 /* per group: C_g[M, N] = op(A_g) @ op(B_g) (+ beta C_g). Groups run side by side when there are at least as
@@ -147,7 +161,7 @@ static void nn__conv_gemm_groups(int64_t G, int ta, int tb, int64_t M, int64_t N
 static void nn__conv2d_backward(nn_node *n) {
     nn_tensor *gout = n->gout[0], *x = n->saved[0], *w = n->saved[1];
     nn__conv_geom g;
-    int64_t Cg, Coutg, K, HoWo, img;
+    int64_t Cg, Coutg, K, HoWo, img, rows;
     int need_x = nn__needs_grad(n, 0), need_w = nn__needs_grad(n, 1), need_b = n->n_in > 2 && nn__needs_grad(n, 2);
     nn_tensor *dx = NULL, *dw = NULL, *ws = NULL;
     const float *go, *xd, *wd;
@@ -181,24 +195,28 @@ static void nn__conv2d_backward(nn_node *n) {
     if (!need_x && !need_w) return;
     if (need_x) { dx = nn__new(NN_F32, NN_CPU, x->ndim, x->shape); memset(dx->data, 0, sizeof(float) * (size_t)x->numel); }
     if (need_w) dw = nn__new(NN_F32, NN_CPU, w->ndim, w->shape);
-    cols = nn__conv_workspace(&g, &ws);
+    rows = nn__conv_workspace(&g, &ws, &cols);
     for (img = 0; img < g.N; img++) {
         const float *gimg = go + img * g.Cout * HoWo;
         const float *ximg = xd + img * g.C * g.H * g.W;
-        if (need_w) {
-            const float *c = cols;
-            if (cols) nn__im2col(ximg, &g, g.C, cols);
-            else c = ximg;
-            /* dW_g [Coutg, K] (+)= dout_g [Coutg, HoWo] @ cols_g^T */
-            nn__conv_gemm_groups(g.groups, 0, 1, Coutg, K, HoWo, gimg, HoWo, Coutg * HoWo, c, HoWo, K * HoWo,
-                                 img == 0 ? 0.0f : 1.0f, (float *)dw->data, K, Coutg * K);
-        }
-        if (need_x) {
-            float *dimg = (float *)dx->data + img * g.C * g.H * g.W;
-            /* dcols_g [K, HoWo] = W_g^T @ dout_g; a pointwise conv writes straight into dx */
-            nn__conv_gemm_groups(g.groups, 1, 0, K, HoWo, Coutg, wd, K, Coutg * K, gimg, HoWo, Coutg * HoWo, 0.0f,
-                                 cols ? cols : dimg, HoWo, K * HoWo);
-            if (cols) nn__col2im(cols, &g, g.C, dimg);
+        float *dimg = dx ? (float *)dx->data + img * g.C * g.H * g.W : NULL;
+        int64_t oh0;
+        for (oh0 = 0; oh0 < g.Ho; oh0 += rows) {
+            const int64_t oh1 = oh0 + rows < g.Ho ? oh0 + rows : g.Ho, nc = (oh1 - oh0) * g.Wo;
+            const float *gch = gimg + oh0 * g.Wo;   /* dout rows [oh0, oh1) of every channel, ld HoWo */
+            if (need_w) {
+                const float *c = cols ? cols : ximg;
+                if (cols) nn__im2col(ximg, &g, oh0, oh1, cols);
+                /* dW_g [Coutg, K] (+)= dout_g [Coutg, nc] @ cols_g^T */
+                nn__conv_gemm_groups(g.groups, 0, 1, Coutg, K, nc, gch, HoWo, Coutg * HoWo, c, nc, K * nc,
+                                     img == 0 && oh0 == 0 ? 0.0f : 1.0f, (float *)dw->data, K, Coutg * K);
+            }
+            if (need_x) {
+                /* dcols_g [K, nc] = W_g^T @ dout_g; a pointwise conv writes straight into dx */
+                nn__conv_gemm_groups(g.groups, 1, 0, K, nc, Coutg, wd, K, Coutg * K, gch, HoWo, Coutg * HoWo, 0.0f,
+                                     cols ? cols : dimg, nc, K * nc);
+                if (cols) nn__col2im(cols, &g, oh0, oh1, dimg);
+            }
         }
     }
     if (need_w && g.N == 0) memset(dw->data, 0, sizeof(float) * (size_t)w->numel);
@@ -211,7 +229,7 @@ static nn_tensor *nn__conv2d_impl(const char *op, nn_tensor *x, nn_tensor *w, nn
                                   const int padding[2], const int dilation[2], int groups) {
     char bx[96], bw[96], bb[96];
     nn__conv_geom g;
-    int64_t oshape[4], Cg, Coutg, K, HoWo, img;
+    int64_t oshape[4], Cg, Coutg, K, HoWo, img, rows;
     nn_tensor *out, *ws = NULL, *ins[3];
     float *cols, *od;
     const float *xd, *wd;
@@ -267,12 +285,17 @@ static nn_tensor *nn__conv2d_impl(const char *op, nn_tensor *x, nn_tensor *w, nn
     oshape[0] = g.N; oshape[1] = g.Cout; oshape[2] = g.Ho; oshape[3] = g.Wo;
     out = nn__new(NN_F32, x->device, 4, oshape);
     od = (float *)out->data; xd = (const float *)x->data; wd = (const float *)w->data;
-    cols = nn__conv_workspace(&g, &ws);
+    rows = nn__conv_workspace(&g, &ws, &cols);
     for (img = 0; img < g.N; img++) {
         const float *ximg = xd + img * g.C * g.H * g.W;
-        if (cols) nn__im2col(ximg, &g, g.C, cols);
-        nn__conv_gemm_groups(groups, 0, 0, Coutg, HoWo, K, wd, K, Coutg * K, cols ? cols : ximg, HoWo, K * HoWo,
-                             0.0f, od + img * g.Cout * HoWo, HoWo, Coutg * HoWo);
+        int64_t oh0;
+        for (oh0 = 0; oh0 < g.Ho; oh0 += rows) {
+            const int64_t oh1 = oh0 + rows < g.Ho ? oh0 + rows : g.Ho, nc = (oh1 - oh0) * g.Wo;
+            if (cols) nn__im2col(ximg, &g, oh0, oh1, cols);
+            /* out_g rows [oh0, oh1) (ld HoWo) = W_g @ cols_g */
+            nn__conv_gemm_groups(groups, 0, 0, Coutg, nc, K, wd, K, Coutg * K, cols ? cols : ximg, nc, K * nc, 0.0f,
+                                 od + img * g.Cout * HoWo + oh0 * g.Wo, HoWo, Coutg * HoWo);
+        }
     }
     if (ws) nn_tensor_free(ws);
     if (b) {
@@ -559,29 +582,22 @@ nn_tensor *nn_adaptive_avg_pool2d(nn_tensor *x, int64_t out_h, int64_t out_w) {
      dw[c] = sum_{n, hw} dy * xhat,  db[c] = sum_{n, hw} dy
    computed from the per-(n, c) sums S1 = sum dy and S2 = sum dy * xhat, one read pass and one write pass. */
 
-/* Sums for the statistics: f32 vector lanes (NN__GN_LANES independent accumulators the compiler maps onto
-   SIMD registers) over blocks of NN__GN_BLOCK elements, each block's lanes then added into double. A lane
-   adds at most BLOCK/LANES = 64 terms in f32 (relative error ~64 * 2^-24 ~ 4e-6 per block, far below the
-   f32 output's rounding after normalisation), and the data is centred first so the squares do not cancel. */
-#define NN__GN_LANES 16
+/* Sums for the statistics: f32 over blocks of NN__GN_BLOCK elements, vectorised through `omp simd
+   reduction` (which licenses the reassociation; each SIMD lane then adds at most BLOCK/lanes terms, a
+   relative error ~2^-24 * 64 at 16 lanes), each block's total then added into double. The data is centred
+   first so the squares do not cancel. Without OpenMP the pragma is dropped and the loop is plain f32. */
 #define NN__GN_BLOCK 1024
 
 /* sum(p[i] - K) and sum((p[i] - K)^2) */
 static void nn__gn_sums(const float *p, int64_t n, float K, double *s1, double *s2) {
     double d1 = 0, d2 = 0;
-    int64_t i0 = 0, i;
-    int l;
-    while (i0 < n) {
-        const int64_t len = n - i0 < NN__GN_BLOCK ? n - i0 : NN__GN_BLOCK, full = len - len % NN__GN_LANES;
-        const float *q = p + i0;
-        float a[NN__GN_LANES], b[NN__GN_LANES], ta = 0, tb = 0;
-        for (l = 0; l < NN__GN_LANES; l++) { a[l] = 0; b[l] = 0; }
-        for (i = 0; i < full; i += NN__GN_LANES)
-            for (l = 0; l < NN__GN_LANES; l++) { float v = q[i + l] - K; a[l] += v; b[l] += v * v; }
-        for (i = full; i < len; i++) { float v = q[i] - K; ta += v; tb += v * v; }
-        for (l = 0; l < NN__GN_LANES; l++) { ta += a[l]; tb += b[l]; }
-        d1 += ta; d2 += tb;
-        i0 += len;
+    int64_t i0, i;
+    for (i0 = 0; i0 < n; i0 += NN__GN_BLOCK) {
+        const int64_t end = n - i0 < NN__GN_BLOCK ? n : i0 + NN__GN_BLOCK;
+        float a = 0, b = 0;
+        NN_OMP("omp simd reduction(+:a,b)")
+        for (i = i0; i < end; i++) { float v = p[i] - K; a += v; b += v * v; }
+        d1 += a; d2 += b;
     }
     *s1 = d1; *s2 = d2;
 }
@@ -589,19 +605,13 @@ static void nn__gn_sums(const float *p, int64_t n, float K, double *s1, double *
 /* sum(g[i]) and sum(g[i] * (x[i] - M)) */
 static void nn__gn_dot(const float *g, const float *x, int64_t n, float M, double *s1, double *s2) {
     double d1 = 0, d2 = 0;
-    int64_t i0 = 0, i;
-    int l;
-    while (i0 < n) {
-        const int64_t len = n - i0 < NN__GN_BLOCK ? n - i0 : NN__GN_BLOCK, full = len - len % NN__GN_LANES;
-        const float *gq = g + i0, *xq = x + i0;
-        float a[NN__GN_LANES], b[NN__GN_LANES], ta = 0, tb = 0;
-        for (l = 0; l < NN__GN_LANES; l++) { a[l] = 0; b[l] = 0; }
-        for (i = 0; i < full; i += NN__GN_LANES)
-            for (l = 0; l < NN__GN_LANES; l++) { a[l] += gq[i + l]; b[l] += gq[i + l] * (xq[i + l] - M); }
-        for (i = full; i < len; i++) { ta += gq[i]; tb += gq[i] * (xq[i] - M); }
-        for (l = 0; l < NN__GN_LANES; l++) { ta += a[l]; tb += b[l]; }
-        d1 += ta; d2 += tb;
-        i0 += len;
+    int64_t i0, i;
+    for (i0 = 0; i0 < n; i0 += NN__GN_BLOCK) {
+        const int64_t end = n - i0 < NN__GN_BLOCK ? n : i0 + NN__GN_BLOCK;
+        float a = 0, b = 0;
+        NN_OMP("omp simd reduction(+:a,b)")
+        for (i = i0; i < end; i++) { a += g[i]; b += g[i] * (x[i] - M); }
+        d1 += a; d2 += b;
     }
     *s1 = d1; *s2 = d2;
 }

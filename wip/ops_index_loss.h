@@ -15,7 +15,14 @@
      the result does not depend on the thread count.
    - Sums of many terms (losses, norms, log-sum-exp) accumulate in double.
    - Broadcasting follows numpy/torch (align trailing dims; 1 stretches). Gradients of broadcast inputs are
-     produced at the output shape and reduced by nn__accumulate. */
+     produced at the output shape and reduced by nn__accumulate.
+   Where nn.h deliberately differs from PyTorch
+   - topk: among equal values the lower index comes first (torch's CPU order among ties is unspecified).
+   - mse/l1/smooth_l1: input and target must have the same shape (torch broadcasts them with a warning).
+   - bce_with_logits: pos_weight gets a gradient (torch refuses to differentiate it); target does in both.
+   - cross: inputs may differ in rank (torch.linalg.cross requires equal rank); dim counts in the output.
+   - scatter_add: src may be larger than index (its uncovered part gets gradient 0; torch's backward errors).
+   - cross_entropy: the class weight gets no gradient (as torch); target = probabilities is not supported. */
 
 /* == API == */
 /* (no new public functions: everything here is declared in nn.h's [api:ops]) */
@@ -595,25 +602,42 @@ void nn_topk(nn_tensor *a, int64_t k, int dim, int largest, nn_tensor **values, 
     else nn_tensor_free(ind);  /* a node that saved it keeps it alive */
 }
 
-/* where(cond, a, b): cond ? a : b, all three broadcast */
+/* o = c ? x : y over a broadcast output shape, row by row: along the last dim each input has stride 0 or 1
+   (or its own contiguous stride), so offsets are computed once per row, not per element. x (or y) NULL
+   reads as the constant xv (yv). Used by where and masked_fill, forward and backward. */
+static void nn__il_select_kernel(float *o, int ndim, const int64_t *shape, const uint8_t *c, const int64_t *cs,
+                                 const float *x, const int64_t *xs, float xv, const float *y, const int64_t *ys,
+                                 float yv) {
+    int64_t L = ndim ? shape[ndim - 1] : 1, numel = 1, rows, r;
+    int64_t cst = ndim ? cs[ndim - 1] : 0, xst = (x && ndim) ? xs[ndim - 1] : 0, yst = (y && ndim) ? ys[ndim - 1] : 0;
+    int d;
+    for (d = 0; d < ndim; d++) numel *= shape[d];
+    if (numel == 0) return;
+    rows = numel / L;
+    NN_OMP("omp parallel for if(numel > 32768)")
+    for (r = 0; r < rows; r++) {
+        int64_t base = r * L, k;
+        int64_t co = nn__il_boff(base, ndim, shape, cs);
+        int64_t xo = x ? nn__il_boff(base, ndim, shape, xs) : 0, yo = y ? nn__il_boff(base, ndim, shape, ys) : 0;
+        for (k = 0; k < L; k++)
+            o[base + k] = c[co + k * cst] ? (x ? x[xo + k * xst] : xv) : (y ? y[yo + k * yst] : yv);
+    }
+}
+
+/* where(cond, a, b): cond ? a : b, all three broadcast; gradients g where cond (a) / where not (b) */
 static void nn__where_backward(nn_node *n) {
     nn_tensor *g = n->gout[0], *cond = n->saved[0];
-    int64_t cst[NN_MAX_DIMS], i;
-    int k, same = nn__il_same_shape(cond, g->ndim, g->shape);
-    nn__il_bstrides(cond, g->ndim, cst);
+    int64_t cs[NN_MAX_DIMS], gs[NN_MAX_DIMS];
+    int k;
+    nn__il_bstrides(cond, g->ndim, cs);
+    nn__il_strides(g->ndim, g->shape, gs);
     for (k = 0; k < 2; k++) {
         nn_tensor *gi;
-        const uint8_t *c = (const uint8_t *)cond->data;
         const float *gd = (const float *)g->data;
-        float *o;
         if (!nn__needs_grad(n, k)) continue;
         gi = nn__new(NN_F32, NN_CPU, g->ndim, g->shape);
-        o = (float *)gi->data;
-        NN_OMP("omp parallel for if(g->numel > 32768)")
-        for (i = 0; i < g->numel; i++) {
-            int take_a = c[same ? i : nn__il_boff(i, g->ndim, g->shape, cst)] != 0;
-            o[i] = take_a == (k == 0) ? gd[i] : 0.0f;
-        }
+        nn__il_select_kernel((float *)gi->data, g->ndim, g->shape, (const uint8_t *)cond->data, cs,
+                             k == 0 ? gd : NULL, gs, 0.0f, k == 1 ? gd : NULL, gs, 0.0f);
         nn__accumulate(n, k, gi);
     }
 }
@@ -621,8 +645,8 @@ static void nn__where_backward(nn_node *n) {
 nn_tensor *nn_where(nn_tensor *cond, nn_tensor *a, nn_tensor *b) {
     const char *op = "nn_where";
     nn_tensor *ts[3], *out, *ins[2];
-    int64_t shape[NN_MAX_DIMS], cs[NN_MAX_DIMS], as[NN_MAX_DIMS], bs[NN_MAX_DIMS], i;
-    int ndim, fast;
+    int64_t shape[NN_MAX_DIMS], cs[NN_MAX_DIMS], as[NN_MAX_DIMS], bs[NN_MAX_DIMS];
+    int ndim;
     nn_node *nd;
     nn__il_check_mask(op, cond, "cond");
     nn__il_check_f32(op, a, "a");
@@ -633,49 +657,33 @@ nn_tensor *nn_where(nn_tensor *cond, nn_tensor *a, nn_tensor *b) {
     nn__il_bstrides(cond, ndim, cs);
     nn__il_bstrides(a, ndim, as);
     nn__il_bstrides(b, ndim, bs);
-    fast = nn__il_same_shape(cond, ndim, shape) && nn__il_same_shape(a, ndim, shape) &&
-           nn__il_same_shape(b, ndim, shape);
-    {
-        const uint8_t *c = (const uint8_t *)cond->data;
-        const float *ad = (const float *)a->data, *bd = (const float *)b->data;
-        float *o = (float *)out->data;
-        NN_OMP("omp parallel for if(out->numel > 32768)")
-        for (i = 0; i < out->numel; i++) {
-            if (fast) o[i] = c[i] ? ad[i] : bd[i];
-            else o[i] = c[nn__il_boff(i, ndim, shape, cs)] ? ad[nn__il_boff(i, ndim, shape, as)]
-                                                          : bd[nn__il_boff(i, ndim, shape, bs)];
-        }
-    }
+    nn__il_select_kernel((float *)out->data, ndim, shape, (const uint8_t *)cond->data, cs, (const float *)a->data,
+                         as, 0.0f, (const float *)b->data, bs, 0.0f);
     ins[0] = a; ins[1] = b;
     nd = nn__record("where", nn__where_backward, 2, ins, 1, &out);
     if (nd) nn__save(nd, cond);
     return out;
 }
 
-/* masked_fill(a, mask, value): mask ? value : a, a and mask broadcast */
+/* masked_fill(a, mask, value): mask ? value : a, a and mask broadcast; gradient g where not mask */
 static void nn__masked_fill_backward(nn_node *n) {
     nn_tensor *g = n->gout[0], *mask = n->saved[0], *ga;
-    const uint8_t *m = (const uint8_t *)mask->data;
-    const float *gd = (const float *)g->data;
-    int64_t ms[NN_MAX_DIMS], i;
-    int same = nn__il_same_shape(mask, g->ndim, g->shape);
-    float *o;
+    int64_t ms[NN_MAX_DIMS], gs[NN_MAX_DIMS];
     if (!nn__needs_grad(n, 0)) return;
     nn__il_bstrides(mask, g->ndim, ms);
+    nn__il_strides(g->ndim, g->shape, gs);
     ga = nn__new(NN_F32, NN_CPU, g->ndim, g->shape);
-    o = (float *)ga->data;
-    NN_OMP("omp parallel for if(g->numel > 32768)")
-    for (i = 0; i < g->numel; i++) o[i] = m[same ? i : nn__il_boff(i, g->ndim, g->shape, ms)] ? 0.0f : gd[i];
+    nn__il_select_kernel((float *)ga->data, g->ndim, g->shape, (const uint8_t *)mask->data, ms, NULL, gs, 0.0f,
+                         (const float *)g->data, gs, 0.0f);
     nn__accumulate(n, 0, ga);
 }
 
 nn_tensor *nn_masked_fill(nn_tensor *a, nn_tensor *mask, double value) {
     const char *op = "nn_masked_fill";
     nn_tensor *ts[2], *out;
-    int64_t shape[NN_MAX_DIMS], ms[NN_MAX_DIMS], as[NN_MAX_DIMS], i;
-    int ndim, fast;
+    int64_t shape[NN_MAX_DIMS], ms[NN_MAX_DIMS], as[NN_MAX_DIMS];
+    int ndim;
     nn_node *nd;
-    float v = (float)value;
     nn__il_check_f32(op, a, "input");
     nn__il_check_mask(op, mask, "mask");
     ts[0] = a; ts[1] = mask;
@@ -683,17 +691,8 @@ nn_tensor *nn_masked_fill(nn_tensor *a, nn_tensor *mask, double value) {
     out = nn__new(NN_F32, NN_CPU, ndim, shape);
     nn__il_bstrides(mask, ndim, ms);
     nn__il_bstrides(a, ndim, as);
-    fast = nn__il_same_shape(mask, ndim, shape) && nn__il_same_shape(a, ndim, shape);
-    {
-        const uint8_t *m = (const uint8_t *)mask->data;
-        const float *ad = (const float *)a->data;
-        float *o = (float *)out->data;
-        NN_OMP("omp parallel for if(out->numel > 32768)")
-        for (i = 0; i < out->numel; i++) {
-            if (fast) o[i] = m[i] ? v : ad[i];
-            else o[i] = m[nn__il_boff(i, ndim, shape, ms)] ? v : ad[nn__il_boff(i, ndim, shape, as)];
-        }
-    }
+    nn__il_select_kernel((float *)out->data, ndim, shape, (const uint8_t *)mask->data, ms, NULL, as, (float)value,
+                         (const float *)a->data, as, 0.0f);
     nd = nn__record("masked_fill", nn__masked_fill_backward, 1, &a, 1, &out);
     if (nd) nn__save(nd, mask);
     return out;
@@ -960,12 +959,14 @@ static void nn__cross_entropy_backward(nn_node *n) {
         }
         {
             double wt = wd ? wd[t] : 1.0;
-            double suma = (1.0 - eps) * wt + eps / (double)C * wsum;
+            float suma = (float)(coef * ((1.0 - eps) * wt + eps / (double)C * wsum)), lse_s = ld[s];
+            float ec = (float)(coef * eps / (double)C);
+            /* coef (p_c sum_c' a_c' - a_c), a_c = (eps/C) w_c + (1-eps) w_t [c = t] */
             for (c = 0; c < C; c++) {
-                double p = exp((double)xd[base + c * inner] - (double)ld[s]);
-                double ac = eps / (double)C * (wd ? wd[c] : 1.0) + (c == t ? (1.0 - eps) * wt : 0.0);
-                o[base + c * inner] = (float)(coef * (p * suma - ac));
+                float pc = expf(xd[base + c * inner] - lse_s);
+                o[base + c * inner] = pc * suma - ec * (wd ? wd[c] : 1.0f);
             }
+            o[base + t * inner] -= (float)(coef * (1.0 - eps) * wt);
         }
     }
     nn__accumulate(n, 0, gx);
@@ -1029,22 +1030,27 @@ nn_tensor *nn_cross_entropy(nn_tensor *logits, nn_tensor *target, nn_tensor *wei
         NN_OMP("omp parallel for reduction(+:nll, smooth, W) if(logits->numel > 32768)")
         for (s = 0; s < npos; s++) {
             int64_t b = s / inner, c0 = s % inner, base = b * C * inner + c0, t = nn__il_idx(target, s), c;
-            double mx = -INFINITY, se = 0, l;
-            for (c = 0; c < C; c++) {
-                double v = xd[base + c * inner];
-                if (v > mx) mx = v;
-            }
-            if (mx == -INFINITY) mx = 0;  /* all -inf: keep exp() finite-free of NaN; lse = -inf */
-            for (c = 0; c < C; c++) se += exp((double)xd[base + c * inner] - mx);
-            l = mx + log(se);
+            const float *row = xd + base;
+            float mx = -INFINITY;
+            double se = 0, sx = 0, l;
+            /* max, then sum of exp(x - max) (float exp, double sum) and, for smoothing, sum of w_c x_c */
+            for (c = 0; c < C; c++) if (row[c * inner] > mx) mx = row[c * inner];
+            if (mx == -INFINITY) mx = 0;  /* every logit -inf: lse = -inf rather than NaN */
+            if (inner == 1) for (c = 0; c < C; c++) se += expf(row[c] - mx);
+            else for (c = 0; c < C; c++) se += expf(row[c * inner] - mx);
+            l = (double)mx + log(se);
             ld[s] = (float)l;
             if (t == ignore_index) continue;
             {
                 double wt = wd ? wd[t] : 1.0;
                 W += wt;
-                nll += wt * (l - (double)xd[base + t * inner]);
-                if (eps > 0)
-                    for (c = 0; c < C; c++) smooth += (wd ? wd[c] : 1.0) * (l - (double)xd[base + c * inner]);
+                nll += wt * (l - (double)row[t * inner]);
+                if (eps > 0) {
+                    /* sum_c w_c (l - x_c) = l sum_c w_c - sum_c w_c x_c */
+                    if (wd) for (c = 0; c < C; c++) sx += (double)wd[c] * row[c * inner];
+                    else for (c = 0; c < C; c++) sx += row[c * inner];
+                    smooth += l * wsum - sx;
+                }
             }
         }
     }

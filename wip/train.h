@@ -352,12 +352,20 @@ void nn_sched_step(nn_sched *s) {
 
 /* ------------------------------------------------------------------------------------------- [impl:clip] */
 
-/* sum of squares in double: exact enough that the f32 rounding of the root is torch's to within an ulp */
+/* sum of squares in double (exact enough that the f32 root is torch's to within an ulp), over a fixed
+   number of chunks combined in order: the result does not depend on the thread count or on the order in
+   which threads finish (an OpenMP reduction's is unspecified), which bit-exact resume needs */
 static double nn__sumsq(const float *x, int64_t n) {
-    double acc = 0;
-    int64_t i;
-    NN_OMP("omp parallel for reduction(+:acc) if (n > 32768)")
-    for (i = 0; i < n; i++) acc += (double)x[i] * (double)x[i];
+    double part[64], acc = 0;
+    int64_t c, nc = n > 32768 ? 64 : 1;
+    NN_OMP("omp parallel for if (nc > 1)")
+    for (c = 0; c < nc; c++) {
+        int64_t i, lo = n * c / nc, hi = n * (c + 1) / nc;
+        double a = 0;
+        for (i = lo; i < hi; i++) a += (double)x[i] * (double)x[i];
+        part[c] = a;
+    }
+    for (c = 0; c < nc; c++) acc += part[c];
     return acc;
 }
 

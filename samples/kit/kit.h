@@ -15,8 +15,8 @@
    as the first include of that file (the implementation asks for POSIX declarations; compiling with
    $(KIT_CFLAGS) from samples/kit/kit.mk, which defines _POSIX_C_SOURCE, lifts that ordering rule).
    Link with $(KIT_LDLIBS): -lyaml -lstb -lm -pthread. C99; independent of nn.h. */
-#ifndef KIT_H
-#define KIT_H
+/* No include guard here on purpose: each header guards its declarations itself, and a later include
+   with KIT_IMPLEMENTATION defined must still reach the implementation sections. */
 #if defined(KIT_IMPLEMENTATION) && !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -27,4 +27,3 @@
 #include "kit_image.h"
 #include "kit_loader.h"
 #include "kit_plot.h"
-#endif

@@ -9,7 +9,7 @@
    naming the file rather than an image with a grey bottom half. Failures return a kit_status and a message;
    nothing aborts.
 
-   Resizing reproduces Pillow's Image.resize (src/libImaging/Resample.c, Pillow 9-11) with the BILINEAR
+   Resizing reproduces Pillow's Image.resize (src/libImaging/Resample.c; checked against Pillow 13) with the BILINEAR
    (triangle, support 1) and BICUBIC (Keys cubic, a = -0.5, support 2) filters. It is a separable convolution,
    horizontal pass first, whose support is widened by the scale factor when downscaling, which is the
    antialiasing; coefficients are normalised to sum to one. kit_resize_u8 follows Pillow's 8-bit path
@@ -383,57 +383,103 @@ static unsigned char kit__clip8(int64_t ss) {
     return (unsigned char)(ss > 255 ? 255 : ss);
 }
 
-/* The two passes share one shape: out[o] = sum_t w[o][t] * in[first[o] + t] along one axis. `step` is the
-   distance between neighbours along that axis, `other` the count and `ostride` the distance of lines. */
+/* One pass along x (rows row0 .. row0+rows-1 of `in`) or along y (every column of `in`, whose row
+   indices are shifted down by `shift` when `in` holds only the rows from `shift` on). */
+static void kit__hpass_u8(const unsigned char *in, int in_w, int c, int row0, int rows, unsigned char *out, int out_w,
+                          const kit__coeffs *co, const int32_t *kk) {
+    int x, y, ch, t;
+    for (y = 0; y < rows; y++) {
+        const unsigned char *row = in + (size_t)(y + row0) * in_w * c;
+        for (x = 0; x < out_w; x++) {
+            int xmin = co->bounds[2 * x], n = co->bounds[2 * x + 1];
+            const int32_t *k = kk + (size_t)x * co->ksize;
+            for (ch = 0; ch < c; ch++) {
+                int64_t ss = 1 << (KIT__PRECISION_BITS - 1); /* +0.5 for rounding */
+                for (t = 0; t < n; t++) ss += (int64_t)row[(size_t)(xmin + t) * c + ch] * k[t];
+                out[((size_t)y * out_w + x) * c + ch] = kit__clip8(ss);
+            }
+        }
+    }
+}
+
+static void kit__vpass_u8(const unsigned char *in, int w, int c, int shift, unsigned char *out, int out_h,
+                          const kit__coeffs *co, const int32_t *kk) {
+    int x, y, ch, t;
+    for (y = 0; y < out_h; y++) {
+        int ymin = co->bounds[2 * y] - shift, n = co->bounds[2 * y + 1];
+        const int32_t *k = kk + (size_t)y * co->ksize;
+        for (x = 0; x < w; x++)
+            for (ch = 0; ch < c; ch++) {
+                int64_t ss = 1 << (KIT__PRECISION_BITS - 1);
+                for (t = 0; t < n; t++) ss += (int64_t)in[((size_t)(ymin + t) * w + x) * c + ch] * k[t];
+                out[((size_t)y * w + x) * c + ch] = kit__clip8(ss);
+            }
+    }
+}
+
+static void kit__hpass_f32(const float *in, int in_w, int c, int row0, int rows, float *out, int out_w, const kit__coeffs *co) {
+    int x, y, ch, t;
+    for (y = 0; y < rows; y++) {
+        const float *row = in + (size_t)(y + row0) * in_w * c;
+        for (x = 0; x < out_w; x++) {
+            int xmin = co->bounds[2 * x], n = co->bounds[2 * x + 1];
+            const double *k = co->k + (size_t)x * co->ksize;
+            for (ch = 0; ch < c; ch++) {
+                double ss = 0.0;
+                for (t = 0; t < n; t++) ss += row[(size_t)(xmin + t) * c + ch] * k[t];
+                out[((size_t)y * out_w + x) * c + ch] = (float)ss; /* float intermediate, as Pillow's "F" mode */
+            }
+        }
+    }
+}
+
+static void kit__vpass_f32(const float *in, int w, int c, int shift, float *out, int out_h, const kit__coeffs *co) {
+    int x, y, ch, t;
+    for (y = 0; y < out_h; y++) {
+        int ymin = co->bounds[2 * y] - shift, n = co->bounds[2 * y + 1];
+        const double *k = co->k + (size_t)y * co->ksize;
+        for (x = 0; x < w; x++)
+            for (ch = 0; ch < c; ch++) {
+                double ss = 0.0;
+                for (t = 0; t < n; t++) ss += in[((size_t)(ymin + t) * w + x) * c + ch] * k[t];
+                out[((size_t)y * w + x) * c + ch] = (float)ss;
+            }
+    }
+}
+
+/* Pass order, as Pillow 13 (ImagingResampleInner): the vertical pass goes first when the height shrinks
+   by more than twice as many pixels as the width does; otherwise the horizontal pass goes first and
+   only computes the rows the vertical pass will read. (Pillow 12 and earlier always went horizontal
+   first; for 8-bit images the order changes the rounding of the intermediate, so results for such
+   sizes differ from those versions by a few levels.) */
+static int kit__vertical_first(int sw, int sh, int dw, int dh) { return sh - dh > 0 && sh - dh > 2 * (sw - dw); }
+
 int kit_resize_u8(const unsigned char *src, int sw, int sh, int c, unsigned char *dst, int dw, int dh, kit_filter f) {
     kit__coeffs ch = {0, NULL, NULL}, cv = {0, NULL, NULL};
     int32_t *kh = NULL, *kv = NULL;
     unsigned char *tmp = NULL;
-    const unsigned char *in = src;
-    int need_h = dw != sw, need_v = dh != sh, y0, y1, rows, x, y, ch_i, t, rc = KIT_ERR_NOMEM;
+    int need_h = dw != sw, need_v = dh != sh, rc = KIT_ERR_NOMEM;
     if (sw <= 0 || sh <= 0 || dw <= 0 || dh <= 0 || c <= 0) return KIT_ERR_ARG;
     if (!need_h && !need_v) { memcpy(dst, src, (size_t)sw * sh * c); return KIT_OK; }
     if (kit__precompute(sw, dw, f, &ch) || kit__precompute(sh, dh, f, &cv)) goto done;
     if (!(kh = kit__fixed_coeffs(&ch, dw)) || !(kv = kit__fixed_coeffs(&cv, dh))) goto done;
-    /* Only the rows the vertical pass reads go through the horizontal pass. */
-    y0 = cv.bounds[0];
-    y1 = cv.bounds[2 * dh - 2] + cv.bounds[2 * dh - 1];
-    if (need_h) {
-        rows = need_v ? y1 - y0 : sh;
-        if (!need_v) y0 = 0;
-        tmp = need_v ? (unsigned char *)malloc((size_t)dw * rows * c) : dst;
-        if (!tmp) goto done;
-        for (y = 0; y < rows; y++) {
-            const unsigned char *row = src + (size_t)(y + y0) * sw * c;
-            for (x = 0; x < dw; x++) {
-                int xmin = ch.bounds[2 * x], xn = ch.bounds[2 * x + 1];
-                const int32_t *k = kh + (size_t)x * ch.ksize;
-                for (ch_i = 0; ch_i < c; ch_i++) {
-                    int64_t ss = 1 << (KIT__PRECISION_BITS - 1); /* +0.5 for rounding */
-                    for (t = 0; t < xn; t++) ss += (int64_t)row[(size_t)(xmin + t) * c + ch_i] * k[t];
-                    tmp[((size_t)y * dw + x) * c + ch_i] = kit__clip8(ss);
-                }
-            }
-        }
-        in = tmp;
+    if (!need_h) {
+        kit__vpass_u8(src, sw, c, 0, dst, dh, &cv, kv);
+    } else if (!need_v) {
+        kit__hpass_u8(src, sw, c, 0, sh, dst, dw, &ch, kh);
+    } else if (kit__vertical_first(sw, sh, dw, dh)) {
+        if (!(tmp = (unsigned char *)malloc((size_t)sw * dh * c))) goto done;
+        kit__vpass_u8(src, sw, c, 0, tmp, dh, &cv, kv);
+        kit__hpass_u8(tmp, sw, c, 0, dh, dst, dw, &ch, kh);
     } else {
-        y0 = 0; /* the vertical pass reads the source directly */
-    }
-    if (need_v) {
-        for (y = 0; y < dh; y++) {
-            int ymin = cv.bounds[2 * y] - y0, yn = cv.bounds[2 * y + 1];
-            const int32_t *k = kv + (size_t)y * cv.ksize;
-            for (x = 0; x < dw; x++)
-                for (ch_i = 0; ch_i < c; ch_i++) {
-                    int64_t ss = 1 << (KIT__PRECISION_BITS - 1);
-                    for (t = 0; t < yn; t++) ss += (int64_t)in[((size_t)(ymin + t) * dw + x) * c + ch_i] * k[t];
-                    dst[((size_t)y * dw + x) * c + ch_i] = kit__clip8(ss);
-                }
-        }
+        int y0 = cv.bounds[0], y1 = cv.bounds[2 * dh - 2] + cv.bounds[2 * dh - 1]; /* rows the vertical pass reads */
+        if (!(tmp = (unsigned char *)malloc((size_t)dw * (y1 - y0) * c))) goto done;
+        kit__hpass_u8(src, sw, c, y0, y1 - y0, tmp, dw, &ch, kh);
+        kit__vpass_u8(tmp, dw, c, y0, dst, dh, &cv, kv);
     }
     rc = KIT_OK;
 done:
-    if (tmp != dst) free(tmp);
+    free(tmp);
     free(ch.bounds); free(ch.k); free(cv.bounds); free(cv.k); free(kh); free(kv);
     return rc;
 }
@@ -441,49 +487,27 @@ done:
 int kit_resize_f32(const float *src, int sw, int sh, int c, float *dst, int dw, int dh, kit_filter f) {
     kit__coeffs ch = {0, NULL, NULL}, cv = {0, NULL, NULL};
     float *tmp = NULL;
-    const float *in = src;
-    int need_h = dw != sw, need_v = dh != sh, y0, y1, rows, x, y, ch_i, t, rc = KIT_ERR_NOMEM;
+    int need_h = dw != sw, need_v = dh != sh, rc = KIT_ERR_NOMEM;
     if (sw <= 0 || sh <= 0 || dw <= 0 || dh <= 0 || c <= 0) return KIT_ERR_ARG;
     if (!need_h && !need_v) { memcpy(dst, src, sizeof(float) * (size_t)sw * sh * c); return KIT_OK; }
     if (kit__precompute(sw, dw, f, &ch) || kit__precompute(sh, dh, f, &cv)) goto done;
-    y0 = cv.bounds[0];
-    y1 = cv.bounds[2 * dh - 2] + cv.bounds[2 * dh - 1];
-    if (need_h) {
-        rows = need_v ? y1 - y0 : sh;
-        if (!need_v) y0 = 0;
-        tmp = need_v ? (float *)malloc(sizeof(float) * (size_t)dw * rows * c) : dst;
-        if (!tmp) goto done;
-        for (y = 0; y < rows; y++) {
-            const float *row = src + (size_t)(y + y0) * sw * c;
-            for (x = 0; x < dw; x++) {
-                int xmin = ch.bounds[2 * x], xn = ch.bounds[2 * x + 1];
-                const double *k = ch.k + (size_t)x * ch.ksize;
-                for (ch_i = 0; ch_i < c; ch_i++) {
-                    double ss = 0.0;
-                    for (t = 0; t < xn; t++) ss += row[(size_t)(xmin + t) * c + ch_i] * k[t];
-                    tmp[((size_t)y * dw + x) * c + ch_i] = (float)ss; /* float intermediate, as Pillow's "F" mode */
-                }
-            }
-        }
-        in = tmp;
+    if (!need_h) {
+        kit__vpass_f32(src, sw, c, 0, dst, dh, &cv);
+    } else if (!need_v) {
+        kit__hpass_f32(src, sw, c, 0, sh, dst, dw, &ch);
+    } else if (kit__vertical_first(sw, sh, dw, dh)) {
+        if (!(tmp = (float *)malloc(sizeof(float) * (size_t)sw * dh * c))) goto done;
+        kit__vpass_f32(src, sw, c, 0, tmp, dh, &cv);
+        kit__hpass_f32(tmp, sw, c, 0, dh, dst, dw, &ch);
     } else {
-        y0 = 0;
-    }
-    if (need_v) {
-        for (y = 0; y < dh; y++) {
-            int ymin = cv.bounds[2 * y] - y0, yn = cv.bounds[2 * y + 1];
-            const double *k = cv.k + (size_t)y * cv.ksize;
-            for (x = 0; x < dw; x++)
-                for (ch_i = 0; ch_i < c; ch_i++) {
-                    double ss = 0.0;
-                    for (t = 0; t < yn; t++) ss += in[((size_t)(ymin + t) * dw + x) * c + ch_i] * k[t];
-                    dst[((size_t)y * dw + x) * c + ch_i] = (float)ss;
-                }
-        }
+        int y0 = cv.bounds[0], y1 = cv.bounds[2 * dh - 2] + cv.bounds[2 * dh - 1];
+        if (!(tmp = (float *)malloc(sizeof(float) * (size_t)dw * (y1 - y0) * c))) goto done;
+        kit__hpass_f32(src, sw, c, y0, y1 - y0, tmp, dw, &ch);
+        kit__vpass_f32(tmp, dw, c, y0, dst, dh, &cv);
     }
     rc = KIT_OK;
 done:
-    if (tmp != dst) free(tmp);
+    free(tmp);
     free(ch.bounds); free(ch.k); free(cv.bounds); free(cv.k);
     return rc;
 }

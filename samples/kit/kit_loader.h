@@ -199,8 +199,9 @@ static void kit__load_item(kit_loader *l, kit__slot *s, size_t row) {
         if (fd->variable && lengths[f] > fd->max_len)
             rc = kit_fail(&err, KIT_ERR_CALLBACK, "set length %lu for field '%s', more than its max_len %lu",
                           (unsigned long)lengths[f], fd->name ? fd->name : "?", (unsigned long)fd->max_len);
-        s->lens[f][row] = fd->variable ? lengths[f] : fd->max_len;
     }
+    for (f = 0; f < l->ds.nfields; f++) /* a failed item counts as empty in variable fields */
+        s->lens[f][row] = !l->ds.fields[f].variable ? l->ds.fields[f].max_len : (rc ? 0 : lengths[f]);
     if (rc) {
         pthread_mutex_lock(&l->mu);
         if (!s->failed) {

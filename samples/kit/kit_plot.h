@@ -181,15 +181,16 @@ static void kit__rect(unsigned char *rgb, int w, int h, int x0, int y0, int x1, 
 /* Bresenham's line, 2 pixels thick, clipped to [cx0, cx1] x [cy0, cy1]. */
 static void kit__line(unsigned char *rgb, int w, int h, int x0, int y0, int x1, int y1, const unsigned char c[3],
                       int cx0, int cy0, int cx1, int cy1) {
-    int dx = abs(x1 - x0), dy = -abs(y1 - y0), sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1, e = dx + dy, guard = 0;
+    int dx = abs(x1 - x0), dy = -abs(y1 - y0), sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1, e = dx + dy, e2, guard = 0;
     for (;;) {
         int ox, oy;
         for (oy = 0; oy < 2; oy++)
             for (ox = 0; ox < 2; ox++)
                 if (x0 + ox >= cx0 && x0 + ox <= cx1 && y0 + oy >= cy0 && y0 + oy <= cy1) kit__px(rgb, w, h, x0 + ox, y0 + oy, c);
         if ((x0 == x1 && y0 == y1) || ++guard > 100000) break;
-        if (2 * e >= dy) { e += dy; x0 += sx; }
-        if (2 * e <= dx) { e += dx; y0 += sy; }
+        e2 = 2 * e; /* both tests use the error before this step's updates */
+        if (e2 >= dy) { e += dy; x0 += sx; }
+        if (e2 <= dx) { e += dx; y0 += sy; }
     }
 }
 
