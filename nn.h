@@ -2056,6 +2056,7 @@ static void nn__layer_norm_backward(nn_node *n) {
     if (nn__needs_grad(n, 0)) gx = nn__new(NN_F32, x->device, x->ndim, x->shape);
 #ifdef NN_CUDA
     if (x->device == NN_CUDA) {
+        nn_tensor *gb = NULL;
         if (want_w) gw = nn__new(NN_F32, x->device, 1, &C);
         if (want_b) gb = nn__new(NN_F32, x->device, 1, &C);
         nn__cuda_layer_norm_bwd(g, x, w, mean, rstd, gx, gw, gb);
