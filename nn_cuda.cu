@@ -976,12 +976,188 @@ template <bool CACHED> __global__ void k_layer_norm_bwd(const float *__restrict_
     }
 }
 
+
+/* Rows of at most 1024 floats with C % 4 == 0 and 16-byte alignment: a warp per row, the row in registers as
+   V float4 per lane, reductions by shuffles only (no block barriers). */
+__device__ __forceinline__ float4 d_f4(const float *p, int j, bool ok) {
+    return ok ? ((const float4 *)p)[j] : make_float4(0, 0, 0, 0);
+}
+
+template <int V> __global__ void k_layer_norm_fwd_warp(const float *__restrict__ x, const float *__restrict__ w,
+                                                       const float *__restrict__ b, float *__restrict__ y,
+                                                       float *__restrict__ mean, float *__restrict__ rstd,
+                                                       int64_t rows, int C, float eps) {
+    int lane = threadIdx.x & 31, C4 = C >> 2;
+    int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5, nw = ((int64_t)gridDim.x * blockDim.x) >> 5;
+    for (int64_t r = warp; r < rows; r += nw) {
+        const float *xr = x + r * C;
+        float4 v[V];
+        float s = 0, q = 0;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            int j = lane + 32 * k;
+            v[k] = d_f4(xr, j, j < C4);
+            s += (v[k].x + v[k].y) + (v[k].z + v[k].w);
+        }
+        float m = d_warp_sum(s) / (float)C;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            if (lane + 32 * k < C4) {
+                float a = v[k].x - m, bb = v[k].y - m, c = v[k].z - m, d = v[k].w - m;
+                q += (a * a + bb * bb) + (c * c + d * d);
+            }
+        }
+        float rs = 1.0f / sqrtf(d_warp_sum(q) / (float)C + eps);
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            int j = lane + 32 * k;
+            if (j < C4) {
+                float4 wv = w ? ((const float4 *)w)[j] : make_float4(1, 1, 1, 1);
+                float4 bv = b ? ((const float4 *)b)[j] : make_float4(0, 0, 0, 0), o;
+                o.x = (v[k].x - m) * rs * wv.x + bv.x; o.y = (v[k].y - m) * rs * wv.y + bv.y;
+                o.z = (v[k].z - m) * rs * wv.z + bv.z; o.w = (v[k].w - m) * rs * wv.w + bv.w;
+                ((float4 *)(y + r * C))[j] = o;
+            }
+        }
+        if (lane == 0) { mean[r] = m; rstd[r] = rs; }
+    }
+}
+
+/* dx per row; dw, db accumulated per warp in registers, combined per block in shared memory (2C floats) and
+   written to part[blockIdx.x] */
+template <int V> __global__ void k_layer_norm_bwd_warp(const float *__restrict__ g, const float *__restrict__ x,
+                                                       const float *__restrict__ w, const float *__restrict__ mean,
+                                                       const float *__restrict__ rstd, float *__restrict__ gx,
+                                                       float *__restrict__ part, int64_t rows, int C) {
+    extern __shared__ float shp[];
+    int lane = threadIdx.x & 31, wib = threadIdx.x >> 5, C4 = C >> 2;
+    int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5, nw = ((int64_t)gridDim.x * blockDim.x) >> 5;
+    float4 aw[V], ab[V];
+#pragma unroll
+    for (int k = 0; k < V; k++) { aw[k] = make_float4(0, 0, 0, 0); ab[k] = make_float4(0, 0, 0, 0); }
+    for (int64_t r = warp; r < rows; r += nw) {
+        const float *xr = x + r * C, *gr = g + r * C;
+        float m = mean[r], rs = rstd[r], s1 = 0, s2 = 0;
+        float4 xh[V], dh[V];
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            int j = lane + 32 * k;
+            bool ok = j < C4;
+            float4 xv = d_f4(xr, j, ok), gv = d_f4(gr, j, ok);
+            float4 wv = ok && w ? ((const float4 *)w)[j] : make_float4(1, 1, 1, 1);
+            xh[k].x = (xv.x - m) * rs; xh[k].y = (xv.y - m) * rs; xh[k].z = (xv.z - m) * rs; xh[k].w = (xv.w - m) * rs;
+            if (!ok) xh[k] = make_float4(0, 0, 0, 0);
+            dh[k].x = gv.x * wv.x; dh[k].y = gv.y * wv.y; dh[k].z = gv.z * wv.z; dh[k].w = gv.w * wv.w;
+            s1 += (dh[k].x + dh[k].y) + (dh[k].z + dh[k].w);
+            s2 += (dh[k].x * xh[k].x + dh[k].y * xh[k].y) + (dh[k].z * xh[k].z + dh[k].w * xh[k].w);
+            aw[k].x += gv.x * xh[k].x; aw[k].y += gv.y * xh[k].y; aw[k].z += gv.z * xh[k].z; aw[k].w += gv.w * xh[k].w;
+            ab[k].x += gv.x; ab[k].y += gv.y; ab[k].z += gv.z; ab[k].w += gv.w;
+        }
+        s1 = d_warp_sum(s1) / (float)C;
+        s2 = d_warp_sum(s2) / (float)C;
+        if (gx) {
+#pragma unroll
+            for (int k = 0; k < V; k++) {
+                int j = lane + 32 * k;
+                if (j < C4) {
+                    float4 o;
+                    o.x = rs * (dh[k].x - s1 - xh[k].x * s2); o.y = rs * (dh[k].y - s1 - xh[k].y * s2);
+                    o.z = rs * (dh[k].z - s1 - xh[k].z * s2); o.w = rs * (dh[k].w - s1 - xh[k].w * s2);
+                    ((float4 *)(gx + r * C))[j] = o;
+                }
+            }
+        }
+    }
+    if (!part) return;
+    for (int t = 0; t < (int)(blockDim.x >> 5); t++) {   /* warps add into shared memory in turn (deterministic) */
+        if (wib == t) {
+#pragma unroll
+            for (int k = 0; k < V; k++) {
+                int j = lane + 32 * k;
+                if (j < C4) {
+                    float4 *pw = (float4 *)shp + j, *pb = (float4 *)(shp + C) + j;
+                    if (t == 0) { *pw = aw[k]; *pb = ab[k]; }
+                    else {
+                        float4 a = *pw, c = *pb;
+                        a.x += aw[k].x; a.y += aw[k].y; a.z += aw[k].z; a.w += aw[k].w;
+                        c.x += ab[k].x; c.y += ab[k].y; c.z += ab[k].z; c.w += ab[k].w;
+                        *pw = a; *pb = c;
+                    }
+                }
+            }
+        }
+        __syncthreads();
+    }
+    for (int j = threadIdx.x; j < 2 * C; j += blockDim.x) part[(int64_t)blockIdx.x * 2 * C + j] = shp[j];
+}
+
+template <int V> __global__ void k_softmax_warp(const float *__restrict__ x, float *__restrict__ y, int64_t rows, int len,
+                                                int log_form) {
+    int lane = threadIdx.x & 31, L4 = len >> 2;
+    int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5, nw = ((int64_t)gridDim.x * blockDim.x) >> 5;
+    for (int64_t r = warp; r < rows; r += nw) {
+        const float *p = x + r * len;
+        float4 v[V];
+        float m = -INFINITY, s = 0;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            int j = lane + 32 * k;
+            v[k] = j < L4 ? ((const float4 *)p)[j] : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+            m = fmaxf(m, fmaxf(fmaxf(v[k].x, v[k].y), fmaxf(v[k].z, v[k].w)));
+        }
+        m = d_warp_max(m);
+        if (m == -INFINITY) m = 0;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            if (lane + 32 * k < L4) {
+                float4 e;
+                e.x = expf(v[k].x - m); e.y = expf(v[k].y - m); e.z = expf(v[k].z - m); e.w = expf(v[k].w - m);
+                s += (e.x + e.y) + (e.z + e.w);
+                if (!log_form) v[k] = e;
+            }
+        }
+        s = d_warp_sum(s);
+        float ls = m + logf(s), inv = 1.0f / s;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            int j = lane + 32 * k;
+            if (j < L4) {
+                float4 o = v[k];
+                if (log_form) { o.x -= ls; o.y -= ls; o.z -= ls; o.w -= ls; }
+                else { o.x *= inv; o.y *= inv; o.z *= inv; o.w *= inv; }
+                ((float4 *)(y + r * len))[j] = o;
+            }
+        }
+    }
+}
+
+/* V (float4 per lane) for a row of n floats when the warp kernels apply, else 0 */
+static int nn__warp_v(int64_t n, const void *a, const void *b, const void *c, const void *d) {
+    if (n <= 0 || n > 1024 || (n & 3) || !nn__al16(a) || !nn__al16(b) || (c && !nn__al16(c)) || (d && !nn__al16(d))) return 0;
+    int64_t v = (n / 4 + 31) / 32;
+    return v <= 1 ? 1 : v <= 2 ? 2 : v <= 4 ? 4 : 8;
+}
+static unsigned nn__warp_blocks(int64_t rows, int cap_per_sm) {
+    int64_t b = (rows + 7) / 8, cap = (int64_t)nn__cu.sms * cap_per_sm;
+    return (unsigned)(b < cap ? (b < 1 ? 1 : b) : cap);
+}
+
 extern "C" {
 
 void nn__cuda_softmax_fwd(const nn_tensor *x, int64_t outer, int64_t len, int64_t inner, int log_form, nn_tensor *y) {
     nn__cu_init();
     if (!x->numel) return;
-    if (inner == 1) {
+    if (inner == 1 && nn__warp_v(len, x->data, y->data, NULL, NULL)) {
+        unsigned nb = nn__warp_blocks(outer, 16);
+        const float *px = (const float *)x->data;
+        float *py = (float *)y->data;
+        switch (nn__warp_v(len, x->data, y->data, NULL, NULL)) {
+        case 1: k_softmax_warp<1><<<nb, 256, 0, S_>>>(px, py, outer, (int)len, log_form); break;
+        case 2: k_softmax_warp<2><<<nb, 256, 0, S_>>>(px, py, outer, (int)len, log_form); break;
+        case 4: k_softmax_warp<4><<<nb, 256, 0, S_>>>(px, py, outer, (int)len, log_form); break;
+        default: k_softmax_warp<8><<<nb, 256, 0, S_>>>(px, py, outer, (int)len, log_form); break;
+        }
+    } else if (inner == 1) {
         int bs = nn__row_threads(len);
         if (len <= 8 * (int64_t)bs)
             k_softmax_row<true><<<nn__row_blocks(outer), bs, 0, S_>>>((const float *)x->data, (float *)y->data, outer, len, log_form);
@@ -1014,7 +1190,18 @@ void nn__cuda_layer_norm_fwd(const nn_tensor *x, const nn_tensor *w, const nn_te
     if (!rows) return;
     bs = nn__row_threads(C);
     const float *pw = w ? (const float *)w->data : NULL, *pb = b ? (const float *)b->data : NULL;
-    if (C <= 8 * (int64_t)bs)
+    int V = nn__warp_v(C, x->data, y->data, pw, pb);
+    if (V) {
+        unsigned nb = nn__warp_blocks(rows, 16);
+        const float *px = (const float *)x->data;
+        float *py = (float *)y->data, *pm = (float *)mean->data, *pr = (float *)rstd->data;
+        switch (V) {
+        case 1: k_layer_norm_fwd_warp<1><<<nb, 256, 0, S_>>>(px, pw, pb, py, pm, pr, rows, (int)C, (float)eps); break;
+        case 2: k_layer_norm_fwd_warp<2><<<nb, 256, 0, S_>>>(px, pw, pb, py, pm, pr, rows, (int)C, (float)eps); break;
+        case 4: k_layer_norm_fwd_warp<4><<<nb, 256, 0, S_>>>(px, pw, pb, py, pm, pr, rows, (int)C, (float)eps); break;
+        default: k_layer_norm_fwd_warp<8><<<nb, 256, 0, S_>>>(px, pw, pb, py, pm, pr, rows, (int)C, (float)eps); break;
+        }
+    } else if (C <= 8 * (int64_t)bs)
         k_layer_norm_fwd<true><<<nn__row_blocks(rows), bs, 0, S_>>>((const float *)x->data, pw, pb, (float *)y->data,
                                                                      (float *)mean->data, (float *)rstd->data, rows, C, (float)eps);
     else
@@ -1040,10 +1227,22 @@ void nn__cuda_layer_norm_bwd(const nn_tensor *g, const nn_tensor *x, const nn_te
     bs = nn__row_threads(C);
     nb = nn__row_blocks(rows);
     if (nb > (unsigned)nn__cu.sms * 4) nb = (unsigned)nn__cu.sms * 4;
-    if (gw || gb) part = nn__tmp(NN_F32, (int64_t)nb * 2 * C);
     const float *pw = w ? (const float *)w->data : NULL;
+    int V = nn__warp_v(C, x->data, g->data, pw, gx ? gx->data : NULL);
+    if (V) nb = nn__warp_blocks(rows, 4);
+    if (gw || gb) part = nn__tmp(NN_F32, (int64_t)nb * 2 * C);
     float *pp = part ? (float *)part->data : NULL, *pgx = gx ? (float *)gx->data : NULL;
-    if (C <= 8 * (int64_t)bs)
+    if (V) {
+        const float *pg = (const float *)g->data, *px = (const float *)x->data, *pm = (const float *)mean->data;
+        const float *pr = (const float *)rstd->data;
+        size_t sm = (size_t)2 * C * sizeof(float);
+        switch (V) {
+        case 1: k_layer_norm_bwd_warp<1><<<nb, 256, sm, S_>>>(pg, px, pw, pm, pr, pgx, pp, rows, (int)C); break;
+        case 2: k_layer_norm_bwd_warp<2><<<nb, 256, sm, S_>>>(pg, px, pw, pm, pr, pgx, pp, rows, (int)C); break;
+        case 4: k_layer_norm_bwd_warp<4><<<nb, 256, sm, S_>>>(pg, px, pw, pm, pr, pgx, pp, rows, (int)C); break;
+        default: k_layer_norm_bwd_warp<8><<<nb, 256, sm, S_>>>(pg, px, pw, pm, pr, pgx, pp, rows, (int)C); break;
+        }
+    } else if (C <= 8 * (int64_t)bs)
         k_layer_norm_bwd<true><<<nb, bs, 0, S_>>>((const float *)g->data, (const float *)x->data, pw, (const float *)mean->data,
                                                   (const float *)rstd->data, pgx, pp, rows, C);
     else
@@ -1401,7 +1600,7 @@ struct nn__adam_t {
     const float *g;
     int64_t n;
     float decay, w1, b2f, w2, bc2f, epsf, neg_step;
-    int do_decay, maximize;
+    int do_decay, maximize, vec;   /* vec: every pointer 16-byte aligned (float4 path) */
 };
 struct nn__chunk { int t; int64_t lo, hi; };
 
@@ -1409,21 +1608,36 @@ __device__ __forceinline__ float d_lerpf(float self, float end, float w) {
     return fabsf(w) < 0.5f ? fmaf(w, end - self, self) : fmaf(w - 1.0f, end - self, end);
 }
 
+__device__ __forceinline__ void d_adamw1(const nn__adam_t &t, float &p, float g, float &m, float &v) {
+    float gi = t.maximize ? -g : g, pi = p, vi, denom;
+    if (t.do_decay) pi = pi * t.decay;
+    float mi = d_lerpf(m, gi, t.w1);
+    m = mi;
+    vi = v * t.b2f;
+    vi = fmaf(t.w2 * gi, gi, vi);
+    v = vi;
+    denom = __fdiv_rn(sqrtf(vi), t.bc2f) + t.epsf;
+    p = pi + __fdiv_rn(t.neg_step * mi, denom);
+}
+
 __global__ void k_adamw(const nn__adam_t *__restrict__ ts, const nn__chunk *__restrict__ ch, int nch) {
     for (int c = blockIdx.x; c < nch; c += gridDim.x) {
         nn__chunk k = ch[c];
-        nn__adam_t t = ts[k.t];
-        for (int64_t i = k.lo + threadIdx.x; i < k.hi; i += blockDim.x) {
-            float gi = t.maximize ? -t.g[i] : t.g[i], pi = t.p[i], vi, denom;
-            if (t.do_decay) pi = pi * t.decay;
-            float mi = d_lerpf(t.m[i], gi, t.w1);
-            t.m[i] = mi;
-            vi = t.v[i] * t.b2f;
-            vi = fmaf(t.w2 * gi, gi, vi);
-            t.v[i] = vi;
-            denom = __fdiv_rn(sqrtf(vi), t.bc2f) + t.epsf;
-            t.p[i] = pi + __fdiv_rn(t.neg_step * mi, denom);
+        const nn__adam_t t = ts[k.t];
+        int64_t lo = k.lo;
+        if (t.vec) {   /* chunks start at multiples of NN__CHUNK: aligned */
+            int64_t n4 = (k.hi - k.lo) / 4;
+            float4 *p4 = (float4 *)(t.p + lo), *m4 = (float4 *)(t.m + lo), *v4 = (float4 *)(t.v + lo);
+            const float4 *g4 = (const float4 *)(t.g + lo);
+            for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
+                float4 p = p4[i], g = g4[i], m = m4[i], v = v4[i];
+                d_adamw1(t, p.x, g.x, m.x, v.x); d_adamw1(t, p.y, g.y, m.y, v.y);
+                d_adamw1(t, p.z, g.z, m.z, v.z); d_adamw1(t, p.w, g.w, m.w, v.w);
+                p4[i] = p; m4[i] = m; v4[i] = v;
+            }
+            lo += n4 * 4;
         }
+        for (int64_t i = lo + threadIdx.x; i < k.hi; i += blockDim.x) d_adamw1(t, t.p[i], t.g[i], t.m[i], t.v[i]);
     }
 }
 
@@ -1525,6 +1739,7 @@ void nn__cuda_adamw_multi(int n, float *const *p, const float *const *g, float *
         ts[k].epsf = (float)eps;
         ts[k].neg_step = (float)(-(lr / bc1));
         ts[k].maximize = maximize;
+        ts[k].vec = nn__al16(p[k]) && nn__al16(g[k]) && nn__al16(m[k]) && nn__al16(v[k]);
     }
     nn_tensor *desc = nn__pack(ts, n, &chd, &tsd, &nch);
     free(ts);

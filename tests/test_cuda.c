@@ -85,8 +85,11 @@ static void compare(const char *what, op_fn f, void *ctx, int n, nn_tensor **in,
     if (grad && nn__tracks(yc)) {
         g = rnd(yc->ndim, yc->shape, -1, 1);
         gg = nn_to(g, NN_CUDA);
-        nn_backward_with(1, &yc, &g);
-        nn_backward_with(1, &yg, &gg);
+        {   /* one backward over both graphs: a backward consumes the whole tape */
+            nn_tensor *outs[2], *gs[2];
+            outs[0] = yc; outs[1] = yg; gs[0] = g; gs[1] = gg;
+            nn_backward_with(2, outs, gs);
+        }
         for (i = 0; i < n; i++) {
             char part[16];
             if (!in[i] || !grad[i]) continue;
@@ -255,13 +258,13 @@ static void test_reduce(void) {
 }
 
 static void test_softmax(void) {
-    static const int64_t shapes[][3] = {{6, 33, 129}, {4, 5000, 1}, {3, 1, 1}, {257, 1000, 1}, {2, 4097, 1}};
-    static const int nds[] = {3, 2, 1, 2, 2};
+    static const int64_t shapes[][3] = {{6, 33, 129}, {4, 5000, 1}, {3, 1, 1}, {257, 1000, 1}, {2, 4097, 1}, {9, 4, 128}, {33, 8, 1}};
+    static const int nds[] = {3, 2, 1, 2, 2, 3, 2};
     int s, op, d, grad[1] = {1};
     char what[96];
     args a;
     memset(&a, 0, sizeof a);
-    for (s = 0; s < 5; s++) {
+    for (s = 0; s < 7; s++) {
         nn_tensor *x = rnd(nds[s], shapes[s], -8, 8);
         for (op = 0; op < 2; op++)
             for (d = 0; d < nds[s]; d++) {
@@ -274,11 +277,12 @@ static void test_softmax(void) {
 }
 
 static void test_layer_norm(void) {
-    static const int64_t shapes[][3] = {{13, 768}, {5, 7, 33}, {3, 5000}, {1, 1}, {1025, 97}};
-    static const int nds[] = {2, 3, 2, 2, 2};
+    /* 768, 64, 260, 512: the warp-per-row kernels (C % 4 == 0, C <= 1024); the rest: block per row */
+    static const int64_t shapes[][3] = {{13, 768}, {5, 7, 33}, {3, 5000}, {1, 1}, {1025, 97}, {2, 65, 64}, {7, 260}, {2100, 512}};
+    static const int nds[] = {2, 3, 2, 2, 2, 3, 2, 2};
     int s, aff, grad[3] = {1, 1, 1};
     char what[96];
-    for (s = 0; s < 5; s++)
+    for (s = 0; s < 8; s++)
         for (aff = 0; aff < 2; aff++) {
             int64_t C = shapes[s][nds[s] - 1];
             nn_tensor *in[3];
