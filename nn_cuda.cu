@@ -1782,3 +1782,337 @@ float nn__cuda_clip_grad_norm(int n, float *const *g, const int64_t *numel, doub
 }
 
 } /* extern "C" */
+
+/* ------------------------------------------------------------------------------- conv2d, pools, upsample */
+/* conv2d (NCHW, groups, 2-D stride/padding/dilation) as im2col + cuBLAS: columns for a chunk of images
+   [nb][C*kh*kw][Ho*Wo] (workspace capped, 1x1 stride-1 convolutions read x directly), then per group one
+   strided-batched GEMM over the chunk's images. Backward: dW accumulates dY cols^T per image, dX = col2im of
+   W^T dY as a gather (each input pixel sums its kernel taps: deterministic, no atomics), db a reduction. */
+
+struct nn__cg { int64_t N, C, H, W, O, kh, kw, Ho, Wo, sh, sw, ph, pw, dh, dw, G; };
+
+__global__ void k_im2col(const float *__restrict__ x, float *__restrict__ cols, nn__cg g, int64_t nb) {
+    int64_t HW = g.Ho * g.Wo, R = g.C * g.kh * g.kw, n = nb * R * HW;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t p = t % HW, r = (t / HW) % R, b = t / (HW * R);
+        int64_t j = r % g.kw, i = (r / g.kw) % g.kh, c = r / (g.kw * g.kh), oh = p / g.Wo, ow = p % g.Wo;
+        int64_t ih = oh * g.sh - g.ph + i * g.dh, iw = ow * g.sw - g.pw + j * g.dw;
+        cols[t] = (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? x[((b * g.C + c) * g.H + ih) * g.W + iw] : 0.0f;
+    }
+}
+
+/* dx[b, c, y, x] = sum over taps (i, j) of dcols[b][(c*kh+i)*kw+j][oh*Wo+ow] where the tap reads (y, x) */
+__global__ void k_col2im(const float *__restrict__ cols, float *__restrict__ dx, nn__cg g, int64_t nb) {
+    int64_t HW = g.Ho * g.Wo, n = nb * g.C * g.H * g.W;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t xx = t % g.W, yy = (t / g.W) % g.H, c = (t / (g.W * g.H)) % g.C, b = t / (g.W * g.H * g.C);
+        const float *cb = cols + (b * g.C + c) * g.kh * g.kw * HW;
+        float acc = 0;
+        for (int64_t i = 0; i < g.kh; i++) {
+            int64_t oy = yy + g.ph - i * g.dh;
+            if (oy < 0 || oy % g.sh) continue;
+            oy /= g.sh;
+            if (oy >= g.Ho) continue;
+            for (int64_t j = 0; j < g.kw; j++) {
+                int64_t ox = xx + g.pw - j * g.dw;
+                if (ox < 0 || ox % g.sw) continue;
+                ox /= g.sw;
+                if (ox >= g.Wo) continue;
+                acc += cb[(i * g.kw + j) * HW + oy * g.Wo + ox];
+            }
+        }
+        dx[t] = acc;
+    }
+}
+
+__global__ void k_bias_planes(float *__restrict__ y, const float *__restrict__ b, int64_t planes, int64_t C, int64_t HW) {
+    int64_t n = planes * HW;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = b[(i / HW) % C];
+}
+
+static nn__cg nn__conv_geom_of(const nn_tensor *x, const nn_tensor *w, const nn_tensor *y, const int *st, const int *pd,
+                               const int *dl, int groups) {
+    nn__cg g;
+    g.N = x->shape[0]; g.C = x->shape[1]; g.H = x->shape[2]; g.W = x->shape[3];
+    g.O = w->shape[0]; g.kh = w->shape[2]; g.kw = w->shape[3]; g.Ho = y->shape[2]; g.Wo = y->shape[3];
+    g.sh = st[0]; g.sw = st[1]; g.ph = pd[0]; g.pw = pd[1]; g.dh = dl[0]; g.dw = dl[1]; g.G = groups;
+    return g;
+}
+static int nn__conv_pointwise(const nn__cg &g) {
+    return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+}
+/* images per chunk: columns of at most NN_CUDA_CONV_WS bytes (256 MiB) */
+static int64_t nn__conv_chunk(const nn__cg &g) {
+    int64_t per = g.C * g.kh * g.kw * g.Ho * g.Wo * 4, nb = ((int64_t)256 << 20) / (per > 0 ? per : 1);
+    return nb < 1 ? 1 : nb > g.N ? g.N : nb;
+}
+
+extern "C" {
+
+void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, const int stride[2],
+                         const int padding[2], const int dilation[2], int groups, nn_tensor *y) {
+    nn__cu_init();
+    if (!y->numel) return;
+    nn__cg g = nn__conv_geom_of(x, w, y, stride, padding, dilation, groups);
+    int64_t HW = g.Ho * g.Wo, Cg = g.C / g.G, Og = g.O / g.G, K = Cg * g.kh * g.kw, R = g.C * g.kh * g.kw;
+    int pw_ = nn__conv_pointwise(g);
+    int64_t nbmax = pw_ ? g.N : nn__conv_chunk(g);
+    nn_tensor *ws = pw_ || !K ? NULL : nn__tmp(NN_F32, nbmax * R * HW);
+    if (b) {
+        k_bias_planes<<<nn__grid(y->numel, 256), 256, 0, S_>>>((float *)y->data, (const float *)b->data, g.N * g.O, g.O, HW);
+        NN_LAUNCHED();
+    }
+    for (int64_t n0 = 0; n0 < g.N; n0 += nbmax) {
+        int64_t nb = g.N - n0 < nbmax ? g.N - n0 : nbmax;
+        const float *cols = (const float *)x->data + n0 * g.C * g.H * g.W;
+        if (ws) {
+            k_im2col<<<nn__grid(nb * R * HW, 256), 256, 0, S_>>>((const float *)x->data + n0 * g.C * g.H * g.W,
+                                                               (float *)ws->data, g, nb);
+            NN_LAUNCHED();
+            cols = (const float *)ws->data;
+        }
+        for (int64_t gi = 0; gi < g.G; gi++)
+            nn__gemm_raw(0, 0, Og, HW, K, 1.0f, (const float *)w->data + gi * Og * K, NN_F32, K, 0, cols + gi * K * HW, NN_F32,
+                         HW, R * HW, b ? 1.0f : 0.0f, (float *)y->data + (n0 * g.O + gi * Og) * HW, NN_F32, HW, g.O * HW, nb);
+    }
+    if (ws) nn_tensor_free(ws);
+}
+
+void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *w, const int stride[2],
+                         const int padding[2], const int dilation[2], int groups, nn_tensor *gx, nn_tensor *gw,
+                         nn_tensor *gb) {
+    nn__cu_init();
+    nn__cg g = nn__conv_geom_of(x, w, gy, stride, padding, dilation, groups);
+    int64_t HW = g.Ho * g.Wo, Cg = g.C / g.G, Og = g.O / g.G, K = Cg * g.kh * g.kw, R = g.C * g.kh * g.kw;
+    int pw_ = nn__conv_pointwise(g);
+    int64_t nbmax = pw_ ? g.N : nn__conv_chunk(g);
+    const float *pg = (const float *)gy->data;
+    if (gb) {
+        if (!gy->numel) nn__fill_f32_dev((float *)gb->data, g.O, 0.0f);
+        else {
+            nn_tensor *t = nn__tmp(NN_F32, g.N * g.O);
+            nn__reduce3(R_SUM, pg, g.N * g.O, HW, 1, (float *)t->data, NULL, NULL, 1.0f);
+            nn__reduce3(R_SUM, (const float *)t->data, 1, g.N, g.O, (float *)gb->data, NULL, NULL, 1.0f);
+            nn_tensor_free(t);
+        }
+    }
+    if (!gx && !gw) return;
+    if (gw && (!gy->numel || !HW)) nn__fill_f32_dev((float *)gw->data, gw->numel, 0.0f);
+    if (gx && (!HW || !K)) nn__fill_f32_dev((float *)gx->data, gx->numel, 0.0f);
+    if (!gy->numel || !HW || !K) return;
+    nn_tensor *ws = pw_ ? NULL : nn__tmp(NN_F32, nbmax * R * HW);
+    for (int64_t n0 = 0; n0 < g.N; n0 += nbmax) {
+        int64_t nb = g.N - n0 < nbmax ? g.N - n0 : nbmax;
+        if (gw) {
+            const float *cols = (const float *)x->data + n0 * g.C * g.H * g.W;
+            if (ws) {
+                k_im2col<<<nn__grid(nb * R * HW, 256), 256, 0, S_>>>(cols, (float *)ws->data, g, nb);
+                NN_LAUNCHED();
+                cols = (const float *)ws->data;
+            }
+            /* gw[g] (+)= sum over images dY[n, g] [Og, HW] cols[n, g]^T [HW, K] */
+            for (int64_t b = 0; b < nb; b++)
+                for (int64_t gi = 0; gi < g.G; gi++)
+                    nn__gemm_raw(0, 1, Og, K, HW, 1.0f, pg + ((n0 + b) * g.O + gi * Og) * HW, NN_F32, HW, 0,
+                                 cols + b * R * HW + gi * K * HW, NN_F32, HW, 0, n0 + b == 0 ? 0.0f : 1.0f,
+                                 (float *)gw->data + gi * Og * K, NN_F32, K, 0, 1);
+        }
+        if (gx) {
+            /* dcols[n, g] [K, HW] = W[g]^T [K, Og] dY[n, g] [Og, HW]; pointwise: straight into gx */
+            float *dc = ws ? (float *)ws->data : (float *)gx->data + n0 * g.C * g.H * g.W;
+            for (int64_t gi = 0; gi < g.G; gi++)
+                nn__gemm_raw(1, 0, K, HW, Og, 1.0f, (const float *)w->data + gi * Og * K, NN_F32, K, 0,
+                             pg + (n0 * g.O + gi * Og) * HW, NN_F32, HW, g.O * HW, 0.0f, dc + gi * K * HW, NN_F32, HW,
+                             R * HW, nb);
+            if (ws) {
+                k_col2im<<<nn__grid(nb * g.C * g.H * g.W, 256), 256, 0, S_>>>(dc, (float *)gx->data + n0 * g.C * g.H * g.W, g, nb);
+                NN_LAUNCHED();
+            }
+        }
+    }
+    if (ws) nn_tensor_free(ws);
+}
+
+} /* extern "C" */
+
+/* upsample_nearest2d: source index as wip/ops_conv.h's nn__nearest_src (float scale, floor, clamped) */
+__device__ __forceinline__ int64_t d_nearest_src(int64_t dst, int64_t in, int64_t out) {
+    if (out == in) return dst;
+    if (out == 2 * in) return dst >> 1;
+    float scale = __fdiv_rn((float)in, (float)out);
+    int64_t s = (int64_t)floorf(__fmul_rn((float)dst, scale));
+    return s < in - 1 ? s : in - 1;
+}
+__global__ void k_upsample_fwd(const float *__restrict__ x, float *__restrict__ y, int64_t planes, int64_t H, int64_t W,
+                               int64_t Ho, int64_t Wo) {
+    int64_t n = planes * Ho * Wo;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t ow = t % Wo, oh = (t / Wo) % Ho, pl = t / (Wo * Ho);
+        y[t] = x[(pl * H + d_nearest_src(oh, H, Ho)) * W + d_nearest_src(ow, W, Wo)];
+    }
+}
+/* gather: the outputs reading input (h, w) form a contiguous range per axis (the source map is monotone) */
+__global__ void k_upsample_bwd(const float *__restrict__ g, float *__restrict__ gx, int64_t planes, int64_t H, int64_t W,
+                               int64_t Ho, int64_t Wo, const int64_t *__restrict__ rh, const int64_t *__restrict__ rw) {
+    int64_t n = planes * H * W;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t iw = t % W, ih = (t / W) % H, pl = t / (W * H);
+        float acc = 0;
+        for (int64_t oh = rh[ih]; oh < rh[ih + 1]; oh++)
+            for (int64_t ow = rw[iw]; ow < rw[iw + 1]; ow++) acc += g[(pl * Ho + oh) * Wo + ow];
+        gx[t] = acc;
+    }
+}
+
+__global__ void k_avg_pool_fwd(const float *__restrict__ x, float *__restrict__ y, int64_t planes, int64_t H, int64_t W,
+                               int64_t Ho, int64_t Wo, int k, int s, int p) {
+    int64_t n = planes * Ho * Wo;
+    float inv = 1.0f / (float)(k * k);
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t ow = t % Wo, oh = (t / Wo) % Ho, pl = t / (Wo * Ho);
+        int64_t h0 = oh * s - p, h1 = h0 + k, w0 = ow * s - p, w1 = w0 + k;
+        if (h0 < 0) h0 = 0;
+        if (h1 > H) h1 = H;
+        if (w0 < 0) w0 = 0;
+        if (w1 > W) w1 = W;
+        float acc = 0;
+        for (int64_t ih = h0; ih < h1; ih++)
+            for (int64_t iw = w0; iw < w1; iw++) acc += x[(pl * H + ih) * W + iw];
+        y[t] = acc * inv;
+    }
+}
+__global__ void k_avg_pool_bwd(const float *__restrict__ g, float *__restrict__ gx, int64_t planes, int64_t H, int64_t W,
+                               int64_t Ho, int64_t Wo, int k, int s, int p) {
+    int64_t n = planes * H * W;
+    float inv = 1.0f / (float)(k * k);
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t iw = t % W, ih = (t / W) % H, pl = t / (W * H);
+        /* windows oh with oh*s - p <= ih < oh*s - p + k */
+        int64_t oh0 = ih + p - k + 1, oh1 = (ih + p) / s, ow0 = iw + p - k + 1, ow1 = (iw + p) / s;
+        oh0 = oh0 <= 0 ? 0 : (oh0 + s - 1) / s;
+        ow0 = ow0 <= 0 ? 0 : (ow0 + s - 1) / s;
+        if (oh1 > Ho - 1) oh1 = Ho - 1;
+        if (ow1 > Wo - 1) ow1 = Wo - 1;
+        float acc = 0;
+        for (int64_t oh = oh0; oh <= oh1; oh++)
+            for (int64_t ow = ow0; ow <= ow1; ow++) acc += g[(pl * Ho + oh) * Wo + ow] * inv;
+        gx[t] = acc;
+    }
+}
+
+__device__ __forceinline__ int64_t d_ad_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
+__device__ __forceinline__ int64_t d_ad_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+__global__ void k_adaptive_fwd(const float *__restrict__ x, float *__restrict__ y, int64_t planes, int64_t H, int64_t W,
+                               int64_t Ho, int64_t Wo) {
+    int64_t n = planes * Ho * Wo;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t ow = t % Wo, oh = (t / Wo) % Ho, pl = t / (Wo * Ho);
+        int64_t h0 = d_ad_start(oh, H, Ho), h1 = d_ad_end(oh, H, Ho), w0 = d_ad_start(ow, W, Wo), w1 = d_ad_end(ow, W, Wo);
+        float acc = 0;
+        for (int64_t ih = h0; ih < h1; ih++)
+            for (int64_t iw = w0; iw < w1; iw++) acc += x[(pl * H + ih) * W + iw];
+        y[t] = acc / (float)((h1 - h0) * (w1 - w0));
+    }
+}
+__global__ void k_adaptive_bwd(const float *__restrict__ g, float *__restrict__ gx, int64_t planes, int64_t H, int64_t W,
+                               int64_t Ho, int64_t Wo) {
+    int64_t n = planes * H * W;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t iw = t % W, ih = (t / W) % H, pl = t / (W * H);
+        int64_t oh0 = (ih * Ho) / H - 1, ow0 = (iw * Wo) / W - 1;
+        float acc = 0;
+        for (int64_t oh = oh0 < 0 ? 0 : oh0; oh < Ho && d_ad_start(oh, H, Ho) <= ih; oh++) {
+            int64_t h0 = d_ad_start(oh, H, Ho), h1 = d_ad_end(oh, H, Ho);
+            if (ih < h0 || ih >= h1) continue;
+            for (int64_t ow = ow0 < 0 ? 0 : ow0; ow < Wo && d_ad_start(ow, W, Wo) <= iw; ow++) {
+                int64_t w0 = d_ad_start(ow, W, Wo), w1 = d_ad_end(ow, W, Wo);
+                if (iw < w0 || iw >= w1) continue;
+                acc += g[(pl * Ho + oh) * Wo + ow] / (float)((h1 - h0) * (w1 - w0));
+            }
+        }
+        gx[t] = acc;
+    }
+}
+
+/* host: first output index reading each input index (in + 1 entries), the nearest map being monotone */
+static void nn__nearest_ranges(int64_t in, int64_t out, int64_t *r) {
+    int64_t o = 0;
+    for (int64_t i = 0; i <= in; i++) {
+        while (o < out) {
+            int64_t s;
+            if (out == in) s = o;
+            else if (out == 2 * in) s = o >> 1;
+            else { float sc = (float)in / (float)out; s = (int64_t)floorf((float)o * sc); if (s > in - 1) s = in - 1; }
+            if (s >= i) break;
+            o++;
+        }
+        r[i] = o;
+    }
+}
+
+extern "C" {
+
+void nn__cuda_upsample_nearest2d_fwd(const nn_tensor *x, nn_tensor *y) {
+    nn__cu_init();
+    if (!y->numel) return;
+    int64_t planes = x->shape[0] * x->shape[1];
+    k_upsample_fwd<<<nn__grid(y->numel, 256), 256, 0, S_>>>((const float *)x->data, (float *)y->data, planes, x->shape[2],
+                                                           x->shape[3], y->shape[2], y->shape[3]);
+    NN_LAUNCHED();
+}
+
+void nn__cuda_upsample_nearest2d_bwd(const nn_tensor *g, nn_tensor *gx) {
+    int64_t H = gx->shape[2], W = gx->shape[3], Ho = g->shape[2], Wo = g->shape[3], planes = gx->shape[0] * gx->shape[1];
+    nn__cu_init();
+    if (!gx->numel) return;
+    int64_t *host = (int64_t *)malloc(sizeof(int64_t) * (size_t)(H + W + 2));
+    if (!host) nn_error("nn_upsample_nearest2d: out of host memory");
+    nn__nearest_ranges(H, Ho, host);
+    nn__nearest_ranges(W, Wo, host + H + 1);
+    nn_tensor *t = nn__tmp(NN_I64, H + W + 2);
+    nn__cuda_memcpy(t->data, host, sizeof(int64_t) * (size_t)(H + W + 2), 0);
+    free(host);
+    k_upsample_bwd<<<nn__grid(gx->numel, 256), 256, 0, S_>>>((const float *)g->data, (float *)gx->data, planes, H, W, Ho, Wo,
+                                                            (const int64_t *)t->data, (const int64_t *)t->data + H + 1);
+    NN_LAUNCHED();
+    nn_tensor_free(t);
+}
+
+void nn__cuda_avg_pool2d_fwd(const nn_tensor *x, int kernel, int stride, int padding, nn_tensor *y) {
+    nn__cu_init();
+    if (!y->numel) return;
+    k_avg_pool_fwd<<<nn__grid(y->numel, 256), 256, 0, S_>>>((const float *)x->data, (float *)y->data,
+                                                           x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
+                                                           y->shape[2], y->shape[3], kernel, stride, padding);
+    NN_LAUNCHED();
+}
+
+void nn__cuda_avg_pool2d_bwd(const nn_tensor *g, int kernel, int stride, int padding, nn_tensor *gx) {
+    nn__cu_init();
+    if (!gx->numel) return;
+    k_avg_pool_bwd<<<nn__grid(gx->numel, 256), 256, 0, S_>>>((const float *)g->data, (float *)gx->data,
+                                                            gx->shape[0] * gx->shape[1], gx->shape[2], gx->shape[3],
+                                                            g->shape[2], g->shape[3], kernel, stride, padding);
+    NN_LAUNCHED();
+}
+
+void nn__cuda_adaptive_avg_pool2d_fwd(const nn_tensor *x, nn_tensor *y) {
+    nn__cu_init();
+    if (!y->numel) return;
+    k_adaptive_fwd<<<nn__grid(y->numel, 256), 256, 0, S_>>>((const float *)x->data, (float *)y->data,
+                                                           x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
+                                                           y->shape[2], y->shape[3]);
+    NN_LAUNCHED();
+}
+
+void nn__cuda_adaptive_avg_pool2d_bwd(const nn_tensor *g, nn_tensor *gx) {
+    nn__cu_init();
+    if (!gx->numel) return;
+    k_adaptive_bwd<<<nn__grid(gx->numel, 256), 256, 0, S_>>>((const float *)g->data, (float *)gx->data,
+                                                            gx->shape[0] * gx->shape[1], gx->shape[2], gx->shape[3],
+                                                            g->shape[2], g->shape[3]);
+    NN_LAUNCHED();
+}
+
+} /* extern "C" */

@@ -82,6 +82,23 @@ static void f_gn(void *p) {
     nn__cuda_group_norm_fwd(c->a, 32, c->b, c->c, 1e-5, y, m, r);
 }
 
+void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, const int stride[2],
+                         const int padding[2], const int dilation[2], int groups, nn_tensor *y);
+void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *w, const int stride[2],
+                         const int padding[2], const int dilation[2], int groups, nn_tensor *gx, nn_tensor *gw,
+                         nn_tensor *gb);
+static const int one2[2] = {1, 1};
+static void f_conv(void *p) {   /* c->d: the output buffer */
+    ctx_t *c = (ctx_t *)p;
+    nn__cuda_conv2d_fwd(c->a, c->b, c->c, one2, one2, one2, 1, c->d);
+}
+static void f_conv_fb(void *p) {
+    ctx_t *c = (ctx_t *)p;
+    nn__cuda_conv2d_fwd(c->a, c->b, c->c, one2, one2, one2, 1, c->d);
+    nn__cuda_conv2d_bwd(c->d, c->a, c->b, one2, one2, one2, 1, nn__new(NN_F32, NN_CUDA, 4, c->a->shape),
+                        nn__new(NN_F32, NN_CUDA, 4, c->b->shape), nn__new(NN_F32, NN_CUDA, 1, c->b->shape));
+}
+
 typedef struct { int n; float **p, **g, **m, **v; int64_t *numel, *steps; double *wd; nn_tensor **keep; } adam_t;
 static void f_adamw(void *p) {
     adam_t *a = (adam_t *)p;
@@ -163,6 +180,26 @@ int main(int argc, char **argv) {
         report("gelu_fwdbwd_64M", time_it(f_gelu_fb, &c, 20), 8.0 * n + 12.0 * n, 0);
         nn_requires_grad(c.a, 0); nn_zero_grad(c.a); nn_set_grad_enabled(0);
         nn_tensor_free(c.a); nn_tensor_free(c.d);
+    }
+    {   /* conv2d 3x3, padding 1 (UNet-like shapes), f32 with TF32 off and on */
+        static const int64_t cs[][4] = {{8, 128, 64, 64}, {8, 256, 32, 32}, {8, 512, 16, 16}};
+        int k, tf;
+        for (tf = 0; tf < 2; tf++)
+            for (k = 0; k < 3; k++) {
+                int64_t xs[4] = {cs[k][0], cs[k][1], cs[k][2], cs[k][3]}, ws[4] = {cs[k][1], cs[k][1], 3, 3}, C = cs[k][1];
+                double fl = 2.0 * xs[0] * C * C * 9 * xs[2] * xs[3];
+                nn_cuda_set_tf32(tf);
+                c.a = dev_rand(4, xs, NN_F32); c.b = dev_rand(4, ws, NN_F32); c.c = dev_rand(1, &C, NN_F32);
+                c.d = nn__new(NN_F32, NN_CUDA, 4, xs);
+                snprintf(name, sizeof name, "conv2d_%s_fwd_%lldx%lldx%lldx%lld_k3", tf ? "tf32" : "f32", (long long)xs[0],
+                         (long long)xs[1], (long long)xs[2], (long long)xs[3]);
+                report(name, time_it(f_conv, &c, 10), 0, fl);
+                snprintf(name, sizeof name, "conv2d_%s_fwdbwd_%lldx%lldx%lldx%lld_k3", tf ? "tf32" : "f32", (long long)xs[0],
+                         (long long)xs[1], (long long)xs[2], (long long)xs[3]);
+                report(name, time_it(f_conv_fb, &c, 5), 0, 3 * fl);
+                nn_tensor_free(c.a); nn_tensor_free(c.b); nn_tensor_free(c.c); nn_tensor_free(c.d);
+            }
+        nn_cuda_set_tf32(0);
     }
     {   /* group_norm forward (UNet-like) [8, 256, 64, 64], 32 groups */
         int64_t s[4] = {8, 256, 64, 64}, C = 256;

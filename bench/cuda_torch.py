@@ -65,6 +65,23 @@ def torch_case(name):
                 return timeit(lambda: F.gelu(x), 20)
         x.requires_grad_(True)
         return timeit(lambda: F.gelu(x).backward(g), 20)
+    if name.startswith("conv2d"):
+        tf = p[1] == "tf32"
+        N, C, H, W = map(int, p[3].split("x"))
+        torch.backends.cudnn.allow_tf32 = tf
+        x, w, b, g = rnd(N, C, H, W), rnd(C, C, 3, 3), rnd(C), rnd(N, C, H, W)
+        if p[2] == "fwd":
+            with torch.no_grad():
+                r = timeit(lambda: F.conv2d(x, w, b, padding=1), 10)
+        else:
+            x.requires_grad_(True); w.requires_grad_(True); b.requires_grad_(True)
+
+            def step():
+                x.grad = w.grad = b.grad = None
+                F.conv2d(x, w, b, padding=1).backward(g)
+            r = timeit(step, 5)
+        torch.backends.cudnn.allow_tf32 = True
+        return r
     if name.startswith("group_norm"):
         x, w, b = rnd(8, 256, 64, 64), rnd(256), rnd(256)
         with torch.no_grad():

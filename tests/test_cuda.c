@@ -496,6 +496,90 @@ static void test_group_norm(void) {
     }
 }
 
+/* conv2d, pools, upsample: the CUDA entry points against the CPU ops (wip/ops_conv.h, CPU-only so far) */
+void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, const int stride[2],
+                         const int padding[2], const int dilation[2], int groups, nn_tensor *y);
+void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *w, const int stride[2],
+                         const int padding[2], const int dilation[2], int groups, nn_tensor *gx, nn_tensor *gw,
+                         nn_tensor *gb);
+void nn__cuda_upsample_nearest2d_fwd(const nn_tensor *x, nn_tensor *y);
+void nn__cuda_upsample_nearest2d_bwd(const nn_tensor *g, nn_tensor *gx);
+void nn__cuda_avg_pool2d_fwd(const nn_tensor *x, int kernel, int stride, int padding, nn_tensor *y);
+void nn__cuda_avg_pool2d_bwd(const nn_tensor *g, int kernel, int stride, int padding, nn_tensor *gx);
+void nn__cuda_adaptive_avg_pool2d_fwd(const nn_tensor *x, nn_tensor *y);
+void nn__cuda_adaptive_avg_pool2d_bwd(const nn_tensor *g, nn_tensor *gx);
+
+static nn_tensor *dev_like(const nn_tensor *t) { return nn__new(NN_F32, NN_CUDA, t->ndim, t->shape); }
+
+static void test_conv(void) {
+    /* N C H W, O kh kw, stride, pad, dil, groups */
+    static const int cs[][12] = {{2, 3, 11, 13, 5, 3, 3, 1, 1, 1, 1, 1}, {3, 8, 17, 9, 4, 3, 3, 2, 1, 1, 2, 1},
+                                 {2, 6, 15, 15, 6, 5, 3, 1, 2, 2, 3, 1}, {4, 16, 7, 7, 8, 1, 1, 1, 0, 1, 1, 0},
+                                 {1, 4, 9, 10, 4, 3, 3, 2, 0, 1, 4, 1}, {2, 5, 6, 7, 7, 2, 4, 3, 1, 1, 1, 1}};
+    int k;
+    for (k = 0; k < 6; k++) {
+        const int *c = cs[k];
+        int st[2], pd[2], dl[2];
+        int64_t xs[4], wsz[4], bs = c[4];
+        char what[64];
+        st[0] = c[7]; st[1] = c[7] == 3 ? 2 : c[7]; pd[0] = c[8]; pd[1] = c[8]; dl[0] = c[9]; dl[1] = c[9];
+        xs[0] = c[0]; xs[1] = c[1]; xs[2] = c[2]; xs[3] = c[3];
+        wsz[0] = c[4]; wsz[1] = c[1] / c[10]; wsz[2] = c[5]; wsz[3] = c[6];
+        snprintf(what, sizeof what, "conv2d case %d", k);
+        nn_mem_trim(NN_CUDA);
+        nn_scope_begin();
+        {
+            nn_tensor *x = rnd(4, xs, -1, 1), *w = rnd(4, wsz, -1, 1), *b = c[11] ? rnd(1, &bs, -1, 1) : NULL, *y, *g;
+            nn_tensor *yg, *gxg, *gwg, *gbg = NULL;
+            nn_requires_grad(x, 1); nn_requires_grad(w, 1); if (b) nn_requires_grad(b, 1);
+            y = nn_conv2d_ex(x, w, b, st, pd, dl, c[10]);
+            yg = dev_like(y);
+            nn__cuda_conv2d_fwd(nn_to(x, NN_CUDA), nn_to(w, NN_CUDA), b ? nn_to(b, NN_CUDA) : NULL, st, pd, dl, c[10], yg);
+            check_rel(what, "fwd", yg, y, TOL_F32);
+            g = rnd(4, y->shape, -1, 1);
+            nn_backward_with(1, &y, &g);
+            gxg = dev_like(x); gwg = dev_like(w); if (b) gbg = dev_like(b);
+            nn__cuda_conv2d_bwd(nn_to(g, NN_CUDA), nn_to(x, NN_CUDA), nn_to(w, NN_CUDA), st, pd, dl, c[10], gxg, gwg, gbg);
+            check_rel(what, "grad x", gxg, x->grad, TOL_F32);
+            check_rel(what, "grad w", gwg, w->grad, TOL_F32);
+            if (b) check_rel(what, "grad b", gbg, b->grad, TOL_F32);
+            nn_zero_grad(x); nn_zero_grad(w); if (b) nn_zero_grad(b);
+        }
+        nn_scope_end(NULL);
+    }
+    for (k = 0; k < 9; k++) {   /* 0-2 upsample, 3-5 avg_pool, 6-8 adaptive */
+        static const int64_t xs[3][4] = {{2, 3, 5, 7}, {1, 2, 9, 11}, {3, 4, 16, 16}};
+        static const int64_t os[3][2] = {{10, 14}, {17, 23}, {5, 3}};
+        static const int pool[3][3] = {{2, 2, 0}, {3, 2, 1}, {4, 3, 2}};
+        int i = k % 3;
+        char what[64];
+        nn_mem_trim(NN_CUDA);
+        nn_scope_begin();
+        {
+            nn_tensor *x = rnd(4, xs[i], -1, 1), *y, *g, *yg, *gxg;
+            nn_requires_grad(x, 1);
+            if (k < 3) y = nn_upsample_nearest2d(x, os[i][0], os[i][1]);
+            else if (k < 6) y = nn_avg_pool2d(x, pool[i][0], pool[i][1], pool[i][2]);
+            else y = nn_adaptive_avg_pool2d(x, os[(i + 2) % 3][0] % 7 + 1, os[(i + 1) % 3][1] % 6 + 2);
+            yg = dev_like(y);
+            if (k < 3) nn__cuda_upsample_nearest2d_fwd(nn_to(x, NN_CUDA), yg);
+            else if (k < 6) nn__cuda_avg_pool2d_fwd(nn_to(x, NN_CUDA), pool[i][0], pool[i][1], pool[i][2], yg);
+            else nn__cuda_adaptive_avg_pool2d_fwd(nn_to(x, NN_CUDA), yg);
+            snprintf(what, sizeof what, "%s case %d", k < 3 ? "upsample_nearest2d" : k < 6 ? "avg_pool2d" : "adaptive_avg_pool2d", i);
+            check_rel(what, "fwd", yg, y, TOL_F32);
+            g = rnd(4, y->shape, -1, 1);
+            nn_backward_with(1, &y, &g);
+            gxg = dev_like(x);
+            if (k < 3) nn__cuda_upsample_nearest2d_bwd(nn_to(g, NN_CUDA), gxg);
+            else if (k < 6) nn__cuda_avg_pool2d_bwd(nn_to(g, NN_CUDA), pool[i][0], pool[i][1], pool[i][2], gxg);
+            else nn__cuda_adaptive_avg_pool2d_bwd(nn_to(g, NN_CUDA), gxg);
+            check_rel(what, "grad x", gxg, x->grad, TOL_F32);
+            nn_zero_grad(x);
+        }
+        nn_scope_end(NULL);
+    }
+}
+
 /* multi-tensor AdamW and clipping against a CPU loop with wip/train.h's arithmetic */
 static float lerpf_(float s, float e, float w) { return fabsf(w) < 0.5f ? fmaf(w, e - s, s) : fmaf(w - 1.0f, e - s, e); }
 static void test_optim(void) {
@@ -610,6 +694,7 @@ int main(int argc, char **argv) {
     test_dropout();
     test_casts();
     test_group_norm();
+    test_conv();
     test_optim();
     test_memory();
     nn_cuda_synchronize();
