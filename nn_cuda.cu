@@ -1784,29 +1784,31 @@ float nn__cuda_clip_grad_norm(int n, float *const *g, const int64_t *numel, doub
 } /* extern "C" */
 
 /* ------------------------------------------------------------------------------- conv2d, pools, upsample */
-/* conv2d (NCHW, groups, 2-D stride/padding/dilation) as im2col + cuBLAS: columns for a chunk of images
-   [nb][C*kh*kw][Ho*Wo] (workspace capped, 1x1 stride-1 convolutions read x directly), then per group one
-   strided-batched GEMM over the chunk's images. Backward: dW accumulates dY cols^T per image, dX = col2im of
-   W^T dY as a gather (each input pixel sums its kernel taps: deterministic, no atomics), db a reduction. */
+/* conv2d (NCHW, groups, 2-D stride/padding/dilation) as im2col + cuBLAS, with the images of a chunk folded into
+   the GEMM's N dimension (one large GEMM per group instead of a small one per image): columns
+   cols [C*kh*kw][nb][Ho*Wo] (workspace capped at 256 MiB per chunk), Y' [O][nb][HoWo] = W [O, K] cols, then one
+   pass moves Y' to NCHW and adds the bias. Backward: dY' = dY in [O][nb][HoWo] order; dW (+)= dY' cols^T;
+   dcols = W^T dY'; dX = col2im(dcols) as a gather (each input pixel sums its kernel taps: deterministic, no
+   atomics); db a reduction. */
 
 struct nn__cg { int64_t N, C, H, W, O, kh, kw, Ho, Wo, sh, sw, ph, pw, dh, dw, G; };
 
 __global__ void k_im2col(const float *__restrict__ x, float *__restrict__ cols, nn__cg g, int64_t nb) {
     int64_t HW = g.Ho * g.Wo, R = g.C * g.kh * g.kw, n = nb * R * HW;
     for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
-        int64_t p = t % HW, r = (t / HW) % R, b = t / (HW * R);
+        int64_t p = t % HW, b = (t / HW) % nb, r = t / (HW * nb);
         int64_t j = r % g.kw, i = (r / g.kw) % g.kh, c = r / (g.kw * g.kh), oh = p / g.Wo, ow = p % g.Wo;
         int64_t ih = oh * g.sh - g.ph + i * g.dh, iw = ow * g.sw - g.pw + j * g.dw;
         cols[t] = (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? x[((b * g.C + c) * g.H + ih) * g.W + iw] : 0.0f;
     }
 }
 
-/* dx[b, c, y, x] = sum over taps (i, j) of dcols[b][(c*kh+i)*kw+j][oh*Wo+ow] where the tap reads (y, x) */
+/* dx[b, c, y, x] = sum over taps (i, j) of dcols[(c*kh+i)*kw+j][b][oh*Wo+ow] where the tap reads (y, x) */
 __global__ void k_col2im(const float *__restrict__ cols, float *__restrict__ dx, nn__cg g, int64_t nb) {
     int64_t HW = g.Ho * g.Wo, n = nb * g.C * g.H * g.W;
     for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
         int64_t xx = t % g.W, yy = (t / g.W) % g.H, c = (t / (g.W * g.H)) % g.C, b = t / (g.W * g.H * g.C);
-        const float *cb = cols + (b * g.C + c) * g.kh * g.kw * HW;
+        const float *cb = cols + c * g.kh * g.kw * nb * HW + b * HW;
         float acc = 0;
         for (int64_t i = 0; i < g.kh; i++) {
             int64_t oy = yy + g.ph - i * g.dh;
@@ -1818,17 +1820,21 @@ __global__ void k_col2im(const float *__restrict__ cols, float *__restrict__ dx,
                 if (ox < 0 || ox % g.sw) continue;
                 ox /= g.sw;
                 if (ox >= g.Wo) continue;
-                acc += cb[(i * g.kw + j) * HW + oy * g.Wo + ox];
+                acc += cb[(i * g.kw + j) * nb * HW + oy * g.Wo + ox];
             }
         }
         dx[t] = acc;
     }
 }
 
-__global__ void k_bias_planes(float *__restrict__ y, const float *__restrict__ b, int64_t planes, int64_t C, int64_t HW) {
-    int64_t n = planes * HW;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        y[i] = b[(i / HW) % C];
+/* [A][B][HW] -> [B][A][HW] (+ bias[a] when given) */
+__global__ void k_swap01(const float *__restrict__ src, float *__restrict__ dst, int64_t A, int64_t B, int64_t HW,
+                         const float *__restrict__ bias) {
+    int64_t n = A * B * HW;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t p = t % HW, a = (t / HW) % A, b = t / (HW * A);
+        dst[t] = src[(a * B + b) * HW + p] + (bias ? bias[a] : 0.0f);
+    }
 }
 
 static nn__cg nn__conv_geom_of(const nn_tensor *x, const nn_tensor *w, const nn_tensor *y, const int *st, const int *pd,
@@ -1839,12 +1845,9 @@ static nn__cg nn__conv_geom_of(const nn_tensor *x, const nn_tensor *w, const nn_
     g.sh = st[0]; g.sw = st[1]; g.ph = pd[0]; g.pw = pd[1]; g.dh = dl[0]; g.dw = dl[1]; g.G = groups;
     return g;
 }
-static int nn__conv_pointwise(const nn__cg &g) {
-    return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
-}
-/* images per chunk: columns of at most NN_CUDA_CONV_WS bytes (256 MiB) */
+/* images per chunk: columns plus the reordered output of at most 256 MiB */
 static int64_t nn__conv_chunk(const nn__cg &g) {
-    int64_t per = g.C * g.kh * g.kw * g.Ho * g.Wo * 4, nb = ((int64_t)256 << 20) / (per > 0 ? per : 1);
+    int64_t per = (g.C * g.kh * g.kw + g.O) * g.Ho * g.Wo * 4, nb = ((int64_t)256 << 20) / (per > 0 ? per : 1);
     return nb < 1 ? 1 : nb > g.N ? g.N : nb;
 }
 
@@ -1856,27 +1859,23 @@ void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor
     if (!y->numel) return;
     nn__cg g = nn__conv_geom_of(x, w, y, stride, padding, dilation, groups);
     int64_t HW = g.Ho * g.Wo, Cg = g.C / g.G, Og = g.O / g.G, K = Cg * g.kh * g.kw, R = g.C * g.kh * g.kw;
-    int pw_ = nn__conv_pointwise(g);
-    int64_t nbmax = pw_ ? g.N : nn__conv_chunk(g);
-    nn_tensor *ws = pw_ || !K ? NULL : nn__tmp(NN_F32, nbmax * R * HW);
-    if (b) {
-        k_bias_planes<<<nn__grid(y->numel, 256), 256, 0, S_>>>((float *)y->data, (const float *)b->data, g.N * g.O, g.O, HW);
-        NN_LAUNCHED();
-    }
+    int64_t nbmax = nn__conv_chunk(g);
+    nn_tensor *ws = nn__tmp(NN_F32, nbmax * (R + g.O) * HW);
+    float *cols = (float *)ws->data, *yt = cols + nbmax * R * HW;
     for (int64_t n0 = 0; n0 < g.N; n0 += nbmax) {
-        int64_t nb = g.N - n0 < nbmax ? g.N - n0 : nbmax;
-        const float *cols = (const float *)x->data + n0 * g.C * g.H * g.W;
-        if (ws) {
-            k_im2col<<<nn__grid(nb * R * HW, 256), 256, 0, S_>>>((const float *)x->data + n0 * g.C * g.H * g.W,
-                                                               (float *)ws->data, g, nb);
+        int64_t nb = g.N - n0 < nbmax ? g.N - n0 : nbmax, L = nb * HW;
+        if (K) {
+            k_im2col<<<nn__grid(nb * R * HW, 256), 256, 0, S_>>>((const float *)x->data + n0 * g.C * g.H * g.W, cols, g, nb);
             NN_LAUNCHED();
-            cols = (const float *)ws->data;
         }
         for (int64_t gi = 0; gi < g.G; gi++)
-            nn__gemm_raw(0, 0, Og, HW, K, 1.0f, (const float *)w->data + gi * Og * K, NN_F32, K, 0, cols + gi * K * HW, NN_F32,
-                         HW, R * HW, b ? 1.0f : 0.0f, (float *)y->data + (n0 * g.O + gi * Og) * HW, NN_F32, HW, g.O * HW, nb);
+            nn__gemm_raw(0, 0, Og, L, K, 1.0f, (const float *)w->data + gi * Og * K, NN_F32, K, 0, cols + gi * K * L, NN_F32,
+                         L, 0, 0.0f, yt + gi * Og * L, NN_F32, L, 0, 1);
+        k_swap01<<<nn__grid(g.O * L, 256), 256, 0, S_>>>(yt, (float *)y->data + n0 * g.O * HW, g.O, nb, HW,
+                                                        b ? (const float *)b->data : NULL);
+        NN_LAUNCHED();
     }
-    if (ws) nn_tensor_free(ws);
+    nn_tensor_free(ws);
 }
 
 void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *w, const int stride[2],
@@ -1885,8 +1884,7 @@ void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tenso
     nn__cu_init();
     nn__cg g = nn__conv_geom_of(x, w, gy, stride, padding, dilation, groups);
     int64_t HW = g.Ho * g.Wo, Cg = g.C / g.G, Og = g.O / g.G, K = Cg * g.kh * g.kw, R = g.C * g.kh * g.kw;
-    int pw_ = nn__conv_pointwise(g);
-    int64_t nbmax = pw_ ? g.N : nn__conv_chunk(g);
+    int64_t nbmax = nn__conv_chunk(g);
     const float *pg = (const float *)gy->data;
     if (gb) {
         if (!gy->numel) nn__fill_f32_dev((float *)gb->data, g.O, 0.0f);
@@ -1899,39 +1897,30 @@ void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tenso
     }
     if (!gx && !gw) return;
     if (gw && (!gy->numel || !HW)) nn__fill_f32_dev((float *)gw->data, gw->numel, 0.0f);
-    if (gx && (!HW || !K)) nn__fill_f32_dev((float *)gx->data, gx->numel, 0.0f);
+    if (gx && (!HW || !K || !gy->numel)) nn__fill_f32_dev((float *)gx->data, gx->numel, 0.0f);
     if (!gy->numel || !HW || !K) return;
-    nn_tensor *ws = pw_ ? NULL : nn__tmp(NN_F32, nbmax * R * HW);
+    nn_tensor *ws = nn__tmp(NN_F32, nbmax * (R + g.O) * HW);
+    float *cols = (float *)ws->data, *gt = cols + nbmax * R * HW;
     for (int64_t n0 = 0; n0 < g.N; n0 += nbmax) {
-        int64_t nb = g.N - n0 < nbmax ? g.N - n0 : nbmax;
+        int64_t nb = g.N - n0 < nbmax ? g.N - n0 : nbmax, L = nb * HW;
+        k_swap01<<<nn__grid(g.O * L, 256), 256, 0, S_>>>(pg + n0 * g.O * HW, gt, nb, g.O, HW, NULL);   /* -> [O][nb][HW] */
+        NN_LAUNCHED();
         if (gw) {
-            const float *cols = (const float *)x->data + n0 * g.C * g.H * g.W;
-            if (ws) {
-                k_im2col<<<nn__grid(nb * R * HW, 256), 256, 0, S_>>>(cols, (float *)ws->data, g, nb);
-                NN_LAUNCHED();
-                cols = (const float *)ws->data;
-            }
-            /* gw[g] (+)= sum over images dY[n, g] [Og, HW] cols[n, g]^T [HW, K] */
-            for (int64_t b = 0; b < nb; b++)
-                for (int64_t gi = 0; gi < g.G; gi++)
-                    nn__gemm_raw(0, 1, Og, K, HW, 1.0f, pg + ((n0 + b) * g.O + gi * Og) * HW, NN_F32, HW, 0,
-                                 cols + b * R * HW + gi * K * HW, NN_F32, HW, 0, n0 + b == 0 ? 0.0f : 1.0f,
-                                 (float *)gw->data + gi * Og * K, NN_F32, K, 0, 1);
+            k_im2col<<<nn__grid(nb * R * HW, 256), 256, 0, S_>>>((const float *)x->data + n0 * g.C * g.H * g.W, cols, g, nb);
+            NN_LAUNCHED();
+            for (int64_t gi = 0; gi < g.G; gi++)   /* gw[g] (+)= dY'[g] [Og, L] cols[g]^T [L, K] */
+                nn__gemm_raw(0, 1, Og, K, L, 1.0f, gt + gi * Og * L, NN_F32, L, 0, cols + gi * K * L, NN_F32, L, 0,
+                             n0 == 0 ? 0.0f : 1.0f, (float *)gw->data + gi * Og * K, NN_F32, K, 0, 1);
         }
         if (gx) {
-            /* dcols[n, g] [K, HW] = W[g]^T [K, Og] dY[n, g] [Og, HW]; pointwise: straight into gx */
-            float *dc = ws ? (float *)ws->data : (float *)gx->data + n0 * g.C * g.H * g.W;
-            for (int64_t gi = 0; gi < g.G; gi++)
-                nn__gemm_raw(1, 0, K, HW, Og, 1.0f, (const float *)w->data + gi * Og * K, NN_F32, K, 0,
-                             pg + (n0 * g.O + gi * Og) * HW, NN_F32, HW, g.O * HW, 0.0f, dc + gi * K * HW, NN_F32, HW,
-                             R * HW, nb);
-            if (ws) {
-                k_col2im<<<nn__grid(nb * g.C * g.H * g.W, 256), 256, 0, S_>>>(dc, (float *)gx->data + n0 * g.C * g.H * g.W, g, nb);
-                NN_LAUNCHED();
-            }
+            for (int64_t gi = 0; gi < g.G; gi++)   /* dcols[g] [K, L] = W[g]^T [K, Og] dY'[g] [Og, L] */
+                nn__gemm_raw(1, 0, K, L, Og, 1.0f, (const float *)w->data + gi * Og * K, NN_F32, K, 0, gt + gi * Og * L,
+                             NN_F32, L, 0, 0.0f, cols + gi * K * L, NN_F32, L, 0, 1);
+            k_col2im<<<nn__grid(nb * g.C * g.H * g.W, 256), 256, 0, S_>>>(cols, (float *)gx->data + n0 * g.C * g.H * g.W, g, nb);
+            NN_LAUNCHED();
         }
     }
-    if (ws) nn_tensor_free(ws);
+    nn_tensor_free(ws);
 }
 
 } /* extern "C" */
