@@ -1273,11 +1273,14 @@ __global__ void k_group_norm_fwd(const float *__restrict__ x, const float *__res
         const float *p = x + ng * len;
         float *q = y + ng * len;
         int64_t c0 = (ng % G) * Cg;
-        float s = 0, v = 0;
-        for (int64_t i = threadIdx.x; i < len; i += blockDim.x) s += p[i];
-        float m = d_block_sum(s, sh) / (float)len;
-        for (int64_t i = threadIdx.x; i < len; i += blockDim.x) { float d = p[i] - m; v += d * d; }
-        float rs = 1.0f / sqrtf(d_block_sum(v, sh) / (float)len + eps);
+        /* one pass over data shifted by the group's first element (as the CPU op: no cancellation when
+           |mean| >> std): mean = K + s1/n, var = s2/n - (s1/n)^2 */
+        float K = p[0], s1 = 0, s2 = 0;
+        for (int64_t i = threadIdx.x; i < len; i += blockDim.x) { float d = p[i] - K; s1 += d; s2 += d * d; }
+        s1 = d_block_sum(s1, sh) / (float)len;
+        s2 = d_block_sum(s2, sh) / (float)len;
+        float var = s2 - s1 * s1, m = K + s1;
+        float rs = 1.0f / sqrtf((var > 0 ? var : 0.0f) + eps);
         for (int64_t i = threadIdx.x; i < len; i += blockDim.x) {
             int64_t c = c0 + i / S;
             q[i] = (p[i] - m) * rs * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
@@ -1332,7 +1335,7 @@ void nn__cuda_group_norm_fwd(const nn_tensor *x, int64_t G, const nn_tensor *w, 
     int64_t N = x->shape[0], C = x->shape[1], S = (N * C != 0) ? x->numel / (N * C) : 0;
     nn__cu_init();
     if (!x->numel) return;
-    k_group_norm_fwd<<<nn__row_blocks(N * G), nn__row_threads(C / G * S), 0, S_>>>(
+    k_group_norm_fwd<<<nn__row_blocks(N * G), C / G * S >= 16384 ? 1024 : nn__row_threads(C / G * S), 0, S_>>>(
         (const float *)x->data, w ? (const float *)w->data : NULL, b ? (const float *)b->data : NULL, (float *)y->data,
         (float *)mean->data, (float *)rstd->data, N, C, S, G, (float)eps);
     NN_LAUNCHED();
@@ -1592,63 +1595,86 @@ void nn__cuda_expand(const nn_tensor *a, nn_tensor *o) {
 } /* extern "C" */
 
 /* ------------------------------------------------------------------------------------ AdamW, clipping */
-/* Multi-tensor: one launch over every parameter. The host packs (tensor, chunk) descriptors; each block takes
-   one chunk. Arithmetic as wip/train.h's nn_adamw_step (torch's single-tensor AdamW, f32, the same FMAs). */
+/* Multi-tensor: the tensor lists travel in the kernel's parameters (up to NN__MT tensors per launch, so no
+   host->device copy and no synchronisation); block b finds its tensor from the prefix of chunk counts.
+   Arithmetic as wip/train.h's nn_adamw_step (torch's single-tensor AdamW, f32, the same FMAs). */
 
-struct nn__adam_t {
-    float *p, *m, *v;
-    const float *g;
-    int64_t n;
-    float decay, w1, b2f, w2, bc2f, epsf, neg_step;
-    int do_decay, maximize, vec;   /* vec: every pointer 16-byte aligned (float4 path) */
+#define NN__MT 48
+#define NN__CHUNK ((int64_t)65536)
+
+struct nn__mt {
+    int n;                       /* tensors in this launch */
+    int start[NN__MT + 1];       /* first chunk of each tensor; start[n] = chunks in this launch */
+    float *p[NN__MT], *m[NN__MT], *v[NN__MT];
+    const float *g[NN__MT];
+    int64_t numel[NN__MT];
+    float decay[NN__MT], neg_step[NN__MT], bc2f[NN__MT];
+    float w1, b2f, w2, epsf;
+    int maximize, base;          /* base: global index of this launch's first tensor */
 };
-struct nn__chunk { int t; int64_t lo, hi; };
+
+__device__ __forceinline__ int d_mt_tensor(const nn__mt &a, int c) {
+    int t = 0;
+    while (t + 1 < a.n && a.start[t + 1] <= c) t++;
+    return t;
+}
 
 __device__ __forceinline__ float d_lerpf(float self, float end, float w) {
     return fabsf(w) < 0.5f ? fmaf(w, end - self, self) : fmaf(w - 1.0f, end - self, end);
 }
 
-__device__ __forceinline__ void d_adamw1(const nn__adam_t &t, float &p, float g, float &m, float &v) {
-    float gi = t.maximize ? -g : g, pi = p, vi, denom;
-    if (t.do_decay) pi = pi * t.decay;
-    float mi = d_lerpf(m, gi, t.w1);
+__device__ __forceinline__ void d_adamw1(const nn__mt &a, int t, float &p, float g, float &m, float &v) {
+    float gi = a.maximize ? -g : g, pi = p, vi, denom;
+    if (a.decay[t] != 1.0f) pi = pi * a.decay[t];
+    float mi = d_lerpf(m, gi, a.w1);
     m = mi;
-    vi = v * t.b2f;
-    vi = fmaf(t.w2 * gi, gi, vi);
+    vi = v * a.b2f;
+    vi = fmaf(a.w2 * gi, gi, vi);
     v = vi;
-    denom = __fdiv_rn(sqrtf(vi), t.bc2f) + t.epsf;
-    p = pi + __fdiv_rn(t.neg_step * mi, denom);
+    denom = __fdiv_rn(sqrtf(vi), a.bc2f[t]) + a.epsf;
+    p = pi + __fdiv_rn(a.neg_step[t] * mi, denom);
 }
 
-__global__ void k_adamw(const nn__adam_t *__restrict__ ts, const nn__chunk *__restrict__ ch, int nch) {
-    for (int c = blockIdx.x; c < nch; c += gridDim.x) {
-        nn__chunk k = ch[c];
-        const nn__adam_t t = ts[k.t];
-        int64_t lo = k.lo;
-        if (t.vec) {   /* chunks start at multiples of NN__CHUNK: aligned */
-            int64_t n4 = (k.hi - k.lo) / 4;
-            float4 *p4 = (float4 *)(t.p + lo), *m4 = (float4 *)(t.m + lo), *v4 = (float4 *)(t.v + lo);
-            const float4 *g4 = (const float4 *)(t.g + lo);
+__global__ void k_adamw(const __grid_constant__ nn__mt a) {
+    for (int c = blockIdx.x; c < a.start[a.n]; c += gridDim.x) {
+        int t = d_mt_tensor(a, c);
+        int64_t lo = (int64_t)(c - a.start[t]) * NN__CHUNK, hi = lo + NN__CHUNK < a.numel[t] ? lo + NN__CHUNK : a.numel[t];
+        float *P = a.p[t], *M = a.m[t], *V = a.v[t];
+        const float *G = a.g[t];
+        if (!(((uintptr_t)P | (uintptr_t)M | (uintptr_t)V | (uintptr_t)G) & 15)) {   /* lo is a multiple of 4 */
+            int64_t n4 = (hi - lo) / 4;
+            float4 *p4 = (float4 *)(P + lo), *m4 = (float4 *)(M + lo), *v4 = (float4 *)(V + lo);
+            const float4 *g4 = (const float4 *)(G + lo);
             for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
                 float4 p = p4[i], g = g4[i], m = m4[i], v = v4[i];
-                d_adamw1(t, p.x, g.x, m.x, v.x); d_adamw1(t, p.y, g.y, m.y, v.y);
-                d_adamw1(t, p.z, g.z, m.z, v.z); d_adamw1(t, p.w, g.w, m.w, v.w);
+                d_adamw1(a, t, p.x, g.x, m.x, v.x); d_adamw1(a, t, p.y, g.y, m.y, v.y);
+                d_adamw1(a, t, p.z, g.z, m.z, v.z); d_adamw1(a, t, p.w, g.w, m.w, v.w);
                 p4[i] = p; m4[i] = m; v4[i] = v;
             }
             lo += n4 * 4;
         }
-        for (int64_t i = lo + threadIdx.x; i < k.hi; i += blockDim.x) d_adamw1(t, t.p[i], t.g[i], t.m[i], t.v[i]);
+        for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) d_adamw1(a, t, P[i], G[i], M[i], V[i]);
     }
 }
 
-/* per-chunk sums of squares (double), then per tensor and total on the device; coef applied without a host trip */
-__global__ void k_sumsq(const nn__adam_t *__restrict__ ts, const nn__chunk *__restrict__ ch, int nch, double *__restrict__ part) {
+/* per tensor: sum of squares in double, one block per tensor chunk, partials reduced in a fixed order */
+__global__ void k_sumsq(const __grid_constant__ nn__mt a, double *__restrict__ part /* per chunk of this launch */) {
     __shared__ double sh[32];
-    for (int c = blockIdx.x; c < nch; c += gridDim.x) {
-        nn__chunk k = ch[c];
-        const float *g = ts[k.t].g;
+    for (int c = blockIdx.x; c < a.start[a.n]; c += gridDim.x) {
+        int t = d_mt_tensor(a, c);
+        int64_t lo = (int64_t)(c - a.start[t]) * NN__CHUNK, hi = lo + NN__CHUNK < a.numel[t] ? lo + NN__CHUNK : a.numel[t];
+        const float *G = a.g[t];
         double acc = 0;
-        for (int64_t i = k.lo + threadIdx.x; i < k.hi; i += blockDim.x) acc += (double)g[i] * (double)g[i];
+        if (!((uintptr_t)G & 15)) {
+            int64_t n4 = (hi - lo) / 4;
+            const float4 *g4 = (const float4 *)(G + lo);
+            for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
+                float4 v = g4[i];
+                acc += (double)v.x * v.x + (double)v.y * v.y + (double)v.z * v.z + (double)v.w * v.w;
+            }
+            lo += n4 * 4;
+        }
+        for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) acc += (double)G[i] * G[i];
         for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
         if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = acc;
         __syncthreads();
@@ -1660,56 +1686,51 @@ __global__ void k_sumsq(const nn__adam_t *__restrict__ ts, const nn__chunk *__re
         __syncthreads();
     }
 }
-/* one thread: per-tensor norms in chunk order (deterministic), total, coef */
-__global__ void k_clip_coef(const nn__chunk *__restrict__ ch, int nch, const double *__restrict__ part, float max_norm,
-                            float *__restrict__ out /* [0] total, [1] coef */) {
-    double total = 0, cur = 0;
-    int t = -1;
-    for (int c = 0; c < nch; c++) {
-        if (ch[c].t != t) { if (t >= 0) { float nk = (float)sqrt(cur); total += (double)nk * nk; } t = ch[c].t; cur = 0; }
-        cur += part[c];
+/* per-tensor norms (f32, as torch's per-tensor vector_norm) of this launch into norms[base + t] */
+__global__ void k_tensor_norms(const __grid_constant__ nn__mt a, const double *__restrict__ part, float *__restrict__ norms) {
+    for (int t = threadIdx.x; t < a.n; t += blockDim.x) {
+        double s = 0;
+        for (int c = a.start[t]; c < a.start[t + 1]; c++) s += part[c];
+        norms[a.base + t] = (float)sqrt(s);
     }
-    if (t >= 0) { float nk = (float)sqrt(cur); total += (double)nk * nk; }
+}
+/* total and coefficient: res[0] total, res[1] coef */
+__global__ void k_clip_coef(const float *__restrict__ norms, int n, float max_norm, float *__restrict__ res) {
+    double total = 0;
+    for (int t = 0; t < n; t++) total += (double)norms[t] * norms[t];
     float tot = (float)sqrt(total), coef = __fmul_rn(__fdiv_rn(1.0f, tot + 1e-6f), max_norm);
     if (coef > 1.0f) coef = 1.0f;
-    out[0] = tot;
-    out[1] = coef;
+    res[0] = tot;
+    res[1] = coef;
 }
-__global__ void k_scale_multi(const nn__adam_t *__restrict__ ts, const nn__chunk *__restrict__ ch, int nch,
-                              const float *__restrict__ coef) {
-    float c = coef[1];
+__global__ void k_scale_multi(const __grid_constant__ nn__mt a, const float *__restrict__ res) {
+    float c = res[1];
     if (c == 1.0f) return;
-    for (int b = blockIdx.x; b < nch; b += gridDim.x) {
-        nn__chunk k = ch[b];
-        float *g = (float *)ts[k.t].g;
-        for (int64_t i = k.lo + threadIdx.x; i < k.hi; i += blockDim.x) g[i] *= c;
+    for (int b = blockIdx.x; b < a.start[a.n]; b += gridDim.x) {
+        int t = d_mt_tensor(a, b);
+        int64_t lo = (int64_t)(b - a.start[t]) * NN__CHUNK, hi = lo + NN__CHUNK < a.numel[t] ? lo + NN__CHUNK : a.numel[t];
+        float *G = (float *)a.g[t];
+        for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) G[i] *= c;
     }
 }
 
-#define NN__CHUNK ((int64_t)65536)
-
-/* descriptors to the device (one host->device copy) */
-static nn_tensor *nn__pack(const nn__adam_t *ts, int n, nn__chunk **ch_dev, nn__adam_t **ts_dev, int *nch_out) {
-    int64_t nch = 0;
-    for (int k = 0; k < n; k++) nch += (ts[k].n + NN__CHUNK - 1) / NN__CHUNK;
-    size_t bytes = (size_t)n * sizeof(nn__adam_t) + (size_t)nch * sizeof(nn__chunk);
-    char *host = (char *)malloc(bytes ? bytes : 1);
-    if (!host) nn_error("nn cuda multi-tensor: out of host memory");
-    memcpy(host, ts, (size_t)n * sizeof(nn__adam_t));
-    nn__chunk *ch = (nn__chunk *)(host + (size_t)n * sizeof(nn__adam_t));
-    int64_t c = 0;
-    for (int k = 0; k < n; k++)
-        for (int64_t lo = 0; lo < ts[k].n; lo += NN__CHUNK) {
-            ch[c].t = k; ch[c].lo = lo; ch[c].hi = lo + NN__CHUNK < ts[k].n ? lo + NN__CHUNK : ts[k].n; c++;
-        }
-    nn_tensor *dev = nn__tmp(NN_U8, (int64_t)bytes);
-    nn__cuda_memcpy(dev->data, host, bytes, 0);
-    NN_CU(cudaStreamSynchronize(S_));   /* the pageable source is freed next */
-    free(host);
-    *ts_dev = (nn__adam_t *)dev->data;
-    *ch_dev = (nn__chunk *)((char *)dev->data + (size_t)n * sizeof(nn__adam_t));
-    *nch_out = (int)nch;
-    return dev;
+/* fills a with tensors [k0, k1) of the lists (k1 - k0 <= NN__MT) */
+static void nn__mt_fill(nn__mt *a, int k0, int k1, const int64_t *numel) {
+    int c = 0;
+    a->n = k1 - k0;
+    a->base = k0;
+    for (int k = k0; k < k1; k++) {
+        int64_t ch = (numel[k] + NN__CHUNK - 1) / NN__CHUNK;
+        if (ch > (int64_t)1 << 30) nn_error("nn cuda multi-tensor: tensor %d is too large (%lld elements)", k, (long long)numel[k]);
+        a->start[k - k0] = c;
+        a->numel[k - k0] = numel[k];
+        c += (int)ch;
+    }
+    a->start[k1 - k0] = c;
+}
+static unsigned nn__mt_blocks(const nn__mt &a) {
+    int cap = nn__cu.sms * 16, n = a.start[a.n];
+    return (unsigned)(n < 1 ? 1 : n < cap ? n : cap);
 }
 
 extern "C" {
@@ -1719,65 +1740,66 @@ extern "C" {
 void nn__cuda_adamw_multi(int n, float *const *p, const float *const *g, float *const *m, float *const *v,
                           const int64_t *numel, const int64_t *steps, const double *wd, double lr, double beta1,
                           double beta2, double eps, int maximize) {
-    nn__adam_t *ts;
-    nn__chunk *chd;
-    nn__adam_t *tsd;
-    int nch, k;
+    nn__mt a;
     nn__cu_init();
-    if (n <= 0) return;
-    ts = (nn__adam_t *)calloc((size_t)n, sizeof *ts);
-    if (!ts) nn_error("nn__cuda_adamw_multi: out of host memory");
-    for (k = 0; k < n; k++) {
-        double bc1 = 1.0 - pow(beta1, (double)steps[k]), bc2 = 1.0 - pow(beta2, (double)steps[k]);
-        ts[k].p = p[k]; ts[k].g = g[k]; ts[k].m = m[k]; ts[k].v = v[k]; ts[k].n = numel[k];
-        ts[k].decay = (float)(1.0 - lr * wd[k]);
-        ts[k].do_decay = wd[k] != 0;
-        ts[k].w1 = (float)(1.0 - beta1);
-        ts[k].b2f = (float)beta2;
-        ts[k].w2 = (float)(1.0 - beta2);
-        ts[k].bc2f = (float)pow(bc2, 0.5);
-        ts[k].epsf = (float)eps;
-        ts[k].neg_step = (float)(-(lr / bc1));
-        ts[k].maximize = maximize;
-        ts[k].vec = nn__al16(p[k]) && nn__al16(g[k]) && nn__al16(m[k]) && nn__al16(v[k]);
-    }
-    nn_tensor *desc = nn__pack(ts, n, &chd, &tsd, &nch);
-    free(ts);
-    if (nch > 0) {
-        k_adamw<<<nch < nn__cu.sms * 16 ? nch : nn__cu.sms * 16, 256, 0, S_>>>(tsd, chd, nch);
+    for (int k0 = 0; k0 < n; k0 += NN__MT) {
+        int k1 = k0 + NN__MT < n ? k0 + NN__MT : n;
+        memset(&a, 0, sizeof a);
+        nn__mt_fill(&a, k0, k1, numel);
+        for (int k = k0; k < k1; k++) {
+            double bc1 = 1.0 - pow(beta1, (double)steps[k]), bc2 = 1.0 - pow(beta2, (double)steps[k]);
+            a.p[k - k0] = p[k]; a.g[k - k0] = g[k]; a.m[k - k0] = m[k]; a.v[k - k0] = v[k];
+            a.decay[k - k0] = wd[k] != 0 ? (float)(1.0 - lr * wd[k]) : 1.0f;
+            a.bc2f[k - k0] = (float)pow(bc2, 0.5);
+            a.neg_step[k - k0] = (float)(-(lr / bc1));
+        }
+        a.w1 = (float)(1.0 - beta1); a.b2f = (float)beta2; a.w2 = (float)(1.0 - beta2); a.epsf = (float)eps;
+        a.maximize = maximize;
+        if (a.start[a.n] == 0) continue;
+        k_adamw<<<nn__mt_blocks(a), 256, 0, S_>>>(a);
         NN_LAUNCHED();
     }
-    nn_tensor_free(desc);
 }
 
 /* torch.nn.utils.clip_grad_norm_ over n f32 device gradients (NULL entries skipped): norms, coefficient and
-   scaling on the device, one host read at the end for the returned total (as wip/train.h's nn_clip_grad_norm;
-   max_norm < 0: only the norm) */
+   scaling stay on the device; one host read at the end for the returned total (as wip/train.h's
+   nn_clip_grad_norm; max_norm < 0: only the norm) */
 float nn__cuda_clip_grad_norm(int n, float *const *g, const int64_t *numel, double max_norm) {
-    nn__adam_t *ts;
-    nn__chunk *chd;
-    nn__adam_t *tsd;
-    int nch, k, used = 0;
     float out[2] = {0, 1};
+    int used = 0, maxch = 0, k;
     nn__cu_init();
-    ts = (nn__adam_t *)calloc((size_t)(n > 0 ? n : 1), sizeof *ts);
-    if (!ts) nn_error("nn__cuda_clip_grad_norm: out of host memory");
-    for (k = 0; k < n; k++) if (g[k]) { ts[used].g = g[k]; ts[used].n = numel[k]; used++; }
-    nn_tensor *desc = nn__pack(ts, used, &chd, &tsd, &nch);
-    free(ts);
-    nn_tensor *part = nn__tmp(NN_F32, 2 * (int64_t)(nch > 0 ? nch : 1) + 2);   /* doubles + 2 floats */
-    double *pd = (double *)part->data;
-    float *res = (float *)(pd + (nch > 0 ? nch : 1));
-    if (nch > 0) { k_sumsq<<<nch < nn__cu.sms * 16 ? nch : nn__cu.sms * 16, 256, 0, S_>>>(tsd, chd, nch, pd); NN_LAUNCHED(); }
-    k_clip_coef<<<1, 1, 0, S_>>>(chd, nch, pd, (float)(max_norm < 0 ? 1e30 : max_norm), res);
-    NN_LAUNCHED();
-    if (max_norm >= 0 && nch > 0) {
-        k_scale_multi<<<nch < nn__cu.sms * 16 ? nch : nn__cu.sms * 16, 256, 0, S_>>>(tsd, chd, nch, res);
+    float **gs = (float **)malloc(sizeof(float *) * (size_t)(n > 0 ? n : 1));
+    int64_t *ns = (int64_t *)malloc(sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
+    if (!gs || !ns) nn_error("nn__cuda_clip_grad_norm: out of host memory");
+    for (k = 0; k < n; k++) if (g[k]) { gs[used] = g[k]; ns[used] = numel[k]; used++; }
+    nn__mt *as = (nn__mt *)calloc((size_t)((used + NN__MT - 1) / NN__MT + 1), sizeof(nn__mt));
+    if (!as) nn_error("nn__cuda_clip_grad_norm: out of host memory");
+    int nl = 0;
+    for (int k0 = 0; k0 < used; k0 += NN__MT, nl++) {
+        int k1 = k0 + NN__MT < used ? k0 + NN__MT : used;
+        nn__mt_fill(&as[nl], k0, k1, ns);
+        for (k = k0; k < k1; k++) as[nl].g[k - k0] = gs[k];
+        if (as[nl].start[as[nl].n] > maxch) maxch = as[nl].start[as[nl].n];
+    }
+    nn_tensor *tmp = nn__tmp(NN_F32, 2 * (int64_t)(maxch > 0 ? maxch : 1) + used + 2);   /* doubles, norms, result */
+    double *part = (double *)tmp->data;
+    float *norms = (float *)(part + (maxch > 0 ? maxch : 1)), *res = norms + used;
+    for (int l = 0; l < nl; l++) {
+        if (as[l].start[as[l].n] > 0) {
+            k_sumsq<<<nn__mt_blocks(as[l]), 256, 0, S_>>>(as[l], part);
+            NN_LAUNCHED();
+        }
+        k_tensor_norms<<<1, 64, 0, S_>>>(as[l], part, norms);   /* the next launch's sums wait in stream order */
         NN_LAUNCHED();
     }
+    k_clip_coef<<<1, 1, 0, S_>>>(norms, used, (float)(max_norm < 0 ? 1e30 : max_norm), res);
+    NN_LAUNCHED();
+    if (max_norm >= 0)
+        for (int l = 0; l < nl; l++)
+            if (as[l].start[as[l].n] > 0) { k_scale_multi<<<nn__mt_blocks(as[l]), 256, 0, S_>>>(as[l], res); NN_LAUNCHED(); }
     nn__cuda_memcpy(out, res, sizeof out, 1);
-    nn_tensor_free(part);
-    nn_tensor_free(desc);
+    nn_tensor_free(tmp);
+    free(as); free(gs); free(ns);
     return out[0];
 }
 

@@ -448,7 +448,8 @@ static void test_casts(void) {
             free(h1); free(h2);
             {   /* fill */
                 nn_tensor *fc = nn_zeros_like(bc), *fg = nn__new(bg->dtype, NN_CUDA, bg->ndim, bg->shape);
-                nn_fill_(fc, -2.75); nn_fill_(fg, -2.75);
+                double fv = dd == NN_U8 || dd == NN_BOOL ? 3.25 : -2.75;   /* negative -> u8 is undefined in C */
+                nn_fill_(fc, fv); nn_fill_(fg, fv);
                 h1 = (unsigned char *)malloc(bytes); h2 = (unsigned char *)malloc(bytes);
                 nn_to_host(fc, h1); nn_to_host(fg, h2);
                 CHECK(memcmp(h1, h2, bytes) == 0, "fill %s differs", nn_dtype_name((nn_dtype)dd));
@@ -465,7 +466,8 @@ void nn__cuda_group_norm_fwd(const nn_tensor *x, int64_t G, const nn_tensor *w, 
 void nn__cuda_group_norm_bwd(const nn_tensor *g, const nn_tensor *x, int64_t G, const nn_tensor *w, const nn_tensor *mean,
                              const nn_tensor *rstd, nn_tensor *gx, nn_tensor *gw, nn_tensor *gb);
 static void test_group_norm(void) {
-    static const int64_t shapes[][4] = {{2, 6, 5, 7}, {3, 32, 17, 9}, {1, 4, 1, 1}, {2, 64, 33, 33}};
+    /* (groups of 2 elements give a gradient that is exactly 0 up to rounding: no relative error to measure) */
+    static const int64_t shapes[][4] = {{2, 6, 5, 7}, {3, 32, 17, 9}, {1, 4, 1, 3}, {2, 64, 33, 33}};
     static const int groups[] = {3, 8, 2, 32};
     int s;
     for (s = 0; s < 4; s++) {
