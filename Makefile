@@ -12,12 +12,12 @@ OPT      = -O2 -march=native
 OMP      = -fopenmp
 CFLAGS_T = $(WARN_T) $(OPT) $(OMP) -I. -Itests $(WIPFLAGS)
 WIPFLAGS =
-SAN      = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+SANFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDLIBS   = -lm
 BUILD   ?= build
 
 # every C test program: tests/<name>.c -> $(BUILD)/<name>
-CORE_TESTS = test_core test_conv test_index_loss
+CORE_TESTS = test_core test_conv test_index_loss gemm_test test_train test_io
 TEST_BINS  = $(CORE_TESTS:%=$(BUILD)/%)
 ASAN_BINS  = $(CORE_TESTS:%=$(BUILD)/asan/%)
 
@@ -60,7 +60,7 @@ $(BUILD)/%: tests/%.c nn.h $(wildcard wip/*.h) tests/test.h tests/gradcheck.h te
 
 $(BUILD)/asan/%: tests/%.c nn.h $(wildcard wip/*.h) tests/test.h tests/gradcheck.h tests/fixture.h
 	@mkdir -p $(BUILD)/asan
-	$(CC) $(WARN_T) $(SAN) $(OMP) -I. -Itests $(WIPFLAGS) $< -o $@ $(LDLIBS)
+	$(CC) $(WARN_T) $(SANFLAGS) $(OMP) -I. -Itests $(WIPFLAGS) $< -o $@ $(LDLIBS)
 
 # nn.h alone must compile warning-free as C99 under gcc and clang, and as C++
 hygiene:
@@ -73,8 +73,8 @@ hygiene:
 
 # the whole suite: build hygiene, every test at -O2, and again under AddressSanitizer + UBSan
 test: $(TEST_BINS) $(ASAN_BINS)
-	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh "$(MAKE) -s hygiene" tests/readme_example.sh $(TEST_BINS) $(ASAN_BINS) \
-	  $(if $(HAVE_NVCC),"$(MAKE) -s cuda-build")
+	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh "$(MAKE) -s hygiene" tests/readme_example.sh $(TEST_BINS) "python3 tests/check_io.py build/test_io_out" $(ASAN_BINS) \
+	  "$(MAKE) -s test-kit" "$(MAKE) -s test-kit SAN=1" $(if $(HAVE_NVCC),"$(MAKE) -s cuda-build")
 
 test-fast: $(TEST_BINS)
 	@tests/run.sh $(TEST_BINS)
@@ -82,7 +82,7 @@ test-fast: $(TEST_BINS)
 test-asan: $(ASAN_BINS)
 	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh $(ASAN_BINS)
 
-deps:
+deps: kit-deps
 	@need=""; \
 	[ -f /usr/include/yaml.h ] || need="$$need libyaml-dev"; \
 	[ -f /usr/include/stb/stb_image.h ] || need="$$need libstb-dev"; \
@@ -91,9 +91,11 @@ deps:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
 	  else echo "please run: sudo apt-get install -y$$need"; fi; fi
-	@python3 -c "import numpy, safetensors, tensorboard, PIL" 2>/dev/null || \
-	  python3 -m pip install -q numpy safetensors tensorboard pillow || \
-	  echo "please run: python3 -m pip install numpy safetensors tensorboard pillow"
+	@python3 -c "import numpy, safetensors, tensorboard, PIL, yaml" 2>/dev/null || \
+	  python3 -m pip install -q numpy safetensors tensorboard pillow pyyaml || \
+	  echo "please run: python3 -m pip install numpy safetensors tensorboard pillow pyyaml"
 
 clean:
 	rm -rf $(BUILD)
+
+include samples/kit/kit.mk

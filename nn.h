@@ -2821,6 +2821,7 @@ nn_tensor *nn_key_padding_mask(nn_tensor *valid) {
 /* (being folded in: these sections live in wip/ until their review ends) */
 #include "wip/ops_conv.h"
 #include "wip/ops_index_loss.h"
+#include "wip/train.h"
 
 /* --------------------------------------------------------------------------------------------- [modules] */
 

@@ -1,4 +1,5 @@
-/* bench/conv_bench.c - conv2d (forward, forward+backward) and group_norm on seed 003's UNet shapes
+/* bench/conv_bench.c - conv2d (forward, forward+backward), group_norm, nearest upsampling x2 and 2x2 average
+   pooling on seed 003's UNet shapes
    (BraTS 128x128, 4 input channels, model_channels 64, channel_mult 1,2,4,8), beside bench/conv_torch.py.
 
    Build: cc -std=c99 -O3 -march=native -fopenmp -I. bench/conv_bench.c -o conv_bench -lm
@@ -127,6 +128,44 @@ static void bench_gn(int64_t B, int64_t C, int64_t H, int reps) {
     free(t);
 }
 
+/* op 0: nearest upsampling x2 (the UNet's Upsample), 1: avg_pool2d(2, 2) (its Downsample without conv) */
+static void bench_plane(int op, int64_t B, int64_t C, int64_t H, int reps) {
+    int64_t xs[4], gs[4];
+    nn_tensor *x, *g;
+    double *t = (double *)malloc(sizeof(double) * (size_t)reps), peak = 0;
+    int r, pass;
+    char name[96];
+    xs[0] = B; xs[1] = C; xs[2] = H; xs[3] = H;
+    gs[0] = B; gs[1] = C; gs[2] = op == 0 ? 2 * H : H / 2; gs[3] = gs[2];
+    x = nn_randn(4, xs); g = nn_randn(4, gs);
+    for (pass = 0; pass < 2; pass++) {
+        nn_requires_grad(x, pass);
+        for (r = -1; r < reps; r++) {
+            double t0;
+            size_t base;
+            int prev = nn_set_grad_enabled(pass);
+            nn_mem_reset_peak(NN_CPU);
+            base = nn_mem_stats(NN_CPU).current;
+            t0 = now_s();
+            nn_scope_begin();
+            {
+                nn_tensor *y = op == 0 ? nn_upsample_nearest2d(x, 2 * H, 2 * H) : nn_avg_pool2d(x, 2, 2, 0);
+                if (pass) nn_backward_with(1, &y, &g);
+            }
+            nn_scope_end(NULL);
+            if (r >= 0) t[r] = now_s() - t0;
+            if (r == 0) peak = mib_since(base);
+            nn_set_grad_enabled(prev);
+            if (pass) nn_zero_grad(x);
+        }
+        snprintf(name, sizeof name, "%s%s_[%lld,%lld,%lld,%lld]", op == 0 ? "upsample2x" : "avg_pool2",
+                 pass ? "_fwdbwd" : "_fwd", (long long)B, (long long)C, (long long)H, (long long)H);
+        report(name, t, reps, 0.0, peak);
+    }
+    nn_tensor_free(x); nn_tensor_free(g);
+    free(t);
+}
+
 int main(int argc, char **argv) {
     /* seed 003's UNet at 128x128: the input conv, one 3x3 conv per level, a stride-2 downsample conv and
        the 1x1 skip projection of a ResBlock whose channel count changes */
@@ -150,6 +189,10 @@ int main(int argc, char **argv) {
     if (!only || strcmp(only, "gn") == 0) {
         bench_gn(B, 64, 128, reps);
         bench_gn(B, 256, 32, reps);
+    }
+    if (!only || strcmp(only, "plane") == 0) {
+        bench_plane(0, B, 128, 64, reps);
+        bench_plane(1, B, 64, 128, reps);
     }
     nn_shutdown();
     return 0;

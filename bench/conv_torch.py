@@ -75,3 +75,20 @@ if not only or only == "gn":
             F.group_norm(xg, 32, wg, bg, 1e-5).backward(g)
         med, best = timeit(step)
         report("group_norm32_fwdbwd_" + tag, med, best, 0.0)
+
+if not only or only == "plane":
+    for op, c, h in [(0, 128, 64), (1, 64, 128)]:
+        x = torch.randn(B, c, h, h)
+        f = (lambda t: F.interpolate(t, size=(2 * h, 2 * h), mode="nearest")) if op == 0 else (lambda t: F.avg_pool2d(t, 2, 2))
+        tag = "%s_[%d,%d,%d,%d]" % ("upsample2x" if op == 0 else "avg_pool2", B, c, h, h)
+        with torch.no_grad():
+            med, best = timeit(lambda: f(x))
+        report(tag.replace("_[", "_fwd_[", 1), med, best, 0.0)
+        xg = x.clone().requires_grad_()
+        g = torch.randn_like(f(x))
+
+        def step():
+            xg.grad = None
+            f(xg).backward(g)
+        med, best = timeit(step)
+        report(tag.replace("_[", "_fwdbwd_[", 1), med, best, 0.0)

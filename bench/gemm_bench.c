@@ -5,7 +5,8 @@
    Run:   OMP_NUM_THREADS=2 ./gemm_bench [--peak | CASE_NAME]   (bench/run_gemm_bench.sh runs it with PyTorch beside it)
    Output: "peak ..." lines, then one line per case:  case <name> <M> <N> <K> <ta> <tb> <threads> <median GFLOP/s> <best GFLOP/s>
 
-   Peak = cores x GHz x FMA pipes x lanes x 2 flops. The clock is *measured*, not read: /proc/cpuinfo under
+   Peak = cores x GHz x FMA pipes x lanes x 2 flops. The clock is *measured* (on all threads at once, the
+   slowest one counts, since boost clocks fall as more cores are busy), not read: /proc/cpuinfo under
    a hypervisor reports the TSC's nominal rate, not the boost clock the cores run at. Two loops measure it:
      - a chain of dependent integer adds (1 cycle each on every x86 core; x86-64 GCC/clang only, inline asm),
      - a chain of dependent fmaf()s, whose latency in cycles is then reported (4 on Zen 4/5 and Skylake).
@@ -120,8 +121,11 @@ int main(int argc, char **argv) {
     threads = omp_get_max_threads();
 #endif
     if (!filter) {
-        double ghz_add = clock_ghz_add_chain(), lat = fma_latency_s(), thr = 0.0;
+        double ghz_add = 1e9, lat = fma_latency_s(), thr = 0.0;
         int lanes = NN_GEMM_NR >= 32 ? 16 : NN_GEMM_NR >= 16 ? 8 : 4;
+        /* boost clocks drop as more cores get busy: measure the clock on all threads at once, keep the slowest */
+        NN_OMP("omp parallel reduction(min:ghz_add)")
+        { ghz_add = clock_ghz_add_chain(); }
         NN_OMP("omp parallel reduction(+:thr)")
         { thr += fma_throughput_per_s(); }
         printf("peak clock_ghz_add_chain %.3f\n", ghz_add);

@@ -4,7 +4,7 @@ usage: python3 bench/sdpa_torch.py <case> [reps]      (threads: torch.set_num_th
 prints: case fwd_ms fwdbwd_ms - - fwd_rss_MiB fwdbwd_rss_MiB   (or "case OOM"/"case skipped <why>")
 Peak memory: VmHWM reset through /proc/self/clear_refs before each call, minus VmRSS before it: the memory
 the call itself added (PyTorch's CPU allocator returns big blocks to the system, so this is the op's peak).
-The cross900 bias requires grad in fwd+bwd (it is learned in seed 004): PyTorch's fused CPU kernel has no
+The cross900 bias requires grad in fwd+bwd (it is learned in seed 004; the forward-only run passes it detached): PyTorch's fused CPU kernel has no
 gradient for attn_mask, so it dispatches to the math path there, as it would in training."""
 import os
 import sys
@@ -37,8 +37,8 @@ def run_once(q, k, v, bias, gout, backward):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out.backward(gout)
     else:
-        with torch.no_grad():
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        with torch.no_grad():  # inference: a bias that needs no gradient, so the fused kernel takes it
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias.detach())
     del out
     t1, c1 = time.perf_counter(), time.process_time()
     CPU[backward] += (c1 - c0) * 1e3

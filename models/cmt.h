@@ -42,7 +42,7 @@ NN_MODEL_FN void cmt_decoder_layer_init(cmt_decoder_layer *m, nn_params *P, cons
     nn_MultiheadAttention_init(&m->cross_attn, P, nnm_name(buf, sizeof buf, prefix, "attentions.1.attn"), embed_dims,
                                num_heads, dropout, 0, 0);
     for (i = 0; i < 3; i++) {
-        char nm[16];
+        char nm[24];
         snprintf(nm, sizeof nm, "norms.%d", i);
         nn_LayerNorm_init(&m->norms[i], P, nnm_name(buf, sizeof buf, prefix, nm), embed_dims, 1e-5, 1);
     }

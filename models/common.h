@@ -52,11 +52,6 @@ NN_MODEL_FN nn_tensor *nnm_dropout(nn_tensor *x, double p) {
     return p > 0 && nn_training() ? nn_dropout(x, p, 1) : x;
 }
 
-/* DiT's modulate(): x * (1 + scale) + shift, x [B, L, D], scale and shift [B, D] (unsqueezed over L) */
-NN_MODEL_FN nn_tensor *nnm_modulate(nn_tensor *x, nn_tensor *shift, nn_tensor *scale) {
-    return nn_add(nn_mul(x, nn_add_scalar(nn_unsqueeze(scale, 1), 1.0)), nn_unsqueeze(shift, 1));
-}
-
 /* timm / HF DropPath (stochastic depth): in training, each sample's branch is dropped with probability p
    and the kept ones are scaled by 1/(1-p); x [B, ...]. The per-sample mask is a constant of the step. */
 NN_MODEL_FN nn_tensor *nnm_drop_path(nn_tensor *x, double p) {

@@ -5,7 +5,7 @@ group_norm): forward output and the gradients of sum(r * y) for a fixed random r
 
 Per case <name>: inputs (<name>.x, .w, .b ...), integer arguments (<name>.args), the upstream gradient
 <name>.r, the output <name>.y and the gradients <name>.dx, .dw, .db. Computed in float64 from
-float32-representable inputs (see fixtures_lib.py)."""
+float32-representable inputs (see fixtures_lib.py), except nearest upsampling (float32, see there)."""
 import os
 import torch
 import torch.nn.functional as F
@@ -50,9 +50,12 @@ conv("conv5", (1, 3, 11, 10), (2, 3, 5, 5), (2, 2), (2, 2), (1, 1), 1, False)  #
 conv("conv6", (2, 3, 6, 7), (4, 3, 1, 1), (2, 2), (0, 0), (1, 1), 1, True)     # 1x1 stride 2
 conv("conv7", (2, 16, 6, 7), (8, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, True)  # larger K
 
+# Nearest upsampling in float32: torch's source index depends on the dtype (the f32 kernel floors
+# dst * (float)(in/out), the f64 one computes in double), and f32 is what a model sees. up5's width
+# 54 -> 38 has dst 19 where the two differ: 19 * 1.4210526f = 26.999998 -> 26, in double 27.
 for name, xs, size in [("up1", (2, 3, 4, 5), (8, 10)), ("up2", (1, 2, 4, 5), (7, 9)),
-                       ("up3", (1, 2, 5, 7), (3, 4)), ("up4", (1, 1, 3, 3), (10, 3))]:
-    x = rand_input(gen, *xs)
+                       ("up3", (1, 2, 5, 7), (3, 4)), ("up4", (1, 1, 3, 3), (10, 3)), ("up5", (1, 2, 3, 54), (5, 38))]:
+    x = rand_input(gen, *xs).detach().float().requires_grad_(True)
     fw.add(name + ".x", x)
     fw.add(name + ".args", torch.tensor(size))
     finish(name, F.interpolate(x, size=size, mode="nearest"), [("x", x)])

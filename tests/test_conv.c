@@ -211,8 +211,8 @@ static void test_fixtures(const char *path) {
             nn_tensor_free(x); nn_tensor_free(w); nn_tensor_free(b);
         }
     }
-    for (i = 1; i <= 4; i++) {
-        char nm[8];
+    for (i = 1; i <= 5; i++) {
+        char nm[16];
         const int64_t *a;
         nn_tensor *x, *y;
         snprintf(nm, sizeof nm, "up%d", i);
@@ -225,7 +225,7 @@ static void test_fixtures(const char *path) {
         nn_tensor_free(x);
     }
     for (i = 1; i <= 4; i++) {
-        char nm[8];
+        char nm[16];
         const int64_t *a;
         nn_tensor *x, *y;
         snprintf(nm, sizeof nm, "avg%d", i);
@@ -238,7 +238,7 @@ static void test_fixtures(const char *path) {
         nn_tensor_free(x);
     }
     for (i = 1; i <= 4; i++) {
-        char nm[8];
+        char nm[16];
         const int64_t *a;
         nn_tensor *x, *y;
         snprintf(nm, sizeof nm, "ada%d", i);
@@ -252,7 +252,7 @@ static void test_fixtures(const char *path) {
         nn_tensor_free(x);
     }
     for (i = 1; i <= 6; i++) {
-        char nm[8];
+        char nm[16];
         const int64_t *a;
         nn_tensor *in[3], *y, *w, *b;
         const char *gk[3];

@@ -3,13 +3,21 @@
    with AdamW + warmup-cosine + clipping next to torch's run, clip_grad_norm_ cases (inf/NaN included),
    gradient accumulation, bit-exact resume across processes and a kill-during-save test.
 
+   Tolerances (|mine - torch| <= atol + rtol*|torch|), each about 10x what this machine shows:
+   - schedules: 1e-12 relative (closed form vs torch's recursion; seen 1.3e-15)
+   - AdamW on torch's gradients, 200 steps: params 1e-7 + 2e-6 rel (seen 1.4e-7 rel; torch's CPU sqrt is
+     MKL's, not always correctly rounded, the only operation that differs), moments 1e-5 rel
+   - the MLP, 200 steps with AdamW + warmup-cosine + clipping: params 5e-6 + 5e-5 rel (seen 3.6e-7 abs),
+     losses and grad norms 2e-5 rel (seen 3e-7, 1e-6): forward/backward rounding differs from torch's
+   - clip_grad_norm_: norm 3e-7 rel (exact for the inf/NaN/exactly-1 cases), clipped grads 1e-7 rel
+
    Usage: test_train [fixtures-dir]      (default tests/fixtures; the resume test re-runs this binary
           with "resume-*" arguments) */
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
 #include "nn_all_wip.h"
-#ifndef NN_TRAIN_INCLUDED
+#ifndef NN_TRAIN_FRAGMENT  /* until nn.h includes the fragment itself */
 #include "../wip/train.h"
 #endif
 #include <setjmp.h>
@@ -125,14 +133,14 @@ static void adam_run(const char *run, nn_adamw_cfg cfg, int use_sched, int skip_
         nn_tensor *ts = fx_get(&fx, (snprintf(nm, sizeof nm, "%s.steps%d", run, i), nm));
         snprintf(nm, sizeof nm, "%s.p%d", run, i);
         snprintf(what, sizeof what, "%s after 200 steps, p%d", run, i);
-        CHECK_FX(p[i], fx_get(&fx, nm), 1e-6, 1e-5, what);
+        CHECK_FX(p[i], fx_get(&fx, nm), 1e-7, 2e-6, what);
         { double e = fx_err(p[i], fx_get(&fx, nm), 0, 1); printf("  %s p%d: max relative difference to torch %.3g\n", run, i, e); }
         snprintf(nm, sizeof nm, "%s.m%d", run, i);
         snprintf(what, sizeof what, "%s exp_avg p%d", run, i);
-        CHECK_FX(m, fx_get(&fx, nm), 1e-7, 1e-5, what);
+        CHECK_FX(m, fx_get(&fx, nm), 1e-8, 1e-5, what);
         snprintf(nm, sizeof nm, "%s.v%d", run, i);
         snprintf(what, sizeof what, "%s exp_avg_sq p%d", run, i);
-        CHECK_FX(v, fx_get(&fx, nm), 1e-9, 1e-5, what);
+        CHECK_FX(v, fx_get(&fx, nm), 1e-10, 1e-5, what);
         CHECK(opt->steps[i] == ((int64_t *)ts->data)[0], "%s steps p%d: %lld vs torch %lld", run, i,
               (long long)opt->steps[i], (long long)((int64_t *)ts->data)[0]);
         nn_tensor_free(m); nn_tensor_free(v);
@@ -217,21 +225,21 @@ static void test_mlp_trajectory(void) {
         if (fabs(norm - tn[k]) / fabs(tn[k]) > wn) wn = fabs(norm - tn[k]) / fabs(tn[k]);
     }
     printf("  mlp: worst relative difference to torch over 200 steps: loss %.3g, grad norm %.3g\n", wl, wn);
-    CHECK(wl < 1e-4, "mlp losses follow torch's (worst relative difference %.3g)", wl);
-    CHECK(wn < 1e-4, "mlp grad norms follow torch's (worst relative difference %.3g)", wn);
+    CHECK(wl < 2e-5, "mlp losses follow torch's (worst relative difference %.3g)", wl);
+    CHECK(wn < 2e-5, "mlp grad norms follow torch's (worst relative difference %.3g)", wn);
     for (k = 0; k < P.n; k++) {
         nn_tensor *mm = nn_from_f32(P.items[k].t->ndim, P.items[k].t->shape, opt->exp_avg[k]);
         nn_tensor *vv = nn_from_f32(P.items[k].t->ndim, P.items[k].t->shape, opt->exp_avg_sq[k]);
         snprintf(nm, sizeof nm, "mlp.final.%s", P.items[k].name);
         snprintf(what, sizeof what, "mlp %s after 200 steps", P.items[k].name);
-        CHECK_FX(P.items[k].t, fx_get(&fx, nm), 1e-5, 1e-4, what);
+        CHECK_FX(P.items[k].t, fx_get(&fx, nm), 5e-6, 5e-5, what);
         printf("  mlp %s: max |difference| to torch %.3g\n", P.items[k].name, fx_err(P.items[k].t, fx_get(&fx, nm), 1, 0));
         snprintf(nm, sizeof nm, "mlp.m.%s", P.items[k].name);
         snprintf(what, sizeof what, "mlp exp_avg %s", P.items[k].name);
-        CHECK_FX(mm, fx_get(&fx, nm), 1e-6, 1e-3, what);
+        CHECK_FX(mm, fx_get(&fx, nm), 1e-6, 1e-4, what);
         snprintf(nm, sizeof nm, "mlp.v.%s", P.items[k].name);
         snprintf(what, sizeof what, "mlp exp_avg_sq %s", P.items[k].name);
-        CHECK_FX(vv, fx_get(&fx, nm), 1e-9, 1e-3, what);
+        CHECK_FX(vv, fx_get(&fx, nm), 1e-9, 1e-4, what);
         nn_tensor_free(mm); nn_tensor_free(vv);
     }
     nn_adamw_free(opt);

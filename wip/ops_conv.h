@@ -404,7 +404,9 @@ nn_tensor *nn_upsample_nearest2d(nn_tensor *x, int64_t out_h, int64_t out_w) {
         for (oh = 0; oh < out_h; oh++) {
             const float *srow = s + ih[oh] * W;
             float *drow = d + oh * out_w;
-            for (ow = 0; ow < out_w; ow++) drow[ow] = srow[iw[ow]];
+            /* upsampling repeats source rows: copy the previous output row instead of gathering again */
+            if (oh > 0 && ih[oh] == ih[oh - 1]) memcpy(drow, drow - out_w, sizeof(float) * (size_t)out_w);
+            else for (ow = 0; ow < out_w; ow++) drow[ow] = srow[iw[ow]];
         }
     }
     nn_tensor_free(th); nn_tensor_free(tw);

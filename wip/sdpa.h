@@ -37,7 +37,7 @@
    broadcast into that slice, so a bias shared by heads or batches is summed without races.
 
    Memory beyond inputs and outputs: LSE and Delta ([B,H,Lq] each) and per thread two score tiles plus one
-   accumulator tile: 4 * (2 tq tk + tq max(D,Dv) + 2 tq) bytes. All of it comes from the pool (counted). */
+   accumulator tile: 4 * (2 tq tk + tq Dv + 2 tq + tk) bytes. All of it comes from the pool (counted). */
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -106,10 +106,22 @@ static int nn__sdpa_bcast_strides(const nn_tensor *t, const int64_t full[4], int
     return 1;
 }
 
-/* dropout factor of element (b,h,i,j): 0 or 1/(1-p); the same function of (seed, offset) in both passes */
-static float nn__sdpa_keep(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64_t i, int64_t j) {
-    uint64_t idx = (uint64_t)((((b * c->H + h) * c->Lq + i) * c->Lk) + j);
-    return nn_rng_uniform_at(c->seed, c->offset + idx) >= c->p ? c->keep_scale : 0.0f;
+/* z[cc] = dropout factor (0 or 1/(1-p)) of element (b, h, i, j0 + cc) for cc < nc: uniform number
+   ((b*H+h)*Lq+i)*Lk+j of the draw reserved at forward, kept iff >= p. Equal to
+   nn_rng_uniform_at(seed, offset + index) >= p (the reference path calls that), but one Philox block per
+   four consecutive positions, using nn.h's stream layout (position o: block o/4, lane o%4, top 24 bits). */
+static void nn__sdpa_keep_row(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t nc,
+                              float *z) {
+    uint64_t pos = c->offset + (uint64_t)((((b * c->H + h) * c->Lq + i) * c->Lk) + j0);
+    uint32_t r[4] = {0, 0, 0, 0};
+    int64_t cc;
+    int have = 0;
+    for (cc = 0; cc < nc; cc++, pos++) {
+        float u;
+        if (!have || (pos & 3) == 0) { nn_philox4x32(c->seed, pos >> 2, r); have = 1; }
+        u = (float)(r[pos & 3] >> 8) * (1.0f / 16777216.0f);
+        z[cc] = u >= c->p ? c->keep_scale : 0.0f;
+    }
 }
 
 /* S[nr x nc] = scale * Q[i0:i0+nr] K[j0:j0+nc]^T + bias, -inf where the mask or the causal triangle forbids */
@@ -179,11 +191,18 @@ static float nn__sdpa_exp_sum(float *x, int64_t n, float sub) {
     return sum;
 }
 
+/* max of x[0..n): 16 running maxima (one vector register's worth, which both GCC and clang vectorise
+   without any pragma; clang refuses "omp simd reduction(max)" over a compare-select) */
 static float nn__sdpa_row_max(const float *x, int64_t n) {
-    float mx = -INFINITY;
-    int64_t i;
-    NN_OMP("omp simd reduction(max:mx)")
-    for (i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float m16[16], mx;
+    int64_t i = 0;
+    int l;
+    for (l = 0; l < 16; l++) m16[l] = -INFINITY;
+    for (; i + 16 <= n; i += 16)
+        for (l = 0; l < 16; l++) m16[l] = x[i + l] > m16[l] ? x[i + l] : m16[l];
+    for (l = 0; i < n; i++, l++) m16[l] = x[i] > m16[l] ? x[i] : m16[l];
+    mx = m16[0];
+    for (l = 1; l < 16; l++) mx = m16[l] > mx ? m16[l] : mx;
     return mx;
 }
 
@@ -191,7 +210,7 @@ static float nn__sdpa_row_max(const float *x, int64_t n) {
 
 static void nn__sdpa_fwd_tile(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64_t qt) {
     float *S = c->ws + (int64_t)nn__sdpa_thread() * c->ws_stride;
-    float *acc = S + c->tq * c->tk, *m = acc + c->tq * c->Dv, *l = m + c->tq;
+    float *acc = S + c->tq * c->tk, *m = acc + c->tq * c->Dv, *l = m + c->tq, *z = l + c->tq;
     int64_t i0 = qt * c->tq, nr = c->Lq - i0 < c->tq ? c->Lq - i0 : c->tq;
     int64_t jend = c->Lk, j0, r, cc, d, Dv = c->Dv;
     const float *V = c->v + (b * c->H + h) * c->Lk * Dv;
@@ -216,7 +235,10 @@ static void nn__sdpa_fwd_tile(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64
             l[r] = l[r] * alpha + nn__sdpa_exp_sum(s, nc, mnew);
             if (alpha != 1.0f) for (d = 0; d < Dv; d++) acc[r * Dv + d] *= alpha;
             m[r] = mnew;
-            if (c->dropout) for (cc = 0; cc < nc; cc++) s[cc] *= nn__sdpa_keep(c, b, h, i0 + r, j0 + cc);
+            if (c->dropout) {
+                nn__sdpa_keep_row(c, b, h, i0 + r, j0, nc, z);
+                for (cc = 0; cc < nc; cc++) s[cc] *= z[cc];
+            }
         }
         if (any) nn__sgemm(0, 0, nr, Dv, nc, 1.0f, S, nc, V + j0 * Dv, Dv, 1.0f, acc, Dv);
     }
@@ -234,16 +256,18 @@ static void nn__sdpa_bwd_probs(const nn__sdpa_ctx *c, int64_t b, int64_t h, int6
                                int64_t nc, float *S, float *dP) {
     const float *lse = c->lse + (b * c->H + h) * c->Lq + i0;
     const float *delta = c->delta + (b * c->H + h) * c->Lq + i0;
+    float *z = dP + c->tq * c->tk;
     int64_t r, cc;
     for (r = 0; r < nr; r++) {
         float L = lse[r] == -INFINITY ? INFINITY : lse[r], Di = delta[r];
         float *s = S + r * nc, *dp = dP + r * nc;
         nn__sdpa_exp_sum(s, nc, L);
         if (c->dropout) {
+            nn__sdpa_keep_row(c, b, h, i0 + r, j0, nc, z);
             for (cc = 0; cc < nc; cc++) {
-                float z = nn__sdpa_keep(c, b, h, i0 + r, j0 + cc), p = s[cc];
-                dp[cc] = p * (z * dp[cc] - Di);
-                s[cc] = p * z;
+                float p = s[cc];
+                dp[cc] = p * (z[cc] * dp[cc] - Di);
+                s[cc] = p * z[cc];
             }
         } else {
             for (cc = 0; cc < nc; cc++) dp[cc] = s[cc] * (dp[cc] - Di);
@@ -351,7 +375,7 @@ static void nn__sdpa_backward(nn_node *n) {
             c.delta[i] = s;
         }
     }
-    c.ws_stride = 2 * c.tq * c.tk;
+    c.ws_stride = 2 * c.tq * c.tk + c.tk;
     ws_shape[0] = c.ws_stride * threads;
     ws = nn__new(NN_F32, NN_CPU, 1, ws_shape);
     c.ws = (float *)ws->data;
@@ -490,7 +514,7 @@ nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts 
     out = nn__new(NN_F32, NN_CPU, 4, oshape);
     lse = nn__new(NN_F32, NN_CPU, 3, lshape);
     c.out = (float *)out->data; c.lse = (float *)lse->data;
-    c.ws_stride = c.tq * c.tk + c.tq * s.Dv + 2 * c.tq;
+    c.ws_stride = c.tq * c.tk + c.tq * s.Dv + 2 * c.tq + c.tk;
     ws_shape[0] = c.ws_stride * threads;
     ws = nn__new(NN_F32, NN_CPU, 1, ws_shape);
     c.ws = (float *)ws->data;

@@ -1,6 +1,7 @@
 /* wip/train.h - training machinery and IO for nn.h: AdamW, LR schedules, gradient clipping, gradient
    accumulation, safetensors, .npy, atomic checkpoints. A fragment for nn.h's implementation section
    (after the core); the block between the API markers goes into nn.h's [api] part. */
+#define NN_TRAIN_FRAGMENT 1  /* tests include this file themselves unless nn.h already did */
 
 /* == API == */
 /* ============================================================================================ [api:train] */
@@ -936,19 +937,30 @@ static void nn__st_release(nn_safetensors *f) {
     free(f);
 }
 
-/* sorting helpers (qsort has no context argument: sort pointers to the strings' holders) */
-static const nn_safetensors *nn__st_sort_ctx;
+/* sorting helpers: qsort has no context argument, so the keys travel with the indices */
+typedef struct { const char *name; uint64_t begin, end; int idx; } nn__st_key;
 static int nn__st_cmp_name(const void *a, const void *b) {
-    return strcmp(nn__st_sort_ctx->info[*(const int *)a].name, nn__st_sort_ctx->info[*(const int *)b].name);
+    return strcmp(((const nn__st_key *)a)->name, ((const nn__st_key *)b)->name);
 }
 static int nn__st_cmp_span(const void *a, const void *b) {
-    const nn_st_info *x = &nn__st_sort_ctx->info[*(const int *)a], *y = &nn__st_sort_ctx->info[*(const int *)b];
+    const nn__st_key *x = (const nn__st_key *)a, *y = (const nn__st_key *)b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
     if (x->end != y->end) return x->end < y->end ? -1 : 1;
     return 0;
 }
 static int nn__cmp_str_pair(const void *a, const void *b) {
     return strcmp(((char *const *)a)[0], ((char *const *)b)[0]);
+}
+/* the tensors' keys, sorted by cmp; NULL when out of memory */
+static nn__st_key *nn__st_sorted(const nn_safetensors *f, int (*cmp)(const void *, const void *)) {
+    nn__st_key *k = (nn__st_key *)malloc(sizeof(nn__st_key) * (size_t)(f->n + 1));
+    int i;
+    if (!k) return NULL;
+    for (i = 0; i < f->n; i++) {
+        k[i].name = f->info[i].name; k[i].begin = f->info[i].begin; k[i].end = f->info[i].end; k[i].idx = i;
+    }
+    qsort(k, (size_t)f->n, sizeof *k, cmp);
+    return k;
 }
 
 /* one {"dtype": .., "shape": [..], "data_offsets": [b, e]} */
@@ -1067,16 +1079,17 @@ static int nn__st_parse_header(nn_safetensors *f, const char *h, size_t hn, char
     if (j.i != j.n) return nn__js_fail(&j, "bytes after the closing '}'");
     /* duplicates: names sorted */
     if (f->n > 0) {
+        nn__st_key *keys = nn__st_sorted(f, nn__st_cmp_name);
         f->by_name = (int *)malloc(sizeof(int) * (size_t)f->n);
-        if (!f->by_name) { snprintf(err, en, "out of memory"); return 0; }
-        for (k = 0; k < f->n; k++) f->by_name[k] = k;
-        nn__st_sort_ctx = f;
-        qsort(f->by_name, (size_t)f->n, sizeof(int), nn__st_cmp_name);
+        if (!keys || !f->by_name) { free(keys); snprintf(err, en, "out of memory"); return 0; }
+        for (k = 0; k < f->n; k++) f->by_name[k] = keys[k].idx;
         for (k = 1; k < f->n; k++)
-            if (strcmp(f->info[f->by_name[k]].name, f->info[f->by_name[k - 1]].name) == 0) {
-                snprintf(err, en, "header JSON: duplicate tensor name \"%.200s\"", f->info[f->by_name[k]].name);
+            if (strcmp(keys[k].name, keys[k - 1].name) == 0) {
+                snprintf(err, en, "header JSON: duplicate tensor name \"%.200s\"", keys[k].name);
+                free(keys);
                 return 0;
             }
+        free(keys);
     }
     if (f->n_meta > 1) {
         qsort(f->meta, (size_t)f->n_meta, 2 * sizeof(char *), nn__cmp_str_pair);
@@ -1090,7 +1103,8 @@ static int nn__st_parse_header(nn_safetensors *f, const char *h, size_t hn, char
 }
 
 static int nn__st_check_spans(nn_safetensors *f, char *err, size_t en) {
-    int k, *ord;
+    int k;
+    nn__st_key *ord;
     uint64_t pos = 0;
     for (k = 0; k < f->n; k++) {
         nn_st_info *ti = &f->info[k];
@@ -1126,22 +1140,19 @@ static int nn__st_check_spans(nn_safetensors *f, char *err, size_t en) {
         }
         return 1;
     }
-    ord = (int *)malloc(sizeof(int) * (size_t)f->n);
+    ord = nn__st_sorted(f, nn__st_cmp_span);
     if (!ord) { snprintf(err, en, "out of memory"); return 0; }
-    for (k = 0; k < f->n; k++) ord[k] = k;
-    nn__st_sort_ctx = f;
-    qsort(ord, (size_t)f->n, sizeof(int), nn__st_cmp_span);
     for (k = 0; k < f->n; k++) {
-        const nn_st_info *ti = &f->info[ord[k]];
+        const nn_st_info *ti = &f->info[ord[k].idx];
         if (ti->begin != pos) {
             if (k == 0)
                 snprintf(err, en, "the data does not start with a tensor (first is \"%.200s\" at byte %llu)",
                          ti->name, (unsigned long long)ti->begin);
             else if (ti->begin < pos)
-                snprintf(err, en, "tensors \"%.200s\" and \"%.200s\" overlap", f->info[ord[k - 1]].name, ti->name);
+                snprintf(err, en, "tensors \"%.200s\" and \"%.200s\" overlap", ord[k - 1].name, ti->name);
             else
                 snprintf(err, en, "%llu bytes between tensors \"%.200s\" and \"%.200s\" belong to none",
-                         (unsigned long long)(ti->begin - pos), f->info[ord[k - 1]].name, ti->name);
+                         (unsigned long long)(ti->begin - pos), ord[k - 1].name, ti->name);
             free(ord);
             return 0;
         }

@@ -1,0 +1,135 @@
+/* models/part_location.h - seed 001's Part Location network: where does a part go in the whole model?
+
+       whole, part  [B, 3, S, S]  --shared DINOv2 encoder (models/dinov2.h, checkpointed layers)-->
+       tokens [B, 1 + g*g, D] each: CLS + a g x g patch grid (g = S / 14; 73 at 1024 px)
+       patch grid -> AdaptiveAvgPool2d(downsample_size) -> [B, ds*ds, D]          (req. 2.4: 73^2 -> 32^2)
+       cross-attention layers: part tokens are the queries, whole tokens keys/values (req. 2.5), nn_sdpa
+       head: MLP over [CLS_part, CLS_whole, mean of the fused part tokens] -> 4 = translation[3] + scale[1]
+
+   One cross-attention layer (pre-norm, like the encoder's layers), names under "cross_attn.N":
+       q = norm_q(p), kv = norm_kv(w)
+       p = p + out_proj(sdpa(q_proj(q), k_proj(kv), v_proj(kv)))       heads = encoder heads
+       p = p + mlp(norm_mlp(p))                                        fc1 -> GELU -> fc2, 4x hidden
+   The head: "head.norm" LayerNorm(3D), "head.fc1" 3D -> mlp_hidden, GELU, "head.fc2" mlp_hidden -> 4.
+
+   Loss (req. 3): L = w_trans * mean|t - t*| + w_scale * mean|s - s*| (L1, mean over batch and components). */
+#ifndef NN_MODELS_PART_LOCATION_H
+#define NN_MODELS_PART_LOCATION_H
+
+#include "dinov2.h"
+
+typedef struct {
+    dinov2_config encoder;
+    int cross_attention_layers;
+    int mlp_hidden_dim;         /* the head's hidden width */
+    int downsample_size;        /* patch grid pooled to ds x ds before cross-attention */
+} partloc_config;
+
+typedef struct {
+    nn_LayerNorm norm_q, norm_kv, norm_mlp;
+    nn_Linear q_proj, k_proj, v_proj, out_proj;
+    nn_MLP mlp;
+} partloc_xattn;
+
+typedef struct {
+    partloc_config c;
+    dinov2 encoder;
+    partloc_xattn *xattn;
+    nn_LayerNorm head_norm;
+    nn_MLP head;
+} partloc;
+
+NN_MODEL_FN void partloc_init(partloc *m, nn_params *P, const partloc_config *c) {
+    char buf[128], lp[64];
+    int i, D = c->encoder.hidden;
+    if (c->cross_attention_layers < 0 || c->mlp_hidden_dim <= 0 || c->downsample_size <= 0)
+        nn_error("partloc_init: bad config (cross_attention_layers %d, mlp_hidden_dim %d, downsample_size %d)",
+                 c->cross_attention_layers, c->mlp_hidden_dim, c->downsample_size);
+    memset(m, 0, sizeof *m);
+    m->c = *c;
+    dinov2_init(&m->encoder, P, "encoder", &c->encoder);
+    m->xattn = (partloc_xattn *)calloc((size_t)(c->cross_attention_layers + 1), sizeof *m->xattn);
+    if (!m->xattn) nn_error("partloc_init: out of memory");
+    for (i = 0; i < c->cross_attention_layers; i++) {
+        partloc_xattn *x = &m->xattn[i];
+        snprintf(lp, sizeof lp, "cross_attn.%d", i);
+        nn_LayerNorm_init(&x->norm_q, P, nnm_name(buf, sizeof buf, lp, "norm_q"), D, 1e-6, 1);
+        nn_LayerNorm_init(&x->norm_kv, P, nnm_name(buf, sizeof buf, lp, "norm_kv"), D, 1e-6, 1);
+        nn_Linear_init(&x->q_proj, P, nnm_name(buf, sizeof buf, lp, "q_proj"), D, D, 1);
+        nn_Linear_init(&x->k_proj, P, nnm_name(buf, sizeof buf, lp, "k_proj"), D, D, 1);
+        nn_Linear_init(&x->v_proj, P, nnm_name(buf, sizeof buf, lp, "v_proj"), D, D, 1);
+        nn_Linear_init(&x->out_proj, P, nnm_name(buf, sizeof buf, lp, "out_proj"), D, D, 1);
+        nn_LayerNorm_init(&x->norm_mlp, P, nnm_name(buf, sizeof buf, lp, "norm_mlp"), D, 1e-6, 1);
+        nn_MLP_init(&x->mlp, P, nnm_name(buf, sizeof buf, lp, "mlp"), D, 4 * D, D, NN_ACT_GELU, 0.0);
+    }
+    nn_LayerNorm_init(&m->head_norm, P, "head.norm", 3 * D, 1e-6, 1);
+    nn_MLP_init(&m->head, P, "head", 3 * D, c->mlp_hidden_dim, 4, NN_ACT_GELU, 0.0);
+}
+
+NN_MODEL_FN void partloc_free(partloc *m) {
+    dinov2_free(&m->encoder);
+    free(m->xattn);
+    m->xattn = NULL;
+}
+
+/* tokens [B, 1 + g*g, D] -> CLS [B, D] and the pooled patch grid [B, ds*ds, D] */
+NN_MODEL_FN void partloc__split_pool(const partloc *m, nn_tensor *tokens, nn_tensor **cls, nn_tensor **patches) {
+    int64_t B = tokens->shape[0], D = tokens->shape[2], n = tokens->shape[1] - 1, g = (int64_t)floor(sqrt((double)n) + 0.5);
+    int64_t s[4];
+    int perm[4] = {0, 3, 1, 2}, ds = m->c.downsample_size;
+    nn_tensor *x;
+    if (g * g != n) nn_error("partloc: %lld patch tokens are not a square grid", (long long)n);
+    s[0] = B; s[1] = D;
+    *cls = nn_reshape(nn_slice(tokens, 1, 0, 1), 2, s);
+    s[0] = B; s[1] = g; s[2] = g; s[3] = D;
+    x = nn_permute(nn_reshape(nn_slice(tokens, 1, 1, 1 + n), 4, s), perm);     /* [B, D, g, g] */
+    if (g != ds) x = nn_adaptive_avg_pool2d(x, ds, ds);                        /* [B, D, ds, ds] */
+    *patches = nn_transpose(nn_flatten(x, 2, 3), 1, 2);                        /* [B, ds*ds, D] */
+}
+
+NN_MODEL_FN nn_tensor *partloc__xattn_forward(const partloc *m, const partloc_xattn *x, nn_tensor *p, nn_tensor *w) {
+    int H = m->c.encoder.heads;
+    nn_tensor *q, *k, *v, *kv, *o;
+    nn_sdpa_opts opts;
+    nn_scope_begin();
+    memset(&opts, 0, sizeof opts);
+    kv = nn_LayerNorm_forward(&x->norm_kv, w);
+    q = nnm_split_heads(nn_Linear_forward(&x->q_proj, nn_LayerNorm_forward(&x->norm_q, p)), H);
+    k = nnm_split_heads(nn_Linear_forward(&x->k_proj, kv), H);
+    v = nnm_split_heads(nn_Linear_forward(&x->v_proj, kv), H);
+    o = nnm_merge_heads(nn_sdpa(q, k, v, &opts));
+    p = nn_add(p, nn_Linear_forward(&x->out_proj, o));
+    p = nn_add(p, nn_MLP_forward(&x->mlp, nn_LayerNorm_forward(&x->norm_mlp, p)));
+    return nn_scope_end(p);
+}
+
+/* whole, part [B, 3, S, S] (normalised) -> [B, 4] = translation[3], scale */
+NN_MODEL_FN nn_tensor *partloc_forward(const partloc *m, nn_tensor *whole, nn_tensor *part) {
+    nn_tensor *tw, *tp, *cw, *cp, *pw, *pp, *feat[3];
+    int i;
+    nn_scope_begin();
+    tw = dinov2_forward(&m->encoder, whole);
+    tp = dinov2_forward(&m->encoder, part);
+    partloc__split_pool(m, tw, &cw, &pw);
+    partloc__split_pool(m, tp, &cp, &pp);
+    for (i = 0; i < m->c.cross_attention_layers; i++) pp = partloc__xattn_forward(m, &m->xattn[i], pp, pw);
+    feat[0] = cp;
+    feat[1] = cw;
+    feat[2] = nn_mean(pp, 1, 0);
+    return nn_scope_end(nn_MLP_forward(&m->head, nn_LayerNorm_forward(&m->head_norm, nn_concat(3, feat, 1))));
+}
+
+/* pred, target [B, 4] -> the weighted L1 loss; the parts (means) go to *l_trans / *l_scale if not NULL */
+NN_MODEL_FN nn_tensor *partloc_loss(nn_tensor *pred, nn_tensor *target, double w_trans, double w_scale,
+                                    double *l_trans, double *l_scale) {
+    nn_tensor *lt, *ls, *out;
+    nn_scope_begin();
+    lt = nn_l1_loss(nn_slice(pred, 1, 0, 3), nn_slice(target, 1, 0, 3));
+    ls = nn_l1_loss(nn_slice(pred, 1, 3, 4), nn_slice(target, 1, 3, 4));
+    if (l_trans) *l_trans = nn_item(lt);
+    if (l_scale) *l_scale = nn_item(ls);
+    out = nn_add(nn_mul_scalar(lt, w_trans), nn_mul_scalar(ls, w_scale));
+    return nn_scope_end(out);
+}
+
+#endif
