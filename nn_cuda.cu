@@ -294,11 +294,16 @@ static int nn__al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 /* unary: y = f(x); float4 where aligned (the scalar loop covers the tail) */
 template <int OP> __global__ void k_unary(const float *__restrict__ x, float *__restrict__ y, int64_t n, float p0, float p1, int vec) {
     int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x, i, n4 = vec ? n / 4 : 0;
-    for (i = t; i < n4; i += st) {
-        float4 v = ((const float4 *)x)[i];
+    for (i = t; i < n4; i += 2 * st) {   /* two loads in flight per thread */
+        float4 v = ((const float4 *)x)[i], u = i + st < n4 ? ((const float4 *)x)[i + st] : make_float4(0, 0, 0, 0);
         v.x = d_unary(OP, v.x, p0, p1); v.y = d_unary(OP, v.y, p0, p1);
         v.z = d_unary(OP, v.z, p0, p1); v.w = d_unary(OP, v.w, p0, p1);
         ((float4 *)y)[i] = v;
+        if (i + st < n4) {
+            u.x = d_unary(OP, u.x, p0, p1); u.y = d_unary(OP, u.y, p0, p1);
+            u.z = d_unary(OP, u.z, p0, p1); u.w = d_unary(OP, u.w, p0, p1);
+            ((float4 *)y)[i + st] = u;
+        }
     }
     for (i = n4 * 4 + t; i < n; i += st) y[i] = d_unary(OP, x[i], p0, p1);
 }
@@ -306,11 +311,19 @@ template <int OP> __global__ void k_unary(const float *__restrict__ x, float *__
 template <int OP> __global__ void k_unary_grad(const float *__restrict__ g, const float *__restrict__ s, float *__restrict__ gx,
                                                int64_t n, float p0, float p1, int vec) {
     int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x, i, n4 = vec ? n / 4 : 0;
-    for (i = t; i < n4; i += st) {
+    for (i = t; i < n4; i += 2 * st) {   /* two loads of each operand in flight per thread */
+        int two = i + st < n4;
         float4 gv = ((const float4 *)g)[i], sv = s ? ((const float4 *)s)[i] : make_float4(0, 0, 0, 0);
+        float4 gu = two ? ((const float4 *)g)[i + st] : make_float4(0, 0, 0, 0);
+        float4 su = two && s ? ((const float4 *)s)[i + st] : make_float4(0, 0, 0, 0);
         gv.x *= d_unary_grad(OP, sv.x, p0, p1); gv.y *= d_unary_grad(OP, sv.y, p0, p1);
         gv.z *= d_unary_grad(OP, sv.z, p0, p1); gv.w *= d_unary_grad(OP, sv.w, p0, p1);
         ((float4 *)gx)[i] = gv;
+        if (two) {
+            gu.x *= d_unary_grad(OP, su.x, p0, p1); gu.y *= d_unary_grad(OP, su.y, p0, p1);
+            gu.z *= d_unary_grad(OP, su.z, p0, p1); gu.w *= d_unary_grad(OP, su.w, p0, p1);
+            ((float4 *)gx)[i + st] = gu;
+        }
     }
     for (i = n4 * 4 + t; i < n; i += st) gx[i] = g[i] * d_unary_grad(OP, s ? s[i] : 0.0f, p0, p1);
 }
