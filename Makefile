@@ -17,7 +17,7 @@ LDLIBS   = -lm
 BUILD   ?= build
 
 # every C test program: tests/<name>.c -> $(BUILD)/<name>
-CORE_TESTS = test_core test_conv test_index_loss gemm_test test_train test_io
+CORE_TESTS = test_core test_conv test_index_loss gemm_test test_train test_io test_seed_blocks
 TEST_BINS  = $(CORE_TESTS:%=$(BUILD)/%)
 ASAN_BINS  = $(CORE_TESTS:%=$(BUILD)/asan/%)
 
@@ -73,7 +73,7 @@ hygiene:
 
 # the whole suite: build hygiene, every test at -O2, and again under AddressSanitizer + UBSan
 test: $(TEST_BINS) $(ASAN_BINS)
-	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh "$(MAKE) -s hygiene" tests/readme_example.sh $(TEST_BINS) "python3 tests/check_io.py build/test_io_out" $(ASAN_BINS) \
+	@OMP_WAIT_POLICY=passive ASAN_OPTIONS=detect_leaks=1 tests/run.sh "$(MAKE) -s hygiene" tests/readme_example.sh $(TEST_BINS) "python3 tests/check_io.py build/test_io_out" $(ASAN_BINS) \
 	  "$(MAKE) -s test-kit" "$(MAKE) -s test-kit SAN=1" $(if $(HAVE_NVCC),"$(MAKE) -s cuda-build")
 
 test-fast: $(TEST_BINS)

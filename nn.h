@@ -263,7 +263,7 @@ nn_tensor *nn_conv2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, int stride, int p
 nn_tensor *nn_conv2d_ex(nn_tensor *x, nn_tensor *w, nn_tensor *b, const int stride[2], const int padding[2],
                         const int dilation[2], int groups);
 nn_tensor *nn_upsample_nearest2d(nn_tensor *x, int64_t out_h, int64_t out_w);
-nn_tensor *nn_avg_pool2d(nn_tensor *x, int kernel, int stride, int padding); /* count_include_pad=True */
+nn_tensor *nn_avg_pool2d(nn_tensor *x, int kernel, int stride, int padding); /* count_include_pad=True; stride 0 = kernel */
 nn_tensor *nn_adaptive_avg_pool2d(nn_tensor *x, int64_t out_h, int64_t out_w);
 
 /* losses (reduction 'mean' unless said) */
@@ -1537,6 +1537,8 @@ static void nn__binary_cpu(int op, const nn_tensor *a, const nn_tensor *b, nn_te
 #undef NN__ROWS
 }
 
+static float nn__sum_f32(const float *x, int64_t n);
+
 nn_tensor *nn__sum_to(nn_tensor *g, int ndim, const int64_t *shape) {
     nn_tensor *o;
     int64_t st[NN_MAX_DIMS], inner, rows, r;
@@ -1560,22 +1562,39 @@ nn_tensor *nn__sum_to(nn_tensor *g, int ndim, const int64_t *shape) {
         const float *pg = (const float *)g->data;
         float *po = (float *)o->data;
         int64_t ls = st[nd - 1];
-        if (o->numel == 1) {   /* a full reduction: pairwise-ish in double per thread */
+        if (o->numel == 1) {   /* a full reduction: fixed chunks summed in order, so the bits never
+                                  depend on the thread count (bit-exact resume needs that) */
+            int64_t c, n = g->numel, nc = (n + 65535) / 65536;
             double acc = 0;
-            int64_t i, n = g->numel;
-            NN_OMP("omp parallel for reduction(+:acc) if (n > 32768)")
-            for (i = 0; i < n; i++) acc += pg[i];
+            nn_tensor *part = nn__new(NN_F32, NN_CPU, 1, &nc);
+            float *pp = (float *)part->data;
+            NN_OMP("omp parallel for if (nc > 1)")
+            for (c = 0; c < nc; c++) pp[c] = nn__sum_f32(pg + c * 65536, (c + 1) * 65536 <= n ? 65536 : n - c * 65536);
+            for (c = 0; c < nc; c++) acc += pp[c];
             po[0] = (float)acc;
+            nn_tensor_free(part);
             return o;
         }
-        /* rows that map to the same output row are summed serially; different output rows could run in
-           parallel, but the common cases (bias gradients) are cheap next to the GEMMs around them */
-        for (r = 0; r < rows; r++) {
-            const float *x = pg + r * inner;
-            float *y = po + nn__row_offset(r, nd, g->shape, st);
-            int64_t j;
-            if (ls == 0) { double acc = 0; for (j = 0; j < inner; j++) acc += x[j]; y[0] += (float)acc; }
-            else for (j = 0; j < inner; j++) y[j] += x[j];
+        if (ls != 0) {
+            /* each thread owns a band of columns across all rows: no two threads touch one output */
+            int64_t jb, nb = (inner + 255) / 256;
+            NN_OMP("omp parallel for if (g->numel > 65536)")
+            for (jb = 0; jb < nb; jb++) {
+                int64_t j0 = jb * 256, j1 = j0 + 256 < inner ? j0 + 256 : inner, j, rr;
+                for (rr = 0; rr < rows; rr++) {
+                    const float *x = pg + rr * inner;
+                    float *y = po + nn__row_offset(rr, nd, g->shape, st);
+                    for (j = j0; j < j1; j++) y[j] += x[j];
+                }
+            }
+        } else {
+            /* the last dim collapses: row sums in parallel, then added in row order (deterministic) */
+            nn_tensor *sums = nn__new(NN_F32, NN_CPU, 1, &rows);
+            float *ps = (float *)sums->data;
+            NN_OMP("omp parallel for if (g->numel > 65536)")
+            for (r = 0; r < rows; r++) ps[r] = nn__sum_f32(pg + r * inner, inner);
+            for (r = 0; r < rows; r++) po[nn__row_offset(r, nd, g->shape, st)] += ps[r];
+            nn_tensor_free(sums);
         }
     }
     return o;

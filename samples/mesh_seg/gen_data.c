@@ -26,8 +26,8 @@
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#ifndef NN_TRAIN_INCLUDED
-#include "wip/train.h"   /* nn_npy_save (until nn.h includes it) */
+#if !defined(NN_TRAIN_INCLUDED) && !defined(NN__CKPT_FORMAT)   /* older nn.h without wip/train.h */
+#include "wip/train.h"
 #endif
 #include <math.h>
 #include <stdio.h>
