@@ -74,7 +74,8 @@ hygiene:
 # the whole suite: build hygiene, every test at -O2, and again under AddressSanitizer + UBSan
 test: $(TEST_BINS) $(ASAN_BINS)
 	@OMP_WAIT_POLICY=passive ASAN_OPTIONS=detect_leaks=1 tests/run.sh "$(MAKE) -s hygiene" tests/readme_example.sh $(TEST_BINS) "python3 tests/check_io.py build/test_io_out" $(ASAN_BINS) \
-	  "$(MAKE) -s test-kit" "$(MAKE) -s test-kit SAN=1" $(if $(HAVE_NVCC),"$(MAKE) -s cuda-build")
+	  "$(MAKE) -s test-kit" "$(MAKE) -s test-kit SAN=1" \
+	  "$(MAKE) -s part-location >/dev/null && sh tests/test_part_location.sh build/part_location" $(if $(HAVE_NVCC),"$(MAKE) -s cuda-build")
 
 test-fast: $(TEST_BINS)
 	@tests/run.sh $(TEST_BINS)
@@ -99,3 +100,4 @@ clean:
 	rm -rf $(BUILD)
 
 include samples/kit/kit.mk
+include samples/part_location/part_location.mk
