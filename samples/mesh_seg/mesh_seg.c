@@ -3,6 +3,7 @@
 
        mesh_seg train [--config configs/mesh_seg.yaml] [--set key=value ...] [--resume]
        mesh_seg eval  [--config ...] [--ckpt PATH]             held-out meshes: model vs thresholded confidence
+       mesh_seg step  [--config ...] --faces N [--reps R]      one timed training step on N synthetic faces
        mesh_seg infer [--config ...] [--ckpt PATH] MESH_DIR... [--out DIR] [--logits]
                                                      writes DIR/<mesh>.pred.npy, DIR/<mesh>.ply (and .logits.npy)
    training.max_time_s / max_steps end training early; the epoch under way then counts as done (its
@@ -560,16 +561,58 @@ static int cmd_infer(app *a, const char *ckpt, int n_in, char **inputs, const ch
     return 0;
 }
 
+/* one training step (forward, backward, AdamW) on a synthetic mesh of n faces, timed, with peak memory:
+   the issue's scale check (40,000 and 200,000 faces) without a data set */
+static int cmd_step(app *a, int64_t n, int reps) {
+    int64_t s[2], i;
+    nn_tensor *x, *y;
+    nn_adamw *opt;
+    float *f;
+    int32_t *t;
+    int r;
+    kit_rng g;
+    s[0] = n; s[1] = MESH_SEG_IN;
+    x = nn_empty(NN_F32, 2, s);
+    y = nn_empty(NN_I32, 1, s);
+    f = nn_f32_data(x);
+    t = (int32_t *)y->data;
+    kit_rng_seed(&g, 1);
+    for (i = 0; i < n * MESH_SEG_IN; i++) f[i] = (float)kit_rng_range(&g, -1, 1);
+    for (i = 0; i < n; i++) { f[i * MESH_SEG_IN + MESH_SEG_PF] = (float)kit_rng_uniform(&g); t[i] = (int32_t)(kit_rng_next(&g) & 1); }
+    opt = nn_adamw_new(&a->P, nn_adamw_default());
+    nn_set_training(1);
+    for (r = 0; r < reps; r++) {
+        double t0 = kit_now(), t1;
+        nn_mem_reset_peak(NN_CPU);
+        nn_scope_begin();
+        nn_params_zero_grad(&a->P);
+        nn_backward(nn_cross_entropy(mesh_seg_forward(&a->model, x), y, a->class_w, -100, 0.0));
+        nn_clip_grad_norm(&a->P, 1.0, 0);
+        nn_adamw_step(opt, 1e-4);
+        nn_scope_end(NULL);
+        t1 = kit_now();
+        printf("step on %lld faces: %.3f s, peak memory %.1f MiB (layers %d, heads %d, chunk %d, checkpointing %s)\n",
+               (long long)n, t1 - t0, nn_mem_stats(NN_CPU).peak / 1048576.0, a->model.cfg.num_layers,
+               a->model.cfg.num_heads, a->model.cfg.chunk_size, a->model.checkpointing ? "on" : "off");
+    }
+    nn_adamw_free(opt);
+    nn_tensor_free(x);
+    nn_tensor_free(y);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     app a;
     const char *cmd = argc > 1 ? argv[1] : "", *ckpt = NULL, *out = NULL;
     char ckbuf[1200];
     char **rest = malloc((size_t)(argc + 1) * sizeof *rest);
-    int n_rest = 0, resume = 0, save_logits = 0, i, rc;
-    if (strcmp(cmd, "train") && strcmp(cmd, "eval") && strcmp(cmd, "infer")) {
+    int n_rest = 0, resume = 0, save_logits = 0, reps = 2, i, rc;
+    long long faces = 40000;
+    if (strcmp(cmd, "train") && strcmp(cmd, "eval") && strcmp(cmd, "infer") && strcmp(cmd, "step")) {
         kit_cfg *c = make_config();
         fprintf(stderr, "usage: mesh_seg train|eval|infer [--config FILE] [--set key=value]... [--resume] [--ckpt PATH]\n"
                         "                [MESH_DIR... --out DIR] [--logits]   (infer; --logits also writes the [N, 2] logits)\n"
+                        "       mesh_seg step --faces N [--reps R] [--config FILE]   (time one training step)\n"
                         "configuration keys:\n");
         kit_cfg_print_help(c, stderr);
         kit_cfg_free(c);
@@ -582,6 +625,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--ckpt") && i + 1 < argc) ckpt = argv[++i];
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "--logits")) save_logits = 1;
+        else if (!strcmp(argv[i], "--faces") && i + 1 < argc) faces = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else rest[n_rest++] = argv[i];
     }
     {
@@ -597,6 +642,7 @@ int main(int argc, char **argv) {
     }
     if (!ckpt) { snprintf(ckbuf, sizeof ckbuf, "%s/best.safetensors", a.out); ckpt = ckbuf; }
     if (!strcmp(cmd, "train")) rc = n_rest ? (fprintf(stderr, "mesh_seg train: unexpected argument %s\n", rest[0]), 2) : cmd_train(&a, resume);
+    else if (!strcmp(cmd, "step")) rc = faces < 1 ? 2 : cmd_step(&a, (int64_t)faces, reps);
     else if (!strcmp(cmd, "eval")) rc = n_rest ? (fprintf(stderr, "mesh_seg eval: unexpected argument %s\n", rest[0]), 2) : cmd_eval(&a, ckpt);
     else if (n_rest == 0) { fprintf(stderr, "mesh_seg infer: give one or more mesh folders\n"); rc = 2; }
     else rc = cmd_infer(&a, ckpt, n_rest, rest, out ? out : "pred", save_logits);

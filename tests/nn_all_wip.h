@@ -1,1 +1,0 @@
-/* the wip/ fragments are included by nn.h itself now */
