@@ -38,10 +38,10 @@ $(BUILD)/nn_cuda.o: nn_cuda.cu nn.h
 	@mkdir -p $(BUILD)
 	$(NVCC) $(NVCCFLAGS) $(CUDA_GENCODE) -c $< -o $@
 
-$(BUILD)/test_cuda: tests/test_cuda.c nn.h $(wildcard wip/*.h) tests/test.h $(BUILD)/nn_cuda.o
+$(BUILD)/test_cuda: tests/test_cuda.c nn.h tests/test.h $(BUILD)/nn_cuda.o
 	$(CC) $(CFLAGS_T) -DNN_CUDA $< $(BUILD)/nn_cuda.o -o $@ $(CUDA_LDLIBS)
 
-$(BUILD)/cuda_bench: bench/cuda_bench.c nn.h $(wildcard wip/*.h) $(BUILD)/nn_cuda.o
+$(BUILD)/cuda_bench: bench/cuda_bench.c nn.h $(BUILD)/nn_cuda.o
 	$(CC) $(CFLAGS_T) -DNN_CUDA $< $(BUILD)/nn_cuda.o -o $@ $(CUDA_LDLIBS)
 
 cuda-build: $(CUDA_BINS)
@@ -54,11 +54,11 @@ bench-cuda: $(BUILD)/cuda_bench
 	$(BUILD)/cuda_bench
 all: $(TEST_BINS)
 
-$(BUILD)/%: tests/%.c nn.h $(wildcard wip/*.h) tests/test.h tests/gradcheck.h tests/fixture.h
+$(BUILD)/%: tests/%.c nn.h tests/test.h tests/gradcheck.h tests/fixture.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_T) $< -o $@ $(LDLIBS)
 
-$(BUILD)/asan/%: tests/%.c nn.h $(wildcard wip/*.h) tests/test.h tests/gradcheck.h tests/fixture.h
+$(BUILD)/asan/%: tests/%.c nn.h tests/test.h tests/gradcheck.h tests/fixture.h
 	@mkdir -p $(BUILD)/asan
 	$(CC) $(WARN_T) $(SANFLAGS) $(OMP) -I. -Itests $(WIPFLAGS) $< -o $@ $(LDLIBS)
 

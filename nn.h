@@ -16,11 +16,15 @@
        [api:autograd]   backward, grad mode, checkpointing
        [api:ops]        the op set
        [api:modules]    parameter registry and layers
+       [api:train]      AdamW, learning-rate schedules, gradient clipping, accumulation
+       [api:io]         safetensors, .npy, checkpoints
        [api:internal]   what an op implementation needs (nn__ names)
      [impl]         implementation (under NN_IMPLEMENTATION)
        [impl:errors] [impl:half] [impl:memory] [impl:tensors] [impl:rng] [impl:autograd]
-       [ops:elementwise] [ops:reduce] [ops:matmul] [ops:shape] [ops:index] [ops:norm] [ops:conv]
-       [ops:loss] [ops:attention] [modules]
+       [ops:elementwise] [ops:reduce] [ops:norm] [ops:matmul] [ops:gemm] [ops:shape]
+       [ops:attention] [ops:conv] [ops:index] [ops:loss]
+       [impl:adamw] [impl:sched] [impl:clip] [impl:io] [impl:io:json] [impl:io:safetensors] [impl:io:npy]
+       [impl:io:ckpt] [modules]
 
    Conventions
    - Public names are nn_<noun>_<verb> or nn_<op>; internal ones nn__ and static.
@@ -364,6 +368,178 @@ void nn_init_trunc_normal_(nn_tensor *t, double mean, double std, double a, doub
 void nn_init_xavier_uniform_(nn_tensor *t);
 void nn_init_kaiming_uniform_(nn_tensor *t, double a);  /* leaky_relu gain, fan_in mode */
 
+/* ============================================================================================ [api:train] */
+
+/* AdamW: torch.optim.AdamW's single-tensor (foreach=False, fused=False) path, element by element in the
+   same f32 order (torch/optim/adam.py, _single_tensor_adam, decoupled_weight_decay=True):
+       step += 1
+       p  = p * (1 - lr*wd)                              (decoupled decay, before the moments)
+       m  = lerp(m, g, 1-beta1)                          (torch's CPU kernel: one FMA)
+       v  = v*beta2;  v = v + ((1-beta2)*g)*g            (torch's CPU addcmul: one FMA for the add)
+       denom = sqrt(v) / sqrt(1-beta2^step) + eps        (eps outside the square root)
+       p  = p + (-(lr/(1-beta1^step)) * m) / denom
+   with g = -grad under `maximize`, scalars formed in double and rounded to f32 where torch's kernels do.
+   Parameter groups: a parameter whose nn_param.no_decay is set gets weight_decay 0 (its own group);
+   nn_params_mark_no_decay marks the usual ones (biases, norm weights: every parameter with ndim <= 1).
+   A parameter whose grad is NULL is skipped and its step count does not advance (as torch's p.grad None).
+   Moments and step counts are f32 / int64 host arrays owned by the optimiser. amsgrad is not offered. */
+typedef struct {
+    double lr;            /* base learning rate; nn_adamw_step takes the lr to use (schedules scale it) */
+    double beta1, beta2;
+    double eps;
+    double weight_decay;  /* for parameters without no_decay */
+    int maximize;
+} nn_adamw_cfg;
+nn_adamw_cfg nn_adamw_default(void);  /* torch's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, wd 0.01 */
+
+typedef struct {
+    nn_params *P;          /* walked by index: the registry must not change after nn_adamw_new */
+    nn_adamw_cfg cfg;
+    int n;                 /* number of parameters */
+    int64_t *numel;        /* per parameter */
+    float **exp_avg, **exp_avg_sq;  /* per parameter, numel floats each (torch's state names) */
+    int64_t *steps;        /* per parameter, torch's state['step'] */
+    int64_t step;          /* calls of nn_adamw_step */
+} nn_adamw;
+nn_adamw *nn_adamw_new(nn_params *P, nn_adamw_cfg cfg);
+void nn_adamw_step(nn_adamw *opt, double lr);  /* lr: this step's learning rate (cfg.lr when constant) */
+void nn_adamw_free(nn_adamw *opt);
+int nn_params_mark_no_decay(nn_params *P);     /* no_decay = 1 on every parameter of ndim <= 1; count */
+
+/* Learning-rate schedules, closed forms of torch's recursive schedulers (equal to rounding):
+     t < warmup:  base_lr * (start_factor + (1 - start_factor) * t / warmup)          LinearLR
+     t >= warmup: eta_min + (base_lr - eta_min) * (1 + cos(pi * (t - warmup) / T_max)) / 2
+                                                                         CosineAnnealingLR (periodic past T_max)
+   i.e. SequentialLR([LinearLR(opt, start_factor, 1.0, total_iters=warmup), CosineAnnealingLR(opt, T_max,
+   eta_min)], milestones=[warmup]); warmup = 0 is a plain CosineAnnealingLR, T_max = 0 a constant after the
+   warmup. t is torch's last_epoch: the lr for the optimiser step that follows, as torch's loop
+       lr = nn_sched_lr(&s); nn_adamw_step(opt, lr); nn_sched_step(&s);
+   Stepping once per epoch instead of once per step gives the per-epoch schedule. */
+typedef struct {
+    double base_lr, eta_min, start_factor;
+    int64_t warmup, T_max;
+    int64_t last_epoch;    /* scheduler steps taken (checkpointed) */
+} nn_sched;
+nn_sched nn_sched_cosine(double base_lr, int64_t T_max, double eta_min);
+nn_sched nn_sched_warmup_cosine(double base_lr, double start_factor, int64_t warmup, int64_t T_max,
+                                double eta_min);
+double nn_sched_lr_at(const nn_sched *s, int64_t t);
+double nn_sched_lr(const nn_sched *s);  /* nn_sched_lr_at(s, s->last_epoch) */
+void nn_sched_step(nn_sched *s);
+
+/* Global L2 gradient clipping, torch.nn.utils.clip_grad_norm_(params, max_norm) (norm_type 2):
+   norm_k = ||grad_k|| per parameter (summed in double, rounded to f32 as torch's per-tensor norms),
+   total = || (norm_1 .. norm_n) || in f32 (returned), coef = min(max_norm * (1 / (total + 1e-6)), 1) in f32,
+   every grad *= coef. As in torch a NaN total gives a NaN coef and NaN grads, an inf total gives coef 0
+   (finite grads become 0, infinite ones NaN): the returned norm says so; with error_if_nonfinite the
+   function reports through nn_error instead and leaves the grads untouched. Parameters without grad are
+   skipped. nn_grad_norm returns the total without clipping. */
+float nn_clip_grad_norm(nn_params *P, double max_norm, int error_if_nonfinite);
+float nn_grad_norm(const nn_params *P);
+
+/* Gradient accumulation (no function needed): gradients add up in the leaves' ->grad until zeroed, so for
+   k micro-batches per optimiser step scale each micro-batch's mean loss by 1/k:
+       nn_params_zero_grad(P);
+       for (j = 0; j < k; j++) { nn_scope_begin(); loss = ...micro-batch j...;
+                                 nn_backward(nn_mul_scalar(loss, 1.0 / k)); nn_scope_end(NULL); }
+       nn_clip_grad_norm(P, 1.0, 0); nn_adamw_step(opt, lr);
+   which equals one batch of k*b with a mean loss, up to f32 rounding (tests/test_train.c checks it). */
+
+/* ================================================================================================ [api:io] */
+/* All readers validate everything and report a malformed file through nn_error with the file name (and
+   the tensor or key), never reading out of bounds; they free what they allocated before reporting, so an
+   error handler may longjmp. Writers are atomic: they write "<path>.tmp.<pid>.<n>" in the same directory,
+   flush and fsync it, rename it over <path> and fsync the directory, so a crash at any moment leaves
+   either the old file or the new one (POSIX; elsewhere the rename is not atomic). Byte order: the host
+   must be little-endian (checked). */
+
+/* safetensors (https://github.com/huggingface/safetensors): u64 little-endian header size N, N bytes of
+   JSON {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, .., "__metadata__":
+   {"key": "value"}}, then the data. Checked on open: N <= 100 MB and within the file; the JSON (strict
+   parser: UTF-8, no duplicate keys, no unknown fields); dtype one of F32 F16 BF16 I32 I64 U8 BOOL;
+   at most NN_MAX_DIMS dims; numel x dtype size == end - begin; the spans, sorted, start at 0, neither
+   overlap nor leave gaps, and end exactly at the end of the file. The file stays open (mmap on POSIX,
+   else read on demand), so a tensor's bytes are copied once, straight into the tensor. */
+typedef struct {
+    char *name;
+    nn_dtype dtype;
+    int ndim;
+    int64_t shape[NN_MAX_DIMS];
+    int64_t numel;
+    uint64_t begin, end;  /* data_offsets: bytes from the start of the data region */
+} nn_st_info;
+typedef struct nn_safetensors nn_safetensors;
+nn_safetensors *nn_safetensors_open(const char *path);
+void nn_safetensors_close(nn_safetensors *f);
+int nn_safetensors_count(const nn_safetensors *f);
+const nn_st_info *nn_safetensors_info(const nn_safetensors *f, int i);   /* i-th tensor, header order */
+int nn_safetensors_find(const nn_safetensors *f, const char *name);      /* index or -1 */
+int nn_safetensors_meta_count(const nn_safetensors *f);
+const char *nn_safetensors_meta_key(const nn_safetensors *f, int i);
+const char *nn_safetensors_meta(const nn_safetensors *f, const char *key); /* value or NULL */
+nn_tensor *nn_safetensors_get(nn_safetensors *f, const char *name);      /* new tensor, stored dtype */
+/* into an existing tensor of the same shape; another dtype only with convert (f32/f16/bf16/ints) */
+void nn_safetensors_read_into(nn_safetensors *f, const char *name, nn_tensor *dst, int convert);
+
+/* writing: entries are written in the given order, stably sorted by dtype size (largest first, so every
+   tensor is aligned in the file as Python's writer aligns them); names unique and non-empty. */
+typedef struct {
+    const char *name;
+    nn_dtype dtype;
+    int ndim;
+    const int64_t *shape;
+    const void *data;      /* host bytes, or NULL to take them from t */
+    const nn_tensor *t;    /* any device; used when data is NULL (dtype/ndim/shape are then t's) */
+} nn_st_entry;
+/* meta: n_meta pairs key0, value0, key1, value1, ... (NULL when n_meta is 0) */
+void nn_safetensors_write(const char *path, int n, const nn_st_entry *entries, int n_meta,
+                          const char *const *meta);
+void nn_params_save(const char *path, const nn_params *P, int n_meta, const char *const *meta);
+
+/* loading a registry by name, like load_state_dict: every check runs before anything is copied, so an
+   error leaves the registry unchanged. A shape mismatch is always an error; a dtype mismatch too unless
+   convert_dtype. Missing keys (in P, not in the file) and unexpected keys (in the file, not in P) are
+   errors when strict, else listed in *res (may be NULL; free with nn_load_result_free). */
+typedef struct {
+    int strict;
+    int convert_dtype;
+    const char *skip_prefix;  /* file keys starting with this are ignored (NULL: none) */
+} nn_load_opts;
+typedef struct { int n_missing, n_unexpected; char **missing, **unexpected; } nn_load_result;
+void nn_params_load(const char *path, nn_params *P, const nn_load_opts *opts, nn_load_result *res);
+void nn_params_load_from(nn_safetensors *f, nn_params *P, const nn_load_opts *opts, nn_load_result *res);
+void nn_load_result_free(nn_load_result *res);
+
+/* NumPy .npy, format versions 1.0, 2.0 and 3.0, C order, dtypes <f4 <f2 <i4 <i8 |u1 |b1 (also written
+   <u1/<b1/=f4 ... by some writers: accepted). fortran_order, big-endian, other dtypes, a truncated file or
+   bytes after the data are errors. nn_npy_save writes version 1.0 (2.0 when the header needs it). */
+nn_tensor *nn_npy_load(const char *path);
+void nn_npy_save(const char *path, const nn_tensor *t);
+
+/* Checkpoints: ONE safetensors file, written atomically.
+     tensors   <name>                        every registry parameter under its own (PyTorch) name
+               optim.exp_avg.<name>          AdamW first moment, f32, the parameter's shape
+               optim.exp_avg_sq.<name>       second moment
+               optim.step.<name>             i64 scalar (shape []), torch's per-parameter state['step']
+     metadata  format = "nn.h checkpoint 1", step, epoch, best_metric (%.17g: round-trips), rng_seed,
+               rng_offset, sched ("key=value ..." of nn_sched), adamw (its cfg, informative), config.
+   In PyTorch: sd = safetensors.torch.load_file(path);
+               model.load_state_dict({k: v for k, v in sd.items() if not k.startswith("optim.")})
+   (or strict=False, which lists the optim.* keys as unexpected). Registry names may not start with
+   "optim.". opt and sched may be NULL (then not saved / not restored). nn_ckpt_save stores nn_rng_get();
+   nn_ckpt_load restores the parameters, the optimiser (moments, per-parameter and global step), the
+   schedule's state, the RNG (nn_rng_set) and info. Loading checks everything before changing anything. */
+typedef struct {
+    int64_t epoch;
+    double best_metric;
+    const char *config;   /* save: text to store, may be NULL; load: a malloc'd copy (nn_ckpt_info_free) */
+    nn_rng_state rng;     /* load: the restored RNG state (save ignores it: it stores nn_rng_get()) */
+} nn_ckpt_info;
+void nn_ckpt_save(const char *path, const nn_params *P, const nn_adamw *opt, const nn_sched *sched,
+                  const nn_ckpt_info *info);
+void nn_ckpt_load(const char *path, nn_params *P, nn_adamw *opt, nn_sched *sched, nn_ckpt_info *info);
+void nn_ckpt_info_free(nn_ckpt_info *info);
+
 /* ========================================================================================= [api:internal] */
 /* What an op implementation uses. An op: checks its inputs, allocates outputs with nn__new, computes,
    then calls nn__record; when that returns a node the op saves what its backward needs. */
@@ -419,7 +595,7 @@ float nn__bf16_to_f32(uint16_t h);
 uint16_t nn__f32_to_bf16(float f);
 #ifdef NN_CUDA
 /* multi-tensor optimiser kernels in nn_cuda.cu, for the training code (one launch over all parameters):
-   AdamW with wip/train.h's arithmetic (steps[k] already incremented, wd[k] per parameter), and global-norm
+   AdamW with [impl:adamw]'s arithmetic (steps[k] already incremented, wd[k] per parameter), and global-norm
    clipping that never returns to the host per tensor (max_norm < 0: the norm only) */
 void nn__cuda_adamw_multi(int n, float *const *p, const float *const *g, float *const *m, float *const *v,
                           const int64_t *numel, const int64_t *steps, const double *wd, double lr, double beta1,
@@ -2233,7 +2409,7 @@ nn_tensor *nn_dropout(nn_tensor *x, double p, int training) {
 
 /* ------------------------------------------------------------------------------------------ [ops:matmul] */
 
-/* C = alpha op(A) op(B) + beta C, row-major (see the GEMM section for the blocked kernel) */
+/* C = alpha op(A) op(B) + beta C, row-major (the blocked kernel is in [ops:gemm] below) */
 static void nn__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                       const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
@@ -2474,8 +2650,491 @@ nn_tensor *nn_linear(nn_tensor *x, nn_tensor *w, nn_tensor *b) {
     return y;
 }
 
-/* the blocked GEMM: packed panels, register-blocked micro-kernel, OpenMP over blocks of C */
-#include "wip/gemm.h"
+/* -------------------------------------------------------------------------------------------- [ops:gemm] */
+/* nn__sgemm: CPU single-precision GEMM, the kernel under matmul, linear, conv2d and attention.
+
+     C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C          (row-major, leading dimensions lda/ldb/ldc)
+
+   Algorithm (the Goto/BLIS layering):
+     for jc in N step NC:                 B panel  KC x NC  packed once per (jc,pc), lives in L2/L3
+       for pc in K step KC:
+         pack op(B)[pc:pc+kc, jc:jc+nc] into NR-wide column strips (zero padded)
+         for ic in M step MC:             A block  MC x KC  packed, lives in L2
+           pack op(A)[ic:ic+mc, pc:pc+kc] into MR-tall row strips (zero padded)
+           for jr in nc step NR:          B strip  KC x NR  lives in L1 while ...
+             for ir in mc step MR:        ... every A strip of the block streams past it
+               micro-kernel: MR x NR accumulators in registers, kc rank-1 updates
+   Packing makes the micro-kernel see unit-stride, aligned, zero-padded operands whatever ta/tb/lda/ldb are,
+   so one kernel serves all four transpose combinations and every edge size.
+
+   The micro-kernel is a fixed MR x NR accumulator block, no intrinsics: on x86 AVX/AVX-512 written with GNU
+   vector types (see the note above nn__gemm_micro for why), elsewhere a plain float acc[MR][NR] loop updated
+   with fmaf(), which GCC/clang keep in registers. Checked in the assembly with GCC 12 and clang 14 for
+   -march=znver3+avx512 (native here), sapphirerapids, x86-64-v4, haswell: 24 zmm (12 ymm on AVX2)
+   accumulators, 2 B loads + MR broadcasts per k step, no spills in the k loop. fmaf() is used only where the
+   target has a fast hardware FMA (FP_FAST_FMAF); -std=c99 turns GCC's -ffp-contract off, so a*b+c would
+   otherwise never become an FMA.
+
+   Threads: outside a parallel region the M x N output is split into one rectangle per OpenMP thread and
+   each thread runs the serial algorithm on its rectangle with its own packing buffers (no barriers, no
+   shared packed panels: B is re-packed once per thread, which costs K*N copies against 2*M*N*K/threads
+   flops). Inside a parallel region (omp_in_parallel()) it runs serially on the calling thread, so attention
+   or conv code may call it from many threads at once.
+
+   Packing buffers come from a small pool of cached heap buffers (NN_GEMM_POOL_SLOTS slots, grown on demand,
+   never shrunk; nn__sgemm_free_cache() releases them). A slot is claimed and returned under an OpenMP
+   critical section, so concurrent calls from OpenMP threads never share a buffer. Without OpenMP the pool
+   is not locked: do not call nn__sgemm from several non-OpenMP threads at once (e.g. raw pthreads) in a
+   build without -fopenmp. If the pool is exhausted a call mallocs/frees its own buffer; if malloc fails it
+   falls back to an unpacked (slow, correct) loop.
+   --------------------------------------------------------------------------------------------------------- */
+#include <stdint.h>
+#include <stdlib.h>
+#include <stddef.h>
+#include <string.h>
+#include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifndef NN_OMP
+#ifdef _OPENMP
+#define NN_OMP(x) _Pragma(x)
+#else
+#define NN_OMP(x)
+#endif
+#endif
+
+#ifndef NN_MALLOC
+#define NN_MALLOC(sz) malloc(sz)
+#endif
+#ifndef NN_FREE
+#define NN_FREE(p) free(p)
+#endif
+
+#ifndef NN_RESTRICT
+#if defined(__cplusplus)
+#define NN_RESTRICT __restrict
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 199901L
+#define NN_RESTRICT restrict
+#else
+#define NN_RESTRICT
+#endif
+#endif
+
+/* Fused multiply-add only where it is a single fast instruction; a libm fmaf() on a CPU without FMA is a
+   slow exact emulation. */
+#ifdef FP_FAST_FMAF
+#define NN__GEMM_FMA(a, b, c) fmaf((a), (b), (c))
+#else
+#define NN__GEMM_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* Register block MR x NR: MR*NR/lanes accumulator registers + NR/lanes registers of B + 1 broadcast of A
+   must fit the vector register file, and the FMA count per k step (MR*NR/lanes) must cover FMA latency x
+   FMA pipes (4 x 2 = 8 on Zen 4/5 and Skylake-X), while loads per k step (NR/lanes + MR) stay below 2 per
+   FMA pair.
+     AVX-512 (32 zmm, 16 lanes): 12 x 32 -> 24 accumulators + 2 B + 1 A = 27 registers, 24 FMAs per 14 loads.
+     AVX/AVX2 (16 ymm, 8 lanes):  6 x 16 -> 12 accumulators + 2 B + 1 A = 15 registers.
+     NEON/SVE-128 (32 q regs, 4): 8 x 12 -> 24 accumulators + 3 B + 1 A.
+     otherwise (16 xmm, SSE2):    4 x 8  ->  8 accumulators + 2 B + 1 A. */
+#ifndef NN_GEMM_MR
+#if defined(__AVX512F__)
+#define NN_GEMM_MR 12
+#define NN_GEMM_NR 32
+#elif defined(__AVX__)
+#define NN_GEMM_MR 6
+#define NN_GEMM_NR 16
+#elif defined(__aarch64__) || defined(__ARM_NEON)
+#define NN_GEMM_MR 8
+#define NN_GEMM_NR 12
+#else
+#define NN_GEMM_MR 4
+#define NN_GEMM_NR 8
+#endif
+#endif
+
+/* Cache blocking (floats).
+   KC: the B strip KC x NR must stay in L1 while all A strips of a block stream past it: 256 x 32 x 4 B =
+       32 KiB of Zen 5's 48 KiB L1d (Skylake-X 32 KiB: still mostly resident; A strips stream from L2 anyway).
+       256 also makes each micro-kernel call long enough (256 k steps) to hide its C load/store.
+   MC: the packed A block MC x KC must stay in L2: 384 x 256 x 4 B = 384 KiB, well inside a 1-2 MiB L2
+       alongside the B strips passing through.
+   NC: the packed B panel KC x NC is reused by every A block; 4096 x 256 x 4 B = 4 MiB per thread, which
+       sits in L3 (32 MiB shared on this machine). Smaller N use a smaller buffer.
+   MC must be a multiple of MR and NC of NR. */
+#ifndef NN_GEMM_KC
+#define NN_GEMM_KC 256
+#endif
+#ifndef NN_GEMM_MC
+#define NN_GEMM_MC (32 * NN_GEMM_MR)
+#endif
+#ifndef NN_GEMM_NC
+#define NN_GEMM_NC (128 * NN_GEMM_NR)
+#endif
+#ifndef NN_GEMM_POOL_SLOTS
+#define NN_GEMM_POOL_SLOTS 64
+#endif
+/* Below this many multiply-adds (M*N*K) a call stays on one thread: an OpenMP fork/join costs a few
+   microseconds, about what 2^18 FMAs take on one core. */
+#ifndef NN_GEMM_PARALLEL_MIN
+#define NN_GEMM_PARALLEL_MIN ((int64_t)1 << 18)
+#endif
+
+/* ---- packing buffer pool -------------------------------------------------------------------------------- */
+typedef struct { void *raw; float *buf; size_t cap; int busy; } nn__gemm_slot;
+static nn__gemm_slot nn__gemm_pool[NN_GEMM_POOL_SLOTS];
+
+/* Returns a 64-byte aligned buffer of at least nfloats floats, or NULL. *slot is the pool slot, -1 when the
+   buffer was malloc'd for this call only (pool full), and *raw the pointer to free in that case. */
+static float *nn__gemm_buf_get(size_t nfloats, int *slot, void **raw) {
+    int s, got = -1;
+    NN_OMP("omp critical(nn__gemm_pool)")
+    {
+        for (s = 0; s < NN_GEMM_POOL_SLOTS; s++)
+            if (!nn__gemm_pool[s].busy) { nn__gemm_pool[s].busy = 1; got = s; break; }
+    }
+    *slot = got;
+    if (got >= 0 && nn__gemm_pool[got].cap >= nfloats) { *raw = NULL; return nn__gemm_pool[got].buf; }
+    {
+        void *p = NN_MALLOC(nfloats * sizeof(float) + 64);
+        float *aligned = p ? (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63) : NULL;
+        if (got >= 0) {
+            if (p) {   /* grow the slot: the old buffer was too small */
+                NN_FREE(nn__gemm_pool[got].raw);
+                nn__gemm_pool[got].raw = p; nn__gemm_pool[got].buf = aligned; nn__gemm_pool[got].cap = nfloats;
+                *raw = NULL;
+                return aligned;
+            }
+            NN_OMP("omp critical(nn__gemm_pool)")
+            { nn__gemm_pool[got].busy = 0; }
+            *slot = -1;
+        }
+        *raw = p;
+        return aligned;
+    }
+}
+
+static void nn__gemm_buf_put(int slot, void *raw) {
+    if (slot >= 0) {
+        NN_OMP("omp critical(nn__gemm_pool)")
+        { nn__gemm_pool[slot].busy = 0; }
+    } else if (raw) {
+        NN_FREE(raw);
+    }
+}
+
+/* Releases the cached packing buffers (for leak checkers and shutdown); must not race with nn__sgemm. */
+static void nn__sgemm_free_cache(void) {
+    int s;
+    for (s = 0; s < NN_GEMM_POOL_SLOTS; s++) {
+        if (nn__gemm_pool[s].raw) NN_FREE(nn__gemm_pool[s].raw);
+        nn__gemm_pool[s].raw = NULL; nn__gemm_pool[s].buf = NULL; nn__gemm_pool[s].cap = 0;
+        nn__gemm_pool[s].busy = 0;
+    }
+}
+
+/* ---- packing -------------------------------------------------------------------------------------------- */
+/* op(A)[0:mc, 0:kc] -> MR-row strips; strip s holds dst[s*MR*kc + p*MR + i] = op(A)(s*MR + i, p),
+   rows past mc are zero. A points at op(A)(0,0). */
+static void nn__gemm_pack_a(int ta, int64_t mc, int64_t kc, const float *A, int64_t lda, float *NN_RESTRICT dst) {
+    int64_t i0, i, p;
+    for (i0 = 0; i0 < mc; i0 += NN_GEMM_MR) {
+        int64_t mr = mc - i0 < NN_GEMM_MR ? mc - i0 : NN_GEMM_MR;
+        if (ta) {   /* op(A)(i,p) = A[p*lda + i]: rows of the strip are contiguous in memory */
+            const float *src = A + i0;
+            if (mr == NN_GEMM_MR) {
+                for (p = 0; p < kc; p++) {
+                    for (i = 0; i < NN_GEMM_MR; i++) dst[p * NN_GEMM_MR + i] = src[p * lda + i];
+                }
+            } else {
+                for (p = 0; p < kc; p++) {
+                    for (i = 0; i < mr; i++) dst[p * NN_GEMM_MR + i] = src[p * lda + i];
+                    for (; i < NN_GEMM_MR; i++) dst[p * NN_GEMM_MR + i] = 0.0f;
+                }
+            }
+        } else {    /* op(A)(i,p) = A[i*lda + p]: read each row contiguously, scatter with stride MR */
+            const float *src = A + i0 * lda;
+            if (mr == NN_GEMM_MR) {   /* sequential writes, MR read streams: ~1.6x faster than row by row */
+                for (p = 0; p < kc; p++)
+                    for (i = 0; i < NN_GEMM_MR; i++) dst[p * NN_GEMM_MR + i] = src[i * lda + p];
+                dst += NN_GEMM_MR * kc;
+                continue;
+            }
+            for (i = 0; i < mr; i++) {
+                const float *row = src + i * lda;
+                for (p = 0; p < kc; p++) dst[p * NN_GEMM_MR + i] = row[p];
+            }
+            for (; i < NN_GEMM_MR; i++)
+                for (p = 0; p < kc; p++) dst[p * NN_GEMM_MR + i] = 0.0f;
+        }
+        dst += NN_GEMM_MR * kc;
+    }
+}
+
+/* op(B)[0:kc, 0:nc] -> NR-column strips; strip s holds dst[s*NR*kc + p*NR + j] = op(B)(p, s*NR + j),
+   columns past nc are zero. B points at op(B)(0,0). */
+static void nn__gemm_pack_b(int tb, int64_t kc, int64_t nc, const float *B, int64_t ldb, float *NN_RESTRICT dst) {
+    int64_t j0, j, p;
+    for (j0 = 0; j0 < nc; j0 += NN_GEMM_NR) {
+        int64_t nr = nc - j0 < NN_GEMM_NR ? nc - j0 : NN_GEMM_NR;
+        if (!tb) {  /* op(B)(p,j) = B[p*ldb + j]: each k row of the strip is a contiguous copy */
+            const float *src = B + j0;
+            if (nr == NN_GEMM_NR) {
+                for (p = 0; p < kc; p++) {
+                    for (j = 0; j < NN_GEMM_NR; j++) dst[p * NN_GEMM_NR + j] = src[p * ldb + j];
+                }
+            } else {
+                for (p = 0; p < kc; p++) {
+                    for (j = 0; j < nr; j++) dst[p * NN_GEMM_NR + j] = src[p * ldb + j];
+                    for (; j < NN_GEMM_NR; j++) dst[p * NN_GEMM_NR + j] = 0.0f;
+                }
+            }
+        } else {    /* op(B)(p,j) = B[j*ldb + p]: read each column of op(B) contiguously */
+            const float *src = B + j0 * ldb;
+            for (j = 0; j < nr; j++) {
+                const float *col = src + j * ldb;
+                for (p = 0; p < kc; p++) dst[p * NN_GEMM_NR + j] = col[p];
+            }
+            for (; j < NN_GEMM_NR; j++)
+                for (p = 0; p < kc; p++) dst[p * NN_GEMM_NR + j] = 0.0f;
+        }
+        dst += NN_GEMM_NR * kc;
+    }
+}
+
+/* ---- micro-kernel --------------------------------------------------------------------------------------- */
+/* On x86 with AVX/AVX-512 the kernel is written with GNU vector types (vector_size, no intrinsics), because
+   the plain loop is at the mercy of the compiler's tuning: with -march=native on Intel AVX-512 parts
+   (Skylake-X .. Sapphire Rapids) GCC and clang prefer 256-bit vectors, so the 12 x 32 block needs 48 ymm
+   accumulators and spills (measured 26 instead of ~150 GFLOP/s on one Sapphire Rapids core), and GCC 12
+   at -march=haswell vectorises the 6 x 16 block with 128-bit xmm and spills too. Explicit VL-wide vector
+   types are kept whole; min_vector_width stops clang splitting 512-bit ones under the 256-bit preference,
+   and optimize("fp-contract=fast") lets GCC fuse acc + b*a into an FMA under -std=c99 (clang fuses within
+   an expression by default). Other targets (and NN_GEMM_PLAIN_KERNEL) use the plain loop. */
+#if defined(__GNUC__) && NN_GEMM_NR == 32 && defined(__AVX512F__) && !defined(NN_GEMM_PLAIN_KERNEL)
+#define NN__GEMM_VL 16
+#elif defined(__GNUC__) && NN_GEMM_NR == 16 && defined(__AVX__) && !defined(__AVX512F__) && !defined(NN_GEMM_PLAIN_KERNEL)
+#define NN__GEMM_VL 8
+#endif
+#ifdef NN__GEMM_VL
+typedef float nn__gemm_vec __attribute__((vector_size(NN__GEMM_VL * 4)));
+#if defined(__clang__)
+#define NN__GEMM_KERNEL_ATTR __attribute__((min_vector_width(NN__GEMM_VL * 32)))
+#else
+#define NN__GEMM_KERNEL_ATTR __attribute__((optimize("fp-contract=fast")))
+#endif
+#else
+#define NN__GEMM_KERNEL_ATTR
+#endif
+
+/* C[0:mr, 0:nr] = alpha * (pa strip @ pb strip) + beta * C; beta == 0 never reads C. */
+NN__GEMM_KERNEL_ATTR
+static void nn__gemm_micro(int64_t kc, const float *NN_RESTRICT pa, const float *NN_RESTRICT pb,
+                           float *NN_RESTRICT C, int64_t ldc, int64_t mr, int64_t nr, float alpha, float beta) {
+    float acc[NN_GEMM_MR][NN_GEMM_NR];
+    int i, j;
+    int64_t p;
+#ifdef NN__GEMM_VL
+    nn__gemm_vec vacc[NN_GEMM_MR][2];
+    memset(vacc, 0, sizeof vacc);
+#else
+    for (i = 0; i < NN_GEMM_MR; i++)
+        for (j = 0; j < NN_GEMM_NR; j++) acc[i][j] = 0.0f;
+#endif
+#if defined(__GNUC__) && !defined(NN_GEMM_NO_PREFETCH)
+    /* C is touched only after kc rank-1 updates, too late for out-of-order execution to overlap its cache
+       misses with the arithmetic; ask for the tile now (first and last byte of each row). */
+    for (i = 0; i < mr; i++) {
+        __builtin_prefetch(C + i * ldc, 1, 3);
+        __builtin_prefetch(C + i * ldc + nr - 1, 1, 3);
+    }
+#endif
+#ifdef NN__GEMM_VL
+    for (p = 0; p < kc; p++) {
+        const float *a = pa + p * NN_GEMM_MR;
+        nn__gemm_vec b0, b1;
+        memcpy(&b0, pb + p * NN_GEMM_NR, sizeof b0);
+        memcpy(&b1, pb + p * NN_GEMM_NR + NN__GEMM_VL, sizeof b1);
+        for (i = 0; i < NN_GEMM_MR; i++) {
+            const float ai = a[i];
+            vacc[i][0] = vacc[i][0] + b0 * ai;
+            vacc[i][1] = vacc[i][1] + b1 * ai;
+        }
+    }
+    memcpy(acc, vacc, sizeof acc);
+#else
+    for (p = 0; p < kc; p++) {
+        const float *a = pa + p * NN_GEMM_MR, *b = pb + p * NN_GEMM_NR;
+        for (i = 0; i < NN_GEMM_MR; i++) {
+            const float ai = a[i];
+            for (j = 0; j < NN_GEMM_NR; j++) acc[i][j] = NN__GEMM_FMA(ai, b[j], acc[i][j]);
+        }
+    }
+#endif
+    if (mr == NN_GEMM_MR && nr == NN_GEMM_NR) {   /* full tile: fixed trip counts vectorise */
+        if (beta == 0.0f) {
+            for (i = 0; i < NN_GEMM_MR; i++)
+                for (j = 0; j < NN_GEMM_NR; j++) C[i * ldc + j] = alpha * acc[i][j];
+        } else if (beta == 1.0f) {
+            for (i = 0; i < NN_GEMM_MR; i++)
+                for (j = 0; j < NN_GEMM_NR; j++) C[i * ldc + j] += alpha * acc[i][j];
+        } else {
+            for (i = 0; i < NN_GEMM_MR; i++)
+                for (j = 0; j < NN_GEMM_NR; j++) C[i * ldc + j] = alpha * acc[i][j] + beta * C[i * ldc + j];
+        }
+    } else {
+        for (i = 0; i < mr; i++)
+            for (j = 0; j < nr; j++)
+                C[i * ldc + j] = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * C[i * ldc + j];
+    }
+}
+
+/* ---- serial drivers ------------------------------------------------------------------------------------- */
+/* Pointers already offset to op(A)(0,0), op(B)(0,0), C(0,0); M, N, K > 0. Used when no buffer is available. */
+static void nn__sgemm_unpacked(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                               const float *A, int64_t lda, const float *B, int64_t ldb,
+                               float beta, float *C, int64_t ldc) {
+    int64_t i, j, p;
+    for (i = 0; i < M; i++)
+        for (j = 0; j < N; j++) {
+            float s = 0.0f;
+            for (p = 0; p < K; p++)
+                s += (ta ? A[p * lda + i] : A[i * lda + p]) * (tb ? B[j * ldb + p] : B[p * ldb + j]);
+            C[i * ldc + j] = beta == 0.0f ? alpha * s : alpha * s + beta * C[i * ldc + j];
+        }
+}
+
+static void nn__sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                             const float *A, int64_t lda, const float *B, int64_t ldb,
+                             float beta, float *C, int64_t ldc) {
+    int64_t kc_max = K < NN_GEMM_KC ? K : NN_GEMM_KC;
+    int64_t mc_max = M < NN_GEMM_MC ? (M + NN_GEMM_MR - 1) / NN_GEMM_MR * NN_GEMM_MR : NN_GEMM_MC;
+    int64_t nc_max = N < NN_GEMM_NC ? (N + NN_GEMM_NR - 1) / NN_GEMM_NR * NN_GEMM_NR : NN_GEMM_NC;
+    size_t a_len = (size_t)(mc_max * kc_max), b_len = (size_t)(nc_max * kc_max);
+    int slot;
+    void *raw;
+    float *buf = nn__gemm_buf_get(a_len + b_len, &slot, &raw), *pack_a, *pack_b;
+    int64_t jc, pc, ic, jr, ir;
+    if (!buf) { nn__sgemm_unpacked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); return; }
+    pack_b = buf;
+    pack_a = buf + b_len;   /* b_len is a multiple of NR floats: 64-byte aligned when NR is a multiple of 16 */
+    for (jc = 0; jc < N; jc += NN_GEMM_NC) {
+        int64_t nc = N - jc < NN_GEMM_NC ? N - jc : NN_GEMM_NC;
+        for (pc = 0; pc < K; pc += NN_GEMM_KC) {
+            int64_t kc = K - pc < NN_GEMM_KC ? K - pc : NN_GEMM_KC;
+            float beta_pc = pc == 0 ? beta : 1.0f;   /* later k blocks accumulate onto the first */
+            nn__gemm_pack_b(tb, kc, nc, tb ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, pack_b);
+            for (ic = 0; ic < M; ic += NN_GEMM_MC) {
+                int64_t mc = M - ic < NN_GEMM_MC ? M - ic : NN_GEMM_MC;
+                nn__gemm_pack_a(ta, mc, kc, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, pack_a);
+                for (jr = 0; jr < nc; jr += NN_GEMM_NR) {
+                    int64_t nr = nc - jr < NN_GEMM_NR ? nc - jr : NN_GEMM_NR;
+                    const float *pb = pack_b + jr * kc;
+                    for (ir = 0; ir < mc; ir += NN_GEMM_MR) {
+                        int64_t mr = mc - ir < NN_GEMM_MR ? mc - ir : NN_GEMM_MR;
+                        nn__gemm_micro(kc, pack_a + ir * kc, pb, C + (ic + ir) * ldc + jc + jr, ldc,
+                                       mr, nr, alpha, beta_pc);
+                    }
+                }
+            }
+        }
+    }
+    nn__gemm_buf_put(slot, raw);
+}
+
+/* ---- entry point ---------------------------------------------------------------------------------------- */
+static void nn__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb,
+                      float beta, float *C, int64_t ldc) {
+    int nthreads = 1;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {   /* C = beta * C; beta == 0 writes zeros over whatever C held */
+        int64_t i, j;
+        for (i = 0; i < M; i++)
+            for (j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+#ifdef _OPENMP
+    if (!omp_in_parallel() && M * N * K >= NN_GEMM_PARALLEL_MIN) nthreads = omp_get_max_threads();
+#endif
+    if (nthreads <= 1) {
+        nn__sgemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#ifdef _OPENMP
+    if (K >= 8 * (M + N) && K >= 2 * (int64_t)NN_GEMM_KC * nthreads) {
+        /* Deep, narrow products (weight gradients dW = dY^T X over many rows, 128 x 128 x 40960): cutting
+           M x N would make every thread stream all of one operand from memory; cutting K streams each operand
+           once. Thread 0 computes alpha*A0*B0 + beta*C into C, thread t > 0 computes alpha*At*Bt into its own
+           M x N partial (one pool buffer for all of them), then the partials are added to C, rows split
+           across the threads. */
+        size_t part = (size_t)M * (size_t)N;
+        int slot;
+        void *raw;
+        float *partials = nn__gemm_buf_get(part * (size_t)(nthreads - 1), &slot, &raw);
+        if (partials) {
+            NN_OMP("omp parallel num_threads(nthreads)")
+            {
+                int tid = omp_get_thread_num(), team = omp_get_num_threads(), u;
+                int64_t kstep = ((K + team - 1) / team + NN_GEMM_KC - 1) / NN_GEMM_KC * NN_GEMM_KC;
+                int64_t k0 = tid * kstep, kk = K - k0 < kstep ? K - k0 : kstep, i, j, r0, r1;
+                float *dst = tid == 0 ? C : partials + (size_t)(tid - 1) * part;
+                int64_t ldd = tid == 0 ? ldc : N;
+                if (kk > 0)
+                    nn__sgemm_serial(ta, tb, M, N, kk, alpha, ta ? A + k0 * lda : A + k0, lda,
+                                     tb ? B + k0 : B + k0 * ldb, ldb, tid == 0 ? beta : 0.0f, dst, ldd);
+                else   /* more threads than K blocks: nothing to add */
+                    for (i = 0; i < M * N; i++) dst[i] = 0.0f;
+                NN_OMP("omp barrier")
+                r0 = M * tid / team;
+                r1 = M * (tid + 1) / team;
+                for (u = 1; u < team; u++) {
+                    const float *src = partials + (size_t)(u - 1) * part;
+                    for (i = r0; i < r1; i++)
+                        for (j = 0; j < N; j++) C[i * ldc + j] += src[i * N + j];
+                }
+            }
+            nn__gemm_buf_put(slot, raw);
+            return;
+        }
+        nn__gemm_buf_put(slot, raw);
+    }
+#endif
+    {
+        /* Split C into tm x tn rectangles, tm * tn == nthreads, choosing the grid that minimises the
+           rectangle's half-perimeter (rows + cols) = the operand data each thread must pack. Edges are cut at
+           multiples of MR / NR so that only the last rectangle has partial register tiles. */
+        int tm = 1, tn = nthreads, t, team = nthreads;
+        int64_t best = -1;
+        for (t = 1; t <= nthreads; t++) {
+            if (nthreads % t == 0) {
+                int64_t rows = (M + t - 1) / t, cols = (N + nthreads / t - 1) / (nthreads / t);
+                if (rows < NN_GEMM_MR && t > 1) continue;
+                if (cols < NN_GEMM_NR && nthreads / t > 1) continue;
+                if (best < 0 || rows + cols < best) { best = rows + cols; tm = t; tn = nthreads / t; }
+            }
+        }
+        if (best < 0) {   /* too small to cut nthreads ways: cut along the longer side only */
+            if (M / NN_GEMM_MR >= N / NN_GEMM_NR) { tm = (int)((M + NN_GEMM_MR - 1) / NN_GEMM_MR); tn = 1; }
+            else { tn = (int)((N + NN_GEMM_NR - 1) / NN_GEMM_NR); tm = 1; }
+            if (tm > nthreads) tm = nthreads;
+            if (tn > nthreads) tn = nthreads;
+            team = tm * tn;
+        }
+        NN_OMP("omp parallel for num_threads(team) schedule(static)")
+        for (t = 0; t < team; t++) {
+            int64_t bi = t / tn, bj = t % tn;
+            int64_t mstep = ((M + tm - 1) / tm + NN_GEMM_MR - 1) / NN_GEMM_MR * NN_GEMM_MR;
+            int64_t nstep = ((N + tn - 1) / tn + NN_GEMM_NR - 1) / NN_GEMM_NR * NN_GEMM_NR;
+            int64_t i0 = bi * mstep, j0 = bj * nstep;
+            int64_t rows = M - i0 < mstep ? M - i0 : mstep, cols = N - j0 < nstep ? N - j0 : nstep;
+            if (rows > 0 && cols > 0)
+                nn__sgemm_serial(ta, tb, rows, cols, K, alpha, ta ? A + i0 : A + i0 * lda, lda,
+                                 tb ? B + j0 * ldb : B + j0, ldb, beta, C + i0 * ldc + j0, ldc);
+        }
+    }
+}
 
 /* ------------------------------------------------------------------------------------------- [ops:shape] */
 
@@ -2792,14 +3451,4667 @@ nn_tensor *nn_expand(nn_tensor *a, int ndim, const int64_t *shape) {
     return o;
 }
 
-/* ----------------------------------------------------------------------------------------- [ops:attention] */
-#include "wip/sdpa.h"
 
-/* ---------------------------------------------------------------------------- [ops:conv] [ops:index] [ops:loss] */
-/* (being folded in: these sections live in wip/ until their review ends) */
-#include "wip/ops_conv.h"
-#include "wip/ops_index_loss.h"
-#include "wip/train.h"
+/* ====================================================================================== [ops:attention] */
+/* Scaled dot-product attention, FlashAttention-2 style (Dao, "FlashAttention-2: Faster Attention with Better
+   Parallelism and Work Partitioning", 2023, Algorithms 1 and 2), on the CPU.
+
+   Forward, per (b, h, query tile of nn__sdpa_tile_q rows), over key tiles of nn__sdpa_tile_k columns:
+       S = scale * Q_i K_j^T + bias, masked entries -inf            (nn__sgemm, then one pass over the tile)
+       m' = max(m, rowmax S);  P = exp(S - m');  l = l e^(m - m') + rowsum P;  acc = acc e^(m - m') + drop(P) V_j
+   and at the end O_i = acc / l, LSE_i = m + log l. Only O and LSE (f32 [B,H,Lq]) are kept for backward.
+   A row whose every key is masked never gets a finite m: l stays 0, O_i = 0 and LSE_i = -inf.
+
+   Backward recomputes P_ij = exp(S_ij - LSE_i) tile by tile (LSE_i = -inf is read as +inf, so a fully
+   masked row recomputes P = 0 and sends no gradient anywhere). With Z_ij the dropout factor (0 or 1/(1-p)):
+       dV_j = sum_i (P Z)^T dO_i,   dP~ = dO_i V_j^T,   Delta_i = rowsum(dO_i * O_i),
+       dS = P * (Z dP~ - Delta_i),  dQ_i = scale sum_j dS K_j,  dK_j = scale sum_i dS^T Q_i,  dbias = dS.
+   (Delta_i = sum_j P_ij Z_ij dP~_ij = dO_i . O_i holds with dropout too, since O_i = sum_j P_ij Z_ij V_j.)
+
+   Parallel schedule of backward. Each output block has exactly one writer, so no atomics, no locks, and the
+   result does not depend on the thread count:
+     - many independent units (>= 2 per thread): one pass per unit (a head, or a group of heads sharing one
+       bias slice) over its key tiles, accumulating dQ of its own head directly: 5 tile GEMMs per tile pair.
+     - otherwise (one or two heads, e.g. 40,000-token self-attention or a 900-query cross-attention):
+       pass 1 over (head group, key tile) -> dK, dV, dbias; pass 2 over (head, query tile) -> dQ. Two more
+       GEMMs per tile pair (S and dP~ are computed twice) but every unit is independent, and the extra memory
+       stays one tile set per thread instead of a private [Lq, D] dQ accumulator per thread plus a reduction.
+   Bias gradient ownership: a unit owns dbias[gb, gh, :, key tile] and loops over the heads (b, h) that
+   broadcast into that slice, so a bias shared by heads or batches is summed without races.
+
+   Memory beyond inputs and outputs: LSE and Delta ([B,H,Lq] each) and per thread two score tiles plus one
+   accumulator tile: 4 * (2 tq tk + tq Dv + 2 tq + tk) bytes. All of it comes from the pool (counted). */
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <math.h>
+#include <string.h>
+#include <stdlib.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define NN__SDPA_UNUSED __attribute__((unused))
+#else
+#define NN__SDPA_UNUSED
+#endif
+
+/* Tile sizes (rows of queries x columns of keys), measured on Zen 4 with D = 16 (where the per-call GEMM
+   packing matters most; larger D is less sensitive). Forward: one 96 x 512 score tile (192 KiB) per thread
+   is 9% faster than 96 x 128 (fewer GEMM calls, each packed Q block reused over more keys); 96 rows are 8 of
+   the AVX-512 micro-kernel's 12-row strips and keep enough query tiles for the threads when B*H is small.
+   Backward: two tiles (S and dS) live at once, so it keeps them smaller. Tests shrink all four. */
+static int64_t nn__sdpa_tile_q = 96;
+static int64_t nn__sdpa_tile_k = 512;
+static int64_t nn__sdpa_bwd_tile_q = 96;
+static int64_t nn__sdpa_bwd_tile_k = 128;
+
+typedef struct {
+    const float *q, *k, *v;         /* [B,H,Lq,D], [B,H,Lk,D], [B,H,Lk,Dv] */
+    const float *o, *go;            /* forward output and its gradient [B,H,Lq,Dv] (backward) */
+    float *out, *lse, *delta;       /* [B,H,Lq,Dv], [B,H,Lq], [B,H,Lq] */
+    float *dq, *dk, *dv, *dbias;    /* NULL when not wanted */
+    const uint8_t *mask;            /* bool/u8, read through broadcast strides ms (0 on broadcast dims) */
+    const float *bias;              /* f32, broadcast strides bs */
+    int64_t ms[4], bs[4];
+    int64_t B, H, Lq, Lk, D, Dv, tq, tk;
+    int64_t gB, gH;                 /* bias-gradient groups: B or 1, H or 1 */
+    int causal, dropout;
+    float scale, p, keep_scale;
+    uint64_t seed, offset;
+    float *ws;                      /* per-thread workspace, ws_stride floats each */
+    int64_t ws_stride;
+} nn__sdpa_ctx;
+
+static int nn__sdpa_thread(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static int nn__sdpa_max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* strides that read t as if expanded to full[4] (right-aligned like numpy); 0 on broadcast dims */
+static int nn__sdpa_bcast_strides(const nn_tensor *t, const int64_t full[4], int64_t st[4]) {
+    int64_t s = 1;
+    int d;
+    if (t->ndim > 4) return 0;
+    for (d = 3; d >= 0; d--) {
+        int td = t->ndim - 4 + d;
+        if (td < 0) { st[d] = 0; continue; }
+        if (t->shape[td] == full[d] && full[d] != 1) st[d] = s;
+        else if (t->shape[td] == 1) st[d] = 0;
+        else return 0;
+        s *= t->shape[td];
+    }
+    return 1;
+}
+
+/* z[cc] = dropout factor (0 or 1/(1-p)) of element (b, h, i, j0 + cc) for cc < nc: uniform number
+   ((b*H+h)*Lq+i)*Lk+j of the draw reserved at forward, kept iff >= p. Equal to
+   nn_rng_uniform_at(seed, offset + index) >= p (the reference path calls that), but one Philox block per
+   four consecutive positions, using nn.h's stream layout (position o: block o/4, lane o%4, top 24 bits). */
+static void nn__sdpa_keep_row(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t nc,
+                              float *z) {
+    uint64_t pos = c->offset + (uint64_t)((((b * c->H + h) * c->Lq + i) * c->Lk) + j0);
+    uint32_t r[4] = {0, 0, 0, 0};
+    int64_t cc;
+    int have = 0;
+    for (cc = 0; cc < nc; cc++, pos++) {
+        float u;
+        if (!have || (pos & 3) == 0) { nn_philox4x32(c->seed, pos >> 2, r); have = 1; }
+        u = (float)(r[pos & 3] >> 8) * (1.0f / 16777216.0f);
+        z[cc] = u >= c->p ? c->keep_scale : 0.0f;
+    }
+}
+
+/* S[nr x nc] = scale * Q[i0:i0+nr] K[j0:j0+nc]^T + bias, -inf where the mask or the causal triangle forbids */
+static void nn__sdpa_scores(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64_t i0, int64_t nr, int64_t j0,
+                            int64_t nc, float *S) {
+    const float *Q = c->q + ((b * c->H + h) * c->Lq + i0) * c->D;
+    const float *K = c->k + ((b * c->H + h) * c->Lk + j0) * c->D;
+    int64_t r, cc;
+    nn__sgemm(0, 1, nr, nc, c->D, c->scale, Q, c->D, K, c->D, 0.0f, S, nc);
+    if (c->bias) {
+        const int64_t *bs = c->bs;
+        for (r = 0; r < nr; r++) {
+            const float *br = c->bias + b * bs[0] + h * bs[1] + (i0 + r) * bs[2] + j0 * bs[3];
+            float *s = S + r * nc;
+            if (bs[3] == 1) for (cc = 0; cc < nc; cc++) s[cc] += br[cc];
+            else for (cc = 0; cc < nc; cc++) s[cc] += br[0];
+        }
+    }
+    if (c->mask) {
+        const int64_t *ms = c->ms;
+        for (r = 0; r < nr; r++) {
+            const uint8_t *mr = c->mask + b * ms[0] + h * ms[1] + (i0 + r) * ms[2] + j0 * ms[3];
+            float *s = S + r * nc;
+            for (cc = 0; cc < nc; cc++) if (!mr[cc * ms[3]]) s[cc] = -INFINITY;
+        }
+    }
+    if (c->causal && j0 + nc - 1 > i0) {
+        for (r = 0; r < nr; r++) {
+            int64_t first = i0 + r + 1 - j0; /* first forbidden column of row i0+r: key j > i */
+            float *s = S + r * nc;
+            for (cc = first < 0 ? 0 : first; cc < nc; cc++) s[cc] = -INFINITY;
+        }
+    }
+}
+
+/* exp(x) for x <= 0 (a score minus its row maximum or LSE), written so that loops of it vectorise:
+   e^x = 2^n e^r with n = round(x log2(e)) (the 1.5 * 2^23 rounding trick) and r = x - n ln2, ln2 split in
+   two (Cody and Waite) so r is exact to f32 rounding; e^r by its degree-6 Taylor polynomial on
+   |r| <= ln2/2, truncation |r|^7/7! < 1.5e-7 relative (about one f32 ulp); 2^n built in the exponent bits.
+   Below -87 (e^x < FLT_MIN) the result is 0, so exp(-inf) = 0 exactly and masked scores drop out. */
+static float nn__sdpa_exp(float x) {
+    union { int32_t i; float f; } two_n;
+    float xc = x < -87.0f ? -87.0f : x;
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = (xc - n * 0.693145751953125f) - n * 1.428606765330187045e-6f;
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    two_n.i = ((int32_t)n + 127) * 8388608; /* << 23 */
+    return x < -87.0f ? 0.0f : p * two_n.f;
+}
+
+/* x[i] = exp(x[i] - sub) for i < n (every x[i] - sub <= 0), returns the sum */
+static float nn__sdpa_exp_sum(float *x, int64_t n, float sub) {
+    float sum = 0.0f;
+    int64_t i;
+    NN_OMP("omp simd reduction(+:sum)")
+    for (i = 0; i < n; i++) {
+        float e = nn__sdpa_exp(x[i] - sub);
+        x[i] = e;
+        sum += e;
+    }
+    return sum;
+}
+
+/* max of x[0..n): 16 running maxima (one vector register's worth, which both GCC and clang vectorise
+   without any pragma; clang refuses "omp simd reduction(max)" over a compare-select) */
+static float nn__sdpa_row_max(const float *x, int64_t n) {
+    float m16[16], mx;
+    int64_t i = 0;
+    int l;
+    for (l = 0; l < 16; l++) m16[l] = -INFINITY;
+    for (; i + 16 <= n; i += 16)
+        for (l = 0; l < 16; l++) m16[l] = x[i + l] > m16[l] ? x[i + l] : m16[l];
+    for (l = 0; i < n; i++, l++) m16[l] = x[i] > m16[l] ? x[i] : m16[l];
+    mx = m16[0];
+    for (l = 1; l < 16; l++) mx = m16[l] > mx ? m16[l] : mx;
+    return mx;
+}
+
+/* ---------------------------------------------------------------------------------------------- forward */
+
+static void nn__sdpa_fwd_tile(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64_t qt) {
+    float *S = c->ws + (int64_t)nn__sdpa_thread() * c->ws_stride;
+    float *acc = S + c->tq * c->tk, *m = acc + c->tq * c->Dv, *l = m + c->tq, *z = l + c->tq;
+    int64_t i0 = qt * c->tq, nr = c->Lq - i0 < c->tq ? c->Lq - i0 : c->tq;
+    int64_t jend = c->Lk, j0, r, cc, d, Dv = c->Dv;
+    const float *V = c->v + (b * c->H + h) * c->Lk * Dv;
+    float *O = c->out + ((b * c->H + h) * c->Lq + i0) * Dv;
+    float *lse = c->lse + (b * c->H + h) * c->Lq + i0;
+    if (c->causal && i0 + nr < jend) jend = i0 + nr; /* keys past the tile's last query are all masked */
+    for (r = 0; r < nr; r++) { m[r] = -INFINITY; l[r] = 0.0f; }
+    memset(acc, 0, sizeof(float) * (size_t)(nr * Dv));
+    for (j0 = 0; j0 < jend; j0 += c->tk) {
+        int64_t nc = jend - j0 < c->tk ? jend - j0 : c->tk;
+        int any = 0;
+        nn__sdpa_scores(c, b, h, i0, nr, j0, nc, S);
+        for (r = 0; r < nr; r++) {
+            float *s = S + r * nc, mx = nn__sdpa_row_max(s, nc), mnew, alpha;
+            mnew = mx > m[r] ? mx : m[r];
+            if (mnew == -INFINITY) { /* nothing attended in this row yet: P = 0, keep m = -inf */
+                memset(s, 0, sizeof(float) * (size_t)nc);
+                continue;
+            }
+            any = 1;
+            alpha = nn__sdpa_exp(m[r] - mnew); /* m = -inf: 0, and acc, l are still 0 */
+            l[r] = l[r] * alpha + nn__sdpa_exp_sum(s, nc, mnew);
+            if (alpha != 1.0f) for (d = 0; d < Dv; d++) acc[r * Dv + d] *= alpha;
+            m[r] = mnew;
+            if (c->dropout) {
+                nn__sdpa_keep_row(c, b, h, i0 + r, j0, nc, z);
+                for (cc = 0; cc < nc; cc++) s[cc] *= z[cc];
+            }
+        }
+        if (any) nn__sgemm(0, 0, nr, Dv, nc, 1.0f, S, nc, V + j0 * Dv, Dv, 1.0f, acc, Dv);
+    }
+    for (r = 0; r < nr; r++) {
+        float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+        for (d = 0; d < Dv; d++) O[r * Dv + d] = acc[r * Dv + d] * inv;
+        lse[r] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- backward */
+
+/* After nn__sdpa_scores: turn S into P Z (what multiplied V) and dPt = dO V^T into dS, in place. */
+static void nn__sdpa_bwd_probs(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64_t i0, int64_t nr, int64_t j0,
+                               int64_t nc, float *S, float *dP) {
+    const float *lse = c->lse + (b * c->H + h) * c->Lq + i0;
+    const float *delta = c->delta + (b * c->H + h) * c->Lq + i0;
+    float *z = dP + c->tq * c->tk;
+    int64_t r, cc;
+    for (r = 0; r < nr; r++) {
+        float L = lse[r] == -INFINITY ? INFINITY : lse[r], Di = delta[r];
+        float *s = S + r * nc, *dp = dP + r * nc;
+        nn__sdpa_exp_sum(s, nc, L);
+        if (c->dropout) {
+            nn__sdpa_keep_row(c, b, h, i0 + r, j0, nc, z);
+            for (cc = 0; cc < nc; cc++) {
+                float p = s[cc];
+                dp[cc] = p * (z[cc] * dp[cc] - Di);
+                s[cc] = p * z[cc];
+            }
+        } else {
+            for (cc = 0; cc < nc; cc++) dp[cc] = s[cc] * (dp[cc] - Di);
+        }
+    }
+}
+
+/* One key tile of head (b,h) against all query tiles: dK, dV rows of the tile (overwritten), dbias columns of
+   the tile (added), and, when with_dq, dQ of every query (added). */
+static void nn__sdpa_bwd_ktile(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64_t kt, int with_dq) {
+    float *S = c->ws + (int64_t)nn__sdpa_thread() * c->ws_stride, *dP = S + c->tq * c->tk;
+    int64_t D = c->D, Dv = c->Dv, bh = b * c->H + h;
+    int64_t j0 = kt * c->tk, nc = c->Lk - j0 < c->tk ? c->Lk - j0 : c->tk, i0, r, cc;
+    const float *Kj = c->k + (bh * c->Lk + j0) * D, *Vj = c->v + (bh * c->Lk + j0) * Dv;
+    float *dKj = c->dk ? c->dk + (bh * c->Lk + j0) * D : NULL;
+    float *dVj = c->dv ? c->dv + (bh * c->Lk + j0) * Dv : NULL;
+    if (dKj) memset(dKj, 0, sizeof(float) * (size_t)(nc * D));
+    if (dVj) memset(dVj, 0, sizeof(float) * (size_t)(nc * Dv));
+    /* causal: query rows i < j0 see none of these keys; start at the tile holding row j0 */
+    for (i0 = c->causal ? (j0 / c->tq) * c->tq : 0; i0 < c->Lq; i0 += c->tq) {
+        int64_t nr = c->Lq - i0 < c->tq ? c->Lq - i0 : c->tq;
+        const float *Qi = c->q + (bh * c->Lq + i0) * D, *dOi = c->go + (bh * c->Lq + i0) * Dv;
+        nn__sdpa_scores(c, b, h, i0, nr, j0, nc, S);
+        nn__sgemm(0, 1, nr, nc, Dv, 1.0f, dOi, Dv, Vj, Dv, 0.0f, dP, nc);
+        nn__sdpa_bwd_probs(c, b, h, i0, nr, j0, nc, S, dP);
+        if (dVj) nn__sgemm(1, 0, nc, Dv, nr, 1.0f, S, nc, dOi, Dv, 1.0f, dVj, Dv);
+        if (dKj) nn__sgemm(1, 0, nc, D, nr, c->scale, dP, nc, Qi, D, 1.0f, dKj, D);
+        if (with_dq) nn__sgemm(0, 0, nr, D, nc, c->scale, dP, nc, Kj, D, 1.0f, c->dq + (bh * c->Lq + i0) * D, D);
+        if (c->dbias) {
+            const int64_t *bs = c->bs;
+            for (r = 0; r < nr; r++) {
+                float *db = c->dbias + b * bs[0] + h * bs[1] + (i0 + r) * bs[2] + j0 * bs[3];
+                const float *ds = dP + r * nc;
+                for (cc = 0; cc < nc; cc++) db[cc] += ds[cc]; /* bs[3] == 1 here (see nn__sdpa_backward) */
+            }
+        }
+    }
+}
+
+/* dQ of one query tile of head (b,h) (overwritten) */
+static void nn__sdpa_bwd_qtile(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64_t qt) {
+    float *S = c->ws + (int64_t)nn__sdpa_thread() * c->ws_stride, *dP = S + c->tq * c->tk;
+    int64_t D = c->D, Dv = c->Dv, bh = b * c->H + h;
+    int64_t i0 = qt * c->tq, nr = c->Lq - i0 < c->tq ? c->Lq - i0 : c->tq, jend = c->Lk, j0;
+    const float *dOi = c->go + (bh * c->Lq + i0) * Dv;
+    float *dQi = c->dq + (bh * c->Lq + i0) * D;
+    memset(dQi, 0, sizeof(float) * (size_t)(nr * D));
+    if (c->causal && i0 + nr < jend) jend = i0 + nr;
+    for (j0 = 0; j0 < jend; j0 += c->tk) {
+        int64_t nc = jend - j0 < c->tk ? jend - j0 : c->tk;
+        nn__sdpa_scores(c, b, h, i0, nr, j0, nc, S);
+        nn__sgemm(0, 1, nr, nc, Dv, 1.0f, dOi, Dv, c->v + (bh * c->Lk + j0) * Dv, Dv, 0.0f, dP, nc);
+        nn__sdpa_bwd_probs(c, b, h, i0, nr, j0, nc, S, dP);
+        nn__sgemm(0, 0, nr, D, nc, c->scale, dP, nc, c->k + (bh * c->Lk + j0) * D, D, 1.0f, dQi, D);
+    }
+}
+
+static void nn__sdpa_backward(nn_node *n) {
+    nn__sdpa_ctx c;
+    nn_tensor *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *out = n->saved[3], *lse = n->saved[4];
+    nn_tensor *mask = n->i[1] >= 0 ? n->saved[n->i[1]] : NULL, *bias = n->i[2] >= 0 ? n->saved[n->i[2]] : NULL;
+    nn_tensor *go = n->gout[0], *dq = NULL, *dk = NULL, *dv = NULL, *dbias = NULL, *delta, *ws;
+    int want_q = nn__needs_grad(n, 0), want_k = nn__needs_grad(n, 1), want_v = nn__needs_grad(n, 2);
+    int want_b = bias && n->n_in > 3 && nn__needs_grad(n, 3), threads = nn__sdpa_max_threads();
+    int64_t full[4], nq, nk, units_one_pass, u, ws_shape[1];
+    if (!go) return;
+    memset(&c, 0, sizeof c);
+    c.B = q->shape[0]; c.H = q->shape[1]; c.Lq = q->shape[2]; c.D = q->shape[3];
+    c.Lk = k->shape[2]; c.Dv = v->shape[3];
+    c.tq = nn__sdpa_bwd_tile_q; c.tk = nn__sdpa_bwd_tile_k;
+    c.q = (const float *)q->data; c.k = (const float *)k->data; c.v = (const float *)v->data;
+    c.o = (const float *)out->data; c.go = (const float *)go->data; c.lse = (float *)lse->data;
+    c.scale = (float)n->a[0]; c.p = (float)n->a[1]; c.causal = (int)n->i[0];
+    c.dropout = c.p > 0.0f; c.keep_scale = c.p < 1.0f ? 1.0f / (1.0f - c.p) : 0.0f;
+    c.seed = n->rng.seed; c.offset = n->rng.offset;
+    full[0] = c.B; full[1] = c.H; full[2] = c.Lq; full[3] = c.Lk;
+    if (mask) { c.mask = (const uint8_t *)mask->data; nn__sdpa_bcast_strides(mask, full, c.ms); }
+    if (bias) { c.bias = (const float *)bias->data; nn__sdpa_bcast_strides(bias, full, c.bs); }
+    c.gB = 1; c.gH = 1;
+    if (want_b) {
+        dbias = nn_zeros(NN_F32, n->in[3].ndim, n->in[3].shape);
+        /* a bias broadcast over keys adds the same constant to a whole row: softmax ignores it and
+           sum_j dS_ij = Delta_i - Delta_i sum_j P_ij = 0, so its gradient is exactly zero */
+        if (c.bs[3] != 0) {
+            c.dbias = (float *)dbias->data;
+            c.gB = c.bs[0] ? c.B : 1;
+            c.gH = c.bs[1] ? c.H : 1;
+        }
+    }
+    if (want_q) { dq = nn__new(NN_F32, NN_CPU, 4, q->shape); c.dq = (float *)dq->data; }
+    if (want_k) { dk = nn__new(NN_F32, NN_CPU, 4, k->shape); c.dk = (float *)dk->data; }
+    if (want_v) { dv = nn__new(NN_F32, NN_CPU, 4, v->shape); c.dv = (float *)dv->data; }
+    delta = nn__new(NN_F32, NN_CPU, 3, lse->shape);
+    c.delta = (float *)delta->data;
+    {   /* Delta_i = dO_i . O_i */
+        int64_t rows = c.B * c.H * c.Lq, i;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+        for (i = 0; i < rows; i++) {
+            const float *a = c.go + i * c.Dv, *o = c.o + i * c.Dv;
+            float s = 0.0f;
+            int64_t d;
+            for (d = 0; d < c.Dv; d++) s += a[d] * o[d];
+            c.delta[i] = s;
+        }
+    }
+    c.ws_stride = 2 * c.tq * c.tk + c.tk;
+    ws_shape[0] = c.ws_stride * threads;
+    ws = nn__new(NN_F32, NN_CPU, 1, ws_shape);
+    c.ws = (float *)ws->data;
+    nq = (c.Lq + c.tq - 1) / c.tq;
+    nk = (c.Lk + c.tk - 1) / c.tk;
+    /* units of the one-pass schedule: heads, or bias groups when a shared bias gradient ties heads together */
+    units_one_pass = c.dbias ? c.gB * c.gH : c.B * c.H;
+    if (want_q && (want_k || want_v || c.dbias) && (threads == 1 || units_one_pass >= 2 * threads)) {
+        int64_t per_b = c.dbias && !c.bs[0] ? c.B : 1, per_h = c.dbias && !c.bs[1] ? c.H : 1;
+        memset(c.dq, 0, sizeof(float) * (size_t)dq->numel);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1)
+#endif
+        for (u = 0; u < units_one_pass; u++) {
+            /* unit u = head (b, h), or bias group (gb, gh) whose member heads it runs one after another */
+            int64_t gb = c.dbias ? u / c.gH : u / c.H, gh = c.dbias ? u % c.gH : u % c.H, xb, xh, kt;
+            for (xb = 0; xb < per_b; xb++)
+                for (xh = 0; xh < per_h; xh++)
+                    for (kt = 0; kt < nk; kt++)
+                        nn__sdpa_bwd_ktile(&c, per_b > 1 ? xb : gb, per_h > 1 ? xh : gh, kt, 1);
+        }
+    } else {
+        if (want_k || want_v || c.dbias) {
+            int64_t groups = c.dbias ? c.gB * c.gH : c.B * c.H, units = groups * nk;
+            int64_t per_b = c.dbias && !c.bs[0] ? c.B : 1, per_h = c.dbias && !c.bs[1] ? c.H : 1;
+            int64_t gHn = c.dbias ? c.gH : c.H;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1)
+#endif
+            for (u = 0; u < units; u++) {
+                int64_t g = u / nk, kt = u % nk, gb = g / gHn, gh = g % gHn, xb, xh;
+                for (xb = 0; xb < per_b; xb++)
+                    for (xh = 0; xh < per_h; xh++)
+                        nn__sdpa_bwd_ktile(&c, per_b > 1 ? xb : gb, per_h > 1 ? xh : gh, kt, 0);
+            }
+        }
+        if (want_q) {
+            int64_t units = c.B * c.H * nq;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1)
+#endif
+            for (u = 0; u < units; u++) nn__sdpa_bwd_qtile(&c, u / nq / c.H, (u / nq) % c.H, u % nq);
+        }
+    }
+    nn_tensor_free(ws);
+    nn_tensor_free(delta);
+    if (dq) nn__accumulate(n, 0, dq);
+    if (dk) nn__accumulate(n, 1, dk);
+    if (dv) nn__accumulate(n, 2, dv);
+    if (dbias) nn__accumulate(n, 3, dbias);
+}
+
+/* ----------------------------------------------------------------------------------------- checks, entry */
+
+typedef struct {
+    int64_t B, H, Lq, Lk, D, Dv, full[4], ms[4], bs[4];
+    float scale, p;
+} nn__sdpa_shape;
+
+static void nn__sdpa_check(const char *op, nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *o,
+                           nn__sdpa_shape *s) {
+    char a[96], b[96], cs[96];
+    if (!q || !k || !v) nn_error("%s: q, k and v must not be NULL", op);
+    nn__check_f32(op, q, "q");
+    nn__check_f32(op, k, "k");
+    nn__check_f32(op, v, "v");
+    if (q->device != NN_CPU || k->device != NN_CPU || v->device != NN_CPU)
+        nn_error("%s: only the CPU is supported for now (q on %s, k on %s, v on %s)", op,
+                 nn_device_name(q->device), nn_device_name(k->device), nn_device_name(v->device));
+    if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4)
+        nn_error("%s: want q [B,H,Lq,D], k [B,H,Lk,D], v [B,H,Lk,Dv]; got q %s, k %s, v %s", op,
+                 nn_shape_str(q, a, sizeof a), nn_shape_str(k, b, sizeof b), nn_shape_str(v, cs, sizeof cs));
+    if (k->shape[0] != q->shape[0] || v->shape[0] != q->shape[0] || k->shape[1] != q->shape[1] ||
+        v->shape[1] != q->shape[1] || k->shape[3] != q->shape[3] || v->shape[2] != k->shape[2])
+        nn_error("%s: shapes disagree: q %s, k %s, v %s (want q [B,H,Lq,D], k [B,H,Lk,D], v [B,H,Lk,Dv])", op,
+                 nn_shape_str(q, a, sizeof a), nn_shape_str(k, b, sizeof b), nn_shape_str(v, cs, sizeof cs));
+    s->B = q->shape[0]; s->H = q->shape[1]; s->Lq = q->shape[2]; s->D = q->shape[3];
+    s->Lk = k->shape[2]; s->Dv = v->shape[3];
+    s->full[0] = s->B; s->full[1] = s->H; s->full[2] = s->Lq; s->full[3] = s->Lk;
+    s->scale = 0.0f; s->p = 0.0f;
+    if (o && o->mask) {
+        if (o->mask->dtype != NN_BOOL && o->mask->dtype != NN_U8)
+            nn_error("%s: mask must be bool or u8 (true = attend), got %s", op, nn_dtype_name(o->mask->dtype));
+        if (o->mask->device != NN_CPU) nn_error("%s: mask is on %s, q on cpu", op, nn_device_name(o->mask->device));
+        if (!nn__sdpa_bcast_strides(o->mask, s->full, s->ms))
+            nn_error("%s: mask %s does not broadcast to [B,H,Lq,Lk] = [%lld,%lld,%lld,%lld]", op,
+                     nn_shape_str(o->mask, a, sizeof a), (long long)s->B, (long long)s->H, (long long)s->Lq,
+                     (long long)s->Lk);
+    }
+    if (o && o->bias) {
+        nn__check_f32(op, o->bias, "bias");
+        if (o->bias->device != NN_CPU) nn_error("%s: bias is on %s, q on cpu", op, nn_device_name(o->bias->device));
+        if (!nn__sdpa_bcast_strides(o->bias, s->full, s->bs))
+            nn_error("%s: bias %s does not broadcast to [B,H,Lq,Lk] = [%lld,%lld,%lld,%lld]", op,
+                     nn_shape_str(o->bias, a, sizeof a), (long long)s->B, (long long)s->H, (long long)s->Lq,
+                     (long long)s->Lk);
+    }
+    if (o && o->scale != 0.0) {
+        if (!(fabs(o->scale) < 1e30)) nn_error("%s: scale must be finite, got %g", op, o->scale);
+        s->scale = (float)o->scale;
+    } else {
+        s->scale = s->D > 0 ? (float)(1.0 / sqrt((double)s->D)) : 1.0f;
+    }
+    if (o && !(o->dropout_p >= 0.0 && o->dropout_p <= 1.0))
+        nn_error("%s: dropout_p must be in [0, 1], got %g", op, o ? o->dropout_p : 0.0);
+    if (o) s->p = (float)o->dropout_p;
+}
+
+nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *opts) {
+    nn__sdpa_shape s;
+    nn__sdpa_ctx c;
+    nn_tensor *out, *lse, *ws, *ins[4];
+    int64_t oshape[4], lshape[3], ws_shape[1], nq, units, u;
+    int threads = nn__sdpa_max_threads();
+    nn_node *n;
+    nn_sdpa_opts none;
+    memset(&none, 0, sizeof none);
+    if (!opts) opts = &none;
+    nn__sdpa_check("nn_sdpa", q, k, v, opts, &s);
+    memset(&c, 0, sizeof c);
+    c.B = s.B; c.H = s.H; c.Lq = s.Lq; c.Lk = s.Lk; c.D = s.D; c.Dv = s.Dv;
+    c.tq = nn__sdpa_tile_q; c.tk = nn__sdpa_tile_k;
+    c.q = (const float *)q->data; c.k = (const float *)k->data; c.v = (const float *)v->data;
+    if (opts->mask) { c.mask = (const uint8_t *)opts->mask->data; memcpy(c.ms, s.ms, sizeof c.ms); }
+    if (opts->bias) { c.bias = (const float *)opts->bias->data; memcpy(c.bs, s.bs, sizeof c.bs); }
+    c.causal = opts->causal != 0;
+    c.scale = s.scale;
+    c.p = s.p; c.dropout = s.p > 0.0f; c.keep_scale = s.p < 1.0f ? 1.0f / (1.0f - s.p) : 0.0f;
+    if (c.dropout) {
+        /* one value per (b,h,i,j), index ((b*H+h)*Lq+i)*Lk+j, regenerated in backward */
+        c.offset = nn_rng_reserve((uint64_t)(s.B * s.H * s.Lq * s.Lk));
+        c.seed = nn_rng_get().seed;
+    }
+    oshape[0] = s.B; oshape[1] = s.H; oshape[2] = s.Lq; oshape[3] = s.Dv;
+    lshape[0] = s.B; lshape[1] = s.H; lshape[2] = s.Lq;
+    out = nn__new(NN_F32, NN_CPU, 4, oshape);
+    lse = nn__new(NN_F32, NN_CPU, 3, lshape);
+    c.out = (float *)out->data; c.lse = (float *)lse->data;
+    c.ws_stride = c.tq * c.tk + c.tq * s.Dv + 2 * c.tq + c.tk;
+    ws_shape[0] = c.ws_stride * threads;
+    ws = nn__new(NN_F32, NN_CPU, 1, ws_shape);
+    c.ws = (float *)ws->data;
+    nq = (s.Lq + c.tq - 1) / c.tq;
+    units = s.B * s.H * nq;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1)
+#endif
+    for (u = 0; u < units; u++) nn__sdpa_fwd_tile(&c, u / nq / s.H, (u / nq) % s.H, u % nq);
+    nn_tensor_free(ws);
+    ins[0] = q; ins[1] = k; ins[2] = v; ins[3] = opts->bias;
+    n = nn__record("sdpa", nn__sdpa_backward, opts->bias ? 4 : 3, ins, 1, &out);
+    if (n) {
+        nn__save(n, q); nn__save(n, k); nn__save(n, v); nn__save(n, out); nn__save(n, lse);
+        n->i[0] = c.causal;
+        n->i[1] = -1; n->i[2] = -1;
+        if (opts->mask) { n->i[1] = n->n_saved; nn__save(n, opts->mask); }
+        if (opts->bias) { n->i[2] = n->n_saved; nn__save(n, opts->bias); }
+        n->a[0] = c.scale;
+        n->a[1] = c.p;
+        n->rng.seed = c.seed;
+        n->rng.offset = c.offset;
+    }
+    nn_tensor_free(lse);
+    return out;
+}
+
+nn_tensor *nn_key_padding_mask(nn_tensor *valid) {
+    nn_tensor *m;
+    int64_t shape[4], i;
+    uint8_t *dst;
+    char a[96];
+    if (!valid) nn_error("nn_key_padding_mask: valid is NULL");
+    if (valid->ndim != 2)
+        nn_error("nn_key_padding_mask: want valid [B,Lk] (1 = valid, 0 = padding), got %s",
+                 nn_shape_str(valid, a, sizeof a));
+    if (valid->device != NN_CPU) nn_error("nn_key_padding_mask: only the CPU is supported for now");
+    shape[0] = valid->shape[0]; shape[1] = 1; shape[2] = 1; shape[3] = valid->shape[1];
+    m = nn__new(NN_BOOL, NN_CPU, 4, shape);
+    dst = (uint8_t *)m->data;
+    for (i = 0; i < valid->numel; i++) {
+        int on;
+        switch (valid->dtype) {
+        case NN_F32: on = ((const float *)valid->data)[i] != 0.0f; break;
+        case NN_F16: on = nn__half_to_f32(((const uint16_t *)valid->data)[i]) != 0.0f; break;
+        case NN_BF16: on = nn__bf16_to_f32(((const uint16_t *)valid->data)[i]) != 0.0f; break;
+        case NN_I32: on = ((const int32_t *)valid->data)[i] != 0; break;
+        case NN_I64: on = ((const int64_t *)valid->data)[i] != 0; break;
+        default: on = ((const uint8_t *)valid->data)[i] != 0; break;
+        }
+        dst[i] = (uint8_t)on;
+    }
+    return m;
+}
+
+/* ------------------------------------------------------------------------------------ reference (tests) */
+/* nn__sdpa_reference: the same op computed the plain way, materialising the [B,H,Lq,Lk] probabilities, in
+   double inside each row; its own backward. Same semantics and the same dropout stream as nn_sdpa (it
+   reserves the same B*H*Lq*Lk values), so with the generator set to the same state both draw the same mask.
+   For tests only. Saved: q, k, v, P (undropped probabilities, f32), mask, bias. */
+
+static double nn__sdpa_ref_keep(uint64_t seed, uint64_t offset, double p, uint64_t idx) {
+    if (p <= 0.0) return 1.0;
+    if (p >= 1.0) return 0.0;
+    return nn_rng_uniform_at(seed, offset + idx) >= (float)p ? 1.0 / (1.0 - (float)p) : 0.0;
+}
+
+static void nn__sdpa_ref_backward(nn_node *n) {
+    nn_tensor *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *P = n->saved[3];
+    nn_tensor *mask = n->i[1] >= 0 ? n->saved[n->i[1]] : NULL, *bias = n->i[2] >= 0 ? n->saved[n->i[2]] : NULL;
+    nn_tensor *go = n->gout[0];
+    int64_t B = q->shape[0], H = q->shape[1], Lq = q->shape[2], D = q->shape[3], Lk = k->shape[2], Dv = v->shape[3];
+    int64_t full[4], bs[4], b, h, i, j, d;
+    double scale = n->a[0], p = n->a[1];
+    double *dq = (double *)calloc((size_t)(q->numel + 1), sizeof(double));
+    double *dk = (double *)calloc((size_t)(k->numel + 1), sizeof(double));
+    double *dv = (double *)calloc((size_t)(v->numel + 1), sizeof(double));
+    double *db = NULL, *dpt = (double *)calloc((size_t)(Lk + 1), sizeof(double));
+    int want_b = bias && n->n_in > 3 && nn__needs_grad(n, 3);
+    (void)mask;
+    full[0] = B; full[1] = H; full[2] = Lq; full[3] = Lk;
+    if (bias) nn__sdpa_bcast_strides(bias, full, bs);
+    if (want_b) db = (double *)calloc((size_t)(bias->numel + 1), sizeof(double));
+    if (!go) goto done;
+    for (b = 0; b < B; b++)
+        for (h = 0; h < H; h++)
+            for (i = 0; i < Lq; i++) {
+                int64_t bh = b * H + h;
+                const float *gi = (const float *)go->data + (bh * Lq + i) * Dv;
+                const float *pr = (const float *)P->data + (bh * Lq + i) * Lk;
+                double delta = 0.0;
+                for (j = 0; j < Lk; j++) {
+                    const float *vj = (const float *)v->data + (bh * Lk + j) * Dv;
+                    double z = nn__sdpa_ref_keep(n->rng.seed, n->rng.offset, p, (uint64_t)((bh * Lq + i) * Lk + j));
+                    double s = 0.0;
+                    for (d = 0; d < Dv; d++) s += (double)gi[d] * vj[d];
+                    dpt[j] = s * z;                      /* dL/dP_ij through the dropped probability */
+                    delta += pr[j] * dpt[j];
+                    for (d = 0; d < Dv; d++) dv[(bh * Lk + j) * Dv + d] += pr[j] * z * gi[d];
+                }
+                for (j = 0; j < Lk; j++) {
+                    double ds = pr[j] * (dpt[j] - delta);
+                    const float *qi = (const float *)q->data + (bh * Lq + i) * D;
+                    const float *kj = (const float *)k->data + (bh * Lk + j) * D;
+                    if (ds == 0.0) continue;
+                    for (d = 0; d < D; d++) {
+                        dq[(bh * Lq + i) * D + d] += scale * ds * kj[d];
+                        dk[(bh * Lk + j) * D + d] += scale * ds * qi[d];
+                    }
+                    if (db) db[b * bs[0] + h * bs[1] + i * bs[2] + j * bs[3]] += ds;
+                }
+            }
+done:
+    {
+        nn_tensor *g;
+        int64_t x;
+        if (nn__needs_grad(n, 0)) {
+            g = nn__new(NN_F32, NN_CPU, 4, q->shape);
+            for (x = 0; x < q->numel; x++) ((float *)g->data)[x] = (float)dq[x];
+            nn__accumulate(n, 0, g);
+        }
+        if (nn__needs_grad(n, 1)) {
+            g = nn__new(NN_F32, NN_CPU, 4, k->shape);
+            for (x = 0; x < k->numel; x++) ((float *)g->data)[x] = (float)dk[x];
+            nn__accumulate(n, 1, g);
+        }
+        if (nn__needs_grad(n, 2)) {
+            g = nn__new(NN_F32, NN_CPU, 4, v->shape);
+            for (x = 0; x < v->numel; x++) ((float *)g->data)[x] = (float)dv[x];
+            nn__accumulate(n, 2, g);
+        }
+        if (db) {
+            g = nn__new(NN_F32, NN_CPU, bias->ndim, bias->shape);
+            for (x = 0; x < bias->numel; x++) ((float *)g->data)[x] = (float)db[x];
+            nn__accumulate(n, 3, g);
+        }
+    }
+    free(dq); free(dk); free(dv); free(db); free(dpt);
+}
+
+static NN__SDPA_UNUSED nn_tensor *nn__sdpa_reference(nn_tensor *q, nn_tensor *k, nn_tensor *v,
+                                                     const nn_sdpa_opts *opts) {
+    nn__sdpa_shape s;
+    nn_tensor *out, *P, *ins[4];
+    int64_t oshape[4], pshape[4], b, h, i, j, d;
+    uint64_t seed = 0, offset = 0;
+    double *row, *acc;
+    nn_node *n;
+    nn_sdpa_opts none;
+    memset(&none, 0, sizeof none);
+    if (!opts) opts = &none;
+    nn__sdpa_check("nn__sdpa_reference", q, k, v, opts, &s);
+    if (s.p > 0.0f) { offset = nn_rng_reserve((uint64_t)(s.B * s.H * s.Lq * s.Lk)); seed = nn_rng_get().seed; }
+    oshape[0] = s.B; oshape[1] = s.H; oshape[2] = s.Lq; oshape[3] = s.Dv;
+    pshape[0] = s.B; pshape[1] = s.H; pshape[2] = s.Lq; pshape[3] = s.Lk;
+    out = nn__new(NN_F32, NN_CPU, 4, oshape);
+    P = nn__new(NN_F32, NN_CPU, 4, pshape);
+    row = (double *)malloc(sizeof(double) * (size_t)(s.Lk + 1));
+    acc = (double *)malloc(sizeof(double) * (size_t)(s.Dv + 1));
+    for (b = 0; b < s.B; b++)
+        for (h = 0; h < s.H; h++)
+            for (i = 0; i < s.Lq; i++) {
+                int64_t bh = b * s.H + h;
+                const float *qi = (const float *)q->data + (bh * s.Lq + i) * s.D;
+                float *pr = (float *)P->data + (bh * s.Lq + i) * s.Lk;
+                float *oi = (float *)out->data + (bh * s.Lq + i) * s.Dv;
+                double mx = -INFINITY, sum = 0.0;
+                for (j = 0; j < s.Lk; j++) {
+                    const float *kj = (const float *)k->data + (bh * s.Lk + j) * s.D;
+                    double x = 0.0;
+                    for (d = 0; d < s.D; d++) x += (double)qi[d] * kj[d];
+                    x *= s.scale;
+                    if (opts->bias)
+                        x += ((const float *)opts->bias->data)[b * s.bs[0] + h * s.bs[1] + i * s.bs[2] + j * s.bs[3]];
+                    if (opts->mask &&
+                        !((const uint8_t *)opts->mask->data)[b * s.ms[0] + h * s.ms[1] + i * s.ms[2] + j * s.ms[3]])
+                        x = -INFINITY;
+                    if (opts->causal && j > i) x = -INFINITY;
+                    row[j] = x;
+                    if (x > mx) mx = x;
+                }
+                for (j = 0; j < s.Lk; j++) { row[j] = mx == -INFINITY ? 0.0 : exp(row[j] - mx); sum += row[j]; }
+                for (d = 0; d < s.Dv; d++) acc[d] = 0.0;
+                for (j = 0; j < s.Lk; j++) {
+                    double pj = sum > 0.0 ? row[j] / sum : 0.0;
+                    double z = nn__sdpa_ref_keep(seed, offset, s.p, (uint64_t)((bh * s.Lq + i) * s.Lk + j));
+                    pr[j] = (float)pj;
+                    for (d = 0; d < s.Dv; d++) acc[d] += pj * z * ((const float *)v->data)[(bh * s.Lk + j) * s.Dv + d];
+                }
+                for (d = 0; d < s.Dv; d++) oi[d] = (float)acc[d];
+            }
+    free(row); free(acc);
+    ins[0] = q; ins[1] = k; ins[2] = v; ins[3] = opts->bias;
+    n = nn__record("sdpa_reference", nn__sdpa_ref_backward, opts->bias ? 4 : 3, ins, 1, &out);
+    if (n) {
+        nn__save(n, q); nn__save(n, k); nn__save(n, v); nn__save(n, P);
+        n->i[1] = -1; n->i[2] = -1;
+        if (opts->mask) { n->i[1] = n->n_saved; nn__save(n, opts->mask); }
+        if (opts->bias) { n->i[2] = n->n_saved; nn__save(n, opts->bias); }
+        n->a[0] = s.scale;
+        n->a[1] = s.p;
+        n->rng.seed = seed;
+        n->rng.offset = offset;
+    }
+    nn_tensor_free(P);
+    return out;
+}
+
+/* ================================================================================================ [ops:conv] */
+/* Vision ops, NCHW f32 on the CPU, each with its backward:
+     nn_conv2d / nn_conv2d_ex, nn_upsample_nearest2d, nn_avg_pool2d, nn_adaptive_avg_pool2d, nn_group_norm.
+   Fragment of nn.h's implementation section (pasted after the core and after nn__sgemm). */
+
+#ifndef NN_OMP
+#ifdef _OPENMP
+#define NN_OMP(x) _Pragma(x)
+#else
+#define NN_OMP(x)
+#endif
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <string.h>
+#include <math.h>
+
+static int nn__conv_threads(void) {
+#ifdef _OPENMP
+    return omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* the checks every op of this section starts with: f32, on the CPU, `nd` dims (nd < 0: at least -nd) */
+static void nn__vision_check(const char *op, const nn_tensor *t, int nd, const char *what) {
+    char buf[96];
+    if (!t) { nn_error("%s: %s is NULL", op, what); return; }
+    nn__check_f32(op, t, what);
+    if (t->device != NN_CPU)
+        nn_error("%s: %s is on %s; only the CPU is implemented", op, what, nn_device_name(t->device));
+    if ((nd >= 0 && t->ndim != nd) || (nd < 0 && t->ndim < -nd))
+        nn_error("%s: %s must have %s%d dims, got %s", op, what, nd < 0 ? "at least " : "", nd < 0 ? -nd : nd,
+                 nn_shape_str(t, buf, sizeof buf));
+}
+
+/* ------------------------------------------------------------------------------------------------ conv2d */
+/* out[n, co, oh, ow] = b[co] + sum_{c, i, j} w[co, c, i, j] * x[n, g*Cg + c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]
+   with g = co / (Cout/groups) and zeros outside x (torch.nn.functional.conv2d). Lowered to GEMM per image:
+   the columns matrix cols[(c*kh + i)*kw + j][oh*Wo + ow] holds the receptive fields of all Cin channels
+   (group g's rows are the contiguous block g), and out_g [Cout/G, Ho*Wo] = W_g [Cout/G, Cg*kh*kw] @ cols_g.
+   Backward: dW_g += dout_g @ cols_g^T (columns recomputed, never stored), dcols_g = W_g^T @ dout_g, then
+   col2im adds dcols back onto the input positions they came from. Columns are built for one image and a
+   band of output rows at a time (nn__conv_workspace), which bounds the workspace at NN_CONV_COLS_BYTES. */
+
+typedef struct {
+    int64_t N, C, H, W, Cout, kh, kw, Ho, Wo;
+    int64_t sh, sw, ph, pw, dh, dw, groups;
+} nn__conv_geom;
+
+/* [lo, hi): the output columns ow whose input column ow*s + off lies in [0, W) */
+static void nn__conv_range(int64_t off, int64_t s, int64_t W, int64_t Wo, int64_t *lo, int64_t *hi) {
+    int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t h = W - 1 - off < 0 ? 0 : (W - 1 - off) / s + 1;
+    if (h > Wo) h = Wo;
+    if (l > h) l = h;
+    *lo = l; *hi = h;
+}
+
+/* columns of output rows [oh0, oh1) of one image x [C, H, W] into cols [C*kh*kw, (oh1-oh0)*Wo] */
+static void nn__im2col(const float *x, const nn__conv_geom *g, int64_t oh0, int64_t oh1, float *cols) {
+    const int64_t kk = g->kh * g->kw, rows = g->C * kk, nc = (oh1 - oh0) * g->Wo;
+    int64_t r;
+    NN_OMP("omp parallel for schedule(static) if(rows * nc > 32768)")
+    for (r = 0; r < rows; r++) {
+        const int64_t c = r / kk, i = (r / g->kw) % g->kh, j = r % g->kw;
+        const float *xc = x + c * g->H * g->W;
+        float *dst = cols + r * nc;
+        const int64_t off = j * g->dw - g->pw;
+        int64_t lo, hi, oh, ow;
+        nn__conv_range(off, g->sw, g->W, g->Wo, &lo, &hi);
+        for (oh = oh0; oh < oh1; oh++) {
+            const int64_t ih = oh * g->sh - g->ph + i * g->dh;
+            float *d = dst + (oh - oh0) * g->Wo;
+            if (ih < 0 || ih >= g->H) { memset(d, 0, sizeof(float) * (size_t)g->Wo); continue; }
+            for (ow = 0; ow < lo; ow++) d[ow] = 0.0f;
+            if (g->sw == 1) {
+                if (hi > lo) memcpy(d + lo, xc + ih * g->W + lo + off, sizeof(float) * (size_t)(hi - lo));
+            } else {
+                const float *src = xc + ih * g->W + off;
+                for (ow = lo; ow < hi; ow++) d[ow] = src[ow * g->sw];
+            }
+            for (ow = hi; ow < g->Wo; ow++) d[ow] = 0.0f;
+        }
+    }
+}
+
+/* the adjoint of nn__im2col: dx [C, H, W] += the columns of rows [oh0, oh1) scattered back (one thread per
+   channel: no races) */
+static void nn__col2im(const float *cols, const nn__conv_geom *g, int64_t oh0, int64_t oh1, float *dx) {
+    const int64_t nc = (oh1 - oh0) * g->Wo, work = g->C * g->kh * g->kw * nc;
+    int64_t c;
+    (void)work;   /* read by the OpenMP clause only */
+    NN_OMP("omp parallel for schedule(static) if(work > 32768)")
+    for (c = 0; c < g->C; c++) {
+        float *xc = dx + c * g->H * g->W;
+        int64_t i, j, oh, ow;
+        for (i = 0; i < g->kh; i++)
+            for (j = 0; j < g->kw; j++) {
+                const float *src = cols + ((c * g->kh + i) * g->kw + j) * nc;
+                const int64_t off = j * g->dw - g->pw;
+                int64_t lo, hi;
+                nn__conv_range(off, g->sw, g->W, g->Wo, &lo, &hi);
+                for (oh = oh0; oh < oh1; oh++) {
+                    const int64_t ih = oh * g->sh - g->ph + i * g->dh;
+                    const float *sp = src + (oh - oh0) * g->Wo;
+                    float *d;
+                    if (ih < 0 || ih >= g->H) continue;
+                    d = xc + ih * g->W + off;
+                    if (g->sw == 1) for (ow = lo; ow < hi; ow++) d[ow] += sp[ow];
+                    else for (ow = lo; ow < hi; ow++) d[ow * g->sw] += sp[ow];
+                }
+            }
+    }
+}
+
+/* a 1x1 kernel with stride 1 and no padding reads the image itself as its columns */
+static int nn__conv_is_pointwise(const nn__conv_geom *g) {
+    return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+}
+
+/* The columns workspace: output rows are taken NN_CONV_COLS_BYTES' worth at a time (at least one row), so
+   a large image never materialises all its columns (a 64-channel 3x3 conv on 1024x1024 would need 2.4 GB);
+   the GEMMs stay wide (N = rows * Wo >= several thousand at the default). Returns the rows per chunk and
+   the buffer (NULL for a pointwise conv, which needs none: one chunk of all rows). */
+#ifndef NN_CONV_COLS_BYTES
+#define NN_CONV_COLS_BYTES ((int64_t)16 << 20)
+#endif
+static int64_t nn__conv_workspace(const nn__conv_geom *g, nn_tensor **ws, float **cols) {
+    const int64_t per_row = g->C * g->kh * g->kw * g->Wo;
+    int64_t rows = NN_CONV_COLS_BYTES / (int64_t)sizeof(float) / per_row, n;
+    *ws = NULL; *cols = NULL;
+    if (nn__conv_is_pointwise(g)) return g->Ho;
+    if (rows < 1) rows = 1;
+    if (rows > g->Ho) rows = g->Ho;
+    n = rows * per_row;
+    *ws = nn__new(NN_F32, NN_CPU, 1, &n);
+    *cols = (float *)(*ws)->data;
+    return rows;
+}
+
+/* per group: C_g[M, N] = op(A_g) @ op(B_g) (+ beta C_g). Groups run side by side when there are at least as
+   many as threads (nn__sgemm runs serially inside a parallel region), else one after another, each GEMM
+   parallel inside. */
+static void nn__conv_gemm_groups(int64_t G, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
+                                 int64_t lda, int64_t strideA, const float *B, int64_t ldb, int64_t strideB,
+                                 float beta, float *C, int64_t ldc, int64_t strideC) {
+    int64_t gi;
+    if (G > 1 && G >= nn__conv_threads()) {
+        NN_OMP("omp parallel for schedule(static) if(M * N * K * G > 65536)")
+        for (gi = 0; gi < G; gi++)
+            nn__sgemm(ta, tb, M, N, K, 1.0f, A + gi * strideA, lda, B + gi * strideB, ldb, beta, C + gi * strideC, ldc);
+    } else {
+        for (gi = 0; gi < G; gi++)
+            nn__sgemm(ta, tb, M, N, K, 1.0f, A + gi * strideA, lda, B + gi * strideB, ldb, beta, C + gi * strideC, ldc);
+    }
+}
+
+static void nn__conv2d_backward(nn_node *n) {
+    nn_tensor *gout = n->gout[0], *x = n->saved[0], *w = n->saved[1];
+    nn__conv_geom g;
+    int64_t Cg, Coutg, K, HoWo, img, rows;
+    int need_x = nn__needs_grad(n, 0), need_w = nn__needs_grad(n, 1), need_b = n->n_in > 2 && nn__needs_grad(n, 2);
+    nn_tensor *dx = NULL, *dw = NULL, *ws = NULL;
+    const float *go, *xd, *wd;
+    float *cols;
+    if (!gout) return;
+    g.N = x->shape[0]; g.C = x->shape[1]; g.H = x->shape[2]; g.W = x->shape[3];
+    g.Cout = w->shape[0]; g.kh = w->shape[2]; g.kw = w->shape[3];
+    g.Ho = gout->shape[2]; g.Wo = gout->shape[3];
+    g.sh = n->i[0]; g.sw = n->i[1]; g.ph = n->i[2]; g.pw = n->i[3]; g.dh = n->i[4]; g.dw = n->i[5]; g.groups = n->i[6];
+    Cg = g.C / g.groups; Coutg = g.Cout / g.groups; K = Cg * g.kh * g.kw; HoWo = g.Ho * g.Wo;
+    go = (const float *)gout->data; xd = (const float *)x->data; wd = (const float *)w->data;
+
+    if (need_b) {
+        int64_t co;
+        nn_tensor *db = nn__new(NN_F32, NN_CPU, 1, &g.Cout);
+        float *dbd = (float *)db->data;
+        NN_OMP("omp parallel for schedule(static) if(g.N * g.Cout * HoWo > 32768)")
+        for (co = 0; co < g.Cout; co++) {
+            double s = 0;
+            int64_t b, p;
+            for (b = 0; b < g.N; b++) {
+                const float *gp = go + (b * g.Cout + co) * HoWo;
+                float part = 0;
+                for (p = 0; p < HoWo; p++) part += gp[p];
+                s += part;
+            }
+            dbd[co] = (float)s;
+        }
+        nn__accumulate(n, 2, db);
+    }
+    if (!need_x && !need_w) return;
+    if (need_x) { dx = nn__new(NN_F32, NN_CPU, x->ndim, x->shape); memset(dx->data, 0, sizeof(float) * (size_t)x->numel); }
+    if (need_w) dw = nn__new(NN_F32, NN_CPU, w->ndim, w->shape);
+    rows = nn__conv_workspace(&g, &ws, &cols);
+    for (img = 0; img < g.N; img++) {
+        const float *gimg = go + img * g.Cout * HoWo;
+        const float *ximg = xd + img * g.C * g.H * g.W;
+        float *dimg = dx ? (float *)dx->data + img * g.C * g.H * g.W : NULL;
+        int64_t oh0;
+        for (oh0 = 0; oh0 < g.Ho; oh0 += rows) {
+            const int64_t oh1 = oh0 + rows < g.Ho ? oh0 + rows : g.Ho, nc = (oh1 - oh0) * g.Wo;
+            const float *gch = gimg + oh0 * g.Wo;   /* dout rows [oh0, oh1) of every channel, ld HoWo */
+            if (need_w) {
+                const float *c = cols ? cols : ximg;
+                if (cols) nn__im2col(ximg, &g, oh0, oh1, cols);
+                /* dW_g [Coutg, K] (+)= dout_g [Coutg, nc] @ cols_g^T */
+                nn__conv_gemm_groups(g.groups, 0, 1, Coutg, K, nc, gch, HoWo, Coutg * HoWo, c, nc, K * nc,
+                                     img == 0 && oh0 == 0 ? 0.0f : 1.0f, (float *)dw->data, K, Coutg * K);
+            }
+            if (need_x) {
+                /* dcols_g [K, nc] = W_g^T @ dout_g; a pointwise conv writes straight into dx */
+                nn__conv_gemm_groups(g.groups, 1, 0, K, nc, Coutg, wd, K, Coutg * K, gch, HoWo, Coutg * HoWo, 0.0f,
+                                     cols ? cols : dimg, nc, K * nc);
+                if (cols) nn__col2im(cols, &g, oh0, oh1, dimg);
+            }
+        }
+    }
+    if (need_w && g.N == 0) memset(dw->data, 0, sizeof(float) * (size_t)w->numel);
+    if (ws) nn_tensor_free(ws);
+    if (need_x) nn__accumulate(n, 0, dx);
+    if (need_w) nn__accumulate(n, 1, dw);
+}
+
+static nn_tensor *nn__conv2d_impl(const char *op, nn_tensor *x, nn_tensor *w, nn_tensor *b, const int stride[2],
+                                  const int padding[2], const int dilation[2], int groups) {
+    char bx[96], bw[96], bb[96];
+    nn__conv_geom g;
+    int64_t oshape[4], Cg, Coutg, K, HoWo, img, rows;
+    nn_tensor *out, *ws = NULL, *ins[3];
+    float *cols, *od;
+    const float *xd, *wd;
+    nn_node *node;
+    nn__vision_check(op, x, 4, "input");
+    nn__vision_check(op, w, 4, "weight");
+    nn__check_same_device(op, x, w);
+    if (b) { nn__vision_check(op, b, 1, "bias"); nn__check_same_device(op, x, b); }
+    nn_shape_str(x, bx, sizeof bx); nn_shape_str(w, bw, sizeof bw);
+    if (!stride || !padding || !dilation) { nn_error("%s: stride, padding and dilation must not be NULL", op); return NULL; }
+    if (stride[0] < 1 || stride[1] < 1 || padding[0] < 0 || padding[1] < 0 || dilation[0] < 1 || dilation[1] < 1) {
+        nn_error("%s: need stride >= 1, padding >= 0, dilation >= 1; got stride (%d,%d) padding (%d,%d) dilation "
+                 "(%d,%d) for input %s, weight %s", op, stride[0], stride[1], padding[0], padding[1], dilation[0],
+                 dilation[1], bx, bw);
+        return NULL;
+    }
+    if (groups < 1) { nn_error("%s: groups must be >= 1, got %d (input %s, weight %s)", op, groups, bx, bw); return NULL; }
+    g.N = x->shape[0]; g.C = x->shape[1]; g.H = x->shape[2]; g.W = x->shape[3];
+    g.Cout = w->shape[0]; g.kh = w->shape[2]; g.kw = w->shape[3];
+    g.sh = stride[0]; g.sw = stride[1]; g.ph = padding[0]; g.pw = padding[1];
+    g.dh = dilation[0]; g.dw = dilation[1]; g.groups = groups;
+    if (g.C < 1 || g.H < 1 || g.W < 1 || g.Cout < 1 || w->shape[1] < 1 || g.kh < 1 || g.kw < 1) {
+        nn_error("%s: empty channel, spatial or kernel dims: input %s, weight %s", op, bx, bw); return NULL;
+    }
+    if (g.C % groups != 0 || g.Cout % groups != 0) {
+        nn_error("%s: input channels %lld and output channels %lld must both divide by groups %d: input %s, weight %s",
+                 op, (long long)g.C, (long long)g.Cout, groups, bx, bw);
+        return NULL;
+    }
+    if (w->shape[1] * groups != g.C) {
+        nn_error("%s: weight must be [Cout, Cin/groups, kh, kw] = [%lld, %lld, kh, kw]: input %s, weight %s, groups %d",
+                 op, (long long)g.Cout, (long long)(g.C / groups), bx, bw, groups);
+        return NULL;
+    }
+    if (b && b->shape[0] != g.Cout) {
+        nn_error("%s: bias must be [%lld] (out channels of weight %s), got %s", op, (long long)g.Cout, bw,
+                 nn_shape_str(b, bb, sizeof bb));
+        return NULL;
+    }
+    {
+        int64_t eh = g.dh * (g.kh - 1) + 1, ew = g.dw * (g.kw - 1) + 1;
+        if (g.H + 2 * g.ph < eh || g.W + 2 * g.pw < ew) {
+            nn_error("%s: kernel %lldx%lld (dilated %lldx%lld) is larger than the padded input %lldx%lld: input %s, "
+                     "weight %s, padding (%d,%d), dilation (%d,%d)", op, (long long)g.kh, (long long)g.kw,
+                     (long long)eh, (long long)ew, (long long)(g.H + 2 * g.ph), (long long)(g.W + 2 * g.pw), bx, bw,
+                     padding[0], padding[1], dilation[0], dilation[1]);
+            return NULL;
+        }
+        g.Ho = (g.H + 2 * g.ph - eh) / g.sh + 1;
+        g.Wo = (g.W + 2 * g.pw - ew) / g.sw + 1;
+    }
+    Cg = g.C / groups; Coutg = g.Cout / groups; K = Cg * g.kh * g.kw; HoWo = g.Ho * g.Wo;
+    oshape[0] = g.N; oshape[1] = g.Cout; oshape[2] = g.Ho; oshape[3] = g.Wo;
+    out = nn__new(NN_F32, x->device, 4, oshape);
+    od = (float *)out->data; xd = (const float *)x->data; wd = (const float *)w->data;
+    rows = nn__conv_workspace(&g, &ws, &cols);
+    for (img = 0; img < g.N; img++) {
+        const float *ximg = xd + img * g.C * g.H * g.W;
+        int64_t oh0;
+        for (oh0 = 0; oh0 < g.Ho; oh0 += rows) {
+            const int64_t oh1 = oh0 + rows < g.Ho ? oh0 + rows : g.Ho, nc = (oh1 - oh0) * g.Wo;
+            if (cols) nn__im2col(ximg, &g, oh0, oh1, cols);
+            /* out_g rows [oh0, oh1) (ld HoWo) = W_g @ cols_g */
+            nn__conv_gemm_groups(groups, 0, 0, Coutg, nc, K, wd, K, Coutg * K, cols ? cols : ximg, nc, K * nc, 0.0f,
+                                 od + img * g.Cout * HoWo + oh0 * g.Wo, HoWo, Coutg * HoWo);
+        }
+    }
+    if (ws) nn_tensor_free(ws);
+    if (b) {
+        const float *bd = (const float *)b->data;
+        int64_t pl;
+        NN_OMP("omp parallel for schedule(static) if(g.N * g.Cout * HoWo > 32768)")
+        for (pl = 0; pl < g.N * g.Cout; pl++) {
+            float *o = od + pl * HoWo, bv = bd[pl % g.Cout];
+            int64_t p;
+            for (p = 0; p < HoWo; p++) o[p] += bv;
+        }
+    }
+    ins[0] = x; ins[1] = w; ins[2] = b;
+    node = nn__record("conv2d", nn__conv2d_backward, b ? 3 : 2, ins, 1, &out);
+    if (node) {
+        nn__save(node, x);
+        nn__save(node, w);
+        node->i[0] = g.sh; node->i[1] = g.sw; node->i[2] = g.ph; node->i[3] = g.pw;
+        node->i[4] = g.dh; node->i[5] = g.dw; node->i[6] = groups;
+    }
+    return out;
+}
+
+nn_tensor *nn_conv2d_ex(nn_tensor *x, nn_tensor *w, nn_tensor *b, const int stride[2], const int padding[2],
+                        const int dilation[2], int groups) {
+    return nn__conv2d_impl("nn_conv2d_ex", x, w, b, stride, padding, dilation, groups);
+}
+
+nn_tensor *nn_conv2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, int stride, int padding, int dilation, int groups) {
+    int s[2], p[2], d[2];
+    s[0] = s[1] = stride; p[0] = p[1] = padding; d[0] = d[1] = dilation;
+    return nn__conv2d_impl("nn_conv2d", x, w, b, s, p, d, groups);
+}
+
+/* ---------------------------------------------------------------------------------------- upsample nearest */
+/* PyTorch's 'nearest' source index (aten/src/ATen/native/UpSample.h, nearest_idx): the identity when the
+   sizes match, dst >> 1 for exact doubling, otherwise min(floor(dst * scale), in - 1) with the scale
+   in/out computed in float, as there, so that rounding agrees on every ratio. */
+static int64_t nn__nearest_src(int64_t dst, int64_t in, int64_t out) {
+    float scale;
+    int64_t s;
+    if (out == in) return dst;
+    if (out == 2 * in) return dst >> 1;
+    scale = (float)in / (float)out;
+    s = (int64_t)floorf((float)dst * scale);
+    return s < in - 1 ? s : in - 1;
+}
+
+static nn_tensor *nn__nearest_table(int64_t in, int64_t out) {
+    nn_tensor *t = nn__new(NN_I64, NN_CPU, 1, &out);
+    int64_t *p = (int64_t *)t->data, i;
+    for (i = 0; i < out; i++) p[i] = nn__nearest_src(i, in, out);
+    return t;
+}
+
+static void nn__upsample_nearest2d_backward(nn_node *n) {
+    nn_tensor *gout = n->gout[0], *dx, *th, *tw;
+    int64_t H = n->in[0].shape[2], W = n->in[0].shape[3], Ho, Wo, planes, pl;
+    const int64_t *ih, *iw;
+    if (!gout || !nn__needs_grad(n, 0)) return;
+    Ho = gout->shape[2]; Wo = gout->shape[3];
+    planes = gout->shape[0] * gout->shape[1];
+    dx = nn__new(NN_F32, NN_CPU, 4, n->in[0].shape);
+    th = nn__nearest_table(H, Ho); tw = nn__nearest_table(W, Wo);
+    ih = (const int64_t *)th->data; iw = (const int64_t *)tw->data;
+    NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) > 32768)")
+    for (pl = 0; pl < planes; pl++) {
+        const float *g = (const float *)gout->data + pl * Ho * Wo;
+        float *d = (float *)dx->data + pl * H * W;
+        int64_t oh, ow;
+        memset(d, 0, sizeof(float) * (size_t)(H * W));
+        for (oh = 0; oh < Ho; oh++) {
+            float *drow = d + ih[oh] * W;
+            const float *grow = g + oh * Wo;
+            for (ow = 0; ow < Wo; ow++) drow[iw[ow]] += grow[ow];
+        }
+    }
+    nn_tensor_free(th); nn_tensor_free(tw);
+    nn__accumulate(n, 0, dx);
+}
+
+nn_tensor *nn_upsample_nearest2d(nn_tensor *x, int64_t out_h, int64_t out_w) {
+    const char *op = "nn_upsample_nearest2d";
+    char bx[96];
+    int64_t shape[4], H, W, planes, pl;
+    nn_tensor *out, *th, *tw;
+    const int64_t *ih, *iw;
+    nn_node *node;
+    nn__vision_check(op, x, 4, "input");
+    H = x->shape[2]; W = x->shape[3];
+    if (out_h < 1 || out_w < 1 || H < 1 || W < 1) {
+        nn_error("%s: input %s to %lldx%lld: sizes must be >= 1", op, nn_shape_str(x, bx, sizeof bx),
+                 (long long)out_h, (long long)out_w);
+        return NULL;
+    }
+    shape[0] = x->shape[0]; shape[1] = x->shape[1]; shape[2] = out_h; shape[3] = out_w;
+    out = nn__new(NN_F32, x->device, 4, shape);
+    planes = shape[0] * shape[1];
+    th = nn__nearest_table(H, out_h); tw = nn__nearest_table(W, out_w);
+    ih = (const int64_t *)th->data; iw = (const int64_t *)tw->data;
+    NN_OMP("omp parallel for schedule(static) if(planes * out_h * out_w > 32768)")
+    for (pl = 0; pl < planes; pl++) {
+        const float *s = (const float *)x->data + pl * H * W;
+        float *d = (float *)out->data + pl * out_h * out_w;
+        int64_t oh, ow;
+        for (oh = 0; oh < out_h; oh++) {
+            const float *srow = s + ih[oh] * W;
+            float *drow = d + oh * out_w;
+            /* upsampling repeats source rows: copy the previous output row instead of gathering again */
+            if (oh > 0 && ih[oh] == ih[oh - 1]) memcpy(drow, drow - out_w, sizeof(float) * (size_t)out_w);
+            else for (ow = 0; ow < out_w; ow++) drow[ow] = srow[iw[ow]];
+        }
+    }
+    nn_tensor_free(th); nn_tensor_free(tw);
+    node = nn__record("upsample_nearest2d", nn__upsample_nearest2d_backward, 1, &x, 1, &out);
+    (void)node;
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------------- avg pooling */
+/* F.avg_pool2d(x, k, stride, padding) with count_include_pad=True, ceil_mode=False: every window divides by
+   k*k, padded positions included (with ceil_mode off no window reaches past the padding). */
+
+static void nn__avg_pool2d_backward(nn_node *n) {
+    nn_tensor *gout = n->gout[0], *dx;
+    int64_t H = n->in[0].shape[2], W = n->in[0].shape[3], Ho, Wo, planes, pl;
+    int64_t k = n->i[0], s = n->i[1], p = n->i[2];
+    float inv = 1.0f / (float)(k * k);
+    if (!gout || !nn__needs_grad(n, 0)) return;
+    Ho = gout->shape[2]; Wo = gout->shape[3];
+    planes = gout->shape[0] * gout->shape[1];
+    dx = nn__new(NN_F32, NN_CPU, 4, n->in[0].shape);
+    NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) * k > 32768)")
+    for (pl = 0; pl < planes; pl++) {
+        const float *g = (const float *)gout->data + pl * Ho * Wo;
+        float *d = (float *)dx->data + pl * H * W;
+        int64_t oh, ow, ih, iw;
+        memset(d, 0, sizeof(float) * (size_t)(H * W));
+        for (oh = 0; oh < Ho; oh++) {
+            int64_t h0 = oh * s - p, h1 = h0 + k;
+            if (h0 < 0) h0 = 0;
+            if (h1 > H) h1 = H;
+            for (ow = 0; ow < Wo; ow++) {
+                int64_t w0 = ow * s - p, w1 = w0 + k;
+                float v = g[oh * Wo + ow] * inv;
+                if (w0 < 0) w0 = 0;
+                if (w1 > W) w1 = W;
+                for (ih = h0; ih < h1; ih++)
+                    for (iw = w0; iw < w1; iw++) d[ih * W + iw] += v;
+            }
+        }
+    }
+    nn__accumulate(n, 0, dx);
+}
+
+nn_tensor *nn_avg_pool2d(nn_tensor *x, int kernel, int stride, int padding) {
+    const char *op = "nn_avg_pool2d";
+    char bx[96];
+    int64_t shape[4], H, W, Ho, Wo, planes, pl;
+    float inv;
+    nn_tensor *out;
+    nn_node *node;
+    nn__vision_check(op, x, 4, "input");
+    nn_shape_str(x, bx, sizeof bx);
+    if (stride == 0) stride = kernel;   /* torch's default stride=None means the kernel size */
+    if (kernel < 1 || stride < 1 || padding < 0 || 2 * padding > kernel) {
+        nn_error("%s: need kernel >= 1, stride >= 1 (0: = kernel), 0 <= padding <= kernel/2; got kernel %d, "
+                 "stride %d, padding %d for input %s", op, kernel, stride, padding, bx);
+        return NULL;
+    }
+    H = x->shape[2]; W = x->shape[3];
+    if (H + 2 * padding < kernel || W + 2 * padding < kernel) {
+        nn_error("%s: kernel %d is larger than the padded input %lldx%lld (input %s, padding %d)", op, kernel,
+                 (long long)(H + 2 * padding), (long long)(W + 2 * padding), bx, padding);
+        return NULL;
+    }
+    Ho = (H + 2 * padding - kernel) / stride + 1;
+    Wo = (W + 2 * padding - kernel) / stride + 1;
+    shape[0] = x->shape[0]; shape[1] = x->shape[1]; shape[2] = Ho; shape[3] = Wo;
+    out = nn__new(NN_F32, x->device, 4, shape);
+    planes = shape[0] * shape[1];
+    inv = 1.0f / (float)(kernel * kernel);
+    NN_OMP("omp parallel for schedule(static) if(planes * Ho * Wo * kernel * kernel > 32768)")
+    for (pl = 0; pl < planes; pl++) {
+        const float *src = (const float *)x->data + pl * H * W;
+        float *d = (float *)out->data + pl * Ho * Wo;
+        int64_t oh, ow, ih, iw;
+        for (oh = 0; oh < Ho; oh++) {
+            int64_t h0 = oh * stride - padding, h1 = h0 + kernel;
+            if (h0 < 0) h0 = 0;
+            if (h1 > H) h1 = H;
+            for (ow = 0; ow < Wo; ow++) {
+                int64_t w0 = ow * stride - padding, w1 = w0 + kernel;
+                float acc = 0;
+                if (w0 < 0) w0 = 0;
+                if (w1 > W) w1 = W;
+                for (ih = h0; ih < h1; ih++)
+                    for (iw = w0; iw < w1; iw++) acc += src[ih * W + iw];
+                d[oh * Wo + ow] = acc * inv;
+            }
+        }
+    }
+    node = nn__record("avg_pool2d", nn__avg_pool2d_backward, 1, &x, 1, &out);
+    if (node) { node->i[0] = kernel; node->i[1] = stride; node->i[2] = padding; }
+    return out;
+}
+
+/* --------------------------------------------------------------------------------- adaptive avg pooling */
+/* F.adaptive_avg_pool2d: output cell i averages input rows [floor(i*in/out), ceil((i+1)*in/out))
+   (aten/src/ATen/native/AdaptiveAveragePooling.cpp, start_index / end_index), so neighbouring bins may
+   overlap when in is not a multiple of out (73 -> 32: bins of 3 and 4 rows). */
+static int64_t nn__adaptive_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
+static int64_t nn__adaptive_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+
+static void nn__adaptive_avg_pool2d_backward(nn_node *n) {
+    nn_tensor *gout = n->gout[0], *dx;
+    int64_t H = n->in[0].shape[2], W = n->in[0].shape[3], Ho, Wo, planes, pl;
+    if (!gout || !nn__needs_grad(n, 0)) return;
+    Ho = gout->shape[2]; Wo = gout->shape[3];
+    planes = gout->shape[0] * gout->shape[1];
+    dx = nn__new(NN_F32, NN_CPU, 4, n->in[0].shape);
+    NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) > 32768)")
+    for (pl = 0; pl < planes; pl++) {
+        const float *g = (const float *)gout->data + pl * Ho * Wo;
+        float *d = (float *)dx->data + pl * H * W;
+        int64_t oh, ow, ih, iw;
+        memset(d, 0, sizeof(float) * (size_t)(H * W));
+        for (oh = 0; oh < Ho; oh++) {
+            int64_t h0 = nn__adaptive_start(oh, H, Ho), h1 = nn__adaptive_end(oh, H, Ho);
+            for (ow = 0; ow < Wo; ow++) {
+                int64_t w0 = nn__adaptive_start(ow, W, Wo), w1 = nn__adaptive_end(ow, W, Wo);
+                float v = g[oh * Wo + ow] / (float)((h1 - h0) * (w1 - w0));
+                for (ih = h0; ih < h1; ih++)
+                    for (iw = w0; iw < w1; iw++) d[ih * W + iw] += v;
+            }
+        }
+    }
+    nn__accumulate(n, 0, dx);
+}
+
+nn_tensor *nn_adaptive_avg_pool2d(nn_tensor *x, int64_t out_h, int64_t out_w) {
+    const char *op = "nn_adaptive_avg_pool2d";
+    char bx[96];
+    int64_t shape[4], H, W, planes, pl;
+    nn_tensor *out;
+    nn_node *node;
+    nn__vision_check(op, x, 4, "input");
+    H = x->shape[2]; W = x->shape[3];
+    if (out_h < 1 || out_w < 1 || H < 1 || W < 1) {
+        nn_error("%s: input %s to %lldx%lld: sizes must be >= 1", op, nn_shape_str(x, bx, sizeof bx),
+                 (long long)out_h, (long long)out_w);
+        return NULL;
+    }
+    shape[0] = x->shape[0]; shape[1] = x->shape[1]; shape[2] = out_h; shape[3] = out_w;
+    out = nn__new(NN_F32, x->device, 4, shape);
+    planes = shape[0] * shape[1];
+    NN_OMP("omp parallel for schedule(static) if(planes * (H * W + out_h * out_w) > 32768)")
+    for (pl = 0; pl < planes; pl++) {
+        const float *src = (const float *)x->data + pl * H * W;
+        float *d = (float *)out->data + pl * out_h * out_w;
+        int64_t oh, ow, ih, iw;
+        for (oh = 0; oh < out_h; oh++) {
+            int64_t h0 = nn__adaptive_start(oh, H, out_h), h1 = nn__adaptive_end(oh, H, out_h);
+            for (ow = 0; ow < out_w; ow++) {
+                int64_t w0 = nn__adaptive_start(ow, W, out_w), w1 = nn__adaptive_end(ow, W, out_w);
+                float acc = 0;
+                for (ih = h0; ih < h1; ih++)
+                    for (iw = w0; iw < w1; iw++) acc += src[ih * W + iw];
+                d[oh * out_w + ow] = acc / (float)((h1 - h0) * (w1 - w0));
+            }
+        }
+    }
+    node = nn__record("adaptive_avg_pool2d", nn__adaptive_avg_pool2d_backward, 1, &x, 1, &out);
+    (void)node;
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------------ group norm */
+/* F.group_norm: x [N, C, *] split into `groups` groups of C/groups channels; each (n, group) is normalised
+   by its own mean and biased variance, then y = xhat * w[c] + b[c]. A group's elements are contiguous
+   (Cg * HW floats). Statistics in one pass over data shifted by the group's first element K (shifting keeps
+   sum((x-K)^2)/n - mean(x-K)^2 free of cancellation when |mean| >> std), blocks summed in f32 lanes and
+   combined in double (nn__gn_sums). Saved for backward: x, mean and rstd per (n, group).
+   Backward, with xhat = (x - mean) * rstd, dxhat = dy * w[c] and m = Cg*HW:
+     dx = rstd * (dxhat - sum(dxhat)/m - xhat * sum(dxhat * xhat)/m)       (sums over the group)
+     dw[c] = sum_{n, hw} dy * xhat,  db[c] = sum_{n, hw} dy
+   computed from the per-(n, c) sums S1 = sum dy and S2 = sum dy * xhat, one read pass and one write pass. */
+
+/* Sums for the statistics: f32 over blocks of NN__GN_BLOCK elements, vectorised through `omp simd
+   reduction` (which licenses the reassociation; each SIMD lane then adds at most BLOCK/lanes terms, a
+   relative error ~2^-24 * 64 at 16 lanes), each block's total then added into double. The data is centred
+   first so the squares do not cancel. Without OpenMP the pragma is dropped and the loop is plain f32. */
+#define NN__GN_BLOCK 1024
+
+/* sum(p[i] - K) and sum((p[i] - K)^2) */
+static void nn__gn_sums(const float *p, int64_t n, float K, double *s1, double *s2) {
+    double d1 = 0, d2 = 0;
+    int64_t i0, i;
+    for (i0 = 0; i0 < n; i0 += NN__GN_BLOCK) {
+        const int64_t end = n - i0 < NN__GN_BLOCK ? n : i0 + NN__GN_BLOCK;
+        float a = 0, b = 0;
+        NN_OMP("omp simd reduction(+:a,b)")
+        for (i = i0; i < end; i++) { float v = p[i] - K; a += v; b += v * v; }
+        d1 += a; d2 += b;
+    }
+    *s1 = d1; *s2 = d2;
+}
+
+/* sum(g[i]) and sum(g[i] * (x[i] - M)) */
+static void nn__gn_dot(const float *g, const float *x, int64_t n, float M, double *s1, double *s2) {
+    double d1 = 0, d2 = 0;
+    int64_t i0, i;
+    for (i0 = 0; i0 < n; i0 += NN__GN_BLOCK) {
+        const int64_t end = n - i0 < NN__GN_BLOCK ? n : i0 + NN__GN_BLOCK;
+        float a = 0, b = 0;
+        NN_OMP("omp simd reduction(+:a,b)")
+        for (i = i0; i < end; i++) { a += g[i]; b += g[i] * (x[i] - M); }
+        d1 += a; d2 += b;
+    }
+    *s1 = d1; *s2 = d2;
+}
+
+static void nn__group_norm_backward(nn_node *n) {
+    nn_tensor *gout = n->gout[0], *x = n->saved[0], *mt = n->saved[1], *rt = n->saved[2];
+    nn_tensor *wt = n->n_saved > 3 ? n->saved[3] : NULL;
+    const int64_t N = x->shape[0], C = x->shape[1], G = n->i[0], Cg = C / G;
+    const int64_t NC = N * C, HW = NC > 0 ? x->numel / NC : 0;
+    const int b_at = n->i[1] ? 1 : 2;   /* input index of the bias (1 when there is no weight) */
+    int need_x = nn__needs_grad(n, 0), need_w = !n->i[1] && n->n_in > 1 && nn__needs_grad(n, 1);
+    int need_b = n->n_in > b_at && nn__needs_grad(n, b_at);
+    int64_t ng, c, len;
+    nn_tensor *st, *dx = NULL;
+    double *S1, *S2;
+    const float *xd = (const float *)x->data, *gd, *mean = (const float *)mt->data, *rstd = (const float *)rt->data;
+    const float *wd = wt ? (const float *)wt->data : NULL;
+    if (!gout) return;
+    gd = (const float *)gout->data;
+    /* per-(n, c) sums in double: S1 = sum dy, S2 = sum dy * xhat (an f32 tensor of 4*NC floats holds 2*NC
+       doubles; pool blocks are aligned for any type) */
+    len = 4 * (NC > 0 ? NC : 1);
+    st = nn__new(NN_F32, NN_CPU, 1, &len);
+    S1 = (double *)st->data; S2 = S1 + (NC > 0 ? NC : 1);
+    if (need_x) dx = nn__new(NN_F32, NN_CPU, x->ndim, x->shape);
+    NN_OMP("omp parallel for schedule(static) if(x->numel > 32768)")
+    for (ng = 0; ng < N * G; ng++) {
+        const int64_t bi = ng / G, gi = ng % G, base = (bi * C + gi * Cg) * HW;
+        const double mu = mean[ng], rs = rstd[ng], m = (double)(Cg * HW);
+        double A = 0, B = 0;   /* sum(dxhat), sum(dxhat * xhat) over the group */
+        int64_t cc, i;
+        for (cc = 0; cc < Cg; cc++) {
+            const int64_t ch = gi * Cg + cc;
+            const double wc = wd ? wd[ch] : 1.0;
+            double s1, s2;
+            nn__gn_dot(gd + base + cc * HW, xd + base + cc * HW, HW, (float)mu, &s1, &s2);
+            S1[bi * C + ch] = s1;
+            S2[bi * C + ch] = s2 * rs;
+            A += wc * s1;
+            B += wc * S2[bi * C + ch];
+        }
+        if (dx) {
+            /* dx = rstd*w[c]*dy - rstd*A/m - (x - mean)*rstd^2*B/m  =  a_c*dy + f1*(x - mean) + f0 */
+            const float f1 = (float)(-rs * rs * B / m), f0 = (float)(-rs * A / m), muf = mean[ng];
+            for (cc = 0; cc < Cg; cc++) {
+                const int64_t ch = gi * Cg + cc;
+                const float ac = (float)(rs * (wd ? wd[ch] : 1.0));
+                const float *gp = gd + base + cc * HW, *xp = xd + base + cc * HW;
+                float *dp = (float *)dx->data + base + cc * HW;
+                for (i = 0; i < HW; i++) dp[i] = ac * gp[i] + f1 * (xp[i] - muf) + f0;
+            }
+        }
+    }
+    if (dx) nn__accumulate(n, 0, dx);
+    if (need_w || need_b) {
+        nn_tensor *dw = need_w ? nn__new(NN_F32, NN_CPU, 1, &C) : NULL;
+        nn_tensor *db = need_b ? nn__new(NN_F32, NN_CPU, 1, &C) : NULL;
+        float *dwd = dw ? (float *)dw->data : NULL, *dbd = db ? (float *)db->data : NULL;
+        NN_OMP("omp parallel for schedule(static) if(N * C > 4096)")
+        for (c = 0; c < C; c++) {
+            double sw = 0, sb = 0;
+            int64_t bi;
+            for (bi = 0; bi < N; bi++) { sb += S1[bi * C + c]; sw += S2[bi * C + c]; }
+            if (dwd) dwd[c] = (float)sw;
+            if (dbd) dbd[c] = (float)sb;
+        }
+        if (dw) nn__accumulate(n, 1, dw);
+        if (db) nn__accumulate(n, b_at, db);
+    }
+    nn_tensor_free(st);
+}
+
+nn_tensor *nn_group_norm(nn_tensor *x, int groups, nn_tensor *w, nn_tensor *b, double eps) {
+    const char *op = "nn_group_norm";
+    char bx[96], bw[96];
+    int64_t N, C, HW, Cg, ng, ngs;
+    nn_tensor *out, *mt, *rt, *ins[3];
+    nn_node *node;
+    nn__vision_check(op, x, -2, "input");
+    nn_shape_str(x, bx, sizeof bx);
+    N = x->shape[0]; C = x->shape[1];
+    if (groups < 1 || C % groups != 0) {
+        nn_error("%s: channels %lld of input %s do not divide into %d groups", op, (long long)C, bx, groups);
+        return NULL;
+    }
+    if (w) {
+        nn__vision_check(op, w, 1, "weight");
+        if (w->shape[0] != C) {
+            nn_error("%s: weight must be [%lld] for input %s, got %s", op, (long long)C, bx, nn_shape_str(w, bw, sizeof bw));
+            return NULL;
+        }
+    }
+    if (b) {
+        nn__vision_check(op, b, 1, "bias");
+        if (b->shape[0] != C) {
+            nn_error("%s: bias must be [%lld] for input %s, got %s", op, (long long)C, bx, nn_shape_str(b, bw, sizeof bw));
+            return NULL;
+        }
+    }
+    if (!(eps >= 0)) { nn_error("%s: eps must be >= 0, got %g (input %s)", op, eps, bx); return NULL; }
+    HW = N * C > 0 ? x->numel / (N * C) : 0;
+    Cg = C / groups;
+    ngs = N * groups;
+    out = nn__new(NN_F32, x->device, x->ndim, x->shape);
+    mt = nn__new(NN_F32, NN_CPU, 1, &ngs);
+    rt = nn__new(NN_F32, NN_CPU, 1, &ngs);
+    {
+        const float *xd = (const float *)x->data, *wd = w ? (const float *)w->data : NULL;
+        const float *bd = b ? (const float *)b->data : NULL;
+        float *od = (float *)out->data, *mean = (float *)mt->data, *rstd = (float *)rt->data;
+        NN_OMP("omp parallel for schedule(static) if(x->numel > 32768)")
+        for (ng = 0; ng < ngs; ng++) {
+            const int64_t bi = ng / groups, gi = ng % groups, base = (bi * C + gi * Cg) * HW, m = Cg * HW;
+            const float K = m > 0 ? xd[base] : 0.0f;
+            double s1 = 0, s2 = 0, mu, var, rs;
+            int64_t cc, i;
+            for (cc = 0; cc < Cg; cc++) {
+                double a, q;
+                nn__gn_sums(xd + base + cc * HW, HW, K, &a, &q);
+                s1 += a; s2 += q;
+            }
+            mu = m > 0 ? s1 / (double)m : 0.0;            /* mean of x - K */
+            var = m > 0 ? s2 / (double)m - mu * mu : 0.0;  /* biased, as torch */
+            if (var < 0) var = 0;
+            rs = 1.0 / sqrt(var + eps);
+            mean[ng] = (float)(mu + K); rstd[ng] = (float)rs;
+            {
+                /* y = ((x - K) - (mean - K)) * rstd * w + b: x - K is exact for nearby values (Sterbenz), so
+                   a large common offset cancels before any rounding, unlike x * scale + shift */
+                const float dmu = (float)mu;
+                for (cc = 0; cc < Cg; cc++) {
+                    const int64_t ch = gi * Cg + cc;
+                    const float sc = (float)(rs * (wd ? wd[ch] : 1.0)), bc = bd ? bd[ch] : 0.0f;
+                    const float *xp = xd + base + cc * HW;
+                    float *yp = od + base + cc * HW;
+                    for (i = 0; i < HW; i++) yp[i] = ((xp[i] - K) - dmu) * sc + bc;
+                }
+            }
+        }
+    }
+    /* inputs: x, then w and b where given (b moves to index 1 when there is no weight; i[1] says so) */
+    ins[0] = x; ins[1] = w ? w : b; ins[2] = b;
+    node = nn__record("group_norm", nn__group_norm_backward, 1 + (w != NULL) + (b != NULL), ins, 1, &out);
+    if (node) node->i[1] = (!w && b) ? 1 : 0;
+    if (node) {
+        node->i[0] = groups;
+        nn__save(node, x);
+        nn__save(node, mt);
+        nn__save(node, rt);
+        if (w) nn__save(node, w);
+    }
+    nn_tensor_free(mt);
+    nn_tensor_free(rt);
+    return out;
+}
+
+/* Indexing ops and losses ([ops:index] and [ops:loss]), f32 on the CPU; built on the [api] declarations only.
+
+   [ops:index]  nn_embedding nn_index_select nn_gather nn_scatter_add nn_topk nn_where nn_masked_fill
+                nn_cross nn_norm
+   [ops:loss]   nn_mse_loss nn_l1_loss nn_smooth_l1_loss nn_cross_entropy nn_bce_with_logits
+                nn_sigmoid_focal_loss
+
+   Conventions of this part
+   - Index tensors are i32 or i64 on the CPU. Negative indices are errors (like torch's embedding,
+     index_select, gather and scatter_add, which reject them); every index is range-checked before
+     anything is allocated, so an error handler that longjmps leaks nothing.
+   - Parallel scatters (gather/index_select/embedding backward, scatter_add forward) split the work so that
+     each thread owns disjoint destination elements and adds in a fixed order: no atomics, no races, and
+     the result does not depend on the thread count.
+   - Sums of many terms (losses, norms, log-sum-exp) accumulate in double.
+   - Broadcasting follows numpy/torch (align trailing dims; 1 stretches). Gradients of broadcast inputs are
+     produced at the output shape and reduced by nn__accumulate.
+   Where nn.h deliberately differs from PyTorch
+   - topk: among equal values the lower index comes first (torch's CPU order among ties is unspecified).
+   - mse/l1/smooth_l1: input and target must have the same shape (torch broadcasts them with a warning).
+   - bce_with_logits: pos_weight gets a gradient (torch refuses to differentiate it); target does in both.
+   - cross: inputs may differ in rank (torch.linalg.cross requires equal rank); dim counts in the output.
+   - scatter_add: src may be larger than index (its uncovered part gets gradient 0; torch's backward errors).
+   - cross_entropy: the class weight gets no gradient (as torch); target = probabilities is not supported. */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef NN_OMP
+#if defined(_OPENMP)
+#define NN_OMP(x) _Pragma(x)
+#else
+#define NN_OMP(x)
+#endif
+#endif
+
+/* below this many elements a loop stays on one thread (thread start-up costs more than the work) */
+#define NN__IL_PAR 32768
+
+/* ------------------------------------------------------------------------------------- helpers */
+
+static const char *nn__il_shape(int ndim, const int64_t *shape, char *buf, size_t n) {
+    size_t used = 0;
+    int d;
+    if (n == 0) return buf;
+    buf[0] = 0;
+    used += (size_t)snprintf(buf, n, "[");
+    for (d = 0; d < ndim && used < n; d++)
+        used += (size_t)snprintf(buf + used, n - used, d ? ",%lld" : "%lld", (long long)shape[d]);
+    if (used < n) snprintf(buf + used, n - used, "]");
+    return buf;
+}
+
+/* "[2,3]" of a tensor into one of several rotating buffers, so one message can name several shapes */
+static const char *nn__il_s(const nn_tensor *t) {
+    static char bufs[6][96];
+    static int k;
+    char *b = bufs[k = (k + 1) % 6];
+    if (!t) return "(null)";
+    return nn__il_shape(t->ndim, t->shape, b, sizeof bufs[0]);
+}
+
+static void nn__il_check_not_null(const char *op, const nn_tensor *t, const char *what) {
+    if (!t) nn_error("%s: %s is NULL", op, what);
+}
+
+static void nn__il_check_cpu(const char *op, const nn_tensor *t, const char *what) {
+    if (t->device != NN_CPU)
+        nn_error("%s: %s is on %s; this op runs on the CPU only for now", op, what, nn_device_name(t->device));
+}
+
+static void nn__il_check_f32(const char *op, const nn_tensor *t, const char *what) {
+    nn__il_check_not_null(op, t, what);
+    if (t->dtype != NN_F32)
+        nn_error("%s: %s must be f32, got %s %s", op, what, nn_dtype_name(t->dtype), nn__il_s(t));
+    nn__il_check_cpu(op, t, what);
+}
+
+static void nn__il_check_index(const char *op, const nn_tensor *t, const char *what) {
+    nn__il_check_not_null(op, t, what);
+    if (t->dtype != NN_I32 && t->dtype != NN_I64)
+        nn_error("%s: %s must be i32 or i64, got %s %s", op, what, nn_dtype_name(t->dtype), nn__il_s(t));
+    nn__il_check_cpu(op, t, what);
+}
+
+static void nn__il_check_mask(const char *op, const nn_tensor *t, const char *what) {
+    nn__il_check_not_null(op, t, what);
+    if (t->dtype != NN_BOOL && t->dtype != NN_U8)
+        nn_error("%s: %s must be bool or u8, got %s %s", op, what, nn_dtype_name(t->dtype), nn__il_s(t));
+    nn__il_check_cpu(op, t, what);
+}
+
+static int64_t nn__il_idx(const nn_tensor *t, int64_t i) {
+    return t->dtype == NN_I64 ? ((const int64_t *)t->data)[i] : (int64_t)((const int32_t *)t->data)[i];
+}
+
+/* every index in [0, size); otherwise an error naming the op, the bad value, its position and the shapes */
+static void nn__il_check_range(const char *op, const nn_tensor *idx, int64_t size, const char *target,
+                               const nn_tensor *tt, int dim) {
+    int64_t i, bad = -1;
+    for (i = 0; i < idx->numel; i++) {
+        int64_t v = nn__il_idx(idx, i);
+        if (v < 0 || v >= size) { bad = i; break; }
+    }
+    if (bad >= 0)
+        nn_error("%s: index %lld out of range [0,%lld) for dim %d of %s %s (at flat position %lld of index %s)",
+                 op, (long long)nn__il_idx(idx, bad), (long long)size, dim, target, nn__il_s(tt), (long long)bad,
+                 nn__il_s(idx));
+}
+
+/* dim in [-ndim, ndim) -> [0, ndim), for a shape that is not a tensor (broadcast outputs) */
+static int nn__il_norm_dim_n(const char *op, int ndim, int dim) {
+    int d = dim < 0 ? dim + ndim : dim;
+    if (d < 0 || d >= ndim) nn_error("%s: dim %d out of range for %d dims", op, dim, ndim);
+    return d;
+}
+
+/* broadcast shape of n tensors (numpy rules); an error lists all their shapes */
+static int nn__il_bcast(const char *op, int n, nn_tensor *const *ts, int64_t *out) {
+    int k, d, ndim = 0;
+    for (k = 0; k < n; k++) if (ts[k]->ndim > ndim) ndim = ts[k]->ndim;
+    for (d = 0; d < ndim; d++) out[d] = 1;
+    for (k = 0; k < n; k++) {
+        const nn_tensor *t = ts[k];
+        for (d = 0; d < t->ndim; d++) {
+            int64_t s = t->shape[d], *o = &out[ndim - t->ndim + d];
+            if (s == *o || s == 1) continue;
+            if (*o == 1) { *o = s; continue; }
+            if (n == 2) nn_error("%s: shapes %s and %s do not broadcast", op, nn__il_s(ts[0]), nn__il_s(ts[1]));
+            nn_error("%s: shapes %s, %s and %s do not broadcast", op, nn__il_s(ts[0]), nn__il_s(ts[1]),
+                     nn__il_s(ts[2]));
+        }
+    }
+    return ndim;
+}
+
+/* element strides of t read at the coordinates of a broadcast output of rank ndim (0 where t broadcasts) */
+static void nn__il_bstrides(const nn_tensor *t, int ndim, int64_t *st) {
+    int d;
+    int64_t s = 1;
+    for (d = 0; d < ndim; d++) st[d] = 0;
+    for (d = t->ndim - 1; d >= 0; d--) {
+        st[ndim - t->ndim + d] = t->shape[d] == 1 ? 0 : s;
+        s *= t->shape[d];
+    }
+}
+
+/* offset of flat output element `lin` in an input with broadcast strides st */
+static int64_t nn__il_boff(int64_t lin, int ndim, const int64_t *shape, const int64_t *st) {
+    int64_t off = 0;
+    int d;
+    for (d = ndim - 1; d >= 0; d--) {
+        off += (lin % shape[d]) * st[d];
+        lin /= shape[d];
+    }
+    return off;
+}
+
+static int nn__il_same_shape(const nn_tensor *t, int ndim, const int64_t *shape) {
+    int d;
+    if (t->ndim != ndim) return 0;
+    for (d = 0; d < ndim; d++) if (t->shape[d] != shape[d]) return 0;
+    return 1;
+}
+
+/* [outer, n, inner] view of a contiguous shape around dim */
+static void nn__il_split(int ndim, const int64_t *shape, int dim, int64_t *outer, int64_t *n, int64_t *inner) {
+    int d;
+    *outer = 1; *inner = 1;
+    for (d = 0; d < dim; d++) *outer *= shape[d];
+    for (d = dim + 1; d < ndim; d++) *inner *= shape[d];
+    *n = shape[dim];
+}
+
+static nn_tensor *nn__il_zeros_f32(int ndim, const int64_t *shape) {
+    nn_tensor *t = nn__new(NN_F32, NN_CPU, ndim, shape);
+    if (t->numel) memset(t->data, 0, sizeof(float) * (size_t)t->numel);
+    return t;
+}
+
+static nn_tensor *nn__il_copy_f32(const nn_tensor *src) {
+    nn_tensor *t = nn__new(NN_F32, NN_CPU, src->ndim, src->shape);
+    if (t->numel) memcpy(t->data, src->data, sizeof(float) * (size_t)t->numel);
+    return t;
+}
+
+/* dst[o, j, k] = src[o, idx[j], k]: a row gather (index_select, embedding) */
+static void nn__il_rows_copy(float *dst, const float *src, int64_t outer, int64_t sn, int64_t inner,
+                             const nn_tensor *idx, int64_t n) {
+    int64_t r, rows = outer * n;
+    NN_OMP("omp parallel for if(rows * inner > 32768)")
+    for (r = 0; r < rows; r++) {
+        int64_t o = r / n, j = r % n;
+        memcpy(dst + r * inner, src + (o * sn + nn__il_idx(idx, j)) * inner, sizeof(float) * (size_t)inner);
+    }
+}
+
+/* dst[o, idx[j], k] += src[o, j, k]: the adjoint of nn__il_rows_copy. Work is split into tasks of
+   (o, a block of k columns, a range of destination rows); a task runs over all j in order and adds only
+   the rows in its range, so threads own disjoint dst elements and every element sums in j order: no
+   atomics, and the result is bitwise the same for any thread count. Row ranges give parallelism when
+   outer and the column blocks alone would not (embedding backward: outer = 1, dim <= a few blocks);
+   each range re-reads the index list, which is cheap next to the rows it adds. */
+#define NN__IL_TILE 256
+static void nn__il_rows_add(float *dst, int64_t dn, const float *src, int64_t outer, int64_t inner,
+                            const nn_tensor *idx, int64_t n) {
+    int64_t kt = (inner + NN__IL_TILE - 1) / NN__IL_TILE, parts = 1, tasks, t;
+    if (kt < 1) kt = 1;
+#ifdef _OPENMP
+    if (outer * n * inner > 32768 && outer * kt < 4 * (int64_t)omp_get_max_threads()) {
+        parts = 4 * (int64_t)omp_get_max_threads() / (outer * kt);
+        if (parts > dn) parts = dn;
+        if (parts < 1) parts = 1;
+    }
+#endif
+    tasks = outer * kt * parts;
+    NN_OMP("omp parallel for schedule(dynamic, 1) if(tasks > 1 && outer * n * inner > 32768)")
+    for (t = 0; t < tasks; t++) {
+        int64_t p = t % parts, ok = t / parts, o = ok / kt, k0 = (ok % kt) * NN__IL_TILE, k1 = k0 + NN__IL_TILE;
+        int64_t r0 = dn * p / parts, r1 = dn * (p + 1) / parts, j, k;
+        if (k1 > inner) k1 = inner;
+        for (j = 0; j < n; j++) {
+            int64_t r = nn__il_idx(idx, j);
+            float *d;
+            const float *s;
+            if (r < r0 || r >= r1) continue;
+            d = dst + (o * dn + r) * inner;
+            s = src + (o * n + j) * inner;
+            for (k = k0; k < k1; k++) d[k] += s[k];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------ [ops:index] */
+
+/* embedding: out[..., :] = weight[idx[...], :] */
+static void nn__embedding_backward(nn_node *n) {
+    nn_tensor *g = n->gout[0], *idx = n->saved[0], *gw;
+    int64_t dim = n->in[0].shape[1];
+    if (!nn__needs_grad(n, 0)) return;
+    gw = nn__il_zeros_f32(2, n->in[0].shape);
+    nn__il_rows_add((float *)gw->data, n->in[0].shape[0], (const float *)g->data, 1, dim, idx, idx->numel);
+    nn__accumulate(n, 0, gw);
+}
+
+nn_tensor *nn_embedding(nn_tensor *weight, nn_tensor *idx) {
+    const char *op = "nn_embedding";
+    int64_t shape[NN_MAX_DIMS];
+    nn_tensor *out;
+    nn_node *nd;
+    int d;
+    nn__il_check_f32(op, weight, "weight");
+    nn__il_check_index(op, idx, "idx");
+    if (weight->ndim != 2) nn_error("%s: weight must be [num, dim], got %s", op, nn__il_s(weight));
+    if (idx->ndim + 1 > NN_MAX_DIMS)
+        nn_error("%s: idx %s has %d dims; the output would exceed %d", op, nn__il_s(idx), idx->ndim, NN_MAX_DIMS);
+    nn__il_check_range(op, idx, weight->shape[0], "weight", weight, 0);
+    for (d = 0; d < idx->ndim; d++) shape[d] = idx->shape[d];
+    shape[idx->ndim] = weight->shape[1];
+    out = nn__new(NN_F32, NN_CPU, idx->ndim + 1, shape);
+    nn__il_rows_copy((float *)out->data, (const float *)weight->data, 1, weight->shape[0], weight->shape[1], idx,
+                     idx->numel);
+    nd = nn__record("embedding", nn__embedding_backward, 1, &weight, 1, &out);
+    if (nd) nn__save(nd, idx);
+    return out;
+}
+
+/* index_select: out = a with dim replaced by idx's entries; idx 1-D (or 0-D, one entry) */
+static void nn__index_select_backward(nn_node *n) {
+    nn_tensor *g = n->gout[0], *idx = n->saved[0], *ga;
+    int dim = (int)n->i[0];
+    int64_t outer, an, inner;
+    if (!nn__needs_grad(n, 0)) return;
+    ga = nn__il_zeros_f32(n->in[0].ndim, n->in[0].shape);
+    nn__il_split(n->in[0].ndim, n->in[0].shape, dim, &outer, &an, &inner);
+    nn__il_rows_add((float *)ga->data, an, (const float *)g->data, outer, inner, idx, idx->numel);
+    nn__accumulate(n, 0, ga);
+}
+
+nn_tensor *nn_index_select(nn_tensor *a, int dim, nn_tensor *idx) {
+    const char *op = "nn_index_select";
+    int64_t shape[NN_MAX_DIMS], outer, an, inner;
+    nn_tensor *out;
+    nn_node *nd;
+    int d, i;
+    nn__il_check_f32(op, a, "input");
+    nn__il_check_index(op, idx, "index");
+    if (a->ndim == 0) nn_error("%s: input is a scalar %s; it needs at least one dim", op, nn__il_s(a));
+    if (idx->ndim > 1) nn_error("%s: index must be 1-D, got %s", op, nn__il_s(idx));
+    d = nn__norm_dim(op, a, dim);
+    nn__il_check_range(op, idx, a->shape[d], "input", a, d);
+    for (i = 0; i < a->ndim; i++) shape[i] = a->shape[i];
+    shape[d] = idx->numel;
+    out = nn__new(NN_F32, NN_CPU, a->ndim, shape);
+    nn__il_split(a->ndim, a->shape, d, &outer, &an, &inner);
+    nn__il_rows_copy((float *)out->data, (const float *)a->data, outer, an, inner, idx, idx->numel);
+    nd = nn__record("index_select", nn__index_select_backward, 1, &a, 1, &out);
+    if (nd) { nn__save(nd, idx); nd->i[0] = d; }
+    return out;
+}
+
+/* gather and scatter_add walk "lines": all elements of idx that share every coordinate but dim. A line's
+   elements read (gather) or write (scatter) the same line of the big tensor, and different lines touch
+   disjoint lines of it; so threads split by line and run each line in order - no races, fixed sum order. */
+typedef struct {
+    int ndim, dim;
+    int64_t ishape[NN_MAX_DIMS];   /* idx shape */
+    int64_t n;                     /* idx->shape[dim] */
+    int64_t lines;                 /* idx->numel / n (n > 0) */
+    int64_t istr[NN_MAX_DIMS];     /* contiguous strides of idx */
+    int64_t astr[NN_MAX_DIMS];     /* contiguous strides of the big tensor (a / out) */
+    int64_t sstr[NN_MAX_DIMS];     /* contiguous strides of a third tensor (scatter's src) */
+} nn__il_lines;
+
+static void nn__il_strides(int ndim, const int64_t *shape, int64_t *st) {
+    int d;
+    int64_t s = 1;
+    for (d = ndim - 1; d >= 0; d--) { st[d] = s; s *= shape[d]; }
+}
+
+static void nn__il_lines_init(nn__il_lines *L, const nn_tensor *idx, const nn_tensor *a, const nn_tensor *src,
+                              int dim) {
+    int d;
+    L->ndim = idx->ndim;
+    L->dim = dim;
+    for (d = 0; d < idx->ndim; d++) L->ishape[d] = idx->shape[d];
+    L->n = idx->ndim ? idx->shape[dim] : 1;
+    L->lines = L->n ? idx->numel / L->n : 0;
+    nn__il_strides(idx->ndim, idx->shape, L->istr);
+    nn__il_strides(a->ndim, a->shape, L->astr);
+    if (src) nn__il_strides(src->ndim, src->shape, L->sstr);
+    else for (d = 0; d < NN_MAX_DIMS; d++) L->sstr[d] = 0;
+}
+
+/* offsets of the first element of line l in idx, the big tensor and src */
+static void nn__il_line_at(const nn__il_lines *L, int64_t l, int64_t *io, int64_t *ao, int64_t *so) {
+    int d;
+    *io = *ao = *so = 0;
+    for (d = L->ndim - 1; d >= 0; d--) {
+        int64_t c;
+        if (d == L->dim) continue;
+        c = l % L->ishape[d];
+        l /= L->ishape[d];
+        *io += c * L->istr[d];
+        *ao += c * L->astr[d];
+        *so += c * L->sstr[d];
+    }
+}
+
+/* dst (idx's shape) [.., j, ..] = big[.., idx[.., j, ..], ..] */
+static void nn__il_gather_kernel(const nn__il_lines *L, float *dst, const float *big, const nn_tensor *idx) {
+    int64_t l;
+    NN_OMP("omp parallel for if(L->lines * L->n > 32768)")
+    for (l = 0; l < L->lines; l++) {
+        int64_t io, ao, so, j;
+        int64_t is = L->ndim ? L->istr[L->dim] : 0, as = L->ndim ? L->astr[L->dim] : 0;
+        nn__il_line_at(L, l, &io, &ao, &so);
+        for (j = 0; j < L->n; j++) dst[io + j * is] = big[ao + nn__il_idx(idx, io + j * is) * as];
+    }
+}
+
+/* big[.., idx[.., j, ..], ..] += src[.., j, ..] where src is read with L->sstr */
+static void nn__il_scatter_kernel(const nn__il_lines *L, float *big, const float *src, const nn_tensor *idx) {
+    int64_t l;
+    NN_OMP("omp parallel for if(L->lines * L->n > 32768)")
+    for (l = 0; l < L->lines; l++) {
+        int64_t io, ao, so, j;
+        int64_t is = L->ndim ? L->istr[L->dim] : 0, as = L->ndim ? L->astr[L->dim] : 0;
+        int64_t ss = L->ndim ? L->sstr[L->dim] : 0;
+        nn__il_line_at(L, l, &io, &ao, &so);
+        for (j = 0; j < L->n; j++) big[ao + nn__il_idx(idx, io + j * is) * as] += src[so + j * ss];
+    }
+}
+
+/* torch.gather / scatter_add shape rules: same ndim; idx.shape[d] <= a.shape[d] for d != dim
+   (and <= src.shape[d] for every d) */
+static void nn__il_check_gather_shapes(const char *op, const nn_tensor *a, const nn_tensor *idx,
+                                       const nn_tensor *src, int dim) {
+    int d;
+    if (idx->ndim != a->ndim)
+        nn_error("%s: index %s must have as many dims as input %s", op, nn__il_s(idx), nn__il_s(a));
+    if (src && src->ndim != a->ndim)
+        nn_error("%s: src %s must have as many dims as input %s", op, nn__il_s(src), nn__il_s(a));
+    for (d = 0; d < a->ndim; d++) {
+        if (d != dim && idx->shape[d] > a->shape[d])
+            nn_error("%s: index %s is larger than input %s in dim %d", op, nn__il_s(idx), nn__il_s(a), d);
+        if (src && idx->shape[d] > src->shape[d])
+            nn_error("%s: index %s is larger than src %s in dim %d", op, nn__il_s(idx), nn__il_s(src), d);
+    }
+}
+
+static void nn__gather_backward(nn_node *n) {
+    nn_tensor *g = n->gout[0], *idx = n->saved[0], *ga;
+    nn__il_lines L;
+    if (!nn__needs_grad(n, 0)) return;
+    ga = nn__il_zeros_f32(n->in[0].ndim, n->in[0].shape);
+    nn__il_lines_init(&L, idx, ga, idx, (int)n->i[0]);  /* g has idx's shape */
+    nn__il_scatter_kernel(&L, (float *)ga->data, (const float *)g->data, idx);
+    nn__accumulate(n, 0, ga);
+}
+
+nn_tensor *nn_gather(nn_tensor *a, int dim, nn_tensor *idx) {
+    const char *op = "nn_gather";
+    nn_tensor *out;
+    nn_node *nd;
+    nn__il_lines L;
+    int d;
+    nn__il_check_f32(op, a, "input");
+    nn__il_check_index(op, idx, "index");
+    d = a->ndim ? nn__norm_dim(op, a, dim) : 0;
+    if (a->ndim == 0 && dim != 0 && dim != -1) nn_error("%s: dim %d out of range for a scalar input", op, dim);
+    nn__il_check_gather_shapes(op, a, idx, NULL, d);
+    nn__il_check_range(op, idx, a->ndim ? a->shape[d] : 1, "input", a, d);
+    out = nn__new(NN_F32, NN_CPU, idx->ndim, idx->shape);
+    nn__il_lines_init(&L, idx, a, NULL, d);
+    nn__il_gather_kernel(&L, (float *)out->data, (const float *)a->data, idx);
+    nd = nn__record("gather", nn__gather_backward, 1, &a, 1, &out);
+    if (nd) { nn__save(nd, idx); nd->i[0] = d; }
+    return out;
+}
+
+/* scatter_add: out = a; out[.., idx[.., j, ..], ..] += src[.., j, ..]. d out/d a = identity;
+   d out/d src = gather of the output gradient at idx (zero where src lies outside idx's extent) */
+static void nn__scatter_add_backward(nn_node *n) {
+    nn_tensor *g = n->gout[0], *idx = n->saved[0];
+    int dim = (int)n->i[0];
+    if (nn__needs_grad(n, 0)) nn__accumulate(n, 0, nn__il_copy_f32(g));
+    if (nn__needs_grad(n, 1)) {
+        nn_tensor *gs = nn__il_zeros_f32(n->in[1].ndim, n->in[1].shape);
+        nn__il_lines L;
+        int64_t l;
+        nn__il_lines_init(&L, idx, g, gs, dim);
+        /* like the gather kernel, but the destination is src-shaped */
+        NN_OMP("omp parallel for if(L.lines * L.n > 32768)")
+        for (l = 0; l < L.lines; l++) {
+            int64_t io, ao, so, j;
+            int64_t is = L.ndim ? L.istr[dim] : 0, as = L.ndim ? L.astr[dim] : 0, ss = L.ndim ? L.sstr[dim] : 0;
+            nn__il_line_at(&L, l, &io, &ao, &so);
+            for (j = 0; j < L.n; j++)
+                ((float *)gs->data)[so + j * ss] = ((const float *)g->data)[ao + nn__il_idx(idx, io + j * is) * as];
+        }
+        nn__accumulate(n, 1, gs);
+    }
+}
+
+nn_tensor *nn_scatter_add(nn_tensor *a, int dim, nn_tensor *idx, nn_tensor *src) {
+    const char *op = "nn_scatter_add";
+    nn_tensor *out, *ins[2];
+    nn_node *nd;
+    nn__il_lines L;
+    int d;
+    nn__il_check_f32(op, a, "input");
+    nn__il_check_index(op, idx, "index");
+    nn__il_check_f32(op, src, "src");
+    d = a->ndim ? nn__norm_dim(op, a, dim) : 0;
+    if (a->ndim == 0 && dim != 0 && dim != -1) nn_error("%s: dim %d out of range for a scalar input", op, dim);
+    nn__il_check_gather_shapes(op, a, idx, src, d);
+    nn__il_check_range(op, idx, a->ndim ? a->shape[d] : 1, "input", a, d);
+    out = nn__il_copy_f32(a);
+    nn__il_lines_init(&L, idx, out, src, d);
+    nn__il_scatter_kernel(&L, (float *)out->data, (const float *)src->data, idx);
+    ins[0] = a; ins[1] = src;
+    nd = nn__record("scatter_add", nn__scatter_add_backward, 2, ins, 1, &out);
+    if (nd) { nn__save(nd, idx); nd->i[0] = d; }
+    return out;
+}
+
+/* topk. Order (documented choice): largest=1 sorts descending with NaN above every number (torch's CPU
+   comparator does the same); largest=0 sorts ascending with NaN last (again as torch). Equal values
+   (including -0 and +0) come in increasing index order. torch's CPU kernel uses an unstable partial sort,
+   so its order among ties is unspecified; the values agree with torch in every case, the indices
+   whenever there are no ties. */
+typedef struct { float v; int64_t i; } nn__il_vi;
+
+static int nn__il_cmp_desc(const void *pa, const void *pb) {
+    const nn__il_vi *x = (const nn__il_vi *)pa, *y = (const nn__il_vi *)pb;
+    int xn = x->v != x->v, yn = y->v != y->v;
+    if (xn != yn) return xn ? -1 : 1;
+    if (!xn && x->v != y->v) return x->v > y->v ? -1 : 1;
+    return x->i < y->i ? -1 : (x->i > y->i);
+}
+
+static int nn__il_cmp_asc(const void *pa, const void *pb) {
+    const nn__il_vi *x = (const nn__il_vi *)pa, *y = (const nn__il_vi *)pb;
+    int xn = x->v != x->v, yn = y->v != y->v;
+    if (xn != yn) return xn ? 1 : -1;
+    if (!xn && x->v != y->v) return x->v < y->v ? -1 : 1;
+    return x->i < y->i ? -1 : (x->i > y->i);
+}
+
+/* put the k first elements of buf (in the total order cmp) at its front, sorted: a quickselect
+   (Hoare, median-of-three pivot) narrows to the k-th place in expected O(n), then a sort of the k.
+   cmp is a total order (value, then index), so the result is unique whatever the pivots. */
+static void nn__il_select(nn__il_vi *buf, int64_t n, int64_t k,
+                          int (*cmp)(const void *, const void *)) {
+    int64_t lo = 0, hi = n - 1;
+    if (k <= 0) return;
+    if (k < n) {
+        while (hi > lo) {
+            int64_t i = lo, j = hi, mid = lo + (hi - lo) / 2;
+            nn__il_vi piv, tmp;
+            /* median of three as the pivot value */
+            if (cmp(&buf[mid], &buf[lo]) < 0) { tmp = buf[mid]; buf[mid] = buf[lo]; buf[lo] = tmp; }
+            if (cmp(&buf[hi], &buf[lo]) < 0) { tmp = buf[hi]; buf[hi] = buf[lo]; buf[lo] = tmp; }
+            if (cmp(&buf[hi], &buf[mid]) < 0) { tmp = buf[hi]; buf[hi] = buf[mid]; buf[mid] = tmp; }
+            piv = buf[mid];
+            while (i <= j) {
+                while (cmp(&buf[i], &piv) < 0) i++;
+                while (cmp(&piv, &buf[j]) < 0) j--;
+                if (i <= j) { tmp = buf[i]; buf[i] = buf[j]; buf[j] = tmp; i++; j--; }
+            }
+            /* now [lo, j] <= piv <= [i, hi]; keep the side that holds position k-1 */
+            if (k - 1 <= j) hi = j;
+            else if (k - 1 >= i) lo = i;
+            else break;
+        }
+    }
+    qsort(buf, (size_t)k, sizeof *buf, cmp);
+}
+
+static void nn__topk_backward(nn_node *n) {
+    nn_tensor *g = n->gout[0], *ind = n->saved[0], *ga;
+    int dim = (int)n->i[0];
+    int64_t outer, an, inner, k = n->i[1], r;
+    if (!nn__needs_grad(n, 0)) return;
+    ga = nn__il_zeros_f32(n->in[0].ndim, n->in[0].shape);
+    nn__il_split(n->in[0].ndim, n->in[0].shape, dim, &outer, &an, &inner);
+    /* the k indices of one line are distinct, so every output element owns its destination */
+    NN_OMP("omp parallel for if(g->numel > 32768)")
+    for (r = 0; r < g->numel; r++) {
+        int64_t o = r / (k * inner), c = r % inner;
+        ((float *)ga->data)[(o * an + ((const int64_t *)ind->data)[r]) * inner + c] = ((const float *)g->data)[r];
+    }
+    nn__accumulate(n, 0, ga);
+}
+
+void nn_topk(nn_tensor *a, int64_t k, int dim, int largest, nn_tensor **values, nn_tensor **indices) {
+    const char *op = "nn_topk";
+    int64_t shape[NN_MAX_DIMS], outer, an, inner, lines;
+    nn_tensor *val, *ind;
+    nn_node *nd = NULL;
+    int d, i;
+    nn__il_check_f32(op, a, "input");
+    if (a->ndim == 0) nn_error("%s: input is a scalar %s; it needs at least one dim", op, nn__il_s(a));
+    d = nn__norm_dim(op, a, dim);
+    if (k < 0 || k > a->shape[d])
+        nn_error("%s: k = %lld out of range [0,%lld] for dim %d of input %s", op, (long long)k,
+                 (long long)a->shape[d], d, nn__il_s(a));
+    if (values) *values = NULL;
+    if (indices) *indices = NULL;
+    if (!values && !indices) return;
+    for (i = 0; i < a->ndim; i++) shape[i] = a->shape[i];
+    shape[d] = k;
+    nn__il_split(a->ndim, a->shape, d, &outer, &an, &inner);
+    lines = outer * inner;
+    val = nn__new(NN_F32, NN_CPU, a->ndim, shape);
+    ind = nn__new(NN_I64, NN_CPU, a->ndim, shape);
+    if (k > 0) {
+        const float *ad = (const float *)a->data;
+        float *vd = (float *)val->data;
+        int64_t *id = (int64_t *)ind->data;
+        int oom = 0;
+        NN_OMP("omp parallel if(lines * an > 32768)")
+        {
+            nn__il_vi *buf = (nn__il_vi *)malloc(sizeof(nn__il_vi) * (size_t)an);
+            int64_t l;
+            if (!buf) oom = 1;  /* reported after the parallel region: never longjmp out of one */
+            NN_OMP("omp for")
+            for (l = 0; l < lines; l++) {
+                int64_t o = l / inner, c = l % inner, j;
+                if (!buf) continue;
+                for (j = 0; j < an; j++) { buf[j].v = ad[(o * an + j) * inner + c]; buf[j].i = j; }
+                nn__il_select(buf, an, k, largest ? nn__il_cmp_desc : nn__il_cmp_asc);
+                for (j = 0; j < k; j++) {
+                    vd[(o * k + j) * inner + c] = buf[j].v;
+                    id[(o * k + j) * inner + c] = buf[j].i;
+                }
+            }
+            free(buf);
+        }
+        if (oom) {
+            nn_tensor_free(val);
+            nn_tensor_free(ind);
+            nn_error("%s: out of memory for a line of %lld elements of input %s", op, (long long)an, nn__il_s(a));
+        }
+    }
+    if (values) {
+        nd = nn__record("topk", nn__topk_backward, 1, &a, 1, &val);
+        if (nd) { nn__save(nd, ind); nd->i[0] = d; nd->i[1] = k; }
+        *values = val;
+    } else {
+        nn_tensor_free(val);
+    }
+    if (indices) *indices = ind;
+    else nn_tensor_free(ind);  /* a node that saved it keeps it alive */
+}
+
+/* o = c ? x : y over a broadcast output shape, row by row: along the last dim each input has stride 0 or 1
+   (or its own contiguous stride), so offsets are computed once per row, not per element. x (or y) NULL
+   reads as the constant xv (yv). Used by where and masked_fill, forward and backward. */
+static void nn__il_select_kernel(float *o, int ndim, const int64_t *shape, const uint8_t *c, const int64_t *cs,
+                                 const float *x, const int64_t *xs, float xv, const float *y, const int64_t *ys,
+                                 float yv) {
+    int64_t L = ndim ? shape[ndim - 1] : 1, numel = 1, rows, r;
+    int64_t cst = ndim ? cs[ndim - 1] : 0, xst = (x && ndim) ? xs[ndim - 1] : 0, yst = (y && ndim) ? ys[ndim - 1] : 0;
+    int d;
+    for (d = 0; d < ndim; d++) numel *= shape[d];
+    if (numel == 0) return;
+    rows = numel / L;
+    NN_OMP("omp parallel for if(numel > 32768)")
+    for (r = 0; r < rows; r++) {
+        int64_t base = r * L, k;
+        int64_t co = nn__il_boff(base, ndim, shape, cs);
+        int64_t xo = x ? nn__il_boff(base, ndim, shape, xs) : 0, yo = y ? nn__il_boff(base, ndim, shape, ys) : 0;
+        for (k = 0; k < L; k++)
+            o[base + k] = c[co + k * cst] ? (x ? x[xo + k * xst] : xv) : (y ? y[yo + k * yst] : yv);
+    }
+}
+
+/* where(cond, a, b): cond ? a : b, all three broadcast; gradients g where cond (a) / where not (b) */
+static void nn__where_backward(nn_node *n) {
+    nn_tensor *g = n->gout[0], *cond = n->saved[0];
+    int64_t cs[NN_MAX_DIMS], gs[NN_MAX_DIMS];
+    int k;
+    nn__il_bstrides(cond, g->ndim, cs);
+    nn__il_strides(g->ndim, g->shape, gs);
+    for (k = 0; k < 2; k++) {
+        nn_tensor *gi;
+        const float *gd = (const float *)g->data;
+        if (!nn__needs_grad(n, k)) continue;
+        gi = nn__new(NN_F32, NN_CPU, g->ndim, g->shape);
+        nn__il_select_kernel((float *)gi->data, g->ndim, g->shape, (const uint8_t *)cond->data, cs,
+                             k == 0 ? gd : NULL, gs, 0.0f, k == 1 ? gd : NULL, gs, 0.0f);
+        nn__accumulate(n, k, gi);
+    }
+}
+
+nn_tensor *nn_where(nn_tensor *cond, nn_tensor *a, nn_tensor *b) {
+    const char *op = "nn_where";
+    nn_tensor *ts[3], *out, *ins[2];
+    int64_t shape[NN_MAX_DIMS], cs[NN_MAX_DIMS], as[NN_MAX_DIMS], bs[NN_MAX_DIMS];
+    int ndim;
+    nn_node *nd;
+    nn__il_check_mask(op, cond, "cond");
+    nn__il_check_f32(op, a, "a");
+    nn__il_check_f32(op, b, "b");
+    ts[0] = cond; ts[1] = a; ts[2] = b;
+    ndim = nn__il_bcast(op, 3, ts, shape);
+    out = nn__new(NN_F32, NN_CPU, ndim, shape);
+    nn__il_bstrides(cond, ndim, cs);
+    nn__il_bstrides(a, ndim, as);
+    nn__il_bstrides(b, ndim, bs);
+    nn__il_select_kernel((float *)out->data, ndim, shape, (const uint8_t *)cond->data, cs, (const float *)a->data,
+                         as, 0.0f, (const float *)b->data, bs, 0.0f);
+    ins[0] = a; ins[1] = b;
+    nd = nn__record("where", nn__where_backward, 2, ins, 1, &out);
+    if (nd) nn__save(nd, cond);
+    return out;
+}
+
+/* masked_fill(a, mask, value): mask ? value : a, a and mask broadcast; gradient g where not mask */
+static void nn__masked_fill_backward(nn_node *n) {
+    nn_tensor *g = n->gout[0], *mask = n->saved[0], *ga;
+    int64_t ms[NN_MAX_DIMS], gs[NN_MAX_DIMS];
+    if (!nn__needs_grad(n, 0)) return;
+    nn__il_bstrides(mask, g->ndim, ms);
+    nn__il_strides(g->ndim, g->shape, gs);
+    ga = nn__new(NN_F32, NN_CPU, g->ndim, g->shape);
+    nn__il_select_kernel((float *)ga->data, g->ndim, g->shape, (const uint8_t *)mask->data, ms, NULL, gs, 0.0f,
+                         (const float *)g->data, gs, 0.0f);
+    nn__accumulate(n, 0, ga);
+}
+
+nn_tensor *nn_masked_fill(nn_tensor *a, nn_tensor *mask, double value) {
+    const char *op = "nn_masked_fill";
+    nn_tensor *ts[2], *out;
+    int64_t shape[NN_MAX_DIMS], ms[NN_MAX_DIMS], as[NN_MAX_DIMS];
+    int ndim;
+    nn_node *nd;
+    nn__il_check_f32(op, a, "input");
+    nn__il_check_mask(op, mask, "mask");
+    ts[0] = a; ts[1] = mask;
+    ndim = nn__il_bcast(op, 2, ts, shape);
+    out = nn__new(NN_F32, NN_CPU, ndim, shape);
+    nn__il_bstrides(mask, ndim, ms);
+    nn__il_bstrides(a, ndim, as);
+    nn__il_select_kernel((float *)out->data, ndim, shape, (const uint8_t *)mask->data, ms, NULL, as, (float)value,
+                         (const float *)a->data, as, 0.0f);
+    nd = nn__record("masked_fill", nn__masked_fill_backward, 1, &a, 1, &out);
+    if (nd) nn__save(nd, mask);
+    return out;
+}
+
+/* cross product of 3-vectors along dim of the broadcast shape (torch.linalg.cross; dim counts in the
+   output's dims). o = x (strides xs) cross y (strides ys). */
+static void nn__il_cross_kernel(float *o, int ndim, const int64_t *shape, int dim, const float *x,
+                                const int64_t *xs, const float *y, const int64_t *ys) {
+    int64_t outer, n3, inner, v, nv;
+    nn__il_split(ndim, shape, dim, &outer, &n3, &inner);
+    nv = outer * inner;
+    NN_OMP("omp parallel for if(nv > 32768 / 3)")
+    for (v = 0; v < nv; v++) {
+        int64_t base = (v / inner) * 3 * inner + v % inner;  /* flat index of component 0 in the output */
+        int64_t xo = nn__il_boff(base, ndim, shape, xs), yo = nn__il_boff(base, ndim, shape, ys);
+        int64_t xd = xs[dim], yd = ys[dim];
+        float x0 = x[xo], x1 = x[xo + xd], x2 = x[xo + 2 * xd];
+        float y0 = y[yo], y1 = y[yo + yd], y2 = y[yo + 2 * yd];
+        o[base] = x1 * y2 - x2 * y1;
+        o[base + inner] = x2 * y0 - x0 * y2;
+        o[base + 2 * inner] = x0 * y1 - x1 * y0;
+    }
+    (void)n3;
+}
+
+/* c = a x b, L = g . c: dL/da = b x g, dL/db = g x a (both at the output shape; accumulate reduces) */
+static void nn__cross_backward(nn_node *n) {
+    nn_tensor *g = n->gout[0], *a = n->saved[0], *b = n->saved[1];
+    int dim = (int)n->i[0], ndim = g->ndim;
+    int64_t as[NN_MAX_DIMS], bs[NN_MAX_DIMS], gs[NN_MAX_DIMS];
+    nn__il_bstrides(a, ndim, as);
+    nn__il_bstrides(b, ndim, bs);
+    nn__il_strides(ndim, g->shape, gs);
+    if (nn__needs_grad(n, 0)) {
+        nn_tensor *ga = nn__new(NN_F32, NN_CPU, ndim, g->shape);
+        nn__il_cross_kernel((float *)ga->data, ndim, g->shape, dim, (const float *)b->data, bs,
+                            (const float *)g->data, gs);
+        nn__accumulate(n, 0, ga);
+    }
+    if (nn__needs_grad(n, 1)) {
+        nn_tensor *gb = nn__new(NN_F32, NN_CPU, ndim, g->shape);
+        nn__il_cross_kernel((float *)gb->data, ndim, g->shape, dim, (const float *)g->data, gs,
+                            (const float *)a->data, as);
+        nn__accumulate(n, 1, gb);
+    }
+}
+
+nn_tensor *nn_cross(nn_tensor *a, nn_tensor *b, int dim) {
+    const char *op = "nn_cross";
+    nn_tensor *ts[2], *out;
+    int64_t shape[NN_MAX_DIMS], as[NN_MAX_DIMS], bs[NN_MAX_DIMS];
+    int ndim, d;
+    nn_node *nd;
+    nn__il_check_f32(op, a, "a");
+    nn__il_check_f32(op, b, "b");
+    ts[0] = a; ts[1] = b;
+    ndim = nn__il_bcast(op, 2, ts, shape);
+    if (ndim == 0) nn_error("%s: inputs are scalars (%s, %s); need 3-vectors", op, nn__il_s(a), nn__il_s(b));
+    d = nn__il_norm_dim_n(op, ndim, dim);
+    /* both inputs must really have 3 entries along dim (torch.linalg.cross does not broadcast that dim) */
+    if (d < ndim - a->ndim || a->shape[d - (ndim - a->ndim)] != 3 || d < ndim - b->ndim ||
+        b->shape[d - (ndim - b->ndim)] != 3)
+        nn_error("%s: dim %d must have length 3 in both inputs, got %s and %s", op, dim, nn__il_s(a), nn__il_s(b));
+    out = nn__new(NN_F32, NN_CPU, ndim, shape);
+    nn__il_bstrides(a, ndim, as);
+    nn__il_bstrides(b, ndim, bs);
+    nn__il_cross_kernel((float *)out->data, ndim, shape, d, (const float *)a->data, as, (const float *)b->data, bs);
+    ts[0] = a; ts[1] = b;
+    nd = nn__record("cross", nn__cross_backward, 2, ts, 1, &out);
+    if (nd) {
+        nn__save(nd, a);
+        nn__save(nd, b);
+        nd->i[0] = d;
+    }
+    return out;
+}
+
+/* L2 norm over dim, accumulated in double (no overflow for any f32 input). The gradient is x / |x|,
+   and 0 where |x| = 0 (torch's choice: the subgradient 0 at the kink). */
+static void nn__norm_backward(nn_node *n) {
+    nn_tensor *g = n->gout[0], *a = n->saved[0], *y = n->saved[1], *ga;
+    int dim = (int)n->i[0];
+    int64_t outer, an, inner, r, rows;
+    const float *ad = (const float *)a->data, *yd = (const float *)y->data, *gd = (const float *)g->data;
+    float *o;
+    if (!nn__needs_grad(n, 0)) return;
+    nn__il_split(a->ndim, a->shape, dim, &outer, &an, &inner);
+    ga = nn__new(NN_F32, NN_CPU, a->ndim, a->shape);
+    o = (float *)ga->data;
+    rows = outer * inner;
+    NN_OMP("omp parallel for if(a->numel > 32768)")
+    for (r = 0; r < rows; r++) {
+        int64_t ob = r / inner, c = r % inner, j;
+        float nv = yd[r], s = nv > 0 ? gd[r] / nv : 0.0f;
+        for (j = 0; j < an; j++) {
+            int64_t p = (ob * an + j) * inner + c;
+            o[p] = ad[p] * s;
+        }
+    }
+    nn__accumulate(n, 0, ga);
+}
+
+nn_tensor *nn_norm(nn_tensor *a, int dim, int keepdim) {
+    const char *op = "nn_norm";
+    int64_t shape[NN_MAX_DIMS], outer, an, inner, r, rows;
+    nn_tensor *out;
+    nn_node *nd;
+    int d, i, k = 0;
+    nn__il_check_f32(op, a, "input");
+    if (a->ndim == 0) nn_error("%s: input is a scalar %s; it needs at least one dim", op, nn__il_s(a));
+    d = nn__norm_dim(op, a, dim);
+    for (i = 0; i < a->ndim; i++) {
+        if (i == d) { if (keepdim) shape[k++] = 1; }
+        else shape[k++] = a->shape[i];
+    }
+    out = nn__new(NN_F32, NN_CPU, k, shape);
+    nn__il_split(a->ndim, a->shape, d, &outer, &an, &inner);
+    rows = outer * inner;
+    {
+        const float *ad = (const float *)a->data;
+        float *o = (float *)out->data;
+        NN_OMP("omp parallel for if(a->numel > 32768)")
+        for (r = 0; r < rows; r++) {
+            int64_t ob = r / inner, c = r % inner, j;
+            double s = 0;
+            for (j = 0; j < an; j++) {
+                double x = ad[(ob * an + j) * inner + c];
+                s += x * x;
+            }
+            o[r] = (float)sqrt(s);
+        }
+    }
+    nd = nn__record("norm", nn__norm_backward, 1, &a, 1, &out);
+    if (nd) {
+        nn__save(nd, a);
+        nn__save(nd, out);
+        nd->i[0] = d;
+    }
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------- [ops:loss] */
+
+static nn_tensor *nn__il_scalar(double v) {
+    int64_t one = 1;
+    nn_tensor *t = nn__new(NN_F32, NN_CPU, 0, &one);
+    *(float *)t->data = (float)v;
+    return t;
+}
+
+static void nn__il_check_same_shape(const char *op, const nn_tensor *a, const nn_tensor *b, const char *an,
+                                    const char *bn) {
+    if (!nn__il_same_shape(b, a->ndim, a->shape))
+        nn_error("%s: %s %s and %s %s must have the same shape", op, an, nn__il_s(a), bn, nn__il_s(b));
+}
+
+/* mse, l1 and smooth_l1 share one pointwise kernel. kind 0: (p-t)^2; 1: |p-t|;
+   2: smooth_l1 with beta > 0: 0.5 d^2 / beta if |d| < beta else |d| - 0.5 beta (torch's definition;
+   beta = 0 is l1, as torch does). Reduction: mean over all elements. */
+enum { NN__IL_MSE, NN__IL_L1, NN__IL_SMOOTH_L1 };
+
+static double nn__il_reg_loss(int kind, double d, double beta) {
+    double ad = fabs(d);
+    if (kind == NN__IL_MSE) return d * d;
+    if (kind == NN__IL_L1) return ad;
+    return ad < beta ? 0.5 * d * d / beta : ad - 0.5 * beta;
+}
+
+/* derivative in d; sign(0) = 0 as torch */
+static double nn__il_reg_dloss(int kind, double d, double beta) {
+    double sg = d > 0 ? 1.0 : (d < 0 ? -1.0 : 0.0);
+    if (kind == NN__IL_MSE) return 2.0 * d;
+    if (kind == NN__IL_L1) return sg;
+    return fabs(d) < beta ? d / beta : sg;
+}
+
+static void nn__reg_loss_backward(nn_node *n) {
+    nn_tensor *p = n->saved[0], *t = n->saved[1], *gp = NULL, *gt = NULL;
+    int kind = (int)n->i[0];
+    double beta = n->a[0], scale = (double)*(const float *)n->gout[0]->data / (double)(p->numel ? p->numel : 1);
+    const float *pd = (const float *)p->data, *td = (const float *)t->data;
+    float *gpd, *gtd;
+    int64_t i;
+    if (nn__needs_grad(n, 0)) gp = nn__new(NN_F32, NN_CPU, p->ndim, p->shape);
+    if (nn__needs_grad(n, 1)) gt = nn__new(NN_F32, NN_CPU, p->ndim, p->shape);
+    gpd = gp ? (float *)gp->data : NULL;
+    gtd = gt ? (float *)gt->data : NULL;
+    NN_OMP("omp parallel for if(p->numel > 32768)")
+    for (i = 0; i < p->numel; i++) {
+        double v = scale * nn__il_reg_dloss(kind, (double)pd[i] - (double)td[i], beta);
+        if (gpd) gpd[i] = (float)v;
+        if (gtd) gtd[i] = (float)-v;
+    }
+    if (gp) nn__accumulate(n, 0, gp);
+    if (gt) nn__accumulate(n, 1, gt);
+}
+
+static nn_tensor *nn__il_reg_loss_op(const char *op, int kind, nn_tensor *pred, nn_tensor *target, double beta) {
+    nn_tensor *out, *ins[2];
+    nn_node *nd;
+    double s = 0;
+    int64_t i;
+    nn__il_check_f32(op, pred, "input");
+    nn__il_check_f32(op, target, "target");
+    nn__il_check_same_shape(op, pred, target, "input", "target");
+    if (kind == NN__IL_SMOOTH_L1 && !(beta >= 0)) nn_error("%s: beta must be >= 0, got %g", op, beta);
+    if (kind == NN__IL_SMOOTH_L1 && beta == 0) kind = NN__IL_L1;
+    {
+        const float *pd = (const float *)pred->data, *td = (const float *)target->data;
+        NN_OMP("omp parallel for reduction(+:s) if(pred->numel > 32768)")
+        for (i = 0; i < pred->numel; i++) s += nn__il_reg_loss(kind, (double)pd[i] - (double)td[i], beta);
+    }
+    /* an empty input gives NaN, as torch's mean of nothing */
+    out = nn__il_scalar(s / (double)pred->numel);
+    ins[0] = pred; ins[1] = target;
+    nd = nn__record(op + 3, nn__reg_loss_backward, 2, ins, 1, &out);
+    if (nd) {
+        nn__save(nd, pred);
+        nn__save(nd, target);
+        nd->i[0] = kind;
+        nd->a[0] = beta;
+    }
+    return out;
+}
+
+nn_tensor *nn_mse_loss(nn_tensor *pred, nn_tensor *target) {
+    return nn__il_reg_loss_op("nn_mse_loss", NN__IL_MSE, pred, target, 0);
+}
+nn_tensor *nn_l1_loss(nn_tensor *pred, nn_tensor *target) {
+    return nn__il_reg_loss_op("nn_l1_loss", NN__IL_L1, pred, target, 0);
+}
+nn_tensor *nn_smooth_l1_loss(nn_tensor *pred, nn_tensor *target, double beta) {
+    return nn__il_reg_loss_op("nn_smooth_l1_loss", NN__IL_SMOOTH_L1, pred, target, beta);
+}
+
+/* cross_entropy, F.cross_entropy(logits, target, weight, ignore_index=ii, label_smoothing=eps,
+   reduction='mean'). With lsm = log_softmax over C, w_c the class weights (1 without), and the sums over
+   positions s whose target t_s != ii (aten/src/ATen/native/LossNLL.cpp, cross_entropy_loss_label_smoothing):
+       W    = sum_s w_{t_s}
+       loss = (1-eps) * sum_s w_{t_s} (-lsm[s,t_s]) / W  +  (eps/C) * sum_s sum_c w_c (-lsm[s,c]) / W
+   (all positions ignored: 0/0 = NaN, as torch). Writing a_{s,c} = (1-eps) w_{t_s} [c = t_s] + (eps/C) w_c,
+   loss = sum_s sum_c a_{s,c} (lse_s - x[s,c]) / W, so d loss / d x[s,c] = (softmax[s,c] sum_c' a_{s,c'} -
+   a_{s,c}) / W. Logits [N,C,d1..] are read as [N, C, inner]; the class weight is not differentiable (torch
+   does not differentiate it either). */
+static void nn__cross_entropy_backward(nn_node *n) {
+    nn_tensor *x = n->saved[0], *tg = n->saved[1], *lse = n->saved[2], *w = n->saved[3], *gx;
+    int64_t C = n->i[0], inner = n->i[1], ii = n->i[2], npos = lse->numel, s;
+    double eps = n->a[0], W = n->a[1], wsum = n->a[2];
+    double coef = (double)*(const float *)n->gout[0]->data / W;
+    const float *xd = (const float *)x->data, *ld = (const float *)lse->data;
+    const float *wd = w ? (const float *)w->data : NULL;
+    float *o;
+    if (!nn__needs_grad(n, 0)) return;
+    gx = nn__new(NN_F32, NN_CPU, x->ndim, x->shape);
+    o = (float *)gx->data;
+    NN_OMP("omp parallel for if(x->numel > 32768)")
+    for (s = 0; s < npos; s++) {
+        int64_t b = s / inner, c0 = s % inner, t = nn__il_idx(tg, s), c;
+        int64_t base = b * C * inner + c0;
+        if (t == ii) {
+            for (c = 0; c < C; c++) o[base + c * inner] = 0.0f;
+            continue;
+        }
+        {
+            double wt = wd ? wd[t] : 1.0;
+            float suma = (float)(coef * ((1.0 - eps) * wt + eps / (double)C * wsum)), lse_s = ld[s];
+            float ec = (float)(coef * eps / (double)C);
+            /* coef (p_c sum_c' a_c' - a_c), a_c = (eps/C) w_c + (1-eps) w_t [c = t] */
+            for (c = 0; c < C; c++) {
+                float pc = expf(xd[base + c * inner] - lse_s);
+                o[base + c * inner] = pc * suma - ec * (wd ? wd[c] : 1.0f);
+            }
+            o[base + t * inner] -= (float)(coef * (1.0 - eps) * wt);
+        }
+    }
+    nn__accumulate(n, 0, gx);
+}
+
+nn_tensor *nn_cross_entropy(nn_tensor *logits, nn_tensor *target, nn_tensor *weight, int64_t ignore_index,
+                            double label_smoothing) {
+    const char *op = "nn_cross_entropy";
+    int64_t N, C, inner = 1, npos, s, lshape[1];
+    nn_tensor *lse, *out;
+    nn_node *nd;
+    double nll = 0, smooth = 0, W = 0, wsum = 0, eps = label_smoothing;
+    int d;
+    nn__il_check_f32(op, logits, "logits");
+    nn__il_check_index(op, target, "target");
+    if (logits->ndim == 0) nn_error("%s: logits is a scalar; need [C], [N,C] or [N,C,d1,...]", op);
+    if (logits->ndim == 1) {
+        /* [C] logits with a scalar (or one-element) target: one sample */
+        N = 1; C = logits->shape[0];
+        if (target->numel != 1 || target->ndim > 1)
+            nn_error("%s: logits %s need a scalar target, got %s", op, nn__il_s(logits), nn__il_s(target));
+    } else {
+        N = logits->shape[0]; C = logits->shape[1];
+        for (d = 2; d < logits->ndim; d++) inner *= logits->shape[d];
+        /* target must be logits' shape without the class dim */
+        if (target->ndim != logits->ndim - 1 || target->shape[0] != N)
+            nn_error("%s: target %s does not match logits %s (expected [N,d1,...] for logits [N,C,d1,...])", op,
+                     nn__il_s(target), nn__il_s(logits));
+        for (d = 2; d < logits->ndim; d++)
+            if (target->shape[d - 1] != logits->shape[d])
+                nn_error("%s: target %s does not match logits %s (expected [N,d1,...] for logits [N,C,d1,...])",
+                         op, nn__il_s(target), nn__il_s(logits));
+    }
+    if (C <= 0) nn_error("%s: logits %s have no classes", op, nn__il_s(logits));
+    if (weight) {
+        nn__il_check_f32(op, weight, "weight");
+        if (weight->ndim != 1 || weight->shape[0] != C)
+            nn_error("%s: weight %s must be [C] = [%lld] for logits %s", op, nn__il_s(weight), (long long)C,
+                     nn__il_s(logits));
+    }
+    if (!(eps >= 0.0 && eps <= 1.0)) nn_error("%s: label_smoothing must be in [0,1], got %g", op, eps);
+    npos = N * inner;
+    for (s = 0; s < npos; s++) {
+        int64_t t = nn__il_idx(target, s);
+        if (t != ignore_index && (t < 0 || t >= C))
+            nn_error("%s: target %lld out of range [0,%lld) at flat position %lld of target %s (logits %s, "
+                     "ignore_index %lld)", op, (long long)t, (long long)C, (long long)s, nn__il_s(target),
+                     nn__il_s(logits), (long long)ignore_index);
+    }
+    if (weight) {
+        int64_t c;
+        for (c = 0; c < C; c++) wsum += ((const float *)weight->data)[c];
+    } else {
+        wsum = (double)C;
+    }
+    lshape[0] = npos;
+    lse = nn__new(NN_F32, NN_CPU, 1, lshape);
+    {
+        const float *xd = (const float *)logits->data, *wd = weight ? (const float *)weight->data : NULL;
+        float *ld = (float *)lse->data;
+        NN_OMP("omp parallel for reduction(+:nll, smooth, W) if(logits->numel > 32768)")
+        for (s = 0; s < npos; s++) {
+            int64_t b = s / inner, c0 = s % inner, base = b * C * inner + c0, t = nn__il_idx(target, s), c;
+            const float *row = xd + base;
+            float mx = -INFINITY;
+            double se = 0, sx = 0, l;
+            /* max, then sum of exp(x - max) (float exp, double sum) and, for smoothing, sum of w_c x_c */
+            for (c = 0; c < C; c++) if (row[c * inner] > mx) mx = row[c * inner];
+            if (mx == -INFINITY) mx = 0;  /* every logit -inf: lse = -inf rather than NaN */
+            if (inner == 1) for (c = 0; c < C; c++) se += expf(row[c] - mx);
+            else for (c = 0; c < C; c++) se += expf(row[c * inner] - mx);
+            l = (double)mx + log(se);
+            ld[s] = (float)l;
+            if (t == ignore_index) continue;
+            {
+                double wt = wd ? wd[t] : 1.0;
+                W += wt;
+                nll += wt * (l - (double)row[t * inner]);
+                if (eps > 0) {
+                    /* sum_c w_c (l - x_c) = l sum_c w_c - sum_c w_c x_c */
+                    if (wd) for (c = 0; c < C; c++) sx += (double)wd[c] * row[c * inner];
+                    else for (c = 0; c < C; c++) sx += row[c * inner];
+                    smooth += l * wsum - sx;
+                }
+            }
+        }
+    }
+    out = nn__il_scalar(eps > 0 ? ((1.0 - eps) * nll / W + eps / (double)C * smooth / W) : nll / W);
+    nd = nn__record("cross_entropy", nn__cross_entropy_backward, 1, &logits, 1, &out);
+    if (nd) {
+        nn__save(nd, logits);
+        nn__save(nd, target);
+        nn__save(nd, lse);
+        if (weight) nn__save(nd, weight);
+        else nd->saved[3] = NULL;
+        nd->i[0] = C; nd->i[1] = inner; nd->i[2] = ignore_index;
+        nd->a[0] = eps; nd->a[1] = W; nd->a[2] = wsum;
+    }
+    nn_tensor_free(lse);  /* the node keeps it when it saved it */
+    return out;
+}
+
+/* softplus(-x) = log(1 + e^-x) = max(-x, 0) + log1p(e^-|x|): no overflow, full precision both ways */
+static double nn__il_softplus_neg(double x) { return (x < 0 ? -x : 0.0) + log1p(exp(-fabs(x))); }
+/* sigmoid(x) without overflow */
+static double nn__il_sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    { double e = exp(x); return e / (1.0 + e); }
+}
+
+/* bce_with_logits, F.binary_cross_entropy_with_logits(x, y, pos_weight=pw), mean:
+   l = (1 - y) x + (1 + (pw - 1) y) softplus(-x)   (aten/src/ATen/native/Loss.cpp)
+   dl/dx = (1 - y) - (1 + (pw - 1) y) sigmoid(-x);  dl/dy = -x + (pw - 1) softplus(-x);  dl/dpw = y softplus(-x).
+   pos_weight broadcasts against the logits (typically [C] over the last dim), the result keeps x's shape. */
+static void nn__bce_backward(nn_node *n) {
+    nn_tensor *x = n->saved[0], *y = n->saved[1], *pw = n->saved[2], *g[3] = {NULL, NULL, NULL};
+    double scale = (double)*(const float *)n->gout[0]->data / (double)(x->numel ? x->numel : 1);
+    const float *xd = (const float *)x->data, *yd = (const float *)y->data;
+    const float *pd = pw ? (const float *)pw->data : NULL;
+    float *o[3] = {NULL, NULL, NULL};
+    int64_t ps[NN_MAX_DIMS], i;
+    int k, n_in = pw ? 3 : 2, same = pw ? nn__il_same_shape(pw, x->ndim, x->shape) : 1;
+    if (pw) nn__il_bstrides(pw, x->ndim, ps);
+    for (k = 0; k < n_in; k++)
+        if (nn__needs_grad(n, k)) {
+            g[k] = nn__new(NN_F32, NN_CPU, x->ndim, x->shape);
+            o[k] = (float *)g[k]->data;
+        }
+    NN_OMP("omp parallel for if(x->numel > 32768)")
+    for (i = 0; i < x->numel; i++) {
+        double xv = xd[i], yv = yd[i], p = pd ? pd[same ? i : nn__il_boff(i, x->ndim, x->shape, ps)] : 1.0;
+        double sp = nn__il_softplus_neg(xv), lw = 1.0 + (p - 1.0) * yv;
+        if (o[0]) o[0][i] = (float)(scale * ((1.0 - yv) - lw * nn__il_sigmoid(-xv)));
+        if (o[1]) o[1][i] = (float)(scale * (-xv + (p - 1.0) * sp));
+        if (o[2]) o[2][i] = (float)(scale * yv * sp);
+    }
+    for (k = 0; k < n_in; k++) if (g[k]) nn__accumulate(n, k, g[k]);
+}
+
+nn_tensor *nn_bce_with_logits(nn_tensor *logits, nn_tensor *target, nn_tensor *pos_weight) {
+    const char *op = "nn_bce_with_logits";
+    nn_tensor *out, *ins[3];
+    nn_node *nd;
+    int64_t ps[NN_MAX_DIMS], i;
+    double s = 0;
+    int same = 1;
+    nn__il_check_f32(op, logits, "logits");
+    nn__il_check_f32(op, target, "target");
+    nn__il_check_same_shape(op, logits, target, "logits", "target");
+    if (pos_weight) {
+        int64_t shape[NN_MAX_DIMS];
+        int ndim;
+        nn__il_check_f32(op, pos_weight, "pos_weight");
+        ins[0] = logits; ins[1] = pos_weight;
+        ndim = nn__il_bcast(op, 2, ins, shape);
+        if (!nn__il_same_shape(logits, ndim, shape))
+            nn_error("%s: pos_weight %s must broadcast to logits %s", op, nn__il_s(pos_weight), nn__il_s(logits));
+        nn__il_bstrides(pos_weight, logits->ndim, ps);
+        same = nn__il_same_shape(pos_weight, logits->ndim, logits->shape);
+    }
+    {
+        const float *xd = (const float *)logits->data, *yd = (const float *)target->data;
+        const float *pd = pos_weight ? (const float *)pos_weight->data : NULL;
+        NN_OMP("omp parallel for reduction(+:s) if(logits->numel > 32768)")
+        for (i = 0; i < logits->numel; i++) {
+            double xv = xd[i], yv = yd[i];
+            double p = pd ? pd[same ? i : nn__il_boff(i, logits->ndim, logits->shape, ps)] : 1.0;
+            s += (1.0 - yv) * xv + (1.0 + (p - 1.0) * yv) * nn__il_softplus_neg(xv);
+        }
+    }
+    out = nn__il_scalar(s / (double)logits->numel);
+    ins[0] = logits; ins[1] = target; ins[2] = pos_weight;
+    nd = nn__record("bce_with_logits", nn__bce_backward, pos_weight ? 3 : 2, ins, 1, &out);
+    if (nd) {
+        nn__save(nd, logits);
+        nn__save(nd, target);
+        if (pos_weight) nn__save(nd, pos_weight);
+        else nd->saved[2] = NULL;
+    }
+    return out;
+}
+
+/* sigmoid_focal_loss, torchvision.ops.sigmoid_focal_loss (torchvision/ops/focal_loss.py):
+       p = sigmoid(x), ce = bce_with_logits(x, y) = softplus(-x) + (1 - y) x,
+       m = 1 - p_t = p (1 - y) + (1 - p) y,   loss = ce * m^gamma * a_t,
+       a_t = alpha y + (1 - alpha)(1 - y) when alpha >= 0, else 1.
+   m is formed from p and 1 - p = sigmoid(-x) each computed directly, so it keeps full relative precision
+   when p is near 0 or 1. Derivatives: dce/dx = p - y, dce/dy = -x; dm/dx = p (1 - p)(1 - 2y),
+   dm/dy = 1 - 2p; d m^gamma/dm = gamma m^(gamma-1), taken as 0 when gamma = 0 (as torch's pow backward);
+   da_t/dy = 2 alpha - 1. */
+static void nn__il_focal_terms(double x, double y, double alpha, double gamma, double *loss, double *dx,
+                               double *dy) {
+    double p = nn__il_sigmoid(x), q = nn__il_sigmoid(-x);
+    double ce = nn__il_softplus_neg(x) + (1.0 - y) * x;
+    double m = p * (1.0 - y) + q * y;
+    double mod = gamma == 0 ? 1.0 : pow(m, gamma);
+    double dmod = gamma == 0 ? 0.0 : gamma * pow(m, gamma - 1.0);
+    double at = alpha >= 0 ? alpha * y + (1.0 - alpha) * (1.0 - y) : 1.0;
+    double dat = alpha >= 0 ? 2.0 * alpha - 1.0 : 0.0;
+    *loss = ce * mod * at;
+    if (dx) *dx = at * ((p - y) * mod + ce * dmod * p * q * (1.0 - 2.0 * y));
+    if (dy) *dy = at * (-x * mod + ce * dmod * (1.0 - 2.0 * p)) + ce * mod * dat;
+}
+
+static void nn__focal_backward(nn_node *n) {
+    nn_tensor *x = n->saved[0], *y = n->saved[1], *g = n->gout[0], *gx = NULL, *gy = NULL;
+    double alpha = n->a[0], gamma = n->a[1];
+    int red = (int)n->i[0];
+    double scale = red == NN_REDUCE_NONE ? 1.0 : (double)*(const float *)g->data;
+    const float *xd = (const float *)x->data, *yd = (const float *)y->data, *gd = (const float *)g->data;
+    float *ox, *oy;
+    int64_t i;
+    if (red == NN_REDUCE_MEAN) scale /= (double)(x->numel ? x->numel : 1);
+    if (nn__needs_grad(n, 0)) gx = nn__new(NN_F32, NN_CPU, x->ndim, x->shape);
+    if (nn__needs_grad(n, 1)) gy = nn__new(NN_F32, NN_CPU, x->ndim, x->shape);
+    ox = gx ? (float *)gx->data : NULL;
+    oy = gy ? (float *)gy->data : NULL;
+    NN_OMP("omp parallel for if(x->numel > 32768)")
+    for (i = 0; i < x->numel; i++) {
+        double l, dx, dy, s = red == NN_REDUCE_NONE ? (double)gd[i] : scale;
+        nn__il_focal_terms(xd[i], yd[i], alpha, gamma, &l, &dx, &dy);
+        if (ox) ox[i] = (float)(s * dx);
+        if (oy) oy[i] = (float)(s * dy);
+    }
+    if (gx) nn__accumulate(n, 0, gx);
+    if (gy) nn__accumulate(n, 1, gy);
+}
+
+nn_tensor *nn_sigmoid_focal_loss(nn_tensor *logits, nn_tensor *target, double alpha, double gamma,
+                                 nn_reduction reduction) {
+    const char *op = "nn_sigmoid_focal_loss";
+    nn_tensor *out, *ins[2];
+    nn_node *nd;
+    int64_t i;
+    double s = 0;
+    nn__il_check_f32(op, logits, "logits");
+    nn__il_check_f32(op, target, "target");
+    nn__il_check_same_shape(op, logits, target, "logits", "target");
+    if (reduction != NN_REDUCE_MEAN && reduction != NN_REDUCE_SUM && reduction != NN_REDUCE_NONE)
+        nn_error("%s: unknown reduction %d", op, (int)reduction);
+    if (!(gamma >= 0)) nn_error("%s: gamma must be >= 0, got %g", op, gamma);
+    {
+        const float *xd = (const float *)logits->data, *yd = (const float *)target->data;
+        if (reduction == NN_REDUCE_NONE) {
+            float *o;
+            out = nn__new(NN_F32, NN_CPU, logits->ndim, logits->shape);
+            o = (float *)out->data;
+            NN_OMP("omp parallel for if(logits->numel > 32768)")
+            for (i = 0; i < logits->numel; i++) {
+                double l;
+                nn__il_focal_terms(xd[i], yd[i], alpha, gamma, &l, NULL, NULL);
+                o[i] = (float)l;
+            }
+        } else {
+            NN_OMP("omp parallel for reduction(+:s) if(logits->numel > 32768)")
+            for (i = 0; i < logits->numel; i++) {
+                double l;
+                nn__il_focal_terms(xd[i], yd[i], alpha, gamma, &l, NULL, NULL);
+                s += l;
+            }
+            out = nn__il_scalar(reduction == NN_REDUCE_MEAN ? s / (double)logits->numel : s);
+        }
+    }
+    ins[0] = logits; ins[1] = target;
+    nd = nn__record("sigmoid_focal_loss", nn__focal_backward, 2, ins, 1, &out);
+    if (nd) {
+        nn__save(nd, logits);
+        nn__save(nd, target);
+        nd->a[0] = alpha; nd->a[1] = gamma;
+        nd->i[0] = (int64_t)reduction;
+    }
+    return out;
+}
+
+/* Training machinery and IO: AdamW, LR schedules, gradient clipping, gradient accumulation, safetensors,
+   .npy, atomic checkpoints (declared in [api:train] and [api:io]). */
+#define NN_TRAIN_FRAGMENT 1  /* older samples test this to see that nn.h has the training API */
+
+/* ------------------------------------------------------------------------------------------ [impl:adamw] */
+
+nn_adamw_cfg nn_adamw_default(void) {
+    nn_adamw_cfg c;
+    c.lr = 1e-3; c.beta1 = 0.9; c.beta2 = 0.999; c.eps = 1e-8; c.weight_decay = 1e-2; c.maximize = 0;
+    return c;
+}
+
+int nn_params_mark_no_decay(nn_params *P) {
+    int k, n = 0;
+    if (!P) nn_error("nn_params_mark_no_decay: registry is NULL");
+    for (k = 0; k < P->n; k++)
+        if (P->items[k].t->ndim <= 1) { P->items[k].no_decay = 1; n++; }
+    return n;
+}
+
+static void nn__adamw_release(nn_adamw *o) {
+    int k;
+    if (!o) return;
+    for (k = 0; k < o->n; k++) {
+        if (o->exp_avg) free(o->exp_avg[k]);
+        if (o->exp_avg_sq) free(o->exp_avg_sq[k]);
+    }
+    free(o->exp_avg); free(o->exp_avg_sq); free(o->numel); free(o->steps); free(o);
+}
+
+nn_adamw *nn_adamw_new(nn_params *P, nn_adamw_cfg c) {
+    nn_adamw *o;
+    int k;
+    if (!P) nn_error("nn_adamw_new: registry is NULL");
+    /* torch.optim.Adam's argument checks */
+    if (!(c.lr >= 0)) nn_error("nn_adamw_new: invalid learning rate %g", c.lr);
+    if (!(c.eps >= 0)) nn_error("nn_adamw_new: invalid epsilon value %g", c.eps);
+    if (!(c.beta1 >= 0 && c.beta1 < 1)) nn_error("nn_adamw_new: invalid beta parameter at index 0: %g", c.beta1);
+    if (!(c.beta2 >= 0 && c.beta2 < 1)) nn_error("nn_adamw_new: invalid beta parameter at index 1: %g", c.beta2);
+    if (!(c.weight_decay >= 0)) nn_error("nn_adamw_new: invalid weight_decay value %g", c.weight_decay);
+    for (k = 0; k < P->n; k++) {
+        const nn_tensor *t = P->items[k].t;
+        if (t->dtype != NN_F32 || t->device != NN_CPU)
+            nn_error("nn_adamw_new: parameter %s is %s on %s; AdamW keeps f32 master weights on the CPU",
+                     P->items[k].name, nn_dtype_name(t->dtype), nn_device_name(t->device));
+    }
+    o = (nn_adamw *)calloc(1, sizeof *o);
+    if (!o) nn_error("nn_adamw_new: out of memory");
+    o->P = P; o->cfg = c; o->n = P->n;
+    if (P->n > 0) {
+        o->numel = (int64_t *)calloc((size_t)P->n, sizeof(int64_t));
+        o->steps = (int64_t *)calloc((size_t)P->n, sizeof(int64_t));
+        o->exp_avg = (float **)calloc((size_t)P->n, sizeof(float *));
+        o->exp_avg_sq = (float **)calloc((size_t)P->n, sizeof(float *));
+        if (!o->numel || !o->steps || !o->exp_avg || !o->exp_avg_sq) goto oom;
+        for (k = 0; k < P->n; k++) {
+            size_t bytes = (size_t)P->items[k].t->numel * sizeof(float);
+            o->numel[k] = P->items[k].t->numel;
+            /* calloc(0) may return NULL: ask for at least one element */
+            o->exp_avg[k] = (float *)calloc(bytes ? bytes : 1, 1);
+            o->exp_avg_sq[k] = (float *)calloc(bytes ? bytes : 1, 1);
+            if (!o->exp_avg[k] || !o->exp_avg_sq[k]) goto oom;
+        }
+    }
+    return o;
+oom:
+    nn__adamw_release(o);
+    nn_error("nn_adamw_new: out of memory for the moments of %d parameters", P->n);
+    return NULL;
+}
+
+void nn_adamw_free(nn_adamw *o) { nn__adamw_release(o); }
+
+/* torch's lerp (ATen/native/Lerp.h): self + w*(end-self) for |w| < 0.5, else end - (end-self)*(1-w); its
+   vectorised CPU kernel evaluates either as one fused multiply-add, hence fmaf */
+static float nn__lerpf(float self, float end, float w) {
+    return fabsf(w) < 0.5f ? fmaf(w, end - self, self) : fmaf(w - 1.0f, end - self, end);
+}
+
+void nn_adamw_step(nn_adamw *o, double lr) {
+    int k;
+    nn_params *P;
+    if (!o) nn_error("nn_adamw_step: optimiser is NULL");
+    P = o->P;
+    if (!(lr >= 0)) nn_error("nn_adamw_step: invalid learning rate %g", lr);
+    if (P->n != o->n)
+        nn_error("nn_adamw_step: the registry has %d parameters, the optimiser was made for %d (make the "
+                 "optimiser after the model is complete)", P->n, o->n);
+    for (k = 0; k < o->n; k++) {
+        const nn_tensor *t = P->items[k].t, *g = t->grad;
+        if (t->numel != o->numel[k] || t->dtype != NN_F32 || t->device != NN_CPU)
+            nn_error("nn_adamw_step: parameter %s changed since nn_adamw_new", P->items[k].name);
+        if (g && (g->numel != t->numel || g->dtype != NN_F32 || g->device != NN_CPU))
+            nn_error("nn_adamw_step: gradient of %s is %s on %s with %lld elements, parameter has %lld",
+                     P->items[k].name, nn_dtype_name(g->dtype), nn_device_name(g->device),
+                     (long long)g->numel, (long long)t->numel);
+    }
+    o->step++;
+    for (k = 0; k < o->n; k++) {
+        nn_tensor *t = P->items[k].t;
+        float *p = (float *)t->data, *m = o->exp_avg[k], *v = o->exp_avg_sq[k];
+        const float *g;
+        double wd = P->items[k].no_decay ? 0.0 : o->cfg.weight_decay, b1 = o->cfg.beta1, b2 = o->cfg.beta2;
+        double bc1, bc2, step_size, bc2_sqrt;
+        float decay, w1, b2f, w2, bc2f, epsf, neg_step;
+        int64_t i, n = t->numel, step;
+        int maximize = o->cfg.maximize, do_decay = wd != 0;
+        if (!t->grad) continue;  /* torch skips parameters whose grad is None */
+        g = (const float *)t->grad->data;
+        step = ++o->steps[k];
+        /* the Python-float scalars of _single_tensor_adam (double), rounded to f32 where a kernel uses them */
+        bc1 = 1.0 - pow(b1, (double)step);
+        bc2 = 1.0 - pow(b2, (double)step);
+        step_size = lr / bc1;
+        bc2_sqrt = pow(bc2, 0.5);  /* Python's bc2 ** 0.5 */
+        decay = (float)(1.0 - lr * wd);
+        w1 = (float)(1.0 - b1);
+        b2f = (float)b2;
+        w2 = (float)(1.0 - b2);
+        bc2f = (float)bc2_sqrt;
+        epsf = (float)o->cfg.eps;
+        neg_step = (float)(-step_size);
+        NN_OMP("omp parallel for if (n > 32768)")
+        for (i = 0; i < n; i++) {
+            float gi = maximize ? -g[i] : g[i], pi = p[i], vi, denom;
+            if (do_decay) pi = pi * decay;
+            m[i] = nn__lerpf(m[i], gi, w1);
+            vi = v[i] * b2f;
+            vi = fmaf(w2 * gi, gi, vi);  /* addcmul: self + (value*t1)*t2, the add fused */
+            v[i] = vi;
+            denom = sqrtf(vi) / bc2f + epsf;
+            p[i] = pi + (neg_step * m[i]) / denom;  /* addcdiv: self + (value*t1)/t2 */
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ [impl:sched] */
+
+nn_sched nn_sched_warmup_cosine(double base_lr, double start_factor, int64_t warmup, int64_t T_max,
+                                double eta_min) {
+    nn_sched s;
+    /* torch.optim.lr_scheduler.LinearLR: 0 < start_factor <= 1 */
+    if (warmup < 0 || T_max < 0) nn_error("nn_sched_warmup_cosine: warmup %lld and T_max %lld must be >= 0",
+                                         (long long)warmup, (long long)T_max);
+    if (warmup > 0 && !(start_factor > 0 && start_factor <= 1))
+        nn_error("nn_sched_warmup_cosine: start_factor %g must be in (0, 1] (torch's LinearLR)", start_factor);
+    if (!(base_lr >= 0)) nn_error("nn_sched_warmup_cosine: invalid base lr %g", base_lr);
+    s.base_lr = base_lr; s.eta_min = eta_min; s.start_factor = warmup > 0 ? start_factor : 1.0;
+    s.warmup = warmup; s.T_max = T_max; s.last_epoch = 0;
+    return s;
+}
+
+nn_sched nn_sched_cosine(double base_lr, int64_t T_max, double eta_min) {
+    if (T_max <= 0) nn_error("nn_sched_cosine: T_max %lld must be > 0", (long long)T_max);
+    return nn_sched_warmup_cosine(base_lr, 1.0, 0, T_max, eta_min);
+}
+
+double nn_sched_lr_at(const nn_sched *s, int64_t t) {
+    if (!s) nn_error("nn_sched_lr_at: schedule is NULL");
+    if (t < 0) t = 0;
+    if (t < s->warmup)  /* LinearLR's closed form with end_factor 1 */
+        return s->base_lr * (s->start_factor + (1.0 - s->start_factor) * (double)t / (double)s->warmup);
+    if (s->T_max <= 0) return s->base_lr;
+    /* CosineAnnealingLR's closed form (SGDR without restarts, Loshchilov & Hutter 2017, eq. 5) */
+    return s->eta_min + (s->base_lr - s->eta_min) *
+           (1.0 + cos(NN_PI * (double)(t - s->warmup) / (double)s->T_max)) / 2.0;
+}
+
+double nn_sched_lr(const nn_sched *s) {
+    if (!s) nn_error("nn_sched_lr: schedule is NULL");
+    return nn_sched_lr_at(s, s->last_epoch);
+}
+
+void nn_sched_step(nn_sched *s) {
+    if (!s) nn_error("nn_sched_step: schedule is NULL");
+    s->last_epoch++;
+}
+
+/* ------------------------------------------------------------------------------------------- [impl:clip] */
+
+/* sum of squares in double (exact enough that the f32 root is torch's to within an ulp), over a fixed
+   number of chunks combined in order: the result does not depend on the thread count or on the order in
+   which threads finish (an OpenMP reduction's is unspecified), which bit-exact resume needs */
+static double nn__sumsq(const float *x, int64_t n) {
+    double part[64], acc = 0;
+    int64_t c, nc = n > 32768 ? 64 : 1;
+    NN_OMP("omp parallel for if (nc > 1)")
+    for (c = 0; c < nc; c++) {
+        int64_t i, lo = n * c / nc, hi = n * (c + 1) / nc;
+        double a = 0;
+        for (i = lo; i < hi; i++) a += (double)x[i] * (double)x[i];
+        part[c] = a;
+    }
+    for (c = 0; c < nc; c++) acc += part[c];
+    return acc;
+}
+
+static float nn__grad_total_norm(const char *op, const nn_params *P) {
+    int k;
+    double total = 0;
+    if (!P) nn_error("%s: registry is NULL", op);
+    for (k = 0; k < P->n; k++) {
+        const nn_tensor *g = P->items[k].t->grad;
+        float nk;
+        if (!g) continue;
+        if (g->dtype != NN_F32 || g->device != NN_CPU)
+            nn_error("%s: gradient of %s is %s on %s (f32 on the CPU expected)", op, P->items[k].name,
+                     nn_dtype_name(g->dtype), nn_device_name(g->device));
+        /* torch: vector_norm per gradient (an f32 result), then the norm of the stacked norms */
+        nk = (float)sqrt(nn__sumsq((const float *)g->data, g->numel));
+        total += (double)nk * (double)nk;
+    }
+    return (float)sqrt(total);
+}
+
+float nn_grad_norm(const nn_params *P) { return nn__grad_total_norm("nn_grad_norm", P); }
+
+float nn_clip_grad_norm(nn_params *P, double max_norm, int error_if_nonfinite) {
+    float total = nn__grad_total_norm("nn_clip_grad_norm", P), coef;
+    int k;
+    if (error_if_nonfinite && !(total - total == 0))  /* NaN or inf */
+        nn_error("nn_clip_grad_norm: the total norm of order 2 for gradients from %d parameters is "
+                 "non-finite (%g), so it cannot be clipped", P->n, (double)total);
+    /* torch: clip_coef = max_norm / (total_norm + 1e-6) on f32 tensors, where python-scalar / tensor is
+       tensor.reciprocal() * scalar; then clamp(max=1.0), which keeps NaN */
+    coef = (1.0f / (total + 1e-6f)) * (float)max_norm;
+    if (coef > 1.0f) coef = 1.0f;
+    if (coef == 1.0f) return total;  /* x * 1 == x */
+    for (k = 0; k < P->n; k++) {
+        nn_tensor *g = P->items[k].t->grad;
+        float *d;
+        int64_t i, n;
+        if (!g) continue;
+        d = (float *)g->data;
+        n = g->numel;
+        NN_OMP("omp parallel for if (n > 32768)")
+        for (i = 0; i < n; i++) d[i] *= coef;
+    }
+    return total;
+}
+
+/* --------------------------------------------------------------------------------------------- [impl:io] */
+/* files: POSIX open/read/write/fsync/rename/mmap where available (the declarations that strict -std=c99
+   still exposes), stdio elsewhere */
+#if defined(__unix__) || defined(__unix) || defined(__APPLE__)
+#define NN__POSIX_IO 1
+#include <unistd.h>
+#include <fcntl.h>
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <sys/mman.h>
+#endif
+#include <errno.h>
+
+static int nn__little_endian(void) {
+    const uint16_t one = 1;
+    return *(const unsigned char *)&one == 1;
+}
+
+/* a readable file: size known up front, reads at an offset */
+typedef struct {
+#ifdef NN__POSIX_IO
+    int fd;
+#else
+    FILE *fp;
+#endif
+    uint64_t size;
+} nn__rfile;
+
+static int nn__rfile_open(nn__rfile *f, const char *path, char *err, size_t en) {
+#ifdef NN__POSIX_IO
+    struct stat st;
+    f->fd = open(path, O_RDONLY);
+    if (f->fd < 0) { snprintf(err, en, "cannot open: %s", strerror(errno)); return 0; }
+    if (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, en, "not a regular file");
+        close(f->fd); f->fd = -1;
+        return 0;
+    }
+    f->size = (uint64_t)st.st_size;
+#else
+    long sz;
+    f->fp = fopen(path, "rb");
+    if (!f->fp) { snprintf(err, en, "cannot open: %s", strerror(errno)); return 0; }
+    if (fseek(f->fp, 0, SEEK_END) != 0 || (sz = ftell(f->fp)) < 0) {
+        snprintf(err, en, "cannot determine its size");
+        fclose(f->fp); f->fp = NULL;
+        return 0;
+    }
+    f->size = (uint64_t)sz;
+#endif
+    return 1;
+}
+
+static void nn__rfile_close(nn__rfile *f) {
+#ifdef NN__POSIX_IO
+    if (f->fd >= 0) close(f->fd);
+    f->fd = -1;
+#else
+    if (f->fp) fclose(f->fp);
+    f->fp = NULL;
+#endif
+}
+
+/* n bytes at offset off into dst; 0 on a short read (the file changed) or an I/O error */
+static int nn__rfile_read(nn__rfile *f, uint64_t off, void *dst, uint64_t n) {
+    unsigned char *d = (unsigned char *)dst;
+    if (off > f->size || n > f->size - off) return 0;
+#ifdef NN__POSIX_IO
+    if (lseek(f->fd, (off_t)off, SEEK_SET) == (off_t)-1) return 0;
+    while (n > 0) {
+        size_t chunk = n > ((uint64_t)1 << 30) ? ((size_t)1 << 30) : (size_t)n;
+        ssize_t r = read(f->fd, d, chunk);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return 0;
+        d += r; n -= (uint64_t)r;
+    }
+#else
+    if (off > (uint64_t)0x7fffffffL || fseek(f->fp, (long)off, SEEK_SET) != 0) return 0;
+    if (n > 0 && fread(d, 1, (size_t)n, f->fp) != (size_t)n) return 0;
+#endif
+    return 1;
+}
+
+/* an atomic writer: "<path>.tmp.<pid>.<k>" in the same directory, renamed over <path> on commit */
+typedef struct {
+#ifdef NN__POSIX_IO
+    int fd;
+#else
+    FILE *fp;
+#endif
+    char *tmp;
+    const char *path;
+} nn__wfile;
+
+static unsigned nn__tmp_counter;
+
+static int nn__wfile_open(nn__wfile *w, const char *path, char *err, size_t en) {
+    size_t len = strlen(path) + 64;
+    w->path = path;
+    w->tmp = (char *)malloc(len);
+    if (!w->tmp) { snprintf(err, en, "out of memory"); return 0; }
+#ifdef NN__POSIX_IO
+    snprintf(w->tmp, len, "%s.tmp.%ld.%u", path, (long)getpid(), nn__tmp_counter++);
+    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_EXCL, 0666);
+    if (w->fd < 0) {
+        snprintf(err, en, "cannot create %s: %s", w->tmp, strerror(errno));
+        free(w->tmp); w->tmp = NULL;
+        return 0;
+    }
+#else
+    snprintf(w->tmp, len, "%s.tmp.%u", path, nn__tmp_counter++);
+    w->fp = fopen(w->tmp, "wb");
+    if (!w->fp) {
+        snprintf(err, en, "cannot create %s: %s", w->tmp, strerror(errno));
+        free(w->tmp); w->tmp = NULL;
+        return 0;
+    }
+#endif
+    return 1;
+}
+
+static int nn__wfile_write(nn__wfile *w, const void *src, uint64_t n, char *err, size_t en) {
+    const unsigned char *s = (const unsigned char *)src;
+#ifdef NN__POSIX_IO
+    while (n > 0) {
+        size_t chunk = n > ((uint64_t)1 << 30) ? ((size_t)1 << 30) : (size_t)n;
+        ssize_t r = write(w->fd, s, chunk);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) { snprintf(err, en, "cannot write %s: %s", w->tmp, strerror(errno)); return 0; }
+        s += r; n -= (uint64_t)r;
+    }
+#else
+    if (n > 0 && fwrite(s, 1, (size_t)n, w->fp) != (size_t)n) {
+        snprintf(err, en, "cannot write %s: %s", w->tmp, strerror(errno));
+        return 0;
+    }
+#endif
+    return 1;
+}
+
+static void nn__wfile_abort(nn__wfile *w) {
+#ifdef NN__POSIX_IO
+    if (w->fd >= 0) close(w->fd);
+    w->fd = -1;
+#else
+    if (w->fp) fclose(w->fp);
+    w->fp = NULL;
+#endif
+    if (w->tmp) { remove(w->tmp); free(w->tmp); w->tmp = NULL; }
+}
+
+/* data on disk before the name changes (fsync), the rename itself on disk after (fsync of the directory):
+   the sequence that makes replace-by-rename crash safe on POSIX file systems */
+static int nn__wfile_commit(nn__wfile *w, char *err, size_t en) {
+#ifdef NN__POSIX_IO
+    char *dir;
+    const char *slash;
+    int dfd;
+    if (fsync(w->fd) != 0) { snprintf(err, en, "cannot fsync %s: %s", w->tmp, strerror(errno)); nn__wfile_abort(w); return 0; }
+    if (close(w->fd) != 0) {
+        w->fd = -1;
+        snprintf(err, en, "cannot close %s: %s", w->tmp, strerror(errno)); nn__wfile_abort(w); return 0;
+    }
+    w->fd = -1;
+    if (rename(w->tmp, w->path) != 0) {
+        snprintf(err, en, "cannot rename %s to %s: %s", w->tmp, w->path, strerror(errno)); nn__wfile_abort(w); return 0;
+    }
+    slash = strrchr(w->path, '/');
+    dir = (char *)malloc(slash ? (size_t)(slash - w->path) + 2 : 2);
+    if (dir) {
+        if (slash == w->path) strcpy(dir, "/");
+        else if (slash) { memcpy(dir, w->path, (size_t)(slash - w->path)); dir[slash - w->path] = 0; }
+        else strcpy(dir, ".");
+        dfd = open(dir, O_RDONLY);
+        if (dfd >= 0) { fsync(dfd); close(dfd); }  /* best effort: some file systems refuse it */
+        free(dir);
+    }
+#else
+    if (fflush(w->fp) != 0 || fclose(w->fp) != 0) {
+        w->fp = NULL;
+        snprintf(err, en, "cannot write %s: %s", w->tmp, strerror(errno)); nn__wfile_abort(w); return 0;
+    }
+    w->fp = NULL;
+    remove(w->path);  /* rename does not replace on every platform; not atomic here */
+    if (rename(w->tmp, w->path) != 0) {
+        snprintf(err, en, "cannot rename %s to %s: %s", w->tmp, w->path, strerror(errno)); nn__wfile_abort(w); return 0;
+    }
+#endif
+    free(w->tmp); w->tmp = NULL;
+    return 1;
+}
+
+/* a growing text buffer (headers) */
+typedef struct { char *p; size_t n, cap; int oom; } nn__buf;
+
+static void nn__buf_put(nn__buf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        char *p;
+        while (cap < b->n + n + 1) cap *= 2;
+        p = (char *)realloc(b->p, cap);
+        if (!p) { b->oom = 1; return; }
+        b->p = p; b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+static void nn__buf_str(nn__buf *b, const char *s) { nn__buf_put(b, s, strlen(s)); }
+static void nn__buf_u64(nn__buf *b, uint64_t v) {
+    char t[24];
+    snprintf(t, sizeof t, "%llu", (unsigned long long)v);
+    nn__buf_str(b, t);
+}
+/* a JSON string literal; s must be valid UTF-8 */
+static void nn__buf_json_str(nn__buf *b, const char *s) {
+    nn__buf_put(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') { char e[2]; e[0] = '\\'; e[1] = (char)c; nn__buf_put(b, e, 2); }
+        else if (c < 0x20) { char e[8]; snprintf(e, sizeof e, "\\u%04x", c); nn__buf_str(b, e); }
+        else nn__buf_put(b, (const char *)&c, 1);
+    }
+    nn__buf_put(b, "\"", 1);
+}
+
+/* length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid (RFC 3629: no overlong forms,
+   no surrogates, nothing above U+10FFFF) */
+static int nn__utf8_len(const unsigned char *s, size_t n) {
+    unsigned char c = s[0];
+    int len, k;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) len = 3;
+    else if (c >= 0xF0 && c <= 0xF4) len = 4;
+    else return 0;
+    if ((size_t)len > n) return 0;
+    for (k = 1; k < len; k++) if ((s[k] & 0xC0) != 0x80) return 0;
+    if (c == 0xE0 && s[1] < 0xA0) return 0;
+    if (c == 0xED && s[1] > 0x9F) return 0;
+    if (c == 0xF0 && s[1] < 0x90) return 0;
+    if (c == 0xF4 && s[1] > 0x8F) return 0;
+    return len;
+}
+
+static int nn__utf8_valid(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    while (n > 0) {
+        int l = nn__utf8_len(p, n);
+        if (!l) return 0;
+        p += l; n -= (size_t)l;
+    }
+    return 1;
+}
+
+/* element conversion between storage dtypes: floats through f32 (f16/bf16 round to nearest even), ints
+   through int64; float -> int truncates toward zero and saturates (NaN -> 0), -> bool is "nonzero" */
+static double nn__elem_get(const void *src, nn_dtype dt, int64_t i) {
+    switch (dt) {
+    case NN_F32: return ((const float *)src)[i];
+    case NN_F16: return nn__half_to_f32(((const uint16_t *)src)[i]);
+    case NN_BF16: return nn__bf16_to_f32(((const uint16_t *)src)[i]);
+    case NN_I32: return ((const int32_t *)src)[i];
+    case NN_I64: return (double)((const int64_t *)src)[i];
+    case NN_U8: return ((const uint8_t *)src)[i];
+    case NN_BOOL: return ((const uint8_t *)src)[i] != 0;
+    default: return 0;
+    }
+}
+static int64_t nn__elem_get_i(const void *src, nn_dtype dt, int64_t i) {
+    switch (dt) {
+    case NN_I32: return ((const int32_t *)src)[i];
+    case NN_I64: return ((const int64_t *)src)[i];
+    case NN_U8: return ((const uint8_t *)src)[i];
+    case NN_BOOL: return ((const uint8_t *)src)[i] != 0;
+    default: {
+        double v = nn__elem_get(src, dt, i);
+        if (!(v == v)) return 0;
+        if (v >= 9223372036854775807.0) return INT64_MAX;
+        if (v <= -9223372036854775808.0) return INT64_MIN;
+        return (int64_t)v;
+    }
+    }
+}
+static void nn__convert(const void *src, nn_dtype sdt, void *dst, nn_dtype ddt, int64_t n) {
+    int64_t i;
+    if (sdt == ddt) { memcpy(dst, src, (size_t)n * nn_dtype_size(sdt)); return; }
+    for (i = 0; i < n; i++) {
+        switch (ddt) {
+        case NN_F32: ((float *)dst)[i] = (float)nn__elem_get(src, sdt, i); break;
+        case NN_F16: ((uint16_t *)dst)[i] = nn__f32_to_half((float)nn__elem_get(src, sdt, i)); break;
+        case NN_BF16: ((uint16_t *)dst)[i] = nn__f32_to_bf16((float)nn__elem_get(src, sdt, i)); break;
+        case NN_I64: ((int64_t *)dst)[i] = nn__elem_get_i(src, sdt, i); break;
+        case NN_I32: {
+            int64_t v = nn__elem_get_i(src, sdt, i);
+            ((int32_t *)dst)[i] = (int32_t)(v > INT32_MAX ? INT32_MAX : v < INT32_MIN ? INT32_MIN : v);
+            break;
+        }
+        case NN_U8: {
+            int64_t v = nn__elem_get_i(src, sdt, i);
+            ((uint8_t *)dst)[i] = (uint8_t)(v > 255 ? 255 : v < 0 ? 0 : v);
+            break;
+        }
+        case NN_BOOL: ((uint8_t *)dst)[i] = nn__elem_get(src, sdt, i) != 0; break;
+        default: break;
+        }
+    }
+}
+
+/* shape product with overflow checks: -1 when it exceeds 2^62 elements */
+static int64_t nn__numel_checked(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    int d;
+    for (d = 0; d < ndim; d++) if (shape[d] == 0) return 0;
+    for (d = 0; d < ndim; d++) {
+        if (shape[d] < 0 || shape[d] > ((int64_t)1 << 62)) return -1;
+        if (n > (((int64_t)1 << 62) / shape[d])) return -1;
+        n *= shape[d];
+    }
+    return n;
+}
+
+static void nn__shape_fmt(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t k = 0;
+    int d;
+    buf[0] = 0;
+    k += (size_t)snprintf(buf + k, n - k, "[");
+    for (d = 0; d < ndim && k < n; d++)
+        k += (size_t)snprintf(buf + k, n - k, d ? ",%lld" : "%lld", (long long)shape[d]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+/* ------------------------------------------------------------------------------------ [impl:io:json] */
+/* A strict JSON reader for the safetensors header (RFC 8259 strings and non-negative integers, objects,
+   arrays), schema-driven: it parses exactly what a safetensors header may hold and names the first byte
+   that is not. */
+
+typedef struct {
+    const char *s;
+    size_t n, i;
+    const char *key;    /* tensor being parsed, for messages */
+    char *err;
+    size_t en;
+} nn__js;
+
+static int nn__js_fail(nn__js *j, const char *what) {
+    if (j->key)
+        snprintf(j->err, j->en, "header JSON, tensor \"%.200s\": %s (at header byte %lu)", j->key, what,
+                 (unsigned long)j->i);
+    else
+        snprintf(j->err, j->en, "header JSON: %s (at header byte %lu)", what, (unsigned long)j->i);
+    return 0;
+}
+
+static void nn__js_ws(nn__js *j) {
+    while (j->i < j->n && (j->s[j->i] == ' ' || j->s[j->i] == '\t' || j->s[j->i] == '\n' || j->s[j->i] == '\r'))
+        j->i++;
+}
+
+static int nn__js_eat(nn__js *j, char c) {
+    nn__js_ws(j);
+    if (j->i < j->n && j->s[j->i] == c) { j->i++; return 1; }
+    return 0;
+}
+
+static int nn__js_hex4(nn__js *j, size_t at, unsigned *out) {
+    unsigned v = 0;
+    int k;
+    if (at + 4 > j->n) return 0;
+    for (k = 0; k < 4; k++) {
+        char c = j->s[at + (size_t)k];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* a string into a new malloc'd NUL-terminated UTF-8 buffer */
+static int nn__js_str(nn__js *j, char **out) {
+    size_t k, len = 0;
+    char *b;
+    *out = NULL;
+    nn__js_ws(j);
+    if (j->i >= j->n || j->s[j->i] != '"') return nn__js_fail(j, "expected a string");
+    /* find the closing quote first: the decoded string is never longer than the raw one */
+    for (k = j->i + 1; k < j->n && j->s[k] != '"'; k++)
+        if (j->s[k] == '\\') k++;
+    if (k >= j->n) return nn__js_fail(j, "unterminated string");
+    b = (char *)malloc(k - j->i);
+    if (!b) return nn__js_fail(j, "out of memory");
+    j->i++;
+    while (j->s[j->i] != '"') {
+        unsigned char c = (unsigned char)j->s[j->i];
+        if (c < 0x20) { free(b); return nn__js_fail(j, "control character in a string"); }
+        if (c == '\\') {
+            char e = j->s[j->i + 1];
+            unsigned cp;
+            j->i += 2;
+            switch (e) {
+            case '"': b[len++] = '"'; break;
+            case '\\': b[len++] = '\\'; break;
+            case '/': b[len++] = '/'; break;
+            case 'b': b[len++] = '\b'; break;
+            case 'f': b[len++] = '\f'; break;
+            case 'n': b[len++] = '\n'; break;
+            case 'r': b[len++] = '\r'; break;
+            case 't': b[len++] = '\t'; break;
+            case 'u':
+                if (!nn__js_hex4(j, j->i, &cp)) { free(b); return nn__js_fail(j, "bad \\u escape"); }
+                j->i += 4;
+                if (cp >= 0xDC00 && cp <= 0xDFFF) { free(b); return nn__js_fail(j, "lone low surrogate"); }
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    unsigned lo;
+                    if (j->i + 6 > j->n || j->s[j->i] != '\\' || j->s[j->i + 1] != 'u' ||
+                        !nn__js_hex4(j, j->i + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
+                        free(b); return nn__js_fail(j, "high surrogate without its low half");
+                    }
+                    j->i += 6;
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                }
+                if (cp == 0) { free(b); return nn__js_fail(j, "NUL character in a string"); }
+                if (cp < 0x80) b[len++] = (char)cp;
+                else if (cp < 0x800) { b[len++] = (char)(0xC0 | (cp >> 6)); b[len++] = (char)(0x80 | (cp & 63)); }
+                else if (cp < 0x10000) {
+                    b[len++] = (char)(0xE0 | (cp >> 12)); b[len++] = (char)(0x80 | ((cp >> 6) & 63));
+                    b[len++] = (char)(0x80 | (cp & 63));
+                } else {
+                    b[len++] = (char)(0xF0 | (cp >> 18)); b[len++] = (char)(0x80 | ((cp >> 12) & 63));
+                    b[len++] = (char)(0x80 | ((cp >> 6) & 63)); b[len++] = (char)(0x80 | (cp & 63));
+                }
+                break;
+            default: free(b); j->i--; return nn__js_fail(j, "bad escape in a string");
+            }
+        } else if (c < 0x80) {
+            b[len++] = (char)c; j->i++;
+        } else {
+            int l = nn__utf8_len((const unsigned char *)j->s + j->i, k - j->i), q;
+            if (!l) { free(b); return nn__js_fail(j, "invalid UTF-8 in a string"); }
+            for (q = 0; q < l; q++) b[len++] = j->s[j->i++];
+        }
+    }
+    j->i++;
+    b[len] = 0;
+    *out = b;
+    return 1;
+}
+
+static int nn__js_uint(nn__js *j, uint64_t *out) {
+    uint64_t v = 0;
+    size_t start;
+    nn__js_ws(j);
+    start = j->i;
+    if (j->i >= j->n || j->s[j->i] < '0' || j->s[j->i] > '9') return nn__js_fail(j, "expected a non-negative integer");
+    while (j->i < j->n && j->s[j->i] >= '0' && j->s[j->i] <= '9') {
+        unsigned d = (unsigned)(j->s[j->i] - '0');
+        if (v > (((uint64_t)1 << 62) - d) / 10) return nn__js_fail(j, "integer too large");
+        v = v * 10 + d;
+        j->i++;
+    }
+    if (j->s[start] == '0' && j->i - start > 1) { j->i = start; return nn__js_fail(j, "integer with a leading zero"); }
+    if (j->i < j->n && (j->s[j->i] == '.' || j->s[j->i] == 'e' || j->s[j->i] == 'E'))
+        return nn__js_fail(j, "expected an integer, found a fraction or exponent");
+    *out = v;
+    return 1;
+}
+
+/* [u, u, ...] with at most max entries */
+static int nn__js_uints(nn__js *j, uint64_t *out, int max, int *count) {
+    int c = 0;
+    if (!nn__js_eat(j, '[')) return nn__js_fail(j, "expected '['");
+    if (!nn__js_eat(j, ']')) {
+        for (;;) {
+            if (c == max) return nn__js_fail(j, max == 2 ? "more than 2 data_offsets" : "too many dimensions for nn.h (NN_MAX_DIMS)");
+            if (!nn__js_uint(j, &out[c])) return 0;
+            c++;
+            if (nn__js_eat(j, ']')) break;
+            if (!nn__js_eat(j, ',')) return nn__js_fail(j, "expected ',' or ']'");
+        }
+    }
+    *count = c;
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------ [impl:io:safetensors] */
+
+struct nn_safetensors {
+    char *path;
+    int n, cap;
+    nn_st_info *info;        /* header order */
+    int *by_name;            /* indices sorted by name */
+    int n_meta, meta_cap;
+    char **meta;             /* key, value pairs, sorted by key after open */
+    uint64_t data_start, data_size;
+    nn__rfile rf;
+    const unsigned char *map;  /* the whole file when mapped */
+    size_t map_len;
+};
+
+#define NN__ST_MAX_HEADER 100000000ull  /* the limit of the reference implementation (safetensors/lib.rs) */
+
+static const char *const nn__st_dtype_names[NN_DTYPE_COUNT] = {"F32", "F16", "BF16", "I32", "I64", "U8", "BOOL"};
+
+static void nn__st_release(nn_safetensors *f) {
+    int k;
+    if (!f) return;
+    for (k = 0; k < f->n; k++) free(f->info[k].name);
+    for (k = 0; k < 2 * f->n_meta; k++) free(f->meta[k]);
+    free(f->info); free(f->by_name); free(f->meta); free(f->path);
+#ifdef NN__POSIX_IO
+    if (f->map) munmap((void *)f->map, f->map_len);
+    if (f->rf.fd >= 0) nn__rfile_close(&f->rf);
+#else
+    nn__rfile_close(&f->rf);
+#endif
+    free(f);
+}
+
+/* sorting helpers: qsort has no context argument, so the keys travel with the indices */
+typedef struct { const char *name; uint64_t begin, end; int idx; } nn__st_key;
+static int nn__st_cmp_name(const void *a, const void *b) {
+    return strcmp(((const nn__st_key *)a)->name, ((const nn__st_key *)b)->name);
+}
+static int nn__st_cmp_span(const void *a, const void *b) {
+    const nn__st_key *x = (const nn__st_key *)a, *y = (const nn__st_key *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return 0;
+}
+static int nn__cmp_str_pair(const void *a, const void *b) {
+    return strcmp(((char *const *)a)[0], ((char *const *)b)[0]);
+}
+/* the tensors' keys, sorted by cmp; NULL when out of memory */
+static nn__st_key *nn__st_sorted(const nn_safetensors *f, int (*cmp)(const void *, const void *)) {
+    nn__st_key *k = (nn__st_key *)malloc(sizeof(nn__st_key) * (size_t)(f->n + 1));
+    int i;
+    if (!k) return NULL;
+    for (i = 0; i < f->n; i++) {
+        k[i].name = f->info[i].name; k[i].begin = f->info[i].begin; k[i].end = f->info[i].end; k[i].idx = i;
+    }
+    qsort(k, (size_t)f->n, sizeof *k, cmp);
+    return k;
+}
+
+/* one {"dtype": .., "shape": [..], "data_offsets": [b, e]} */
+static int nn__st_parse_info(nn__js *j, nn_st_info *ti) {
+    int have_dtype = 0, have_shape = 0, have_off = 0;
+    if (!nn__js_eat(j, '{')) return nn__js_fail(j, "expected '{' opening the tensor's description");
+    if (nn__js_eat(j, '}')) return nn__js_fail(j, "empty description (needs dtype, shape, data_offsets)");
+    for (;;) {
+        char *field;
+        if (!nn__js_str(j, &field)) return 0;
+        if (!nn__js_eat(j, ':')) { free(field); return nn__js_fail(j, "expected ':'"); }
+        if (strcmp(field, "dtype") == 0 && !have_dtype) {
+            char *dt;
+            int k;
+            free(field);
+            if (!nn__js_str(j, &dt)) return 0;
+            for (k = 0; k < NN_DTYPE_COUNT; k++) if (strcmp(dt, nn__st_dtype_names[k]) == 0) break;
+            if (k == NN_DTYPE_COUNT) {
+                char m[160];
+                snprintf(m, sizeof m, "dtype \"%.40s\" is not one nn.h reads (F32 F16 BF16 I32 I64 U8 BOOL)", dt);
+                free(dt);
+                return nn__js_fail(j, m);
+            }
+            free(dt);
+            ti->dtype = (nn_dtype)k;
+            have_dtype = 1;
+        } else if (strcmp(field, "shape") == 0 && !have_shape) {
+            uint64_t dims[NN_MAX_DIMS];
+            int c = 0, d;
+            free(field);
+            if (!nn__js_uints(j, dims, NN_MAX_DIMS, &c)) return 0;
+            ti->ndim = c;
+            for (d = 0; d < c; d++) ti->shape[d] = (int64_t)dims[d];
+            have_shape = 1;
+        } else if (strcmp(field, "data_offsets") == 0 && !have_off) {
+            uint64_t o[2];
+            int c = 0;
+            free(field);
+            if (!nn__js_uints(j, o, 2, &c)) return 0;
+            if (c != 2) return nn__js_fail(j, "data_offsets needs exactly 2 integers");
+            ti->begin = o[0]; ti->end = o[1];
+            have_off = 1;
+        } else {
+            char m[160];
+            int dup = strcmp(field, "dtype") == 0 || strcmp(field, "shape") == 0 || strcmp(field, "data_offsets") == 0;
+            snprintf(m, sizeof m, "%s field \"%.60s\"", dup ? "duplicate" : "unknown", field);
+            free(field);
+            return nn__js_fail(j, m);
+        }
+        if (nn__js_eat(j, '}')) break;
+        if (!nn__js_eat(j, ',')) return nn__js_fail(j, "expected ',' or '}'");
+    }
+    if (!have_dtype || !have_shape || !have_off)
+        return nn__js_fail(j, !have_dtype ? "no dtype" : !have_shape ? "no shape" : "no data_offsets");
+    return 1;
+}
+
+static int nn__st_parse_meta(nn_safetensors *f, nn__js *j) {
+    if (!nn__js_eat(j, '{')) return nn__js_fail(j, "__metadata__ must be an object of strings");
+    if (nn__js_eat(j, '}')) return 1;
+    for (;;) {
+        char *k = NULL, *v = NULL;
+        if (!nn__js_str(j, &k)) return 0;
+        if (!nn__js_eat(j, ':')) { free(k); return nn__js_fail(j, "expected ':'"); }
+        if (!nn__js_str(j, &v)) { free(k); return nn__js_fail(j, "__metadata__ values must be strings"); }
+        if (f->n_meta == f->meta_cap) {
+            int cap = f->meta_cap ? 2 * f->meta_cap : 8;
+            char **p = (char **)realloc(f->meta, sizeof(char *) * 2 * (size_t)cap);
+            if (!p) { free(k); free(v); return nn__js_fail(j, "out of memory"); }
+            f->meta = p; f->meta_cap = cap;
+        }
+        f->meta[2 * f->n_meta] = k; f->meta[2 * f->n_meta + 1] = v;
+        f->n_meta++;
+        if (nn__js_eat(j, '}')) return 1;
+        if (!nn__js_eat(j, ',')) return nn__js_fail(j, "expected ',' or '}'");
+    }
+}
+
+static int nn__st_parse_header(nn_safetensors *f, const char *h, size_t hn, char *err, size_t en) {
+    nn__js j;
+    int have_meta = 0, k;
+    j.s = h; j.n = hn; j.i = 0; j.key = NULL; j.err = err; j.en = en;
+    if (hn == 0 || h[0] != '{') return nn__js_fail(&j, "the header must start with '{'");
+    j.i = 1;
+    if (!nn__js_eat(&j, '}')) {
+        for (;;) {
+            char *name;
+            if (!nn__js_str(&j, &name)) return 0;
+            if (!nn__js_eat(&j, ':')) { free(name); return nn__js_fail(&j, "expected ':'"); }
+            if (strcmp(name, "__metadata__") == 0) {
+                free(name);
+                if (have_meta) return nn__js_fail(&j, "duplicate __metadata__");
+                have_meta = 1;
+                if (!nn__st_parse_meta(f, &j)) return 0;
+            } else {
+                nn_st_info *ti;
+                if (f->n == f->cap) {
+                    int cap = f->cap ? 2 * f->cap : 16;
+                    nn_st_info *p = (nn_st_info *)realloc(f->info, sizeof(nn_st_info) * (size_t)cap);
+                    if (!p) { free(name); return nn__js_fail(&j, "out of memory"); }
+                    f->info = p; f->cap = cap;
+                }
+                ti = &f->info[f->n++];
+                memset(ti, 0, sizeof *ti);
+                ti->name = name;
+                if (name[0] == 0) return nn__js_fail(&j, "empty tensor name");
+                j.key = name;
+                if (!nn__st_parse_info(&j, ti)) return 0;
+                j.key = NULL;
+            }
+            if (nn__js_eat(&j, '}')) break;
+            if (!nn__js_eat(&j, ',')) return nn__js_fail(&j, "expected ',' or '}'");
+        }
+    }
+    nn__js_ws(&j);  /* the Python writer pads with spaces */
+    if (j.i != j.n) return nn__js_fail(&j, "bytes after the closing '}'");
+    /* duplicates: names sorted */
+    if (f->n > 0) {
+        nn__st_key *keys = nn__st_sorted(f, nn__st_cmp_name);
+        f->by_name = (int *)malloc(sizeof(int) * (size_t)f->n);
+        if (!keys || !f->by_name) { free(keys); snprintf(err, en, "out of memory"); return 0; }
+        for (k = 0; k < f->n; k++) f->by_name[k] = keys[k].idx;
+        for (k = 1; k < f->n; k++)
+            if (strcmp(keys[k].name, keys[k - 1].name) == 0) {
+                snprintf(err, en, "header JSON: duplicate tensor name \"%.200s\"", keys[k].name);
+                free(keys);
+                return 0;
+            }
+        free(keys);
+    }
+    if (f->n_meta > 1) {
+        qsort(f->meta, (size_t)f->n_meta, 2 * sizeof(char *), nn__cmp_str_pair);
+        for (k = 1; k < f->n_meta; k++)
+            if (strcmp(f->meta[2 * k], f->meta[2 * k - 2]) == 0) {
+                snprintf(err, en, "header JSON: duplicate __metadata__ key \"%.200s\"", f->meta[2 * k]);
+                return 0;
+            }
+    }
+    return 1;
+}
+
+static int nn__st_check_spans(nn_safetensors *f, char *err, size_t en) {
+    int k;
+    nn__st_key *ord;
+    uint64_t pos = 0;
+    for (k = 0; k < f->n; k++) {
+        nn_st_info *ti = &f->info[k];
+        int64_t numel = nn__numel_checked(ti->ndim, ti->shape);
+        char sh[128];
+        nn__shape_fmt(sh, sizeof sh, ti->ndim, ti->shape);
+        if (numel < 0) { snprintf(err, en, "tensor \"%.200s\": shape %s is too large", ti->name, sh); return 0; }
+        ti->numel = numel;
+        if (ti->end < ti->begin) {
+            snprintf(err, en, "tensor \"%.200s\": data_offsets [%llu, %llu] end before they begin", ti->name,
+                     (unsigned long long)ti->begin, (unsigned long long)ti->end);
+            return 0;
+        }
+        if ((uint64_t)numel * nn_dtype_size(ti->dtype) != ti->end - ti->begin) {
+            snprintf(err, en, "tensor \"%.200s\": shape %s of %s needs %llu bytes but data_offsets [%llu, %llu] "
+                     "span %llu", ti->name, sh, nn__st_dtype_names[ti->dtype],
+                     (unsigned long long)((uint64_t)numel * nn_dtype_size(ti->dtype)),
+                     (unsigned long long)ti->begin, (unsigned long long)ti->end,
+                     (unsigned long long)(ti->end - ti->begin));
+            return 0;
+        }
+        if (ti->end > f->data_size) {
+            snprintf(err, en, "tensor \"%.200s\": data_offsets [%llu, %llu] reach beyond the data (%llu bytes; "
+                     "file truncated?)", ti->name, (unsigned long long)ti->begin, (unsigned long long)ti->end,
+                     (unsigned long long)f->data_size);
+            return 0;
+        }
+    }
+    if (f->n == 0) {
+        if (f->data_size != 0) {
+            snprintf(err, en, "no tensors but %llu bytes of data", (unsigned long long)f->data_size);
+            return 0;
+        }
+        return 1;
+    }
+    ord = nn__st_sorted(f, nn__st_cmp_span);
+    if (!ord) { snprintf(err, en, "out of memory"); return 0; }
+    for (k = 0; k < f->n; k++) {
+        const nn_st_info *ti = &f->info[ord[k].idx];
+        if (ti->begin != pos) {
+            if (k == 0)
+                snprintf(err, en, "the data does not start with a tensor (first is \"%.200s\" at byte %llu)",
+                         ti->name, (unsigned long long)ti->begin);
+            else if (ti->begin < pos)
+                snprintf(err, en, "tensors \"%.200s\" and \"%.200s\" overlap", ord[k - 1].name, ti->name);
+            else
+                snprintf(err, en, "%llu bytes between tensors \"%.200s\" and \"%.200s\" belong to none",
+                         (unsigned long long)(ti->begin - pos), ord[k - 1].name, ti->name);
+            free(ord);
+            return 0;
+        }
+        pos = ti->end;
+    }
+    free(ord);
+    if (pos != f->data_size) {
+        snprintf(err, en, "%llu bytes after the last tensor belong to none", (unsigned long long)(f->data_size - pos));
+        return 0;
+    }
+    return 1;
+}
+
+static int nn__st_open(nn_safetensors *f, const char *path, char *err, size_t en) {
+    unsigned char len8[8];
+    uint64_t hn = 0;
+    char *h;
+    int k, ok;
+    if (!nn__little_endian()) { snprintf(err, en, "nn.h's safetensors IO needs a little-endian host"); return 0; }
+    f->path = (char *)malloc(strlen(path) + 1);
+    if (!f->path) { snprintf(err, en, "out of memory"); return 0; }
+    strcpy(f->path, path);
+    if (!nn__rfile_open(&f->rf, path, err, en)) return 0;
+    if (f->rf.size < 8) {
+        snprintf(err, en, "%llu bytes: too short for a safetensors file", (unsigned long long)f->rf.size);
+        return 0;
+    }
+    if (!nn__rfile_read(&f->rf, 0, len8, 8)) { snprintf(err, en, "cannot read"); return 0; }
+    for (k = 7; k >= 0; k--) hn = (hn << 8) | len8[k];
+    if (hn > NN__ST_MAX_HEADER) {
+        snprintf(err, en, "header size %llu exceeds the limit %llu (not a safetensors file?)", (unsigned long long)hn,
+                 NN__ST_MAX_HEADER);
+        return 0;
+    }
+    if (hn > f->rf.size - 8) {
+        snprintf(err, en, "header size %llu but only %llu bytes follow (truncated?)", (unsigned long long)hn,
+                 (unsigned long long)(f->rf.size - 8));
+        return 0;
+    }
+    h = (char *)malloc((size_t)hn + 1);
+    if (!h) { snprintf(err, en, "out of memory for a %llu-byte header", (unsigned long long)hn); return 0; }
+    if (!nn__rfile_read(&f->rf, 8, h, hn)) { free(h); snprintf(err, en, "cannot read the header"); return 0; }
+    h[hn] = 0;
+    f->data_start = 8 + hn;
+    f->data_size = f->rf.size - f->data_start;
+    ok = nn__st_parse_header(f, h, (size_t)hn, err, en);
+    free(h);
+    if (!ok || !nn__st_check_spans(f, err, en)) return 0;
+#ifdef NN__POSIX_IO
+    /* map the file: tensors are then copied once, from the page cache into their destination */
+    if (f->rf.size > 0 && f->rf.size <= (uint64_t)(size_t)-1 && f->data_size > 0 && !getenv("NN_NO_MMAP")) {
+        void *m = mmap(NULL, (size_t)f->rf.size, PROT_READ, MAP_PRIVATE, f->rf.fd, 0);
+        if (m != MAP_FAILED) {
+            f->map = (const unsigned char *)m;
+            f->map_len = (size_t)f->rf.size;
+            nn__rfile_close(&f->rf);  /* the mapping keeps the file */
+        }
+    }
+#endif
+    return 1;
+}
+
+nn_safetensors *nn_safetensors_open(const char *path) {
+    char err[900];
+    nn_safetensors *f;
+    if (!path) nn_error("nn_safetensors_open: path is NULL");
+    f = (nn_safetensors *)calloc(1, sizeof *f);
+    if (!f) nn_error("nn_safetensors_open: out of memory");
+#ifdef NN__POSIX_IO
+    f->rf.fd = -1;
+#endif
+    if (!nn__st_open(f, path, err, sizeof err)) {
+        nn__st_release(f);
+        nn_error("nn_safetensors_open: file \"%s\": %s", path, err);
+    }
+    return f;
+}
+
+void nn_safetensors_close(nn_safetensors *f) { nn__st_release(f); }
+int nn_safetensors_count(const nn_safetensors *f) { return f ? f->n : 0; }
+
+const nn_st_info *nn_safetensors_info(const nn_safetensors *f, int i) {
+    if (!f || i < 0 || i >= f->n) nn_error("nn_safetensors_info: index %d out of range [0, %d)", i, f ? f->n : 0);
+    return &f->info[i];
+}
+
+int nn_safetensors_find(const nn_safetensors *f, const char *name) {
+    int lo = 0, hi;
+    if (!f || !name) return -1;
+    hi = f->n - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(f->info[f->by_name[mid]].name, name);
+        if (c == 0) return f->by_name[mid];
+        if (c < 0) lo = mid + 1; else hi = mid - 1;
+    }
+    return -1;
+}
+
+int nn_safetensors_meta_count(const nn_safetensors *f) { return f ? f->n_meta : 0; }
+const char *nn_safetensors_meta_key(const nn_safetensors *f, int i) {
+    if (!f || i < 0 || i >= f->n_meta) nn_error("nn_safetensors_meta_key: index %d out of range", i);
+    return f->meta[2 * i];
+}
+const char *nn_safetensors_meta(const nn_safetensors *f, const char *key) {
+    int lo = 0, hi;
+    if (!f || !key) return NULL;
+    hi = f->n_meta - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(f->meta[2 * mid], key);
+        if (c == 0) return f->meta[2 * mid + 1];
+        if (c < 0) lo = mid + 1; else hi = mid - 1;
+    }
+    return NULL;
+}
+
+/* the stored bytes of tensor ti into dst */
+static int nn__st_read(nn_safetensors *f, const nn_st_info *ti, void *dst) {
+    uint64_t nb = ti->end - ti->begin;
+    if (nb == 0) return 1;
+    if (f->map) { memcpy(dst, f->map + f->data_start + ti->begin, (size_t)nb); return 1; }
+    return nn__rfile_read(&f->rf, f->data_start + ti->begin, dst, nb);
+}
+
+static const nn_st_info *nn__st_need(const char *op, const nn_safetensors *f, const char *name) {
+    int i;
+    if (!f) nn_error("%s: file is NULL", op);
+    if (!name) nn_error("%s: name is NULL", op);
+    i = nn_safetensors_find(f, name);
+    if (i < 0) nn_error("%s: file \"%s\" has no tensor \"%s\"", op, f->path, name);
+    return &f->info[i];
+}
+
+nn_tensor *nn_safetensors_get(nn_safetensors *f, const char *name) {
+    const nn_st_info *ti = nn__st_need("nn_safetensors_get", f, name);
+    nn_tensor *t = nn_empty(ti->dtype, ti->ndim, ti->shape);
+    if (!nn__st_read(f, ti, t->data)) {
+        nn_tensor_free(t);
+        nn_error("nn_safetensors_get: file \"%s\", tensor \"%s\": read failed (file changed?)", f->path, name);
+    }
+    return t;
+}
+
+/* into host memory of dtype dt (numel elements of ti): directly or through a converting buffer */
+static int nn__st_read_as(nn_safetensors *f, const nn_st_info *ti, void *dst, nn_dtype dt) {
+    void *tmp;
+    int ok;
+    if (dt == ti->dtype) return nn__st_read(f, ti, dst);
+    if (f->map) { nn__convert(f->map + f->data_start + ti->begin, ti->dtype, dst, dt, ti->numel); return 1; }
+    tmp = malloc((size_t)(ti->end - ti->begin) + 1);
+    if (!tmp) return 0;
+    ok = nn__st_read(f, ti, tmp);
+    if (ok) nn__convert(tmp, ti->dtype, dst, dt, ti->numel);
+    free(tmp);
+    return ok;
+}
+
+static int nn__io_same_shape(int na, const int64_t *a, int nb, const int64_t *b) {
+    int d;
+    if (na != nb) return 0;
+    for (d = 0; d < na; d++) if (a[d] != b[d]) return 0;
+    return 1;
+}
+
+/* a CPU tensor's bytes filled from ti (host staging for other devices) */
+static int nn__st_fill(nn_safetensors *f, const nn_st_info *ti, nn_tensor *dst) {
+    if (dst->device == NN_CPU) return nn__st_read_as(f, ti, dst->data, dst->dtype);
+    {
+        nn_tensor *h = nn_empty(dst->dtype, dst->ndim, dst->shape);
+        int ok = nn__st_read_as(f, ti, h->data, dst->dtype);
+        if (ok) nn_copy_(dst, h);
+        nn_tensor_free(h);
+        return ok;
+    }
+}
+
+void nn_safetensors_read_into(nn_safetensors *f, const char *name, nn_tensor *dst, int convert) {
+    const nn_st_info *ti = nn__st_need("nn_safetensors_read_into", f, name);
+    char a[128], b[128];
+    if (!dst) nn_error("nn_safetensors_read_into: destination is NULL");
+    if (!nn__io_same_shape(ti->ndim, ti->shape, dst->ndim, dst->shape)) {
+        nn__shape_fmt(a, sizeof a, ti->ndim, ti->shape);
+        nn__shape_fmt(b, sizeof b, dst->ndim, dst->shape);
+        nn_error("nn_safetensors_read_into: file \"%s\", tensor \"%s\": shape %s, destination %s", f->path, name, a, b);
+    }
+    if (ti->dtype != dst->dtype && !convert)
+        nn_error("nn_safetensors_read_into: file \"%s\", tensor \"%s\": stored as %s, destination is %s (pass "
+                 "convert = 1 to convert)", f->path, name, nn__st_dtype_names[ti->dtype], nn_dtype_name(dst->dtype));
+    if (!nn__st_fill(f, ti, dst))
+        nn_error("nn_safetensors_read_into: file \"%s\", tensor \"%s\": read failed", f->path, name);
+}
+
+/* writing: every check, then the header, then the data straight from the tensors; 0 with err on failure */
+static int nn__st_write_impl(const char *path, int n, const nn_st_entry *e, int n_meta, const char *const *meta,
+                             char *err, size_t en) {
+    nn__buf hb;
+    int *ord = NULL, k, q;
+    uint64_t off = 0, hn;
+    nn__wfile w;
+    unsigned char len8[8];
+    if (n < 0 || (n > 0 && !e) || n_meta < 0 || (n_meta > 0 && !meta)) { snprintf(err, en, "bad entry or metadata arrays"); return 0; }
+    if (!nn__little_endian()) { snprintf(err, en, "nn.h's safetensors IO needs a little-endian host"); return 0; }
+    for (k = 0; k < n; k++) {
+        const char *nm = e[k].name;
+        nn_dtype dt = e[k].data ? e[k].dtype : (e[k].t ? e[k].t->dtype : NN_DTYPE_COUNT);
+        int nd = e[k].data ? e[k].ndim : (e[k].t ? e[k].t->ndim : -1), d;
+        const int64_t *sh = e[k].data ? e[k].shape : (e[k].t ? e[k].t->shape : NULL);
+        if (!nm || !nm[0]) { snprintf(err, en, "entry %d has no name", k); return 0; }
+        if (strcmp(nm, "__metadata__") == 0 || !nn__utf8_valid(nm)) { snprintf(err, en, "\"%.200s\" is not a valid tensor name", nm); return 0; }
+        if (!e[k].data && !e[k].t) { snprintf(err, en, "tensor \"%.200s\" has no data", nm); return 0; }
+        if ((unsigned)dt >= NN_DTYPE_COUNT || nd < 0 || nd > NN_MAX_DIMS || (nd > 0 && !sh)) {
+            snprintf(err, en, "tensor \"%.200s\": bad dtype or ndim", nm); return 0;
+        }
+        for (d = 0; d < nd; d++)
+            if (sh[d] < 0) { snprintf(err, en, "tensor \"%.200s\": negative dim", nm); return 0; }
+        if (nn__numel_checked(nd, sh) < 0) { snprintf(err, en, "tensor \"%.200s\": too large", nm); return 0; }
+    }
+    if (n > 0) {
+        /* duplicates, through a sorted copy of the names */
+        const char **names = (const char **)malloc(sizeof(char *) * (size_t)n);
+        if (!names) { snprintf(err, en, "out of memory"); return 0; }
+        for (k = 0; k < n; k++) names[k] = e[k].name;
+        qsort((void *)names, (size_t)n, sizeof(char *), nn__cmp_str_pair);
+        for (k = 1; k < n; k++)
+            if (strcmp(names[k], names[k - 1]) == 0) {
+                snprintf(err, en, "duplicate tensor name \"%.200s\"", names[k]);
+                free((void *)names);
+                return 0;
+            }
+        free((void *)names);
+    }
+    for (k = 0; k < 2 * n_meta; k++)
+        if (!meta[k] || !nn__utf8_valid(meta[k])) {
+            snprintf(err, en, "metadata %s %d is NULL or not UTF-8", k % 2 ? "value" : "key", k / 2); return 0;
+        }
+    for (k = 0; k < n_meta; k++)
+        for (q = 0; q < k; q++)
+            if (strcmp(meta[2 * k], meta[2 * q]) == 0) { snprintf(err, en, "duplicate metadata key \"%.200s\"", meta[2 * k]); return 0; }
+    /* order: stable by dtype size, largest first, so that every tensor is aligned in the file */
+    if (n > 0) {
+        static const size_t sizes[4] = {8, 4, 2, 1};
+        int s;
+        ord = (int *)malloc(sizeof(int) * (size_t)n);
+        if (!ord) { snprintf(err, en, "out of memory"); return 0; }
+        q = 0;
+        for (s = 0; s < 4; s++)
+            for (k = 0; k < n; k++)
+                if (nn_dtype_size(e[k].data ? e[k].dtype : e[k].t->dtype) == sizes[s]) ord[q++] = k;
+    }
+    memset(&hb, 0, sizeof hb);
+    nn__buf_str(&hb, "{");
+    if (n_meta > 0) {
+        nn__buf_str(&hb, "\"__metadata__\":{");
+        for (k = 0; k < n_meta; k++) {
+            if (k) nn__buf_str(&hb, ",");
+            nn__buf_json_str(&hb, meta[2 * k]);
+            nn__buf_str(&hb, ":");
+            nn__buf_json_str(&hb, meta[2 * k + 1]);
+        }
+        nn__buf_str(&hb, "}");
+    }
+    for (q = 0; q < n; q++) {
+        const nn_st_entry *x = &e[ord[q]];
+        nn_dtype dt = x->data ? x->dtype : x->t->dtype;
+        int nd = x->data ? x->ndim : x->t->ndim, d;
+        const int64_t *sh = x->data ? x->shape : x->t->shape;
+        uint64_t nb = (uint64_t)nn__numel_checked(nd, sh) * nn_dtype_size(dt);
+        if (q || n_meta > 0) nn__buf_str(&hb, ",");
+        nn__buf_json_str(&hb, x->name);
+        nn__buf_str(&hb, ":{\"dtype\":\"");
+        nn__buf_str(&hb, nn__st_dtype_names[dt]);
+        nn__buf_str(&hb, "\",\"shape\":[");
+        for (d = 0; d < nd; d++) { if (d) nn__buf_str(&hb, ","); nn__buf_u64(&hb, (uint64_t)sh[d]); }
+        nn__buf_str(&hb, "],\"data_offsets\":[");
+        nn__buf_u64(&hb, off);
+        nn__buf_str(&hb, ",");
+        nn__buf_u64(&hb, off + nb);
+        nn__buf_str(&hb, "]}");
+        off += nb;
+    }
+    nn__buf_str(&hb, "}");
+    while (hb.n % 8) nn__buf_str(&hb, " ");  /* the data starts 8-byte aligned, as Python's writer does */
+    if (hb.oom) { free(ord); free(hb.p); snprintf(err, en, "out of memory"); return 0; }
+    hn = hb.n;
+    for (k = 0; k < 8; k++) len8[k] = (unsigned char)(hn >> (8 * k));
+    if (!nn__wfile_open(&w, path, err, en)) { free(ord); free(hb.p); return 0; }
+    if (!nn__wfile_write(&w, len8, 8, err, en) || !nn__wfile_write(&w, hb.p, hn, err, en)) goto fail;
+    for (q = 0; q < n; q++) {
+        const nn_st_entry *x = &e[ord[q]];
+        if (x->data) {
+            uint64_t nb = (uint64_t)nn__numel_checked(x->ndim, x->shape) * nn_dtype_size(x->dtype);
+            if (!nn__wfile_write(&w, x->data, nb, err, en)) goto fail;
+        } else if (x->t->device == NN_CPU) {
+            if (!nn__wfile_write(&w, x->t->data, (uint64_t)x->t->numel * nn_dtype_size(x->t->dtype), err, en)) goto fail;
+        } else {
+            size_t nb = (size_t)x->t->numel * nn_dtype_size(x->t->dtype);
+            void *tmp = malloc(nb ? nb : 1);
+            int ok;
+            if (!tmp) { snprintf(err, en, "out of memory"); goto fail; }
+            nn_to_host(x->t, tmp);
+            ok = nn__wfile_write(&w, tmp, nb, err, en);
+            free(tmp);
+            if (!ok) goto fail;
+        }
+    }
+    free(ord); free(hb.p);
+    return nn__wfile_commit(&w, err, en);
+fail:
+    nn__wfile_abort(&w);
+    free(ord); free(hb.p);
+    return 0;
+}
+
+void nn_safetensors_write(const char *path, int n, const nn_st_entry *e, int n_meta, const char *const *meta) {
+    char err[900];
+    if (!path) nn_error("nn_safetensors_write: path is NULL");
+    if (!nn__st_write_impl(path, n, e, n_meta, meta, err, sizeof err))
+        nn_error("nn_safetensors_write: file \"%s\": %s", path, err);
+}
+
+void nn_params_save(const char *path, const nn_params *P, int n_meta, const char *const *meta) {
+    char err[900];
+    nn_st_entry *e;
+    int k, ok;
+    if (!path || !P) nn_error("nn_params_save: path or registry is NULL");
+    e = (nn_st_entry *)calloc((size_t)P->n + 1, sizeof *e);
+    if (!e) nn_error("nn_params_save: out of memory");
+    for (k = 0; k < P->n; k++) { e[k].name = P->items[k].name; e[k].t = P->items[k].t; }
+    ok = nn__st_write_impl(path, P->n, e, n_meta, meta, err, sizeof err);
+    free(e);
+    if (!ok) nn_error("nn_params_save: file \"%s\": %s", path, err);
+}
+
+/* registry loading */
+static int nn__prefixed(const char *s, const char *prefix) {
+    return prefix && prefix[0] && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static void nn__strlist_free(char **l, int n) {
+    int k;
+    for (k = 0; k < n; k++) free(l[k]);
+    free(l);
+}
+
+/* appends "name" to a message, up to a length */
+static void nn__msg_names(char *msg, size_t cap, const char *title, char **names, int n) {
+    size_t len = strlen(msg);
+    int k;
+    if (n == 0) return;
+    len += (size_t)snprintf(msg + len, len < cap ? cap - len : 0, "%s", title);
+    for (k = 0; k < n && len + 40 < cap; k++)
+        len += (size_t)snprintf(msg + len, cap - len, "%s\"%.120s\"", k ? ", " : "", names[k]);
+    if (k < n && len < cap) len += (size_t)snprintf(msg + len, cap - len, " and %d more", n - k);
+    if (len < cap) snprintf(msg + len, cap - len, ". ");
+}
+
+/* 1 on success; 0 with err filled, nothing changed in P */
+static int nn__params_load_impl(nn_safetensors *f, nn_params *P, const nn_load_opts *o, nn_load_result *res,
+                                char *err, size_t en) {
+    char **missing = NULL, **unexpected = NULL;
+    int n_missing = 0, n_unexpected = 0, k, *idx = NULL;
+    int strict = o ? o->strict : 1, convert = o ? o->convert_dtype : 0;
+    const char *skip = o ? o->skip_prefix : NULL;
+    if (res) memset(res, 0, sizeof *res);
+    if (P->n > 0) {
+        missing = (char **)calloc((size_t)P->n, sizeof(char *));
+        idx = (int *)calloc((size_t)P->n, sizeof(int));
+    }
+    if (f->n > 0) unexpected = (char **)calloc((size_t)f->n, sizeof(char *));
+    if ((P->n > 0 && (!missing || !idx)) || (f->n > 0 && !unexpected)) {
+        free(missing); free(idx); free(unexpected);
+        snprintf(err, en, "out of memory");
+        return 0;
+    }
+    for (k = 0; k < P->n; k++) {
+        const nn_tensor *t = P->items[k].t;
+        int i = nn_safetensors_find(f, P->items[k].name);
+        idx[k] = i;
+        if (i < 0 || nn__prefixed(P->items[k].name, skip)) { idx[k] = -1; missing[n_missing++] = P->items[k].name; continue; }
+        if (!nn__io_same_shape(f->info[i].ndim, f->info[i].shape, t->ndim, t->shape)) {
+            char a[128], b[128];
+            nn__shape_fmt(a, sizeof a, f->info[i].ndim, f->info[i].shape);
+            nn__shape_fmt(b, sizeof b, t->ndim, t->shape);
+            snprintf(err, en, "size mismatch for %.200s: copying a param with shape %s from the file, the shape "
+                     "in the current model is %s", P->items[k].name, a, b);
+            goto fail;
+        }
+        if (f->info[i].dtype != t->dtype && !convert) {
+            snprintf(err, en, "dtype mismatch for %.200s: the file has %s, the parameter is %s (load with "
+                     "convert_dtype to convert)", P->items[k].name, nn__st_dtype_names[f->info[i].dtype],
+                     nn_dtype_name(t->dtype));
+            goto fail;
+        }
+    }
+    for (k = 0; k < f->n; k++)
+        if (!nn__prefixed(f->info[k].name, skip) && !nn_params_find(P, f->info[k].name))
+            unexpected[n_unexpected++] = f->info[k].name;
+    if (strict && (n_missing || n_unexpected)) {
+        err[0] = 0;
+        snprintf(err, en, "Error(s) in loading state_dict (strict): ");
+        nn__msg_names(err, en, "Missing key(s): ", missing, n_missing);
+        nn__msg_names(err, en, "Unexpected key(s): ", unexpected, n_unexpected);
+        goto fail;
+    }
+    for (k = 0; k < P->n; k++)
+        if (idx[k] >= 0 && !nn__st_fill(f, &f->info[idx[k]], P->items[k].t)) {
+            snprintf(err, en, "tensor \"%.200s\": read failed (file changed?)", P->items[k].name);
+            goto fail;
+        }
+    if (res) {
+        /* copies: the names above belong to P and f */
+        res->missing = (char **)calloc((size_t)n_missing + 1, sizeof(char *));
+        res->unexpected = (char **)calloc((size_t)n_unexpected + 1, sizeof(char *));
+        if (res->missing && res->unexpected) {
+            for (k = 0; k < n_missing; k++) {
+                res->missing[k] = (char *)malloc(strlen(missing[k]) + 1);
+                if (res->missing[k]) { strcpy(res->missing[k], missing[k]); res->n_missing++; }
+            }
+            for (k = 0; k < n_unexpected; k++) {
+                res->unexpected[k] = (char *)malloc(strlen(unexpected[k]) + 1);
+                if (res->unexpected[k]) { strcpy(res->unexpected[k], unexpected[k]); res->n_unexpected++; }
+            }
+        }
+    }
+    free(missing); free(unexpected); free(idx);
+    return 1;
+fail:
+    free(missing); free(unexpected); free(idx);
+    return 0;
+}
+
+void nn_params_load_from(nn_safetensors *f, nn_params *P, const nn_load_opts *opts, nn_load_result *res) {
+    char err[1000];
+    if (!f || !P) nn_error("nn_params_load_from: file or registry is NULL");
+    if (!nn__params_load_impl(f, P, opts, res, err, sizeof err))
+        nn_error("nn_params_load_from: file \"%s\": %s", f->path, err);
+}
+
+void nn_params_load(const char *path, nn_params *P, const nn_load_opts *opts, nn_load_result *res) {
+    char err[1000];
+    nn_safetensors *f;
+    if (!path || !P) nn_error("nn_params_load: path or registry is NULL");
+    f = nn_safetensors_open(path);
+    if (!nn__params_load_impl(f, P, opts, res, err, sizeof err)) {
+        nn_safetensors_close(f);
+        nn_error("nn_params_load: file \"%s\": %s", path, err);
+    }
+    nn_safetensors_close(f);
+}
+
+void nn_load_result_free(nn_load_result *r) {
+    if (!r) return;
+    nn__strlist_free(r->missing, r->n_missing);
+    nn__strlist_free(r->unexpected, r->n_unexpected);
+    memset(r, 0, sizeof *r);
+}
+
+/* -------------------------------------------------------------------------------------- [impl:io:npy] */
+/* The .npy format (numpy/lib/format.py, NEP 1): "\x93NUMPY", major, minor, header length (u16 LE in 1.0,
+   u32 LE in 2.0 and 3.0), then a Python dict literal {'descr': '<f4', 'fortran_order': False,
+   'shape': (2, 3), } padded with spaces and a newline so that the data starts 64-byte aligned. */
+
+typedef struct { const char *s; size_t n, i; char *err; size_t en; } nn__py;
+
+static int nn__py_fail(nn__py *p, const char *what) {
+    snprintf(p->err, p->en, "header: %s (at header byte %lu)", what, (unsigned long)p->i);
+    return 0;
+}
+static void nn__py_ws(nn__py *p) { while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' || p->s[p->i] == '\n' || p->s[p->i] == '\r')) p->i++; }
+static int nn__py_eat(nn__py *p, char c) {
+    nn__py_ws(p);
+    if (p->i < p->n && p->s[p->i] == c) { p->i++; return 1; }
+    return 0;
+}
+/* a short quoted literal ('..' or "..", no escapes: descr and key names never need them) */
+static int nn__py_str(nn__py *p, char *out, size_t cap) {
+    char q;
+    size_t k = 0;
+    nn__py_ws(p);
+    if (p->i >= p->n || (p->s[p->i] != '\'' && p->s[p->i] != '"')) return nn__py_fail(p, "expected a quoted string");
+    q = p->s[p->i++];
+    while (p->i < p->n && p->s[p->i] != q) {
+        char c = p->s[p->i];
+        if (c == '\\' || (unsigned char)c < 0x20 || (unsigned char)c >= 0x7f || k + 1 >= cap)
+            return nn__py_fail(p, "unexpected string (escapes, non-ASCII or too long)");
+        out[k++] = c;
+        p->i++;
+    }
+    if (p->i >= p->n) return nn__py_fail(p, "unterminated string");
+    p->i++;
+    out[k] = 0;
+    return 1;
+}
+static int nn__py_word(nn__py *p, const char *w) {
+    size_t l = strlen(w);
+    nn__py_ws(p);
+    if (p->i + l <= p->n && strncmp(p->s + p->i, w, l) == 0) {
+        char c = p->i + l < p->n ? p->s[p->i + l] : ' ';
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) {
+            p->i += l;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int nn__npy_parse(nn__py *p, nn_dtype *dt, int *ndim, int64_t *shape) {
+    int have_descr = 0, have_fo = 0, have_shape = 0, fortran = 0;
+    char descr[32];
+    if (!nn__py_eat(p, '{')) return nn__py_fail(p, "expected '{'");
+    while (!nn__py_eat(p, '}')) {
+        char key[32];
+        if (!nn__py_str(p, key, sizeof key)) return 0;
+        if (!nn__py_eat(p, ':')) return nn__py_fail(p, "expected ':'");
+        if (strcmp(key, "descr") == 0 && !have_descr) {
+            if (!nn__py_str(p, descr, sizeof descr)) return nn__py_fail(p, "descr must be a simple type string such as '<f4'");
+            have_descr = 1;
+        } else if (strcmp(key, "fortran_order") == 0 && !have_fo) {
+            if (nn__py_word(p, "True")) fortran = 1;
+            else if (nn__py_word(p, "False")) fortran = 0;
+            else return nn__py_fail(p, "fortran_order must be True or False");
+            have_fo = 1;
+        } else if (strcmp(key, "shape") == 0 && !have_shape) {
+            int c = 0, comma = 0;
+            if (!nn__py_eat(p, '(')) return nn__py_fail(p, "shape must be a tuple");
+            for (;;) {
+                uint64_t v = 0;
+                nn__py_ws(p);
+                if (p->i < p->n && p->s[p->i] == ')') { p->i++; break; }
+                if (c > 0 && !comma) return nn__py_fail(p, "expected ',' or ')' in shape");
+                if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return nn__py_fail(p, "shape entries must be non-negative integers");
+                if (c == NN_MAX_DIMS) return nn__py_fail(p, "too many dimensions for nn.h (NN_MAX_DIMS)");
+                while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') {
+                    unsigned d = (unsigned)(p->s[p->i] - '0');
+                    if (v > (((uint64_t)1 << 62) - d) / 10) return nn__py_fail(p, "shape entry too large");
+                    v = v * 10 + d;
+                    p->i++;
+                }
+                shape[c++] = (int64_t)v;
+                comma = nn__py_eat(p, ',');
+            }
+            if (c == 1 && !comma) return nn__py_fail(p, "shape (n) is not a tuple: (n,)");
+            *ndim = c;
+            have_shape = 1;
+        } else {
+            char m[96];
+            snprintf(m, sizeof m, "unexpected or repeated key '%.40s'", key);
+            return nn__py_fail(p, m);
+        }
+        if (nn__py_eat(p, '}')) break;
+        if (!nn__py_eat(p, ',')) return nn__py_fail(p, "expected ',' or '}'");
+    }
+    nn__py_ws(p);
+    if (p->i != p->n) return nn__py_fail(p, "bytes after the closing '}'");
+    if (!have_descr || !have_fo || !have_shape)
+        return nn__py_fail(p, !have_descr ? "no 'descr'" : !have_fo ? "no 'fortran_order'" : "no 'shape'");
+    {
+        /* byte order: '<' little, '|' not applicable, '=' native (little here), '>' big */
+        static const char *const ty[6] = {"f4", "f2", "i4", "i8", "u1", "b1"};
+        static const nn_dtype dts[6] = {NN_F32, NN_F16, NN_I32, NN_I64, NN_U8, NN_BOOL};
+        char order = descr[0];
+        const char *code = descr + 1;
+        int k;
+        char m[160];
+        for (k = 0; k < 6; k++) if (strcmp(code, ty[k]) == 0) break;
+        if ((order != '<' && order != '|' && order != '=' && order != '>') || k == 6) {
+            snprintf(m, sizeof m, "dtype '%.20s' is not one nn.h reads (<f4 <f2 <i4 <i8 |u1 |b1)", descr);
+            return nn__py_fail(p, m);
+        }
+        if (order == '>' && k < 4) {
+            snprintf(m, sizeof m, "big-endian dtype '%.20s' is not supported (save arr.astype('<%s'))", descr, code);
+            return nn__py_fail(p, m);
+        }
+        if (order == '|' && k < 4) {
+            snprintf(m, sizeof m, "dtype '%.20s' needs a byte order", descr);
+            return nn__py_fail(p, m);
+        }
+        *dt = dts[k];
+    }
+    if (fortran && *ndim > 1)
+        return nn__py_fail(p, "fortran_order arrays are not supported (save np.ascontiguousarray(a))");
+    return 1;
+}
+
+/* header checks; on success the data's offset and size */
+static int nn__npy_header(nn__rfile *rf, nn_dtype *dt, int *ndim, int64_t *shape, uint64_t *data_off, char *err,
+                          size_t en) {
+    unsigned char pre[12];
+    uint64_t hl, need;
+    unsigned major, minor;
+    size_t prelen;
+    char *h;
+    nn__py p;
+    int ok;
+    int64_t numel;
+    if (rf->size < 10 || !nn__rfile_read(rf, 0, pre, 10)) {
+        snprintf(err, en, "%llu bytes: too short for a .npy file", (unsigned long long)rf->size);
+        return 0;
+    }
+    if (memcmp(pre, "\x93NUMPY", 6) != 0) { snprintf(err, en, "not a .npy file (no \\x93NUMPY magic)"); return 0; }
+    major = pre[6]; minor = pre[7];
+    if ((major != 1 && major != 2 && major != 3) || minor != 0) {
+        snprintf(err, en, "format version %u.%u is not one nn.h reads (1.0, 2.0, 3.0)", major, minor);
+        return 0;
+    }
+    if (major == 1) { hl = (uint64_t)pre[8] | ((uint64_t)pre[9] << 8); prelen = 10; }
+    else {
+        if (rf->size < 12 || !nn__rfile_read(rf, 10, pre + 10, 2)) { snprintf(err, en, "truncated header length"); return 0; }
+        hl = (uint64_t)pre[8] | ((uint64_t)pre[9] << 8) | ((uint64_t)pre[10] << 16) | ((uint64_t)pre[11] << 24);
+        prelen = 12;
+    }
+    if (hl > ((uint64_t)1 << 20)) { snprintf(err, en, "header length %llu is implausible", (unsigned long long)hl); return 0; }
+    if (hl > rf->size - prelen) {
+        snprintf(err, en, "header length %llu but only %llu bytes follow (truncated?)", (unsigned long long)hl,
+                 (unsigned long long)(rf->size - prelen));
+        return 0;
+    }
+    h = (char *)malloc((size_t)hl + 1);
+    if (!h) { snprintf(err, en, "out of memory"); return 0; }
+    if (!nn__rfile_read(rf, prelen, h, hl)) { free(h); snprintf(err, en, "cannot read the header"); return 0; }
+    h[hl] = 0;
+    p.s = h; p.n = (size_t)hl; p.i = 0; p.err = err; p.en = en;
+    ok = nn__npy_parse(&p, dt, ndim, shape);
+    free(h);
+    if (!ok) return 0;
+    numel = nn__numel_checked(*ndim, shape);
+    if (numel < 0) { snprintf(err, en, "shape too large"); return 0; }
+    need = (uint64_t)numel * nn_dtype_size(*dt);
+    *data_off = prelen + hl;
+    if (rf->size - *data_off != need) {
+        char sh[128];
+        nn__shape_fmt(sh, sizeof sh, *ndim, shape);
+        if (rf->size - *data_off < need)
+            snprintf(err, en, "truncated: shape %s of %s needs %llu bytes of data, the file has %llu", sh,
+                     nn_dtype_name(*dt), (unsigned long long)need, (unsigned long long)(rf->size - *data_off));
+        else
+            snprintf(err, en, "%llu bytes after the data of shape %s", (unsigned long long)(rf->size - *data_off - need), sh);
+        return 0;
+    }
+    return 1;
+}
+
+nn_tensor *nn_npy_load(const char *path) {
+    char err[900];
+    nn__rfile rf;
+    nn_dtype dt = NN_F32;
+    int ndim = 0;
+    int64_t shape[NN_MAX_DIMS];
+    uint64_t off = 0, size;
+    nn_tensor *t;
+    if (!path) nn_error("nn_npy_load: path is NULL");
+    if (!nn__little_endian()) nn_error("nn_npy_load: nn.h's .npy IO needs a little-endian host");
+    if (!nn__rfile_open(&rf, path, err, sizeof err)) nn_error("nn_npy_load: file \"%s\": %s", path, err);
+    if (!nn__npy_header(&rf, &dt, &ndim, shape, &off, err, sizeof err)) {
+        nn__rfile_close(&rf);
+        nn_error("nn_npy_load: file \"%s\": %s", path, err);
+    }
+    size = rf.size;
+    /* the file is closed while the tensor is allocated (the allocator may report an error and longjmp) */
+    nn__rfile_close(&rf);
+    t = nn_empty(dt, ndim, shape);
+    if (!nn__rfile_open(&rf, path, err, sizeof err)) {
+        nn_tensor_free(t);
+        nn_error("nn_npy_load: file \"%s\": %s", path, err);
+    }
+    if (rf.size != size || !nn__rfile_read(&rf, off, t->data, size - off)) {
+        nn__rfile_close(&rf);
+        nn_tensor_free(t);
+        nn_error("nn_npy_load: file \"%s\": read failed (file changed?)", path);
+    }
+    nn__rfile_close(&rf);
+    return t;
+}
+
+void nn_npy_save(const char *path, const nn_tensor *t) {
+    static const char *const descr[NN_DTYPE_COUNT] = {"<f4", "<f2", NULL, "<i4", "<i8", "|u1", "|b1"};
+    char err[900], hdr[512];
+    size_t hl, k, pre;
+    int d;
+    unsigned char lead[12];
+    nn__wfile w;
+    void *tmp = NULL;
+    const void *src;
+    uint64_t nb;
+    if (!path || !t) nn_error("nn_npy_save: path or tensor is NULL");
+    if (!nn__little_endian()) nn_error("nn_npy_save: nn.h's .npy IO needs a little-endian host");
+    if ((unsigned)t->dtype >= NN_DTYPE_COUNT || !descr[t->dtype])
+        nn_error("nn_npy_save: file \"%s\": %s has no .npy dtype (cast to f32 first)", path, nn_dtype_name(t->dtype));
+    k = (size_t)snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr[t->dtype]);
+    for (d = 0; d < t->ndim; d++) k += (size_t)snprintf(hdr + k, sizeof hdr - k, d ? ", %lld" : "%lld", (long long)t->shape[d]);
+    k += (size_t)snprintf(hdr + k, sizeof hdr - k, t->ndim == 1 ? ",), }" : "), }");
+    /* pad with spaces and a final newline so that the data starts at a multiple of 64 (numpy's ARRAY_ALIGN) */
+    pre = 10;
+    hl = k + 1;
+    while ((pre + hl) % 64) hl++;
+    if (hl > 65535) { pre = 12; hl = k + 1; while ((pre + hl) % 64) hl++; }
+    memset(hdr + k, ' ', hl - 1 - k);
+    hdr[hl - 1] = '\n';
+    memcpy(lead, "\x93NUMPY", 6);
+    lead[6] = pre == 10 ? 1 : 2; lead[7] = 0;
+    lead[8] = (unsigned char)(hl & 255); lead[9] = (unsigned char)((hl >> 8) & 255);
+    lead[10] = (unsigned char)((hl >> 16) & 255); lead[11] = (unsigned char)((hl >> 24) & 255);
+    nb = (uint64_t)t->numel * nn_dtype_size(t->dtype);
+    if (t->device == NN_CPU) src = t->data;
+    else {
+        tmp = malloc((size_t)nb + 1);
+        if (!tmp) nn_error("nn_npy_save: file \"%s\": out of memory", path);
+        nn_to_host(t, tmp);
+        src = tmp;
+    }
+    if (!nn__wfile_open(&w, path, err, sizeof err)) { free(tmp); nn_error("nn_npy_save: file \"%s\": %s", path, err); }
+    if (!nn__wfile_write(&w, lead, pre, err, sizeof err) || !nn__wfile_write(&w, hdr, hl, err, sizeof err) ||
+        !nn__wfile_write(&w, src, nb, err, sizeof err)) {
+        nn__wfile_abort(&w);
+        free(tmp);
+        nn_error("nn_npy_save: file \"%s\": %s", path, err);
+    }
+    free(tmp);
+    if (!nn__wfile_commit(&w, err, sizeof err)) nn_error("nn_npy_save: file \"%s\": %s", path, err);
+}
+
+/* ------------------------------------------------------------------------------------- [impl:io:ckpt] */
+
+#define NN__CKPT_FORMAT "nn.h checkpoint 1"
+#define NN__OPT_PREFIX "optim."
+
+static char *nn__strcat3(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = (char *)malloc(la + lb + 1);
+    if (s) { memcpy(s, a, la); memcpy(s + la, b, lb + 1); }
+    return s;
+}
+
+static int nn__ckpt_save_impl(const char *path, const nn_params *P, const nn_adamw *opt, const nn_sched *sched,
+                              const nn_ckpt_info *info, char *err, size_t en) {
+    int n_opt = opt ? 3 * P->n : 0, n = P->n + n_opt, k, ok = 0, nm = 0;
+    nn_st_entry *e = NULL;
+    char **names = NULL;
+    char v_step[32], v_epoch[32], v_best[40], v_seed[32], v_off[32], v_sched[400], v_adamw[400];
+    const char *meta[2 * 9];
+    nn_rng_state rng = nn_rng_get();
+    for (k = 0; k < P->n; k++)
+        if (strncmp(P->items[k].name, NN__OPT_PREFIX, strlen(NN__OPT_PREFIX)) == 0) {
+            snprintf(err, en, "parameter name \"%.200s\" collides with the optimiser's \"" NN__OPT_PREFIX "\" entries", P->items[k].name);
+            return 0;
+        }
+    if (opt) {
+        if (opt->n != P->n) { snprintf(err, en, "the optimiser tracks %d parameters, the registry has %d", opt->n, P->n); return 0; }
+        for (k = 0; k < P->n; k++)
+            if (opt->numel[k] != P->items[k].t->numel) {
+                snprintf(err, en, "the optimiser's state for %.200s does not match the parameter", P->items[k].name);
+                return 0;
+            }
+    }
+    e = (nn_st_entry *)calloc((size_t)n + 1, sizeof *e);
+    names = (char **)calloc((size_t)n_opt + 1, sizeof(char *));
+    if (!e || !names) { snprintf(err, en, "out of memory"); goto out; }
+    for (k = 0; k < P->n; k++) { e[k].name = P->items[k].name; e[k].t = P->items[k].t; }
+    if (opt) {
+        for (k = 0; k < P->n; k++) {
+            const nn_tensor *t = P->items[k].t;
+            nn_st_entry *x = &e[P->n + 3 * k];
+            names[3 * k] = nn__strcat3(NN__OPT_PREFIX "exp_avg.", P->items[k].name);
+            names[3 * k + 1] = nn__strcat3(NN__OPT_PREFIX "exp_avg_sq.", P->items[k].name);
+            names[3 * k + 2] = nn__strcat3(NN__OPT_PREFIX "step.", P->items[k].name);
+            if (!names[3 * k] || !names[3 * k + 1] || !names[3 * k + 2]) { snprintf(err, en, "out of memory"); goto out; }
+            x[0].name = names[3 * k]; x[0].dtype = NN_F32; x[0].ndim = t->ndim; x[0].shape = t->shape; x[0].data = opt->exp_avg[k];
+            x[1].name = names[3 * k + 1]; x[1].dtype = NN_F32; x[1].ndim = t->ndim; x[1].shape = t->shape; x[1].data = opt->exp_avg_sq[k];
+            x[2].name = names[3 * k + 2]; x[2].dtype = NN_I64; x[2].ndim = 0; x[2].shape = NULL; x[2].data = &opt->steps[k];
+        }
+    }
+    snprintf(v_step, sizeof v_step, "%lld", (long long)(opt ? opt->step : 0));
+    snprintf(v_epoch, sizeof v_epoch, "%lld", (long long)(info ? info->epoch : 0));
+    snprintf(v_best, sizeof v_best, "%.17g", info ? info->best_metric : 0.0);
+    snprintf(v_seed, sizeof v_seed, "%llu", (unsigned long long)rng.seed);
+    snprintf(v_off, sizeof v_off, "%llu", (unsigned long long)rng.offset);
+    meta[nm++] = "format"; meta[nm++] = NN__CKPT_FORMAT;
+    meta[nm++] = "step"; meta[nm++] = v_step;
+    meta[nm++] = "epoch"; meta[nm++] = v_epoch;
+    meta[nm++] = "best_metric"; meta[nm++] = v_best;
+    meta[nm++] = "rng_seed"; meta[nm++] = v_seed;
+    meta[nm++] = "rng_offset"; meta[nm++] = v_off;
+    if (sched) {
+        snprintf(v_sched, sizeof v_sched, "base_lr=%.17g eta_min=%.17g start_factor=%.17g warmup=%lld T_max=%lld "
+                 "last_epoch=%lld", sched->base_lr, sched->eta_min, sched->start_factor, (long long)sched->warmup,
+                 (long long)sched->T_max, (long long)sched->last_epoch);
+        meta[nm++] = "sched"; meta[nm++] = v_sched;
+    }
+    if (opt) {
+        snprintf(v_adamw, sizeof v_adamw, "lr=%.17g beta1=%.17g beta2=%.17g eps=%.17g weight_decay=%.17g maximize=%d",
+                 opt->cfg.lr, opt->cfg.beta1, opt->cfg.beta2, opt->cfg.eps, opt->cfg.weight_decay, opt->cfg.maximize);
+        meta[nm++] = "adamw"; meta[nm++] = v_adamw;
+    }
+    if (info && info->config) { meta[nm++] = "config"; meta[nm++] = info->config; }
+    ok = nn__st_write_impl(path, n, e, nm / 2, meta, err, en);
+out:
+    if (names) nn__strlist_free(names, n_opt);
+    free(e);
+    return ok;
+}
+
+void nn_ckpt_save(const char *path, const nn_params *P, const nn_adamw *opt, const nn_sched *sched,
+                  const nn_ckpt_info *info) {
+    char err[900];
+    if (!path || !P) nn_error("nn_ckpt_save: path or registry is NULL");
+    if (!nn__ckpt_save_impl(path, P, opt, sched, info, err, sizeof err))
+        nn_error("nn_ckpt_save: file \"%s\": %s", path, err);
+}
+
+/* a decimal integer filling the whole string */
+static int nn__parse_i64(const char *s, int64_t *out) {
+    int neg = 0;
+    uint64_t v = 0;
+    if (!s || !*s) return 0;
+    if (*s == '-') { neg = 1; s++; }
+    if (!*s) return 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10) return 0;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    if (neg) { if (v > (uint64_t)INT64_MAX + 1) return 0; *out = (int64_t)(0 - v); }
+    else { if (v > (uint64_t)INT64_MAX) return 0; *out = (int64_t)v; }
+    return 1;
+}
+static int nn__parse_u64(const char *s, uint64_t *out) {
+    uint64_t v = 0;
+    if (!s || !*s) return 0;
+    for (; *s; s++) {
+        unsigned d;
+        if (*s < '0' || *s > '9') return 0;
+        d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10) return 0;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 1;
+}
+static int nn__parse_f64(const char *s, double *out) {
+    char *end;
+    if (!s || !*s) return 0;
+    *out = strtod(s, &end);
+    return *end == 0;
+}
+
+static int nn__ckpt_load_impl(nn_safetensors *f, nn_params *P, nn_adamw *opt, nn_sched *sched, nn_ckpt_info *info,
+                              char *err, size_t en) {
+    const char *fmt = nn_safetensors_meta(f, "format");
+    int64_t step = 0, epoch = 0;
+    uint64_t seed = 0, off = 0;
+    double best = 0;
+    nn_sched s;
+    int k, *ix = NULL;
+    nn_load_opts lo;
+    char *cfg = NULL;
+    if (!fmt || strcmp(fmt, NN__CKPT_FORMAT) != 0) {
+        snprintf(err, en, "not an nn.h checkpoint (metadata format is %s%.60s%s)", fmt ? "\"" : "", fmt ? fmt : "missing", fmt ? "\"" : "");
+        return 0;
+    }
+    if (!nn__parse_i64(nn_safetensors_meta(f, "step"), &step) || !nn__parse_i64(nn_safetensors_meta(f, "epoch"), &epoch) ||
+        !nn__parse_f64(nn_safetensors_meta(f, "best_metric"), &best) ||
+        !nn__parse_u64(nn_safetensors_meta(f, "rng_seed"), &seed) ||
+        !nn__parse_u64(nn_safetensors_meta(f, "rng_offset"), &off)) {
+        snprintf(err, en, "metadata step/epoch/best_metric/rng_seed/rng_offset missing or malformed");
+        return 0;
+    }
+    if (sched) {
+        const char *v = nn_safetensors_meta(f, "sched");
+        long long w = 0, tm = 0, le = 0;
+        int used = -1;
+        if (!v) { snprintf(err, en, "no schedule state in the file (saved without one)"); return 0; }
+        if (sscanf(v, "base_lr=%lf eta_min=%lf start_factor=%lf warmup=%lld T_max=%lld last_epoch=%lld%n", &s.base_lr,
+                   &s.eta_min, &s.start_factor, &w, &tm, &le, &used) != 6 || used < 0 || v[used] != 0) {
+            snprintf(err, en, "metadata sched \"%.200s\" is malformed", v);
+            return 0;
+        }
+        s.warmup = w; s.T_max = tm; s.last_epoch = le;
+    }
+    if (opt) {
+        if (opt->n != P->n) { snprintf(err, en, "the optimiser tracks %d parameters, the registry has %d", opt->n, P->n); return 0; }
+        ix = (int *)malloc(sizeof(int) * 3 * (size_t)(P->n + 1));
+        if (!ix) { snprintf(err, en, "out of memory"); return 0; }
+        for (k = 0; k < P->n; k++) {
+            static const char *const pre[3] = {NN__OPT_PREFIX "exp_avg.", NN__OPT_PREFIX "exp_avg_sq.", NN__OPT_PREFIX "step."};
+            int q;
+            for (q = 0; q < 3; q++) {
+                char *nmq = nn__strcat3(pre[q], P->items[k].name);
+                int i = nmq ? nn_safetensors_find(f, nmq) : -1;
+                const nn_st_info *ti = i >= 0 ? &f->info[i] : NULL;
+                int good = ti && (q < 2 ? ti->dtype == NN_F32 && ti->numel == opt->numel[k] : ti->dtype == NN_I64 && ti->numel == 1);
+                if (!good) {
+                    snprintf(err, en, "optimiser entry \"%.200s\" is %s", nmq ? nmq : "?", ti ? "of the wrong dtype or size" : "missing");
+                    free(nmq); free(ix);
+                    return 0;
+                }
+                free(nmq);
+                ix[3 * k + q] = i;
+            }
+        }
+    }
+    if (info && nn_safetensors_meta(f, "config")) {
+        const char *c = nn_safetensors_meta(f, "config");
+        cfg = (char *)malloc(strlen(c) + 1);
+        if (!cfg) { free(ix); snprintf(err, en, "out of memory"); return 0; }
+        strcpy(cfg, c);
+    }
+    /* the model: strict, everything but the optimiser's entries; checks all before copying */
+    lo.strict = 1; lo.convert_dtype = 0; lo.skip_prefix = NN__OPT_PREFIX;
+    if (!nn__params_load_impl(f, P, &lo, NULL, err, en)) { free(ix); free(cfg); return 0; }
+    if (opt) {
+        for (k = 0; k < P->n; k++) {
+            int64_t st = 0;
+            if (!nn__st_read(f, &f->info[ix[3 * k]], opt->exp_avg[k]) ||
+                !nn__st_read(f, &f->info[ix[3 * k + 1]], opt->exp_avg_sq[k]) ||
+                !nn__st_read(f, &f->info[ix[3 * k + 2]], &st)) {
+                snprintf(err, en, "read failed (file changed?)");
+                free(ix); free(cfg);
+                return 0;
+            }
+            opt->steps[k] = st;
+        }
+        opt->step = step;
+    }
+    free(ix);
+    if (sched) *sched = s;
+    {
+        nn_rng_state r;
+        r.seed = seed; r.offset = off;
+        nn_rng_set(r);
+        if (info) {
+            info->epoch = epoch; info->best_metric = best; info->rng = r; info->config = cfg;
+        }
+    }
+    return 1;
+}
+
+void nn_ckpt_load(const char *path, nn_params *P, nn_adamw *opt, nn_sched *sched, nn_ckpt_info *info) {
+    char err[1000];
+    nn_safetensors *f;
+    if (!path || !P) nn_error("nn_ckpt_load: path or registry is NULL");
+    f = nn_safetensors_open(path);
+    if (!nn__ckpt_load_impl(f, P, opt, sched, info, err, sizeof err)) {
+        nn_safetensors_close(f);
+        nn_error("nn_ckpt_load: file \"%s\": %s", path, err);
+    }
+    nn_safetensors_close(f);
+}
+
+void nn_ckpt_info_free(nn_ckpt_info *info) {
+    if (!info) return;
+    free((void *)info->config);
+    info->config = NULL;
+}
 
 /* --------------------------------------------------------------------------------------------- [modules] */
 

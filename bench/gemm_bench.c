@@ -21,7 +21,8 @@
 #include <string.h>
 #include <math.h>
 #include <time.h>
-#include "../wip/gemm.h"
+#define NN_IMPLEMENTATION
+#include "nn.h"   /* nn__sgemm lives in its [ops:gemm] section */
 
 static double now_s(void) {
     struct timespec ts;

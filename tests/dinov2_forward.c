@@ -6,9 +6,6 @@
    PIXELS: f32 [B, 3, H, W]. The weights load strictly by Hugging Face's names (every key, no extras). */
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#ifndef NN__CKPT_FORMAT      /* until nn.h includes the training/IO fragment itself */
-#include "wip/train.h"
-#endif
 #include "models/dinov2.h"
 #include <time.h>
 

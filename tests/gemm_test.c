@@ -15,7 +15,8 @@
 #include <string.h>
 #include <math.h>
 #include "test.h"
-#include "../wip/gemm.h"
+#define NN_IMPLEMENTATION
+#include "nn.h"   /* nn__sgemm lives in its [ops:gemm] section */
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static uint64_t rng_next(void) {   /* splitmix64 */

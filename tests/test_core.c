@@ -2,7 +2,6 @@
    finite differences and PyTorch's golden values (tests/fixtures/core.txt, tests/make_fixtures_core.py). */
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#include "nn_all_wip.h"
 #include <setjmp.h>
 #include "test.h"
 #include "gradcheck.h"

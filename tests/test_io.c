@@ -1,4 +1,4 @@
-/* IO tests (wip/train.h): safetensors and .npy files written by Python load here with the right dtypes,
+/* IO tests (nn.h [api:io]): safetensors and .npy files written by Python load here with the right dtypes,
    shapes, values and metadata; files written here load back here (and in Python: tests/check_io.py
    checks what this test leaves in the output directory); registry loading in strict and non-strict
    modes; header validation case by case; a fuzz test that feeds hundreds of truncated, bit-flipped and
@@ -9,10 +9,6 @@
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#include "nn_all_wip.h"
-#ifndef NN_TRAIN_FRAGMENT  /* until nn.h includes the fragment itself */
-#include "../wip/train.h"
-#endif
 #include <setjmp.h>
 #include <sys/stat.h>
 #include "test.h"

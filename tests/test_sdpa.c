@@ -1,4 +1,4 @@
-/* tests/test_sdpa.c - nn_sdpa (wip/sdpa.h): PyTorch fixtures, the materialising reference path, dropout,
+/* tests/test_sdpa.c - nn_sdpa (nn.h [ops:attention]): PyTorch fixtures, the materialising reference path, dropout,
    fully masked rows, finite-difference gradients, errors, and peak memory at long sequence lengths.
 
    Build (until the fragment is pasted into nn.h):

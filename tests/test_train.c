@@ -1,4 +1,4 @@
-/* Training machinery tests (wip/train.h): learning-rate schedules and AdamW against torch's values
+/* Training machinery tests (nn.h [api:train]): learning-rate schedules and AdamW against torch's values
    (tests/make_fixtures_train.py -> tests/fixtures/train.txt, train_lr.txt), a tiny MLP trained 200 steps
    with AdamW + warmup-cosine + clipping next to torch's run, clip_grad_norm_ cases (inf/NaN included),
    gradient accumulation, bit-exact resume across processes and a kill-during-save test.
@@ -16,10 +16,6 @@
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#include "nn_all_wip.h"
-#ifndef NN_TRAIN_FRAGMENT  /* until nn.h includes the fragment itself */
-#include "../wip/train.h"
-#endif
 #include <setjmp.h>
 #include <signal.h>
 #include <time.h>

@@ -18,9 +18,6 @@
 #include "kit.h"
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#ifndef NN__CKPT_FORMAT        /* until nn.h includes the training/IO fragment itself */
-#include "wip/train.h"
-#endif
 #include "models/part_location.h"
 #include <dirent.h>
 #include <errno.h>

@@ -19,7 +19,7 @@ PL_BUILD   = build/part_location
 PL_CC     ?= $(CC)
 PL_CFLAGS  = -std=c99 -Wall -Wextra -Wpedantic -O2 -march=native -fopenmp -D_POSIX_C_SOURCE=200809L -Isamples/kit -I.
 PL_LIBS    = -lyaml -lstb -lm -pthread
-PL_DEPS    = nn.h $(wildcard wip/*.h) $(wildcard models/*.h) $(wildcard samples/kit/*.h)
+PL_DEPS    = nn.h $(wildcard models/*.h) $(wildcard samples/kit/*.h)
 PL_ENV     = OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive}
 PL_DEMO    = $(PL_BUILD)/demo
 
