@@ -1,5 +1,5 @@
 # samples/mesh_seg/mesh_seg.mk - seed 000, movable-part segmentation. Included by the main Makefile
-# (after samples/kit/kit.mk, whose KIT_CFLAGS / KIT_LDLIBS it uses); alone:
+# (with samples/kit/kit.mk, whose KIT_CFLAGS / KIT_LDLIBS it uses, in either order); alone:
 #   make -f samples/kit/kit.mk -f samples/mesh_seg/mesh_seg.mk mesh_seg
 #
 #   make mesh_seg         build/mesh_seg/{gen_data,mesh_seg}
@@ -8,9 +8,9 @@
 
 MESH_SEG_DIR    := samples/mesh_seg
 MESH_SEG_BUILD  := build/mesh_seg
-MESH_SEG_CFLAGS := -std=c99 -Wall -Wextra -Wpedantic -O2 -march=native -fopenmp -I. -Imodels $(KIT_CFLAGS)
-MESH_SEG_LIBS   := $(KIT_LDLIBS) -lm -pthread
-MESH_SEG_DEPS   := nn.h $(wildcard wip/*.h) models/mesh_seg.h models/mesh_attn.h models/common.h
+MESH_SEG_CFLAGS  = -std=c99 -Wall -Wextra -Wpedantic -O2 -march=native -fopenmp -I. -Imodels $(KIT_CFLAGS)
+MESH_SEG_LIBS    = $(KIT_LDLIBS) -lm -pthread
+MESH_SEG_DEPS   := nn.h models/mesh_seg.h models/mesh_attn.h models/common.h
 
 .PHONY: mesh_seg mesh-seg-demo test-mesh-seg
 
