@@ -504,6 +504,8 @@ typedef struct {
     int strict;
     int convert_dtype;
     const char *skip_prefix;  /* file keys starting with this are ignored (NULL: none) */
+    const char *prefix;       /* registry name = prefix + file key, e.g. "encoder." to load a backbone's hub
+                                 file into a bigger model; registry names without it are left alone (NULL: "") */
 } nn_load_opts;
 typedef struct { int n_missing, n_unexpected; char **missing, **unexpected; } nn_load_result;
 void nn_params_load(const char *path, nn_params *P, const nn_load_opts *opts, nn_load_result *res);
@@ -7522,7 +7524,8 @@ static int nn__params_load_impl(nn_safetensors *f, nn_params *P, const nn_load_o
     char **missing = NULL, **unexpected = NULL;
     int n_missing = 0, n_unexpected = 0, k, *idx = NULL;
     int strict = o ? o->strict : 1, convert = o ? o->convert_dtype : 0;
-    const char *skip = o ? o->skip_prefix : NULL;
+    const char *skip = o ? o->skip_prefix : NULL, *pre = o && o->prefix ? o->prefix : "";
+    size_t pl = strlen(pre);
     if (res) memset(res, 0, sizeof *res);
     if (P->n > 0) {
         missing = (char **)calloc((size_t)P->n, sizeof(char *));
@@ -7536,7 +7539,9 @@ static int nn__params_load_impl(nn_safetensors *f, nn_params *P, const nn_load_o
     }
     for (k = 0; k < P->n; k++) {
         const nn_tensor *t = P->items[k].t;
-        int i = nn_safetensors_find(f, P->items[k].name);
+        int i;
+        if (strncmp(P->items[k].name, pre, pl) != 0) { idx[k] = -1; continue; }   /* outside the prefix */
+        i = nn_safetensors_find(f, P->items[k].name + pl);
         idx[k] = i;
         if (i < 0 || nn__prefixed(P->items[k].name, skip)) { idx[k] = -1; missing[n_missing++] = P->items[k].name; continue; }
         if (!nn__io_same_shape(f->info[i].ndim, f->info[i].shape, t->ndim, t->shape)) {
@@ -7554,9 +7559,12 @@ static int nn__params_load_impl(nn_safetensors *f, nn_params *P, const nn_load_o
             goto fail;
         }
     }
-    for (k = 0; k < f->n; k++)
-        if (!nn__prefixed(f->info[k].name, skip) && !nn_params_find(P, f->info[k].name))
+    for (k = 0; k < f->n; k++) {
+        char full[600];
+        snprintf(full, sizeof full, "%s%s", pre, f->info[k].name);
+        if (!nn__prefixed(f->info[k].name, skip) && !nn_params_find(P, full))
             unexpected[n_unexpected++] = f->info[k].name;
+    }
     if (strict && (n_missing || n_unexpected)) {
         err[0] = 0;
         snprintf(err, en, "Error(s) in loading state_dict (strict): ");
@@ -8066,6 +8074,7 @@ static int nn__ckpt_load_impl(nn_safetensors *f, nn_params *P, nn_adamw *opt, nn
         strcpy(cfg, c);
     }
     /* the model: strict, everything but the optimiser's entries; checks all before copying */
+    memset(&lo, 0, sizeof lo);
     lo.strict = 1; lo.convert_dtype = 0; lo.skip_prefix = NN__OPT_PREFIX;
     if (!nn__params_load_impl(f, P, &lo, NULL, err, en)) { free(ix); free(cfg); return 0; }
     if (opt) {

@@ -124,7 +124,7 @@ static void test_registry_load(void) {
     memset(&P, 0, sizeof P);
     nn_Linear_init(&a, &P, "fc1", 4, 8, 1);
     nn_Linear_init(&b, &P, "fc2", 8, 3, 1);
-    o.strict = 1; o.convert_dtype = 0; o.skip_prefix = NULL;
+    o.strict = 1; o.convert_dtype = 0; o.skip_prefix = NULL; o.prefix = NULL;
     nn_params_load(in_io("py_mlp.safetensors"), &P, &o, &r);
     CHECK(r.n_missing == 0 && r.n_unexpected == 0, "strict load: nothing missing or unexpected");
     nn_load_result_free(&r);
@@ -154,7 +154,7 @@ static void test_registry_load(void) {
     CHECK(((float *)P.items[3].t->data)[0] == 7.0f, "non-strict: missing parameter untouched");
     nn_load_result_free(&r);
     /* skip_prefix: ignored keys are neither loaded nor unexpected */
-    o.skip_prefix = "fc2.";
+    o.skip_prefix = "fc2."; o.prefix = NULL;
     nn_params_load(in_io("py_mlp.safetensors"), &P, &o, &r);
     CHECK(r.n_unexpected == 0 && r.n_missing == 2, "skip_prefix: %d unexpected, %d missing", r.n_unexpected, r.n_missing);
     nn_load_result_free(&r);
@@ -163,7 +163,7 @@ static void test_registry_load(void) {
     /* shape and dtype mismatches */
     memset(&P, 0, sizeof P);
     nn_Linear_init(&a, &P, "fc1", 8, 4, 1);
-    o.strict = 0; o.skip_prefix = NULL;
+    o.strict = 0; o.skip_prefix = NULL; o.prefix = NULL;
     EXPECT_ERROR(nn_params_load(in_io("py_mlp.safetensors"), &P, &o, NULL), "size mismatch for fc1.weight");
     nn_params_free(&P);
     memset(&P, 0, sizeof P);
@@ -511,7 +511,7 @@ static int st_loads_into(const char *path) {
     int64_t s[2] = {2, 3};
     memset(&P, 0, sizeof P);
     nn_params_add(&P, "f32", nn_zeros(NN_F32, 2, s));
-    o.strict = 0; o.convert_dtype = 1; o.skip_prefix = NULL;
+    o.strict = 0; o.convert_dtype = 1; o.skip_prefix = NULL; o.prefix = NULL;
     nn_set_error_handler(err_handler, NULL);
     if (!setjmp(err_jmp)) { nn_params_load(path, &P, &o, NULL); ok = 1; }
     else ok = 0;
@@ -596,6 +596,29 @@ static void test_fuzz(void) {
     free(a); free(c); free(p);
 }
 
+/* a hub file loads into a bigger model under a name prefix ("encoder." + file key) */
+static void test_prefix_load(void) {
+    nn_params small, big;
+    nn_Linear a, e, h;
+    nn_load_opts o;
+    nn_load_result r;
+    char path[512];
+    memset(&small, 0, sizeof small); memset(&big, 0, sizeof big); memset(&o, 0, sizeof o);
+    nn_seed(11);
+    nn_Linear_init(&a, &small, "fc1", 4, 3, 1);
+    snprintf(path, sizeof path, "%s/prefix.safetensors", outdir);
+    nn_params_save(path, &small, 0, NULL);
+    nn_Linear_init(&e, &big, "encoder.fc1", 4, 3, 1);
+    nn_Linear_init(&h, &big, "head", 3, 2, 1);
+    o.strict = 1; o.prefix = "encoder.";
+    nn_params_load(path, &big, &o, &r);
+    CHECK(r.n_missing == 0 && r.n_unexpected == 0, "prefix load: %d missing, %d unexpected", r.n_missing, r.n_unexpected);
+    CHECK(memcmp(e.weight->data, a.weight->data, 12 * sizeof(float)) == 0 && memcmp(e.bias->data, a.bias->data, 3 * sizeof(float)) == 0,
+          "prefix load copies fc1.* into encoder.fc1.*");
+    nn_load_result_free(&r);
+    nn_params_free(&small); nn_params_free(&big);
+}
+
 int main(int argc, char **argv) {
     char fxpath[200];
     if (argc >= 2) fixdir = argv[1];
@@ -608,6 +631,7 @@ int main(int argc, char **argv) {
     (void)fx_has; (void)fx_err;
     test_py_safetensors();
     test_registry_load();
+    test_prefix_load();
     test_c_written();
     test_npy();
     test_headers();
