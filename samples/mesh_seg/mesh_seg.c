@@ -513,15 +513,17 @@ static int cmd_infer(app *a, const char *ckpt, int n_in, char **inputs, const ch
     mkdirs(out);
     for (j = 0; j < n_in; j++) {
         char path[2048], name[512];
-        const char *base = strrchr(inputs[j], '/');
+        const char *base;
         nn_tensor *x, *logits, *pt;
         int64_t n;
         uint8_t *pred;
         double t0 = kit_now();
         size_t len;
-        snprintf(name, sizeof name, "%s", base && base[1] ? base + 1 : inputs[j]);
+        snprintf(name, sizeof name, "%s", inputs[j]);   /* the folder's own name, trailing slashes aside */
         len = strlen(name);
         while (len > 1 && name[len - 1] == '/') name[--len] = 0;
+        base = strrchr(name, '/');
+        if (base) memmove(name, base + 1, strlen(base + 1) + 1);
         nn_scope_begin();
         snprintf(path, sizeof path, "%s/features.npy", inputs[j]);
         x = nn_npy_load(path);
