@@ -2043,25 +2043,121 @@ static void nn__reduce_backward(nn_node *n) {
         return;
     }
 #endif
-    NN_OMP("omp parallel for if (outer * len * inner > 32768)")
-    for (o = 0; o < outer; o++) {
-        int64_t i, j;
-        for (i = 0; i < len; i++) {
-            float *row = px + (o * len + i) * inner;
-            const float *gr = pg + o * inner;
+    {
+        /* one row of `inner` gradient values per (o, i), rows in parallel */
+        int64_t r, rows = outer * len;
+        const int64_t *arg = kind == NN__R_MAX ? (const int64_t *)n->saved[0]->data : NULL;
+        const float *xs = kind == NN__R_VAR ? (const float *)n->saved[0]->data : NULL;
+        const float *mean = kind == NN__R_VAR ? (const float *)n->saved[1]->data : NULL;
+        float inv_len = 1.0f / (float)len, two_over = kind == NN__R_VAR ? (float)(2.0 / n->a[0]) : 0.0f;
+        (void)o;
+        NN_OMP("omp parallel for if (rows * inner > 32768)")
+        for (r = 0; r < rows; r++) {
+            int64_t oo = r / len, i = r - oo * len, j;
+            float *row = px + r * inner;
+            const float *gr = pg + oo * inner;
             if (kind == NN__R_SUM) for (j = 0; j < inner; j++) row[j] = gr[j];
-            else if (kind == NN__R_MEAN) for (j = 0; j < inner; j++) row[j] = gr[j] / (float)len;
-            else if (kind == NN__R_MAX) {
-                const int64_t *arg = (const int64_t *)n->saved[0]->data + o * inner;
-                for (j = 0; j < inner; j++) row[j] = arg[j] == i ? gr[j] : 0.0f;
-            } else {   /* var: d/dx_i = 2 (x_i - mean) / (n - correction) */
-                const float *x = (const float *)n->saved[0]->data + (o * len + i) * inner;
-                const float *mean = (const float *)n->saved[1]->data + o * inner;
-                for (j = 0; j < inner; j++) row[j] = gr[j] * 2.0f * (x[j] - mean[j]) / (float)n->a[0];
+            else if (kind == NN__R_MEAN) for (j = 0; j < inner; j++) row[j] = gr[j] * inv_len;
+            else if (kind == NN__R_MAX) for (j = 0; j < inner; j++) row[j] = arg[oo * inner + j] == i ? gr[j] : 0.0f;
+            else {   /* var: d/dx_i = 2 (x_i - mean) / (n - correction) */
+                const float *x = xs + r * inner, *m = mean + oo * inner;
+                for (j = 0; j < inner; j++) row[j] = gr[j] * two_over * (x[j] - m[j]);
             }
         }
     }
     nn__accumulate(n, 0, gx);
+}
+
+/* The CPU reductions. Rows (inner == 1) are cut into chunks of NN__RCHUNK summed with 16 f32 lanes, and
+   the chunk sums are added in double in chunk order: vectorised, parallel even for one long row, and the
+   bits never depend on the thread count. Columns (inner > 1) accumulate bands of 256 columns in double,
+   walking the rows in order. var uses two passes (mean, then squared deviations); max keeps the first
+   maximum, NaN counting as the largest value (as torch). */
+#define NN__RCHUNK 4096
+static float nn__sqdev_f32(const float *x, int64_t n, float m);
+static void nn__reduce_cpu(int kind, const float *px, float *py, int64_t *arg, float *mean, int64_t outer,
+                           int64_t len, int64_t inner, int unbiased) {
+    if (inner == 1) {
+        int64_t nch = (len + NN__RCHUNK - 1) / NN__RCHUNK, t, o, tasks = outer * nch;
+        int64_t s2 = tasks * 2 + 1;
+        nn_tensor *ws = nn__new(NN_F32, NN_CPU, 1, &s2);      /* per chunk: a double, or a max + its index */
+        double *part = (double *)ws->data;
+        NN_OMP("omp parallel for if (outer * len > 32768)")
+        for (t = 0; t < tasks; t++) {
+            int64_t oo = t / nch, c = t - oo * nch, b = c * NN__RCHUNK, e = b + NN__RCHUNK < len ? b + NN__RCHUNK : len, i;
+            const float *p = px + oo * len;
+            if (kind == NN__R_MAX) {
+                float m = p[b];
+                int64_t a = b;
+                for (i = b + 1; i < e; i++) if (p[i] > m || (p[i] != p[i] && m == m)) { m = p[i]; a = i; }
+                ((float *)part)[2 * t] = m;
+                ((int32_t *)part)[2 * t + 1] = (int32_t)(a - b);
+            } else part[t] = nn__sum_f32(p + b, e - b);
+        }
+        NN_OMP("omp parallel for if (outer * len > 32768)")
+        for (o = 0; o < outer; o++) {
+            int64_t c;
+            if (kind == NN__R_MAX) {
+                float m = ((float *)part)[2 * o * nch];
+                int64_t a = ((int32_t *)part)[2 * o * nch + 1];
+                for (c = 1; c < nch; c++) {
+                    float v = ((float *)part)[2 * (o * nch + c)];
+                    if (v > m || (v != v && m == m)) { m = v; a = c * NN__RCHUNK + ((int32_t *)part)[2 * (o * nch + c) + 1]; }
+                }
+                py[o] = m;
+                arg[o] = a;
+            } else {
+                double s = 0;
+                for (c = 0; c < nch; c++) s += part[o * nch + c];
+                if (kind == NN__R_SUM) py[o] = (float)s;
+                else if (kind == NN__R_MEAN) py[o] = (float)(s / (double)len);
+                else mean[o] = (float)(s / (double)len);
+            }
+        }
+        if (kind == NN__R_VAR) {
+            NN_OMP("omp parallel for if (outer * len > 32768)")
+            for (t = 0; t < tasks; t++) {
+                int64_t oo = t / nch, c = t - oo * nch, b = c * NN__RCHUNK, e = b + NN__RCHUNK < len ? b + NN__RCHUNK : len;
+                part[t] = nn__sqdev_f32(px + oo * len + b, e - b, mean[oo]);
+            }
+            for (o = 0; o < outer; o++) {
+                double v = 0;
+                int64_t c;
+                for (c = 0; c < nch; c++) v += part[o * nch + c];
+                py[o] = (float)(v / (double)(len - unbiased));
+            }
+        }
+        nn_tensor_free(ws);
+    } else {
+        int64_t nb = (inner + 255) / 256, t, tasks = outer * nb;
+        NN_OMP("omp parallel for if (outer * len * inner > 32768)")
+        for (t = 0; t < tasks; t++) {
+            int64_t oo = t / nb, j0 = (t - oo * nb) * 256, j1 = j0 + 256 < inner ? j0 + 256 : inner, w = j1 - j0, i, j;
+            const float *p = px + oo * len * inner + j0;
+            float *y = py + oo * inner + j0;
+            double acc[256];
+            if (kind == NN__R_MAX) {
+                int64_t *a = arg + oo * inner + j0;
+                for (j = 0; j < w; j++) { y[j] = p[j]; a[j] = 0; }
+                for (i = 1; i < len; i++)
+                    for (j = 0; j < w; j++) {
+                        float v = p[i * inner + j];
+                        if (v > y[j] || (v != v && y[j] == y[j])) { y[j] = v; a[j] = i; }
+                    }
+                continue;
+            }
+            for (j = 0; j < w; j++) acc[j] = 0;
+            for (i = 0; i < len; i++) for (j = 0; j < w; j++) acc[j] += p[i * inner + j];
+            if (kind == NN__R_SUM) for (j = 0; j < w; j++) y[j] = (float)acc[j];
+            else if (kind == NN__R_MEAN) for (j = 0; j < w; j++) y[j] = (float)(acc[j] / (double)len);
+            else {
+                float *m = mean + oo * inner + j0;
+                for (j = 0; j < w; j++) { m[j] = (float)(acc[j] / (double)len); acc[j] = 0; }
+                for (i = 0; i < len; i++) for (j = 0; j < w; j++) { double d = (double)p[i * inner + j] - m[j]; acc[j] += d * d; }
+                for (j = 0; j < w; j++) y[j] = (float)(acc[j] / (double)(len - unbiased));
+            }
+        }
+    }
 }
 
 static nn_tensor *nn__reduce(int kind, const char *name, nn_tensor *x, int dim, int keepdim, int unbiased) {
@@ -2083,31 +2179,9 @@ static nn_tensor *nn__reduce(int kind, const char *name, nn_tensor *x, int dim, 
 #ifdef NN_CUDA
     if (x->device == NN_CUDA) nn__cuda_reduce_fwd(kind, x, outer, len, inner, unbiased, y, arg, mean); else
 #endif
-    NN_OMP("omp parallel for if (outer * len * inner > 32768)")
-    for (o = 0; o < outer; o++) {
-        int64_t i, j;
-        for (j = 0; j < inner; j++) {
-            const float *p = px + o * len * inner + j;
-            if (kind == NN__R_MAX) {
-                float m = p[0];
-                int64_t a = 0;
-                for (i = 1; i < len; i++) if (p[i * inner] > m || (p[i * inner] != p[i * inner] && m == m)) { m = p[i * inner]; a = i; }
-                py[o * inner + j] = m;
-                ((int64_t *)arg->data)[o * inner + j] = a;
-            } else {
-                double s = 0;
-                for (i = 0; i < len; i++) s += p[i * inner];
-                if (kind == NN__R_SUM) py[o * inner + j] = (float)s;
-                else if (kind == NN__R_MEAN) py[o * inner + j] = (float)(s / (double)len);
-                else {   /* two passes in double: the mean, then squared deviations */
-                    double m = s / (double)len, v = 0;
-                    for (i = 0; i < len; i++) v += ((double)p[i * inner] - m) * ((double)p[i * inner] - m);
-                    py[o * inner + j] = (float)(v / (double)(len - unbiased));
-                    ((float *)mean->data)[o * inner + j] = (float)m;
-                }
-            }
-        }
-    }
+    nn__reduce_cpu(kind, px, py, arg ? (int64_t *)arg->data : NULL, mean ? (float *)mean->data : NULL, outer, len,
+                   inner, unbiased);
+    (void)o;
     if ((n = nn__record(name, nn__reduce_backward, 1, &x, 1, &y)) != NULL) {
         n->i[0] = kind; n->i[1] = outer; n->i[2] = len; n->i[3] = inner;
         if (arg) nn__save(n, arg);
