@@ -14,7 +14,10 @@
                                                                              dq, dk, dv (each optional: NULL
                                                                              skips nothing but the store) and
                                                                              dbias (optional)
-     size_t nn__cuda_sdpa_bwd_ws_bytes(int B, int H, int Lq);              f32 scratch the caller lends (ws)
+     size_t nn__cuda_sdpa_ws_bytes(const nn_cuda_sdpa_args *a, int bwd);  scratch the caller lends (a->ws) to
+                                                                             a forward (split-KV partials; NULL
+                                                                             runs unsplit) or a backward (delta,
+                                                                             split dQ accumulator; required)
      const char *nn__cuda_sdpa_last_error(void);                           message of the last nonzero return
    Both return 0, or -1 on bad arguments (nothing launched; the message says which) and leave errors of the
    launches to the caller's usual cudaGetLastError check. Everything runs asynchronously on stream s.
@@ -82,11 +85,11 @@ typedef struct nn_cuda_sdpa_args {
     void *dq, *dk, *dv;              /* optional outputs (q dtype) */
     int64_t sdq[3], sdk[3], sdv[3];
     float *dbias;                    /* optional, f32, strides bs */
-    float *ws;                       /* nn__cuda_sdpa_bwd_ws_bytes(B, H, Lq) bytes */
+    float *ws;                       /* scratch of nn__cuda_sdpa_ws_bytes(a, bwd) bytes (16-byte aligned) */
 } nn_cuda_sdpa_args;
 int nn__cuda_sdpa_fwd(const nn_cuda_sdpa_args *a, cudaStream_t s);
 int nn__cuda_sdpa_bwd(const nn_cuda_sdpa_args *a, cudaStream_t s);
-size_t nn__cuda_sdpa_bwd_ws_bytes(int B, int H, int Lq);
+size_t nn__cuda_sdpa_ws_bytes(const nn_cuda_sdpa_args *a, int bwd);
 const char *nn__cuda_sdpa_last_error(void);
 #ifdef __cplusplus
 }
@@ -112,13 +115,18 @@ struct Params {
     int causal, dropout, dbias_atomic;
     float scale, scale_log2, p, keep_scale;
     uint64_t seed, offset;
+    int bias_stage;            /* bias tiles go through shared memory (16-byte aligned rows, keys contiguous) */
+    int nsplit, split_len;     /* split-KV: key ranges of split_len (a multiple of the key tile) */
+    float *part;               /* forward partials [nsplit][B*H*Lq][Dv] then lse [nsplit][B*H*Lq] */
+    float *dq_acc;             /* backward with split keys: f32 dQ accumulator [B*H*Lq][D] */
     int ntiles;    /* tiles along the resident dimension */
     int order;     /* 0: (bh, tile) tile fastest; 1: (b, tile, h) heads fastest; 2: (tile desc, bh) */
 };
 
 /* block index -> (b, h, tile) */
-__device__ __forceinline__ void tile_of(const Params &p, int *b, int *h, int *t) {
+__device__ __forceinline__ void tile_of(const Params &p, int *b, int *h, int *t, int *sp = nullptr) {
     int64_t L = blockIdx.x;
+    if (sp) { *sp = (int)(L % p.nsplit); L /= p.nsplit; }
     if (p.order == 0) {
         *t = (int)(L % p.ntiles); int64_t bh = L / p.ntiles; *h = (int)(bh % p.H); *b = (int)(bh / p.H);
     } else if (p.order == 1) {
@@ -217,6 +225,10 @@ __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool ok
     int n = ok ? 16 : 0;
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
 }
+__device__ __forceinline__ void cp_async16n(void *smem, const void *gmem, int nbytes) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(nbytes));
+}
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
 __device__ __forceinline__ void ldsm4(uint32_t r[4], const void *p) {
@@ -241,6 +253,20 @@ __device__ __forceinline__ void load_tile(T *s, const T *g, int64_t rs, int row0
         bool ok = gr < L && c * 8 < dcols;
         const T *src = ok ? g + (int64_t)gr * rs + c * 8 : g;
         cp_async16(s + r * (HD + 8) + c * 8, src, ok);
+    }
+}
+
+/* bias tile [R queries from i0][C keys from j0] -> shared memory (row stride bstr bytes), zero outside; the bias
+   of (b,h) starts at bbh (bytes); requires 16-byte aligned rows and contiguous keys (Params.bias_stage) */
+template <int NTH>
+__device__ __forceinline__ void load_bias(unsigned char *s, int bstr, const Params &p, const unsigned char *bbh,
+                                          int i0, int R, int j0, int C) {
+    int es = p.bias_f32 ? 4 : 2, chunks = C * es / 16, per = 16 / es;
+    for (int idx = threadIdx.x; idx < R * chunks; idx += NTH) {
+        int r = idx / chunks, c = idx - r * chunks, gi = i0 + r, gj = j0 + c * per;
+        int nb = (gi < p.Lq && gj < p.Lk) ? min(16, (p.Lk - gj) * es) : 0;
+        const unsigned char *src = nb ? bbh + ((int64_t)gi * p.bs[2] + (int64_t)gj * p.bs[3]) * es : bbh;
+        cp_async16n(s + r * bstr + c * 16, src, nb);
     }
 }
 
@@ -300,20 +326,59 @@ __device__ __forceinline__ void to_afrag(uint32_t (&pa)[MW][NT / 2][4], const fl
 
 /* Apply bias, mask, causal and bounds to a score tile in log2 units. Element (m, n, e) of the C fragments is
    at resident row R0 + 16m + g + 8(e>>1) and streamed column C0 + 8n + 2q + (e&1). TRANS: rows are keys and
-   columns queries (the dK/dV kernel). x = raw q.k; result scale_log2 * x + log2e * bias, or -inf. */
+   columns queries (the dK/dV kernel). x = raw q.k; result scale_log2 * x + log2e * bias, or -inf.
+   The bias comes from the staged shared tile bt ([query - ib][key - jb], row stride bstr bytes) or, when not
+   staged, from global memory at clamped (always valid) indices, so that no load sits behind a branch and the
+   loads of a tile issue together. */
+template <typename T, typename BT, int MW, int NT, bool TRANS>
+__device__ __forceinline__ void add_bias(const Params &p, float (&s)[MW][NT][4], int R0, int C0, int lane,
+                                         const BT *bbh, const unsigned char *bt, int bstr, int ib, int jb) {
+    int g = lane >> 2, q2 = (lane & 3) * 2;
+    const float ls = NNFA_LOG2E;
+    if (bt) {
+#pragma unroll
+        for (int m = 0; m < MW; m++)
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int r = R0 + 16 * m + g + 8 * (e >> 1), c = C0 + 8 * n + q2 + (e & 1);
+                    int i = TRANS ? c : r, j = TRANS ? r : c;
+                    BT v = *(const BT *)(bt + (i - ib) * bstr + (j - jb) * (int)sizeof(BT));
+                    s[m][n][e] = s[m][n][e] * p.scale_log2 + ls * TT<BT>::to_f(v);
+                }
+    } else {
+#pragma unroll
+        for (int m = 0; m < MW; m++)
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int r = R0 + 16 * m + g + 8 * (e >> 1), c = C0 + 8 * n + q2 + (e & 1);
+                    int i = min(TRANS ? c : r, p.Lq - 1), j = min(TRANS ? r : c, p.Lk - 1);
+                    BT v = bbh[(int64_t)i * p.bs[2] + (int64_t)j * p.bs[3]];
+                    s[m][n][e] = s[m][n][e] * p.scale_log2 + ls * TT<BT>::to_f(v);
+                }
+    }
+}
+
 template <typename T, int MW, int NT, bool TRANS>
 __device__ __forceinline__ void apply_mods(const Params &p, float (&s)[MW][NT][4], int R0, int C0, int lane,
-                                           const uint8_t *mbh, const void *bbh, bool plain) {
+                                           const uint8_t *mbh, const void *bbh, const unsigned char *bt, int bstr,
+                                           int ib, int jb, bool plain) {
     int g = lane >> 2, q2 = (lane & 3) * 2;
-    if (plain) {
+    if (bbh) {
+        if (p.bias_f32) add_bias<T, float, MW, NT, TRANS>(p, s, R0, C0, lane, (const float *)bbh, bt, bstr, ib, jb);
+        else add_bias<T, T, MW, NT, TRANS>(p, s, R0, C0, lane, (const T *)bbh, bt, bstr, ib, jb);
+    } else {
 #pragma unroll
         for (int m = 0; m < MW; m++)
 #pragma unroll
             for (int n = 0; n < NT; n++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) s[m][n][e] *= p.scale_log2;
-        return;
     }
+    if (plain) return;
 #pragma unroll
     for (int m = 0; m < MW; m++)
 #pragma unroll
@@ -322,11 +387,12 @@ __device__ __forceinline__ void apply_mods(const Params &p, float (&s)[MW][NT][4
             for (int e = 0; e < 4; e++) {
                 int r = R0 + 16 * m + g + 8 * (e >> 1), c = C0 + 8 * n + q2 + (e & 1);
                 int i = TRANS ? c : r, j = TRANS ? r : c;
-                float x = s[m][n][e] * p.scale_log2;
                 bool ok = i < p.Lq && j < p.Lk && !(p.causal && j > i);
-                if (ok && mbh) ok = mbh[(int64_t)i * p.ms[2] + (int64_t)j * p.ms[3]] != 0;
-                if (ok && bbh) x += NNFA_LOG2E * bias_at<T>(p, bbh, (int64_t)i * p.bs[2] + (int64_t)j * p.bs[3]);
-                s[m][n][e] = ok ? x : -INFINITY;
+                if (mbh) {
+                    uint8_t mv = mbh[(int64_t)min(i, p.Lq - 1) * p.ms[2] + (int64_t)min(j, p.Lk - 1) * p.ms[3]];
+                    ok = ok && mv != 0;
+                }
+                s[m][n][e] = ok ? s[m][n][e] : -INFINITY;
             }
 }
 
@@ -359,29 +425,39 @@ __device__ __forceinline__ void store_frag(T *g, int64_t rs, const float (&acc)[
 }
 
 /* ------------------------------------------------------------------------------------------ forward */
+/* bias of (b,h) as bytes (the staged loader) and typed pointer (apply_mods) */
+template <typename T>
+__device__ __forceinline__ const void *bias_bh(const Params &p, int b, int h) {
+    if (!p.bias) return nullptr;
+    return p.bias_f32 ? (const void *)((const float *)p.bias + b * p.bs[0] + h * p.bs[1])
+                      : (const void *)((const T *)p.bias + b * p.bs[0] + h * p.bs[1]);
+}
+
 template <typename T, int HD, int MW, int NW, int BN>
 __global__ void __launch_bounds__(NW * 32) fwd_kernel(Params p) {
     constexpr int BM = 16 * MW * NW, ST = HD + 8, NT = BN / 8, ND = HD / 8, NTH = NW * 32;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *Qs = (T *)smem_raw, *Ks = Qs + BM * ST, *Vs = Ks + 2 * BN * ST;
-    int b, h, t;
-    tile_of(p, &b, &h, &t);
+    unsigned char *Bt = (unsigned char *)(Vs + 2 * BN * ST);   /* 2 staged bias tiles [BM][BN] */
+    int b, h, t, sp;
+    tile_of(p, &b, &h, &t, &sp);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int i0 = t * BM, wrow = warp * 16 * MW;
     const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
     const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
     const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
     const uint8_t *mbh = p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
-    const void *bbh = nullptr;
-    if (p.bias) bbh = p.bias_f32 ? (const void *)((const float *)p.bias + b * p.bs[0] + h * p.bs[1])
-                                 : (const void *)((const T *)p.bias + b * p.bs[0] + h * p.bs[1]);
-    int jend = p.Lk;
+    const void *bbh = bias_bh<T>(p, b, h);
+    const int bstr = BN * (p.bias_f32 ? 4 : 2) + 16;
+    const bool stage = p.bias_stage != 0;
+    int ks = sp * p.split_len, jend = min(p.Lk, ks + p.split_len);
     if (p.causal && i0 + BM < jend) jend = i0 + BM;
-    int nkt = (jend + BN - 1) / BN;
+    int nkt = jend > ks ? (jend - ks + BN - 1) / BN : 0;
     load_tile<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq, p.D);
     if (nkt > 0) {
-        load_tile<T, HD, BN, NTH>(Ks, K, p.sk[2], 0, p.Lk, p.D);
-        load_tile<T, HD, BN, NTH>(Vs, V, p.sv[2], 0, p.Lk, p.Dv);
+        load_tile<T, HD, BN, NTH>(Ks, K, p.sk[2], ks, p.Lk, p.D);
+        load_tile<T, HD, BN, NTH>(Vs, V, p.sv[2], ks, p.Lk, p.Dv);
+        if (stage) load_bias<NTH>(Bt, bstr, p, (const unsigned char *)bbh, i0, BM, ks, BN);
     }
     cp_commit();
     float acc[MW][ND][4], mrow[MW][2], lrow[MW][2];
@@ -393,12 +469,13 @@ __global__ void __launch_bounds__(NW * 32) fwd_kernel(Params p) {
     }
     uint64_t bhpos = p.offset + (uint64_t)((int64_t)b * p.H + h) * (uint64_t)p.Lq * (uint64_t)p.Lk;
     for (int kt = 0; kt < nkt; kt++) {
-        int buf = kt & 1, j0 = kt * BN;
+        int buf = kt & 1, j0 = ks + kt * BN;
         cp_wait_all();
         __syncthreads();
         if (kt + 1 < nkt) {
             load_tile<T, HD, BN, NTH>(Ks + (buf ^ 1) * BN * ST, K, p.sk[2], j0 + BN, p.Lk, p.D);
             load_tile<T, HD, BN, NTH>(Vs + (buf ^ 1) * BN * ST, V, p.sv[2], j0 + BN, p.Lk, p.Dv);
+            if (stage) load_bias<NTH>(Bt + (buf ^ 1) * BM * bstr, bstr, p, (const unsigned char *)bbh, i0, BM, j0 + BN, BN);
         }
         cp_commit();
         float s[MW][NT][4];
@@ -407,8 +484,9 @@ __global__ void __launch_bounds__(NW * 32) fwd_kernel(Params p) {
 #pragma unroll
             for (int n = 0; n < NT; n++) s[m][n][0] = s[m][n][1] = s[m][n][2] = s[m][n][3] = 0.f;
         mma_abT<T, MW, NT, HD, ST, ST>(s, Qs + wrow * ST, Ks + buf * BN * ST, lane);
-        bool plain = !mbh && !bbh && j0 + BN <= p.Lk && !(p.causal && j0 + BN - 1 > i0 + wrow);
-        apply_mods<T, MW, NT, false>(p, s, i0 + wrow, j0, lane, mbh, bbh, plain);
+        bool plain = !mbh && j0 + BN <= p.Lk && !(p.causal && j0 + BN - 1 > i0 + wrow);
+        apply_mods<T, MW, NT, false>(p, s, i0 + wrow, j0, lane, mbh, bbh, stage ? Bt + buf * BM * bstr : nullptr,
+                                     bstr, i0, j0, plain);
 #pragma unroll
         for (int m = 0; m < MW; m++)
 #pragma unroll
@@ -452,10 +530,13 @@ __global__ void __launch_bounds__(NW * 32) fwd_kernel(Params p) {
         mma_pb<T, MW, NT / 2, ND, ST>(acc, pa, Vs + buf * BN * ST, lane);
     }
     cp_wait_all(); /* no copy may be in flight at exit (nkt == 0 leaves the Q copy pending) */
-    /* finish: sum l over the quad, write O and LSE */
+    /* finish: sum l over the quad, write O and LSE (or this split's normalised partial and its lse) */
+    int64_t bh = (int64_t)b * p.H + h, bhlq = (int64_t)p.B * p.H * p.Lq;
     T *O = (T *)p.out + b * p.so[0] + h * p.so[1];
-    float *lse = p.lse + ((int64_t)b * p.H + h) * p.Lq;
-    int g = lane >> 2;
+    float *lse = p.nsplit > 1 ? p.part + (int64_t)p.nsplit * bhlq * p.Dv + sp * bhlq + bh * p.Lq
+                              : p.lse + bh * p.Lq;
+    float *po = p.part + (sp * bhlq + bh * p.Lq) * p.Dv;
+    int g = lane >> 2, q2 = (lane & 3) * 2;
 #pragma unroll
     for (int m = 0; m < MW; m++) {
         float inv[2];
@@ -468,13 +549,73 @@ __global__ void __launch_bounds__(NW * 32) fwd_kernel(Params p) {
             int r = i0 + wrow + 16 * m + g + 8 * hh;
             if ((lane & 3) == 0 && r < p.Lq) lse[r] = l > 0.f ? (mrow[m][hh] + log2f(l)) * NNFA_LN2 : -INFINITY;
         }
-        float one[1][ND][4];
+        if (p.nsplit > 1) {
 #pragma unroll
-        for (int n = 0; n < ND; n++)
+            for (int hh = 0; hh < 2; hh++) {
+                int r = i0 + wrow + 16 * m + g + 8 * hh;
+                if (r >= p.Lq) continue;
 #pragma unroll
-            for (int e = 0; e < 4; e++) one[0][n][e] = acc[m][n][e];
-        store_frag<T, 1, ND>(O, p.so[2], one, i0 + wrow + 16 * m, p.Lq, p.Dv, inv[0], inv[1], lane);
+                for (int n = 0; n < ND; n++) {
+                    int c = n * 8 + q2;
+                    if (c < p.Dv)
+                        *reinterpret_cast<float2 *>(po + (int64_t)r * p.Dv + c) =
+                            make_float2(acc[m][n][2 * hh] * inv[hh], acc[m][n][2 * hh + 1] * inv[hh]);
+                }
+            }
+        } else {
+            float one[1][ND][4];
+#pragma unroll
+            for (int n = 0; n < ND; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) one[0][n][e] = acc[m][n][e];
+            store_frag<T, 1, ND>(O, p.so[2], one, i0 + wrow + 16 * m, p.Lq, p.Dv, inv[0], inv[1], lane);
+        }
     }
+}
+
+/* split-KV: o = sum_s exp(lse_s - lse) o_s with lse = log sum_s exp(lse_s); one warp per row */
+template <typename T>
+__global__ void combine_kernel(Params p) {
+    int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    int64_t bhlq = (int64_t)p.B * p.H * p.Lq;
+    if (row >= bhlq) return;
+    const float *pl = p.part + (int64_t)p.nsplit * bhlq * p.Dv;
+    float mx = -INFINITY;
+    for (int x = 0; x < p.nsplit; x++) mx = fmaxf(mx, pl[x * bhlq + row]);
+    float L = -INFINITY;
+    if (mx != -INFINITY) {
+        float sum = 0.f;
+        for (int x = 0; x < p.nsplit; x++) sum += expf(pl[x * bhlq + row] - mx);
+        L = mx + logf(sum);
+    }
+    int i = (int)(row % p.Lq);
+    int64_t bh = row / p.Lq;
+    int h = (int)(bh % p.H), b = (int)(bh / p.H);
+    T *o = (T *)p.out + b * p.so[0] + h * p.so[1] + (int64_t)i * p.so[2];
+    for (int d = lane; d < p.Dv; d += 32) {
+        float acc = 0.f;
+        if (L != -INFINITY)
+            for (int x = 0; x < p.nsplit; x++) {
+                float ls = pl[x * bhlq + row];
+                if (ls != -INFINITY) acc += expf(ls - L) * p.part[(x * bhlq + row) * p.Dv + d];
+            }
+        o[d] = TT<T>::from_f(acc);
+    }
+    if (lane == 0) p.lse[row] = L;
+}
+
+/* split dQ accumulator (f32, already scaled) -> dq of type T through its strides */
+template <typename T>
+__global__ void dq_convert_kernel(Params p) {
+    int64_t x = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, n = (int64_t)p.B * p.H * p.Lq * p.D;
+    if (x >= n) return;
+    int d = (int)(x % p.D);
+    int64_t row = x / p.D;
+    int i = (int)(row % p.Lq);
+    int64_t bh = row / p.Lq;
+    int h = (int)(bh % p.H), b = (int)(bh / p.H);
+    ((T *)p.dq)[b * p.sdq[0] + h * p.sdq[1] + (int64_t)i * p.sdq[2] + d] = TT<T>::from_f(p.dq_acc[x]);
 }
 
 /* ------------------------------------------------------------------------------------------ backward */
@@ -504,6 +645,7 @@ __global__ void __launch_bounds__(NW * 32) bwd_dkdv_kernel(Params p) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *Ks = (T *)smem_raw, *Vs = Ks + BM * ST, *Qs = Vs + BM * ST, *Gs = Qs + 2 * BN * ST;
     float *Ls = (float *)(Gs + 2 * BN * ST), *Dl = Ls + 2 * BN;
+    unsigned char *Bt = (unsigned char *)(Dl + 2 * BN);   /* 2 staged bias tiles [BN queries][BM keys] */
     int b, h, t;
     tile_of(p, &b, &h, &t);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -514,9 +656,9 @@ __global__ void __launch_bounds__(NW * 32) bwd_dkdv_kernel(Params p) {
     const T *G = (const T *)p.dout + b * p.sdo[0] + h * p.sdo[1];
     const float *lse = p.lse + ((int64_t)b * p.H + h) * p.Lq, *delta = p.delta + ((int64_t)b * p.H + h) * p.Lq;
     const uint8_t *mbh = p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
-    const void *bbh = nullptr;
-    if (p.bias) bbh = p.bias_f32 ? (const void *)((const float *)p.bias + b * p.bs[0] + h * p.bs[1])
-                                 : (const void *)((const T *)p.bias + b * p.bs[0] + h * p.bs[1]);
+    const void *bbh = bias_bh<T>(p, b, h);
+    const int bstr = BM * (p.bias_f32 ? 4 : 2) + 16;
+    const bool stage = p.bias_stage != 0;
     int istart = p.causal ? (j0 / BN) * BN : 0;
     int nqt = p.Lq > istart ? (p.Lq - istart + BN - 1) / BN : 0;
     load_tile<T, HD, BM, NTH>(Ks, K, p.sk[2], j0, p.Lk, p.D);
@@ -525,6 +667,7 @@ __global__ void __launch_bounds__(NW * 32) bwd_dkdv_kernel(Params p) {
         int i = istart + it * BN;
         load_tile<T, HD, BN, NTH>(Qs + buf * BN * ST, Q, p.sq[2], i, p.Lq, p.D);
         load_tile<T, HD, BN, NTH>(Gs + buf * BN * ST, G, p.sdo[2], i, p.Lq, p.Dv);
+        if (stage) load_bias<NTH>(Bt + buf * BN * bstr, bstr, p, (const unsigned char *)bbh, i, BN, j0, BM);
         for (int x = threadIdx.x; x < BN; x += NTH) {
             int ii = i + x;
             float l = ii < p.Lq ? lse[ii] : INFINITY;
@@ -561,8 +704,9 @@ __global__ void __launch_bounds__(NW * 32) bwd_dkdv_kernel(Params p) {
         mma_abT<T, MW, NT, HD, ST, ST>(s, Ks + wrow * ST, Qb, lane);      /* S^T = K Q^T */
         mma_abT<T, MW, NT, HD, ST, ST>(dp, Vs + wrow * ST, Gb, lane);     /* dP^T = V dO^T */
         /* keys >= Lk only feed dK/dV rows that are never stored; queries >= Lq have lse = +inf, so P = 0 */
-        bool plain = !mbh && !bbh && !(p.causal && j0 + wrow + 16 * MW - 1 > i0);
-        apply_mods<T, MW, NT, true>(p, s, j0 + wrow, i0, lane, mbh, bbh, plain);
+        bool plain = !mbh && !(p.causal && j0 + wrow + 16 * MW - 1 > i0);
+        apply_mods<T, MW, NT, true>(p, s, j0 + wrow, i0, lane, mbh, bbh, stage ? Bt + buf * BN * bstr : nullptr,
+                                    bstr, i0, j0, plain);
 #pragma unroll
         for (int m = 0; m < MW; m++)
 #pragma unroll
@@ -598,8 +742,9 @@ __global__ void __launch_bounds__(NW * 32) bwd_dq_kernel(Params p) {
     constexpr int BM = 16 * MW * NW, ST = HD + 8, NT = BN / 8, ND = HD / 8, NTH = NW * 32;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *Qs = (T *)smem_raw, *Gs = Qs + BM * ST, *Ks = Gs + BM * ST, *Vs = Ks + 2 * BN * ST;
-    int b, h, t;
-    tile_of(p, &b, &h, &t);
+    unsigned char *Bt = (unsigned char *)(Vs + 2 * BN * ST);   /* 2 staged bias tiles [BM][BN] */
+    int b, h, t, sp;
+    tile_of(p, &b, &h, &t, &sp);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int i0 = t * BM, wrow = warp * 16 * MW;
     const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
@@ -607,18 +752,19 @@ __global__ void __launch_bounds__(NW * 32) bwd_dq_kernel(Params p) {
     const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
     const T *G = (const T *)p.dout + b * p.sdo[0] + h * p.sdo[1];
     const uint8_t *mbh = p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
-    const void *bbh = nullptr;
-    if (p.bias) bbh = p.bias_f32 ? (const void *)((const float *)p.bias + b * p.bs[0] + h * p.bs[1])
-                                 : (const void *)((const T *)p.bias + b * p.bs[0] + h * p.bs[1]);
+    const void *bbh = bias_bh<T>(p, b, h);
+    const int bstr = BN * (p.bias_f32 ? 4 : 2) + 16;
+    const bool stage = p.bias_stage != 0;
     float *dbh = p.dbias ? p.dbias + b * p.bs[0] + h * p.bs[1] : nullptr;
-    int jend = p.Lk;
+    int ks = sp * p.split_len, jend = min(p.Lk, ks + p.split_len);
     if (p.causal && i0 + BM < jend) jend = i0 + BM;
-    int nkt = (jend + BN - 1) / BN;
+    int nkt = jend > ks ? (jend - ks + BN - 1) / BN : 0;
     load_tile<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq, p.D);
     load_tile<T, HD, BM, NTH>(Gs, G, p.sdo[2], i0, p.Lq, p.Dv);
     if (nkt > 0) {
-        load_tile<T, HD, BN, NTH>(Ks, K, p.sk[2], 0, p.Lk, p.D);
-        load_tile<T, HD, BN, NTH>(Vs, V, p.sv[2], 0, p.Lk, p.Dv);
+        load_tile<T, HD, BN, NTH>(Ks, K, p.sk[2], ks, p.Lk, p.D);
+        load_tile<T, HD, BN, NTH>(Vs, V, p.sv[2], ks, p.Lk, p.Dv);
+        if (stage) load_bias<NTH>(Bt, bstr, p, (const unsigned char *)bbh, i0, BM, ks, BN);
     }
     cp_commit();
     int g = lane >> 2, q2 = (lane & 3) * 2;
@@ -642,12 +788,13 @@ __global__ void __launch_bounds__(NW * 32) bwd_dq_kernel(Params p) {
             for (int e = 0; e < 4; e++) dq[m][n][e] = 0.f;
     uint64_t bhpos = p.offset + (uint64_t)((int64_t)b * p.H + h) * (uint64_t)p.Lq * (uint64_t)p.Lk;
     for (int kt = 0; kt < nkt; kt++) {
-        int buf = kt & 1, j0 = kt * BN;
+        int buf = kt & 1, j0 = ks + kt * BN;
         cp_wait_all();
         __syncthreads();
         if (kt + 1 < nkt) {
             load_tile<T, HD, BN, NTH>(Ks + (buf ^ 1) * BN * ST, K, p.sk[2], j0 + BN, p.Lk, p.D);
             load_tile<T, HD, BN, NTH>(Vs + (buf ^ 1) * BN * ST, V, p.sv[2], j0 + BN, p.Lk, p.Dv);
+            if (stage) load_bias<NTH>(Bt + (buf ^ 1) * BM * bstr, bstr, p, (const unsigned char *)bbh, i0, BM, j0 + BN, BN);
         }
         cp_commit();
         const T *Kb = Ks + buf * BN * ST, *Vb = Vs + buf * BN * ST;
@@ -660,8 +807,9 @@ __global__ void __launch_bounds__(NW * 32) bwd_dq_kernel(Params p) {
                 for (int e = 0; e < 4; e++) s[m][n][e] = dp[m][n][e] = 0.f;
         mma_abT<T, MW, NT, HD, ST, ST>(s, Qs + wrow * ST, Kb, lane);
         mma_abT<T, MW, NT, HD, ST, ST>(dp, Gs + wrow * ST, Vb, lane);
-        bool plain = !mbh && !bbh && j0 + BN <= p.Lk && !(p.causal && j0 + BN - 1 > i0 + wrow);
-        apply_mods<T, MW, NT, false>(p, s, i0 + wrow, j0, lane, mbh, bbh, plain);
+        bool plain = !mbh && j0 + BN <= p.Lk && !(p.causal && j0 + BN - 1 > i0 + wrow);
+        apply_mods<T, MW, NT, false>(p, s, i0 + wrow, j0, lane, mbh, bbh, stage ? Bt + buf * BM * bstr : nullptr,
+                                     bstr, i0, j0, plain);
 #pragma unroll
         for (int m = 0; m < MW; m++)
 #pragma unroll
@@ -691,8 +839,27 @@ __global__ void __launch_bounds__(NW * 32) bwd_dq_kernel(Params p) {
         mma_pb<T, MW, NT / 2, ND, ST>(dq, pa, Kb, lane);   /* dQ += dS K */
     }
     cp_wait_all();
-    if (p.dq) store_frag<T, MW, ND>((T *)p.dq + b * p.sdq[0] + h * p.sdq[1], p.sdq[2], dq, i0 + wrow, p.Lq, p.D,
-                                    p.scale, p.scale, lane);
+    if (p.dq && p.nsplit > 1) {   /* this block saw one key range: add its part into the f32 accumulator */
+        float *acc = p.dq_acc + ((int64_t)b * p.H + h) * p.Lq * p.D;
+#pragma unroll
+        for (int m = 0; m < MW; m++)
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                int r = i0 + wrow + 16 * m + g + 8 * hh;
+                if (r >= p.Lq) continue;
+#pragma unroll
+                for (int n = 0; n < ND; n++) {
+                    int c = n * 8 + q2;
+                    if (c < p.D) {
+                        atomicAdd(acc + (int64_t)r * p.D + c, dq[m][n][2 * hh] * p.scale);
+                        atomicAdd(acc + (int64_t)r * p.D + c + 1, dq[m][n][2 * hh + 1] * p.scale);
+                    }
+                }
+            }
+    } else if (p.dq) {
+        store_frag<T, MW, ND>((T *)p.dq + b * p.sdq[0] + h * p.sdq[1], p.sdq[2], dq, i0 + wrow, p.Lq, p.D, p.scale,
+                              p.scale, lane);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ f32 path */
@@ -874,7 +1041,7 @@ static int set_smem(K kern, size_t bytes) {
 
 static int grid_of(Params &p, int rows_per_tile, int len, bool causal_heavy_first, unsigned *grid) {
     p.ntiles = (len + rows_per_tile - 1) / rows_per_tile;
-    int64_t n = (int64_t)p.B * p.H * p.ntiles;
+    int64_t n = (int64_t)p.B * p.H * p.ntiles * p.nsplit;
     if (n > 2147483647) return fail("nn__cuda_sdpa: too many tiles for one launch");
     bool heads_share_bias = p.bias && p.bs[1] == 0 && p.H > 1;
     p.order = (p.causal && causal_heavy_first) ? 2 : heads_share_bias ? 1 : 0;
@@ -882,16 +1049,61 @@ static int grid_of(Params &p, int rows_per_tile, int len, bool causal_heavy_firs
     return 0;
 }
 
+#define NNFA_NOSPLIT 0x3fffffff
+static int g_sms = 0;
+static int sm_count(void) {
+    if (!g_sms) {
+        int d = 0;
+        if (cudaGetDevice(&d) != cudaSuccess || cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, d) != cudaSuccess || g_sms <= 0) {
+            cudaGetLastError();
+            g_sms = 132;
+        }
+    }
+    return g_sms;
+}
+/* split-KV when the (b, h, query tile) blocks cannot fill the GPU (4 blocks per SM): key ranges of at least 4
+   tiles, as many as bring the grid to that target (the 900-query AQR cases, 10 queries over 2,048 keys) */
+static void plan_split(Params &p, int BM, int BN) {
+    p.nsplit = 1; p.split_len = NNFA_NOSPLIT;
+    int64_t blocks = (int64_t)p.B * p.H * ((p.Lq + BM - 1) / BM);
+    int64_t ktiles = (p.Lk + BN - 1) / BN, target = 4LL * sm_count();
+    if (blocks == 0 || blocks >= target || ktiles < 8) return;
+    int64_t n = (target + blocks - 1) / blocks;
+    if (n > ktiles / 4) n = ktiles / 4;
+    if (n < 2) return;
+    int64_t tps = (ktiles + n - 1) / n;
+    int ns = (int)((ktiles + tps - 1) / tps);
+    if (ns < 2) return;
+    p.nsplit = ns; p.split_len = (int)(tps * BN);
+}
+template <int HD> static void tiles_of(int *fbm, int *fbn, int *qbm, int *qbn) {
+    typedef Cfg<__half, HD> C;
+    *fbm = 16 * C::FMW * C::FNW; *fbn = C::FBN; *qbm = 16 * C::QMW * C::QNW; *qbn = C::QBN;
+}
+static void tiles_rt(int hd, int *fbm, int *fbn, int *qbm, int *qbn) {
+    if (hd <= 16) tiles_of<16>(fbm, fbn, qbm, qbn);
+    else if (hd <= 32) tiles_of<32>(fbm, fbn, qbm, qbn);
+    else if (hd <= 64) tiles_of<64>(fbm, fbn, qbm, qbn);
+    else if (hd <= 96) tiles_of<96>(fbm, fbn, qbm, qbn);
+    else tiles_of<128>(fbm, fbn, qbm, qbn);
+}
+static int64_t align16(int64_t n) { return (n + 15) & ~(int64_t)15; }
+
 template <typename T, int HD>
 static int run_fwd(Params p, cudaStream_t s) {
     typedef Cfg<T, HD> C;
     constexpr int BM = 16 * C::FMW * C::FNW;
-    size_t smem = (size_t)(BM + 4 * C::FBN) * (HD + 8) * sizeof(T);
+    if (p.part) plan_split(p, BM, C::FBN);
+    int es = p.bias_f32 ? 4 : 2;
+    size_t smem = (size_t)(BM + 4 * C::FBN) * (HD + 8) * sizeof(T) +
+                  (p.bias_stage ? (size_t)2 * BM * (C::FBN * es + 16) : 0);
     auto kern = fwd_kernel<T, HD, C::FMW, C::FNW, C::FBN>;
     if (set_smem(kern, smem)) return -1;
     unsigned grid;
     if (grid_of(p, BM, p.Lq, true, &grid)) return -1;
     if (grid) kern<<<grid, C::FNW * 32, smem, s>>>(p);
+    int64_t rows = (int64_t)p.B * p.H * p.Lq;
+    if (p.nsplit > 1 && rows > 0) combine_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p);
     return 0;
 }
 
@@ -899,23 +1111,34 @@ template <typename T, int HD>
 static int run_bwd(Params p, cudaStream_t s) {
     typedef Cfg<T, HD> C;
     unsigned grid;
+    int es = p.bias_f32 ? 4 : 2;
     int64_t rows = (int64_t)p.B * p.H * p.Lq;
     if (rows > 0) delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p);
     if (p.dk || p.dv) {
+        Params pk = p;
+        pk.nsplit = 1; pk.split_len = NNFA_NOSPLIT;
         constexpr int BM = 16 * C::KMW * C::KNW;
-        size_t smem = (size_t)(2 * BM + 4 * C::KBN) * (HD + 8) * sizeof(T) + 4 * C::KBN * sizeof(float);
+        size_t smem = (size_t)(2 * BM + 4 * C::KBN) * (HD + 8) * sizeof(T) + 4 * C::KBN * sizeof(float) +
+                      (p.bias_stage ? (size_t)2 * C::KBN * (BM * es + 16) : 0);
         auto kern = bwd_dkdv_kernel<T, HD, C::KMW, C::KNW, C::KBN>;
         if (set_smem(kern, smem)) return -1;
-        if (grid_of(p, BM, p.Lk, false, &grid)) return -1;
-        if (grid) kern<<<grid, C::KNW * 32, smem, s>>>(p);
+        if (grid_of(pk, BM, p.Lk, false, &grid)) return -1;
+        if (grid) kern<<<grid, C::KNW * 32, smem, s>>>(pk);
     }
     if (p.dq || p.dbias) {
+        Params pq = p;
         constexpr int BM = 16 * C::QMW * C::QNW;
-        size_t smem = (size_t)(2 * BM + 4 * C::QBN) * (HD + 8) * sizeof(T);
+        plan_split(pq, BM, C::QBN);
+        size_t smem = (size_t)(2 * BM + 4 * C::QBN) * (HD + 8) * sizeof(T) +
+                      (p.bias_stage ? (size_t)2 * BM * (C::QBN * es + 16) : 0);
         auto kern = bwd_dq_kernel<T, HD, C::QMW, C::QNW, C::QBN>;
         if (set_smem(kern, smem)) return -1;
-        if (grid_of(p, BM, p.Lq, true, &grid)) return -1;
-        if (grid) kern<<<grid, C::QNW * 32, smem, s>>>(p);
+        if (grid_of(pq, BM, p.Lq, true, &grid)) return -1;
+        bool acc = pq.nsplit > 1 && pq.dq;
+        if (acc && cudaMemsetAsync(pq.dq_acc, 0, (size_t)rows * p.D * sizeof(float), s) != cudaSuccess)
+            return fail("nn__cuda_sdpa_bwd: cudaMemsetAsync(dq accumulator) failed");
+        if (grid) kern<<<grid, C::QNW * 32, smem, s>>>(pq);
+        if (acc && rows > 0) dq_convert_kernel<T><<<(unsigned)((rows * p.D + 255) / 256), 256, 0, s>>>(pq);
     }
     return 0;
 }
@@ -958,7 +1181,7 @@ static int setup(const nn_cuda_sdpa_args *a, Params *p, bool bwd) {
         p->sq[x] = a->sq[x]; p->sk[x] = a->sk[x]; p->sv[x] = a->sv[x]; p->so[x] = a->so[x];
         p->sdo[x] = a->sdo[x]; p->sdq[x] = a->sdq[x]; p->sdk[x] = a->sdk[x]; p->sdv[x] = a->sdv[x];
     }
-    p->lse = a->lse; p->delta = a->ws;
+    p->lse = a->lse;
     p->mask = a->mask; p->bias = a->bias; p->bias_f32 = a->bias_dtype == 0;
     for (int x = 0; x < 4; x++) { p->ms[x] = a->ms[x]; p->bs[x] = a->bs[x]; }
     p->B = a->B; p->H = a->H; p->Lq = a->Lq; p->Lk = a->Lk; p->D = a->D; p->Dv = a->Dv;
@@ -967,7 +1190,28 @@ static int setup(const nn_cuda_sdpa_args *a, Params *p, bool bwd) {
     p->p = a->dropout_p; p->dropout = a->dropout_p > 0.f;
     p->keep_scale = a->dropout_p < 1.f ? 1.f / (1.f - a->dropout_p) : 0.f;
     p->seed = a->seed; p->offset = a->offset;
+    p->nsplit = 1; p->split_len = NNFA_NOSPLIT;
+    if (a->dtype != 0 && a->bias) {
+        int64_t es = p->bias_f32 ? 4 : 2;
+        p->bias_stage = (p->bs[3] == 1 || p->Lk == 1) && ((uintptr_t)a->bias & 15) == 0 &&
+                        (p->bs[0] * es) % 16 == 0 && (p->bs[1] * es) % 16 == 0 && (p->bs[2] * es) % 16 == 0;
+    }
     return 0;
+}
+
+/* workspace (f32 elements): forward split-KV partials; backward delta + split dQ accumulator */
+static int64_t ws_floats(const Params &p0, int dtype, bool bwd) {
+    int64_t bhlq = (int64_t)p0.B * p0.H * p0.Lq;
+    if (dtype == 0) return bwd ? align16(bhlq) : 0;
+    int fbm, fbn, qbm, qbn;
+    tiles_rt(p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn, &qbm, &qbn);
+    Params p = p0;
+    if (!bwd) {
+        plan_split(p, fbm, fbn);
+        return p.nsplit > 1 ? (int64_t)p.nsplit * bhlq * (p.Dv + 1) : 0;
+    }
+    plan_split(p, qbm, qbn);
+    return align16(bhlq) + (p.nsplit > 1 ? bhlq * p.D : 0);
 }
 
 } /* namespace nnfa */
@@ -976,12 +1220,17 @@ extern "C" {
 
 const char *nn__cuda_sdpa_last_error(void) { return nnfa::g_err; }
 
-size_t nn__cuda_sdpa_bwd_ws_bytes(int B, int H, int Lq) { return (size_t)B * H * Lq * sizeof(float) + 16; }
+size_t nn__cuda_sdpa_ws_bytes(const nn_cuda_sdpa_args *a, int bwd) {
+    nnfa::Params p;
+    if (nnfa::setup(a, &p, false)) return 0;
+    return (size_t)nnfa::ws_floats(p, a->dtype, bwd != 0) * sizeof(float) + 64;
+}
 
 int nn__cuda_sdpa_fwd(const nn_cuda_sdpa_args *a, cudaStream_t s) {
     nnfa::Params p;
     if (nnfa::setup(a, &p, false)) return -1;
     if ((int64_t)p.B * p.H * p.Lq == 0) return 0;
+    p.part = a->ws;   /* NULL: no split-KV */
     if (a->dtype == 0) {
         unsigned grid;
         if (nnfa::grid_of(p, F32_TQ, p.Lq, true, &grid)) return -1;
@@ -994,6 +1243,8 @@ int nn__cuda_sdpa_fwd(const nn_cuda_sdpa_args *a, cudaStream_t s) {
 int nn__cuda_sdpa_bwd(const nn_cuda_sdpa_args *a, cudaStream_t s) {
     nnfa::Params p;
     if (nnfa::setup(a, &p, true)) return -1;
+    p.delta = a->ws;
+    p.dq_acc = a->ws + nnfa::align16((int64_t)p.B * p.H * p.Lq);
     int64_t full[4] = {p.B, p.H, p.Lq, p.Lk};
     if (a->dbias && a->bias) {
         /* span of dbias through its strides; accumulate (atomics, zeroed first) where a dim is broadcast */
