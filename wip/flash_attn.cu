@@ -58,6 +58,9 @@
 #include <stddef.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <type_traits>
 
 #ifdef __cplusplus
 extern "C" {
@@ -1029,6 +1032,15 @@ template <typename T> struct Cfg<T, 32>  { enum { FMW = 2, FNW = 4, FBN = 64, KM
 template <typename T> struct Cfg<T, 64>  { enum { FMW = 2, FNW = 4, FBN = 64, KMW = 1, KNW = 8, KBN = 64, QMW = 2, QNW = 4, QBN = 32 }; };
 template <typename T> struct Cfg<T, 96>  { enum { FMW = 2, FNW = 4, FBN = 32, KMW = 1, KNW = 8, KBN = 32, QMW = 1, QNW = 8, QBN = 64 }; };
 template <typename T> struct Cfg<T, 128> { enum { FMW = 2, FNW = 4, FBN = 32, KMW = 1, KNW = 8, KBN = 32, QMW = 1, QNW = 8, QBN = 64 }; };
+/* alternative tiles for bf16, D <= 64, chosen with NNFA_ALT=1 in the environment (benchmarked side by side):
+   forward with 32-key tiles (no spills), dK/dV with 32 keys per warp (half the shared-memory fragment traffic
+   per MMA), dQ with 16 rows per warp and 64-key tiles */
+template <int HD> struct CfgAlt { enum { FMW = 2, FNW = 4, FBN = 32, KMW = 2, KNW = 4, KBN = 16, QMW = 1, QNW = 8, QBN = 64 }; };
+static int g_alt = -1;
+static bool use_alt(int dtype, int hd) {
+    if (g_alt < 0) { const char *e = getenv("NNFA_ALT"); g_alt = e && *e == '1'; }
+    return g_alt && dtype == 2 && hd <= 64;
+}
 
 template <typename K>
 static int set_smem(K kern, size_t bytes) {
@@ -1067,7 +1079,7 @@ static void plan_split(Params &p, int BM, int BN) {
     p.nsplit = 1; p.split_len = NNFA_NOSPLIT;
     int64_t blocks = (int64_t)p.B * p.H * ((p.Lq + BM - 1) / BM);
     int64_t ktiles = (p.Lk + BN - 1) / BN, target = 4LL * sm_count();
-    if (blocks == 0 || blocks >= target || ktiles < 8) return;
+    if (blocks == 0 || blocks >= target / 2 || ktiles < 8) return;   /* >= 2 blocks per SM: no split */
     int64_t n = (target + blocks - 1) / blocks;
     if (n > ktiles / 4) n = ktiles / 4;
     if (n < 2) return;
@@ -1076,22 +1088,21 @@ static void plan_split(Params &p, int BM, int BN) {
     if (ns < 2) return;
     p.nsplit = ns; p.split_len = (int)(tps * BN);
 }
-template <int HD> static void tiles_of(int *fbm, int *fbn, int *qbm, int *qbn) {
-    typedef Cfg<__half, HD> C;
+template <typename C> static void tiles_of(int *fbm, int *fbn, int *qbm, int *qbn) {
     *fbm = 16 * C::FMW * C::FNW; *fbn = C::FBN; *qbm = 16 * C::QMW * C::QNW; *qbn = C::QBN;
 }
-static void tiles_rt(int hd, int *fbm, int *fbn, int *qbm, int *qbn) {
-    if (hd <= 16) tiles_of<16>(fbm, fbn, qbm, qbn);
-    else if (hd <= 32) tiles_of<32>(fbm, fbn, qbm, qbn);
-    else if (hd <= 64) tiles_of<64>(fbm, fbn, qbm, qbn);
-    else if (hd <= 96) tiles_of<96>(fbm, fbn, qbm, qbn);
-    else tiles_of<128>(fbm, fbn, qbm, qbn);
+static void tiles_rt(int dtype, int hd, int *fbm, int *fbn, int *qbm, int *qbn) {
+    if (use_alt(dtype, hd)) tiles_of<CfgAlt<64> >(fbm, fbn, qbm, qbn);
+    else if (hd <= 16) tiles_of<Cfg<__half, 16> >(fbm, fbn, qbm, qbn);
+    else if (hd <= 32) tiles_of<Cfg<__half, 32> >(fbm, fbn, qbm, qbn);
+    else if (hd <= 64) tiles_of<Cfg<__half, 64> >(fbm, fbn, qbm, qbn);
+    else if (hd <= 96) tiles_of<Cfg<__half, 96> >(fbm, fbn, qbm, qbn);
+    else tiles_of<Cfg<__half, 128> >(fbm, fbn, qbm, qbn);
 }
 static int64_t align16(int64_t n) { return (n + 15) & ~(int64_t)15; }
 
-template <typename T, int HD>
+template <typename T, int HD, typename C = Cfg<T, HD> >
 static int run_fwd(Params p, cudaStream_t s) {
-    typedef Cfg<T, HD> C;
     constexpr int BM = 16 * C::FMW * C::FNW;
     if (p.part) plan_split(p, BM, C::FBN);
     int es = p.bias_f32 ? 4 : 2;
@@ -1107,9 +1118,8 @@ static int run_fwd(Params p, cudaStream_t s) {
     return 0;
 }
 
-template <typename T, int HD>
+template <typename T, int HD, typename C = Cfg<T, HD> >
 static int run_bwd(Params p, cudaStream_t s) {
-    typedef Cfg<T, HD> C;
     unsigned grid;
     int es = p.bias_f32 ? 4 : 2;
     int64_t rows = (int64_t)p.B * p.H * p.Lq;
@@ -1146,6 +1156,13 @@ static int run_bwd(Params p, cudaStream_t s) {
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
     int hd = p.D > p.Dv ? p.D : p.Dv;
+    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+        if (use_alt(2, hd)) {
+            if (hd <= 16) return fwd ? run_fwd<T, 16, CfgAlt<16> >(p, s) : run_bwd<T, 16, CfgAlt<16> >(p, s);
+            if (hd <= 32) return fwd ? run_fwd<T, 32, CfgAlt<32> >(p, s) : run_bwd<T, 32, CfgAlt<32> >(p, s);
+            return fwd ? run_fwd<T, 64, CfgAlt<64> >(p, s) : run_bwd<T, 64, CfgAlt<64> >(p, s);
+        }
+    }
     if (hd <= 16) return fwd ? run_fwd<T, 16>(p, s) : run_bwd<T, 16>(p, s);
     if (hd <= 32) return fwd ? run_fwd<T, 32>(p, s) : run_bwd<T, 32>(p, s);
     if (hd <= 64) return fwd ? run_fwd<T, 64>(p, s) : run_bwd<T, 64>(p, s);
@@ -1204,7 +1221,7 @@ static int64_t ws_floats(const Params &p0, int dtype, bool bwd) {
     int64_t bhlq = (int64_t)p0.B * p0.H * p0.Lq;
     if (dtype == 0) return bwd ? align16(bhlq) : 0;
     int fbm, fbn, qbm, qbn;
-    tiles_rt(p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn, &qbm, &qbn);
+    tiles_rt(dtype, p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn, &qbm, &qbn);
     Params p = p0;
     if (!bwd) {
         plan_split(p, fbm, fbn);
