@@ -48,6 +48,12 @@
            dbias is stored once per element when the bias is not broadcast, else atomically added (f32).
      f32   a plain SIMT path (thread per query or key row, tiles in shared memory, accurate expf), same
            semantics, for checking.
+   Bias tiles (f32 or the q dtype, keys contiguous, 16-byte aligned rows) are staged through shared memory with
+   cp.async, double-buffered with K/V, so no bias load sits behind a branch; other layouts read it at clamped
+   indices. Split-KV: when the (b, h, query tile) blocks are fewer than 2 per SM (the 900-query AQR cases, 10
+   queries over 2,048 keys) the forward splits the keys into ranges of >= 4 tiles (normalised partials + lse
+   in the workspace, then a combine kernel) and the dQ pass splits likewise into an f32 accumulator (atomics,
+   then a conversion); dK/dV never split. NNFA_ALT=1 selects alternative bf16 tiles for D <= 64 (see Cfg).
    One launch covers all (b, h, tile) problems (1-D grid): many small problems fill the GPU. Order of the grid:
    causal: longest tiles first; bias shared by heads: heads fastest (the heads of one bias tile run together and
    read it once from DRAM); otherwise tiles of one head together (its K/V stay in L2). */
