@@ -4,20 +4,10 @@
 #include "nn.h"
 #include <setjmp.h>
 #include "test.h"
+#include "expect_error.h"
 #include "gradcheck.h"
 #include "fixture.h"
 
-/* ---- error capture: a handler that longjmps back into the test */
-static jmp_buf err_jmp;
-static char err_msg[1024];
-static void err_handler(const char *msg, void *user) { (void)user; snprintf(err_msg, sizeof err_msg, "%s", msg); longjmp(err_jmp, 1); }
-#define EXPECT_ERROR(stmt, needle) do { \
-    err_msg[0] = 0; \
-    nn_set_error_handler(err_handler, NULL); \
-    if (!setjmp(err_jmp)) { stmt; CHECK(0, "expected an error containing '%s'", needle); } \
-    else CHECK(strstr(err_msg, needle) != NULL, "error message '%s' lacks '%s'", err_msg, needle); \
-    nn_set_error_handler(NULL, NULL); \
-} while (0)
 
 static void test_dtypes(void) {
     /* round-to-nearest-even at the halfway points and the edges of both formats */
