@@ -1,6 +1,6 @@
 /* bench/cpu_bench.c - nn.h on the CPU: matmul, layer_norm and a small MLP training step (forward + backward),
    printed as "name ms peak_bytes" lines that bench/run_cpu_bench.sh sets beside PyTorch's.
-   Build: gcc -O2 -march=native -fopenmp -I. bench/cpu_bench.c -o build/cpu_bench -lm */
+   Build: gcc -O3 -march=native -fopenmp -I. bench/cpu_bench.c -o build/cpu_bench -lm */
 #define NN_IMPLEMENTATION
 #include "nn.h"
 #include <stdio.h>
