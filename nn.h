@@ -174,6 +174,31 @@ int nn_set_training(int on);
 typedef void (*nn_checkpoint_fn)(void *ctx, nn_tensor **in, nn_tensor **out);
 void nn_checkpoint(nn_checkpoint_fn fn, void *ctx, int n_in, nn_tensor **in, int n_out, nn_tensor **out);
 
+/* Mixed precision: autocast with torch.autocast's op policy. Between nn_autocast_begin(dt) and the matching
+   nn_autocast_end(), dt = NN_BF16 or NN_F16, the ops nn_matmul / nn_matmul_t, nn_linear, nn_conv2d /
+   nn_conv2d_ex and nn_sdpa compute in dt with f32 accumulation; everything else (norms, softmax,
+   reductions, elementwise ops, losses, the optimiser) stays f32, and master weights are f32. Regions nest;
+   nn_autocast_begin(NN_F32) turns autocast off inside a region.
+   On the CPU every tensor stays f32 and low precision is emulated, value for value:
+   - each floating input of a listed op (activation, weight, bias, sdpa's float bias) is rounded to dt
+     (round-to-nearest-even; beyond f16's range it becomes inf, as a real cast);
+   - the op computes in f32 on those values: products of dt values are exact in f32, sums accumulate in f32;
+   - its output is rounded to dt, because torch's autocast returns a dt tensor there (the CPU's too: it
+     returns bf16), so the next op sees dt values;
+   - backward: the gradient arriving at such an output and the gradients the op sends to its inputs are
+     rounded to dt as well (torch's gradient of a dt tensor is a dt tensor), and flow on as f32 tensors, so
+     parameters receive f32 gradients accumulated in f32 (f16's overflow to inf is what the loss scaler sees).
+   Not emulated: an op outside the list that receives a dt tensor in torch (GELU after a bf16 linear, a
+   reshape) returns dt there and f32 here; where its result feeds a listed op it is rounded there anyway.
+   Weight casts are cached, as torch's autocast cache: a parameter (an f32 leaf with requires_grad) is
+   rounded once per region and dtype, not per use; the cache is cleared when the outermost region ends and
+   after each nn_backward (the optimiser may change the weights next). The region should hold the forward
+   pass and the loss (as torch recommends); backward may run outside it: nn_checkpoint records the autocast
+   dtype at forward time and recomputes under it. */
+void nn_autocast_begin(nn_dtype dt);
+void nn_autocast_end(void);
+nn_dtype nn_autocast_dtype(void);            /* the dtype in force: NN_F32 when autocast is off */
+
 /* ============================================================================================== [api:ops] */
 
 /* elementwise, broadcasting like numpy/torch */
@@ -396,6 +421,16 @@ int nn__norm_dim(const char *op, const nn_tensor *t, int dim);
 nn_tensor *nn__sum_to(nn_tensor *g, int ndim, const int64_t *shape);
 /* output shape of broadcasting a and b; reports op on mismatch */
 int nn__broadcast_shape(const char *op, const nn_tensor *a, const nn_tensor *b, int64_t *out);
+/* autocast (see nn_autocast_begin): an op on the low-precision list starts with
+       if (nn_autocast_dtype() != NN_F32) { nn_dtype dt = nn__autocast_enter();
+           return nn__autocast_leave(nn_op(nn__autocast_arg(x, dt), nn__autocast_arg(w, dt), ...), dt); }
+   enter switches autocast off for the inner call, arg gives the input in dt (cached for parameters),
+   leave switches it back and gives the output in dt. On the CPU both are nn__autocast_round. */
+nn_dtype nn__autocast_enter(void);
+nn_tensor *nn__autocast_arg(nn_tensor *x, nn_dtype dt);
+nn_tensor *nn__autocast_leave(nn_tensor *y, nn_dtype dt);
+/* f32 -> f32 with every value rounded to dt (differentiable: the gradient is rounded to dt too) */
+nn_tensor *nn__autocast_round(nn_tensor *x, nn_dtype dt);
 float nn__half_to_f32(uint16_t h);
 uint16_t nn__f32_to_half(float f);
 float nn__bf16_to_f32(uint16_t h);
@@ -1300,6 +1335,8 @@ static void nn__run_tape(int base) {
     nn_set_grad_enabled(prev_grad);
 }
 
+static void nn__autocast_cache_clear(void);
+
 void nn_backward_with(int n, nn_tensor **outputs, nn_tensor **grads) {
     int i;
     for (i = 0; i < n; i++) {
@@ -1307,6 +1344,7 @@ void nn_backward_with(int n, nn_tensor **outputs, nn_tensor **grads) {
         nn__seed("nn_backward", outputs[i], grads[i]);
     }
     nn__run_tape(0);
+    nn__autocast_cache_clear();   /* the optimiser may change the weights next */
 }
 
 void nn_backward(nn_tensor *loss) {
@@ -1319,6 +1357,140 @@ void nn_backward(nn_tensor *loss) {
     nn__seed("nn_backward", loss, one);
     nn_scope_end(NULL);
     nn__run_tape(0);
+    nn__autocast_cache_clear();
+}
+
+/* Autocast (see nn_autocast_begin in [api:autograd]). State: the dtype in force, the stack of enclosing
+   regions' dtypes, and the weight-cast cache: (parameter, dtype) -> its rounded copy, both retained. */
+#define NN__AUTOCAST_DEPTH 32
+typedef struct { nn_tensor *key, *val; nn_dtype dt; } nn__ac_entry;
+static struct {
+    nn_dtype cur;                          /* NN_F32 (= 0): off */
+    nn_dtype stack[NN__AUTOCAST_DEPTH];
+    int depth;
+    nn__ac_entry *cache;
+    int n, cap;
+} nn__ac;
+
+static void nn__autocast_cache_clear(void) {
+    int i;
+    for (i = 0; i < nn__ac.n; i++) { nn__release(nn__ac.cache[i].val); nn__release(nn__ac.cache[i].key); }  /* our references */
+    nn__ac.n = 0;
+}
+
+nn_dtype nn_autocast_dtype(void) { return nn__ac.cur; }
+
+void nn_autocast_begin(nn_dtype dt) {
+    if (dt != NN_F32 && dt != NN_BF16 && dt != NN_F16)
+        nn_error("nn_autocast_begin: dtype must be bf16, f16 or f32 (off), got %s", nn_dtype_name(dt));
+    if (nn__ac.depth >= NN__AUTOCAST_DEPTH) nn_error("nn_autocast_begin: more than %d nested regions", NN__AUTOCAST_DEPTH);
+    nn__ac.stack[nn__ac.depth++] = nn__ac.cur;
+    nn__ac.cur = dt;
+}
+
+void nn_autocast_end(void) {
+    if (nn__ac.depth <= 0) nn_error("nn_autocast_end: no autocast region is open");
+    nn__ac.cur = nn__ac.stack[--nn__ac.depth];
+    if (nn__ac.depth == 0) nn__autocast_cache_clear();   /* torch clears its cast cache at the outermost exit */
+}
+
+/* dst (f32) = src (f32) with every value rounded to dt, round-to-nearest-even as nn_cast */
+static void nn__round_into(nn_tensor *dst, const nn_tensor *src, nn_dtype dt) {
+    const float *s = (const float *)src->data;
+    float *d = (float *)dst->data;
+    int64_t i, n = src->numel;
+    if (src->device != NN_CPU) {   /* other devices: through a real dt tensor (two casts) */
+        nn_tensor *tmp = nn__new(dt, src->device, src->ndim, src->shape);
+        nn_copy_(tmp, src);
+        nn_copy_(dst, tmp);
+        nn_tensor_free(tmp);
+        return;
+    }
+    if (dt == NN_BF16) {
+        NN_OMP("omp parallel for if (n > 32768)")
+        for (i = 0; i < n; i++) d[i] = nn__bf16_to_f32(nn__f32_to_bf16(s[i]));
+    } else {
+        NN_OMP("omp parallel for if (n > 32768)")
+        for (i = 0; i < n; i++) d[i] = nn__half_to_f32(nn__f32_to_half(s[i]));
+    }
+}
+
+static void nn__autocast_round_backward(nn_node *n) {
+    nn_tensor *g = n->gout[0], *gx;
+    if (!nn__needs_grad(n, 0)) return;
+    gx = nn__new(NN_F32, g->device, g->ndim, g->shape);
+    nn__round_into(gx, g, (nn_dtype)n->i[0]);
+    nn__accumulate(n, 0, gx);
+}
+
+nn_tensor *nn__autocast_round(nn_tensor *x, nn_dtype dt) {
+    nn_tensor *y;
+    nn_node *n;
+    nn__check_f32("nn__autocast_round", x, "input");
+    if (dt == NN_F32) return x;
+    if (dt != NN_BF16 && dt != NN_F16) nn_error("nn__autocast_round: dtype must be bf16 or f16, got %s", nn_dtype_name(dt));
+    y = nn__new(NN_F32, x->device, x->ndim, x->shape);
+    nn__round_into(y, x, dt);
+    if ((n = nn__record("nn_autocast_round", nn__autocast_round_backward, 1, &x, 1, &y)) != NULL) n->i[0] = dt;
+    return y;
+}
+
+/* Entry of a listed op: autocast off for the inner call (so a listed op built on another, nn_sdpa on
+   nn_matmul, rounds only at its own boundary), and a scope that owns the rounded inputs. */
+nn_dtype nn__autocast_enter(void) {
+    nn_dtype dt = nn__ac.cur;
+    nn__ac.cur = NN_F32;
+    nn_scope_begin();
+    return dt;
+}
+
+nn_tensor *nn__autocast_arg(nn_tensor *x, nn_dtype dt) {
+    int i, cacheable;
+    nn_tensor *r;
+    if (!x || x->dtype != NN_F32 || dt == NN_F32) return x;   /* the op itself reports wrong dtypes */
+    /* This is the seam for real low-precision kernels: where an op's kernel takes dt operands on a device,
+       return nn_cast(x, dt) here (and let nn__autocast_leave keep the op's dt output). */
+    cacheable = nn__ac.depth > 0 && !x->node && x->requires_grad;
+    if (cacheable)
+        for (i = 0; i < nn__ac.n; i++) {
+            nn__ac_entry *e = &nn__ac.cache[i];
+            if (e->key != x || e->dt != dt) continue;
+            /* with grad on the copy must still be on the tape (after a backward, or when it was made with
+               grad off inside a checkpointed forward, it is recast and replaced) */
+            if (!nn_grad_enabled() || nn__tracks(e->val)) return e->val;
+            r = nn__autocast_round(x, dt);
+            nn__release(e->val);
+            e->val = nn_retain(r);
+            return r;
+        }
+    r = nn__autocast_round(x, dt);
+    if (cacheable) {
+        nn__ac.cache = (nn__ac_entry *)nn__grow(nn__ac.cache, &nn__ac.cap, nn__ac.n + 1, sizeof(nn__ac_entry));
+        nn__ac.cache[nn__ac.n].key = nn_retain(x);
+        nn__ac.cache[nn__ac.n].val = nn_retain(r);
+        nn__ac.cache[nn__ac.n].dt = dt;
+        nn__ac.n++;
+    }
+    return r;
+}
+
+nn_tensor *nn__autocast_leave(nn_tensor *y, nn_dtype dt) {
+    nn_tensor *o = y;
+    nn_node *n;
+    if (y && y->dtype == NN_F32 && dt != NN_F32) {
+        if (!nn__tracks(y)) {
+            nn__round_into(y, y, dt);                             /* in place: nothing else holds it */
+        } else {
+            /* a new header over the same storage, rounded in place (a tensor the op saved, e.g. an attention
+               output, sees the rounded values, as torch's dt output) */
+            o = nn__view(y, y->ndim, y->shape, 0);
+            nn__round_into(o, o, dt);
+            if ((n = nn__record("nn_autocast_round", nn__autocast_round_backward, 1, &y, 1, &o)) != NULL) n->i[0] = dt;
+        }
+    }
+    nn_scope_end(o);
+    nn__ac.cur = dt;
+    return o;
 }
 
 /* Gradient checkpointing. The node saves the inputs and the random-stream position; backward recomputes
@@ -1330,14 +1502,17 @@ static void nn__checkpoint_backward(nn_node *n) {
     nn_tensor *in[NN_MAX_NODE_IN], *out[NN_MAX_NODE_OUT];
     nn_rng_state rng = nn__g.rng;
     int i, base, prev_train = nn_set_training((int)n->i[0]), prev_grad = nn_set_grad_enabled(1);
+    nn_dtype prev_ac = nn__ac.cur;
     for (i = 0; i < n->n_in; i++) {
         in[i] = nn_detach(n->saved[i]);
         in[i]->requires_grad = n->in[i].needs_grad;
     }
     base = nn__g.tape_n;
     nn__g.rng = n->rng;
+    nn__ac.cur = (nn_dtype)n->i[1];   /* recompute under the forward's autocast dtype */
     for (i = 0; i < n->n_out; i++) out[i] = NULL;
     cf->fn(cf->ctx, in, out);
+    nn__ac.cur = prev_ac;
     nn__g.rng = rng;
     nn_set_training(prev_train);
     for (i = 0; i < n->n_out; i++) {
@@ -1384,6 +1559,7 @@ void nn_checkpoint(nn_checkpoint_fn fn, void *ctx, int n_in, nn_tensor **in, int
         n->ptr = cf;
         n->rng = rng;
         n->i[0] = nn_training();
+        n->i[1] = nn__ac.cur;
     }
 }
 
@@ -2247,6 +2423,10 @@ static nn_tensor *nn__matmul_nd(const char *op, nn_tensor *a, nn_tensor *b, int 
 }
 
 nn_tensor *nn_matmul_t(nn_tensor *a, nn_tensor *b, int ta, int tb) {
+    if (nn__ac.cur != NN_F32) {   /* autocast: low-precision operands and result, f32 accumulation */
+        nn_dtype dt = nn__autocast_enter();
+        return nn__autocast_leave(nn_matmul_t(nn__autocast_arg(a, dt), nn__autocast_arg(b, dt), ta, tb), dt);
+    }
     nn__check_f32("nn_matmul", a, "a");
     nn__check_f32("nn_matmul", b, "b");
     nn__check_same_device("nn_matmul", a, b);
@@ -2317,6 +2497,10 @@ nn_tensor *nn_linear(nn_tensor *x, nn_tensor *w, nn_tensor *b) {
     nn_tensor *y, *ins[3];
     nn_node *n;
     int d;
+    if (nn__ac.cur != NN_F32) {   /* autocast: low-precision operands and result, f32 accumulation */
+        nn_dtype dt = nn__autocast_enter();
+        return nn__autocast_leave(nn_linear(nn__autocast_arg(x, dt), nn__autocast_arg(w, dt), nn__autocast_arg(b, dt)), dt);
+    }
     nn__check_f32("nn_linear", x, "input");
     nn__check_f32("nn_linear", w, "weight");
     nn__check_same_device("nn_linear", x, w);
@@ -2656,6 +2840,11 @@ nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts 
     double scale;
     memset(&o, 0, sizeof o);
     if (opts) o = *opts;
+    if (nn__ac.cur != NN_F32) {   /* autocast: q, k, v, a float bias and the output in low precision */
+        nn_dtype dt = nn__autocast_enter();
+        o.bias = nn__autocast_arg(o.bias, dt);
+        return nn__autocast_leave(nn_sdpa(nn__autocast_arg(q, dt), nn__autocast_arg(k, dt), nn__autocast_arg(v, dt), &o), dt);
+    }
     nn__check_f32("nn_sdpa", q, "q");
     nn__check_f32("nn_sdpa", k, "k");
     nn__check_f32("nn_sdpa", v, "v");
@@ -2700,6 +2889,7 @@ nn_tensor *nn_key_padding_mask(nn_tensor *valid) {
 #include "wip/ops_conv.h"
 #include "wip/ops_index_loss.h"
 #include "wip/train.h"
+#include "wip/amp.h"
 
 /* --------------------------------------------------------------------------------------------- [modules] */
 
@@ -2960,6 +3150,9 @@ void nn_shutdown(void) {
     int d;
     while (nn__g.depth > 0) nn_scope_end(NULL);
     nn__tape_clear(0);
+    nn__autocast_cache_clear();
+    NN_FREE(nn__ac.cache);
+    memset(&nn__ac, 0, sizeof nn__ac);
     nn__sgemm_free_cache();
     while (nn__g.spare_nodes) { nn_node *n = nn__g.spare_nodes; nn__g.spare_nodes = n->next_free; NN_FREE(n); }
     while (nn__g.spare) { nn_tensor *t = nn__g.spare; nn__g.spare = t->grad; NN_FREE(t); }

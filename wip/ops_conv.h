@@ -234,6 +234,11 @@ static nn_tensor *nn__conv2d_impl(const char *op, nn_tensor *x, nn_tensor *w, nn
     float *cols, *od;
     const float *xd, *wd;
     nn_node *node;
+    if (nn_autocast_dtype() != NN_F32) {   /* autocast (nn.h): low-precision operands and result, f32 accumulation */
+        nn_dtype dt = nn__autocast_enter();
+        return nn__autocast_leave(nn__conv2d_impl(op, nn__autocast_arg(x, dt), nn__autocast_arg(w, dt), nn__autocast_arg(b, dt),
+                                                  stride, padding, dilation, groups), dt);
+    }
     nn__vision_check(op, x, 4, "input");
     nn__vision_check(op, w, 4, "weight");
     nn__check_same_device(op, x, w);

@@ -494,6 +494,12 @@ nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts 
     nn_sdpa_opts none;
     memset(&none, 0, sizeof none);
     if (!opts) opts = &none;
+    if (nn_autocast_dtype() != NN_F32) {   /* autocast (nn.h): q, k, v, a float bias and the output in low precision */
+        nn_sdpa_opts o = *opts;
+        nn_dtype dt = nn__autocast_enter();
+        o.bias = nn__autocast_arg(o.bias, dt);
+        return nn__autocast_leave(nn_sdpa(nn__autocast_arg(q, dt), nn__autocast_arg(k, dt), nn__autocast_arg(v, dt), &o), dt);
+    }
     nn__sdpa_check("nn_sdpa", q, k, v, opts, &s);
     memset(&c, 0, sizeof c);
     c.B = s.B; c.H = s.H; c.Lq = s.Lq; c.Lk = s.Lk; c.D = s.D; c.Dv = s.Dv;
