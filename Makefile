@@ -17,13 +17,41 @@ LDLIBS   = -lm
 BUILD   ?= build
 
 # every C test program: tests/<name>.c -> $(BUILD)/<name>
-CORE_TESTS = test_core test_conv test_index_loss gemm_test test_train test_io test_amp
+CORE_TESTS = test_core test_conv test_index_loss gemm_test test_train test_io test_seed_blocks test_sdpa test_amp
 TEST_BINS  = $(CORE_TESTS:%=$(BUILD)/%)
 ASAN_BINS  = $(CORE_TESTS:%=$(BUILD)/asan/%)
 
 HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo 1)
 
-.PHONY: all test test-fast test-asan hygiene deps bench clean
+.PHONY: all test test-fast test-asan hygiene deps bench clean cuda-build test-cuda bench-cuda
+
+# ---- CUDA: nn_cuda.cu for sm_80 and sm_90 (+ sm_90 PTX); programs built with -DNN_CUDA link it and cuBLAS.
+# CI has nvcc but no GPU: `make test` builds (cuda-build) and counts that as one test; `make test-cuda` runs
+# the GPU-vs-CPU suite on a machine with a GPU.
+CUDA_GENCODE = -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+NVCCFLAGS   ?= -O3 -std=c++17 --threads 0 -Xcompiler -Wall,-Wextra -I.
+CUDA_LIBDIR ?= $(abspath $(dir $(shell command -v $(NVCC) 2>/dev/null))../lib64)
+CUDA_LDLIBS  = -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcublasLt -lcudart -lstdc++ -lm
+CUDA_BINS    = $(BUILD)/test_cuda $(BUILD)/cuda_bench
+
+$(BUILD)/nn_cuda.o: nn_cuda.cu nn.h
+	@mkdir -p $(BUILD)
+	$(NVCC) $(NVCCFLAGS) $(CUDA_GENCODE) -c $< -o $@
+
+$(BUILD)/test_cuda: tests/test_cuda.c nn.h $(wildcard wip/*.h) tests/test.h $(BUILD)/nn_cuda.o
+	$(CC) $(CFLAGS_T) -DNN_CUDA $< $(BUILD)/nn_cuda.o -o $@ $(CUDA_LDLIBS)
+
+$(BUILD)/cuda_bench: bench/cuda_bench.c nn.h $(wildcard wip/*.h) $(BUILD)/nn_cuda.o
+	$(CC) $(CFLAGS_T) -DNN_CUDA $< $(BUILD)/nn_cuda.o -o $@ $(CUDA_LDLIBS)
+
+cuda-build: $(CUDA_BINS)
+	@echo "1 passed, 0 failed"
+
+test-cuda: $(BUILD)/test_cuda
+	@tests/run.sh $(BUILD)/test_cuda
+
+bench-cuda: $(BUILD)/cuda_bench
+	$(BUILD)/cuda_bench
 all: $(TEST_BINS)
 
 $(BUILD)/%: tests/%.c nn.h $(wildcard wip/*.h) tests/test.h tests/gradcheck.h tests/fixture.h
@@ -45,8 +73,9 @@ hygiene:
 
 # the whole suite: build hygiene, every test at -O2, and again under AddressSanitizer + UBSan
 test: $(TEST_BINS) $(ASAN_BINS)
-	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh "$(MAKE) -s hygiene" tests/readme_example.sh $(TEST_BINS) "python3 tests/check_io.py build/test_io_out" $(ASAN_BINS) \
-	  "$(MAKE) -s test-kit" "$(MAKE) -s test-kit SAN=1"
+	@OMP_WAIT_POLICY=passive ASAN_OPTIONS=detect_leaks=1 tests/run.sh "$(MAKE) -s hygiene" tests/readme_example.sh $(TEST_BINS) "python3 tests/check_io.py build/test_io_out" $(ASAN_BINS) \
+	  "$(MAKE) -s test-kit" "$(MAKE) -s test-kit SAN=1" \
+	  "$(MAKE) -s part-location >/dev/null && sh tests/test_part_location.sh build/part_location" $(if $(HAVE_NVCC),"$(MAKE) -s cuda-build")
 
 test-fast: $(TEST_BINS)
 	@tests/run.sh $(TEST_BINS)
@@ -71,3 +100,4 @@ clean:
 	rm -rf $(BUILD)
 
 include samples/kit/kit.mk
+include samples/part_location/part_location.mk

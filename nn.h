@@ -31,6 +31,13 @@
 #ifndef NN_H
 #define NN_H
 
+/* Build with -DNN_CUDA to enable the GPU: the macro is turned into one that names the enum value NN_CUDA
+   itself, so `#ifdef NN_CUDA` selects the CUDA code and `t->device == NN_CUDA` still compares devices. */
+#ifdef NN_CUDA
+#undef NN_CUDA
+#define NN_CUDA NN_CUDA
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -142,6 +149,12 @@ nn_tensor *nn_clone(nn_tensor *t);               /* copy (differentiable) */
 nn_tensor *nn_detach(nn_tensor *t);              /* shares data, cut from the tape */
 void nn_copy_(nn_tensor *dst, const nn_tensor *src); /* in place, same shape, converting dtype; no grad */
 void nn_fill_(nn_tensor *t, double value);           /* in place; no grad */
+
+/* The GPU (nn_cuda.cu, linked when built with NN_CUDA): tensors move with nn_to(t, NN_CUDA). Work is queued on
+   one stream; values read on the host (nn_to_host, nn_item) wait for it. Without NN_CUDA these are stubs. */
+int nn_cuda_available(void);      /* 1 when built with NN_CUDA and a device is present */
+void nn_cuda_synchronize(void);   /* wait for all queued GPU work (timing) */
+void nn_cuda_set_tf32(int on);    /* f32 GEMMs may use TF32 tensor cores; off by default, as torch's matmul */
 
 /* Random numbers: one counter-based generator, Philox4x32-10 (Salmon et al., SC'11), keyed by a 64-bit
    seed and indexed by a 64-bit offset, so element i of a draw at offset o is a pure function of
@@ -275,7 +288,7 @@ nn_tensor *nn_conv2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, int stride, int p
 nn_tensor *nn_conv2d_ex(nn_tensor *x, nn_tensor *w, nn_tensor *b, const int stride[2], const int padding[2],
                         const int dilation[2], int groups);
 nn_tensor *nn_upsample_nearest2d(nn_tensor *x, int64_t out_h, int64_t out_w);
-nn_tensor *nn_avg_pool2d(nn_tensor *x, int kernel, int stride, int padding); /* count_include_pad=True */
+nn_tensor *nn_avg_pool2d(nn_tensor *x, int kernel, int stride, int padding); /* count_include_pad=True; stride 0 = kernel */
 nn_tensor *nn_adaptive_avg_pool2d(nn_tensor *x, int64_t out_h, int64_t out_w);
 
 /* losses (reduction 'mean' unless said) */
@@ -298,8 +311,12 @@ typedef struct {
     nn_tensor *bias;    /* f32 additive scores, broadcastable [B|1,H|1,Lq|1,Lk]; differentiable */
     int causal;         /* query i attends keys j <= i (top-left aligned, as PyTorch) */
     double scale;       /* 0: 1/sqrt(D) */
-    double dropout_p;   /* on the probabilities; 0 in eval */
+    double dropout_p;   /* on the probabilities, applied as given (modules pass training ? p : 0) */
 } nn_sdpa_opts;
+/* Never materialises the Lq x Lk matrix (FlashAttention-2 tiles: online softmax forward, backward from the
+   saved row log-sum-exp). mask, bias and causal combine: a key is attended iff the mask allows it, it is not
+   above the causal diagonal and its bias is not -inf. A query row with no attended key gives 0 and zero
+   gradients. A bias broadcast over Lk shifts a whole row, which softmax ignores: its gradient is 0. */
 nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *opts);
 /* key-padding mask [B,Lk] with 1 = valid, 0 = padding (seed 002's scene_mask) -> bool [B,1,1,Lk] */
 nn_tensor *nn_key_padding_mask(nn_tensor *valid);
@@ -435,6 +452,15 @@ float nn__half_to_f32(uint16_t h);
 uint16_t nn__f32_to_half(float f);
 float nn__bf16_to_f32(uint16_t h);
 uint16_t nn__f32_to_bf16(float f);
+#ifdef NN_CUDA
+/* multi-tensor optimiser kernels in nn_cuda.cu, for the training code (one launch over all parameters):
+   AdamW with wip/train.h's arithmetic (steps[k] already incremented, wd[k] per parameter), and global-norm
+   clipping that never returns to the host per tensor (max_norm < 0: the norm only) */
+void nn__cuda_adamw_multi(int n, float *const *p, const float *const *g, float *const *m, float *const *v,
+                          const int64_t *numel, const int64_t *steps, const double *wd, double lr, double beta1,
+                          double beta2, double eps, int maximize);
+float nn__cuda_clip_grad_norm(int n, float *const *g, const int64_t *numel, double max_norm);
+#endif
 
 #ifdef __cplusplus
 }
@@ -922,6 +948,19 @@ void nn__cuda_fill(nn_tensor *t, double v);
 void nn__cuda_cast(const nn_tensor *x, nn_tensor *y);
 #endif
 
+#ifdef NN_CUDA
+int nn__cuda_available(void);
+void nn__cuda_synchronize(void);
+void nn__cuda_set_tf32(int on);
+int nn_cuda_available(void) { return nn__cuda_available(); }
+void nn_cuda_synchronize(void) { nn__cuda_synchronize(); }
+void nn_cuda_set_tf32(int on) { nn__cuda_set_tf32(on); }
+#else
+int nn_cuda_available(void) { return 0; }
+void nn_cuda_synchronize(void) {}
+void nn_cuda_set_tf32(int on) { (void)on; }
+#endif
+
 void nn_fill_(nn_tensor *t, double v) {
     int64_t i;
     if (!t) nn_error("nn_fill_: tensor is NULL");
@@ -1093,6 +1132,9 @@ void nn_init_normal_(nn_tensor *t, double mean, double std) {
 static double nn__erfinv(double y) {
     double x, w = -log((1.0 - y) * (1.0 + y));
     int it;
+    /* the ends, as torch.erfinv: trunc_normal_ draws u = 0 about once in 2^24 values and clamps the -inf */
+    if (!(y > -1.0)) return y == -1.0 ? -INFINITY : NAN;
+    if (!(y < 1.0)) return y == 1.0 ? INFINITY : NAN;
     /* Giles' single-precision approximation as the starting point (M. Giles, "Approximating the erfinv
        function", GPU Computing Gems, 2011), refined by Newton's method on erf(x) - y */
     if (w < 5.0) {
@@ -1579,6 +1621,22 @@ void nn__cuda_unary_fwd(int op, const nn_tensor *x, nn_tensor *y, double p0, dou
 void nn__cuda_unary_bwd(int op, const nn_tensor *g, const nn_tensor *saved, nn_tensor *gx, double p0, double p1);
 void nn__cuda_sum_to(const nn_tensor *g, nn_tensor *out);
 void nn__cuda_add_into(nn_tensor *dst, const nn_tensor *src);
+void nn__cuda_reduce_fwd(int kind, const nn_tensor *x, int64_t outer, int64_t len, int64_t inner, int unbiased,
+                         nn_tensor *y, nn_tensor *arg, nn_tensor *mean);
+void nn__cuda_reduce_bwd(int kind, const nn_tensor *g, int64_t outer, int64_t len, int64_t inner, const nn_tensor *arg,
+                         const nn_tensor *x, const nn_tensor *mean, double denom, nn_tensor *gx);
+void nn__cuda_softmax_fwd(const nn_tensor *x, int64_t outer, int64_t len, int64_t inner, int log_form, nn_tensor *y);
+void nn__cuda_softmax_bwd(const nn_tensor *g, const nn_tensor *y, int64_t outer, int64_t len, int64_t inner, int log_form,
+                          nn_tensor *gx);
+void nn__cuda_dropout(const nn_tensor *x, nn_tensor *y, double p, uint64_t seed, uint64_t off);
+void nn__cuda_bgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const nn_tensor *A, const int64_t *abat,
+                    const nn_tensor *B, const int64_t *bbat, float beta, nn_tensor *C, int64_t nb);
+void nn__cuda_linear_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, nn_tensor *y);
+void nn__cuda_linear_bwd(const nn_tensor *g, const nn_tensor *x, const nn_tensor *w, nn_tensor *gx, nn_tensor *gw);
+void nn__cuda_permute(const nn_tensor *a, const int *perm, nn_tensor *o);
+void nn__cuda_expand(const nn_tensor *a, nn_tensor *o);
+/* height rows of width elements of es bytes, pitches in elements (slice, concat) */
+void nn__cuda_copy2d(void *dst, int64_t dpitch, const void *src, int64_t spitch, int64_t width, int64_t height, size_t es);
 #endif
 
 static void nn__check_cpu(const char *op, const nn_tensor *t) {
@@ -1662,6 +1720,8 @@ static void nn__binary_cpu(int op, const nn_tensor *a, const nn_tensor *b, nn_te
 #undef NN__ROWS
 }
 
+static float nn__sum_f32(const float *x, int64_t n);
+
 nn_tensor *nn__sum_to(nn_tensor *g, int ndim, const int64_t *shape) {
     nn_tensor *o;
     int64_t st[NN_MAX_DIMS], inner, rows, r;
@@ -1685,22 +1745,39 @@ nn_tensor *nn__sum_to(nn_tensor *g, int ndim, const int64_t *shape) {
         const float *pg = (const float *)g->data;
         float *po = (float *)o->data;
         int64_t ls = st[nd - 1];
-        if (o->numel == 1) {   /* a full reduction: pairwise-ish in double per thread */
+        if (o->numel == 1) {   /* a full reduction: fixed chunks summed in order, so the bits never
+                                  depend on the thread count (bit-exact resume needs that) */
+            int64_t c, n = g->numel, nc = (n + 65535) / 65536;
             double acc = 0;
-            int64_t i, n = g->numel;
-            NN_OMP("omp parallel for reduction(+:acc) if (n > 32768)")
-            for (i = 0; i < n; i++) acc += pg[i];
+            nn_tensor *part = nn__new(NN_F32, NN_CPU, 1, &nc);
+            float *pp = (float *)part->data;
+            NN_OMP("omp parallel for if (nc > 1)")
+            for (c = 0; c < nc; c++) pp[c] = nn__sum_f32(pg + c * 65536, (c + 1) * 65536 <= n ? 65536 : n - c * 65536);
+            for (c = 0; c < nc; c++) acc += pp[c];
             po[0] = (float)acc;
+            nn_tensor_free(part);
             return o;
         }
-        /* rows that map to the same output row are summed serially; different output rows could run in
-           parallel, but the common cases (bias gradients) are cheap next to the GEMMs around them */
-        for (r = 0; r < rows; r++) {
-            const float *x = pg + r * inner;
-            float *y = po + nn__row_offset(r, nd, g->shape, st);
-            int64_t j;
-            if (ls == 0) { double acc = 0; for (j = 0; j < inner; j++) acc += x[j]; y[0] += (float)acc; }
-            else for (j = 0; j < inner; j++) y[j] += x[j];
+        if (ls != 0) {
+            /* each thread owns a band of columns across all rows: no two threads touch one output */
+            int64_t jb, nb = (inner + 255) / 256;
+            NN_OMP("omp parallel for if (g->numel > 65536)")
+            for (jb = 0; jb < nb; jb++) {
+                int64_t j0 = jb * 256, j1 = j0 + 256 < inner ? j0 + 256 : inner, j, rr;
+                for (rr = 0; rr < rows; rr++) {
+                    const float *x = pg + rr * inner;
+                    float *y = po + nn__row_offset(rr, nd, g->shape, st);
+                    for (j = j0; j < j1; j++) y[j] += x[j];
+                }
+            }
+        } else {
+            /* the last dim collapses: row sums in parallel, then added in row order (deterministic) */
+            nn_tensor *sums = nn__new(NN_F32, NN_CPU, 1, &rows);
+            float *ps = (float *)sums->data;
+            NN_OMP("omp parallel for if (g->numel > 65536)")
+            for (r = 0; r < rows; r++) ps[r] = nn__sum_f32(pg + r * inner, inner);
+            for (r = 0; r < rows; r++) po[nn__row_offset(r, nd, g->shape, st)] += ps[r];
+            nn_tensor_free(sums);
         }
     }
     return o;
@@ -1959,6 +2036,14 @@ static void nn__reduce_backward(nn_node *n) {
     if (!nn__needs_grad(n, 0)) return;
     gx = nn__new(NN_F32, g->device, n->in[0].ndim, n->in[0].shape);
     px = (float *)gx->data;
+#ifdef NN_CUDA
+    if (g->device == NN_CUDA) {
+        nn__cuda_reduce_bwd(kind, g, outer, len, inner, kind == NN__R_MAX ? n->saved[0] : NULL,
+                            kind == NN__R_VAR ? n->saved[0] : NULL, kind == NN__R_VAR ? n->saved[1] : NULL, n->a[0], gx);
+        nn__accumulate(n, 0, gx);
+        return;
+    }
+#endif
     NN_OMP("omp parallel for if (outer * len * inner > 32768)")
     for (o = 0; o < outer; o++) {
         int64_t i, j;
@@ -1988,7 +2073,6 @@ static nn_tensor *nn__reduce(int kind, const char *name, nn_tensor *x, int dim, 
     const float *px;
     float *py;
     nn__check_f32(name, x, "input");
-    nn__check_cpu(name, x);
     d = nn__norm_dim(name, x, dim);
     nn__dims3(x, d, &outer, &len, &inner);
     if (len == 0 && kind == NN__R_MAX) nn_error("%s: max over an empty dim of %s", name, nn__s(x));
@@ -1997,6 +2081,9 @@ static nn_tensor *nn__reduce(int kind, const char *name, nn_tensor *x, int dim, 
     if (kind == NN__R_VAR) { int64_t s[2]; s[0] = outer; s[1] = inner; mean = nn__new(NN_F32, x->device, 2, s); }
     px = (const float *)x->data;
     py = (float *)y->data;
+#ifdef NN_CUDA
+    if (x->device == NN_CUDA) nn__cuda_reduce_fwd(kind, x, outer, len, inner, unbiased, y, arg, mean); else
+#endif
     NN_OMP("omp parallel for if (outer * len * inner > 32768)")
     for (o = 0; o < outer; o++) {
         int64_t i, j;
@@ -2057,6 +2144,9 @@ static void nn__softmax_backward(nn_node *n) {
     int64_t outer = n->i[1], len = n->i[2], inner = n->i[3], o;
     if (!nn__needs_grad(n, 0)) return;
     gx = nn__new(NN_F32, g->device, g->ndim, g->shape);
+#ifdef NN_CUDA
+    if (g->device == NN_CUDA) { nn__cuda_softmax_bwd(g, y, outer, len, inner, log_form, gx); nn__accumulate(n, 0, gx); return; }
+#endif
     NN_OMP("omp parallel for if (outer * len * inner > 32768)")
     for (o = 0; o < outer; o++) {
         int64_t i, j;
@@ -2083,10 +2173,12 @@ static nn_tensor *nn__softmax(nn_tensor *x, int dim, int log_form) {
     nn_tensor *y;
     nn_node *n;
     nn__check_f32(name, x, "input");
-    nn__check_cpu(name, x);
     d = nn__norm_dim(name, x, dim);
     nn__dims3(x, d, &outer, &len, &inner);
     y = nn__new(NN_F32, x->device, x->ndim, x->shape);
+#ifdef NN_CUDA
+    if (x->device == NN_CUDA) nn__cuda_softmax_fwd(x, outer, len, inner, log_form, y); else
+#endif
     NN_OMP("omp parallel for if (outer * len * inner > 32768)")
     for (o = 0; o < outer; o++) {
         int64_t i, j;
@@ -2164,6 +2256,18 @@ static void nn__layer_norm_backward(nn_node *n) {
     int64_t C = x->shape[x->ndim - 1], rows = C ? x->numel / C : 0, r;
     int want_w = nn__needs_grad(n, 1), want_b = nn__needs_grad(n, 2);
     if (nn__needs_grad(n, 0)) gx = nn__new(NN_F32, x->device, x->ndim, x->shape);
+#ifdef NN_CUDA
+    if (x->device == NN_CUDA) {
+        nn_tensor *gb = NULL;
+        if (want_w) gw = nn__new(NN_F32, x->device, 1, &C);
+        if (want_b) gb = nn__new(NN_F32, x->device, 1, &C);
+        nn__cuda_layer_norm_bwd(g, x, w, mean, rstd, gx, gw, gb);
+        if (gx) nn__accumulate(n, 0, gx);
+        if (gw) nn__accumulate(n, 1, gw);
+        if (gb) nn__accumulate(n, 2, gb);
+        return;
+    }
+#endif
     if (want_w || want_b) {
         /* per-thread partial sums of dw and db, reduced at the end: no atomics, deterministic */
         int nt = 1;
@@ -2175,9 +2279,6 @@ static void nn__layer_norm_backward(nn_node *n) {
         gw = nn__new(NN_F32, x->device, 2, s2);
         nn__fill_f32((float *)gw->data, gw->numel, 0);
     }
-#ifdef NN_CUDA
-    if (x->device == NN_CUDA) nn_error("nn_layer_norm: backward on cuda goes through nn_cuda.cu");
-#endif
     NN_OMP("omp parallel")
     {
         int tid = 0;
@@ -2278,6 +2379,9 @@ static void nn__dropout_backward(nn_node *n) {
     nn_tensor *g = n->gout[0], *gx;
     if (!nn__needs_grad(n, 0)) return;
     gx = nn__new(NN_F32, g->device, g->ndim, g->shape);
+#ifdef NN_CUDA
+    if (g->device == NN_CUDA) nn__cuda_dropout(g, gx, n->a[0], (uint64_t)n->i[0], (uint64_t)n->i[1]); else
+#endif
     nn__dropout_apply((const float *)g->data, (float *)gx->data, g->numel, n->a[0], (uint64_t)n->i[0], (uint64_t)n->i[1]);
     nn__accumulate(n, 0, gx);
 }
@@ -2287,13 +2391,15 @@ nn_tensor *nn_dropout(nn_tensor *x, double p, int training) {
     nn_node *n;
     uint64_t off;
     nn__check_f32("nn_dropout", x, "input");
-    nn__check_cpu("nn_dropout", x);
     if (!(p >= 0 && p <= 1)) nn_error("nn_dropout: p must be in [0, 1], got %g", p);
     if (!training || p == 0) return nn_clone(x);
     y = nn__new(NN_F32, x->device, x->ndim, x->shape);
-    if (p == 1) { nn__fill_f32((float *)y->data, y->numel, 0); off = 0; }
+    if (p == 1) { nn_fill_(y, 0); off = 0; }
     else {
         off = nn_rng_reserve((uint64_t)x->numel);
+#ifdef NN_CUDA
+        if (x->device == NN_CUDA) nn__cuda_dropout(x, y, p, nn__g.rng.seed, off); else
+#endif
         nn__dropout_apply((const float *)x->data, (float *)y->data, x->numel, p, nn__g.rng.seed, off);
     }
     if ((n = nn__record("nn_dropout", nn__dropout_backward, 1, &x, 1, &y)) != NULL) {
@@ -2322,6 +2428,9 @@ static void nn__bgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const nn_
     int64_t i, lda = ta ? M : K, ldb = tb ? K : N;
     const float *pa = (const float *)A->data, *pb = (const float *)B->data;
     float *pc = (float *)C->data;
+#ifdef NN_CUDA
+    if (C->device == NN_CUDA) { nn__cuda_bgemm(ta, tb, M, N, K, A, abat, B, bbat, beta, C, nb); return; }
+#endif
     if (nb == 1) { nn__sgemm(ta, tb, M, N, K, 1.0f, pa + abat[0] * M * K, lda, pb + bbat[0] * K * N, ldb, beta, pc, N); return; }
     /* many small products: one per thread; big ones: the GEMM parallelises inside */
     if (M * N * K < (int64_t)1 << 18) {
@@ -2422,15 +2531,22 @@ static nn_tensor *nn__matmul_nd(const char *op, nn_tensor *a, nn_tensor *b, int 
     return o;
 }
 
+/* GEMM operands: f32; on cuda also f16/bf16 (f32 accumulation and result) */
+static void nn__check_mm(const char *op, const nn_tensor *t, const char *what) {
+#ifdef NN_CUDA
+    if (t && t->device == NN_CUDA && (t->dtype == NN_F16 || t->dtype == NN_BF16)) return;
+#endif
+    nn__check_f32(op, t, what);
+}
+
 nn_tensor *nn_matmul_t(nn_tensor *a, nn_tensor *b, int ta, int tb) {
     if (nn__ac.cur != NN_F32) {   /* autocast: low-precision operands and result, f32 accumulation */
         nn_dtype dt = nn__autocast_enter();
         return nn__autocast_leave(nn_matmul_t(nn__autocast_arg(a, dt), nn__autocast_arg(b, dt), ta, tb), dt);
     }
-    nn__check_f32("nn_matmul", a, "a");
-    nn__check_f32("nn_matmul", b, "b");
+    nn__check_mm("nn_matmul", a, "a");
+    nn__check_mm("nn_matmul", b, "b");
     nn__check_same_device("nn_matmul", a, b);
-    nn__check_cpu("nn_matmul", a);
     if (a->ndim < 2 || b->ndim < 2) nn_error("nn_matmul_t: both operands need >= 2 dims, got %s and %s", nn__s(a), nn__s(b));
     /* [.., M, K] @ [K, N]: fold the leading dims of a into M for one large GEMM */
     if (b->ndim == 2 && a->ndim > 2 && !ta) {
@@ -2449,8 +2565,8 @@ nn_tensor *nn_matmul_t(nn_tensor *a, nn_tensor *b, int ta, int tb) {
 }
 
 nn_tensor *nn_matmul(nn_tensor *a, nn_tensor *b) {
-    nn__check_f32("nn_matmul", a, "a");
-    nn__check_f32("nn_matmul", b, "b");
+    nn__check_mm("nn_matmul", a, "a");
+    nn__check_mm("nn_matmul", b, "b");
     if (a->ndim < 1 || b->ndim < 1) nn_error("nn_matmul: operands need >= 1 dim, got %s and %s", nn__s(a), nn__s(b));
     if (a->ndim == 1 || b->ndim == 1) {   /* torch.matmul: a vector gains a dim that is removed afterwards */
         nn_tensor *a2 = a, *b2 = b, *y;
@@ -2475,12 +2591,21 @@ static void nn__linear_backward(nn_node *n) {
     nn_tensor *g = n->gout[0], *x = n->saved[0], *w = n->saved[1];
     int64_t out = w->shape[0], in = w->shape[1], rows = in ? x->numel / in : 0;
     const float *pg = (const float *)g->data;
+#ifdef NN_CUDA
+    if (g->device == NN_CUDA && (nn__needs_grad(n, 0) || nn__needs_grad(n, 1))) {
+        nn_tensor *gx = nn__needs_grad(n, 0) ? nn__new(NN_F32, g->device, x->ndim, x->shape) : NULL;
+        nn_tensor *gw = nn__needs_grad(n, 1) ? nn__new(NN_F32, g->device, 2, w->shape) : NULL;
+        nn__cuda_linear_bwd(g, x, w, gx, gw);
+        if (gx) nn__accumulate(n, 0, gx);
+        if (gw) nn__accumulate(n, 1, gw);
+    } else
+#endif
     if (nn__needs_grad(n, 0)) {
         nn_tensor *gx = nn__new(NN_F32, g->device, x->ndim, x->shape);
         nn__sgemm(0, 0, rows, in, out, 1.0f, pg, out, (const float *)w->data, in, 0.0f, (float *)gx->data, in);
         nn__accumulate(n, 0, gx);
     }
-    if (nn__needs_grad(n, 1)) {
+    if (nn__needs_grad(n, 1) && g->device == NN_CPU) {
         nn_tensor *gw = nn__new(NN_F32, g->device, 2, w->shape);
         nn__sgemm(1, 0, out, in, rows, 1.0f, pg, out, (const float *)x->data, in, 0.0f, (float *)gw->data, in);
         nn__accumulate(n, 1, gw);
@@ -2501,10 +2626,9 @@ nn_tensor *nn_linear(nn_tensor *x, nn_tensor *w, nn_tensor *b) {
         nn_dtype dt = nn__autocast_enter();
         return nn__autocast_leave(nn_linear(nn__autocast_arg(x, dt), nn__autocast_arg(w, dt), nn__autocast_arg(b, dt)), dt);
     }
-    nn__check_f32("nn_linear", x, "input");
-    nn__check_f32("nn_linear", w, "weight");
+    nn__check_mm("nn_linear", x, "input");
+    nn__check_mm("nn_linear", w, "weight");
     nn__check_same_device("nn_linear", x, w);
-    nn__check_cpu("nn_linear", x);
     if (w->ndim != 2) nn_error("nn_linear: weight must be [out, in], got %s", nn__s(w));
     if (x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1])
         nn_error("nn_linear: input %s does not end in in_features %lld of weight %s", nn__s(x), (long long)w->shape[1], nn__s(w));
@@ -2519,6 +2643,10 @@ nn_tensor *nn_linear(nn_tensor *x, nn_tensor *w, nn_tensor *b) {
     shape[x->ndim - 1] = out;
     if (in == 0) for (r = 0, rows = 1; r < x->ndim - 1; r++) rows *= x->shape[r];
     y = nn__new(NN_F32, x->device, x->ndim, shape);
+#ifdef NN_CUDA
+    if (x->device == NN_CUDA) nn__cuda_linear_fwd(x, w, b, y); else
+#endif
+    {
     if (b) {   /* start from the bias, then accumulate the product (beta = 1) */
         const float *pb = (const float *)b->data;
         float *py = (float *)y->data;
@@ -2527,6 +2655,7 @@ nn_tensor *nn_linear(nn_tensor *x, nn_tensor *w, nn_tensor *b) {
     }
     nn__sgemm(0, 1, rows, out, in, 1.0f, (const float *)x->data, in, (const float *)w->data, in, b ? 1.0f : 0.0f,
               (float *)y->data, out);
+    }
     ins[0] = x; ins[1] = w; ins[2] = b;
     if ((n = nn__record("nn_linear", nn__linear_backward, 3, ins, 1, &y)) != NULL) { nn__save(n, x); nn__save(n, w); }
     return y;
@@ -2642,13 +2771,15 @@ nn_tensor *nn_permute(nn_tensor *a, const int *perm) {
     nn_tensor *o;
     nn_node *n;
     if (!a || !perm) nn_error("nn_permute: NULL argument");
-    nn__check_cpu("nn_permute", a);
     for (d = 0; d < a->ndim; d++) {
         if (perm[d] < 0 || perm[d] >= a->ndim || seen[perm[d]]) nn_error("nn_permute: not a permutation of %d dims for %s", a->ndim, nn__s(a));
         seen[perm[d]] = 1;
         s[d] = a->shape[perm[d]];
     }
     o = nn__new(a->dtype, a->device, a->ndim, s);
+#ifdef NN_CUDA
+    if (a->device == NN_CUDA) nn__cuda_permute(a, perm, o); else
+#endif
     nn__permute_cpu(a, perm, o);
     if (nn_dtype_is_float(a->dtype) && (n = nn__record("nn_permute", nn__permute_backward, 1, &a, 1, &o)) != NULL)
         for (d = 0; d < a->ndim; d++) n->i[d] = perm[d];
@@ -2671,6 +2802,14 @@ static void nn__slice_copy(const nn_tensor *a, int d, int64_t start, nn_tensor *
     int64_t outer, len, inner, o_i, olen = o->shape[d];
     size_t es = nn_dtype_size(a->dtype);
     nn__dims3(a, d, &outer, &len, &inner);
+#ifdef NN_CUDA
+    if (a->device == NN_CUDA) {
+        char *src = (char *)a->data + start * inner * (int64_t)es;
+        if (to_input) nn__cuda_copy2d(src, len * inner, o->data, olen * inner, olen * inner, outer, es);
+        else nn__cuda_copy2d(o->data, olen * inner, src, len * inner, olen * inner, outer, es);
+        return;
+    }
+#endif
     NN_OMP("omp parallel for if (o->numel > 32768)")
     for (o_i = 0; o_i < outer; o_i++) {
         char *src = (char *)a->data + ((o_i * len + start) * inner) * (int64_t)es;
@@ -2682,7 +2821,7 @@ static void nn__slice_copy(const nn_tensor *a, int d, int64_t start, nn_tensor *
 
 static void nn__slice_backward(nn_node *n) {
     nn_tensor *g = n->gout[0], *gx = nn__new(NN_F32, g->device, n->in[0].ndim, n->in[0].shape);
-    nn__fill_f32((float *)gx->data, gx->numel, 0);
+    nn_fill_(gx, 0);
     nn__slice_copy(gx, (int)n->i[0], n->i[1], g, 1);
     nn__accumulate(n, 0, gx);
 }
@@ -2699,7 +2838,6 @@ nn_tensor *nn_slice(nn_tensor *a, int dim, int64_t start, int64_t end) {
     if (end > a->shape[d]) end = a->shape[d];    /* like Python slicing */
     if (start < 0 || start > end)
         nn_error("nn_slice: range [%lld, %lld) out of bounds for dim %d of %s", (long long)start, (long long)end, dim, nn__s(a));
-    nn__check_cpu("nn_slice", a);
     memcpy(s, a->shape, sizeof s);
     s[d] = end - start;
     for (k = 0; k < d; k++) if (a->shape[k] != 1) contiguous = 0;
@@ -2745,7 +2883,6 @@ nn_tensor *nn_concat(int n_t, nn_tensor **ts, int dim) {
                 nn_error("nn_concat: tensor %d %s does not match tensor 0 %s outside dim %d", k, nn__s(ts[k]), nn__s(ts[0]), dim);
         s[d] += ts[k]->shape[d];
     }
-    nn__check_cpu("nn_concat", ts[0]);
     o = nn__new(ts[0]->dtype, ts[0]->device, ts[0]->ndim, s);
     es = nn_dtype_size(o->dtype);
     {
@@ -2754,6 +2891,14 @@ nn_tensor *nn_concat(int n_t, nn_tensor **ts, int dim) {
     }
     for (k = 0; k < n_t; k++) {
         int64_t len = ts[k]->shape[d];
+#ifdef NN_CUDA
+        if (o->device == NN_CUDA) {
+            nn__cuda_copy2d((char *)o->data + off * inner * (int64_t)es, s[d] * inner, ts[k]->data, len * inner, len * inner,
+                            outer, es);
+            off += len;
+            continue;
+        }
+#endif
         NN_OMP("omp parallel for if (outer * len * inner > 32768)")
         for (o_i = 0; o_i < outer; o_i++)
             memcpy((char *)o->data + ((o_i * s[d] + off) * inner) * (int64_t)es,
@@ -2815,6 +2960,9 @@ nn_tensor *nn_expand(nn_tensor *a, int ndim, const int64_t *shape) {
     }
     nn__broadcast_shape("nn_expand", a, &tmp, s);
     o = nn__new(NN_F32, a->device, ndim, tmp.shape);
+#ifdef NN_CUDA
+    if (a->device == NN_CUDA) nn__cuda_expand(a, o); else
+#endif
     {
         /* out = a + 0 with broadcasting, without a tape entry for the zero */
         int64_t st[NN_MAX_DIMS], inner = ndim ? o->shape[ndim - 1] : 1, rows = inner ? o->numel / inner : 0, r;
@@ -2832,57 +2980,7 @@ nn_tensor *nn_expand(nn_tensor *a, int ndim, const int64_t *shape) {
 }
 
 /* ----------------------------------------------------------------------------------------- [ops:attention] */
-#ifndef NN_NO_COMPOSED_SDPA
-/* scores -> softmax -> dropout -> @ v with ops from above (materialises [B,H,Lq,Lk]) */
-nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *opts) {
-    nn_sdpa_opts o;
-    nn_tensor *s, *p;
-    double scale;
-    memset(&o, 0, sizeof o);
-    if (opts) o = *opts;
-    if (nn__ac.cur != NN_F32) {   /* autocast: q, k, v, a float bias and the output in low precision */
-        nn_dtype dt = nn__autocast_enter();
-        o.bias = nn__autocast_arg(o.bias, dt);
-        return nn__autocast_leave(nn_sdpa(nn__autocast_arg(q, dt), nn__autocast_arg(k, dt), nn__autocast_arg(v, dt), &o), dt);
-    }
-    nn__check_f32("nn_sdpa", q, "q");
-    nn__check_f32("nn_sdpa", k, "k");
-    nn__check_f32("nn_sdpa", v, "v");
-    if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4) nn_error("nn_sdpa: q, k, v must be [B,H,L,D], got %s %s %s", nn__s(q), nn__s(k), nn__s(v));
-    scale = o.scale ? o.scale : 1.0 / sqrt((double)q->shape[3]);
-    s = nn_mul_scalar(nn_matmul_t(q, k, 0, 1), scale);
-    if (o.bias) s = nn_add(s, o.bias);
-    if (o.mask || o.causal) {
-        int64_t Lq = q->shape[2], Lk = k->shape[2], i, j;
-        nn_tensor *add;
-        if (o.mask) {
-            add = nn__new(NN_F32, NN_CPU, o.mask->ndim, o.mask->shape);
-            for (i = 0; i < o.mask->numel; i++) ((float *)add->data)[i] = nn__load(o.mask->data, o.mask->dtype, i) != 0 ? 0.0f : -INFINITY;
-            s = nn_add(s, add);
-        }
-        if (o.causal) {
-            int64_t sh[2];
-            sh[0] = Lq; sh[1] = Lk;
-            add = nn__new(NN_F32, NN_CPU, 2, sh);
-            for (i = 0; i < Lq; i++) for (j = 0; j < Lk; j++) ((float *)add->data)[i * Lk + j] = j <= i ? 0.0f : -INFINITY;
-            s = nn_add(s, add);
-        }
-    }
-    p = nn_softmax(s, -1);
-    if (o.dropout_p > 0) p = nn_dropout(p, o.dropout_p, 1);
-    return nn_matmul(p, v);
-}
-
-nn_tensor *nn_key_padding_mask(nn_tensor *valid) {
-    int64_t s[4], i;
-    nn_tensor *m;
-    if (!valid || valid->ndim != 2) nn_error("nn_key_padding_mask: valid must be [B, Lk], got %s", valid ? nn__s(valid) : "(null)");
-    s[0] = valid->shape[0]; s[1] = 1; s[2] = 1; s[3] = valid->shape[1];
-    m = nn__new(NN_BOOL, valid->device, 4, s);
-    for (i = 0; i < valid->numel; i++) ((uint8_t *)m->data)[i] = nn__load(valid->data, valid->dtype, i) != 0;
-    return m;
-}
-#endif
+#include "wip/sdpa.h"
 
 /* ---------------------------------------------------------------------------- [ops:conv] [ops:index] [ops:loss] */
 /* (being folded in: these sections live in wip/ until their review ends) */
@@ -3110,6 +3208,7 @@ nn_tensor *nn_MultiheadAttention_forward(const nn_MultiheadAttention *m, nn_tens
     v = nn__split_heads(nn_linear(value, wv, bv), H);
     if (key_padding_mask) {   /* true = ignore -> SDPA's true = attend */
         int64_t i;
+        nn__check_cpu("nn_MultiheadAttention_forward: key_padding_mask", key_padding_mask);
         if (key_padding_mask->ndim != 2 || key_padding_mask->shape[0] != B || key_padding_mask->shape[1] != Lk)
             nn_error("nn_MultiheadAttention_forward: key_padding_mask must be [%lld, %lld], got %s", (long long)B, (long long)Lk, nn__s(key_padding_mask));
         s[0] = B; s[1] = 1; s[2] = 1; s[3] = Lk;
@@ -3118,6 +3217,7 @@ nn_tensor *nn_MultiheadAttention_forward(const nn_MultiheadAttention *m, nn_tens
     }
     if (attn_mask) {
         nn_tensor *am = attn_mask;
+        nn__check_cpu("nn_MultiheadAttention_forward: attn_mask", attn_mask);
         if (am->ndim == 3) {   /* [B*H, Lq, Lk] -> [B, H, Lq, Lk] */
             s[0] = B; s[1] = H; s[2] = am->shape[1]; s[3] = am->shape[2];
             am = nn_reshape(am, 4, s);

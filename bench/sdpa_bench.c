@@ -8,10 +8,8 @@
      *_rss_MiB   peak resident set (VmHWM, reset through /proc/self/clear_refs) minus the resident set
                  before the call: the number comparable with PyTorch's
    Env: SDPA_LONG_HEADS (default 1) heads for long40k; SDPA_LONG_N (default 40000) its length. */
-#define NN_NO_COMPOSED_SDPA /* until wip/sdpa.h is part of nn.h (nn.h includes wip/gemm.h itself) */
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#include "wip/sdpa.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -3,8 +3,10 @@
        whole, part  [B, 3, S, S]  --shared DINOv2 encoder (models/dinov2.h, checkpointed layers)-->
        tokens [B, 1 + g*g, D] each: CLS + a g x g patch grid (g = S / 14; 73 at 1024 px)
        patch grid -> AdaptiveAvgPool2d(downsample_size) -> [B, ds*ds, D]          (req. 2.4: 73^2 -> 32^2)
-       cross-attention layers: part tokens are the queries, whole tokens keys/values (req. 2.5), nn_sdpa
-       head: MLP over [CLS_part, CLS_whole, mean of the fused part tokens] -> 4 = translation[3] + scale[1]
+       cross-attention layers: part tokens are the queries, whole tokens keys/values (req. 2.5), nn_sdpa;
+       the CLS token leads each sequence ([CLS_part, pooled part patches] attend to [CLS_whole, pooled
+       whole patches]), so the part's summary itself looks up where it matches in the whole
+       head: MLP over [fused CLS_part, CLS_whole, mean of the fused part patches] -> 4 = translation[3] + scale[1]
 
    One cross-attention layer (pre-norm, like the encoder's layers), names under "cross_attn.N":
        q = norm_q(p), kv = norm_kv(w)
@@ -105,17 +107,23 @@ NN_MODEL_FN nn_tensor *partloc__xattn_forward(const partloc *m, const partloc_xa
 
 /* whole, part [B, 3, S, S] (normalised) -> [B, 4] = translation[3], scale */
 NN_MODEL_FN nn_tensor *partloc_forward(const partloc *m, nn_tensor *whole, nn_tensor *part) {
-    nn_tensor *tw, *tp, *cw, *cp, *pw, *pp, *feat[3];
+    nn_tensor *tw, *tp, *cw, *cp, *pw, *pp, *feat[3], *seq[2];
+    int64_t B = whole->shape[0], s2[2];
     int i;
     nn_scope_begin();
     tw = dinov2_forward(&m->encoder, whole);
     tp = dinov2_forward(&m->encoder, part);
     partloc__split_pool(m, tw, &cw, &pw);
     partloc__split_pool(m, tp, &cp, &pp);
+    seq[0] = nn_unsqueeze(cw, 1); seq[1] = pw;
+    pw = nn_concat(2, seq, 1);                               /* [B, 1 + ds*ds, D] */
+    seq[0] = nn_unsqueeze(cp, 1); seq[1] = pp;
+    pp = nn_concat(2, seq, 1);
     for (i = 0; i < m->c.cross_attention_layers; i++) pp = partloc__xattn_forward(m, &m->xattn[i], pp, pw);
-    feat[0] = cp;
+    s2[0] = B; s2[1] = m->c.encoder.hidden;
+    feat[0] = nn_reshape(nn_slice(pp, 1, 0, 1), 2, s2);
     feat[1] = cw;
-    feat[2] = nn_mean(pp, 1, 0);
+    feat[2] = nn_mean(nn_slice(pp, 1, 1, pp->shape[1]), 1, 0);
     return nn_scope_end(nn_MLP_forward(&m->head, nn_LayerNorm_forward(&m->head_norm, nn_concat(3, feat, 1))));
 }
 

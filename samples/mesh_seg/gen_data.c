@@ -26,8 +26,8 @@
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#ifndef NN_TRAIN_INCLUDED
-#include "wip/train.h"   /* nn_npy_save (until nn.h includes it) */
+#if !defined(NN_TRAIN_INCLUDED) && !defined(NN__CKPT_FORMAT)   /* older nn.h without wip/train.h */
+#include "wip/train.h"
 #endif
 #include <math.h>
 #include <stdio.h>
@@ -515,6 +515,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     init_partfield(12345);   /* the same "network" for every data set */
+    snprintf(dir, sizeof dir, "%s", out);   /* mkdir -p */
+    for (i = 1; dir[i]; i++)
+        if (dir[i] == '/') { dir[i] = 0; mkdir(dir, 0755); dir[i] = '/'; }
     mkdir(out, 0755);
     for (split = 0; split < 2; split++) {
         int n = split ? n_val : n_train;

@@ -22,7 +22,7 @@
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#ifndef NN_TRAIN_INCLUDED
+#if !defined(NN_TRAIN_INCLUDED) && !defined(NN__CKPT_FORMAT)   /* older nn.h without wip/train.h */
 #include "wip/train.h"
 #endif
 #define KIT_IMPLEMENTATION

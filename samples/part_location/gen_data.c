@@ -39,7 +39,7 @@ static void cross3(const double *a, const double *b, double *o) {
 
 /* nearest hit of ray o + t d (t > 0) with primitive p: t and the unit normal, or 0 */
 static int intersect(const prim *p, const double *o, const double *d, double *t_hit, double *n) {
-    double q[3], e[3], t = INFINITY;
+    double q[3], t = INFINITY;
     int i;
     for (i = 0; i < 3; i++) q[i] = o[i] - p->c[i];
     if (p->kind == BOX) {                      /* slabs (Kay & Kajiya 1986) */
@@ -89,7 +89,6 @@ static int intersect(const prim *p, const double *o, const double *d, double *t_
         if (!isfinite(t)) return 0;
     }
     *t_hit = t;
-    (void)e;
     return 1;
 }
 
@@ -98,7 +97,9 @@ static void render(const prim *prims, int n, const view *views, int size, unsign
     const double light[3] = {0.40, 0.80, 0.45}, half = 0.6;
     int half_px = size / 2;
     int y;
+#ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 4)
+#endif
     for (y = 0; y < size; y++) {
         int x;
         for (x = 0; x < size; x++) {
@@ -178,7 +179,7 @@ int main(int argc, char **argv) {
     view views[4];
     unsigned char *rgb;
     long total_parts = 0;
-    for (i = 1; i < argc; i++) {
+    for (i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) { fprintf(stderr, "gen_data: %s needs a value\n", a); return 2; }
         if (!strcmp(a, "--out")) out = v;
@@ -188,7 +189,6 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--min-parts")) min_parts = atoi(v);
         else if (!strcmp(a, "--max-parts")) max_parts = atoi(v);
         else { fprintf(stderr, "usage: gen_data [--out DIR] [--models N] [--size PX] [--seed S] [--min-parts A] [--max-parts B]\n"); return 2; }
-        i++;
     }
     if (models < 1 || size < 28 || min_parts < 1 || max_parts < min_parts || max_parts > 16) {
         fprintf(stderr, "gen_data: bad arguments\n");

@@ -1,6 +1,6 @@
 /* part_location.c - seed 001: where does a part go in the whole 3D model?  train | eval | infer
 
-     part_location train --config configs/part_location.yaml [--set training.batch_size=4] [--resume]
+     part_location train --config configs/part_location.yaml [--set training.batch_size=4] [--resume] [--stop-after E]
      part_location eval  --checkpoint RUN/best_model.safetensors [--split test|val|train] [--data-dir D] [--report F]
      part_location infer --checkpoint C --whole W.png --part P.png
      part_location infer --checkpoint C --data-dir D [--out results.json]
@@ -47,6 +47,7 @@ static kit_cfg *make_config(void) {
     kit_cfg_add_int(c, "model.custom_hidden_size", 96, 8, 4096, "backbone custom: hidden size");
     kit_cfg_add_int(c, "model.custom_layers", 4, 1, 64, "backbone custom: layers");
     kit_cfg_add_int(c, "model.custom_heads", 4, 1, 64, "backbone custom: heads");
+    kit_cfg_add_float(c, "model.pos_embed_init_std", 0.02, 0, 10, "std of the position embeddings at random init (DINOv2: 0.02)");
     kit_cfg_add_int(c, "model.cross_attention_layers", 2, 0, 32, "cross-attention layers (part queries, whole keys/values)");
     kit_cfg_add_int(c, "model.mlp_hidden_dim", 512, 1, 65536, "hidden width of the prediction head");
     kit_cfg_add_int(c, "model.downsample_size", 32, 1, 512, "patch grid pooled to downsample_size^2 tokens");
@@ -292,11 +293,15 @@ static nn_tensor *batch_tensor(const kit_batch *b, int f, int size) {
 /* --------------------------------------------------------------------------------------------- model */
 
 typedef struct { kit_cfg *cfg; partloc net; nn_params P; } app;
+#define CF_A(k) kit_cfg_float(a->cfg, k)
 
 static void build_model(app *a, int for_training) {
     partloc_config mc = model_config(a->cfg);
     nn_seed((uint64_t)kit_cfg_int(a->cfg, "training.seed"));
     partloc_init(&a->net, &a->P, &mc);
+    /* trained from scratch, a small encoder needs a position signal comparable with the patch content */
+    nn_init_trunc_normal_(a->net.encoder.position_embeddings, 0, CF_A("model.pos_embed_init_std"),
+                          -2 * CF_A("model.pos_embed_init_std"), 2 * CF_A("model.pos_embed_init_std"));
     a->net.encoder.checkpointing = for_training && kit_cfg_bool(a->cfg, "model.use_gradient_checkpointing");
 }
 
@@ -418,7 +423,7 @@ static void write_plot(const char *out_dir, const history *h) {
     if (kit_plot_png(p, s, 2, &o, &err)) fprintf(stderr, "warning: %s\n", err.msg);
 }
 
-static int cmd_train(kit_cfg *cfg, int resume) {
+static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
     app a;
     samples all = {0}, split[3];
     strings models = {0};
@@ -506,7 +511,7 @@ static int cmd_train(kit_cfg *cfg, int resume) {
     printf("config:\n%s", dump);
 
     kit_progress_init(&prog, stdout);
-    for (epoch = start_epoch; epoch < epochs; epoch++) {
+    for (epoch = start_epoch; epoch < epochs && (stop_after <= 0 || epoch < start_epoch + stop_after); epoch++) {
         kit_batch b;
         long long micro = 0;
         double sum_lt = 0, sum_ls = 0, sum_l = 0, lr = nn_sched_lr(&sched);
@@ -593,7 +598,7 @@ static int cmd_train(kit_cfg *cfg, int resume) {
     {
         char dur[32];
         printf("training done: %d epochs in %s, best val loss %.5f, peak memory %.1f MiB; logs in %s/tb, plot %s/loss.png\n",
-               epochs - start_epoch, kit_format_duration(kit_now() - t_start, dur, sizeof dur), best,
+               epoch - start_epoch, kit_format_duration(kit_now() - t_start, dur, sizeof dur), best,
                (double)nn_mem_stats(NN_CPU).peak / 1048576.0, out, out);
     }
     kit_tb_close(tb);
@@ -738,16 +743,17 @@ static int cmd_infer(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    int rc = 2, i, resume = 0;
+    int rc = 2, i, resume = 0, stop_after = 0;
     const char *cmd = argc > 1 ? argv[1] : "";
     if (!strcmp(cmd, "train")) {
         kit_cfg *cfg = make_config();
-        if (kit_cfg_parse_args(cfg, &argc, argv) != 0) { fputs(kit_cfg_error(cfg), stderr); return 2; }
+        if (kit_cfg_parse_args(cfg, &argc, argv) != 0) { fputs(kit_cfg_error(cfg), stderr); kit_cfg_free(cfg); return 2; }
         for (i = 2; i < argc; i++) {
             if (!strcmp(argv[i], "--resume")) resume = 1;
-            else { fprintf(stderr, "train: unknown argument %s\n", argv[i]); return 2; }
+            else if (!strcmp(argv[i], "--stop-after") && i + 1 < argc) stop_after = atoi(argv[++i]);  /* simulates an interruption */
+            else { fprintf(stderr, "train: unknown argument %s\n", argv[i]); kit_cfg_free(cfg); return 2; }
         }
-        rc = cmd_train(cfg, resume);
+        rc = cmd_train(cfg, resume, stop_after);
         kit_cfg_free(cfg);
     } else if (!strcmp(cmd, "eval")) {
         rc = cmd_eval(argc, argv);

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""bench/cuda_torch.py NN_RESULTS [OUT.md] - times PyTorch on the cases bench/cuda_bench.c printed and writes
+one table: nn.h's time, PyTorch's, the ratio (torch / nn: above 1 means nn.h is faster) and the achieved rate
+(GB/s from the bytes each case must move, TFLOP/s for GEMMs). CUDA events, 3 warm-ups, median of 7 repeats."""
+import sys, time, datetime, subprocess
+import torch
+import torch.nn.functional as F
+
+dev = "cuda"
+torch.manual_seed(0)
+
+
+def timeit(fn, iters):
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(7):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        for _ in range(iters):
+            fn()
+        b.record()
+        torch.cuda.synchronize()
+        ts.append(a.elapsed_time(b) / iters)
+    ts.sort()
+    return ts[3]
+
+
+def rnd(*s, dtype=torch.float32):
+    return (torch.rand(*s, device=dev) * 2 - 1).to(dtype)
+
+
+def torch_case(name):
+    p = name.split("_")
+    if name.startswith("copy"):
+        a = rnd(1 << 28); b = torch.empty_like(a)
+        return timeit(lambda: b.copy_(a), 20)
+    if name.startswith("gemm"):
+        kind = p[1]; M, N, K = map(int, p[2].split("x"))
+        torch.backends.cuda.matmul.allow_tf32 = kind == "tf32"
+        dt = torch.bfloat16 if kind == "bf16" else torch.float32
+        a, b = rnd(M, K, dtype=dt), rnd(K, N, dtype=dt)
+        r = timeit(lambda: a @ b, 5 if M == 8192 else 10)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        return r
+    if name.startswith("layer_norm") or name.startswith("softmax") or name.startswith("sum_lastdim"):
+        R, C = map(int, p[-1].split("x"))
+        x, w, b, g = rnd(R, C), rnd(C), rnd(C), rnd(R, C)
+        if name.startswith("sum"):
+            return timeit(lambda: x.sum(-1), 20)
+        ln = name.startswith("layer_norm")
+        f = (lambda: F.layer_norm(x, (C,), w, b, 1e-5)) if ln else (lambda: torch.softmax(x, -1))
+        if "fwdbwd" not in name:
+            with torch.no_grad():
+                return timeit(f, 20)
+        x.requires_grad_(True)
+        if ln:
+            w.requires_grad_(True); b.requires_grad_(True)
+        return timeit(lambda: f().backward(g), 20)
+    if name.startswith("gelu"):
+        x, g = rnd(1 << 26), rnd(1 << 26)
+        if "fwdbwd" not in name:
+            with torch.no_grad():
+                return timeit(lambda: F.gelu(x), 20)
+        x.requires_grad_(True)
+        return timeit(lambda: F.gelu(x).backward(g), 20)
+    if name.startswith("conv2d"):
+        tf = p[1] == "tf32"
+        N, C, H, W = map(int, p[3].split("x"))
+        torch.backends.cudnn.allow_tf32 = tf
+        x, w, b, g = rnd(N, C, H, W), rnd(C, C, 3, 3), rnd(C), rnd(N, C, H, W)
+        if p[2] == "fwd":
+            with torch.no_grad():
+                r = timeit(lambda: F.conv2d(x, w, b, padding=1), 10)
+        else:
+            x.requires_grad_(True); w.requires_grad_(True); b.requires_grad_(True)
+
+            def step():
+                x.grad = w.grad = b.grad = None
+                F.conv2d(x, w, b, padding=1).backward(g)
+            r = timeit(step, 5)
+        torch.backends.cudnn.allow_tf32 = True
+        return r
+    if name.startswith("group_norm"):
+        x, w, b = rnd(8, 256, 64, 64), rnd(256), rnd(256)
+        with torch.no_grad():
+            return timeit(lambda: F.group_norm(x, 32, w, b, 1e-5), 20)
+    if name.startswith("adamw") or name.startswith("grad_norm"):
+        ps = []
+        for k in range(150):
+            sz = 768 if k % 3 == 2 else (768 * 768 * 3 // 2 if k % 3 == 1 else 768 * 768 * 2 + 768 * 768 // 3)
+            t = torch.nn.Parameter(rnd(sz)); t.grad = rnd(sz); ps.append(t)
+        if name.startswith("grad_norm"):
+            return timeit(lambda: torch.nn.utils.clip_grad_norm_(ps, 1e9), 10)
+        groups = [{"params": [t for k, t in enumerate(ps) if k % 3 != 2], "weight_decay": 0.05},
+                  {"params": [t for k, t in enumerate(ps) if k % 3 == 2], "weight_decay": 0.0}]
+        res = {}
+        for mode in ("fused", "foreach"):
+            opt = torch.optim.AdamW(groups, lr=1e-4, **{mode: True})
+            res[mode] = timeit(opt.step, 10)
+        return res
+    return None
+
+
+def main():
+    rows, extra = [], []
+    for line in open(sys.argv[1]):
+        f = line.split()
+        if f and f[0] == "NN":
+            rows.append((f[1], float(f[2]), float(f[3]), float(f[4])))
+        elif f and f[0].startswith("NN_"):
+            extra.append(line.strip())
+    out = []
+    gpu = torch.cuda.get_device_name(0)
+    out.append(f"GPU: {gpu}, PyTorch {torch.__version__}, {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC")
+    out.append("")
+    out.append("| case | nn.h ms | PyTorch ms | torch/nn | nn.h rate |")
+    out.append("| --- | ---: | ---: | ---: | ---: |")
+    for name, ms, by, fl in rows:
+        t = torch_case(name)
+        rate = f"{fl / ms / 1e9:.0f} TFLOP/s" if fl > 0 else f"{by / ms / 1e6:.0f} GB/s"
+        if isinstance(t, dict):
+            for mode, tm in t.items():
+                out.append(f"| {name} (torch {mode}) | {ms:.4f} | {tm:.4f} | {tm / ms:.2f} | {rate} |")
+        elif t is None:
+            out.append(f"| {name} | {ms:.4f} | - | - | {rate} |")
+        else:
+            out.append(f"| {name} | {ms:.4f} | {t:.4f} | {t / ms:.2f} | {rate} |")
+        print(out[-1], flush=True)
+    out.append("")
+    out += ["    " + e for e in extra]
+    out.append(f"    torch max_memory_allocated {torch.cuda.max_memory_allocated() / 2**20:.1f} MiB")
+    text = "\n".join(out) + "\n"
+    print(text)
+    if len(sys.argv) > 2:
+        open(sys.argv[2], "w").write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2142 @@
+/* nn_cuda.cu - the CUDA backend of nn.h: kernels, cuBLAS GEMMs, the device-allocator hooks.
+
+   nn.h stays plain C. Built with NN_CUDA it calls the extern "C" nn__cuda_* functions defined here, one per op
+   direction, named like the CPU kernel they mirror (grep layer_norm finds both). The caching pool lives in nn.h;
+   this file only supplies cudaMalloc/cudaFree behind it.
+
+   - One stream (non-blocking) for every kernel, copy and cuBLAS call; the host waits only where it reads a
+     value (device -> host copies, nn_cuda_synchronize).
+   - Every CUDA and cuBLAS call goes through NN_CU / NN_CUBLAS, and every launch through NN_LAUNCHED: a failure
+     reports the call, file and line through nn_error.
+   - Ops compute in f32 as the CPU does (same formulas as nn.h's [ops:*]); f16/bf16 are storage types (cast with
+     nn.h's round-to-nearest-even, bit for bit) and GEMM operands (f32 accumulation).
+   - Random numbers: Philox4x32-10 exactly as nn_philox4x32 / nn_rng_uniform_at, so dropout masks match the CPU.
+   - TF32 is off by default for f32 GEMMs (PyTorch's default for matmul); nn_cuda_set_tf32(1) allows it.
+   - NN_CUDA_POISON=1 in the environment fills every fresh device block with 0xFF bytes (NaN for floats), which
+     the tests use to catch elements a kernel never writes. */
+#include "nn.h"
+
+#include <cuda_runtime.h>
+#include <cublas_v2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+/* ------------------------------------------------------------------------------------------ errors, state */
+
+static void nn__cu_fail(cudaError_t e, const char *call, const char *file, int line) {
+    nn_error("CUDA error %s (%s) in %s at %s:%d", cudaGetErrorName(e), cudaGetErrorString(e), call, file, line);
+}
+#define NN_CU(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) nn__cu_fail(e_, #x, __FILE__, __LINE__); } while (0)
+#define NN_CUBLAS(x) do { cublasStatus_t s_ = (x); if (s_ != CUBLAS_STATUS_SUCCESS) \
+    nn_error("cuBLAS error %d (%s) in %s at %s:%d", (int)s_, cublasGetStatusString(s_), #x, __FILE__, __LINE__); } while (0)
+#define NN_LAUNCHED() NN_CU(cudaGetLastError())
+
+static struct {
+    int init;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    int tf32;
+    int sms;
+    int poison;
+} nn__cu;
+
+static void nn__cu_init(void) {
+    int n = 0;
+    cudaDeviceProp prop;
+    const char *ps;
+    if (nn__cu.init) return;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+        cudaGetLastError();
+        nn_error("nn cuda: no CUDA device is available (a tensor was asked for on cuda)");
+    }
+    NN_CU(cudaGetDeviceProperties(&prop, 0));
+    nn__cu.sms = prop.multiProcessorCount;
+    NN_CU(cudaStreamCreateWithFlags(&nn__cu.stream, cudaStreamNonBlocking));
+    NN_CUBLAS(cublasCreate(&nn__cu.blas));
+    NN_CUBLAS(cublasSetStream(nn__cu.blas, nn__cu.stream));
+    ps = getenv("NN_CUDA_POISON");
+    nn__cu.poison = ps && *ps && *ps != '0';
+    nn__cu.init = 1;
+}
+#define S_ (nn__cu.stream)
+
+/* blocks for a grid-stride loop over n items */
+static unsigned nn__grid(int64_t n, int bs) {
+    int64_t g = (n + bs - 1) / bs, cap = (int64_t)nn__cu.sms * 32;
+    if (g > cap) g = cap;
+    return (unsigned)(g < 1 ? 1 : g);
+}
+
+extern "C" {
+
+int nn__cuda_available(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) { cudaGetLastError(); return 0; }
+    return n > 0;
+}
+
+void nn__cuda_synchronize(void) {
+    if (!nn__cu.init) return;
+    NN_CU(cudaStreamSynchronize(S_));
+}
+
+void nn__cuda_set_tf32(int on) { nn__cu.tf32 = on != 0; }
+
+void *nn__cuda_malloc(size_t bytes) {
+    void *p = NULL;
+    cudaError_t e;
+    nn__cu_init();
+    e = cudaMalloc(&p, bytes);
+    if (e == cudaErrorMemoryAllocation) { cudaGetLastError(); return NULL; }
+    if (e != cudaSuccess) nn__cu_fail(e, "cudaMalloc", __FILE__, __LINE__);
+    if (nn__cu.poison) NN_CU(cudaMemsetAsync(p, 0xff, bytes, S_));
+    return p;
+}
+
+void nn__cuda_free(void *p) {
+    if (!p) return;
+    /* blocks go back only on nn_mem_trim / nn_shutdown: wait for the work that may still use them */
+    NN_CU(cudaStreamSynchronize(S_));
+    NN_CU(cudaFree(p));
+}
+
+void nn__cuda_memcpy(void *dst, const void *src, size_t bytes, int kind) {
+    static const cudaMemcpyKind k[3] = {cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice};
+    nn__cu_init();
+    if (!bytes) return;
+    if (kind < 0 || kind > 2) nn_error("nn__cuda_memcpy: bad kind %d", kind);
+    NN_CU(cudaMemcpyAsync(dst, src, bytes, k[kind], S_));
+    /* the host reads dst now; a pageable host->device copy has consumed src when the call returns */
+    if (kind == 1) NN_CU(cudaStreamSynchronize(S_));
+}
+
+} /* extern "C" */
+
+/* ----------------------------------------------------------------------------------- dtypes, conversion */
+/* nn.h's [impl:half] conversions, bit for bit */
+
+__device__ __forceinline__ float d_bf16_to_f32(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+__device__ __forceinline__ uint16_t d_f32_to_bf16(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+__device__ __forceinline__ float d_half_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+    if (exp == 0x1f) return __uint_as_float(sign | 0x7f800000u | (man << 13));
+    if (exp == 0) { float v = (float)man * 5.9604644775390625e-8f; return sign ? -v : v; }
+    return __uint_as_float(sign | ((exp + 112) << 23) | (man << 13));
+}
+__device__ __forceinline__ uint16_t d_f32_to_half(float f) {
+    uint32_t u = __float_as_uint(f), sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);
+    if (a < 0x38800000u) {
+        float v = __fmul_rn(__uint_as_float(a), 16777216.0f);
+        float r = (float)(int32_t)v, d = __fsub_rn(v, r);
+        uint32_t m = (uint32_t)r;
+        if (d > 0.5f || (d == 0.5f && (m & 1u))) m++;
+        return (uint16_t)(sign | m);
+    }
+    a += 0xfffu + ((a >> 13) & 1u);
+    return (uint16_t)(sign | ((a - 0x38000000u) >> 13));
+}
+
+__device__ __forceinline__ float d_loadf(const void *p, int dt, int64_t i) {
+    switch (dt) {
+    case NN_F32: return ((const float *)p)[i];
+    case NN_F16: return d_half_to_f32(((const uint16_t *)p)[i]);
+    default: return d_bf16_to_f32(((const uint16_t *)p)[i]);
+    }
+}
+__device__ __forceinline__ void d_storef(void *p, int dt, int64_t i, float v) {
+    switch (dt) {
+    case NN_F32: ((float *)p)[i] = v; break;
+    case NN_F16: ((uint16_t *)p)[i] = d_f32_to_half(v); break;
+    default: ((uint16_t *)p)[i] = d_f32_to_bf16(v); break;
+    }
+}
+/* nn.h's nn__load / nn__store: through double */
+__device__ __forceinline__ double d_load(const void *p, int dt, int64_t i) {
+    switch (dt) {
+    case NN_F32: return ((const float *)p)[i];
+    case NN_F16: return d_half_to_f32(((const uint16_t *)p)[i]);
+    case NN_BF16: return d_bf16_to_f32(((const uint16_t *)p)[i]);
+    case NN_I32: return ((const int32_t *)p)[i];
+    case NN_I64: return (double)((const int64_t *)p)[i];
+    default: return ((const uint8_t *)p)[i];
+    }
+}
+__device__ __forceinline__ void d_store(void *p, int dt, int64_t i, double v) {
+    switch (dt) {
+    case NN_F32: ((float *)p)[i] = (float)v; break;
+    case NN_F16: ((uint16_t *)p)[i] = d_f32_to_half((float)v); break;
+    case NN_BF16: ((uint16_t *)p)[i] = d_f32_to_bf16((float)v); break;
+    case NN_I32: ((int32_t *)p)[i] = (int32_t)v; break;
+    case NN_I64: ((int64_t *)p)[i] = (int64_t)v; break;
+    case NN_U8: ((uint8_t *)p)[i] = (uint8_t)v; break;
+    default: ((uint8_t *)p)[i] = v != 0; break;
+    }
+}
+static int nn__isf(int dt) { return dt == NN_F32 || dt == NN_F16 || dt == NN_BF16; }
+
+__global__ void k_fill(void *p, int dt, int64_t n, double v) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        d_store(p, dt, i, v);
+}
+__global__ void k_fill_f32(float *p, int64_t n, float v) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) p[i] = v;
+}
+__global__ void k_cast(const void *x, int sdt, void *y, int ddt, int64_t n, int fast) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        if (fast) d_storef(y, ddt, i, d_loadf(x, sdt, i));
+        else d_store(y, ddt, i, d_load(x, sdt, i));
+    }
+}
+
+static void nn__fill_f32_dev(float *p, int64_t n, float v) {
+    if (n <= 0) return;
+    k_fill_f32<<<nn__grid(n, 256), 256, 0, S_>>>(p, n, v);
+    NN_LAUNCHED();
+}
+
+/* a temporary on the device from nn.h's pool (stream order makes its reuse safe once freed) */
+static nn_tensor *nn__tmp(nn_dtype dt, int64_t n) {
+    int64_t s = n < 1 ? 1 : n;
+    return nn__new(dt, NN_CUDA, 1, &s);
+}
+
+extern "C" {
+
+void nn__cuda_fill(nn_tensor *t, double v) {
+    nn__cu_init();
+    if (!t->numel) return;
+    if (t->dtype == NN_F32) { nn__fill_f32_dev((float *)t->data, t->numel, (float)v); return; }
+    k_fill<<<nn__grid(t->numel, 256), 256, 0, S_>>>(t->data, t->dtype, t->numel, v);
+    NN_LAUNCHED();
+}
+
+void nn__cuda_cast(const nn_tensor *x, nn_tensor *y) {
+    nn__cu_init();
+    if (!x->numel) return;
+    k_cast<<<nn__grid(x->numel, 256), 256, 0, S_>>>(x->data, x->dtype, y->data, y->dtype, x->numel,
+                                                   nn__isf(x->dtype) && nn__isf(y->dtype));
+    NN_LAUNCHED();
+}
+
+} /* extern "C" */
+
+/* ------------------------------------------------------------------------------------------- elementwise */
+
+enum { B_ADD, B_SUB, B_MUL, B_DIV };
+enum { U_ADDS, U_MULS, U_RSUBS, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_ABS, U_POW, U_CLAMP, U_RELU, U_GELU, U_GELU_TANH,
+       U_SILU, U_SIGMOID, U_TANH };
+
+#define NN__SQRT_2_OVER_PI_F 0.7978845608028654f
+#define NN__GELU_C_F 0.044715f
+#define NN__INV_SQRT2_F 0.70710678118654752f
+
+template <int OP> __device__ __forceinline__ float d_binary(float a, float b) {
+    return OP == B_ADD ? a + b : OP == B_SUB ? a - b : OP == B_MUL ? a * b : a / b;
+}
+
+__device__ __forceinline__ float d_unary(int op, float v, float p0, float p1) {
+    switch (op) {
+    case U_ADDS: return v + p0;
+    case U_MULS: return v * p0;
+    case U_RSUBS: return p0 - v;
+    case U_EXP: return expf(v);
+    case U_LOG: return logf(v);
+    case U_SQRT: return sqrtf(v);
+    case U_RSQRT: return 1.0f / sqrtf(v);
+    case U_ABS: return fabsf(v);
+    case U_POW: return powf(v, p0);
+    case U_CLAMP: return v < p0 ? p0 : v > p1 ? p1 : v;
+    case U_RELU: return v > 0 ? v : 0.0f;
+    case U_GELU: return 0.5f * v * (1.0f + erff(v * NN__INV_SQRT2_F));
+    case U_GELU_TANH: return 0.5f * v * (1.0f + tanhf(NN__SQRT_2_OVER_PI_F * (v + NN__GELU_C_F * v * v * v)));
+    case U_SILU: return v / (1.0f + expf(-v));
+    case U_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    default: return tanhf(v);
+    }
+}
+
+/* f'(.) from the saved x or y (v) */
+__device__ __forceinline__ float d_unary_grad(int op, float v, float p0, float p1) {
+    switch (op) {
+    case U_ADDS: return 1.0f;
+    case U_MULS: return p0;
+    case U_RSUBS: return -1.0f;
+    case U_EXP: return v;
+    case U_LOG: return 1.0f / v;
+    case U_SQRT: return 0.5f / v;
+    case U_RSQRT: return -0.5f * v * v * v;
+    case U_ABS: return v > 0 ? 1.0f : v < 0 ? -1.0f : 0.0f;
+    case U_POW: return p0 == 0 ? 0.0f : p0 * powf(v, p0 - 1.0f);
+    case U_CLAMP: return v >= p0 && v <= p1 ? 1.0f : 0.0f;
+    case U_RELU: return v > 0 ? 1.0f : 0.0f;
+    case U_GELU: return 0.5f * (1.0f + erff(v * NN__INV_SQRT2_F)) + v * 0.3989422804f * expf(-0.5f * v * v);
+    case U_GELU_TANH: {
+        float t = tanhf(NN__SQRT_2_OVER_PI_F * (v + NN__GELU_C_F * v * v * v));
+        return 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * NN__SQRT_2_OVER_PI_F * (1.0f + 3.0f * NN__GELU_C_F * v * v);
+    }
+    case U_SILU: { float s = 1.0f / (1.0f + expf(-v)); return s * (1.0f + v * (1.0f - s)); }
+    case U_SIGMOID: return v * (1.0f - v);
+    default: return 1.0f - v * v;
+    }
+}
+
+static int nn__al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+/* unary: y = f(x); float4 where aligned (the scalar loop covers the tail) */
+template <int OP> __global__ void k_unary(const float *__restrict__ x, float *__restrict__ y, int64_t n, float p0, float p1, int vec) {
+    int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x, i, n4 = vec ? n / 4 : 0;
+    for (i = t; i < n4; i += 2 * st) {   /* two loads in flight per thread */
+        float4 v = ((const float4 *)x)[i], u = i + st < n4 ? ((const float4 *)x)[i + st] : make_float4(0, 0, 0, 0);
+        v.x = d_unary(OP, v.x, p0, p1); v.y = d_unary(OP, v.y, p0, p1);
+        v.z = d_unary(OP, v.z, p0, p1); v.w = d_unary(OP, v.w, p0, p1);
+        ((float4 *)y)[i] = v;
+        if (i + st < n4) {
+            u.x = d_unary(OP, u.x, p0, p1); u.y = d_unary(OP, u.y, p0, p1);
+            u.z = d_unary(OP, u.z, p0, p1); u.w = d_unary(OP, u.w, p0, p1);
+            ((float4 *)y)[i + st] = u;
+        }
+    }
+    for (i = n4 * 4 + t; i < n; i += st) y[i] = d_unary(OP, x[i], p0, p1);
+}
+
+template <int OP> __global__ void k_unary_grad(const float *__restrict__ g, const float *__restrict__ s, float *__restrict__ gx,
+                                               int64_t n, float p0, float p1, int vec) {
+    int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x, i, n4 = vec ? n / 4 : 0;
+    for (i = t; i < n4; i += 2 * st) {   /* two loads of each operand in flight per thread */
+        int two = i + st < n4;
+        float4 gv = ((const float4 *)g)[i], sv = s ? ((const float4 *)s)[i] : make_float4(0, 0, 0, 0);
+        float4 gu = two ? ((const float4 *)g)[i + st] : make_float4(0, 0, 0, 0);
+        float4 su = two && s ? ((const float4 *)s)[i + st] : make_float4(0, 0, 0, 0);
+        gv.x *= d_unary_grad(OP, sv.x, p0, p1); gv.y *= d_unary_grad(OP, sv.y, p0, p1);
+        gv.z *= d_unary_grad(OP, sv.z, p0, p1); gv.w *= d_unary_grad(OP, sv.w, p0, p1);
+        ((float4 *)gx)[i] = gv;
+        if (two) {
+            gu.x *= d_unary_grad(OP, su.x, p0, p1); gu.y *= d_unary_grad(OP, su.y, p0, p1);
+            gu.z *= d_unary_grad(OP, su.z, p0, p1); gu.w *= d_unary_grad(OP, su.w, p0, p1);
+            ((float4 *)gx)[i + st] = gu;
+        }
+    }
+    for (i = n4 * 4 + t; i < n; i += st) gx[i] = g[i] * d_unary_grad(OP, s ? s[i] : 0.0f, p0, p1);
+}
+
+/* broadcasting index map: up to NN_MAX_DIMS dims after merging */
+struct nn__bc {
+    int nd;
+    int64_t shape[NN_MAX_DIMS];
+    int64_t sa[NN_MAX_DIMS], sb[NN_MAX_DIMS];
+};
+
+/* strides of a contiguous tensor seen from the output shape (0 on broadcast dims) */
+static void nn__bstrides(const nn_tensor *t, int nd, const int64_t *oshape, int64_t *st) {
+    int64_t s = 1;
+    for (int d = nd - 1; d >= 0; d--) {
+        int it = t->ndim - nd + d;
+        int64_t sz = it >= 0 ? t->shape[it] : 1;
+        st[d] = (it < 0 || (sz == 1 && oshape[d] != 1)) ? 0 : s;
+        if (it >= 0) s *= sz;
+    }
+}
+
+/* drop size-1 dims and merge neighbours that are contiguous for both operands */
+static nn__bc nn__bc_make(int nd, const int64_t *shape, const int64_t *sa, const int64_t *sb) {
+    nn__bc m;
+    int k = 0;
+    for (int d = 0; d < nd; d++) {
+        if (shape[d] == 1) continue;
+        if (k > 0 && m.sa[k - 1] == sa[d] * shape[d] && m.sb[k - 1] == (sb ? sb[d] : 0) * shape[d]) {
+            m.shape[k - 1] *= shape[d];
+            m.sa[k - 1] = sa[d];
+            m.sb[k - 1] = sb ? sb[d] : 0;
+            continue;
+        }
+        m.shape[k] = shape[d]; m.sa[k] = sa[d]; m.sb[k] = sb ? sb[d] : 0; k++;
+    }
+    if (k == 0) { m.shape[0] = 1; m.sa[0] = m.sb[0] = 0; k = 1; }
+    m.nd = k;
+    return m;
+}
+
+template <int OP> __global__ void k_binary_flat(const float *__restrict__ a, const float *__restrict__ b, float *__restrict__ o,
+                                                int64_t n, int vec) {
+    int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x, i, n4 = vec ? n / 4 : 0;
+    for (i = t; i < n4; i += st) {
+        float4 x = ((const float4 *)a)[i], y = ((const float4 *)b)[i];
+        x.x = d_binary<OP>(x.x, y.x); x.y = d_binary<OP>(x.y, y.y); x.z = d_binary<OP>(x.z, y.z); x.w = d_binary<OP>(x.w, y.w);
+        ((float4 *)o)[i] = x;
+    }
+    for (i = n4 * 4 + t; i < n; i += st) o[i] = d_binary<OP>(a[i], b[i]);
+}
+
+template <int OP> __global__ void k_binary_bc(const float *__restrict__ a, const float *__restrict__ b, float *__restrict__ o,
+                                              int64_t n, nn__bc m) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = i, oa = 0, ob = 0;
+        for (int d = m.nd - 1; d >= 0; d--) {
+            int64_t q = r / m.shape[d], c = r - q * m.shape[d];
+            oa += c * m.sa[d]; ob += c * m.sb[d]; r = q;
+        }
+        o[i] = d_binary<OP>(a[oa], b[ob]);
+    }
+}
+
+/* out[i] = in[offset(i)], offset from per-dim strides (permute, expand), for any element size */
+template <typename T> __global__ void k_gather(const T *__restrict__ in, T *__restrict__ o, int64_t n, nn__bc m) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = i, off = 0;
+        for (int d = m.nd - 1; d >= 0; d--) {
+            int64_t q = r / m.shape[d];
+            off += (r - q * m.shape[d]) * m.sa[d]; r = q;
+        }
+        o[i] = in[off];
+    }
+}
+
+static void nn__gather(const void *in, void *o, size_t es, int64_t n, const nn__bc &m) {
+    unsigned g = nn__grid(n, 256);
+    if (n <= 0) return;
+    switch (es) {
+    case 1: k_gather<uint8_t><<<g, 256, 0, S_>>>((const uint8_t *)in, (uint8_t *)o, n, m); break;
+    case 2: k_gather<uint16_t><<<g, 256, 0, S_>>>((const uint16_t *)in, (uint16_t *)o, n, m); break;
+    case 4: k_gather<uint32_t><<<g, 256, 0, S_>>>((const uint32_t *)in, (uint32_t *)o, n, m); break;
+    default: k_gather<uint64_t><<<g, 256, 0, S_>>>((const uint64_t *)in, (uint64_t *)o, n, m); break;
+    }
+    NN_LAUNCHED();
+}
+
+__global__ void k_add_into(float *__restrict__ d, const float *__restrict__ s, int64_t n, int vec) {
+    int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x, i, n4 = vec ? n / 4 : 0;
+    for (i = t; i < n4; i += st) {
+        float4 x = ((float4 *)d)[i], y = ((const float4 *)s)[i];
+        x.x += y.x; x.y += y.y; x.z += y.z; x.w += y.w;
+        ((float4 *)d)[i] = x;
+    }
+    for (i = n4 * 4 + t; i < n; i += st) d[i] += s[i];
+}
+
+extern "C" {
+
+void nn__cuda_binary_fwd(int op, const nn_tensor *a, const nn_tensor *b, nn_tensor *o) {
+    int64_t n = o->numel, sa[NN_MAX_DIMS], sb[NN_MAX_DIMS];
+    const float *pa = (const float *)a->data, *pb = (const float *)b->data;
+    float *po = (float *)o->data;
+    unsigned g;
+    nn__cu_init();
+    if (!n) return;
+    if (a->numel == n && b->numel == n) {
+        int vec = nn__al16(pa) && nn__al16(pb) && nn__al16(po);
+        g = nn__grid(vec ? n / 4 + 1 : n, 256);
+        switch (op) {
+        case B_ADD: k_binary_flat<B_ADD><<<g, 256, 0, S_>>>(pa, pb, po, n, vec); break;
+        case B_SUB: k_binary_flat<B_SUB><<<g, 256, 0, S_>>>(pa, pb, po, n, vec); break;
+        case B_MUL: k_binary_flat<B_MUL><<<g, 256, 0, S_>>>(pa, pb, po, n, vec); break;
+        default: k_binary_flat<B_DIV><<<g, 256, 0, S_>>>(pa, pb, po, n, vec); break;
+        }
+        NN_LAUNCHED();
+        return;
+    }
+    nn__bstrides(a, o->ndim, o->shape, sa);
+    nn__bstrides(b, o->ndim, o->shape, sb);
+    nn__bc m = nn__bc_make(o->ndim, o->shape, sa, sb);
+    g = nn__grid(n, 256);
+    switch (op) {
+    case B_ADD: k_binary_bc<B_ADD><<<g, 256, 0, S_>>>(pa, pb, po, n, m); break;
+    case B_SUB: k_binary_bc<B_SUB><<<g, 256, 0, S_>>>(pa, pb, po, n, m); break;
+    case B_MUL: k_binary_bc<B_MUL><<<g, 256, 0, S_>>>(pa, pb, po, n, m); break;
+    default: k_binary_bc<B_DIV><<<g, 256, 0, S_>>>(pa, pb, po, n, m); break;
+    }
+    NN_LAUNCHED();
+}
+
+#define NN__UCASES(X) X(U_ADDS) X(U_MULS) X(U_RSUBS) X(U_EXP) X(U_LOG) X(U_SQRT) X(U_RSQRT) X(U_ABS) X(U_POW) \
+    X(U_CLAMP) X(U_RELU) X(U_GELU) X(U_GELU_TANH) X(U_SILU) X(U_SIGMOID) X(U_TANH)
+
+void nn__cuda_unary_fwd(int op, const nn_tensor *x, nn_tensor *y, double p0, double p1) {
+    int64_t n = x->numel;
+    int vec;
+    unsigned g;
+    nn__cu_init();
+    if (!n) return;
+    vec = nn__al16(x->data) && nn__al16(y->data);
+    g = nn__grid(vec ? n / 4 + 1 : n, 256);
+#define NN__U(OPC) case OPC: k_unary<OPC><<<g, 256, 0, S_>>>((const float *)x->data, (float *)y->data, n, (float)p0, (float)p1, vec); break;
+    switch (op) { NN__UCASES(NN__U) default: nn_error("nn__cuda_unary_fwd: unknown op %d", op); }
+#undef NN__U
+    NN_LAUNCHED();
+}
+
+void nn__cuda_unary_bwd(int op, const nn_tensor *gt, const nn_tensor *saved, nn_tensor *gx, double p0, double p1) {
+    int64_t n = gt->numel;
+    const float *s = saved ? (const float *)saved->data : NULL;
+    int vec;
+    unsigned g;
+    nn__cu_init();
+    if (!n) return;
+    vec = nn__al16(gt->data) && nn__al16(gx->data) && (!s || nn__al16(s));
+    g = nn__grid(vec ? n / 4 + 1 : n, 256);
+#define NN__U(OPC) case OPC: k_unary_grad<OPC><<<g, 256, 0, S_>>>((const float *)gt->data, s, (float *)gx->data, n, (float)p0, (float)p1, vec); break;
+    switch (op) { NN__UCASES(NN__U) default: nn_error("nn__cuda_unary_bwd: unknown op %d", op); }
+#undef NN__U
+    NN_LAUNCHED();
+}
+
+void nn__cuda_add_into(nn_tensor *dst, const nn_tensor *src) {
+    int64_t n = dst->numel;
+    int vec;
+    nn__cu_init();
+    if (!n) return;
+    if (src->device != NN_CUDA || src->dtype != NN_F32 || dst->dtype != NN_F32 || src->numel != n)
+        nn_error("nn__cuda_add_into: need f32 cuda tensors of %lld elements", (long long)n);
+    vec = nn__al16(dst->data) && nn__al16(src->data);
+    k_add_into<<<nn__grid(vec ? n / 4 + 1 : n, 256), 256, 0, S_>>>((float *)dst->data, (const float *)src->data, n, vec);
+    NN_LAUNCHED();
+}
+
+} /* extern "C" */
+
+/* ------------------------------------------------------------------------------------------- reductions */
+/* Every reduction is over the middle of [outer, len, inner]. Deterministic: fixed trees, no atomics. A long
+   reduction with little parallelism elsewhere is split into S chunks written as partials [outer, S, inner],
+   then reduced again. */
+
+enum { R_SUM, R_SQDEV, R_MAX };
+
+__device__ __forceinline__ float d_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float d_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+/* sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the result */
+__device__ float d_block_sum(float v, float *sh) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = d_warp_sum(v);
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    if (w == 0) {
+        v = lane < nw ? sh[lane] : 0.0f;
+        v = d_warp_sum(v);
+        if (lane == 0) sh[32] = v;
+    }
+    __syncthreads();
+    v = sh[32];
+    __syncthreads();
+    return v;
+}
+__device__ float d_block_max(float v, float *sh) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = d_warp_max(v);
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    if (w == 0) {
+        v = lane < nw ? sh[lane] : -INFINITY;
+        v = d_warp_max(v);
+        if (lane == 0) sh[32] = v;
+    }
+    __syncthreads();
+    v = sh[32];
+    __syncthreads();
+    return v;
+}
+
+/* max with the index of its first occurrence; NaN wins (the first NaN), as the CPU loop */
+__device__ __forceinline__ void d_argmax_combine(float &m, int64_t &a, float m2, int64_t a2) {
+    if (a2 < 0) return;
+    if (a < 0) { m = m2; a = a2; return; }
+    bool n1 = m != m, n2 = m2 != m2;
+    if (n1 || n2) { if (n2 && (!n1 || a2 < a)) { m = m2; a = a2; } return; }
+    if (m2 > m || (m2 == m && a2 < a)) { m = m2; a = a2; }
+}
+__device__ void d_block_argmax(float &m, int64_t &a, float *shm, int64_t *sha) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+        int64_t a2 = __shfl_xor_sync(0xffffffffu, a, o);
+        d_argmax_combine(m, a, m2, a2);
+    }
+    if (lane == 0) { shm[w] = m; sha[w] = a; }
+    __syncthreads();
+    if (w == 0) {
+        m = lane < nw ? shm[lane] : 0.0f;
+        a = lane < nw ? sha[lane] : -1;
+        for (int o = 16; o > 0; o >>= 1) {
+            float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+            int64_t a2 = __shfl_xor_sync(0xffffffffu, a, o);
+            d_argmax_combine(m, a, m2, a2);
+        }
+        if (lane == 0) { shm[32] = m; sha[32] = a; }
+    }
+    __syncthreads();
+    m = shm[32]; a = sha[32];
+    __syncthreads();
+}
+
+/* inner == 1: a block per row (grid-stride), blockIdx.y = chunk */
+template <int OP> __global__ void k_red_row(const float *__restrict__ x, int64_t outer, int64_t len, float *__restrict__ y,
+                                            int64_t *__restrict__ arg, const float *__restrict__ mean, float scale,
+                                            int64_t chunk, int S) {
+    __shared__ float sh[33];
+    __shared__ int64_t sha[33];
+    int64_t z = blockIdx.y, lo = z * chunk, hi = lo + chunk < len ? lo + chunk : len;
+    for (int64_t o = blockIdx.x; o < outer; o += gridDim.x) {
+        const float *p = x + o * len;
+        if (OP == R_MAX) {
+            float m = 0; int64_t a = -1;
+            for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) d_argmax_combine(m, a, p[i], i);
+            d_block_argmax(m, a, sh, sha);
+            if (threadIdx.x == 0) { y[o] = m; arg[o] = a; }
+        } else {
+            float acc = 0, mu = OP == R_SQDEV ? mean[o] : 0.0f;
+            for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+                float v = p[i];
+                if (OP == R_SQDEV) { v -= mu; v *= v; }
+                acc += v;
+            }
+            acc = d_block_sum(acc, sh);
+            if (threadIdx.x == 0) y[o * S + z] = S == 1 ? acc * scale : acc;
+        }
+    }
+}
+
+/* inner > 1: block (32, 8): x over inner, y over len; blockIdx.y over outer, blockIdx.z = chunk */
+template <int OP> __global__ void k_red_col(const float *__restrict__ x, int64_t outer, int64_t len, int64_t inner,
+                                            float *__restrict__ y, int64_t *__restrict__ arg, const float *__restrict__ mean,
+                                            float scale, int64_t chunk, int S) {
+    __shared__ float shv[8][33];
+    __shared__ int64_t sha[8][33];
+    int tx = threadIdx.x, ty = threadIdx.y;
+    int64_t j = blockIdx.x * 32 + tx, z = blockIdx.z, lo = z * chunk, hi = lo + chunk < len ? lo + chunk : len;
+    for (int64_t o = blockIdx.y; o < outer; o += gridDim.y) {
+        float acc = 0, m = 0;
+        int64_t a = -1;
+        if (j < inner) {
+            const float *p = x + o * len * inner + j;
+            float mu = OP == R_SQDEV ? mean[o * inner + j] : 0.0f;
+            for (int64_t i = lo + ty; i < hi; i += 8) {
+                float v = p[i * inner];
+                if (OP == R_MAX) d_argmax_combine(m, a, v, i);
+                else { if (OP == R_SQDEV) { v -= mu; v *= v; } acc += v; }
+            }
+        }
+        shv[ty][tx] = OP == R_MAX ? m : acc;
+        sha[ty][tx] = a;
+        __syncthreads();
+        if (ty == 0 && j < inner) {
+            for (int k = 1; k < 8; k++) {
+                if (OP == R_MAX) d_argmax_combine(m, a, shv[k][tx], sha[k][tx]);
+                else acc += shv[k][tx];
+            }
+            if (OP == R_MAX) { y[o * inner + j] = m; arg[o * inner + j] = a; }
+            else y[(o * S + z) * inner + j] = S == 1 ? acc * scale : acc;
+        }
+        __syncthreads();
+    }
+}
+
+/* y[outer, inner] = reduce over len of x[outer, len, inner] (times scale for sums) */
+static void nn__reduce3(int op, const float *x, int64_t outer, int64_t len, int64_t inner, float *y, int64_t *arg,
+                        const float *mean, float scale) {
+    int64_t blocks, S = 1, chunk = len;
+    nn_tensor *part = NULL;
+    float *dst = y;
+    if (outer <= 0 || inner <= 0) return;
+    if (len == 0) { if (op != R_MAX) nn__fill_f32_dev(y, outer * inner, 0.0f); return; }
+    blocks = inner == 1 ? outer : ((inner + 31) / 32) * (outer < 65535 ? outer : 65535);
+    if (op != R_MAX && blocks < 2 * (int64_t)nn__cu.sms && len >= 4096) {
+        S = (4 * (int64_t)nn__cu.sms + blocks - 1) / blocks;
+        if (S > len / 1024) S = len / 1024;
+        if (S > 65535) S = 65535;
+        if (S < 1) S = 1;
+        chunk = (len + S - 1) / S;
+        S = (len + chunk - 1) / chunk;
+    }
+    if (S > 1) { part = nn__tmp(NN_F32, outer * S * inner); dst = (float *)part->data; }
+    if (inner == 1) {
+        int bs = len <= 256 ? 32 : len <= 4096 ? 128 : 256;
+        int64_t gx = outer < (int64_t)nn__cu.sms * 64 ? outer : (int64_t)nn__cu.sms * 64;
+        dim3 grid((unsigned)gx, (unsigned)S);
+        switch (op) {
+        case R_SUM: k_red_row<R_SUM><<<grid, bs, 0, S_>>>(x, outer, len, dst, arg, mean, scale, chunk, (int)S); break;
+        case R_SQDEV: k_red_row<R_SQDEV><<<grid, bs, 0, S_>>>(x, outer, len, dst, arg, mean, scale, chunk, (int)S); break;
+        default: k_red_row<R_MAX><<<grid, bs, 0, S_>>>(x, outer, len, dst, arg, mean, scale, chunk, (int)S); break;
+        }
+    } else {
+        dim3 grid((unsigned)((inner + 31) / 32), (unsigned)(outer < 65535 ? outer : 65535), (unsigned)S), block(32, 8);
+        switch (op) {
+        case R_SUM: k_red_col<R_SUM><<<grid, block, 0, S_>>>(x, outer, len, inner, dst, arg, mean, scale, chunk, (int)S); break;
+        case R_SQDEV: k_red_col<R_SQDEV><<<grid, block, 0, S_>>>(x, outer, len, inner, dst, arg, mean, scale, chunk, (int)S); break;
+        default: k_red_col<R_MAX><<<grid, block, 0, S_>>>(x, outer, len, inner, dst, arg, mean, scale, chunk, (int)S); break;
+        }
+    }
+    NN_LAUNCHED();
+    if (part) {
+        nn__reduce3(R_SUM, dst, outer, S, inner, y, NULL, NULL, scale);
+        nn_tensor_free(part);
+    }
+}
+
+/* gradient of a reduction: gx[o,i,j] from g[o,j] */
+__global__ void k_reduce_bwd(int kind, const float *__restrict__ g, float *__restrict__ gx, int64_t outer, int64_t len,
+                             int64_t inner, const int64_t *__restrict__ arg, const float *__restrict__ x,
+                             const float *__restrict__ mean, float denom) {
+    int64_t n = outer * len * inner;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t j = t % inner, oi = t / inner, i = oi % len, o = oi / len, k = o * inner + j;
+        float gv = g[k], r;
+        if (kind == 0) r = gv;
+        else if (kind == 1) r = gv / (float)len;
+        else if (kind == 2) r = arg[k] == i ? gv : 0.0f;
+        else r = gv * 2.0f * (x[t] - mean[k]) / denom;
+        gx[t] = r;
+    }
+}
+
+extern "C" {
+
+/* kind: nn.h's NN__R_SUM, MEAN, MAX, VAR (0..3) */
+void nn__cuda_reduce_fwd(int kind, const nn_tensor *x, int64_t outer, int64_t len, int64_t inner, int unbiased,
+                         nn_tensor *y, nn_tensor *arg, nn_tensor *mean) {
+    const float *px = (const float *)x->data;
+    nn__cu_init();
+    if (outer * inner == 0) return;
+    switch (kind) {
+    case 0: nn__reduce3(R_SUM, px, outer, len, inner, (float *)y->data, NULL, NULL, 1.0f); break;
+    case 1: nn__reduce3(R_SUM, px, outer, len, inner, (float *)y->data, NULL, NULL, (float)(1.0 / (double)len)); break;
+    case 2: nn__reduce3(R_MAX, px, outer, len, inner, (float *)y->data, (int64_t *)arg->data, NULL, 1.0f); break;
+    default:
+        nn__reduce3(R_SUM, px, outer, len, inner, (float *)mean->data, NULL, NULL, (float)(1.0 / (double)len));
+        nn__reduce3(R_SQDEV, px, outer, len, inner, (float *)y->data, NULL, (const float *)mean->data,
+                    (float)(1.0 / (double)(len - unbiased)));
+        break;
+    }
+}
+
+void nn__cuda_reduce_bwd(int kind, const nn_tensor *g, int64_t outer, int64_t len, int64_t inner, const nn_tensor *arg,
+                         const nn_tensor *x, const nn_tensor *mean, double denom, nn_tensor *gx) {
+    int64_t n = outer * len * inner;
+    nn__cu_init();
+    if (!n) return;
+    k_reduce_bwd<<<nn__grid(n, 256), 256, 0, S_>>>(kind, (const float *)g->data, (float *)gx->data, outer, len, inner,
+                                                  arg ? (const int64_t *)arg->data : NULL, x ? (const float *)x->data : NULL,
+                                                  mean ? (const float *)mean->data : NULL, (float)denom);
+    NN_LAUNCHED();
+}
+
+/* sum g down to out's shape (numpy broadcasting, right-aligned): merge g's dims into alternating kept and
+   reduced groups, then reduce the reduced groups from the innermost out */
+void nn__cuda_sum_to(const nn_tensor *g, nn_tensor *out) {
+    int64_t sz[2 * NN_MAX_DIMS];
+    int red[2 * NN_MAX_DIMS], k = 0, nd = g->ndim;
+    nn__cu_init();
+    if (!out->numel) return;
+    if (!g->numel) { nn__fill_f32_dev((float *)out->data, out->numel, 0.0f); return; }
+    for (int d = 0; d < nd; d++) {
+        int io = out->ndim - nd + d;
+        int64_t os = io >= 0 ? out->shape[io] : 1;
+        int r = os == 1 && g->shape[d] != 1;
+        if (g->shape[d] == 1) continue;
+        if (k > 0 && red[k - 1] == r) sz[k - 1] *= g->shape[d];
+        else { sz[k] = g->shape[d]; red[k] = r; k++; }
+    }
+    int nred = 0;
+    for (int i = 0; i < k; i++) nred += red[i];
+    if (nred == 0) { nn__cuda_memcpy(out->data, g->data, (size_t)g->numel * 4, 2); return; }
+    const float *src = (const float *)g->data;
+    nn_tensor *prev = NULL;
+    for (int p = k - 1; p >= 0; p--) {
+        if (!red[p]) continue;
+        int64_t outer = 1, inner = 1;
+        for (int i = 0; i < p; i++) outer *= sz[i];
+        for (int i = p + 1; i < k; i++) inner *= sz[i];
+        nred--;
+        nn_tensor *dstt = NULL;
+        float *dst;
+        if (nred == 0) dst = (float *)out->data;
+        else { dstt = nn__tmp(NN_F32, outer * inner); dst = (float *)dstt->data; }
+        nn__reduce3(R_SUM, src, outer, sz[p], inner, dst, NULL, NULL, 1.0f);
+        if (prev) nn_tensor_free(prev);
+        prev = dstt;
+        src = dst;
+        /* remove group p */
+        for (int i = p; i < k - 1; i++) { sz[i] = sz[i + 1]; red[i] = red[i + 1]; }
+        k--;
+    }
+}
+
+} /* extern "C" */
+
+/* -------------------------------------------------------------------------------------- softmax, norms */
+
+/* rows of len elements (inner == 1): a block per row; the row sits in registers when len <= 8 * blockDim */
+template <bool CACHED> __global__ void k_softmax_row(const float *__restrict__ x, float *__restrict__ y, int64_t rows,
+                                                     int64_t len, int log_form) {
+    __shared__ float sh[33];
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float *p = x + r * len;
+        float *q = y + r * len;
+        float v[8], m = -INFINITY, s = 0;
+        if (CACHED) {
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+                v[k] = j < len ? p[j] : -INFINITY;
+                m = fmaxf(m, v[k]);
+            }
+        } else {
+            for (int64_t j = threadIdx.x; j < len; j += blockDim.x) m = fmaxf(m, p[j]);
+        }
+        m = d_block_max(m, sh);
+        if (m == -INFINITY) m = 0;
+        if (CACHED) {
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+                if (j < len) { v[k] = expf(v[k] - m); s += v[k]; }
+            }
+        } else {
+            for (int64_t j = threadIdx.x; j < len; j += blockDim.x) s += expf(p[j] - m);
+        }
+        s = d_block_sum(s, sh);
+        if (log_form) {
+            float ls = m + logf(s);
+            for (int64_t j = threadIdx.x; j < len; j += blockDim.x) q[j] = p[j] - ls;
+        } else {
+            float inv = 1.0f / s;
+            if (CACHED) {
+#pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+                    if (j < len) q[j] = v[k] * inv;
+                }
+            } else {
+                for (int64_t j = threadIdx.x; j < len; j += blockDim.x) q[j] = expf(p[j] - m) * inv;
+            }
+        }
+    }
+}
+
+/* inner > 1: a thread per (o, j) */
+__global__ void k_softmax_col(const float *__restrict__ x, float *__restrict__ y, int64_t outer, int64_t len,
+                              int64_t inner, int log_form) {
+    int64_t n = outer * inner;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t o = t / inner, j = t % inner;
+        const float *p = x + o * len * inner + j;
+        float *q = y + o * len * inner + j;
+        float m = -INFINITY, s = 0;
+        for (int64_t i = 0; i < len; i++) m = fmaxf(m, p[i * inner]);
+        if (m == -INFINITY) m = 0;
+        for (int64_t i = 0; i < len; i++) s += expf(p[i * inner] - m);
+        if (log_form) { float ls = m + logf(s); for (int64_t i = 0; i < len; i++) q[i * inner] = p[i * inner] - ls; }
+        else { float inv = 1.0f / s; for (int64_t i = 0; i < len; i++) q[i * inner] = expf(p[i * inner] - m) * inv; }
+    }
+}
+
+__global__ void k_softmax_bwd_row(const float *__restrict__ g, const float *__restrict__ y, float *__restrict__ gx,
+                                  int64_t rows, int64_t len, int log_form) {
+    __shared__ float sh[33];
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float *pg = g + r * len, *py = y + r * len;
+        float *px = gx + r * len, s = 0;
+        for (int64_t j = threadIdx.x; j < len; j += blockDim.x) s += log_form ? pg[j] : pg[j] * py[j];
+        s = d_block_sum(s, sh);
+        for (int64_t j = threadIdx.x; j < len; j += blockDim.x)
+            px[j] = log_form ? pg[j] - expf(py[j]) * s : py[j] * (pg[j] - s);
+    }
+}
+
+__global__ void k_softmax_bwd_col(const float *__restrict__ g, const float *__restrict__ y, float *__restrict__ gx,
+                                  int64_t outer, int64_t len, int64_t inner, int log_form) {
+    int64_t n = outer * inner;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t o = t / inner, j = t % inner, base = o * len * inner + j;
+        float s = 0;
+        for (int64_t i = 0; i < len; i++) s += log_form ? g[base + i * inner] : g[base + i * inner] * y[base + i * inner];
+        for (int64_t i = 0; i < len; i++) {
+            int64_t k = base + i * inner;
+            gx[k] = log_form ? g[k] - expf(y[k]) * s : y[k] * (g[k] - s);
+        }
+    }
+}
+
+static int nn__row_threads(int64_t len) {
+    int64_t t = (len + 3) / 4;
+    t = (t + 31) / 32 * 32;
+    if (t < 32) t = 32;
+    if (t > 512) t = 512;
+    return (int)t;
+}
+static unsigned nn__row_blocks(int64_t rows) {
+    int64_t cap = (int64_t)nn__cu.sms * 32;
+    return (unsigned)(rows < cap ? (rows < 1 ? 1 : rows) : cap);
+}
+
+/* layer_norm forward: a block per row, one read of x (cached in registers when C <= 8 * blockDim) */
+template <bool CACHED> __global__ void k_layer_norm_fwd(const float *__restrict__ x, const float *__restrict__ w,
+                                                        const float *__restrict__ b, float *__restrict__ y,
+                                                        float *__restrict__ mean, float *__restrict__ rstd,
+                                                        int64_t rows, int64_t C, float eps) {
+    __shared__ float sh[33];
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float *xr = x + r * C;
+        float *yr = y + r * C;
+        float v[8], s = 0, q = 0;
+        if (CACHED) {
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+                v[k] = j < C ? xr[j] : 0.0f;
+                s += v[k];
+            }
+        } else {
+            for (int64_t j = threadIdx.x; j < C; j += blockDim.x) s += xr[j];
+        }
+        float m = d_block_sum(s, sh) / (float)C;
+        if (CACHED) {
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+                if (j < C) { float d = v[k] - m; q += d * d; }
+            }
+        } else {
+            for (int64_t j = threadIdx.x; j < C; j += blockDim.x) { float d = xr[j] - m; q += d * d; }
+        }
+        float rs = 1.0f / sqrtf(d_block_sum(q, sh) / (float)C + eps);
+        if (CACHED) {
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+                if (j < C) yr[j] = (v[k] - m) * rs * (w ? w[j] : 1.0f) + (b ? b[j] : 0.0f);
+            }
+        } else {
+            for (int64_t j = threadIdx.x; j < C; j += blockDim.x) yr[j] = (xr[j] - m) * rs * (w ? w[j] : 1.0f) + (b ? b[j] : 0.0f);
+        }
+        if (threadIdx.x == 0) { mean[r] = m; rstd[r] = rs; }
+    }
+}
+
+/* layer_norm backward: a block per row (grid-stride); dx per row; dw/db partial sums per block in registers
+   (or in part[block] when the row is too long), written to part [gridDim.x, 2C] and reduced afterwards */
+template <bool CACHED> __global__ void k_layer_norm_bwd(const float *__restrict__ g, const float *__restrict__ x,
+                                                        const float *__restrict__ w, const float *__restrict__ mean,
+                                                        const float *__restrict__ rstd, float *__restrict__ gx,
+                                                        float *__restrict__ part, int64_t rows, int64_t C) {
+    __shared__ float sh[33];
+    float aw[8], ab[8];
+    float *pw = part ? part + (int64_t)blockIdx.x * 2 * C : NULL;
+#pragma unroll
+    for (int k = 0; k < 8; k++) { aw[k] = 0; ab[k] = 0; }
+    if (!CACHED && pw) {   /* zeroed in the same column ownership as the accumulation below */
+        for (int64_t j = threadIdx.x; j < C; j += blockDim.x) { pw[j] = 0; pw[C + j] = 0; }
+    }
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float *xr = x + r * C, *gr = g + r * C;
+        float m = mean[r], rs = rstd[r], s1 = 0, s2 = 0;
+        float xh[8], dxh[8];
+        if (CACHED) {
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+                if (j < C) {
+                    float gv = gr[j];
+                    xh[k] = (xr[j] - m) * rs;
+                    dxh[k] = gv * (w ? w[j] : 1.0f);
+                    s1 += dxh[k]; s2 += dxh[k] * xh[k];
+                    aw[k] += gv * xh[k]; ab[k] += gv;
+                } else { xh[k] = 0; dxh[k] = 0; }
+            }
+        } else {
+            for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
+                float gv = gr[j], h = (xr[j] - m) * rs, d = gv * (w ? w[j] : 1.0f);
+                s1 += d; s2 += d * h;
+                if (pw) { pw[j] += gv * h; pw[C + j] += gv; }
+            }
+        }
+        s1 = d_block_sum(s1, sh) / (float)C;
+        s2 = d_block_sum(s2, sh) / (float)C;
+        if (gx) {
+            float *o = gx + r * C;
+            if (CACHED) {
+#pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+                    if (j < C) o[j] = rs * (dxh[k] - s1 - xh[k] * s2);
+                }
+            } else {
+                for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
+                    float h = (xr[j] - m) * rs, d = gr[j] * (w ? w[j] : 1.0f);
+                    o[j] = rs * (d - s1 - h * s2);
+                }
+            }
+        }
+    }
+    if (CACHED && pw) {
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+            if (j < C) { pw[j] = aw[k]; pw[C + j] = ab[k]; }
+        }
+    }
+}
+
+
+/* Rows of at most 1024 floats with C % 4 == 0 and 16-byte alignment: a warp per row, the row in registers as
+   V float4 per lane, reductions by shuffles only (no block barriers). */
+__device__ __forceinline__ float4 d_f4(const float *p, int j, bool ok) {
+    return ok ? ((const float4 *)p)[j] : make_float4(0, 0, 0, 0);
+}
+
+template <int V> __global__ void k_layer_norm_fwd_warp(const float *__restrict__ x, const float *__restrict__ w,
+                                                       const float *__restrict__ b, float *__restrict__ y,
+                                                       float *__restrict__ mean, float *__restrict__ rstd,
+                                                       int64_t rows, int C, float eps) {
+    int lane = threadIdx.x & 31, C4 = C >> 2;
+    int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5, nw = ((int64_t)gridDim.x * blockDim.x) >> 5;
+    for (int64_t r = warp; r < rows; r += nw) {
+        const float *xr = x + r * C;
+        float4 v[V];
+        float s = 0, q = 0;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            int j = lane + 32 * k;
+            v[k] = d_f4(xr, j, j < C4);
+            s += (v[k].x + v[k].y) + (v[k].z + v[k].w);
+        }
+        float m = d_warp_sum(s) / (float)C;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            if (lane + 32 * k < C4) {
+                float a = v[k].x - m, bb = v[k].y - m, c = v[k].z - m, d = v[k].w - m;
+                q += (a * a + bb * bb) + (c * c + d * d);
+            }
+        }
+        float rs = 1.0f / sqrtf(d_warp_sum(q) / (float)C + eps);
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            int j = lane + 32 * k;
+            if (j < C4) {
+                float4 wv = w ? ((const float4 *)w)[j] : make_float4(1, 1, 1, 1);
+                float4 bv = b ? ((const float4 *)b)[j] : make_float4(0, 0, 0, 0), o;
+                o.x = (v[k].x - m) * rs * wv.x + bv.x; o.y = (v[k].y - m) * rs * wv.y + bv.y;
+                o.z = (v[k].z - m) * rs * wv.z + bv.z; o.w = (v[k].w - m) * rs * wv.w + bv.w;
+                ((float4 *)(y + r * C))[j] = o;
+            }
+        }
+        if (lane == 0) { mean[r] = m; rstd[r] = rs; }
+    }
+}
+
+/* dx per row; dw, db accumulated per warp in registers, combined per block in shared memory (2C floats) and
+   written to part[blockIdx.x] */
+template <int V> __global__ void k_layer_norm_bwd_warp(const float *__restrict__ g, const float *__restrict__ x,
+                                                       const float *__restrict__ w, const float *__restrict__ mean,
+                                                       const float *__restrict__ rstd, float *__restrict__ gx,
+                                                       float *__restrict__ part, int64_t rows, int C) {
+    extern __shared__ float shp[];
+    int lane = threadIdx.x & 31, wib = threadIdx.x >> 5, C4 = C >> 2;
+    int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5, nw = ((int64_t)gridDim.x * blockDim.x) >> 5;
+    float4 aw[V], ab[V];
+#pragma unroll
+    for (int k = 0; k < V; k++) { aw[k] = make_float4(0, 0, 0, 0); ab[k] = make_float4(0, 0, 0, 0); }
+    for (int64_t r = warp; r < rows; r += nw) {
+        const float *xr = x + r * C, *gr = g + r * C;
+        float m = mean[r], rs = rstd[r], s1 = 0, s2 = 0;
+        float4 xh[V], dh[V];
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            int j = lane + 32 * k;
+            bool ok = j < C4;
+            float4 xv = d_f4(xr, j, ok), gv = d_f4(gr, j, ok);
+            float4 wv = ok && w ? ((const float4 *)w)[j] : make_float4(1, 1, 1, 1);
+            xh[k].x = (xv.x - m) * rs; xh[k].y = (xv.y - m) * rs; xh[k].z = (xv.z - m) * rs; xh[k].w = (xv.w - m) * rs;
+            if (!ok) xh[k] = make_float4(0, 0, 0, 0);
+            dh[k].x = gv.x * wv.x; dh[k].y = gv.y * wv.y; dh[k].z = gv.z * wv.z; dh[k].w = gv.w * wv.w;
+            s1 += (dh[k].x + dh[k].y) + (dh[k].z + dh[k].w);
+            s2 += (dh[k].x * xh[k].x + dh[k].y * xh[k].y) + (dh[k].z * xh[k].z + dh[k].w * xh[k].w);
+            aw[k].x += gv.x * xh[k].x; aw[k].y += gv.y * xh[k].y; aw[k].z += gv.z * xh[k].z; aw[k].w += gv.w * xh[k].w;
+            ab[k].x += gv.x; ab[k].y += gv.y; ab[k].z += gv.z; ab[k].w += gv.w;
+        }
+        s1 = d_warp_sum(s1) / (float)C;
+        s2 = d_warp_sum(s2) / (float)C;
+        if (gx) {
+#pragma unroll
+            for (int k = 0; k < V; k++) {
+                int j = lane + 32 * k;
+                if (j < C4) {
+                    float4 o;
+                    o.x = rs * (dh[k].x - s1 - xh[k].x * s2); o.y = rs * (dh[k].y - s1 - xh[k].y * s2);
+                    o.z = rs * (dh[k].z - s1 - xh[k].z * s2); o.w = rs * (dh[k].w - s1 - xh[k].w * s2);
+                    ((float4 *)(gx + r * C))[j] = o;
+                }
+            }
+        }
+    }
+    if (!part) return;
+    for (int t = 0; t < (int)(blockDim.x >> 5); t++) {   /* warps add into shared memory in turn (deterministic) */
+        if (wib == t) {
+#pragma unroll
+            for (int k = 0; k < V; k++) {
+                int j = lane + 32 * k;
+                if (j < C4) {
+                    float4 *pw = (float4 *)shp + j, *pb = (float4 *)(shp + C) + j;
+                    if (t == 0) { *pw = aw[k]; *pb = ab[k]; }
+                    else {
+                        float4 a = *pw, c = *pb;
+                        a.x += aw[k].x; a.y += aw[k].y; a.z += aw[k].z; a.w += aw[k].w;
+                        c.x += ab[k].x; c.y += ab[k].y; c.z += ab[k].z; c.w += ab[k].w;
+                        *pw = a; *pb = c;
+                    }
+                }
+            }
+        }
+        __syncthreads();
+    }
+    for (int j = threadIdx.x; j < 2 * C; j += blockDim.x) part[(int64_t)blockIdx.x * 2 * C + j] = shp[j];
+}
+
+template <int V> __global__ void k_softmax_warp(const float *__restrict__ x, float *__restrict__ y, int64_t rows, int len,
+                                                int log_form) {
+    int lane = threadIdx.x & 31, L4 = len >> 2;
+    int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5, nw = ((int64_t)gridDim.x * blockDim.x) >> 5;
+    for (int64_t r = warp; r < rows; r += nw) {
+        const float *p = x + r * len;
+        float4 v[V];
+        float m = -INFINITY, s = 0;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            int j = lane + 32 * k;
+            v[k] = j < L4 ? ((const float4 *)p)[j] : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+            m = fmaxf(m, fmaxf(fmaxf(v[k].x, v[k].y), fmaxf(v[k].z, v[k].w)));
+        }
+        m = d_warp_max(m);
+        if (m == -INFINITY) m = 0;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            if (lane + 32 * k < L4) {
+                float4 e;
+                e.x = expf(v[k].x - m); e.y = expf(v[k].y - m); e.z = expf(v[k].z - m); e.w = expf(v[k].w - m);
+                s += (e.x + e.y) + (e.z + e.w);
+                if (!log_form) v[k] = e;
+            }
+        }
+        s = d_warp_sum(s);
+        float ls = m + logf(s), inv = 1.0f / s;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            int j = lane + 32 * k;
+            if (j < L4) {
+                float4 o = v[k];
+                if (log_form) { o.x -= ls; o.y -= ls; o.z -= ls; o.w -= ls; }
+                else { o.x *= inv; o.y *= inv; o.z *= inv; o.w *= inv; }
+                ((float4 *)(y + r * len))[j] = o;
+            }
+        }
+    }
+}
+
+/* V (float4 per lane) for a row of n floats when the warp kernels apply, else 0 */
+static int nn__warp_v(int64_t n, const void *a, const void *b, const void *c, const void *d) {
+    if (n <= 0 || n > 1024 || (n & 3) || !nn__al16(a) || !nn__al16(b) || (c && !nn__al16(c)) || (d && !nn__al16(d))) return 0;
+    int64_t v = (n / 4 + 31) / 32;
+    return v <= 1 ? 1 : v <= 2 ? 2 : v <= 4 ? 4 : 8;
+}
+static unsigned nn__warp_blocks(int64_t rows, int cap_per_sm) {
+    int64_t b = (rows + 7) / 8, cap = (int64_t)nn__cu.sms * cap_per_sm;
+    return (unsigned)(b < cap ? (b < 1 ? 1 : b) : cap);
+}
+
+extern "C" {
+
+void nn__cuda_softmax_fwd(const nn_tensor *x, int64_t outer, int64_t len, int64_t inner, int log_form, nn_tensor *y) {
+    nn__cu_init();
+    if (!x->numel) return;
+    if (inner == 1 && nn__warp_v(len, x->data, y->data, NULL, NULL)) {
+        unsigned nb = nn__warp_blocks(outer, 16);
+        const float *px = (const float *)x->data;
+        float *py = (float *)y->data;
+        switch (nn__warp_v(len, x->data, y->data, NULL, NULL)) {
+        case 1: k_softmax_warp<1><<<nb, 256, 0, S_>>>(px, py, outer, (int)len, log_form); break;
+        case 2: k_softmax_warp<2><<<nb, 256, 0, S_>>>(px, py, outer, (int)len, log_form); break;
+        case 4: k_softmax_warp<4><<<nb, 256, 0, S_>>>(px, py, outer, (int)len, log_form); break;
+        default: k_softmax_warp<8><<<nb, 256, 0, S_>>>(px, py, outer, (int)len, log_form); break;
+        }
+    } else if (inner == 1) {
+        int bs = nn__row_threads(len);
+        if (len <= 8 * (int64_t)bs)
+            k_softmax_row<true><<<nn__row_blocks(outer), bs, 0, S_>>>((const float *)x->data, (float *)y->data, outer, len, log_form);
+        else
+            k_softmax_row<false><<<nn__row_blocks(outer), bs, 0, S_>>>((const float *)x->data, (float *)y->data, outer, len, log_form);
+    } else {
+        k_softmax_col<<<nn__grid(outer * inner, 256), 256, 0, S_>>>((const float *)x->data, (float *)y->data, outer, len, inner, log_form);
+    }
+    NN_LAUNCHED();
+}
+
+void nn__cuda_softmax_bwd(const nn_tensor *g, const nn_tensor *y, int64_t outer, int64_t len, int64_t inner, int log_form,
+                          nn_tensor *gx) {
+    nn__cu_init();
+    if (!g->numel) return;
+    if (inner == 1)
+        k_softmax_bwd_row<<<nn__row_blocks(outer), nn__row_threads(len), 0, S_>>>((const float *)g->data, (const float *)y->data,
+                                                                                (float *)gx->data, outer, len, log_form);
+    else
+        k_softmax_bwd_col<<<nn__grid(outer * inner, 256), 256, 0, S_>>>((const float *)g->data, (const float *)y->data,
+                                                                       (float *)gx->data, outer, len, inner, log_form);
+    NN_LAUNCHED();
+}
+
+void nn__cuda_layer_norm_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, double eps, nn_tensor *y,
+                             nn_tensor *mean, nn_tensor *rstd) {
+    int64_t C = x->shape[x->ndim - 1], rows = C ? x->numel / C : 0;
+    int bs;
+    nn__cu_init();
+    if (!rows) return;
+    bs = nn__row_threads(C);
+    const float *pw = w ? (const float *)w->data : NULL, *pb = b ? (const float *)b->data : NULL;
+    int V = nn__warp_v(C, x->data, y->data, pw, pb);
+    if (V) {
+        unsigned nb = nn__warp_blocks(rows, 16);
+        const float *px = (const float *)x->data;
+        float *py = (float *)y->data, *pm = (float *)mean->data, *pr = (float *)rstd->data;
+        switch (V) {
+        case 1: k_layer_norm_fwd_warp<1><<<nb, 256, 0, S_>>>(px, pw, pb, py, pm, pr, rows, (int)C, (float)eps); break;
+        case 2: k_layer_norm_fwd_warp<2><<<nb, 256, 0, S_>>>(px, pw, pb, py, pm, pr, rows, (int)C, (float)eps); break;
+        case 4: k_layer_norm_fwd_warp<4><<<nb, 256, 0, S_>>>(px, pw, pb, py, pm, pr, rows, (int)C, (float)eps); break;
+        default: k_layer_norm_fwd_warp<8><<<nb, 256, 0, S_>>>(px, pw, pb, py, pm, pr, rows, (int)C, (float)eps); break;
+        }
+    } else if (C <= 8 * (int64_t)bs)
+        k_layer_norm_fwd<true><<<nn__row_blocks(rows), bs, 0, S_>>>((const float *)x->data, pw, pb, (float *)y->data,
+                                                                     (float *)mean->data, (float *)rstd->data, rows, C, (float)eps);
+    else
+        k_layer_norm_fwd<false><<<nn__row_blocks(rows), bs, 0, S_>>>((const float *)x->data, pw, pb, (float *)y->data,
+                                                                      (float *)mean->data, (float *)rstd->data, rows, C, (float)eps);
+    NN_LAUNCHED();
+}
+
+/* gx, gw, gb may each be NULL */
+void nn__cuda_layer_norm_bwd(const nn_tensor *g, const nn_tensor *x, const nn_tensor *w, const nn_tensor *mean,
+                             const nn_tensor *rstd, nn_tensor *gx, nn_tensor *gw, nn_tensor *gb) {
+    int64_t C = x->shape[x->ndim - 1], rows = C ? x->numel / C : 0;
+    int bs;
+    unsigned nb;
+    nn_tensor *part = NULL, *sums = NULL;
+    nn__cu_init();
+    if (!C) return;
+    if (!rows) {
+        if (gw) nn__fill_f32_dev((float *)gw->data, C, 0.0f);
+        if (gb) nn__fill_f32_dev((float *)gb->data, C, 0.0f);
+        return;
+    }
+    bs = nn__row_threads(C);
+    nb = nn__row_blocks(rows);
+    if (nb > (unsigned)nn__cu.sms * 4) nb = (unsigned)nn__cu.sms * 4;
+    const float *pw = w ? (const float *)w->data : NULL;
+    int V = nn__warp_v(C, x->data, g->data, pw, gx ? gx->data : NULL);
+    if (V) nb = nn__warp_blocks(rows, 4);
+    if (gw || gb) part = nn__tmp(NN_F32, (int64_t)nb * 2 * C);
+    float *pp = part ? (float *)part->data : NULL, *pgx = gx ? (float *)gx->data : NULL;
+    if (V) {
+        const float *pg = (const float *)g->data, *px = (const float *)x->data, *pm = (const float *)mean->data;
+        const float *pr = (const float *)rstd->data;
+        size_t sm = (size_t)2 * C * sizeof(float);
+        switch (V) {
+        case 1: k_layer_norm_bwd_warp<1><<<nb, 256, sm, S_>>>(pg, px, pw, pm, pr, pgx, pp, rows, (int)C); break;
+        case 2: k_layer_norm_bwd_warp<2><<<nb, 256, sm, S_>>>(pg, px, pw, pm, pr, pgx, pp, rows, (int)C); break;
+        case 4: k_layer_norm_bwd_warp<4><<<nb, 256, sm, S_>>>(pg, px, pw, pm, pr, pgx, pp, rows, (int)C); break;
+        default: k_layer_norm_bwd_warp<8><<<nb, 256, sm, S_>>>(pg, px, pw, pm, pr, pgx, pp, rows, (int)C); break;
+        }
+    } else if (C <= 8 * (int64_t)bs)
+        k_layer_norm_bwd<true><<<nb, bs, 0, S_>>>((const float *)g->data, (const float *)x->data, pw, (const float *)mean->data,
+                                                  (const float *)rstd->data, pgx, pp, rows, C);
+    else
+        k_layer_norm_bwd<false><<<nb, bs, 0, S_>>>((const float *)g->data, (const float *)x->data, pw, (const float *)mean->data,
+                                                   (const float *)rstd->data, pgx, pp, rows, C);
+    NN_LAUNCHED();
+    if (part) {
+        sums = nn__tmp(NN_F32, 2 * C);
+        nn__reduce3(R_SUM, pp, 1, nb, 2 * C, (float *)sums->data, NULL, NULL, 1.0f);
+        if (gw) nn__cuda_memcpy(gw->data, sums->data, (size_t)C * 4, 2);
+        if (gb) nn__cuda_memcpy(gb->data, (float *)sums->data + C, (size_t)C * 4, 2);
+        nn_tensor_free(sums);
+        nn_tensor_free(part);
+    }
+}
+
+} /* extern "C" */
+
+/* -------------------------------------------------------------------------------------------- group_norm */
+/* x [N, C, S] with G groups: a block per (n, g) over its (C/G)*S contiguous elements */
+
+__global__ void k_group_norm_fwd(const float *__restrict__ x, const float *__restrict__ w, const float *__restrict__ b,
+                                 float *__restrict__ y, float *__restrict__ mean, float *__restrict__ rstd, int64_t N,
+                                 int64_t C, int64_t S, int64_t G, float eps) {
+    __shared__ float sh[33];
+    int64_t Cg = C / G, len = Cg * S;
+    for (int64_t ng = blockIdx.x; ng < N * G; ng += gridDim.x) {
+        const float *p = x + ng * len;
+        float *q = y + ng * len;
+        int64_t c0 = (ng % G) * Cg;
+        /* one pass over data shifted by the group's first element (as the CPU op: no cancellation when
+           |mean| >> std): mean = K + s1/n, var = s2/n - (s1/n)^2 */
+        float K = p[0], s1 = 0, s2 = 0;
+        for (int64_t i = threadIdx.x; i < len; i += blockDim.x) { float d = p[i] - K; s1 += d; s2 += d * d; }
+        s1 = d_block_sum(s1, sh) / (float)len;
+        s2 = d_block_sum(s2, sh) / (float)len;
+        float var = s2 - s1 * s1, m = K + s1;
+        float rs = 1.0f / sqrtf((var > 0 ? var : 0.0f) + eps);
+        for (int64_t i = threadIdx.x; i < len; i += blockDim.x) {
+            int64_t c = c0 + i / S;
+            q[i] = (p[i] - m) * rs * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
+        }
+        if (threadIdx.x == 0) { mean[ng] = m; rstd[ng] = rs; }
+    }
+}
+
+/* per (n, g): dx = rs * (dxh - mean(dxh) - xh * mean(dxh * xh)), dxh = g * w[c]; per (n, c): sums of g * xh
+   and g into part [N, 2, C] (reduced over n afterwards) */
+__global__ void k_group_norm_bwd(const float *__restrict__ g, const float *__restrict__ x, const float *__restrict__ w,
+                                 const float *__restrict__ mean, const float *__restrict__ rstd, float *__restrict__ gx,
+                                 float *__restrict__ part, int64_t N, int64_t C, int64_t S, int64_t G) {
+    __shared__ float sh[33];
+    int64_t Cg = C / G, len = Cg * S;
+    for (int64_t ng = blockIdx.x; ng < N * G; ng += gridDim.x) {
+        const float *pg = g + ng * len, *px = x + ng * len;
+        int64_t n = ng / G, c0 = (ng % G) * Cg;
+        float m = mean[ng], rs = rstd[ng], s1 = 0, s2 = 0;
+        for (int64_t i = threadIdx.x; i < len; i += blockDim.x) {
+            float h = (px[i] - m) * rs, d = pg[i] * (w ? w[c0 + i / S] : 1.0f);
+            s1 += d; s2 += d * h;
+        }
+        s1 = d_block_sum(s1, sh) / (float)len;
+        s2 = d_block_sum(s2, sh) / (float)len;
+        if (gx) {
+            float *o = gx + ng * len;
+            for (int64_t i = threadIdx.x; i < len; i += blockDim.x) {
+                float h = (px[i] - m) * rs, d = pg[i] * (w ? w[c0 + i / S] : 1.0f);
+                o[i] = rs * (d - s1 - h * s2);
+            }
+        }
+        if (part) {
+            for (int64_t c = 0; c < Cg; c++) {
+                float a = 0, bb = 0;
+                for (int64_t i = threadIdx.x; i < S; i += blockDim.x) {
+                    float gv = pg[c * S + i];
+                    a += gv * (px[c * S + i] - m) * rs; bb += gv;
+                }
+                a = d_block_sum(a, sh);
+                bb = d_block_sum(bb, sh);
+                if (threadIdx.x == 0) { part[n * 2 * C + c0 + c] = a; part[n * 2 * C + C + c0 + c] = bb; }
+            }
+        }
+    }
+}
+
+extern "C" {
+
+void nn__cuda_group_norm_fwd(const nn_tensor *x, int64_t G, const nn_tensor *w, const nn_tensor *b, double eps,
+                             nn_tensor *y, nn_tensor *mean, nn_tensor *rstd) {
+    int64_t N = x->shape[0], C = x->shape[1], S = (N * C != 0) ? x->numel / (N * C) : 0;
+    nn__cu_init();
+    if (!x->numel) return;
+    k_group_norm_fwd<<<nn__row_blocks(N * G), C / G * S >= 16384 ? 1024 : nn__row_threads(C / G * S), 0, S_>>>(
+        (const float *)x->data, w ? (const float *)w->data : NULL, b ? (const float *)b->data : NULL, (float *)y->data,
+        (float *)mean->data, (float *)rstd->data, N, C, S, G, (float)eps);
+    NN_LAUNCHED();
+}
+
+void nn__cuda_group_norm_bwd(const nn_tensor *g, const nn_tensor *x, int64_t G, const nn_tensor *w, const nn_tensor *mean,
+                             const nn_tensor *rstd, nn_tensor *gx, nn_tensor *gw, nn_tensor *gb) {
+    int64_t N = x->shape[0], C = x->shape[1], S = (N * C != 0) ? x->numel / (N * C) : 0;
+    nn_tensor *part = NULL, *sums = NULL;
+    nn__cu_init();
+    if (!C) return;
+    if (!x->numel) {
+        if (gw) nn__fill_f32_dev((float *)gw->data, C, 0.0f);
+        if (gb) nn__fill_f32_dev((float *)gb->data, C, 0.0f);
+        return;
+    }
+    if (gw || gb) part = nn__tmp(NN_F32, N * 2 * C);
+    k_group_norm_bwd<<<nn__row_blocks(N * G), nn__row_threads(C / G * S), 0, S_>>>(
+        (const float *)g->data, (const float *)x->data, w ? (const float *)w->data : NULL, (const float *)mean->data,
+        (const float *)rstd->data, gx ? (float *)gx->data : NULL, part ? (float *)part->data : NULL, N, C, S, G);
+    NN_LAUNCHED();
+    if (part) {
+        sums = nn__tmp(NN_F32, 2 * C);
+        nn__reduce3(R_SUM, (const float *)part->data, 1, N, 2 * C, (float *)sums->data, NULL, NULL, 1.0f);
+        if (gw) nn__cuda_memcpy(gw->data, sums->data, (size_t)C * 4, 2);
+        if (gb) nn__cuda_memcpy(gb->data, (float *)sums->data + C, (size_t)C * 4, 2);
+        nn_tensor_free(sums);
+        nn_tensor_free(part);
+    }
+}
+
+} /* extern "C" */
+
+/* ------------------------------------------------------------------------------------------------ dropout */
+
+__device__ __forceinline__ void d_philox(uint64_t seed, uint64_t ctr, uint32_t out[4]) {
+    uint32_t c0 = (uint32_t)ctr, c1 = (uint32_t)(ctr >> 32), c2 = 0, c3 = 0;
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+#pragma unroll
+    for (int r = 0; r < 10; r++) {
+        uint32_t hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
+        uint32_t hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
+        uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
+        c1 = lo1; c3 = lo0; c0 = n0; c2 = n2;
+        k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+    }
+    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
+
+/* one Philox block (4 values) per thread: element i uses stream index off + i */
+__global__ void k_dropout(const float *__restrict__ x, float *__restrict__ y, int64_t n, float p, float scale,
+                          uint64_t seed, uint64_t off) {
+    uint64_t b0 = off >> 2, nb = ((off + (uint64_t)n + 3) >> 2) - b0;
+    for (uint64_t t = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; t < nb; t += (uint64_t)gridDim.x * blockDim.x) {
+        uint32_t r[4];
+        d_philox(seed, b0 + t, r);
+#pragma unroll
+        for (int l = 0; l < 4; l++) {
+            int64_t i = (int64_t)(((b0 + t) << 2) + l - off);
+            if (i >= 0 && i < n) {
+                float u = (float)(r[l] >> 8) * (1.0f / 16777216.0f);
+                y[i] = u >= p ? x[i] * scale : 0.0f;
+            }
+        }
+    }
+}
+
+extern "C" {
+
+void nn__cuda_dropout(const nn_tensor *x, nn_tensor *y, double p, uint64_t seed, uint64_t off) {
+    int64_t n = x->numel;
+    nn__cu_init();
+    if (!n) return;
+    k_dropout<<<nn__grid(n / 4 + 1, 256), 256, 0, S_>>>((const float *)x->data, (float *)y->data, n, (float)p,
+                                                      (float)(1.0 / (1.0 - p)), seed, off);
+    NN_LAUNCHED();
+}
+
+} /* extern "C" */
+
+/* ------------------------------------------------------------------------------------------ GEMM (cuBLAS) */
+
+static cudaDataType nn__cu_type(nn_dtype dt) {
+    switch (dt) {
+    case NN_F32: return CUDA_R_32F;
+    case NN_F16: return CUDA_R_16F;
+    case NN_BF16: return CUDA_R_16BF;
+    default: nn_error("nn cuda gemm: %s operands are not supported", nn_dtype_name(dt));
+    }
+    return CUDA_R_32F;
+}
+
+/* row-major C = alpha op(A) op(B) + beta C, strided batches, through cuBLAS's column-major view:
+   C^T = op(B)^T op(A)^T. Pointers already offset. */
+static void nn__gemm_raw(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A, nn_dtype at,
+                         int64_t lda, int64_t sa, const void *B, nn_dtype bt, int64_t ldb, int64_t sb, float beta, void *C,
+                         nn_dtype ct, int64_t ldc, int64_t sc, int64_t batch) {
+    if (M <= 0 || N <= 0 || batch <= 0) return;
+    if (M > INT32_MAX || N > INT32_MAX || K > INT32_MAX || lda > INT32_MAX || ldb > INT32_MAX || ldc > INT32_MAX || batch > INT32_MAX)
+        nn_error("nn cuda gemm: sizes beyond cuBLAS's int range (M %lld N %lld K %lld batch %lld)", (long long)M,
+                 (long long)N, (long long)K, (long long)batch);
+    cublasComputeType_t ctype = (nn__cu.tf32 && at == NN_F32 && bt == NN_F32) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    if (K == 0 && beta == 0.0f) {
+        if (ct != NN_F32) nn_error("nn cuda gemm: empty inner dim with a non-f32 output");
+        for (int64_t i = 0; i < batch; i++)
+            NN_CU(cudaMemset2DAsync((float *)C + i * sc, (size_t)ldc * 4, 0, (size_t)N * 4, (size_t)M, S_));
+        return;
+    }
+    NN_CUBLAS(cublasGemmStridedBatchedEx(nn__cu.blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                         (int)N, (int)M, (int)K, &alpha, B, nn__cu_type(bt), (int)ldb, (long long)sb, A,
+                                         nn__cu_type(at), (int)lda, (long long)sa, &beta, C, nn__cu_type(ct), (int)ldc,
+                                         (long long)sc, (int)batch, ctype, CUBLAS_GEMM_DEFAULT));
+}
+
+/* operands of mixed precision: the f32 one is converted to the other's low-precision type (as autocast) */
+static const nn_tensor *nn__gemm_operand(const nn_tensor *t, nn_dtype want, nn_tensor **tmp) {
+    *tmp = NULL;
+    if (t->dtype == want) return t;
+    *tmp = nn__new(want, NN_CUDA, t->ndim, t->shape);
+    nn__cuda_cast(t, *tmp);
+    return *tmp;
+}
+static nn_dtype nn__gemm_common(const nn_tensor *a, const nn_tensor *b) {
+    if (a->dtype == b->dtype) return a->dtype;
+    if (a->dtype == NN_F32) return b->dtype;
+    if (b->dtype == NN_F32) return a->dtype;
+    nn_error("nn cuda gemm: operands %s and %s do not mix", nn_dtype_name(a->dtype), nn_dtype_name(b->dtype));
+    return NN_F32;
+}
+
+__global__ void k_bias_rows(float *__restrict__ y, const float *__restrict__ b, int64_t rows, int64_t out) {
+    int64_t n = rows * out;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = b[i % out];
+}
+
+extern "C" {
+
+/* offsets and strides in elements of each tensor's dtype */
+void nn__cuda_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const nn_tensor *A, int64_t a_off,
+                   int64_t lda, int64_t stride_a, const nn_tensor *B, int64_t b_off, int64_t ldb, int64_t stride_b,
+                   float beta, nn_tensor *C, int64_t c_off, int64_t ldc, int64_t stride_c, int64_t batch) {
+    nn_tensor *ta_ = NULL, *tb_ = NULL;
+    nn_dtype dt;
+    nn__cu_init();
+    dt = nn__gemm_common(A, B);
+    const nn_tensor *a = nn__gemm_operand(A, dt, &ta_), *b = nn__gemm_operand(B, dt, &tb_);
+    nn__gemm_raw(ta, tb, M, N, K, alpha, (const char *)a->data + a_off * (int64_t)nn_dtype_size(dt), dt, lda, stride_a,
+                 (const char *)b->data + b_off * (int64_t)nn_dtype_size(dt), dt, ldb, stride_b, beta,
+                 (char *)C->data + c_off * (int64_t)nn_dtype_size(C->dtype), C->dtype, ldc, stride_c, batch);
+    if (ta_) nn_tensor_free(ta_);
+    if (tb_) nn_tensor_free(tb_);
+}
+
+/* nn.h's nn__bgemm on the device: C[i] = op(A[abat[i]]) op(B[bbat[i]]) (+ beta C[i]), matrices packed
+   (A: M*K, B: K*N, C: M*N elements each); one strided-batched call when the batch maps are affine */
+void nn__cuda_bgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const nn_tensor *A, const int64_t *abat,
+                    const nn_tensor *B, const int64_t *bbat, float beta, nn_tensor *C, int64_t nb) {
+    int64_t lda = ta ? M : K, ldb = tb ? K : N, sa = nb > 1 ? abat[1] - abat[0] : 0, sb = nb > 1 ? bbat[1] - bbat[0] : 0, i;
+    int affine = 1;
+    nn_tensor *ta_ = NULL, *tb_ = NULL;
+    nn_dtype dt;
+    size_t es;
+    nn__cu_init();
+    for (i = 1; i < nb; i++)
+        if (abat[i] != abat[0] + i * sa || bbat[i] != bbat[0] + i * sb) { affine = 0; break; }
+    dt = nn__gemm_common(A, B);
+    es = nn_dtype_size(dt);
+    const nn_tensor *a = nn__gemm_operand(A, dt, &ta_), *b = nn__gemm_operand(B, dt, &tb_);
+    const char *pa = (const char *)a->data, *pb = (const char *)b->data;
+    float *pc = (float *)C->data;
+    if (affine)
+        nn__gemm_raw(ta, tb, M, N, K, 1.0f, pa + abat[0] * M * K * es, dt, lda, sa * M * K, pb + bbat[0] * K * N * es, dt,
+                     ldb, sb * K * N, beta, pc, NN_F32, N, M * N, nb);
+    else
+        for (i = 0; i < nb; i++)
+            nn__gemm_raw(ta, tb, M, N, K, 1.0f, pa + abat[i] * M * K * es, dt, lda, 0, pb + bbat[i] * K * N * es, dt, ldb, 0,
+                         beta, pc + i * M * N, NN_F32, N, 0, 1);
+    if (ta_) nn_tensor_free(ta_);
+    if (tb_) nn_tensor_free(tb_);
+}
+
+/* y [rows, out] = x [rows, in] w^T [in, out] + b */
+void nn__cuda_linear_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, nn_tensor *y) {
+    int64_t out = w->shape[0], in = w->shape[1], rows = out ? y->numel / out : 0;
+    nn__cu_init();
+    if (!y->numel) return;
+    if (b) {
+        k_bias_rows<<<nn__grid(rows * out, 256), 256, 0, S_>>>((float *)y->data, (const float *)b->data, rows, out);
+        NN_LAUNCHED();
+    }
+    nn__cuda_gemm(0, 1, rows, out, in, 1.0f, x, 0, in, 0, w, 0, in, 0, b ? 1.0f : 0.0f, y, 0, out, 0, 1);
+}
+
+/* gx = g w [rows, in]; gw = g^T x [out, in]; either may be NULL */
+void nn__cuda_linear_bwd(const nn_tensor *g, const nn_tensor *x, const nn_tensor *w, nn_tensor *gx, nn_tensor *gw) {
+    int64_t out = w->shape[0], in = w->shape[1], rows = out ? g->numel / out : 0;
+    nn__cu_init();
+    if (gx && gx->numel) nn__cuda_gemm(0, 0, rows, in, out, 1.0f, g, 0, out, 0, w, 0, in, 0, 0.0f, gx, 0, in, 0, 1);
+    if (gw && gw->numel) nn__cuda_gemm(1, 0, out, in, rows, 1.0f, g, 0, out, 0, x, 0, in, 0, 0.0f, gw, 0, in, 0, 1);
+}
+
+} /* extern "C" */
+
+/* ------------------------------------------------------------------------------------ shape: copies */
+
+/* 2-D block copy: height rows of width elements, pitches in elements; the widest word that divides
+   everything moves it */
+template <typename T> __global__ void k_copy2d(T *__restrict__ dst, int64_t dp, const T *__restrict__ src, int64_t sp,
+                                               int64_t width, int64_t height) {
+    int64_t n = width * height;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = i / width, c = i - r * width;
+        dst[r * dp + c] = src[r * sp + c];
+    }
+}
+
+extern "C" {
+
+void nn__cuda_copy2d(void *dst, int64_t dpitch, const void *src, int64_t spitch, int64_t width, int64_t height, size_t es) {
+    size_t w = (size_t)width * es, dp = (size_t)dpitch * es, sp = (size_t)spitch * es, v = 16;
+    nn__cu_init();
+    if (!width || !height) return;
+    while (v > 1 && ((w | dp | sp | (size_t)(uintptr_t)dst | (size_t)(uintptr_t)src) & (v - 1))) v >>= 1;
+    int64_t W = (int64_t)(w / v), D = (int64_t)(dp / v), Sp = (int64_t)(sp / v);
+    unsigned g = nn__grid(W * height, 256);
+    switch (v) {
+    case 16: k_copy2d<uint4><<<g, 256, 0, S_>>>((uint4 *)dst, D, (const uint4 *)src, Sp, W, height); break;
+    case 8: k_copy2d<uint2><<<g, 256, 0, S_>>>((uint2 *)dst, D, (const uint2 *)src, Sp, W, height); break;
+    case 4: k_copy2d<uint32_t><<<g, 256, 0, S_>>>((uint32_t *)dst, D, (const uint32_t *)src, Sp, W, height); break;
+    case 2: k_copy2d<uint16_t><<<g, 256, 0, S_>>>((uint16_t *)dst, D, (const uint16_t *)src, Sp, W, height); break;
+    default: k_copy2d<uint8_t><<<g, 256, 0, S_>>>((uint8_t *)dst, D, (const uint8_t *)src, Sp, W, height); break;
+    }
+    NN_LAUNCHED();
+}
+
+void nn__cuda_permute(const nn_tensor *a, const int *perm, nn_tensor *o) {
+    int64_t ist[NN_MAX_DIMS], st[NN_MAX_DIMS], s = 1;
+    int nd = a->ndim;
+    nn__cu_init();
+    if (!o->numel) return;
+    for (int d = nd - 1; d >= 0; d--) { ist[d] = s; s *= a->shape[d]; }
+    for (int d = 0; d < nd; d++) st[d] = ist[perm[d]];
+    nn__bc m = nn__bc_make(nd, o->shape, st, NULL);
+    nn__gather(a->data, o->data, nn_dtype_size(a->dtype), o->numel, m);
+}
+
+void nn__cuda_expand(const nn_tensor *a, nn_tensor *o) {
+    int64_t st[NN_MAX_DIMS];
+    nn__cu_init();
+    if (!o->numel) return;
+    nn__bstrides(a, o->ndim, o->shape, st);
+    nn__bc m = nn__bc_make(o->ndim, o->shape, st, NULL);
+    nn__gather(a->data, o->data, nn_dtype_size(a->dtype), o->numel, m);
+}
+
+} /* extern "C" */
+
+/* ------------------------------------------------------------------------------------ AdamW, clipping */
+/* Multi-tensor: the tensor lists travel in the kernel's parameters (up to NN__MT tensors per launch, so no
+   host->device copy and no synchronisation); block b finds its tensor from the prefix of chunk counts.
+   Arithmetic as wip/train.h's nn_adamw_step (torch's single-tensor AdamW, f32, the same FMAs). */
+
+#define NN__MT 48
+#define NN__CHUNK ((int64_t)65536)
+
+struct nn__mt {
+    int n;                       /* tensors in this launch */
+    int start[NN__MT + 1];       /* first chunk of each tensor; start[n] = chunks in this launch */
+    float *p[NN__MT], *m[NN__MT], *v[NN__MT];
+    const float *g[NN__MT];
+    int64_t numel[NN__MT];
+    float decay[NN__MT], neg_step[NN__MT], bc2f[NN__MT];
+    float w1, b2f, w2, epsf;
+    int maximize, base;          /* base: global index of this launch's first tensor */
+};
+
+__device__ __forceinline__ int d_mt_tensor(const nn__mt &a, int c) {
+    int t = 0;
+    while (t + 1 < a.n && a.start[t + 1] <= c) t++;
+    return t;
+}
+
+__device__ __forceinline__ float d_lerpf(float self, float end, float w) {
+    return fabsf(w) < 0.5f ? fmaf(w, end - self, self) : fmaf(w - 1.0f, end - self, end);
+}
+
+__device__ __forceinline__ void d_adamw1(const nn__mt &a, int t, float &p, float g, float &m, float &v) {
+    float gi = a.maximize ? -g : g, pi = p, vi, denom;
+    if (a.decay[t] != 1.0f) pi = pi * a.decay[t];
+    float mi = d_lerpf(m, gi, a.w1);
+    m = mi;
+    vi = v * a.b2f;
+    vi = fmaf(a.w2 * gi, gi, vi);
+    v = vi;
+    denom = __fdiv_rn(sqrtf(vi), a.bc2f[t]) + a.epsf;
+    p = pi + __fdiv_rn(a.neg_step[t] * mi, denom);
+}
+
+__global__ void k_adamw(const __grid_constant__ nn__mt a) {
+    for (int c = blockIdx.x; c < a.start[a.n]; c += gridDim.x) {
+        int t = d_mt_tensor(a, c);
+        int64_t lo = (int64_t)(c - a.start[t]) * NN__CHUNK, hi = lo + NN__CHUNK < a.numel[t] ? lo + NN__CHUNK : a.numel[t];
+        float *P = a.p[t], *M = a.m[t], *V = a.v[t];
+        const float *G = a.g[t];
+        if (!(((uintptr_t)P | (uintptr_t)M | (uintptr_t)V | (uintptr_t)G) & 15)) {   /* lo is a multiple of 4 */
+            int64_t n4 = (hi - lo) / 4;
+            float4 *p4 = (float4 *)(P + lo), *m4 = (float4 *)(M + lo), *v4 = (float4 *)(V + lo);
+            const float4 *g4 = (const float4 *)(G + lo);
+            for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
+                float4 p = p4[i], g = g4[i], m = m4[i], v = v4[i];
+                d_adamw1(a, t, p.x, g.x, m.x, v.x); d_adamw1(a, t, p.y, g.y, m.y, v.y);
+                d_adamw1(a, t, p.z, g.z, m.z, v.z); d_adamw1(a, t, p.w, g.w, m.w, v.w);
+                p4[i] = p; m4[i] = m; v4[i] = v;
+            }
+            lo += n4 * 4;
+        }
+        for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) d_adamw1(a, t, P[i], G[i], M[i], V[i]);
+    }
+}
+
+/* per tensor: sum of squares in double, one block per tensor chunk, partials reduced in a fixed order */
+__global__ void k_sumsq(const __grid_constant__ nn__mt a, double *__restrict__ part /* per chunk of this launch */) {
+    __shared__ double sh[32];
+    for (int c = blockIdx.x; c < a.start[a.n]; c += gridDim.x) {
+        int t = d_mt_tensor(a, c);
+        int64_t lo = (int64_t)(c - a.start[t]) * NN__CHUNK, hi = lo + NN__CHUNK < a.numel[t] ? lo + NN__CHUNK : a.numel[t];
+        const float *G = a.g[t];
+        double acc = 0;
+        if (!((uintptr_t)G & 15)) {
+            int64_t n4 = (hi - lo) / 4;
+            const float4 *g4 = (const float4 *)(G + lo);
+            for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
+                float4 v = g4[i];
+                acc += (double)v.x * v.x + (double)v.y * v.y + (double)v.z * v.z + (double)v.w * v.w;
+            }
+            lo += n4 * 4;
+        }
+        for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) acc += (double)G[i] * G[i];
+        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = acc;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            double s = 0;
+            for (int w = 0; w < (int)(blockDim.x >> 5); w++) s += sh[w];
+            part[c] = s;
+        }
+        __syncthreads();
+    }
+}
+/* per-tensor norms (f32, as torch's per-tensor vector_norm) of this launch into norms[base + t] */
+__global__ void k_tensor_norms(const __grid_constant__ nn__mt a, const double *__restrict__ part, float *__restrict__ norms) {
+    for (int t = threadIdx.x; t < a.n; t += blockDim.x) {
+        double s = 0;
+        for (int c = a.start[t]; c < a.start[t + 1]; c++) s += part[c];
+        norms[a.base + t] = (float)sqrt(s);
+    }
+}
+/* total and coefficient: res[0] total, res[1] coef */
+__global__ void k_clip_coef(const float *__restrict__ norms, int n, float max_norm, float *__restrict__ res) {
+    double total = 0;
+    for (int t = 0; t < n; t++) total += (double)norms[t] * norms[t];
+    float tot = (float)sqrt(total), coef = __fmul_rn(__fdiv_rn(1.0f, tot + 1e-6f), max_norm);
+    if (coef > 1.0f) coef = 1.0f;
+    res[0] = tot;
+    res[1] = coef;
+}
+__global__ void k_scale_multi(const __grid_constant__ nn__mt a, const float *__restrict__ res) {
+    float c = res[1];
+    if (c == 1.0f) return;
+    for (int b = blockIdx.x; b < a.start[a.n]; b += gridDim.x) {
+        int t = d_mt_tensor(a, b);
+        int64_t lo = (int64_t)(b - a.start[t]) * NN__CHUNK, hi = lo + NN__CHUNK < a.numel[t] ? lo + NN__CHUNK : a.numel[t];
+        float *G = (float *)a.g[t];
+        for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) G[i] *= c;
+    }
+}
+
+/* fills a with tensors [k0, k1) of the lists (k1 - k0 <= NN__MT) */
+static void nn__mt_fill(nn__mt *a, int k0, int k1, const int64_t *numel) {
+    int c = 0;
+    a->n = k1 - k0;
+    a->base = k0;
+    for (int k = k0; k < k1; k++) {
+        int64_t ch = (numel[k] + NN__CHUNK - 1) / NN__CHUNK;
+        if (ch > (int64_t)1 << 30) nn_error("nn cuda multi-tensor: tensor %d is too large (%lld elements)", k, (long long)numel[k]);
+        a->start[k - k0] = c;
+        a->numel[k - k0] = numel[k];
+        c += (int)ch;
+    }
+    a->start[k1 - k0] = c;
+}
+static unsigned nn__mt_blocks(const nn__mt &a) {
+    int cap = nn__cu.sms * 16, n = a.start[a.n];
+    return (unsigned)(n < 1 ? 1 : n < cap ? n : cap);
+}
+
+extern "C" {
+
+/* AdamW over n f32 device tensors: p, g, m (exp_avg), v (exp_avg_sq), numel each; per tensor its step count
+   (already incremented) and weight decay; the scalars formed as wip/train.h's nn_adamw_step does */
+void nn__cuda_adamw_multi(int n, float *const *p, const float *const *g, float *const *m, float *const *v,
+                          const int64_t *numel, const int64_t *steps, const double *wd, double lr, double beta1,
+                          double beta2, double eps, int maximize) {
+    nn__mt a;
+    nn__cu_init();
+    for (int k0 = 0; k0 < n; k0 += NN__MT) {
+        int k1 = k0 + NN__MT < n ? k0 + NN__MT : n;
+        memset(&a, 0, sizeof a);
+        nn__mt_fill(&a, k0, k1, numel);
+        for (int k = k0; k < k1; k++) {
+            double bc1 = 1.0 - pow(beta1, (double)steps[k]), bc2 = 1.0 - pow(beta2, (double)steps[k]);
+            a.p[k - k0] = p[k]; a.g[k - k0] = g[k]; a.m[k - k0] = m[k]; a.v[k - k0] = v[k];
+            a.decay[k - k0] = wd[k] != 0 ? (float)(1.0 - lr * wd[k]) : 1.0f;
+            a.bc2f[k - k0] = (float)pow(bc2, 0.5);
+            a.neg_step[k - k0] = (float)(-(lr / bc1));
+        }
+        a.w1 = (float)(1.0 - beta1); a.b2f = (float)beta2; a.w2 = (float)(1.0 - beta2); a.epsf = (float)eps;
+        a.maximize = maximize;
+        if (a.start[a.n] == 0) continue;
+        k_adamw<<<nn__mt_blocks(a), 256, 0, S_>>>(a);
+        NN_LAUNCHED();
+    }
+}
+
+/* torch.nn.utils.clip_grad_norm_ over n f32 device gradients (NULL entries skipped): norms, coefficient and
+   scaling stay on the device; one host read at the end for the returned total (as wip/train.h's
+   nn_clip_grad_norm; max_norm < 0: only the norm) */
+float nn__cuda_clip_grad_norm(int n, float *const *g, const int64_t *numel, double max_norm) {
+    float out[2] = {0, 1};
+    int used = 0, maxch = 0, k;
+    nn__cu_init();
+    float **gs = (float **)malloc(sizeof(float *) * (size_t)(n > 0 ? n : 1));
+    int64_t *ns = (int64_t *)malloc(sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
+    if (!gs || !ns) nn_error("nn__cuda_clip_grad_norm: out of host memory");
+    for (k = 0; k < n; k++) if (g[k]) { gs[used] = g[k]; ns[used] = numel[k]; used++; }
+    nn__mt *as = (nn__mt *)calloc((size_t)((used + NN__MT - 1) / NN__MT + 1), sizeof(nn__mt));
+    if (!as) nn_error("nn__cuda_clip_grad_norm: out of host memory");
+    int nl = 0;
+    for (int k0 = 0; k0 < used; k0 += NN__MT, nl++) {
+        int k1 = k0 + NN__MT < used ? k0 + NN__MT : used;
+        nn__mt_fill(&as[nl], k0, k1, ns);
+        for (k = k0; k < k1; k++) as[nl].g[k - k0] = gs[k];
+        if (as[nl].start[as[nl].n] > maxch) maxch = as[nl].start[as[nl].n];
+    }
+    nn_tensor *tmp = nn__tmp(NN_F32, 2 * (int64_t)(maxch > 0 ? maxch : 1) + used + 2);   /* doubles, norms, result */
+    double *part = (double *)tmp->data;
+    float *norms = (float *)(part + (maxch > 0 ? maxch : 1)), *res = norms + used;
+    for (int l = 0; l < nl; l++) {
+        if (as[l].start[as[l].n] > 0) {
+            k_sumsq<<<nn__mt_blocks(as[l]), 256, 0, S_>>>(as[l], part);
+            NN_LAUNCHED();
+        }
+        k_tensor_norms<<<1, 64, 0, S_>>>(as[l], part, norms);   /* the next launch's sums wait in stream order */
+        NN_LAUNCHED();
+    }
+    k_clip_coef<<<1, 1, 0, S_>>>(norms, used, (float)(max_norm < 0 ? 1e30 : max_norm), res);
+    NN_LAUNCHED();
+    if (max_norm >= 0)
+        for (int l = 0; l < nl; l++)
+            if (as[l].start[as[l].n] > 0) { k_scale_multi<<<nn__mt_blocks(as[l]), 256, 0, S_>>>(as[l], res); NN_LAUNCHED(); }
+    nn__cuda_memcpy(out, res, sizeof out, 1);
+    nn_tensor_free(tmp);
+    free(as); free(gs); free(ns);
+    return out[0];
+}
+
+} /* extern "C" */
+
+/* ------------------------------------------------------------------------------- conv2d, pools, upsample */
+/* conv2d (NCHW, groups, 2-D stride/padding/dilation) as im2col + cuBLAS, with the images of a chunk folded into
+   the GEMM's N dimension (one large GEMM per group instead of a small one per image): columns
+   cols [C*kh*kw][nb][Ho*Wo] (workspace capped at 256 MiB per chunk), Y' [O][nb][HoWo] = W [O, K] cols, then one
+   pass moves Y' to NCHW and adds the bias. Backward: dY' = dY in [O][nb][HoWo] order; dW (+)= dY' cols^T;
+   dcols = W^T dY'; dX = col2im(dcols) as a gather (each input pixel sums its kernel taps: deterministic, no
+   atomics); db a reduction. */
+
+struct nn__cg { int64_t N, C, H, W, O, kh, kw, Ho, Wo, sh, sw, ph, pw, dh, dw, G; };
+
+__global__ void k_im2col(const float *__restrict__ x, float *__restrict__ cols, nn__cg g, int64_t nb) {
+    int64_t HW = g.Ho * g.Wo, R = g.C * g.kh * g.kw, n = nb * R * HW;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t p = t % HW, b = (t / HW) % nb, r = t / (HW * nb);
+        int64_t j = r % g.kw, i = (r / g.kw) % g.kh, c = r / (g.kw * g.kh), oh = p / g.Wo, ow = p % g.Wo;
+        int64_t ih = oh * g.sh - g.ph + i * g.dh, iw = ow * g.sw - g.pw + j * g.dw;
+        cols[t] = (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? x[((b * g.C + c) * g.H + ih) * g.W + iw] : 0.0f;
+    }
+}
+
+/* dx[b, c, y, x] = sum over taps (i, j) of dcols[(c*kh+i)*kw+j][b][oh*Wo+ow] where the tap reads (y, x) */
+__global__ void k_col2im(const float *__restrict__ cols, float *__restrict__ dx, nn__cg g, int64_t nb) {
+    int64_t HW = g.Ho * g.Wo, n = nb * g.C * g.H * g.W;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t xx = t % g.W, yy = (t / g.W) % g.H, c = (t / (g.W * g.H)) % g.C, b = t / (g.W * g.H * g.C);
+        const float *cb = cols + c * g.kh * g.kw * nb * HW + b * HW;
+        float acc = 0;
+        for (int64_t i = 0; i < g.kh; i++) {
+            int64_t oy = yy + g.ph - i * g.dh;
+            if (oy < 0 || oy % g.sh) continue;
+            oy /= g.sh;
+            if (oy >= g.Ho) continue;
+            for (int64_t j = 0; j < g.kw; j++) {
+                int64_t ox = xx + g.pw - j * g.dw;
+                if (ox < 0 || ox % g.sw) continue;
+                ox /= g.sw;
+                if (ox >= g.Wo) continue;
+                acc += cb[(i * g.kw + j) * nb * HW + oy * g.Wo + ox];
+            }
+        }
+        dx[t] = acc;
+    }
+}
+
+/* [A][B][HW] -> [B][A][HW] (+ bias[a] when given) */
+__global__ void k_swap01(const float *__restrict__ src, float *__restrict__ dst, int64_t A, int64_t B, int64_t HW,
+                         const float *__restrict__ bias) {
+    int64_t n = A * B * HW;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t p = t % HW, a = (t / HW) % A, b = t / (HW * A);
+        dst[t] = src[(a * B + b) * HW + p] + (bias ? bias[a] : 0.0f);
+    }
+}
+
+static nn__cg nn__conv_geom_of(const nn_tensor *x, const nn_tensor *w, const nn_tensor *y, const int *st, const int *pd,
+                               const int *dl, int groups) {
+    nn__cg g;
+    g.N = x->shape[0]; g.C = x->shape[1]; g.H = x->shape[2]; g.W = x->shape[3];
+    g.O = w->shape[0]; g.kh = w->shape[2]; g.kw = w->shape[3]; g.Ho = y->shape[2]; g.Wo = y->shape[3];
+    g.sh = st[0]; g.sw = st[1]; g.ph = pd[0]; g.pw = pd[1]; g.dh = dl[0]; g.dw = dl[1]; g.G = groups;
+    return g;
+}
+/* images per chunk: columns plus the reordered output of at most 256 MiB */
+static int64_t nn__conv_chunk(const nn__cg &g) {
+    int64_t per = (g.C * g.kh * g.kw + g.O) * g.Ho * g.Wo * 4, nb = ((int64_t)256 << 20) / (per > 0 ? per : 1);
+    return nb < 1 ? 1 : nb > g.N ? g.N : nb;
+}
+
+extern "C" {
+
+void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, const int stride[2],
+                         const int padding[2], const int dilation[2], int groups, nn_tensor *y) {
+    nn__cu_init();
+    if (!y->numel) return;
+    nn__cg g = nn__conv_geom_of(x, w, y, stride, padding, dilation, groups);
+    int64_t HW = g.Ho * g.Wo, Cg = g.C / g.G, Og = g.O / g.G, K = Cg * g.kh * g.kw, R = g.C * g.kh * g.kw;
+    int64_t nbmax = nn__conv_chunk(g);
+    nn_tensor *ws = nn__tmp(NN_F32, nbmax * (R + g.O) * HW);
+    float *cols = (float *)ws->data, *yt = cols + nbmax * R * HW;
+    for (int64_t n0 = 0; n0 < g.N; n0 += nbmax) {
+        int64_t nb = g.N - n0 < nbmax ? g.N - n0 : nbmax, L = nb * HW;
+        if (K) {
+            k_im2col<<<nn__grid(nb * R * HW, 256), 256, 0, S_>>>((const float *)x->data + n0 * g.C * g.H * g.W, cols, g, nb);
+            NN_LAUNCHED();
+        }
+        for (int64_t gi = 0; gi < g.G; gi++)
+            nn__gemm_raw(0, 0, Og, L, K, 1.0f, (const float *)w->data + gi * Og * K, NN_F32, K, 0, cols + gi * K * L, NN_F32,
+                         L, 0, 0.0f, yt + gi * Og * L, NN_F32, L, 0, 1);
+        k_swap01<<<nn__grid(g.O * L, 256), 256, 0, S_>>>(yt, (float *)y->data + n0 * g.O * HW, g.O, nb, HW,
+                                                        b ? (const float *)b->data : NULL);
+        NN_LAUNCHED();
+    }
+    nn_tensor_free(ws);
+}
+
+void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *w, const int stride[2],
+                         const int padding[2], const int dilation[2], int groups, nn_tensor *gx, nn_tensor *gw,
+                         nn_tensor *gb) {
+    nn__cu_init();
+    nn__cg g = nn__conv_geom_of(x, w, gy, stride, padding, dilation, groups);
+    int64_t HW = g.Ho * g.Wo, Cg = g.C / g.G, Og = g.O / g.G, K = Cg * g.kh * g.kw, R = g.C * g.kh * g.kw;
+    int64_t nbmax = nn__conv_chunk(g);
+    const float *pg = (const float *)gy->data;
+    if (gb) {
+        if (!gy->numel) nn__fill_f32_dev((float *)gb->data, g.O, 0.0f);
+        else {
+            nn_tensor *t = nn__tmp(NN_F32, g.N * g.O);
+            nn__reduce3(R_SUM, pg, g.N * g.O, HW, 1, (float *)t->data, NULL, NULL, 1.0f);
+            nn__reduce3(R_SUM, (const float *)t->data, 1, g.N, g.O, (float *)gb->data, NULL, NULL, 1.0f);
+            nn_tensor_free(t);
+        }
+    }
+    if (!gx && !gw) return;
+    if (gw && (!gy->numel || !HW)) nn__fill_f32_dev((float *)gw->data, gw->numel, 0.0f);
+    if (gx && (!HW || !K || !gy->numel)) nn__fill_f32_dev((float *)gx->data, gx->numel, 0.0f);
+    if (!gy->numel || !HW || !K) return;
+    nn_tensor *ws = nn__tmp(NN_F32, nbmax * (R + g.O) * HW);
+    float *cols = (float *)ws->data, *gt = cols + nbmax * R * HW;
+    for (int64_t n0 = 0; n0 < g.N; n0 += nbmax) {
+        int64_t nb = g.N - n0 < nbmax ? g.N - n0 : nbmax, L = nb * HW;
+        k_swap01<<<nn__grid(g.O * L, 256), 256, 0, S_>>>(pg + n0 * g.O * HW, gt, nb, g.O, HW, NULL);   /* -> [O][nb][HW] */
+        NN_LAUNCHED();
+        if (gw) {
+            k_im2col<<<nn__grid(nb * R * HW, 256), 256, 0, S_>>>((const float *)x->data + n0 * g.C * g.H * g.W, cols, g, nb);
+            NN_LAUNCHED();
+            for (int64_t gi = 0; gi < g.G; gi++)   /* gw[g] (+)= dY'[g] [Og, L] cols[g]^T [L, K] */
+                nn__gemm_raw(0, 1, Og, K, L, 1.0f, gt + gi * Og * L, NN_F32, L, 0, cols + gi * K * L, NN_F32, L, 0,
+                             n0 == 0 ? 0.0f : 1.0f, (float *)gw->data + gi * Og * K, NN_F32, K, 0, 1);
+        }
+        if (gx) {
+            for (int64_t gi = 0; gi < g.G; gi++)   /* dcols[g] [K, L] = W[g]^T [K, Og] dY'[g] [Og, L] */
+                nn__gemm_raw(1, 0, K, L, Og, 1.0f, (const float *)w->data + gi * Og * K, NN_F32, K, 0, gt + gi * Og * L,
+                             NN_F32, L, 0, 0.0f, cols + gi * K * L, NN_F32, L, 0, 1);
+            k_col2im<<<nn__grid(nb * g.C * g.H * g.W, 256), 256, 0, S_>>>(cols, (float *)gx->data + n0 * g.C * g.H * g.W, g, nb);
+            NN_LAUNCHED();
+        }
+    }
+    nn_tensor_free(ws);
+}
+
+} /* extern "C" */
+
+/* upsample_nearest2d: source index as wip/ops_conv.h's nn__nearest_src (float scale, floor, clamped) */
+__device__ __forceinline__ int64_t d_nearest_src(int64_t dst, int64_t in, int64_t out) {
+    if (out == in) return dst;
+    if (out == 2 * in) return dst >> 1;
+    float scale = __fdiv_rn((float)in, (float)out);
+    int64_t s = (int64_t)floorf(__fmul_rn((float)dst, scale));
+    return s < in - 1 ? s : in - 1;
+}
+__global__ void k_upsample_fwd(const float *__restrict__ x, float *__restrict__ y, int64_t planes, int64_t H, int64_t W,
+                               int64_t Ho, int64_t Wo) {
+    int64_t n = planes * Ho * Wo;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t ow = t % Wo, oh = (t / Wo) % Ho, pl = t / (Wo * Ho);
+        y[t] = x[(pl * H + d_nearest_src(oh, H, Ho)) * W + d_nearest_src(ow, W, Wo)];
+    }
+}
+/* gather: the outputs reading input (h, w) form a contiguous range per axis (the source map is monotone) */
+__global__ void k_upsample_bwd(const float *__restrict__ g, float *__restrict__ gx, int64_t planes, int64_t H, int64_t W,
+                               int64_t Ho, int64_t Wo, const int64_t *__restrict__ rh, const int64_t *__restrict__ rw) {
+    int64_t n = planes * H * W;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t iw = t % W, ih = (t / W) % H, pl = t / (W * H);
+        float acc = 0;
+        for (int64_t oh = rh[ih]; oh < rh[ih + 1]; oh++)
+            for (int64_t ow = rw[iw]; ow < rw[iw + 1]; ow++) acc += g[(pl * Ho + oh) * Wo + ow];
+        gx[t] = acc;
+    }
+}
+
+__global__ void k_avg_pool_fwd(const float *__restrict__ x, float *__restrict__ y, int64_t planes, int64_t H, int64_t W,
+                               int64_t Ho, int64_t Wo, int k, int s, int p) {
+    int64_t n = planes * Ho * Wo;
+    float inv = 1.0f / (float)(k * k);
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t ow = t % Wo, oh = (t / Wo) % Ho, pl = t / (Wo * Ho);
+        int64_t h0 = oh * s - p, h1 = h0 + k, w0 = ow * s - p, w1 = w0 + k;
+        if (h0 < 0) h0 = 0;
+        if (h1 > H) h1 = H;
+        if (w0 < 0) w0 = 0;
+        if (w1 > W) w1 = W;
+        float acc = 0;
+        for (int64_t ih = h0; ih < h1; ih++)
+            for (int64_t iw = w0; iw < w1; iw++) acc += x[(pl * H + ih) * W + iw];
+        y[t] = acc * inv;
+    }
+}
+__global__ void k_avg_pool_bwd(const float *__restrict__ g, float *__restrict__ gx, int64_t planes, int64_t H, int64_t W,
+                               int64_t Ho, int64_t Wo, int k, int s, int p) {
+    int64_t n = planes * H * W;
+    float inv = 1.0f / (float)(k * k);
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t iw = t % W, ih = (t / W) % H, pl = t / (W * H);
+        /* windows oh with oh*s - p <= ih < oh*s - p + k */
+        int64_t oh0 = ih + p - k + 1, oh1 = (ih + p) / s, ow0 = iw + p - k + 1, ow1 = (iw + p) / s;
+        oh0 = oh0 <= 0 ? 0 : (oh0 + s - 1) / s;
+        ow0 = ow0 <= 0 ? 0 : (ow0 + s - 1) / s;
+        if (oh1 > Ho - 1) oh1 = Ho - 1;
+        if (ow1 > Wo - 1) ow1 = Wo - 1;
+        float acc = 0;
+        for (int64_t oh = oh0; oh <= oh1; oh++)
+            for (int64_t ow = ow0; ow <= ow1; ow++) acc += g[(pl * Ho + oh) * Wo + ow] * inv;
+        gx[t] = acc;
+    }
+}
+
+__device__ __forceinline__ int64_t d_ad_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
+__device__ __forceinline__ int64_t d_ad_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+__global__ void k_adaptive_fwd(const float *__restrict__ x, float *__restrict__ y, int64_t planes, int64_t H, int64_t W,
+                               int64_t Ho, int64_t Wo) {
+    int64_t n = planes * Ho * Wo;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t ow = t % Wo, oh = (t / Wo) % Ho, pl = t / (Wo * Ho);
+        int64_t h0 = d_ad_start(oh, H, Ho), h1 = d_ad_end(oh, H, Ho), w0 = d_ad_start(ow, W, Wo), w1 = d_ad_end(ow, W, Wo);
+        float acc = 0;
+        for (int64_t ih = h0; ih < h1; ih++)
+            for (int64_t iw = w0; iw < w1; iw++) acc += x[(pl * H + ih) * W + iw];
+        y[t] = acc / (float)((h1 - h0) * (w1 - w0));
+    }
+}
+__global__ void k_adaptive_bwd(const float *__restrict__ g, float *__restrict__ gx, int64_t planes, int64_t H, int64_t W,
+                               int64_t Ho, int64_t Wo) {
+    int64_t n = planes * H * W;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t iw = t % W, ih = (t / W) % H, pl = t / (W * H);
+        int64_t oh0 = (ih * Ho) / H - 1, ow0 = (iw * Wo) / W - 1;
+        float acc = 0;
+        for (int64_t oh = oh0 < 0 ? 0 : oh0; oh < Ho && d_ad_start(oh, H, Ho) <= ih; oh++) {
+            int64_t h0 = d_ad_start(oh, H, Ho), h1 = d_ad_end(oh, H, Ho);
+            if (ih < h0 || ih >= h1) continue;
+            for (int64_t ow = ow0 < 0 ? 0 : ow0; ow < Wo && d_ad_start(ow, W, Wo) <= iw; ow++) {
+                int64_t w0 = d_ad_start(ow, W, Wo), w1 = d_ad_end(ow, W, Wo);
+                if (iw < w0 || iw >= w1) continue;
+                acc += g[(pl * Ho + oh) * Wo + ow] / (float)((h1 - h0) * (w1 - w0));
+            }
+        }
+        gx[t] = acc;
+    }
+}
+
+/* host: first output index reading each input index (in + 1 entries), the nearest map being monotone */
+static void nn__nearest_ranges(int64_t in, int64_t out, int64_t *r) {
+    int64_t o = 0;
+    for (int64_t i = 0; i <= in; i++) {
+        while (o < out) {
+            int64_t s;
+            if (out == in) s = o;
+            else if (out == 2 * in) s = o >> 1;
+            else { float sc = (float)in / (float)out; s = (int64_t)floorf((float)o * sc); if (s > in - 1) s = in - 1; }
+            if (s >= i) break;
+            o++;
+        }
+        r[i] = o;
+    }
+}
+
+extern "C" {
+
+void nn__cuda_upsample_nearest2d_fwd(const nn_tensor *x, nn_tensor *y) {
+    nn__cu_init();
+    if (!y->numel) return;
+    int64_t planes = x->shape[0] * x->shape[1];
+    k_upsample_fwd<<<nn__grid(y->numel, 256), 256, 0, S_>>>((const float *)x->data, (float *)y->data, planes, x->shape[2],
+                                                           x->shape[3], y->shape[2], y->shape[3]);
+    NN_LAUNCHED();
+}
+
+void nn__cuda_upsample_nearest2d_bwd(const nn_tensor *g, nn_tensor *gx) {
+    int64_t H = gx->shape[2], W = gx->shape[3], Ho = g->shape[2], Wo = g->shape[3], planes = gx->shape[0] * gx->shape[1];
+    nn__cu_init();
+    if (!gx->numel) return;
+    int64_t *host = (int64_t *)malloc(sizeof(int64_t) * (size_t)(H + W + 2));
+    if (!host) nn_error("nn_upsample_nearest2d: out of host memory");
+    nn__nearest_ranges(H, Ho, host);
+    nn__nearest_ranges(W, Wo, host + H + 1);
+    nn_tensor *t = nn__tmp(NN_I64, H + W + 2);
+    nn__cuda_memcpy(t->data, host, sizeof(int64_t) * (size_t)(H + W + 2), 0);
+    free(host);
+    k_upsample_bwd<<<nn__grid(gx->numel, 256), 256, 0, S_>>>((const float *)g->data, (float *)gx->data, planes, H, W, Ho, Wo,
+                                                            (const int64_t *)t->data, (const int64_t *)t->data + H + 1);
+    NN_LAUNCHED();
+    nn_tensor_free(t);
+}
+
+void nn__cuda_avg_pool2d_fwd(const nn_tensor *x, int kernel, int stride, int padding, nn_tensor *y) {
+    nn__cu_init();
+    if (!y->numel) return;
+    k_avg_pool_fwd<<<nn__grid(y->numel, 256), 256, 0, S_>>>((const float *)x->data, (float *)y->data,
+                                                           x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
+                                                           y->shape[2], y->shape[3], kernel, stride, padding);
+    NN_LAUNCHED();
+}
+
+void nn__cuda_avg_pool2d_bwd(const nn_tensor *g, int kernel, int stride, int padding, nn_tensor *gx) {
+    nn__cu_init();
+    if (!gx->numel) return;
+    k_avg_pool_bwd<<<nn__grid(gx->numel, 256), 256, 0, S_>>>((const float *)g->data, (float *)gx->data,
+                                                            gx->shape[0] * gx->shape[1], gx->shape[2], gx->shape[3],
+                                                            g->shape[2], g->shape[3], kernel, stride, padding);
+    NN_LAUNCHED();
+}
+
+void nn__cuda_adaptive_avg_pool2d_fwd(const nn_tensor *x, nn_tensor *y) {
+    nn__cu_init();
+    if (!y->numel) return;
+    k_adaptive_fwd<<<nn__grid(y->numel, 256), 256, 0, S_>>>((const float *)x->data, (float *)y->data,
+                                                           x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
+                                                           y->shape[2], y->shape[3]);
+    NN_LAUNCHED();
+}
+
+void nn__cuda_adaptive_avg_pool2d_bwd(const nn_tensor *g, nn_tensor *gx) {
+    nn__cu_init();
+    if (!gx->numel) return;
+    k_adaptive_bwd<<<nn__grid(gx->numel, 256), 256, 0, S_>>>((const float *)g->data, (float *)gx->data,
+                                                            gx->shape[0] * gx->shape[1], gx->shape[2], gx->shape[3],
+                                                            g->shape[2], g->shape[3]);
+    NN_LAUNCHED();
+}
+
+} /* extern "C" */
