@@ -2257,6 +2257,17 @@ static nn_tensor *nn__reduced(const nn_tensor *x, int d, int keepdim) {
 enum { NN__R_SUM, NN__R_MEAN, NN__R_MAX, NN__R_VAR };
 
 /* gradient of a [outer, inner] result broadcast back over n: gx[o,i,j] = scale * g[o,j] (+ per-op factor) */
+/* this thread's contiguous share [*b, *e) of [0, n) inside a parallel region (all of it outside one) */
+static void nn__omp_range(int64_t n, int64_t *b, int64_t *e) {
+    int64_t t = 0, nt = 1, q, r;
+#ifdef _OPENMP
+    t = omp_get_thread_num(); nt = omp_get_num_threads();
+#endif
+    q = n / nt; r = n % nt;
+    *b = t * q + (t < r ? t : r);
+    *e = *b + q + (t < r ? 1 : 0);
+}
+
 static void nn__reduce_backward(nn_node *n) {
     nn_tensor *g = n->gout[0], *gx;
     int kind = (int)n->i[0];
@@ -2276,23 +2287,45 @@ static void nn__reduce_backward(nn_node *n) {
 #endif
     {
         /* one row of `inner` gradient values per (o, i), rows in parallel */
-        int64_t r, rows = outer * len;
+        int64_t rows = outer * len;   /* read by the OpenMP clause */
+        (void)rows;
         const int64_t *arg = kind == NN__R_MAX ? (const int64_t *)n->saved[0]->data : NULL;
         const float *xs = kind == NN__R_VAR ? (const float *)n->saved[0]->data : NULL;
         const float *mean = kind == NN__R_VAR ? (const float *)n->saved[1]->data : NULL;
         float inv_len = 1.0f / (float)len, two_over = kind == NN__R_VAR ? (float)(2.0 / n->a[0]) : 0.0f;
-        (void)o;
-        NN_OMP("omp parallel for if (rows * inner > 32768)")
-        for (r = 0; r < rows; r++) {
-            int64_t oo = r / len, i = r - oo * len, j;
-            float *row = px + r * inner;
-            const float *gr = pg + oo * inner;
-            if (kind == NN__R_SUM) for (j = 0; j < inner; j++) row[j] = gr[j];
-            else if (kind == NN__R_MEAN) for (j = 0; j < inner; j++) row[j] = gr[j] * inv_len;
-            else if (kind == NN__R_MAX) for (j = 0; j < inner; j++) row[j] = arg[oo * inner + j] == i ? gr[j] : 0.0f;
-            else {   /* var: d/dx_i = 2 (x_i - mean) / (n - correction) */
-                const float *x = xs + r * inner, *m = mean + oo * inner;
-                for (j = 0; j < inner; j++) row[j] = gr[j] * two_over * (x[j] - m[j]);
+        /* one row of `inner` values per (o, i). Long reductions (len >= 4096): threads split i within each o;
+           short ones: threads take whole o. No division per element either way. */
+        int long_rows = len >= 4096 || outer == 1;
+        NN_OMP("omp parallel if (rows * inner > 32768)")
+        {
+            int64_t o0, o1, i0, i1, oo;
+            for (oo = 0; oo < (long_rows ? outer : 1); oo++) {
+                int64_t i, j;
+                if (long_rows) {
+                    o0 = oo; o1 = oo + 1;
+                    nn__omp_range(len, &i0, &i1);
+                } else {
+                    nn__omp_range(outer, &o0, &o1);
+                    i0 = 0; i1 = len;
+                }
+                for (o = o0; o < o1; o++) {
+                    const float *gr = pg + o * inner;
+                    if (inner == 1 && (kind == NN__R_SUM || kind == NN__R_MEAN)) {   /* a fill */
+                        float v = kind == NN__R_SUM ? gr[0] : gr[0] * inv_len;
+                        for (i = i0; i < i1; i++) px[o * len + i] = v;
+                        continue;
+                    }
+                    for (i = i0; i < i1; i++) {
+                        float *row = px + (o * len + i) * inner;
+                        if (kind == NN__R_SUM) for (j = 0; j < inner; j++) row[j] = gr[j];
+                        else if (kind == NN__R_MEAN) for (j = 0; j < inner; j++) row[j] = gr[j] * inv_len;
+                        else if (kind == NN__R_MAX) for (j = 0; j < inner; j++) row[j] = arg[o * inner + j] == i ? gr[j] : 0.0f;
+                        else {   /* var: d/dx_i = 2 (x_i - mean) / (n - correction) */
+                            const float *x = xs + (o * len + i) * inner, *m = mean + o * inner;
+                            for (j = 0; j < inner; j++) row[j] = gr[j] * two_over * (x[j] - m[j]);
+                        }
+                    }
+                }
             }
         }
     }
