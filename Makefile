@@ -8,7 +8,7 @@ CXX     ?= g++
 NVCC    ?= nvcc
 WARN     = -std=c99 -Wall -Wextra -Wpedantic -Werror
 WARN_T   = -std=c99 -Wall -Wextra -Wpedantic   # test programs: warnings shown, not fatal (nn.h itself: see hygiene)
-OPT      = -O2 -march=native
+OPT      = -O3 -march=native
 OMP      = -fopenmp
 CFLAGS_T = $(WARN_T) $(OPT) $(OMP) -I. -Itests $(WIPFLAGS)
 WIPFLAGS =
@@ -17,7 +17,7 @@ LDLIBS   = -lm
 BUILD   ?= build
 
 # every C test program: tests/<name>.c -> $(BUILD)/<name>
-CORE_TESTS = test_core test_conv test_index_loss gemm_test test_train test_io test_seed_blocks test_sdpa
+CORE_TESTS = test_core test_conv test_index_loss gemm_test test_train test_io test_seed_blocks test_sdpa test_amp
 TEST_BINS  = $(CORE_TESTS:%=$(BUILD)/%)
 ASAN_BINS  = $(CORE_TESTS:%=$(BUILD)/asan/%)
 
@@ -57,11 +57,11 @@ bench-cuda: $(BUILD)/cuda_bench
 	$(BUILD)/cuda_bench
 all: $(TEST_BINS)
 
-$(BUILD)/%: tests/%.c nn.h tests/test.h tests/gradcheck.h tests/fixture.h
+$(BUILD)/%: tests/%.c nn.h tests/test.h tests/gradcheck.h tests/fixture.h tests/expect_error.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_T) $< -o $@ $(LDLIBS)
 
-$(BUILD)/asan/%: tests/%.c nn.h tests/test.h tests/gradcheck.h tests/fixture.h
+$(BUILD)/asan/%: tests/%.c nn.h tests/test.h tests/gradcheck.h tests/fixture.h tests/expect_error.h
 	@mkdir -p $(BUILD)/asan
 	$(CC) $(WARN_T) $(SANFLAGS) $(OMP) -I. -Itests $(WIPFLAGS) $< -o $@ $(LDLIBS)
 

@@ -18,13 +18,14 @@
        [api:modules]    parameter registry and layers
        [api:train]      AdamW, learning-rate schedules, gradient clipping, accumulation
        [api:io]         safetensors, .npy, checkpoints
+       [api:amp]        dynamic loss scaling for f16 (autocast itself: [api:autograd])
        [api:internal]   what an op implementation needs (nn__ names)
      [impl]         implementation (under NN_IMPLEMENTATION)
        [impl:errors] [impl:half] [impl:memory] [impl:tensors] [impl:rng] [impl:autograd]
        [ops:elementwise] [ops:reduce] [ops:norm] [ops:matmul] [ops:gemm] [ops:shape]
        [ops:attention] [ops:conv] [ops:index] [ops:loss]
        [impl:adamw] [impl:sched] [impl:clip] [impl:io] [impl:io:json] [impl:io:safetensors] [impl:io:npy]
-       [impl:io:ckpt] [modules]
+       [impl:io:ckpt] [impl:amp] [modules]
 
    Conventions
    - Public names are nn_<noun>_<verb> or nn_<op>; internal ones nn__ and static.
@@ -190,6 +191,31 @@ int nn_set_training(int on);
    and sends gradients through the recomputed graph. fn must create its outputs with nn ops. */
 typedef void (*nn_checkpoint_fn)(void *ctx, nn_tensor **in, nn_tensor **out);
 void nn_checkpoint(nn_checkpoint_fn fn, void *ctx, int n_in, nn_tensor **in, int n_out, nn_tensor **out);
+
+/* Mixed precision: autocast with torch.autocast's op policy. Between nn_autocast_begin(dt) and the matching
+   nn_autocast_end(), dt = NN_BF16 or NN_F16, the ops nn_matmul / nn_matmul_t, nn_linear, nn_conv2d /
+   nn_conv2d_ex and nn_sdpa compute in dt with f32 accumulation; everything else (norms, softmax,
+   reductions, elementwise ops, losses, the optimiser) stays f32, and master weights are f32. Regions nest;
+   nn_autocast_begin(NN_F32) turns autocast off inside a region.
+   On the CPU every tensor stays f32 and low precision is emulated, value for value:
+   - each floating input of a listed op (activation, weight, bias, sdpa's float bias) is rounded to dt
+     (round-to-nearest-even; beyond f16's range it becomes inf, as a real cast);
+   - the op computes in f32 on those values: products of dt values are exact in f32, sums accumulate in f32;
+   - its output is rounded to dt, because torch's autocast returns a dt tensor there (the CPU's too: it
+     returns bf16), so the next op sees dt values;
+   - backward: the gradient arriving at such an output and the gradients the op sends to its inputs are
+     rounded to dt as well (torch's gradient of a dt tensor is a dt tensor), and flow on as f32 tensors, so
+     parameters receive f32 gradients accumulated in f32 (f16's overflow to inf is what the loss scaler sees).
+   Not emulated: an op outside the list that receives a dt tensor in torch (GELU after a bf16 linear, a
+   reshape) returns dt there and f32 here; where its result feeds a listed op it is rounded there anyway.
+   Weight casts are cached, as torch's autocast cache: a parameter (an f32 leaf with requires_grad) is
+   rounded once per region and dtype, not per use; the cache is cleared when the outermost region ends and
+   after each nn_backward (the optimiser may change the weights next). The region should hold the forward
+   pass and the loss (as torch recommends); backward may run outside it: nn_checkpoint records the autocast
+   dtype at forward time and recomputes under it. */
+void nn_autocast_begin(nn_dtype dt);
+void nn_autocast_end(void);
+nn_dtype nn_autocast_dtype(void);            /* the dtype in force: NN_F32 when autocast is off */
 
 /* ============================================================================================== [api:ops] */
 
@@ -544,6 +570,57 @@ void nn_ckpt_save(const char *path, const nn_params *P, const nn_adamw *opt, con
 void nn_ckpt_load(const char *path, nn_params *P, nn_adamw *opt, nn_sched *sched, nn_ckpt_info *info);
 void nn_ckpt_info_free(nn_ckpt_info *info);
 
+/* ============================================================================================== [api:amp] */
+
+/* Dynamic loss scaling with torch.amp.GradScaler's semantics (torch/amp/grad_scaler.py; the CPU kernels
+   _amp_foreach_non_finite_check_and_unscale_ and _amp_update_scale_), for f16 autocast, whose gradients
+   underflow to 0 unscaled and overflow to inf scaled too much (bf16 has f32's range and needs no scaler).
+   One optimiser per scaler. A step:
+       nn_autocast_begin(NN_F16); loss = ...; nn_autocast_end();
+       nn_backward(nn_scaler_scale(&s, loss));         loss * scale (differentiable, f32)
+       nn_scaler_unscale(&s, &P);                      optional, to clip real gradients:
+       nn_clip_grad_norm(&P, 1.0, 0);
+       nn_scaler_step(&s, opt, lr);                    unscales if not done; AdamW step unless non-finite
+       nn_scaler_update(&s);                           backoff or growth
+   - scale: `scale` is an f32 number (torch's _scale tensor); the loss is multiplied by it in f32.
+   - unscale (at most once per step, else an error, as torch): inv = (float)(1 / (double)scale); every
+     gradient g becomes g * inv in f32 (unchanged when inv == 1); found_inf = any g not finite. Gradients are
+     unscaled even when found_inf. Parameters without a gradient are skipped.
+   - step: unscales first when unscale was not called; then nn_adamw_step(opt, lr) only when found_inf is 0,
+     otherwise the step is skipped: weights, moments and AdamW's step counts stay as they were (counted in
+     `skipped`). Calling step twice before update is an error.
+   - update (after every step): found_inf -> scale *= backoff_factor, growth_tracker = 0; else
+     growth_tracker += 1 and, when it reaches growth_interval, scale *= growth_factor (computed in double,
+     rounded to f32, kept only if finite) and growth_tracker = 0.
+   - enabled = 0: scale returns the loss itself, unscale does nothing (returns 0), step always steps,
+     update does nothing, nn_scaler_get_scale gives 1 (torch's disabled scaler).
+   The whole state is the struct (plain data): nn_scaler_state / nn_scaler_load_state write and read it as
+   "key=value ..." text for a checkpoint's metadata (torch's state_dict keys plus the step counters). */
+typedef struct {
+    int enabled;
+    double growth_factor, backoff_factor;
+    int64_t growth_interval;
+    float scale;              /* the current loss scale (torch's _scale, f32) */
+    int64_t growth_tracker;   /* clean steps since the scale last changed (torch's _growth_tracker) */
+    int found_inf;            /* this step: unscale saw a non-finite gradient */
+    int stage;                /* this step: 0 ready, 1 unscaled, 2 stepped (torch's OptState) */
+    int64_t steps, skipped;   /* optimiser steps taken / skipped because of inf or NaN */
+} nn_grad_scaler;
+/* torch's defaults: init_scale 65536 (2^16), growth_factor 2, backoff_factor 0.5, growth_interval 2000 */
+nn_grad_scaler nn_grad_scaler_default(void);
+nn_grad_scaler nn_grad_scaler_new(double init_scale, double growth_factor, double backoff_factor,
+                                  int64_t growth_interval, int enabled);
+nn_tensor *nn_scaler_scale(nn_grad_scaler *s, nn_tensor *loss);
+int nn_scaler_unscale(nn_grad_scaler *s, nn_params *P);       /* returns found_inf */
+int nn_scaler_step(nn_grad_scaler *s, nn_adamw *opt, double lr); /* returns 1 when AdamW stepped, 0 skipped */
+void nn_scaler_update(nn_grad_scaler *s);
+double nn_scaler_get_scale(const nn_grad_scaler *s);
+/* "enabled=1 scale=65536 growth_factor=2 backoff_factor=0.5 growth_interval=2000 growth_tracker=0 steps=0
+   skipped=0" into buf; returns the length snprintf wanted. Load checks every key and value (nn_error
+   naming the key) and changes nothing on error. */
+int nn_scaler_state(const nn_grad_scaler *s, char *buf, size_t n);
+void nn_scaler_load_state(nn_grad_scaler *s, const char *text);
+
 /* ========================================================================================= [api:internal] */
 /* What an op implementation uses. An op: checks its inputs, allocates outputs with nn__new, computes,
    then calls nn__record; when that returns a node the op saves what its backward needs. */
@@ -593,6 +670,16 @@ int nn__norm_dim(const char *op, const nn_tensor *t, int dim);
 nn_tensor *nn__sum_to(nn_tensor *g, int ndim, const int64_t *shape);
 /* output shape of broadcasting a and b; reports op on mismatch */
 int nn__broadcast_shape(const char *op, const nn_tensor *a, const nn_tensor *b, int64_t *out);
+/* autocast (see nn_autocast_begin): an op on the low-precision list starts with
+       if (nn_autocast_dtype() != NN_F32) { nn_dtype dt = nn__autocast_enter();
+           return nn__autocast_leave(nn_op(nn__autocast_arg(x, dt), nn__autocast_arg(w, dt), ...), dt); }
+   enter switches autocast off for the inner call, arg gives the input in dt (cached for parameters),
+   leave switches it back and gives the output in dt. On the CPU both are nn__autocast_round. */
+nn_dtype nn__autocast_enter(void);
+nn_tensor *nn__autocast_arg(nn_tensor *x, nn_dtype dt);
+nn_tensor *nn__autocast_leave(nn_tensor *y, nn_dtype dt);
+/* f32 -> f32 with every value rounded to dt (differentiable: the gradient is rounded to dt too) */
+nn_tensor *nn__autocast_round(nn_tensor *x, nn_dtype dt);
 float nn__half_to_f32(uint16_t h);
 uint16_t nn__f32_to_half(float f);
 float nn__bf16_to_f32(uint16_t h);
@@ -1309,6 +1396,9 @@ void nn_init_normal_(nn_tensor *t, double mean, double std) {
 static double nn__erfinv(double y) {
     double x, w = -log((1.0 - y) * (1.0 + y));
     int it;
+    /* the ends, as torch.erfinv: trunc_normal_ draws u = 0 about once in 2^24 values and clamps the -inf */
+    if (!(y > -1.0)) return y == -1.0 ? -INFINITY : NAN;
+    if (!(y < 1.0)) return y == 1.0 ? INFINITY : NAN;
     /* Giles' single-precision approximation as the starting point (M. Giles, "Approximating the erfinv
        function", GPU Computing Gems, 2011), refined by Newton's method on erf(x) - y */
     if (w < 5.0) {
@@ -1551,6 +1641,8 @@ static void nn__run_tape(int base) {
     nn_set_grad_enabled(prev_grad);
 }
 
+static void nn__autocast_cache_clear(void);
+
 void nn_backward_with(int n, nn_tensor **outputs, nn_tensor **grads) {
     int i;
     for (i = 0; i < n; i++) {
@@ -1558,6 +1650,7 @@ void nn_backward_with(int n, nn_tensor **outputs, nn_tensor **grads) {
         nn__seed("nn_backward", outputs[i], grads[i]);
     }
     nn__run_tape(0);
+    nn__autocast_cache_clear();   /* the optimiser may change the weights next */
 }
 
 void nn_backward(nn_tensor *loss) {
@@ -1570,6 +1663,140 @@ void nn_backward(nn_tensor *loss) {
     nn__seed("nn_backward", loss, one);
     nn_scope_end(NULL);
     nn__run_tape(0);
+    nn__autocast_cache_clear();
+}
+
+/* Autocast (see nn_autocast_begin in [api:autograd]). State: the dtype in force, the stack of enclosing
+   regions' dtypes, and the weight-cast cache: (parameter, dtype) -> its rounded copy, both retained. */
+#define NN__AUTOCAST_DEPTH 32
+typedef struct { nn_tensor *key, *val; nn_dtype dt; } nn__ac_entry;
+static struct {
+    nn_dtype cur;                          /* NN_F32 (= 0): off */
+    nn_dtype stack[NN__AUTOCAST_DEPTH];
+    int depth;
+    nn__ac_entry *cache;
+    int n, cap;
+} nn__ac;
+
+static void nn__autocast_cache_clear(void) {
+    int i;
+    for (i = 0; i < nn__ac.n; i++) { nn__release(nn__ac.cache[i].val); nn__release(nn__ac.cache[i].key); }  /* our references */
+    nn__ac.n = 0;
+}
+
+nn_dtype nn_autocast_dtype(void) { return nn__ac.cur; }
+
+void nn_autocast_begin(nn_dtype dt) {
+    if (dt != NN_F32 && dt != NN_BF16 && dt != NN_F16)
+        nn_error("nn_autocast_begin: dtype must be bf16, f16 or f32 (off), got %s", nn_dtype_name(dt));
+    if (nn__ac.depth >= NN__AUTOCAST_DEPTH) nn_error("nn_autocast_begin: more than %d nested regions", NN__AUTOCAST_DEPTH);
+    nn__ac.stack[nn__ac.depth++] = nn__ac.cur;
+    nn__ac.cur = dt;
+}
+
+void nn_autocast_end(void) {
+    if (nn__ac.depth <= 0) nn_error("nn_autocast_end: no autocast region is open");
+    nn__ac.cur = nn__ac.stack[--nn__ac.depth];
+    if (nn__ac.depth == 0) nn__autocast_cache_clear();   /* torch clears its cast cache at the outermost exit */
+}
+
+/* dst (f32) = src (f32) with every value rounded to dt, round-to-nearest-even as nn_cast */
+static void nn__round_into(nn_tensor *dst, const nn_tensor *src, nn_dtype dt) {
+    const float *s = (const float *)src->data;
+    float *d = (float *)dst->data;
+    int64_t i, n = src->numel;
+    if (src->device != NN_CPU) {   /* other devices: through a real dt tensor (two casts) */
+        nn_tensor *tmp = nn__new(dt, src->device, src->ndim, src->shape);
+        nn_copy_(tmp, src);
+        nn_copy_(dst, tmp);
+        nn_tensor_free(tmp);
+        return;
+    }
+    if (dt == NN_BF16) {
+        NN_OMP("omp parallel for if (n > 32768)")
+        for (i = 0; i < n; i++) d[i] = nn__bf16_to_f32(nn__f32_to_bf16(s[i]));
+    } else {
+        NN_OMP("omp parallel for if (n > 32768)")
+        for (i = 0; i < n; i++) d[i] = nn__half_to_f32(nn__f32_to_half(s[i]));
+    }
+}
+
+static void nn__autocast_round_backward(nn_node *n) {
+    nn_tensor *g = n->gout[0], *gx;
+    if (!nn__needs_grad(n, 0)) return;
+    gx = nn__new(NN_F32, g->device, g->ndim, g->shape);
+    nn__round_into(gx, g, (nn_dtype)n->i[0]);
+    nn__accumulate(n, 0, gx);
+}
+
+nn_tensor *nn__autocast_round(nn_tensor *x, nn_dtype dt) {
+    nn_tensor *y;
+    nn_node *n;
+    nn__check_f32("nn__autocast_round", x, "input");
+    if (dt == NN_F32) return x;
+    if (dt != NN_BF16 && dt != NN_F16) nn_error("nn__autocast_round: dtype must be bf16 or f16, got %s", nn_dtype_name(dt));
+    y = nn__new(NN_F32, x->device, x->ndim, x->shape);
+    nn__round_into(y, x, dt);
+    if ((n = nn__record("nn_autocast_round", nn__autocast_round_backward, 1, &x, 1, &y)) != NULL) n->i[0] = dt;
+    return y;
+}
+
+/* Entry of a listed op: autocast off for the inner call (so a listed op built on another, nn_sdpa on
+   nn_matmul, rounds only at its own boundary), and a scope that owns the rounded inputs. */
+nn_dtype nn__autocast_enter(void) {
+    nn_dtype dt = nn__ac.cur;
+    nn__ac.cur = NN_F32;
+    nn_scope_begin();
+    return dt;
+}
+
+nn_tensor *nn__autocast_arg(nn_tensor *x, nn_dtype dt) {
+    int i, cacheable;
+    nn_tensor *r;
+    if (!x || x->dtype != NN_F32 || dt == NN_F32) return x;   /* the op itself reports wrong dtypes */
+    /* This is the seam for real low-precision kernels: where an op's kernel takes dt operands on a device,
+       return nn_cast(x, dt) here (and let nn__autocast_leave keep the op's dt output). */
+    cacheable = nn__ac.depth > 0 && !x->node && x->requires_grad;
+    if (cacheable)
+        for (i = 0; i < nn__ac.n; i++) {
+            nn__ac_entry *e = &nn__ac.cache[i];
+            if (e->key != x || e->dt != dt) continue;
+            /* with grad on the copy must still be on the tape (after a backward, or when it was made with
+               grad off inside a checkpointed forward, it is recast and replaced) */
+            if (!nn_grad_enabled() || nn__tracks(e->val)) return e->val;
+            r = nn__autocast_round(x, dt);
+            nn__release(e->val);
+            e->val = nn_retain(r);
+            return r;
+        }
+    r = nn__autocast_round(x, dt);
+    if (cacheable) {
+        nn__ac.cache = (nn__ac_entry *)nn__grow(nn__ac.cache, &nn__ac.cap, nn__ac.n + 1, sizeof(nn__ac_entry));
+        nn__ac.cache[nn__ac.n].key = nn_retain(x);
+        nn__ac.cache[nn__ac.n].val = nn_retain(r);
+        nn__ac.cache[nn__ac.n].dt = dt;
+        nn__ac.n++;
+    }
+    return r;
+}
+
+nn_tensor *nn__autocast_leave(nn_tensor *y, nn_dtype dt) {
+    nn_tensor *o = y;
+    nn_node *n;
+    if (y && y->dtype == NN_F32 && dt != NN_F32) {
+        if (!nn__tracks(y)) {
+            nn__round_into(y, y, dt);                             /* in place: nothing else holds it */
+        } else {
+            /* a new header over the same storage, rounded in place (a tensor the op saved, e.g. an attention
+               output, sees the rounded values, as torch's dt output) */
+            o = nn__view(y, y->ndim, y->shape, 0);
+            nn__round_into(o, o, dt);
+            if ((n = nn__record("nn_autocast_round", nn__autocast_round_backward, 1, &y, 1, &o)) != NULL) n->i[0] = dt;
+        }
+    }
+    nn_scope_end(o);
+    nn__ac.cur = dt;
+    return o;
 }
 
 /* Gradient checkpointing. The node saves the inputs and the random-stream position; backward recomputes
@@ -1581,14 +1808,17 @@ static void nn__checkpoint_backward(nn_node *n) {
     nn_tensor *in[NN_MAX_NODE_IN], *out[NN_MAX_NODE_OUT];
     nn_rng_state rng = nn__g.rng;
     int i, base, prev_train = nn_set_training((int)n->i[0]), prev_grad = nn_set_grad_enabled(1);
+    nn_dtype prev_ac = nn__ac.cur;
     for (i = 0; i < n->n_in; i++) {
         in[i] = nn_detach(n->saved[i]);
         in[i]->requires_grad = n->in[i].needs_grad;
     }
     base = nn__g.tape_n;
     nn__g.rng = n->rng;
+    nn__ac.cur = (nn_dtype)n->i[1];   /* recompute under the forward's autocast dtype */
     for (i = 0; i < n->n_out; i++) out[i] = NULL;
     cf->fn(cf->ctx, in, out);
+    nn__ac.cur = prev_ac;
     nn__g.rng = rng;
     nn_set_training(prev_train);
     for (i = 0; i < n->n_out; i++) {
@@ -1635,6 +1865,7 @@ void nn_checkpoint(nn_checkpoint_fn fn, void *ctx, int n_in, nn_tensor **in, int
         n->ptr = cf;
         n->rng = rng;
         n->i[0] = nn_training();
+        n->i[1] = nn__ac.cur;
     }
 }
 
@@ -2663,6 +2894,10 @@ static void nn__check_mm(const char *op, const nn_tensor *t, const char *what) {
 }
 
 nn_tensor *nn_matmul_t(nn_tensor *a, nn_tensor *b, int ta, int tb) {
+    if (nn__ac.cur != NN_F32) {   /* autocast: low-precision operands and result, f32 accumulation */
+        nn_dtype dt = nn__autocast_enter();
+        return nn__autocast_leave(nn_matmul_t(nn__autocast_arg(a, dt), nn__autocast_arg(b, dt), ta, tb), dt);
+    }
     nn__check_mm("nn_matmul", a, "a");
     nn__check_mm("nn_matmul", b, "b");
     nn__check_same_device("nn_matmul", a, b);
@@ -2741,6 +2976,10 @@ nn_tensor *nn_linear(nn_tensor *x, nn_tensor *w, nn_tensor *b) {
     nn_tensor *y, *ins[3];
     nn_node *n;
     int d;
+    if (nn__ac.cur != NN_F32) {   /* autocast: low-precision operands and result, f32 accumulation */
+        nn_dtype dt = nn__autocast_enter();
+        return nn__autocast_leave(nn_linear(nn__autocast_arg(x, dt), nn__autocast_arg(w, dt), nn__autocast_arg(b, dt)), dt);
+    }
     nn__check_mm("nn_linear", x, "input");
     nn__check_mm("nn_linear", w, "weight");
     nn__check_same_device("nn_linear", x, w);
@@ -4201,6 +4440,12 @@ nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts 
     nn_sdpa_opts none;
     memset(&none, 0, sizeof none);
     if (!opts) opts = &none;
+    if (nn_autocast_dtype() != NN_F32) {   /* autocast: q, k, v, a float bias and the output in low precision */
+        nn_sdpa_opts o = *opts;
+        nn_dtype dt = nn__autocast_enter();
+        o.bias = nn__autocast_arg(o.bias, dt);
+        return nn__autocast_leave(nn_sdpa(nn__autocast_arg(q, dt), nn__autocast_arg(k, dt), nn__autocast_arg(v, dt), &o), dt);
+    }
     nn__sdpa_check("nn_sdpa", q, k, v, opts, &s);
 #ifdef NN_CUDA
     if (q->device == NN_CUDA) return nn__sdpa_cuda(q, k, v, opts, &s);
@@ -4693,6 +4938,11 @@ static nn_tensor *nn__conv2d_impl(const char *op, nn_tensor *x, nn_tensor *w, nn
     float *cols, *od;
     const float *xd, *wd;
     nn_node *node;
+    if (nn_autocast_dtype() != NN_F32) {   /* autocast: low-precision operands and result, f32 accumulation */
+        nn_dtype dt = nn__autocast_enter();
+        return nn__autocast_leave(nn__conv2d_impl(op, nn__autocast_arg(x, dt), nn__autocast_arg(w, dt), nn__autocast_arg(b, dt),
+                                                  stride, padding, dilation, groups), dt);
+    }
     nn__vision_check(op, x, 4, "input");
     nn__vision_check(op, w, 4, "weight");
     nn__check_same_device(op, x, w);
@@ -8575,6 +8825,145 @@ void nn_ckpt_info_free(nn_ckpt_info *info) {
     info->config = NULL;
 }
 
+/* ------------------------------------------------------------------------------------------- [impl:amp] */
+
+nn_grad_scaler nn_grad_scaler_new(double init_scale, double growth_factor, double backoff_factor,
+                                  int64_t growth_interval, int enabled) {
+    nn_grad_scaler s;
+    /* torch's asserts: growth_factor > 1, backoff_factor < 1; a positive finite scale and interval */
+    if (!(init_scale > 0 && init_scale < 3.4e38) || !(growth_factor > 1.0) || !(backoff_factor > 0 && backoff_factor < 1.0) ||
+        growth_interval < 1)
+        nn_error("nn_grad_scaler_new: need init_scale > 0 (finite in f32), growth_factor > 1, 0 < backoff_factor < 1, "
+                 "growth_interval >= 1; got %g, %g, %g, %lld", init_scale, growth_factor, backoff_factor,
+                 (long long)growth_interval);
+    memset(&s, 0, sizeof s);
+    s.enabled = enabled != 0;
+    s.scale = (float)init_scale;
+    s.growth_factor = growth_factor;
+    s.backoff_factor = backoff_factor;
+    s.growth_interval = growth_interval;
+    return s;
+}
+
+nn_grad_scaler nn_grad_scaler_default(void) { return nn_grad_scaler_new(65536.0, 2.0, 0.5, 2000, 1); }
+
+double nn_scaler_get_scale(const nn_grad_scaler *s) {
+    if (!s) nn_error("nn_scaler_get_scale: scaler is NULL");
+    return s->enabled ? (double)s->scale : 1.0;
+}
+
+nn_tensor *nn_scaler_scale(nn_grad_scaler *s, nn_tensor *loss) {
+    if (!s || !loss) nn_error("nn_scaler_scale: scaler or loss is NULL");
+    if (!s->enabled) return loss;
+    return nn_mul_scalar(loss, (double)s->scale);   /* exactly f32 loss * f32 scale */
+}
+
+int nn_scaler_unscale(nn_grad_scaler *s, nn_params *P) {
+    float inv;
+    int k, found = 0;
+    if (!s || !P) nn_error("nn_scaler_unscale: scaler or registry is NULL");
+    if (!s->enabled) return 0;
+    if (s->stage == 1) nn_error("nn_scaler_unscale: already called since the last nn_scaler_update");
+    if (s->stage == 2) nn_error("nn_scaler_unscale: called after nn_scaler_step (call nn_scaler_update first)");
+    inv = (float)(1.0 / (double)s->scale);          /* torch: _scale.double().reciprocal().float() */
+    for (k = 0; k < P->n; k++) {
+        nn_tensor *g = P->items[k].t->grad, *h = NULL;
+        float *d;
+        int64_t i, n;
+        int bad = 0;
+        if (!g) continue;
+        if (g->dtype != NN_F32) nn_error("nn_scaler_unscale: gradient of '%s' is %s, not f32", P->items[k].name, nn_dtype_name(g->dtype));
+        if (g->device != NN_CPU) { h = nn_to(g, NN_CPU); g = h; }   /* until a device kernel does it in place */
+        d = (float *)g->data;
+        n = g->numel;
+        NN_OMP("omp parallel for reduction(|:bad) if (n > 32768)")
+        for (i = 0; i < n; i++) {
+            float v = d[i];
+            if (!isfinite(v)) bad = 1;
+            if (inv != 1.0f) d[i] = v * inv;
+        }
+        if (h) { nn_copy_(P->items[k].t->grad, h); nn_tensor_free(h); }
+        found |= bad;
+    }
+    s->found_inf = found;
+    s->stage = 1;
+    return found;
+}
+
+int nn_scaler_step(nn_grad_scaler *s, nn_adamw *opt, double lr) {
+    if (!s || !opt) nn_error("nn_scaler_step: scaler or optimiser is NULL");
+    if (!s->enabled) { nn_adamw_step(opt, lr); s->steps++; return 1; }
+    if (s->stage == 2) nn_error("nn_scaler_step: already called since the last nn_scaler_update");
+    if (s->stage == 0) nn_scaler_unscale(s, opt->P);
+    s->stage = 2;
+    if (s->found_inf) { s->skipped++; return 0; }
+    nn_adamw_step(opt, lr);
+    s->steps++;
+    return 1;
+}
+
+void nn_scaler_update(nn_grad_scaler *s) {
+    if (!s) nn_error("nn_scaler_update: scaler is NULL");
+    if (!s->enabled) return;
+    if (s->stage == 0) nn_error("nn_scaler_update: no inf checks were recorded (call nn_scaler_step or nn_scaler_unscale first)");
+    if (s->found_inf) {
+        s->scale = (float)((double)s->scale * s->backoff_factor);
+        s->growth_tracker = 0;
+    } else if (s->growth_tracker + 1 == s->growth_interval) {
+        float grown = (float)((double)s->scale * s->growth_factor);
+        if (isfinite(grown)) s->scale = grown;
+        s->growth_tracker = 0;
+    } else {
+        s->growth_tracker++;
+    }
+    s->found_inf = 0;
+    s->stage = 0;
+}
+
+int nn_scaler_state(const nn_grad_scaler *s, char *buf, size_t n) {
+    if (!s || (!buf && n)) nn_error("nn_scaler_state: scaler or buffer is NULL");
+    return snprintf(buf, n, "enabled=%d scale=%.9g growth_factor=%.17g backoff_factor=%.17g growth_interval=%lld "
+                    "growth_tracker=%lld steps=%lld skipped=%lld", s->enabled, (double)s->scale, s->growth_factor,
+                    s->backoff_factor, (long long)s->growth_interval, (long long)s->growth_tracker,
+                    (long long)s->steps, (long long)s->skipped);
+}
+
+void nn_scaler_load_state(nn_grad_scaler *s, const char *text) {
+    static const char *keys[8] = {"enabled", "scale", "growth_factor", "backoff_factor", "growth_interval",
+                                  "growth_tracker", "steps", "skipped"};
+    double v[8];
+    int seen[8] = {0}, k;
+    const char *p = text;
+    nn_grad_scaler t;
+    if (!s || !text) nn_error("nn_scaler_load_state: scaler or text is NULL");
+    while (*p) {
+        char key[32], *end;
+        size_t len = 0;
+        while (*p == ' ') p++;
+        if (!*p) break;
+        while (p[len] && p[len] != '=' && p[len] != ' ' && len < sizeof key - 1) { key[len] = p[len]; len++; }
+        key[len] = 0;
+        if (p[len] != '=') nn_error("nn_scaler_load_state: expected key=value near \"%.40s\"", p);
+        for (k = 0; k < 8; k++) if (!strcmp(key, keys[k])) break;
+        if (k == 8) nn_error("nn_scaler_load_state: unknown key \"%s\"", key);
+        if (seen[k]) nn_error("nn_scaler_load_state: key \"%s\" given twice", key);
+        p += len + 1;
+        v[k] = strtod(p, &end);
+        if (end == p || (*end && *end != ' ') || !isfinite(v[k])) nn_error("nn_scaler_load_state: bad value for \"%s\"", key);
+        seen[k] = 1;
+        p = end;
+    }
+    for (k = 0; k < 8; k++) if (!seen[k]) nn_error("nn_scaler_load_state: key \"%s\" missing", keys[k]);
+    if (v[0] != 0 && v[0] != 1) nn_error("nn_scaler_load_state: enabled must be 0 or 1");
+    for (k = 4; k < 8; k++)
+        if (v[k] < 0 || v[k] != floor(v[k]) || v[k] > 9e15) nn_error("nn_scaler_load_state: %s must be a count", keys[k]);
+    t = nn_grad_scaler_new(v[1], v[2], v[3], (int64_t)v[4], (int)v[0]);
+    t.growth_tracker = (int64_t)v[5];
+    t.steps = (int64_t)v[6];
+    t.skipped = (int64_t)v[7];
+    *s = t;
+}
+
 /* --------------------------------------------------------------------------------------------- [modules] */
 
 const char *nn_name_join(char *buf, size_t n, const char *prefix, const char *name) {
@@ -8836,6 +9225,9 @@ void nn_shutdown(void) {
     int d;
     while (nn__g.depth > 0) nn_scope_end(NULL);
     nn__tape_clear(0);
+    nn__autocast_cache_clear();
+    NN_FREE(nn__ac.cache);
+    memset(&nn__ac, 0, sizeof nn__ac);
     nn__sgemm_free_cache();
     while (nn__g.spare_nodes) { nn_node *n = nn__g.spare_nodes; nn__g.spare_nodes = n->next_free; NN_FREE(n); }
     while (nn__g.spare) { nn_tensor *t = nn__g.spare; nn__g.spare = t->grad; NN_FREE(t); }

@@ -1,6 +1,6 @@
-/* bench/cpu_bench.c - nn.h on the CPU: matmul, layer_norm and a small MLP training step (forward + backward),
+/* bench/cpu_bench.c - nn.h on the CPU: matmul, layer_norm, conv2d and a small MLP training step (forward + backward),
    printed as "name ms peak_bytes" lines that bench/run_cpu_bench.sh sets beside PyTorch's.
-   Build: gcc -O2 -march=native -fopenmp -I. bench/cpu_bench.c -o build/cpu_bench -lm */
+   Build: gcc -O3 -march=native -fopenmp -I. bench/cpu_bench.c -o build/cpu_bench -lm */
 #define NN_IMPLEMENTATION
 #include "nn.h"
 #include <stdio.h>
@@ -44,6 +44,19 @@ int main(void) {
             nn_zero_grad(x); nn_zero_grad(w); nn_zero_grad(bb);
         });
         nn_tensor_free(x); nn_tensor_free(w); nn_tensor_free(bb);
+    }
+    {
+        int64_t sx[4] = {4, 64, 64, 64}, sw[4] = {64, 64, 3, 3}, c = 64;
+        nn_tensor *x = nn_randn(4, sx), *w = nn_randn(4, sw), *b = nn_zeros(NN_F32, 1, &c);
+        TIME("conv2d 4x64x64x64 3x3 fwd", 9, { nn_scope_begin(); nn_conv2d(x, w, b, 1, 1, 1, 1); nn_scope_end(NULL); });
+        nn_requires_grad(x, 1); nn_requires_grad(w, 1); nn_requires_grad(b, 1);
+        TIME("conv2d 4x64x64x64 fwd+bwd", 9, {
+            nn_scope_begin();
+            nn_backward(nn_sum_all(nn_conv2d(x, w, b, 1, 1, 1, 1)));
+            nn_scope_end(NULL);
+            nn_zero_grad(x); nn_zero_grad(w); nn_zero_grad(b);
+        });
+        nn_tensor_free(x); nn_tensor_free(w); nn_tensor_free(b);
     }
     {
         nn_params P = {0};

@@ -30,6 +30,18 @@ def ln_step():
 
 
 bench("layer_norm 8192x768 fwd+bwd", ln_step)
+xc, wc, bc = torch.randn(4, 64, 64, 64), torch.randn(64, 64, 3, 3), torch.zeros(64)
+with torch.no_grad():
+    bench("conv2d 4x64x64x64 3x3 fwd", lambda: F.conv2d(xc, wc, bc, 1, 1))
+xcg, wcg, bcg = xc.clone().requires_grad_(), wc.clone().requires_grad_(), bc.clone().requires_grad_()
+
+
+def conv_step():
+    xcg.grad = wcg.grad = bcg.grad = None
+    F.conv2d(xcg, wcg, bcg, 1, 1).sum().backward()
+
+
+bench("conv2d 4x64x64x64 fwd+bwd", conv_step)
 mlp = torch.nn.Sequential(torch.nn.Linear(256, 1024), torch.nn.GELU(), torch.nn.Linear(1024, 256))
 xm, tm = torch.randn(512, 256), torch.randn(512, 256)
 

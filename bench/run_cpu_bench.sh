@@ -4,7 +4,7 @@ set -e
 cd "$(dirname "$0")/.."
 t=${1:-$(nproc)}
 mkdir -p build
-gcc -O2 -march=native -fopenmp -I. bench/cpu_bench.c -o build/cpu_bench -lm
+gcc -O3 -march=native -fopenmp -I. bench/cpu_bench.c -o build/cpu_bench -lm
 echo "# $(date -u +%F) $(lscpu | sed -n 's/^Model name: *//p'), $t threads, torch $(python3 -c 'import torch; print(torch.__version__)')"
 OMP_NUM_THREADS=$t build/cpu_bench > build/cpu_nn.txt
 python3 bench/cpu_torch.py "$t" > build/cpu_torch.txt

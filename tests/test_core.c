@@ -4,20 +4,10 @@
 #include "nn.h"
 #include <setjmp.h>
 #include "test.h"
+#include "expect_error.h"
 #include "gradcheck.h"
 #include "fixture.h"
 
-/* ---- error capture: a handler that longjmps back into the test */
-static jmp_buf err_jmp;
-static char err_msg[1024];
-static void err_handler(const char *msg, void *user) { (void)user; snprintf(err_msg, sizeof err_msg, "%s", msg); longjmp(err_jmp, 1); }
-#define EXPECT_ERROR(stmt, needle) do { \
-    err_msg[0] = 0; \
-    nn_set_error_handler(err_handler, NULL); \
-    if (!setjmp(err_jmp)) { stmt; CHECK(0, "expected an error containing '%s'", needle); } \
-    else CHECK(strstr(err_msg, needle) != NULL, "error message '%s' lacks '%s'", err_msg, needle); \
-    nn_set_error_handler(NULL, NULL); \
-} while (0)
 
 static void test_dtypes(void) {
     /* round-to-nearest-even at the halfway points and the edges of both formats */
@@ -379,6 +369,59 @@ static void test_backward_keeps_seed(void) {
     nn_tensor_free(a);
 }
 
+/* initialisation follows torch's defaults: bounds and variances of the distributions */
+static void moments(const nn_tensor *t, double *lo, double *hi, double *mean, double *var) {
+    int64_t i;
+    double m = 0, v = 0;
+    *lo = 1e30; *hi = -1e30;
+    for (i = 0; i < t->numel; i++) {
+        double x = ((const float *)t->data)[i];
+        m += x; v += x * x;
+        if (x < *lo) *lo = x;
+        if (x > *hi) *hi = x;
+    }
+    m /= (double)t->numel;
+    *mean = m; *var = v / (double)t->numel - m * m;
+}
+static void test_init(void) {
+    nn_params P = {0};
+    nn_Linear l;
+    nn_Conv2d c;
+    nn_Embedding e;
+    nn_LayerNorm ln;
+    nn_MultiheadAttention mha;
+    double lo, hi, m, v, b;
+    nn_seed(5);
+    nn_Linear_init(&l, &P, "lin", 400, 300, 1);
+    b = 1 / sqrt(400.0);   /* kaiming_uniform(a=sqrt(5)): bound = sqrt(6 / ((1 + 5) * fan_in)) = 1/sqrt(fan_in) */
+    moments(l.weight, &lo, &hi, &m, &v);
+    CHECK(lo >= -b && hi <= b && fabs(v - b * b / 3) < 0.03 * b * b / 3, "Linear weight U(-1/sqrt(in), 1/sqrt(in)): var %g", v);
+    moments(l.bias, &lo, &hi, &m, &v);
+    CHECK(lo >= -b && hi <= b, "Linear bias bound");
+    nn_Conv2d_init(&c, &P, "conv", 16, 32, 3, 1, 1, 1, 2, 1);
+    b = 1 / sqrt(8.0 * 9.0);
+    moments(c.weight, &lo, &hi, &m, &v);
+    CHECK(lo >= -b && hi <= b && fabs(v - b * b / 3) < 0.1 * b * b / 3, "Conv2d weight bound uses fan_in = in/groups*k*k: var %g", v);
+    nn_Embedding_init(&e, &P, "emb", 500, 64);
+    moments(e.weight, &lo, &hi, &m, &v);
+    CHECK(fabs(m) < 0.02 && fabs(v - 1) < 0.03, "Embedding N(0,1): %g %g", m, v);
+    nn_LayerNorm_init(&ln, &P, "ln", 8, 1e-5, 1);
+    moments(ln.weight, &lo, &hi, &m, &v);
+    CHECK(lo == 1 && hi == 1, "LayerNorm weight ones");
+    moments(ln.bias, &lo, &hi, &m, &v);
+    CHECK(lo == 0 && hi == 0, "LayerNorm bias zeros");
+    nn_MultiheadAttention_init(&mha, &P, "mha", 64, 4, 0.0, 0, 0);
+    b = sqrt(6.0 / (64 + 192));   /* xavier_uniform on [3E, E] */
+    moments(mha.in_proj_weight, &lo, &hi, &m, &v);
+    CHECK(lo >= -b && hi <= b && fabs(v - b * b / 3) < 0.05 * b * b / 3, "MHA in_proj xavier: var %g", v);
+    moments(mha.in_proj_bias, &lo, &hi, &m, &v);
+    CHECK(lo == 0 && hi == 0, "MHA in_proj_bias zeros");
+    moments(mha.out_proj.bias, &lo, &hi, &m, &v);
+    CHECK(lo == 0 && hi == 0, "MHA out_proj.bias zeros");
+    CHECK(nn_params_find(&P, "mha.out_proj.weight") && nn_params_find(&P, "mha.in_proj_weight"), "MHA names as torch");
+    nn_params_free(&P);
+}
+
 static void test_errors(void) {
     int64_t s1[2] = {4, 16}, s2[2] = {8, 3}, s3[1] = {5};
     nn_tensor *a = nn_zeros(NN_F32, 2, s1), *b = nn_zeros(NN_F32, 2, s2), *c = nn_zeros(NN_F32, 1, s3);
@@ -407,6 +450,7 @@ int main(void) {
     test_checkpoint();
     test_train_mlp();
     test_backward_keeps_seed();
+    test_init();
     test_errors();
     nn_shutdown();
     return test_summary();

@@ -24,21 +24,12 @@
 #include <sys/stat.h>
 #include <dirent.h>
 #include "test.h"
+#include "expect_error.h"
 #include "fixture.h"
 
 static const char *fixdir = "tests/fixtures";
 static const char *self_exe;
 
-static jmp_buf err_jmp;
-static char err_msg[1024];
-static void err_handler(const char *msg, void *user) { (void)user; snprintf(err_msg, sizeof err_msg, "%s", msg); longjmp(err_jmp, 1); }
-#define EXPECT_ERROR(stmt, needle) do { \
-    err_msg[0] = 0; \
-    nn_set_error_handler(err_handler, NULL); \
-    if (!setjmp(err_jmp)) { stmt; CHECK(0, "expected an error containing '%s'", needle); } \
-    else CHECK(strstr(err_msg, needle) != NULL, "error message '%s' lacks '%s'", err_msg, needle); \
-    nn_set_error_handler(NULL, NULL); \
-} while (0)
 
 static fx_file fx;
 

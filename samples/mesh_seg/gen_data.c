@@ -26,9 +26,6 @@
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#if !defined(NN_TRAIN_INCLUDED) && !defined(NN__CKPT_FORMAT)   /* older nn.h without wip/train.h */
-#include "wip/train.h"
-#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -23,9 +23,6 @@
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#if !defined(NN_TRAIN_INCLUDED) && !defined(NN__CKPT_FORMAT)   /* older nn.h without wip/train.h */
-#include "wip/train.h"
-#endif
 #define KIT_IMPLEMENTATION
 #include "kit.h"
 #include "models/mesh_seg.h"

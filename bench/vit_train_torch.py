@@ -1,0 +1,96 @@
+"""PyTorch twin of bench/vit_train_bench.c: one training step of a DINOv2-B/14 encoder (transformers'
+Dinov2Model: 12 layers, 768 wide, 12 heads, patch 14, LayerScale; SDPA attention; gradient checkpointing per
+layer) with a small head (CLS token -> Linear(768, 16) -> L1 loss against a fixed target), AdamW (lr 1e-4),
+clip_grad_norm_(1.0), torch.autocast (bf16 by default; f16 adds torch.amp.GradScaler).
+
+Prints the time of every step, the median, the peak memory of the step (cuda: torch.cuda.max_memory_allocated
+after reset_peak_memory_stats; cpu: torch keeps no allocator statistics there, so only the process's peak RSS
+is given) and the process's peak RSS.
+
+    python3 bench/vit_train_torch.py [--device cpu|cuda] [--size 224] [--batch 1] [--steps 3] [--warmup 1]
+                                     [--dtype bf16|f16|f32] [--no-ckpt] [--layers 12] [--threads N]
+"""
+import argparse
+import resource
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from transformers import Dinov2Config, Dinov2Model
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--dtype", default="bf16", choices=["bf16", "f16", "f32"])
+    ap.add_argument("--no-ckpt", action="store_true")
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    dev = torch.device(a.device)
+    cfg = Dinov2Config(hidden_size=768, num_hidden_layers=a.layers, num_attention_heads=12, mlp_ratio=4,
+                       patch_size=14, image_size=a.size, layerscale_value=1.0, layer_norm_eps=1e-6,
+                       hidden_act="gelu", drop_path_rate=0.0, attention_probs_dropout_prob=0.0,
+                       hidden_dropout_prob=0.0)
+    cfg._attn_implementation = "sdpa"
+    model = Dinov2Model(cfg).to(dev)
+    if not a.no_ckpt:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    head = torch.nn.Linear(768, 16).to(dev)
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    amp_dtype = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": None}[a.dtype]
+    scaler = torch.amp.GradScaler(dev.type, enabled=a.dtype == "f16")
+    pixels = torch.randn(a.batch, 3, a.size, a.size, device=dev)
+    target = torch.rand(a.batch, 16, device=dev) * 2 - 1
+    nparams = sum(p.numel() for p in params)
+    print("torch %s ViT-B/14 training step: device %s, %dx%d, batch %d, %d layers, %s, checkpointing %s, %d "
+          "parameters, %d threads" % (torch.__version__, a.device, a.size, a.size, a.batch, a.layers, a.dtype,
+                                      "off" if a.no_ckpt else "per layer", nparams, torch.get_num_threads()))
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    times, peak = [], 0
+    for step in range(a.warmup + a.steps):
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        sync()
+        t0 = time.perf_counter()
+        with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            cls = model(pixel_values=pixels).last_hidden_state[:, 0]
+            loss = F.l1_loss(head(cls), target)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        scaler.step(opt)
+        scaler.update()
+        sync()
+        t1 = time.perf_counter()
+        pk = torch.cuda.max_memory_allocated() if dev.type == "cuda" else 0
+        peak = max(peak, pk)
+        print("step %d%s  %.3f s  loss %.5f%s" % (step, " (warmup)" if step < a.warmup else "", t1 - t0, loss.item(),
+                                                 "  peak %.1f MiB" % (pk / 2**20) if pk else ""))
+        if step >= a.warmup:
+            times.append(t1 - t0)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print("RESULT impl=torch device=%s size=%d batch=%d dtype=%s ckpt=%d step_median_s=%.4f step_mean_s=%.4f "
+          "peak_alloc_MiB=%s max_rss_MiB=%.1f" % (a.device, a.size, a.batch, a.dtype, 0 if a.no_ckpt else 1,
+                                                 statistics.median(times), statistics.mean(times),
+                                                 "%.1f" % (peak / 2**20) if peak else "n/a", rss))
+
+
+if __name__ == "__main__":
+    main()
