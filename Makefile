@@ -78,7 +78,8 @@ hygiene:
 test: $(TEST_BINS) $(ASAN_BINS)
 	@OMP_WAIT_POLICY=passive ASAN_OPTIONS=detect_leaks=1 tests/run.sh "$(MAKE) -s hygiene" tests/readme_example.sh $(TEST_BINS) "python3 tests/check_io.py build/test_io_out" $(ASAN_BINS) \
 	  "$(MAKE) -s test-kit" "$(MAKE) -s test-kit SAN=1" \
-	  "$(MAKE) -s part-location >/dev/null && sh tests/test_part_location.sh build/part_location" $(if $(HAVE_NVCC),"$(MAKE) -s cuda-build")
+	  "$(MAKE) -s part-location >/dev/null && sh tests/test_part_location.sh build/part_location" \
+	  "$(MAKE) -s mesh_seg >/dev/null && sh tests/test_mesh_seg.sh build/mesh_seg" $(if $(HAVE_NVCC),"$(MAKE) -s cuda-build")
 
 test-fast: $(TEST_BINS)
 	@tests/run.sh $(TEST_BINS)
@@ -104,3 +105,4 @@ clean:
 
 include samples/kit/kit.mk
 include samples/part_location/part_location.mk
+include samples/mesh_seg/mesh_seg.mk

@@ -2723,10 +2723,21 @@ nn_tensor *nn_layer_norm(nn_tensor *x, nn_tensor *w, nn_tensor *b, double eps) {
 /* dropout: keep with probability 1-p, scale kept values by 1/(1-p) (inverted dropout, as torch). The mask
    is a pure function of (seed, offset + i), so backward regenerates it instead of storing it. */
 static void nn__dropout_apply(const float *x, float *y, int64_t n, double p, uint64_t seed, uint64_t off) {
-    int64_t i;
+    /* one Philox block gives the uniforms of 4 consecutive stream positions: element i uses lane
+       (off + i) % 4 of block (off + i) / 4, exactly as nn_rng_uniform_at(seed, off + i) */
+    int64_t b, b0 = (int64_t)(off >> 2), nb = n > 0 ? (int64_t)((off + (uint64_t)n + 3) >> 2) - b0 : 0;
     float scale = (float)(1.0 / (1.0 - p)), fp = (float)p;
     NN_OMP("omp parallel for if (n > 32768)")
-    for (i = 0; i < n; i++) y[i] = nn_rng_uniform_at(seed, off + (uint64_t)i) >= fp ? x[i] * scale : 0.0f;
+    for (b = 0; b < nb; b++) {
+        uint32_t r[4];
+        int lane;
+        nn_philox4x32(seed, (uint64_t)(b0 + b), r);
+        for (lane = 0; lane < 4; lane++) {
+            int64_t i = (b0 + b) * 4 + lane - (int64_t)off;
+            if (i < 0 || i >= n) continue;
+            y[i] = (float)(r[lane] >> 8) * (1.0f / 16777216.0f) >= fp ? x[i] * scale : 0.0f;
+        }
+    }
 }
 
 static void nn__dropout_backward(nn_node *n) {

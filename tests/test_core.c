@@ -238,6 +238,11 @@ static void test_dropout(void) {
         if (v != 0) { kept++; if (fabsf(v - 1.0f / 0.75f) > 1e-6f) break; }
     }
     CHECK(i == s[0], "kept values scaled by 1/(1-p)");
+    {   /* the mask is the documented stream: element i kept iff uniform(seed, offset + i) >= p */
+        int64_t bad = 0;
+        for (i = 0; i < s[0]; i++) bad += (((float *)y->data)[i] != 0) != (nn_rng_uniform_at(3, (uint64_t)i) >= 0.25f);
+        CHECK(bad == 0, "dropout mask differs from nn_rng_uniform_at in %lld places", (long long)bad);
+    }
     /* keep rate 0.75 with binomial sd sqrt(n p (1-p)) = 137: 5 sd */
     CHECK(fabs((double)kept - 75000) < 5 * 137, "keep rate %lld / 100000", (long long)kept);
     nn_tensor_free(y);
