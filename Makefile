@@ -32,7 +32,7 @@ CUDA_GENCODE = -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code
 NVCCFLAGS   ?= -O3 -std=c++17 --threads 0 -Xcompiler -Wall,-Wextra -I.
 CUDA_LIBDIR ?= $(abspath $(dir $(shell command -v $(NVCC) 2>/dev/null))../lib64)
 CUDA_LDLIBS  = -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcublasLt -lcudart -lstdc++ -lm
-CUDA_BINS    = $(BUILD)/test_cuda $(BUILD)/cuda_bench
+CUDA_BINS    = $(BUILD)/test_cuda $(BUILD)/cuda_bench $(BUILD)/flash_bench
 
 $(BUILD)/nn_cuda.o: nn_cuda.cu nn.h
 	@mkdir -p $(BUILD)
@@ -42,6 +42,9 @@ $(BUILD)/test_cuda: tests/test_cuda.c nn.h tests/test.h $(BUILD)/nn_cuda.o
 	$(CC) $(CFLAGS_T) -DNN_CUDA $< $(BUILD)/nn_cuda.o -o $@ $(CUDA_LDLIBS)
 
 $(BUILD)/cuda_bench: bench/cuda_bench.c nn.h $(BUILD)/nn_cuda.o
+	$(CC) $(CFLAGS_T) -DNN_CUDA $< $(BUILD)/nn_cuda.o -o $@ $(CUDA_LDLIBS)
+
+$(BUILD)/flash_bench: bench/flash_bench.c nn.h $(BUILD)/nn_cuda.o
 	$(CC) $(CFLAGS_T) -DNN_CUDA $< $(BUILD)/nn_cuda.o -o $@ $(CUDA_LDLIBS)
 
 cuda-build: $(CUDA_BINS)

@@ -426,6 +426,8 @@ typedef struct {
     float **exp_avg, **exp_avg_sq;  /* per parameter, numel floats each (torch's state names) */
     int64_t *steps;        /* per parameter, torch's state['step'] */
     int64_t step;          /* calls of nn_adamw_step */
+    nn_tensor **moments;   /* device parameters: the pool tensors behind exp_avg[k] (2k) and exp_avg_sq[k]
+                              (2k+1), on the parameter's device; NULL for CPU parameters */
 } nn_adamw;
 nn_adamw *nn_adamw_new(nn_params *P, nn_adamw_cfg cfg);
 void nn_adamw_step(nn_adamw *opt, double lr);  /* lr: this step's learning rate (cfg.lr when constant) */
@@ -690,6 +692,38 @@ void nn__cuda_adamw_multi(int n, float *const *p, const float *const *g, float *
                           const int64_t *numel, const int64_t *steps, const double *wd, double lr, double beta1,
                           double beta2, double eps, int maximize);
 float nn__cuda_clip_grad_norm(int n, float *const *g, const int64_t *numel, double max_norm);
+#endif
+/* nn_sdpa on the GPU (nn_cuda.cu, section sdpa). q [B,H,Lq,D], k [B,H,Lk,D], v [B,H,Lk,Dv] -> o [B,H,Lq,Dv], lse
+   [B,H,Lq] f32; every tensor addressed through element strides (batch, head, row; last dim contiguous), mask and
+   bias through broadcast strides of [B,H,Lq,Lk] (0 on broadcast dims). f16/bf16 need D, Dv multiples of 8 (at
+   most 128) and 16-byte aligned rows; f32 (the checking path) takes D, Dv <= 256. dbias (f32, the bias's
+   strides) receives the gradient summed over every broadcast dimension. */
+typedef struct {
+    int dtype;                       /* 0 f32, 1 f16, 2 bf16: q, k, v, o, dout, dq, dk, dv */
+    int B, H, Lq, Lk, D, Dv;
+    const void *q, *k, *v;
+    int64_t sq[3], sk[3], sv[3];
+    void *o;                         /* forward: written; backward: read */
+    int64_t so[3];
+    float *lse;                      /* forward writes, backward reads */
+    const uint8_t *mask;             /* optional, nonzero = attend */
+    int64_t ms[4];
+    const void *bias;                /* optional additive scores */
+    int bias_dtype;                  /* 0 f32, else the q dtype */
+    int64_t bs[4];
+    int causal;
+    float scale;                     /* resolved (0 is not 1/sqrt(D) here) */
+    float dropout_p;
+    uint64_t seed, offset;           /* Philox key and the offset reserved for the B*H*Lq*Lk draws */
+    const void *dout;                /* backward: dL/do (q dtype), strides sdo */
+    int64_t sdo[3];
+    void *dq, *dk, *dv;              /* optional outputs (q dtype) */
+    int64_t sdq[3], sdk[3], sdv[3];
+    float *dbias;                    /* optional */
+} nn__cuda_sdpa_args;
+#if defined(NN_CUDA) || defined(__CUDACC__)
+void nn__cuda_sdpa_fwd(const nn__cuda_sdpa_args *a);
+void nn__cuda_sdpa_bwd(const nn__cuda_sdpa_args *a);
 #endif
 
 #ifdef __cplusplus
@@ -1867,6 +1901,22 @@ void nn__cuda_permute(const nn_tensor *a, const int *perm, nn_tensor *o);
 void nn__cuda_expand(const nn_tensor *a, nn_tensor *o);
 /* height rows of width elements of es bytes, pitches in elements (slice, concat) */
 void nn__cuda_copy2d(void *dst, int64_t dpitch, const void *src, int64_t spitch, int64_t width, int64_t height, size_t es);
+/* [ops:conv] */
+void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, const int stride[2],
+                         const int padding[2], const int dilation[2], int groups, nn_tensor *y);
+void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *w, const int stride[2],
+                         const int padding[2], const int dilation[2], int groups, nn_tensor *gx, nn_tensor *gw,
+                         nn_tensor *gb);
+void nn__cuda_group_norm_fwd(const nn_tensor *x, int64_t G, const nn_tensor *w, const nn_tensor *b, double eps,
+                             nn_tensor *y, nn_tensor *mean, nn_tensor *rstd);
+void nn__cuda_group_norm_bwd(const nn_tensor *g, const nn_tensor *x, int64_t G, const nn_tensor *w, const nn_tensor *mean,
+                             const nn_tensor *rstd, nn_tensor *gx, nn_tensor *gw, nn_tensor *gb);
+void nn__cuda_upsample_nearest2d_fwd(const nn_tensor *x, nn_tensor *y);
+void nn__cuda_upsample_nearest2d_bwd(const nn_tensor *g, nn_tensor *gx);
+void nn__cuda_avg_pool2d_fwd(const nn_tensor *x, int kernel, int stride, int padding, nn_tensor *y);
+void nn__cuda_avg_pool2d_bwd(const nn_tensor *g, int kernel, int stride, int padding, nn_tensor *gx);
+void nn__cuda_adaptive_avg_pool2d_fwd(const nn_tensor *x, nn_tensor *y);
+void nn__cuda_adaptive_avg_pool2d_bwd(const nn_tensor *g, nn_tensor *gx);
 #endif
 
 static void nn__check_cpu(const char *op, const nn_tensor *t) {
@@ -4246,11 +4296,20 @@ static void nn__sdpa_check(const char *op, nn_tensor *q, nn_tensor *k, nn_tensor
                            nn__sdpa_shape *s) {
     char a[96], b[96], cs[96];
     if (!q || !k || !v) nn_error("%s: q, k and v must not be NULL", op);
-    nn__check_f32(op, q, "q");
-    nn__check_f32(op, k, "k");
-    nn__check_f32(op, v, "v");
-    if (q->device != NN_CPU || k->device != NN_CPU || v->device != NN_CPU)
-        nn_error("%s: only the CPU is supported for now (q on %s, k on %s, v on %s)", op,
+#ifdef NN_CUDA
+    if (q->device == NN_CUDA && (q->dtype == NN_F16 || q->dtype == NN_BF16)) {   /* low precision: on the GPU */
+        if (k->dtype != q->dtype || v->dtype != q->dtype)
+            nn_error("%s: q, k and v must share one dtype, got %s, %s, %s", op, nn_dtype_name(q->dtype),
+                     nn_dtype_name(k->dtype), nn_dtype_name(v->dtype));
+    } else
+#endif
+    {
+        nn__check_f32(op, q, "q");
+        nn__check_f32(op, k, "k");
+        nn__check_f32(op, v, "v");
+    }
+    if (k->device != q->device || v->device != q->device)
+        nn_error("%s: q, k and v must be on one device (q on %s, k on %s, v on %s)", op,
                  nn_device_name(q->device), nn_device_name(k->device), nn_device_name(v->device));
     if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4)
         nn_error("%s: want q [B,H,Lq,D], k [B,H,Lk,D], v [B,H,Lk,Dv]; got q %s, k %s, v %s", op,
@@ -4266,15 +4325,17 @@ static void nn__sdpa_check(const char *op, nn_tensor *q, nn_tensor *k, nn_tensor
     if (o && o->mask) {
         if (o->mask->dtype != NN_BOOL && o->mask->dtype != NN_U8)
             nn_error("%s: mask must be bool or u8 (true = attend), got %s", op, nn_dtype_name(o->mask->dtype));
-        if (o->mask->device != NN_CPU) nn_error("%s: mask is on %s, q on cpu", op, nn_device_name(o->mask->device));
+        if (o->mask->device != q->device)
+            nn_error("%s: mask is on %s, q on %s", op, nn_device_name(o->mask->device), nn_device_name(q->device));
         if (!nn__sdpa_bcast_strides(o->mask, s->full, s->ms))
             nn_error("%s: mask %s does not broadcast to [B,H,Lq,Lk] = [%lld,%lld,%lld,%lld]", op,
                      nn_shape_str(o->mask, a, sizeof a), (long long)s->B, (long long)s->H, (long long)s->Lq,
                      (long long)s->Lk);
     }
     if (o && o->bias) {
-        nn__check_f32(op, o->bias, "bias");
-        if (o->bias->device != NN_CPU) nn_error("%s: bias is on %s, q on cpu", op, nn_device_name(o->bias->device));
+        if (o->bias->dtype != q->dtype) nn__check_f32(op, o->bias, "bias");   /* f32, or the q dtype */
+        if (o->bias->device != q->device)
+            nn_error("%s: bias is on %s, q on %s", op, nn_device_name(o->bias->device), nn_device_name(q->device));
         if (!nn__sdpa_bcast_strides(o->bias, s->full, s->bs))
             nn_error("%s: bias %s does not broadcast to [B,H,Lq,Lk] = [%lld,%lld,%lld,%lld]", op,
                      nn_shape_str(o->bias, a, sizeof a), (long long)s->B, (long long)s->H, (long long)s->Lq,
@@ -4286,10 +4347,132 @@ static void nn__sdpa_check(const char *op, nn_tensor *q, nn_tensor *k, nn_tensor
     } else {
         s->scale = s->D > 0 ? (float)(1.0 / sqrt((double)s->D)) : 1.0f;
     }
+#ifdef NN_CUDA
+    if (q->device == NN_CUDA) {
+        int lowp = q->dtype != NN_F32;
+        if (lowp && (s->D % 8 || s->Dv % 8 || s->D > 128 || s->Dv > 128))
+            nn_error("%s: f16/bf16 on cuda need head dims that are multiples of 8, at most 128; got q %s, v %s",
+                     op, nn_shape_str(q, a, sizeof a), nn_shape_str(v, cs, sizeof cs));
+        if (!lowp && (s->D > 256 || s->Dv > 256))
+            nn_error("%s: f32 on cuda takes head dims up to 256; got q %s, v %s", op, nn_shape_str(q, a, sizeof a),
+                     nn_shape_str(v, cs, sizeof cs));
+        if (s->B > 2147483647 || s->H > 2147483647 || s->Lq > 2147483647 || s->Lk > 2147483647)
+            nn_error("%s: sizes beyond 2^31 on cuda: q %s, k %s", op, nn_shape_str(q, a, sizeof a),
+                     nn_shape_str(k, b, sizeof b));
+    }
+#endif
     if (o && !(o->dropout_p >= 0.0 && o->dropout_p <= 1.0))
         nn_error("%s: dropout_p must be in [0, 1], got %g", op, o ? o->dropout_p : 0.0);
     if (o) s->p = (float)o->dropout_p;
 }
+
+#ifdef NN_CUDA
+/* The GPU path (nn_cuda.cu, section sdpa): same semantics, same dropout stream, same saved tensors (O, LSE).
+   q, k, v in f32 or f16/bf16; O has q's dtype, LSE is f32; mask (bool/u8) and bias (f32 or q's dtype) stay on
+   the device and are read through broadcast strides. */
+static int nn__sdpa_cuda_dtype(nn_dtype dt) { return dt == NN_F16 ? 1 : dt == NN_BF16 ? 2 : 0; }
+
+/* element strides (batch, head, row) of a contiguous [B,H,L,D] tensor */
+static void nn__sdpa_cuda_st(const nn_tensor *t, int64_t st[3]) {
+    st[2] = t->shape[3]; st[1] = t->shape[2] * st[2]; st[0] = t->shape[1] * st[1];
+}
+
+static void nn__sdpa_cuda_args_of(nn__cuda_sdpa_args *a, const nn_tensor *q, const nn_tensor *k, const nn_tensor *v,
+                                  const nn_tensor *mask, const nn_tensor *bias, double scale, double p, int causal) {
+    int64_t full[4];
+    memset(a, 0, sizeof *a);
+    a->dtype = nn__sdpa_cuda_dtype(q->dtype);
+    a->B = (int)q->shape[0]; a->H = (int)q->shape[1]; a->Lq = (int)q->shape[2]; a->D = (int)q->shape[3];
+    a->Lk = (int)k->shape[2]; a->Dv = (int)v->shape[3];
+    a->q = q->data; a->k = k->data; a->v = v->data;
+    nn__sdpa_cuda_st(q, a->sq); nn__sdpa_cuda_st(k, a->sk); nn__sdpa_cuda_st(v, a->sv);
+    full[0] = a->B; full[1] = a->H; full[2] = a->Lq; full[3] = a->Lk;
+    if (mask) { a->mask = (const uint8_t *)mask->data; nn__sdpa_bcast_strides(mask, full, a->ms); }
+    if (bias) {
+        a->bias = bias->data;
+        a->bias_dtype = nn__sdpa_cuda_dtype(bias->dtype);
+        nn__sdpa_bcast_strides(bias, full, a->bs);
+    }
+    a->causal = causal != 0;
+    a->scale = (float)scale;
+    a->dropout_p = (float)p;
+}
+
+static void nn__sdpa_cuda_backward(nn_node *n) {
+    nn_tensor *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *out = n->saved[3], *lse = n->saved[4];
+    nn_tensor *mask = n->i[1] >= 0 ? n->saved[n->i[1]] : NULL, *bias = n->i[2] >= 0 ? n->saved[n->i[2]] : NULL;
+    nn_tensor *go = n->gout[0], *dq = NULL, *dk = NULL, *dv = NULL, *dbias = NULL;
+    nn__cuda_sdpa_args a;
+    if (!go) return;
+    /* the upstream gradient arrives in f32; the kernels read it in q's dtype (as autocast hands it over) */
+    if (go->dtype != q->dtype) go = nn_cast(go, q->dtype);
+    nn__sdpa_cuda_args_of(&a, q, k, v, mask, bias, n->a[0], n->a[1], (int)n->i[0]);
+    a.seed = n->rng.seed; a.offset = n->rng.offset;
+    a.o = out->data; nn__sdpa_cuda_st(out, a.so);
+    a.lse = (float *)lse->data;
+    a.dout = go->data; nn__sdpa_cuda_st(go, a.sdo);
+    if (nn__needs_grad(n, 0)) { dq = nn__new(q->dtype, NN_CUDA, 4, q->shape); a.dq = dq->data; nn__sdpa_cuda_st(dq, a.sdq); }
+    if (nn__needs_grad(n, 1)) { dk = nn__new(k->dtype, NN_CUDA, 4, k->shape); a.dk = dk->data; nn__sdpa_cuda_st(dk, a.sdk); }
+    if (nn__needs_grad(n, 2)) { dv = nn__new(v->dtype, NN_CUDA, 4, v->shape); a.dv = dv->data; nn__sdpa_cuda_st(dv, a.sdv); }
+    if (bias && n->n_in > 3 && nn__needs_grad(n, 3)) {
+        /* f32, the bias's own (broadcast) shape: the kernel sums over the broadcast dims */
+        dbias = nn__new(NN_F32, NN_CUDA, bias->ndim, bias->shape);
+        if ((int64_t)a.B * a.H * a.Lq * a.Lk == 0) nn_fill_(dbias, 0.0);
+        else a.dbias = (float *)dbias->data;
+    }
+    if (q->numel && (dq || dk || dv || a.dbias)) nn__cuda_sdpa_bwd(&a);
+    else {   /* nothing to attend: zero gradients */
+        if (dq) nn_fill_(dq, 0.0);
+        if (dk) nn_fill_(dk, 0.0);
+        if (dv) nn_fill_(dv, 0.0);
+    }
+    if (dq) nn__accumulate(n, 0, dq);
+    if (dk) nn__accumulate(n, 1, dk);
+    if (dv) nn__accumulate(n, 2, dv);
+    if (dbias) nn__accumulate(n, 3, dbias);
+}
+
+static nn_tensor *nn__sdpa_cuda(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *opts,
+                                const nn__sdpa_shape *s) {
+    nn__cuda_sdpa_args a;
+    nn_tensor *out, *lse, *ins[4];
+    int64_t oshape[4], lshape[3];
+    nn_node *n;
+    nn__sdpa_cuda_args_of(&a, q, k, v, opts->mask, opts->bias, s->scale, s->p, opts->causal);
+    if (s->p > 0.0f) {
+        /* exactly as the CPU path: one value per (b,h,i,j), index ((b*H+h)*Lq+i)*Lk+j, regenerated in backward */
+        a.offset = nn_rng_reserve((uint64_t)(s->B * s->H * s->Lq * s->Lk));
+        a.seed = nn_rng_get().seed;
+    }
+    oshape[0] = s->B; oshape[1] = s->H; oshape[2] = s->Lq; oshape[3] = s->Dv;
+    lshape[0] = s->B; lshape[1] = s->H; lshape[2] = s->Lq;
+    out = nn__new(q->dtype, NN_CUDA, 4, oshape);
+    lse = nn__new(NN_F32, NN_CUDA, 3, lshape);
+    a.o = out->data; nn__sdpa_cuda_st(out, a.so);
+    a.lse = (float *)lse->data;
+    if (s->Lk == 0) {   /* no keys: every row is fully masked */
+        nn_fill_(out, 0.0);
+        nn_fill_(lse, -INFINITY);
+    } else {
+        nn__cuda_sdpa_fwd(&a);
+    }
+    ins[0] = q; ins[1] = k; ins[2] = v; ins[3] = opts->bias;
+    n = nn__record("sdpa", nn__sdpa_cuda_backward, opts->bias ? 4 : 3, ins, 1, &out);
+    if (n) {
+        nn__save(n, q); nn__save(n, k); nn__save(n, v); nn__save(n, out); nn__save(n, lse);
+        n->i[0] = opts->causal != 0;
+        n->i[1] = -1; n->i[2] = -1;
+        if (opts->mask) { n->i[1] = n->n_saved; nn__save(n, opts->mask); }
+        if (opts->bias) { n->i[2] = n->n_saved; nn__save(n, opts->bias); }
+        n->a[0] = s->scale;
+        n->a[1] = s->p;
+        n->rng.seed = a.seed;
+        n->rng.offset = a.offset;
+    }
+    nn_tensor_free(lse);
+    return out;
+}
+#endif
 
 nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *opts) {
     nn__sdpa_shape s;
@@ -4308,6 +4491,9 @@ nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts 
         return nn__autocast_leave(nn_sdpa(nn__autocast_arg(q, dt), nn__autocast_arg(k, dt), nn__autocast_arg(v, dt), &o), dt);
     }
     nn__sdpa_check("nn_sdpa", q, k, v, opts, &s);
+#ifdef NN_CUDA
+    if (q->device == NN_CUDA) return nn__sdpa_cuda(q, k, v, opts, &s);
+#endif
     memset(&c, 0, sizeof c);
     c.B = s.B; c.H = s.H; c.Lq = s.Lq; c.Lk = s.Lk; c.D = s.D; c.Dv = s.Dv;
     c.tq = nn__sdpa_tile_q; c.tk = nn__sdpa_tile_k;
@@ -4364,7 +4550,16 @@ nn_tensor *nn_key_padding_mask(nn_tensor *valid) {
     if (valid->ndim != 2)
         nn_error("nn_key_padding_mask: want valid [B,Lk] (1 = valid, 0 = padding), got %s",
                  nn_shape_str(valid, a, sizeof a));
-    if (valid->device != NN_CPU) nn_error("nn_key_padding_mask: only the CPU is supported for now");
+#ifdef NN_CUDA
+    if (valid->device == NN_CUDA) {   /* a small [B,Lk] table: built on the host, moved over */
+        nn_tensor *vh = nn_to(valid, NN_CPU), *mh = nn_key_padding_mask(vh);
+        m = nn_to(mh, NN_CUDA);
+        nn_tensor_free(mh);
+        nn_tensor_free(vh);
+        return m;
+    }
+#endif
+    if (valid->device != NN_CPU) nn_error("nn_key_padding_mask: valid is on %s", nn_device_name(valid->device));
     shape[0] = valid->shape[0]; shape[1] = 1; shape[2] = 1; shape[3] = valid->shape[1];
     m = nn__new(NN_BOOL, NN_CPU, 4, shape);
     dst = (uint8_t *)m->data;
@@ -4567,8 +4762,10 @@ static void nn__vision_check(const char *op, const nn_tensor *t, int nd, const c
     char buf[96];
     if (!t) { nn_error("%s: %s is NULL", op, what); return; }
     nn__check_f32(op, t, what);
+#ifndef NN_CUDA
     if (t->device != NN_CPU)
-        nn_error("%s: %s is on %s; only the CPU is implemented", op, what, nn_device_name(t->device));
+        nn_error("%s: %s is on %s; this build has no CUDA", op, what, nn_device_name(t->device));
+#endif
     if ((nd >= 0 && t->ndim != nd) || (nd < 0 && t->ndim < -nd))
         nn_error("%s: %s must have %s%d dims, got %s", op, what, nd < 0 ? "at least " : "", nd < 0 ? -nd : nd,
                  nn_shape_str(t, buf, sizeof buf));
@@ -4712,6 +4909,19 @@ static void nn__conv2d_backward(nn_node *n) {
     Cg = g.C / g.groups; Coutg = g.Cout / g.groups; K = Cg * g.kh * g.kw; HoWo = g.Ho * g.Wo;
     go = (const float *)gout->data; xd = (const float *)x->data; wd = (const float *)w->data;
 
+#ifdef NN_CUDA
+    if (gout->device == NN_CUDA) {
+        const int st[2] = {(int)g.sh, (int)g.sw}, pd[2] = {(int)g.ph, (int)g.pw}, dl[2] = {(int)g.dh, (int)g.dw};
+        nn_tensor *cb = need_b ? nn__new(NN_F32, NN_CUDA, 1, &g.Cout) : NULL;
+        if (need_x) dx = nn__new(NN_F32, NN_CUDA, x->ndim, x->shape);
+        if (need_w) dw = nn__new(NN_F32, NN_CUDA, w->ndim, w->shape);
+        if (cb || dx || dw) nn__cuda_conv2d_bwd(gout, x, w, st, pd, dl, (int)g.groups, dx, dw, cb);
+        if (dx) nn__accumulate(n, 0, dx);
+        if (dw) nn__accumulate(n, 1, dw);
+        if (cb) nn__accumulate(n, 2, cb);
+        return;
+    }
+#endif
     if (need_b) {
         int64_t co;
         nn_tensor *db = nn__new(NN_F32, NN_CPU, 1, &g.Cout);
@@ -4827,28 +5037,34 @@ static nn_tensor *nn__conv2d_impl(const char *op, nn_tensor *x, nn_tensor *w, nn
     Cg = g.C / groups; Coutg = g.Cout / groups; K = Cg * g.kh * g.kw; HoWo = g.Ho * g.Wo;
     oshape[0] = g.N; oshape[1] = g.Cout; oshape[2] = g.Ho; oshape[3] = g.Wo;
     out = nn__new(NN_F32, x->device, 4, oshape);
-    od = (float *)out->data; xd = (const float *)x->data; wd = (const float *)w->data;
-    rows = nn__conv_workspace(&g, &ws, &cols);
-    for (img = 0; img < g.N; img++) {
-        const float *ximg = xd + img * g.C * g.H * g.W;
-        int64_t oh0;
-        for (oh0 = 0; oh0 < g.Ho; oh0 += rows) {
-            const int64_t oh1 = oh0 + rows < g.Ho ? oh0 + rows : g.Ho, nc = (oh1 - oh0) * g.Wo;
-            if (cols) nn__im2col(ximg, &g, oh0, oh1, cols);
-            /* out_g rows [oh0, oh1) (ld HoWo) = W_g @ cols_g */
-            nn__conv_gemm_groups(groups, 0, 0, Coutg, nc, K, wd, K, Coutg * K, cols ? cols : ximg, nc, K * nc, 0.0f,
-                                 od + img * g.Cout * HoWo + oh0 * g.Wo, HoWo, Coutg * HoWo);
+#ifdef NN_CUDA
+    if (x->device == NN_CUDA) nn__cuda_conv2d_fwd(x, w, b, stride, padding, dilation, groups, out);
+    else
+#endif
+    {
+        od = (float *)out->data; xd = (const float *)x->data; wd = (const float *)w->data;
+        rows = nn__conv_workspace(&g, &ws, &cols);
+        for (img = 0; img < g.N; img++) {
+            const float *ximg = xd + img * g.C * g.H * g.W;
+            int64_t oh0;
+            for (oh0 = 0; oh0 < g.Ho; oh0 += rows) {
+                const int64_t oh1 = oh0 + rows < g.Ho ? oh0 + rows : g.Ho, nc = (oh1 - oh0) * g.Wo;
+                if (cols) nn__im2col(ximg, &g, oh0, oh1, cols);
+                /* out_g rows [oh0, oh1) (ld HoWo) = W_g @ cols_g */
+                nn__conv_gemm_groups(groups, 0, 0, Coutg, nc, K, wd, K, Coutg * K, cols ? cols : ximg, nc, K * nc, 0.0f,
+                                     od + img * g.Cout * HoWo + oh0 * g.Wo, HoWo, Coutg * HoWo);
+            }
         }
-    }
-    if (ws) nn_tensor_free(ws);
-    if (b) {
-        const float *bd = (const float *)b->data;
-        int64_t pl;
-        NN_OMP("omp parallel for schedule(static) if(g.N * g.Cout * HoWo > 32768)")
-        for (pl = 0; pl < g.N * g.Cout; pl++) {
-            float *o = od + pl * HoWo, bv = bd[pl % g.Cout];
-            int64_t p;
-            for (p = 0; p < HoWo; p++) o[p] += bv;
+        if (ws) nn_tensor_free(ws);
+        if (b) {
+            const float *bd = (const float *)b->data;
+            int64_t pl;
+            NN_OMP("omp parallel for schedule(static) if(g.N * g.Cout * HoWo > 32768)")
+            for (pl = 0; pl < g.N * g.Cout; pl++) {
+                float *o = od + pl * HoWo, bv = bd[pl % g.Cout];
+                int64_t p;
+                for (p = 0; p < HoWo; p++) o[p] += bv;
+            }
         }
     }
     ins[0] = x; ins[1] = w; ins[2] = b;
@@ -4901,22 +5117,28 @@ static void nn__upsample_nearest2d_backward(nn_node *n) {
     if (!gout || !nn__needs_grad(n, 0)) return;
     Ho = gout->shape[2]; Wo = gout->shape[3];
     planes = gout->shape[0] * gout->shape[1];
-    dx = nn__new(NN_F32, NN_CPU, 4, n->in[0].shape);
-    th = nn__nearest_table(H, Ho); tw = nn__nearest_table(W, Wo);
-    ih = (const int64_t *)th->data; iw = (const int64_t *)tw->data;
-    NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) > 32768)")
-    for (pl = 0; pl < planes; pl++) {
-        const float *g = (const float *)gout->data + pl * Ho * Wo;
-        float *d = (float *)dx->data + pl * H * W;
-        int64_t oh, ow;
-        memset(d, 0, sizeof(float) * (size_t)(H * W));
-        for (oh = 0; oh < Ho; oh++) {
-            float *drow = d + ih[oh] * W;
-            const float *grow = g + oh * Wo;
-            for (ow = 0; ow < Wo; ow++) drow[iw[ow]] += grow[ow];
+    dx = nn__new(NN_F32, gout->device, 4, n->in[0].shape);
+#ifdef NN_CUDA
+    if (gout->device == NN_CUDA) nn__cuda_upsample_nearest2d_bwd(gout, dx);
+    else
+#endif
+    {
+        th = nn__nearest_table(H, Ho); tw = nn__nearest_table(W, Wo);
+        ih = (const int64_t *)th->data; iw = (const int64_t *)tw->data;
+        NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) > 32768)")
+        for (pl = 0; pl < planes; pl++) {
+            const float *g = (const float *)gout->data + pl * Ho * Wo;
+            float *d = (float *)dx->data + pl * H * W;
+            int64_t oh, ow;
+            memset(d, 0, sizeof(float) * (size_t)(H * W));
+            for (oh = 0; oh < Ho; oh++) {
+                float *drow = d + ih[oh] * W;
+                const float *grow = g + oh * Wo;
+                for (ow = 0; ow < Wo; ow++) drow[iw[ow]] += grow[ow];
+            }
         }
+        nn_tensor_free(th); nn_tensor_free(tw);
     }
-    nn_tensor_free(th); nn_tensor_free(tw);
     nn__accumulate(n, 0, dx);
 }
 
@@ -4936,23 +5158,29 @@ nn_tensor *nn_upsample_nearest2d(nn_tensor *x, int64_t out_h, int64_t out_w) {
     }
     shape[0] = x->shape[0]; shape[1] = x->shape[1]; shape[2] = out_h; shape[3] = out_w;
     out = nn__new(NN_F32, x->device, 4, shape);
-    planes = shape[0] * shape[1];
-    th = nn__nearest_table(H, out_h); tw = nn__nearest_table(W, out_w);
-    ih = (const int64_t *)th->data; iw = (const int64_t *)tw->data;
-    NN_OMP("omp parallel for schedule(static) if(planes * out_h * out_w > 32768)")
-    for (pl = 0; pl < planes; pl++) {
-        const float *s = (const float *)x->data + pl * H * W;
-        float *d = (float *)out->data + pl * out_h * out_w;
-        int64_t oh, ow;
-        for (oh = 0; oh < out_h; oh++) {
-            const float *srow = s + ih[oh] * W;
-            float *drow = d + oh * out_w;
-            /* upsampling repeats source rows: copy the previous output row instead of gathering again */
-            if (oh > 0 && ih[oh] == ih[oh - 1]) memcpy(drow, drow - out_w, sizeof(float) * (size_t)out_w);
-            else for (ow = 0; ow < out_w; ow++) drow[ow] = srow[iw[ow]];
+#ifdef NN_CUDA
+    if (x->device == NN_CUDA) nn__cuda_upsample_nearest2d_fwd(x, out);
+    else
+#endif
+    {
+        planes = shape[0] * shape[1];
+        th = nn__nearest_table(H, out_h); tw = nn__nearest_table(W, out_w);
+        ih = (const int64_t *)th->data; iw = (const int64_t *)tw->data;
+        NN_OMP("omp parallel for schedule(static) if(planes * out_h * out_w > 32768)")
+        for (pl = 0; pl < planes; pl++) {
+            const float *s = (const float *)x->data + pl * H * W;
+            float *d = (float *)out->data + pl * out_h * out_w;
+            int64_t oh, ow;
+            for (oh = 0; oh < out_h; oh++) {
+                const float *srow = s + ih[oh] * W;
+                float *drow = d + oh * out_w;
+                /* upsampling repeats source rows: copy the previous output row instead of gathering again */
+                if (oh > 0 && ih[oh] == ih[oh - 1]) memcpy(drow, drow - out_w, sizeof(float) * (size_t)out_w);
+                else for (ow = 0; ow < out_w; ow++) drow[ow] = srow[iw[ow]];
+            }
         }
+        nn_tensor_free(th); nn_tensor_free(tw);
     }
-    nn_tensor_free(th); nn_tensor_free(tw);
     node = nn__record("upsample_nearest2d", nn__upsample_nearest2d_backward, 1, &x, 1, &out);
     (void)node;
     return out;
@@ -4970,24 +5198,30 @@ static void nn__avg_pool2d_backward(nn_node *n) {
     if (!gout || !nn__needs_grad(n, 0)) return;
     Ho = gout->shape[2]; Wo = gout->shape[3];
     planes = gout->shape[0] * gout->shape[1];
-    dx = nn__new(NN_F32, NN_CPU, 4, n->in[0].shape);
-    NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) * k > 32768)")
-    for (pl = 0; pl < planes; pl++) {
-        const float *g = (const float *)gout->data + pl * Ho * Wo;
-        float *d = (float *)dx->data + pl * H * W;
-        int64_t oh, ow, ih, iw;
-        memset(d, 0, sizeof(float) * (size_t)(H * W));
-        for (oh = 0; oh < Ho; oh++) {
-            int64_t h0 = oh * s - p, h1 = h0 + k;
-            if (h0 < 0) h0 = 0;
-            if (h1 > H) h1 = H;
-            for (ow = 0; ow < Wo; ow++) {
-                int64_t w0 = ow * s - p, w1 = w0 + k;
-                float v = g[oh * Wo + ow] * inv;
-                if (w0 < 0) w0 = 0;
-                if (w1 > W) w1 = W;
-                for (ih = h0; ih < h1; ih++)
-                    for (iw = w0; iw < w1; iw++) d[ih * W + iw] += v;
+    dx = nn__new(NN_F32, gout->device, 4, n->in[0].shape);
+#ifdef NN_CUDA
+    if (gout->device == NN_CUDA) nn__cuda_avg_pool2d_bwd(gout, (int)k, (int)s, (int)p, dx);
+    else
+#endif
+    {
+        NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) * k > 32768)")
+        for (pl = 0; pl < planes; pl++) {
+            const float *g = (const float *)gout->data + pl * Ho * Wo;
+            float *d = (float *)dx->data + pl * H * W;
+            int64_t oh, ow, ih, iw;
+            memset(d, 0, sizeof(float) * (size_t)(H * W));
+            for (oh = 0; oh < Ho; oh++) {
+                int64_t h0 = oh * s - p, h1 = h0 + k;
+                if (h0 < 0) h0 = 0;
+                if (h1 > H) h1 = H;
+                for (ow = 0; ow < Wo; ow++) {
+                    int64_t w0 = ow * s - p, w1 = w0 + k;
+                    float v = g[oh * Wo + ow] * inv;
+                    if (w0 < 0) w0 = 0;
+                    if (w1 > W) w1 = W;
+                    for (ih = h0; ih < h1; ih++)
+                        for (iw = w0; iw < w1; iw++) d[ih * W + iw] += v;
+                }
             }
         }
     }
@@ -5019,25 +5253,31 @@ nn_tensor *nn_avg_pool2d(nn_tensor *x, int kernel, int stride, int padding) {
     Wo = (W + 2 * padding - kernel) / stride + 1;
     shape[0] = x->shape[0]; shape[1] = x->shape[1]; shape[2] = Ho; shape[3] = Wo;
     out = nn__new(NN_F32, x->device, 4, shape);
-    planes = shape[0] * shape[1];
-    inv = 1.0f / (float)(kernel * kernel);
-    NN_OMP("omp parallel for schedule(static) if(planes * Ho * Wo * kernel * kernel > 32768)")
-    for (pl = 0; pl < planes; pl++) {
-        const float *src = (const float *)x->data + pl * H * W;
-        float *d = (float *)out->data + pl * Ho * Wo;
-        int64_t oh, ow, ih, iw;
-        for (oh = 0; oh < Ho; oh++) {
-            int64_t h0 = oh * stride - padding, h1 = h0 + kernel;
-            if (h0 < 0) h0 = 0;
-            if (h1 > H) h1 = H;
-            for (ow = 0; ow < Wo; ow++) {
-                int64_t w0 = ow * stride - padding, w1 = w0 + kernel;
-                float acc = 0;
-                if (w0 < 0) w0 = 0;
-                if (w1 > W) w1 = W;
-                for (ih = h0; ih < h1; ih++)
-                    for (iw = w0; iw < w1; iw++) acc += src[ih * W + iw];
-                d[oh * Wo + ow] = acc * inv;
+#ifdef NN_CUDA
+    if (x->device == NN_CUDA) nn__cuda_avg_pool2d_fwd(x, kernel, stride, padding, out);
+    else
+#endif
+    {
+        planes = shape[0] * shape[1];
+        inv = 1.0f / (float)(kernel * kernel);
+        NN_OMP("omp parallel for schedule(static) if(planes * Ho * Wo * kernel * kernel > 32768)")
+        for (pl = 0; pl < planes; pl++) {
+            const float *src = (const float *)x->data + pl * H * W;
+            float *d = (float *)out->data + pl * Ho * Wo;
+            int64_t oh, ow, ih, iw;
+            for (oh = 0; oh < Ho; oh++) {
+                int64_t h0 = oh * stride - padding, h1 = h0 + kernel;
+                if (h0 < 0) h0 = 0;
+                if (h1 > H) h1 = H;
+                for (ow = 0; ow < Wo; ow++) {
+                    int64_t w0 = ow * stride - padding, w1 = w0 + kernel;
+                    float acc = 0;
+                    if (w0 < 0) w0 = 0;
+                    if (w1 > W) w1 = W;
+                    for (ih = h0; ih < h1; ih++)
+                        for (iw = w0; iw < w1; iw++) acc += src[ih * W + iw];
+                    d[oh * Wo + ow] = acc * inv;
+                }
             }
         }
     }
@@ -5059,20 +5299,26 @@ static void nn__adaptive_avg_pool2d_backward(nn_node *n) {
     if (!gout || !nn__needs_grad(n, 0)) return;
     Ho = gout->shape[2]; Wo = gout->shape[3];
     planes = gout->shape[0] * gout->shape[1];
-    dx = nn__new(NN_F32, NN_CPU, 4, n->in[0].shape);
-    NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) > 32768)")
-    for (pl = 0; pl < planes; pl++) {
-        const float *g = (const float *)gout->data + pl * Ho * Wo;
-        float *d = (float *)dx->data + pl * H * W;
-        int64_t oh, ow, ih, iw;
-        memset(d, 0, sizeof(float) * (size_t)(H * W));
-        for (oh = 0; oh < Ho; oh++) {
-            int64_t h0 = nn__adaptive_start(oh, H, Ho), h1 = nn__adaptive_end(oh, H, Ho);
-            for (ow = 0; ow < Wo; ow++) {
-                int64_t w0 = nn__adaptive_start(ow, W, Wo), w1 = nn__adaptive_end(ow, W, Wo);
-                float v = g[oh * Wo + ow] / (float)((h1 - h0) * (w1 - w0));
-                for (ih = h0; ih < h1; ih++)
-                    for (iw = w0; iw < w1; iw++) d[ih * W + iw] += v;
+    dx = nn__new(NN_F32, gout->device, 4, n->in[0].shape);
+#ifdef NN_CUDA
+    if (gout->device == NN_CUDA) nn__cuda_adaptive_avg_pool2d_bwd(gout, dx);
+    else
+#endif
+    {
+        NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) > 32768)")
+        for (pl = 0; pl < planes; pl++) {
+            const float *g = (const float *)gout->data + pl * Ho * Wo;
+            float *d = (float *)dx->data + pl * H * W;
+            int64_t oh, ow, ih, iw;
+            memset(d, 0, sizeof(float) * (size_t)(H * W));
+            for (oh = 0; oh < Ho; oh++) {
+                int64_t h0 = nn__adaptive_start(oh, H, Ho), h1 = nn__adaptive_end(oh, H, Ho);
+                for (ow = 0; ow < Wo; ow++) {
+                    int64_t w0 = nn__adaptive_start(ow, W, Wo), w1 = nn__adaptive_end(ow, W, Wo);
+                    float v = g[oh * Wo + ow] / (float)((h1 - h0) * (w1 - w0));
+                    for (ih = h0; ih < h1; ih++)
+                        for (iw = w0; iw < w1; iw++) d[ih * W + iw] += v;
+                }
             }
         }
     }
@@ -5094,20 +5340,26 @@ nn_tensor *nn_adaptive_avg_pool2d(nn_tensor *x, int64_t out_h, int64_t out_w) {
     }
     shape[0] = x->shape[0]; shape[1] = x->shape[1]; shape[2] = out_h; shape[3] = out_w;
     out = nn__new(NN_F32, x->device, 4, shape);
-    planes = shape[0] * shape[1];
-    NN_OMP("omp parallel for schedule(static) if(planes * (H * W + out_h * out_w) > 32768)")
-    for (pl = 0; pl < planes; pl++) {
-        const float *src = (const float *)x->data + pl * H * W;
-        float *d = (float *)out->data + pl * out_h * out_w;
-        int64_t oh, ow, ih, iw;
-        for (oh = 0; oh < out_h; oh++) {
-            int64_t h0 = nn__adaptive_start(oh, H, out_h), h1 = nn__adaptive_end(oh, H, out_h);
-            for (ow = 0; ow < out_w; ow++) {
-                int64_t w0 = nn__adaptive_start(ow, W, out_w), w1 = nn__adaptive_end(ow, W, out_w);
-                float acc = 0;
-                for (ih = h0; ih < h1; ih++)
-                    for (iw = w0; iw < w1; iw++) acc += src[ih * W + iw];
-                d[oh * out_w + ow] = acc / (float)((h1 - h0) * (w1 - w0));
+#ifdef NN_CUDA
+    if (x->device == NN_CUDA) nn__cuda_adaptive_avg_pool2d_fwd(x, out);
+    else
+#endif
+    {
+        planes = shape[0] * shape[1];
+        NN_OMP("omp parallel for schedule(static) if(planes * (H * W + out_h * out_w) > 32768)")
+        for (pl = 0; pl < planes; pl++) {
+            const float *src = (const float *)x->data + pl * H * W;
+            float *d = (float *)out->data + pl * out_h * out_w;
+            int64_t oh, ow, ih, iw;
+            for (oh = 0; oh < out_h; oh++) {
+                int64_t h0 = nn__adaptive_start(oh, H, out_h), h1 = nn__adaptive_end(oh, H, out_h);
+                for (ow = 0; ow < out_w; ow++) {
+                    int64_t w0 = nn__adaptive_start(ow, W, out_w), w1 = nn__adaptive_end(ow, W, out_w);
+                    float acc = 0;
+                    for (ih = h0; ih < h1; ih++)
+                        for (iw = w0; iw < w1; iw++) acc += src[ih * W + iw];
+                    d[oh * out_w + ow] = acc / (float)((h1 - h0) * (w1 - w0));
+                }
             }
         }
     }
@@ -5175,6 +5427,17 @@ static void nn__group_norm_backward(nn_node *n) {
     const float *xd = (const float *)x->data, *gd, *mean = (const float *)mt->data, *rstd = (const float *)rt->data;
     const float *wd = wt ? (const float *)wt->data : NULL;
     if (!gout) return;
+#ifdef NN_CUDA
+    if (gout->device == NN_CUDA) {
+        nn_tensor *dw = need_w ? nn__new(NN_F32, NN_CUDA, 1, &C) : NULL, *db = need_b ? nn__new(NN_F32, NN_CUDA, 1, &C) : NULL;
+        if (need_x) dx = nn__new(NN_F32, NN_CUDA, x->ndim, x->shape);
+        if (dx || dw || db) nn__cuda_group_norm_bwd(gout, x, G, wt, mt, rt, dx, dw, db);
+        if (dx) nn__accumulate(n, 0, dx);
+        if (dw) nn__accumulate(n, 1, dw);
+        if (db) nn__accumulate(n, b_at, db);
+        return;
+    }
+#endif
     gd = (const float *)gout->data;
     /* per-(n, c) sums in double: S1 = sum dy, S2 = sum dy * xhat (an f32 tensor of 4*NC floats holds 2*NC
        doubles; pool blocks are aligned for any type) */
@@ -5261,8 +5524,12 @@ nn_tensor *nn_group_norm(nn_tensor *x, int groups, nn_tensor *w, nn_tensor *b, d
     Cg = C / groups;
     ngs = N * groups;
     out = nn__new(NN_F32, x->device, x->ndim, x->shape);
-    mt = nn__new(NN_F32, NN_CPU, 1, &ngs);
-    rt = nn__new(NN_F32, NN_CPU, 1, &ngs);
+    mt = nn__new(NN_F32, x->device, 1, &ngs);   /* mean and rstd live on the input's device */
+    rt = nn__new(NN_F32, x->device, 1, &ngs);
+#ifdef NN_CUDA
+    if (x->device == NN_CUDA) nn__cuda_group_norm_fwd(x, groups, w, b, eps, out, mt, rt);
+    else
+#endif
     {
         const float *xd = (const float *)x->data, *wd = w ? (const float *)w->data : NULL;
         const float *bd = b ? (const float *)b->data : NULL;
@@ -6575,10 +6842,15 @@ static void nn__adamw_release(nn_adamw *o) {
     int k;
     if (!o) return;
     for (k = 0; k < o->n; k++) {
+        if (o->moments && o->moments[2 * k]) {   /* device moments: pool tensors */
+            nn_tensor_free(o->moments[2 * k]);
+            nn_tensor_free(o->moments[2 * k + 1]);
+            continue;
+        }
         if (o->exp_avg) free(o->exp_avg[k]);
         if (o->exp_avg_sq) free(o->exp_avg_sq[k]);
     }
-    free(o->exp_avg); free(o->exp_avg_sq); free(o->numel); free(o->steps); free(o);
+    free(o->moments); free(o->exp_avg); free(o->exp_avg_sq); free(o->numel); free(o->steps); free(o);
 }
 
 nn_adamw *nn_adamw_new(nn_params *P, nn_adamw_cfg c) {
@@ -6593,8 +6865,8 @@ nn_adamw *nn_adamw_new(nn_params *P, nn_adamw_cfg c) {
     if (!(c.weight_decay >= 0)) nn_error("nn_adamw_new: invalid weight_decay value %g", c.weight_decay);
     for (k = 0; k < P->n; k++) {
         const nn_tensor *t = P->items[k].t;
-        if (t->dtype != NN_F32 || t->device != NN_CPU)
-            nn_error("nn_adamw_new: parameter %s is %s on %s; AdamW keeps f32 master weights on the CPU",
+        if (t->dtype != NN_F32)
+            nn_error("nn_adamw_new: parameter %s is %s on %s; AdamW keeps f32 master weights",
                      P->items[k].name, nn_dtype_name(t->dtype), nn_device_name(t->device));
     }
     o = (nn_adamw *)calloc(1, sizeof *o);
@@ -6607,8 +6879,19 @@ nn_adamw *nn_adamw_new(nn_params *P, nn_adamw_cfg c) {
         o->exp_avg_sq = (float **)calloc((size_t)P->n, sizeof(float *));
         if (!o->numel || !o->steps || !o->exp_avg || !o->exp_avg_sq) goto oom;
         for (k = 0; k < P->n; k++) {
-            size_t bytes = (size_t)P->items[k].t->numel * sizeof(float);
-            o->numel[k] = P->items[k].t->numel;
+            const nn_tensor *t = P->items[k].t;
+            size_t bytes = (size_t)t->numel * sizeof(float);
+            o->numel[k] = t->numel;
+            if (t->device != NN_CPU) {   /* moments on the parameter's device, from its pool, zeroed */
+                if (!o->moments && !(o->moments = (nn_tensor **)calloc((size_t)P->n * 2, sizeof(nn_tensor *)))) goto oom;
+                o->moments[2 * k] = nn__owned(NN_F32, t->device, t->ndim, t->shape);
+                o->moments[2 * k + 1] = nn__owned(NN_F32, t->device, t->ndim, t->shape);
+                nn_fill_(o->moments[2 * k], 0.0);
+                nn_fill_(o->moments[2 * k + 1], 0.0);
+                o->exp_avg[k] = (float *)o->moments[2 * k]->data;
+                o->exp_avg_sq[k] = (float *)o->moments[2 * k + 1]->data;
+                continue;
+            }
             /* calloc(0) may return NULL: ask for at least one element */
             o->exp_avg[k] = (float *)calloc(bytes ? bytes : 1, 1);
             o->exp_avg_sq[k] = (float *)calloc(bytes ? bytes : 1, 1);
@@ -6641,14 +6924,39 @@ void nn_adamw_step(nn_adamw *o, double lr) {
                  "optimiser after the model is complete)", P->n, o->n);
     for (k = 0; k < o->n; k++) {
         const nn_tensor *t = P->items[k].t, *g = t->grad;
-        if (t->numel != o->numel[k] || t->dtype != NN_F32 || t->device != NN_CPU)
+        nn_device dev = o->moments && o->moments[2 * k] ? o->moments[2 * k]->device : NN_CPU;
+        if (t->numel != o->numel[k] || t->dtype != NN_F32 || t->device != dev)
             nn_error("nn_adamw_step: parameter %s changed since nn_adamw_new", P->items[k].name);
-        if (g && (g->numel != t->numel || g->dtype != NN_F32 || g->device != NN_CPU))
+        if (g && (g->numel != t->numel || g->dtype != NN_F32 || g->device != dev))
             nn_error("nn_adamw_step: gradient of %s is %s on %s with %lld elements, parameter has %lld",
                      P->items[k].name, nn_dtype_name(g->dtype), nn_device_name(g->device),
                      (long long)g->numel, (long long)t->numel);
     }
     o->step++;
+#ifdef NN_CUDA
+    if (o->moments) {   /* device parameters: one multi-tensor launch per 48 parameters, same arithmetic */
+        int nd = 0;
+        float **pp = (float **)malloc(sizeof(float *) * (size_t)o->n * 4);
+        int64_t *ne = (int64_t *)malloc(sizeof(int64_t) * (size_t)o->n * 2);
+        double *wd = (double *)malloc(sizeof(double) * (size_t)o->n);
+        if (!pp || !ne || !wd) nn_error("nn_adamw_step: out of host memory");
+        for (k = 0; k < o->n; k++) {
+            nn_tensor *t = P->items[k].t;
+            if (!o->moments[2 * k] || t->device != NN_CUDA || !t->grad) continue;
+            pp[nd] = (float *)t->data;
+            pp[o->n + nd] = (float *)t->grad->data;
+            pp[2 * o->n + nd] = o->exp_avg[k];
+            pp[3 * o->n + nd] = o->exp_avg_sq[k];
+            ne[nd] = t->numel;
+            ne[o->n + nd] = ++o->steps[k];
+            wd[nd] = P->items[k].no_decay ? 0.0 : o->cfg.weight_decay;
+            nd++;
+        }
+        if (nd) nn__cuda_adamw_multi(nd, pp, (const float *const *)(pp + o->n), pp + 2 * o->n, pp + 3 * o->n, ne, ne + o->n,
+                                     wd, lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps, o->cfg.maximize);
+        free(pp); free(ne); free(wd);
+    }
+#endif
     for (k = 0; k < o->n; k++) {
         nn_tensor *t = P->items[k].t;
         float *p = (float *)t->data, *m = o->exp_avg[k], *v = o->exp_avg_sq[k];
@@ -6658,7 +6966,7 @@ void nn_adamw_step(nn_adamw *o, double lr) {
         float decay, w1, b2f, w2, bc2f, epsf, neg_step;
         int64_t i, n = t->numel, step;
         int maximize = o->cfg.maximize, do_decay = wd != 0;
-        if (!t->grad) continue;  /* torch skips parameters whose grad is None */
+        if (!t->grad || t->device != NN_CPU) continue;  /* torch skips parameters whose grad is None */
         g = (const float *)t->grad->data;
         step = ++o->steps[k];
         /* the Python-float scalars of _single_tensor_adam (double), rounded to f32 where a kernel uses them */
@@ -6748,10 +7056,44 @@ static double nn__sumsq(const float *x, int64_t n) {
     return acc;
 }
 
+#ifdef NN_CUDA
+/* gradients on the GPU: the norm (and the scaling, max_norm >= 0) in nn__cuda_clip_grad_norm, one host read.
+   Returns 0 when the gradients are on the CPU (the loop below handles them); mixing devices is an error. */
+static int nn__grad_norm_cuda(const char *op, nn_params *P, double max_norm, float *total) {
+    int k, nd = 0, nh = 0;
+    float **g;
+    int64_t *ne;
+    for (k = 0; k < P->n; k++) {
+        const nn_tensor *t = P->items[k].t->grad;
+        if (t) { if (t->device == NN_CUDA) nd++; else nh++; }
+    }
+    if (!nd) return 0;
+    if (nh) nn_error("%s: gradients on both the CPU (%d) and cuda (%d); keep the parameters on one device", op, nh, nd);
+    g = (float **)malloc(sizeof(float *) * (size_t)nd);
+    ne = (int64_t *)malloc(sizeof(int64_t) * (size_t)nd);
+    if (!g || !ne) nn_error("%s: out of host memory", op);
+    nd = 0;
+    for (k = 0; k < P->n; k++) {
+        nn_tensor *t = P->items[k].t->grad;
+        if (!t) continue;
+        if (t->dtype != NN_F32) nn_error("%s: gradient of %s is %s (f32 expected)", op, P->items[k].name, nn_dtype_name(t->dtype));
+        g[nd] = (float *)t->data; ne[nd] = t->numel; nd++;
+    }
+    *total = nn__cuda_clip_grad_norm(nd, g, ne, max_norm);
+    free(g); free(ne);
+    return 1;
+}
+#endif
 static float nn__grad_total_norm(const char *op, const nn_params *P) {
     int k;
     double total = 0;
     if (!P) nn_error("%s: registry is NULL", op);
+#ifdef NN_CUDA
+    {
+        float t;
+        if (nn__grad_norm_cuda(op, (nn_params *)P, -1.0, &t)) return t;
+    }
+#endif
     for (k = 0; k < P->n; k++) {
         const nn_tensor *g = P->items[k].t->grad;
         float nk;
@@ -6769,8 +7111,14 @@ static float nn__grad_total_norm(const char *op, const nn_params *P) {
 float nn_grad_norm(const nn_params *P) { return nn__grad_total_norm("nn_grad_norm", P); }
 
 float nn_clip_grad_norm(nn_params *P, double max_norm, int error_if_nonfinite) {
-    float total = nn__grad_total_norm("nn_clip_grad_norm", P), coef;
+    float total, coef;
     int k;
+#ifdef NN_CUDA
+    /* on the GPU the norm and the scaling are one call; a non-finite check needs the norm first */
+    if (P && !error_if_nonfinite && max_norm >= 0 && nn__grad_norm_cuda("nn_clip_grad_norm", P, max_norm, &total))
+        return total;
+#endif
+    total = nn__grad_total_norm("nn_clip_grad_norm", P);
     if (error_if_nonfinite && !(total - total == 0))  /* NaN or inf */
         nn_error("nn_clip_grad_norm: the total norm of order 2 for gradients from %d parameters is "
                  "non-finite (%g), so it cannot be clipped", P->n, (double)total);
@@ -6779,6 +7127,12 @@ float nn_clip_grad_norm(nn_params *P, double max_norm, int error_if_nonfinite) {
     coef = (1.0f / (total + 1e-6f)) * (float)max_norm;
     if (coef > 1.0f) coef = 1.0f;
     if (coef == 1.0f) return total;  /* x * 1 == x */
+#ifdef NN_CUDA
+    {
+        float again;
+        if (nn__grad_norm_cuda("nn_clip_grad_norm", P, max_norm, &again)) return total;
+    }
+#endif
     for (k = 0; k < P->n; k++) {
         nn_tensor *g = P->items[k].t->grad;
         float *d;
@@ -8304,6 +8658,10 @@ static int nn__ckpt_save_impl(const char *path, const nn_params *P, const nn_ada
             if (!names[3 * k] || !names[3 * k + 1] || !names[3 * k + 2]) { snprintf(err, en, "out of memory"); goto out; }
             x[0].name = names[3 * k]; x[0].dtype = NN_F32; x[0].ndim = t->ndim; x[0].shape = t->shape; x[0].data = opt->exp_avg[k];
             x[1].name = names[3 * k + 1]; x[1].dtype = NN_F32; x[1].ndim = t->ndim; x[1].shape = t->shape; x[1].data = opt->exp_avg_sq[k];
+            if (opt->moments && opt->moments[2 * k]) {   /* device moments: the writer copies them to the host */
+                x[0].data = NULL; x[0].t = opt->moments[2 * k];
+                x[1].data = NULL; x[1].t = opt->moments[2 * k + 1];
+            }
             x[2].name = names[3 * k + 2]; x[2].dtype = NN_I64; x[2].ndim = 0; x[2].shape = NULL; x[2].data = &opt->steps[k];
         }
     }
@@ -8448,6 +8806,27 @@ static int nn__ckpt_load_impl(nn_safetensors *f, nn_params *P, nn_adamw *opt, nn
     if (opt) {
         for (k = 0; k < P->n; k++) {
             int64_t st = 0;
+            if (opt->moments && opt->moments[2 * k]) {   /* device moments: through a host buffer */
+                int ok = 1, q;
+                void *tmp = malloc((size_t)opt->numel[k] * sizeof(float) + 1);
+                if (!tmp) { snprintf(err, en, "out of memory"); free(ix); free(cfg); return 0; }
+                for (q = 0; q < 2 && ok; q++) {
+                    ok = nn__st_read(f, &f->info[ix[3 * k + q]], tmp);
+                    if (ok) {
+                        nn_tensor *mt = opt->moments[2 * k + q], *hc = nn_from_data(NN_F32, mt->ndim, mt->shape, tmp);
+                        nn_copy_(mt, hc);
+                        nn_tensor_free(hc);
+                    }
+                }
+                free(tmp);
+                if (!ok || !nn__st_read(f, &f->info[ix[3 * k + 2]], &st)) {
+                    snprintf(err, en, "read failed (file changed?)");
+                    free(ix); free(cfg);
+                    return 0;
+                }
+                opt->steps[k] = st;
+                continue;
+            }
             if (!nn__st_read(f, &f->info[ix[3 * k]], opt->exp_avg[k]) ||
                 !nn__st_read(f, &f->info[ix[3 * k + 1]], opt->exp_avg_sq[k]) ||
                 !nn__st_read(f, &f->info[ix[3 * k + 2]], &st)) {

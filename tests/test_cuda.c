@@ -20,7 +20,7 @@
 #define TOL_LOW 1e-2
 
 static double worst_f32, worst_low;
-static int verbose;
+static int verbose, quick;   /* quick: a small part (for compute-sanitizer): sdpa subset, group_norm, device AdamW */
 
 /* host copy of t as f32 (casting on t's device first if needed) */
 static float *host_f32(nn_tensor *t) {
@@ -462,94 +462,62 @@ static void test_casts(void) {
     nn_tensor_free(src);
 }
 
-/* group_norm: the CUDA kernels against the CPU op (nn.h's group_norm is in wip/ops_conv.h, CPU-only so far) */
-void nn__cuda_group_norm_fwd(const nn_tensor *x, int64_t G, const nn_tensor *w, const nn_tensor *b, double eps,
-                             nn_tensor *y, nn_tensor *mean, nn_tensor *rstd);
-void nn__cuda_group_norm_bwd(const nn_tensor *g, const nn_tensor *x, int64_t G, const nn_tensor *w, const nn_tensor *mean,
-                             const nn_tensor *rstd, nn_tensor *gx, nn_tensor *gw, nn_tensor *gb);
+/* [ops:conv] through nn.h's ops: group_norm, conv2d, upsample, avg and adaptive pools on both devices */
+typedef struct { int groups, st[2], pd[2], dl[2], kind, a, b, c; } vargs;
+static nn_tensor *f_group_norm(void *c, nn_tensor **in) { return nn_group_norm(in[0], ((vargs *)c)->groups, in[1], in[2], 1e-5); }
+static nn_tensor *f_conv2d(void *c, nn_tensor **in) {
+    vargs *a = (vargs *)c;
+    return nn_conv2d_ex(in[0], in[1], in[2], a->st, a->pd, a->dl, a->groups);
+}
+static nn_tensor *f_pool(void *c, nn_tensor **in) {
+    vargs *a = (vargs *)c;
+    if (a->kind == 0) return nn_upsample_nearest2d(in[0], a->a, a->b);
+    if (a->kind == 1) return nn_avg_pool2d(in[0], a->a, a->b, a->c);
+    return nn_adaptive_avg_pool2d(in[0], a->a, a->b);
+}
+
 static void test_group_norm(void) {
     /* (groups of 2 elements give a gradient that is exactly 0 up to rounding: no relative error to measure) */
     static const int64_t shapes[][4] = {{2, 6, 5, 7}, {3, 32, 17, 9}, {1, 4, 1, 3}, {2, 64, 33, 33}};
     static const int groups[] = {3, 8, 2, 32};
+    static const int grad[3] = {1, 1, 1};
     int s;
     for (s = 0; s < 4; s++) {
-        int64_t C = shapes[s][1], NG = shapes[s][0] * groups[s];
+        int64_t C = shapes[s][1];
         char what[64];
-        nn_mem_trim(NN_CUDA);
-        nn_scope_begin();
-        {
-            nn_tensor *x = rnd(4, shapes[s], -2, 3), *w = rnd(1, &C, 0.5, 1.5), *b = rnd(1, &C, -1, 1), *y, *g;
-            nn_tensor *xg = nn_to(x, NN_CUDA), *wg = nn_to(w, NN_CUDA), *bg = nn_to(b, NN_CUDA);
-            nn_tensor *yg = nn__new(NN_F32, NN_CUDA, 4, shapes[s]), *mg = nn__new(NN_F32, NN_CUDA, 1, &NG);
-            nn_tensor *rg = nn__new(NN_F32, NN_CUDA, 1, &NG), *gxg, *gwg, *gbg;
-            nn_requires_grad(x, 1); nn_requires_grad(w, 1); nn_requires_grad(b, 1);
-            y = nn_group_norm(x, groups[s], w, b, 1e-5);
-            nn__cuda_group_norm_fwd(xg, groups[s], wg, bg, 1e-5, yg, mg, rg);
-            snprintf(what, sizeof what, "group_norm shape %d", s);
-            check_rel(what, "fwd", yg, y, TOL_F32);
-            g = rnd(4, shapes[s], -1, 1);
-            nn_backward_with(1, &y, &g);
-            gxg = nn__new(NN_F32, NN_CUDA, 4, shapes[s]); gwg = nn__new(NN_F32, NN_CUDA, 1, &C); gbg = nn__new(NN_F32, NN_CUDA, 1, &C);
-            nn__cuda_group_norm_bwd(nn_to(g, NN_CUDA), xg, groups[s], wg, mg, rg, gxg, gwg, gbg);
-            check_rel(what, "grad x", gxg, x->grad, TOL_F32);
-            check_rel(what, "grad w", gwg, w->grad, TOL_F32);
-            check_rel(what, "grad b", gbg, b->grad, TOL_F32);
-            nn_zero_grad(x); nn_zero_grad(w); nn_zero_grad(b);
-        }
-        nn_scope_end(NULL);
+        vargs a;
+        nn_tensor *in[3];
+        memset(&a, 0, sizeof a);
+        a.groups = groups[s];
+        in[0] = rnd(4, shapes[s], -2, 3); in[1] = rnd(1, &C, 0.5, 1.5); in[2] = rnd(1, &C, -1, 1);
+        snprintf(what, sizeof what, "group_norm shape %d", s);
+        compare(what, f_group_norm, &a, 3, in, grad, TOL_F32);
+        nn_tensor_free(in[0]); nn_tensor_free(in[1]); nn_tensor_free(in[2]);
     }
 }
 
-/* conv2d, pools, upsample: the CUDA entry points against the CPU ops (wip/ops_conv.h, CPU-only so far) */
-void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, const int stride[2],
-                         const int padding[2], const int dilation[2], int groups, nn_tensor *y);
-void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *w, const int stride[2],
-                         const int padding[2], const int dilation[2], int groups, nn_tensor *gx, nn_tensor *gw,
-                         nn_tensor *gb);
-void nn__cuda_upsample_nearest2d_fwd(const nn_tensor *x, nn_tensor *y);
-void nn__cuda_upsample_nearest2d_bwd(const nn_tensor *g, nn_tensor *gx);
-void nn__cuda_avg_pool2d_fwd(const nn_tensor *x, int kernel, int stride, int padding, nn_tensor *y);
-void nn__cuda_avg_pool2d_bwd(const nn_tensor *g, int kernel, int stride, int padding, nn_tensor *gx);
-void nn__cuda_adaptive_avg_pool2d_fwd(const nn_tensor *x, nn_tensor *y);
-void nn__cuda_adaptive_avg_pool2d_bwd(const nn_tensor *g, nn_tensor *gx);
-
-static nn_tensor *dev_like(const nn_tensor *t) { return nn__new(NN_F32, NN_CUDA, t->ndim, t->shape); }
-
 static void test_conv(void) {
-    /* N C H W, O kh kw, stride, pad, dil, groups */
+    /* N C H W, O kh kw, stride, pad, dil, groups, bias */
     static const int cs[][12] = {{2, 3, 11, 13, 5, 3, 3, 1, 1, 1, 1, 1}, {3, 8, 17, 9, 4, 3, 3, 2, 1, 1, 2, 1},
                                  {2, 6, 15, 15, 6, 5, 3, 1, 2, 2, 3, 1}, {4, 16, 7, 7, 8, 1, 1, 1, 0, 1, 1, 0},
                                  {1, 4, 9, 10, 4, 3, 3, 2, 0, 1, 4, 1}, {2, 5, 6, 7, 7, 2, 4, 3, 1, 1, 1, 1}};
+    static const int grad[3] = {1, 1, 1};
     int k;
     for (k = 0; k < 6; k++) {
         const int *c = cs[k];
-        int st[2], pd[2], dl[2];
         int64_t xs[4], wsz[4], bs = c[4];
         char what[64];
-        st[0] = c[7]; st[1] = c[7] == 3 ? 2 : c[7]; pd[0] = c[8]; pd[1] = c[8]; dl[0] = c[9]; dl[1] = c[9];
+        vargs a;
+        nn_tensor *in[3];
+        memset(&a, 0, sizeof a);
+        a.st[0] = c[7]; a.st[1] = c[7] == 3 ? 2 : c[7]; a.pd[0] = c[8]; a.pd[1] = c[8]; a.dl[0] = c[9]; a.dl[1] = c[9];
+        a.groups = c[10];
         xs[0] = c[0]; xs[1] = c[1]; xs[2] = c[2]; xs[3] = c[3];
         wsz[0] = c[4]; wsz[1] = c[1] / c[10]; wsz[2] = c[5]; wsz[3] = c[6];
+        in[0] = rnd(4, xs, -1, 1); in[1] = rnd(4, wsz, -1, 1); in[2] = c[11] ? rnd(1, &bs, -1, 1) : NULL;
         snprintf(what, sizeof what, "conv2d case %d", k);
-        nn_mem_trim(NN_CUDA);
-        nn_scope_begin();
-        {
-            nn_tensor *x = rnd(4, xs, -1, 1), *w = rnd(4, wsz, -1, 1), *b = c[11] ? rnd(1, &bs, -1, 1) : NULL, *y, *g;
-            nn_tensor *yg, *gxg, *gwg, *gbg = NULL;
-            nn_requires_grad(x, 1); nn_requires_grad(w, 1); if (b) nn_requires_grad(b, 1);
-            y = nn_conv2d_ex(x, w, b, st, pd, dl, c[10]);
-            yg = dev_like(y);
-            nn__cuda_conv2d_fwd(nn_to(x, NN_CUDA), nn_to(w, NN_CUDA), b ? nn_to(b, NN_CUDA) : NULL, st, pd, dl, c[10], yg);
-            check_rel(what, "fwd", yg, y, TOL_F32);
-            g = rnd(4, y->shape, -1, 1);
-            nn_backward_with(1, &y, &g);
-            gxg = dev_like(x); gwg = dev_like(w); if (b) gbg = dev_like(b);
-            nn__cuda_conv2d_bwd(nn_to(g, NN_CUDA), nn_to(x, NN_CUDA), nn_to(w, NN_CUDA), st, pd, dl, c[10], gxg, gwg, gbg);
-            check_rel(what, "grad x", gxg, x->grad, TOL_F32);
-            check_rel(what, "grad w", gwg, w->grad, TOL_F32);
-            if (b) check_rel(what, "grad b", gbg, b->grad, TOL_F32);
-            nn_zero_grad(x); nn_zero_grad(w); if (b) nn_zero_grad(b);
-        }
-        nn_scope_end(NULL);
+        compare(what, f_conv2d, &a, 3, in, grad, TOL_F32);
+        nn_tensor_free(in[0]); nn_tensor_free(in[1]); if (in[2]) nn_tensor_free(in[2]);
     }
     for (k = 0; k < 9; k++) {   /* 0-2 upsample, 3-5 avg_pool, 6-8 adaptive */
         static const int64_t xs[3][4] = {{2, 3, 5, 7}, {1, 2, 9, 11}, {3, 4, 16, 16}};
@@ -557,30 +525,16 @@ static void test_conv(void) {
         static const int pool[3][3] = {{2, 2, 0}, {3, 2, 1}, {4, 3, 2}};
         int i = k % 3;
         char what[64];
-        nn_mem_trim(NN_CUDA);
-        nn_scope_begin();
-        {
-            nn_tensor *x = rnd(4, xs[i], -1, 1), *y, *g, *yg, *gxg;
-            nn_requires_grad(x, 1);
-            if (k < 3) y = nn_upsample_nearest2d(x, os[i][0], os[i][1]);
-            else if (k < 6) y = nn_avg_pool2d(x, pool[i][0], pool[i][1], pool[i][2]);
-            else y = nn_adaptive_avg_pool2d(x, os[(i + 2) % 3][0] % 7 + 1, os[(i + 1) % 3][1] % 6 + 2);
-            yg = dev_like(y);
-            if (k < 3) nn__cuda_upsample_nearest2d_fwd(nn_to(x, NN_CUDA), yg);
-            else if (k < 6) nn__cuda_avg_pool2d_fwd(nn_to(x, NN_CUDA), pool[i][0], pool[i][1], pool[i][2], yg);
-            else nn__cuda_adaptive_avg_pool2d_fwd(nn_to(x, NN_CUDA), yg);
-            snprintf(what, sizeof what, "%s case %d", k < 3 ? "upsample_nearest2d" : k < 6 ? "avg_pool2d" : "adaptive_avg_pool2d", i);
-            check_rel(what, "fwd", yg, y, TOL_F32);
-            g = rnd(4, y->shape, -1, 1);
-            nn_backward_with(1, &y, &g);
-            gxg = dev_like(x);
-            if (k < 3) nn__cuda_upsample_nearest2d_bwd(nn_to(g, NN_CUDA), gxg);
-            else if (k < 6) nn__cuda_avg_pool2d_bwd(nn_to(g, NN_CUDA), pool[i][0], pool[i][1], pool[i][2], gxg);
-            else nn__cuda_adaptive_avg_pool2d_bwd(nn_to(g, NN_CUDA), gxg);
-            check_rel(what, "grad x", gxg, x->grad, TOL_F32);
-            nn_zero_grad(x);
-        }
-        nn_scope_end(NULL);
+        vargs a;
+        nn_tensor *x = rnd(4, xs[i], -1, 1);
+        memset(&a, 0, sizeof a);
+        a.kind = k / 3;
+        if (k < 3) { a.a = (int)os[i][0]; a.b = (int)os[i][1]; }
+        else if (k < 6) { a.a = pool[i][0]; a.b = pool[i][1]; a.c = pool[i][2]; }
+        else { a.a = (int)(os[(i + 2) % 3][0] % 7 + 1); a.b = (int)(os[(i + 1) % 3][1] % 6 + 2); }
+        snprintf(what, sizeof what, "%s case %d", k < 3 ? "upsample_nearest2d" : k < 6 ? "avg_pool2d" : "adaptive_avg_pool2d", i);
+        compare(what, f_pool, &a, 1, &x, grad, TOL_F32);
+        nn_tensor_free(x);
     }
 }
 
@@ -653,6 +607,254 @@ static void test_optim(void) {
     for (k = 0; k < NT * 4; k++) nn_tensor_free(ts[k]);
 }
 
+/* nn_sdpa on the GPU (flash attention) against the CPU op: same inputs (rounded to bf16/f16 for the low-precision
+   kernels), same generator state (so the same dropout mask), same upstream gradient. Bounds: f32 2e-5 (the
+   CPU's tiles and the GPU's sum in different orders; the SIMT f32 kernel uses expf), f16 6e-3, bf16 3e-2 (O, dO
+   and the probabilities are rounded to the dtype before the backward GEMMs, as every flash kernel does).
+   A gradient that is exactly zero on the CPU (Lk = 1: P = 1, dS = 0; a bias constant along keys) is measured
+   against the norm of dV instead of its own. */
+#define TOL_SDPA_F32 2e-5
+#define TOL_SDPA_F16 6e-3
+#define TOL_SDPA_BF16 3e-2
+static double worst_sdpa[3];
+typedef struct {
+    const char *name;
+    int64_t B, H, Lq, Lk, D, Dv;
+    int mask;        /* 0 none, 1 random [B,H,Lq,Lk] with fully masked rows, 2 key padding [B,1,1,Lk] */
+    int bias;        /* 0 none, 1 [B,1,Lq,Lk], 2 [B,H,Lq,Lk], 3 [1,H,1,Lk], 4 [B,H,Lq,1], 5 [Lq,Lk] */
+    int bias_grad, causal;
+    double p, scale;
+} sdpa_case;
+
+static double sq_norm(nn_tensor *t) {
+    float *h;
+    double s = 0;
+    int64_t i;
+    if (!t) return 0;
+    h = host_f32(t);
+    for (i = 0; i < t->numel; i++) s += (double)h[i] * h[i];
+    free(h);
+    return sqrt(s);
+}
+
+static void sdpa_part(const char *what, const char *part, nn_tensor *gpu, nn_tensor *cpu, double ref, double tol, int di) {
+    double e = rel_err(gpu, cpu), nc = sq_norm(cpu);
+    if (nc == 0 && ref > 0) e = e / ref;   /* rel_err returned the absolute norm */
+    if (e > worst_sdpa[di] || e != e) worst_sdpa[di] = e;
+    if (verbose) printf("  %-48s %-6s rel err %.3g\n", what, part, e);
+    CHECK(e < tol, "%s %s: relative error %.3g (bound %.0e)", what, part, e, tol);
+}
+
+static nn_tensor *rounded(nn_tensor *x, nn_dtype dt) {   /* x rounded to dt, back in f32 (CPU) */
+    return dt == NN_F32 ? nn_clone(x) : nn_cast(nn_cast(x, dt), NN_F32);
+}
+
+static void sdpa_run(const sdpa_case *c, nn_dtype dt) {
+    static const char *dn[3] = {"f32", "f16", "bf16"};
+    int di = dt == NN_F32 ? 0 : dt == NN_F16 ? 1 : 2;
+    double tol = di == 0 ? TOL_SDPA_F32 : di == 1 ? TOL_SDPA_F16 : TOL_SDPA_BF16;
+    int64_t qs[4] = {c->B, c->H, c->Lq, c->D}, ks[4] = {c->B, c->H, c->Lk, c->D}, vs[4] = {c->B, c->H, c->Lk, c->Dv};
+    int64_t ms[4], bsz[4];
+    int bnd = 4;
+    char what[96];
+    nn_tensor *q, *k, *v, *qc, *kc, *vc, *qg, *kg, *vg, *mc = NULL, *mg = NULL, *bc = NULL, *bg = NULL, *yc, *yg, *g, *gg;
+    nn_sdpa_opts oc, og;
+    nn_rng_state rs;
+    snprintf(what, sizeof what, "sdpa %s %s", c->name, dn[di]);
+    nn_mem_trim(NN_CUDA);
+    nn_scope_begin();
+    q = rnd(4, qs, -1.5, 1.5); k = rnd(4, ks, -1.5, 1.5); v = rnd(4, vs, -1, 1);
+    qc = rounded(q, dt); kc = rounded(k, dt); vc = rounded(v, dt);
+    qg = nn_to(dt == NN_F32 ? qc : nn_cast(qc, dt), NN_CUDA);
+    kg = nn_to(dt == NN_F32 ? kc : nn_cast(kc, dt), NN_CUDA);
+    vg = nn_to(dt == NN_F32 ? vc : nn_cast(vc, dt), NN_CUDA);
+    if (c->mask) {
+        int64_t i, n;
+        uint8_t *m;
+        ms[0] = c->B; ms[1] = c->mask == 1 ? c->H : 1; ms[2] = c->mask == 1 ? c->Lq : 1; ms[3] = c->Lk;
+        n = ms[0] * ms[1] * ms[2] * ms[3];
+        m = (uint8_t *)malloc((size_t)n + 1);
+        for (i = 0; i < n; i++) {
+            int64_t j = i % c->Lk, row = i / c->Lk;
+            if (c->mask == 1) m[i] = (row % 7 == 3) ? 0 : (uint8_t)(nn_rng_uniform_at(99, (uint64_t)i) > 0.3f);
+            else m[i] = j < c->Lk - c->Lk / 4 || j == 0;   /* the last quarter padded */
+        }
+        mc = nn_from_data(NN_BOOL, 4, ms, m);
+        mg = nn_to(mc, NN_CUDA);
+        free(m);
+    }
+    if (c->bias) {
+        bsz[0] = c->bias == 3 ? 1 : c->B; bsz[1] = c->bias == 1 ? 1 : c->H; bsz[2] = c->bias == 3 ? 1 : c->Lq;
+        bsz[3] = c->bias == 4 ? 1 : c->Lk;
+        if (c->bias == 5) { bsz[0] = c->Lq; bsz[1] = c->Lk; bnd = 2; }
+        bc = rnd(bnd, bsz, -2, 2);
+        bg = nn_to(bc, NN_CUDA);
+        if (c->bias_grad) { nn_requires_grad(bc, 1); nn_requires_grad(bg, 1); }
+    }
+    nn_requires_grad(qc, 1); nn_requires_grad(kc, 1); nn_requires_grad(vc, 1);
+    nn_requires_grad(qg, 1); nn_requires_grad(kg, 1); nn_requires_grad(vg, 1);
+    memset(&oc, 0, sizeof oc);
+    oc.mask = mc; oc.bias = bc; oc.causal = c->causal; oc.scale = c->scale; oc.dropout_p = c->p;
+    og = oc; og.mask = mg; og.bias = bg;
+    rs = nn_rng_get();
+    yc = nn_sdpa(qc, kc, vc, &oc);
+    nn_rng_set(rs);                        /* the same offset: the same dropout mask on both devices */
+    yg = nn_sdpa(qg, kg, vg, &og);
+    CHECK(nn_rng_get().offset == rs.offset + (c->p > 0 ? (uint64_t)(c->B * c->H * c->Lq * c->Lk) : 0),
+          "%s: the GPU reserved the CPU's dropout stream", what);
+    CHECK(yg->dtype == dt && yg->device == NN_CUDA, "%s: output is %s on %s", what, nn_dtype_name(yg->dtype),
+          nn_device_name(yg->device));
+    sdpa_part(what, "out", yg, yc, 0, tol, di);
+    g = rnd(4, yc->shape, -1, 1);
+    gg = nn_to(g, NN_CUDA);
+    {
+        nn_tensor *outs[2], *gs[2];
+        double ref;
+        outs[0] = yc; outs[1] = yg; gs[0] = g; gs[1] = gg;
+        nn_backward_with(2, outs, gs);
+        ref = sq_norm(vc->grad);
+        sdpa_part(what, "dq", qg->grad, qc->grad, ref, tol, di);
+        sdpa_part(what, "dk", kg->grad, kc->grad, ref, tol, di);
+        sdpa_part(what, "dv", vg->grad, vc->grad, ref, tol, di);
+        if (bc && c->bias_grad) {
+            CHECK(bg->grad && bg->grad->ndim == bc->ndim && bg->grad->numel == bc->numel, "%s: dbias has the bias's shape", what);
+            sdpa_part(what, "dbias", bg->grad, bc->grad, ref, tol, di);
+        }
+    }
+    nn_scope_end(NULL);
+}
+
+static void test_sdpa(void) {
+    static const sdpa_case cs[] = {
+        {"plain odd lengths", 2, 3, 37, 53, 16, 16, 0, 0, 0, 0, 0, 0},
+        {"causal Lq>Lk", 2, 2, 70, 45, 32, 32, 0, 0, 0, 1, 0, 0},
+        {"causal Lq<Lk d64", 1, 3, 33, 80, 64, 64, 0, 0, 0, 1, 0, 0},
+        {"mask+fully masked rows D!=Dv", 2, 2, 41, 67, 24, 40, 1, 0, 0, 0, 0, 0},
+        {"keypad+bias[B,1] grad", 2, 3, 29, 77, 32, 32, 2, 1, 1, 0, 0, 0},
+        {"full bias grad causal scale d128", 1, 2, 45, 45, 128, 128, 0, 2, 1, 1, 0, 0.3},
+        {"bias[1,H,1,Lk] grad d96", 2, 2, 19, 131, 96, 96, 0, 3, 1, 0, 0, 0},
+        {"bias[B,H,Lq,1] grad (zero)", 1, 2, 17, 23, 16, 16, 0, 4, 1, 0, 0, 0},
+        {"bias[Lq,Lk] grad", 2, 2, 25, 31, 16, 16, 0, 5, 1, 0, 0, 0},
+        {"dropout+mask+bias grad", 2, 2, 37, 61, 32, 32, 1, 1, 1, 0, 0.2, 0},
+        {"dropout causal", 1, 3, 50, 50, 16, 16, 0, 0, 0, 1, 0.3, 0},
+        {"Lk=1", 2, 2, 9, 1, 16, 16, 0, 0, 0, 0, 0, 0},
+        {"Lk=1 causal", 1, 2, 9, 1, 32, 32, 0, 0, 0, 1, 0, 0},
+        {"split-KV keypad+bias+dropout", 1, 2, 10, 2100, 64, 64, 2, 1, 1, 0, 0.1, 0},
+        {"split-KV causal", 1, 1, 40, 3000, 32, 32, 0, 0, 0, 1, 0, 0},
+    };
+    static const nn_dtype dts[3] = {NN_F32, NN_F16, NN_BF16};
+    size_t i;
+    int d;
+    for (i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        for (d = 0; d < 3; d++) {
+            if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13))) continue;
+            sdpa_run(&cs[i], dts[d]);
+        }
+    {   /* nn_key_padding_mask on a device tensor */
+        int64_t s2[2] = {2, 5};
+        float vh[10] = {1, 1, 1, 0, 0, 1, 1, 1, 1, 0};
+        uint8_t mh[10];
+        int j, same = 1;
+        nn_scope_begin();
+        {
+            nn_tensor *m = nn_key_padding_mask(nn_to(nn_from_f32(2, s2, vh), NN_CUDA));
+            CHECK(m->device == NN_CUDA && m->ndim == 4 && m->shape[3] == 5, "key_padding_mask on cuda: shape/device");
+            nn_to_host(m, mh);
+            for (j = 0; j < 10; j++) same &= mh[j] == (vh[j] != 0);
+            CHECK(same, "key_padding_mask on cuda: values");
+        }
+        nn_scope_end(NULL);
+    }
+    printf("sdpa worst relative error: f32 %.3g (bound %.0e), f16 %.3g (bound %.0e), bf16 %.3g (bound %.0e)\n",
+           worst_sdpa[0], TOL_SDPA_F32, worst_sdpa[1], TOL_SDPA_F16, worst_sdpa[2], TOL_SDPA_BF16);
+}
+
+/* nn_adamw / nn_clip_grad_norm / nn_ckpt on device parameters against the same on CPU parameters */
+static void test_adamw_params(void) {
+    enum { NT = 5 };
+    static const int64_t sizes[NT][2] = {{1, 1}, {3, 11}, {70001, 1}, {64, 64}, {200003, 1}};
+    nn_params Pc, Pg;
+    nn_adamw *oc, *og;
+    nn_adamw_cfg cfg = nn_adamw_default();
+    int k, step, mism = 0;
+    int64_t i, total = 0;
+    double maxrel = 0;
+    memset(&Pc, 0, sizeof Pc); memset(&Pg, 0, sizeof Pg);
+    nn_mem_trim(NN_CUDA);
+    for (k = 0; k < NT; k++) {
+        char name[16];
+        int nd = sizes[k][1] == 1 ? 1 : 2;
+        nn_tensor *t = rnd(nd, sizes[k], -1, 1);
+        snprintf(name, sizeof name, "p%d", k);
+        nn_params_add(&Pg, name, nn_to(t, NN_CUDA));
+        nn_params_add(&Pc, name, t);
+        nn_requires_grad(Pc.items[k].t, 1); nn_requires_grad(Pg.items[k].t, 1);
+    }
+    nn_params_mark_no_decay(&Pc); nn_params_mark_no_decay(&Pg);
+    cfg.weight_decay = 0.05;
+    oc = nn_adamw_new(&Pc, cfg); og = nn_adamw_new(&Pg, cfg);
+    CHECK(og->moments && og->moments[0]->device == NN_CUDA, "adamw: device moments on cuda");
+    for (step = 0; step < 4; step++) {
+        float nc, ng;
+        nn_params_zero_grad(&Pc); nn_params_zero_grad(&Pg);
+        nn_scope_begin();
+        for (k = 0; k < NT; k++) {   /* gradient r: seeded straight into each leaf */
+            nn_tensor *pc = Pc.items[k].t, *pg = Pg.items[k].t, *r = rnd(pc->ndim, pc->shape, -2, 2), *rg = nn_to(r, NN_CUDA);
+            if (step == 2 && k == 1) continue;   /* a parameter without gradient is skipped */
+            nn_backward_with(1, &pc, &r);
+            nn_backward_with(1, &pg, &rg);
+        }
+        nn_scope_end(NULL);
+        if (step == 3) {   /* clipping: the norm, and the scaled gradients */
+            nc = nn_clip_grad_norm(&Pc, 1.0, 0);
+            ng = nn_clip_grad_norm(&Pg, 1.0, 0);
+            CHECK(fabs((double)nc - ng) <= 2e-7 * nc, "clip_grad_norm on cuda: total %.9g vs cpu %.9g", (double)ng, (double)nc);
+            for (k = 0; k < NT; k++) {
+                double e = rel_err(Pg.items[k].t->grad, Pc.items[k].t->grad);
+                CHECK(e < 1e-6, "clip_grad_norm on cuda: grad %d rel err %.3g", k, e);
+            }
+            ng = nn_grad_norm(&Pg);
+            CHECK(fabs((double)ng - 1.0) < 1e-5, "grad_norm on cuda after clipping: %.9g", (double)ng);
+        }
+        nn_adamw_step(oc, 1e-2);
+        nn_adamw_step(og, 1e-2);
+        if (step == 2) {
+            /* bitwise before clipping: same f32 arithmetic, same order, no reductions */
+            for (k = 0; k < NT; k++) {
+                float *a = host_f32(Pg.items[k].t), *b = (float *)Pc.items[k].t->data;
+                for (i = 0; i < Pc.items[k].t->numel; i++) { mism += memcmp(&a[i], &b[i], 4) != 0; total++; }
+                free(a);
+            }
+        }
+    }
+    for (k = 0; k < NT; k++) {
+        double e = rel_err(Pg.items[k].t, Pc.items[k].t);
+        if (e > maxrel) maxrel = e;
+    }
+    CHECK(mism == 0, "adamw on cuda params: %d of %lld values differ from the CPU step (bitwise expected)", mism, (long long)total);
+    CHECK(maxrel < 1e-6, "adamw on cuda params after a clipped step: rel err %.3g", maxrel);
+    printf("adamw device params: %d/%lld bitwise mismatches after 3 steps; after a clipped 4th step rel err %.3g\n",
+           mism, (long long)total, maxrel);
+    {   /* checkpoint: device moments to the host and back */
+        const char *path = "/tmp/nn_test_cuda_ckpt.safetensors";
+        nn_adamw *o2;
+        double e = 0;
+        nn_ckpt_save(path, &Pg, og, NULL, NULL);
+        o2 = nn_adamw_new(&Pg, cfg);
+        nn_ckpt_load(path, &Pg, o2, NULL, NULL);
+        for (k = 0; k < NT; k++) {
+            double a = rel_err(o2->moments[2 * k], og->moments[2 * k]), b = rel_err(o2->moments[2 * k + 1], og->moments[2 * k + 1]);
+            e = a > e ? a : e; e = b > e ? b : e;
+            CHECK(o2->steps[k] == og->steps[k], "ckpt: steps of %d", k);
+        }
+        CHECK(e == 0, "ckpt: device moments round trip, rel err %.3g", e);
+        remove(path);
+        nn_adamw_free(o2);
+    }
+    nn_adamw_free(oc); nn_adamw_free(og);
+    nn_params_free(&Pc); nn_params_free(&Pg);
+}
+
 /* pool statistics and the out-of-memory message */
 static jmp_buf oom_jmp;
 static void oom_handler(const char *msg, void *u) { (void)u; (void)msg; longjmp(oom_jmp, 1); }
@@ -684,23 +886,35 @@ static void test_memory(void) {
 }
 
 int main(int argc, char **argv) {
-    verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
+    int a;
+    for (a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "-v") == 0) verbose = 1;
+        if (strcmp(argv[a], "quick") == 0) quick = 1;
+    }
     setenv("NN_CUDA_POISON", "1", 0);
     if (!nn_cuda_available()) { printf("no CUDA device\n0 passed, 1 failed\n"); return 1; }
     nn_cuda_set_tf32(0);
     nn_seed(7);
-    test_elementwise();
-    test_reduce();
-    test_softmax();
-    test_layer_norm();
-    test_matmul();
-    test_shape();
-    test_dropout();
-    test_casts();
-    test_group_norm();
-    test_conv();
-    test_optim();
-    test_memory();
+    if (quick) {
+        test_group_norm();
+        test_sdpa();
+        test_adamw_params();
+    } else {
+        test_elementwise();
+        test_reduce();
+        test_softmax();
+        test_layer_norm();
+        test_matmul();
+        test_shape();
+        test_dropout();
+        test_casts();
+        test_group_norm();
+        test_conv();
+        test_optim();
+        test_sdpa();
+        test_adamw_params();
+        test_memory();
+    }
     nn_cuda_synchronize();
     nn_shutdown();
     printf("worst relative error: f32 %.3g (bound %.0e), bf16/f16 %.3g (bound %.0e)\n", worst_f32, TOL_F32, worst_low, TOL_LOW);
