@@ -54,6 +54,7 @@ static kit_cfg *make_config(void) {
     kit_cfg_add_int(c, "training.warmup_steps", 100, 0, 100000000, "linear warm-up steps from 1% of the peak");
     kit_cfg_add_float(c, "training.min_lr", 1e-6, 0, 1, "cosine floor");
     kit_cfg_add_float(c, "training.grad_clip", 1.0, 0, 1e9, "global gradient-norm clip (0 = off)");
+    kit_cfg_add_string(c, "training.amp", "off", "off|bf16|f16", "autocast: linear/attention in low precision, f32 master weights (f16 with loss scaling)");
     kit_cfg_add_float(c, "training.movable_weight", 1.0, 0, 100, "cross-entropy weight of the movable class");
     kit_cfg_add_int(c, "training.seed", 0, 0, 1LL << 62, "initialisation, dropout and shuffling");
     kit_cfg_add_float(c, "training.max_time_s", 0, 0, 1e9, "stop training after this long (0 = no limit)");
@@ -327,6 +328,9 @@ static int cmd_train(app *a, int resume) {
     int64_t max_steps = kit_cfg_int(c, "training.max_steps");
     double best = -1, clip = kit_cfg_float(c, "training.grad_clip"), max_time = kit_cfg_float(c, "training.max_time_s");
     double t_start = kit_now(), thr = kit_cfg_float(c, "eval.conf_threshold");
+    const char *amp_s = kit_cfg_string(c, "training.amp");
+    nn_dtype amp = !strcmp(amp_s, "bf16") ? NN_BF16 : !strcmp(amp_s, "f16") ? NN_F16 : NN_F32;
+    nn_grad_scaler scaler = nn_grad_scaler_new(65536.0, 2.0, 0.5, 2000, amp == NN_F16);   /* GradScaler's defaults */
     float *hist_train = calloc((size_t)epochs, sizeof(float)), *hist_val = calloc((size_t)epochs, sizeof(float));
     float *hist_x = calloc((size_t)epochs, sizeof(float));
     int n_hist = 0;
@@ -382,11 +386,15 @@ static int cmd_train(app *a, int resume) {
             float gnorm;
             nn_scope_begin();
             batch_tensors(&b, &x, &y);
+            if (amp != NN_F32) nn_autocast_begin(amp);      /* mixed precision, as the seed's torch.autocast */
             loss = nn_cross_entropy(mesh_seg_forward(&a->model, x), y, a->class_w, -100, 0.0);
+            if (amp != NN_F32) nn_autocast_end();
             nn_params_zero_grad(&a->P);
-            nn_backward(loss);
+            nn_backward(nn_scaler_scale(&scaler, loss));      /* f16: scaled so small gradients survive */
+            nn_scaler_unscale(&scaler, &a->P);                /* clipping sees the true gradients */
             gnorm = clip > 0 ? nn_clip_grad_norm(&a->P, clip, 0) : nn_grad_norm(&a->P);
-            nn_adamw_step(opt, lr);
+            nn_scaler_step(&scaler, opt, lr);                 /* skipped when a gradient is inf/NaN */
+            nn_scaler_update(&scaler);
             nn_sched_step(&sched);
             lv = nn_item(loss);
             nn_scope_end(NULL);
