@@ -13,7 +13,7 @@ int main(int argc, char **argv) {
     dinov2_config c;
     dinov2 m;
     nn_params P = {0};
-    nn_load_opts lo = {1, 0, NULL};
+    nn_load_opts lo = {1, 0, NULL, NULL};
     nn_tensor *x, *y;
     struct timespec t0, t1;
     if (argc < 10) {

@@ -43,10 +43,14 @@ training:
   num_epochs: 6
   learning_rate: 2.0e-3
   warmup_epochs: 0.5
+  use_amp: false
 YAML
 P="$B/part_location"
 "$P" train --config "$T/cfg.yaml" > "$T/a.log" 2>&1
 check "train runs" "grep -q 'training done' $T/a.log"
+"$P" train --config "$T/cfg.yaml" --set training.use_amp=true --set training.amp_dtype=f16 --set training.num_epochs=2 \
+  --set data.output_dir="$T/amp" > "$T/amp.log" 2>&1
+check "f16 autocast with loss scaling trains (finite losses)" "grep -q 'training done' $T/amp.log && ! grep -qi 'nan' $T/amp.log"
 check "warning for the model without a whole image" "grep -q 'nowhole: no nowhole-whole.png' $T/a.log"
 check "warning for the part without a label" "grep -q 'model0000-nolabel.png: no label' $T/a.log"
 check "split by model" "grep -q 'split by model' $T/a.log"

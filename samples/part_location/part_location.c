@@ -57,7 +57,7 @@ static kit_cfg *make_config(void) {
     kit_cfg_add_float(c, "training.weight_decay", 0.05, 0, 10, "AdamW decoupled weight decay (not on biases/norms)");
     kit_cfg_add_float(c, "training.grad_clip", 1.0, 0, 1e9, "max global gradient norm (0: off)");
     kit_cfg_add_int(c, "training.accumulation_steps", 1, 1, 4096, "micro-batches per optimiser step");
-    kit_cfg_add_bool(c, "training.use_amp", 1, "mixed precision (bf16/f16 on the GPU; the CPU computes in f32)");
+    kit_cfg_add_bool(c, "training.use_amp", 1, "mixed precision: autocast (on the CPU emulated by rounding; f16 scales the loss)");
     kit_cfg_add_string(c, "training.amp_dtype", "bf16", "bf16|f16", "autocast dtype");
     kit_cfg_add_int(c, "training.seed", 42, 0, 1LL << 62, "init, shuffling and augmentation seed");
     kit_cfg_add_int(c, "training.keep_checkpoints", 2, 1, 1000, "epoch checkpoints kept on disk");
@@ -305,7 +305,7 @@ static void build_model(app *a, int for_training) {
 /* facebook/dinov2-* weights (Dinov2Model's names) into the "encoder." part of the registry */
 static void load_pretrained(app *a, const char *path) {
     nn_params E = {0};
-    nn_load_opts o = {1, 1, NULL};
+    nn_load_opts o = {1, 1, NULL, NULL};
     int k;
     for (k = 0; k < a->P.n; k++)
         if (!strncmp(a->P.items[k].name, "encoder.", 8)) nn_params_add(&E, a->P.items[k].name + 8, nn_retain(a->P.items[k].t));
@@ -328,7 +328,7 @@ static kit_cfg *config_from_checkpoint(const char *path) {
 }
 
 static void load_weights(app *a, const char *path) {
-    nn_load_opts o = {1, 0, "optim."};
+    nn_load_opts o = {1, 0, "optim.", NULL};
     nn_params_load(path, &a->P, &o, NULL);
 }
 
@@ -508,6 +508,9 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
     printf("config:\n%s", dump);
 
     kit_progress_init(&prog, stdout);
+    nn_dtype amp = !kit_cfg_bool(cfg, "training.use_amp") ? NN_F32
+                 : strcmp(CS("training.amp_dtype"), "f16") == 0 ? NN_F16 : NN_BF16;
+    nn_grad_scaler scaler = nn_grad_scaler_new(65536.0, 2.0, 0.5, 2000, amp == NN_F16);   /* GradScaler's defaults */
     for (epoch = start_epoch; epoch < epochs && (stop_after <= 0 || epoch < start_epoch + stop_after); epoch++) {
         kit_batch b;
         long long micro = 0;
@@ -527,20 +530,25 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
             int last;
             if (rc < 0) { fprintf(stderr, "warning: %s\n", err.msg); continue; }
             nn_scope_begin();
+            if (amp != NN_F32) nn_autocast_begin(amp);        /* req. 4: AMP, as torch.autocast */
             loss = partloc_loss(predict(&a, batch_tensor(&b, 0, size), batch_tensor(&b, 1, size)), batch_tensor(&b, 2, size),
                                 w_t, w_s, &lt, &ls);
+            if (amp != NN_F32) nn_autocast_end();
             lv = nn_item(loss);
             sum_l += lv * b.size; sum_lt += lt * b.size; sum_ls += ls * b.size; n_seen += b.size;
-            nn_backward(nn_mul_scalar(loss, 1.0 / accum));   /* gradients add up over the micro-batches */
+            /* gradients add up over the micro-batches; f16 scales the loss so small gradients survive */
+            nn_backward(nn_scaler_scale(&scaler, nn_mul_scalar(loss, 1.0 / accum)));
             nn_scope_end(NULL);
             micro++;
             last = micro == micro_per_epoch;
             if (micro % accum == 0 || last) {
                 float gn = 0;
                 lr = nn_sched_lr(&sched);
+                nn_scaler_unscale(&scaler, &a.P);             /* clipping sees the true gradients */
                 if (CF("training.grad_clip") > 0) gn = nn_clip_grad_norm(&a.P, CF("training.grad_clip"), 0);
                 else gn = nn_grad_norm(&a.P);
-                nn_adamw_step(opt, lr);
+                nn_scaler_step(&scaler, opt, lr);             /* skipped when a gradient is inf/NaN */
+                nn_scaler_update(&scaler);
                 nn_sched_step(&sched);
                 nn_params_zero_grad(&a.P);
                 global_step++;
