@@ -5142,22 +5142,27 @@ static void nn__upsample_nearest2d_backward(nn_node *n) {
     nn__accumulate(n, 0, dx);
 }
 
+/* the checks and the [N, C, out_h, out_w] output shared by nearest upsampling and adaptive pooling */
+static nn_tensor *nn__resize_out(const char *op, nn_tensor *x, int64_t out_h, int64_t out_w) {
+    char bx[96];
+    int64_t shape[4];
+    nn__vision_check(op, x, 4, "input");
+    if (out_h < 1 || out_w < 1 || x->shape[2] < 1 || x->shape[3] < 1)
+        nn_error("%s: input %s to %lldx%lld: sizes must be >= 1", op, nn_shape_str(x, bx, sizeof bx),
+                 (long long)out_h, (long long)out_w);
+    shape[0] = x->shape[0]; shape[1] = x->shape[1]; shape[2] = out_h; shape[3] = out_w;
+    return nn__new(NN_F32, x->device, 4, shape);
+}
+
 nn_tensor *nn_upsample_nearest2d(nn_tensor *x, int64_t out_h, int64_t out_w) {
     const char *op = "nn_upsample_nearest2d";
-    char bx[96];
     int64_t shape[4], H, W, planes, pl;
     nn_tensor *out, *th, *tw;
     const int64_t *ih, *iw;
     nn_node *node;
-    nn__vision_check(op, x, 4, "input");
+    out = nn__resize_out(op, x, out_h, out_w);
     H = x->shape[2]; W = x->shape[3];
-    if (out_h < 1 || out_w < 1 || H < 1 || W < 1) {
-        nn_error("%s: input %s to %lldx%lld: sizes must be >= 1", op, nn_shape_str(x, bx, sizeof bx),
-                 (long long)out_h, (long long)out_w);
-        return NULL;
-    }
-    shape[0] = x->shape[0]; shape[1] = x->shape[1]; shape[2] = out_h; shape[3] = out_w;
-    out = nn__new(NN_F32, x->device, 4, shape);
+    memcpy(shape, out->shape, sizeof shape);
 #ifdef NN_CUDA
     if (x->device == NN_CUDA) nn__cuda_upsample_nearest2d_fwd(x, out);
     else
@@ -5327,19 +5332,12 @@ static void nn__adaptive_avg_pool2d_backward(nn_node *n) {
 
 nn_tensor *nn_adaptive_avg_pool2d(nn_tensor *x, int64_t out_h, int64_t out_w) {
     const char *op = "nn_adaptive_avg_pool2d";
-    char bx[96];
     int64_t shape[4], H, W, planes, pl;
     nn_tensor *out;
     nn_node *node;
-    nn__vision_check(op, x, 4, "input");
+    out = nn__resize_out(op, x, out_h, out_w);
     H = x->shape[2]; W = x->shape[3];
-    if (out_h < 1 || out_w < 1 || H < 1 || W < 1) {
-        nn_error("%s: input %s to %lldx%lld: sizes must be >= 1", op, nn_shape_str(x, bx, sizeof bx),
-                 (long long)out_h, (long long)out_w);
-        return NULL;
-    }
-    shape[0] = x->shape[0]; shape[1] = x->shape[1]; shape[2] = out_h; shape[3] = out_w;
-    out = nn__new(NN_F32, x->device, 4, shape);
+    memcpy(shape, out->shape, sizeof shape);
 #ifdef NN_CUDA
     if (x->device == NN_CUDA) nn__cuda_adaptive_avg_pool2d_fwd(x, out);
     else
