@@ -347,11 +347,13 @@ static metrics evaluate(app *a, const samples *S, double w_t, double w_s, float 
     kit_err err;
     metrics m;
     const kit_cfg *cfg = a->cfg;
-    int size = CI("data.image_size"), prev_g = nn_set_grad_enabled(0), prev_t = nn_set_training(0), rc;
+    int size = CI("data.image_size"), prev_g, prev_t, rc;
     size_t done = 0;
     memset(&m, 0, sizeof m);
     if (rows) *rows = (float *)calloc(S->n * 10 + 1, sizeof(float));
-    if (!S->n) return m;
+    if (!S->n) return m;   /* before grad mode goes off: an empty val split must not leave it off for training */
+    prev_g = nn_set_grad_enabled(0);
+    prev_t = nn_set_training(0);
     d.S = S; d.size = size; d.augment = 0;
     L = make_loader(&d, a->cfg, 0, CI("training.batch_size"));
     kit_loader_start_epoch(L, 0);
