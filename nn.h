@@ -3371,6 +3371,17 @@ static void nn__gemm_micro(int64_t kc, const float *NN_RESTRICT pa, const float 
             vacc[i][1] = vacc[i][1] + b1 * ai;
         }
     }
+    if (mr == NN_GEMM_MR && nr == NN_GEMM_NR && beta == 0.0f) {
+        /* full tile, C overwritten (every score tile of attention): store straight from the registers; the
+           round trip through acc[][] below costs a 1.5 KiB memcpy call per micro-tile, which at kc = 16 is
+           a tenth of the kernel's time. Same arithmetic (alpha * acc), so the same results. */
+        for (i = 0; i < NN_GEMM_MR; i++) {
+            nn__gemm_vec c0 = vacc[i][0] * alpha, c1 = vacc[i][1] * alpha;
+            memcpy(C + i * ldc, &c0, sizeof c0);
+            memcpy(C + i * ldc + NN__GEMM_VL, &c1, sizeof c1);
+        }
+        return;
+    }
     memcpy(acc, vacc, sizeof acc);
 #else
     for (p = 0; p < kc; p++) {
@@ -4031,7 +4042,7 @@ static float nn__sdpa_exp(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    two_n.i = ((int32_t)n + 127) * 8388608; /* << 23 */
+    two_n.i = (int32_t)((uint32_t)((int32_t)n + 127) << 23); /* n + 127 in 1..127; a shift, not a 10-cycle vpmulld */
     return x < -87.0f ? 0.0f : p * two_n.f;
 }
 
@@ -4048,8 +4059,40 @@ static float nn__sdpa_exp_sum(float *x, int64_t n, float sub) {
     return sum;
 }
 
-/* max of x[0..n): 16 running maxima (one vector register's worth, which both GCC and clang vectorise
-   without any pragma; clang refuses "omp simd reduction(max)" over a compare-select) */
+/* max of x[0..n). With the GEMM's vector type: running maxima per lane, updated by a compare and a bitwise
+   select (a vcmpps + blend or one vmaxps; GNU C has no vector ?: in C). Otherwise 16 scalar running maxima, which clang
+   vectorises but GCC 12 keeps in 16 scalar registers (at D = 16 that scalar pass cost about a tenth of the
+   forward). clang refuses "omp simd reduction(max)" over a compare-select, so no pragma. */
+#ifdef NN__GEMM_VL
+typedef int32_t nn__sdpa_ivec __attribute__((vector_size(NN__GEMM_VL * 4)));
+/* m = x > m ? x : m lane-wise: a compare and a bitwise select */
+#define NN__SDPA_VMAX(m, xv) do { nn__sdpa_ivec gt_ = (xv) > (m); \
+        (m) = (nn__gemm_vec)(((nn__sdpa_ivec)(xv) & gt_) | ((nn__sdpa_ivec)(m) & ~gt_)); } while (0)
+NN__GEMM_KERNEL_ATTR
+static float nn__sdpa_row_max(const float *x, int64_t n) {
+    nn__gemm_vec m0, m1, x0, x1;   /* two independent chains: the compare's latency, not its rate, limits one */
+    float mx = -INFINITY;
+    int64_t i = 0;
+    int l;
+    for (l = 0; l < NN__GEMM_VL; l++) m0[l] = -INFINITY;   /* lanes by subscript: memcpy through an array made GCC keep them in memory */
+    m1 = m0;
+    for (; i + 2 * NN__GEMM_VL <= n; i += 2 * NN__GEMM_VL) {
+        memcpy(&x0, x + i, sizeof x0);
+        memcpy(&x1, x + i + NN__GEMM_VL, sizeof x1);
+        NN__SDPA_VMAX(m0, x0);
+        NN__SDPA_VMAX(m1, x1);
+    }
+    if (i + NN__GEMM_VL <= n) {
+        memcpy(&x0, x + i, sizeof x0);
+        NN__SDPA_VMAX(m0, x0);
+        i += NN__GEMM_VL;
+    }
+    NN__SDPA_VMAX(m0, m1);
+    for (l = 0; l < NN__GEMM_VL; l++) mx = m0[l] > mx ? m0[l] : mx;
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    return mx;
+}
+#else
 static float nn__sdpa_row_max(const float *x, int64_t n) {
     float m16[16], mx;
     int64_t i = 0;
@@ -4062,8 +4105,73 @@ static float nn__sdpa_row_max(const float *x, int64_t n) {
     for (l = 1; l < 16; l++) mx = m16[l] > mx ? m16[l] : mx;
     return mx;
 }
+#endif
 
 /* ---------------------------------------------------------------------------------------------- forward */
+
+/* acc[nr x Dv] += P[nr x nc] V[nc x Dv] (row-major, ld nc and Dv) for a small value head dim, Dv = VL or
+   2 VL (16 or 32 floats on AVX-512, 8 or 16 on AVX2). nn__sgemm would copy the whole tq x tk tile P into
+   MR-row strips and V into zero-padded NR-wide strips on every call; with N = Dv = 16 that copy of P costs
+   about as much as the product itself, and half of every 12 x 32 micro-tile is padding. Here an MR-row
+   register block reads both operands where they lie: one V row is one or two vectors, and each P element is
+   broadcast from its row (contiguous in j). Sums run over j in order, so results differ from the packed path
+   only by f32 rounding (at D = 16 the forward takes about a third less time). */
+#ifdef NN__GEMM_VL
+#define NN__SDPA_PV_DIRECT(Dv) ((Dv) == NN__GEMM_VL || (Dv) == 2 * NN__GEMM_VL)
+NN__GEMM_KERNEL_ATTR
+static void nn__sdpa_pv_direct(int64_t nr, int64_t nc, const float *NN_RESTRICT P, const float *NN_RESTRICT V,
+                               int64_t Dv, float *NN_RESTRICT acc) {
+    const int two = Dv == 2 * NN__GEMM_VL;   /* one or two vectors per row */
+    int64_t i0 = 0, j;
+    int i;
+    for (; i0 + NN_GEMM_MR <= nr; i0 += NN_GEMM_MR) {   /* full MR-row blocks: accumulators in registers */
+        nn__gemm_vec a[NN_GEMM_MR][2], v0, v1;
+        const float *p = P + i0 * nc;
+        float *o = acc + i0 * Dv;
+        for (i = 0; i < NN_GEMM_MR; i++) {
+            memcpy(&a[i][0], o + i * Dv, sizeof v0);
+            if (two) memcpy(&a[i][1], o + i * Dv + NN__GEMM_VL, sizeof v0);
+        }
+        if (two) {
+            for (j = 0; j < nc; j++) {
+                memcpy(&v0, V + j * Dv, sizeof v0);
+                memcpy(&v1, V + j * Dv + NN__GEMM_VL, sizeof v1);
+                for (i = 0; i < NN_GEMM_MR; i++) {
+                    const float pij = p[i * nc + j];
+                    a[i][0] = a[i][0] + v0 * pij;
+                    a[i][1] = a[i][1] + v1 * pij;
+                }
+            }
+        } else {
+            for (j = 0; j < nc; j++) {
+                memcpy(&v0, V + j * Dv, sizeof v0);
+                for (i = 0; i < NN_GEMM_MR; i++) a[i][0] = a[i][0] + v0 * p[i * nc + j];
+            }
+        }
+        for (i = 0; i < NN_GEMM_MR; i++) {
+            memcpy(o + i * Dv, &a[i][0], sizeof v0);
+            if (two) memcpy(o + i * Dv + NN__GEMM_VL, &a[i][1], sizeof v0);
+        }
+    }
+    for (; i0 < nr; i0++) {   /* the last few rows of the last query tile, one at a time */
+        nn__gemm_vec a0, a1, v0, v1;
+        const float *p = P + i0 * nc;
+        float *o = acc + i0 * Dv;
+        memcpy(&a0, o, sizeof a0);
+        memcpy(&a1, two ? o + NN__GEMM_VL : o, sizeof a1);
+        for (j = 0; j < nc; j++) {
+            memcpy(&v0, V + j * Dv, sizeof v0);
+            a0 = a0 + v0 * p[j];
+            if (two) {
+                memcpy(&v1, V + j * Dv + NN__GEMM_VL, sizeof v1);
+                a1 = a1 + v1 * p[j];
+            }
+        }
+        memcpy(o, &a0, sizeof a0);
+        if (two) memcpy(o + NN__GEMM_VL, &a1, sizeof a1);
+    }
+}
+#endif
 
 static void nn__sdpa_fwd_tile(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64_t qt) {
     float *S = c->ws + (int64_t)nn__sdpa_thread() * c->ws_stride;
@@ -4097,7 +4205,11 @@ static void nn__sdpa_fwd_tile(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64
                 for (cc = 0; cc < nc; cc++) s[cc] *= z[cc];
             }
         }
-        if (any) nn__sgemm(0, 0, nr, Dv, nc, 1.0f, S, nc, V + j0 * Dv, Dv, 1.0f, acc, Dv);
+        if (!any) continue;
+#ifdef NN__GEMM_VL
+        if (NN__SDPA_PV_DIRECT(Dv)) { nn__sdpa_pv_direct(nr, nc, S, V + j0 * Dv, Dv, acc); continue; }
+#endif
+        nn__sgemm(0, 0, nr, Dv, nc, 1.0f, S, nc, V + j0 * Dv, Dv, 1.0f, acc, Dv);
     }
     for (r = 0; r < nr; r++) {
         float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
