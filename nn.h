@@ -7309,15 +7309,16 @@ static int nn__rfile_open(nn__rfile *f, const char *path, char *err, size_t en) 
     return 1;
 }
 
-static void nn__rfile_close(nn__rfile *f) {
+/* closes the descriptor (POSIX) or stream of a reader or writer, once */
 #ifdef NN__POSIX_IO
-    if (f->fd >= 0) close(f->fd);
-    f->fd = -1;
+static void nn__io_close(int *fd) { if (*fd >= 0) close(*fd); *fd = -1; }
+#define NN__IO_CLOSE(f) nn__io_close(&(f)->fd)
 #else
-    if (f->fp) fclose(f->fp);
-    f->fp = NULL;
+static void nn__io_close(FILE **fp) { if (*fp) fclose(*fp); *fp = NULL; }
+#define NN__IO_CLOSE(f) nn__io_close(&(f)->fp)
 #endif
-}
+
+static void nn__rfile_close(nn__rfile *f) { NN__IO_CLOSE(f); }
 
 /* n bytes at offset off into dst; 0 on a short read (the file changed) or an I/O error */
 static int nn__rfile_read(nn__rfile *f, uint64_t off, void *dst, uint64_t n) {
@@ -7397,13 +7398,7 @@ static int nn__wfile_write(nn__wfile *w, const void *src, uint64_t n, char *err,
 }
 
 static void nn__wfile_abort(nn__wfile *w) {
-#ifdef NN__POSIX_IO
-    if (w->fd >= 0) close(w->fd);
-    w->fd = -1;
-#else
-    if (w->fp) fclose(w->fp);
-    w->fp = NULL;
-#endif
+    NN__IO_CLOSE(w);
     if (w->tmp) { remove(w->tmp); free(w->tmp); w->tmp = NULL; }
 }
 
