@@ -337,6 +337,9 @@ nn_tensor *nn_params_find(const nn_params *p, const char *name);
 int64_t nn_params_count(const nn_params *p);  /* number of scalars */
 void nn_params_zero_grad(nn_params *p);
 void nn_params_free(nn_params *p);
+/* Move every parameter (and its gradient) to dev in place: the tensor headers stay, so modules that hold
+   them see the new device; create the optimiser after the move (its state lives where the parameters do) */
+void nn_params_to(nn_params *p, nn_device dev);
 /* "prefix.name" into buf (prefix may be empty) */
 const char *nn_name_join(char *buf, size_t n, const char *prefix, const char *name);
 
@@ -9154,6 +9157,30 @@ int64_t nn_params_count(const nn_params *p) {
 void nn_params_zero_grad(nn_params *p) {
     int i;
     for (i = 0; p && i < p->n; i++) nn_zero_grad(p->items[i].t);
+}
+
+/* t's storage becomes a copy on dev; the old storage goes with the temporary header */
+static void nn__move_to(nn_tensor *t, nn_device dev) {
+    nn_tensor *c;
+    nn_storage *st;
+    void *data;
+    if (t->device == dev) return;
+    c = nn_to(t, dev);
+    st = t->storage; data = t->data;
+    t->storage = c->storage; t->data = c->data; t->device = dev;
+    c->storage = st; c->data = data; c->device = st->device;
+    nn_tensor_free(c);
+}
+
+void nn_params_to(nn_params *p, nn_device dev) {
+    int i, prev = nn_set_grad_enabled(0);   /* a move is not part of the model */
+    for (i = 0; p && i < p->n; i++) {
+        nn_tensor *t = p->items[i].t;
+        if (t->node) nn_error("nn_params_to: '%s' is not a leaf", p->items[i].name);
+        nn__move_to(t, dev);
+        if (t->grad) nn__move_to(t->grad, dev);
+    }
+    nn_set_grad_enabled(prev);
 }
 
 void nn_params_free(nn_params *p) {

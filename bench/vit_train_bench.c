@@ -32,24 +32,6 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Move every parameter to dev in place: the model structs hold the tensor pointers, so the storage moves
-   under the same header (nn.h has no nn_params_to yet). Grad mode off: a move is not part of the model. */
-static void params_to(nn_params *P, nn_device dev) {
-    int k, prev = nn_set_grad_enabled(0);
-    for (k = 0; k < P->n; k++) {
-        nn_tensor *t = P->items[k].t, *g;
-        nn_storage *st;
-        void *data;
-        if (t->device == dev) continue;
-        g = nn_to(t, dev);
-        st = t->storage; data = t->data;
-        t->storage = g->storage; t->data = g->data; t->device = dev;
-        g->storage = st; g->data = data; g->device = NN_CPU;
-        nn_tensor_free(g);
-    }
-    nn_set_grad_enabled(prev);
-}
-
 int main(int argc, char **argv) {
     const char *device = "cpu", *dtype = "bf16";
     int size = 224, batch = 1, steps = 3, warmup = 1, ckpt = 1, layers = 12, i, step;
@@ -99,7 +81,7 @@ int main(int argc, char **argv) {
     m.checkpointing = ckpt;
     nn_Linear_init(&head, &P, "head", c.hidden, 16, 1);
     nn_params_mark_no_decay(&P);
-    params_to(&P, dev);
+    nn_params_to(&P, dev);
     cfg.lr = 1e-4;
     opt = nn_adamw_new(&P, cfg);
     scaler = nn_grad_scaler_new(65536.0, 2.0, 0.5, 2000, ac == NN_F16);
