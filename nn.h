@@ -6742,6 +6742,8 @@ static nn_tensor *nn__il_reg_loss_op(const char *op, int kind, nn_tensor *pred, 
     nn_node *nd;
     double s = 0;
     int64_t i;
+    if (pred) pred = nn__f32_input(op, pred, "input");   /* f16/bf16 (autocast's outputs) computed in f32 */
+    if (target) target = nn__f32_input(op, target, "target");
     nn__il_check_f32(op, pred, "input");
     nn__il_check_f32(op, target, "target");
     nn__il_check_dev(op, pred, "input", target, "target");
@@ -6842,6 +6844,7 @@ nn_tensor *nn_cross_entropy(nn_tensor *logits, nn_tensor *target, nn_tensor *wei
     nn_node *nd;
     double nll = 0, smooth = 0, W = 0, wsum = 0, eps = label_smoothing;
     int d;
+    if (logits) logits = nn__f32_input(op, logits, "logits");
     nn__il_check_f32(op, logits, "logits");
     nn__il_check_index(op, target, "target");
     nn__il_check_dev(op, logits, "logits", target, "target");
@@ -7012,6 +7015,8 @@ nn_tensor *nn_bce_with_logits(nn_tensor *logits, nn_tensor *target, nn_tensor *p
     int64_t ps[NN_MAX_DIMS], i;
     double s = 0;
     int same = 1;
+    if (logits) logits = nn__f32_input(op, logits, "logits");
+    if (target) target = nn__f32_input(op, target, "target");
     nn__il_check_f32(op, logits, "logits");
     nn__il_check_f32(op, target, "target");
     nn__il_check_dev(op, logits, "logits", target, "target");
@@ -7120,6 +7125,8 @@ nn_tensor *nn_sigmoid_focal_loss(nn_tensor *logits, nn_tensor *target, double al
     nn_node *nd;
     int64_t i;
     double s = 0;
+    if (logits) logits = nn__f32_input(op, logits, "logits");
+    if (target) target = nn__f32_input(op, target, "target");
     nn__il_check_f32(op, logits, "logits");
     nn__il_check_f32(op, target, "target");
     nn__il_check_dev(op, logits, "logits", target, "target");
