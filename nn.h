@@ -895,8 +895,8 @@ uint16_t nn__f32_to_half(float f) {
 }
 
 /* ------------------------------------------------------------------------------------------- [impl:memory] */
-/* A caching pool per device. A request is rounded up to a size class (4 classes per power of two, so at
-   most 25% slack; 512 bytes at least, like PyTorch's caching allocator) and served from that class's free
+/* A caching pool per device. A request is rounded up to a size class (16 classes per power of two, so at
+   most 6.25% slack; 512 bytes at least, like PyTorch's caching allocator) and served from that class's free
    list when it can: a training loop that repeats the same shapes stops calling malloc after step one.
    Storage descriptors live on the host for every device, so the same code manages GPU memory through two
    hooks (nn__cuda_malloc / nn__cuda_free, in nn_cuda.cu). */
@@ -911,7 +911,7 @@ struct nn_storage {
     nn_storage *next;   /* free list */
 };
 
-#define NN__NCLASS 256
+#define NN__NCLASS 1024
 typedef struct {
     nn_storage *free_list[NN__NCLASS];
     nn_mem_info info;
@@ -931,9 +931,9 @@ static int nn__size_class(size_t n, size_t *rounded) {
     size_t q;
     if (n <= 512) { *rounded = 512; return 0; }
     while (k < 60 && ((size_t)1 << (k + 1)) < n) k++;                   /* 2^k < n <= 2^(k+1) */
-    q = (n - ((size_t)1 << k) + ((size_t)1 << (k - 2)) - 1) >> (k - 2);  /* quarters of 2^k above 2^k: 1..4 */
-    *rounded = ((size_t)1 << k) + (q << (k - 2));
-    return 1 + (k - 9) * 4 + (int)(q - 1);
+    q = (n - ((size_t)1 << k) + ((size_t)1 << (k - 4)) - 1) >> (k - 4);  /* sixteenths of 2^k above 2^k: 1..16 */
+    *rounded = ((size_t)1 << k) + (q << (k - 4));
+    return 1 + (k - 9) * 16 + (int)(q - 1);
 }
 
 static size_t nn__parse_bytes(const char *s) {

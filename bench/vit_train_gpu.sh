@@ -11,9 +11,10 @@ SIZE=${SIZE:-1024}; STEPS=${STEPS:-5}; WARMUP=${WARMUP:-2}
 LIBS="-L/usr/local/cuda/lib64 -lcublas -lcublasLt -lcudart -lstdc++ -lm"
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; } | tee "$OUT/env.txt"
 t0=$(date +%s)
-nvcc -O3 -std=c++17 --threads 0 -I. -gencode arch=compute_90,code=sm_90 -c nn_cuda.cu -o build/nn_cuda90.o \
+# NOBUILD=1: use build/nn_cuda90.o and build/vit_train_bench_cuda made beforehand (and carried)
+[ "${NOBUILD:-0}" = 1 ] || nvcc -O3 -std=c++17 --threads 0 -I. -gencode arch=compute_90,code=sm_90 -c nn_cuda.cu -o build/nn_cuda90.o \
   > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
-gcc -std=c99 -O2 -march=native -fopenmp -I. -Itests -DNN_CUDA bench/vit_train_bench.c build/nn_cuda90.o \
+[ "${NOBUILD:-0}" = 1 ] || gcc -std=c99 -O2 -march=native -fopenmp -I. -Itests -DNN_CUDA bench/vit_train_bench.c build/nn_cuda90.o \
   -o build/vit_train_bench_cuda $LIBS >> "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 echo "build $(( $(date +%s) - t0 )) s"
 if [ "${TESTS:-1}" = 1 ]; then
