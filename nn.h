@@ -572,6 +572,8 @@ typedef struct {
     int64_t epoch;
     double best_metric;
     const char *config;   /* save: text to store, may be NULL; load: a malloc'd copy (nn_ckpt_info_free) */
+    const char *scaler;   /* save: the loss scaler's nn_scaler_state text, may be NULL (metadata "scaler");
+                             load: a malloc'd copy or NULL when the file has none: nn_scaler_load_state it */
     nn_rng_state rng;     /* load: the restored RNG state (save ignores it: it stores nn_rng_get()) */
 } nn_ckpt_info;
 void nn_ckpt_save(const char *path, const nn_params *P, const nn_adamw *opt, const nn_sched *sched,
@@ -9039,6 +9041,7 @@ static int nn__ckpt_save_impl(const char *path, const nn_params *P, const nn_ada
         meta[nm++] = "adamw"; meta[nm++] = v_adamw;
     }
     if (info && info->config) { meta[nm++] = "config"; meta[nm++] = info->config; }
+    if (info && info->scaler) { meta[nm++] = "scaler"; meta[nm++] = info->scaler; }
     ok = nn__st_write_impl(path, n, e, nm / 2, meta, err, en);
 out:
     if (names) nn__strlist_free(names, n_opt);
@@ -9098,7 +9101,7 @@ static int nn__ckpt_load_impl(nn_safetensors *f, nn_params *P, nn_adamw *opt, nn
     nn_sched s;
     int k, *ix = NULL;
     nn_load_opts lo;
-    char *cfg = NULL;
+    char *cfg = NULL, *scl = NULL;
     if (!fmt || strcmp(fmt, NN__CKPT_FORMAT) != 0) {
         snprintf(err, en, "not an nn.h checkpoint (metadata format is %s%.60s%s)", fmt ? "\"" : "", fmt ? fmt : "missing", fmt ? "\"" : "");
         return 0;
@@ -9150,17 +9153,23 @@ static int nn__ckpt_load_impl(nn_safetensors *f, nn_params *P, nn_adamw *opt, nn
         if (!cfg) { free(ix); snprintf(err, en, "out of memory"); return 0; }
         strcpy(cfg, c);
     }
+    if (info && nn_safetensors_meta(f, "scaler")) {
+        const char *c = nn_safetensors_meta(f, "scaler");
+        scl = (char *)malloc(strlen(c) + 1);
+        if (!scl) { free(ix); free(cfg); snprintf(err, en, "out of memory"); return 0; }
+        strcpy(scl, c);
+    }
     /* the model: strict, everything but the optimiser's entries; checks all before copying */
     memset(&lo, 0, sizeof lo);
     lo.strict = 1; lo.convert_dtype = 0; lo.skip_prefix = NN__OPT_PREFIX;
-    if (!nn__params_load_impl(f, P, &lo, NULL, err, en)) { free(ix); free(cfg); return 0; }
+    if (!nn__params_load_impl(f, P, &lo, NULL, err, en)) { free(ix); free(cfg); free(scl); return 0; }
     if (opt) {
         for (k = 0; k < P->n; k++) {
             int64_t st = 0;
             if (opt->moments && opt->moments[2 * k]) {   /* device moments: through a host buffer */
                 int ok = 1, q;
                 void *tmp = malloc((size_t)opt->numel[k] * sizeof(float) + 1);
-                if (!tmp) { snprintf(err, en, "out of memory"); free(ix); free(cfg); return 0; }
+                if (!tmp) { snprintf(err, en, "out of memory"); free(ix); free(cfg); free(scl); return 0; }
                 for (q = 0; q < 2 && ok; q++) {
                     ok = nn__st_read(f, &f->info[ix[3 * k + q]], tmp);
                     if (ok) {
@@ -9172,7 +9181,7 @@ static int nn__ckpt_load_impl(nn_safetensors *f, nn_params *P, nn_adamw *opt, nn
                 free(tmp);
                 if (!ok || !nn__st_read(f, &f->info[ix[3 * k + 2]], &st)) {
                     snprintf(err, en, "read failed (file changed?)");
-                    free(ix); free(cfg);
+                    free(ix); free(cfg); free(scl);
                     return 0;
                 }
                 opt->steps[k] = st;
@@ -9182,7 +9191,7 @@ static int nn__ckpt_load_impl(nn_safetensors *f, nn_params *P, nn_adamw *opt, nn
                 !nn__st_read(f, &f->info[ix[3 * k + 1]], opt->exp_avg_sq[k]) ||
                 !nn__st_read(f, &f->info[ix[3 * k + 2]], &st)) {
                 snprintf(err, en, "read failed (file changed?)");
-                free(ix); free(cfg);
+                free(ix); free(cfg); free(scl);
                 return 0;
             }
             opt->steps[k] = st;
@@ -9196,7 +9205,7 @@ static int nn__ckpt_load_impl(nn_safetensors *f, nn_params *P, nn_adamw *opt, nn
         r.seed = seed; r.offset = off;
         nn_rng_set(r);
         if (info) {
-            info->epoch = epoch; info->best_metric = best; info->rng = r; info->config = cfg;
+            info->epoch = epoch; info->best_metric = best; info->rng = r; info->config = cfg; info->scaler = scl;
         }
     }
     return 1;
@@ -9217,7 +9226,8 @@ void nn_ckpt_load(const char *path, nn_params *P, nn_adamw *opt, nn_sched *sched
 void nn_ckpt_info_free(nn_ckpt_info *info) {
     if (!info) return;
     free((void *)info->config);
-    info->config = NULL;
+    free((void *)info->scaler);
+    info->config = info->scaler = NULL;
 }
 
 /* ------------------------------------------------------------------------------------------- [impl:amp] */

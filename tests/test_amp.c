@@ -429,6 +429,30 @@ static void test_scaler_fixture(void) {
         CHECK(RAISES(nn_scaler_load_state(&r, "enabled=1 scale=2")), "missing keys are an error");
         CHECK(RAISES(nn_scaler_load_state(&r, "bogus=1")), "unknown keys are an error");
         CHECK(memcmp(&keep, &r, sizeof r) == 0, "a failed load changes nothing");
+        {   /* the scaler's state travels in a training checkpoint (nn_ckpt_info.scaler) */
+            const char *path = "build/test_amp_scaler_ckpt.safetensors";
+            nn_params Q = {0};
+            nn_ckpt_info in, out;
+            int64_t two = 2;
+            nn_grad_scaler back = nn_grad_scaler_default();
+            nn_params_add(&Q, "w", nn_zeros(NN_F32, 1, &two));
+            memset(&in, 0, sizeof in); memset(&out, 0, sizeof out);
+            in.scaler = buf;
+            nn_ckpt_save(path, &Q, NULL, NULL, &in);
+            nn_ckpt_load(path, &Q, NULL, NULL, &out);
+            CHECK(out.scaler && strcmp(out.scaler, buf) == 0, "checkpoint keeps the scaler state: %s", out.scaler ? out.scaler : "(none)");
+            if (out.scaler) nn_scaler_load_state(&back, out.scaler);
+            CHECK(back.scale == s.scale && back.growth_tracker == s.growth_tracker && back.skipped == 4,
+                  "the scaler resumes from the checkpoint");
+            nn_ckpt_info_free(&out);
+            in.scaler = NULL;
+            nn_ckpt_save(path, &Q, NULL, NULL, &in);
+            nn_ckpt_load(path, &Q, NULL, NULL, &out);
+            CHECK(out.scaler == NULL, "a checkpoint without a scaler loads none");
+            nn_ckpt_info_free(&out);
+            remove(path);
+            nn_params_free(&Q);
+        }
     }
 
     /* disabled: the loss passes through, every step steps */
