@@ -1583,13 +1583,17 @@ static int nn__same_shape(int nd, const int64_t *s, const nn_tensor *t) {
     return nd == t->ndim && (nd == 0 || memcmp(s, t->shape, sizeof(int64_t) * (size_t)nd) == 0);
 }
 
-static void nn__add_into(nn_tensor *dst, const nn_tensor *src);   /* dst += src, same numel, f32 */
+static void nn__add_into(nn_tensor *dst, const nn_tensor *src);   /* dst += src, same numel */
 
-/* add g into the gradient slot *slot (which holds a tensor of `shape` or NULL) */
-static void nn__accumulate_slot(nn_tensor **slot, nn_tensor *g, int ndim, const int64_t *shape, int leaf, int may_take) {
+/* add g into the gradient slot *slot (which holds a tensor of `shape` or NULL). A gradient has its tensor's
+   dtype, dt, as in torch: f32 for parameters and f32 activations, f16/bf16 for autocast's low-precision
+   activations (half the bytes of the backward's largest buffers); sums of two are taken in f32. */
+static void nn__accumulate_slot(nn_tensor **slot, nn_tensor *g, int ndim, const int64_t *shape, nn_dtype dt, int leaf,
+                                int may_take) {
     nn_tensor *r;
-    if (g->dtype != NN_F32) g = nn_cast(g, NN_F32);
+    if (!nn_dtype_is_float(dt)) dt = NN_F32;
     r = nn__sum_to(g, ndim, shape);
+    if (r->dtype != dt) r = nn_cast(r, dt);
     if (!*slot) {
         if (may_take && r->refs == 1 && r->scope_slot >= 0 && r->storage->refs == 1 && r->scope_slot < nn__g.scope_n &&
             nn__g.scope[r->scope_slot] == r) {
@@ -1598,7 +1602,7 @@ static void nn__accumulate_slot(nn_tensor **slot, nn_tensor *g, int ndim, const 
             r->scope_slot = -1;
             *slot = r;
         } else if (leaf) {                                   /* a private copy: the leaf owns its gradient */
-            nn_tensor *c = nn__owned(NN_F32, r->device, ndim, shape);
+            nn_tensor *c = nn__owned(dt, r->device, ndim, shape);
             nn_copy_(c, r);
             *slot = c;
         } else {
@@ -1607,7 +1611,7 @@ static void nn__accumulate_slot(nn_tensor **slot, nn_tensor *g, int ndim, const 
     } else if ((*slot)->refs == 1 && (*slot)->storage->refs == 1) {
         nn__add_into(*slot, r);
     } else {                                                 /* shared: replace, never write through */
-        nn_tensor *c = nn__owned(NN_F32, r->device, ndim, shape);
+        nn_tensor *c = nn__owned(dt, r->device, ndim, shape);
         nn_copy_(c, *slot);
         nn__add_into(c, r);
         nn__release(*slot);
@@ -1619,8 +1623,8 @@ void nn__accumulate(nn_node *n, int i, nn_tensor *g) {
     nn__edge *e;
     if (!nn__needs_grad(n, i) || !g) return;
     e = &n->in[i];
-    if (e->leaf) nn__accumulate_slot(&e->leaf->grad, g, e->ndim, e->shape, 1, 1);
-    else if (e->node && e->node->id) nn__accumulate_slot(&e->node->gout[e->out], g, e->ndim, e->shape, 0, 1);
+    if (e->leaf) nn__accumulate_slot(&e->leaf->grad, g, e->ndim, e->shape, e->dtype, 1, 1);
+    else if (e->node && e->node->id) nn__accumulate_slot(&e->node->gout[e->out], g, e->ndim, e->shape, e->dtype, 0, 1);
 }
 
 /* start backward at t with gradient g */
@@ -1631,9 +1635,9 @@ static void nn__seed(const char *op, nn_tensor *t, nn_tensor *g) {
         if (!nn__node_live(t))
             nn_error("%s: the tape that produced %s was already consumed by an earlier nn_backward, or its "
                      "outermost scope closed", op, nn__s(t));
-        nn__accumulate_slot(&t->node->gout[t->node_out], g, t->ndim, t->shape, 0, 0);   /* the caller's: never taken */
+        nn__accumulate_slot(&t->node->gout[t->node_out], g, t->ndim, t->shape, t->dtype, 0, 0);   /* the caller's: never taken */
     } else if (t->requires_grad) {
-        nn__accumulate_slot(&t->grad, g, t->ndim, t->shape, 1, 0);
+        nn__accumulate_slot(&t->grad, g, t->ndim, t->shape, t->dtype, 1, 0);
     } else {
         nn_error("%s: %s does not require grad (no parameter reached it with grad mode on)", op, nn__s(t));
     }
@@ -2023,6 +2027,7 @@ nn_tensor *nn__sum_to(nn_tensor *g, int ndim, const int64_t *shape) {
     int64_t st[NN_MAX_DIMS], inner, rows, r;
     int nd = g->ndim, d;
     if (nn__same_shape(ndim, shape, g)) return g;
+    if (g->dtype != NN_F32) g = nn_cast(g, NN_F32);   /* a f16/bf16 gradient is reduced in f32 */
     if (ndim > nd) nn_error("nn__sum_to: cannot reduce %s to %d dims", nn__s(g), ndim);
     for (d = 0; d < ndim; d++) {
         int64_t gs = g->shape[nd - ndim + d];
@@ -2086,6 +2091,11 @@ static void nn__add_into(nn_tensor *dst, const nn_tensor *src) {
 #ifdef NN_CUDA
     if (dst->device == NN_CUDA) { nn__cuda_add_into(dst, src); return; }
 #endif
+    if (dst->dtype != NN_F32 || src->dtype != NN_F32) {   /* f16/bf16 gradients: added in f32, rounded once */
+        for (i = 0; i < n; i++)
+            nn__store(dst->data, dst->dtype, i, (double)((float)nn__load(dst->data, dst->dtype, i) + (float)nn__load(src->data, src->dtype, i)));
+        return;
+    }
     NN_OMP("omp parallel for if (n > 32768)")
     for (i = 0; i < n; i++) d[i] += s[i];
 }
@@ -2228,7 +2238,7 @@ static void nn__unary_backward(nn_node *n) {
     nn_tensor *g = n->gout[0], *s = n->n_saved ? n->saved[0] : NULL, *gx;
     int op = (int)n->i[0];
     if (!nn__needs_grad(n, 0)) return;
-    gx = nn__new(NN_F32, g->device, g->ndim, g->shape);
+    gx = nn__new(n->in[0].dtype, g->device, g->ndim, g->shape);   /* the input's dtype (f16/bf16 on a device) */
 #ifdef NN_CUDA
     if (g->device == NN_CUDA) nn__cuda_unary_bwd(op, g, s, gx, n->a[0], n->a[1]); else
 #endif
@@ -2908,7 +2918,7 @@ static void nn__matmul_backward(nn_node *n) {
         nn_tensor *ga;
         for (d = 0; d < nbd; d++) s[d] = bshape[d];
         s[nbd] = ta ? K : M; s[nbd + 1] = ta ? M : K;
-        ga = nn__new(NN_F32, g->device, nbd + 2, s);
+        ga = nn__new(a->dtype, g->device, nbd + 2, s);   /* the operand's dtype: f16/bf16 products write it directly */
         if (!ta) nn__bgemm(0, !tb, M, K, N, g, gmap, b, bmap, 0.0f, ga, nb);
         else nn__bgemm(tb, 1, K, M, N, b, bmap, g, gmap, 0.0f, ga, nb);
         nn__accumulate(n, 0, ga);
@@ -2919,7 +2929,7 @@ static void nn__matmul_backward(nn_node *n) {
         nn_tensor *gb;
         for (d = 0; d < nbd; d++) s[d] = bshape[d];
         s[nbd] = tb ? N : K; s[nbd + 1] = tb ? K : N;
-        gb = nn__new(NN_F32, g->device, nbd + 2, s);
+        gb = nn__new(b->dtype, g->device, nbd + 2, s);
         if (!tb) nn__bgemm(!ta, 0, K, N, M, a, amap, g, gmap, 0.0f, gb, nb);
         else nn__bgemm(1, ta, N, K, M, g, gmap, a, amap, 0.0f, gb, nb);
         nn__accumulate(n, 1, gb);
@@ -3027,8 +3037,8 @@ static void nn__linear_backward(nn_node *n) {
     const float *pg = (const float *)g->data;
 #ifdef NN_CUDA
     if (g->device == NN_CUDA && (nn__needs_grad(n, 0) || nn__needs_grad(n, 1))) {
-        nn_tensor *gx = nn__needs_grad(n, 0) ? nn__new(NN_F32, g->device, x->ndim, x->shape) : NULL;
-        nn_tensor *gw = nn__needs_grad(n, 1) ? nn__new(NN_F32, g->device, 2, w->shape) : NULL;
+        nn_tensor *gx = nn__needs_grad(n, 0) ? nn__new(x->dtype, g->device, x->ndim, x->shape) : NULL;
+        nn_tensor *gw = nn__needs_grad(n, 1) ? nn__new(w->dtype, g->device, 2, w->shape) : NULL;
         nn__cuda_linear_bwd(g, x, w, gx, gw);
         if (gx) nn__accumulate(n, 0, gx);
         if (gw) nn__accumulate(n, 1, gw);
@@ -3748,7 +3758,7 @@ static void nn__slice_copy(const nn_tensor *a, int d, int64_t start, nn_tensor *
 }
 
 static void nn__slice_backward(nn_node *n) {
-    nn_tensor *g = n->gout[0], *gx = nn__new(NN_F32, g->device, n->in[0].ndim, n->in[0].shape);
+    nn_tensor *g = n->gout[0], *gx = nn__new(g->dtype, g->device, n->in[0].ndim, n->in[0].shape);
     nn_fill_(gx, 0);
     nn__slice_copy(gx, (int)n->i[0], n->i[1], g, 1);
     nn__accumulate(n, 0, gx);
@@ -3879,6 +3889,7 @@ nn_tensor *nn_expand(nn_tensor *a, int ndim, const int64_t *shape) {
     int d;
     if (!a || ndim < a->ndim || ndim > NN_MAX_DIMS) nn_error("nn_expand: bad target rank %d for %s", ndim, a ? nn__s(a) : "(null)");
     nn__check_float("nn_expand", a, "input");
+    if (a->device == NN_CPU && a->dtype != NN_F32) return nn_cast(nn_expand(nn_cast(a, NN_F32), ndim, shape), a->dtype);
     tmp.ndim = ndim;
     for (d = 0; d < ndim; d++) {
         int ia = a->ndim - ndim + d;
@@ -3887,7 +3898,7 @@ nn_tensor *nn_expand(nn_tensor *a, int ndim, const int64_t *shape) {
             nn_error("nn_expand: cannot expand %s to the target (dim %d)", nn__s(a), d);
     }
     nn__broadcast_shape("nn_expand", a, &tmp, s);
-    o = nn__new(NN_F32, a->device, ndim, tmp.shape);
+    o = nn__new(a->dtype, a->device, ndim, tmp.shape);   /* f16/bf16 on a device: its kernel copies any width */
 #ifdef NN_CUDA
     if (a->device == NN_CUDA) nn__cuda_expand(a, o); else
 #endif

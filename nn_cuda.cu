@@ -444,10 +444,10 @@ template <int OP> __global__ void k_unary_mixed(const void *__restrict__ x, int 
 }
 
 /* the gradient is f32; the saved x or y may be f16/bf16 */
-template <int OP> __global__ void k_unary_grad_mixed(const float *__restrict__ g, const void *__restrict__ s, int sdt,
-                                                     float *__restrict__ gx, int64_t n, float p0, float p1) {
+template <int OP> __global__ void k_unary_grad_mixed(const void *__restrict__ g, int gdt, const void *__restrict__ s, int sdt,
+                                                     void *__restrict__ gx, int gxdt, int64_t n, float p0, float p1) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        gx[i] = g[i] * d_unary_grad(OP, s ? d_loadf(s, sdt, i) : 0.0f, p0, p1);
+        d_storef(gx, gxdt, i, d_loadf(g, gdt, i) * d_unary_grad(OP, s ? d_loadf(s, sdt, i) : 0.0f, p0, p1));
 }
 
 __global__ void k_add_into(float *__restrict__ d, const float *__restrict__ s, int64_t n, int vec) {
@@ -548,9 +548,9 @@ void nn__cuda_unary_bwd(int op, const nn_tensor *gt, const nn_tensor *saved, nn_
     unsigned g;
     nn__cu_init();
     if (!n) return;
-    if (saved && saved->dtype != NN_F32) {
+    if ((saved && saved->dtype != NN_F32) || gt->dtype != NN_F32 || gx->dtype != NN_F32) {
         g = nn__grid(n, 256);
-#define NN__U(OPC) case OPC: k_unary_grad_mixed<OPC><<<g, 256, 0, S_>>>((const float *)gt->data, saved->data, saved->dtype, (float *)gx->data, n, (float)p0, (float)p1); break;
+#define NN__U(OPC) case OPC: k_unary_grad_mixed<OPC><<<g, 256, 0, S_>>>(gt->data, gt->dtype, saved ? saved->data : NULL, saved ? saved->dtype : NN_F32, gx->data, gx->dtype, n, (float)p0, (float)p1); break;
         switch (op) { NN__UCASES(NN__U) default: nn_error("nn__cuda_unary_bwd: unknown op %d", op); }
 #undef NN__U
         NN_LAUNCHED();
@@ -569,8 +569,16 @@ void nn__cuda_add_into(nn_tensor *dst, const nn_tensor *src) {
     int vec;
     nn__cu_init();
     if (!n) return;
-    if (src->device != NN_CUDA || src->dtype != NN_F32 || dst->dtype != NN_F32 || src->numel != n)
-        nn_error("nn__cuda_add_into: need f32 cuda tensors of %lld elements", (long long)n);
+    if (src->device != NN_CUDA || src->numel != n)
+        nn_error("nn__cuda_add_into: need cuda tensors of %lld elements", (long long)n);
+    if (src->dtype != NN_F32 || dst->dtype != NN_F32) {   /* f16/bf16 gradients: dst += src in f32, rounded once */
+        nn__bc m;
+        m.nd = 1; m.shape[0] = n; m.sa[0] = m.sb[0] = 1;
+        k_binary_mixed<B_ADD><<<nn__grid(n, 256), 256, 0, S_>>>(dst->data, dst->dtype, src->data, src->dtype, dst->data,
+                                                               dst->dtype, n, m, 1);
+        NN_LAUNCHED();
+        return;
+    }
     vec = nn__al16(dst->data) && nn__al16(src->data);
     k_add_into<<<nn__grid(vec ? n / 4 + 1 : n, 256), 256, 0, S_>>>((float *)dst->data, (const float *)src->data, n, vec);
     NN_LAUNCHED();
