@@ -2193,7 +2193,7 @@ void nn__cuda_adaptive_avg_pool2d_bwd(const nn_tensor *g, nn_tensor *gx) {
    indices. Split-KV: when the (b, h, query tile) blocks are fewer than 2 per SM (the 900-query AQR cases, 10
    queries over 2,048 keys) the forward splits the keys into ranges of >= 4 tiles (normalised partials + lse
    in the workspace, then a combine kernel); the backward splits the queries of each key tile when the key
-   tiles are too few (40,000 queries over 1,024 keys), adding dK/dV into f32 accumulators. NN_CUDA_SDPA_ALT=1 in the environment selects alternative bf16 tiles for D <= 64 (see Cfg).
+   tiles are too few (40,000 queries over 1,024 keys), adding dK/dV into f32 accumulators.
    One launch covers all (b, h, tile) problems (1-D grid): many small problems fill the GPU. Order of the grid:
    causal: longest tiles first; bias shared by heads: heads fastest (the heads of one bias tile run together and
    read it once from DRAM); otherwise tiles of one head together (its K/V stay in L2). */
@@ -2533,8 +2533,8 @@ __device__ __forceinline__ const void *bias_bh(const Params &p, int b, int h) {
                       : (const void *)((const T *)p.bias + b * p.bs[0] + h * p.bs[1]);
 }
 
-template <typename T, int HD, int MW, int NW, int BN>
-__global__ void __launch_bounds__(NW * 32) fwd_kernel(Params p) {
+template <typename T, int HD, int MW, int NW, int BN, int MINB>
+__global__ void __launch_bounds__(NW * 32, MINB) fwd_kernel(Params p) {
     constexpr int BM = 16 * MW * NW, ST = HD + 8, NT = BN / 8, ND = HD / 8, NTH = NW * 32;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *Qs = (T *)smem_raw, *Ks = Qs + BM * ST, *Vs = Ks + 2 * BN * ST;
@@ -2795,8 +2795,8 @@ __device__ __forceinline__ void red_frag(float *g, int64_t rs, const float (&acc
    40,000 queries over 1,024 keys); then each CTA adds its partial dK/dV into f32 accumulators the same way.
    dbias is written from the registers (f32, before rounding dS): each score belongs to exactly one CTA, so a
    plain store, or an atomic add where the bias is broadcast. */
-template <typename T, int HD, int MW, int NW, int BN>
-__global__ void __launch_bounds__(NW * 32, HD <= 32 ? 2 : 1) bwd_kernel(Params p) {
+template <typename T, int HD, int MW, int NW, int BN, int MINB>
+__global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
     constexpr int BM = 16 * MW * NW, ST = HD + 8, NT = BN / 8, ND = HD / 8, NTH = NW * 32, SS = BN + 8;
     /* dQ jobs: one 16-query m-tile x NJ pairs of 8-column n-tiles; the A fragment (dS) serves 2*NJ MMAs */
     constexpr int MQ = BN / 16, NPAIR = HD / 16, NJ0 = MQ * NPAIR / NW;
@@ -3135,23 +3135,16 @@ __global__ void __launch_bounds__(F32_TQ) f32_dkdv_kernel(Params p) {
 static int fail(const char *msg) { nn_error("%s", msg); return -1; }
 
 template <typename T, int HD> struct Cfg;
-/* forward: MW row tiles per warp, NW warps, BN keys per tile; backward: KMW key-row tiles per warp, KNW warps
-   (BM = 16 KMW KNW keys per CTA), KBN queries per streamed tile */
-template <typename T> struct Cfg<T, 16>  { enum { FMW = 2, FNW = 4, FBN = 64, KMW = 1, KNW = 8, KBN = 64 }; };
-template <typename T> struct Cfg<T, 32>  { enum { FMW = 2, FNW = 4, FBN = 64, KMW = 1, KNW = 8, KBN = 64 }; };
-template <typename T> struct Cfg<T, 64>  { enum { FMW = 2, FNW = 4, FBN = 64, KMW = 1, KNW = 8, KBN = 64 }; };
-template <typename T> struct Cfg<T, 96>  { enum { FMW = 2, FNW = 4, FBN = 32, KMW = 1, KNW = 8, KBN = 32 }; };
-template <typename T> struct Cfg<T, 128> { enum { FMW = 2, FNW = 4, FBN = 32, KMW = 1, KNW = 8, KBN = 32 }; };
-/* alternative tiles for bf16, D <= 64, chosen with NN_CUDA_SDPA_ALT=1 in the environment (benchmarked side by side):
-   forward with 32-key tiles (no spills); backward with 32 keys per warp (4 warps; each B fragment read from
-   shared memory serves twice the MMAs) and 32-query tiles */
-template <int HD> struct CfgAlt { enum { FMW = 2, FNW = 4, FBN = 32, KMW = 2, KNW = 4, KBN = 32 }; };
-static int g_alt = -1;
-static bool use_alt(int dtype, int hd) {
-    if (g_alt < 0) { const char *e = getenv("NN_CUDA_SDPA_ALT"); g_alt = e && *e == '1'; }
-    return g_alt && dtype == 2 && hd <= 64;
-}
-
+/* forward: FMW 16-row tiles per warp, FNW warps, FBN keys per tile, FMB CTAs per SM asked of the compiler (its
+   register cap); backward: KMW 16-key tiles per warp, KNW warps (BM = 16 KMW KNW keys per CTA), KBN queries per
+   streamed tile, KMB likewise. Chosen on the H100 from measured variants (bench/RESULTS_FLASH.md, 2026-11-23):
+   two CTAs of 8 warps per SM (128 registers, a few spills) beat one CTA with no spills for the backward at
+   D <= 64, by 10-20 %; the forward at D = 32 likewise; D = 128 keeps one CTA of 255 registers. */
+template <typename T> struct Cfg<T, 16>  { enum { FMW = 2, FNW = 4, FBN = 64, FMB = 1, KMW = 1, KNW = 8, KBN = 64, KMB = 2 }; };
+template <typename T> struct Cfg<T, 32>  { enum { FMW = 1, FNW = 8, FBN = 64, FMB = 2, KMW = 1, KNW = 8, KBN = 32, KMB = 2 }; };
+template <typename T> struct Cfg<T, 64>  { enum { FMW = 2, FNW = 4, FBN = 64, FMB = 1, KMW = 1, KNW = 8, KBN = 32, KMB = 2 }; };
+template <typename T> struct Cfg<T, 96>  { enum { FMW = 2, FNW = 4, FBN = 32, FMB = 1, KMW = 1, KNW = 8, KBN = 32, KMB = 1 }; };
+template <typename T> struct Cfg<T, 128> { enum { FMW = 2, FNW = 4, FBN = 32, FMB = 1, KMW = 1, KNW = 8, KBN = 32, KMB = 1 }; };
 template <typename K>
 static int set_smem(K kern, size_t bytes) {
     if (bytes > 48 * 1024) {
@@ -3206,9 +3199,8 @@ static void plan_qsplit(Params &p, int BM, int BN, int occ) {
     if (bn > 1) { p.nsplit = (int)bn; p.split_len = (int)(blen * BN); }
 }
 template <typename C> static void tiles_of(int *fbm, int *fbn) { *fbm = 16 * C::FMW * C::FNW; *fbn = C::FBN; }
-static void tiles_rt(int dtype, int hd, int *fbm, int *fbn) {
-    if (use_alt(dtype, hd)) tiles_of<CfgAlt<64> >(fbm, fbn);
-    else if (hd <= 16) tiles_of<Cfg<__half, 16> >(fbm, fbn);
+static void tiles_rt(int hd, int *fbm, int *fbn) {
+    if (hd <= 16) tiles_of<Cfg<__half, 16> >(fbm, fbn);
     else if (hd <= 32) tiles_of<Cfg<__half, 32> >(fbm, fbn);
     else if (hd <= 64) tiles_of<Cfg<__half, 64> >(fbm, fbn);
     else if (hd <= 96) tiles_of<Cfg<__half, 96> >(fbm, fbn);
@@ -3227,7 +3219,7 @@ static int run_fwd(Params p, cudaStream_t s) {
     int es = p.bias_f32 ? 4 : 2;
     size_t smem = (size_t)(BM + 4 * C::FBN) * (HD + 8) * sizeof(T) +
                   (p.bias_stage ? (size_t)2 * BM * (C::FBN * es + 16) : 0);
-    auto kern = fwd_kernel<T, HD, C::FMW, C::FNW, C::FBN>;
+    auto kern = fwd_kernel<T, HD, C::FMW, C::FNW, C::FBN, C::FMB>;
     if (set_smem(kern, smem)) return -1;
     unsigned grid;
     if (grid_of(p, BM, p.Lq, 2, &grid)) return -1;
@@ -3261,7 +3253,7 @@ static int run_bwd(Params p, cudaStream_t s) {
     if (!p.dq && !p.dk && !p.dv && !p.dbias) return 0;
     size_t smem = (size_t)(2 * BM + 4 * BN) * (HD + 8) * sizeof(T) + (size_t)BM * (BN + 8) * sizeof(T) +
                   4 * BN * sizeof(float) + (p.bias_stage ? (size_t)2 * BN * (BM * es + 16) : 0);
-    auto kern = bwd_kernel<T, HD, C::KMW, C::KNW, BN>;
+    auto kern = bwd_kernel<T, HD, C::KMW, C::KNW, BN, C::KMB>;
     if (set_smem(kern, smem)) return -1;
     int occ = 1;
     NN_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, NTH, smem));
@@ -3299,13 +3291,6 @@ static int run_bwd(Params p, cudaStream_t s) {
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
     int hd = p.D > p.Dv ? p.D : p.Dv;
-    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
-        if (use_alt(2, hd)) {
-            if (hd <= 16) return fwd ? run_fwd<T, 16, CfgAlt<16> >(p, s) : run_bwd<T, 16, CfgAlt<16> >(p, s);
-            if (hd <= 32) return fwd ? run_fwd<T, 32, CfgAlt<32> >(p, s) : run_bwd<T, 32, CfgAlt<32> >(p, s);
-            return fwd ? run_fwd<T, 64, CfgAlt<64> >(p, s) : run_bwd<T, 64, CfgAlt<64> >(p, s);
-        }
-    }
     if (hd <= 16) return fwd ? run_fwd<T, 16>(p, s) : run_bwd<T, 16>(p, s);
     if (hd <= 32) return fwd ? run_fwd<T, 32>(p, s) : run_bwd<T, 32>(p, s);
     if (hd <= 64) return fwd ? run_fwd<T, 64>(p, s) : run_bwd<T, 64>(p, s);
@@ -3368,7 +3353,7 @@ static int64_t ws_floats(const Params &p0, int dtype, bool bwd) {
     if (bwd) return align16(bhlq) + (p0.dout_f32 ? align16((bhlq * p0.Dv + 1) / 2) : 0);
     if (dtype == 0) return 0;
     int fbm, fbn;
-    tiles_rt(dtype, p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn);
+    tiles_rt(p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn);
     Params p = p0;
     plan_split(p, fbm, fbn);
     return p.nsplit > 1 ? (int64_t)p.nsplit * bhlq * (p.Dv + 1) : 0;
