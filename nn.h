@@ -727,11 +727,12 @@ typedef struct {
     float scale;                     /* resolved (0 is not 1/sqrt(D) here) */
     float dropout_p;
     uint64_t seed, offset;           /* Philox key and the offset reserved for the B*H*Lq*Lk draws */
-    const void *dout;                /* backward: dL/do (q dtype), strides sdo */
+    const void *dout;                /* backward: dL/do (q dtype, or f32 with dout_f32), strides sdo */
     int64_t sdo[3];
-    void *dq, *dk, *dv;              /* optional outputs (q dtype) */
+    void *dq, *dk, *dv;              /* optional outputs (q dtype, or f32 with grad_f32) */
     int64_t sdq[3], sdk[3], sdv[3];
     float *dbias;                    /* optional */
+    int dout_f32, grad_f32;          /* f16/bf16: dout is f32 / dq, dk, dv are f32 (no cast passes around the op) */
 } nn__cuda_sdpa_args;
 #if defined(NN_CUDA) || defined(__CUDACC__)
 void nn__cuda_sdpa_fwd(const nn__cuda_sdpa_args *a);
@@ -4563,16 +4564,21 @@ static void nn__sdpa_cuda_backward(nn_node *n) {
     nn_tensor *go = n->gout[0], *dq = NULL, *dk = NULL, *dv = NULL, *dbias = NULL;
     nn__cuda_sdpa_args a;
     if (!go) return;
-    /* the upstream gradient arrives in f32; the kernels read it in q's dtype (as autocast hands it over) */
-    if (go->dtype != q->dtype) go = nn_cast(go, q->dtype);
     nn__sdpa_cuda_args_of(&a, q, k, v, mask, bias, n->a[0], n->a[1], (int)n->i[0]);
+    /* f16/bf16: the upstream gradient arrives in f32 and the kernels round it to q's dtype as they read it (the
+       backward's first pass), and write dq, dk, dv in f32, the dtype the gradients accumulate in: no cast passes */
+    if (go->dtype != q->dtype) {
+        if (go->dtype == NN_F32) a.dout_f32 = 1;
+        else go = nn_cast(go, q->dtype);
+    }
+    a.grad_f32 = q->dtype != NN_F32;
     a.seed = n->rng.seed; a.offset = n->rng.offset;
     a.o = out->data; nn__sdpa_cuda_st(out, a.so);
     a.lse = (float *)lse->data;
     a.dout = go->data; nn__sdpa_cuda_st(go, a.sdo);
-    if (nn__needs_grad(n, 0)) { dq = nn__new(q->dtype, NN_CUDA, 4, q->shape); a.dq = dq->data; nn__sdpa_cuda_st(dq, a.sdq); }
-    if (nn__needs_grad(n, 1)) { dk = nn__new(k->dtype, NN_CUDA, 4, k->shape); a.dk = dk->data; nn__sdpa_cuda_st(dk, a.sdk); }
-    if (nn__needs_grad(n, 2)) { dv = nn__new(v->dtype, NN_CUDA, 4, v->shape); a.dv = dv->data; nn__sdpa_cuda_st(dv, a.sdv); }
+    if (nn__needs_grad(n, 0)) { dq = nn__new(NN_F32, NN_CUDA, 4, q->shape); a.dq = dq->data; nn__sdpa_cuda_st(dq, a.sdq); }
+    if (nn__needs_grad(n, 1)) { dk = nn__new(NN_F32, NN_CUDA, 4, k->shape); a.dk = dk->data; nn__sdpa_cuda_st(dk, a.sdk); }
+    if (nn__needs_grad(n, 2)) { dv = nn__new(NN_F32, NN_CUDA, 4, v->shape); a.dv = dv->data; nn__sdpa_cuda_st(dv, a.sdv); }
     if (bias && n->n_in > 3 && nn__needs_grad(n, 3)) {
         /* f32, the bias's own (broadcast) shape: the kernel sums over the broadcast dims */
         dbias = nn__new(NN_F32, NN_CUDA, bias->ndim, bias->shape);

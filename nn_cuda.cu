@@ -3025,16 +3025,14 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
      fwd   one CTA per (b, h, 16*MW*NW query rows); each warp owns 16*MW rows; K/V tiles of BN keys stream
            through shared memory; S, the online-softmax state (m, l) and O stay in registers; P is re-packed
            from the S accumulators into A fragments without touching shared memory.
-     bwd   1. delta_i = dO_i . O_i (one warp per row).
-           2. dK/dV: one CTA per (b, h, key tile), warps own key rows; streams Q, dO, lse, delta tiles and works
-              on the transposed problem S^T = K Q^T, P^T, dP^T = V dO^T, so P^T and dS^T are already A fragments
-              for dV += P^T dO and dK += dS^T Q: no shared-memory round trip for P or dS.
-           3. dQ (and dbias): one CTA per (b, h, query tile): the forward's loop with S, dP = dO V^T recomputed,
-              dS = P (Z dP - delta), dQ += dS K.
-           dQ choice: a separate pass instead of FA2's f32 atomics into a dQ accumulator. It costs 2 recomputed
-           GEMMs (7 instead of 5 per tile pair) but needs no [B,H,Lq,D] f32 accumulator, no atomics (Lk/BN
-           read-modify-writes of all of dQ through L2: 1.6 GB for the 900 x 56,400 AQR case), no conversion
-           kernel, and gives bitwise reproducible gradients; every intermediate stays in registers.
+     bwd   1. delta_i = dO_i . O_i (one warp per row; an f32 dO is rounded to T here, into a workspace).
+           2. one kernel, FlashAttention-2's order: one CTA per (b, h, key tile[, query range]); K/V resident,
+              Q/dO/lse/delta tiles streamed; S^T = K Q^T and dP^T = V dO^T, so P^T and dS^T are already the A
+              fragments of dV += P^T dO and dK += dS^T Q; dS^T goes through shared memory once for
+              dQ += dS K, added into an f32 accumulator with atomics (dQ's last bits then depend on the order
+              of the adds, as in PyTorch's flash/cuDNN backward; dK and dV stay deterministic unless the
+              queries are split). 5 matrix products and one exponential per score.
+           With grad_f32 the gradients are written in f32 (the f32 dQ accumulator is dq itself); else converted.
            dbias is stored once per element when the bias is not broadcast, else atomically added (f32).
      f32   a plain SIMT path (thread per query or key row, tiles in shared memory, accurate expf), same
            semantics, for checking.
@@ -3042,8 +3040,8 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
    cp.async, double-buffered with K/V, so no bias load sits behind a branch; other layouts read it at clamped
    indices. Split-KV: when the (b, h, query tile) blocks are fewer than 2 per SM (the 900-query AQR cases, 10
    queries over 2,048 keys) the forward splits the keys into ranges of >= 4 tiles (normalised partials + lse
-   in the workspace, then a combine kernel) and the dQ pass splits likewise into an f32 accumulator (atomics,
-   then a conversion); dK/dV never split. NN_CUDA_SDPA_ALT=1 in the environment selects alternative bf16 tiles for D <= 64 (see Cfg).
+   in the workspace, then a combine kernel); the backward splits the queries of each key tile when the key
+   tiles are too few (40,000 queries over 1,024 keys), adding dK/dV into f32 accumulators.
    One launch covers all (b, h, tile) problems (1-D grid): many small problems fill the GPU. Order of the grid:
    causal: longest tiles first; bias shared by heads: heads fastest (the heads of one bias tile run together and
    read it once from DRAM); otherwise tiles of one head together (its K/V stay in L2). */
@@ -3070,9 +3068,15 @@ struct Params {
     int bias_stage;            /* bias tiles go through shared memory (16-byte aligned rows, keys contiguous) */
     int nsplit, split_len;     /* split-KV: key ranges of split_len (a multiple of the key tile) */
     float *part;               /* forward partials [nsplit][B*H*Lq][Dv] then lse [nsplit][B*H*Lq] */
-    float *dq_acc;             /* backward with split keys: f32 dQ accumulator [B*H*Lq][D] */
+    /* backward: nsplit/split_len split the queries of a key tile into ranges (too few key tiles for the GPU) */
+    float *dq_acc;             /* f32 dQ accumulator (the f32 dq itself or a workspace), strides sqa */
+    float *dk_acc, *dv_acc;    /* with split query ranges: f32 dK/dV accumulators, strides ska/sva */
+    int64_t sqa[3], ska[3], sva[3];
+    int grad_f32;              /* dq, dk, dv are f32 (else T) */
+    int dout_f32;              /* dout is f32: delta_kernel rounds it to T into dout_lp (contiguous) */
+    void *dout_lp;
     int ntiles;    /* tiles along the resident dimension */
-    int order;     /* 0: (bh, tile) tile fastest; 1: (b, tile, h) heads fastest; 2: (tile desc, bh) */
+    int order;     /* 0: (bh, tile) tile fastest; 1: (b, tile, h) heads fastest; 2: (tile desc, bh); 3: (tile asc, bh) */
 };
 
 /* block index -> (b, h, tile) */
@@ -3084,7 +3088,8 @@ __device__ __forceinline__ void tile_of(const Params &p, int *b, int *h, int *t,
     } else if (p.order == 1) {
         *h = (int)(L % p.H); int64_t r = L / p.H; *t = (int)(r % p.ntiles); *b = (int)(r / p.ntiles);
     } else {
-        int64_t bh = L % ((int64_t)p.B * p.H); *t = p.ntiles - 1 - (int)(L / ((int64_t)p.B * p.H));
+        int64_t bh = L % ((int64_t)p.B * p.H); *t = (int)(L / ((int64_t)p.B * p.H));
+        if (p.order == 2) *t = p.ntiles - 1 - *t;
         *h = (int)(bh % p.H); *b = (int)(bh / p.H);
     }
 }
@@ -3343,6 +3348,9 @@ template <> __device__ __forceinline__ void st2<__half>(__half *dst, float a, fl
 template <> __device__ __forceinline__ void st2<__nv_bfloat16>(__nv_bfloat16 *dst, float a, float b) {
     *reinterpret_cast<__nv_bfloat162 *>(dst) = __floats2bfloat162_rn(a, b);
 }
+template <> __device__ __forceinline__ void st2<float>(float *dst, float a, float b) {
+    *reinterpret_cast<float2 *>(dst) = make_float2(a, b);
+}
 
 /* write a [16*MW rows] x [8*ND cols] f32 fragment block (times mul) to rows row0.., columns < dcols */
 template <typename T, int MW, int ND>
@@ -3373,8 +3381,8 @@ __device__ __forceinline__ const void *bias_bh(const Params &p, int b, int h) {
                       : (const void *)((const T *)p.bias + b * p.bs[0] + h * p.bs[1]);
 }
 
-template <typename T, int HD, int MW, int NW, int BN>
-__global__ void __launch_bounds__(NW * 32) fwd_kernel(Params p) {
+template <typename T, int HD, int MW, int NW, int BN, int MINB>
+__global__ void __launch_bounds__(NW * 32, MINB) fwd_kernel(Params p) {
     constexpr int BM = 16 * MW * NW, ST = HD + 8, NT = BN / 8, ND = HD / 8, NTH = NW * 32;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *Qs = (T *)smem_raw, *Ks = Qs + BM * ST, *Vs = Ks + 2 * BN * ST;
@@ -3545,21 +3553,24 @@ __global__ void combine_kernel(Params p) {
     if (lane == 0) p.lse[row] = L;
 }
 
-/* split dQ accumulator (f32, already scaled) -> dq of type T through its strides */
-template <typename T>
-__global__ void dq_convert_kernel(Params p) {
-    int64_t x = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, n = (int64_t)p.B * p.H * p.Lq * p.D;
+/* f32 accumulator [B*H*L][Dd] (already scaled, contiguous) -> an output of type O through its strides */
+template <typename O>
+__global__ void acc_convert_kernel(const float *acc, O *out, int64_t s0, int64_t s1, int64_t s2, int H, int L, int Dd,
+                                   int64_t n) {
+    int64_t x = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (x >= n) return;
-    int d = (int)(x % p.D);
-    int64_t row = x / p.D;
-    int i = (int)(row % p.Lq);
-    int64_t bh = row / p.Lq;
-    int h = (int)(bh % p.H), b = (int)(bh / p.H);
-    ((T *)p.dq)[b * p.sdq[0] + h * p.sdq[1] + (int64_t)i * p.sdq[2] + d] = TT<T>::from_f(p.dq_acc[x]);
+    int d = (int)(x % Dd);
+    int64_t row = x / Dd;
+    int i = (int)(row % L);
+    int64_t bh = row / L;
+    int h = (int)(bh % H), b = (int)(bh / H);
+    out[b * s0 + h * s1 + (int64_t)i * s2 + d] = TT<O>::from_f(acc[x]);
 }
 
 /* ------------------------------------------------------------------------------------------ backward */
-/* delta[bh, i] = sum_d dO[i,d] O[i,d]; one warp per row */
+/* delta[bh, i] = sum_d dO[i,d] O[i,d]; one warp per row. With dout_f32 the upstream gradient arrives in f32: it
+   is rounded to T here, written to the contiguous dout_lp (what the backward kernel then reads) and delta is
+   taken from the rounded values, so that delta = rowsum(P * dP) holds for the dP the kernel computes. */
 template <typename T>
 __global__ void delta_kernel(Params p) {
     int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5);
@@ -3570,24 +3581,80 @@ __global__ void delta_kernel(Params p) {
     int64_t bh = row / p.Lq;
     int h = (int)(bh % p.H), b = (int)(bh / p.H);
     const T *o = (const T *)p.o + b * p.so[0] + h * p.so[1] + (int64_t)i * p.so[2];
-    const T *g = (const T *)p.dout + b * p.sdo[0] + h * p.sdo[1] + (int64_t)i * p.sdo[2];
     float s = 0.f;
-    for (int d = lane; d < p.Dv; d += 32) s += TT<T>::to_f(o[d]) * TT<T>::to_f(g[d]);
+    if (p.dout_f32) {
+        const float *g = (const float *)p.dout + b * p.sdo[0] + h * p.sdo[1] + (int64_t)i * p.sdo[2];
+        T *w = (T *)p.dout_lp + row * p.Dv;
+        for (int d = lane; d < p.Dv; d += 32) {
+            T gv = TT<T>::from_f(g[d]);
+            w[d] = gv;
+            s += TT<T>::to_f(o[d]) * TT<T>::to_f(gv);
+        }
+    } else {
+        const T *g = (const T *)p.dout + b * p.sdo[0] + h * p.sdo[1] + (int64_t)i * p.sdo[2];
+        for (int d = lane; d < p.Dv; d += 32) s += TT<T>::to_f(o[d]) * TT<T>::to_f(g[d]);
+    }
 #pragma unroll
     for (int w = 16; w > 0; w >>= 1) s += __shfl_xor_sync(0xffffffffu, s, w);
     if (lane == 0) p.delta[row] = s;
 }
 
-/* dK, dV: resident key tile (BM keys, warps own 16*MW keys), streamed query tiles of BN */
-template <typename T, int HD, int MW, int NW, int BN>
-__global__ void __launch_bounds__(NW * 32) bwd_dkdv_kernel(Params p) {
-    constexpr int BM = 16 * MW * NW, ST = HD + 8, NT = BN / 8, ND = HD / 8, NTH = NW * 32;
+/* a[0] += x, a[1] += y in f32 (8-byte aligned); one vector reduction on sm_90 */
+__device__ __forceinline__ void red2(float *a, float x, float y) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    atomicAdd(reinterpret_cast<float2 *>(a), make_float2(x, y));
+#else
+    atomicAdd(a, x);
+    atomicAdd(a + 1, y);
+#endif
+}
+
+/* dK/dV of a [16*MW rows] x [8*ND cols] fragment block: stored (type O) or, when the block saw one query range
+   of several, added into the f32 accumulator (times mul) */
+template <int MW, int ND>
+__device__ __forceinline__ void red_frag(float *g, int64_t rs, const float (&acc)[MW][ND][4], int row0, int L,
+                                         int dcols, float mul, int lane) {
+    int gq = lane >> 2, q2 = (lane & 3) * 2;
+#pragma unroll
+    for (int m = 0; m < MW; m++)
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            int r = row0 + 16 * m + gq + 8 * hh;
+            if (r >= L) continue;
+#pragma unroll
+            for (int n = 0; n < ND; n++) {
+                int c = n * 8 + q2;
+                if (c < dcols) red2(g + (int64_t)r * rs + c, acc[m][n][2 * hh] * mul, acc[m][n][2 * hh + 1] * mul);
+            }
+        }
+}
+
+/* The backward in one kernel (FlashAttention-2's loop order): one CTA per (b, h, key tile of BM keys, query
+   range); warps own 16*MW key rows; K and V stay in shared memory while Q, dO, lse and delta tiles of BN queries
+   stream through a double buffer. Per query tile:
+     S^T = K Q^T and dP^T = V dO^T (the transposed problem: P^T and dS^T come out as the A fragments that
+     dV += (PZ)^T dO and dK += dS^T Q need, with no shared-memory round trip);
+     dS^T (T) goes to shared memory, and after one barrier the warps split dQ_tile = dS K ([BN x D], a reduction
+     over this CTA's keys) and add it into the f32 dQ accumulator with vector atomics.
+   5 matrix products per tile pair and one exponential per score (the previous separate dQ pass recomputed S and
+   dP: 7 products and two exponentials). The price is nondeterminism in the last bits of dQ (the order of the
+   atomic adds from different key tiles varies from run to run; PyTorch's flash and cuDNN backward do the same).
+   dK and dV are deterministic unless the query range is split (nsplit > 1: too few key tiles to fill the GPU, e.g.
+   40,000 queries over 1,024 keys); then each CTA adds its partial dK/dV into f32 accumulators the same way.
+   dbias is written from the registers (f32, before rounding dS): each score belongs to exactly one CTA, so a
+   plain store, or an atomic add where the bias is broadcast. */
+template <typename T, int HD, int MW, int NW, int BN, int MINB>
+__global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
+    constexpr int BM = 16 * MW * NW, ST = HD + 8, NT = BN / 8, ND = HD / 8, NTH = NW * 32, SS = BN + 8;
+    /* dQ jobs: one 16-query m-tile x NJ pairs of 8-column n-tiles; the A fragment (dS) serves 2*NJ MMAs */
+    constexpr int MQ = BN / 16, NPAIR = HD / 16, NJ0 = MQ * NPAIR / NW;
+    constexpr int NJ = (NJ0 >= 1 && NPAIR % (NJ0 >= 1 ? NJ0 : 1) == 0) ? NJ0 : 1, PPJ = NPAIR / NJ;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    T *Ks = (T *)smem_raw, *Vs = Ks + BM * ST, *Qs = Vs + BM * ST, *Gs = Qs + 2 * BN * ST;
-    float *Ls = (float *)(Gs + 2 * BN * ST), *Dl = Ls + 2 * BN;
+    T *Ks = (T *)smem_raw, *Vs = Ks + BM * ST, *Qs = Vs + BM * ST, *Gs = Qs + 2 * BN * ST, *Ss = Gs + 2 * BN * ST;
+    float *Ls = (float *)(Ss + BM * SS), *Dl = Ls + 2 * BN;
     unsigned char *Bt = (unsigned char *)(Dl + 2 * BN);   /* 2 staged bias tiles [BN queries][BM keys] */
-    int b, h, t;
-    tile_of(p, &b, &h, &t);
+    int b, h, t, sp;
+    tile_of(p, &b, &h, &t, &sp);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int j0 = t * BM, wrow = warp * 16 * MW;
     const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
@@ -3597,10 +3664,14 @@ __global__ void __launch_bounds__(NW * 32) bwd_dkdv_kernel(Params p) {
     const float *lse = p.lse + ((int64_t)b * p.H + h) * p.Lq, *delta = p.delta + ((int64_t)b * p.H + h) * p.Lq;
     const uint8_t *mbh = p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
     const void *bbh = bias_bh<T>(p, b, h);
+    float *dbh = p.dbias ? p.dbias + b * p.bs[0] + h * p.bs[1] : nullptr;
+    float *dqa = p.dq_acc ? p.dq_acc + b * p.sqa[0] + h * p.sqa[1] : nullptr;
     const int bstr = BM * (p.bias_f32 ? 4 : 2) + 16;
     const bool stage = p.bias_stage != 0;
-    int istart = p.causal ? (j0 / BN) * BN : 0;
-    int nqt = p.Lq > istart ? (p.Lq - istart + BN - 1) / BN : 0;
+    /* this CTA's queries: range sp (split_len is a multiple of BN), from the first that sees key j0 if causal */
+    int qa = sp * p.split_len, qb = min(p.Lq, qa + p.split_len);
+    int istart = p.causal ? max(qa, (j0 / BN) * BN) : qa;
+    int nqt = qb > istart ? (qb - istart + BN - 1) / BN : 0;
     load_tile<T, HD, BM, NTH>(Ks, K, p.sk[2], j0, p.Lk, p.D);
     load_tile<T, HD, BM, NTH>(Vs, V, p.sv[2], j0, p.Lk, p.Dv);
     auto load_q = [&](int it, int buf) {
@@ -3611,7 +3682,7 @@ __global__ void __launch_bounds__(NW * 32) bwd_dkdv_kernel(Params p) {
         for (int x = threadIdx.x; x < BN; x += NTH) {
             int ii = i + x;
             float l = ii < p.Lq ? lse[ii] : INFINITY;
-            Ls[buf * BN + x] = (l == -INFINITY ? INFINITY : l) * SDPA_LOG2E;
+            Ls[buf * BN + x] = (l == -INFINITY ? INFINITY : l) * SDPA_LOG2E;   /* fully masked row: P = 0 */
             Dl[buf * BN + x] = ii < p.Lq ? delta[ii] : 0.f;
         }
     };
@@ -3629,7 +3700,7 @@ __global__ void __launch_bounds__(NW * 32) bwd_dkdv_kernel(Params p) {
     for (int it = 0; it < nqt; it++) {
         int buf = it & 1, i0 = istart + it * BN;
         cp_wait_all();
-        __syncthreads();
+        __syncthreads();   /* tile it landed; every warp is done with buffer buf^1 and with Ss of tile it-1 */
         if (it + 1 < nqt) load_q(it + 1, buf ^ 1);
         cp_commit();
         const T *Qb = Qs + buf * BN * ST, *Gb = Gs + buf * BN * ST;
@@ -3643,8 +3714,8 @@ __global__ void __launch_bounds__(NW * 32) bwd_dkdv_kernel(Params p) {
                 for (int e = 0; e < 4; e++) s[m][n][e] = dp[m][n][e] = 0.f;
         mma_abT<T, MW, NT, HD, ST, ST>(s, Ks + wrow * ST, Qb, lane);      /* S^T = K Q^T */
         mma_abT<T, MW, NT, HD, ST, ST>(dp, Vs + wrow * ST, Gb, lane);     /* dP^T = V dO^T */
-        /* keys >= Lk only feed dK/dV rows that are never stored; queries >= Lq have lse = +inf, so P = 0 */
-        bool plain = !mbh && !(p.causal && j0 + wrow + 16 * MW - 1 > i0);
+        /* queries >= Lq have lse = +inf (P = 0); keys >= Lk must be masked: their dS feeds dQ */
+        bool plain = !mbh && j0 + wrow + 16 * MW <= p.Lk && !(p.causal && j0 + wrow + 16 * MW - 1 > i0);
         apply_mods<T, MW, NT, true>(p, s, j0 + wrow, i0, lane, mbh, bbh, stage ? Bt + buf * BN * bstr : nullptr,
                                     bstr, i0, j0, plain);
 #pragma unroll
@@ -3663,142 +3734,91 @@ __global__ void __launch_bounds__(NW * 32) bwd_dkdv_kernel(Params p) {
                     dp[m][n][e] = pr * (z * dp[m][n][e] - Db[c]); /* dS^T */
                     s[m][n][e] = pr * z;                          /* (P Z)^T */
                 }
+        if (dbh) {   /* for fixed e, the lanes of one store cover 8 consecutive keys of 4 queries: full sectors */
+#pragma unroll
+            for (int m = 0; m < MW; m++)
+#pragma unroll
+                for (int n = 0; n < NT; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        int i = i0 + 8 * n + q2 + (e & 1), j = j0 + wrow + 16 * m + g + 8 * (e >> 1);
+                        if (i < p.Lq && j < p.Lk) {
+                            float *at = dbh + (int64_t)i * p.bs[2] + (int64_t)j * p.bs[3];
+                            if (p.dbias_atomic) atomicAdd(at, dp[m][n][e]);
+                            else *at = dp[m][n][e];
+                        }
+                    }
+        }
         uint32_t pa[MW][NT / 2][4];
         to_afrag<T, MW, NT>(pa, s);
         mma_pb<T, MW, NT / 2, ND, ST>(dv, pa, Gb, lane);   /* dV += (PZ)^T dO */
         to_afrag<T, MW, NT>(pa, dp);
         mma_pb<T, MW, NT / 2, ND, ST>(dk, pa, Qb, lane);   /* dK += dS^T Q */
-    }
-    cp_wait_all();
-    if (p.dk) store_frag<T, MW, ND>((T *)p.dk + b * p.sdk[0] + h * p.sdk[1], p.sdk[2], dk, j0 + wrow, p.Lk, p.D,
-                                    p.scale, p.scale, lane);
-    if (p.dv) store_frag<T, MW, ND>((T *)p.dv + b * p.sdv[0] + h * p.sdv[1], p.sdv[2], dv, j0 + wrow, p.Lk, p.Dv,
-                                    1.f, 1.f, lane);
-}
-
-/* dQ (and dbias): resident query tile, streamed key tiles */
-template <typename T, int HD, int MW, int NW, int BN>
-__global__ void __launch_bounds__(NW * 32) bwd_dq_kernel(Params p) {
-    constexpr int BM = 16 * MW * NW, ST = HD + 8, NT = BN / 8, ND = HD / 8, NTH = NW * 32;
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    T *Qs = (T *)smem_raw, *Gs = Qs + BM * ST, *Ks = Gs + BM * ST, *Vs = Ks + 2 * BN * ST;
-    unsigned char *Bt = (unsigned char *)(Vs + 2 * BN * ST);   /* 2 staged bias tiles [BM][BN] */
-    int b, h, t, sp;
-    tile_of(p, &b, &h, &t, &sp);
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int i0 = t * BM, wrow = warp * 16 * MW;
-    const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
-    const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
-    const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
-    const T *G = (const T *)p.dout + b * p.sdo[0] + h * p.sdo[1];
-    const uint8_t *mbh = p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
-    const void *bbh = bias_bh<T>(p, b, h);
-    const int bstr = BN * (p.bias_f32 ? 4 : 2) + 16;
-    const bool stage = p.bias_stage != 0;
-    float *dbh = p.dbias ? p.dbias + b * p.bs[0] + h * p.bs[1] : nullptr;
-    int ks = sp * p.split_len, jend = min(p.Lk, ks + p.split_len);
-    if (p.causal && i0 + BM < jend) jend = i0 + BM;
-    int nkt = jend > ks ? (jend - ks + BN - 1) / BN : 0;
-    load_tile<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq, p.D);
-    load_tile<T, HD, BM, NTH>(Gs, G, p.sdo[2], i0, p.Lq, p.Dv);
-    if (nkt > 0) {
-        load_tile<T, HD, BN, NTH>(Ks, K, p.sk[2], ks, p.Lk, p.D);
-        load_tile<T, HD, BN, NTH>(Vs, V, p.sv[2], ks, p.Lk, p.Dv);
-        if (stage) load_bias<NTH>(Bt, bstr, p, (const unsigned char *)bbh, i0, BM, ks, BN);
-    }
-    cp_commit();
-    int g = lane >> 2, q2 = (lane & 3) * 2;
-    float L2[MW][2], Dr[MW][2];
-    const float *lse = p.lse + ((int64_t)b * p.H + h) * p.Lq, *delta = p.delta + ((int64_t)b * p.H + h) * p.Lq;
+        if (!dqa) continue;
+        /* dS^T -> Ss [key][query] (the packed A fragments: (row g | g+8, columns 16kt + q2 | +8)) */
 #pragma unroll
-    for (int m = 0; m < MW; m++)
+        for (int m = 0; m < MW; m++)
 #pragma unroll
-        for (int hh = 0; hh < 2; hh++) {
-            int r = i0 + wrow + 16 * m + g + 8 * hh;
-            float l = r < p.Lq ? lse[r] : INFINITY;
-            L2[m][hh] = (l == -INFINITY ? INFINITY : l) * SDPA_LOG2E;
-            Dr[m][hh] = r < p.Lq ? delta[r] : 0.f;
-        }
-    float dq[MW][ND][4];
-#pragma unroll
-    for (int m = 0; m < MW; m++)
-#pragma unroll
-        for (int n = 0; n < ND; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) dq[m][n][e] = 0.f;
-    uint64_t bhpos = p.offset + (uint64_t)((int64_t)b * p.H + h) * (uint64_t)p.Lq * (uint64_t)p.Lk;
-    for (int kt = 0; kt < nkt; kt++) {
-        int buf = kt & 1, j0 = ks + kt * BN;
-        cp_wait_all();
+            for (int kt = 0; kt < NT / 2; kt++) {
+                T *r0 = Ss + (wrow + 16 * m + g) * SS + 16 * kt + q2;
+                *reinterpret_cast<uint32_t *>(r0) = pa[m][kt][0];
+                *reinterpret_cast<uint32_t *>(r0 + 8 * SS) = pa[m][kt][1];
+                *reinterpret_cast<uint32_t *>(r0 + 8) = pa[m][kt][2];
+                *reinterpret_cast<uint32_t *>(r0 + 8 * SS + 8) = pa[m][kt][3];
+            }
         __syncthreads();
-        if (kt + 1 < nkt) {
-            load_tile<T, HD, BN, NTH>(Ks + (buf ^ 1) * BN * ST, K, p.sk[2], j0 + BN, p.Lk, p.D);
-            load_tile<T, HD, BN, NTH>(Vs + (buf ^ 1) * BN * ST, V, p.sv[2], j0 + BN, p.Lk, p.Dv);
-            if (stage) load_bias<NTH>(Bt + (buf ^ 1) * BM * bstr, bstr, p, (const unsigned char *)bbh, i0, BM, j0 + BN, BN);
-        }
-        cp_commit();
-        const T *Kb = Ks + buf * BN * ST, *Vb = Vs + buf * BN * ST;
-        float s[MW][NT][4], dp[MW][NT][4];
+        /* dQ_tile[BN x D] = dS K: A = dS = Ss^T (ldmatrix.trans), B = K rows (ldmatrix.trans, as in mma_pb) */
+        for (int job = warp; job < MQ * PPJ; job += NW) {
+            int mq = job / PPJ, pr0 = (job % PPJ) * NJ;
+            if (pr0 * 16 >= p.D) continue;
+            float acc[NJ][2][4];
 #pragma unroll
-        for (int m = 0; m < MW; m++)
+            for (int jj = 0; jj < NJ; jj++)
 #pragma unroll
-            for (int n = 0; n < NT; n++)
+                for (int e = 0; e < 4; e++) acc[jj][0][e] = acc[jj][1][e] = 0.f;
 #pragma unroll
-                for (int e = 0; e < 4; e++) s[m][n][e] = dp[m][n][e] = 0.f;
-        mma_abT<T, MW, NT, HD, ST, ST>(s, Qs + wrow * ST, Kb, lane);
-        mma_abT<T, MW, NT, HD, ST, ST>(dp, Gs + wrow * ST, Vb, lane);
-        bool plain = !mbh && j0 + BN <= p.Lk && !(p.causal && j0 + BN - 1 > i0 + wrow);
-        apply_mods<T, MW, NT, false>(p, s, i0 + wrow, j0, lane, mbh, bbh, stage ? Bt + buf * BM * bstr : nullptr,
-                                     bstr, i0, j0, plain);
+            for (int kk = 0; kk < BM / 16; kk++) {
+                uint32_t a[4];
+                ldsm4t(a, Ss + (kk * 16 + ((lane >> 4) & 1) * 8 + (lane & 7)) * SS + mq * 16 + ((lane >> 3) & 1) * 8);
 #pragma unroll
-        for (int m = 0; m < MW; m++)
-#pragma unroll
-            for (int n = 0; n < NT; n++)
-#pragma unroll
-                for (int hh = 0; hh < 2; hh++) {
-                    int i = i0 + wrow + 16 * m + g + 8 * hh, j = j0 + 8 * n + q2;
-                    float z0 = 1.f, z1 = 1.f;
-                    if (p.dropout) keep_factor2(p, bhpos + (uint64_t)i * p.Lk + j, &z0, &z1);
-                    float p0 = ex2(s[m][n][2 * hh] - L2[m][hh]), p1 = ex2(s[m][n][2 * hh + 1] - L2[m][hh]);
-                    float d0 = p0 * (z0 * dp[m][n][2 * hh] - Dr[m][hh]);
-                    float d1 = p1 * (z1 * dp[m][n][2 * hh + 1] - Dr[m][hh]);
-                    dp[m][n][2 * hh] = d0; dp[m][n][2 * hh + 1] = d1;
-                    if (dbh && i < p.Lq) {
-                        int64_t at = (int64_t)i * p.bs[2] + (int64_t)j * p.bs[3];
-                        if (p.dbias_atomic) {
-                            if (j < p.Lk) atomicAdd(dbh + at, d0);
-                            if (j + 1 < p.Lk) atomicAdd(dbh + at + p.bs[3], d1);
-                        } else {
-                            if (j < p.Lk) dbh[at] = d0;
-                            if (j + 1 < p.Lk) dbh[at + p.bs[3]] = d1;
-                        }
-                    }
-                }
-        uint32_t pa[MW][NT / 2][4];
-        to_afrag<T, MW, NT>(pa, dp);
-        mma_pb<T, MW, NT / 2, ND, ST>(dq, pa, Kb, lane);   /* dQ += dS K */
-    }
-    cp_wait_all();
-    if (p.dq && p.nsplit > 1) {   /* this block saw one key range: add its part into the f32 accumulator */
-        float *acc = p.dq_acc + ((int64_t)b * p.H + h) * p.Lq * p.D;
-#pragma unroll
-        for (int m = 0; m < MW; m++)
-#pragma unroll
-            for (int hh = 0; hh < 2; hh++) {
-                int r = i0 + wrow + 16 * m + g + 8 * hh;
-                if (r >= p.Lq) continue;
-#pragma unroll
-                for (int n = 0; n < ND; n++) {
-                    int c = n * 8 + q2;
-                    if (c < p.D) {
-                        atomicAdd(acc + (int64_t)r * p.D + c, dq[m][n][2 * hh] * p.scale);
-                        atomicAdd(acc + (int64_t)r * p.D + c + 1, dq[m][n][2 * hh + 1] * p.scale);
-                    }
+                for (int jj = 0; jj < NJ; jj++) {
+                    uint32_t bb[4];
+                    ldsm4t(bb, Ks + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ST + (pr0 + jj) * 16 + (lane >> 4) * 8);
+                    TT<T>::mma(acc[jj][0], a, bb[0], bb[1]);
+                    TT<T>::mma(acc[jj][1], a, bb[2], bb[3]);
                 }
             }
-    } else if (p.dq) {
-        store_frag<T, MW, ND>((T *)p.dq + b * p.sdq[0] + h * p.sdq[1], p.sdq[2], dq, i0 + wrow, p.Lq, p.D, p.scale,
-                              p.scale, lane);
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                int r = i0 + mq * 16 + g + 8 * hh;
+                if (r >= p.Lq) continue;
+                float *row = dqa + (int64_t)r * p.sqa[2];
+#pragma unroll
+                for (int jj = 0; jj < NJ; jj++)
+#pragma unroll
+                    for (int nn = 0; nn < 2; nn++) {
+                        int c = (pr0 + jj) * 16 + nn * 8 + q2;
+                        if (c < p.D) red2(row + c, acc[jj][nn][2 * hh] * p.scale, acc[jj][nn][2 * hh + 1] * p.scale);
+                    }
+            }
+        }
+    }
+    cp_wait_all();
+    if (p.nsplit > 1) {   /* one query range of several: add into the f32 accumulators (zeroed by the host) */
+        if (p.dk_acc) red_frag<MW, ND>(p.dk_acc + b * p.ska[0] + h * p.ska[1], p.ska[2], dk, j0 + wrow, p.Lk,
+                                              p.D, p.scale, lane);
+        if (p.dv_acc) red_frag<MW, ND>(p.dv_acc + b * p.sva[0] + h * p.sva[1], p.sva[2], dv, j0 + wrow, p.Lk,
+                                              p.Dv, 1.f, lane);
+    } else if (p.grad_f32) {
+        if (p.dk) store_frag<float, MW, ND>((float *)p.dk + b * p.sdk[0] + h * p.sdk[1], p.sdk[2], dk, j0 + wrow, p.Lk,
+                                            p.D, p.scale, p.scale, lane);
+        if (p.dv) store_frag<float, MW, ND>((float *)p.dv + b * p.sdv[0] + h * p.sdv[1], p.sdv[2], dv, j0 + wrow, p.Lk,
+                                            p.Dv, 1.f, 1.f, lane);
+    } else {
+        if (p.dk) store_frag<T, MW, ND>((T *)p.dk + b * p.sdk[0] + h * p.sdk[1], p.sdk[2], dk, j0 + wrow, p.Lk, p.D,
+                                        p.scale, p.scale, lane);
+        if (p.dv) store_frag<T, MW, ND>((T *)p.dv + b * p.sdv[0] + h * p.sdv[1], p.sdv[2], dv, j0 + wrow, p.Lk, p.Dv,
+                                        1.f, 1.f, lane);
     }
 }
 
@@ -3963,22 +3983,16 @@ __global__ void __launch_bounds__(F32_TQ) f32_dkdv_kernel(Params p) {
 static int fail(const char *msg) { nn_error("%s", msg); return -1; }
 
 template <typename T, int HD> struct Cfg;
-/* forward: MW row tiles per warp, NW warps, BN keys per tile; bwd: (dkdv) and (dq) configs */
-template <typename T> struct Cfg<T, 16>  { enum { FMW = 2, FNW = 4, FBN = 64, KMW = 1, KNW = 8, KBN = 64, QMW = 2, QNW = 4, QBN = 32 }; };
-template <typename T> struct Cfg<T, 32>  { enum { FMW = 2, FNW = 4, FBN = 64, KMW = 1, KNW = 8, KBN = 64, QMW = 2, QNW = 4, QBN = 32 }; };
-template <typename T> struct Cfg<T, 64>  { enum { FMW = 2, FNW = 4, FBN = 64, KMW = 1, KNW = 8, KBN = 64, QMW = 2, QNW = 4, QBN = 32 }; };
-template <typename T> struct Cfg<T, 96>  { enum { FMW = 2, FNW = 4, FBN = 32, KMW = 1, KNW = 8, KBN = 32, QMW = 1, QNW = 8, QBN = 64 }; };
-template <typename T> struct Cfg<T, 128> { enum { FMW = 2, FNW = 4, FBN = 32, KMW = 1, KNW = 8, KBN = 32, QMW = 1, QNW = 8, QBN = 64 }; };
-/* alternative tiles for bf16, D <= 64, chosen with NN_CUDA_SDPA_ALT=1 in the environment (benchmarked side by side):
-   forward with 32-key tiles (no spills), dK/dV with 32 keys per warp (half the shared-memory fragment traffic
-   per MMA), dQ with 16 rows per warp and 64-key tiles */
-template <int HD> struct CfgAlt { enum { FMW = 2, FNW = 4, FBN = 32, KMW = 2, KNW = 4, KBN = 16, QMW = 1, QNW = 8, QBN = 64 }; };
-static int g_alt = -1;
-static bool use_alt(int dtype, int hd) {
-    if (g_alt < 0) { const char *e = getenv("NN_CUDA_SDPA_ALT"); g_alt = e && *e == '1'; }
-    return g_alt && dtype == 2 && hd <= 64;
-}
-
+/* forward: FMW 16-row tiles per warp, FNW warps, FBN keys per tile, FMB CTAs per SM asked of the compiler (its
+   register cap); backward: KMW 16-key tiles per warp, KNW warps (BM = 16 KMW KNW keys per CTA), KBN queries per
+   streamed tile, KMB likewise. Chosen on the H100 from measured variants (bench/RESULTS_FLASH.md, 2026-11-23):
+   two CTAs of 8 warps per SM (128 registers, a few spills) beat one CTA with no spills for the backward at
+   D <= 64, by 10-20 %; the forward at D = 32 likewise; D = 128 keeps one CTA of 255 registers. */
+template <typename T> struct Cfg<T, 16>  { enum { FMW = 2, FNW = 4, FBN = 64, FMB = 1, KMW = 1, KNW = 8, KBN = 64, KMB = 2 }; };
+template <typename T> struct Cfg<T, 32>  { enum { FMW = 1, FNW = 8, FBN = 64, FMB = 2, KMW = 1, KNW = 8, KBN = 32, KMB = 2 }; };
+template <typename T> struct Cfg<T, 64>  { enum { FMW = 2, FNW = 4, FBN = 64, FMB = 1, KMW = 1, KNW = 8, KBN = 32, KMB = 2 }; };
+template <typename T> struct Cfg<T, 96>  { enum { FMW = 2, FNW = 4, FBN = 32, FMB = 1, KMW = 1, KNW = 8, KBN = 32, KMB = 1 }; };
+template <typename T> struct Cfg<T, 128> { enum { FMW = 2, FNW = 4, FBN = 32, FMB = 1, KMW = 1, KNW = 8, KBN = 32, KMB = 1 }; };
 template <typename K>
 static int set_smem(K kern, size_t bytes) {
     if (bytes > 48 * 1024) {
@@ -3987,12 +4001,14 @@ static int set_smem(K kern, size_t bytes) {
     return 0;
 }
 
-static int grid_of(Params &p, int rows_per_tile, int len, bool causal_heavy_first, unsigned *grid) {
+/* grid of B*H*tiles*nsplit blocks and its order; corder: the order when causal (2: longest query tiles first
+   for the forward; 3: lowest key tiles first for the backward, which see the most queries; 0: none) */
+static int grid_of(Params &p, int rows_per_tile, int len, int corder, unsigned *grid) {
     p.ntiles = (len + rows_per_tile - 1) / rows_per_tile;
     int64_t n = (int64_t)p.B * p.H * p.ntiles * p.nsplit;
     if (n > 2147483647) return fail("nn__cuda_sdpa: too many tiles for one launch");
     bool heads_share_bias = p.bias && p.bs[1] == 0 && p.H > 1;
-    p.order = (p.causal && causal_heavy_first) ? 2 : heads_share_bias ? 1 : 0;
+    p.order = (p.causal && corder) ? corder : heads_share_bias ? 1 : 0;
     *grid = (unsigned)n;
     return 0;
 }
@@ -4014,18 +4030,35 @@ static void plan_split(Params &p, int BM, int BN) {
     if (ns < 2) return;
     p.nsplit = ns; p.split_len = (int)(tps * BN);
 }
-template <typename C> static void tiles_of(int *fbm, int *fbn, int *qbm, int *qbn) {
-    *fbm = 16 * C::FMW * C::FNW; *fbn = C::FBN; *qbm = 16 * C::QMW * C::QNW; *qbn = C::QBN;
+/* backward: split the queries of each key tile into ranges when the key tiles alone leave SMs idle (40,000
+   queries over 1,024 keys: 64 CTAs for 132 SMs). Model: waves x (query tiles per CTA + 2 tiles of fixed cost,
+   the K/V load and the dK/dV adds); a split must gain 10 %. */
+static void plan_qsplit(Params &p, int BM, int BN, int occ) {
+    p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
+    int64_t blocks = (int64_t)p.B * p.H * ((p.Lk + BM - 1) / BM);
+    int64_t qt = (p.Lq + BN - 1) / BN, slots = (int64_t)sm_count() * (occ > 0 ? occ : 1);
+    if (blocks == 0 || qt < 8 || blocks >= 4 * slots) return;
+    int64_t best = ((blocks + slots - 1) / slots) * (qt + 2), bn = 1, blen = qt;
+    for (int64_t n = 2; n <= 64 && n <= qt / 4; n++) {
+        int64_t len = (qt + n - 1) / n, ns = (qt + len - 1) / len;
+        int64_t cost = ((blocks * ns + slots - 1) / slots) * (len + 2);
+        if (cost * 10 < best * 9) { best = cost; bn = ns; blen = len; }
+    }
+    if (bn > 1) { p.nsplit = (int)bn; p.split_len = (int)(blen * BN); }
 }
-static void tiles_rt(int dtype, int hd, int *fbm, int *fbn, int *qbm, int *qbn) {
-    if (use_alt(dtype, hd)) tiles_of<CfgAlt<64> >(fbm, fbn, qbm, qbn);
-    else if (hd <= 16) tiles_of<Cfg<__half, 16> >(fbm, fbn, qbm, qbn);
-    else if (hd <= 32) tiles_of<Cfg<__half, 32> >(fbm, fbn, qbm, qbn);
-    else if (hd <= 64) tiles_of<Cfg<__half, 64> >(fbm, fbn, qbm, qbn);
-    else if (hd <= 96) tiles_of<Cfg<__half, 96> >(fbm, fbn, qbm, qbn);
-    else tiles_of<Cfg<__half, 128> >(fbm, fbn, qbm, qbn);
+template <typename C> static void tiles_of(int *fbm, int *fbn) { *fbm = 16 * C::FMW * C::FNW; *fbn = C::FBN; }
+static void tiles_rt(int hd, int *fbm, int *fbn) {
+    if (hd <= 16) tiles_of<Cfg<__half, 16> >(fbm, fbn);
+    else if (hd <= 32) tiles_of<Cfg<__half, 32> >(fbm, fbn);
+    else if (hd <= 64) tiles_of<Cfg<__half, 64> >(fbm, fbn);
+    else if (hd <= 96) tiles_of<Cfg<__half, 96> >(fbm, fbn);
+    else tiles_of<Cfg<__half, 128> >(fbm, fbn);
 }
 static int64_t align16(int64_t n) { return (n + 15) & ~(int64_t)15; }
+/* strides of a contiguous [B,H,L,D] tensor? */
+static bool contig(const int64_t s[3], int H, int L, int D) {
+    return s[2] == D && s[1] == (int64_t)L * D && s[0] == (int64_t)H * L * D;
+}
 
 template <typename T, int HD, typename C = Cfg<T, HD> >
 static int run_fwd(Params p, cudaStream_t s) {
@@ -4034,60 +4067,78 @@ static int run_fwd(Params p, cudaStream_t s) {
     int es = p.bias_f32 ? 4 : 2;
     size_t smem = (size_t)(BM + 4 * C::FBN) * (HD + 8) * sizeof(T) +
                   (p.bias_stage ? (size_t)2 * BM * (C::FBN * es + 16) : 0);
-    auto kern = fwd_kernel<T, HD, C::FMW, C::FNW, C::FBN>;
+    auto kern = fwd_kernel<T, HD, C::FMW, C::FNW, C::FBN, C::FMB>;
     if (set_smem(kern, smem)) return -1;
     unsigned grid;
-    if (grid_of(p, BM, p.Lq, true, &grid)) return -1;
+    if (grid_of(p, BM, p.Lq, 2, &grid)) return -1;
     if (grid) kern<<<grid, C::FNW * 32, smem, s>>>(p); NN_LAUNCHED();
     int64_t rows = (int64_t)p.B * p.H * p.Lq;
     if (p.nsplit > 1 && rows > 0) combine_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
     return 0;
 }
 
+/* f32 accumulator -> out (type T, or f32 when grad_f32) through strides st */
+template <typename T>
+static void acc_convert(const Params &p, const float *acc, void *out, const int64_t st[3], int L, int Dd, cudaStream_t s) {
+    int64_t n = (int64_t)p.B * p.H * L * Dd;
+    if (n <= 0) return;
+    unsigned g = (unsigned)((n + 255) / 256);
+    if (p.grad_f32) acc_convert_kernel<float><<<g, 256, 0, s>>>(acc, (float *)out, st[0], st[1], st[2], p.H, L, Dd, n);
+    else acc_convert_kernel<T><<<g, 256, 0, s>>>(acc, (T *)out, st[0], st[1], st[2], p.H, L, Dd, n);
+    NN_LAUNCHED();
+}
+
 template <typename T, int HD, typename C = Cfg<T, HD> >
 static int run_bwd(Params p, cudaStream_t s) {
-    unsigned grid;
+    constexpr int BM = 16 * C::KMW * C::KNW, BN = C::KBN, NTH = C::KNW * 32;
     int es = p.bias_f32 ? 4 : 2;
-    int64_t rows = (int64_t)p.B * p.H * p.Lq;
+    int64_t rows = (int64_t)p.B * p.H * p.Lq, krows = (int64_t)p.B * p.H * p.Lk;
     if (rows > 0) delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
-    if (p.dk || p.dv) {
-        Params pk = p;
-        pk.nsplit = 1; pk.split_len = SDPA_NOSPLIT;
-        constexpr int BM = 16 * C::KMW * C::KNW;
-        size_t smem = (size_t)(2 * BM + 4 * C::KBN) * (HD + 8) * sizeof(T) + 4 * C::KBN * sizeof(float) +
-                      (p.bias_stage ? (size_t)2 * C::KBN * (BM * es + 16) : 0);
-        auto kern = bwd_dkdv_kernel<T, HD, C::KMW, C::KNW, C::KBN>;
-        if (set_smem(kern, smem)) return -1;
-        if (grid_of(pk, BM, p.Lk, false, &grid)) return -1;
-        if (grid) kern<<<grid, C::KNW * 32, smem, s>>>(pk); NN_LAUNCHED();
+    if (p.dout_f32) {   /* from here on the kernels read the rounded copy */
+        p.dout = p.dout_lp; p.dout_f32 = 0;
+        p.sdo[2] = p.Dv; p.sdo[1] = (int64_t)p.Lq * p.Dv; p.sdo[0] = (int64_t)p.H * p.sdo[1];
     }
-    if (p.dq || p.dbias) {
-        Params pq = p;
-        constexpr int BM = 16 * C::QMW * C::QNW;
-        plan_split(pq, BM, C::QBN);
-        size_t smem = (size_t)(2 * BM + 4 * C::QBN) * (HD + 8) * sizeof(T) +
-                      (p.bias_stage ? (size_t)2 * BM * (C::QBN * es + 16) : 0);
-        auto kern = bwd_dq_kernel<T, HD, C::QMW, C::QNW, C::QBN>;
-        if (set_smem(kern, smem)) return -1;
-        if (grid_of(pq, BM, p.Lq, true, &grid)) return -1;
-        bool acc = pq.nsplit > 1 && pq.dq;
-        if (acc) NN_CU(cudaMemsetAsync(pq.dq_acc, 0, (size_t)rows * p.D * sizeof(float), s));
-        if (grid) kern<<<grid, C::QNW * 32, smem, s>>>(pq); NN_LAUNCHED();
-        if (acc && rows > 0) dq_convert_kernel<T><<<(unsigned)((rows * p.D + 255) / 256), 256, 0, s>>>(pq); NN_LAUNCHED();
-    }
+    if (!p.dq && !p.dk && !p.dv && !p.dbias) return 0;
+    size_t smem = (size_t)(2 * BM + 4 * BN) * (HD + 8) * sizeof(T) + (size_t)BM * (BN + 8) * sizeof(T) +
+                  4 * BN * sizeof(float) + (p.bias_stage ? (size_t)2 * BN * (BM * es + 16) : 0);
+    auto kern = bwd_kernel<T, HD, C::KMW, C::KNW, BN, C::KMB>;
+    if (set_smem(kern, smem)) return -1;
+    int occ = 1;
+    NN_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, NTH, smem));
+    if (p.dk || p.dv) plan_qsplit(p, BM, BN, occ);
+    unsigned grid;
+    if (grid_of(p, BM, p.Lk, 3, &grid)) return -1;
+    /* f32 accumulators: dQ always (atomics); dK/dV with split query ranges. An f32 contiguous output is its own
+       accumulator; otherwise a workspace and a conversion afterwards. */
+    bool kv = p.nsplit > 1;
+    bool dq_dir = p.dq && p.grad_f32 && contig(p.sdq, p.H, p.Lq, p.D);
+    bool dk_dir = kv && p.dk && p.grad_f32 && contig(p.sdk, p.H, p.Lk, p.D);
+    bool dv_dir = kv && p.dv && p.grad_f32 && contig(p.sdv, p.H, p.Lk, p.Dv);
+    int64_t wn = (p.dq && !dq_dir ? align16(rows * p.D) : 0) + (kv && p.dk && !dk_dir ? align16(krows * p.D) : 0) +
+                 (kv && p.dv && !dv_dir ? align16(krows * p.Dv) : 0);
+    nn_tensor *ws = wn ? nn__tmp(NN_F32, wn) : NULL;
+    float *w = ws ? (float *)ws->data : NULL;
+    auto take = [&](void *out, bool direct, int64_t n, float **acc, int64_t sa[3], int L, int Dd) {
+        if (direct) *acc = (float *)out;
+        else { *acc = w; w += align16(n); }
+        sa[2] = Dd; sa[1] = (int64_t)L * Dd; sa[0] = (int64_t)p.H * sa[1];
+        if (n > 0) NN_CU(cudaMemsetAsync(*acc, 0, (size_t)n * sizeof(float), s));
+    };
+    p.dq_acc = p.dk_acc = p.dv_acc = nullptr;
+    if (p.dq) take(p.dq, dq_dir, rows * p.D, &p.dq_acc, p.sqa, p.Lq, p.D);
+    if (kv && p.dk) take(p.dk, dk_dir, krows * p.D, &p.dk_acc, p.ska, p.Lk, p.D);
+    if (kv && p.dv) take(p.dv, dv_dir, krows * p.Dv, &p.dv_acc, p.sva, p.Lk, p.Dv);
+    if (grid) kern<<<grid, NTH, smem, s>>>(p); NN_LAUNCHED();
+    if (p.dq && !dq_dir) acc_convert<T>(p, p.dq_acc, p.dq, p.sdq, p.Lq, p.D, s);
+    if (p.dk_acc && !dk_dir) acc_convert<T>(p, p.dk_acc, p.dk, p.sdk, p.Lk, p.D, s);
+    if (p.dv_acc && !dv_dir) acc_convert<T>(p, p.dv_acc, p.dv, p.sdv, p.Lk, p.Dv, s);
+    if (ws) nn_tensor_free(ws);
     return 0;
 }
 
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
     int hd = p.D > p.Dv ? p.D : p.Dv;
-    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
-        if (use_alt(2, hd)) {
-            if (hd <= 16) return fwd ? run_fwd<T, 16, CfgAlt<16> >(p, s) : run_bwd<T, 16, CfgAlt<16> >(p, s);
-            if (hd <= 32) return fwd ? run_fwd<T, 32, CfgAlt<32> >(p, s) : run_bwd<T, 32, CfgAlt<32> >(p, s);
-            return fwd ? run_fwd<T, 64, CfgAlt<64> >(p, s) : run_bwd<T, 64, CfgAlt<64> >(p, s);
-        }
-    }
     if (hd <= 16) return fwd ? run_fwd<T, 16>(p, s) : run_bwd<T, 16>(p, s);
     if (hd <= 32) return fwd ? run_fwd<T, 32>(p, s) : run_bwd<T, 32>(p, s);
     if (hd <= 64) return fwd ? run_fwd<T, 64>(p, s) : run_bwd<T, 64>(p, s);
@@ -4133,6 +4184,8 @@ static int setup(const nn__cuda_sdpa_args *a, Params *p, bool bwd) {
     p->keep_scale = a->dropout_p < 1.f ? 1.f / (1.f - a->dropout_p) : 0.f;
     p->seed = a->seed; p->offset = a->offset;
     p->nsplit = 1; p->split_len = SDPA_NOSPLIT;
+    p->grad_f32 = a->dtype != 0 && a->grad_f32;
+    p->dout_f32 = bwd && a->dtype != 0 && a->dout_f32;
     if (a->dtype != 0 && a->bias) {
         int64_t es = p->bias_f32 ? 4 : 2;
         p->bias_stage = (p->bs[3] == 1 || p->Lk == 1) && ((uintptr_t)a->bias & 15) == 0 &&
@@ -4141,19 +4194,17 @@ static int setup(const nn__cuda_sdpa_args *a, Params *p, bool bwd) {
     return 0;
 }
 
-/* workspace (f32 elements): forward split-KV partials; backward delta + split dQ accumulator */
+/* workspace (f32 elements): forward split-KV partials; backward delta (+ dO rounded to T when it comes in f32;
+   the backward's own accumulators are taken in run_bwd) */
 static int64_t ws_floats(const Params &p0, int dtype, bool bwd) {
     int64_t bhlq = (int64_t)p0.B * p0.H * p0.Lq;
-    if (dtype == 0) return bwd ? align16(bhlq) : 0;
-    int fbm, fbn, qbm, qbn;
-    tiles_rt(dtype, p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn, &qbm, &qbn);
+    if (bwd) return align16(bhlq) + (p0.dout_f32 ? align16((bhlq * p0.Dv + 1) / 2) : 0);
+    if (dtype == 0) return 0;
+    int fbm, fbn;
+    tiles_rt(p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn);
     Params p = p0;
-    if (!bwd) {
-        plan_split(p, fbm, fbn);
-        return p.nsplit > 1 ? (int64_t)p.nsplit * bhlq * (p.Dv + 1) : 0;
-    }
-    plan_split(p, qbm, qbn);
-    return align16(bhlq) + (p.nsplit > 1 ? bhlq * p.D : 0);
+    plan_split(p, fbm, fbn);
+    return p.nsplit > 1 ? (int64_t)p.nsplit * bhlq * (p.Dv + 1) : 0;
 }
 
 } /* namespace sdpa_cu */
@@ -4168,7 +4219,7 @@ void nn__cuda_sdpa_fwd(const nn__cuda_sdpa_args *a) {
     if ((int64_t)p.B * p.H * p.Lq == 0) return;
     if (a->dtype == 0) {
         unsigned grid;
-        if (sdpa_cu::grid_of(p, F32_TQ, p.Lq, true, &grid)) return;
+        if (sdpa_cu::grid_of(p, F32_TQ, p.Lq, 2, &grid)) return;
         if (grid) { sdpa_cu::f32_fwd_kernel<<<grid, F32_TQ, 0, S_>>>(p); NN_LAUNCHED(); }
         return;
     }
@@ -4205,16 +4256,16 @@ void nn__cuda_sdpa_bwd(const nn__cuda_sdpa_args *a) {
     if ((int64_t)p.B * p.H == 0) return;
     ws = nn__tmp(NN_F32, sdpa_cu::ws_floats(p, a->dtype, true) + 16);
     p.delta = (float *)ws->data;
-    p.dq_acc = p.delta + sdpa_cu::align16((int64_t)p.B * p.H * p.Lq);
+    p.dout_lp = p.delta + sdpa_cu::align16((int64_t)p.B * p.H * p.Lq);
     if (a->dtype == 0) {
         unsigned grid;
         int64_t rows = (int64_t)p.B * p.H * p.Lq;
         if (rows > 0) { sdpa_cu::delta_kernel<float><<<(unsigned)((rows + 7) / 8), 256, 0, S_>>>(p); NN_LAUNCHED(); }
-        if ((p.dk || p.dv) && !sdpa_cu::grid_of(p, F32_TQ, p.Lk, false, &grid) && grid) {
+        if ((p.dk || p.dv) && !sdpa_cu::grid_of(p, F32_TQ, p.Lk, 0, &grid) && grid) {
             sdpa_cu::f32_dkdv_kernel<<<grid, F32_TQ, 0, S_>>>(p);
             NN_LAUNCHED();
         }
-        if ((p.dq || p.dbias) && !sdpa_cu::grid_of(p, F32_TQ, p.Lq, true, &grid) && grid) {
+        if ((p.dq || p.dbias) && !sdpa_cu::grid_of(p, F32_TQ, p.Lq, 2, &grid) && grid) {
             sdpa_cu::f32_dq_kernel<<<grid, F32_TQ, 0, S_>>>(p);
             NN_LAUNCHED();
         }

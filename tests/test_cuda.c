@@ -823,13 +823,19 @@ static void test_sdpa(void) {
         {"Lk=1 causal", 1, 2, 9, 1, 32, 32, 0, 0, 0, 1, 0, 0},
         {"split-KV keypad+bias+dropout", 1, 2, 10, 2100, 64, 64, 2, 1, 1, 0, 0.1, 0},
         {"split-KV causal", 1, 1, 40, 3000, 32, 32, 0, 0, 0, 1, 0, 0},
+        /* several key and query tiles per (b, h): dQ summed over key-tile CTAs, partial last tiles */
+        {"multi-tile d64", 1, 2, 300, 260, 64, 64, 0, 0, 0, 0, 0, 0},
+        {"multi-tile causal full bias grad d128", 1, 2, 150, 170, 128, 128, 0, 2, 1, 1, 0, 0},
+        /* few key tiles, many queries: the backward splits the queries of a key tile (dK/dV summed) */
+        {"query split Lq>>Lk", 1, 2, 3000, 100, 16, 16, 0, 0, 0, 0, 0, 0},
+        {"query split mask+bias[B,1] grad+dropout", 2, 2, 1200, 70, 32, 32, 1, 1, 1, 0, 0.1, 0},
     };
     static const nn_dtype dts[3] = {NN_F32, NN_F16, NN_BF16};
     size_t i;
     int d;
     for (i = 0; i < sizeof cs / sizeof cs[0]; i++)
         for (d = 0; d < 3; d++) {
-            if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13))) continue;
+            if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13 || i == 16 || i == 18))) continue;
             sdpa_run(&cs[i], dts[d]);
         }
     {   /* nn_key_padding_mask on a device tensor */
