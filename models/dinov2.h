@@ -183,6 +183,10 @@ NN_MODEL_FN nn_tensor *dinov2_pos_embed(const dinov2 *m, int64_t H, int64_t W) {
     s[0] = nw;
     Aw = nn_empty(NN_F32, 2, s);
     dinov2_bicubic_matrix(nn_f32_data(Aw), nw, G, sw);
+    if (m->position_embeddings->device != NN_CPU) {   /* built on the host, used where the weights are */
+        Ah = nn_to(Ah, m->position_embeddings->device);
+        Aw = nn_to(Aw, m->position_embeddings->device);
+    }
     cls = nn_slice(m->position_embeddings, 1, 0, 1);                       /* [1, 1, D] */
     s[0] = G; s[1] = (int64_t)G * D;
     grid = nn_reshape(nn_slice(m->position_embeddings, 1, 1, 1 + (int64_t)G * G), 2, s);  /* [G, G*D] rows y */

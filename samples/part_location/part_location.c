@@ -58,6 +58,8 @@ static kit_cfg *make_config(void) {
     kit_cfg_add_float(c, "training.grad_clip", 1.0, 0, 1e9, "max global gradient norm (0: off)");
     kit_cfg_add_int(c, "training.accumulation_steps", 1, 1, 4096, "micro-batches per optimiser step");
     kit_cfg_add_bool(c, "training.use_amp", 1, "mixed precision: autocast (on the CPU emulated by rounding; f16 scales the loss)");
+    kit_cfg_add_string(c, "training.device", "auto", "auto|cpu|cuda", "where the model runs (auto: cuda when built with -DNN_CUDA and a GPU is present)");
+    kit_cfg_add_bool(c, "training.tf32", 0, "GPU: f32 matrix products may use TF32 tensor cores (as torch.backends.cuda.matmul.allow_tf32)");
     kit_cfg_add_string(c, "training.amp_dtype", "bf16", "bf16|f16", "autocast dtype");
     kit_cfg_add_int(c, "training.seed", 42, 0, 1LL << 62, "init, shuffling and augmentation seed");
     kit_cfg_add_int(c, "training.keep_checkpoints", 2, 1, 1000, "epoch checkpoints kept on disk");
@@ -289,8 +291,35 @@ static nn_tensor *batch_tensor(const kit_batch *b, int f, int size) {
 
 /* --------------------------------------------------------------------------------------------- model */
 
-typedef struct { kit_cfg *cfg; partloc net; nn_params P; } app;
+/* dev: where the parameters live and the model runs. Images are decoded on the CPU (loader threads) and
+   copied to dev once per batch; predictions come back to the CPU for the loss, the metrics and the JSON
+   (the head's [B, 4] output: a few bytes, and the loss value is read every step anyway). */
+typedef struct { kit_cfg *cfg; partloc net; nn_params P; nn_device dev; } app;
 #define CF_A(k) kit_cfg_float(a->cfg, k)
+
+/* "auto" | "cpu" | "cuda" (config key training.device, or --device for eval and infer) -> a device */
+static nn_device pick_device(const char *want) {
+    if (!strcmp(want, "cpu")) return NN_CPU;
+    if (!strcmp(want, "cuda")) {
+#ifdef NN_CUDA
+        if (!nn_cuda_available()) { fprintf(stderr, "device cuda: no GPU found (nn_cuda_available() is 0)\n"); exit(2); }
+        return NN_CUDA;
+#else
+        fprintf(stderr, "device cuda: this build has no CUDA (make part-location-cuda builds %s)\n",
+                "build/part_location/part_location_cuda");
+        exit(2);
+#endif
+    }
+    if (strcmp(want, "auto")) { fprintf(stderr, "device must be auto, cpu or cuda, got '%s'\n", want); exit(2); }
+    return nn_cuda_available() ? NN_CUDA : NN_CPU;
+}
+
+/* the parameters (and gradients) move in place, so the modules' pointers stay valid; before the optimiser
+   is made, so its moments are created on the same device */
+static void params_to_device(app *a) {
+    if (a->dev != NN_CPU) nn_params_to(&a->P, a->dev);
+    if (a->dev == NN_CUDA) nn_cuda_set_tf32(kit_cfg_bool(a->cfg, "training.tf32"));
+}
 
 static void build_model(app *a, int for_training) {
     partloc_config mc = model_config(a->cfg);
@@ -332,8 +361,16 @@ static void load_weights(app *a, const char *path) {
     nn_params_load(path, &a->P, &o, NULL);
 }
 
-/* pred [B, 4] for a batch, grad off */
-static nn_tensor *predict(app *a, nn_tensor *whole, nn_tensor *part) { return partloc_forward(&a->net, whole, part); }
+/* whole, part: CPU batches -> pred [B, 4], f32 on the CPU (differentiable: backward sends the gradient
+   back through the copies to the device). One host-to-device copy per image batch. */
+static nn_tensor *predict(app *a, nn_tensor *whole, nn_tensor *part) {
+    nn_tensor *y;
+    if (a->dev == NN_CPU) return partloc_forward(&a->net, whole, part);
+    nn_scope_begin();
+    y = partloc_forward(&a->net, nn_to(whole, a->dev), nn_to(part, a->dev));
+    if (y->dtype != NN_F32) y = nn_cast(y, NN_F32);   /* an autocast output may be low precision */
+    return nn_scope_end(nn_to(y, NN_CPU));
+}
 
 /* ---------------------------------------------------------------------------------------------- eval */
 
@@ -466,8 +503,10 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
     opt_per_epoch = (micro_per_epoch + accum - 1) / accum;
 
     /* model + optimiser */
+    a.dev = pick_device(CS("training.device"));
     build_model(&a, 1);
     if (*CS("model.pretrained")) load_pretrained(&a, CS("model.pretrained"));
+    params_to_device(&a);
     nn_params_mark_no_decay(&a.P);
     ac.lr = CF("training.learning_rate");
     ac.weight_decay = CF("training.weight_decay");
@@ -477,11 +516,12 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
                                    CF("training.min_lr"));
     if (sched.T_max < 1) sched.T_max = 1;
     printf("model: DINOv2 %s (hidden %d, %d layers, %d heads) + %d cross-attention layers, %lld parameters; "
-           "checkpointing %s\n", CS("model.backbone_name"), a.net.c.encoder.hidden, a.net.c.encoder.layers,
+           "checkpointing %s; device %s\n", CS("model.backbone_name"), a.net.c.encoder.hidden, a.net.c.encoder.layers,
            a.net.c.encoder.heads, a.net.c.cross_attention_layers, (long long)nn_params_count(&a.P),
-           a.net.encoder.checkpointing ? "on" : "off");
+           a.net.encoder.checkpointing ? "on" : "off", nn_device_name(a.dev));
     if (kit_cfg_bool(cfg, "training.use_amp"))
-        printf("use_amp: %s autocast applies on the GPU; this CPU build computes in f32\n", CS("training.amp_dtype"));
+        printf("use_amp: %s autocast on the matrix products, convolutions and attention (nn_autocast_begin)\n",
+               CS("training.amp_dtype"));
 
     path_join(ckdir, sizeof ckdir, out, "checkpoints");
     mkdirs(ckdir);
@@ -522,7 +562,7 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
         nn_ckpt_info ci;
         int rc;
         nn_set_training(1);
-        nn_mem_reset_peak(NN_CPU);
+        nn_mem_reset_peak(a.dev);
         kit_loader_start_epoch(L, (uint64_t)epoch);
         kit_progress_begin(&prog, "train", epoch + 1, epochs, micro_per_epoch);
         nn_params_zero_grad(&a.P);
@@ -575,7 +615,7 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
         kit_tb_scalar(tb, "val/translation_error", vm.terr, epoch + 1);
         kit_tb_scalar(tb, "val/scale_rel_error", vm.srel, epoch + 1);
         kit_tb_scalar(tb, "epoch/lr", lr, epoch + 1);
-        kit_tb_scalar(tb, "memory/peak_mib", (double)nn_mem_stats(NN_CPU).peak / 1048576.0, epoch + 1);
+        kit_tb_scalar(tb, "memory/peak_mib", (double)nn_mem_stats(a.dev).peak / 1048576.0, epoch + 1);
         kit_tb_flush(tb);
         if (epoch < 4096) { hist.train[epoch] = (float)sum_l; hist.val[epoch] = (float)(split[1].n ? vm.loss : sum_l); hist.n = epoch + 1; }
         path_join(p, sizeof p, out, "history.csv");
@@ -604,9 +644,10 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
     }
     {
         char dur[32];
-        printf("training done: %d epochs in %s, best val loss %.5f, peak memory %.1f MiB; logs in %s/tb, plot %s/loss.png\n",
-               epoch - start_epoch, kit_format_duration(kit_now() - t_start, dur, sizeof dur), best,
-               (double)nn_mem_stats(NN_CPU).peak / 1048576.0, out, out);
+        printf("training done: %d epochs (%lld optimiser steps) in %s, best val loss %.5f, peak %s memory %.1f MiB "
+               "(live tensors, last epoch); logs in %s/tb, plot %s/loss.png\n",
+               epoch - start_epoch, (long long)global_step, kit_format_duration(kit_now() - t_start, dur, sizeof dur), best,
+               nn_device_name(a.dev), (double)nn_mem_stats(a.dev).peak / 1048576.0, out, out);
     }
     kit_tb_close(tb);
     kit_loader_free(L);
@@ -639,14 +680,16 @@ static int cmd_eval(int argc, char **argv) {
     metrics m;
     size_t i;
     FILE *f;
-    if (!ck || si < 0) { fprintf(stderr, "usage: part_location eval --checkpoint C [--split train|val|test] [--data-dir D] [--report F]\n"); return 2; }
+    if (!ck || si < 0) { fprintf(stderr, "usage: part_location eval --checkpoint C [--split train|val|test] [--data-dir D] [--report F] [--device auto|cpu|cuda]\n"); return 2; }
     memset(&a, 0, sizeof a);
     a.cfg = config_from_checkpoint(ck);
     data_dir = arg_value(argc, argv, "--data-dir", kit_cfg_string(a.cfg, "data.data_dir"));
     snprintf(rp, sizeof rp, "%s/eval_%s.json", kit_cfg_string(a.cfg, "data.output_dir"), which);
     report = arg_value(argc, argv, "--report", rp);
+    a.dev = pick_device(arg_value(argc, argv, "--device", "auto"));
     build_model(&a, 0);
     load_weights(&a, ck);
+    params_to_device(&a);
     scan_data(data_dir, &all, NULL);
     split_data(a.cfg, &all, split);
     m = evaluate(&a, &split[si], kit_cfg_float(a.cfg, "loss.w_trans"), kit_cfg_float(a.cfg, "loss.w_scale"), &rows);
@@ -688,13 +731,15 @@ static int cmd_infer(int argc, char **argv) {
     int64_t s4[4];
     kit_err err;
     if (!ck || (!(whole && part) && !dd)) {
-        fprintf(stderr, "usage: part_location infer --checkpoint C (--whole W.png --part P.png | --data-dir D [--out F])\n");
+        fprintf(stderr, "usage: part_location infer --checkpoint C (--whole W.png --part P.png | --data-dir D [--out F]) [--device auto|cpu|cuda]\n");
         return 2;
     }
     memset(&a, 0, sizeof a);
     a.cfg = config_from_checkpoint(ck);
+    a.dev = pick_device(arg_value(argc, argv, "--device", "auto"));
     build_model(&a, 0);
     load_weights(&a, ck);
+    params_to_device(&a);
     nn_set_grad_enabled(0);
     nn_set_training(0);
     size = (int)kit_cfg_int(a.cfg, "data.image_size");   /* any input size is resized to the training size */
