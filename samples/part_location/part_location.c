@@ -45,6 +45,8 @@ static kit_cfg *make_config(void) {
     kit_cfg_add_int(c, "model.custom_layers", 4, 1, 64, "backbone custom: layers");
     kit_cfg_add_int(c, "model.custom_heads", 4, 1, 64, "backbone custom: heads");
     kit_cfg_add_float(c, "model.pos_embed_init_std", 0.02, 0, 10, "std of the position embeddings at random init (DINOv2: 0.02)");
+    kit_cfg_add_string(c, "model.pos_embed_init", "trunc_normal", "trunc_normal|sincos",
+                       "random init of the position embeddings: DINOv2's trunc_normal(std), or a 2-D sin-cos code (learnable from there)");
     kit_cfg_add_int(c, "model.cross_attention_layers", 2, 0, 32, "cross-attention layers (part queries, whole keys/values)");
     kit_cfg_add_int(c, "model.mlp_hidden_dim", 512, 1, 65536, "hidden width of the prediction head");
     kit_cfg_add_int(c, "model.downsample_size", 32, 1, 512, "patch grid pooled to downsample_size^2 tokens");
@@ -64,6 +66,9 @@ static kit_cfg *make_config(void) {
     kit_cfg_add_int(c, "training.seed", 42, 0, 1LL << 62, "init, shuffling and augmentation seed");
     kit_cfg_add_int(c, "training.keep_checkpoints", 2, 1, 1000, "epoch checkpoints kept on disk");
     kit_cfg_add_int(c, "training.max_steps_per_epoch", 0, 0, 1LL << 40, "cap on micro-batches per epoch (0: all; smoke tests)");
+    kit_cfg_add_float(c, "training.time_budget_minutes", 0, 0, 1e6,
+                      "0: off. Else the first epoch is timed and num_epochs lowered to what fits in this wall time "
+                      "(the cosine is fitted to the new length; the checkpoints store it)");
     kit_cfg_add_float(c, "loss.w_trans", 1.0, 0, 1e6, "weight of the translation L1");
     kit_cfg_add_float(c, "loss.w_scale", 0.5, 0, 1e6, "weight of the scale L1");
     return c;
@@ -321,13 +326,39 @@ static void params_to_device(app *a) {
     if (a->dev == NN_CUDA) nn_cuda_set_tf32(kit_cfg_bool(a->cfg, "training.tf32"));
 }
 
+/* A 2-D sin-cos code on the G x G position grid [1, 1 + G*G, D] (the CLS row stays 0). A quarter of the
+   channels each: sin(y w_k), cos(y w_k), sin(x w_k), cos(x w_k), frequencies w_k = 10000^(-k / (D/4)),
+   k = 0 .. D/4-1, x and y in patches (the sin-cos embedding of Vaswani et al. on each axis, as ViT
+   variants trained from scratch use). Channels left over when D is not a multiple of 4 stay 0. Unlike a
+   random init, nearby patches start with similar codes and the code is a smooth function of position,
+   which a head that regresses coordinates can read. */
+static void init_pos_sincos(nn_tensor *pe, int G) {
+    int64_t D = pe->shape[2], q = D / 4, y, x, k;
+    float *h = (float *)calloc((size_t)pe->numel, sizeof(float));
+    if (!h) { fprintf(stderr, "init_pos_sincos: out of memory\n"); exit(1); }
+    for (y = 0; y < G; y++)
+        for (x = 0; x < G; x++) {
+            float *r = h + (1 + y * G + x) * D;
+            for (k = 0; k < q; k++) {
+                double w = pow(10000.0, -(double)k / (double)q);
+                r[k] = (float)sin(y * w); r[q + k] = (float)cos(y * w);
+                r[2 * q + k] = (float)sin(x * w); r[3 * q + k] = (float)cos(x * w);
+            }
+        }
+    memcpy(nn_f32_data(pe), h, (size_t)pe->numel * sizeof(float));
+    free(h);
+}
+
 static void build_model(app *a, int for_training) {
     partloc_config mc = model_config(a->cfg);
     nn_seed((uint64_t)kit_cfg_int(a->cfg, "training.seed"));
     partloc_init(&a->net, &a->P, &mc);
     /* trained from scratch, a small encoder needs a position signal comparable with the patch content */
-    nn_init_trunc_normal_(a->net.encoder.position_embeddings, 0, CF_A("model.pos_embed_init_std"),
-                          -2 * CF_A("model.pos_embed_init_std"), 2 * CF_A("model.pos_embed_init_std"));
+    if (!strcmp(kit_cfg_string(a->cfg, "model.pos_embed_init"), "sincos"))
+        init_pos_sincos(a->net.encoder.position_embeddings, a->net.encoder.grid);
+    else
+        nn_init_trunc_normal_(a->net.encoder.position_embeddings, 0, CF_A("model.pos_embed_init_std"),
+                              -2 * CF_A("model.pos_embed_init_std"), 2 * CF_A("model.pos_embed_init_std"));
     a->net.encoder.checkpointing = for_training && kit_cfg_bool(a->cfg, "model.use_gradient_checkpointing");
 }
 
@@ -531,6 +562,18 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
         if (!is_file(latest)) { fprintf(stderr, "--resume: no %s\n", latest); return 1; }
         nn_ckpt_load(latest, &a.P, opt, &sched, &info);
         start_epoch = (int)info.epoch;
+        if (CF("training.time_budget_minutes") > 0 && info.config) {   /* the length the budget fitted */
+            kit_cfg *saved = make_config();
+            if (!kit_cfg_load_string(saved, info.config, latest) && kit_cfg_int(saved, "training.num_epochs") < epochs) {
+                char set[96];
+                epochs = (int)kit_cfg_int(saved, "training.num_epochs");
+                snprintf(set, sizeof set, "training.num_epochs=%d", epochs);
+                kit_cfg_set(cfg, set);
+                free(dump);
+                dump = kit_cfg_dump(cfg, 0);
+            }
+            kit_cfg_free(saved);
+        }
         best = info.best_metric;
         global_step = opt->step;
         nn_ckpt_info_free(&info);
@@ -640,6 +683,29 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
         if (epoch + 1 - CI("training.keep_checkpoints") >= 1) {
             snprintf(p, sizeof p, "%s/epoch_%04d.safetensors", ckdir, epoch + 1 - CI("training.keep_checkpoints"));
             remove(p);
+        }
+        /* a wall-time budget (a lent GPU for a few minutes): after the first epoch of a fresh run, keep the
+           epochs that fit. Only the cosine's length changes; the warmup's lr does not depend on it, so when
+           the warmup spans the first epoch the run is the one that num_epochs = N would have given. */
+        if (epoch == 0 && !resume && CF("training.time_budget_minutes") > 0) {
+            double took = kit_now() - t_start, budget = 60 * CF("training.time_budget_minutes");
+            int fit = (int)floor(budget / took);
+            char set[96];
+            if (fit < 1) fit = 1;
+            if (fit < epochs) {
+                int64_t w = (int64_t)(CF("training.warmup_epochs") * opt_per_epoch + 0.5);
+                epochs = fit;
+                sched.T_max = (int64_t)epochs * opt_per_epoch - w;
+                if (sched.T_max < 1) sched.T_max = 1;
+                snprintf(set, sizeof set, "training.num_epochs=%d", epochs);
+                kit_cfg_set(cfg, set);
+                free(dump);
+                dump = kit_cfg_dump(cfg, 0);
+                ci.config = dump;
+                ci.epoch = 1;
+                nn_ckpt_save(latest, &a.P, opt, &sched, &ci);   /* --resume continues with the fitted length */
+            }
+            printf("time budget %.1f min: the first epoch took %.1f s -> %d epochs\n", budget / 60, took, epochs);
         }
     }
     {
