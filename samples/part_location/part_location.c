@@ -392,6 +392,12 @@ static void load_weights(app *a, const char *path) {
     nn_params_load(path, &a->P, &o, NULL);
 }
 
+/* the autocast dtype of the config (NN_F32: off) */
+static nn_dtype amp_dtype(const kit_cfg *cfg) {
+    if (!kit_cfg_bool(cfg, "training.use_amp")) return NN_F32;
+    return strcmp(kit_cfg_string(cfg, "training.amp_dtype"), "f16") == 0 ? NN_F16 : NN_BF16;
+}
+
 /* whole, part: CPU batches -> pred [B, 4], f32 on the CPU (differentiable: backward sends the gradient
    back through the copies to the device). One host-to-device copy per image batch. */
 static nn_tensor *predict(app *a, nn_tensor *whole, nn_tensor *part) {
@@ -401,6 +407,17 @@ static nn_tensor *predict(app *a, nn_tensor *whole, nn_tensor *part) {
     y = partloc_forward(&a->net, nn_to(whole, a->dev), nn_to(part, a->dev));
     if (y->dtype != NN_F32) y = nn_cast(y, NN_F32);   /* an autocast output may be low precision */
     return nn_scope_end(nn_to(y, NN_CPU));
+}
+
+/* evaluation and inference: under the training's autocast on a GPU (as torch users run eval in autocast;
+   f32 attention there is the slow checking kernel). The CPU keeps f32, where emulation would only cost time. */
+static nn_tensor *predict_eval(app *a, nn_tensor *whole, nn_tensor *part) {
+    nn_dtype amp = a->dev == NN_CPU ? NN_F32 : amp_dtype(a->cfg);
+    nn_tensor *y;
+    if (amp != NN_F32) nn_autocast_begin(amp);
+    y = predict(a, whole, part);
+    if (amp != NN_F32) nn_autocast_end();
+    return y;
 }
 
 /* ---------------------------------------------------------------------------------------------- eval */
@@ -433,7 +450,7 @@ static metrics evaluate(app *a, const samples *S, double w_t, double w_s, float 
         if (rc < 0) { fprintf(stderr, "warning: %s\n", err.msg); continue; }
         nn_scope_begin();
         tgt = batch_tensor(&b, 2, size);
-        pred = predict(a, batch_tensor(&b, 0, size), batch_tensor(&b, 1, size));
+        pred = predict_eval(a, batch_tensor(&b, 0, size), batch_tensor(&b, 1, size));
         partloc_loss(pred, tgt, w_t, w_s, &lt, &ls);
         p = nn_f32_data(pred); t = nn_f32_data(tgt);
         for (i = 0; i < b.size; i++) {
@@ -593,8 +610,7 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
     printf("config:\n%s", dump);
 
     kit_progress_init(&prog, stdout);
-    nn_dtype amp = !kit_cfg_bool(cfg, "training.use_amp") ? NN_F32
-                 : strcmp(CS("training.amp_dtype"), "f16") == 0 ? NN_F16 : NN_BF16;
+    nn_dtype amp = amp_dtype(cfg);
     nn_grad_scaler scaler = nn_grad_scaler_new(65536.0, 2.0, 0.5, 2000, amp == NN_F16);   /* GradScaler's defaults */
     for (epoch = start_epoch; epoch < epochs && (stop_after <= 0 || epoch < start_epoch + stop_after); epoch++) {
         kit_batch b;
@@ -817,7 +833,7 @@ static int cmd_infer(int argc, char **argv) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
-        y = predict(&a, w, p);
+        y = predict_eval(&a, w, p);
         o = nn_f32_data(y);
         printf("{\"translation\": [%.6f, %.6f, %.6f], \"scale\": [%.6f]}\n", o[0], o[1], o[2], o[3]);
         nn_tensor_free(w); nn_tensor_free(p); nn_tensor_free(y);
@@ -841,7 +857,7 @@ static int cmd_infer(int argc, char **argv) {
                     nn_scope_end(NULL);
                     continue;
                 }
-                y = predict(&a, w, p);
+                y = predict_eval(&a, w, p);
             }
             o = nn_f32_data(y);
             fprintf(f, "  {\"model\": \"%s\", \"part\": \"%s\", \"translation\": [%.6f, %.6f, %.6f], \"scale\": [%.6f]}%s\n",
