@@ -177,12 +177,19 @@ NN_MODEL_FN nn_tensor *dinov2_pos_embed(const dinov2 *m, int64_t H, int64_t W) {
         nn_error("dinov2_pos_embed: the scale_factor rule gives a %dx%d grid for %lldx%lld patches", nh, nw,
                  (long long)h, (long long)w);
     nn_scope_begin();
+    /* in f32 whatever autocast is in force, as Dinov2Embeddings (it interpolates patch_pos_embed.float());
+       a bf16 matmul here would also make a bf16 grid that cannot be concatenated with the f32 CLS row */
+    nn_autocast_begin(NN_F32);
     s[0] = nh; s[1] = G;
     Ah = nn_empty(NN_F32, 2, s);
     dinov2_bicubic_matrix(nn_f32_data(Ah), nh, G, sh);
     s[0] = nw;
     Aw = nn_empty(NN_F32, 2, s);
     dinov2_bicubic_matrix(nn_f32_data(Aw), nw, G, sw);
+    if (m->position_embeddings->device != NN_CPU) {   /* built on the host, used where the weights are */
+        Ah = nn_to(Ah, m->position_embeddings->device);
+        Aw = nn_to(Aw, m->position_embeddings->device);
+    }
     cls = nn_slice(m->position_embeddings, 1, 0, 1);                       /* [1, 1, D] */
     s[0] = G; s[1] = (int64_t)G * D;
     grid = nn_reshape(nn_slice(m->position_embeddings, 1, 1, 1 + (int64_t)G * G), 2, s);  /* [G, G*D] rows y */
@@ -193,6 +200,7 @@ NN_MODEL_FN nn_tensor *dinov2_pos_embed(const dinov2 *m, int64_t H, int64_t W) {
     parts[0] = cls;
     parts[1] = nn_reshape(grid, 3, s);
     out = nn_concat(2, parts, 1);
+    nn_autocast_end();
     return nn_scope_end(out);
 }
 
@@ -216,7 +224,8 @@ NN_MODEL_FN nn_tensor *dinov2_forward(const dinov2 *m, nn_tensor *pixels) {
     x = nn_transpose(nn_flatten(x, 2, 3), 1, 2);                        /* [B, h*w, D] */
     s[0] = pixels->shape[0]; s[1] = 1; s[2] = m->c.hidden;
     parts[0] = nn_expand(m->cls_token, 3, s);
-    parts[1] = x;
+    parts[1] = x->dtype == m->cls_token->dtype ? x : nn_cast(x, m->cls_token->dtype);  /* torch.cat promotes */
+
     x = nn_concat(2, parts, 1);
     x = nn_add(x, dinov2_pos_embed(m, pixels->shape[2], pixels->shape[3]));
     for (i = 0; i < m->c.layers; i++) {

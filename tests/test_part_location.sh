@@ -85,6 +85,12 @@ sed "s#$T/run#$T/run3#" "$T/cfg.yaml" > "$T/cfg3.yaml"
 "$P" train --config "$T/cfg3.yaml" --set training.batch_size=2 --set training.accumulation_steps=2 > "$T/acc.log" 2>&1
 check "accumulation_steps=2 x batch 2 matches batch 4 (train and val loss per epoch, 1e-3 relative)" \
   "paste -d, $T/run/history.csv $T/run3/history.csv | awk -F, '{for (i = 2; i <= 3; i++) { d = \$i - \$(i + 3); if (d < 0) d = -d; if (d > 1e-3 * \$i) bad = 1 }} END {exit bad}'"
+# a wall-time budget: the first epoch is timed and the rest cut to fit (here: nothing fits, 1 epoch), and
+# --resume keeps the fitted length instead of the config's num_epochs
+"$P" train --config "$T/cfg.yaml" --set data.output_dir="$T/run4" --set training.time_budget_minutes=0.00001 > "$T/tb1.log" 2>&1
+"$P" train --config "$T/cfg.yaml" --set data.output_dir="$T/run4" --set training.time_budget_minutes=0.00001 --resume > "$T/tb2.log" 2>&1
+check "time_budget_minutes fits the epochs (1 here) and --resume keeps them" \
+  "grep -q -- '-> 1 epochs' $T/tb1.log && test \$(wc -l < $T/run4/history.csv) = 1 && grep -q 'training done: 0 epochs' $T/tb2.log"
 # any input size is resized to the training size (req. 5.5)
 "$B/gen_data" --out "$T/other" --models 1 --size 80 --seed 9 > /dev/null 2>&1
 "$P" infer --checkpoint "$T/run/best_model.safetensors" --whole "$T/other/model0000/model0000-whole.png" \

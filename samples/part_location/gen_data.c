@@ -16,7 +16,9 @@
    same sheet for whole and part images: front (x right, y up), right side (-z right, y up), top (x right,
    -z up) and a three-quarter view. Each view maps the square [-0.6, 0.6]^2 to its quadrant.
 
-   gen_data [--out data/images] [--models 64] [--size 224] [--seed 1] [--min-parts 2] [--max-parts 5] */
+   gen_data [--out data/images] [--models 64] [--size 224] [--seed 1] [--min-parts 2] [--max-parts 5] [--first 0]
+   --first F makes models F .. F+models-1 (model F is the same whichever run makes it): several processes
+   can share the work, e.g. 8 processes with --models 125 --first 0, 125, 250 ... for 1000 models. */
 #define KIT_IMPLEMENTATION
 #include "kit.h"
 #include <math.h>
@@ -92,11 +94,33 @@ static int intersect(const prim *p, const double *o, const double *d, double *t_
     return 1;
 }
 
-/* the 2x2 sheet of views of prims[0..n) into rgb (size x size x 3, u8) */
+/* the screen rectangle [u0, u1] x [v0, v1] of prim p's bounding box in view v (orthographic: the extremes
+   of the 8 corners' projections), a little wider so rays that graze the border are still tested */
+static void screen_box(const prim *p, const view *v, double box[4]) {
+    int k, j;
+    box[0] = box[2] = INFINITY; box[1] = box[3] = -INFINITY;
+    for (k = 0; k < 8; k++) {
+        double c[3], u = 0, w = 0;
+        for (j = 0; j < 3; j++) c[j] = p->c[j] + ((k >> j) & 1 ? p->h[j] : -p->h[j]);
+        for (j = 0; j < 3; j++) { u += c[j] * v->r[j]; w += c[j] * v->u[j]; }
+        if (u < box[0]) box[0] = u;
+        if (u > box[1]) box[1] = u;
+        if (w < box[2]) box[2] = w;
+        if (w > box[3]) box[3] = w;
+    }
+    box[0] -= 1e-6; box[1] += 1e-6; box[2] -= 1e-6; box[3] += 1e-6;
+}
+
+/* the 2x2 sheet of views of prims[0..n) into rgb (size x size x 3, u8). A ray is intersected only with the
+   primitives whose screen rectangle holds it (the image is mostly background: ~10x faster at 1024 px,
+   the same pixels). */
 static void render(const prim *prims, int n, const view *views, int size, unsigned char *rgb) {
     const double light[3] = {0.40, 0.80, 0.45}, half = 0.6;
     int half_px = size / 2;
-    int y;
+    int y, k0, q0;
+    double boxes[4][16][4];
+    for (q0 = 0; q0 < 4; q0++)
+        for (k0 = 0; k0 < n; k0++) screen_box(&prims[k0], &views[q0], boxes[q0][k0]);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 4)
 #endif
@@ -117,6 +141,8 @@ static void render(const prim *prims, int n, const view *views, int size, unsign
                     for (k = 0; k < 3; k++) o[k] = su * v->r[k] + sv * v->u[k] - 5 * v->d[k];
                     for (k = 0; k < n; k++) {
                         double t, nn[3];
+                        const double *bx = boxes[qv][k];
+                        if (su < bx[0] || su > bx[1] || sv < bx[2] || sv > bx[3]) continue;
                         if (intersect(&prims[k], o, v->d, &t, nn) && t < best) {
                             best = t; hit = k; nb[0] = nn[0]; nb[1] = nn[1]; nb[2] = nn[2];
                         }
@@ -174,7 +200,7 @@ static void write_png(const char *path, const unsigned char *rgb, int size) {
 
 int main(int argc, char **argv) {
     const char *out = "data/images";
-    int models = 64, size = 224, min_parts = 2, max_parts = 5, i, m;
+    int models = 64, size = 224, min_parts = 2, max_parts = 5, first = 0, i, m;
     unsigned long long seed = 1;
     view views[4];
     unsigned char *rgb;
@@ -188,9 +214,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--min-parts")) min_parts = atoi(v);
         else if (!strcmp(a, "--max-parts")) max_parts = atoi(v);
-        else { fprintf(stderr, "usage: gen_data [--out DIR] [--models N] [--size PX] [--seed S] [--min-parts A] [--max-parts B]\n"); return 2; }
+        else if (!strcmp(a, "--first")) first = atoi(v);
+        else { fprintf(stderr, "usage: gen_data [--out DIR] [--models N] [--size PX] [--seed S] [--min-parts A] [--max-parts B] [--first F]\n"); return 2; }
     }
-    if (models < 1 || size < 28 || min_parts < 1 || max_parts < min_parts || max_parts > 16) {
+    if (models < 1 || size < 28 || min_parts < 1 || max_parts < min_parts || max_parts > 16 || first < 0 || first > 9999999 - models) {
         fprintf(stderr, "gen_data: bad arguments\n");
         return 2;
     }
@@ -210,7 +237,7 @@ int main(int argc, char **argv) {
     }
     rgb = (unsigned char *)malloc((size_t)size * size * 3);
     if (!rgb) return 1;
-    for (m = 0; m < models; m++) {
+    for (m = first; m < first + models; m++) {
         kit_rng rng = kit_rng_derive(seed, (uint64_t)m, 0);
         prim prims[16];
         int n = min_parts + (int)kit_rng_below(&rng, (uint64_t)(max_parts - min_parts + 1)), k, j;

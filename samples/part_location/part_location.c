@@ -45,6 +45,8 @@ static kit_cfg *make_config(void) {
     kit_cfg_add_int(c, "model.custom_layers", 4, 1, 64, "backbone custom: layers");
     kit_cfg_add_int(c, "model.custom_heads", 4, 1, 64, "backbone custom: heads");
     kit_cfg_add_float(c, "model.pos_embed_init_std", 0.02, 0, 10, "std of the position embeddings at random init (DINOv2: 0.02)");
+    kit_cfg_add_string(c, "model.pos_embed_init", "trunc_normal", "trunc_normal|sincos",
+                       "random init of the position embeddings: DINOv2's trunc_normal(std), or a 2-D sin-cos code (learnable from there)");
     kit_cfg_add_int(c, "model.cross_attention_layers", 2, 0, 32, "cross-attention layers (part queries, whole keys/values)");
     kit_cfg_add_int(c, "model.mlp_hidden_dim", 512, 1, 65536, "hidden width of the prediction head");
     kit_cfg_add_int(c, "model.downsample_size", 32, 1, 512, "patch grid pooled to downsample_size^2 tokens");
@@ -58,10 +60,15 @@ static kit_cfg *make_config(void) {
     kit_cfg_add_float(c, "training.grad_clip", 1.0, 0, 1e9, "max global gradient norm (0: off)");
     kit_cfg_add_int(c, "training.accumulation_steps", 1, 1, 4096, "micro-batches per optimiser step");
     kit_cfg_add_bool(c, "training.use_amp", 1, "mixed precision: autocast (on the CPU emulated by rounding; f16 scales the loss)");
+    kit_cfg_add_string(c, "training.device", "auto", "auto|cpu|cuda", "where the model runs (auto: cuda when built with -DNN_CUDA and a GPU is present)");
+    kit_cfg_add_bool(c, "training.tf32", 0, "GPU: f32 matrix products may use TF32 tensor cores (as torch.backends.cuda.matmul.allow_tf32)");
     kit_cfg_add_string(c, "training.amp_dtype", "bf16", "bf16|f16", "autocast dtype");
     kit_cfg_add_int(c, "training.seed", 42, 0, 1LL << 62, "init, shuffling and augmentation seed");
     kit_cfg_add_int(c, "training.keep_checkpoints", 2, 1, 1000, "epoch checkpoints kept on disk");
     kit_cfg_add_int(c, "training.max_steps_per_epoch", 0, 0, 1LL << 40, "cap on micro-batches per epoch (0: all; smoke tests)");
+    kit_cfg_add_float(c, "training.time_budget_minutes", 0, 0, 1e6,
+                      "0: off. Else the first epoch is timed and num_epochs lowered to what fits in this wall time "
+                      "(the cosine is fitted to the new length; the checkpoints store it)");
     kit_cfg_add_float(c, "loss.w_trans", 1.0, 0, 1e6, "weight of the translation L1");
     kit_cfg_add_float(c, "loss.w_scale", 0.5, 0, 1e6, "weight of the scale L1");
     return c;
@@ -289,16 +296,69 @@ static nn_tensor *batch_tensor(const kit_batch *b, int f, int size) {
 
 /* --------------------------------------------------------------------------------------------- model */
 
-typedef struct { kit_cfg *cfg; partloc net; nn_params P; } app;
+/* dev: where the parameters live and the model runs. Images are decoded on the CPU (loader threads) and
+   copied to dev once per batch; predictions come back to the CPU for the loss, the metrics and the JSON
+   (the head's [B, 4] output: a few bytes, and the loss value is read every step anyway). */
+typedef struct { kit_cfg *cfg; partloc net; nn_params P; nn_device dev; } app;
 #define CF_A(k) kit_cfg_float(a->cfg, k)
+
+/* "auto" | "cpu" | "cuda" (config key training.device, or --device for eval and infer) -> a device */
+static nn_device pick_device(const char *want) {
+    if (!strcmp(want, "cpu")) return NN_CPU;
+    if (!strcmp(want, "cuda")) {
+#ifdef NN_CUDA
+        if (!nn_cuda_available()) { fprintf(stderr, "device cuda: no GPU found (nn_cuda_available() is 0)\n"); exit(2); }
+        return NN_CUDA;
+#else
+        fprintf(stderr, "device cuda: this build has no CUDA (make part-location-cuda builds %s)\n",
+                "build/part_location/part_location_cuda");
+        exit(2);
+#endif
+    }
+    if (strcmp(want, "auto")) { fprintf(stderr, "device must be auto, cpu or cuda, got '%s'\n", want); exit(2); }
+    return nn_cuda_available() ? NN_CUDA : NN_CPU;
+}
+
+/* the parameters (and gradients) move in place, so the modules' pointers stay valid; before the optimiser
+   is made, so its moments are created on the same device */
+static void params_to_device(app *a) {
+    if (a->dev != NN_CPU) nn_params_to(&a->P, a->dev);
+    if (a->dev == NN_CUDA) nn_cuda_set_tf32(kit_cfg_bool(a->cfg, "training.tf32"));
+}
+
+/* A 2-D sin-cos code on the G x G position grid [1, 1 + G*G, D] (the CLS row stays 0). A quarter of the
+   channels each: sin(y w_k), cos(y w_k), sin(x w_k), cos(x w_k), frequencies w_k = 10000^(-k / (D/4)),
+   k = 0 .. D/4-1, x and y in patches (the sin-cos embedding of Vaswani et al. on each axis, as ViT
+   variants trained from scratch use). Channels left over when D is not a multiple of 4 stay 0. Unlike a
+   random init, nearby patches start with similar codes and the code is a smooth function of position,
+   which a head that regresses coordinates can read. */
+static void init_pos_sincos(nn_tensor *pe, int G) {
+    int64_t D = pe->shape[2], q = D / 4, y, x, k;
+    float *h = (float *)calloc((size_t)pe->numel, sizeof(float));
+    if (!h) { fprintf(stderr, "init_pos_sincos: out of memory\n"); exit(1); }
+    for (y = 0; y < G; y++)
+        for (x = 0; x < G; x++) {
+            float *r = h + (1 + y * G + x) * D;
+            for (k = 0; k < q; k++) {
+                double w = pow(10000.0, -(double)k / (double)q);
+                r[k] = (float)sin(y * w); r[q + k] = (float)cos(y * w);
+                r[2 * q + k] = (float)sin(x * w); r[3 * q + k] = (float)cos(x * w);
+            }
+        }
+    memcpy(nn_f32_data(pe), h, (size_t)pe->numel * sizeof(float));
+    free(h);
+}
 
 static void build_model(app *a, int for_training) {
     partloc_config mc = model_config(a->cfg);
     nn_seed((uint64_t)kit_cfg_int(a->cfg, "training.seed"));
     partloc_init(&a->net, &a->P, &mc);
     /* trained from scratch, a small encoder needs a position signal comparable with the patch content */
-    nn_init_trunc_normal_(a->net.encoder.position_embeddings, 0, CF_A("model.pos_embed_init_std"),
-                          -2 * CF_A("model.pos_embed_init_std"), 2 * CF_A("model.pos_embed_init_std"));
+    if (!strcmp(kit_cfg_string(a->cfg, "model.pos_embed_init"), "sincos"))
+        init_pos_sincos(a->net.encoder.position_embeddings, a->net.encoder.grid);
+    else
+        nn_init_trunc_normal_(a->net.encoder.position_embeddings, 0, CF_A("model.pos_embed_init_std"),
+                              -2 * CF_A("model.pos_embed_init_std"), 2 * CF_A("model.pos_embed_init_std"));
     a->net.encoder.checkpointing = for_training && kit_cfg_bool(a->cfg, "model.use_gradient_checkpointing");
 }
 
@@ -332,8 +392,33 @@ static void load_weights(app *a, const char *path) {
     nn_params_load(path, &a->P, &o, NULL);
 }
 
-/* pred [B, 4] for a batch, grad off */
-static nn_tensor *predict(app *a, nn_tensor *whole, nn_tensor *part) { return partloc_forward(&a->net, whole, part); }
+/* the autocast dtype of the config (NN_F32: off) */
+static nn_dtype amp_dtype(const kit_cfg *cfg) {
+    if (!kit_cfg_bool(cfg, "training.use_amp")) return NN_F32;
+    return strcmp(kit_cfg_string(cfg, "training.amp_dtype"), "f16") == 0 ? NN_F16 : NN_BF16;
+}
+
+/* whole, part: CPU batches -> pred [B, 4], f32 on the CPU (differentiable: backward sends the gradient
+   back through the copies to the device). One host-to-device copy per image batch. */
+static nn_tensor *predict(app *a, nn_tensor *whole, nn_tensor *part) {
+    nn_tensor *y;
+    if (a->dev == NN_CPU) return partloc_forward(&a->net, whole, part);
+    nn_scope_begin();
+    y = partloc_forward(&a->net, nn_to(whole, a->dev), nn_to(part, a->dev));
+    if (y->dtype != NN_F32) y = nn_cast(y, NN_F32);   /* an autocast output may be low precision */
+    return nn_scope_end(nn_to(y, NN_CPU));
+}
+
+/* evaluation and inference: under the training's autocast on a GPU (as torch users run eval in autocast;
+   f32 attention there is the slow checking kernel). The CPU keeps f32, where emulation would only cost time. */
+static nn_tensor *predict_eval(app *a, nn_tensor *whole, nn_tensor *part) {
+    nn_dtype amp = a->dev == NN_CPU ? NN_F32 : amp_dtype(a->cfg);
+    nn_tensor *y;
+    if (amp != NN_F32) nn_autocast_begin(amp);
+    y = predict(a, whole, part);
+    if (amp != NN_F32) nn_autocast_end();
+    return y;
+}
 
 /* ---------------------------------------------------------------------------------------------- eval */
 
@@ -365,7 +450,7 @@ static metrics evaluate(app *a, const samples *S, double w_t, double w_s, float 
         if (rc < 0) { fprintf(stderr, "warning: %s\n", err.msg); continue; }
         nn_scope_begin();
         tgt = batch_tensor(&b, 2, size);
-        pred = predict(a, batch_tensor(&b, 0, size), batch_tensor(&b, 1, size));
+        pred = predict_eval(a, batch_tensor(&b, 0, size), batch_tensor(&b, 1, size));
         partloc_loss(pred, tgt, w_t, w_s, &lt, &ls);
         p = nn_f32_data(pred); t = nn_f32_data(tgt);
         for (i = 0; i < b.size; i++) {
@@ -466,8 +551,10 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
     opt_per_epoch = (micro_per_epoch + accum - 1) / accum;
 
     /* model + optimiser */
+    a.dev = pick_device(CS("training.device"));
     build_model(&a, 1);
     if (*CS("model.pretrained")) load_pretrained(&a, CS("model.pretrained"));
+    params_to_device(&a);
     nn_params_mark_no_decay(&a.P);
     ac.lr = CF("training.learning_rate");
     ac.weight_decay = CF("training.weight_decay");
@@ -477,11 +564,12 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
                                    CF("training.min_lr"));
     if (sched.T_max < 1) sched.T_max = 1;
     printf("model: DINOv2 %s (hidden %d, %d layers, %d heads) + %d cross-attention layers, %lld parameters; "
-           "checkpointing %s\n", CS("model.backbone_name"), a.net.c.encoder.hidden, a.net.c.encoder.layers,
+           "checkpointing %s; device %s\n", CS("model.backbone_name"), a.net.c.encoder.hidden, a.net.c.encoder.layers,
            a.net.c.encoder.heads, a.net.c.cross_attention_layers, (long long)nn_params_count(&a.P),
-           a.net.encoder.checkpointing ? "on" : "off");
+           a.net.encoder.checkpointing ? "on" : "off", nn_device_name(a.dev));
     if (kit_cfg_bool(cfg, "training.use_amp"))
-        printf("use_amp: %s autocast applies on the GPU; this CPU build computes in f32\n", CS("training.amp_dtype"));
+        printf("use_amp: %s autocast on the matrix products, convolutions and attention (nn_autocast_begin)\n",
+               CS("training.amp_dtype"));
 
     path_join(ckdir, sizeof ckdir, out, "checkpoints");
     mkdirs(ckdir);
@@ -491,6 +579,18 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
         if (!is_file(latest)) { fprintf(stderr, "--resume: no %s\n", latest); return 1; }
         nn_ckpt_load(latest, &a.P, opt, &sched, &info);
         start_epoch = (int)info.epoch;
+        if (CF("training.time_budget_minutes") > 0 && info.config) {   /* the length the budget fitted */
+            kit_cfg *saved = make_config();
+            if (!kit_cfg_load_string(saved, info.config, latest) && kit_cfg_int(saved, "training.num_epochs") < epochs) {
+                char set[96];
+                epochs = (int)kit_cfg_int(saved, "training.num_epochs");
+                snprintf(set, sizeof set, "training.num_epochs=%d", epochs);
+                kit_cfg_set(cfg, set);
+                free(dump);
+                dump = kit_cfg_dump(cfg, 0);
+            }
+            kit_cfg_free(saved);
+        }
         best = info.best_metric;
         global_step = opt->step;
         nn_ckpt_info_free(&info);
@@ -510,8 +610,7 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
     printf("config:\n%s", dump);
 
     kit_progress_init(&prog, stdout);
-    nn_dtype amp = !kit_cfg_bool(cfg, "training.use_amp") ? NN_F32
-                 : strcmp(CS("training.amp_dtype"), "f16") == 0 ? NN_F16 : NN_BF16;
+    nn_dtype amp = amp_dtype(cfg);
     nn_grad_scaler scaler = nn_grad_scaler_new(65536.0, 2.0, 0.5, 2000, amp == NN_F16);   /* GradScaler's defaults */
     for (epoch = start_epoch; epoch < epochs && (stop_after <= 0 || epoch < start_epoch + stop_after); epoch++) {
         kit_batch b;
@@ -522,7 +621,7 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
         nn_ckpt_info ci;
         int rc;
         nn_set_training(1);
-        nn_mem_reset_peak(NN_CPU);
+        nn_mem_reset_peak(a.dev);
         kit_loader_start_epoch(L, (uint64_t)epoch);
         kit_progress_begin(&prog, "train", epoch + 1, epochs, micro_per_epoch);
         nn_params_zero_grad(&a.P);
@@ -575,7 +674,7 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
         kit_tb_scalar(tb, "val/translation_error", vm.terr, epoch + 1);
         kit_tb_scalar(tb, "val/scale_rel_error", vm.srel, epoch + 1);
         kit_tb_scalar(tb, "epoch/lr", lr, epoch + 1);
-        kit_tb_scalar(tb, "memory/peak_mib", (double)nn_mem_stats(NN_CPU).peak / 1048576.0, epoch + 1);
+        kit_tb_scalar(tb, "memory/peak_mib", (double)nn_mem_stats(a.dev).peak / 1048576.0, epoch + 1);
         kit_tb_flush(tb);
         if (epoch < 4096) { hist.train[epoch] = (float)sum_l; hist.val[epoch] = (float)(split[1].n ? vm.loss : sum_l); hist.n = epoch + 1; }
         path_join(p, sizeof p, out, "history.csv");
@@ -601,12 +700,36 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
             snprintf(p, sizeof p, "%s/epoch_%04d.safetensors", ckdir, epoch + 1 - CI("training.keep_checkpoints"));
             remove(p);
         }
+        /* a wall-time budget (a lent GPU for a few minutes): after the first epoch of a fresh run, keep the
+           epochs that fit. Only the cosine's length changes; the warmup's lr does not depend on it, so when
+           the warmup spans the first epoch the run is the one that num_epochs = N would have given. */
+        if (epoch == 0 && !resume && CF("training.time_budget_minutes") > 0) {
+            double took = kit_now() - t_start, budget = 60 * CF("training.time_budget_minutes");
+            int fit = (int)floor(budget / took);
+            char set[96];
+            if (fit < 1) fit = 1;
+            if (fit < epochs) {
+                int64_t w = (int64_t)(CF("training.warmup_epochs") * opt_per_epoch + 0.5);
+                epochs = fit;
+                sched.T_max = (int64_t)epochs * opt_per_epoch - w;
+                if (sched.T_max < 1) sched.T_max = 1;
+                snprintf(set, sizeof set, "training.num_epochs=%d", epochs);
+                kit_cfg_set(cfg, set);
+                free(dump);
+                dump = kit_cfg_dump(cfg, 0);
+                ci.config = dump;
+                ci.epoch = 1;
+                nn_ckpt_save(latest, &a.P, opt, &sched, &ci);   /* --resume continues with the fitted length */
+            }
+            printf("time budget %.1f min: the first epoch took %.1f s -> %d epochs\n", budget / 60, took, epochs);
+        }
     }
     {
         char dur[32];
-        printf("training done: %d epochs in %s, best val loss %.5f, peak memory %.1f MiB; logs in %s/tb, plot %s/loss.png\n",
-               epoch - start_epoch, kit_format_duration(kit_now() - t_start, dur, sizeof dur), best,
-               (double)nn_mem_stats(NN_CPU).peak / 1048576.0, out, out);
+        printf("training done: %d epochs (%lld optimiser steps) in %s, best val loss %.5f, peak %s memory %.1f MiB "
+               "(live tensors, last epoch); logs in %s/tb, plot %s/loss.png\n",
+               epoch - start_epoch, (long long)global_step, kit_format_duration(kit_now() - t_start, dur, sizeof dur), best,
+               nn_device_name(a.dev), (double)nn_mem_stats(a.dev).peak / 1048576.0, out, out);
     }
     kit_tb_close(tb);
     kit_loader_free(L);
@@ -639,14 +762,16 @@ static int cmd_eval(int argc, char **argv) {
     metrics m;
     size_t i;
     FILE *f;
-    if (!ck || si < 0) { fprintf(stderr, "usage: part_location eval --checkpoint C [--split train|val|test] [--data-dir D] [--report F]\n"); return 2; }
+    if (!ck || si < 0) { fprintf(stderr, "usage: part_location eval --checkpoint C [--split train|val|test] [--data-dir D] [--report F] [--device auto|cpu|cuda]\n"); return 2; }
     memset(&a, 0, sizeof a);
     a.cfg = config_from_checkpoint(ck);
     data_dir = arg_value(argc, argv, "--data-dir", kit_cfg_string(a.cfg, "data.data_dir"));
     snprintf(rp, sizeof rp, "%s/eval_%s.json", kit_cfg_string(a.cfg, "data.output_dir"), which);
     report = arg_value(argc, argv, "--report", rp);
+    a.dev = pick_device(arg_value(argc, argv, "--device", "auto"));
     build_model(&a, 0);
     load_weights(&a, ck);
+    params_to_device(&a);
     scan_data(data_dir, &all, NULL);
     split_data(a.cfg, &all, split);
     m = evaluate(&a, &split[si], kit_cfg_float(a.cfg, "loss.w_trans"), kit_cfg_float(a.cfg, "loss.w_scale"), &rows);
@@ -688,13 +813,15 @@ static int cmd_infer(int argc, char **argv) {
     int64_t s4[4];
     kit_err err;
     if (!ck || (!(whole && part) && !dd)) {
-        fprintf(stderr, "usage: part_location infer --checkpoint C (--whole W.png --part P.png | --data-dir D [--out F])\n");
+        fprintf(stderr, "usage: part_location infer --checkpoint C (--whole W.png --part P.png | --data-dir D [--out F]) [--device auto|cpu|cuda]\n");
         return 2;
     }
     memset(&a, 0, sizeof a);
     a.cfg = config_from_checkpoint(ck);
+    a.dev = pick_device(arg_value(argc, argv, "--device", "auto"));
     build_model(&a, 0);
     load_weights(&a, ck);
+    params_to_device(&a);
     nn_set_grad_enabled(0);
     nn_set_training(0);
     size = (int)kit_cfg_int(a.cfg, "data.image_size");   /* any input size is resized to the training size */
@@ -706,7 +833,7 @@ static int cmd_infer(int argc, char **argv) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
-        y = predict(&a, w, p);
+        y = predict_eval(&a, w, p);
         o = nn_f32_data(y);
         printf("{\"translation\": [%.6f, %.6f, %.6f], \"scale\": [%.6f]}\n", o[0], o[1], o[2], o[3]);
         nn_tensor_free(w); nn_tensor_free(p); nn_tensor_free(y);
@@ -730,7 +857,7 @@ static int cmd_infer(int argc, char **argv) {
                     nn_scope_end(NULL);
                     continue;
                 }
-                y = predict(&a, w, p);
+                y = predict_eval(&a, w, p);
             }
             o = nn_f32_data(y);
             fprintf(f, "  {\"model\": \"%s\", \"part\": \"%s\", \"translation\": [%.6f, %.6f, %.6f], \"scale\": [%.6f]}%s\n",

@@ -2,6 +2,8 @@
 # also works alone: make -f samples/part_location/part_location.mk part-location-demo
 #
 #   make part-location          build gen_data, part_location and the DINOv2 test driver
+#   make part-location-cuda     build part_location_cuda: the same program with -DNN_CUDA, linked with
+#                               build/nn_cuda.o and cuBLAS (needs nvcc; training.device: auto picks the GPU)
 #   make part-location-demo     generate data, train the tiny config on the CPU (~2 min on 2 cores),
 #                               evaluate on the test split, infer one pair (prints the JSON)
 #   make test-part-location     tests/test_part_location.sh (small end-to-end: loss, resume, eval, infer)
@@ -14,6 +16,18 @@ ifndef KIT_CFLAGS
 include samples/kit/kit.mk
 endif
 
+# used alone (make -f ...), the CUDA settings and build/nn_cuda.o's rule that the main Makefile has
+ifndef CUDA_LDLIBS
+NVCC        ?= nvcc
+CUDA_GENCODE = -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+NVCCFLAGS   ?= -O3 -std=c++17 --threads 0 -Xcompiler -Wall,-Wextra -I.
+CUDA_LIBDIR ?= $(abspath $(dir $(shell command -v $(NVCC) 2>/dev/null))../lib64)
+CUDA_LDLIBS  = -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcublasLt -lcudart -lstdc++ -lm
+build/nn_cuda.o: nn_cuda.cu nn.h
+	@mkdir -p build
+	$(NVCC) $(NVCCFLAGS) $(CUDA_GENCODE) -c $< -o $@
+endif
+
 PL_DIR     = samples/part_location
 PL_BUILD   = build/part_location
 PL_CC     ?= $(CC)
@@ -23,7 +37,7 @@ PL_DEPS    = nn.h $(wildcard models/*.h) $(wildcard samples/kit/*.h)
 PL_ENV     = OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive}
 PL_DEMO    = $(PL_BUILD)/demo
 
-.PHONY: part-location part-location-demo test-part-location check-dinov2-hf
+.PHONY: part-location part-location-cuda part-location-demo test-part-location check-dinov2-hf
 
 $(PL_BUILD)/gen_data: $(PL_DIR)/gen_data.c $(wildcard samples/kit/*.h)
 	@mkdir -p $(PL_BUILD)
@@ -32,6 +46,12 @@ $(PL_BUILD)/gen_data: $(PL_DIR)/gen_data.c $(wildcard samples/kit/*.h)
 $(PL_BUILD)/part_location: $(PL_DIR)/part_location.c $(PL_DEPS)
 	@mkdir -p $(PL_BUILD)
 	$(PL_CC) $(PL_CFLAGS) $< -o $@ $(PL_LIBS)
+
+$(PL_BUILD)/part_location_cuda: $(PL_DIR)/part_location.c $(PL_DEPS) build/nn_cuda.o
+	@mkdir -p $(PL_BUILD)
+	$(PL_CC) $(PL_CFLAGS) -DNN_CUDA $< build/nn_cuda.o -o $@ $(PL_LIBS) $(CUDA_LDLIBS)
+
+part-location-cuda: $(PL_BUILD)/gen_data $(PL_BUILD)/part_location_cuda
 
 $(PL_BUILD)/dinov2_forward: tests/dinov2_forward.c $(PL_DEPS)
 	@mkdir -p $(PL_BUILD)
