@@ -166,14 +166,25 @@ NN_MODEL_FN nn_tensor *mesh_seg_pos_encoding(const mesh_seg *m, nn_tensor *coord
     return nn_scope_end(mesh_seg__lin_gelu_ln(&m->final0, &m->final2, nn_concat(2, cat, -1)));
 }
 
-/* the checkpointed body of one layer: in = {x, confidence}, out = {x'} */
+/* the checkpointed body of one layer: in = {x, confidence[, mask][, reps]} (the plan's tensors ride as inputs so
+   that they live until backward recomputes the layer), out = {x'} */
 NN_MODEL_FN void mesh_seg__layer_fn(void *ctx, nn_tensor **in, nn_tensor **out) {
-    out[0] = mesh_attn_forward((const mesh_attn *)ctx, in[0], in[1]);
+    const mesh_attn *l = (const mesh_attn *)ctx;
+    int64_t N = in[0]->shape[0];
+    mesh_attn_plan p;
+    int k = 2;
+    p.mask = p.reps = NULL;
+    if (N > l->chunk_size) {
+        if (N % l->chunk_size) p.mask = in[k++];
+        p.reps = in[k++];
+    }
+    out[0] = mesh_attn_forward_plan(l, in[0], in[1], &p);
 }
 
 /* features [N, 458] -> logits [N, 2] */
 NN_MODEL_FN nn_tensor *mesh_seg_forward(const mesh_seg *m, nn_tensor *features) {
     nn_tensor *pf, *conf, *coord, *x;
+    mesh_attn_plan plan;
     int i;
     char s[64];
     if (!features || features->ndim != 2 || features->shape[1] != MESH_SEG_IN || features->shape[0] < 1)
@@ -184,13 +195,18 @@ NN_MODEL_FN nn_tensor *mesh_seg_forward(const mesh_seg *m, nn_tensor *features) 
     conf = nn_slice(features, 1, MESH_SEG_PF, MESH_SEG_PF + 1);
     coord = nn_slice(features, 1, MESH_SEG_PF + 1, MESH_SEG_IN);
     x = nn_add(mesh_seg_embedding(m, pf, conf, coord), mesh_seg_pos_encoding(m, coord));
+    /* every layer has the model's chunk size and the same confidence: one plan (mask, top-k) for all */
+    plan = mesh_attn_plan_make(m->cfg.chunk_size, conf);
     for (i = 0; i < m->cfg.num_layers; i++) {
         if (m->checkpointing && nn_grad_enabled()) {
-            nn_tensor *in[2], *out[1];
+            nn_tensor *in[4], *out[1];
+            int n_in = 2;
             in[0] = x; in[1] = conf;
-            nn_checkpoint(mesh_seg__layer_fn, (void *)&m->layers[i], 2, in, 1, out);
+            if (plan.mask) in[n_in++] = plan.mask;
+            if (plan.reps) in[n_in++] = plan.reps;
+            nn_checkpoint(mesh_seg__layer_fn, (void *)&m->layers[i], n_in, in, 1, out);
             x = out[0];
-        } else x = mesh_attn_forward(&m->layers[i], x, conf);
+        } else x = mesh_attn_forward_plan(&m->layers[i], x, conf, &plan);
     }
     x = nn_gelu(nn_Linear_forward(&m->cls1, nn_LayerNorm_forward(&m->cls0, x)));
     x = nn_Linear_forward(&m->cls4, nnm_dropout(x, m->cfg.dropout));
