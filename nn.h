@@ -1922,14 +1922,6 @@ void nn__cuda_adaptive_avg_pool2d_fwd(const nn_tensor *x, nn_tensor *y);
 void nn__cuda_adaptive_avg_pool2d_bwd(const nn_tensor *g, nn_tensor *gx);
 #endif
 
-static void nn__check_cpu(const char *op, const nn_tensor *t) {
-#ifndef NN_CUDA
-    (void)op; (void)t;
-#else
-    if (t && t->device != NN_CPU) nn_error("%s: has no %s kernel yet (tensor %s)", op, nn_device_name(t->device), nn__s(t));
-#endif
-}
-
 int nn__broadcast_shape(const char *op, const nn_tensor *a, const nn_tensor *b, int64_t *out) {
     int nd = a->ndim > b->ndim ? a->ndim : b->ndim, d;
     for (d = 0; d < nd; d++) {
@@ -5693,7 +5685,8 @@ nn_tensor *nn_group_norm(nn_tensor *x, int groups, nn_tensor *w, nn_tensor *b, d
     return out;
 }
 
-/* Indexing ops and losses ([ops:index] and [ops:loss]), f32 on the CPU; built on the [api] declarations only.
+/* Indexing ops and losses ([ops:index] and [ops:loss]), f32, on the CPU and (built with NN_CUDA) on the GPU: the
+   CUDA twins are in nn_cuda.cu's section "index and loss", under the same names as the CPU kernels here.
 
    [ops:index]  nn_embedding nn_index_select nn_gather nn_scatter_add nn_topk nn_where nn_masked_fill
                 nn_cross nn_norm
@@ -5701,9 +5694,14 @@ nn_tensor *nn_group_norm(nn_tensor *x, int groups, nn_tensor *w, nn_tensor *b, d
                 nn_sigmoid_focal_loss
 
    Conventions of this part
-   - Index tensors are i32 or i64 on the CPU. Negative indices are errors (like torch's embedding,
+   - Index tensors are i32 or i64. Negative indices are errors (like torch's embedding,
      index_select, gather and scatter_add, which reject them); every index is range-checked before
-     anything is allocated, so an error handler that longjmps leaks nothing.
+     anything is allocated, so an error handler that longjmps leaks nothing. On the GPU the check runs on
+     the device and reads back one value (the first bad position): one sync per indexing op, the price of
+     an exact error message before the op runs.
+   - All tensor arguments of an op are on one device (an error names the op and both tensors otherwise);
+     outputs and gradients are made on that device; a loss is a 0-dim tensor there, and its backward reads
+     the upstream gradient there.
    - Parallel scatters (gather/index_select/embedding backward, scatter_add forward) split the work so that
      each thread owns disjoint destination elements and adds in a fixed order: no atomics, no races, and
      the result does not depend on the thread count.
@@ -5761,30 +5759,68 @@ static void nn__il_check_not_null(const char *op, const nn_tensor *t, const char
     if (!t) nn_error("%s: %s is NULL", op, what);
 }
 
-static void nn__il_check_cpu(const char *op, const nn_tensor *t, const char *what) {
-    if (t->device != NN_CPU)
-        nn_error("%s: %s is on %s; this op runs on the CPU only for now", op, what, nn_device_name(t->device));
+/* t (optional) must be on ref's device */
+static void nn__il_check_dev(const char *op, const nn_tensor *ref, const char *refname, const nn_tensor *t,
+                             const char *what) {
+    if (t && ref && t->device != ref->device)
+        nn_error("%s: %s %s is on %s but %s %s is on %s; all tensors of this op must be on one device", op, what,
+                 nn__il_s(t), nn_device_name(t->device), refname, nn__il_s(ref), nn_device_name(ref->device));
 }
+
+#ifdef NN_CUDA
+/* the CUDA twins (nn_cuda.cu, section "index and loss") */
+int64_t nn__cuda_il_first_bad(const nn_tensor *idx, int64_t size, int64_t ignore, int use_ignore, int64_t *value);
+void nn__cuda_il_rows_copy(float *dst, const float *src, int64_t outer, int64_t sn, int64_t inner, const nn_tensor *idx,
+                           int64_t n);
+void nn__cuda_il_rows_add(float *dst, int64_t dn, const float *src, int64_t outer, int64_t inner, const nn_tensor *idx,
+                          int64_t n);
+void nn__cuda_il_gather(const nn_tensor *idx, int dim, const int64_t *astr, const int64_t *sstr, const float *big,
+                        float *dst);
+void nn__cuda_il_scatter_add(const nn_tensor *idx, int dim, const int64_t *astr, const int64_t *sstr, float *big,
+                             int64_t big_numel, const float *src);
+void nn__cuda_topk_fwd(const nn_tensor *a, int64_t outer, int64_t an, int64_t inner, int64_t k, int largest,
+                       nn_tensor *val, nn_tensor *ind);
+void nn__cuda_topk_bwd(const nn_tensor *g, const nn_tensor *ind, int64_t an, int64_t inner, int64_t k, nn_tensor *ga);
+void nn__cuda_il_select(float *o, int ndim, const int64_t *shape, const uint8_t *c, const int64_t *cs, const float *x,
+                        const int64_t *xs, float xv, const float *y, const int64_t *ys, float yv);
+void nn__cuda_il_cross(float *o, int ndim, const int64_t *shape, int dim, const float *x, const int64_t *xs,
+                       const float *y, const int64_t *ys);
+void nn__cuda_norm_fwd(const float *a, int64_t outer, int64_t an, int64_t inner, float *o);
+void nn__cuda_norm_bwd(const float *a, const float *y, const float *g, int64_t outer, int64_t an, int64_t inner,
+                       float *ga);
+void nn__cuda_reg_loss_fwd(int kind, const float *p, const float *t, int64_t n, double beta, float *out);
+void nn__cuda_reg_loss_bwd(int kind, const float *p, const float *t, int64_t n, double beta, const float *gout,
+                           float *gp, float *gt);
+void nn__cuda_bce_fwd(const float *x, const float *y, const float *pw, int ndim, const int64_t *shape,
+                      const int64_t *ps, int same, int64_t n, float *out);
+void nn__cuda_bce_bwd(const float *x, const float *y, const float *pw, int ndim, const int64_t *shape,
+                      const int64_t *ps, int same, int64_t n, const float *gout, float *gx, float *gy, float *gp);
+void nn__cuda_focal_fwd(const float *x, const float *y, int64_t n, double alpha, double gamma, int red, float *out);
+void nn__cuda_focal_bwd(const float *x, const float *y, int64_t n, double alpha, double gamma, int red, const float *g,
+                        float *gx, float *gy);
+void nn__cuda_cross_entropy_fwd(const float *x, const nn_tensor *target, const float *w, int64_t npos, int64_t C,
+                                int64_t inner, int64_t ii, double eps, float *lse, double *stats, float *out);
+void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const float *lse, const float *w, int64_t n,
+                                int64_t C, int64_t inner, int64_t ii, double eps, const double *stats,
+                                const float *gout, float *gx);
+#endif
 
 static void nn__il_check_f32(const char *op, const nn_tensor *t, const char *what) {
     nn__il_check_not_null(op, t, what);
     if (t->dtype != NN_F32)
         nn_error("%s: %s must be f32, got %s %s", op, what, nn_dtype_name(t->dtype), nn__il_s(t));
-    nn__il_check_cpu(op, t, what);
 }
 
 static void nn__il_check_index(const char *op, const nn_tensor *t, const char *what) {
     nn__il_check_not_null(op, t, what);
     if (t->dtype != NN_I32 && t->dtype != NN_I64)
         nn_error("%s: %s must be i32 or i64, got %s %s", op, what, nn_dtype_name(t->dtype), nn__il_s(t));
-    nn__il_check_cpu(op, t, what);
 }
 
 static void nn__il_check_mask(const char *op, const nn_tensor *t, const char *what) {
     nn__il_check_not_null(op, t, what);
     if (t->dtype != NN_BOOL && t->dtype != NN_U8)
         nn_error("%s: %s must be bool or u8, got %s %s", op, what, nn_dtype_name(t->dtype), nn__il_s(t));
-    nn__il_check_cpu(op, t, what);
 }
 
 static int64_t nn__il_idx(const nn_tensor *t, int64_t i) {
@@ -5794,15 +5830,17 @@ static int64_t nn__il_idx(const nn_tensor *t, int64_t i) {
 /* every index in [0, size); otherwise an error naming the op, the bad value, its position and the shapes */
 static void nn__il_check_range(const char *op, const nn_tensor *idx, int64_t size, const char *target,
                                const nn_tensor *tt, int dim) {
-    int64_t i, bad = -1;
+    int64_t i, bad = -1, v = 0;
+#ifdef NN_CUDA
+    if (idx->device == NN_CUDA) bad = nn__cuda_il_first_bad(idx, size, 0, 0, &v); else
+#endif
     for (i = 0; i < idx->numel; i++) {
-        int64_t v = nn__il_idx(idx, i);
+        v = nn__il_idx(idx, i);
         if (v < 0 || v >= size) { bad = i; break; }
     }
     if (bad >= 0)
         nn_error("%s: index %lld out of range [0,%lld) for dim %d of %s %s (at flat position %lld of index %s)",
-                 op, (long long)nn__il_idx(idx, bad), (long long)size, dim, target, nn__il_s(tt), (long long)bad,
-                 nn__il_s(idx));
+                 op, (long long)v, (long long)size, dim, target, nn__il_s(tt), (long long)bad, nn__il_s(idx));
 }
 
 /* dim in [-ndim, ndim) -> [0, ndim), for a shape that is not a tensor (broadcast outputs) */
@@ -5869,15 +5907,17 @@ static void nn__il_split(int ndim, const int64_t *shape, int dim, int64_t *outer
     *n = shape[dim];
 }
 
-static nn_tensor *nn__il_zeros_f32(int ndim, const int64_t *shape) {
-    nn_tensor *t = nn__new(NN_F32, NN_CPU, ndim, shape);
-    if (t->numel) memset(t->data, 0, sizeof(float) * (size_t)t->numel);
+static nn_tensor *nn__il_zeros_f32(nn_device dev, int ndim, const int64_t *shape) {
+    nn_tensor *t = nn__new(NN_F32, dev, ndim, shape);
+    if (t->numel && dev == NN_CPU) memset(t->data, 0, sizeof(float) * (size_t)t->numel);
+    else if (t->numel) nn_fill_(t, 0.0);
     return t;
 }
 
 static nn_tensor *nn__il_copy_f32(const nn_tensor *src) {
-    nn_tensor *t = nn__new(NN_F32, NN_CPU, src->ndim, src->shape);
-    if (t->numel) memcpy(t->data, src->data, sizeof(float) * (size_t)t->numel);
+    nn_tensor *t = nn__new(NN_F32, src->device, src->ndim, src->shape);
+    if (t->numel && src->device == NN_CPU) memcpy(t->data, src->data, sizeof(float) * (size_t)t->numel);
+    else if (t->numel) nn_copy_(t, src);
     return t;
 }
 
@@ -5885,6 +5925,9 @@ static nn_tensor *nn__il_copy_f32(const nn_tensor *src) {
 static void nn__il_rows_copy(float *dst, const float *src, int64_t outer, int64_t sn, int64_t inner,
                              const nn_tensor *idx, int64_t n) {
     int64_t r, rows = outer * n;
+#ifdef NN_CUDA
+    if (idx->device == NN_CUDA) { nn__cuda_il_rows_copy(dst, src, outer, sn, inner, idx, n); return; }
+#endif
     NN_OMP("omp parallel for if(rows * inner > 32768)")
     for (r = 0; r < rows; r++) {
         int64_t o = r / n, j = r % n;
@@ -5902,6 +5945,9 @@ static void nn__il_rows_copy(float *dst, const float *src, int64_t outer, int64_
 static void nn__il_rows_add(float *dst, int64_t dn, const float *src, int64_t outer, int64_t inner,
                             const nn_tensor *idx, int64_t n) {
     int64_t kt = (inner + NN__IL_TILE - 1) / NN__IL_TILE, parts = 1, tasks, t;
+#ifdef NN_CUDA
+    if (idx->device == NN_CUDA) { nn__cuda_il_rows_add(dst, dn, src, outer, inner, idx, n); return; }
+#endif
     if (kt < 1) kt = 1;
 #ifdef _OPENMP
     if (outer * n * inner > 32768 && outer * kt < 4 * (int64_t)omp_get_max_threads()) {
@@ -5935,7 +5981,7 @@ static void nn__embedding_backward(nn_node *n) {
     nn_tensor *g = n->gout[0], *idx = n->saved[0], *gw;
     int64_t dim = n->in[0].shape[1];
     if (!nn__needs_grad(n, 0)) return;
-    gw = nn__il_zeros_f32(2, n->in[0].shape);
+    gw = nn__il_zeros_f32(g->device, 2, n->in[0].shape);
     nn__il_rows_add((float *)gw->data, n->in[0].shape[0], (const float *)g->data, 1, dim, idx, idx->numel);
     nn__accumulate(n, 0, gw);
 }
@@ -5948,13 +5994,14 @@ nn_tensor *nn_embedding(nn_tensor *weight, nn_tensor *idx) {
     int d;
     nn__il_check_f32(op, weight, "weight");
     nn__il_check_index(op, idx, "idx");
+    nn__il_check_dev(op, weight, "weight", idx, "idx");
     if (weight->ndim != 2) nn_error("%s: weight must be [num, dim], got %s", op, nn__il_s(weight));
     if (idx->ndim + 1 > NN_MAX_DIMS)
         nn_error("%s: idx %s has %d dims; the output would exceed %d", op, nn__il_s(idx), idx->ndim, NN_MAX_DIMS);
     nn__il_check_range(op, idx, weight->shape[0], "weight", weight, 0);
     for (d = 0; d < idx->ndim; d++) shape[d] = idx->shape[d];
     shape[idx->ndim] = weight->shape[1];
-    out = nn__new(NN_F32, NN_CPU, idx->ndim + 1, shape);
+    out = nn__new(NN_F32, weight->device, idx->ndim + 1, shape);
     nn__il_rows_copy((float *)out->data, (const float *)weight->data, 1, weight->shape[0], weight->shape[1], idx,
                      idx->numel);
     nd = nn__record("embedding", nn__embedding_backward, 1, &weight, 1, &out);
@@ -5968,7 +6015,7 @@ static void nn__index_select_backward(nn_node *n) {
     int dim = (int)n->i[0];
     int64_t outer, an, inner;
     if (!nn__needs_grad(n, 0)) return;
-    ga = nn__il_zeros_f32(n->in[0].ndim, n->in[0].shape);
+    ga = nn__il_zeros_f32(g->device, n->in[0].ndim, n->in[0].shape);
     nn__il_split(n->in[0].ndim, n->in[0].shape, dim, &outer, &an, &inner);
     nn__il_rows_add((float *)ga->data, an, (const float *)g->data, outer, inner, idx, idx->numel);
     nn__accumulate(n, 0, ga);
@@ -5982,13 +6029,14 @@ nn_tensor *nn_index_select(nn_tensor *a, int dim, nn_tensor *idx) {
     int d, i;
     nn__il_check_f32(op, a, "input");
     nn__il_check_index(op, idx, "index");
+    nn__il_check_dev(op, a, "input", idx, "index");
     if (a->ndim == 0) nn_error("%s: input is a scalar %s; it needs at least one dim", op, nn__il_s(a));
     if (idx->ndim > 1) nn_error("%s: index must be 1-D, got %s", op, nn__il_s(idx));
     d = nn__norm_dim(op, a, dim);
     nn__il_check_range(op, idx, a->shape[d], "input", a, d);
     for (i = 0; i < a->ndim; i++) shape[i] = a->shape[i];
     shape[d] = idx->numel;
-    out = nn__new(NN_F32, NN_CPU, a->ndim, shape);
+    out = nn__new(NN_F32, a->device, a->ndim, shape);
     nn__il_split(a->ndim, a->shape, d, &outer, &an, &inner);
     nn__il_rows_copy((float *)out->data, (const float *)a->data, outer, an, inner, idx, idx->numel);
     nd = nn__record("index_select", nn__index_select_backward, 1, &a, 1, &out);
@@ -6047,6 +6095,9 @@ static void nn__il_line_at(const nn__il_lines *L, int64_t l, int64_t *io, int64_
 /* dst (idx's shape) [.., j, ..] = big[.., idx[.., j, ..], ..] */
 static void nn__il_gather_kernel(const nn__il_lines *L, float *dst, const float *big, const nn_tensor *idx) {
     int64_t l;
+#ifdef NN_CUDA
+    if (idx->device == NN_CUDA) { nn__cuda_il_gather(idx, L->dim, L->astr, L->istr, big, dst); return; }
+#endif
     NN_OMP("omp parallel for if(L->lines * L->n > 32768)")
     for (l = 0; l < L->lines; l++) {
         int64_t io, ao, so, j;
@@ -6057,8 +6108,14 @@ static void nn__il_gather_kernel(const nn__il_lines *L, float *dst, const float 
 }
 
 /* big[.., idx[.., j, ..], ..] += src[.., j, ..] where src is read with L->sstr */
-static void nn__il_scatter_kernel(const nn__il_lines *L, float *big, const float *src, const nn_tensor *idx) {
+static void nn__il_scatter_kernel(const nn__il_lines *L, float *big, int64_t big_numel, const float *src,
+                                  const nn_tensor *idx) {
     int64_t l;
+#ifdef NN_CUDA
+    if (idx->device == NN_CUDA) { nn__cuda_il_scatter_add(idx, L->dim, L->astr, L->sstr, big, big_numel, src); return; }
+#else
+    (void)big_numel;
+#endif
     NN_OMP("omp parallel for if(L->lines * L->n > 32768)")
     for (l = 0; l < L->lines; l++) {
         int64_t io, ao, so, j;
@@ -6090,9 +6147,9 @@ static void nn__gather_backward(nn_node *n) {
     nn_tensor *g = n->gout[0], *idx = n->saved[0], *ga;
     nn__il_lines L;
     if (!nn__needs_grad(n, 0)) return;
-    ga = nn__il_zeros_f32(n->in[0].ndim, n->in[0].shape);
+    ga = nn__il_zeros_f32(g->device, n->in[0].ndim, n->in[0].shape);
     nn__il_lines_init(&L, idx, ga, idx, (int)n->i[0]);  /* g has idx's shape */
-    nn__il_scatter_kernel(&L, (float *)ga->data, (const float *)g->data, idx);
+    nn__il_scatter_kernel(&L, (float *)ga->data, ga->numel, (const float *)g->data, idx);
     nn__accumulate(n, 0, ga);
 }
 
@@ -6104,11 +6161,12 @@ nn_tensor *nn_gather(nn_tensor *a, int dim, nn_tensor *idx) {
     int d;
     nn__il_check_f32(op, a, "input");
     nn__il_check_index(op, idx, "index");
+    nn__il_check_dev(op, a, "input", idx, "index");
     d = a->ndim ? nn__norm_dim(op, a, dim) : 0;
     if (a->ndim == 0 && dim != 0 && dim != -1) nn_error("%s: dim %d out of range for a scalar input", op, dim);
     nn__il_check_gather_shapes(op, a, idx, NULL, d);
     nn__il_check_range(op, idx, a->ndim ? a->shape[d] : 1, "input", a, d);
-    out = nn__new(NN_F32, NN_CPU, idx->ndim, idx->shape);
+    out = nn__new(NN_F32, a->device, idx->ndim, idx->shape);
     nn__il_lines_init(&L, idx, a, NULL, d);
     nn__il_gather_kernel(&L, (float *)out->data, (const float *)a->data, idx);
     nd = nn__record("gather", nn__gather_backward, 1, &a, 1, &out);
@@ -6123,10 +6181,17 @@ static void nn__scatter_add_backward(nn_node *n) {
     int dim = (int)n->i[0];
     if (nn__needs_grad(n, 0)) nn__accumulate(n, 0, nn__il_copy_f32(g));
     if (nn__needs_grad(n, 1)) {
-        nn_tensor *gs = nn__il_zeros_f32(n->in[1].ndim, n->in[1].shape);
+        nn_tensor *gs = nn__il_zeros_f32(g->device, n->in[1].ndim, n->in[1].shape);
         nn__il_lines L;
         int64_t l;
         nn__il_lines_init(&L, idx, g, gs, dim);
+#ifdef NN_CUDA
+        if (g->device == NN_CUDA) {
+            nn__cuda_il_gather(idx, dim, L.astr, L.sstr, (const float *)g->data, (float *)gs->data);
+            nn__accumulate(n, 1, gs);
+            return;
+        }
+#endif
         /* like the gather kernel, but the destination is src-shaped */
         NN_OMP("omp parallel for if(L.lines * L.n > 32768)")
         for (l = 0; l < L.lines; l++) {
@@ -6149,13 +6214,15 @@ nn_tensor *nn_scatter_add(nn_tensor *a, int dim, nn_tensor *idx, nn_tensor *src)
     nn__il_check_f32(op, a, "input");
     nn__il_check_index(op, idx, "index");
     nn__il_check_f32(op, src, "src");
+    nn__il_check_dev(op, a, "input", idx, "index");
+    nn__il_check_dev(op, a, "input", src, "src");
     d = a->ndim ? nn__norm_dim(op, a, dim) : 0;
     if (a->ndim == 0 && dim != 0 && dim != -1) nn_error("%s: dim %d out of range for a scalar input", op, dim);
     nn__il_check_gather_shapes(op, a, idx, src, d);
     nn__il_check_range(op, idx, a->ndim ? a->shape[d] : 1, "input", a, d);
     out = nn__il_copy_f32(a);
     nn__il_lines_init(&L, idx, out, src, d);
-    nn__il_scatter_kernel(&L, (float *)out->data, (const float *)src->data, idx);
+    nn__il_scatter_kernel(&L, (float *)out->data, out->numel, (const float *)src->data, idx);
     ins[0] = a; ins[1] = src;
     nd = nn__record("scatter_add", nn__scatter_add_backward, 2, ins, 1, &out);
     if (nd) { nn__save(nd, idx); nd->i[0] = d; }
@@ -6220,8 +6287,11 @@ static void nn__topk_backward(nn_node *n) {
     int dim = (int)n->i[0];
     int64_t outer, an, inner, k = n->i[1], r;
     if (!nn__needs_grad(n, 0)) return;
-    ga = nn__il_zeros_f32(n->in[0].ndim, n->in[0].shape);
+    ga = nn__il_zeros_f32(g->device, n->in[0].ndim, n->in[0].shape);
     nn__il_split(n->in[0].ndim, n->in[0].shape, dim, &outer, &an, &inner);
+#ifdef NN_CUDA
+    if (g->device == NN_CUDA) { nn__cuda_topk_bwd(g, ind, an, inner, k, ga); nn__accumulate(n, 0, ga); return; }
+#endif
     /* the k indices of one line are distinct, so every output element owns its destination */
     NN_OMP("omp parallel for if(g->numel > 32768)")
     for (r = 0; r < g->numel; r++) {
@@ -6250,8 +6320,11 @@ void nn_topk(nn_tensor *a, int64_t k, int dim, int largest, nn_tensor **values, 
     shape[d] = k;
     nn__il_split(a->ndim, a->shape, d, &outer, &an, &inner);
     lines = outer * inner;
-    val = nn__new(NN_F32, NN_CPU, a->ndim, shape);
-    ind = nn__new(NN_I64, NN_CPU, a->ndim, shape);
+    val = nn__new(NN_F32, a->device, a->ndim, shape);
+    ind = nn__new(NN_I64, a->device, a->ndim, shape);
+#ifdef NN_CUDA
+    if (a->device == NN_CUDA) nn__cuda_topk_fwd(a, outer, an, inner, k, largest, val, ind); else
+#endif
     if (k > 0) {
         const float *ad = (const float *)a->data;
         float *vd = (float *)val->data;
@@ -6295,12 +6368,17 @@ void nn_topk(nn_tensor *a, int64_t k, int dim, int largest, nn_tensor **values, 
 /* o = c ? x : y over a broadcast output shape, row by row: along the last dim each input has stride 0 or 1
    (or its own contiguous stride), so offsets are computed once per row, not per element. x (or y) NULL
    reads as the constant xv (yv). Used by where and masked_fill, forward and backward. */
-static void nn__il_select_kernel(float *o, int ndim, const int64_t *shape, const uint8_t *c, const int64_t *cs,
-                                 const float *x, const int64_t *xs, float xv, const float *y, const int64_t *ys,
-                                 float yv) {
+static void nn__il_select_kernel(nn_device dev, float *o, int ndim, const int64_t *shape, const uint8_t *c,
+                                 const int64_t *cs, const float *x, const int64_t *xs, float xv, const float *y,
+                                 const int64_t *ys, float yv) {
     int64_t L = ndim ? shape[ndim - 1] : 1, numel = 1, rows, r;
     int64_t cst = ndim ? cs[ndim - 1] : 0, xst = (x && ndim) ? xs[ndim - 1] : 0, yst = (y && ndim) ? ys[ndim - 1] : 0;
     int d;
+#ifdef NN_CUDA
+    if (dev == NN_CUDA) { nn__cuda_il_select(o, ndim, shape, c, cs, x, xs, xv, y, ys, yv); return; }
+#else
+    (void)dev;
+#endif
     for (d = 0; d < ndim; d++) numel *= shape[d];
     if (numel == 0) return;
     rows = numel / L;
@@ -6325,8 +6403,8 @@ static void nn__where_backward(nn_node *n) {
         nn_tensor *gi;
         const float *gd = (const float *)g->data;
         if (!nn__needs_grad(n, k)) continue;
-        gi = nn__new(NN_F32, NN_CPU, g->ndim, g->shape);
-        nn__il_select_kernel((float *)gi->data, g->ndim, g->shape, (const uint8_t *)cond->data, cs,
+        gi = nn__new(NN_F32, g->device, g->ndim, g->shape);
+        nn__il_select_kernel(g->device, (float *)gi->data, g->ndim, g->shape, (const uint8_t *)cond->data, cs,
                              k == 0 ? gd : NULL, gs, 0.0f, k == 1 ? gd : NULL, gs, 0.0f);
         nn__accumulate(n, k, gi);
     }
@@ -6341,13 +6419,15 @@ nn_tensor *nn_where(nn_tensor *cond, nn_tensor *a, nn_tensor *b) {
     nn__il_check_mask(op, cond, "cond");
     nn__il_check_f32(op, a, "a");
     nn__il_check_f32(op, b, "b");
+    nn__il_check_dev(op, a, "a", cond, "cond");
+    nn__il_check_dev(op, a, "a", b, "b");
     ts[0] = cond; ts[1] = a; ts[2] = b;
     ndim = nn__il_bcast(op, 3, ts, shape);
-    out = nn__new(NN_F32, NN_CPU, ndim, shape);
+    out = nn__new(NN_F32, a->device, ndim, shape);
     nn__il_bstrides(cond, ndim, cs);
     nn__il_bstrides(a, ndim, as);
     nn__il_bstrides(b, ndim, bs);
-    nn__il_select_kernel((float *)out->data, ndim, shape, (const uint8_t *)cond->data, cs, (const float *)a->data,
+    nn__il_select_kernel(a->device, (float *)out->data, ndim, shape, (const uint8_t *)cond->data, cs, (const float *)a->data,
                          as, 0.0f, (const float *)b->data, bs, 0.0f);
     ins[0] = a; ins[1] = b;
     nd = nn__record("where", nn__where_backward, 2, ins, 1, &out);
@@ -6362,8 +6442,8 @@ static void nn__masked_fill_backward(nn_node *n) {
     if (!nn__needs_grad(n, 0)) return;
     nn__il_bstrides(mask, g->ndim, ms);
     nn__il_strides(g->ndim, g->shape, gs);
-    ga = nn__new(NN_F32, NN_CPU, g->ndim, g->shape);
-    nn__il_select_kernel((float *)ga->data, g->ndim, g->shape, (const uint8_t *)mask->data, ms, NULL, gs, 0.0f,
+    ga = nn__new(NN_F32, g->device, g->ndim, g->shape);
+    nn__il_select_kernel(g->device, (float *)ga->data, g->ndim, g->shape, (const uint8_t *)mask->data, ms, NULL, gs, 0.0f,
                          (const float *)g->data, gs, 0.0f);
     nn__accumulate(n, 0, ga);
 }
@@ -6376,12 +6456,13 @@ nn_tensor *nn_masked_fill(nn_tensor *a, nn_tensor *mask, double value) {
     nn_node *nd;
     nn__il_check_f32(op, a, "input");
     nn__il_check_mask(op, mask, "mask");
+    nn__il_check_dev(op, a, "input", mask, "mask");
     ts[0] = a; ts[1] = mask;
     ndim = nn__il_bcast(op, 2, ts, shape);
-    out = nn__new(NN_F32, NN_CPU, ndim, shape);
+    out = nn__new(NN_F32, a->device, ndim, shape);
     nn__il_bstrides(mask, ndim, ms);
     nn__il_bstrides(a, ndim, as);
-    nn__il_select_kernel((float *)out->data, ndim, shape, (const uint8_t *)mask->data, ms, NULL, as, (float)value,
+    nn__il_select_kernel(a->device, (float *)out->data, ndim, shape, (const uint8_t *)mask->data, ms, NULL, as, (float)value,
                          (const float *)a->data, as, 0.0f);
     nd = nn__record("masked_fill", nn__masked_fill_backward, 1, &a, 1, &out);
     if (nd) nn__save(nd, mask);
@@ -6390,9 +6471,14 @@ nn_tensor *nn_masked_fill(nn_tensor *a, nn_tensor *mask, double value) {
 
 /* cross product of 3-vectors along dim of the broadcast shape (torch.linalg.cross; dim counts in the
    output's dims). o = x (strides xs) cross y (strides ys). */
-static void nn__il_cross_kernel(float *o, int ndim, const int64_t *shape, int dim, const float *x,
+static void nn__il_cross_kernel(nn_device dev, float *o, int ndim, const int64_t *shape, int dim, const float *x,
                                 const int64_t *xs, const float *y, const int64_t *ys) {
     int64_t outer, n3, inner, v, nv;
+#ifdef NN_CUDA
+    if (dev == NN_CUDA) { nn__cuda_il_cross(o, ndim, shape, dim, x, xs, y, ys); return; }
+#else
+    (void)dev;
+#endif
     nn__il_split(ndim, shape, dim, &outer, &n3, &inner);
     nv = outer * inner;
     NN_OMP("omp parallel for if(nv > 32768 / 3)")
@@ -6418,14 +6504,14 @@ static void nn__cross_backward(nn_node *n) {
     nn__il_bstrides(b, ndim, bs);
     nn__il_strides(ndim, g->shape, gs);
     if (nn__needs_grad(n, 0)) {
-        nn_tensor *ga = nn__new(NN_F32, NN_CPU, ndim, g->shape);
-        nn__il_cross_kernel((float *)ga->data, ndim, g->shape, dim, (const float *)b->data, bs,
+        nn_tensor *ga = nn__new(NN_F32, g->device, ndim, g->shape);
+        nn__il_cross_kernel(g->device, (float *)ga->data, ndim, g->shape, dim, (const float *)b->data, bs,
                             (const float *)g->data, gs);
         nn__accumulate(n, 0, ga);
     }
     if (nn__needs_grad(n, 1)) {
-        nn_tensor *gb = nn__new(NN_F32, NN_CPU, ndim, g->shape);
-        nn__il_cross_kernel((float *)gb->data, ndim, g->shape, dim, (const float *)g->data, gs,
+        nn_tensor *gb = nn__new(NN_F32, g->device, ndim, g->shape);
+        nn__il_cross_kernel(g->device, (float *)gb->data, ndim, g->shape, dim, (const float *)g->data, gs,
                             (const float *)a->data, as);
         nn__accumulate(n, 1, gb);
     }
@@ -6439,6 +6525,7 @@ nn_tensor *nn_cross(nn_tensor *a, nn_tensor *b, int dim) {
     nn_node *nd;
     nn__il_check_f32(op, a, "a");
     nn__il_check_f32(op, b, "b");
+    nn__il_check_dev(op, a, "a", b, "b");
     ts[0] = a; ts[1] = b;
     ndim = nn__il_bcast(op, 2, ts, shape);
     if (ndim == 0) nn_error("%s: inputs are scalars (%s, %s); need 3-vectors", op, nn__il_s(a), nn__il_s(b));
@@ -6447,10 +6534,10 @@ nn_tensor *nn_cross(nn_tensor *a, nn_tensor *b, int dim) {
     if (d < ndim - a->ndim || a->shape[d - (ndim - a->ndim)] != 3 || d < ndim - b->ndim ||
         b->shape[d - (ndim - b->ndim)] != 3)
         nn_error("%s: dim %d must have length 3 in both inputs, got %s and %s", op, dim, nn__il_s(a), nn__il_s(b));
-    out = nn__new(NN_F32, NN_CPU, ndim, shape);
+    out = nn__new(NN_F32, a->device, ndim, shape);
     nn__il_bstrides(a, ndim, as);
     nn__il_bstrides(b, ndim, bs);
-    nn__il_cross_kernel((float *)out->data, ndim, shape, d, (const float *)a->data, as, (const float *)b->data, bs);
+    nn__il_cross_kernel(a->device, (float *)out->data, ndim, shape, d, (const float *)a->data, as, (const float *)b->data, bs);
     ts[0] = a; ts[1] = b;
     nd = nn__record("cross", nn__cross_backward, 2, ts, 1, &out);
     if (nd) {
@@ -6471,9 +6558,16 @@ static void nn__norm_backward(nn_node *n) {
     float *o;
     if (!nn__needs_grad(n, 0)) return;
     nn__il_split(a->ndim, a->shape, dim, &outer, &an, &inner);
-    ga = nn__new(NN_F32, NN_CPU, a->ndim, a->shape);
+    ga = nn__new(NN_F32, a->device, a->ndim, a->shape);
     o = (float *)ga->data;
     rows = outer * inner;
+#ifdef NN_CUDA
+    if (a->device == NN_CUDA) {
+        nn__cuda_norm_bwd(ad, yd, gd, outer, an, inner, o);
+        nn__accumulate(n, 0, ga);
+        return;
+    }
+#endif
     NN_OMP("omp parallel for if(a->numel > 32768)")
     for (r = 0; r < rows; r++) {
         int64_t ob = r / inner, c = r % inner, j;
@@ -6499,9 +6593,12 @@ nn_tensor *nn_norm(nn_tensor *a, int dim, int keepdim) {
         if (i == d) { if (keepdim) shape[k++] = 1; }
         else shape[k++] = a->shape[i];
     }
-    out = nn__new(NN_F32, NN_CPU, k, shape);
+    out = nn__new(NN_F32, a->device, k, shape);
     nn__il_split(a->ndim, a->shape, d, &outer, &an, &inner);
     rows = outer * inner;
+#ifdef NN_CUDA
+    if (a->device == NN_CUDA) nn__cuda_norm_fwd((const float *)a->data, outer, an, inner, (float *)out->data); else
+#endif
     {
         const float *ad = (const float *)a->data;
         float *o = (float *)out->data;
@@ -6534,6 +6631,14 @@ static nn_tensor *nn__il_scalar(double v) {
     return t;
 }
 
+#ifdef NN_CUDA
+/* a 0-dim f32 on the GPU, for a CUDA kernel to write */
+static nn_tensor *nn__il_scalar_gpu(void) {
+    int64_t one = 1;
+    return nn__new(NN_F32, NN_CUDA, 0, &one);
+}
+#endif
+
 static void nn__il_check_same_shape(const char *op, const nn_tensor *a, const nn_tensor *b, const char *an,
                                     const char *bn) {
     if (!nn__il_same_shape(b, a->ndim, a->shape))
@@ -6563,14 +6668,23 @@ static double nn__il_reg_dloss(int kind, double d, double beta) {
 static void nn__reg_loss_backward(nn_node *n) {
     nn_tensor *p = n->saved[0], *t = n->saved[1], *gp = NULL, *gt = NULL;
     int kind = (int)n->i[0];
-    double beta = n->a[0], scale = (double)*(const float *)n->gout[0]->data / (double)(p->numel ? p->numel : 1);
+    double beta = n->a[0], scale;
     const float *pd = (const float *)p->data, *td = (const float *)t->data;
     float *gpd, *gtd;
     int64_t i;
-    if (nn__needs_grad(n, 0)) gp = nn__new(NN_F32, NN_CPU, p->ndim, p->shape);
-    if (nn__needs_grad(n, 1)) gt = nn__new(NN_F32, NN_CPU, p->ndim, p->shape);
+    if (nn__needs_grad(n, 0)) gp = nn__new(NN_F32, p->device, p->ndim, p->shape);
+    if (nn__needs_grad(n, 1)) gt = nn__new(NN_F32, p->device, p->ndim, p->shape);
     gpd = gp ? (float *)gp->data : NULL;
     gtd = gt ? (float *)gt->data : NULL;
+#ifdef NN_CUDA
+    if (p->device == NN_CUDA) {   /* the upstream gradient is read on the device */
+        nn__cuda_reg_loss_bwd(kind, pd, td, p->numel, beta, (const float *)n->gout[0]->data, gpd, gtd);
+        if (gp) nn__accumulate(n, 0, gp);
+        if (gt) nn__accumulate(n, 1, gt);
+        return;
+    }
+#endif
+    scale = (double)*(const float *)n->gout[0]->data / (double)(p->numel ? p->numel : 1);
     NN_OMP("omp parallel for if(p->numel > 32768)")
     for (i = 0; i < p->numel; i++) {
         double v = scale * nn__il_reg_dloss(kind, (double)pd[i] - (double)td[i], beta);
@@ -6588,16 +6702,24 @@ static nn_tensor *nn__il_reg_loss_op(const char *op, int kind, nn_tensor *pred, 
     int64_t i;
     nn__il_check_f32(op, pred, "input");
     nn__il_check_f32(op, target, "target");
+    nn__il_check_dev(op, pred, "input", target, "target");
     nn__il_check_same_shape(op, pred, target, "input", "target");
     if (kind == NN__IL_SMOOTH_L1 && !(beta >= 0)) nn_error("%s: beta must be >= 0, got %g", op, beta);
     if (kind == NN__IL_SMOOTH_L1 && beta == 0) kind = NN__IL_L1;
+#ifdef NN_CUDA
+    if (pred->device == NN_CUDA) {
+        out = nn__il_scalar_gpu();
+        nn__cuda_reg_loss_fwd(kind, (const float *)pred->data, (const float *)target->data, pred->numel, beta,
+                              (float *)out->data);
+    } else
+#endif
     {
         const float *pd = (const float *)pred->data, *td = (const float *)target->data;
         NN_OMP("omp parallel for reduction(+:s) if(pred->numel > 32768)")
         for (i = 0; i < pred->numel; i++) s += nn__il_reg_loss(kind, (double)pd[i] - (double)td[i], beta);
+        /* an empty input gives NaN, as torch's mean of nothing */
+        out = nn__il_scalar(s / (double)pred->numel);
     }
-    /* an empty input gives NaN, as torch's mean of nothing */
-    out = nn__il_scalar(s / (double)pred->numel);
     ins[0] = pred; ins[1] = target;
     nd = nn__record(op + 3, nn__reg_loss_backward, 2, ins, 1, &out);
     if (nd) {
@@ -6631,14 +6753,22 @@ nn_tensor *nn_smooth_l1_loss(nn_tensor *pred, nn_tensor *target, double beta) {
 static void nn__cross_entropy_backward(nn_node *n) {
     nn_tensor *x = n->saved[0], *tg = n->saved[1], *lse = n->saved[2], *w = n->saved[3], *gx;
     int64_t C = n->i[0], inner = n->i[1], ii = n->i[2], npos = lse->numel, s;
-    double eps = n->a[0], W = n->a[1], wsum = n->a[2];
-    double coef = (double)*(const float *)n->gout[0]->data / W;
+    double eps = n->a[0], W = n->a[1], wsum = n->a[2], coef;
     const float *xd = (const float *)x->data, *ld = (const float *)lse->data;
     const float *wd = w ? (const float *)w->data : NULL;
     float *o;
     if (!nn__needs_grad(n, 0)) return;
-    gx = nn__new(NN_F32, NN_CPU, x->ndim, x->shape);
+    gx = nn__new(NN_F32, x->device, x->ndim, x->shape);
     o = (float *)gx->data;
+#ifdef NN_CUDA
+    if (x->device == NN_CUDA) {   /* W, sum w and the upstream gradient live on the device (saved[4]: stats) */
+        nn__cuda_cross_entropy_bwd(xd, tg, ld, wd, x->numel, C, inner, ii, eps, (const double *)n->saved[4]->data,
+                                   (const float *)n->gout[0]->data, o);
+        nn__accumulate(n, 0, gx);
+        return;
+    }
+#endif
+    coef = (double)*(const float *)n->gout[0]->data / W;
     NN_OMP("omp parallel for if(x->numel > 32768)")
     for (s = 0; s < npos; s++) {
         int64_t b = s / inner, c0 = s % inner, t = nn__il_idx(tg, s), c;
@@ -6666,12 +6796,13 @@ nn_tensor *nn_cross_entropy(nn_tensor *logits, nn_tensor *target, nn_tensor *wei
                             double label_smoothing) {
     const char *op = "nn_cross_entropy";
     int64_t N, C, inner = 1, npos, s, lshape[1];
-    nn_tensor *lse, *out;
+    nn_tensor *lse, *out, *stats = NULL;
     nn_node *nd;
     double nll = 0, smooth = 0, W = 0, wsum = 0, eps = label_smoothing;
     int d;
     nn__il_check_f32(op, logits, "logits");
     nn__il_check_index(op, target, "target");
+    nn__il_check_dev(op, logits, "logits", target, "target");
     if (logits->ndim == 0) nn_error("%s: logits is a scalar; need [C], [N,C] or [N,C,d1,...]", op);
     if (logits->ndim == 1) {
         /* [C] logits with a scalar (or one-element) target: one sample */
@@ -6693,12 +6824,23 @@ nn_tensor *nn_cross_entropy(nn_tensor *logits, nn_tensor *target, nn_tensor *wei
     if (C <= 0) nn_error("%s: logits %s have no classes", op, nn__il_s(logits));
     if (weight) {
         nn__il_check_f32(op, weight, "weight");
+        nn__il_check_dev(op, logits, "logits", weight, "weight");
         if (weight->ndim != 1 || weight->shape[0] != C)
             nn_error("%s: weight %s must be [C] = [%lld] for logits %s", op, nn__il_s(weight), (long long)C,
                      nn__il_s(logits));
     }
     if (!(eps >= 0.0 && eps <= 1.0)) nn_error("%s: label_smoothing must be in [0,1], got %g", op, eps);
     npos = N * inner;
+#ifdef NN_CUDA
+    if (target->device == NN_CUDA) {
+        int64_t t = 0;
+        s = nn__cuda_il_first_bad(target, C, ignore_index, 1, &t);
+        if (s >= 0)
+            nn_error("%s: target %lld out of range [0,%lld) at flat position %lld of target %s (logits %s, "
+                     "ignore_index %lld)", op, (long long)t, (long long)C, (long long)s, nn__il_s(target),
+                     nn__il_s(logits), (long long)ignore_index);
+    } else
+#endif
     for (s = 0; s < npos; s++) {
         int64_t t = nn__il_idx(target, s);
         if (t != ignore_index && (t < 0 || t >= C))
@@ -6706,56 +6848,72 @@ nn_tensor *nn_cross_entropy(nn_tensor *logits, nn_tensor *target, nn_tensor *wei
                      "ignore_index %lld)", op, (long long)t, (long long)C, (long long)s, nn__il_s(target),
                      nn__il_s(logits), (long long)ignore_index);
     }
-    if (weight) {
-        int64_t c;
-        for (c = 0; c < C; c++) wsum += ((const float *)weight->data)[c];
-    } else {
-        wsum = (double)C;
-    }
     lshape[0] = npos;
-    lse = nn__new(NN_F32, NN_CPU, 1, lshape);
+#ifdef NN_CUDA
+    if (logits->device == NN_CUDA) {
+        /* stats: 4 doubles on the device (sum w_t nll, smoothing sum, W, sum w), in an 8-byte-element tensor */
+        int64_t four = 4;
+        lse = nn__new(NN_F32, NN_CUDA, 1, lshape);
+        stats = nn__new(NN_I64, NN_CUDA, 1, &four);
+        out = nn__il_scalar_gpu();
+        nn__cuda_cross_entropy_fwd((const float *)logits->data, target, weight ? (const float *)weight->data : NULL,
+                                   npos, C, inner, ignore_index, eps, (float *)lse->data, (double *)stats->data,
+                                   (float *)out->data);
+    } else
+#endif
     {
-        const float *xd = (const float *)logits->data, *wd = weight ? (const float *)weight->data : NULL;
-        float *ld = (float *)lse->data;
-        NN_OMP("omp parallel for reduction(+:nll, smooth, W) if(logits->numel > 32768)")
-        for (s = 0; s < npos; s++) {
-            int64_t b = s / inner, c0 = s % inner, base = b * C * inner + c0, t = nn__il_idx(target, s), c;
-            const float *row = xd + base;
-            float mx = -INFINITY;
-            double se = 0, sx = 0, l;
-            /* max, then sum of exp(x - max) (float exp, double sum) and, for smoothing, sum of w_c x_c */
-            for (c = 0; c < C; c++) if (row[c * inner] > mx) mx = row[c * inner];
-            if (mx == -INFINITY) mx = 0;  /* every logit -inf: lse = -inf rather than NaN */
-            if (inner == 1) for (c = 0; c < C; c++) se += expf(row[c] - mx);
-            else for (c = 0; c < C; c++) se += expf(row[c * inner] - mx);
-            l = (double)mx + log(se);
-            ld[s] = (float)l;
-            if (t == ignore_index) continue;
-            {
-                double wt = wd ? wd[t] : 1.0;
-                W += wt;
-                nll += wt * (l - (double)row[t * inner]);
-                if (eps > 0) {
-                    /* sum_c w_c (l - x_c) = l sum_c w_c - sum_c w_c x_c */
-                    if (wd) for (c = 0; c < C; c++) sx += (double)wd[c] * row[c * inner];
-                    else for (c = 0; c < C; c++) sx += row[c * inner];
-                    smooth += l * wsum - sx;
+        if (weight) {
+            int64_t c;
+            for (c = 0; c < C; c++) wsum += ((const float *)weight->data)[c];
+        } else {
+            wsum = (double)C;
+        }
+        lse = nn__new(NN_F32, NN_CPU, 1, lshape);
+        {
+            const float *xd = (const float *)logits->data, *wd = weight ? (const float *)weight->data : NULL;
+            float *ld = (float *)lse->data;
+            NN_OMP("omp parallel for reduction(+:nll, smooth, W) if(logits->numel > 32768)")
+            for (s = 0; s < npos; s++) {
+                int64_t b = s / inner, c0 = s % inner, base = b * C * inner + c0, t = nn__il_idx(target, s), c;
+                const float *row = xd + base;
+                float mx = -INFINITY;
+                double se = 0, sx = 0, l;
+                /* max, then sum of exp(x - max) (float exp, double sum) and, for smoothing, sum of w_c x_c */
+                for (c = 0; c < C; c++) if (row[c * inner] > mx) mx = row[c * inner];
+                if (mx == -INFINITY) mx = 0;  /* every logit -inf: lse = -inf rather than NaN */
+                if (inner == 1) for (c = 0; c < C; c++) se += expf(row[c] - mx);
+                else for (c = 0; c < C; c++) se += expf(row[c * inner] - mx);
+                l = (double)mx + log(se);
+                ld[s] = (float)l;
+                if (t == ignore_index) continue;
+                {
+                    double wt = wd ? wd[t] : 1.0;
+                    W += wt;
+                    nll += wt * (l - (double)row[t * inner]);
+                    if (eps > 0) {
+                        /* sum_c w_c (l - x_c) = l sum_c w_c - sum_c w_c x_c */
+                        if (wd) for (c = 0; c < C; c++) sx += (double)wd[c] * row[c * inner];
+                        else for (c = 0; c < C; c++) sx += row[c * inner];
+                        smooth += l * wsum - sx;
+                    }
                 }
             }
         }
+        out = nn__il_scalar(eps > 0 ? ((1.0 - eps) * nll / W + eps / (double)C * smooth / W) : nll / W);
     }
-    out = nn__il_scalar(eps > 0 ? ((1.0 - eps) * nll / W + eps / (double)C * smooth / W) : nll / W);
     nd = nn__record("cross_entropy", nn__cross_entropy_backward, 1, &logits, 1, &out);
     if (nd) {
         nn__save(nd, logits);
         nn__save(nd, target);
         nn__save(nd, lse);
         if (weight) nn__save(nd, weight);
-        else nd->saved[3] = NULL;
+        else { nd->saved[3] = NULL; nd->n_saved = 4; }
+        if (stats) nn__save(nd, stats);   /* saved[4], the GPU's W and sum w */
         nd->i[0] = C; nd->i[1] = inner; nd->i[2] = ignore_index;
         nd->a[0] = eps; nd->a[1] = W; nd->a[2] = wsum;
     }
     nn_tensor_free(lse);  /* the node keeps it when it saved it */
+    nn_tensor_free(stats);
     return out;
 }
 
@@ -6773,7 +6931,7 @@ static double nn__il_sigmoid(double x) {
    pos_weight broadcasts against the logits (typically [C] over the last dim), the result keeps x's shape. */
 static void nn__bce_backward(nn_node *n) {
     nn_tensor *x = n->saved[0], *y = n->saved[1], *pw = n->saved[2], *g[3] = {NULL, NULL, NULL};
-    double scale = (double)*(const float *)n->gout[0]->data / (double)(x->numel ? x->numel : 1);
+    double scale;
     const float *xd = (const float *)x->data, *yd = (const float *)y->data;
     const float *pd = pw ? (const float *)pw->data : NULL;
     float *o[3] = {NULL, NULL, NULL};
@@ -6782,9 +6940,18 @@ static void nn__bce_backward(nn_node *n) {
     if (pw) nn__il_bstrides(pw, x->ndim, ps);
     for (k = 0; k < n_in; k++)
         if (nn__needs_grad(n, k)) {
-            g[k] = nn__new(NN_F32, NN_CPU, x->ndim, x->shape);
+            g[k] = nn__new(NN_F32, x->device, x->ndim, x->shape);
             o[k] = (float *)g[k]->data;
         }
+#ifdef NN_CUDA
+    if (x->device == NN_CUDA) {
+        nn__cuda_bce_bwd(xd, yd, pd, x->ndim, x->shape, ps, same, x->numel, (const float *)n->gout[0]->data, o[0], o[1],
+                         o[2]);
+        for (k = 0; k < n_in; k++) if (g[k]) nn__accumulate(n, k, g[k]);
+        return;
+    }
+#endif
+    scale = (double)*(const float *)n->gout[0]->data / (double)(x->numel ? x->numel : 1);
     NN_OMP("omp parallel for if(x->numel > 32768)")
     for (i = 0; i < x->numel; i++) {
         double xv = xd[i], yv = yd[i], p = pd ? pd[same ? i : nn__il_boff(i, x->ndim, x->shape, ps)] : 1.0;
@@ -6805,11 +6972,13 @@ nn_tensor *nn_bce_with_logits(nn_tensor *logits, nn_tensor *target, nn_tensor *p
     int same = 1;
     nn__il_check_f32(op, logits, "logits");
     nn__il_check_f32(op, target, "target");
+    nn__il_check_dev(op, logits, "logits", target, "target");
     nn__il_check_same_shape(op, logits, target, "logits", "target");
     if (pos_weight) {
         int64_t shape[NN_MAX_DIMS];
         int ndim;
         nn__il_check_f32(op, pos_weight, "pos_weight");
+        nn__il_check_dev(op, logits, "logits", pos_weight, "pos_weight");
         ins[0] = logits; ins[1] = pos_weight;
         ndim = nn__il_bcast(op, 2, ins, shape);
         if (!nn__il_same_shape(logits, ndim, shape))
@@ -6817,6 +6986,14 @@ nn_tensor *nn_bce_with_logits(nn_tensor *logits, nn_tensor *target, nn_tensor *p
         nn__il_bstrides(pos_weight, logits->ndim, ps);
         same = nn__il_same_shape(pos_weight, logits->ndim, logits->shape);
     }
+#ifdef NN_CUDA
+    if (logits->device == NN_CUDA) {
+        out = nn__il_scalar_gpu();
+        nn__cuda_bce_fwd((const float *)logits->data, (const float *)target->data,
+                         pos_weight ? (const float *)pos_weight->data : NULL, logits->ndim, logits->shape, ps, same,
+                         logits->numel, (float *)out->data);
+    } else
+#endif
     {
         const float *xd = (const float *)logits->data, *yd = (const float *)target->data;
         const float *pd = pos_weight ? (const float *)pos_weight->data : NULL;
@@ -6826,8 +7003,8 @@ nn_tensor *nn_bce_with_logits(nn_tensor *logits, nn_tensor *target, nn_tensor *p
             double p = pd ? pd[same ? i : nn__il_boff(i, logits->ndim, logits->shape, ps)] : 1.0;
             s += (1.0 - yv) * xv + (1.0 + (p - 1.0) * yv) * nn__il_softplus_neg(xv);
         }
+        out = nn__il_scalar(s / (double)logits->numel);
     }
-    out = nn__il_scalar(s / (double)logits->numel);
     ins[0] = logits; ins[1] = target; ins[2] = pos_weight;
     nd = nn__record("bce_with_logits", nn__bce_backward, pos_weight ? 3 : 2, ins, 1, &out);
     if (nd) {
@@ -6865,15 +7042,24 @@ static void nn__focal_backward(nn_node *n) {
     nn_tensor *x = n->saved[0], *y = n->saved[1], *g = n->gout[0], *gx = NULL, *gy = NULL;
     double alpha = n->a[0], gamma = n->a[1];
     int red = (int)n->i[0];
-    double scale = red == NN_REDUCE_NONE ? 1.0 : (double)*(const float *)g->data;
+    double scale;
     const float *xd = (const float *)x->data, *yd = (const float *)y->data, *gd = (const float *)g->data;
     float *ox, *oy;
     int64_t i;
-    if (red == NN_REDUCE_MEAN) scale /= (double)(x->numel ? x->numel : 1);
-    if (nn__needs_grad(n, 0)) gx = nn__new(NN_F32, NN_CPU, x->ndim, x->shape);
-    if (nn__needs_grad(n, 1)) gy = nn__new(NN_F32, NN_CPU, x->ndim, x->shape);
+    if (nn__needs_grad(n, 0)) gx = nn__new(NN_F32, x->device, x->ndim, x->shape);
+    if (nn__needs_grad(n, 1)) gy = nn__new(NN_F32, x->device, x->ndim, x->shape);
     ox = gx ? (float *)gx->data : NULL;
     oy = gy ? (float *)gy->data : NULL;
+#ifdef NN_CUDA
+    if (x->device == NN_CUDA) {   /* g (scalar or per element) is read on the device */
+        nn__cuda_focal_bwd(xd, yd, x->numel, alpha, gamma, red, gd, ox, oy);
+        if (gx) nn__accumulate(n, 0, gx);
+        if (gy) nn__accumulate(n, 1, gy);
+        return;
+    }
+#endif
+    scale = red == NN_REDUCE_NONE ? 1.0 : (double)*(const float *)g->data;
+    if (red == NN_REDUCE_MEAN) scale /= (double)(x->numel ? x->numel : 1);
     NN_OMP("omp parallel for if(x->numel > 32768)")
     for (i = 0; i < x->numel; i++) {
         double l, dx, dy, s = red == NN_REDUCE_NONE ? (double)gd[i] : scale;
@@ -6894,10 +7080,18 @@ nn_tensor *nn_sigmoid_focal_loss(nn_tensor *logits, nn_tensor *target, double al
     double s = 0;
     nn__il_check_f32(op, logits, "logits");
     nn__il_check_f32(op, target, "target");
+    nn__il_check_dev(op, logits, "logits", target, "target");
     nn__il_check_same_shape(op, logits, target, "logits", "target");
     if (reduction != NN_REDUCE_MEAN && reduction != NN_REDUCE_SUM && reduction != NN_REDUCE_NONE)
         nn_error("%s: unknown reduction %d", op, (int)reduction);
     if (!(gamma >= 0)) nn_error("%s: gamma must be >= 0, got %g", op, gamma);
+#ifdef NN_CUDA
+    if (logits->device == NN_CUDA) {
+        out = reduction == NN_REDUCE_NONE ? nn__new(NN_F32, NN_CUDA, logits->ndim, logits->shape) : nn__il_scalar_gpu();
+        nn__cuda_focal_fwd((const float *)logits->data, (const float *)target->data, logits->numel, alpha, gamma,
+                           (int)reduction, (float *)out->data);
+    } else
+#endif
     {
         const float *xd = (const float *)logits->data, *yd = (const float *)target->data;
         if (reduction == NN_REDUCE_NONE) {
@@ -9357,9 +9551,11 @@ nn_tensor *nn_MultiheadAttention_forward(const nn_MultiheadAttention *m, nn_tens
     q = nn__split_heads(nn_linear(query, wq, bq), H);
     k = nn__split_heads(nn_linear(key, wk, bk), H);
     v = nn__split_heads(nn_linear(value, wv, bv), H);
+    /* Boolean masks are combined on the host (they are small: one copy from a GPU mask), and the result moves to
+       the attention's device; a float attn_mask (an additive bias) moves there too, differentiably. */
     if (key_padding_mask) {   /* true = ignore -> SDPA's true = attend */
         int64_t i;
-        nn__check_cpu("nn_MultiheadAttention_forward: key_padding_mask", key_padding_mask);
+        if (key_padding_mask->device != NN_CPU) key_padding_mask = nn_to(key_padding_mask, NN_CPU);
         if (key_padding_mask->ndim != 2 || key_padding_mask->shape[0] != B || key_padding_mask->shape[1] != Lk)
             nn_error("nn_MultiheadAttention_forward: key_padding_mask must be [%lld, %lld], got %s", (long long)B, (long long)Lk, nn__s(key_padding_mask));
         s[0] = B; s[1] = 1; s[2] = 1; s[3] = Lk;
@@ -9368,7 +9564,7 @@ nn_tensor *nn_MultiheadAttention_forward(const nn_MultiheadAttention *m, nn_tens
     }
     if (attn_mask) {
         nn_tensor *am = attn_mask;
-        nn__check_cpu("nn_MultiheadAttention_forward: attn_mask", attn_mask);
+        if ((am->dtype == NN_BOOL || am->dtype == NN_U8) && am->device != NN_CPU) am = nn_to(am, NN_CPU);
         if (am->ndim == 3) {   /* [B*H, Lq, Lk] -> [B, H, Lq, Lk] */
             s[0] = B; s[1] = H; s[2] = am->shape[1]; s[3] = am->shape[2];
             am = nn_reshape(am, 4, s);
@@ -9385,8 +9581,9 @@ nn_tensor *nn_MultiheadAttention_forward(const nn_MultiheadAttention *m, nn_tens
                 for (j = 0; j < both->numel; j++) ((uint8_t *)both->data)[j] = ((float *)fm->data)[j] != 0 && ((float *)fa->data)[j] != 0;
                 mask = both;
             } else mask = allow;
-        } else bias = am;
+        } else bias = am->device == q->device ? am : nn_to(am, q->device);
     }
+    if (mask && mask->device != q->device) mask = nn_to(mask, q->device);
     memset(&opts, 0, sizeof opts);
     opts.mask = mask;
     opts.bias = bias;

@@ -15,13 +15,14 @@
    - NN_CUDA_POISON=1 in the environment fills every fresh device block with 0xFF bytes (NaN for floats), which
      the tests use to catch elements a kernel never writes.
    - Sections: errors/state, dtypes, elementwise, reductions, softmax/norms, group_norm, dropout, GEMM, shape
-     copies, AdamW/clipping, conv2d/pools/upsample, sdpa (flash attention: its own namespace sdpa_cu). */
+     copies, AdamW/clipping, conv2d/pools/upsample, index and loss, sdpa (flash attention: its own namespace sdpa_cu). */
 #include "nn.h"
 
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 #include <cublas_v2.h>
+#include <cub/device/device_radix_sort.cuh>   /* stable sorts for the deterministic scatters and topk */
 #include <stdint.h>
 #include <type_traits>
 #include <stdio.h>
@@ -2142,6 +2143,766 @@ void nn__cuda_adaptive_avg_pool2d_bwd(const nn_tensor *g, nn_tensor *gx) {
     k_adaptive_bwd<<<nn__grid(gx->numel, 256), 256, 0, S_>>>((const float *)g->data, (float *)gx->data,
                                                             gx->shape[0] * gx->shape[1], gx->shape[2], gx->shape[3],
                                                             g->shape[2], g->shape[3]);
+    NN_LAUNCHED();
+}
+
+} /* extern "C" */
+
+/* ---------------------------------------------------------------------------------------- index and loss */
+/* The GPU twins of nn.h's [ops:index] and [ops:loss], named like the CPU kernels they mirror (same formulas).
+   - Index tensors are i32 or i64 (d_idx reads either).
+   - Range checks (nn__cuda_il_first_bad): a kernel finds the first bad position with an integer atomicMin, and
+     the host reads that one value back: a small device->host copy, so one sync per indexing op. Deliberate: the
+     error must name the op, the bad value and its position exactly as the CPU's does, before the op returns and
+     before a garbage gather can run; a flag checked at a later sync would blame whatever op came next.
+   - Accumulating scatters (embedding / index_select / gather backward, scatter_add forward) use no float
+     atomics: the (destination, source) pairs are sorted by destination with CUB's stable radix sort, so each
+     destination's sources keep the CPU's order, and one thread adds a destination's run in that order onto its
+     old value. The result is bitwise the CPU's and does not change from run to run.
+   - topk sorts (line, order key) pairs with the same stable sort: ties keep increasing index order (the CPU's
+     documented order), NaN sits above every number, -0 equals +0.
+   - Loss sums accumulate in double over a fixed tree (per-block partials, then one block). The 0-dim loss stays
+     on the device; backward kernels read the upstream gradient from device memory. */
+
+__device__ __forceinline__ int64_t d_idx(const void *p, int is64, int64_t i) {
+    return is64 ? ((const int64_t *)p)[i] : (int64_t)((const int32_t *)p)[i];
+}
+
+__global__ void k_il_first_bad(const void *idx, int is64, int64_t n, int64_t size, int64_t ignore, int use_ignore,
+                               unsigned long long *first) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t v = d_idx(idx, is64, i);
+        if (use_ignore && v == ignore) continue;
+        if (v < 0 || v >= size) atomicMin(first, (unsigned long long)i);
+    }
+}
+
+/* number of bits that hold every value in [0, x] */
+static int nn__cu_bits(uint64_t x) {
+    int b = 1;
+    while (b < 64 && (x >> b) != 0) b++;
+    return b;
+}
+
+/* sort (key, val) pairs by key, stably (equal keys keep their order); replaces *keys and *vals */
+static void nn__cu_sort_pairs(nn_tensor **keys, nn_tensor **vals, int64_t m, uint64_t max_key) {
+    nn_tensor *ko, *vo, *tmp;
+    size_t bytes = 0;
+    int eb = nn__cu_bits(max_key);
+    if (m > (int64_t)0x7fffffff) nn_error("nn cuda: sort of %lld entries exceeds the 2^31 limit of this path", (long long)m);
+    ko = nn__tmp(NN_I64, m);
+    vo = nn__tmp(NN_I64, m);
+    NN_CU(cub::DeviceRadixSort::SortPairs(NULL, bytes, (const uint64_t *)(*keys)->data, (uint64_t *)ko->data,
+                                          (const int64_t *)(*vals)->data, (int64_t *)vo->data, (int)m, 0, eb, S_));
+    tmp = nn__tmp(NN_U8, (int64_t)bytes);
+    NN_CU(cub::DeviceRadixSort::SortPairs(tmp->data, bytes, (const uint64_t *)(*keys)->data, (uint64_t *)ko->data,
+                                          (const int64_t *)(*vals)->data, (int64_t *)vo->data, (int)m, 0, eb, S_));
+    nn_tensor_free(tmp);
+    nn_tensor_free(*keys);
+    nn_tensor_free(*vals);
+    *keys = ko;
+    *vals = vo;
+}
+
+/* dst[key*W + w] += src[val*W + w] over a key-sorted run, one thread per (run start, w), in run order */
+__global__ void k_il_seg_add(float *__restrict__ dst, const float *__restrict__ src, int64_t W,
+                             const uint64_t *__restrict__ key, const int64_t *__restrict__ val, int64_t m) {
+    int64_t total = m * W;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t p = t / W, w = t % W, q;
+        uint64_t k = key[p];
+        float acc;
+        if (p > 0 && key[p - 1] == k) continue;
+        acc = dst[(int64_t)k * W + w];
+        for (q = p; q < m && key[q] == k; q++) acc += src[val[q] * W + w];
+        dst[(int64_t)k * W + w] = acc;
+    }
+}
+
+static void nn__cu_sorted_add(float *dst, const float *src, int64_t W, nn_tensor *keys, nn_tensor *vals, int64_t m,
+                              uint64_t max_key) {
+    nn__cu_sort_pairs(&keys, &vals, m, max_key);
+    k_il_seg_add<<<nn__grid(m * W, 256), 256, 0, S_>>>(dst, src, W, (const uint64_t *)keys->data,
+                                                      (const int64_t *)vals->data, m);
+    NN_LAUNCHED();
+    nn_tensor_free(keys);
+    nn_tensor_free(vals);
+}
+
+__global__ void k_il_rows_copy(float *__restrict__ dst, const float *__restrict__ src, int64_t outer, int64_t sn,
+                               int64_t inner, const void *idx, int is64, int64_t n) {
+    int64_t total = outer * n * inner;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t k = t % inner, r = t / inner, o = r / n, j = r % n;
+        dst[t] = src[(o * sn + d_idx(idx, is64, j)) * inner + k];
+    }
+}
+
+__global__ void k_il_rows_keys(const void *idx, int is64, int64_t outer, int64_t n, int64_t dn, uint64_t *key,
+                               int64_t *val) {
+    int64_t m = outer * n;
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < m; e += (int64_t)gridDim.x * blockDim.x) {
+        key[e] = (uint64_t)((e / n) * dn + d_idx(idx, is64, e % n));
+        val[e] = e;
+    }
+}
+
+/* gather / scatter geometry: coordinates of idx's element p; a-offset with dim replaced by the index, and the
+   offset in a third tensor (strides sstr over idx's coordinates) */
+struct nn__cu_geo {
+    int ndim, dim;
+    int64_t ishape[NN_MAX_DIMS], astr[NN_MAX_DIMS], sstr[NN_MAX_DIMS];
+};
+
+__device__ __forceinline__ void d_geo(const nn__cu_geo &G, int64_t iv, int64_t p, int64_t *ao, int64_t *so) {
+    int64_t rem = p, a = 0, s = 0;
+    for (int d = G.ndim - 1; d >= 0; d--) {
+        int64_t c = rem % G.ishape[d];
+        rem /= G.ishape[d];
+        if (d != G.dim) a += c * G.astr[d];
+        s += c * G.sstr[d];
+    }
+    *ao = a + (G.ndim ? iv * G.astr[G.dim] : 0);
+    *so = s;
+}
+
+static nn__cu_geo nn__cu_geo_of(const nn_tensor *idx, int dim, const int64_t *astr, const int64_t *sstr) {
+    nn__cu_geo G;
+    memset(&G, 0, sizeof G);
+    G.ndim = idx->ndim;
+    G.dim = dim;
+    for (int d = 0; d < idx->ndim; d++) { G.ishape[d] = idx->shape[d]; G.astr[d] = astr[d]; G.sstr[d] = sstr[d]; }
+    return G;
+}
+
+__global__ void k_il_gather(const nn__cu_geo G, const void *idx, int is64, int64_t n, const float *__restrict__ big,
+                            float *__restrict__ dst) {
+    for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < n; p += (int64_t)gridDim.x * blockDim.x) {
+        int64_t ao, so;
+        d_geo(G, d_idx(idx, is64, p), p, &ao, &so);
+        dst[so] = big[ao];
+    }
+}
+
+__global__ void k_il_scatter_keys(const nn__cu_geo G, const void *idx, int is64, int64_t n, uint64_t *key,
+                                  int64_t *val) {
+    for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < n; p += (int64_t)gridDim.x * blockDim.x) {
+        int64_t ao, so;
+        d_geo(G, d_idx(idx, is64, p), p, &ao, &so);
+        key[p] = (uint64_t)ao;
+        val[p] = so;
+    }
+}
+
+/* order key of a topk value: ascending uint order = the wanted output order; NaN above every number */
+__device__ __forceinline__ uint32_t d_topk_key(float v, int largest) {
+    uint32_t u = __float_as_uint(v);
+    if (v != v) u = 0xffffffffu;
+    else {
+        if ((u & 0x7fffffffu) == 0) u = 0;   /* -0 == +0: ties, kept in index order */
+        u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    }
+    return largest ? ~u : u;
+}
+
+__global__ void k_topk_keys(const float *__restrict__ a, int64_t outer, int64_t an, int64_t inner, int largest,
+                            uint64_t *key, int64_t *val) {
+    int64_t m = outer * inner * an;
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < m; e += (int64_t)gridDim.x * blockDim.x) {
+        int64_t l = e / an, j = e % an, o = l / inner, c = l % inner;
+        key[e] = ((uint64_t)l << 32) | d_topk_key(a[(o * an + j) * inner + c], largest);
+        val[e] = j;
+    }
+}
+
+__global__ void k_topk_out(const float *__restrict__ a, const int64_t *__restrict__ sval, int64_t outer, int64_t an,
+                           int64_t inner, int64_t k, float *__restrict__ vd, int64_t *__restrict__ id) {
+    int64_t total = outer * k * inner;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t c = t % inner, r = t / inner, j = r % k, o = r / k, l = o * inner + c, jj = sval[l * an + j];
+        if (vd) vd[t] = a[(o * an + jj) * inner + c];
+        id[t] = jj;
+    }
+}
+
+__global__ void k_topk_bwd(const float *__restrict__ g, const int64_t *__restrict__ ind, int64_t n, int64_t k,
+                           int64_t an, int64_t inner, float *__restrict__ ga) {
+    for (int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; r < n; r += (int64_t)gridDim.x * blockDim.x) {
+        int64_t o = r / (k * inner), c = r % inner;
+        ga[(o * an + ind[r]) * inner + c] = g[r];
+    }
+}
+
+/* broadcast geometry for where / masked_fill / cross / bce's pos_weight */
+struct nn__cu_bc {
+    int ndim;
+    int64_t shape[NN_MAX_DIMS], cs[NN_MAX_DIMS], xs[NN_MAX_DIMS], ys[NN_MAX_DIMS];
+};
+
+static nn__cu_bc nn__cu_bc_of(int ndim, const int64_t *shape, const int64_t *cs, const int64_t *xs, const int64_t *ys) {
+    nn__cu_bc B;
+    memset(&B, 0, sizeof B);
+    B.ndim = ndim;
+    for (int d = 0; d < ndim; d++) {
+        B.shape[d] = shape[d];
+        if (cs) B.cs[d] = cs[d];
+        if (xs) B.xs[d] = xs[d];
+        if (ys) B.ys[d] = ys[d];
+    }
+    return B;
+}
+
+__global__ void k_il_select(float *__restrict__ o, int64_t n, const nn__cu_bc B, const uint8_t *__restrict__ c,
+                            const float *__restrict__ x, float xv, const float *__restrict__ y, float yv) {
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t rem = t, co = 0, xo = 0, yo = 0;
+        for (int d = B.ndim - 1; d >= 0; d--) {
+            int64_t i = rem % B.shape[d];
+            rem /= B.shape[d];
+            co += i * B.cs[d]; xo += i * B.xs[d]; yo += i * B.ys[d];
+        }
+        o[t] = c[co] ? (x ? x[xo] : xv) : (y ? y[yo] : yv);
+    }
+}
+
+__global__ void k_il_cross(float *__restrict__ o, const nn__cu_bc B, int dim, int64_t inner, int64_t nv,
+                           const float *__restrict__ x, const float *__restrict__ y) {
+    for (int64_t v = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; v < nv; v += (int64_t)gridDim.x * blockDim.x) {
+        int64_t base = (v / inner) * 3 * inner + v % inner, rem = base, xo = 0, yo = 0;
+        for (int d = B.ndim - 1; d >= 0; d--) {
+            int64_t i = rem % B.shape[d];
+            rem /= B.shape[d];
+            xo += i * B.xs[d]; yo += i * B.ys[d];
+        }
+        int64_t xd = B.xs[dim], yd = B.ys[dim];
+        float x0 = x[xo], x1 = x[xo + xd], x2 = x[xo + 2 * xd];
+        float y0 = y[yo], y1 = y[yo + yd], y2 = y[yo + 2 * yd];
+        o[base] = x1 * y2 - x2 * y1;
+        o[base + inner] = x2 * y0 - x0 * y2;
+        o[base + 2 * inner] = x0 * y1 - x1 * y0;
+    }
+}
+
+/* L lanes per line (1 or 32): lanes of a warp stay on one line, so the shuffles see the same trip counts */
+template <int L> __device__ __forceinline__ double d_lane_sum(double v) {
+    for (int o = L / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, L);
+    return v;
+}
+template <int L> __device__ __forceinline__ float d_lane_max(float v) {
+    for (int o = L / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o, L));
+    return v;
+}
+
+template <int L> __global__ void k_norm_fwd(const float *__restrict__ a, int64_t outer, int64_t an, int64_t inner,
+                                            float *__restrict__ o) {
+    int64_t lines = outer * inner, t0 = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / L;
+    int64_t step = (int64_t)gridDim.x * blockDim.x / L;
+    int lane = threadIdx.x % L;
+    for (int64_t r = t0; r < lines; r += step) {
+        int64_t ob = r / inner, c = r % inner;
+        double s = 0;
+        for (int64_t j = lane; j < an; j += L) {
+            double x = a[(ob * an + j) * inner + c];
+            s += x * x;
+        }
+        s = d_lane_sum<L>(s);
+        if (lane == 0) o[r] = (float)sqrt(s);
+    }
+}
+
+__global__ void k_norm_bwd(const float *__restrict__ a, const float *__restrict__ y, const float *__restrict__ g,
+                           int64_t n, int64_t an, int64_t inner, float *__restrict__ o) {
+    for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < n; p += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = (p / (an * inner)) * inner + p % inner;
+        float nv = y[r], s = nv > 0 ? g[r] / nv : 0.0f;
+        o[p] = a[p] * s;
+    }
+}
+
+/* grid for L lanes per line over `lines` lines */
+static unsigned nn__cu_lane_grid(int64_t lines, int L) { return nn__grid(lines * L, 256); }
+
+/* ---- deterministic double sums: fixed per-block partials, then one block */
+__device__ double d_block_sum_d(double v, double *sh) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = d_lane_sum<32>(v);
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    if (w == 0) {
+        v = lane < nw ? sh[lane] : 0.0;
+        v = d_lane_sum<32>(v);
+        if (lane == 0) sh[32] = v;
+    }
+    __syncthreads();
+    v = sh[32];
+    __syncthreads();
+    return v;
+}
+
+template <class F> __global__ void k_sum_terms(const F f, int64_t n, double *part) {
+    __shared__ double sh[33];
+    double acc = 0;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        acc += f(i);
+    acc = d_block_sum_d(acc, sh);
+    if (threadIdx.x == 0) part[blockIdx.x] = acc;
+}
+
+__global__ void k_sum_parts(const double *part, int nb, double *dst) {
+    __shared__ double sh[33];
+    double acc = 0;
+    for (int i = threadIdx.x; i < nb; i += blockDim.x) acc += part[i];
+    acc = d_block_sum_d(acc, sh);
+    if (threadIdx.x == 0) *dst = acc;
+}
+
+/* *dst (device) = sum over i < n of f(i), in double */
+template <class F> static void nn__cu_sum_terms(const F &f, int64_t n, double *dst) {
+    unsigned nb = nn__grid(n, 256);
+    nn_tensor *part;
+    if (nb > 1024) nb = 1024;
+    part = nn__tmp(NN_I64, nb);   /* 8-byte slots holding doubles */
+    k_sum_terms<F><<<nb, 256, 0, S_>>>(f, n, (double *)part->data);
+    NN_LAUNCHED();
+    k_sum_parts<<<1, 256, 0, S_>>>((const double *)part->data, (int)nb, dst);
+    NN_LAUNCHED();
+    nn_tensor_free(part);
+}
+
+/* out = s[0] / denom (denom 0: NaN, as the CPU's mean of nothing) */
+__global__ void k_loss_div(const double *s, double denom, float *out) { *out = (float)(s[0] / denom); }
+
+/* ---- mse / l1 / smooth_l1 (kinds as nn.h's NN__IL_MSE, L1, SMOOTH_L1) */
+__device__ __forceinline__ double d_reg_loss(int kind, double d, double beta) {
+    double ad = fabs(d);
+    if (kind == 0) return d * d;
+    if (kind == 1) return ad;
+    return ad < beta ? 0.5 * d * d / beta : ad - 0.5 * beta;
+}
+__device__ __forceinline__ double d_reg_dloss(int kind, double d, double beta) {
+    double sg = d > 0 ? 1.0 : (d < 0 ? -1.0 : 0.0);
+    if (kind == 0) return 2.0 * d;
+    if (kind == 1) return sg;
+    return fabs(d) < beta ? d / beta : sg;
+}
+struct nn__cu_reg_term {
+    const float *p, *t;
+    int kind;
+    double beta;
+    __device__ double operator()(int64_t i) const { return d_reg_loss(kind, (double)p[i] - (double)t[i], beta); }
+};
+
+__global__ void k_reg_bwd(int kind, const float *__restrict__ p, const float *__restrict__ t, int64_t n, double beta,
+                          const float *__restrict__ gout, float *__restrict__ gp, float *__restrict__ gt) {
+    double scale = (double)gout[0] / (double)(n ? n : 1);
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        double v = scale * d_reg_dloss(kind, (double)p[i] - (double)t[i], beta);
+        if (gp) gp[i] = (float)v;
+        if (gt) gt[i] = (float)-v;
+    }
+}
+
+/* ---- bce_with_logits, sigmoid_focal_loss */
+__device__ __forceinline__ double d_softplus_neg(double x) { return (x < 0 ? -x : 0.0) + log1p(exp(-fabs(x))); }
+__device__ __forceinline__ double d_sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+__device__ __forceinline__ int64_t d_bc_off(const nn__cu_bc &B, int64_t lin) {
+    int64_t off = 0;
+    for (int d = B.ndim - 1; d >= 0; d--) { off += (lin % B.shape[d]) * B.xs[d]; lin /= B.shape[d]; }
+    return off;
+}
+struct nn__cu_bce_term {
+    const float *x, *y, *pw;
+    int same;
+    nn__cu_bc B;   /* xs: pos_weight's broadcast strides over x's shape */
+    __device__ double operator()(int64_t i) const {
+        double xv = x[i], yv = y[i], p = pw ? pw[same ? i : d_bc_off(B, i)] : 1.0;
+        return (1.0 - yv) * xv + (1.0 + (p - 1.0) * yv) * d_softplus_neg(xv);
+    }
+};
+
+__global__ void k_bce_bwd(const nn__cu_bce_term T, int64_t n, const float *__restrict__ gout, float *__restrict__ gx,
+                          float *__restrict__ gy, float *__restrict__ gp) {
+    double scale = (double)gout[0] / (double)(n ? n : 1);
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        double xv = T.x[i], yv = T.y[i], p = T.pw ? T.pw[T.same ? i : d_bc_off(T.B, i)] : 1.0;
+        double sp = d_softplus_neg(xv), lw = 1.0 + (p - 1.0) * yv;
+        if (gx) gx[i] = (float)(scale * ((1.0 - yv) - lw * d_sigmoid(-xv)));
+        if (gy) gy[i] = (float)(scale * (-xv + (p - 1.0) * sp));
+        if (gp) gp[i] = (float)(scale * yv * sp);
+    }
+}
+
+__device__ void d_focal_terms(double x, double y, double alpha, double gamma, double *loss, double *dx, double *dy) {
+    double p = d_sigmoid(x), q = d_sigmoid(-x);
+    double ce = d_softplus_neg(x) + (1.0 - y) * x;
+    double m = p * (1.0 - y) + q * y;
+    double mod = gamma == 0 ? 1.0 : pow(m, gamma);
+    double dmod = gamma == 0 ? 0.0 : gamma * pow(m, gamma - 1.0);
+    double at = alpha >= 0 ? alpha * y + (1.0 - alpha) * (1.0 - y) : 1.0;
+    double dat = alpha >= 0 ? 2.0 * alpha - 1.0 : 0.0;
+    *loss = ce * mod * at;
+    if (dx) *dx = at * ((p - y) * mod + ce * dmod * p * q * (1.0 - 2.0 * y));
+    if (dy) *dy = at * (-x * mod + ce * dmod * (1.0 - 2.0 * p)) + ce * mod * dat;
+}
+struct nn__cu_focal_term {
+    const float *x, *y;
+    double alpha, gamma;
+    __device__ double operator()(int64_t i) const {
+        double l;
+        d_focal_terms(x[i], y[i], alpha, gamma, &l, NULL, NULL);
+        return l;
+    }
+};
+__global__ void k_focal_none(const nn__cu_focal_term T, int64_t n, float *__restrict__ o) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        o[i] = (float)T(i);
+}
+/* red: nn.h's nn_reduction (NONE reads g per element) */
+__global__ void k_focal_bwd(const nn__cu_focal_term T, int64_t n, int red, const float *__restrict__ g,
+                            float *__restrict__ gx, float *__restrict__ gy) {
+    double scale = red == NN_REDUCE_NONE ? 1.0 : (double)g[0];
+    if (red == NN_REDUCE_MEAN) scale /= (double)(n ? n : 1);
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        double l, dx, dy, s = red == NN_REDUCE_NONE ? (double)g[i] : scale;
+        d_focal_terms(T.x[i], T.y[i], T.alpha, T.gamma, &l, &dx, &dy);
+        if (gx) gx[i] = (float)(s * dx);
+        if (gy) gy[i] = (float)(s * dy);
+    }
+}
+
+/* ---- cross_entropy. stats (device, double): [0] sum w_t nll, [1] smoothing sum, [2] W = sum w_t, [3] sum_c w_c.
+   Per position s (L lanes): lse, and its three terms into term[0..3) arrays, summed afterwards in a fixed tree. */
+template <int L> __global__ void k_ce_fwd(const float *__restrict__ x, const void *tg, int is64, const float *__restrict__ w,
+                                          int64_t npos, int64_t C, int64_t inner, int64_t ii, double eps,
+                                          const double *__restrict__ stats, float *__restrict__ lse,
+                                          double *__restrict__ term) {
+    int64_t t0 = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / L, step = (int64_t)gridDim.x * blockDim.x / L;
+    int lane = threadIdx.x % L;
+    double wsum = w ? stats[3] : (double)C;
+    for (int64_t s = t0; s < npos; s += step) {
+        int64_t b = s / inner, c0 = s % inner, t = d_idx(tg, is64, s), c;
+        const float *row = x + b * C * inner + c0;
+        float mx = -INFINITY;
+        double se = 0, l, nll = 0, W = 0, sm = 0;
+        for (c = lane; c < C; c += L) if (row[c * inner] > mx) mx = row[c * inner];
+        mx = d_lane_max<L>(mx);
+        if (mx == -INFINITY) mx = 0;   /* every logit -inf: lse = -inf rather than NaN (as the CPU) */
+        for (c = lane; c < C; c += L) se += expf(row[c * inner] - mx);
+        se = d_lane_sum<L>(se);
+        l = (double)mx + log(se);
+        if (t != ii) {
+            double wt = w ? w[t] : 1.0;
+            W = wt;
+            nll = wt * (l - (double)row[t * inner]);
+            if (eps > 0) {
+                double sx = 0;
+                for (c = lane; c < C; c += L) sx += w ? (double)w[c] * row[c * inner] : (double)row[c * inner];
+                sx = d_lane_sum<L>(sx);
+                sm = l * wsum - sx;
+            }
+        }
+        if (lane == 0) {
+            lse[s] = (float)l;
+            term[s] = nll;
+            term[npos + s] = sm;
+            term[2 * npos + s] = W;
+        }
+    }
+}
+
+struct nn__cu_arr_term {
+    const double *a;
+    __device__ double operator()(int64_t i) const { return a[i]; }
+};
+struct nn__cu_f32_term {
+    const float *a;
+    __device__ double operator()(int64_t i) const { return (double)a[i]; }
+};
+
+__global__ void k_ce_finish(const double *stats, double eps, int64_t C, float *out) {
+    double nll = stats[0], smooth = stats[1], W = stats[2];
+    *out = (float)(eps > 0 ? ((1.0 - eps) * nll / W + eps / (double)C * smooth / W) : nll / W);
+}
+
+__global__ void k_ce_bwd(const float *__restrict__ x, const void *tg, int is64, const float *__restrict__ lse,
+                         const float *__restrict__ w, int64_t n, int64_t C, int64_t inner, int64_t ii, double eps,
+                         const double *__restrict__ stats, const float *__restrict__ gout, float *__restrict__ gx) {
+    double coef = (double)gout[0] / stats[2], wsum = w ? stats[3] : (double)C;
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+        int64_t b = e / (C * inner), c = (e / inner) % C, s = b * inner + e % inner, t = d_idx(tg, is64, s);
+        float o;
+        if (t == ii) { gx[e] = 0.0f; continue; }
+        double wt = w ? w[t] : 1.0;
+        float suma = (float)(coef * ((1.0 - eps) * wt + eps / (double)C * wsum));
+        float ec = (float)(coef * eps / (double)C);
+        float pc = expf(x[e] - lse[s]);
+        o = pc * suma - ec * (w ? w[c] : 1.0f);
+        if (c == t) o -= (float)(coef * (1.0 - eps) * wt);
+        gx[e] = o;
+    }
+}
+
+extern "C" {
+
+int64_t nn__cuda_il_first_bad(const nn_tensor *idx, int64_t size, int64_t ignore, int use_ignore, int64_t *value) {
+    unsigned long long h = ~0ull;
+    nn_tensor *f;
+    nn__cu_init();
+    if (!idx->numel) return -1;
+    f = nn__tmp(NN_I64, 1);
+    NN_CU(cudaMemsetAsync(f->data, 0xff, 8, S_));
+    k_il_first_bad<<<nn__grid(idx->numel, 256), 256, 0, S_>>>(idx->data, idx->dtype == NN_I64, idx->numel, size, ignore,
+                                                             use_ignore, (unsigned long long *)f->data);
+    NN_LAUNCHED();
+    nn__cuda_memcpy(&h, f->data, 8, 1);   /* the one host read (waits for the stream) */
+    nn_tensor_free(f);
+    if (h == ~0ull) return -1;
+    if (idx->dtype == NN_I64) nn__cuda_memcpy(value, (const int64_t *)idx->data + h, 8, 1);
+    else { int32_t v32; nn__cuda_memcpy(&v32, (const int32_t *)idx->data + h, 4, 1); *value = v32; }
+    return (int64_t)h;
+}
+
+void nn__cuda_il_rows_copy(float *dst, const float *src, int64_t outer, int64_t sn, int64_t inner, const nn_tensor *idx,
+                           int64_t n) {
+    int64_t total = outer * n * inner;
+    nn__cu_init();
+    if (!total) return;
+    k_il_rows_copy<<<nn__grid(total, 256), 256, 0, S_>>>(dst, src, outer, sn, inner, idx->data, idx->dtype == NN_I64, n);
+    NN_LAUNCHED();
+}
+
+void nn__cuda_il_rows_add(float *dst, int64_t dn, const float *src, int64_t outer, int64_t inner, const nn_tensor *idx,
+                          int64_t n) {
+    int64_t m = outer * n;
+    nn_tensor *keys, *vals;
+    nn__cu_init();
+    if (!m || !inner) return;
+    keys = nn__tmp(NN_I64, m);
+    vals = nn__tmp(NN_I64, m);
+    k_il_rows_keys<<<nn__grid(m, 256), 256, 0, S_>>>(idx->data, idx->dtype == NN_I64, outer, n, dn,
+                                                    (uint64_t *)keys->data, (int64_t *)vals->data);
+    NN_LAUNCHED();
+    nn__cu_sorted_add(dst, src, inner, keys, vals, m, (uint64_t)(outer * dn));
+}
+
+/* dst[at sstr over idx's coordinates] = big[a-offset of idx's element] (gather forward: sstr = idx's strides;
+   scatter_add's src gradient: sstr = src's strides) */
+void nn__cuda_il_gather(const nn_tensor *idx, int dim, const int64_t *astr, const int64_t *sstr, const float *big,
+                        float *dst) {
+    nn__cu_init();
+    if (!idx->numel) return;
+    k_il_gather<<<nn__grid(idx->numel, 256), 256, 0, S_>>>(nn__cu_geo_of(idx, dim, astr, sstr), idx->data,
+                                                          idx->dtype == NN_I64, idx->numel, big, dst);
+    NN_LAUNCHED();
+}
+
+/* big[a-offset of idx's element p] += src[offset of p at sstr], in increasing p per destination */
+void nn__cuda_il_scatter_add(const nn_tensor *idx, int dim, const int64_t *astr, const int64_t *sstr, float *big,
+                             int64_t big_numel, const float *src) {
+    nn_tensor *keys, *vals;
+    int64_t m = idx->numel;
+    nn__cu_init();
+    if (!m) return;
+    keys = nn__tmp(NN_I64, m);
+    vals = nn__tmp(NN_I64, m);
+    k_il_scatter_keys<<<nn__grid(m, 256), 256, 0, S_>>>(nn__cu_geo_of(idx, dim, astr, sstr), idx->data,
+                                                       idx->dtype == NN_I64, m, (uint64_t *)keys->data,
+                                                       (int64_t *)vals->data);
+    NN_LAUNCHED();
+    nn__cu_sorted_add(big, src, 1, keys, vals, m, (uint64_t)(big_numel > 0 ? big_numel : 1));
+}
+
+/* val may be NULL (indices only) */
+void nn__cuda_topk_fwd(const nn_tensor *a, int64_t outer, int64_t an, int64_t inner, int64_t k, int largest,
+                       nn_tensor *val, nn_tensor *ind) {
+    int64_t lines = outer * inner, m = lines * an;
+    nn_tensor *keys, *vals;
+    nn__cu_init();
+    if (!k || !lines) return;
+    if (an > (int64_t)0xffffffff) nn_error("nn_topk: a line of %lld elements exceeds the CUDA path's 2^32", (long long)an);
+    keys = nn__tmp(NN_I64, m);
+    vals = nn__tmp(NN_I64, m);
+    k_topk_keys<<<nn__grid(m, 256), 256, 0, S_>>>((const float *)a->data, outer, an, inner, largest,
+                                                 (uint64_t *)keys->data, (int64_t *)vals->data);
+    NN_LAUNCHED();
+    nn__cu_sort_pairs(&keys, &vals, m, ((uint64_t)(lines - 1) << 32) | 0xffffffffu);
+    k_topk_out<<<nn__grid(lines * k, 256), 256, 0, S_>>>((const float *)a->data, (const int64_t *)vals->data, outer, an,
+                                                        inner, k, val ? (float *)val->data : NULL, (int64_t *)ind->data);
+    NN_LAUNCHED();
+    nn_tensor_free(keys);
+    nn_tensor_free(vals);
+}
+
+/* ga: zero-filled, input-shaped */
+void nn__cuda_topk_bwd(const nn_tensor *g, const nn_tensor *ind, int64_t an, int64_t inner, int64_t k, nn_tensor *ga) {
+    nn__cu_init();
+    if (!g->numel) return;
+    k_topk_bwd<<<nn__grid(g->numel, 256), 256, 0, S_>>>((const float *)g->data, (const int64_t *)ind->data, g->numel, k,
+                                                       an, inner, (float *)ga->data);
+    NN_LAUNCHED();
+}
+
+/* o = c ? x : y over a broadcast shape (x / y NULL: the constants xv / yv), as nn__il_select_kernel */
+void nn__cuda_il_select(float *o, int ndim, const int64_t *shape, const uint8_t *c, const int64_t *cs, const float *x,
+                        const int64_t *xs, float xv, const float *y, const int64_t *ys, float yv) {
+    int64_t n = 1;
+    nn__cu_init();
+    for (int d = 0; d < ndim; d++) n *= shape[d];
+    if (!n) return;
+    k_il_select<<<nn__grid(n, 256), 256, 0, S_>>>(o, n, nn__cu_bc_of(ndim, shape, cs, x ? xs : NULL, y ? ys : NULL), c,
+                                                 x, xv, y, yv);
+    NN_LAUNCHED();
+}
+
+void nn__cuda_il_cross(float *o, int ndim, const int64_t *shape, int dim, const float *x, const int64_t *xs,
+                       const float *y, const int64_t *ys) {
+    int64_t outer = 1, inner = 1, nv;
+    nn__cu_init();
+    for (int d = 0; d < dim; d++) outer *= shape[d];
+    for (int d = dim + 1; d < ndim; d++) inner *= shape[d];
+    nv = outer * inner;
+    if (!nv) return;
+    k_il_cross<<<nn__grid(nv, 256), 256, 0, S_>>>(o, nn__cu_bc_of(ndim, shape, NULL, xs, ys), dim, inner, nv, x, y);
+    NN_LAUNCHED();
+}
+
+void nn__cuda_norm_fwd(const float *a, int64_t outer, int64_t an, int64_t inner, float *o) {
+    int64_t lines = outer * inner;
+    nn__cu_init();
+    if (!lines) return;
+    /* a warp per line when lines are contiguous and long, else a thread per line (coalesced across lines) */
+    if (inner == 1 && an >= 64) k_norm_fwd<32><<<nn__cu_lane_grid(lines, 32), 256, 0, S_>>>(a, outer, an, inner, o);
+    else k_norm_fwd<1><<<nn__cu_lane_grid(lines, 1), 256, 0, S_>>>(a, outer, an, inner, o);
+    NN_LAUNCHED();
+}
+
+void nn__cuda_norm_bwd(const float *a, const float *y, const float *g, int64_t outer, int64_t an, int64_t inner, float *ga) {
+    int64_t n = outer * an * inner;
+    nn__cu_init();
+    if (!n) return;
+    k_norm_bwd<<<nn__grid(n, 256), 256, 0, S_>>>(a, y, g, n, an, inner, ga);
+    NN_LAUNCHED();
+}
+
+/* out: a 0-dim device f32; the mean over n (n = 0: NaN) */
+void nn__cuda_reg_loss_fwd(int kind, const float *p, const float *t, int64_t n, double beta, float *out) {
+    nn__cu_reg_term f;
+    nn_tensor *s;
+    nn__cu_init();
+    f.p = p; f.t = t; f.kind = kind; f.beta = beta;
+    s = nn__tmp(NN_I64, 1);
+    nn__cu_sum_terms(f, n, (double *)s->data);
+    k_loss_div<<<1, 1, 0, S_>>>((const double *)s->data, (double)n, out);
+    NN_LAUNCHED();
+    nn_tensor_free(s);
+}
+
+void nn__cuda_reg_loss_bwd(int kind, const float *p, const float *t, int64_t n, double beta, const float *gout,
+                           float *gp, float *gt) {
+    nn__cu_init();
+    if (!n) return;
+    k_reg_bwd<<<nn__grid(n, 256), 256, 0, S_>>>(kind, p, t, n, beta, gout, gp, gt);
+    NN_LAUNCHED();
+}
+
+/* pw may be NULL; ps: its broadcast strides over x's shape (same: pw has x's shape) */
+static nn__cu_bce_term nn__cu_bce_of(const float *x, const float *y, const float *pw, int ndim, const int64_t *shape,
+                                     const int64_t *ps, int same) {
+    nn__cu_bce_term T;
+    T.x = x; T.y = y; T.pw = pw; T.same = same;
+    T.B = nn__cu_bc_of(ndim, shape, NULL, pw ? ps : NULL, NULL);
+    return T;
+}
+
+void nn__cuda_bce_fwd(const float *x, const float *y, const float *pw, int ndim, const int64_t *shape, const int64_t *ps,
+                      int same, int64_t n, float *out) {
+    nn_tensor *s;
+    nn__cu_init();
+    s = nn__tmp(NN_I64, 1);
+    nn__cu_sum_terms(nn__cu_bce_of(x, y, pw, ndim, shape, ps, same), n, (double *)s->data);
+    k_loss_div<<<1, 1, 0, S_>>>((const double *)s->data, (double)n, out);
+    NN_LAUNCHED();
+    nn_tensor_free(s);
+}
+
+/* gx, gy, gp (x-shaped; gp is reduced to pos_weight's shape by the caller) may be NULL */
+void nn__cuda_bce_bwd(const float *x, const float *y, const float *pw, int ndim, const int64_t *shape, const int64_t *ps,
+                      int same, int64_t n, const float *gout, float *gx, float *gy, float *gp) {
+    nn__cu_init();
+    if (!n) return;
+    k_bce_bwd<<<nn__grid(n, 256), 256, 0, S_>>>(nn__cu_bce_of(x, y, pw, ndim, shape, ps, same), n, gout, gx, gy, gp);
+    NN_LAUNCHED();
+}
+
+/* red NONE: out is x-shaped; else 0-dim (sum, or mean with n = 0 giving NaN) */
+void nn__cuda_focal_fwd(const float *x, const float *y, int64_t n, double alpha, double gamma, int red, float *out) {
+    nn__cu_focal_term T;
+    nn__cu_init();
+    T.x = x; T.y = y; T.alpha = alpha; T.gamma = gamma;
+    if (red == NN_REDUCE_NONE) {
+        if (n) { k_focal_none<<<nn__grid(n, 256), 256, 0, S_>>>(T, n, out); NN_LAUNCHED(); }
+        return;
+    }
+    {
+        nn_tensor *s = nn__tmp(NN_I64, 1);
+        nn__cu_sum_terms(T, n, (double *)s->data);
+        k_loss_div<<<1, 1, 0, S_>>>((const double *)s->data, red == NN_REDUCE_MEAN ? (double)n : 1.0, out);
+        NN_LAUNCHED();
+        nn_tensor_free(s);
+    }
+}
+
+void nn__cuda_focal_bwd(const float *x, const float *y, int64_t n, double alpha, double gamma, int red, const float *g,
+                        float *gx, float *gy) {
+    nn__cu_focal_term T;
+    nn__cu_init();
+    if (!n) return;
+    T.x = x; T.y = y; T.alpha = alpha; T.gamma = gamma;
+    k_focal_bwd<<<nn__grid(n, 256), 256, 0, S_>>>(T, n, red, g, gx, gy);
+    NN_LAUNCHED();
+}
+
+/* logits [N, C, inner] -> out (0-dim), lse [npos], stats [4] doubles (see k_ce_fwd) */
+void nn__cuda_cross_entropy_fwd(const float *x, const nn_tensor *target, const float *w, int64_t npos, int64_t C,
+                                int64_t inner, int64_t ii, double eps, float *lse, double *stats, float *out) {
+    nn_tensor *term;
+    nn__cu_arr_term A;
+    int is64 = target->dtype == NN_I64;
+    nn__cu_init();
+    if (w) { nn__cu_f32_term F; F.a = w; nn__cu_sum_terms(F, C, stats + 3); }
+    term = nn__tmp(NN_I64, 3 * npos);   /* doubles */
+    if (npos) {
+        /* a warp per position when the classes are contiguous and many; else a thread per position */
+        if (inner == 1 && C >= 64)
+            k_ce_fwd<32><<<nn__cu_lane_grid(npos, 32), 256, 0, S_>>>(x, target->data, is64, w, npos, C, inner, ii, eps,
+                                                                    stats, lse, (double *)term->data);
+        else
+            k_ce_fwd<1><<<nn__cu_lane_grid(npos, 1), 256, 0, S_>>>(x, target->data, is64, w, npos, C, inner, ii, eps,
+                                                                  stats, lse, (double *)term->data);
+        NN_LAUNCHED();
+    }
+    A.a = (const double *)term->data;
+    nn__cu_sum_terms(A, npos, stats + 0);
+    A.a = (const double *)term->data + npos;
+    nn__cu_sum_terms(A, npos, stats + 1);
+    A.a = (const double *)term->data + 2 * npos;
+    nn__cu_sum_terms(A, npos, stats + 2);
+    k_ce_finish<<<1, 1, 0, S_>>>(stats, eps, C, out);
+    NN_LAUNCHED();
+    nn_tensor_free(term);
+}
+
+void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const float *lse, const float *w, int64_t n,
+                                int64_t C, int64_t inner, int64_t ii, double eps, const double *stats, const float *gout,
+                                float *gx) {
+    nn__cu_init();
+    if (!n) return;
+    k_ce_bwd<<<nn__grid(n, 256), 256, 0, S_>>>(x, target->data, target->dtype == NN_I64, lse, w, n, C, inner, ii, eps,
+                                              stats, gout, gx);
     NN_LAUNCHED();
 }
 

@@ -7,11 +7,13 @@
      casts, fills, dropout masks, copies: bit-exact
    Poison: NN_CUDA_POISON=1 makes every fresh device block 0xFF bytes (NaN as f32), and every case starts with
    nn_mem_trim(NN_CUDA), so an element a kernel never writes shows up as NaN and fails the check.
-   Needs a GPU: make test-cuda (on the device machine). Prints "N passed, M failed". */
+   Needs a GPU: make test-cuda (on the device machine). Prints "N passed, M failed". Arguments: -v (every
+   error), quick (a compute-sanitizer subset), il (only the [ops:index] / [ops:loss] cases). */
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
 #include "test.h"
+#include "expect_error.h"
 #include <stdlib.h>
 #include <string.h>
 #include <setjmp.h>
@@ -21,6 +23,7 @@
 
 static double worst_f32, worst_low;
 static int verbose, quick;   /* quick: a small part (for compute-sanitizer): sdpa subset, group_norm, device AdamW */
+static int only_il;          /* argument "il": only the [ops:index] / [ops:loss] tests (compute-sanitizer) */
 
 /* host copy of t as f32 (casting on t's device first if needed) */
 static float *host_f32(nn_tensor *t) {
@@ -855,6 +858,423 @@ static void test_adamw_params(void) {
     nn_params_free(&Pc); nn_params_free(&Pg);
 }
 
+/* ------------------------------------------------------------------------------ [ops:index], [ops:loss] */
+
+/* an index tensor (CPU) of n values in [lo, hi) from a fixed LCG, dtype i32 or i64 */
+static nn_tensor *rnd_idx(int nd, const int64_t *s, int64_t lo, int64_t hi, nn_dtype dt, uint32_t seed) {
+    int64_t n = 1, i;
+    int d;
+    nn_tensor *t;
+    for (d = 0; d < nd; d++) n *= s[d];
+    t = nn_zeros(dt, nd, s);
+    for (i = 0; i < n; i++) {
+        int64_t v;
+        seed = seed * 1664525u + 1013904223u;
+        v = hi > lo ? lo + (int64_t)((seed >> 8) % (uint32_t)(hi - lo)) : lo;
+        if (dt == NN_I64) ((int64_t *)t->data)[i] = v;
+        else ((int32_t *)t->data)[i] = (int32_t)v;
+    }
+    return t;
+}
+
+/* a CPU bool tensor, true with probability about 1/2 */
+static nn_tensor *rnd_mask(int nd, const int64_t *s, uint32_t seed) {
+    nn_tensor *t = nn_zeros(NN_BOOL, nd, s);
+    int64_t i;
+    for (i = 0; i < t->numel; i++) { seed = seed * 1664525u + 1013904223u; ((uint8_t *)t->data)[i] = (seed >> 20) & 1; }
+    return t;
+}
+
+typedef struct { int op, dim, keep, red; int64_t k, ii; double p0, p1; } il_args;
+
+static nn_tensor *f_il(void *c, nn_tensor **in) {
+    il_args *a = (il_args *)c;
+    switch (a->op) {
+    case 0: return nn_embedding(in[0], in[1]);
+    case 1: return nn_index_select(in[0], a->dim, in[1]);
+    case 2: return nn_gather(in[0], a->dim, in[1]);
+    case 3: return nn_scatter_add(in[0], a->dim, in[1], in[2]);
+    case 4: { nn_tensor *v; nn_topk(in[0], a->k, a->dim, a->keep, &v, NULL); return v; }
+    case 5: return nn_where(in[0], in[1], in[2]);
+    case 6: return nn_masked_fill(in[0], in[1], a->p0);
+    case 7: return nn_cross(in[0], in[1], a->dim);
+    case 8: return nn_norm(in[0], a->dim, a->keep);
+    case 9: return nn_mse_loss(in[0], in[1]);
+    case 10: return nn_l1_loss(in[0], in[1]);
+    case 11: return nn_smooth_l1_loss(in[0], in[1], a->p0);
+    case 12: return nn_cross_entropy(in[0], in[1], in[2], a->ii, a->p0);
+    case 13: return nn_bce_with_logits(in[0], in[1], in[2]);
+    default: return nn_sigmoid_focal_loss(in[0], in[1], a->p0, a->p1, (nn_reduction)a->red);
+    }
+}
+
+/* the loss output stays on the device, 0-dim */
+static void check_on_gpu(const char *what, nn_tensor *(*f)(void *, nn_tensor **), void *ctx, int n, nn_tensor **in) {
+    nn_tensor *xg[4], *y;
+    int i;
+    nn_scope_begin();
+    for (i = 0; i < n; i++) xg[i] = in[i] ? nn_to(in[i], NN_CUDA) : NULL;
+    y = f(ctx, xg);
+    CHECK(y->device == NN_CUDA, "%s: output on %s", what, nn_device_name(y->device));
+    nn_scope_end(NULL);
+}
+
+/* the message an op gives on CPU and on GPU inputs must be the same */
+static char il_msg[1024];
+static jmp_buf il_jmp;
+static void il_handler(const char *msg, void *u) { (void)u; snprintf(il_msg, sizeof il_msg, "%s", msg); longjmp(il_jmp, 1); }
+static void same_error(const char *what, op_fn f, void *ctx, int n, nn_tensor **in, const char *needle) {
+    char cpu_msg[1024];
+    nn_tensor *xg[4];
+    int i;
+    volatile int got = 0;
+    nn_scope_begin();
+    for (i = 0; i < n; i++) xg[i] = in[i] ? nn_to(in[i], NN_CUDA) : NULL;
+    nn_set_error_handler(il_handler, NULL);
+    il_msg[0] = 0;
+    if (!setjmp(il_jmp)) f(ctx, in); else got = 1;
+    snprintf(cpu_msg, sizeof cpu_msg, "%s", il_msg);
+    CHECK(got && strstr(cpu_msg, needle), "%s: CPU error '%s' lacks '%s'", what, cpu_msg, needle);
+    got = 0;
+    il_msg[0] = 0;
+    if (!setjmp(il_jmp)) f(ctx, xg); else got = 1;
+    nn_set_error_handler(NULL, NULL);
+    CHECK(got && strcmp(il_msg, cpu_msg) == 0, "%s: GPU error '%s' differs from the CPU's '%s'", what, il_msg, cpu_msg);
+    if (verbose) printf("  %-40s error  '%s'\n", what, il_msg);
+    nn_scope_end(NULL);
+}
+
+static void test_index_ops(void) {
+    int grad_w[2] = {1, 0}, grad_a[3] = {1, 0, 1}, g2[2] = {1, 1}, g3[3] = {0, 1, 1};
+    char what[128];
+    il_args a;
+    int s, dt;
+    memset(&a, 0, sizeof a);
+    {   /* embedding: dims 1 (odd), 5, 64, 257; repeated indices; i32 and i64; empty */
+        static const int64_t dims[] = {1, 5, 64, 257}, is[][2] = {{7, 0}, {3, 11}, {0, 0}, {40000, 0}};
+        static const int ind[] = {1, 2, 1, 1};
+        for (s = 0; s < 4; s++)
+            for (dt = 0; dt < 2; dt++) {
+                int64_t ws[2] = {37, dims[(s + dt) % 4]};
+                nn_tensor *in[2];
+                in[0] = rnd(2, ws, -1, 1);
+                in[1] = rnd_idx(ind[s], is[s], 0, 37, dt ? NN_I64 : NN_I32, 11u + (uint32_t)s);
+                a.op = 0;
+                snprintf(what, sizeof what, "embedding [37,%lld] idx case %d %s", (long long)ws[1], s, dt ? "i64" : "i32");
+                compare(what, f_il, &a, 2, in, grad_w, TOL_F32);
+                nn_tensor_free(in[0]); nn_tensor_free(in[1]);
+            }
+    }
+    {   /* index_select over every dim of an odd shape; 0-D index */
+        int64_t as[3] = {5, 9, 13}, ns = 17, z = 0;
+        int d;
+        for (d = 0; d < 3; d++) {
+            nn_tensor *in[2];
+            in[0] = rnd(3, as, -1, 1);
+            in[1] = rnd_idx(1, &ns, 0, as[d], d == 1 ? NN_I32 : NN_I64, 5u + (uint32_t)d);
+            a.op = 1; a.dim = d - (d == 2 ? 3 : 0);
+            snprintf(what, sizeof what, "index_select dim %d", a.dim);
+            compare(what, f_il, &a, 2, in, grad_w, TOL_F32);
+            nn_tensor_free(in[1]);
+            in[1] = rnd_idx(0, &z, 0, as[d], NN_I64, 3u);
+            snprintf(what, sizeof what, "index_select 0-D index dim %d", a.dim);
+            compare(what, f_il, &a, 2, in, grad_w, TOL_F32);
+            nn_tensor_free(in[0]); nn_tensor_free(in[1]);
+        }
+    }
+    {   /* gather / scatter_add: index smaller than the input in other dims, src larger than the index */
+        int64_t as[3] = {6, 7, 5}, is3[3][3] = {{9, 7, 4}, {6, 11, 4}, {3, 5, 8}}, ss[3] = {10, 12, 9};
+        int d;
+        for (d = 0; d < 3; d++) {
+            nn_tensor *in[3];
+            in[0] = rnd(3, as, -1, 1);
+            in[1] = rnd_idx(3, is3[d], 0, as[d], d == 2 ? NN_I32 : NN_I64, 17u + (uint32_t)d);
+            in[2] = rnd(3, ss, -1, 1);
+            a.op = 2; a.dim = d;
+            snprintf(what, sizeof what, "gather dim %d", d);
+            compare(what, f_il, &a, 2, in, grad_w, TOL_F32);
+            a.op = 3;
+            snprintf(what, sizeof what, "scatter_add dim %d", d);
+            compare(what, f_il, &a, 3, in, grad_a, TOL_F32);
+            nn_tensor_free(in[0]); nn_tensor_free(in[1]); nn_tensor_free(in[2]);
+        }
+        {   /* big scatter: 200003 sources into 1000 rows (long runs per destination) */
+            int64_t bs[2] = {1000, 3}, bi[2] = {200003, 3};
+            nn_tensor *in[3];
+            in[0] = rnd(2, bs, -1, 1);
+            in[1] = rnd_idx(2, bi, 0, 1000, NN_I64, 99u);
+            in[2] = rnd(2, bi, -1, 1);
+            a.op = 3; a.dim = 0;
+            compare("scatter_add 200003 -> 1000 rows", f_il, &a, 3, in, grad_a, TOL_F32);
+            a.op = 2;
+            compare("gather 200003 from 1000 rows", f_il, &a, 2, in, grad_w, TOL_F32);
+            nn_tensor_free(in[0]); nn_tensor_free(in[1]); nn_tensor_free(in[2]);
+        }
+        {   /* empty index */
+            int64_t es[3] = {6, 0, 5};
+            nn_tensor *in[3];
+            in[0] = rnd(3, as, -1, 1);
+            in[1] = rnd_idx(3, es, 0, 1, NN_I64, 1u);
+            in[2] = rnd(3, ss, -1, 1);
+            a.op = 2; a.dim = 1;
+            compare("gather empty index", f_il, &a, 2, in, grad_w, TOL_F32);
+            a.op = 3;
+            compare("scatter_add empty index", f_il, &a, 3, in, grad_a, TOL_F32);
+            nn_tensor_free(in[0]); nn_tensor_free(in[1]); nn_tensor_free(in[2]);
+        }
+    }
+    {   /* topk: values (and their gradient) against the CPU, indices exactly, ties and NaN and -0/+0 */
+        static const int64_t ts[][3] = {{1, 200003, 1}, {7, 50, 1}, {30, 4, 9}, {3, 1000, 1}, {2, 5, 3}};
+        static const int tnd[] = {2, 2, 3, 2, 3}, tdim[] = {1, 1, 1, -1, 2};
+        static const int64_t tk[] = {1024, 5, 4, 1000, 0};
+        int lg;
+        for (s = 0; s < 5; s++)
+            for (lg = 0; lg < 2; lg++) {
+                nn_tensor *x = rnd(tnd[s], ts[s], -1, 1);
+                float *p = nn_f32_data(x);
+                int64_t i;
+                if (s == 1 || s == 3)   /* ties: few distinct values, both zeros, some NaN and inf */
+                    for (i = 0; i < x->numel; i++) {
+                        int r = (int)((i * 7919) % 13);
+                        p[i] = r == 0 ? -0.0f : r == 1 ? 0.0f : r == 2 ? NAN : r == 3 ? INFINITY : r == 4 ? -INFINITY : (float)(r % 3);
+                    }
+                a.op = 4; a.k = tk[s]; a.dim = tdim[s]; a.keep = lg;
+                snprintf(what, sizeof what, "topk case %d %s k %lld", s, lg ? "largest" : "smallest", (long long)tk[s]);
+                if (s != 1 && s != 3) compare(what, f_il, &a, 1, &x, grad_w, TOL_F32);
+                else {   /* rel_err takes NaN but not inf (inf - inf): compare() sees +-inf as +-7, ties kept;
+                            the exact check below runs on the values with inf */
+                    nn_tensor *x2 = nn_clone(x);
+                    float *q = nn_f32_data(x2);
+                    for (i = 0; i < x2->numel; i++) if (q[i] == INFINITY || q[i] == -INFINITY) q[i] = q[i] > 0 ? 7.0f : -7.0f;
+                    compare(what, f_il, &a, 1, &x2, grad_w, TOL_F32);
+                    nn_tensor_free(x2);
+                }
+                {   /* indices and value bits exactly */
+                    nn_tensor *vc, *ic, *vg, *ig, *xg;
+                    int64_t *hc, *hg;
+                    float *fc, *fg;
+                    int64_t bad = 0;
+                    nn_scope_begin();
+                    xg = nn_to(x, NN_CUDA);
+                    nn_topk(x, a.k, a.dim, lg, &vc, &ic);
+                    nn_topk(xg, a.k, a.dim, lg, &vg, &ig);
+                    CHECK(ig->device == NN_CUDA && ig->dtype == NN_I64, "%s: indices on cuda, i64", what);
+                    hc = (int64_t *)malloc(8 * (size_t)(ic->numel + 1)); hg = (int64_t *)malloc(8 * (size_t)(ic->numel + 1));
+                    nn_to_host(ic, hc); nn_to_host(ig, hg);
+                    fc = host_f32(vc); fg = host_f32(vg);
+                    for (i = 0; i < ic->numel; i++) bad += hc[i] != hg[i] || memcmp(&fc[i], &fg[i], 4) != 0;
+                    CHECK(bad == 0, "%s: %lld of %lld indices/values differ from the CPU's", what, (long long)bad, (long long)ic->numel);
+                    if (verbose) printf("  %-40s idx    %lld mismatches\n", what, (long long)bad);
+                    free(hc); free(hg); free(fc); free(fg);
+                    nn_scope_end(NULL);
+                }
+                nn_tensor_free(x);
+            }
+    }
+    {   /* where / masked_fill with broadcasting */
+        int64_t cs[3] = {3, 1, 5}, as2[3] = {1, 4, 5}, bs = 5, ms[2] = {6, 1}, fs[3] = {4, 6, 7};
+        nn_tensor *in[3];
+        in[0] = rnd_mask(3, cs, 3u); in[1] = rnd(3, as2, -1, 1); in[2] = rnd(1, &bs, -1, 1);
+        a.op = 5;
+        compare("where broadcast", f_il, &a, 3, in, g3, TOL_F32);
+        nn_tensor_free(in[0]); nn_tensor_free(in[1]); nn_tensor_free(in[2]);
+        in[0] = rnd(3, fs, -1, 1); in[1] = rnd_mask(2, ms, 8u);
+        a.op = 6; a.p0 = -1e9;
+        compare("masked_fill broadcast mask", f_il, &a, 2, in, grad_w, TOL_F32);
+        nn_tensor_free(in[1]);
+        in[1] = rnd_mask(3, fs, 9u);
+        compare("masked_fill full mask", f_il, &a, 2, in, grad_w, TOL_F32);
+        nn_tensor_free(in[0]); nn_tensor_free(in[1]);
+        {   /* big: 300007 elements */
+            int64_t big = 300007;
+            in[0] = rnd_mask(1, &big, 4u); in[1] = rnd(1, &big, -1, 1); in[2] = rnd(1, &big, -1, 1);
+            a.op = 5;
+            compare("where 300007", f_il, &a, 3, in, g3, TOL_F32);
+            nn_tensor_free(in[0]); nn_tensor_free(in[1]); nn_tensor_free(in[2]);
+        }
+    }
+    {   /* cross (broadcast, dim in the middle and last) and norm */
+        int64_t xa[3] = {5, 3, 7}, xb[2] = {3, 1}, ya[2] = {1001, 3}, yb[1] = {3};
+        nn_tensor *in[2];
+        in[0] = rnd(3, xa, -1, 1); in[1] = rnd(2, xb, -1, 1);
+        a.op = 7; a.dim = 1;
+        compare("cross dim 1 broadcast", f_il, &a, 2, in, g2, TOL_F32);
+        nn_tensor_free(in[0]); nn_tensor_free(in[1]);
+        in[0] = rnd(2, ya, -1, 1); in[1] = rnd(1, yb, -1, 1);
+        a.dim = -1;
+        compare("cross last dim", f_il, &a, 2, in, g2, TOL_F32);
+        nn_tensor_free(in[0]); nn_tensor_free(in[1]);
+    }
+    {
+        static const int64_t ns[][3] = {{7, 33, 65}, {3, 70001, 1}, {4, 3, 1}};
+        static const int nnd[] = {3, 2, 3};
+        int d;
+        for (s = 0; s < 3; s++)
+            for (d = 0; d < nnd[s]; d++) {
+                nn_tensor *x = rnd(nnd[s], ns[s], -2, 2);
+                if (s == 2) memset(x->data, 0, 4 * 3);   /* a zero line: gradient 0 there */
+                a.op = 8; a.dim = d; a.keep = d & 1;
+                snprintf(what, sizeof what, "norm shape %d dim %d", s, d);
+                compare(what, f_il, &a, 1, &x, grad_w, TOL_F32);
+                nn_tensor_free(x);
+            }
+    }
+    {   /* errors: out-of-range indices give the CPU's message on the GPU; mixed devices are refused */
+        int64_t ws[2] = {10, 4}, is[1] = {6}, as[2] = {4, 5};
+        nn_tensor *in[3];
+        in[0] = rnd(2, ws, -1, 1);
+        in[1] = rnd_idx(1, is, 0, 10, NN_I64, 2u);
+        ((int64_t *)in[1]->data)[4] = 10;
+        a.op = 0;
+        same_error("embedding index 10 of 10", f_il, &a, 2, in, "index 10 out of range [0,10)");
+        ((int64_t *)in[1]->data)[4] = 3;
+        ((int64_t *)in[1]->data)[2] = -1;
+        same_error("embedding index -1", f_il, &a, 2, in, "at flat position 2");
+        nn_tensor_free(in[1]);
+        in[1] = rnd_idx(1, is, 0, 10, NN_I32, 2u);
+        ((int32_t *)in[1]->data)[5] = 12;
+        a.op = 1; a.dim = 0;
+        same_error("index_select i32 index 12", f_il, &a, 2, in, "index 12 out of range");
+        nn_tensor_free(in[0]); nn_tensor_free(in[1]);
+        in[0] = rnd(2, as, -1, 1);
+        in[1] = rnd_idx(2, as, 0, 5, NN_I64, 7u);
+        ((int64_t *)in[1]->data)[13] = 5;
+        in[2] = rnd(2, as, -1, 1);
+        a.op = 2; a.dim = 1;
+        same_error("gather index 5", f_il, &a, 2, in, "at flat position 13");
+        a.op = 3;
+        same_error("scatter_add index 5", f_il, &a, 3, in, "at flat position 13");
+        nn_scope_begin();
+        {
+            nn_tensor *mixed[3];
+            mixed[0] = in[0]; mixed[1] = nn_to(in[1], NN_CUDA); mixed[2] = in[2];
+            a.op = 2;
+            EXPECT_ERROR(f_il(&a, mixed), "all tensors of this op must be on one device");
+        }
+        nn_scope_end(NULL);
+        nn_tensor_free(in[0]); nn_tensor_free(in[1]); nn_tensor_free(in[2]);
+    }
+}
+
+static void test_losses(void) {
+    int g2[2] = {1, 1}, g1[3] = {1, 0, 0}, g3[3] = {1, 1, 1};
+    char what[128];
+    il_args a;
+    int s, op;
+    memset(&a, 0, sizeof a);
+    {   /* mse, l1, smooth_l1 (beta 0.5 and 0 = l1); odd sizes, a large one, empty */
+        static const int64_t rs[][2] = {{37, 45}, {300007, 1}, {1, 1}, {0, 3}};
+        static const int rnd_[] = {2, 1, 2, 2};
+        for (s = 0; s < 4; s++)
+            for (op = 9; op <= 12; op++) {
+                nn_tensor *in[2];
+                in[0] = rnd(rnd_[s], rs[s], -2, 2); in[1] = rnd(rnd_[s], rs[s], -2, 2);
+                a.op = op == 12 ? 11 : op; a.p0 = op == 12 ? 0.0 : 0.5;
+                snprintf(what, sizeof what, "reg loss %d case %d", op, s);
+                compare(what, f_il, &a, 2, in, g2, TOL_F32);
+                if (s == 0 && op == 9) check_on_gpu("mse loss", f_il, &a, 2, in);
+                nn_tensor_free(in[0]); nn_tensor_free(in[1]);
+            }
+    }
+    {   /* cross_entropy: [N,C] small and large C (warp path), [N,C,d1,d2], [C]; weight; ignore_index; smoothing */
+        static const int64_t ls[][4] = {{64, 10}, {5, 1000}, {3, 7, 5, 6}, {13}, {2, 3, 0}, {4, 129}};
+        static const int lnd[] = {2, 2, 4, 1, 3, 2};
+        int v;
+        for (s = 0; s < 6; s++)
+            for (v = 0; v < 4; v++) {   /* v bit 0: weight, bit 1: smoothing; ignore_index always present */
+                nn_tensor *in[3];
+                int64_t C = lnd[s] == 1 ? ls[s][0] : ls[s][1], ts[3];
+                int tnd = lnd[s] == 1 ? 0 : lnd[s] - 1, d;
+                ts[0] = ls[s][0];
+                for (d = 2; d < lnd[s]; d++) ts[d - 1] = ls[s][d];
+                in[0] = rnd(lnd[s], ls[s], -4, 4);
+                in[1] = rnd_idx(tnd, ts, 0, C, (s + v) & 1 ? NN_I32 : NN_I64, 31u + (uint32_t)(s * 4 + v));
+                if (in[1]->numel > 2) {   /* a few ignored positions */
+                    if (in[1]->dtype == NN_I64) { ((int64_t *)in[1]->data)[1] = -100; }
+                    else { ((int32_t *)in[1]->data)[1] = -100; }
+                }
+                in[2] = NULL;
+                if (v & 1) { int64_t cc = C; in[2] = rnd(1, &cc, 0.2, 2); }
+                a.op = 12; a.ii = -100; a.p0 = v & 2 ? 0.1 : 0.0;
+                snprintf(what, sizeof what, "cross_entropy case %d w %d eps %.1f", s, v & 1, a.p0);
+                compare(what, f_il, &a, 3, in, g1, TOL_F32);
+                if (s == 0 && v == 3) check_on_gpu("cross_entropy", f_il, &a, 3, in);
+                nn_tensor_free(in[0]); nn_tensor_free(in[1]); nn_tensor_free(in[2]);
+            }
+        {   /* every position ignored: NaN on both; target out of range: the CPU's message */
+            int64_t xs[2] = {3, 4}, tsz = 3;
+            nn_tensor *in[3];
+            in[0] = rnd(2, xs, -1, 1); in[1] = rnd_idx(1, &tsz, -100, -99, NN_I64, 1u); in[2] = NULL;
+            a.op = 12; a.ii = -100; a.p0 = 0;
+            compare("cross_entropy all ignored", f_il, &a, 3, in, g1, TOL_F32);
+            ((int64_t *)in[1]->data)[2] = 4;
+            same_error("cross_entropy target 4 of 4", f_il, &a, 3, in, "target 4 out of range [0,4) at flat position 2");
+            ((int64_t *)in[1]->data)[2] = -3;
+            same_error("cross_entropy target -3", f_il, &a, 3, in, "target -3 out of range");
+            nn_tensor_free(in[0]); nn_tensor_free(in[1]);
+        }
+    }
+    {   /* bce_with_logits with and without pos_weight ([C] broadcast, and full shape) */
+        static const int64_t bs[][2] = {{37, 11}, {300007, 1}, {0, 4}};
+        for (s = 0; s < 3; s++) {
+            int pwk;
+            for (pwk = 0; pwk < 3; pwk++) {
+                nn_tensor *in[3];
+                int64_t c = bs[s][1];
+                in[0] = rnd(2, bs[s], -6, 6); in[1] = rnd(2, bs[s], 0, 1);
+                in[2] = pwk == 0 ? NULL : pwk == 1 ? rnd(1, &c, 0.5, 3) : rnd(2, bs[s], 0.5, 3);
+                a.op = 13;
+                snprintf(what, sizeof what, "bce_with_logits case %d pos_weight %d", s, pwk);
+                compare(what, f_il, &a, 3, in, g3, TOL_F32);
+                nn_tensor_free(in[0]); nn_tensor_free(in[1]); nn_tensor_free(in[2]);
+            }
+        }
+    }
+    {   /* sigmoid_focal_loss: reductions, alpha on / off, gamma 2 and 0 */
+        static const int64_t fs[][2] = {{37, 11}, {300007, 1}, {0, 2}};
+        int r, k;
+        for (s = 0; s < 3; s++)
+            for (r = 0; r < 3; r++)
+                for (k = 0; k < 2; k++) {
+                    nn_tensor *in[2];
+                    in[0] = rnd(2, fs[s], -6, 6); in[1] = rnd(2, fs[s], 0, 1);
+                    a.op = 14; a.red = r; a.p0 = k ? -1.0 : 0.25; a.p1 = k ? 0.0 : 2.0;
+                    snprintf(what, sizeof what, "focal case %d red %d alpha %.2f gamma %.0f", s, r, a.p0, a.p1);
+                    compare(what, f_il, &a, 2, in, g2, TOL_F32);
+                    nn_tensor_free(in[0]); nn_tensor_free(in[1]);
+                }
+    }
+}
+
+/* nn_MultiheadAttention on the GPU with bool masks on either device and a float mask on the CPU */
+static void test_mha_masks(void) {
+    nn_params Pc, Pg;
+    nn_MultiheadAttention mc, mg;
+    int64_t qs[3] = {2, 5, 8}, ks[3] = {2, 7, 8}, kp[2] = {2, 7}, am[2] = {5, 7};
+    int k;
+    memset(&Pc, 0, sizeof Pc); memset(&Pg, 0, sizeof Pg);
+    nn_seed(21); nn_MultiheadAttention_init(&mc, &Pc, "mha", 8, 2, 0.0, 8, 8);
+    nn_seed(21); nn_MultiheadAttention_init(&mg, &Pg, "mha", 8, 2, 0.0, 8, 8);
+    nn_params_to(&Pg, NN_CUDA);
+    nn_scope_begin();
+    {
+        nn_tensor *q = rnd(3, qs, -1, 1), *kv = rnd(3, ks, -1, 1), *kpm = rnd_mask(2, kp, 5u), *bm = rnd_mask(2, am, 6u);
+        nn_tensor *fm = rnd(2, am, -1, 1), *yc, *yg;
+        for (k = 0; k < 5; k++) ((uint8_t *)bm->data)[k * 7] = 0;    /* every query attends key 0 */
+        for (k = 0; k < 2; k++) ((uint8_t *)kpm->data)[k * 7] = 0;
+        for (k = 0; k < 3; k++) {
+            nn_tensor *m1 = k == 2 ? NULL : kpm, *m2 = k == 2 ? fm : bm;
+            yc = nn_MultiheadAttention_forward(&mc, q, kv, kv, m1, m2);
+            yg = nn_MultiheadAttention_forward(&mg, nn_to(q, NN_CUDA), nn_to(kv, NN_CUDA), nn_to(kv, NN_CUDA),
+                                               m1 && k == 0 ? nn_to(m1, NN_CUDA) : m1, k == 0 ? nn_to(m2, NN_CUDA) : m2);
+            check_rel(k == 0 ? "mha gpu masks" : k == 1 ? "mha cpu masks, gpu query" : "mha cpu float mask",
+                      "fwd", yg, yc, TOL_F32);
+        }
+    }
+    nn_scope_end(NULL);
+    nn_params_free(&Pc); nn_params_free(&Pg);
+}
+
 /* pool statistics and the out-of-memory message */
 static jmp_buf oom_jmp;
 static void oom_handler(const char *msg, void *u) { (void)u; (void)msg; longjmp(oom_jmp, 1); }
@@ -890,12 +1310,17 @@ int main(int argc, char **argv) {
     for (a = 1; a < argc; a++) {
         if (strcmp(argv[a], "-v") == 0) verbose = 1;
         if (strcmp(argv[a], "quick") == 0) quick = 1;
+        if (strcmp(argv[a], "il") == 0) only_il = 1;
     }
     setenv("NN_CUDA_POISON", "1", 0);
     if (!nn_cuda_available()) { printf("no CUDA device\n0 passed, 1 failed\n"); return 1; }
     nn_cuda_set_tf32(0);
     nn_seed(7);
-    if (quick) {
+    if (only_il) {
+        test_index_ops();
+        test_losses();
+        test_mha_masks();
+    } else if (quick) {
         test_group_norm();
         test_sdpa();
         test_adamw_params();
@@ -913,6 +1338,9 @@ int main(int argc, char **argv) {
         test_optim();
         test_sdpa();
         test_adamw_params();
+        test_index_ops();
+        test_losses();
+        test_mha_masks();
         test_memory();
     }
     nn_cuda_synchronize();
