@@ -11,7 +11,9 @@
            (GPU: add -DNN_CUDA and build/nn_cuda.o with the CUDA libraries, as the Makefile's CUDA_LDLIBS)
    run:    build/mesh_seg_step_bench [--device cpu|cuda] [--faces 40000] [--mode f32|bf16|bf16ckpt]
                                      [--steps 5] [--warmup 2] [--layers 4] [--heads 8] [--chunk 1024] [--seed 0]
-                                     [--check DIR]
+                                     [--check DIR] [--phases]
+   --phases: also time forward, backward and clipping + AdamW of every step separately (a synchronisation
+   between them; the step's own time is then not comparable).
    --check DIR: the correctness half. Writes DIR/init.safetensors (the initial weights, state_dict names),
    DIR/features.npy and DIR/labels.npy, and runs the step with dropout off (nn_set_training(0), gradients on)
    printing "CHECK loss L", "CHECK grad_norm G" (all parameters, before clipping) and "CHECK grad NAME g" (the
@@ -61,7 +63,7 @@ static const char *const check_names[] = {
 
 int main(int argc, char **argv) {
     const char *device = "cpu", *mode = "f32", *check = NULL;
-    int steps = 5, warmup = 2, i, step, ckpt;
+    int steps = 5, warmup = 2, i, step, ckpt, phases = 0;
     long long faces = 40000, seed = 0;
     nn_device dev;
     nn_dtype ac;
@@ -79,6 +81,7 @@ int main(int argc, char **argv) {
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--phases")) { phases = 1; continue; }
         if (!v) { fprintf(stderr, "mesh_seg_step_bench: %s needs a value\n", a); return 2; }
         if (!strcmp(a, "--device")) device = v;
         else if (!strcmp(a, "--faces")) faces = atoll(v);
@@ -152,7 +155,7 @@ int main(int argc, char **argv) {
     printf("mesh_seg step: %lld faces, %s, mode %s, layers %d, heads %d, chunk %d, %lld parameters\n", faces,
            nn_device_name(dev), mode, cfg.num_layers, cfg.num_heads, cfg.chunk_size, (long long)nn_params_count(&P));
     for (step = 0; step < warmup + steps; step++) {
-        double t0, t1;
+        double t0, t1, tf = 0, tb = 0;
         float gn;
         nn_tensor *loss;
         if (step == warmup) nn_mem_reset_peak(dev);
@@ -163,7 +166,9 @@ int main(int argc, char **argv) {
         if (ac != NN_F32) nn_autocast_begin(ac);
         loss = nn_cross_entropy(mesh_seg_forward(&m, x), y, NULL, -100, 0.0);
         if (ac != NN_F32) nn_autocast_end();
+        if (phases) { nn_cuda_synchronize(); tf = now_s(); }
         nn_backward(loss);
+        if (phases) { nn_cuda_synchronize(); tb = now_s(); }
         if (check) {
             int k;
             printf("CHECK loss %.8g\n", nn_item(loss));
@@ -180,7 +185,9 @@ int main(int argc, char **argv) {
         nn_cuda_synchronize();
         t1 = now_s();
         if (step >= warmup) { times[step - warmup] = t1 - t0; t_total += t1 - t0; }
-        printf("  step %d%s: %.2f ms\n", step, step < warmup ? " (warm-up)" : "", 1e3 * (t1 - t0));
+        printf("  step %d%s: %.2f ms", step, step < warmup ? " (warm-up)" : "", 1e3 * (t1 - t0));
+        if (phases) printf("  (forward %.2f, backward %.2f, clip + AdamW %.2f)", 1e3 * (tf - t0), 1e3 * (tb - tf), 1e3 * (t1 - tb));
+        printf("\n");
         fflush(stdout);
     }
     peak = nn_mem_stats(dev).peak;
