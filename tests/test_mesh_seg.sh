@@ -43,6 +43,7 @@ fi
 
 # training A: 4 epochs x 2 meshes = 8 steps
 "$MS" train $CFG --set training.epochs=4 --set output.dir="$T/a" > "$T/a.log" 2>&1
+sed -n 's/.*parameters on \([a-z]*\)$/  trained on \1/p' "$T/a.log"
 check "train runs (8 steps, checkpoints last + best)" '[ -f "$T/a/last.safetensors" ] && [ -f "$T/a/best.safetensors" ] && [ $(wc -l < "$T/a/train_log.csv") -eq 9 ]'
 check "loss decreases (first two steps vs last two)" "awk -F, 'NR>1 { l[NR-1] = \$4 } END { a = (l[1] + l[2]) / 2; b = (l[7] + l[8]) / 2; print \"  loss \" a \" -> \" b; exit !(b < a - 0.01) }' '$T/a/train_log.csv'"
 check "TensorBoard event file and loss plot written" 'ls "$T"/a/events.out.tfevents.* >/dev/null 2>&1 && [ -s "$T/a/loss.png" ]'
