@@ -11,9 +11,12 @@
            (GPU: add -DNN_CUDA and build/nn_cuda.o with the CUDA libraries, as the Makefile's CUDA_LDLIBS)
    run:    build/mesh_seg_step_bench [--device cpu|cuda] [--faces 40000] [--mode f32|bf16|bf16ckpt]
                                      [--steps 5] [--warmup 2] [--layers 4] [--heads 8] [--chunk 1024] [--seed 0]
-                                     [--check DIR] [--phases]
+                                     [--check DIR] [--phases] [--ops]
    --phases: also time forward, backward and clipping + AdamW of every step separately (a synchronisation
    between them; the step's own time is then not comparable).
+   --ops: instead of the step, time the step's main pieces alone at its shapes (forward, forward + backward;
+   median of 5 after a warm-up): the local and global attention (f32, and bf16 operands through nn_cast), the
+   top-k, index_select, cross-entropy, a [N,128]x[128,128] linear, LayerNorm, GELU, the head permutes.
    --check DIR: the correctness half. Writes DIR/init.safetensors (the initial weights, state_dict names),
    DIR/features.npy and DIR/labels.npy, and runs the step with dropout off (nn_set_training(0), gradients on)
    printing "CHECK loss L", "CHECK grad_norm G" (all parameters, before clipping) and "CHECK grad NAME g" (the
@@ -61,9 +64,137 @@ static const char *const check_names[] = {
     "layers.3.local_attention.in_proj_weight", "layers.3.global_attention.out_proj.weight", "layers.3.ffn.3.bias",
     "classifier.1.weight", "classifier.4.bias", NULL};
 
+/* ------------------------------------------------------------------------------------------------ --ops */
+typedef nn_tensor *(*op_fn)(void *ctx);
+typedef struct { nn_tensor *a, *b, *c, *d; int i0; } op_ctx;
+
+static double op_time(op_fn f, void *ctx, int backward) {
+    double t[5];
+    int r;
+    for (r = -1; r < 5; r++) {
+        double t0;
+        nn_cuda_synchronize();
+        t0 = now_s();
+        nn_scope_begin();
+        {
+            nn_tensor *y = f(ctx);
+            if (backward) nn_backward(nn_sum_all(y));
+        }
+        nn_scope_end(NULL);
+        nn_cuda_synchronize();
+        if (r >= 0) t[r] = now_s() - t0;
+    }
+    qsort(t, 5, sizeof(double), cmp_double);
+    return t[2] * 1e3;
+}
+
+static nn_tensor *op_sdpa(void *vc) {
+    op_ctx *c = (op_ctx *)vc;
+    nn_sdpa_opts o;
+    nn_tensor *q = c->a, *k = c->b, *v = c->c;
+    memset(&o, 0, sizeof o);
+    o.mask = c->d;
+    if (c->i0) { q = nn_cast(q, NN_BF16); k = nn_cast(k, NN_BF16); v = nn_cast(v, NN_BF16); }
+    return nn_cast(nn_sdpa(q, k, v, &o), NN_F32);
+}
+static nn_tensor *op_topk(void *vc) {
+    op_ctx *c = (op_ctx *)vc;
+    nn_tensor *idx = NULL;
+    nn_topk(c->a, c->i0, 0, 1, NULL, &idx);
+    return idx;
+}
+static nn_tensor *op_index_select(void *vc) { op_ctx *c = (op_ctx *)vc; return nn_index_select(c->a, 0, c->b); }
+static nn_tensor *op_ce(void *vc) { op_ctx *c = (op_ctx *)vc; return nn_cross_entropy(c->a, c->b, NULL, -100, 0.0); }
+static nn_tensor *op_linear(void *vc) { op_ctx *c = (op_ctx *)vc; return nn_linear(c->a, c->b, c->c); }
+static nn_tensor *op_ln(void *vc) { op_ctx *c = (op_ctx *)vc; return nn_layer_norm(c->a, c->c, c->d, 1e-5); }
+static nn_tensor *op_gelu(void *vc) { op_ctx *c = (op_ctx *)vc; return nn_gelu(c->a); }
+static nn_tensor *op_split(void *vc) { op_ctx *c = (op_ctx *)vc; return nnm_split_heads(c->a, c->i0); }
+
+static nn_tensor *leaf(nn_device dev, int nd, const int64_t *shape, double lo, double hi) {
+    nn_tensor *h = nn_uniform(nd, shape, lo, hi), *t = dev == NN_CPU ? h : nn_to(h, dev);
+    if (t != h) nn_tensor_free(h);
+    nn_requires_grad(t, 1);
+    return t;
+}
+
+static void run_ops(nn_device dev, int64_t N, const mesh_seg_cfg *cfg) {
+    int64_t cs = cfg->chunk_size, nch = (N + cs - 1) / cs, H = cfg->num_heads, E = cfg->embed_dim, D = E / H;
+    int64_t s4[4], s2[2], s1[1];
+    op_ctx c;
+    int bf;
+    nn_tensor *mh, *mask;
+    printf("ops at N = %lld faces (times in ms: forward, forward + backward)\n", (long long)N);
+    /* local attention: [chunks, H, chunk, D] with the key mask of the padded last chunk */
+    s4[0] = nch; s4[1] = 1; s4[2] = 1; s4[3] = cs;
+    mh = nn_empty(NN_BOOL, 4, s4);
+    { int64_t j; for (j = 0; j < nch * cs; j++) ((uint8_t *)mh->data)[j] = j < N; }
+    mask = dev == NN_CPU ? mh : nn_to(mh, dev);
+    for (bf = 0; bf < (dev == NN_CPU ? 1 : 2); bf++) {   /* the CPU computes in f32 only */
+        memset(&c, 0, sizeof c);
+        s4[0] = nch; s4[1] = H; s4[2] = cs; s4[3] = D;
+        c.a = leaf(dev, 4, s4, -1, 1); c.b = leaf(dev, 4, s4, -1, 1); c.c = leaf(dev, 4, s4, -1, 1); c.d = mask; c.i0 = bf;
+        printf("  sdpa local  %s [%lld,%lld,%lld,%lld] masked: %8.2f %8.2f\n", bf ? "bf16" : "f32 ", (long long)nch, (long long)H,
+               (long long)cs, (long long)D, op_time(op_sdpa, &c, 0), op_time(op_sdpa, &c, 1));
+        nn_tensor_free(c.a); nn_tensor_free(c.b); nn_tensor_free(c.c);
+        s4[0] = 1; s4[1] = H; s4[2] = N; s4[3] = D;
+        c.a = leaf(dev, 4, s4, -1, 1);
+        s4[2] = cs;
+        c.b = leaf(dev, 4, s4, -1, 1); c.c = leaf(dev, 4, s4, -1, 1); c.d = NULL;
+        printf("  sdpa global %s [1,%lld,%lld,%lld] x %lld keys: %8.2f %8.2f\n", bf ? "bf16" : "f32 ", (long long)H, (long long)N,
+               (long long)D, (long long)cs, op_time(op_sdpa, &c, 0), op_time(op_sdpa, &c, 1));
+        nn_tensor_free(c.a); nn_tensor_free(c.b); nn_tensor_free(c.c);
+    }
+    if (mask != mh) nn_tensor_free(mask);
+    nn_tensor_free(mh);
+    memset(&c, 0, sizeof c);
+    s1[0] = N;
+    c.a = leaf(dev, 1, s1, 0, 1); c.i0 = (int)cs;
+    printf("  topk %lld of %lld: %8.2f\n", (long long)cs, (long long)N, op_time(op_topk, &c, 0));
+    {
+        nn_tensor *idx = NULL;
+        nn_topk(c.a, cs, 0, 1, NULL, &idx);
+        nn_tensor_free(c.a);
+        s2[0] = N; s2[1] = E;
+        c.a = leaf(dev, 2, s2, -1, 1); c.b = idx;
+        printf("  index_select [%lld,%lld] -> %lld rows: %8.2f %8.2f\n", (long long)N, (long long)E, (long long)cs,
+               op_time(op_index_select, &c, 0), op_time(op_index_select, &c, 1));
+        nn_tensor_free(idx);
+    }
+    c.b = NULL;
+    { /* linear, LayerNorm, GELU on [N, E]; the head split */
+        int64_t sw[2], sb[1];
+        sw[0] = E; sw[1] = E; sb[0] = E;
+        c.b = leaf(dev, 2, sw, -0.1, 0.1); c.c = leaf(dev, 1, sb, -0.1, 0.1); c.d = leaf(dev, 1, sb, -0.1, 0.1);
+        printf("  linear [%lld,%lld]x[%lld,%lld]: %8.2f %8.2f\n", (long long)N, (long long)E, (long long)E, (long long)E,
+               op_time(op_linear, &c, 0), op_time(op_linear, &c, 1));
+        printf("  layer_norm [%lld,%lld]: %8.2f %8.2f\n", (long long)N, (long long)E, op_time(op_ln, &c, 0), op_time(op_ln, &c, 1));
+        printf("  gelu [%lld,%lld]: %8.2f %8.2f\n", (long long)N, (long long)E, op_time(op_gelu, &c, 0), op_time(op_gelu, &c, 1));
+        nn_tensor_free(c.a); nn_tensor_free(c.b); nn_tensor_free(c.c); nn_tensor_free(c.d);
+        s4[0] = nch; s4[1] = cs; s4[2] = E;
+        c.a = leaf(dev, 3, s4, -1, 1); c.i0 = (int)H;
+        printf("  split heads [%lld,%lld,%lld]: %8.2f %8.2f\n", (long long)nch, (long long)cs, (long long)E,
+               op_time(op_split, &c, 0), op_time(op_split, &c, 1));
+        nn_tensor_free(c.a);
+    }
+    {   /* the loss */
+        nn_tensor *th, *t;
+        int64_t j;
+        s2[0] = N; s2[1] = 2;
+        c.a = leaf(dev, 2, s2, -1, 1);
+        th = nn_empty(NN_I32, 1, s2);
+        for (j = 0; j < N; j++) ((int32_t *)th->data)[j] = (int32_t)(j & 1);
+        t = dev == NN_CPU ? th : nn_to(th, dev);
+        c.b = t;
+        printf("  cross_entropy [%lld,2]: %8.2f %8.2f\n", (long long)N, op_time(op_ce, &c, 0), op_time(op_ce, &c, 1));
+        nn_tensor_free(c.a);
+        if (t != th) nn_tensor_free(t);
+        nn_tensor_free(th);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *device = "cpu", *mode = "f32", *check = NULL;
-    int steps = 5, warmup = 2, i, step, ckpt, phases = 0;
+    int steps = 5, warmup = 2, i, step, ckpt, phases = 0, ops = 0;
     long long faces = 40000, seed = 0;
     nn_device dev;
     nn_dtype ac;
@@ -82,6 +213,7 @@ int main(int argc, char **argv) {
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--phases")) { phases = 1; continue; }
+        if (!strcmp(a, "--ops")) { ops = 1; continue; }
         if (!v) { fprintf(stderr, "mesh_seg_step_bench: %s needs a value\n", a); return 2; }
         if (!strcmp(a, "--device")) device = v;
         else if (!strcmp(a, "--faces")) faces = atoll(v);
@@ -113,6 +245,7 @@ int main(int argc, char **argv) {
         );
         return 2;
     }
+    if (ops) { run_ops(dev, faces, &cfg); nn_shutdown(); return 0; }
     ac = strcmp(mode, "f32") ? NN_BF16 : NN_F32;
     ckpt = !strcmp(mode, "bf16ckpt");
 
