@@ -32,13 +32,20 @@ CUDA_GENCODE = -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code
 NVCCFLAGS   ?= -O3 -std=c++17 --threads 0 -Xcompiler -Wall,-Wextra -I.
 CUDA_LIBDIR ?= $(abspath $(dir $(shell command -v $(NVCC) 2>/dev/null))../lib64)
 CUDA_LDLIBS  = -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcublasLt -lcudart -lstdc++ -lm
-CUDA_BINS    = $(BUILD)/test_cuda $(BUILD)/cuda_bench $(BUILD)/flash_bench
+CUDA_BINS    = $(BUILD)/test_cuda $(BUILD)/test_amp_cuda $(BUILD)/cuda_bench $(BUILD)/flash_bench $(BUILD)/vit_train_bench_cuda
 
 $(BUILD)/nn_cuda.o: nn_cuda.cu nn.h
 	@mkdir -p $(BUILD)
 	$(NVCC) $(NVCCFLAGS) $(CUDA_GENCODE) -c $< -o $@
 
 $(BUILD)/test_cuda: tests/test_cuda.c nn.h tests/test.h $(BUILD)/nn_cuda.o
+	$(CC) $(CFLAGS_T) -DNN_CUDA $< $(BUILD)/nn_cuda.o -o $@ $(CUDA_LDLIBS)
+
+# tests/test_amp.c's checkpoint, memory and training sections on the GPU (AMP_DEVICE=cuda)
+$(BUILD)/test_amp_cuda: tests/test_amp.c nn.h tests/test.h $(BUILD)/nn_cuda.o
+	$(CC) $(CFLAGS_T) -DNN_CUDA $< $(BUILD)/nn_cuda.o -o $@ $(CUDA_LDLIBS)
+
+$(BUILD)/vit_train_bench_cuda: bench/vit_train_bench.c nn.h models/dinov2.h models/part_location.h $(BUILD)/nn_cuda.o
 	$(CC) $(CFLAGS_T) -DNN_CUDA $< $(BUILD)/nn_cuda.o -o $@ $(CUDA_LDLIBS)
 
 $(BUILD)/cuda_bench: bench/cuda_bench.c nn.h $(BUILD)/nn_cuda.o
@@ -50,8 +57,8 @@ $(BUILD)/flash_bench: bench/flash_bench.c nn.h $(BUILD)/nn_cuda.o
 cuda-build: $(CUDA_BINS)
 	@echo "1 passed, 0 failed"
 
-test-cuda: $(BUILD)/test_cuda
-	@tests/run.sh $(BUILD)/test_cuda
+test-cuda: $(BUILD)/test_cuda $(BUILD)/test_amp_cuda
+	@tests/run.sh $(BUILD)/test_cuda "AMP_DEVICE=cuda AMP_ONLY=cde $(BUILD)/test_amp_cuda"
 
 bench-cuda: $(BUILD)/cuda_bench
 	$(BUILD)/cuda_bench

@@ -212,7 +212,13 @@ void nn_checkpoint(nn_checkpoint_fn fn, void *ctx, int n_in, nn_tensor **in, int
    rounded once per region and dtype, not per use; the cache is cleared when the outermost region ends and
    after each nn_backward (the optimiser may change the weights next). The region should hold the forward
    pass and the loss (as torch recommends); backward may run outside it: nn_checkpoint records the autocast
-   dtype at forward time and recomputes under it. */
+   dtype at forward time and recomputes under it.
+   On the GPU the tensors are real: a listed op's inputs are cast to dt tensors (weights once per region, as
+   above), its kernels take dt operands with f32 accumulation and return a dt tensor (conv2d returns f32).
+   Elementwise ops take f16/bf16 tensors and return torch's promoted dtype (bf16 op bf16 -> bf16, with an
+   f32 operand -> f32), so a GELU between two linears stays bf16 as in torch; ops that compute in f32 (norms,
+   softmax, reductions, losses) take f32. Gradients are f32 tensors throughout (more precise than torch's
+   dt gradients; the GEMMs of backward read them converted to dt). */
 void nn_autocast_begin(nn_dtype dt);
 void nn_autocast_end(void);
 nn_dtype nn_autocast_dtype(void);            /* the dtype in force: NN_F32 when autocast is off */
@@ -668,6 +674,7 @@ int nn__tracks(const nn_tensor *t);           /* is t a leaf with requires_grad 
 void nn__check_same_device(const char *op, const nn_tensor *a, const nn_tensor *b);
 void nn__check_dtype(const char *op, const nn_tensor *t, nn_dtype dt, const char *what);
 void nn__check_f32(const char *op, const nn_tensor *t, const char *what);
+void nn__check_float(const char *op, const nn_tensor *t, const char *what);
 int nn__norm_dim(const char *op, const nn_tensor *t, int dim);
 /* reduce g to `shape` by summing over broadcast dims (returns g itself when shapes already match) */
 nn_tensor *nn__sum_to(nn_tensor *g, int ndim, const int64_t *shape);
@@ -834,6 +841,12 @@ void nn__check_f32(const char *op, const nn_tensor *t, const char *what) {
         nn_error("%s: %s must be f32 (the CPU computes in f32; nn_cast first), got %s %s", op, what,
                  nn_dtype_name(t->dtype), nn__s(t));
 }
+/* elementwise ops take f32, f16 and bf16 (autocast hands them low-precision tensors) */
+void nn__check_float(const char *op, const nn_tensor *t, const char *what) {
+    if (!t) nn_error("%s: %s is NULL", op, what);
+    if (t->dtype != NN_F32 && t->dtype != NN_F16 && t->dtype != NN_BF16)
+        nn_error("%s: %s must be f32, f16 or bf16, got %s %s", op, what, nn_dtype_name(t->dtype), nn__s(t));
+}
 int nn__norm_dim(const char *op, const nn_tensor *t, int dim) {
     int d = dim < 0 ? dim + t->ndim : dim;
     if (d < 0 || d >= t->ndim) nn_error("%s: dim %d out of range for %s (ndim %d)", op, dim, nn__s(t), t->ndim);
@@ -882,8 +895,8 @@ uint16_t nn__f32_to_half(float f) {
 }
 
 /* ------------------------------------------------------------------------------------------- [impl:memory] */
-/* A caching pool per device. A request is rounded up to a size class (4 classes per power of two, so at
-   most 25% slack; 512 bytes at least, like PyTorch's caching allocator) and served from that class's free
+/* A caching pool per device. A request is rounded up to a size class (16 classes per power of two, so at
+   most 6.25% slack; 512 bytes at least, like PyTorch's caching allocator) and served from that class's free
    list when it can: a training loop that repeats the same shapes stops calling malloc after step one.
    Storage descriptors live on the host for every device, so the same code manages GPU memory through two
    hooks (nn__cuda_malloc / nn__cuda_free, in nn_cuda.cu). */
@@ -898,7 +911,7 @@ struct nn_storage {
     nn_storage *next;   /* free list */
 };
 
-#define NN__NCLASS 256
+#define NN__NCLASS 1024
 typedef struct {
     nn_storage *free_list[NN__NCLASS];
     nn_mem_info info;
@@ -918,9 +931,9 @@ static int nn__size_class(size_t n, size_t *rounded) {
     size_t q;
     if (n <= 512) { *rounded = 512; return 0; }
     while (k < 60 && ((size_t)1 << (k + 1)) < n) k++;                   /* 2^k < n <= 2^(k+1) */
-    q = (n - ((size_t)1 << k) + ((size_t)1 << (k - 2)) - 1) >> (k - 2);  /* quarters of 2^k above 2^k: 1..4 */
-    *rounded = ((size_t)1 << k) + (q << (k - 2));
-    return 1 + (k - 9) * 4 + (int)(q - 1);
+    q = (n - ((size_t)1 << k) + ((size_t)1 << (k - 4)) - 1) >> (k - 4);  /* sixteenths of 2^k above 2^k: 1..16 */
+    *rounded = ((size_t)1 << k) + (q << (k - 4));
+    return 1 + (k - 9) * 16 + (int)(q - 1);
 }
 
 static size_t nn__parse_bytes(const char *s) {
@@ -1753,12 +1766,16 @@ nn_dtype nn__autocast_enter(void) {
     return dt;
 }
 
+/* the operand in dt: on the CPU an f32 tensor holding dt's values (the kernels are f32), on a device a real
+   dt tensor (its kernels take f16/bf16 operands and accumulate in f32) */
+static nn_tensor *nn__autocast_make(nn_tensor *x, nn_dtype dt) {
+    return x->device == NN_CPU ? nn__autocast_round(x, dt) : nn_cast(x, dt);
+}
+
 nn_tensor *nn__autocast_arg(nn_tensor *x, nn_dtype dt) {
     int i, cacheable;
     nn_tensor *r;
     if (!x || x->dtype != NN_F32 || dt == NN_F32) return x;   /* the op itself reports wrong dtypes */
-    /* This is the seam for real low-precision kernels: where an op's kernel takes dt operands on a device,
-       return nn_cast(x, dt) here (and let nn__autocast_leave keep the op's dt output). */
     cacheable = nn__ac.depth > 0 && !x->node && x->requires_grad;
     if (cacheable)
         for (i = 0; i < nn__ac.n; i++) {
@@ -1767,12 +1784,12 @@ nn_tensor *nn__autocast_arg(nn_tensor *x, nn_dtype dt) {
             /* with grad on the copy must still be on the tape (after a backward, or when it was made with
                grad off inside a checkpointed forward, it is recast and replaced) */
             if (!nn_grad_enabled() || nn__tracks(e->val)) return e->val;
-            r = nn__autocast_round(x, dt);
+            r = nn__autocast_make(x, dt);
             nn__release(e->val);
             e->val = nn_retain(r);
             return r;
         }
-    r = nn__autocast_round(x, dt);
+    r = nn__autocast_make(x, dt);
     if (cacheable) {
         nn__ac.cache = (nn__ac_entry *)nn__grow(nn__ac.cache, &nn__ac.cap, nn__ac.n + 1, sizeof(nn__ac_entry));
         nn__ac.cache[nn__ac.n].key = nn_retain(x);
@@ -1786,7 +1803,9 @@ nn_tensor *nn__autocast_arg(nn_tensor *x, nn_dtype dt) {
 nn_tensor *nn__autocast_leave(nn_tensor *y, nn_dtype dt) {
     nn_tensor *o = y;
     nn_node *n;
-    if (y && y->dtype == NN_F32 && dt != NN_F32) {
+    /* on a device the op already returns dt where its kernel writes dt (GEMMs, sdpa); an f32 result (conv2d's
+       im2col GEMM) is kept unrounded */
+    if (y && y->dtype == NN_F32 && dt != NN_F32 && y->device == NN_CPU) {
         if (!nn__tracks(y)) {
             nn__round_into(y, y, dt);                             /* in place: nothing else holds it */
         } else {
@@ -2089,17 +2108,35 @@ static void nn__binary_backward(nn_node *n) {
     }
 }
 
+/* f16/bf16 operands (autocast's outputs): the result has torch's promoted dtype (equal dtypes keep theirs, f32
+   with either gives f32, f16 with bf16 gives f32); values are computed in f32. The CUDA kernels read and write
+   the low-precision types directly; the CPU goes through f32 copies (nn_cast, so gradients flow as usual). */
+static nn_dtype nn__promote(nn_dtype a, nn_dtype b) { return a == b ? a : NN_F32; }
+static nn_tensor *nn__as_f32(nn_tensor *t) { return t->dtype == NN_F32 ? t : nn_cast(t, NN_F32); }
+/* ops that compute in f32 (reductions, softmax, norms, losses: torch autocast's f32 list) take an f16/bf16
+   input by casting it first */
+static nn_tensor *nn__f32_input(const char *op, nn_tensor *x, const char *what) {
+    nn__check_float(op, x, what);
+    return nn__as_f32(x);
+}
+
 static nn_tensor *nn__binary(int op, nn_tensor *a, nn_tensor *b) {
     const char *name = nn__binary_name[op];
     int64_t shape[NN_MAX_DIMS];
     int nd;
     nn_tensor *o, *in[2];
     nn_node *n;
-    nn__check_f32(name, a, "a");
-    nn__check_f32(name, b, "b");
+    nn_dtype od;
+    nn__check_float(name, a, "a");
+    nn__check_float(name, b, "b");
     nn__check_same_device(name, a, b);
     nd = nn__broadcast_shape(name, a, b, shape);
-    o = nn__new(NN_F32, a->device, nd, shape);
+    od = nn__promote(a->dtype, b->dtype);
+    if (a->device == NN_CPU && (a->dtype != NN_F32 || b->dtype != NN_F32)) {
+        o = nn__binary(op, nn__as_f32(a), nn__as_f32(b));
+        return od == NN_F32 ? o : nn_cast(o, od);
+    }
+    o = nn__new(od, a->device, nd, shape);
 #ifdef NN_CUDA
     if (a->device == NN_CUDA) nn__cuda_binary_fwd(op, a, b, o); else
 #endif
@@ -2202,8 +2239,9 @@ static nn_tensor *nn__unary(int op, nn_tensor *x, double p0, double p1) {
     const char *name = nn__unary_name[op];
     nn_tensor *y;
     nn_node *n;
-    nn__check_f32(name, x, "input");
-    y = nn__new(NN_F32, x->device, x->ndim, x->shape);
+    nn__check_float(name, x, "input");
+    if (x->device == NN_CPU && x->dtype != NN_F32) return nn_cast(nn__unary(op, nn_cast(x, NN_F32), p0, p1), x->dtype);
+    y = nn__new(x->dtype, x->device, x->ndim, x->shape);   /* f16/bf16 in, the same out (f32 arithmetic) */
 #ifdef NN_CUDA
     if (x->device == NN_CUDA) nn__cuda_unary_fwd(op, x, y, p0, p1); else
 #endif
@@ -2476,7 +2514,7 @@ static nn_tensor *nn__reduce(int kind, const char *name, nn_tensor *x, int dim, 
     nn_node *n;
     const float *px;
     float *py;
-    nn__check_f32(name, x, "input");
+    x = nn__f32_input(name, x, "input");
     d = nn__norm_dim(name, x, dim);
     nn__dims3(x, d, &outer, &len, &inner);
     if (len == 0 && kind == NN__R_MAX) nn_error("%s: max over an empty dim of %s", name, nn__s(x));
@@ -2507,13 +2545,13 @@ nn_tensor *nn_var(nn_tensor *a, int dim, int unbiased, int keepdim) {
 }
 nn_tensor *nn_sum_all(nn_tensor *a) {
     int64_t n;
-    nn__check_f32("nn_sum_all", a, "input");
+    a = nn__f32_input("nn_sum_all", a, "input");
     n = a->numel;
     return nn_sum(nn_reshape(a, 1, &n), 0, 0);
 }
 nn_tensor *nn_mean_all(nn_tensor *a) {
     int64_t n;
-    nn__check_f32("nn_mean_all", a, "input");
+    a = nn__f32_input("nn_mean_all", a, "input");
     n = a->numel;
     return nn_mean(nn_reshape(a, 1, &n), 0, 0);
 }
@@ -2554,7 +2592,7 @@ static nn_tensor *nn__softmax(nn_tensor *x, int dim, int log_form) {
     int64_t outer, len, inner, o;
     nn_tensor *y;
     nn_node *n;
-    nn__check_f32(name, x, "input");
+    x = nn__f32_input(name, x, "input");
     d = nn__norm_dim(name, x, dim);
     nn__dims3(x, d, &outer, &len, &inner);
     y = nn__new(NN_F32, x->device, x->ndim, x->shape);
@@ -2709,7 +2747,7 @@ nn_tensor *nn_layer_norm(nn_tensor *x, nn_tensor *w, nn_tensor *b, double eps) {
     int64_t C, rows, r, s1;
     nn_tensor *y, *mean, *rstd, *in[3];
     nn_node *n;
-    nn__check_f32("nn_layer_norm", x, "input");
+    x = nn__f32_input("nn_layer_norm", x, "input");
     if (x->ndim < 1) nn_error("nn_layer_norm: input must have at least one dim, got %s", nn__s(x));
     C = x->shape[x->ndim - 1];
     if (w) { nn__check_f32("nn_layer_norm", w, "weight"); if (w->numel != C || w->ndim != 1) nn_error("nn_layer_norm: weight %s does not match the last dim of %s", nn__s(w), nn__s(x)); }
@@ -2783,7 +2821,7 @@ nn_tensor *nn_dropout(nn_tensor *x, double p, int training) {
     nn_tensor *y;
     nn_node *n;
     uint64_t off;
-    nn__check_f32("nn_dropout", x, "input");
+    x = nn__f32_input("nn_dropout", x, "input");
     if (!(p >= 0 && p <= 1)) nn_error("nn_dropout: p must be in [0, 1], got %g", p);
     if (!training || p == 0) return nn_clone(x);
     y = nn__new(NN_F32, x->device, x->ndim, x->shape);
@@ -2905,7 +2943,7 @@ static nn_tensor *nn__matmul_nd(const char *op, nn_tensor *a, nn_tensor *b, int 
     }
     for (d = 0; d < nbd; d++) nb *= oshape[d];
     oshape[nbd] = M; oshape[nbd + 1] = N;
-    o = nn__new(NN_F32, a->device, nbd + 2, oshape);
+    o = nn__new(nn__promote(a->dtype, b->dtype), a->device, nbd + 2, oshape);   /* bf16 @ bf16 -> bf16 (cuda) */
     {
         int64_t ms = 2 * nb;
         maps = nn__new(NN_I64, NN_CPU, 1, &ms);
@@ -2924,7 +2962,8 @@ static nn_tensor *nn__matmul_nd(const char *op, nn_tensor *a, nn_tensor *b, int 
     return o;
 }
 
-/* GEMM operands: f32; on cuda also f16/bf16 (f32 accumulation and result) */
+/* GEMM operands: f32; on cuda also f16/bf16 (f32 accumulation; the result is f16/bf16 when both operands are,
+   else f32) */
 static void nn__check_mm(const char *op, const nn_tensor *t, const char *what) {
 #ifdef NN_CUDA
     if (t && t->device == NN_CUDA && (t->dtype == NN_F16 || t->dtype == NN_BF16)) return;
@@ -3027,7 +3066,7 @@ nn_tensor *nn_linear(nn_tensor *x, nn_tensor *w, nn_tensor *b) {
         nn_error("nn_linear: input %s does not end in in_features %lld of weight %s", nn__s(x), (long long)w->shape[1], nn__s(w));
     out = w->shape[0]; in = w->shape[1];
     if (b) {
-        nn__check_f32("nn_linear", b, "bias");
+        nn__check_mm("nn_linear", b, "bias");
         nn__check_same_device("nn_linear", x, b);
         if (b->ndim != 1 || b->shape[0] != out) nn_error("nn_linear: bias %s does not match weight %s", nn__s(b), nn__s(w));
     }
@@ -3035,7 +3074,7 @@ nn_tensor *nn_linear(nn_tensor *x, nn_tensor *w, nn_tensor *b) {
     for (d = 0; d < x->ndim - 1; d++) shape[d] = x->shape[d];
     shape[x->ndim - 1] = out;
     if (in == 0) for (r = 0, rows = 1; r < x->ndim - 1; r++) rows *= x->shape[r];
-    y = nn__new(NN_F32, x->device, x->ndim, shape);
+    y = nn__new(nn__promote(x->dtype, w->dtype), x->device, x->ndim, shape);
 #ifdef NN_CUDA
     if (x->device == NN_CUDA) nn__cuda_linear_fwd(x, w, b, y); else
 #endif
@@ -3837,7 +3876,7 @@ nn_tensor *nn_expand(nn_tensor *a, int ndim, const int64_t *shape) {
     int64_t s[NN_MAX_DIMS];
     int d;
     if (!a || ndim < a->ndim || ndim > NN_MAX_DIMS) nn_error("nn_expand: bad target rank %d for %s", ndim, a ? nn__s(a) : "(null)");
-    nn__check_f32("nn_expand", a, "input");
+    nn__check_float("nn_expand", a, "input");
     tmp.ndim = ndim;
     for (d = 0; d < ndim; d++) {
         int ia = a->ndim - ndim + d;
@@ -5089,11 +5128,14 @@ static nn_tensor *nn__conv2d_impl(const char *op, nn_tensor *x, nn_tensor *w, nn
     float *cols, *od;
     const float *xd, *wd;
     nn_node *node;
-    if (nn_autocast_dtype() != NN_F32) {   /* autocast: low-precision operands and result, f32 accumulation */
+    if (nn_autocast_dtype() != NN_F32 && x && x->device == NN_CPU) {   /* autocast: low-precision operands and result */
         nn_dtype dt = nn__autocast_enter();
         return nn__autocast_leave(nn__conv2d_impl(op, nn__autocast_arg(x, dt), nn__autocast_arg(w, dt), nn__autocast_arg(b, dt),
                                                   stride, padding, dilation, groups), dt);
     }
+    /* on the GPU conv2d stays f32 under autocast for now: its im2col kernels are f32 (an f16/bf16 input from
+       an autocast op is cast up) */
+    if (x && x->device != NN_CPU && x->dtype != NN_F32) x = nn__f32_input(op, x, "input");
     nn__vision_check(op, x, 4, "input");
     nn__vision_check(op, w, 4, "weight");
     nn__check_same_device(op, x, w);
@@ -6700,6 +6742,8 @@ static nn_tensor *nn__il_reg_loss_op(const char *op, int kind, nn_tensor *pred, 
     nn_node *nd;
     double s = 0;
     int64_t i;
+    if (pred) pred = nn__f32_input(op, pred, "input");   /* f16/bf16 (autocast's outputs) computed in f32 */
+    if (target) target = nn__f32_input(op, target, "target");
     nn__il_check_f32(op, pred, "input");
     nn__il_check_f32(op, target, "target");
     nn__il_check_dev(op, pred, "input", target, "target");
@@ -6800,6 +6844,7 @@ nn_tensor *nn_cross_entropy(nn_tensor *logits, nn_tensor *target, nn_tensor *wei
     nn_node *nd;
     double nll = 0, smooth = 0, W = 0, wsum = 0, eps = label_smoothing;
     int d;
+    if (logits) logits = nn__f32_input(op, logits, "logits");
     nn__il_check_f32(op, logits, "logits");
     nn__il_check_index(op, target, "target");
     nn__il_check_dev(op, logits, "logits", target, "target");
@@ -6970,6 +7015,8 @@ nn_tensor *nn_bce_with_logits(nn_tensor *logits, nn_tensor *target, nn_tensor *p
     int64_t ps[NN_MAX_DIMS], i;
     double s = 0;
     int same = 1;
+    if (logits) logits = nn__f32_input(op, logits, "logits");
+    if (target) target = nn__f32_input(op, target, "target");
     nn__il_check_f32(op, logits, "logits");
     nn__il_check_f32(op, target, "target");
     nn__il_check_dev(op, logits, "logits", target, "target");
@@ -7078,6 +7125,8 @@ nn_tensor *nn_sigmoid_focal_loss(nn_tensor *logits, nn_tensor *target, double al
     nn_node *nd;
     int64_t i;
     double s = 0;
+    if (logits) logits = nn__f32_input(op, logits, "logits");
+    if (target) target = nn__f32_input(op, target, "target");
     nn__il_check_f32(op, logits, "logits");
     nn__il_check_f32(op, target, "target");
     nn__il_check_dev(op, logits, "logits", target, "target");

@@ -419,6 +419,37 @@ static void nn__gather(const void *in, void *o, size_t es, int64_t n, const nn__
     NN_LAUNCHED();
 }
 
+/* Mixed-precision forms (an f16/bf16 operand on either side, as autocast produces): every value is read as f32,
+   computed in f32 and stored in the output's dtype (RNE, as nn_cast). The dtype switch is uniform across a
+   warp, and the kernels are bound by memory, where the 2-byte operands halve the traffic. */
+template <int OP> __global__ void k_binary_mixed(const void *__restrict__ a, int adt, const void *__restrict__ b, int bdt,
+                                                 void *__restrict__ o, int odt, int64_t n, nn__bc m, int flat) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t oa = i, ob = i;
+        if (!flat) {
+            int64_t r = i;
+            oa = ob = 0;
+            for (int d = m.nd - 1; d >= 0; d--) {
+                int64_t q = r / m.shape[d], c = r - q * m.shape[d];
+                oa += c * m.sa[d]; ob += c * m.sb[d]; r = q;
+            }
+        }
+        d_storef(o, odt, i, d_binary<OP>(d_loadf(a, adt, oa), d_loadf(b, bdt, ob)));
+    }
+}
+
+template <int OP> __global__ void k_unary_mixed(const void *__restrict__ x, int dt, void *__restrict__ y, int64_t n, float p0, float p1) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        d_storef(y, dt, i, d_unary(OP, d_loadf(x, dt, i), p0, p1));
+}
+
+/* the gradient is f32; the saved x or y may be f16/bf16 */
+template <int OP> __global__ void k_unary_grad_mixed(const float *__restrict__ g, const void *__restrict__ s, int sdt,
+                                                     float *__restrict__ gx, int64_t n, float p0, float p1) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        gx[i] = g[i] * d_unary_grad(OP, s ? d_loadf(s, sdt, i) : 0.0f, p0, p1);
+}
+
 __global__ void k_add_into(float *__restrict__ d, const float *__restrict__ s, int64_t n, int vec) {
     int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x, i, n4 = vec ? n / 4 : 0;
     for (i = t; i < n4; i += st) {
@@ -438,6 +469,28 @@ void nn__cuda_binary_fwd(int op, const nn_tensor *a, const nn_tensor *b, nn_tens
     unsigned g;
     nn__cu_init();
     if (!n) return;
+    if (a->dtype != NN_F32 || b->dtype != NN_F32 || o->dtype != NN_F32) {
+        int flat = a->numel == n && b->numel == n;
+        nn__bc m;
+        if (!flat) {
+            nn__bstrides(a, o->ndim, o->shape, sa);
+            nn__bstrides(b, o->ndim, o->shape, sb);
+            m = nn__bc_make(o->ndim, o->shape, sa, sb);
+        } else {
+            m.nd = 1; m.shape[0] = n; m.sa[0] = m.sb[0] = 1;
+        }
+        g = nn__grid(n, 256);
+#define NN__B(OPC) k_binary_mixed<OPC><<<g, 256, 0, S_>>>(a->data, a->dtype, b->data, b->dtype, o->data, o->dtype, n, m, flat)
+        switch (op) {
+        case B_ADD: NN__B(B_ADD); break;
+        case B_SUB: NN__B(B_SUB); break;
+        case B_MUL: NN__B(B_MUL); break;
+        default: NN__B(B_DIV); break;
+        }
+#undef NN__B
+        NN_LAUNCHED();
+        return;
+    }
     if (a->numel == n && b->numel == n) {
         int vec = nn__al16(pa) && nn__al16(pb) && nn__al16(po);
         g = nn__grid(vec ? n / 4 + 1 : n, 256);
@@ -472,6 +525,14 @@ void nn__cuda_unary_fwd(int op, const nn_tensor *x, nn_tensor *y, double p0, dou
     unsigned g;
     nn__cu_init();
     if (!n) return;
+    if (x->dtype != NN_F32) {   /* f16/bf16 in and out, f32 arithmetic */
+        g = nn__grid(n, 256);
+#define NN__U(OPC) case OPC: k_unary_mixed<OPC><<<g, 256, 0, S_>>>(x->data, x->dtype, y->data, n, (float)p0, (float)p1); break;
+        switch (op) { NN__UCASES(NN__U) default: nn_error("nn__cuda_unary_fwd: unknown op %d", op); }
+#undef NN__U
+        NN_LAUNCHED();
+        return;
+    }
     vec = nn__al16(x->data) && nn__al16(y->data);
     g = nn__grid(vec ? n / 4 + 1 : n, 256);
 #define NN__U(OPC) case OPC: k_unary<OPC><<<g, 256, 0, S_>>>((const float *)x->data, (float *)y->data, n, (float)p0, (float)p1, vec); break;
@@ -487,6 +548,14 @@ void nn__cuda_unary_bwd(int op, const nn_tensor *gt, const nn_tensor *saved, nn_
     unsigned g;
     nn__cu_init();
     if (!n) return;
+    if (saved && saved->dtype != NN_F32) {
+        g = nn__grid(n, 256);
+#define NN__U(OPC) case OPC: k_unary_grad_mixed<OPC><<<g, 256, 0, S_>>>((const float *)gt->data, saved->data, saved->dtype, (float *)gx->data, n, (float)p0, (float)p1); break;
+        switch (op) { NN__UCASES(NN__U) default: nn_error("nn__cuda_unary_bwd: unknown op %d", op); }
+#undef NN__U
+        NN_LAUNCHED();
+        return;
+    }
     vec = nn__al16(gt->data) && nn__al16(gx->data) && (!s || nn__al16(s));
     g = nn__grid(vec ? n / 4 + 1 : n, 256);
 #define NN__U(OPC) case OPC: k_unary_grad<OPC><<<g, 256, 0, S_>>>((const float *)gt->data, s, (float *)gx->data, n, (float)p0, (float)p1, vec); break;
@@ -1486,10 +1555,11 @@ static nn_dtype nn__gemm_common(const nn_tensor *a, const nn_tensor *b) {
     return NN_F32;
 }
 
-__global__ void k_bias_rows(float *__restrict__ y, const float *__restrict__ b, int64_t rows, int64_t out) {
+/* every row of y [rows, out] = the bias (y and b f32, f16 or bf16: autocast's linear) */
+__global__ void k_bias_rows(void *__restrict__ y, int ydt, const void *__restrict__ b, int bdt, int64_t rows, int64_t out) {
     int64_t n = rows * out;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        y[i] = b[i % out];
+        d_storef(y, ydt, i, d_loadf(b, bdt, i % out));
 }
 
 extern "C" {
@@ -1526,14 +1596,15 @@ void nn__cuda_bgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const nn_te
     es = nn_dtype_size(dt);
     const nn_tensor *a = nn__gemm_operand(A, dt, &ta_), *b = nn__gemm_operand(B, dt, &tb_);
     const char *pa = (const char *)a->data, *pb = (const char *)b->data;
-    float *pc = (float *)C->data;
+    char *pc = (char *)C->data;
+    size_t ces = nn_dtype_size(C->dtype);   /* f32, or the operands' f16/bf16 */
     if (affine)
         nn__gemm_raw(ta, tb, M, N, K, 1.0f, pa + abat[0] * M * K * es, dt, lda, sa * M * K, pb + bbat[0] * K * N * es, dt,
-                     ldb, sb * K * N, beta, pc, NN_F32, N, M * N, nb);
+                     ldb, sb * K * N, beta, pc, C->dtype, N, M * N, nb);
     else
         for (i = 0; i < nb; i++)
             nn__gemm_raw(ta, tb, M, N, K, 1.0f, pa + abat[i] * M * K * es, dt, lda, 0, pb + bbat[i] * K * N * es, dt, ldb, 0,
-                         beta, pc + i * M * N, NN_F32, N, 0, 1);
+                         beta, pc + i * M * N * ces, C->dtype, N, 0, 1);
     if (ta_) nn_tensor_free(ta_);
     if (tb_) nn_tensor_free(tb_);
 }
@@ -1544,7 +1615,7 @@ void nn__cuda_linear_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor
     nn__cu_init();
     if (!y->numel) return;
     if (b) {
-        k_bias_rows<<<nn__grid(rows * out, 256), 256, 0, S_>>>((float *)y->data, (const float *)b->data, rows, out);
+        k_bias_rows<<<nn__grid(rows * out, 256), 256, 0, S_>>>(y->data, y->dtype, b->data, b->dtype, rows, out);
         NN_LAUNCHED();
     }
     nn__cuda_gemm(0, 1, rows, out, in, 1.0f, x, 0, in, 0, w, 0, in, 0, b ? 1.0f : 0.0f, y, 0, out, 0, 1);
@@ -1553,9 +1624,17 @@ void nn__cuda_linear_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor
 /* gx = g w [rows, in]; gw = g^T x [out, in]; either may be NULL */
 void nn__cuda_linear_bwd(const nn_tensor *g, const nn_tensor *x, const nn_tensor *w, nn_tensor *gx, nn_tensor *gw) {
     int64_t out = w->shape[0], in = w->shape[1], rows = out ? g->numel / out : 0;
+    nn_tensor *g_ = NULL;
     nn__cu_init();
+    /* low-precision operands (autocast): the f32 upstream gradient converted once for both products */
+    if (g->dtype == NN_F32 && w->dtype != NN_F32 && ((gx && gx->numel) || (gw && gw->numel))) {
+        g_ = nn__new(w->dtype, NN_CUDA, g->ndim, g->shape);
+        nn__cuda_cast(g, g_);
+        g = g_;
+    }
     if (gx && gx->numel) nn__cuda_gemm(0, 0, rows, in, out, 1.0f, g, 0, out, 0, w, 0, in, 0, 0.0f, gx, 0, in, 0, 1);
     if (gw && gw->numel) nn__cuda_gemm(1, 0, out, in, rows, 1.0f, g, 0, out, 0, x, 0, in, 0, 0.0f, gw, 0, in, 0, 1);
+    if (g_) nn_tensor_free(g_);
 }
 
 } /* extern "C" */

@@ -1,20 +1,24 @@
 /* bench/vit_train_bench.c - one training step of a DINOv2-B/14 encoder (models/dinov2.h: 12 layers, 768 wide,
-   12 heads, patch 14, LayerScale, MLP 3072) with a small head: CLS token -> Linear(768, 16) -> L1 loss against
-   a fixed target; AdamW (lr 1e-4, torch's defaults otherwise), global-norm clipping at 1.0, a gradient
-   checkpoint per encoder layer and autocast (bf16 by default; f16 adds the loss scaler). Prints the time of
+   12 heads, patch 14, LayerScale, MLP 3072) with one of two heads:
+     --model encoder   CLS token -> Linear(768, 16) -> L1 loss against a fixed target;
+     --model partloc   seed 001's Part Location network (models/part_location.h): the encoder on both images
+                       of a pair, patch grids pooled to 32 x 32, 2 cross-attention layers, the MLP head to 4
+                       outputs and the weighted L1 loss (w_trans 1, w_scale 0.5), as configs/part_location.yaml;
+   AdamW (lr 1e-4, torch's defaults otherwise), global-norm clipping at 1.0, a gradient checkpoint per encoder
+   layer and autocast (bf16 by default; f16 adds the loss scaler). Prints the time of
    every step, the median, and the peak bytes of the device pool during a step (nn_mem_stats(dev).peak after
    nn_mem_reset_peak) plus the process's peak RSS. bench/vit_train_torch.py is the PyTorch twin
    (transformers' Dinov2Model, SDPA attention, gradient checkpointing, torch.autocast).
 
    build:  cc -O2 -march=native -fopenmp -I. bench/vit_train_bench.c -o build/vit_train_bench -lm
            (with the CUDA backend: nvcc ... -DNN_CUDA bench/vit_train_bench.c nn_cuda.cu, then --device cuda)
-   run:    build/vit_train_bench [--device cpu|cuda] [--size 224] [--batch 1] [--steps 3] [--warmup 1]
-                                 [--dtype bf16|f16|f32] [--no-ckpt] [--layers 12] [--seed 0]
+   run:    build/vit_train_bench [--device cpu|cuda] [--model encoder|partloc] [--size 224] [--batch 1]
+                                 [--steps 3] [--warmup 1] [--dtype bf16|f16|f32] [--no-ckpt] [--layers 12] [--seed 0]
    Inputs are random (pixels N(0,1), target U(-1,1)): the benchmark times a step, it does not train a task. */
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#include "models/dinov2.h"
+#include "models/part_location.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,19 +37,22 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    const char *device = "cpu", *dtype = "bf16";
+    const char *device = "cpu", *dtype = "bf16", *model = "encoder";
     int size = 224, batch = 1, steps = 3, warmup = 1, ckpt = 1, layers = 12, i, step;
     unsigned long long seed = 0;
     nn_device dev;
     nn_dtype ac;
     dinov2_config c;
     dinov2 m;
+    partloc_config pc;
+    partloc pl;
+    int is_pl;
     nn_params P = {0};
     nn_Linear head;
     nn_adamw_cfg cfg = nn_adamw_default();
     nn_adamw *opt;
     nn_grad_scaler scaler;
-    nn_tensor *pixels, *target;
+    nn_tensor *pixels, *pixels2 = NULL, *target;
     int64_t sp[4], st[2];
     double *times, t_total = 0;
     size_t peak = 0;
@@ -61,6 +68,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--steps")) steps = atoi(v);
         else if (!strcmp(a, "--warmup")) warmup = atoi(v);
         else if (!strcmp(a, "--dtype")) dtype = v;
+        else if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--layers")) layers = atoi(v);
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
         else { fprintf(stderr, "unknown option %s\n", a); return 2; }
@@ -68,34 +76,48 @@ int main(int argc, char **argv) {
     }
     dev = !strcmp(device, "cuda") ? NN_CUDA : NN_CPU;
     ac = !strcmp(dtype, "f16") ? NN_F16 : !strcmp(dtype, "f32") ? NN_F32 : NN_BF16;
-    if (size % 14 || size < 14 || batch < 1 || steps < 1 || warmup < 0 || layers < 1) {
-        fprintf(stderr, "bad arguments (size must be a multiple of 14)\n");
+    /* a size that is not a multiple of 14 (1024) is cut to whole patches by the stride-14 conv, as in torch */
+    if (size < 14 || batch < 1 || steps < 1 || warmup < 0 || layers < 1) {
+        fprintf(stderr, "bad arguments (size >= 14, batch, steps, layers >= 1)\n");
         return 2;
     }
 
+    is_pl = !strcmp(model, "partloc");
+    if (!is_pl && strcmp(model, "encoder")) { fprintf(stderr, "--model must be encoder or partloc\n"); return 2; }
     nn_seed(seed);
     dinov2_config_named("vitb14", &c);
     c.layers = layers;
     c.image_size = size;          /* the position grid matches the input: no interpolation in the step */
-    dinov2_init(&m, &P, "", &c);
-    m.checkpointing = ckpt;
-    nn_Linear_init(&head, &P, "head", c.hidden, 16, 1);
+    if (is_pl) {
+        pc.encoder = c;
+        pc.cross_attention_layers = 2;
+        pc.mlp_hidden_dim = 512;
+        pc.downsample_size = 32;
+        partloc_init(&pl, &P, &pc);
+        pl.encoder.checkpointing = ckpt;
+    } else {
+        dinov2_init(&m, &P, "", &c);
+        m.checkpointing = ckpt;
+        nn_Linear_init(&head, &P, "head", c.hidden, 16, 1);
+    }
     nn_params_mark_no_decay(&P);
     nn_params_to(&P, dev);
     cfg.lr = 1e-4;
     opt = nn_adamw_new(&P, cfg);
     scaler = nn_grad_scaler_new(65536.0, 2.0, 0.5, 2000, ac == NN_F16);
     sp[0] = batch; sp[1] = 3; sp[2] = size; sp[3] = size;
-    st[0] = batch; st[1] = 16;
+    st[0] = batch; st[1] = is_pl ? 4 : 16;
     {
-        nn_tensor *a = nn_randn(4, sp), *b = nn_uniform(2, st, -1, 1);
+        nn_tensor *a = nn_randn(4, sp), *b = nn_uniform(2, st, -1, 1), *a2 = is_pl ? nn_randn(4, sp) : NULL;
         pixels = nn_to(a, dev);
         target = nn_to(b, dev);
-        if (pixels != a) nn_tensor_free(a);
-        if (target != b) nn_tensor_free(b);
+        if (a2) pixels2 = nn_to(a2, dev);
+        nn_tensor_free(a); nn_tensor_free(b);
+        if (a2) nn_tensor_free(a2);
     }
-    printf("nn.h ViT-B/14 training step: device %s, %dx%d, batch %d, %d layers, %s, checkpointing %s, %lld parameters\n",
-           device, size, size, batch, layers, nn_dtype_name(ac), ckpt ? "per layer" : "off", (long long)nn_params_count(&P));
+    printf("nn.h ViT-B/14 training step (%s): device %s, %dx%d, batch %d, %d layers, %s, checkpointing %s, %lld parameters\n",
+           model, device, size, size, batch, layers, nn_dtype_name(ac), ckpt ? "per layer" : "off",
+           (long long)nn_params_count(&P));
     times = (double *)calloc((size_t)steps, sizeof(double));
     for (step = 0; step < warmup + steps; step++) {
         nn_tensor *loss, *cls, *pred;
@@ -105,9 +127,14 @@ int main(int argc, char **argv) {
         t0 = now_s();
         nn_scope_begin();
         nn_autocast_begin(ac);
-        cls = nn_squeeze(nn_slice(dinov2_forward(&m, pixels), 1, 0, 1), 1);   /* [B, 768] */
-        pred = nn_Linear_forward(&head, cls);
-        loss = nn_l1_loss(pred, target);
+        if (is_pl) {
+            pred = partloc_forward(&pl, pixels, pixels2);
+            loss = partloc_loss(pred, target, 1.0, 0.5, NULL, NULL);
+        } else {
+            cls = nn_squeeze(nn_slice(dinov2_forward(&m, pixels), 1, 0, 1), 1);   /* [B, 768] */
+            pred = nn_Linear_forward(&head, cls);
+            loss = nn_l1_loss(pred, target);
+        }
         nn_autocast_end();
         nn_params_zero_grad(&P);
         nn_backward(nn_scaler_scale(&scaler, loss));
@@ -133,16 +160,17 @@ int main(int argc, char **argv) {
     }
     qsort(times, (size_t)steps, sizeof(double), cmp_double);
     getrusage(RUSAGE_SELF, &ru);
-    printf("RESULT impl=nn.h device=%s size=%d batch=%d dtype=%s ckpt=%d step_median_s=%.4f step_mean_s=%.4f "
-           "peak_pool_MiB=%.1f max_rss_MiB=%.1f skipped=%lld\n", device, size, batch, nn_dtype_name(ac), ckpt,
+    printf("RESULT impl=nn.h model=%s device=%s size=%d batch=%d dtype=%s ckpt=%d step_median_s=%.4f step_mean_s=%.4f "
+           "peak_pool_MiB=%.1f max_rss_MiB=%.1f skipped=%lld\n", model, device, size, batch, nn_dtype_name(ac), ckpt,
            times[steps / 2], t_total / steps, (double)peak / 1048576.0, (double)ru.ru_maxrss / 1024.0,
            (long long)scaler.skipped);
     free(times);
     nn_adamw_free(opt);
     nn_tensor_free(pixels);
+    if (pixels2) nn_tensor_free(pixels2);
     nn_tensor_free(target);
     nn_params_free(&P);
-    dinov2_free(&m);
+    if (is_pl) partloc_free(&pl); else dinov2_free(&m);
     nn_shutdown();
     return 0;
 }

@@ -22,9 +22,12 @@
    (e) training converges: a small MLP regression in f32, bf16 autocast, and f16 autocast with the loss
        scaler (which must have skipped some steps on overflow and recovered).
 
-   Usage: test_amp [fixtures-dir]   (default tests/fixtures) */
+   Usage: test_amp [fixtures-dir]   (default tests/fixtures)
+   Built with -DNN_CUDA, AMP_DEVICE=cuda runs (c), (d) and (e) on the GPU (real f16/bf16 tensors there):
+       AMP_DEVICE=cuda AMP_ONLY=cde build/test_amp_cuda   (make test-cuda runs it) */
 #define NN_IMPLEMENTATION
 #include "nn.h"
+static nn_device tdev = NN_CPU;   /* where (c), (d), (e) run */
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -449,6 +452,15 @@ static void test_scaler_fixture(void) {
 
 /* -------------------------------------------------------- (c) (d) a transformer stack with checkpointing */
 
+/* t moved to the test device (t freed when it moves) */
+static nn_tensor *on_dev(nn_tensor *t) {
+    nn_tensor *d;
+    if (tdev == NN_CPU) return t;
+    d = nn_to(t, tdev);
+    nn_tensor_free(t);
+    return d;
+}
+
 typedef struct {
     nn_LayerNorm ln1, ln2;
     nn_MultiheadAttention attn;
@@ -511,7 +523,7 @@ static float **grads_copy(nn_params *P, nn_tensor *x) {
     for (k = 0; k <= P->n; k++) {
         nn_tensor *t = k < P->n ? P->items[k].t : x;
         g[k] = (float *)malloc((size_t)t->numel * 4);
-        if (t->grad) memcpy(g[k], t->grad->data, (size_t)t->numel * 4);
+        if (t->grad) nn_to_host(t->grad, g[k]);
         else memset(g[k], 0xff, (size_t)t->numel * 4);
     }
     return g;
@@ -521,10 +533,13 @@ static int grads_equal(float **g, nn_params *P, nn_tensor *x) {
     int k, ok = 1;
     for (k = 0; k <= P->n; k++) {
         nn_tensor *t = k < P->n ? P->items[k].t : x;
-        if (!t->grad || memcmp(g[k], t->grad->data, (size_t)t->numel * 4) != 0) {
+        float *h = (float *)malloc((size_t)t->numel * 4);
+        if (t->grad) nn_to_host(t->grad, h);
+        if (!t->grad || memcmp(g[k], h, (size_t)t->numel * 4) != 0) {
             if (ok) printf("  first bitwise difference: %s\n", k < P->n ? P->items[k].name : "input");
             ok = 0;
         }
+        free(h);
     }
     for (k = 0; k <= P->n; k++) free(g[k]);
     free(g);
@@ -541,7 +556,8 @@ static void test_checkpoint_bitwise(void) {
     char buf[32];
     nn_seed(5);
     for (i = 0; i < 3; i++) { snprintf(buf, sizeof buf, "b%d", i); tblock_init(&b[i], &P, buf, 32, 4, 0.1); }
-    x = nn_randn(3, sx);
+    nn_params_to(&P, tdev);
+    x = on_dev(nn_randn(3, sx));
     nn_requires_grad(x, 1);
     for (a = 0; a < 2; a++) {
         double l0 = stack_step(b, 3, &P, x, 0, acs[a]), l1;
@@ -569,10 +585,10 @@ static size_t stack_peak(const tblock *b, int n, nn_params *P, nn_tensor *x, int
     size_t base;
     nn_params_zero_grad(P);
     nn_zero_grad(x);
-    base = nn_mem_stats(NN_CPU).current;
-    nn_mem_reset_peak(NN_CPU);
+    base = nn_mem_stats(tdev).current;
+    nn_mem_reset_peak(tdev);
     stack_step(b, n, P, x, ckpt, NN_F32);
-    return nn_mem_stats(NN_CPU).peak - base;
+    return nn_mem_stats(tdev).peak - base;
 }
 
 static void test_checkpoint_memory(void) {
@@ -587,7 +603,8 @@ static void test_checkpoint_memory(void) {
     nn_seed(6);
     for (i = 0; i < NB; i++) { snprintf(buf, sizeof buf, "b%d", i); tblock_init(&b[i], &P, buf, 64, 4, 0.1); }
     for (k = 0; k < P.n; k++) params += (size_t)P.items[k].t->numel * 4;
-    x = nn_randn(3, sx);
+    nn_params_to(&P, tdev);
+    x = on_dev(nn_randn(3, sx));
     nn_requires_grad(x, 1);
     in_bytes = (size_t)x->numel * 4;
     plain = stack_peak(b, NB, &P, x, 0);
@@ -630,6 +647,8 @@ static train_result train_mlp(nn_dtype ac, int use_scaler) {
     y = nn_empty(NN_F32, 2, sy);
     px = nn_f32_data(x); py = nn_f32_data(y);
     for (i = 0; i < 256; i++) py[i] = sinf(2 * px[2 * i]) * cosf(1.5f * px[2 * i + 1]);
+    x = on_dev(x); y = on_dev(y);
+    nn_params_to(&P, tdev);
     cfg.lr = 3e-3;
     opt = nn_adamw_new(&P, cfg);
     for (step = 0; step < 400; step++) {
@@ -674,6 +693,19 @@ static void test_training(void) {
 int main(int argc, char **argv) {
     if (argc > 1) fx_dir = argv[1];
     nn_set_error_handler(err_handler, NULL);
+    if (getenv("AMP_DEVICE") && strcmp(getenv("AMP_DEVICE"), "cpu") != 0) {
+#ifdef NN_CUDA
+        if (strcmp(getenv("AMP_DEVICE"), "cuda") != 0 || !nn_cuda_available()) {
+            printf("AMP_DEVICE=%s: no such device here\n0 passed, 1 failed\n", getenv("AMP_DEVICE"));
+            return 1;
+        }
+        tdev = NN_CUDA;
+        nn_cuda_set_tf32(0);
+#else
+        printf("AMP_DEVICE=%s needs a build with -DNN_CUDA\n0 passed, 1 failed\n", getenv("AMP_DEVICE"));
+        return 1;
+#endif
+    }
     /* AMP_ONLY=0abcde picks sections (0: autocast basics) */
 #define RUN(k, title, fn) if (!getenv("AMP_ONLY") || strchr(getenv("AMP_ONLY"), k)) { printf("%s\n", title); fn(); }
     RUN('0', "autocast basics", test_autocast_basics)

@@ -230,6 +230,85 @@ static void test_elementwise(void) {
     }
 }
 
+/* ------------------------------------------------------------------------------------ autocast on the GPU */
+
+typedef struct { int op, unary; nn_dtype da, db, want; } mixed_args;
+/* elementwise ops on f16/bf16 tensors: the GPU kernels read/write them directly, the CPU through f32 */
+static nn_tensor *f_mixed(void *c, nn_tensor **in) {
+    mixed_args *m = (mixed_args *)c;
+    nn_tensor *a = nn_cast(in[0], m->da), *y;
+    if (m->unary) y = m->op ? nn_gelu(a) : nn_mul_scalar(a, -1.5);
+    else {
+        nn_tensor *b = nn_cast(in[1], m->db);
+        y = m->op == 0 ? nn_add(a, b) : m->op == 1 ? nn_mul(a, b) : nn_div(a, b);
+    }
+    CHECK(y->dtype == m->want, "mixed op %d: result %s, want %s", m->op, nn_dtype_name(y->dtype), nn_dtype_name(m->want));
+    return y;
+}
+
+/* a small transformer-ish block under autocast: the CPU emulates (f32 tensors holding dt values), the GPU
+   runs real dt tensors; both must agree to dt's precision, forward and every gradient */
+static nn_dtype ac_dt;
+static nn_tensor *f_autocast_block(void *c, nn_tensor **in) {
+    int64_t s4[4];
+    nn_tensor *x = in[0], *h, *q, *y;
+    (void)c;
+    nn_autocast_begin(ac_dt);
+    h = nn_linear(x, in[1], in[2]);                                      /* [2, 24, 32] */
+    if (x->device == NN_CUDA) CHECK(h->dtype == ac_dt, "autocast linear on the GPU returns %s", nn_dtype_name(h->dtype));
+    h = nn_gelu(h);
+    h = nn_layer_norm(h, in[3], NULL, 1e-5);                              /* f32 */
+    s4[0] = 2; s4[1] = 24; s4[2] = 4; s4[3] = 8;
+    q = nn_permute(nn_reshape(h, 4, s4), (const int[]){0, 2, 1, 3});     /* [2, 4, 24, 8] */
+    q = nn_sdpa(q, q, q, NULL);
+    s4[0] = 2; s4[1] = 24; s4[2] = 32;
+    q = nn_reshape(nn_permute(q, (const int[]){0, 2, 1, 3}), 3, s4);
+    y = nn_add(h, nn_mul(in[3], nn_linear(q, in[4], NULL)));            /* LayerScale-style residual */
+    y = nn_matmul_t(y, in[4], 0, 1);
+    nn_autocast_end();
+    return nn_cast(y, NN_F32);
+}
+
+static void test_autocast(void) {
+    static const nn_dtype dts[2] = {NN_BF16, NN_F16};
+    int grad[5] = {1, 1, 1, 1, 1}, d, op;
+    char what[96];
+    for (d = 0; d < 2; d++) {
+        int64_t sa[3] = {5, 1, 33}, sb[2] = {7, 1}, sc[1] = {1001};
+        mixed_args m;
+        nn_tensor *in[2];
+        memset(&m, 0, sizeof m);
+        for (op = 0; op < 3; op++) {
+            in[0] = rnd(3, sa, -2, 2);
+            in[1] = op == 2 ? rnd(2, sb, 0.5, 2) : rnd(2, sb, -2, 2);
+            m.op = op; m.da = dts[d]; m.db = dts[d]; m.want = dts[d];
+            snprintf(what, sizeof what, "%s op %d %s", "mixed same", op, nn_dtype_name(dts[d]));
+            compare(what, f_mixed, &m, 2, in, grad, TOL_LOW);
+            m.db = NN_F32; m.want = NN_F32;            /* promoted to f32 */
+            snprintf(what, sizeof what, "%s op %d %s", "mixed with f32", op, nn_dtype_name(dts[d]));
+            compare(what, f_mixed, &m, 2, in, grad, TOL_LOW);
+            nn_tensor_free(in[0]); nn_tensor_free(in[1]);
+        }
+        for (op = 0; op < 2; op++) {
+            in[0] = rnd(1, sc, -3, 3);
+            m.unary = 1; m.op = op; m.da = dts[d]; m.want = dts[d];
+            snprintf(what, sizeof what, "mixed unary %d %s", op, nn_dtype_name(dts[d]));
+            compare(what, f_mixed, &m, 1, in, grad, TOL_LOW);
+            nn_tensor_free(in[0]);
+        }
+        {
+            int64_t sx[3] = {2, 24, 16}, sw1[2] = {32, 16}, sb1[1] = {32}, sg[1] = {32}, sw2[2] = {32, 32};
+            nn_tensor *bl[5];
+            bl[0] = rnd(3, sx, -1, 1); bl[1] = rnd(2, sw1, -0.3, 0.3); bl[2] = rnd(1, sb1, -0.1, 0.1);
+            bl[3] = rnd(1, sg, 0.5, 1.5); bl[4] = rnd(2, sw2, -0.2, 0.2);
+            ac_dt = dts[d];
+            snprintf(what, sizeof what, "autocast block %s", nn_dtype_name(dts[d]));
+            compare(what, f_autocast_block, NULL, 5, bl, grad, TOL_LOW);
+            for (op = 0; op < 5; op++) nn_tensor_free(bl[op]);
+        }
+    }
+}
+
 static void test_reduce(void) {
     static const int64_t shapes[][3] = {{7, 33, 65}, {3, 70001, 1}, {70001, 3, 1}, {1, 1, 300007}, {2, 9000, 5}};
     static const int nds[] = {3, 2, 2, 3, 3};
@@ -1326,6 +1405,7 @@ int main(int argc, char **argv) {
         test_adamw_params();
     } else {
         test_elementwise();
+        test_autocast();
         test_reduce();
         test_softmax();
         test_layer_norm();

@@ -428,7 +428,7 @@ static void test_errors(void) {
     EXPECT_ERROR(nn_norm(x34, 2, 0), "nn_norm", "dim");
 
     EXPECT_ERROR(nn_mse_loss(x34, x43), "nn_mse_loss: input [3,4] and target [4,3] must have the same shape", "");
-    EXPECT_ERROR(nn_l1_loss(x34, m34), "nn_l1_loss: target must be f32, got bool", "[3,4]");
+    EXPECT_ERROR(nn_l1_loss(x34, m34), "nn_l1_loss: target must be f32, f16 or bf16, got bool", "[3,4]");
     EXPECT_ERROR(nn_smooth_l1_loss(x34, x34, -1), "nn_smooth_l1_loss: beta must be >= 0", "");
 
     ((int64_t *)t4->data)[1] = 3;
