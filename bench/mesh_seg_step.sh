@@ -2,7 +2,8 @@
 # bench/mesh_seg_step.sh OUT - one training step of seed 000's model (bench/mesh_seg_step_bench.c, nn.h) and of the
 # seed's own PyTorch code (bench/mesh_seg_step_torch.py) side by side in one call, on issue 10's four
 # configurations (40,000 faces f32 / bf16 / bf16 + checkpointing, 200,000 faces bf16 + checkpointing), after a
-# correctness check (same weights and mesh, dropout off: loss and gradient norms of nn.h vs PyTorch).
+# correctness check (same weights and mesh, dropout off: loss and gradient norms of nn.h vs PyTorch). PyTorch runs
+# twice: the seed's code as written, and with need_weights=False on its attention calls (fused SDPA; see the .py).
 # Writes OUT/mesh_seg_step.md (the table) and the logs beside it.
 #   BENCH   the nn.h program (default build/mesh_seg_step_bench_cuda; build it with -DNN_CUDA, see the .c)
 #   DEVICE  cuda (default) or cpu;  CONFIGS  FACES:MODE,... (default the issue's four);  STEPS, WARMUP (5, 2)
@@ -42,18 +43,26 @@ for c in $(echo "$CONFIGS" | tr ',' ' '); do
     f=${c%%:*}; m=${c##*:}
     "$BENCH" --device "$DEVICE" --faces "$f" --mode "$m" --steps "$STEPS" --warmup "$WARMUP" >> "$OUT/nn.log" 2>&1 || fail=1
 done
-"$PY" bench/mesh_seg_step_torch.py --device "$DEVICE" --configs "$CONFIGS" --steps "$STEPS" --warmup "$WARMUP" > "$OUT/torch.log" 2>&1 || fail=1
+for v in seed sdpa; do
+    "$PY" bench/mesh_seg_step_torch.py --device "$DEVICE" --configs "$CONFIGS" --steps "$STEPS" --warmup "$WARMUP" --variant $v \
+        > "$OUT/torch_$v.log" 2>&1 || fail=1
+done
 
+# the table: PyTorch as the seed wrote it (need_weights=True) and with need_weights=False (fused SDPA)
 {
-    echo "| faces | mode | nn.h step (median) | PyTorch step (median) | speed-up | nn.h peak memory | PyTorch peak memory | memory nn.h / PyTorch |"
-    echo "|---:|---|---:|---:|---:|---:|---:|---:|"
-    awk '/^RESULT/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-                     k = v["faces"] ":" v["mode"]; if (v["impl"] == "nn.h") { nt[k] = v["median_ms"]; nm[k] = v["peak_mib"]; order[++n] = k }
-                     else { tt[k] = v["median_ms"]; tm[k] = v["peak_mib"] } }
+    echo "| faces | mode | nn.h step | PyTorch step (seed code) | speed-up | PyTorch step (need_weights=False) | speed-up | nn.h peak memory | PyTorch peak (seed code) | PyTorch peak (need_weights=False) |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk 'function ms(x) { return x == "" ? "-" : sprintf("%.1f ms", x) }
+         function mib(x) { return (x == "" || x == "nan") ? "-" : sprintf("%.0f MiB", x) }
+         function ratio(a, b) { return (a == "" || b == "") ? "-" : sprintf("%.1fx", a / b) }
+         /^RESULT/ { delete v; for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+                     k = v["faces"] ":" v["mode"]; t[v["impl"], k] = v["median_ms"]; m[v["impl"], k] = v["peak_mib"]
+                     if (v["impl"] == "nn.h") order[++n] = k }
          END { for (i = 1; i <= n; i++) { k = order[i]; split(k, p, ":")
-                   printf "| %d | %s | %.1f ms | %s | %s | %.0f MiB | %s | %s |\n", p[1], p[2], nt[k], (k in tt) ? sprintf("%.1f ms", tt[k]) : "-",
-                          (k in tt) ? sprintf("%.1fx", tt[k] / nt[k]) : "-", nm[k], (k in tm && tm[k] != "nan") ? sprintf("%.0f MiB", tm[k]) : "-",
-                          (k in tm && tm[k] != "nan" && tm[k] > 0) ? sprintf("%.2f", nm[k] / tm[k]) : "-" } }' "$OUT/nn.log" "$OUT/torch.log"
+                   printf "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p[1], p[2], ms(t["nn.h", k]),
+                          ms(t["torch", k]), ratio(t["torch", k], t["nn.h", k]), ms(t["torch_sdpa", k]),
+                          ratio(t["torch_sdpa", k], t["nn.h", k]), mib(m["nn.h", k]), mib(m["torch", k]), mib(m["torch_sdpa", k]) } }' \
+        "$OUT/nn.log" "$OUT/torch_seed.log" "$OUT/torch_sdpa.log"
 } > "$OUT/mesh_seg_step.md"
 cat "$OUT/mesh_seg_step.md"
 exit $fail
