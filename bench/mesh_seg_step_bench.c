@@ -288,7 +288,8 @@ int main(int argc, char **argv) {
     printf("mesh_seg step: %lld faces, %s, mode %s, layers %d, heads %d, chunk %d, %lld parameters\n", faces,
            nn_device_name(dev), mode, cfg.num_layers, cfg.num_heads, cfg.chunk_size, (long long)nn_params_count(&P));
     for (step = 0; step < warmup + steps; step++) {
-        double t0, t1, tf = 0, tb = 0;
+        double t0, t1, tf = 0, tb = 0, te = 0;
+        size_t mf = 0, ms = 0, mb = 0;
         float gn;
         nn_tensor *loss;
         if (step == warmup) nn_mem_reset_peak(dev);
@@ -299,9 +300,15 @@ int main(int argc, char **argv) {
         if (ac != NN_F32) nn_autocast_begin(ac);
         loss = nn_cross_entropy(mesh_seg_forward(&m, x), y, NULL, -100, 0.0);
         if (ac != NN_F32) nn_autocast_end();
-        if (phases) { nn_cuda_synchronize(); tf = now_s(); }
+        if (phases) {
+            te = now_s();   /* the host has queued the forward */
+            nn_cuda_synchronize();
+            tf = now_s();
+            mf = nn_mem_stats(dev).peak; ms = nn_mem_stats(dev).current;
+            nn_mem_reset_peak(dev);
+        }
         nn_backward(loss);
-        if (phases) { nn_cuda_synchronize(); tb = now_s(); }
+        if (phases) { nn_cuda_synchronize(); tb = now_s(); mb = nn_mem_stats(dev).peak; }
         if (check) {
             int k;
             printf("CHECK loss %.8g\n", nn_item(loss));
@@ -319,7 +326,12 @@ int main(int argc, char **argv) {
         t1 = now_s();
         if (step >= warmup) { times[step - warmup] = t1 - t0; t_total += t1 - t0; }
         printf("  step %d%s: %.2f ms", step, step < warmup ? " (warm-up)" : "", 1e3 * (t1 - t0));
-        if (phases) printf("  (forward %.2f, backward %.2f, clip + AdamW %.2f)", 1e3 * (tf - t0), 1e3 * (tb - tf), 1e3 * (t1 - tb));
+        if (phases) {
+            printf("  (forward %.2f, queued in %.2f; backward %.2f, clip + AdamW %.2f; peak MiB forward %.0f, backward %.0f; "
+                   "live after forward %.0f)", 1e3 * (tf - t0), 1e3 * (te - t0), 1e3 * (tb - tf), 1e3 * (t1 - tb), mf / 1048576.0,
+                   mb / 1048576.0, ms / 1048576.0);
+            if (step >= warmup) nn_mem_reset_peak(dev);   /* the peak of the next step alone */
+        }
         printf("\n");
         fflush(stdout);
     }

@@ -47,11 +47,19 @@ def forward(model, features, ckpt):
     return model.classifier(x)
 
 
-def step(model, opt, x, y, mode):
+def step(model, opt, x, y, mode, phases=False):
     opt.zero_grad(set_to_none=True)
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=mode != "f32"):
         loss = F.cross_entropy(forward(model, x, mode == "bf16ckpt"), y)
+    if phases:   # peak of the forward, then of the backward alone (MiB), live bytes after the forward
+        torch.cuda.synchronize()
+        print(f"    peak MiB forward {torch.cuda.max_memory_allocated() / 2**20:.0f}, live after forward "
+              f"{torch.cuda.memory_allocated() / 2**20:.0f}", end="")
+        torch.cuda.reset_peak_memory_stats()
     loss.backward()
+    if phases:
+        torch.cuda.synchronize()
+        print(f", backward {torch.cuda.max_memory_allocated() / 2**20:.0f}")
     gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
     return loss, gn
@@ -70,7 +78,7 @@ def without_weights(model):
             mod.forward = lambda q, k, v, _f=f, **kw: _f(q, k, v, need_weights=False, **kw)
 
 
-def bench(dev, faces, mode, steps, warmup, seed, variant):
+def bench(dev, faces, mode, steps, warmup, seed, variant, phases=False):
     torch.manual_seed(seed)
     model = MemoryEfficientSOTAModel().to(dev)
     if variant == "sdpa":
@@ -90,7 +98,7 @@ def bench(dev, faces, mode, steps, warmup, seed, variant):
             torch.cuda.reset_peak_memory_stats()
         sync(dev)
         t0 = time.perf_counter()
-        step(model, opt, x, y, mode)
+        step(model, opt, x, y, mode, phases and dev.type == "cuda")
         sync(dev)
         t = time.perf_counter() - t0
         print(f"  step {s}{' (warm-up)' if s < warmup else ''}: {t * 1e3:.2f} ms", flush=True)
@@ -142,6 +150,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variant", choices=["seed", "sdpa"], default="seed",
                     help="seed: the seed's code as written; sdpa: with need_weights=False")
+    ap.add_argument("--phases", action="store_true", help="memory of the forward and the backward (not for timing)")
     ap.add_argument("--check", metavar="DIR")
     a = ap.parse_args()
     dev = torch.device(a.device)
@@ -152,7 +161,7 @@ def main():
         faces, mode = c.split(":")
         if mode not in ("f32", "bf16", "bf16ckpt"):
             sys.exit(f"mesh_seg_step_torch: unknown mode {mode} in {c}")
-        bench(dev, int(faces), mode, a.steps, a.warmup, a.seed, a.variant)
+        bench(dev, int(faces), mode, a.steps, a.warmup, a.seed, a.variant, a.phases)
     return 0
 
 

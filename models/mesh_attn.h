@@ -110,6 +110,11 @@ NN_MODEL_FN nn_tensor *mesh__mha(const nn_MultiheadAttention *a, nn_tensor *q_in
     nn_sdpa_opts opts;
     nn_scope_begin();
     w = a->in_proj_weight; b = a->in_proj_bias;
+    if (q_in == kv_in && nn_autocast_dtype() != NN_F32 && q_in->device != NN_CPU && q_in->dtype == NN_F32) {
+        /* self-attention under autocast on the GPU: one low-precision copy of the input for the three
+           projections (each would cast it and keep its own copy for backward) */
+        q_in = kv_in = nn_cast(q_in, nn_autocast_dtype());
+    }
     q = nnm_split_heads(nn_linear(q_in, nn_slice(w, 0, 0, E), nn_slice(b, 0, 0, E)), a->num_heads);
     k = nnm_split_heads(nn_linear(kv_in, nn_slice(w, 0, E, 2 * E), nn_slice(b, 0, E, 2 * E)), a->num_heads);
     v = nnm_split_heads(nn_linear(kv_in, nn_slice(w, 0, 2 * E, 3 * E), nn_slice(b, 0, 2 * E, 3 * E)), a->num_heads);
