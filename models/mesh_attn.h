@@ -81,6 +81,27 @@ NN_MODEL_FN void mesh_attn_init_seed_weights(mesh_attn *m) {
     }
 }
 
+/* Intermediates are released as soon as they are used up (nn_tensor_free drops the scope's ownership; what the
+   tape saved for backward stays alive through its own reference). A scope would otherwise hold every
+   intermediate of the layer until the layer returns: at 200,000 faces that is gigabytes, in no-grad and
+   checkpointed forwards too. `keep` guards the ops that may return their input (dropout off). */
+NN_MODEL_FN void mesh__drop(nn_tensor *t, const nn_tensor *keep) {
+    if (t && t != keep) nn_tensor_free(t);
+}
+
+/* [B, L, H*D] -> [B, H, L, D], releasing x (the permute copies) */
+NN_MODEL_FN nn_tensor *mesh__heads(nn_tensor *x, int heads) {
+    int64_t s[4];
+    int perm[4] = {0, 2, 1, 3};
+    nn_tensor *r, *h;
+    s[0] = x->shape[0]; s[1] = x->shape[1]; s[2] = heads; s[3] = x->shape[2] / heads;
+    r = nn_reshape(x, 4, s);   /* a view: it holds x's storage too */
+    h = nn_permute(r, perm);
+    nn_tensor_free(r);
+    nn_tensor_free(x);
+    return h;
+}
+
 /* the key mask of the padded chunks and the top-k representatives for N faces (confidence [N, 1]) */
 NN_MODEL_FN mesh_attn_plan mesh_attn_plan_make(int chunk_size, nn_tensor *confidence) {
     mesh_attn_plan p;
@@ -108,20 +129,25 @@ NN_MODEL_FN nn_tensor *mesh__mha(const nn_MultiheadAttention *a, nn_tensor *q_in
     int64_t E = a->embed_dim;
     nn_tensor *w, *b, *q, *k, *v, *o;
     nn_sdpa_opts opts;
+    int cast = 0;
     nn_scope_begin();
     w = a->in_proj_weight; b = a->in_proj_bias;
     if (q_in == kv_in && nn_autocast_dtype() != NN_F32 && q_in->device != NN_CPU && q_in->dtype == NN_F32) {
         /* self-attention under autocast on the GPU: one low-precision copy of the input for the three
            projections (each would cast it and keep its own copy for backward) */
         q_in = kv_in = nn_cast(q_in, nn_autocast_dtype());
+        cast = 1;
     }
-    q = nnm_split_heads(nn_linear(q_in, nn_slice(w, 0, 0, E), nn_slice(b, 0, 0, E)), a->num_heads);
-    k = nnm_split_heads(nn_linear(kv_in, nn_slice(w, 0, E, 2 * E), nn_slice(b, 0, E, 2 * E)), a->num_heads);
-    v = nnm_split_heads(nn_linear(kv_in, nn_slice(w, 0, 2 * E, 3 * E), nn_slice(b, 0, 2 * E, 3 * E)), a->num_heads);
+    q = mesh__heads(nn_linear(q_in, nn_slice(w, 0, 0, E), nn_slice(b, 0, 0, E)), a->num_heads);
+    k = mesh__heads(nn_linear(kv_in, nn_slice(w, 0, E, 2 * E), nn_slice(b, 0, E, 2 * E)), a->num_heads);
+    v = mesh__heads(nn_linear(kv_in, nn_slice(w, 0, 2 * E, 3 * E), nn_slice(b, 0, 2 * E, 3 * E)), a->num_heads);
     memset(&opts, 0, sizeof opts);
     opts.mask = mask;
     opts.dropout_p = nn_training() ? a->dropout : 0.0;
-    o = nnm_merge_heads(nn_sdpa(q, k, v, &opts));                      /* [B, Lq, E] */
+    o = nn_sdpa(q, k, v, &opts);                                       /* [B, H, Lq, D] */
+    nn_tensor_free(q); nn_tensor_free(k); nn_tensor_free(v);
+    if (cast) nn_tensor_free(q_in);
+    { nn_tensor *m = nnm_merge_heads(o); nn_tensor_free(o); o = m; }   /* [B, Lq, E] */
     return nn_scope_end(nn_Linear_forward(&a->out_proj, o));
 }
 
@@ -150,8 +176,13 @@ NN_MODEL_FN nn_tensor *mesh__chunked_local(const mesh_attn *m, nn_tensor *x, nn_
         xp = nn_concat(2, cat, 0);
     }
     s[0] = nch; s[1] = cs; s[2] = E;
-    xp = nn_reshape(xp, 3, s);
+    {
+        nn_tensor *r = nn_reshape(xp, 3, s);
+        if (xp != x) nn_tensor_free(xp);
+        xp = r;
+    }
     o = mesh__mha(&m->local_attention, xp, xp, mask);
+    nn_tensor_free(xp);
     s[0] = nch * cs; s[1] = E;
     return nn_scope_end(nn_slice(nn_reshape(o, 2, s), 0, 0, N));
 }
@@ -160,7 +191,7 @@ NN_MODEL_FN nn_tensor *mesh__chunked_local(const mesh_attn *m, nn_tensor *x, nn_
 NN_MODEL_FN nn_tensor *mesh_attn_forward_plan(const mesh_attn *m, nn_tensor *x, nn_tensor *confidence,
                                               const mesh_attn_plan *plan) {
     int64_t N;
-    nn_tensor *gate, *local, *glob, *h;
+    nn_tensor *gate, *local, *glob, *h, *t;
     char s1[64], s2[64];
     if (!x || !confidence || x->ndim != 2 || x->shape[1] != m->embed_dim || confidence->ndim != 2 ||
         confidence->shape[0] != x->shape[0] || confidence->shape[1] != 1)
@@ -172,19 +203,44 @@ NN_MODEL_FN nn_tensor *mesh_attn_forward_plan(const mesh_attn *m, nn_tensor *x, 
                  m->chunk_size);
     nn_scope_begin();
     /* 1. confidence gate */
-    gate = nn_sigmoid(nn_Linear_forward(&m->confidence_gate, confidence));
-    x = nn_LayerNorm_forward(&m->norm1, nn_add(x, nn_mul(x, gate)));
+    gate = nn_sigmoid(h = nn_Linear_forward(&m->confidence_gate, confidence));
+    mesh__drop(h, NULL);
+    h = nn_mul(x, gate);
+    mesh__drop(gate, NULL);
+    t = nn_add(x, h);
+    mesh__drop(h, NULL);
+    x = nn_LayerNorm_forward(&m->norm1, t);
+    mesh__drop(t, NULL);
     /* 2. chunked local attention */
     local = N > m->chunk_size ? mesh__chunked_local(m, x, plan->mask) : mesh__attend(&m->local_attention, x, x);
-    x = nn_LayerNorm_forward(&m->norm2, nn_add(x, local));
+    t = nn_add(x, local);
+    mesh__drop(local, NULL);
+    mesh__drop(x, NULL);
+    x = nn_LayerNorm_forward(&m->norm2, t);
+    mesh__drop(t, NULL);
     /* 3. global context from the top-k-confidence faces */
-    if (N > m->chunk_size) glob = mesh__attend(&m->global_attention, x, nn_index_select(x, 0, plan->reps));
-    else glob = mesh__attend(&m->global_attention, x, x);
-    x = nn_LayerNorm_forward(&m->norm3, nn_add(x, glob));
+    if (N > m->chunk_size) {
+        nn_tensor *reps = nn_index_select(x, 0, plan->reps);
+        glob = mesh__attend(&m->global_attention, x, reps);
+        mesh__drop(reps, NULL);
+    } else glob = mesh__attend(&m->global_attention, x, x);
+    t = nn_add(x, glob);
+    mesh__drop(glob, NULL);
+    mesh__drop(x, NULL);
+    x = nn_LayerNorm_forward(&m->norm3, t);
+    mesh__drop(t, NULL);
     /* 4. FFN: Linear -> GELU -> Dropout -> Linear, residual, no norm after */
-    h = nnm_dropout(nn_gelu(nn_Linear_forward(&m->ffn0, x)), m->dropout);
-    x = nn_add(x, nn_Linear_forward(&m->ffn3, h));
-    return nn_scope_end(x);
+    h = nn_Linear_forward(&m->ffn0, x);
+    t = nn_gelu(h);
+    mesh__drop(h, NULL);
+    h = nnm_dropout(t, m->dropout);
+    mesh__drop(t, h);
+    t = nn_Linear_forward(&m->ffn3, h);
+    mesh__drop(h, NULL);
+    h = nn_add(x, t);
+    mesh__drop(t, NULL);
+    mesh__drop(x, NULL);
+    return nn_scope_end(h);
 }
 
 /* x [N, E], confidence [N, 1] -> [N, E] (one layer alone: makes its own plan) */
