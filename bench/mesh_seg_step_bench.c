@@ -13,7 +13,7 @@
                                      [--steps 5] [--warmup 2] [--layers 4] [--heads 8] [--chunk 1024] [--seed 0]
                                      [--check DIR] [--phases] [--ops]
    --phases: also time forward, backward and clipping + AdamW of every step separately (a synchronisation
-   between them; the step's own time is then not comparable).
+   between them, and the pool peak is reset per phase: neither the step time nor RESULT's peak is then comparable).
    --ops: instead of the step, time the step's main pieces alone at its shapes (forward, forward + backward;
    median of 5 after a warm-up): the local and global attention (f32, and bf16 operands through nn_cast), the
    top-k, index_select, cross-entropy, a [N,128]x[128,128] linear, LayerNorm, GELU, the head permutes.
