@@ -17,8 +17,14 @@
        else:           glob = global_attention(x, x, x)
        x = norm3(x + glob)
        x = x + ffn(x)
-   The top-k selection itself carries no gradient (as in PyTorch); x reaches the representatives through
-   index_select. Full chunks run as one batched attention call, the short last chunk as another. */
+
+   How it runs. PyTorch loops over the chunks, one small attention each. Here every chunk, the short last one
+   included, is one sequence of a batch: x is padded with zero rows to a whole number of chunks and a key mask
+   [chunks, 1, 1, chunk] hides the padding rows from the last chunk's queries, so the local attention is one
+   nn_sdpa call over all chunks (the padding queries' outputs are dropped). The global attention is one call of
+   every face against the representatives. The mask and the top-k indices depend only on N, the chunk size and
+   the confidence, which every layer shares: mesh_attn_plan_make computes them once per forward (the top-k
+   selection carries no gradient, as in PyTorch; x reaches the representatives through index_select). */
 #ifndef NN_MODELS_MESH_ATTN_H
 #define NN_MODELS_MESH_ATTN_H
 
@@ -33,12 +39,21 @@ typedef struct {
     nn_Linear ffn0, ffn3;               /* ffn.0, ffn.3 */
 } mesh_attn;
 
+/* what the layers of one forward share (tensors of the caller's scope, on the confidence's device) */
+typedef struct {
+    nn_tensor *mask;   /* bool [chunks, 1, 1, chunk_size], nonzero = a real face; NULL unless N > chunk_size
+                          and N is not a multiple of it */
+    nn_tensor *reps;   /* i64 [chunk_size]: the top-k-confidence faces; NULL when N <= chunk_size */
+} mesh_attn_plan;
+
 /* the seed's HierarchicalAttention(embed_dim=128, num_heads=8, chunk_size=1024) with dropout 0.1
    (pass `dropout` to change the attention and FFN dropout together) */
 NN_MODEL_FN void mesh_attn_init(mesh_attn *m, nn_params *P, const char *prefix, int embed_dim, int num_heads,
                                 int chunk_size, double dropout) {
     char buf[256];
     if (chunk_size <= 0) nn_error("mesh_attn_init(%s): chunk_size must be positive, got %d", prefix, chunk_size);
+    if (num_heads <= 0 || embed_dim % num_heads)
+        nn_error("mesh_attn_init(%s): num_heads %d must divide embed_dim %d", prefix, num_heads, embed_dim);
     m->embed_dim = embed_dim; m->num_heads = num_heads; m->chunk_size = chunk_size; m->dropout = dropout;
     nn_MultiheadAttention_init(&m->local_attention, P, nnm_name(buf, sizeof buf, prefix, "local_attention"), embed_dim,
                                num_heads, dropout, 0, 0);
@@ -66,70 +81,178 @@ NN_MODEL_FN void mesh_attn_init_seed_weights(mesh_attn *m) {
     }
 }
 
-/* unbatched nn.MultiheadAttention (batch_first, 2-D inputs): q [Lq, E], kv [Lk, E] -> [Lq, E] */
+/* Intermediates are released as soon as they are used up (nn_tensor_free drops the scope's ownership; what the
+   tape saved for backward stays alive through its own reference). A scope would otherwise hold every
+   intermediate of the layer until the layer returns: at 200,000 faces that is gigabytes, in no-grad and
+   checkpointed forwards too. `keep` guards the ops that may return their input (dropout off). */
+NN_MODEL_FN void mesh__drop(nn_tensor *t, const nn_tensor *keep) {
+    if (t && t != keep) nn_tensor_free(t);
+}
+
+/* [B, L, H*D] -> [B, H, L, D], releasing x (the permute copies) */
+NN_MODEL_FN nn_tensor *mesh__heads(nn_tensor *x, int heads) {
+    int64_t s[4];
+    int perm[4] = {0, 2, 1, 3};
+    nn_tensor *r, *h;
+    s[0] = x->shape[0]; s[1] = x->shape[1]; s[2] = heads; s[3] = x->shape[2] / heads;
+    r = nn_reshape(x, 4, s);   /* a view: it holds x's storage too */
+    h = nn_permute(r, perm);
+    nn_tensor_free(r);
+    nn_tensor_free(x);
+    return h;
+}
+
+/* the key mask of the padded chunks and the top-k representatives for N faces (confidence [N, 1]) */
+NN_MODEL_FN mesh_attn_plan mesh_attn_plan_make(int chunk_size, nn_tensor *confidence) {
+    mesh_attn_plan p;
+    int64_t N = confidence->shape[0], cs = chunk_size, nch = (N + cs - 1) / cs, s[4], i;
+    p.mask = p.reps = NULL;
+    if (N <= cs) return p;
+    nn_topk(nn_reshape(nn_detach(confidence), 1, &N), cs, 0, 1, NULL, &p.reps);   /* k = min(chunk_size, N) */
+    if (N % cs) {
+        nn_tensor *m;
+        uint8_t *d;
+        s[0] = nch; s[1] = 1; s[2] = 1; s[3] = cs;
+        m = nn_empty(NN_BOOL, 4, s);
+        d = (uint8_t *)m->data;
+        for (i = 0; i < nch * cs; i++) d[i] = i < N;
+        p.mask = confidence->device == NN_CPU ? m : nn_to(m, confidence->device);
+    }
+    return p;
+}
+
+/* nn.MultiheadAttention(batch_first) on q_in [B, Lq, E] against kv_in [B, Lk, E] -> [B, Lq, E], with an
+   optional bool key mask broadcastable to [B, H, Lq, Lk] (nonzero = attend) on the inputs' device: the
+   module's own parameters and arithmetic (q/k/v projections from in_proj, nn_sdpa with dropout on the
+   probabilities in training, out_proj) */
+NN_MODEL_FN nn_tensor *mesh__mha(const nn_MultiheadAttention *a, nn_tensor *q_in, nn_tensor *kv_in, nn_tensor *mask) {
+    int64_t E = a->embed_dim;
+    nn_tensor *w, *b, *q, *k, *v, *o;
+    nn_sdpa_opts opts;
+    int cast = 0;
+    nn_scope_begin();
+    w = a->in_proj_weight; b = a->in_proj_bias;
+    if (q_in == kv_in && nn_autocast_dtype() != NN_F32 && q_in->device != NN_CPU && q_in->dtype == NN_F32) {
+        /* self-attention under autocast on the GPU: one low-precision copy of the input for the three
+           projections (each would cast it and keep its own copy for backward) */
+        q_in = kv_in = nn_cast(q_in, nn_autocast_dtype());
+        cast = 1;
+    }
+    q = mesh__heads(nn_linear(q_in, nn_slice(w, 0, 0, E), nn_slice(b, 0, 0, E)), a->num_heads);
+    k = mesh__heads(nn_linear(kv_in, nn_slice(w, 0, E, 2 * E), nn_slice(b, 0, E, 2 * E)), a->num_heads);
+    v = mesh__heads(nn_linear(kv_in, nn_slice(w, 0, 2 * E, 3 * E), nn_slice(b, 0, 2 * E, 3 * E)), a->num_heads);
+    memset(&opts, 0, sizeof opts);
+    opts.mask = mask;
+    opts.dropout_p = nn_training() ? a->dropout : 0.0;
+    o = nn_sdpa(q, k, v, &opts);                                       /* [B, H, Lq, D] */
+    nn_tensor_free(q); nn_tensor_free(k); nn_tensor_free(v);
+    if (cast) nn_tensor_free(q_in);
+    { nn_tensor *m = nnm_merge_heads(o); nn_tensor_free(o); o = m; }   /* [B, Lq, E] */
+    return nn_scope_end(nn_Linear_forward(&a->out_proj, o));
+}
+
+/* unbatched attention: q [Lq, E], kv [Lk, E] -> [Lq, E] */
 NN_MODEL_FN nn_tensor *mesh__attend(const nn_MultiheadAttention *a, nn_tensor *q, nn_tensor *kv) {
     int64_t sq[3], sk[3];
-    nn_tensor *o;
+    nn_tensor *o, *q3;
     nn_scope_begin();
     sq[0] = 1; sq[1] = q->shape[0]; sq[2] = q->shape[1];
     sk[0] = 1; sk[1] = kv->shape[0]; sk[2] = kv->shape[1];
-    q = nn_reshape(q, 3, sq);
-    kv = nn_reshape(kv, 3, sk);
-    o = nn_MultiheadAttention_forward(a, q, kv, kv, NULL, NULL);
+    q3 = nn_reshape(q, 3, sq);
+    o = mesh__mha(a, q3, kv == q ? q3 : nn_reshape(kv, 3, sk), NULL);
     return nn_scope_end(nn_reshape(o, 2, sq + 1));
 }
 
-/* torch.split(x, chunk_size) -> local_attention per chunk -> cat; x [N, E] with N > chunk_size */
-NN_MODEL_FN nn_tensor *mesh__chunked_local(const mesh_attn *m, nn_tensor *x) {
-    int64_t N = x->shape[0], E = x->shape[1], cs = m->chunk_size, nfull = N / cs, rem = N % cs, s[3];
-    nn_tensor *parts[2], *o;
-    int np = 0;
+/* torch.split(x, chunk_size) -> local_attention per chunk -> cat, as one batched call over the chunks padded
+   to [chunks, chunk_size, E]; x [N, E] with N > chunk_size */
+NN_MODEL_FN nn_tensor *mesh__chunked_local(const mesh_attn *m, nn_tensor *x, nn_tensor *mask) {
+    int64_t N = x->shape[0], E = x->shape[1], cs = m->chunk_size, nch = (N + cs - 1) / cs, s[3];
+    nn_tensor *xp = x, *o;
     nn_scope_begin();
-    if (nfull > 0) {   /* the full chunks are independent sequences: one batched call */
-        nn_tensor *xf = nn_slice(x, 0, 0, nfull * cs);
-        s[0] = nfull; s[1] = cs; s[2] = E;
-        xf = nn_reshape(xf, 3, s);
-        o = nn_MultiheadAttention_forward(&m->local_attention, xf, xf, xf, NULL, NULL);
-        s[0] = nfull * cs; s[1] = E;
-        parts[np++] = nn_reshape(o, 2, s);
+    if (nch * cs > N) {   /* zero rows up to a whole chunk, made on x's device */
+        nn_tensor *cat[2];
+        cat[0] = x;
+        cat[1] = nn_zeros_like(nn_slice(nn_detach(x), 0, 0, nch * cs - N));
+        xp = nn_concat(2, cat, 0);
     }
-    if (rem > 0) {     /* the short last chunk */
-        nn_tensor *xl = nn_slice(x, 0, nfull * cs, N);
-        parts[np++] = mesh__attend(&m->local_attention, xl, xl);
+    s[0] = nch; s[1] = cs; s[2] = E;
+    {
+        nn_tensor *r = nn_reshape(xp, 3, s);
+        if (xp != x) nn_tensor_free(xp);
+        xp = r;
     }
-    return nn_scope_end(np == 1 ? parts[0] : nn_concat(np, parts, 0));
+    o = mesh__mha(&m->local_attention, xp, xp, mask);
+    nn_tensor_free(xp);
+    s[0] = nch * cs; s[1] = E;
+    return nn_scope_end(nn_slice(nn_reshape(o, 2, s), 0, 0, N));
 }
 
-/* x [N, E], confidence [N, 1] -> [N, E] */
-NN_MODEL_FN nn_tensor *mesh_attn_forward(const mesh_attn *m, nn_tensor *x, nn_tensor *confidence) {
+/* x [N, E], confidence [N, 1], plan from mesh_attn_plan_make(m->chunk_size, confidence) -> [N, E] */
+NN_MODEL_FN nn_tensor *mesh_attn_forward_plan(const mesh_attn *m, nn_tensor *x, nn_tensor *confidence,
+                                              const mesh_attn_plan *plan) {
     int64_t N;
-    nn_tensor *gate, *local, *glob, *h;
+    nn_tensor *gate, *local, *glob, *h, *t;
     char s1[64], s2[64];
     if (!x || !confidence || x->ndim != 2 || x->shape[1] != m->embed_dim || confidence->ndim != 2 ||
         confidence->shape[0] != x->shape[0] || confidence->shape[1] != 1)
         nn_error("mesh_attn_forward: expected x [N, %d] and confidence [N, 1], got %s and %s", m->embed_dim,
                  x ? nn_shape_str(x, s1, sizeof s1) : "(null)", confidence ? nn_shape_str(confidence, s2, sizeof s2) : "(null)");
     N = x->shape[0];
+    if ((N > m->chunk_size) != (plan->reps != NULL) || (plan->mask && plan->mask->shape[3] != m->chunk_size))
+        nn_error("mesh_attn_forward: the plan was made for another N or chunk size (N %lld, chunk %d)", (long long)N,
+                 m->chunk_size);
     nn_scope_begin();
     /* 1. confidence gate */
-    gate = nn_sigmoid(nn_Linear_forward(&m->confidence_gate, confidence));
-    x = nn_LayerNorm_forward(&m->norm1, nn_add(x, nn_mul(x, gate)));
+    gate = nn_sigmoid(h = nn_Linear_forward(&m->confidence_gate, confidence));
+    mesh__drop(h, NULL);
+    h = nn_mul(x, gate);
+    mesh__drop(gate, NULL);
+    t = nn_add(x, h);
+    mesh__drop(h, NULL);
+    x = nn_LayerNorm_forward(&m->norm1, t);
+    mesh__drop(t, NULL);
     /* 2. chunked local attention */
-    local = N > m->chunk_size ? mesh__chunked_local(m, x) : mesh__attend(&m->local_attention, x, x);
-    x = nn_LayerNorm_forward(&m->norm2, nn_add(x, local));
+    local = N > m->chunk_size ? mesh__chunked_local(m, x, plan->mask) : mesh__attend(&m->local_attention, x, x);
+    t = nn_add(x, local);
+    mesh__drop(local, NULL);
+    mesh__drop(x, NULL);
+    x = nn_LayerNorm_forward(&m->norm2, t);
+    mesh__drop(t, NULL);
     /* 3. global context from the top-k-confidence faces */
     if (N > m->chunk_size) {
-        nn_tensor *idx = NULL, *reps;
-        int64_t k = m->chunk_size < N ? m->chunk_size : N;
-        nn_topk(nn_reshape(confidence, 1, &N), k, 0, 1, NULL, &idx);
-        reps = nn_index_select(x, 0, idx);
+        nn_tensor *reps = nn_index_select(x, 0, plan->reps);
         glob = mesh__attend(&m->global_attention, x, reps);
+        mesh__drop(reps, NULL);
     } else glob = mesh__attend(&m->global_attention, x, x);
-    x = nn_LayerNorm_forward(&m->norm3, nn_add(x, glob));
+    t = nn_add(x, glob);
+    mesh__drop(glob, NULL);
+    mesh__drop(x, NULL);
+    x = nn_LayerNorm_forward(&m->norm3, t);
+    mesh__drop(t, NULL);
     /* 4. FFN: Linear -> GELU -> Dropout -> Linear, residual, no norm after */
-    h = nnm_dropout(nn_gelu(nn_Linear_forward(&m->ffn0, x)), m->dropout);
-    x = nn_add(x, nn_Linear_forward(&m->ffn3, h));
-    return nn_scope_end(x);
+    h = nn_Linear_forward(&m->ffn0, x);
+    t = nn_gelu(h);
+    mesh__drop(h, NULL);
+    h = nnm_dropout(t, m->dropout);
+    mesh__drop(t, h);
+    t = nn_Linear_forward(&m->ffn3, h);
+    mesh__drop(h, NULL);
+    h = nn_add(x, t);
+    mesh__drop(t, NULL);
+    mesh__drop(x, NULL);
+    return nn_scope_end(h);
+}
+
+/* x [N, E], confidence [N, 1] -> [N, E] (one layer alone: makes its own plan) */
+NN_MODEL_FN nn_tensor *mesh_attn_forward(const mesh_attn *m, nn_tensor *x, nn_tensor *confidence) {
+    mesh_attn_plan p;
+    nn_tensor *y;
+    if (!confidence || confidence->ndim != 2 || confidence->shape[1] != 1)
+        nn_error("mesh_attn_forward: confidence must be [N, 1]");
+    nn_scope_begin();
+    p = mesh_attn_plan_make(m->chunk_size, confidence);
+    y = mesh_attn_forward_plan(m, x, confidence, &p);
+    return nn_scope_end(y);
 }
 
 #endif

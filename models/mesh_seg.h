@@ -118,21 +118,40 @@ NN_MODEL_FN void mesh_seg_init(mesh_seg *m, nn_params *P, const char *prefix, me
     mesh_seg__lin(&m->cls4, P, prefix, "classifier.4", 64, 2);
 }
 
-/* Linear -> GELU -> LayerNorm, the seed's small projection pattern */
+/* Linear -> GELU -> LayerNorm, the seed's small projection pattern (intermediates released as they are used
+   up, as in models/mesh_attn.h: what backward needs the tape keeps) */
 NN_MODEL_FN nn_tensor *mesh_seg__lin_gelu_ln(const nn_Linear *l, const nn_LayerNorm *n, nn_tensor *x) {
-    return nn_LayerNorm_forward(n, nn_gelu(nn_Linear_forward(l, x)));
+    nn_tensor *a = nn_Linear_forward(l, x), *b = nn_gelu(a), *y;
+    nn_tensor_free(a);
+    y = nn_LayerNorm_forward(n, b);
+    nn_tensor_free(b);
+    return y;
 }
 
 /* CompactGroupedEmbedding: partfield [N,448], confidence [N,1], coordinates [N,9] -> [N,128] */
 NN_MODEL_FN nn_tensor *mesh_seg_embedding(const mesh_seg *m, nn_tensor *pf, nn_tensor *conf, nn_tensor *coord) {
     nn_tensor *parts[3], *h;
+    nn_tensor *a, *b;
     nn_scope_begin();
-    h = nnm_dropout(nn_gelu(nn_Linear_forward(&m->pf0, pf)), m->cfg.embed_dropout);
-    parts[0] = nn_LayerNorm_forward(&m->pf4, nn_Linear_forward(&m->pf3, h));
+    a = nn_Linear_forward(&m->pf0, pf);
+    b = nn_gelu(a);
+    mesh__drop(a, NULL);
+    h = nnm_dropout(b, m->cfg.embed_dropout);
+    mesh__drop(b, h);
+    a = nn_Linear_forward(&m->pf3, h);
+    mesh__drop(h, NULL);
+    parts[0] = nn_LayerNorm_forward(&m->pf4, a);
+    mesh__drop(a, NULL);
     parts[1] = mesh_seg__lin_gelu_ln(&m->conf0, &m->conf2, conf);
     parts[2] = mesh_seg__lin_gelu_ln(&m->coord0, &m->coord2, coord);
     h = nn_concat(3, parts, -1);
-    h = nn_gelu(nn_LayerNorm_forward(&m->fusion1, nn_Linear_forward(&m->fusion0, h)));
+    mesh__drop(parts[0], NULL); mesh__drop(parts[1], NULL); mesh__drop(parts[2], NULL);
+    a = nn_Linear_forward(&m->fusion0, h);
+    mesh__drop(h, NULL);
+    b = nn_LayerNorm_forward(&m->fusion1, a);
+    mesh__drop(a, NULL);
+    h = nn_gelu(b);
+    mesh__drop(b, NULL);
     return nn_scope_end(h);
 }
 
@@ -151,7 +170,12 @@ NN_MODEL_FN nn_tensor *mesh_seg_pos_encoding(const mesh_seg *m, nn_tensor *coord
     s2[0] = N * 4; s2[1] = 3;
     pts = mesh_seg__lin_gelu_ln(&m->point0, &m->point2, nn_reshape(pts, 2, s2));   /* (N*4, 32) */
     s2[0] = N; s2[1] = 4 * 32;
-    geo = mesh_seg__lin_gelu_ln(&m->geo0, &m->geo2, nn_reshape(pts, 2, s2));       /* (N, 128) */
+    {
+        nn_tensor *r = nn_reshape(pts, 2, s2);
+        nn_tensor_free(pts);
+        geo = mesh_seg__lin_gelu_ln(&m->geo0, &m->geo2, r);                           /* (N, 128) */
+        nn_tensor_free(r);
+    }
     /* area and unit normal from the cross product of the edges v2-v1, v3-v1 */
     v[0] = nn_slice(coord, 1, 0, 3); v[1] = nn_slice(coord, 1, 3, 6); v[2] = nn_slice(coord, 1, 6, 9);
     e1 = nn_sub(v[1], v[0]);
@@ -166,31 +190,59 @@ NN_MODEL_FN nn_tensor *mesh_seg_pos_encoding(const mesh_seg *m, nn_tensor *coord
     return nn_scope_end(mesh_seg__lin_gelu_ln(&m->final0, &m->final2, nn_concat(2, cat, -1)));
 }
 
-/* the checkpointed body of one layer: in = {x, confidence}, out = {x'} */
+/* the checkpointed body of one layer: in = {x, confidence[, mask][, reps]} (the plan's tensors ride as inputs so
+   that they live until backward recomputes the layer), out = {x'} */
 NN_MODEL_FN void mesh_seg__layer_fn(void *ctx, nn_tensor **in, nn_tensor **out) {
-    out[0] = mesh_attn_forward((const mesh_attn *)ctx, in[0], in[1]);
+    const mesh_attn *l = (const mesh_attn *)ctx;
+    int64_t N = in[0]->shape[0];
+    mesh_attn_plan p;
+    int k = 2;
+    p.mask = p.reps = NULL;
+    if (N > l->chunk_size) {
+        if (N % l->chunk_size) p.mask = in[k++];
+        p.reps = in[k++];
+    }
+    out[0] = mesh_attn_forward_plan(l, in[0], in[1], &p);
 }
 
 /* features [N, 458] -> logits [N, 2] */
 NN_MODEL_FN nn_tensor *mesh_seg_forward(const mesh_seg *m, nn_tensor *features) {
     nn_tensor *pf, *conf, *coord, *x;
+    mesh_attn_plan plan;
     int i;
     char s[64];
     if (!features || features->ndim != 2 || features->shape[1] != MESH_SEG_IN || features->shape[0] < 1)
         nn_error("mesh_seg_forward: expected features [N, %d] with N >= 1, got %s", MESH_SEG_IN,
                  features ? nn_shape_str(features, s, sizeof s) : "(null)");
     nn_scope_begin();
-    pf = nn_slice(features, 1, 0, MESH_SEG_PF);
+    pf = nn_slice(features, 1, 0, MESH_SEG_PF);   /* a copy (columns): released once embedded */
     conf = nn_slice(features, 1, MESH_SEG_PF, MESH_SEG_PF + 1);
     coord = nn_slice(features, 1, MESH_SEG_PF + 1, MESH_SEG_IN);
-    x = nn_add(mesh_seg_embedding(m, pf, conf, coord), mesh_seg_pos_encoding(m, coord));
+    {
+        nn_tensor *e = mesh_seg_embedding(m, pf, conf, coord), *p;
+        nn_tensor_free(pf);
+        p = mesh_seg_pos_encoding(m, coord);
+        x = nn_add(e, p);
+        nn_tensor_free(e);
+        nn_tensor_free(p);
+    }
+    /* every layer has the model's chunk size and the same confidence: one plan (mask, top-k) for all */
+    plan = mesh_attn_plan_make(m->cfg.chunk_size, conf);
     for (i = 0; i < m->cfg.num_layers; i++) {
         if (m->checkpointing && nn_grad_enabled()) {
-            nn_tensor *in[2], *out[1];
+            nn_tensor *in[4], *out[1];
+            int n_in = 2;
             in[0] = x; in[1] = conf;
-            nn_checkpoint(mesh_seg__layer_fn, (void *)&m->layers[i], 2, in, 1, out);
+            if (plan.mask) in[n_in++] = plan.mask;
+            if (plan.reps) in[n_in++] = plan.reps;
+            nn_checkpoint(mesh_seg__layer_fn, (void *)&m->layers[i], n_in, in, 1, out);
+            nn_tensor_free(x);   /* the checkpoint keeps its input */
             x = out[0];
-        } else x = mesh_attn_forward(&m->layers[i], x, conf);
+        } else {
+            nn_tensor *y = mesh_attn_forward_plan(&m->layers[i], x, conf, &plan);
+            nn_tensor_free(x);
+            x = y;
+        }
     }
     x = nn_gelu(nn_Linear_forward(&m->cls1, nn_LayerNorm_forward(&m->cls0, x)));
     x = nn_Linear_forward(&m->cls4, nnm_dropout(x, m->cfg.dropout));

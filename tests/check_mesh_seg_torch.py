@@ -15,9 +15,6 @@ import argparse, sys
 import numpy as np
 import torch
 import torch.nn as nn
-import yaml
-from safetensors.torch import load_file
-from safetensors import safe_open
 
 
 # ---------------------------------------------------------------- the seed's model (reference spec)
@@ -151,6 +148,9 @@ def main():
     ap.add_argument("--logits", required=True, help="the logits our infer wrote (--logits)")
     ap.add_argument("--tol", type=float, default=1e-3)
     args = ap.parse_args()
+    import yaml   # here, not at the top: bench/mesh_seg_step_torch.py imports the model classes without them
+    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     with safe_open(args.ckpt, "pt") as f:
         meta = f.metadata() or {}

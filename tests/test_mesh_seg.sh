@@ -8,6 +8,8 @@
 #   - infer writes a valid .npy of labels and a PLY whose counts match its header
 #   - (when PyTorch is installed) the seed's PyTorch model loads the checkpoint and gives the same logits
 # Usage: sh tests/test_mesh_seg.sh [BUILD_DIR]   (default build/mesh_seg; `make mesh_seg` builds it)
+#        MESH_SEG=build/mesh_seg/mesh_seg_cuda sh tests/test_mesh_seg.sh   tests that program instead (the CUDA
+#        build; its training.device=auto runs everything on the GPU when one is present)
 # Last line: "N passed, M failed"; exit status 1 on any failure.
 B=${1:-build/mesh_seg}
 PY=${PYTHON:-python3}
@@ -18,8 +20,9 @@ ok()  { pass=$((pass + 1)); echo "ok   $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
 
-if [ ! -x "$B/mesh_seg" ] || [ ! -x "$B/gen_data" ]; then
-    echo "test_mesh_seg: $B/mesh_seg or $B/gen_data missing (make mesh_seg)"; echo "0 passed, 1 failed"; exit 1
+MS=${MESH_SEG:-$B/mesh_seg}
+if [ ! -x "$MS" ] || [ ! -x "$B/gen_data" ]; then
+    echo "test_mesh_seg: $MS or $B/gen_data missing (make mesh_seg)"; echo "0 passed, 1 failed"; exit 1
 fi
 export KIT_PROGRESS=plain OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 CFG="--config configs/mesh_seg_tiny.yaml --set data.train_dir=$T/data/train --set data.val_dir=$T/data/val
@@ -39,25 +42,26 @@ EOF"
 fi
 
 # training A: 4 epochs x 2 meshes = 8 steps
-"$B/mesh_seg" train $CFG --set training.epochs=4 --set output.dir="$T/a" > "$T/a.log" 2>&1
+"$MS" train $CFG --set training.epochs=4 --set output.dir="$T/a" > "$T/a.log" 2>&1
+sed -n 's/.*parameters on \([a-z]*\)$/  trained on \1/p' "$T/a.log"
 check "train runs (8 steps, checkpoints last + best)" '[ -f "$T/a/last.safetensors" ] && [ -f "$T/a/best.safetensors" ] && [ $(wc -l < "$T/a/train_log.csv") -eq 9 ]'
 check "loss decreases (first two steps vs last two)" "awk -F, 'NR>1 { l[NR-1] = \$4 } END { a = (l[1] + l[2]) / 2; b = (l[7] + l[8]) / 2; print \"  loss \" a \" -> \" b; exit !(b < a - 0.01) }' '$T/a/train_log.csv'"
 check "TensorBoard event file and loss plot written" 'ls "$T"/a/events.out.tfevents.* >/dev/null 2>&1 && [ -s "$T/a/loss.png" ]'
 
 # training B: stop after 2 epochs, resume for the other 2; per-step losses must equal A's
-"$B/mesh_seg" train $CFG --set training.epochs=4 --set training.max_steps=4 --set output.dir="$T/b" > "$T/b1.log" 2>&1
-"$B/mesh_seg" train $CFG --set training.epochs=4 --set output.dir="$T/b" --resume > "$T/b2.log" 2>&1
+"$MS" train $CFG --set training.epochs=4 --set training.max_steps=4 --set output.dir="$T/b" > "$T/b1.log" 2>&1
+"$MS" train $CFG --set training.epochs=4 --set output.dir="$T/b" --resume > "$T/b2.log" 2>&1
 check "resume continues at epoch 3" 'grep -q "resumed from .*epoch 2 done, step 4" "$T/b2.log" && [ $(wc -l < "$T/b/train_log.csv") -eq 9 ]'
 check "resumed losses equal the uninterrupted run's" "awk -F, 'FNR>1 { if (FILENAME == ARGV[1]) a[\$1] = \$4; else b[\$1] = \$4 } END { m = 0; for (s = 5; s <= 8; s++) { d = a[s] - b[s]; if (d < 0) d = -d; if (!(s in b)) d = 1; if (d > m) m = d }; print \"  max |loss difference| over steps 5-8: \" m; exit !(m <= 1e-5) }' '$T/a/train_log.csv' '$T/b/train_log.csv'"
 
 # eval
-"$B/mesh_seg" eval $CFG --set output.dir="$T/a" > "$T/eval.log" 2>&1
+"$MS" eval $CFG --set output.dir="$T/a" > "$T/eval.log" 2>&1
 check "eval prints model and baseline metrics" 'grep -q "model .*movable IoU" "$T/eval.log" && grep -q "confidence > threshold .*movable IoU" "$T/eval.log"'
 sed -n '2,4p' "$T/eval.log"
 
 # infer
 M="$T/data/val/mesh_0000"
-"$B/mesh_seg" infer $CFG --ckpt "$T/a/best.safetensors" "$M" --out "$T/pred" --logits > "$T/infer.log" 2>&1
+"$MS" infer $CFG --ckpt "$T/a/best.safetensors" "$M" --out "$T/pred" --logits > "$T/infer.log" 2>&1
 N=$(sed -n 's/.*: \([0-9]*\) faces.*/\1/p' "$T/infer.log" | head -1)
 check "infer writes .pred.npy, .ply, .logits.npy" '[ -s "$T/pred/mesh_0000.pred.npy" ] && [ -s "$T/pred/mesh_0000.ply" ] && [ -s "$T/pred/mesh_0000.logits.npy" ] && [ -n "$N" ]'
 check "pred.npy: NumPy magic, |u1, shape (N,), N + header bytes" "head -c 6 '$T/pred/mesh_0000.pred.npy' | od -c | grep -q 'N   U   M   P   Y' &&

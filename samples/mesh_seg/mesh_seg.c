@@ -3,11 +3,14 @@
 
        mesh_seg train [--config configs/mesh_seg.yaml] [--set key=value ...] [--resume]
        mesh_seg eval  [--config ...] [--ckpt PATH]             held-out meshes: model vs thresholded confidence
-       mesh_seg step  [--config ...] --faces N [--reps R]      one timed training step on N synthetic faces
+       mesh_seg step  [--config ...] --faces N [--reps R]      timed training steps on N synthetic faces
        mesh_seg infer [--config ...] [--ckpt PATH] MESH_DIR... [--out DIR] [--logits]
                                                      writes DIR/<mesh>.pred.npy, DIR/<mesh>.ply (and .logits.npy)
    training.max_time_s / max_steps end training early; the epoch under way then counts as done (its
    checkpoint is written, --resume starts at the next one).
+   training.device: auto (the GPU when the program was built with -DNN_CUDA, `make mesh-seg-cuda`, and one is
+   present), cpu or cuda. On the GPU the parameters, the optimiser state and each mesh live there; metrics,
+   predictions and checkpoints are read back to the host.
 
    Method.
    Data   one mesh per step: features [N, 458] = PartField 448 | confidence 1 | 3 vertices 9, labels [N]
@@ -54,6 +57,7 @@ static kit_cfg *make_config(void) {
     kit_cfg_add_int(c, "training.warmup_steps", 100, 0, 100000000, "linear warm-up steps from 1% of the peak");
     kit_cfg_add_float(c, "training.min_lr", 1e-6, 0, 1, "cosine floor");
     kit_cfg_add_float(c, "training.grad_clip", 1.0, 0, 1e9, "global gradient-norm clip (0 = off)");
+    kit_cfg_add_string(c, "training.device", "auto", "auto|cpu|cuda", "where to train and run: auto = cuda when built with it and a GPU is present");
     kit_cfg_add_string(c, "training.amp", "off", "off|bf16|f16", "autocast: linear/attention in low precision, f32 master weights (f16 with loss scaling)");
     kit_cfg_add_float(c, "training.movable_weight", 1.0, 0, 100, "cross-entropy weight of the movable class");
     kit_cfg_add_int(c, "training.seed", 0, 0, 1LL << 62, "initialisation, dropout and shuffling");
@@ -188,7 +192,7 @@ static kit_loader *make_loader(mesh_list *L, int workers, int shuffle, uint64_t 
     return ld;
 }
 
-/* a batch of one mesh as tensors (copies; the loader reuses its buffers) */
+/* a batch of one mesh as host tensors (copies; the loader reuses its buffers) */
 static void batch_tensors(const kit_batch *b, nn_tensor **features, nn_tensor **labels) {
     int64_t fs[2], i;
     int32_t *t;
@@ -199,6 +203,9 @@ static void batch_tensors(const kit_batch *b, nn_tensor **features, nn_tensor **
     t = (int32_t *)(*labels)->data;
     for (i = 0; i < fs[0]; i++) t[i] = l[i] ? 1 : 0;
 }
+
+/* t on dev (t itself when it is there already; else a copy in the current scope) */
+static nn_tensor *on(nn_tensor *t, nn_device dev) { return t->device == dev ? t : nn_to(t, dev); }
 
 /* =========================================================================================== metrics */
 typedef struct { double tp, fp, fn, tn, iou_sum; int meshes; } confusion;
@@ -229,7 +236,7 @@ static void predict(nn_tensor *logits, uint8_t *pred) {
 typedef struct { double loss; confusion model, base; } eval_result;
 
 /* every held-out mesh through the model in eval mode */
-static eval_result evaluate(const mesh_seg *m, kit_loader *ld, nn_tensor *class_w, double thr) {
+static eval_result evaluate(const mesh_seg *m, kit_loader *ld, nn_tensor *class_w, double thr, nn_device dev) {
     eval_result r;
     kit_batch b;
     kit_err err;
@@ -244,11 +251,11 @@ static eval_result evaluate(const mesh_seg *m, kit_loader *ld, nn_tensor *class_
         nn_scope_begin();
         batch_tensors(&b, &x, &y);
         n = x->shape[0];
-        logits = mesh_seg_forward(m, x);
-        r.loss += nn_item(nn_cross_entropy(logits, y, class_w, -100, 0.0));
+        logits = mesh_seg_forward(m, on(x, dev));
+        r.loss += nn_item(nn_cross_entropy(logits, on(y, dev), class_w, -100, 0.0));
         pred = malloc((size_t)n);
         base = malloc((size_t)n);
-        predict(logits, pred);
+        predict(on(logits, NN_CPU), pred);
         f = nn_f32_data(x);
         for (i = 0; i < n; i++) base[i] = f[i * MESH_SEG_IN + MESH_SEG_PF] > thr;
         confusion_add(&r.model, (const int32_t *)y->data, pred, n);
@@ -276,9 +283,24 @@ typedef struct {
     kit_cfg *cfg;
     nn_params P;
     mesh_seg model;
-    nn_tensor *class_w;
+    nn_tensor *class_w;       /* on dev */
+    nn_device dev;
     char out[1024];
 } app;
+
+/* training.device -> a device this program can use, or a clear error */
+static nn_device pick_device(const char *s) {
+    if (!strcmp(s, "cpu")) return NN_CPU;
+    if (!strcmp(s, "cuda") && !nn_cuda_available()) {
+#ifdef NN_CUDA
+        fprintf(stderr, "mesh_seg: training.device=cuda, but no CUDA device is present\n");
+#else
+        fprintf(stderr, "mesh_seg: training.device=cuda, but this program was built without CUDA (make mesh-seg-cuda)\n");
+#endif
+        exit(2);
+    }
+    return nn_cuda_available() ? NN_CUDA : NN_CPU;   /* cuda, or auto */
+}
 
 static void app_init(app *a, int *argc, char **argv) {
     memset(a, 0, sizeof *a);
@@ -293,6 +315,13 @@ static void app_init(app *a, int *argc, char **argv) {
         int64_t two = 2;
         w[0] = 1.0f; w[1] = (float)kit_cfg_float(a->cfg, "training.movable_weight");
         a->class_w = nn_from_f32(1, &two, w);
+    }
+    a->dev = pick_device(kit_cfg_string(a->cfg, "training.device"));
+    if (a->dev != NN_CPU) {   /* the model moves in place (its modules keep their tensors); optimisers come after */
+        nn_tensor *w = nn_to(a->class_w, a->dev);
+        nn_tensor_free(a->class_w);
+        a->class_w = w;
+        nn_params_to(&a->P, a->dev);
     }
 }
 
@@ -343,8 +372,8 @@ static int cmd_train(app *a, int resume) {
     ld_val = make_loader(&val, (int)kit_cfg_int(c, "data.workers"), 0, 0);
     steps_per_epoch = train.n;
     total = steps_per_epoch * epochs;
-    printf("mesh_seg train: %d training meshes (up to %lld faces), %d held out; %lld parameters\n", train.n,
-           (long long)train.max_faces, val.n, (long long)nn_params_count(&a->P));
+    printf("mesh_seg train: %d training meshes (up to %lld faces), %d held out; %lld parameters on %s\n", train.n,
+           (long long)train.max_faces, val.n, (long long)nn_params_count(&a->P), nn_device_name(a->dev));
     kit_cfg_print(c, stdout);
 
     /* optimiser and schedule */
@@ -386,6 +415,8 @@ static int cmd_train(app *a, int resume) {
             float gnorm;
             nn_scope_begin();
             batch_tensors(&b, &x, &y);
+            x = on(x, a->dev);
+            y = on(y, a->dev);
             if (amp != NN_F32) nn_autocast_begin(amp);      /* mixed precision, as the seed's torch.autocast */
             loss = nn_cross_entropy(mesh_seg_forward(&a->model, x), y, a->class_w, -100, 0.0);
             if (amp != NN_F32) nn_autocast_end();
@@ -407,16 +438,16 @@ static int cmd_train(app *a, int resume) {
             if ((max_time > 0 && kit_now() - t_start > max_time) || (max_steps > 0 && opt->step >= max_steps)) { stop = 1; break; }
         }
         if (rc < 0) { fprintf(stderr, "mesh_seg: %s\n", err.msg); return 1; }
-        ev = evaluate(&a->model, ld_val, a->class_w, thr);
+        ev = evaluate(&a->model, ld_val, a->class_w, thr, a->dev);
         kit_progress_end(&prog, "val_loss %.4f  val IoU %.4f (confidence %.4f)  peak %.0f MB", ev.loss, c_iou(&ev.model),
-                         c_iou(&ev.base), nn_mem_stats(NN_CPU).peak / 1e6);
+                         c_iou(&ev.base), nn_mem_stats(a->dev).peak / 1e6);
         kit_tb_scalar(tb, "val/loss", ev.loss, opt->step);
         kit_tb_scalar(tb, "val/accuracy", c_acc(&ev.model), opt->step);
         kit_tb_scalar(tb, "val/movable_iou", c_iou(&ev.model), opt->step);
         kit_tb_scalar(tb, "val/movable_f1", c_f1(&ev.model), opt->step);
         kit_tb_scalar(tb, "baseline/movable_iou", c_iou(&ev.base), opt->step);
         kit_tb_scalar(tb, "baseline/movable_f1", c_f1(&ev.base), opt->step);
-        kit_tb_scalar(tb, "memory/peak_mb", nn_mem_stats(NN_CPU).peak / 1e6, opt->step);
+        kit_tb_scalar(tb, "memory/peak_mb", nn_mem_stats(a->dev).peak / 1e6, opt->step);
         kit_tb_flush(tb);
         fflush(csv);
         if (max_time > 0 && kit_now() - t_start > max_time) stop = 1;
@@ -477,7 +508,7 @@ static int cmd_eval(app *a, const char *ckpt) {
     if (list_meshes(kit_cfg_string(a->cfg, "data.val_dir"), &val, &err)) { fprintf(stderr, "mesh_seg: %s\n", err.msg); return 1; }
     load_weights(a, ckpt);
     ld = make_loader(&val, (int)kit_cfg_int(a->cfg, "data.workers"), 0, 0);
-    r = evaluate(&a->model, ld, a->class_w, kit_cfg_float(a->cfg, "eval.conf_threshold"));
+    r = evaluate(&a->model, ld, a->class_w, kit_cfg_float(a->cfg, "eval.conf_threshold"), a->dev);
     printf("checkpoint %s, held-out meshes in %s (confidence threshold %.2f)\n", ckpt, kit_cfg_string(a->cfg, "data.val_dir"),
            kit_cfg_float(a->cfg, "eval.conf_threshold"));
     print_eval(&r, "eval");
@@ -534,7 +565,7 @@ static int cmd_infer(app *a, const char *ckpt, int n_in, char **inputs, const ch
         x = nn_npy_load(path);
         if (x->dtype != NN_F32 || x->ndim != 2 || x->shape[1] != MESH_SEG_IN) nn_error("mesh_seg infer: %s: expected f32 [N, %d]", path, MESH_SEG_IN);
         n = x->shape[0];
-        logits = mesh_seg_forward(&a->model, x);
+        logits = on(mesh_seg_forward(&a->model, on(x, a->dev)), NN_CPU);
         pt = nn_empty(NN_U8, 1, &n);
         pred = (uint8_t *)pt->data;
         predict(logits, pred);
@@ -568,43 +599,60 @@ static int cmd_infer(app *a, const char *ckpt, int n_in, char **inputs, const ch
     return 0;
 }
 
-/* one training step (forward, backward, AdamW) on a synthetic mesh of n faces, timed, with peak memory:
-   the issue's scale check (40,000 and 200,000 faces) without a data set */
+/* training steps (forward, loss, backward, clipping, AdamW; training.amp as in train) on a synthetic mesh of n
+   faces, each timed, with the device's peak memory: the issue's scale check (40,000 and 200,000 faces) without
+   a data set. bench/mesh_seg_step_bench.c is the side-by-side benchmark with PyTorch. */
 static int cmd_step(app *a, int64_t n, int reps) {
     int64_t s[2], i;
-    nn_tensor *x, *y;
+    nn_tensor *xh, *yh, *x, *y;
     nn_adamw *opt;
     float *f;
     int32_t *t;
     int r;
     kit_rng g;
+    const char *amp_s = kit_cfg_string(a->cfg, "training.amp");
+    nn_dtype amp = !strcmp(amp_s, "bf16") ? NN_BF16 : !strcmp(amp_s, "f16") ? NN_F16 : NN_F32;
     s[0] = n; s[1] = MESH_SEG_IN;
-    x = nn_empty(NN_F32, 2, s);
-    y = nn_empty(NN_I32, 1, s);
-    f = nn_f32_data(x);
-    t = (int32_t *)y->data;
+    xh = nn_empty(NN_F32, 2, s);
+    yh = nn_empty(NN_I32, 1, s);
+    f = nn_f32_data(xh);
+    t = (int32_t *)yh->data;
     kit_rng_seed(&g, 1);
     for (i = 0; i < n * MESH_SEG_IN; i++) f[i] = (float)kit_rng_range(&g, -1, 1);
     for (i = 0; i < n; i++) { f[i * MESH_SEG_IN + MESH_SEG_PF] = (float)kit_rng_uniform(&g); t[i] = (int32_t)(kit_rng_next(&g) & 1); }
+    x = a->dev == NN_CPU ? xh : nn_to(xh, a->dev);
+    y = a->dev == NN_CPU ? yh : nn_to(yh, a->dev);
     opt = nn_adamw_new(&a->P, nn_adamw_default());
     nn_set_training(1);
     for (r = 0; r < reps; r++) {
-        double t0 = kit_now(), t1;
-        nn_mem_reset_peak(NN_CPU);
+        double t0, t1;
+        float gn;
+        nn_cuda_synchronize();
+        nn_mem_reset_peak(a->dev);
+        t0 = kit_now();
         nn_scope_begin();
         nn_params_zero_grad(&a->P);
-        nn_backward(nn_cross_entropy(mesh_seg_forward(&a->model, x), y, a->class_w, -100, 0.0));
-        nn_clip_grad_norm(&a->P, 1.0, 0);
+        if (amp != NN_F32) nn_autocast_begin(amp);
+        {
+            nn_tensor *loss = nn_cross_entropy(mesh_seg_forward(&a->model, x), y, a->class_w, -100, 0.0);
+            if (amp != NN_F32) nn_autocast_end();
+            nn_backward(loss);
+        }
+        gn = nn_clip_grad_norm(&a->P, 1.0, 0);
         nn_adamw_step(opt, 1e-4);
         nn_scope_end(NULL);
+        nn_cuda_synchronize();
         t1 = kit_now();
-        printf("step on %lld faces: %.3f s, peak memory %.1f MiB (layers %d, heads %d, chunk %d, checkpointing %s)\n",
-               (long long)n, t1 - t0, nn_mem_stats(NN_CPU).peak / 1048576.0, a->model.cfg.num_layers,
-               a->model.cfg.num_heads, a->model.cfg.chunk_size, a->model.checkpointing ? "on" : "off");
+        printf("step on %lld faces (%s, amp %s): %.4f s, peak memory %.1f MiB, grad norm %.4g (layers %d, heads %d, "
+               "chunk %d, checkpointing %s)\n", (long long)n, nn_device_name(a->dev), amp_s, t1 - t0,
+               nn_mem_stats(a->dev).peak / 1048576.0, gn, a->model.cfg.num_layers, a->model.cfg.num_heads,
+               a->model.cfg.chunk_size, a->model.checkpointing ? "on" : "off");
     }
     nn_adamw_free(opt);
-    nn_tensor_free(x);
-    nn_tensor_free(y);
+    if (x != xh) nn_tensor_free(x);
+    if (y != yh) nn_tensor_free(y);
+    nn_tensor_free(xh);
+    nn_tensor_free(yh);
     return 0;
 }
 
