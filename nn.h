@@ -3809,6 +3809,22 @@ nn_tensor *nn_concat(int n_t, nn_tensor **ts, int dim) {
     nn_node *n;
     size_t es;
     if (n_t < 1 || !ts || !ts[0]) nn_error("nn_concat: need at least one tensor");
+    {   /* floating dtypes that differ are promoted first, as torch.cat (an autocast bf16 output with f32 -> f32) */
+        int mixed = 0, all_float = nn_dtype_is_float(ts[0]->dtype);
+        for (k = 1; k < n_t; k++) {
+            if (!ts[k]) nn_error("nn_concat: tensor %d is NULL", k);
+            if (ts[k]->dtype != ts[0]->dtype) mixed = 1;
+            if (!nn_dtype_is_float(ts[k]->dtype)) all_float = 0;
+        }
+        if (mixed && all_float) {
+            nn_tensor **c = (nn_tensor **)NN_MALLOC(sizeof(nn_tensor *) * (size_t)n_t), *r;
+            if (!c) nn_error("nn_concat: out of host memory");
+            for (k = 0; k < n_t; k++) c[k] = nn__as_f32(ts[k]);
+            r = nn_concat(n_t, c, dim);
+            NN_FREE(c);
+            return r;
+        }
+    }
     d = nn__norm_dim("nn_concat", ts[0], dim);
     memcpy(s, ts[0]->shape, sizeof s);
     s[d] = 0;

@@ -427,6 +427,36 @@ static void test_init(void) {
     nn_params_free(&P);
 }
 
+/* f16/bf16 tensors on the CPU: elementwise results in torch's promoted dtype, concat promotes, and gradients
+   come back in each tensor's own dtype (bf16 leaf -> bf16 gradient, as torch) */
+static void test_low_precision(void) {
+    int64_t s23[2] = {2, 3}, s22[2] = {2, 2};
+    float va[6] = {1.5f, -2.25f, 3.0f, 0.5f, 8.0f, -1.0f}, vb[4] = {0.1f, 0.2f, 0.3f, 0.4f}, h[10];
+    nn_tensor *a32 = nn_from_f32(2, s23, va), *a = nn_cast(a32, NN_BF16), *b = nn_from_f32(2, s22, vb), *y, *z, *c[2];
+    int i;
+    nn_tensor_free(a32);
+    nn_scope_begin();
+    nn_requires_grad(a, 1); nn_requires_grad(b, 1);
+    y = nn_gelu(a);
+    CHECK(y->dtype == NN_BF16, "gelu of bf16 is bf16, got %s", nn_dtype_name(y->dtype));
+    CHECK(nn_add(a, a)->dtype == NN_BF16 && nn_mul(a, nn_ones(NN_F32, 2, s23))->dtype == NN_F32,
+          "bf16 op bf16 -> bf16, bf16 op f32 -> f32");
+    c[0] = a; c[1] = b;
+    z = nn_concat(2, c, 1);
+    CHECK(z->dtype == NN_F32 && z->shape[1] == 5, "concat of bf16 and f32 is f32 [2,5]");
+    nn_to_host(z, h);
+    CHECK(h[0] == 1.5f && h[3] == 0.1f && h[5] == 0.5f && h[9] == 0.4f, "concat values");
+    nn_backward(nn_sum_all(nn_mul(z, z)));
+    CHECK(a->grad && a->grad->dtype == NN_BF16 && b->grad && b->grad->dtype == NN_F32, "gradients in the tensors' dtypes");
+    if (a->grad) {
+        nn_to_host(nn_cast(a->grad, NN_F32), h);
+        for (i = 0; i < 6; i++) CHECK(h[i] == 2 * va[i], "d sum(z^2)/da = 2a (%g vs %g)", h[i], 2 * va[i]);
+    }
+    nn_scope_end(NULL);
+    nn_zero_grad(a); nn_zero_grad(b);
+    nn_tensor_free(a); nn_tensor_free(b);
+}
+
 static void test_errors(void) {
     int64_t s1[2] = {4, 16}, s2[2] = {8, 3}, s3[1] = {5};
     nn_tensor *a = nn_zeros(NN_F32, 2, s1), *b = nn_zeros(NN_F32, 2, s2), *c = nn_zeros(NN_F32, 1, s3);
@@ -456,6 +486,7 @@ int main(void) {
     test_train_mlp();
     test_backward_keeps_seed();
     test_init();
+    test_low_precision();
     test_errors();
     nn_shutdown();
     return test_summary();
