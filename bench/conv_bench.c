@@ -16,16 +16,7 @@
 #define NN_IMPLEMENTATION
 #include "nn.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench.h"
 
 typedef struct { const char *name; int64_t c, h, w, cout, k, stride, pad; } conv_case;
 

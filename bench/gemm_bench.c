@@ -24,16 +24,7 @@
 #define NN_IMPLEMENTATION
 #include "nn.h"   /* nn__sgemm lives in its [ops:gemm] section */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench.h"
 
 /* GHz from a chain of dependent register adds: 1 add per cycle. Returns 0 where inline asm is unavailable. */
 static double clock_ghz_add_chain(void) {

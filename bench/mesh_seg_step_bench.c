@@ -34,16 +34,7 @@
 #include <time.h>
 #include <math.h>
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench.h"
 
 /* splitmix64: the synthetic mesh, independent of nn.h's generator (which seeds the weights) */
 static uint64_t mix(uint64_t *s) {
