@@ -224,8 +224,7 @@ NN_MODEL_FN nn_tensor *dinov2_forward(const dinov2 *m, nn_tensor *pixels) {
     x = nn_transpose(nn_flatten(x, 2, 3), 1, 2);                        /* [B, h*w, D] */
     s[0] = pixels->shape[0]; s[1] = 1; s[2] = m->c.hidden;
     parts[0] = nn_expand(m->cls_token, 3, s);
-    parts[1] = x->dtype == m->cls_token->dtype ? x : nn_cast(x, m->cls_token->dtype);  /* torch.cat promotes */
-
+    parts[1] = x;                                                       /* nn_concat promotes, as torch.cat */
     x = nn_concat(2, parts, 1);
     x = nn_add(x, dinov2_pos_embed(m, pixels->shape[2], pixels->shape[3]));
     for (i = 0; i < m->c.layers; i++) {
