@@ -329,6 +329,12 @@ typedef struct {
    above the causal diagonal and its bias is not -inf. A query row with no attended key gives 0 and zero
    gradients. A bias broadcast over Lk shifts a whole row, which softmax ignores: its gradient is 0. */
 nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *opts);
+/* The same attention with the heads packed in the last dim, as linear layers leave them: q [B,Lq,heads*D],
+   k [B,Lk,heads*D], v [B,Lk,heads*Dv] -> [B,Lq,heads*Dv]. Equal to splitting each into [B,heads,L,D] (reshape,
+   permute(0,2,1,3)), nn_sdpa, and merging back; mask and bias still broadcast to [B,heads,Lq,Lk]. On the GPU the
+   kernels read and write this layout in place (as PyTorch's SDPA takes transposed views), so neither forward nor
+   backward copies heads around: multi-head attention's four permute copies and their four gradients are gone. */
+nn_tensor *nn_sdpa_heads(nn_tensor *q, nn_tensor *k, nn_tensor *v, int heads, const nn_sdpa_opts *opts);
 /* key-padding mask [B,Lk] with 1 = valid, 0 = padding (seed 002's scene_mask) -> bool [B,1,1,Lk] */
 nn_tensor *nn_key_padding_mask(nn_tensor *valid);
 
@@ -4468,9 +4474,8 @@ typedef struct {
     float scale, p;
 } nn__sdpa_shape;
 
-static void nn__sdpa_check(const char *op, nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *o,
-                           nn__sdpa_shape *s) {
-    char a[96], b[96], cs[96];
+/* q, k, v: present, one device, float dtypes the device takes */
+static void nn__sdpa_check_qkv(const char *op, nn_tensor *q, nn_tensor *k, nn_tensor *v) {
     if (!q || !k || !v) nn_error("%s: q, k and v must not be NULL", op);
 #ifdef NN_CUDA
     if (q->device == NN_CUDA && (q->dtype == NN_F16 || q->dtype == NN_BF16)) {   /* low precision: on the GPU */
@@ -4487,6 +4492,14 @@ static void nn__sdpa_check(const char *op, nn_tensor *q, nn_tensor *k, nn_tensor
     if (k->device != q->device || v->device != q->device)
         nn_error("%s: q, k and v must be on one device (q on %s, k on %s, v on %s)", op,
                  nn_device_name(q->device), nn_device_name(k->device), nn_device_name(v->device));
+}
+
+static void nn__sdpa_check_opts(const char *op, nn_tensor *q, nn_tensor *v, const nn_sdpa_opts *o, nn__sdpa_shape *s);
+
+static void nn__sdpa_check(const char *op, nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *o,
+                           nn__sdpa_shape *s) {
+    char a[96], b[96], cs[96];
+    nn__sdpa_check_qkv(op, q, k, v);
     if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4)
         nn_error("%s: want q [B,H,Lq,D], k [B,H,Lk,D], v [B,H,Lk,Dv]; got q %s, k %s, v %s", op,
                  nn_shape_str(q, a, sizeof a), nn_shape_str(k, b, sizeof b), nn_shape_str(v, cs, sizeof cs));
@@ -4496,6 +4509,13 @@ static void nn__sdpa_check(const char *op, nn_tensor *q, nn_tensor *k, nn_tensor
                  nn_shape_str(q, a, sizeof a), nn_shape_str(k, b, sizeof b), nn_shape_str(v, cs, sizeof cs));
     s->B = q->shape[0]; s->H = q->shape[1]; s->Lq = q->shape[2]; s->D = q->shape[3];
     s->Lk = k->shape[2]; s->Dv = v->shape[3];
+    nn__sdpa_check_opts(op, q, v, o, s);
+}
+
+/* mask, bias, scale, dropout and the GPU's limits, given s's sizes */
+static void nn__sdpa_check_opts(const char *op, nn_tensor *q, nn_tensor *v, const nn_sdpa_opts *o, nn__sdpa_shape *s) {
+    char a[96], cs[96];
+    (void)v; (void)cs;   /* only the GPU's limits name v */
     s->full[0] = s->B; s->full[1] = s->H; s->full[2] = s->Lq; s->full[3] = s->Lk;
     s->scale = 0.0f; s->p = 0.0f;
     if (o && o->mask) {
@@ -4533,8 +4553,8 @@ static void nn__sdpa_check(const char *op, nn_tensor *q, nn_tensor *k, nn_tensor
             nn_error("%s: f32 on cuda takes head dims up to 256; got q %s, v %s", op, nn_shape_str(q, a, sizeof a),
                      nn_shape_str(v, cs, sizeof cs));
         if (s->B > 2147483647 || s->H > 2147483647 || s->Lq > 2147483647 || s->Lk > 2147483647)
-            nn_error("%s: sizes beyond 2^31 on cuda: q %s, k %s", op, nn_shape_str(q, a, sizeof a),
-                     nn_shape_str(k, b, sizeof b));
+            nn_error("%s: sizes beyond 2^31 on cuda: q %s, v %s", op, nn_shape_str(q, a, sizeof a),
+                     nn_shape_str(v, cs, sizeof cs));
     }
 #endif
     if (o && !(o->dropout_p >= 0.0 && o->dropout_p <= 1.0))
@@ -4548,20 +4568,28 @@ static void nn__sdpa_check(const char *op, nn_tensor *q, nn_tensor *k, nn_tensor
    the device and are read through broadcast strides. */
 static int nn__sdpa_cuda_dtype(nn_dtype dt) { return dt == NN_F16 ? 1 : dt == NN_BF16 ? 2 : 0; }
 
-/* element strides (batch, head, row) of a contiguous [B,H,L,D] tensor */
-static void nn__sdpa_cuda_st(const nn_tensor *t, int64_t st[3]) {
+/* element strides (batch, head, row) of a contiguous [B,H,L,D] tensor (heads = 0), or of [B,L,heads*D] (the
+   heads packed in the last dim, nn_sdpa_heads) */
+static void nn__sdpa_cuda_st(const nn_tensor *t, int64_t heads, int64_t st[3]) {
+    if (heads) { st[2] = t->shape[2]; st[1] = t->shape[2] / heads; st[0] = t->shape[1] * st[2]; return; }
     st[2] = t->shape[3]; st[1] = t->shape[2] * st[2]; st[0] = t->shape[1] * st[1];
 }
 
 static void nn__sdpa_cuda_args_of(nn__cuda_sdpa_args *a, const nn_tensor *q, const nn_tensor *k, const nn_tensor *v,
-                                  const nn_tensor *mask, const nn_tensor *bias, double scale, double p, int causal) {
+                                  int64_t heads, const nn_tensor *mask, const nn_tensor *bias, double scale, double p,
+                                  int causal) {
     int64_t full[4];
     memset(a, 0, sizeof *a);
     a->dtype = nn__sdpa_cuda_dtype(q->dtype);
-    a->B = (int)q->shape[0]; a->H = (int)q->shape[1]; a->Lq = (int)q->shape[2]; a->D = (int)q->shape[3];
-    a->Lk = (int)k->shape[2]; a->Dv = (int)v->shape[3];
+    if (heads) {
+        a->B = (int)q->shape[0]; a->H = (int)heads; a->Lq = (int)q->shape[1]; a->D = (int)(q->shape[2] / heads);
+        a->Lk = (int)k->shape[1]; a->Dv = (int)(v->shape[2] / heads);
+    } else {
+        a->B = (int)q->shape[0]; a->H = (int)q->shape[1]; a->Lq = (int)q->shape[2]; a->D = (int)q->shape[3];
+        a->Lk = (int)k->shape[2]; a->Dv = (int)v->shape[3];
+    }
     a->q = q->data; a->k = k->data; a->v = v->data;
-    nn__sdpa_cuda_st(q, a->sq); nn__sdpa_cuda_st(k, a->sk); nn__sdpa_cuda_st(v, a->sv);
+    nn__sdpa_cuda_st(q, heads, a->sq); nn__sdpa_cuda_st(k, heads, a->sk); nn__sdpa_cuda_st(v, heads, a->sv);
     full[0] = a->B; full[1] = a->H; full[2] = a->Lq; full[3] = a->Lk;
     if (mask) { a->mask = (const uint8_t *)mask->data; nn__sdpa_bcast_strides(mask, full, a->ms); }
     if (bias) {
@@ -4579,8 +4607,9 @@ static void nn__sdpa_cuda_backward(nn_node *n) {
     nn_tensor *mask = n->i[1] >= 0 ? n->saved[n->i[1]] : NULL, *bias = n->i[2] >= 0 ? n->saved[n->i[2]] : NULL;
     nn_tensor *go = n->gout[0], *dq = NULL, *dk = NULL, *dv = NULL, *dbias = NULL;
     nn__cuda_sdpa_args a;
+    int64_t heads = n->i[3];
     if (!go) return;
-    nn__sdpa_cuda_args_of(&a, q, k, v, mask, bias, n->a[0], n->a[1], (int)n->i[0]);
+    nn__sdpa_cuda_args_of(&a, q, k, v, heads, mask, bias, n->a[0], n->a[1], (int)n->i[0]);
     /* f16/bf16: the upstream gradient arrives in f32 and the kernels round it to q's dtype as they read it (the
        backward's first pass), and write dq, dk, dv in f32, the dtype the gradients accumulate in: no cast passes */
     if (go->dtype != q->dtype) {
@@ -4589,12 +4618,12 @@ static void nn__sdpa_cuda_backward(nn_node *n) {
     }
     a.grad_f32 = q->dtype != NN_F32;
     a.seed = n->rng.seed; a.offset = n->rng.offset;
-    a.o = out->data; nn__sdpa_cuda_st(out, a.so);
+    a.o = out->data; nn__sdpa_cuda_st(out, heads, a.so);
     a.lse = (float *)lse->data;
-    a.dout = go->data; nn__sdpa_cuda_st(go, a.sdo);
-    if (nn__needs_grad(n, 0)) { dq = nn__new(NN_F32, NN_CUDA, 4, q->shape); a.dq = dq->data; nn__sdpa_cuda_st(dq, a.sdq); }
-    if (nn__needs_grad(n, 1)) { dk = nn__new(NN_F32, NN_CUDA, 4, k->shape); a.dk = dk->data; nn__sdpa_cuda_st(dk, a.sdk); }
-    if (nn__needs_grad(n, 2)) { dv = nn__new(NN_F32, NN_CUDA, 4, v->shape); a.dv = dv->data; nn__sdpa_cuda_st(dv, a.sdv); }
+    a.dout = go->data; nn__sdpa_cuda_st(go, heads, a.sdo);
+    if (nn__needs_grad(n, 0)) { dq = nn__new(NN_F32, NN_CUDA, q->ndim, q->shape); a.dq = dq->data; nn__sdpa_cuda_st(dq, heads, a.sdq); }
+    if (nn__needs_grad(n, 1)) { dk = nn__new(NN_F32, NN_CUDA, k->ndim, k->shape); a.dk = dk->data; nn__sdpa_cuda_st(dk, heads, a.sdk); }
+    if (nn__needs_grad(n, 2)) { dv = nn__new(NN_F32, NN_CUDA, v->ndim, v->shape); a.dv = dv->data; nn__sdpa_cuda_st(dv, heads, a.sdv); }
     if (bias && n->n_in > 3 && nn__needs_grad(n, 3)) {
         /* f32, the bias's own (broadcast) shape: the kernel sums over the broadcast dims */
         dbias = nn__new(NN_F32, NN_CUDA, bias->ndim, bias->shape);
@@ -4613,23 +4642,25 @@ static void nn__sdpa_cuda_backward(nn_node *n) {
     if (dbias) nn__accumulate(n, 3, dbias);
 }
 
+/* heads: 0 for q [B,H,Lq,D] (nn_sdpa), else the heads packed in q [B,Lq,heads*D] (nn_sdpa_heads) */
 static nn_tensor *nn__sdpa_cuda(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *opts,
-                                const nn__sdpa_shape *s) {
+                                const nn__sdpa_shape *s, int64_t heads) {
     nn__cuda_sdpa_args a;
     nn_tensor *out, *lse, *ins[4];
     int64_t oshape[4], lshape[3];
     nn_node *n;
-    nn__sdpa_cuda_args_of(&a, q, k, v, opts->mask, opts->bias, s->scale, s->p, opts->causal);
+    nn__sdpa_cuda_args_of(&a, q, k, v, heads, opts->mask, opts->bias, s->scale, s->p, opts->causal);
     if (s->p > 0.0f) {
         /* exactly as the CPU path: one value per (b,h,i,j), index ((b*H+h)*Lq+i)*Lk+j, regenerated in backward */
         a.offset = nn_rng_reserve((uint64_t)(s->B * s->H * s->Lq * s->Lk));
         a.seed = nn_rng_get().seed;
     }
-    oshape[0] = s->B; oshape[1] = s->H; oshape[2] = s->Lq; oshape[3] = s->Dv;
+    if (heads) { oshape[0] = s->B; oshape[1] = s->Lq; oshape[2] = s->H * s->Dv; }
+    else { oshape[0] = s->B; oshape[1] = s->H; oshape[2] = s->Lq; oshape[3] = s->Dv; }
     lshape[0] = s->B; lshape[1] = s->H; lshape[2] = s->Lq;
-    out = nn__new(q->dtype, NN_CUDA, 4, oshape);
+    out = nn__new(q->dtype, NN_CUDA, heads ? 3 : 4, oshape);
     lse = nn__new(NN_F32, NN_CUDA, 3, lshape);
-    a.o = out->data; nn__sdpa_cuda_st(out, a.so);
+    a.o = out->data; nn__sdpa_cuda_st(out, heads, a.so);
     a.lse = (float *)lse->data;
     if (s->Lk == 0) {   /* no keys: every row is fully masked */
         nn_fill_(out, 0.0);
@@ -4643,6 +4674,7 @@ static nn_tensor *nn__sdpa_cuda(nn_tensor *q, nn_tensor *k, nn_tensor *v, const 
         nn__save(n, q); nn__save(n, k); nn__save(n, v); nn__save(n, out); nn__save(n, lse);
         n->i[0] = opts->causal != 0;
         n->i[1] = -1; n->i[2] = -1;
+        n->i[3] = heads;
         if (opts->mask) { n->i[1] = n->n_saved; nn__save(n, opts->mask); }
         if (opts->bias) { n->i[2] = n->n_saved; nn__save(n, opts->bias); }
         n->a[0] = s->scale;
@@ -4673,7 +4705,7 @@ nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts 
     }
     nn__sdpa_check("nn_sdpa", q, k, v, opts, &s);
 #ifdef NN_CUDA
-    if (q->device == NN_CUDA) return nn__sdpa_cuda(q, k, v, opts, &s);
+    if (q->device == NN_CUDA) return nn__sdpa_cuda(q, k, v, opts, &s, 0);
 #endif
     memset(&c, 0, sizeof c);
     c.B = s.B; c.H = s.H; c.Lq = s.Lq; c.Lk = s.Lk; c.D = s.D; c.Dv = s.Dv;
@@ -4720,6 +4752,50 @@ nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts 
     }
     nn_tensor_free(lse);
     return out;
+}
+
+/* [B, L, heads*D] -> [B, heads, L, D] (a copy) */
+static nn_tensor *nn__sdpa_split(nn_tensor *x, int64_t heads) {
+    int64_t s[4];
+    int perm[4] = {0, 2, 1, 3};
+    s[0] = x->shape[0]; s[1] = x->shape[1]; s[2] = heads; s[3] = x->shape[2] / heads;
+    return nn_permute(nn_reshape(x, 4, s), perm);
+}
+
+nn_tensor *nn_sdpa_heads(nn_tensor *q, nn_tensor *k, nn_tensor *v, int heads, const nn_sdpa_opts *opts) {
+    static const char *op = "nn_sdpa_heads";
+    nn__sdpa_shape s;
+    nn_tensor *o;
+    int64_t os[3], H = heads;
+    char a[96], b[96], cs[96];
+    int perm[4] = {0, 2, 1, 3};
+    nn_sdpa_opts none;
+    memset(&none, 0, sizeof none);
+    if (!opts) opts = &none;
+    if (nn_autocast_dtype() != NN_F32) {   /* as nn_sdpa */
+        nn_sdpa_opts ao = *opts;
+        nn_dtype dt = nn__autocast_enter();
+        ao.bias = nn__autocast_arg(ao.bias, dt);
+        return nn__autocast_leave(nn_sdpa_heads(nn__autocast_arg(q, dt), nn__autocast_arg(k, dt),
+                                                nn__autocast_arg(v, dt), heads, &ao), dt);
+    }
+    nn__sdpa_check_qkv(op, q, k, v);
+    if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3 || heads <= 0 || k->shape[0] != q->shape[0] ||
+        v->shape[0] != q->shape[0] || v->shape[1] != k->shape[1] || k->shape[2] != q->shape[2] ||
+        q->shape[2] % H || v->shape[2] % H)
+        nn_error("%s: want q [B,Lq,heads*D], k [B,Lk,heads*D], v [B,Lk,heads*Dv] with heads = %d dividing the last "
+                 "dims; got q %s, k %s, v %s", op, heads, nn_shape_str(q, a, sizeof a), nn_shape_str(k, b, sizeof b),
+                 nn_shape_str(v, cs, sizeof cs));
+    s.B = q->shape[0]; s.H = H; s.Lq = q->shape[1]; s.Lk = k->shape[1]; s.D = q->shape[2] / H; s.Dv = v->shape[2] / H;
+    nn__sdpa_check_opts(op, q, v, opts, &s);
+#ifdef NN_CUDA
+    if (q->device == NN_CUDA) return nn__sdpa_cuda(q, k, v, opts, &s, H);
+#endif
+    /* the CPU kernels want [B,H,L,D]: the composition is the definition */
+    nn_scope_begin();
+    o = nn_sdpa(nn__sdpa_split(q, H), nn__sdpa_split(k, H), nn__sdpa_split(v, H), opts);
+    os[0] = s.B; os[1] = s.Lq; os[2] = H * s.Dv;
+    return nn_scope_end(nn_reshape(nn_permute(o, perm), 3, os));
 }
 
 nn_tensor *nn_key_padding_mask(nn_tensor *valid) {
@@ -9609,28 +9685,19 @@ void nn_MultiheadAttention_init(nn_MultiheadAttention *m, nn_params *P, const ch
     nn_fill_(m->out_proj.bias, 0);
 }
 
-/* [B, L, E] -> [B, H, L, E/H] */
-static nn_tensor *nn__split_heads(nn_tensor *x, int H) {
-    int64_t s[4];
-    int perm[4] = {0, 2, 1, 3};
-    s[0] = x->shape[0]; s[1] = x->shape[1]; s[2] = H; s[3] = x->shape[2] / H;
-    return nn_permute(nn_reshape(x, 4, s), perm);
-}
-
 nn_tensor *nn_MultiheadAttention_forward(const nn_MultiheadAttention *m, nn_tensor *query, nn_tensor *key,
                                          nn_tensor *value, nn_tensor *key_padding_mask, nn_tensor *attn_mask) {
-    int64_t E = m->embed_dim, B, Lq, Lk, s[4];
+    int64_t E = m->embed_dim, B, Lk, s[4];
     int H = m->num_heads;
     nn_tensor *q, *k, *v, *o, *mask = NULL, *bias = NULL, *wq, *wk, *wv, *bq, *bk, *bv;
     nn_sdpa_opts opts;
-    int perm[4] = {0, 2, 1, 3};
     if (!query || !key || !value) nn_error("nn_MultiheadAttention_forward: query, key and value are required");
     if (query->ndim != 3 || key->ndim != 3 || value->ndim != 3 || query->shape[2] != E || key->shape[2] != m->kdim ||
         value->shape[2] != m->vdim || key->shape[0] != query->shape[0] || value->shape[0] != query->shape[0] ||
         key->shape[1] != value->shape[1])
         nn_error("nn_MultiheadAttention_forward: expected query [B,Lq,%lld], key [B,Lk,%d], value [B,Lk,%d] "
                  "(batch_first); got %s %s %s", (long long)E, m->kdim, m->vdim, nn__s(query), nn__s(key), nn__s(value));
-    B = query->shape[0]; Lq = query->shape[1]; Lk = key->shape[1];
+    B = query->shape[0]; Lk = key->shape[1];
     nn_scope_begin();
     if (m->in_proj_weight) {
         wq = nn_slice(m->in_proj_weight, 0, 0, E);
@@ -9640,9 +9707,9 @@ nn_tensor *nn_MultiheadAttention_forward(const nn_MultiheadAttention *m, nn_tens
     bq = nn_slice(m->in_proj_bias, 0, 0, E);
     bk = nn_slice(m->in_proj_bias, 0, E, 2 * E);
     bv = nn_slice(m->in_proj_bias, 0, 2 * E, 3 * E);
-    q = nn__split_heads(nn_linear(query, wq, bq), H);
-    k = nn__split_heads(nn_linear(key, wk, bk), H);
-    v = nn__split_heads(nn_linear(value, wv, bv), H);
+    q = nn_linear(query, wq, bq);   /* [B, Lq, E]: nn_sdpa_heads splits the heads in place */
+    k = nn_linear(key, wk, bk);
+    v = nn_linear(value, wv, bv);
     /* Boolean masks are combined on the host (they are small: one copy from a GPU mask), and the result moves to
        the attention's device; a float attn_mask (an additive bias) moves there too, differentiably. */
     if (key_padding_mask) {   /* true = ignore -> SDPA's true = attend */
@@ -9680,9 +9747,7 @@ nn_tensor *nn_MultiheadAttention_forward(const nn_MultiheadAttention *m, nn_tens
     opts.mask = mask;
     opts.bias = bias;
     opts.dropout_p = nn_training() ? m->dropout : 0.0;
-    o = nn_sdpa(q, k, v, &opts);                                  /* [B, H, Lq, E/H] */
-    s[0] = B; s[1] = Lq; s[2] = E;
-    o = nn_reshape(nn_permute(o, perm), 3, s);
+    o = nn_sdpa_heads(q, k, v, H, &opts);                         /* [B, Lq, E] */
     return nn_scope_end(nn_Linear_forward(&m->out_proj, o));
 }
 

@@ -22,6 +22,7 @@
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 #include <cublas_v2.h>
+#include <cublasLt.h>
 #include <cub/device/device_radix_sort.cuh>   /* stable sorts for the deterministic scatters and topk */
 #include <stdint.h>
 #include <type_traits>
@@ -44,6 +45,8 @@ static struct {
     int init;
     cudaStream_t stream;
     cublasHandle_t blas;
+    cublasLtHandle_t lt;       /* cuBLASLt: GEMMs with a bias epilogue (linear) */
+    void *lt_ws;               /* its workspace (NN__LT_WS bytes, made on first use, outside the pool) */
     int tf32;
     int sms;
     int poison;
@@ -63,6 +66,7 @@ static void nn__cu_init(void) {
     NN_CU(cudaStreamCreateWithFlags(&nn__cu.stream, cudaStreamNonBlocking));
     NN_CUBLAS(cublasCreate(&nn__cu.blas));
     NN_CUBLAS(cublasSetStream(nn__cu.blas, nn__cu.stream));
+    NN_CUBLAS(cublasLtCreate(&nn__cu.lt));
     ps = getenv("NN_CUDA_POISON");
     nn__cu.poison = ps && *ps && *ps != '0';
     nn__cu.init = 1;
@@ -422,9 +426,42 @@ static void nn__gather(const void *in, void *o, size_t es, int64_t n, const nn__
 /* Mixed-precision forms (an f16/bf16 operand on either side, as autocast produces): every value is read as f32,
    computed in f32 and stored in the output's dtype (RNE, as nn_cast). The dtype switch is uniform across a
    warp, and the kernels are bound by memory, where the 2-byte operands halve the traffic. */
+/* Groups of four (vec): one 16-byte (f32) or 8-byte (f16/bf16) access per operand instead of four scalar ones,
+   and the broadcast index arithmetic once per group; the launcher checks alignment and divisibility. */
+__device__ __forceinline__ void d_load4f(const void *p, int dt, int64_t i, float r[4]) {   /* i % 4 == 0 */
+    if (dt == NN_F32) {
+        float4 v = ((const float4 *)p)[i >> 2];
+        r[0] = v.x; r[1] = v.y; r[2] = v.z; r[3] = v.w;
+        return;
+    }
+    uint2 v = ((const uint2 *)p)[i >> 2];
+    uint16_t h[4] = {(uint16_t)(v.x & 0xffffu), (uint16_t)(v.x >> 16), (uint16_t)(v.y & 0xffffu), (uint16_t)(v.y >> 16)};
+#pragma unroll
+    for (int k = 0; k < 4; k++) r[k] = dt == NN_F16 ? d_half_to_f32(h[k]) : d_bf16_to_f32(h[k]);
+}
+__device__ __forceinline__ void d_store4f(void *p, int dt, int64_t i, const float r[4]) {  /* i % 4 == 0 */
+    if (dt == NN_F32) { ((float4 *)p)[i >> 2] = make_float4(r[0], r[1], r[2], r[3]); return; }
+    uint32_t h[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) h[k] = dt == NN_F16 ? d_f32_to_half(r[k]) : d_f32_to_bf16(r[k]);
+    ((uint2 *)p)[i >> 2] = make_uint2(h[0] | (h[1] << 16), h[2] | (h[3] << 16));
+}
+/* four elements from offset i with element stride st: a vector (st 1), one value (st 0, a broadcast) or four */
+__device__ __forceinline__ void d_load4s(const void *p, int dt, int64_t i, int64_t st, float r[4]) {
+    if (st == 1) { d_load4f(p, dt, i, r); return; }
+    if (st == 0) { r[0] = r[1] = r[2] = r[3] = d_loadf(p, dt, i); return; }
+#pragma unroll
+    for (int k = 0; k < 4; k++) r[k] = d_loadf(p, dt, i + k * st);
+}
+/* p aligned for four-element vectors of dt */
+static int nn__al4(const void *p, int dt) { return ((uintptr_t)p & (dt == NN_F32 ? 15u : 7u)) == 0; }
+
+/* vec: n % 4 == 0, the innermost output dim a multiple of 4 (unless flat), pointers nn__al4 */
 template <int OP> __global__ void k_binary_mixed(const void *__restrict__ a, int adt, const void *__restrict__ b, int bdt,
-                                                 void *__restrict__ o, int odt, int64_t n, nn__bc m, int flat) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+                                                 void *__restrict__ o, int odt, int64_t n, nn__bc m, int flat, int vec) {
+    int64_t t0 = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x;
+    int64_t ia = flat ? 1 : m.sa[m.nd - 1], ib = flat ? 1 : m.sb[m.nd - 1];
+    for (int64_t i = vec ? 4 * t0 : t0; i < n; i += vec ? 4 * st : st) {
         int64_t oa = i, ob = i;
         if (!flat) {
             int64_t r = i;
@@ -434,19 +471,46 @@ template <int OP> __global__ void k_binary_mixed(const void *__restrict__ a, int
                 oa += c * m.sa[d]; ob += c * m.sb[d]; r = q;
             }
         }
-        d_storef(o, odt, i, d_binary<OP>(d_loadf(a, adt, oa), d_loadf(b, bdt, ob)));
+        if (vec) {
+            float x[4], y[4];
+            d_load4s(a, adt, oa, ia, x);
+            d_load4s(b, bdt, ob, ib, y);
+#pragma unroll
+            for (int k = 0; k < 4; k++) x[k] = d_binary<OP>(x[k], y[k]);
+            d_store4f(o, odt, i, x);
+        } else {
+            d_storef(o, odt, i, d_binary<OP>(d_loadf(a, adt, oa), d_loadf(b, bdt, ob)));
+        }
     }
 }
 
-template <int OP> __global__ void k_unary_mixed(const void *__restrict__ x, int dt, void *__restrict__ y, int64_t n, float p0, float p1) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        d_storef(y, dt, i, d_unary(OP, d_loadf(x, dt, i), p0, p1));
+/* vec: groups of four, then the tail (n % 4) one by one */
+template <int OP> __global__ void k_unary_mixed(const void *__restrict__ x, int dt, void *__restrict__ y, int64_t n, float p0,
+                                                float p1, int vec) {
+    int64_t t0 = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x, n4 = vec ? n / 4 : 0, i;
+    for (i = t0; i < n4; i += st) {
+        float r[4];
+        d_load4f(x, dt, 4 * i, r);
+#pragma unroll
+        for (int k = 0; k < 4; k++) r[k] = d_unary(OP, r[k], p0, p1);
+        d_store4f(y, dt, 4 * i, r);
+    }
+    for (i = 4 * n4 + t0; i < n; i += st) d_storef(y, dt, i, d_unary(OP, d_loadf(x, dt, i), p0, p1));
 }
 
 /* the gradient is f32; the saved x or y may be f16/bf16 */
 template <int OP> __global__ void k_unary_grad_mixed(const void *__restrict__ g, int gdt, const void *__restrict__ s, int sdt,
-                                                     void *__restrict__ gx, int gxdt, int64_t n, float p0, float p1) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+                                                     void *__restrict__ gx, int gxdt, int64_t n, float p0, float p1, int vec) {
+    int64_t t0 = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x, n4 = vec ? n / 4 : 0, i;
+    for (i = t0; i < n4; i += st) {
+        float r[4], v[4] = {0.f, 0.f, 0.f, 0.f};
+        d_load4f(g, gdt, 4 * i, r);
+        if (s) d_load4f(s, sdt, 4 * i, v);
+#pragma unroll
+        for (int k = 0; k < 4; k++) r[k] *= d_unary_grad(OP, v[k], p0, p1);
+        d_store4f(gx, gxdt, 4 * i, r);
+    }
+    for (i = 4 * n4 + t0; i < n; i += st)
         d_storef(gx, gxdt, i, d_loadf(g, gdt, i) * d_unary_grad(OP, s ? d_loadf(s, sdt, i) : 0.0f, p0, p1));
 }
 
@@ -479,8 +543,10 @@ void nn__cuda_binary_fwd(int op, const nn_tensor *a, const nn_tensor *b, nn_tens
         } else {
             m.nd = 1; m.shape[0] = n; m.sa[0] = m.sb[0] = 1;
         }
-        g = nn__grid(n, 256);
-#define NN__B(OPC) k_binary_mixed<OPC><<<g, 256, 0, S_>>>(a->data, a->dtype, b->data, b->dtype, o->data, o->dtype, n, m, flat)
+        int vec = n % 4 == 0 && (flat || m.shape[m.nd - 1] % 4 == 0) && nn__al4(a->data, a->dtype) &&
+                  nn__al4(b->data, b->dtype) && nn__al4(o->data, o->dtype);
+        g = nn__grid(vec ? n / 4 : n, 256);
+#define NN__B(OPC) k_binary_mixed<OPC><<<g, 256, 0, S_>>>(a->data, a->dtype, b->data, b->dtype, o->data, o->dtype, n, m, flat, vec)
         switch (op) {
         case B_ADD: NN__B(B_ADD); break;
         case B_SUB: NN__B(B_SUB); break;
@@ -526,8 +592,9 @@ void nn__cuda_unary_fwd(int op, const nn_tensor *x, nn_tensor *y, double p0, dou
     nn__cu_init();
     if (!n) return;
     if (x->dtype != NN_F32) {   /* f16/bf16 in and out, f32 arithmetic */
-        g = nn__grid(n, 256);
-#define NN__U(OPC) case OPC: k_unary_mixed<OPC><<<g, 256, 0, S_>>>(x->data, x->dtype, y->data, n, (float)p0, (float)p1); break;
+        vec = nn__al4(x->data, x->dtype) && nn__al4(y->data, y->dtype);
+        g = nn__grid(vec ? n / 4 + 1 : n, 256);
+#define NN__U(OPC) case OPC: k_unary_mixed<OPC><<<g, 256, 0, S_>>>(x->data, x->dtype, y->data, n, (float)p0, (float)p1, vec); break;
         switch (op) { NN__UCASES(NN__U) default: nn_error("nn__cuda_unary_fwd: unknown op %d", op); }
 #undef NN__U
         NN_LAUNCHED();
@@ -549,8 +616,9 @@ void nn__cuda_unary_bwd(int op, const nn_tensor *gt, const nn_tensor *saved, nn_
     nn__cu_init();
     if (!n) return;
     if ((saved && saved->dtype != NN_F32) || gt->dtype != NN_F32 || gx->dtype != NN_F32) {
-        g = nn__grid(n, 256);
-#define NN__U(OPC) case OPC: k_unary_grad_mixed<OPC><<<g, 256, 0, S_>>>(gt->data, gt->dtype, saved ? saved->data : NULL, saved ? saved->dtype : NN_F32, gx->data, gx->dtype, n, (float)p0, (float)p1); break;
+        vec = nn__al4(gt->data, gt->dtype) && nn__al4(gx->data, gx->dtype) && (!saved || nn__al4(saved->data, saved->dtype));
+        g = nn__grid(vec ? n / 4 + 1 : n, 256);
+#define NN__U(OPC) case OPC: k_unary_grad_mixed<OPC><<<g, 256, 0, S_>>>(gt->data, gt->dtype, saved ? saved->data : NULL, saved ? saved->dtype : NN_F32, gx->data, gx->dtype, n, (float)p0, (float)p1, vec); break;
         switch (op) { NN__UCASES(NN__U) default: nn_error("nn__cuda_unary_bwd: unknown op %d", op); }
 #undef NN__U
         NN_LAUNCHED();
@@ -1617,11 +1685,103 @@ void nn__cuda_bgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const nn_te
     if (tb_) nn_tensor_free(tb_);
 }
 
+} /* extern "C" */
+
+/* y [rows, out] = x w^T + b with the bias added in cuBLASLt's epilogue, as torch's addmm does: the GEMM writes y
+   once (the fallback below first fills y with the bias and lets the GEMM read it back: two more passes). Plans
+   (descriptors and the heuristic's first algorithm) are cached per shape and dtypes; 0 = not handled here (mixed
+   dtypes, misaligned views, sizes beyond int, or no algorithm), the caller falls back. */
+#define NN__LT_WS ((size_t)16 << 20)   /* 16 MiB: what cuBLAS suggests for Hopper's GEMM kernels */
+#define NN__LT_PLANS 64
+static struct nn__lt_plan {
+    int64_t rows, in, out;
+    int xdt, ydt, tf32, ok;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+} nn__lt_plans[NN__LT_PLANS];
+static int nn__lt_nplans, nn__lt_next;
+
+static struct nn__lt_plan *nn__lt_plan_get(int64_t rows, int64_t in, int64_t out, nn_dtype xdt, nn_dtype ydt) {
+    struct nn__lt_plan *p;
+    int i, tf32 = nn__cu.tf32 && xdt == NN_F32, nres = 0;
+    cublasOperation_t tn = CUBLAS_OP_T, nn_ = CUBLAS_OP_N;
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    cudaDataType_t bt = nn__cu_type(ydt);
+    cublasLtMatmulPreference_t pref;
+    cublasLtMatmulHeuristicResult_t res;
+    size_t ws = NN__LT_WS;
+    uint32_t al = 16;
+    for (i = 0; i < nn__lt_nplans; i++) {
+        p = &nn__lt_plans[i];
+        if (p->rows == rows && p->in == in && p->out == out && p->xdt == (int)xdt && p->ydt == (int)ydt && p->tf32 == tf32)
+            return p;
+    }
+    if (nn__lt_nplans < NN__LT_PLANS) p = &nn__lt_plans[nn__lt_nplans++];
+    else {   /* full: reuse the slots in turn */
+        p = &nn__lt_plans[nn__lt_next];
+        nn__lt_next = (nn__lt_next + 1) % NN__LT_PLANS;
+        if (p->ok) {
+            cublasLtMatmulDescDestroy(p->desc);
+            cublasLtMatrixLayoutDestroy(p->la); cublasLtMatrixLayoutDestroy(p->lb); cublasLtMatrixLayoutDestroy(p->lc);
+        }
+    }
+    memset(p, 0, sizeof *p);
+    p->rows = rows; p->in = in; p->out = out; p->xdt = (int)xdt; p->ydt = (int)ydt; p->tf32 = tf32;
+    /* column-major view: y^T [out, rows] = w [out, in] (stored as [in, out], transposed) x^T [in, rows] */
+    NN_CUBLAS(cublasLtMatmulDescCreate(&p->desc, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    NN_CUBLAS(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &tn, sizeof tn));
+    NN_CUBLAS(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &nn_, sizeof nn_));
+    NN_CUBLAS(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    NN_CUBLAS(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+    NN_CUBLAS(cublasLtMatrixLayoutCreate(&p->la, nn__cu_type(xdt), (uint64_t)in, (uint64_t)out, (int64_t)in));
+    NN_CUBLAS(cublasLtMatrixLayoutCreate(&p->lb, nn__cu_type(xdt), (uint64_t)in, (uint64_t)rows, (int64_t)in));
+    NN_CUBLAS(cublasLtMatrixLayoutCreate(&p->lc, nn__cu_type(ydt), (uint64_t)out, (uint64_t)rows, (int64_t)out));
+    NN_CUBLAS(cublasLtMatmulPreferenceCreate(&pref));
+    NN_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    /* the pointers are checked for 16-byte alignment at each call (views may start anywhere) */
+    NN_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al, sizeof al));
+    NN_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al, sizeof al));
+    NN_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al, sizeof al));
+    NN_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof al));
+    if (cublasLtMatmulAlgoGetHeuristic(nn__cu.lt, p->desc, p->la, p->lb, p->lc, p->lc, pref, 1, &res, &nres) ==
+            CUBLAS_STATUS_SUCCESS && nres > 0) {
+        p->algo = res.algo;
+        p->ok = 1;
+    }
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (!p->ok) {   /* remembered as unsupported */
+        cublasLtMatmulDescDestroy(p->desc);
+        cublasLtMatrixLayoutDestroy(p->la); cublasLtMatrixLayoutDestroy(p->lb); cublasLtMatrixLayoutDestroy(p->lc);
+    }
+    return p;
+}
+
+static int nn__lt_linear(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, nn_tensor *y, int64_t rows,
+                         int64_t in, int64_t out) {
+    struct nn__lt_plan *p;
+    float one = 1.0f, zero = 0.0f;
+    const void *bias = b->data;
+    if (x->dtype != w->dtype || b->dtype != y->dtype || (x->dtype != y->dtype && y->dtype != NN_F32)) return 0;
+    if (rows > INT32_MAX || in > INT32_MAX || out > INT32_MAX || in == 0) return 0;
+    if (((uintptr_t)x->data | (uintptr_t)w->data | (uintptr_t)y->data | (uintptr_t)b->data) & 15) return 0;
+    p = nn__lt_plan_get(rows, in, out, x->dtype, y->dtype);
+    if (!p->ok) return 0;
+    if (!nn__cu.lt_ws) NN_CU(cudaMalloc(&nn__cu.lt_ws, NN__LT_WS));
+    NN_CUBLAS(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    NN_CUBLAS(cublasLtMatmul(nn__cu.lt, p->desc, &one, w->data, p->la, x->data, p->lb, &zero, y->data, p->lc, y->data,
+                             p->lc, &p->algo, nn__cu.lt_ws, NN__LT_WS, S_));
+    return 1;
+}
+
+extern "C" {
+
 /* y [rows, out] = x [rows, in] w^T [in, out] + b */
 void nn__cuda_linear_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, nn_tensor *y) {
     int64_t out = w->shape[0], in = w->shape[1], rows = out ? y->numel / out : 0;
     nn__cu_init();
     if (!y->numel) return;
+    if (b && nn__lt_linear(x, w, b, y, rows, in, out)) return;
     if (b) {
         k_bias_rows<<<nn__grid(rows * out, 256), 256, 0, S_>>>(y->data, y->dtype, b->data, b->dtype, rows, out);
         NN_LAUNCHED();
@@ -4055,9 +4215,14 @@ static void tiles_rt(int hd, int *fbm, int *fbn) {
     else tiles_of<Cfg<__half, 128> >(fbm, fbn);
 }
 static int64_t align16(int64_t n) { return (n + 15) & ~(int64_t)15; }
-/* strides of a contiguous [B,H,L,D] tensor? */
-static bool contig(const int64_t s[3], int H, int L, int D) {
-    return s[2] == D && s[1] == (int64_t)L * D && s[0] == (int64_t)H * L * D;
+/* strides that lay [B,H,L,D] out densely in some order of B, H, L (D innermost): [B,H,L,D] itself, or
+   nn_sdpa_heads' [B,L,H*D]. Such an f32 output can be its own accumulator (zeroed as one block). */
+static bool dense(const int64_t s[3], int B, int H, int L, int D) {
+    int64_t st[3] = {s[0], s[1], s[2]}, n[3] = {B, H, L};
+    for (int i = 0; i < 3; i++)       /* sort the (stride, size) pairs by stride */
+        for (int j = i + 1; j < 3; j++)
+            if (st[j] < st[i]) { int64_t t = st[i]; st[i] = st[j]; st[j] = t; t = n[i]; n[i] = n[j]; n[j] = t; }
+    return st[0] == D && st[1] == st[0] * n[0] && st[2] == st[1] * n[1];
 }
 
 template <typename T, int HD, typename C = Cfg<T, HD> >
@@ -4111,23 +4276,22 @@ static int run_bwd(Params p, cudaStream_t s) {
     /* f32 accumulators: dQ always (atomics); dK/dV with split query ranges. An f32 contiguous output is its own
        accumulator; otherwise a workspace and a conversion afterwards. */
     bool kv = p.nsplit > 1;
-    bool dq_dir = p.dq && p.grad_f32 && contig(p.sdq, p.H, p.Lq, p.D);
-    bool dk_dir = kv && p.dk && p.grad_f32 && contig(p.sdk, p.H, p.Lk, p.D);
-    bool dv_dir = kv && p.dv && p.grad_f32 && contig(p.sdv, p.H, p.Lk, p.Dv);
+    bool dq_dir = p.dq && p.grad_f32 && dense(p.sdq, p.B, p.H, p.Lq, p.D);
+    bool dk_dir = kv && p.dk && p.grad_f32 && dense(p.sdk, p.B, p.H, p.Lk, p.D);
+    bool dv_dir = kv && p.dv && p.grad_f32 && dense(p.sdv, p.B, p.H, p.Lk, p.Dv);
     int64_t wn = (p.dq && !dq_dir ? align16(rows * p.D) : 0) + (kv && p.dk && !dk_dir ? align16(krows * p.D) : 0) +
                  (kv && p.dv && !dv_dir ? align16(krows * p.Dv) : 0);
     nn_tensor *ws = wn ? nn__tmp(NN_F32, wn) : NULL;
     float *w = ws ? (float *)ws->data : NULL;
-    auto take = [&](void *out, bool direct, int64_t n, float **acc, int64_t sa[3], int L, int Dd) {
-        if (direct) *acc = (float *)out;
-        else { *acc = w; w += align16(n); }
-        sa[2] = Dd; sa[1] = (int64_t)L * Dd; sa[0] = (int64_t)p.H * sa[1];
+    auto take = [&](void *out, const int64_t so[3], bool direct, int64_t n, float **acc, int64_t sa[3], int L, int Dd) {
+        if (direct) { *acc = (float *)out; sa[0] = so[0]; sa[1] = so[1]; sa[2] = so[2]; }
+        else { *acc = w; w += align16(n); sa[2] = Dd; sa[1] = (int64_t)L * Dd; sa[0] = (int64_t)p.H * sa[1]; }
         if (n > 0) NN_CU(cudaMemsetAsync(*acc, 0, (size_t)n * sizeof(float), s));
     };
     p.dq_acc = p.dk_acc = p.dv_acc = nullptr;
-    if (p.dq) take(p.dq, dq_dir, rows * p.D, &p.dq_acc, p.sqa, p.Lq, p.D);
-    if (kv && p.dk) take(p.dk, dk_dir, krows * p.D, &p.dk_acc, p.ska, p.Lk, p.D);
-    if (kv && p.dv) take(p.dv, dv_dir, krows * p.Dv, &p.dv_acc, p.sva, p.Lk, p.Dv);
+    if (p.dq) take(p.dq, p.sdq, dq_dir, rows * p.D, &p.dq_acc, p.sqa, p.Lq, p.D);
+    if (kv && p.dk) take(p.dk, p.sdk, dk_dir, krows * p.D, &p.dk_acc, p.ska, p.Lk, p.D);
+    if (kv && p.dv) take(p.dv, p.sdv, dv_dir, krows * p.Dv, &p.dv_acc, p.sva, p.Lk, p.Dv);
     if (grid) kern<<<grid, NTH, smem, s>>>(p); NN_LAUNCHED();
     if (p.dq && !dq_dir) acc_convert<T>(p, p.dq_acc, p.dq, p.sdq, p.Lq, p.D, s);
     if (p.dk_acc && !dk_dir) acc_convert<T>(p, p.dk_acc, p.dk, p.sdk, p.Lk, p.D, s);

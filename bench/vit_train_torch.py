@@ -88,6 +88,7 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="encoder", choices=["encoder", "partloc"])
+    ap.add_argument("--profile", default="", help="after the timed steps, profile one more step into this file")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -121,7 +122,11 @@ def main():
             torch.cuda.synchronize()
 
     times, peak = [], 0
-    for step in range(a.warmup + a.steps):
+    prof = None
+    for step in range(a.warmup + a.steps + (1 if a.profile else 0)):
+        if step == a.warmup + a.steps:   # the extra, profiled step (not timed)
+            prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
+            prof.__enter__()
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         sync()
@@ -145,7 +150,11 @@ def main():
         peak = max(peak, pk)
         print("step %d%s  %.3f s  loss %.5f%s" % (step, " (warmup)" if step < a.warmup else "", t1 - t0, loss.item(),
                                                  "  peak %.1f MiB" % (pk / 2**20) if pk else ""))
-        if step >= a.warmup:
+        if prof is not None:
+            prof.__exit__(None, None, None)
+            with open(a.profile, "w") as f:
+                f.write(prof.key_averages().table(sort_by="cuda_time_total", row_limit=80, max_name_column_width=90))
+        elif step >= a.warmup:
             times.append(t1 - t0)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print("RESULT impl=torch model=%s device=%s size=%d batch=%d dtype=%s ckpt=%d step_median_s=%.4f step_mean_s=%.4f "

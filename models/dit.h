@@ -59,9 +59,9 @@ NN_MODEL_FN nn_tensor *dit_attention_forward(const dit_attention *a, nn_tensor *
     if (!key) key = query;
     if (!value) value = key;
     nn_scope_begin();
-    q = nnm_split_heads(nn_Linear_forward(&a->to_q, query), a->heads);
-    k = nnm_split_heads(nn_Linear_forward(&a->to_k, key), a->heads);
-    v = nnm_split_heads(nn_Linear_forward(&a->to_v, value), a->heads);
+    q = nn_Linear_forward(&a->to_q, query);   /* [B, L, inner]: nn_sdpa_heads splits the heads in place */
+    k = nn_Linear_forward(&a->to_k, key);
+    v = nn_Linear_forward(&a->to_v, value);
     memset(&opts, 0, sizeof opts);
     if (valid) {
         if (valid->ndim == 3 && valid->shape[1] == 1) {
@@ -76,7 +76,7 @@ NN_MODEL_FN nn_tensor *dit_attention_forward(const dit_attention *a, nn_tensor *
     }
     opts.bias = bias;
     opts.dropout_p = nn_training() ? a->attn_dropout : 0.0;
-    o = nnm_merge_heads(nn_sdpa(q, k, v, &opts));
+    o = nn_sdpa_heads(q, k, v, a->heads, &opts);
     return nn_scope_end(nnm_dropout(nn_Linear_forward(&a->to_out, o), a->dropout));
 }
 

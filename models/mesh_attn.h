@@ -89,19 +89,6 @@ NN_MODEL_FN void mesh__drop(nn_tensor *t, const nn_tensor *keep) {
     if (t && t != keep) nn_tensor_free(t);
 }
 
-/* [B, L, H*D] -> [B, H, L, D], releasing x (the permute copies) */
-NN_MODEL_FN nn_tensor *mesh__heads(nn_tensor *x, int heads) {
-    int64_t s[4];
-    int perm[4] = {0, 2, 1, 3};
-    nn_tensor *r, *h;
-    s[0] = x->shape[0]; s[1] = x->shape[1]; s[2] = heads; s[3] = x->shape[2] / heads;
-    r = nn_reshape(x, 4, s);   /* a view: it holds x's storage too */
-    h = nn_permute(r, perm);
-    nn_tensor_free(r);
-    nn_tensor_free(x);
-    return h;
-}
-
 /* the key mask of the padded chunks and the top-k representatives for N faces (confidence [N, 1]) */
 NN_MODEL_FN mesh_attn_plan mesh_attn_plan_make(int chunk_size, nn_tensor *confidence) {
     mesh_attn_plan p;
@@ -129,25 +116,19 @@ NN_MODEL_FN nn_tensor *mesh__mha(const nn_MultiheadAttention *a, nn_tensor *q_in
     int64_t E = a->embed_dim;
     nn_tensor *w, *b, *q, *k, *v, *o;
     nn_sdpa_opts opts;
-    int cast = 0;
+    nn_tensor *in = q_in;
     nn_scope_begin();
     w = a->in_proj_weight; b = a->in_proj_bias;
-    if (q_in == kv_in && nn_autocast_dtype() != NN_F32 && q_in->device != NN_CPU && q_in->dtype == NN_F32) {
-        /* self-attention under autocast on the GPU: one low-precision copy of the input for the three
-           projections (each would cast it and keep its own copy for backward) */
-        q_in = kv_in = nn_cast(q_in, nn_autocast_dtype());
-        cast = 1;
-    }
-    q = mesh__heads(nn_linear(q_in, nn_slice(w, 0, 0, E), nn_slice(b, 0, 0, E)), a->num_heads);
-    k = mesh__heads(nn_linear(kv_in, nn_slice(w, 0, E, 2 * E), nn_slice(b, 0, E, 2 * E)), a->num_heads);
-    v = mesh__heads(nn_linear(kv_in, nn_slice(w, 0, 2 * E, 3 * E), nn_slice(b, 0, 2 * E, 3 * E)), a->num_heads);
+    if (q_in == kv_in) q_in = kv_in = nnm_autocast_once(q_in);   /* self-attention: one cast for q, k, v */
+    q = nn_linear(q_in, nn_slice(w, 0, 0, E), nn_slice(b, 0, 0, E));   /* [B, L, E]: heads split in place */
+    k = nn_linear(kv_in, nn_slice(w, 0, E, 2 * E), nn_slice(b, 0, E, 2 * E));
+    v = nn_linear(kv_in, nn_slice(w, 0, 2 * E, 3 * E), nn_slice(b, 0, 2 * E, 3 * E));
     memset(&opts, 0, sizeof opts);
     opts.mask = mask;
     opts.dropout_p = nn_training() ? a->dropout : 0.0;
-    o = nn_sdpa(q, k, v, &opts);                                       /* [B, H, Lq, D] */
+    o = nn_sdpa_heads(q, k, v, a->num_heads, &opts);                   /* [B, Lq, E] */
     nn_tensor_free(q); nn_tensor_free(k); nn_tensor_free(v);
-    if (cast) nn_tensor_free(q_in);
-    { nn_tensor *m = nnm_merge_heads(o); nn_tensor_free(o); o = m; }   /* [B, Lq, E] */
+    if (q_in != in) nn_tensor_free(q_in);
     return nn_scope_end(nn_Linear_forward(&a->out_proj, o));
 }
 

@@ -96,10 +96,10 @@ NN_MODEL_FN nn_tensor *partloc__xattn_forward(const partloc *m, const partloc_xa
     nn_scope_begin();
     memset(&opts, 0, sizeof opts);
     kv = nn_LayerNorm_forward(&x->norm_kv, w);
-    q = nnm_split_heads(nn_Linear_forward(&x->q_proj, nn_LayerNorm_forward(&x->norm_q, p)), H);
-    k = nnm_split_heads(nn_Linear_forward(&x->k_proj, kv), H);
-    v = nnm_split_heads(nn_Linear_forward(&x->v_proj, kv), H);
-    o = nnm_merge_heads(nn_sdpa(q, k, v, &opts));
+    q = nn_Linear_forward(&x->q_proj, nn_LayerNorm_forward(&x->norm_q, p));
+    k = nn_Linear_forward(&x->k_proj, kv);
+    v = nn_Linear_forward(&x->v_proj, kv);
+    o = nn_sdpa_heads(q, k, v, H, &opts);
     p = nn_add(p, nn_Linear_forward(&x->out_proj, o));
     p = nn_add(p, nn_MLP_forward(&x->mlp, nn_LayerNorm_forward(&x->norm_mlp, p)));
     return nn_scope_end(p);

@@ -61,12 +61,13 @@ NN_MODEL_FN nn_tensor *vit_attention_forward(const vit_block *m, nn_tensor *x) {
     nn_tensor *q, *k, *v, *o;
     nn_sdpa_opts opts;
     nn_scope_begin();
-    q = nnm_split_heads(nn_Linear_forward(&m->query, x), m->heads);
-    k = nnm_split_heads(nn_Linear_forward(&m->key, x), m->heads);
-    v = nnm_split_heads(nn_Linear_forward(&m->value, x), m->heads);
+    x = nnm_autocast_once(x);              /* one bf16/f16 copy for the three projections */
+    q = nn_Linear_forward(&m->query, x);   /* [B, L, hidden]: nn_sdpa_heads splits the heads in place */
+    k = nn_Linear_forward(&m->key, x);
+    v = nn_Linear_forward(&m->value, x);
     memset(&opts, 0, sizeof opts);
     opts.dropout_p = nn_training() ? m->attn_dropout : 0.0;
-    o = nnm_merge_heads(nn_sdpa(q, k, v, &opts));
+    o = nn_sdpa_heads(q, k, v, m->heads, &opts);
     /* Dinov2SelfOutput: dense, then hidden_dropout_prob (0.0 in the config) */
     return nn_scope_end(nn_Linear_forward(&m->dense, o));
 }

@@ -734,6 +734,20 @@ static nn_tensor *rounded(nn_tensor *x, nn_dtype dt) {   /* x rounded to dt, bac
     return dt == NN_F32 ? nn_clone(x) : nn_cast(nn_cast(x, dt), NN_F32);
 }
 
+/* sdpa_packed: the GPU side runs nn_sdpa_heads on [B,L,H*D] tensors (the kernels read and write that layout
+   through strides); the CPU reference stays nn_sdpa on [B,H,L,D], its results packed for the comparison */
+static int sdpa_packed;
+static nn_tensor *pack_heads(nn_tensor *x) {   /* CPU [B,H,L,D] -> [B,L,H*D] */
+    int perm[4] = {0, 2, 1, 3};
+    int64_t s[3];
+    s[0] = x->shape[0]; s[1] = x->shape[2]; s[2] = x->shape[1] * x->shape[3];
+    return nn_reshape(nn_permute(nn_detach(x), perm), 3, s);
+}
+static nn_tensor *to_gpu_as(nn_tensor *x, nn_dtype dt) {   /* CPU f32 -> GPU dt, packed when sdpa_packed */
+    if (sdpa_packed) x = pack_heads(x);
+    return nn_to(dt == NN_F32 ? x : nn_cast(x, dt), NN_CUDA);
+}
+
 static void sdpa_run(const sdpa_case *c, nn_dtype dt) {
     static const char *dn[3] = {"f32", "f16", "bf16"};
     int di = dt == NN_F32 ? 0 : dt == NN_F16 ? 1 : 2;
@@ -745,14 +759,12 @@ static void sdpa_run(const sdpa_case *c, nn_dtype dt) {
     nn_tensor *q, *k, *v, *qc, *kc, *vc, *qg, *kg, *vg, *mc = NULL, *mg = NULL, *bc = NULL, *bg = NULL, *yc, *yg, *g, *gg;
     nn_sdpa_opts oc, og;
     nn_rng_state rs;
-    snprintf(what, sizeof what, "sdpa %s %s", c->name, dn[di]);
+    snprintf(what, sizeof what, "sdpa%s %s %s", sdpa_packed ? "_heads" : "", c->name, dn[di]);
     nn_mem_trim(NN_CUDA);
     nn_scope_begin();
     q = rnd(4, qs, -1.5, 1.5); k = rnd(4, ks, -1.5, 1.5); v = rnd(4, vs, -1, 1);
     qc = rounded(q, dt); kc = rounded(k, dt); vc = rounded(v, dt);
-    qg = nn_to(dt == NN_F32 ? qc : nn_cast(qc, dt), NN_CUDA);
-    kg = nn_to(dt == NN_F32 ? kc : nn_cast(kc, dt), NN_CUDA);
-    vg = nn_to(dt == NN_F32 ? vc : nn_cast(vc, dt), NN_CUDA);
+    qg = to_gpu_as(qc, dt); kg = to_gpu_as(kc, dt); vg = to_gpu_as(vc, dt);
     if (c->mask) {
         int64_t i, n;
         uint8_t *m;
@@ -784,23 +796,24 @@ static void sdpa_run(const sdpa_case *c, nn_dtype dt) {
     rs = nn_rng_get();
     yc = nn_sdpa(qc, kc, vc, &oc);
     nn_rng_set(rs);                        /* the same offset: the same dropout mask on both devices */
-    yg = nn_sdpa(qg, kg, vg, &og);
+    yg = sdpa_packed ? nn_sdpa_heads(qg, kg, vg, (int)c->H, &og) : nn_sdpa(qg, kg, vg, &og);
     CHECK(nn_rng_get().offset == rs.offset + (c->p > 0 ? (uint64_t)(c->B * c->H * c->Lq * c->Lk) : 0),
           "%s: the GPU reserved the CPU's dropout stream", what);
     CHECK(yg->dtype == dt && yg->device == NN_CUDA, "%s: output is %s on %s", what, nn_dtype_name(yg->dtype),
           nn_device_name(yg->device));
-    sdpa_part(what, "out", yg, yc, 0, tol, di);
+    CHECK(yg->ndim == (sdpa_packed ? 3 : 4), "%s: output rank %d", what, yg->ndim);
+    sdpa_part(what, "out", yg, sdpa_packed ? pack_heads(yc) : yc, 0, tol, di);
     g = rnd(4, yc->shape, -1, 1);
-    gg = nn_to(g, NN_CUDA);
+    gg = to_gpu_as(g, NN_F32);
     {
         nn_tensor *outs[2], *gs[2];
         double ref;
         outs[0] = yc; outs[1] = yg; gs[0] = g; gs[1] = gg;
         nn_backward_with(2, outs, gs);
         ref = sq_norm(vc->grad);
-        sdpa_part(what, "dq", qg->grad, qc->grad, ref, tol, di);
-        sdpa_part(what, "dk", kg->grad, kc->grad, ref, tol, di);
-        sdpa_part(what, "dv", vg->grad, vc->grad, ref, tol, di);
+        sdpa_part(what, "dq", qg->grad, sdpa_packed ? pack_heads(qc->grad) : qc->grad, ref, tol, di);
+        sdpa_part(what, "dk", kg->grad, sdpa_packed ? pack_heads(kc->grad) : kc->grad, ref, tol, di);
+        sdpa_part(what, "dv", vg->grad, sdpa_packed ? pack_heads(vc->grad) : vc->grad, ref, tol, di);
         if (bc && c->bias_grad) {
             CHECK(bg->grad && bg->grad->ndim == bc->ndim && bg->grad->numel == bc->numel, "%s: dbias has the bias's shape", what);
             sdpa_part(what, "dbias", bg->grad, bc->grad, ref, tol, di);
@@ -841,6 +854,16 @@ static void test_sdpa(void) {
             if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13 || i == 16 || i == 18))) continue;
             sdpa_run(&cs[i], dts[d]);
         }
+    /* nn_sdpa_heads: the same kernels on [B,L,H*D] through strides (mask, bias gradient, dropout, causal,
+       split-KV, several tiles, the query split) */
+    sdpa_packed = 1;
+    for (i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        for (d = 0; d < 3; d++) {
+            if (!(i == 0 || i == 3 || i == 4 || i == 5 || i == 9 || i == 13 || i == 16 || i == 18) || (quick && (d == 1 || i > 5)))
+                continue;
+            sdpa_run(&cs[i], dts[d]);
+        }
+    sdpa_packed = 0;
     {   /* nn_key_padding_mask on a device tensor */
         int64_t s2[2] = {2, 5};
         float vh[10] = {1, 1, 1, 0, 0, 1, 1, 1, 1, 0};

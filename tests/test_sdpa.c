@@ -54,7 +54,29 @@ static double rel_err(const nn_tensor *a, const nn_tensor *b, double atol, doubl
 static const char *MASKS[] = {"none", "full", "kpm", "2d"};
 static const char *BIASES[] = {"none", "bhqk", "11qk", "b1qk", "h1k"};
 
-static void test_fixtures(const fx_file *fx, int use_reference, int64_t tq, int64_t tk) {
+/* [B,H,L,D] <-> [B,L,H*D] by index arithmetic (independent of nn_permute) for nn_sdpa_heads */
+static nn_tensor *pack_heads(const nn_tensor *x, int grad) {
+    int64_t B = x->shape[0], H = x->shape[1], L = x->shape[2], D = x->shape[3], s[3], b, h, l, d;
+    nn_tensor *y;
+    s[0] = B; s[1] = L; s[2] = H * D;
+    y = nn_empty(NN_F32, 3, s);
+    for (b = 0; b < B; b++) for (h = 0; h < H; h++) for (l = 0; l < L; l++) for (d = 0; d < D; d++)
+        ((float *)y->data)[(b * L + l) * H * D + h * D + d] = ((const float *)x->data)[((b * H + h) * L + l) * D + d];
+    nn_requires_grad(y, grad);
+    return y;
+}
+static nn_tensor *unpack_heads(const nn_tensor *y, int64_t H) {
+    int64_t B = y->shape[0], L = y->shape[1], D = y->shape[2] / H, s[4], b, h, l, d;
+    nn_tensor *x;
+    s[0] = B; s[1] = H; s[2] = L; s[3] = D;
+    x = nn_empty(NN_F32, 4, s);
+    for (b = 0; b < B; b++) for (h = 0; h < H; h++) for (l = 0; l < L; l++) for (d = 0; d < D; d++)
+        ((float *)x->data)[((b * H + h) * L + l) * D + d] = ((const float *)y->data)[(b * L + l) * H * D + h * D + d];
+    return x;
+}
+
+/* mode 0: nn_sdpa; 1: the materialising reference; 2: nn_sdpa_heads on the same data packed [B,L,H*D] */
+static void test_fixtures(const fx_file *fx, int mode, int64_t tq, int64_t tk) {
     int si, mi, bi, causal, cases = 0;
     char name[96];
     set_tiles(tq, tk);
@@ -63,7 +85,7 @@ static void test_fixtures(const fx_file *fx, int use_reference, int64_t tq, int6
             for (bi = 0; bi < 5; bi++)
                 for (causal = 0; causal < 2; causal++) {
                     int c = ((si * 4 + mi) * 5 + bi) * 2 + causal;
-                    nn_tensor *q, *k, *v, *gout, *out, *bias = NULL, *mask = NULL;
+                    nn_tensor *q, *k, *v, *gout, *out, *bias = NULL, *mask = NULL, *dq, *dk, *dv;
                     nn_sdpa_opts o;
                     char what[160];
                     memset(&o, 0, sizeof o);
@@ -90,20 +112,32 @@ static void test_fixtures(const fx_file *fx, int use_reference, int64_t tq, int6
                     }
                     o.mask = mask; o.bias = bias; o.causal = causal;
                     o.scale = (mi + bi + causal) % 2 == 1 ? 0.37 : 0.0;
-                    out = use_reference ? nn__sdpa_reference(q, k, v, &o) : nn_sdpa(q, k, v, &o);
-                    nn_backward_with(1, &out, &gout);
+                    if (mode == 2) {   /* packed leaves; results unpacked into the fixture's layout */
+                        int64_t H = q->shape[1];
+                        nn_tensor *qp = pack_heads(q, 1), *kp = pack_heads(k, 1), *vp = pack_heads(v, 1);
+                        nn_tensor *gp = pack_heads(gout, 0), *op = nn_sdpa_heads(qp, kp, vp, (int)H, &o);
+                        nn_backward_with(1, &op, &gp);
+                        out = unpack_heads(op, H);
+                        dq = unpack_heads(qp->grad, H);
+                        dk = unpack_heads(kp->grad, H);
+                        dv = unpack_heads(vp->grad, H);
+                    } else {
+                        out = mode == 1 ? nn__sdpa_reference(q, k, v, &o) : nn_sdpa(q, k, v, &o);
+                        nn_backward_with(1, &out, &gout);
+                        dq = q->grad; dk = k->grad; dv = v->grad;
+                    }
                     snprintf(what, sizeof what, "%s case %d (mask %s, bias %s, causal %d, tiles %lldx%lld)",
-                             use_reference ? "reference" : "nn_sdpa", c, MASKS[mi], BIASES[bi], causal,
-                             (long long)tq, (long long)tk);
+                             mode == 1 ? "reference" : mode == 2 ? "nn_sdpa_heads" : "nn_sdpa", c, MASKS[mi],
+                             BIASES[bi], causal, (long long)tq, (long long)tk);
                     snprintf(name, sizeof name, "c%d.out", c); CHECK_FX(out, fx_get(fx, name), 2e-5, 1e-4, what);
-                    snprintf(name, sizeof name, "c%d.dq", c); CHECK_FX(q->grad, fx_get(fx, name), 2e-5, 1e-4, what);
-                    snprintf(name, sizeof name, "c%d.dk", c); CHECK_FX(k->grad, fx_get(fx, name), 2e-5, 1e-4, what);
-                    snprintf(name, sizeof name, "c%d.dv", c); CHECK_FX(v->grad, fx_get(fx, name), 2e-5, 1e-4, what);
+                    snprintf(name, sizeof name, "c%d.dq", c); CHECK_FX(dq, fx_get(fx, name), 2e-5, 1e-4, what);
+                    snprintf(name, sizeof name, "c%d.dk", c); CHECK_FX(dk, fx_get(fx, name), 2e-5, 1e-4, what);
+                    snprintf(name, sizeof name, "c%d.dv", c); CHECK_FX(dv, fx_get(fx, name), 2e-5, 1e-4, what);
                     if (bias) {
                         snprintf(name, sizeof name, "c%d.dbias", c);
                         CHECK_FX(bias->grad, fx_get(fx, name), 2e-5, 1e-4, what);
                     }
-                    CHECK(all_finite(out) && all_finite(q->grad) && all_finite(k->grad) && all_finite(v->grad),
+                    CHECK(all_finite(out) && all_finite(dq) && all_finite(dk) && all_finite(dv),
                           "%s: NaN or inf", what);
                     cases++;
                     nn_scope_end(NULL); /* frees the leaves (and their gradients) made in the scope */
@@ -486,6 +520,10 @@ static int raises(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *
     if (setjmp(err_jmp) == 0) { nn_tensor_free(nn_sdpa(q, k, v, o)); return 0; }
     return 1;
 }
+static int raises_heads(nn_tensor *q, nn_tensor *k, nn_tensor *v, int heads, const nn_sdpa_opts *o) {
+    if (setjmp(err_jmp) == 0) { nn_tensor_free(nn_sdpa_heads(q, k, v, heads, o)); return 0; }
+    return 1;
+}
 
 static void test_errors(void) {
     int64_t qs[4] = {1, 2, 3, 8}, ks[4] = {1, 2, 4, 8}, kbad[4] = {1, 2, 4, 6}, m3[4] = {1, 2, 3, 3};
@@ -501,6 +539,18 @@ static void test_errors(void) {
     o.mask = NULL; o.bias = mbad; CHECK(raises(q, k, k, &o), "bool bias accepted");
     o.bias = NULL; o.dropout_p = 1.5; CHECK(raises(q, k, k, &o), "dropout 1.5 accepted");
     o.dropout_p = 0; CHECK(!raises(q, k, k, &o), "valid call refused: %s", nn_last_error());
+    {   /* nn_sdpa_heads: q [1,3,8], k [1,4,8] with 2 heads of 4 */
+        int64_t p3[3] = {1, 3, 8}, p4[3] = {1, 4, 8}, p6[3] = {1, 4, 6};
+        nn_tensor *qp = nn_zeros(NN_F32, 3, p3), *kp = nn_zeros(NN_F32, 3, p4), *k6 = nn_zeros(NN_F32, 3, p6);
+        CHECK(!raises_heads(qp, kp, kp, 2, NULL), "nn_sdpa_heads: valid call refused: %s", nn_last_error());
+        CHECK(raises_heads(qp, kp, kp, 3, NULL) && strstr(nn_last_error(), "heads = 3"), "nn_sdpa_heads: 3 heads of 8 accepted");
+        CHECK(raises_heads(qp, kp, kp, 0, NULL), "nn_sdpa_heads: 0 heads accepted");
+        CHECK(raises_heads(qp, k6, k6, 2, NULL), "nn_sdpa_heads: k width 6 vs q 8 accepted");
+        CHECK(raises_heads(q, k, k, 2, NULL), "nn_sdpa_heads: 4-D q accepted");
+        o.mask = mbad; CHECK(raises_heads(qp, kp, kp, 2, &o), "nn_sdpa_heads: non-broadcastable mask accepted");
+        o.mask = NULL;
+        nn_tensor_free(qp); nn_tensor_free(kp); nn_tensor_free(k6);
+    }
     nn_set_error_handler(NULL, NULL);
     nn_tensor_free(q); nn_tensor_free(k); nn_tensor_free(kb); nn_tensor_free(mbad); nn_tensor_free(mf);
     nn_tensor_free(q3);
@@ -543,6 +593,7 @@ int main(void) {
     test_fixtures(&fx, 0, 0, 0);
     test_fixtures(&fx, 0, 2, 3);
     test_fixtures(&fx, 1, 0, 0);
+    test_fixtures(&fx, 2, 0, 0);
     fx_free(&fx);
     test_reference_grid();
     test_thread_counts();
