@@ -691,7 +691,8 @@ static void test_optim(void) {
 
 /* nn_sdpa on the GPU (flash attention) against the CPU op: same inputs (rounded to bf16/f16 for the low-precision
    kernels), same generator state (so the same dropout mask), same upstream gradient. Bounds: f32 2e-5 (the
-   CPU's tiles and the GPU's sum in different orders; the SIMT f32 kernel uses expf), f16 6e-3, bf16 3e-2 (O, dO
+   CPU's tiles and the GPU's sum in different orders; f32 runs on tensor cores in 3xTF32, ~2^-21 per product, or
+   above D = 128 in the SIMT kernels), f16 6e-3, bf16 3e-2 (O, dO
    and the probabilities are rounded to the dtype before the backward GEMMs, as every flash kernel does).
    A gradient that is exactly zero on the CPU (Lk = 1: P = 1, dS = 0; a bias constant along keys) is measured
    against the norm of dV instead of its own. */
@@ -706,6 +707,7 @@ typedef struct {
     int bias;        /* 0 none, 1 [B,1,Lq,Lk], 2 [B,H,Lq,Lk], 3 [1,H,1,Lk], 4 [B,H,Lq,1], 5 [Lq,Lk] */
     int bias_grad, causal;
     double p, scale;
+    int f32_only;    /* head dims only the f32 path takes (not multiples of 8, or above 128) */
 } sdpa_case;
 
 static double sq_norm(nn_tensor *t) {
@@ -832,13 +834,21 @@ static void test_sdpa(void) {
         /* few key tiles, many queries: the backward splits the queries of a key tile (dK/dV summed) */
         {"query split Lq>>Lk", 1, 2, 3000, 100, 16, 16, 0, 0, 0, 0, 0, 0},
         {"query split mask+bias[B,1] grad+dropout", 2, 2, 1200, 70, 32, 32, 1, 1, 1, 0, 0.1, 0},
+        /* f32 only: head dims padded inside the tensor-core tiles (odd: element loads; multiples of 4: float4
+           loads), and above 128 the SIMT kernels */
+        {"odd D=5 Dv=7 mask", 2, 2, 33, 45, 5, 7, 1, 0, 0, 0, 0, 0, 1},
+        {"D=20 Dv=12 causal full bias grad dropout", 1, 2, 70, 90, 20, 12, 0, 2, 1, 1, 0.1, 0, 1},
+        {"D=100 Dv=72 keypad+bias[B,1] grad multi-tile", 1, 2, 130, 150, 100, 72, 2, 1, 1, 0, 0, 0, 1},
+        {"D=200 (SIMT kernels)", 1, 2, 20, 30, 200, 200, 0, 0, 0, 1, 0, 0, 1},
     };
     static const nn_dtype dts[3] = {NN_F32, NN_F16, NN_BF16};
     size_t i;
     int d;
     for (i = 0; i < sizeof cs / sizeof cs[0]; i++)
         for (d = 0; d < 3; d++) {
-            if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13 || i == 16 || i == 18))) continue;
+            if (cs[i].f32_only && d != 0) continue;
+            if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13 || i == 16 || i == 18 || i == 19 ||
+                                     i == 20))) continue;
             sdpa_run(&cs[i], dts[d]);
         }
     {   /* nn_key_padding_mask on a device tensor */
