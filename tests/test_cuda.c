@@ -8,7 +8,8 @@
    Poison: NN_CUDA_POISON=1 makes every fresh device block 0xFF bytes (NaN as f32), and every case starts with
    nn_mem_trim(NN_CUDA), so an element a kernel never writes shows up as NaN and fails the check.
    Needs a GPU: make test-cuda (on the device machine). Prints "N passed, M failed". Arguments: -v (every
-   error), quick (a compute-sanitizer subset), il (only the [ops:index] / [ops:loss] cases). */
+   error), quick (a compute-sanitizer subset), il (only the [ops:index] / [ops:loss] cases), sdpa (only
+   test_sdpa; with quick, its subset). */
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
@@ -24,6 +25,7 @@
 static double worst_f32, worst_low;
 static int verbose, quick;   /* quick: a small part (for compute-sanitizer): sdpa subset, group_norm, device AdamW */
 static int only_il;          /* argument "il": only the [ops:index] / [ops:loss] tests (compute-sanitizer) */
+static int only_sdpa;        /* argument "sdpa": only test_sdpa (with quick: its sanitizer subset) */
 
 /* host copy of t as f32 (casting on t's device first if needed) */
 static float *host_f32(nn_tensor *t) {
@@ -813,27 +815,27 @@ static void sdpa_run(const sdpa_case *c, nn_dtype dt) {
 
 static void test_sdpa(void) {
     static const sdpa_case cs[] = {
-        {"plain odd lengths", 2, 3, 37, 53, 16, 16, 0, 0, 0, 0, 0, 0},
-        {"causal Lq>Lk", 2, 2, 70, 45, 32, 32, 0, 0, 0, 1, 0, 0},
-        {"causal Lq<Lk d64", 1, 3, 33, 80, 64, 64, 0, 0, 0, 1, 0, 0},
-        {"mask+fully masked rows D!=Dv", 2, 2, 41, 67, 24, 40, 1, 0, 0, 0, 0, 0},
-        {"keypad+bias[B,1] grad", 2, 3, 29, 77, 32, 32, 2, 1, 1, 0, 0, 0},
-        {"full bias grad causal scale d128", 1, 2, 45, 45, 128, 128, 0, 2, 1, 1, 0, 0.3},
-        {"bias[1,H,1,Lk] grad d96", 2, 2, 19, 131, 96, 96, 0, 3, 1, 0, 0, 0},
-        {"bias[B,H,Lq,1] grad (zero)", 1, 2, 17, 23, 16, 16, 0, 4, 1, 0, 0, 0},
-        {"bias[Lq,Lk] grad", 2, 2, 25, 31, 16, 16, 0, 5, 1, 0, 0, 0},
-        {"dropout+mask+bias grad", 2, 2, 37, 61, 32, 32, 1, 1, 1, 0, 0.2, 0},
-        {"dropout causal", 1, 3, 50, 50, 16, 16, 0, 0, 0, 1, 0.3, 0},
-        {"Lk=1", 2, 2, 9, 1, 16, 16, 0, 0, 0, 0, 0, 0},
-        {"Lk=1 causal", 1, 2, 9, 1, 32, 32, 0, 0, 0, 1, 0, 0},
-        {"split-KV keypad+bias+dropout", 1, 2, 10, 2100, 64, 64, 2, 1, 1, 0, 0.1, 0},
-        {"split-KV causal", 1, 1, 40, 3000, 32, 32, 0, 0, 0, 1, 0, 0},
+        {"plain odd lengths", 2, 3, 37, 53, 16, 16, 0, 0, 0, 0, 0, 0, 0},
+        {"causal Lq>Lk", 2, 2, 70, 45, 32, 32, 0, 0, 0, 1, 0, 0, 0},
+        {"causal Lq<Lk d64", 1, 3, 33, 80, 64, 64, 0, 0, 0, 1, 0, 0, 0},
+        {"mask+fully masked rows D!=Dv", 2, 2, 41, 67, 24, 40, 1, 0, 0, 0, 0, 0, 0},
+        {"keypad+bias[B,1] grad", 2, 3, 29, 77, 32, 32, 2, 1, 1, 0, 0, 0, 0},
+        {"full bias grad causal scale d128", 1, 2, 45, 45, 128, 128, 0, 2, 1, 1, 0, 0.3, 0},
+        {"bias[1,H,1,Lk] grad d96", 2, 2, 19, 131, 96, 96, 0, 3, 1, 0, 0, 0, 0},
+        {"bias[B,H,Lq,1] grad (zero)", 1, 2, 17, 23, 16, 16, 0, 4, 1, 0, 0, 0, 0},
+        {"bias[Lq,Lk] grad", 2, 2, 25, 31, 16, 16, 0, 5, 1, 0, 0, 0, 0},
+        {"dropout+mask+bias grad", 2, 2, 37, 61, 32, 32, 1, 1, 1, 0, 0.2, 0, 0},
+        {"dropout causal", 1, 3, 50, 50, 16, 16, 0, 0, 0, 1, 0.3, 0, 0},
+        {"Lk=1", 2, 2, 9, 1, 16, 16, 0, 0, 0, 0, 0, 0, 0},
+        {"Lk=1 causal", 1, 2, 9, 1, 32, 32, 0, 0, 0, 1, 0, 0, 0},
+        {"split-KV keypad+bias+dropout", 1, 2, 10, 2100, 64, 64, 2, 1, 1, 0, 0.1, 0, 0},
+        {"split-KV causal", 1, 1, 40, 3000, 32, 32, 0, 0, 0, 1, 0, 0, 0},
         /* several key and query tiles per (b, h): dQ summed over key-tile CTAs, partial last tiles */
-        {"multi-tile d64", 1, 2, 300, 260, 64, 64, 0, 0, 0, 0, 0, 0},
-        {"multi-tile causal full bias grad d128", 1, 2, 150, 170, 128, 128, 0, 2, 1, 1, 0, 0},
+        {"multi-tile d64", 1, 2, 300, 260, 64, 64, 0, 0, 0, 0, 0, 0, 0},
+        {"multi-tile causal full bias grad d128", 1, 2, 150, 170, 128, 128, 0, 2, 1, 1, 0, 0, 0},
         /* few key tiles, many queries: the backward splits the queries of a key tile (dK/dV summed) */
-        {"query split Lq>>Lk", 1, 2, 3000, 100, 16, 16, 0, 0, 0, 0, 0, 0},
-        {"query split mask+bias[B,1] grad+dropout", 2, 2, 1200, 70, 32, 32, 1, 1, 1, 0, 0.1, 0},
+        {"query split Lq>>Lk", 1, 2, 3000, 100, 16, 16, 0, 0, 0, 0, 0, 0, 0},
+        {"query split mask+bias[B,1] grad+dropout", 2, 2, 1200, 70, 32, 32, 1, 1, 1, 0, 0.1, 0, 0},
         /* f32 only: head dims padded inside the tensor-core tiles (odd: element loads; multiples of 4: float4
            loads), and above 128 the SIMT kernels */
         {"odd D=5 Dv=7 mask", 2, 2, 33, 45, 5, 7, 1, 0, 0, 0, 0, 0, 1},
@@ -1409,12 +1411,15 @@ int main(int argc, char **argv) {
         if (strcmp(argv[a], "-v") == 0) verbose = 1;
         if (strcmp(argv[a], "quick") == 0) quick = 1;
         if (strcmp(argv[a], "il") == 0) only_il = 1;
+        if (strcmp(argv[a], "sdpa") == 0) only_sdpa = 1;
     }
     setenv("NN_CUDA_POISON", "1", 0);
     if (!nn_cuda_available()) { printf("no CUDA device\n0 passed, 1 failed\n"); return 1; }
     nn_cuda_set_tf32(0);
     nn_seed(7);
-    if (only_il) {
+    if (only_sdpa) {
+        test_sdpa();
+    } else if (only_il) {
         test_index_ops();
         test_losses();
         test_mha_masks();
