@@ -4055,6 +4055,22 @@ __device__ __forceinline__ void tc_pb(float (&c)[ND][4], const float (&s)[KT][4]
     }
 }
 
+/* acc += P B through a fresh accumulator. The tensor cores add into their accumulator with truncation (round
+   toward zero after aligning to the larger operand), a bias that grows with the number of adds: summed over 2,100
+   keys in one accumulator dQ was off by 1.2e-5 relative (the f32 bound is 2e-5); a tile's partial sum added with
+   an ordinary f32 add keeps the long reductions (dK/dV over thousands of queries) at the f32 level. */
+template <int KT, int ND, int ST>
+__device__ __forceinline__ void tc_pb_add(float (&acc)[ND][4], const float (&s)[KT][4], const float *Bm, int lane) {
+    float c[ND][4];
+#pragma unroll
+    for (int n = 0; n < ND; n++) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.f;
+    tc_pb<KT, ND, ST>(c, s, Bm, lane);
+#pragma unroll
+    for (int n = 0; n < ND; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[n][e] += c[n][e];
+}
+
 /* can a [B,H,L,cols] f32 operand be read in float4s (16-byte aligned rows of whole 4-float groups)? */
 __device__ __forceinline__ bool tc_vec(const void *x, const int64_t s[3], int cols) {
     return ((uintptr_t)x & 15) == 0 && (s[0] & 3) == 0 && (s[1] & 3) == 0 && (s[2] & 3) == 0 && (cols & 3) == 0;
@@ -4194,7 +4210,7 @@ __global__ void __launch_bounds__(TC_NTH) tc_fwd_kernel(Params p) {
                     s[n][2 * hh] *= z0; s[n][2 * hh + 1] *= z1;
                 }
         }
-        tc_pb<NT, ND, ST>(acc, s, Vs, lane);
+        tc_pb_add<NT, ND, ST>(acc, s, Vs, lane);   /* acc was rescaled above; this tile's P V added in f32 */
     }
     /* finish: l summed over the quad; O and LSE, or this split's normalised partial and its lse */
     int64_t bh = (int64_t)b * p.H + h, bhlq = (int64_t)p.B * p.H * p.Lq;
@@ -4278,8 +4294,8 @@ __global__ void __launch_bounds__(TC_NTH) tc_dkdv_kernel(Params p) {
                 dp[n][e] = pr * (z * dp[n][e] - Dl[c]);   /* dS^T */
                 s[n][e] = pr * z;                         /* (P Z)^T */
             }
-        tc_pb<NT, ND, ST>(dv, s, Gs, lane);
-        tc_pb<NT, ND, ST>(dk, dp, Qs, lane);
+        tc_pb_add<NT, ND, ST>(dv, s, Gs, lane);
+        tc_pb_add<NT, ND, ST>(dk, dp, Qs, lane);
     }
     bool add = p.nsplit > 1;   /* one query range of several: add into dK/dV (zeroed by the host) */
     if (p.dk) tc_store<ND>((float *)p.dk + b * p.sdk[0] + h * p.sdk[1], p.sdk[2], dk, j0 + wrow, p.Lk, p.D, p.scale,
@@ -4352,7 +4368,7 @@ __global__ void __launch_bounds__(TC_NTH) tc_dq_kernel(Params p) {
                     else *at = ds;
                 }
             }
-        tc_pb<NT, ND, ST>(dq, s, Ks, lane);
+        tc_pb_add<NT, ND, ST>(dq, s, Ks, lane);
     }
     if (p.dq) tc_store<ND>((float *)p.dq + b * p.sdq[0] + h * p.sdq[1], p.sdq[2], dq, i0 + wrow, p.Lq, p.D, p.scale,
                            p.scale, false, lane);
