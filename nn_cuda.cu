@@ -3015,8 +3015,8 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
    Layouts. q, k, v, o, dout, dq, dk, dv: element strides of batch, head and row (s*[0..2]); the last dimension
    is contiguous. So [B,H,L,D] (strides {H*L*D, L*D, D}) and a [B,L,H,D] projection ({L*H*D, D, H*D}) are both
    read in place. For dtype f16/bf16 the row strides and pointers must allow 16-byte loads (strides multiples of
-   8 elements, pointers 16-byte aligned), D and Dv multiples of 8 and <= 128. f32 (the checking path) takes any
-   D, Dv <= 256. mask: u8 read at b*ms[0] + h*ms[1] + i*ms[2] + j*ms[3] (0 strides broadcast). bias: f32 or the
+   8 elements, pointers 16-byte aligned), D and Dv multiples of 8 and <= 128. f32 takes any D, Dv <= 256
+   and any row stride. mask: u8 read at b*ms[0] + h*ms[1] + i*ms[2] + j*ms[3] (0 strides broadcast). bias: f32 or the
    q dtype (bias_dtype), same broadcast rule with bs[]. lse: f32 [B,H,Lq] contiguous. dbias: f32, addressed with
    the bias's strides bs[]; it receives the gradient summed over every broadcast dimension (this function zeroes
    it first where it must accumulate). A bias broadcast over keys (bs[3] == 0 with Lk > 1) has gradient 0.
@@ -3034,8 +3034,8 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
               queries are split). 5 matrix products and one exponential per score.
            With grad_f32 the gradients are written in f32 (the f32 dQ accumulator is dq itself); else converted.
            dbias is stored once per element when the bias is not broadcast, else atomically added (f32).
-     f32   a plain SIMT path (thread per query or key row, tiles in shared memory, accurate expf), same
-           semantics, for checking.
+     f32   the same loops on TF32 tensor cores in 3xTF32 (f32 accuracy; tc_* kernels, D and Dv <= 128; dK/dV
+           and dQ + dbias in two kernels); above 128 a plain SIMT path (thread per query or key row).
    Bias tiles (f32 or the q dtype, keys contiguous, 16-byte aligned rows) are staged through shared memory with
    cp.async, double-buffered with K/V, so no bias load sits behind a branch; other layouts read it at clamped
    indices. Split-KV: when the (b, h, query tile) blocks are fewer than 2 per SM (the 900-query AQR cases, 10
@@ -3823,6 +3823,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
 }
 
 /* ------------------------------------------------------------------------------------------ f32 path */
+/* the SIMT kernels: f32 head dims above 128 (the tensor-core kernels below take the rest) */
 #define F32_TQ 64   /* rows per block (one thread each) */
 #define F32_TK 16   /* streamed rows per shared tile */
 #define F32_MAXD 256
