@@ -3175,8 +3175,8 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
    Layouts. q, k, v, o, dout, dq, dk, dv: element strides of batch, head and row (s*[0..2]); the last dimension
    is contiguous. So [B,H,L,D] (strides {H*L*D, L*D, D}) and a [B,L,H,D] projection ({L*H*D, D, H*D}) are both
    read in place. For dtype f16/bf16 the row strides and pointers must allow 16-byte loads (strides multiples of
-   8 elements, pointers 16-byte aligned), D and Dv multiples of 8 and <= 128. f32 (the checking path) takes any
-   D, Dv <= 256. mask: u8 read at b*ms[0] + h*ms[1] + i*ms[2] + j*ms[3] (0 strides broadcast). bias: f32 or the
+   8 elements, pointers 16-byte aligned), D and Dv multiples of 8 and <= 128. f32 takes any D, Dv <= 256
+   and any row stride. mask: u8 read at b*ms[0] + h*ms[1] + i*ms[2] + j*ms[3] (0 strides broadcast). bias: f32 or the
    q dtype (bias_dtype), same broadcast rule with bs[]. lse: f32 [B,H,Lq] contiguous. dbias: f32, addressed with
    the bias's strides bs[]; it receives the gradient summed over every broadcast dimension (this function zeroes
    it first where it must accumulate). A bias broadcast over keys (bs[3] == 0 with Lk > 1) has gradient 0.
@@ -3194,8 +3194,8 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
               queries are split). 5 matrix products and one exponential per score.
            With grad_f32 the gradients are written in f32 (the f32 dQ accumulator is dq itself); else converted.
            dbias is stored once per element when the bias is not broadcast, else atomically added (f32).
-     f32   a plain SIMT path (thread per query or key row, tiles in shared memory, accurate expf), same
-           semantics, for checking.
+     f32   the same loops on TF32 tensor cores in 3xTF32 (f32 accuracy; tc_* kernels, D and Dv <= 128; dK/dV
+           and dQ + dbias in two kernels); above 128 a plain SIMT path (thread per query or key row).
    Bias tiles (f32 or the q dtype, keys contiguous, 16-byte aligned rows) are staged through shared memory with
    cp.async, double-buffered with K/V, so no bias load sits behind a branch; other layouts read it at clamped
    indices. Split-KV: when the (b, h, query tile) blocks are fewer than 2 per SM (the 900-query AQR cases, 10
@@ -3983,6 +3983,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
 }
 
 /* ------------------------------------------------------------------------------------------ f32 path */
+/* the SIMT kernels: f32 head dims above 128 (the tensor-core kernels below take the rest) */
 #define F32_TQ 64   /* rows per block (one thread each) */
 #define F32_TK 16   /* streamed rows per shared tile */
 #define F32_MAXD 256
@@ -4136,6 +4137,413 @@ __global__ void __launch_bounds__(F32_TQ) f32_dkdv_kernel(Params p) {
         float *DV = (float *)p.dv + b * p.sdv[0] + h * p.sdv[1] + (int64_t)j * p.sdv[2];
         for (int d = 0; d < p.Dv; d++) DV[d] = dv[d];
     }
+}
+
+/* ------------------------------------------------------------------------------------------ f32 on tensor cores */
+/* The f32 path's fast kernels: the flash loops of the bf16 path, with every product on TF32 tensor cores
+   (mma m16n8k8) in "3xTF32": each f32 operand x = big + small, both TF32 (round to nearest), and
+   a*b ~ big_a big_b + big_a small_b + small_a big_b accumulated in f32. The dropped small*small term and the
+   rounding of small are each ~2^-22 |a b|: f32 accuracy (tests/test_cuda.c holds it to the f32 bound) for 3x the
+   TF32 work, which at these head dims is still far below the exponentials and the memory traffic. Operands stay
+   f32 in shared memory (rows of HD + 4 floats: the fragment loads below hit 32 distinct banks); any D <= HD is
+   zero-padded, any row stride or alignment is loaded (float4 where rows allow it). One CTA of 4 warps, 16 rows a
+   warp. Forward: 64 queries per CTA, key tiles of BN (split-KV as the bf16 path when the grid is small). Backward:
+   dK/dV (64 keys per CTA over query tiles, the queries split into ranges with f32 atomics when few CTAs) and
+   dQ + dbias (64 queries per CTA over key tiles): 7 products per score pair, no atomics on dQ. */
+#define TC_BM 64    /* resident rows per CTA */
+#define TC_NTH 128  /* threads per CTA */
+
+__device__ __forceinline__ void split_tf32(float x, uint32_t &big, uint32_t &small) {
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(big) : "f"(x));
+    float r = x - __uint_as_float(big);
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(small) : "f"(r));
+}
+__device__ __forceinline__ void mma_tf32(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+/* c += a b in 3xTF32 (the small products first: they are the smaller terms of the sum) */
+__device__ __forceinline__ void mma3(float c[4], const uint32_t ab[4], const uint32_t as[4], uint32_t bb0,
+                                     uint32_t bb1, uint32_t bs0, uint32_t bs1) {
+    mma_tf32(c, as, bb0, bb1);
+    mma_tf32(c, ab, bs0, bs1);
+    mma_tf32(c, ab, bb0, bb1);
+}
+
+/* c[n] += A[16 x K] B[8n.. x K]^T; A and B row-major f32 in shared memory (row stride ST) */
+template <int NT, int K, int ST>
+__device__ __forceinline__ void tc_abT(float (&c)[NT][4], const float *A, const float *Bm, int lane) {
+    int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int ks = 0; ks < K / 8; ks++) {
+        uint32_t ab[4], as[4];
+        split_tf32(A[g * ST + ks * 8 + t], ab[0], as[0]);
+        split_tf32(A[(g + 8) * ST + ks * 8 + t], ab[1], as[1]);
+        split_tf32(A[g * ST + ks * 8 + t + 4], ab[2], as[2]);
+        split_tf32(A[(g + 8) * ST + ks * 8 + t + 4], ab[3], as[3]);
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            uint32_t bb0, bs0, bb1, bs1;
+            split_tf32(Bm[(n * 8 + g) * ST + ks * 8 + t], bb0, bs0);
+            split_tf32(Bm[(n * 8 + g) * ST + ks * 8 + t + 4], bb1, bs1);
+            mma3(c[n], ab, as, bb0, bb1, bs0, bs1);
+        }
+    }
+}
+
+/* c[n] += P[16 x 8KT] B[8KT x 8ND]: P in C-fragment layout (the thread holds columns 2t, 2t+1 of each 8), used
+   directly as the A operand by renumbering the summed index (A slot t = column 2t, slot t+4 = column 2t+1) and
+   reading B's rows in the same order; B row-major f32 in shared memory (row stride ST) */
+template <int KT, int ND, int ST>
+__device__ __forceinline__ void tc_pb(float (&c)[ND][4], const float (&s)[KT][4], const float *Bm, int lane) {
+    int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int kt = 0; kt < KT; kt++) {
+        uint32_t ab[4], as[4];
+        split_tf32(s[kt][0], ab[0], as[0]);
+        split_tf32(s[kt][2], ab[1], as[1]);
+        split_tf32(s[kt][1], ab[2], as[2]);
+        split_tf32(s[kt][3], ab[3], as[3]);
+        const float *r0 = Bm + (kt * 8 + 2 * t) * ST + g;
+#pragma unroll
+        for (int n = 0; n < ND; n++) {
+            uint32_t bb0, bs0, bb1, bs1;
+            split_tf32(r0[n * 8], bb0, bs0);
+            split_tf32(r0[ST + n * 8], bb1, bs1);
+            mma3(c[n], ab, as, bb0, bb1, bs0, bs1);
+        }
+    }
+}
+
+/* acc += P B through a fresh accumulator. The tensor cores add into their accumulator with truncation (round
+   toward zero after aligning to the larger operand), a bias that grows with the number of adds: summed over 2,100
+   keys in one accumulator dQ was off by 1.2e-5 relative (the f32 bound is 2e-5); a tile's partial sum added with
+   an ordinary f32 add keeps the long reductions (dK/dV over thousands of queries) at the f32 level. */
+template <int KT, int ND, int ST>
+__device__ __forceinline__ void tc_pb_add(float (&acc)[ND][4], const float (&s)[KT][4], const float *Bm, int lane) {
+    float c[ND][4];
+#pragma unroll
+    for (int n = 0; n < ND; n++) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.f;
+    tc_pb<KT, ND, ST>(c, s, Bm, lane);
+#pragma unroll
+    for (int n = 0; n < ND; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[n][e] += c[n][e];
+}
+
+/* can a [B,H,L,cols] f32 operand be read in float4s (16-byte aligned rows of whole 4-float groups)? */
+__device__ __forceinline__ bool tc_vec(const void *x, const int64_t s[3], int cols) {
+    return ((uintptr_t)x & 15) == 0 && (s[0] & 3) == 0 && (s[1] & 3) == 0 && (s[2] & 3) == 0 && (cols & 3) == 0;
+}
+
+/* rows row0.. of g (row stride rs, cols valid columns) -> s[ROWS][HD + 4], zeros at rows >= L, columns >= cols */
+template <int ROWS, int HD>
+__device__ __forceinline__ void tc_load(float *s, const float *g, int64_t rs, int row0, int L, int cols, bool vec) {
+    constexpr int ST = HD + 4;
+    if (vec) {
+        constexpr int CH = HD / 4;
+#pragma unroll 4
+        for (int idx = threadIdx.x; idx < ROWS * CH; idx += TC_NTH) {
+            int r = idx / CH, c = (idx % CH) * 4, gr = row0 + r;
+            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (gr < L && c < cols) v = *reinterpret_cast<const float4 *>(g + (int64_t)gr * rs + c);
+            *reinterpret_cast<float4 *>(s + r * ST + c) = v;
+        }
+    } else {
+        for (int idx = threadIdx.x; idx < ROWS * HD; idx += TC_NTH) {
+            int r = idx / HD, c = idx % HD, gr = row0 + r;
+            s[r * ST + c] = (gr < L && c < cols) ? g[(int64_t)gr * rs + c] : 0.f;
+        }
+    }
+}
+
+/* scores in log2 units: scale_log2 * dot + log2e * bias, or -inf where masked, causal or out of bounds. Element
+   (n, e) of the C fragments is at row R0 + g + 8(e>>1), column C0 + 8n + 2t + (e&1); TRANS: rows are keys. The
+   bias is read at clamped (always valid) indices so that no load sits behind a branch. */
+template <int NT, bool TRANS>
+__device__ __forceinline__ void tc_mods(const Params &p, float (&s)[NT][4], int R0, int C0, int lane,
+                                        const uint8_t *mbh, const float *bbh, bool plain) {
+    int g = lane >> 2, q2 = (lane & 3) * 2;
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int r = R0 + g + 8 * (e >> 1), c = C0 + 8 * n + q2 + (e & 1);
+            int i = TRANS ? c : r, j = TRANS ? r : c;
+            int ic = min(i, p.Lq - 1), jc = min(j, p.Lk - 1);
+            float x = s[n][e] * p.scale_log2;
+            if (bbh) x += SDPA_LOG2E * bbh[(int64_t)ic * p.bs[2] + (int64_t)jc * p.bs[3]];
+            if (!plain) {
+                bool ok = i < p.Lq && j < p.Lk && !(p.causal && j > i);
+                if (mbh) ok = ok && mbh[(int64_t)ic * p.ms[2] + (int64_t)jc * p.ms[3]] != 0;
+                if (!ok) x = -INFINITY;
+            }
+            s[n][e] = x;
+        }
+}
+
+/* rows row0 + g (+8) of an [16 x 8ND] fragment block, times mul[hh] -> g (row stride rs), columns < cols; with
+   add, f32 atomic adds (query-split partial sums) */
+template <int ND>
+__device__ __forceinline__ void tc_store(float *o, int64_t rs, const float (&acc)[ND][4], int row0, int L, int cols,
+                                         float mul0, float mul1, bool add, int lane) {
+    int g = lane >> 2, q2 = (lane & 3) * 2;
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        int r = row0 + g + 8 * hh;
+        if (r >= L) continue;
+        float mul = hh ? mul1 : mul0, *row = o + (int64_t)r * rs;
+#pragma unroll
+        for (int n = 0; n < ND; n++)
+#pragma unroll
+            for (int x = 0; x < 2; x++) {
+                int c = n * 8 + q2 + x;
+                if (c >= cols) continue;
+                if (add) atomicAdd(row + c, acc[n][2 * hh + x] * mul);
+                else row[c] = acc[n][2 * hh + x] * mul;
+            }
+    }
+}
+
+template <int HD, int BN>
+__global__ void __launch_bounds__(TC_NTH) tc_fwd_kernel(Params p) {
+    constexpr int BM = TC_BM, ST = HD + 4, NT = BN / 8, ND = HD / 8;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    float *Qs = (float *)smem_raw, *Ks = Qs + BM * ST, *Vs = Ks + BN * ST;
+    int b, h, t, sp;
+    tile_of(p, &b, &h, &t, &sp);
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q2 = (lane & 3) * 2;
+    int i0 = t * BM, wrow = warp * 16;
+    const float *Q = (const float *)p.q + b * p.sq[0] + h * p.sq[1];
+    const float *K = (const float *)p.k + b * p.sk[0] + h * p.sk[1];
+    const float *V = (const float *)p.v + b * p.sv[0] + h * p.sv[1];
+    const uint8_t *mbh = p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
+    const float *bbh = p.bias ? (const float *)p.bias + b * p.bs[0] + h * p.bs[1] : nullptr;
+    bool vk = tc_vec(p.k, p.sk, p.D), vv = tc_vec(p.v, p.sv, p.Dv);
+    int ks = sp * p.split_len, jend = min(p.Lk, ks + p.split_len);
+    if (p.causal && i0 + BM < jend) jend = i0 + BM;
+    tc_load<BM, HD>(Qs, Q, p.sq[2], i0, p.Lq, p.D, tc_vec(p.q, p.sq, p.D));
+    float acc[ND][4], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+#pragma unroll
+    for (int n = 0; n < ND; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+    uint64_t bhpos = p.offset + (uint64_t)((int64_t)b * p.H + h) * (uint64_t)p.Lq * (uint64_t)p.Lk;
+    for (int j0 = ks; j0 < jend; j0 += BN) {
+        __syncthreads();   /* every warp is done with the previous K/V tile */
+        tc_load<BN, HD>(Ks, K, p.sk[2], j0, p.Lk, p.D, vk);
+        tc_load<BN, HD>(Vs, V, p.sv[2], j0, p.Lk, p.Dv, vv);
+        __syncthreads();
+        float s[NT][4];
+#pragma unroll
+        for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+        tc_abT<NT, HD, ST>(s, Qs + wrow * ST, Ks, lane);
+        bool plain = !mbh && j0 + BN <= p.Lk && !(p.causal && j0 + BN - 1 > i0 + wrow);
+        tc_mods<NT, false>(p, s, i0 + wrow, j0, lane, mbh, bbh, plain);
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int n = 0; n < NT; n++) mx = fmaxf(mx, fmaxf(s[n][2 * hh], s[n][2 * hh + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            float mnew = fmaxf(mrow[hh], mx);
+            float muse = mnew == -INFINITY ? 0.f : mnew;
+            float alpha = ex2(mrow[hh] - muse), sum = 0.f;
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                float e0 = ex2(s[n][2 * hh] - muse), e1 = ex2(s[n][2 * hh + 1] - muse);
+                s[n][2 * hh] = e0; s[n][2 * hh + 1] = e1;
+                sum += e0 + e1;
+            }
+            lrow[hh] = lrow[hh] * alpha + sum;
+            mrow[hh] = mnew;
+#pragma unroll
+            for (int n = 0; n < ND; n++) { acc[n][2 * hh] *= alpha; acc[n][2 * hh + 1] *= alpha; }
+        }
+        if (p.dropout) {
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int hh = 0; hh < 2; hh++) {
+                    int i = i0 + wrow + g + 8 * hh, j = j0 + 8 * n + q2;
+                    float z0, z1;
+                    keep_factor2(p, bhpos + (uint64_t)i * p.Lk + j, &z0, &z1);
+                    s[n][2 * hh] *= z0; s[n][2 * hh + 1] *= z1;
+                }
+        }
+        tc_pb_add<NT, ND, ST>(acc, s, Vs, lane);   /* acc was rescaled above; this tile's P V added in f32 */
+    }
+    /* finish: l summed over the quad; O and LSE, or this split's normalised partial and its lse */
+    int64_t bh = (int64_t)b * p.H + h, bhlq = (int64_t)p.B * p.H * p.Lq;
+    float *lse = p.nsplit > 1 ? p.part + (int64_t)p.nsplit * bhlq * p.Dv + sp * bhlq + bh * p.Lq : p.lse + bh * p.Lq;
+    float inv[2];
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        float l = lrow[hh];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        inv[hh] = l > 0.f ? 1.f / l : 0.f;
+        int r = i0 + wrow + g + 8 * hh;
+        if ((lane & 3) == 0 && r < p.Lq) lse[r] = l > 0.f ? (mrow[hh] + log2f(l)) * SDPA_LN2 : -INFINITY;
+    }
+    if (p.nsplit > 1)
+        tc_store<ND>(p.part + (sp * bhlq + bh * p.Lq) * p.Dv, p.Dv, acc, i0 + wrow, p.Lq, p.Dv, inv[0], inv[1], false,
+                     lane);
+    else
+        tc_store<ND>((float *)p.out + b * p.so[0] + h * p.so[1], p.so[2], acc, i0 + wrow, p.Lq, p.Dv, inv[0], inv[1],
+                     false, lane);
+}
+
+/* dK, dV: one CTA per (b, h, 64 keys, query range); S^T = K Q^T and dP^T = V dO^T give P^T and dS^T as the
+   A operands of dV += (P Z)^T dO and dK += dS^T Q */
+template <int HD, int BN>
+__global__ void __launch_bounds__(TC_NTH) tc_dkdv_kernel(Params p) {
+    constexpr int BM = TC_BM, ST = HD + 4, NT = BN / 8, ND = HD / 8;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    float *Ks = (float *)smem_raw, *Vs = Ks + BM * ST, *Qs = Vs + BM * ST, *Gs = Qs + BN * ST;
+    float *Ls = Gs + BN * ST, *Dl = Ls + BN;
+    int b, h, t, sp;
+    tile_of(p, &b, &h, &t, &sp);
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q2 = (lane & 3) * 2;
+    int j0 = t * BM, wrow = warp * 16;
+    int64_t bh = (int64_t)b * p.H + h;
+    const float *Q = (const float *)p.q + b * p.sq[0] + h * p.sq[1];
+    const float *K = (const float *)p.k + b * p.sk[0] + h * p.sk[1];
+    const float *V = (const float *)p.v + b * p.sv[0] + h * p.sv[1];
+    const float *G = (const float *)p.dout + b * p.sdo[0] + h * p.sdo[1];
+    const float *lse = p.lse + bh * p.Lq, *delta = p.delta + bh * p.Lq;
+    const uint8_t *mbh = p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
+    const float *bbh = p.bias ? (const float *)p.bias + b * p.bs[0] + h * p.bs[1] : nullptr;
+    bool vq = tc_vec(p.q, p.sq, p.D), vg = tc_vec(p.dout, p.sdo, p.Dv);
+    tc_load<BM, HD>(Ks, K, p.sk[2], j0, p.Lk, p.D, tc_vec(p.k, p.sk, p.D));
+    tc_load<BM, HD>(Vs, V, p.sv[2], j0, p.Lk, p.Dv, tc_vec(p.v, p.sv, p.Dv));
+    int qa = sp * p.split_len, qb = min(p.Lq, qa + p.split_len);
+    int istart = p.causal ? max(qa, (j0 / BN) * BN) : qa;
+    float dk[ND][4], dv[ND][4];
+#pragma unroll
+    for (int n = 0; n < ND; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[n][e] = dv[n][e] = 0.f;
+    uint64_t bhpos = p.offset + (uint64_t)bh * (uint64_t)p.Lq * (uint64_t)p.Lk;
+    for (int i0 = istart; i0 < qb; i0 += BN) {
+        __syncthreads();
+        tc_load<BN, HD>(Qs, Q, p.sq[2], i0, p.Lq, p.D, vq);
+        tc_load<BN, HD>(Gs, G, p.sdo[2], i0, p.Lq, p.Dv, vg);
+        for (int x = threadIdx.x; x < BN; x += TC_NTH) {
+            int ii = i0 + x;
+            float l = ii < p.Lq ? lse[ii] : INFINITY;
+            Ls[x] = (l == -INFINITY ? INFINITY : l) * SDPA_LOG2E;   /* fully masked row (or none): P = 0 */
+            Dl[x] = ii < p.Lq ? delta[ii] : 0.f;
+        }
+        __syncthreads();
+        float s[NT][4], dp[NT][4];
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.f;
+        tc_abT<NT, HD, ST>(s, Ks + wrow * ST, Qs, lane);    /* S^T */
+        tc_abT<NT, HD, ST>(dp, Vs + wrow * ST, Gs, lane);   /* dP^T */
+        bool plain = !mbh && j0 + wrow + 16 <= p.Lk && !(p.causal && j0 + wrow + 15 > i0);
+        tc_mods<NT, true>(p, s, j0 + wrow, i0, lane, mbh, bbh, plain);
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int c = 8 * n + q2 + (e & 1);
+                float pr = ex2(s[n][e] - Ls[c]), z = 1.f;
+                if (p.dropout) z = keep_factor(p, bhpos + (uint64_t)(i0 + c) * p.Lk + (j0 + wrow + g + 8 * (e >> 1)));
+                dp[n][e] = pr * (z * dp[n][e] - Dl[c]);   /* dS^T */
+                s[n][e] = pr * z;                         /* (P Z)^T */
+            }
+        tc_pb_add<NT, ND, ST>(dv, s, Gs, lane);
+        tc_pb_add<NT, ND, ST>(dk, dp, Qs, lane);
+    }
+    bool add = p.nsplit > 1;   /* one query range of several: add into dK/dV (zeroed by the host) */
+    if (p.dk) tc_store<ND>((float *)p.dk + b * p.sdk[0] + h * p.sdk[1], p.sdk[2], dk, j0 + wrow, p.Lk, p.D, p.scale,
+                           p.scale, add, lane);
+    if (p.dv) tc_store<ND>((float *)p.dv + b * p.sdv[0] + h * p.sdv[1], p.sdv[2], dv, j0 + wrow, p.Lk, p.Dv, 1.f, 1.f,
+                           add, lane);
+}
+
+/* dQ and dbias: one CTA per (b, h, 64 queries) over key tiles; S = Q K^T, dP = dO V^T, dQ += dS K */
+template <int HD, int BN>
+__global__ void __launch_bounds__(TC_NTH) tc_dq_kernel(Params p) {
+    constexpr int BM = TC_BM, ST = HD + 4, NT = BN / 8, ND = HD / 8;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    float *Qs = (float *)smem_raw, *Gs = Qs + BM * ST, *Ks = Gs + BM * ST, *Vs = Ks + BN * ST;
+    int b, h, t;
+    tile_of(p, &b, &h, &t);
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q2 = (lane & 3) * 2;
+    int i0 = t * BM, wrow = warp * 16;
+    int64_t bh = (int64_t)b * p.H + h;
+    const float *Q = (const float *)p.q + b * p.sq[0] + h * p.sq[1];
+    const float *K = (const float *)p.k + b * p.sk[0] + h * p.sk[1];
+    const float *V = (const float *)p.v + b * p.sv[0] + h * p.sv[1];
+    const float *G = (const float *)p.dout + b * p.sdo[0] + h * p.sdo[1];
+    const uint8_t *mbh = p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
+    const float *bbh = p.bias ? (const float *)p.bias + b * p.bs[0] + h * p.bs[1] : nullptr;
+    float *dbh = p.dbias ? p.dbias + b * p.bs[0] + h * p.bs[1] : nullptr;
+    bool vk = tc_vec(p.k, p.sk, p.D), vv = tc_vec(p.v, p.sv, p.Dv);
+    tc_load<BM, HD>(Qs, Q, p.sq[2], i0, p.Lq, p.D, tc_vec(p.q, p.sq, p.D));
+    tc_load<BM, HD>(Gs, G, p.sdo[2], i0, p.Lq, p.Dv, tc_vec(p.dout, p.sdo, p.Dv));
+    float Lr[2], Dr[2];
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        int i = i0 + wrow + g + 8 * hh;
+        float l = i < p.Lq ? p.lse[bh * p.Lq + i] : INFINITY;
+        Lr[hh] = (l == -INFINITY ? INFINITY : l) * SDPA_LOG2E;
+        Dr[hh] = i < p.Lq ? p.delta[bh * p.Lq + i] : 0.f;
+    }
+    int jend = p.Lk;
+    if (p.causal && i0 + BM < jend) jend = i0 + BM;
+    float dq[ND][4];
+#pragma unroll
+    for (int n = 0; n < ND; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.f;
+    uint64_t bhpos = p.offset + (uint64_t)bh * (uint64_t)p.Lq * (uint64_t)p.Lk;
+    for (int j0 = 0; j0 < jend; j0 += BN) {
+        __syncthreads();
+        tc_load<BN, HD>(Ks, K, p.sk[2], j0, p.Lk, p.D, vk);
+        tc_load<BN, HD>(Vs, V, p.sv[2], j0, p.Lk, p.Dv, vv);
+        __syncthreads();
+        float s[NT][4], dp[NT][4];
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.f;
+        tc_abT<NT, HD, ST>(s, Qs + wrow * ST, Ks, lane);
+        tc_abT<NT, HD, ST>(dp, Gs + wrow * ST, Vs, lane);
+        bool plain = !mbh && j0 + BN <= p.Lk && !(p.causal && j0 + BN - 1 > i0 + wrow);
+        tc_mods<NT, false>(p, s, i0 + wrow, j0, lane, mbh, bbh, plain);
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int hh = e >> 1, i = i0 + wrow + g + 8 * hh, j = j0 + 8 * n + q2 + (e & 1);
+                float pr = ex2(s[n][e] - Lr[hh]), z = 1.f;
+                if (p.dropout) z = keep_factor(p, bhpos + (uint64_t)i * p.Lk + j);
+                float ds = pr * (z * dp[n][e] - Dr[hh]);
+                s[n][e] = ds;
+                if (dbh && i < p.Lq && j < p.Lk) {
+                    float *at = dbh + (int64_t)i * p.bs[2] + (int64_t)j * p.bs[3];
+                    if (p.dbias_atomic) atomicAdd(at, ds);
+                    else *at = ds;
+                }
+            }
+        tc_pb_add<NT, ND, ST>(dq, s, Ks, lane);
+    }
+    if (p.dq) tc_store<ND>((float *)p.dq + b * p.sdq[0] + h * p.sdq[1], p.sdq[2], dq, i0 + wrow, p.Lq, p.D, p.scale,
+                           p.scale, false, lane);
+}
+
+/* zero a [B,H,L,Dd] f32 tensor through its strides (the query-split dK/dV sums) */
+__global__ void tc_zero_kernel(float *x, int64_t s0, int64_t s1, int64_t s2, int H, int L, int Dd, int64_t n) {
+    int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= n) return;
+    int d = (int)(e % Dd);
+    int64_t row = e / Dd;
+    int i = (int)(row % L);
+    int64_t bh = row / L;
+    x[(bh / H) * s0 + (bh % H) * s1 + (int64_t)i * s2 + d] = 0.f;
 }
 
 /* ------------------------------------------------------------------------------------------ launch */
@@ -4371,6 +4779,111 @@ static int64_t ws_floats(const Params &p0, int dtype, bool bwd) {
     return p.nsplit > 1 ? (int64_t)p.nsplit * bhlq * (p.Dv + 1) : 0;
 }
 
+/* ------------------------------------------------------------------------------------------ f32 launch */
+/* key tile of the forward and dQ kernels, query tile of the dK/dV kernel: 64 up to D = 32, then 32 (registers:
+   the S and dP fragments plus the D-wide accumulators) */
+template <int HD> struct TcCfg { enum { BN = HD <= 32 ? 64 : 32 }; };
+
+/* the forward's split-KV plan for the f32 kernels (the same rule as the bf16 path's plan_split) */
+static int64_t tc_ws_floats(const Params &p0) {
+    Params p = p0;
+    int hd = p.D > p.Dv ? p.D : p.Dv;
+    if (hd > 128) return 0;
+    plan_split(p, TC_BM, hd <= 32 ? 64 : 32);
+    return p.nsplit > 1 ? (int64_t)p.nsplit * p.B * p.H * p.Lq * (p.Dv + 1) : 0;
+}
+
+template <int HD>
+static int tc_fwd(Params p, cudaStream_t s) {
+    constexpr int BN = TcCfg<HD>::BN;
+    if (p.part) plan_split(p, TC_BM, BN);
+    size_t smem = (size_t)(TC_BM + 2 * BN) * (HD + 4) * sizeof(float);
+    auto kern = tc_fwd_kernel<HD, BN>;
+    if (set_smem(kern, smem)) return -1;
+    unsigned grid;
+    if (grid_of(p, TC_BM, p.Lq, 2, &grid)) return -1;
+    if (grid) { kern<<<grid, TC_NTH, smem, s>>>(p); NN_LAUNCHED(); }
+    int64_t rows = (int64_t)p.B * p.H * p.Lq;
+    if (p.nsplit > 1 && rows > 0) { combine_kernel<float><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED(); }
+    return 0;
+}
+
+/* dK/dV: split the queries of each key tile into ranges when the key tiles alone give under 6 CTAs per SM (40,000
+   queries over 1,024 keys: 128 CTAs), each range at least 8 query tiles; the ranges add into dK/dV */
+static void tc_plan_qsplit(Params &p, int BN) {
+    p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
+    int64_t blocks = (int64_t)p.B * p.H * ((p.Lk + TC_BM - 1) / TC_BM);
+    int64_t qt = (p.Lq + BN - 1) / BN, target = 6LL * sm_count();
+    if (blocks == 0 || blocks >= target) return;
+    int64_t n = (target + blocks - 1) / blocks;
+    if (n > qt / 8) n = qt / 8;
+    if (n < 2) return;
+    int64_t len = (qt + n - 1) / n;
+    p.nsplit = (int)((qt + len - 1) / len);
+    p.split_len = (int)(len * BN);
+}
+
+template <int HD>
+static int tc_bwd(Params p, cudaStream_t s) {
+    constexpr int BN = TcCfg<HD>::BN;
+    unsigned grid;
+    if (p.dk || p.dv) {
+        Params pk = p;
+        size_t smem = (size_t)(2 * TC_BM + 2 * BN) * (HD + 4) * sizeof(float) + 2 * BN * sizeof(float);
+        auto kern = tc_dkdv_kernel<HD, BN>;
+        if (set_smem(kern, smem)) return -1;
+        tc_plan_qsplit(pk, BN);
+        if (grid_of(pk, TC_BM, pk.Lk, 3, &grid)) return -1;
+        if (pk.nsplit > 1) {
+            int64_t n = (int64_t)p.B * p.H * p.Lk;
+            if (p.dk && n * p.D > 0) {
+                tc_zero_kernel<<<(unsigned)((n * p.D + 255) / 256), 256, 0, s>>>((float *)p.dk, p.sdk[0], p.sdk[1], p.sdk[2], p.H, p.Lk, p.D, n * p.D);
+                NN_LAUNCHED();
+            }
+            if (p.dv && n * p.Dv > 0) {
+                tc_zero_kernel<<<(unsigned)((n * p.Dv + 255) / 256), 256, 0, s>>>((float *)p.dv, p.sdv[0], p.sdv[1], p.sdv[2], p.H, p.Lk, p.Dv, n * p.Dv);
+                NN_LAUNCHED();
+            }
+        }
+        if (grid) { kern<<<grid, TC_NTH, smem, s>>>(pk); NN_LAUNCHED(); }
+    }
+    if (p.dq || p.dbias) {
+        size_t smem = (size_t)(2 * TC_BM + 2 * BN) * (HD + 4) * sizeof(float);
+        auto kern = tc_dq_kernel<HD, BN>;
+        if (set_smem(kern, smem)) return -1;
+        if (grid_of(p, TC_BM, p.Lq, 2, &grid)) return -1;
+        if (grid) { kern<<<grid, TC_NTH, smem, s>>>(p); NN_LAUNCHED(); }
+    }
+    return 0;
+}
+
+/* the f32 path: tensor-core kernels up to head dim 128, the SIMT kernels above it (D, Dv <= F32_MAXD) */
+static int f32_fwd(Params &p, cudaStream_t s) {
+    int hd = p.D > p.Dv ? p.D : p.Dv;
+    if (hd <= 16) return tc_fwd<16>(p, s);
+    if (hd <= 32) return tc_fwd<32>(p, s);
+    if (hd <= 64) return tc_fwd<64>(p, s);
+    if (hd <= 128) return tc_fwd<128>(p, s);
+    unsigned grid;
+    if (grid_of(p, F32_TQ, p.Lq, 2, &grid)) return -1;
+    if (grid) { f32_fwd_kernel<<<grid, F32_TQ, 0, s>>>(p); NN_LAUNCHED(); }
+    return 0;
+}
+
+static int f32_bwd(Params &p, cudaStream_t s) {
+    int hd = p.D > p.Dv ? p.D : p.Dv;
+    int64_t rows = (int64_t)p.B * p.H * p.Lq;
+    if (rows > 0) { delta_kernel<float><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED(); }
+    if (hd <= 16) return tc_bwd<16>(p, s);
+    if (hd <= 32) return tc_bwd<32>(p, s);
+    if (hd <= 64) return tc_bwd<64>(p, s);
+    if (hd <= 128) return tc_bwd<128>(p, s);
+    unsigned grid;
+    if ((p.dk || p.dv) && !grid_of(p, F32_TQ, p.Lk, 0, &grid) && grid) { f32_dkdv_kernel<<<grid, F32_TQ, 0, s>>>(p); NN_LAUNCHED(); }
+    if ((p.dq || p.dbias) && !grid_of(p, F32_TQ, p.Lq, 2, &grid) && grid) { f32_dq_kernel<<<grid, F32_TQ, 0, s>>>(p); NN_LAUNCHED(); }
+    return 0;
+}
+
 } /* namespace sdpa_cu */
 
 extern "C" {
@@ -4381,10 +4894,11 @@ void nn__cuda_sdpa_fwd(const nn__cuda_sdpa_args *a) {
     nn__cu_init();
     if (sdpa_cu::setup(a, &p, false)) return;
     if ((int64_t)p.B * p.H * p.Lq == 0) return;
-    if (a->dtype == 0) {
-        unsigned grid;
-        if (sdpa_cu::grid_of(p, F32_TQ, p.Lq, 2, &grid)) return;
-        if (grid) { sdpa_cu::f32_fwd_kernel<<<grid, F32_TQ, 0, S_>>>(p); NN_LAUNCHED(); }
+    if (a->dtype == 0) {   /* split-KV partials, only when the plan splits */
+        int64_t nf = sdpa_cu::tc_ws_floats(p);
+        if (nf > 0) { ws = nn__tmp(NN_F32, nf + 16); p.part = (float *)ws->data; }
+        sdpa_cu::f32_fwd(p, S_);
+        if (ws) nn_tensor_free(ws);
         return;
     }
     {   /* split-KV partials, only when the plan splits */
@@ -4422,17 +4936,7 @@ void nn__cuda_sdpa_bwd(const nn__cuda_sdpa_args *a) {
     p.delta = (float *)ws->data;
     p.dout_lp = p.delta + sdpa_cu::align16((int64_t)p.B * p.H * p.Lq);
     if (a->dtype == 0) {
-        unsigned grid;
-        int64_t rows = (int64_t)p.B * p.H * p.Lq;
-        if (rows > 0) { sdpa_cu::delta_kernel<float><<<(unsigned)((rows + 7) / 8), 256, 0, S_>>>(p); NN_LAUNCHED(); }
-        if ((p.dk || p.dv) && !sdpa_cu::grid_of(p, F32_TQ, p.Lk, 0, &grid) && grid) {
-            sdpa_cu::f32_dkdv_kernel<<<grid, F32_TQ, 0, S_>>>(p);
-            NN_LAUNCHED();
-        }
-        if ((p.dq || p.dbias) && !sdpa_cu::grid_of(p, F32_TQ, p.Lq, 2, &grid) && grid) {
-            sdpa_cu::f32_dq_kernel<<<grid, F32_TQ, 0, S_>>>(p);
-            NN_LAUNCHED();
-        }
+        sdpa_cu::f32_bwd(p, S_);
     } else if (a->dtype == 1) {
         sdpa_cu::dispatch<__half>(p, false, S_);
     } else {

@@ -1,4 +1,5 @@
-/* bench/flash_bench.c - nn_sdpa on the GPU (nn_cuda.cu's flash attention) on issue 6's ten cases, bf16.
+/* bench/flash_bench.c - nn_sdpa on the GPU (nn_cuda.cu's flash attention) on issue 6's ten cases, bf16 (or f32
+   with the argument f32: the f32 path, its gradients f32 too; bench/flash_torch.py with DTYPE=f32 is PyTorch's side).
 
    Times the public op as a program calls it: forward with grad mode off, and forward + backward (nn_backward
    from an f32 upstream gradient; the op casts it to bf16, the q/k/v gradients come back as f32 leaf gradients).
@@ -28,9 +29,11 @@ static double now(void) {
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
-/* a bf16 tensor on the GPU with uniform values (made on the host, moved once) */
+static nn_dtype dtype = NN_BF16;   /* of q, k, v and the bias */
+
+/* a tensor of dtype on the GPU with uniform values (made on the host, moved once) */
 static nn_tensor *dev_bf16(int nd, const int64_t *s, double lo, double hi) {
-    nn_tensor *h = nn_uniform(nd, s, lo, hi), *c = nn_cast(h, NN_BF16), *d = nn_to(c, NN_CUDA);
+    nn_tensor *h = nn_uniform(nd, s, lo, hi), *c = nn_cast(h, dtype), *d = nn_to(c, NN_CUDA);
     nn_tensor_free(c);
     nn_tensor_free(h);
     return d;
@@ -77,8 +80,12 @@ static double time_ms(void (*fn)(run_ctx *), run_ctx *r) {
 }
 
 int main(int argc, char **argv) {
-    int only = argc > 1 ? atoi(argv[1]) : 0;
+    int only = 0, a;
     size_t c;
+    for (a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "f32") == 0) dtype = NN_F32;
+        else only = atoi(argv[a]);
+    }
     if (!nn_cuda_available()) { fprintf(stderr, "flash_bench: no CUDA device\n"); return 1; }
     nn_seed(0);
     for (c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -103,7 +110,7 @@ int main(int argc, char **argv) {
             nn_tensor_free(mh);
         } else if (f->kind >= 2) {   /* a bias in the q dtype, filled on the device (its values do not change the time) */
             int64_t bs[4] = {f->B, f->kind == 2 ? 1 : f->H, f->Lq, f->Lk};
-            bias = nn__new(NN_BF16, NN_CUDA, 4, bs);
+            bias = nn__new(dtype, NN_CUDA, 4, bs);
             nn_fill_(bias, 0.25);
         }
         r.o.mask = mask; r.o.bias = bias;

@@ -1,6 +1,7 @@
 """bench/flash_torch.py - PyTorch's SDPA backends on issue 6's ten cases (bf16), side by side with nn_sdpa.
 
-  python3 bench/flash_torch.py [nn_results.txt]
+  python3 bench/flash_torch.py [nn_results.txt]      (DTYPE=f32: f32 inputs, against build/flash_bench f32;
+  CASES=5,6: only those cases)
 
 Times F.scaled_dot_product_attention with each backend forced through torch.nn.attention.sdpa_kernel (flash,
 efficient, cuDNN, math; "n/a" where a backend refuses the case), forward and forward+backward (autograd.grad of
@@ -8,7 +9,7 @@ q, k, v), median of CUDA-event timings. nn_results.txt holds bench/flash_bench's
 fwdbwd_ms T"); with it the script prints one markdown table with nn.h's row, every backend's TFLOP/s (4*B*H*Lq*Lk*D
 for forward, 3.5x that for forward+backward) and nn.h / best PyTorch. Biases are bf16 (the q dtype) on both sides
 and get no gradient; the mask of case 7 is a bool key-padding mask [B,1,1,Lk]."""
-import sys, time
+import os, sys, time
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel, SDPBackend
@@ -57,10 +58,14 @@ def read_ours(path):
 
 def main():
     ours = read_ours(sys.argv[1] if len(sys.argv) > 1 else None)
-    dev, dt = "cuda", torch.bfloat16
+    dev = "cuda"
+    dt = torch.float32 if os.environ.get("DTYPE") == "f32" else torch.bfloat16
     print(torch.__version__, torch.cuda.get_device_name(), time.strftime("%Y-%m-%d %H:%M:%S"), flush=True)
     rows = []
+    only = {int(c) for c in os.environ.get("CASES", "").split(",") if c}   # CASES=5,6: those cases only
     for ci, (name, B, H, Lq, Lk, D, kind) in enumerate(CASES, 1):
+        if only and ci not in only:
+            continue
         torch.manual_seed(0)
         q = torch.randn(B, H, Lq, D, device=dev, dtype=dt)
         k = torch.randn(B, H, Lk, D, device=dev, dtype=dt)

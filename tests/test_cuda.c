@@ -8,7 +8,8 @@
    Poison: NN_CUDA_POISON=1 makes every fresh device block 0xFF bytes (NaN as f32), and every case starts with
    nn_mem_trim(NN_CUDA), so an element a kernel never writes shows up as NaN and fails the check.
    Needs a GPU: make test-cuda (on the device machine). Prints "N passed, M failed". Arguments: -v (every
-   error), quick (a compute-sanitizer subset), il (only the [ops:index] / [ops:loss] cases). */
+   error), quick (a compute-sanitizer subset), il (only the [ops:index] / [ops:loss] cases), sdpa (only
+   test_sdpa; with quick, its subset). */
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
@@ -24,6 +25,7 @@
 static double worst_f32, worst_low;
 static int verbose, quick;   /* quick: a small part (for compute-sanitizer): sdpa subset, group_norm, device AdamW */
 static int only_il;          /* argument "il": only the [ops:index] / [ops:loss] tests (compute-sanitizer) */
+static int only_sdpa;        /* argument "sdpa": only test_sdpa (with quick: its sanitizer subset) */
 
 /* host copy of t as f32 (casting on t's device first if needed) */
 static float *host_f32(nn_tensor *t) {
@@ -691,7 +693,8 @@ static void test_optim(void) {
 
 /* nn_sdpa on the GPU (flash attention) against the CPU op: same inputs (rounded to bf16/f16 for the low-precision
    kernels), same generator state (so the same dropout mask), same upstream gradient. Bounds: f32 2e-5 (the
-   CPU's tiles and the GPU's sum in different orders; the SIMT f32 kernel uses expf), f16 6e-3, bf16 3e-2 (O, dO
+   CPU's tiles and the GPU's sum in different orders; f32 runs on tensor cores in 3xTF32, ~2^-21 per product, or
+   above D = 128 in the SIMT kernels), f16 6e-3, bf16 3e-2 (O, dO
    and the probabilities are rounded to the dtype before the backward GEMMs, as every flash kernel does).
    A gradient that is exactly zero on the CPU (Lk = 1: P = 1, dS = 0; a bias constant along keys) is measured
    against the norm of dV instead of its own. */
@@ -706,6 +709,7 @@ typedef struct {
     int bias;        /* 0 none, 1 [B,1,Lq,Lk], 2 [B,H,Lq,Lk], 3 [1,H,1,Lk], 4 [B,H,Lq,1], 5 [Lq,Lk] */
     int bias_grad, causal;
     double p, scale;
+    int f32_only;    /* head dims only the f32 path takes (not multiples of 8, or above 128) */
 } sdpa_case;
 
 static double sq_norm(nn_tensor *t) {
@@ -824,34 +828,42 @@ static void sdpa_run(const sdpa_case *c, nn_dtype dt) {
 
 static void test_sdpa(void) {
     static const sdpa_case cs[] = {
-        {"plain odd lengths", 2, 3, 37, 53, 16, 16, 0, 0, 0, 0, 0, 0},
-        {"causal Lq>Lk", 2, 2, 70, 45, 32, 32, 0, 0, 0, 1, 0, 0},
-        {"causal Lq<Lk d64", 1, 3, 33, 80, 64, 64, 0, 0, 0, 1, 0, 0},
-        {"mask+fully masked rows D!=Dv", 2, 2, 41, 67, 24, 40, 1, 0, 0, 0, 0, 0},
-        {"keypad+bias[B,1] grad", 2, 3, 29, 77, 32, 32, 2, 1, 1, 0, 0, 0},
-        {"full bias grad causal scale d128", 1, 2, 45, 45, 128, 128, 0, 2, 1, 1, 0, 0.3},
-        {"bias[1,H,1,Lk] grad d96", 2, 2, 19, 131, 96, 96, 0, 3, 1, 0, 0, 0},
-        {"bias[B,H,Lq,1] grad (zero)", 1, 2, 17, 23, 16, 16, 0, 4, 1, 0, 0, 0},
-        {"bias[Lq,Lk] grad", 2, 2, 25, 31, 16, 16, 0, 5, 1, 0, 0, 0},
-        {"dropout+mask+bias grad", 2, 2, 37, 61, 32, 32, 1, 1, 1, 0, 0.2, 0},
-        {"dropout causal", 1, 3, 50, 50, 16, 16, 0, 0, 0, 1, 0.3, 0},
-        {"Lk=1", 2, 2, 9, 1, 16, 16, 0, 0, 0, 0, 0, 0},
-        {"Lk=1 causal", 1, 2, 9, 1, 32, 32, 0, 0, 0, 1, 0, 0},
-        {"split-KV keypad+bias+dropout", 1, 2, 10, 2100, 64, 64, 2, 1, 1, 0, 0.1, 0},
-        {"split-KV causal", 1, 1, 40, 3000, 32, 32, 0, 0, 0, 1, 0, 0},
+        {"plain odd lengths", 2, 3, 37, 53, 16, 16, 0, 0, 0, 0, 0, 0, 0},
+        {"causal Lq>Lk", 2, 2, 70, 45, 32, 32, 0, 0, 0, 1, 0, 0, 0},
+        {"causal Lq<Lk d64", 1, 3, 33, 80, 64, 64, 0, 0, 0, 1, 0, 0, 0},
+        {"mask+fully masked rows D!=Dv", 2, 2, 41, 67, 24, 40, 1, 0, 0, 0, 0, 0, 0},
+        {"keypad+bias[B,1] grad", 2, 3, 29, 77, 32, 32, 2, 1, 1, 0, 0, 0, 0},
+        {"full bias grad causal scale d128", 1, 2, 45, 45, 128, 128, 0, 2, 1, 1, 0, 0.3, 0},
+        {"bias[1,H,1,Lk] grad d96", 2, 2, 19, 131, 96, 96, 0, 3, 1, 0, 0, 0, 0},
+        {"bias[B,H,Lq,1] grad (zero)", 1, 2, 17, 23, 16, 16, 0, 4, 1, 0, 0, 0, 0},
+        {"bias[Lq,Lk] grad", 2, 2, 25, 31, 16, 16, 0, 5, 1, 0, 0, 0, 0},
+        {"dropout+mask+bias grad", 2, 2, 37, 61, 32, 32, 1, 1, 1, 0, 0.2, 0, 0},
+        {"dropout causal", 1, 3, 50, 50, 16, 16, 0, 0, 0, 1, 0.3, 0, 0},
+        {"Lk=1", 2, 2, 9, 1, 16, 16, 0, 0, 0, 0, 0, 0, 0},
+        {"Lk=1 causal", 1, 2, 9, 1, 32, 32, 0, 0, 0, 1, 0, 0, 0},
+        {"split-KV keypad+bias+dropout", 1, 2, 10, 2100, 64, 64, 2, 1, 1, 0, 0.1, 0, 0},
+        {"split-KV causal", 1, 1, 40, 3000, 32, 32, 0, 0, 0, 1, 0, 0, 0},
         /* several key and query tiles per (b, h): dQ summed over key-tile CTAs, partial last tiles */
-        {"multi-tile d64", 1, 2, 300, 260, 64, 64, 0, 0, 0, 0, 0, 0},
-        {"multi-tile causal full bias grad d128", 1, 2, 150, 170, 128, 128, 0, 2, 1, 1, 0, 0},
+        {"multi-tile d64", 1, 2, 300, 260, 64, 64, 0, 0, 0, 0, 0, 0, 0},
+        {"multi-tile causal full bias grad d128", 1, 2, 150, 170, 128, 128, 0, 2, 1, 1, 0, 0, 0},
         /* few key tiles, many queries: the backward splits the queries of a key tile (dK/dV summed) */
-        {"query split Lq>>Lk", 1, 2, 3000, 100, 16, 16, 0, 0, 0, 0, 0, 0},
-        {"query split mask+bias[B,1] grad+dropout", 2, 2, 1200, 70, 32, 32, 1, 1, 1, 0, 0.1, 0},
+        {"query split Lq>>Lk", 1, 2, 3000, 100, 16, 16, 0, 0, 0, 0, 0, 0, 0},
+        {"query split mask+bias[B,1] grad+dropout", 2, 2, 1200, 70, 32, 32, 1, 1, 1, 0, 0.1, 0, 0},
+        /* f32 only: head dims padded inside the tensor-core tiles (odd: element loads; multiples of 4: float4
+           loads), and above 128 the SIMT kernels */
+        {"odd D=5 Dv=7 mask", 2, 2, 33, 45, 5, 7, 1, 0, 0, 0, 0, 0, 1},
+        {"D=20 Dv=12 causal full bias grad dropout", 1, 2, 70, 90, 20, 12, 0, 2, 1, 1, 0.1, 0, 1},
+        {"D=100 Dv=72 keypad+bias[B,1] grad multi-tile", 1, 2, 130, 150, 100, 72, 2, 1, 1, 0, 0, 0, 1},
+        {"D=200 (SIMT kernels)", 1, 2, 20, 30, 200, 200, 0, 0, 0, 1, 0, 0, 1},
     };
     static const nn_dtype dts[3] = {NN_F32, NN_F16, NN_BF16};
     size_t i;
     int d;
     for (i = 0; i < sizeof cs / sizeof cs[0]; i++)
         for (d = 0; d < 3; d++) {
-            if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13 || i == 16 || i == 18))) continue;
+            if (cs[i].f32_only && d != 0) continue;
+            if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13 || i == 16 || i == 18 || i == 19 ||
+                                     i == 20))) continue;
             sdpa_run(&cs[i], dts[d]);
         }
     /* nn_sdpa_heads: the same kernels on [B,L,H*D] through strides (mask, bias gradient, dropout, causal,
@@ -1422,12 +1434,15 @@ int main(int argc, char **argv) {
         if (strcmp(argv[a], "-v") == 0) verbose = 1;
         if (strcmp(argv[a], "quick") == 0) quick = 1;
         if (strcmp(argv[a], "il") == 0) only_il = 1;
+        if (strcmp(argv[a], "sdpa") == 0) only_sdpa = 1;
     }
     setenv("NN_CUDA_POISON", "1", 0);
     if (!nn_cuda_available()) { printf("no CUDA device\n0 passed, 1 failed\n"); return 1; }
     nn_cuda_set_tf32(0);
     nn_seed(7);
-    if (only_il) {
+    if (only_sdpa) {
+        test_sdpa();
+    } else if (only_il) {
         test_index_ops();
         test_losses();
         test_mha_masks();
