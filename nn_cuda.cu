@@ -3307,11 +3307,28 @@ __device__ __forceinline__ void add_bias(const Params &p, float (&s)[MW][NT][4],
     }
 }
 
-template <typename T, int MW, int NT, bool TRANS>
+/* FULL = false (no mask, bias or dropout; scale > 0): the scores stay raw (the callers fold scale_log2 into the
+   exponent's FFMA) and only bounds and causal are applied */
+template <typename T, int MW, int NT, bool TRANS, bool FULL>
 __device__ __forceinline__ void apply_mods(const Params &p, float (&s)[MW][NT][4], int R0, int C0, int lane,
                                            const uint8_t *mbh, const void *bbh, const unsigned char *bt, int bstr,
                                            int ib, int jb, bool plain) {
     int g = lane >> 2, q2 = (lane & 3) * 2;
+    if (!FULL) {
+        if (plain) return;
+#pragma unroll
+        for (int m = 0; m < MW; m++)
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int r = R0 + 16 * m + g + 8 * (e >> 1), c = C0 + 8 * n + q2 + (e & 1);
+                    int i = TRANS ? c : r, j = TRANS ? r : c;
+                    bool ok = i < p.Lq && j < p.Lk && !(p.causal && j > i);
+                    s[m][n][e] = ok ? s[m][n][e] : -INFINITY;
+                }
+        return;
+    }
     if (bbh) {
         if (p.bias_f32) add_bias<T, float, MW, NT, TRANS>(p, s, R0, C0, lane, (const float *)bbh, bt, bstr, ib, jb);
         else add_bias<T, T, MW, NT, TRANS>(p, s, R0, C0, lane, (const T *)bbh, bt, bstr, ib, jb);
@@ -3381,7 +3398,9 @@ __device__ __forceinline__ const void *bias_bh(const Params &p, int b, int h) {
                       : (const void *)((const T *)p.bias + b * p.bs[0] + h * p.bs[1]);
 }
 
-template <typename T, int HD, int MW, int NW, int BN, int MINB>
+/* FULL: mask, bias and dropout compiled in (scores scaled to log2 units by apply_mods); otherwise the scores stay
+   raw, the running max is in raw units and the scale rides in the exponent's FFMA (needs scale > 0) */
+template <typename T, int HD, int MW, int NW, int BN, int MINB, bool FULL>
 __global__ void __launch_bounds__(NW * 32, MINB) fwd_kernel(Params p) {
     constexpr int BM = 16 * MW * NW, ST = HD + 8, NT = BN / 8, ND = HD / 8, NTH = NW * 32;
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -3394,10 +3413,11 @@ __global__ void __launch_bounds__(NW * 32, MINB) fwd_kernel(Params p) {
     const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
     const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
     const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
-    const uint8_t *mbh = p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
-    const void *bbh = bias_bh<T>(p, b, h);
+    const uint8_t *mbh = FULL && p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
+    const void *bbh = FULL ? bias_bh<T>(p, b, h) : nullptr;
     const int bstr = BN * (p.bias_f32 ? 4 : 2) + 16;
-    const bool stage = p.bias_stage != 0;
+    const bool stage = FULL && p.bias_stage != 0;
+    const float sl = FULL ? 1.f : p.scale_log2;   /* raw score units -> log2 units */
     int ks = sp * p.split_len, jend = min(p.Lk, ks + p.split_len);
     if (p.causal && i0 + BM < jend) jend = i0 + BM;
     int nkt = jend > ks ? (jend - ks + BN - 1) / BN : 0;
@@ -3433,8 +3453,10 @@ __global__ void __launch_bounds__(NW * 32, MINB) fwd_kernel(Params p) {
             for (int n = 0; n < NT; n++) s[m][n][0] = s[m][n][1] = s[m][n][2] = s[m][n][3] = 0.f;
         mma_abT<T, MW, NT, HD, ST, ST>(s, Qs + wrow * ST, Ks + buf * BN * ST, lane);
         bool plain = !mbh && j0 + BN <= p.Lk && !(p.causal && j0 + BN - 1 > i0 + wrow);
-        apply_mods<T, MW, NT, false>(p, s, i0 + wrow, j0, lane, mbh, bbh, stage ? Bt + buf * BM * bstr : nullptr,
-                                     bstr, i0, j0, plain);
+        apply_mods<T, MW, NT, false, FULL>(p, s, i0 + wrow, j0, lane, mbh, bbh, stage ? Bt + buf * BM * bstr : nullptr,
+                                           bstr, i0, j0, plain);
+        float alpha[MW][2];
+        bool grow = false;
 #pragma unroll
         for (int m = 0; m < MW; m++)
 #pragma unroll
@@ -3446,20 +3468,31 @@ __global__ void __launch_bounds__(NW * 32, MINB) fwd_kernel(Params p) {
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
                 float mnew = fmaxf(mrow[m][hh], mx);
                 float muse = mnew == -INFINITY ? 0.f : mnew;
-                float alpha = ex2(mrow[m][hh] - muse);
+                float msl = muse * sl;
+                alpha[m][hh] = ex2((mrow[m][hh] - muse) * sl);
+                grow |= mnew != mrow[m][hh];
                 float sum = 0.f;
 #pragma unroll
                 for (int n = 0; n < NT; n++) {
-                    float e0 = ex2(s[m][n][2 * hh] - muse), e1 = ex2(s[m][n][2 * hh + 1] - muse);
+                    float e0 = ex2(fmaf(s[m][n][2 * hh], sl, -msl)), e1 = ex2(fmaf(s[m][n][2 * hh + 1], sl, -msl));
                     s[m][n][2 * hh] = e0; s[m][n][2 * hh + 1] = e1;
                     sum += e0 + e1;
                 }
-                lrow[m][hh] = lrow[m][hh] * alpha + sum;
+                lrow[m][hh] = lrow[m][hh] * alpha[m][hh] + sum;
                 mrow[m][hh] = mnew;
-#pragma unroll
-                for (int n = 0; n < ND; n++) { acc[m][n][2 * hh] *= alpha; acc[m][n][2 * hh + 1] *= alpha; }
             }
-        if (p.dropout) {
+        /* rescale the accumulators only when some row of the warp found a larger max (after the first tiles,
+           rarely): alpha is exactly 1 for the others */
+        if (__any_sync(0xffffffffu, grow)) {
+#pragma unroll
+            for (int m = 0; m < MW; m++)
+#pragma unroll
+                for (int n = 0; n < ND; n++) {
+                    acc[m][n][0] *= alpha[m][0]; acc[m][n][1] *= alpha[m][0];
+                    acc[m][n][2] *= alpha[m][1]; acc[m][n][3] *= alpha[m][1];
+                }
+        }
+        if (FULL && p.dropout) {
             int g = lane >> 2, q2 = (lane & 3) * 2;
 #pragma unroll
             for (int m = 0; m < MW; m++)
@@ -3495,7 +3528,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) fwd_kernel(Params p) {
             l += __shfl_xor_sync(0xffffffffu, l, 2);
             inv[hh] = l > 0.f ? 1.f / l : 0.f;
             int r = i0 + wrow + 16 * m + g + 8 * hh;
-            if ((lane & 3) == 0 && r < p.Lq) lse[r] = l > 0.f ? (mrow[m][hh] + log2f(l)) * SDPA_LN2 : -INFINITY;
+            if ((lane & 3) == 0 && r < p.Lq) lse[r] = l > 0.f ? (mrow[m][hh] * sl + log2f(l)) * SDPA_LN2 : -INFINITY;
         }
         if (p.nsplit > 1) {
 #pragma unroll
@@ -3643,7 +3676,7 @@ __device__ __forceinline__ void red_frag(float *g, int64_t rs, const float (&acc
    40,000 queries over 1,024 keys); then each CTA adds its partial dK/dV into f32 accumulators the same way.
    dbias is written from the registers (f32, before rounding dS): each score belongs to exactly one CTA, so a
    plain store, or an atomic add where the bias is broadcast. */
-template <typename T, int HD, int MW, int NW, int BN, int MINB>
+template <typename T, int HD, int MW, int NW, int BN, int MINB, bool FULL>
 __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
     constexpr int BM = 16 * MW * NW, ST = HD + 8, NT = BN / 8, ND = HD / 8, NTH = NW * 32, SS = BN + 8;
     /* dQ jobs: one 16-query m-tile x NJ pairs of 8-column n-tiles; the A fragment (dS) serves 2*NJ MMAs */
@@ -3662,12 +3695,13 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
     const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
     const T *G = (const T *)p.dout + b * p.sdo[0] + h * p.sdo[1];
     const float *lse = p.lse + ((int64_t)b * p.H + h) * p.Lq, *delta = p.delta + ((int64_t)b * p.H + h) * p.Lq;
-    const uint8_t *mbh = p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
-    const void *bbh = bias_bh<T>(p, b, h);
-    float *dbh = p.dbias ? p.dbias + b * p.bs[0] + h * p.bs[1] : nullptr;
+    const uint8_t *mbh = FULL && p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
+    const void *bbh = FULL ? bias_bh<T>(p, b, h) : nullptr;
+    float *dbh = FULL && p.dbias ? p.dbias + b * p.bs[0] + h * p.bs[1] : nullptr;
     float *dqa = p.dq_acc ? p.dq_acc + b * p.sqa[0] + h * p.sqa[1] : nullptr;
     const int bstr = BM * (p.bias_f32 ? 4 : 2) + 16;
-    const bool stage = p.bias_stage != 0;
+    const bool stage = FULL && p.bias_stage != 0;
+    const float sl = FULL ? 1.f : p.scale_log2;   /* see fwd_kernel */
     /* this CTA's queries: range sp (split_len is a multiple of BN), from the first that sees key j0 if causal */
     int qa = sp * p.split_len, qb = min(p.Lq, qa + p.split_len);
     int istart = p.causal ? max(qa, (j0 / BN) * BN) : qa;
@@ -3716,8 +3750,8 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
         mma_abT<T, MW, NT, HD, ST, ST>(dp, Vs + wrow * ST, Gb, lane);     /* dP^T = V dO^T */
         /* queries >= Lq have lse = +inf (P = 0); keys >= Lk must be masked: their dS feeds dQ */
         bool plain = !mbh && j0 + wrow + 16 * MW <= p.Lk && !(p.causal && j0 + wrow + 16 * MW - 1 > i0);
-        apply_mods<T, MW, NT, true>(p, s, j0 + wrow, i0, lane, mbh, bbh, stage ? Bt + buf * BN * bstr : nullptr,
-                                    bstr, i0, j0, plain);
+        apply_mods<T, MW, NT, true, FULL>(p, s, j0 + wrow, i0, lane, mbh, bbh, stage ? Bt + buf * BN * bstr : nullptr,
+                                          bstr, i0, j0, plain);
 #pragma unroll
         for (int m = 0; m < MW; m++)
 #pragma unroll
@@ -3725,9 +3759,9 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     int c = 8 * n + q2 + (e & 1);
-                    float pr = ex2(s[m][n][e] - Lb[c]);
+                    float pr = ex2(fmaf(s[m][n][e], sl, -Lb[c]));
                     float z = 1.f;
-                    if (p.dropout) {
+                    if (FULL && p.dropout) {
                         int i = i0 + c, j = j0 + wrow + 16 * m + g + 8 * (e >> 1);
                         z = keep_factor(p, bhpos + (uint64_t)i * p.Lk + j);
                     }
@@ -3982,17 +4016,29 @@ __global__ void __launch_bounds__(F32_TQ) f32_dkdv_kernel(Params p) {
 /* argument errors go to nn_error (its handler may return: the caller then launches nothing) */
 static int fail(const char *msg) { nn_error("%s", msg); return -1; }
 
-template <typename T, int HD> struct Cfg;
-/* forward: FMW 16-row tiles per warp, FNW warps, FBN keys per tile, FMB CTAs per SM asked of the compiler (its
-   register cap); backward: KMW 16-key tiles per warp, KNW warps (BM = 16 KMW KNW keys per CTA), KBN queries per
-   streamed tile, KMB likewise. Chosen on the H100 from measured variants (bench/RESULTS_FLASH.md, 2026-11-23):
-   two CTAs of 8 warps per SM (128 registers, a few spills) beat one CTA with no spills for the backward at
-   D <= 64, by 10-20 %; the forward at D = 32 likewise; D = 128 keeps one CTA of 255 registers. */
-template <typename T> struct Cfg<T, 16>  { enum { FMW = 2, FNW = 4, FBN = 64, FMB = 1, KMW = 1, KNW = 8, KBN = 64, KMB = 2 }; };
-template <typename T> struct Cfg<T, 32>  { enum { FMW = 1, FNW = 8, FBN = 64, FMB = 2, KMW = 1, KNW = 8, KBN = 32, KMB = 2 }; };
-template <typename T> struct Cfg<T, 64>  { enum { FMW = 2, FNW = 4, FBN = 64, FMB = 1, KMW = 1, KNW = 8, KBN = 32, KMB = 2 }; };
-template <typename T> struct Cfg<T, 96>  { enum { FMW = 2, FNW = 4, FBN = 32, FMB = 1, KMW = 1, KNW = 8, KBN = 32, KMB = 1 }; };
-template <typename T> struct Cfg<T, 128> { enum { FMW = 2, FNW = 4, FBN = 32, FMB = 1, KMW = 1, KNW = 8, KBN = 32, KMB = 1 }; };
+/* Tile shapes. Forward: MW 16-row tiles per warp, NW warps (BM = 16 MW NW queries per CTA), BN keys per tile,
+   MB CTAs per SM asked of the compiler (its register cap). Backward: MW 16-key tiles per warp, NW warps (BM keys
+   per CTA, resident), BN queries per streamed tile, MB likewise. Chosen on the H100 from measured variants
+   (bench/RESULTS_FLASH.md). */
+template <int MW_, int NW_, int BN_, int MB_> struct Tile { enum { MW = MW_, NW = NW_, BN = BN_, MB = MB_, BM = 16 * MW_ * NW_ }; };
+template <int HD> struct FwdTile;
+template <> struct FwdTile<16>  { typedef Tile<2, 4, 64, 1> t; };
+template <> struct FwdTile<32>  { typedef Tile<1, 8, 64, 2> t; };
+template <> struct FwdTile<64>  { typedef Tile<2, 4, 64, 1> t; };
+template <> struct FwdTile<96>  { typedef Tile<2, 4, 32, 1> t; };
+template <> struct FwdTile<128> { typedef Tile<2, 4, 32, 1> t; };
+template <int HD> struct BwdTile;
+template <> struct BwdTile<16>  { typedef Tile<1, 8, 64, 2> t; };
+template <> struct BwdTile<32>  { typedef Tile<1, 8, 32, 2> t; };
+template <> struct BwdTile<64>  { typedef Tile<1, 8, 32, 2> t; };
+template <> struct BwdTile<96>  { typedef Tile<1, 8, 32, 1> t; };
+template <> struct BwdTile<128> { typedef Tile<1, 8, 32, 1> t; };
+/* TEMPORARY (measurement): NN_SDPA_FV / NN_SDPA_BV pick alternative bf16 tiles at D = 64 / 128 */
+static int sdpa_var(int fwd) {
+    static int v[2] = {-1, -1};
+    if (v[fwd] < 0) { const char *e = getenv(fwd ? "NN_SDPA_FV" : "NN_SDPA_BV"); v[fwd] = e ? atoi(e) : 0; }
+    return v[fwd];
+}
 template <typename K>
 static int set_smem(K kern, size_t bytes) {
     if (bytes > 48 * 1024) {
@@ -4046,13 +4092,15 @@ static void plan_qsplit(Params &p, int BM, int BN, int occ) {
     }
     if (bn > 1) { p.nsplit = (int)bn; p.split_len = (int)(blen * BN); }
 }
-template <typename C> static void tiles_of(int *fbm, int *fbn) { *fbm = 16 * C::FMW * C::FNW; *fbn = C::FBN; }
-static void tiles_rt(int hd, int *fbm, int *fbn) {
-    if (hd <= 16) tiles_of<Cfg<__half, 16> >(fbm, fbn);
-    else if (hd <= 32) tiles_of<Cfg<__half, 32> >(fbm, fbn);
-    else if (hd <= 64) tiles_of<Cfg<__half, 64> >(fbm, fbn);
-    else if (hd <= 96) tiles_of<Cfg<__half, 96> >(fbm, fbn);
-    else tiles_of<Cfg<__half, 128> >(fbm, fbn);
+template <typename C> static void tiles_of(int *fbm, int *fbn) { *fbm = C::BM; *fbn = C::BN; }
+/* the forward's tiles as dispatch picks them (ws_floats plans the split-KV workspace with them) */
+static void tiles_rt(int hd, int dtype, int *fbm, int *fbn) {
+    int v = dtype == 2 ? sdpa_var(1) : 0;
+    if (hd <= 16) tiles_of<FwdTile<16>::t>(fbm, fbn);
+    else if (hd <= 32) tiles_of<FwdTile<32>::t>(fbm, fbn);
+    else if (hd <= 64) { if (v == 1) tiles_of<Tile<2, 4, 128, 1> >(fbm, fbn); else tiles_of<FwdTile<64>::t>(fbm, fbn); }
+    else if (hd <= 96) tiles_of<FwdTile<96>::t>(fbm, fbn);
+    else { if (v == 1) tiles_of<Tile<2, 4, 64, 1> >(fbm, fbn); else tiles_of<FwdTile<128>::t>(fbm, fbn); }
 }
 static int64_t align16(int64_t n) { return (n + 15) & ~(int64_t)15; }
 /* strides of a contiguous [B,H,L,D] tensor? */
@@ -4060,18 +4108,27 @@ static bool contig(const int64_t s[3], int H, int L, int D) {
     return s[2] == D && s[1] == (int64_t)L * D && s[0] == (int64_t)H * L * D;
 }
 
-template <typename T, int HD, typename C = Cfg<T, HD> >
+/* the kernels without mask, bias and dropout code (fewer registers, scale folded into the exponent) */
+static bool plain_ok(const Params &p) {
+    static int force = -1;   /* TEMPORARY (measurement): NN_SDPA_FULL=1 always takes the full kernels */
+    if (force < 0) { const char *e = getenv("NN_SDPA_FULL"); force = e && atoi(e) ? 1 : 0; }
+    return !force && !p.mask && !p.bias && !p.dropout && p.scale > 0.f;
+}
+
+template <typename T, int HD, typename C>
 static int run_fwd(Params p, cudaStream_t s) {
-    constexpr int BM = 16 * C::FMW * C::FNW;
-    if (p.part) plan_split(p, BM, C::FBN);
+    constexpr int BM = C::BM;
+    if (p.part) plan_split(p, BM, C::BN);
     int es = p.bias_f32 ? 4 : 2;
-    size_t smem = (size_t)(BM + 4 * C::FBN) * (HD + 8) * sizeof(T) +
-                  (p.bias_stage ? (size_t)2 * BM * (C::FBN * es + 16) : 0);
-    auto kern = fwd_kernel<T, HD, C::FMW, C::FNW, C::FBN, C::FMB>;
+    size_t smem = (size_t)(BM + 4 * C::BN) * (HD + 8) * sizeof(T) +
+                  (p.bias_stage ? (size_t)2 * BM * (C::BN * es + 16) : 0);
+    bool full = !plain_ok(p);
+    auto kern = full ? fwd_kernel<T, HD, C::MW, C::NW, C::BN, C::MB, true>
+                     : fwd_kernel<T, HD, C::MW, C::NW, C::BN, C::MB, false>;
     if (set_smem(kern, smem)) return -1;
     unsigned grid;
     if (grid_of(p, BM, p.Lq, 2, &grid)) return -1;
-    if (grid) kern<<<grid, C::FNW * 32, smem, s>>>(p); NN_LAUNCHED();
+    if (grid) kern<<<grid, C::NW * 32, smem, s>>>(p); NN_LAUNCHED();
     int64_t rows = (int64_t)p.B * p.H * p.Lq;
     if (p.nsplit > 1 && rows > 0) combine_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
     return 0;
@@ -4088,9 +4145,9 @@ static void acc_convert(const Params &p, const float *acc, void *out, const int6
     NN_LAUNCHED();
 }
 
-template <typename T, int HD, typename C = Cfg<T, HD> >
+template <typename T, int HD, typename C>
 static int run_bwd(Params p, cudaStream_t s) {
-    constexpr int BM = 16 * C::KMW * C::KNW, BN = C::KBN, NTH = C::KNW * 32;
+    constexpr int BM = C::BM, BN = C::BN, NTH = C::NW * 32;
     int es = p.bias_f32 ? 4 : 2;
     int64_t rows = (int64_t)p.B * p.H * p.Lq, krows = (int64_t)p.B * p.H * p.Lk;
     if (rows > 0) delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
@@ -4101,7 +4158,8 @@ static int run_bwd(Params p, cudaStream_t s) {
     if (!p.dq && !p.dk && !p.dv && !p.dbias) return 0;
     size_t smem = (size_t)(2 * BM + 4 * BN) * (HD + 8) * sizeof(T) + (size_t)BM * (BN + 8) * sizeof(T) +
                   4 * BN * sizeof(float) + (p.bias_stage ? (size_t)2 * BN * (BM * es + 16) : 0);
-    auto kern = bwd_kernel<T, HD, C::KMW, C::KNW, BN, C::KMB>;
+    bool full = !plain_ok(p);
+    auto kern = full ? bwd_kernel<T, HD, C::MW, C::NW, BN, C::MB, true> : bwd_kernel<T, HD, C::MW, C::NW, BN, C::MB, false>;
     if (set_smem(kern, smem)) return -1;
     int occ = 1;
     NN_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, NTH, smem));
@@ -4139,11 +4197,23 @@ static int run_bwd(Params p, cudaStream_t s) {
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
     int hd = p.D > p.Dv ? p.D : p.Dv;
-    if (hd <= 16) return fwd ? run_fwd<T, 16>(p, s) : run_bwd<T, 16>(p, s);
-    if (hd <= 32) return fwd ? run_fwd<T, 32>(p, s) : run_bwd<T, 32>(p, s);
-    if (hd <= 64) return fwd ? run_fwd<T, 64>(p, s) : run_bwd<T, 64>(p, s);
-    if (hd <= 96) return fwd ? run_fwd<T, 96>(p, s) : run_bwd<T, 96>(p, s);
-    return fwd ? run_fwd<T, 128>(p, s) : run_bwd<T, 128>(p, s);
+    if (hd <= 16) return fwd ? run_fwd<T, 16, FwdTile<16>::t>(p, s) : run_bwd<T, 16, BwdTile<16>::t>(p, s);
+    if (hd <= 32) return fwd ? run_fwd<T, 32, FwdTile<32>::t>(p, s) : run_bwd<T, 32, BwdTile<32>::t>(p, s);
+    if (hd <= 96 && hd > 64) return fwd ? run_fwd<T, 96, FwdTile<96>::t>(p, s) : run_bwd<T, 96, BwdTile<96>::t>(p, s);
+    if constexpr (std::is_same<T, __nv_bfloat16>::value) {   /* TEMPORARY variants */
+        int v = sdpa_var(fwd ? 1 : 0);
+        if (hd <= 64) {
+            if (fwd && v == 1) return run_fwd<T, 64, Tile<2, 4, 128, 1> >(p, s);
+            if (!fwd && v == 1) return run_bwd<T, 64, Tile<2, 4, 32, 2> >(p, s);
+            if (!fwd && v == 2) return run_bwd<T, 64, Tile<2, 8, 32, 1> >(p, s);
+        } else {
+            if (fwd && v == 1) return run_fwd<T, 128, Tile<2, 4, 64, 1> >(p, s);
+            if (!fwd && v == 1) return run_bwd<T, 128, Tile<1, 8, 64, 1> >(p, s);
+            if (!fwd && v == 2) return run_bwd<T, 128, Tile<1, 4, 32, 2> >(p, s);
+        }
+    }
+    if (hd <= 64) return fwd ? run_fwd<T, 64, FwdTile<64>::t>(p, s) : run_bwd<T, 64, BwdTile<64>::t>(p, s);
+    return fwd ? run_fwd<T, 128, FwdTile<128>::t>(p, s) : run_bwd<T, 128, BwdTile<128>::t>(p, s);
 }
 
 static int setup(const nn__cuda_sdpa_args *a, Params *p, bool bwd) {
@@ -4201,7 +4271,7 @@ static int64_t ws_floats(const Params &p0, int dtype, bool bwd) {
     if (bwd) return align16(bhlq) + (p0.dout_f32 ? align16((bhlq * p0.Dv + 1) / 2) : 0);
     if (dtype == 0) return 0;
     int fbm, fbn;
-    tiles_rt(p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn);
+    tiles_rt(p0.D > p0.Dv ? p0.D : p0.Dv, dtype, &fbm, &fbn);
     Params p = p0;
     plan_split(p, fbm, fbn);
     return p.nsplit > 1 ? (int64_t)p.nsplit * bhlq * (p.Dv + 1) : 0;

@@ -8,7 +8,8 @@
    Poison: NN_CUDA_POISON=1 makes every fresh device block 0xFF bytes (NaN as f32), and every case starts with
    nn_mem_trim(NN_CUDA), so an element a kernel never writes shows up as NaN and fails the check.
    Needs a GPU: make test-cuda (on the device machine). Prints "N passed, M failed". Arguments: -v (every
-   error), quick (a compute-sanitizer subset), il (only the [ops:index] / [ops:loss] cases). */
+   error), quick (a compute-sanitizer subset), il (only the [ops:index] / [ops:loss] cases), sdpa (only the
+   sdpa cases). */
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
@@ -24,6 +25,7 @@
 static double worst_f32, worst_low;
 static int verbose, quick;   /* quick: a small part (for compute-sanitizer): sdpa subset, group_norm, device AdamW */
 static int only_il;          /* argument "il": only the [ops:index] / [ops:loss] tests (compute-sanitizer) */
+static int only_sdpa;        /* argument "sdpa": only test_sdpa (all cases, all dtypes) */
 
 /* host copy of t as f32 (casting on t's device first if needed) */
 static float *host_f32(nn_tensor *t) {
@@ -832,6 +834,9 @@ static void test_sdpa(void) {
         /* few key tiles, many queries: the backward splits the queries of a key tile (dK/dV summed) */
         {"query split Lq>>Lk", 1, 2, 3000, 100, 16, 16, 0, 0, 0, 0, 0, 0},
         {"query split mask+bias[B,1] grad+dropout", 2, 2, 1200, 70, 32, 32, 1, 1, 1, 0, 0.1, 0},
+        /* the kernels without mask/bias/dropout code (scale folded into the exponent) at D = 128 and 96 */
+        {"multi-tile causal d128", 1, 2, 150, 170, 128, 128, 0, 0, 0, 1, 0, 0},
+        {"multi-tile d96 Lq>Lk", 2, 1, 200, 77, 96, 96, 0, 0, 0, 0, 0, 0},
     };
     static const nn_dtype dts[3] = {NN_F32, NN_F16, NN_BF16};
     size_t i;
@@ -1399,12 +1404,15 @@ int main(int argc, char **argv) {
         if (strcmp(argv[a], "-v") == 0) verbose = 1;
         if (strcmp(argv[a], "quick") == 0) quick = 1;
         if (strcmp(argv[a], "il") == 0) only_il = 1;
+        if (strcmp(argv[a], "sdpa") == 0) only_sdpa = 1;
     }
     setenv("NN_CUDA_POISON", "1", 0);
     if (!nn_cuda_available()) { printf("no CUDA device\n0 passed, 1 failed\n"); return 1; }
     nn_cuda_set_tf32(0);
     nn_seed(7);
-    if (only_il) {
+    if (only_sdpa) {
+        test_sdpa();
+    } else if (only_il) {
         test_index_ops();
         test_losses();
         test_mha_masks();
