@@ -3667,8 +3667,9 @@ __device__ __forceinline__ void red_frag(float *g, int64_t rs, const float (&acc
    stream through a double buffer. Per query tile:
      S^T = K Q^T and dP^T = V dO^T (the transposed problem: P^T and dS^T come out as the A fragments that
      dV += (PZ)^T dO and dK += dS^T Q need, with no shared-memory round trip);
-     dS^T (T) goes to shared memory, and after one barrier the warps split dQ_tile = dS K ([BN x D], a reduction
-     over this CTA's keys) and add it into the f32 dQ accumulator with vector atomics.
+     dS^T (T) goes to shared memory (two buffers), and after the next tile's barrier the warps split
+     dQ_tile = dS K ([BN x D], a reduction over this CTA's keys) and add it into the f32 dQ accumulator with
+     vector atomics: one barrier per tile, dQ a tile behind.
    5 matrix products per tile pair and one exponential per score (the previous separate dQ pass recomputed S and
    dP: 7 products and two exponentials). The price is nondeterminism in the last bits of dQ (the order of the
    atomic adds from different key tiles varies from run to run; PyTorch's flash and cuDNN backward do the same).
@@ -3684,7 +3685,11 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
     constexpr int NJ = (NJ0 >= 1 && NPAIR % (NJ0 >= 1 ? NJ0 : 1) == 0) ? NJ0 : 1, PPJ = NPAIR / NJ;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *Ks = (T *)smem_raw, *Vs = Ks + BM * ST, *Qs = Vs + BM * ST, *Gs = Qs + 2 * BN * ST, *Ss = Gs + 2 * BN * ST;
-    float *Ls = (float *)(Ss + BM * SS), *Dl = Ls + 2 * BN;
+    /* KS independent partial sums in the dQ product: at least 8 accumulator chains per warp, so that the MMA
+       latency of a long reduction over the CTA's keys is hidden (one CTA per SM; with two, the other CTA's warps
+       hide it, and the registers are capped at 128) */
+    constexpr int KS0 = (NJ >= 4 || MINB > 1) ? 1 : 4 / NJ, KS = (BM / 16) % KS0 == 0 ? KS0 : 1;
+    float *Ls = (float *)(Ss + 2 * BM * SS), *Dl = Ls + 2 * BN;
     unsigned char *Bt = (unsigned char *)(Dl + 2 * BN);   /* 2 staged bias tiles [BN queries][BM keys] */
     int b, h, t, sp;
     tile_of(p, &b, &h, &t, &sp);
@@ -3713,6 +3718,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
         load_tile<T, HD, BN, NTH>(Qs + buf * BN * ST, Q, p.sq[2], i, p.Lq, p.D);
         load_tile<T, HD, BN, NTH>(Gs + buf * BN * ST, G, p.sdo[2], i, p.Lq, p.Dv);
         if (stage) load_bias<NTH>(Bt + buf * BN * bstr, bstr, p, (const unsigned char *)bbh, i, BN, j0, BM);
+        /* plain loads (measured: 2-4 % faster than cp.async of the raw values with the conversion at the use) */
         for (int x = threadIdx.x; x < BN; x += NTH) {
             int ii = i + x;
             float l = ii < p.Lq ? lse[ii] : INFINITY;
@@ -3731,12 +3737,63 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
             for (int e = 0; e < 4; e++) dk[m][n][e] = dv[m][n][e] = 0.f;
     uint64_t bhpos = p.offset + (uint64_t)((int64_t)b * p.H + h) * (uint64_t)p.Lq * (uint64_t)p.Lk;
     int g = lane >> 2, q2 = (lane & 3) * 2;
+    /* dQ_tile[BN x D] = dS K of query tile it, after a barrier behind its Ss writes: A = dS = Ss^T
+       (ldmatrix.trans), B = K rows (ldmatrix.trans, as in mma_pb); added into the f32 accumulator */
+    auto dq_tile = [&](int it) {
+        const T *Sb = Ss + (it & 1) * BM * SS;
+        int i0 = istart + it * BN;
+        for (int job = warp; job < MQ * PPJ; job += NW) {
+            int mq = job / PPJ, pr0 = (job % PPJ) * NJ;
+            if (pr0 * 16 >= p.D) continue;
+            float acc[KS][NJ][2][4];
+#pragma unroll
+            for (int ks = 0; ks < KS; ks++)
+#pragma unroll
+                for (int jj = 0; jj < NJ; jj++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) acc[ks][jj][0][e] = acc[ks][jj][1][e] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < BM / 16; kk++) {
+                uint32_t a[4];
+                ldsm4t(a, Sb + (kk * 16 + ((lane >> 4) & 1) * 8 + (lane & 7)) * SS + mq * 16 + ((lane >> 3) & 1) * 8);
+#pragma unroll
+                for (int jj = 0; jj < NJ; jj++) {
+                    uint32_t bb[4];
+                    ldsm4t(bb, Ks + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ST + (pr0 + jj) * 16 + (lane >> 4) * 8);
+                    TT<T>::mma(acc[kk % KS][jj][0], a, bb[0], bb[1]);
+                    TT<T>::mma(acc[kk % KS][jj][1], a, bb[2], bb[3]);
+                }
+            }
+#pragma unroll
+            for (int ks = 1; ks < KS; ks++)
+#pragma unroll
+                for (int jj = 0; jj < NJ; jj++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) { acc[0][jj][0][e] += acc[ks][jj][0][e]; acc[0][jj][1][e] += acc[ks][jj][1][e]; }
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                int r = i0 + mq * 16 + g + 8 * hh;
+                if (r >= p.Lq) continue;
+                float *row = dqa + (int64_t)r * p.sqa[2];
+#pragma unroll
+                for (int jj = 0; jj < NJ; jj++)
+#pragma unroll
+                    for (int nn = 0; nn < 2; nn++) {
+                        int c = (pr0 + jj) * 16 + nn * 8 + q2;
+                        if (c < p.D) red2(row + c, acc[0][jj][nn][2 * hh] * p.scale, acc[0][jj][nn][2 * hh + 1] * p.scale);
+                    }
+            }
+        }
+    };
     for (int it = 0; it < nqt; it++) {
         int buf = it & 1, i0 = istart + it * BN;
         cp_wait_all();
-        __syncthreads();   /* tile it landed; every warp is done with buffer buf^1 and with Ss of tile it-1 */
+        /* tile it landed; every warp is done with buffer buf^1, and Ss[(it-1) & 1] (dS of tile it-1) is
+           complete; Ss[it & 1] was last read by the dQ of tile it-2, before this barrier */
+        __syncthreads();
         if (it + 1 < nqt) load_q(it + 1, buf ^ 1);
         cp_commit();
+        if (dqa && it > 0) dq_tile(it - 1);   /* one barrier per tile: dQ runs a tile behind */
         const T *Qb = Qs + buf * BN * ST, *Gb = Gs + buf * BN * ST;
         const float *Lb = Ls + buf * BN, *Db = Dl + buf * BN;
         float s[MW][NT][4], dp[MW][NT][4];
@@ -3788,54 +3845,23 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
         mma_pb<T, MW, NT / 2, ND, ST>(dv, pa, Gb, lane);   /* dV += (PZ)^T dO */
         to_afrag<T, MW, NT>(pa, dp);
         mma_pb<T, MW, NT / 2, ND, ST>(dk, pa, Qb, lane);   /* dK += dS^T Q */
-        if (!dqa) continue;
-        /* dS^T -> Ss [key][query] (the packed A fragments: (row g | g+8, columns 16kt + q2 | +8)) */
+        if (dqa) {   /* dS^T -> Ss[it & 1] [key][query] (the packed A fragments: (row g | g+8, columns 16kt + q2 | +8)) */
+            T *Sb = Ss + (it & 1) * BM * SS;
 #pragma unroll
-        for (int m = 0; m < MW; m++)
+            for (int m = 0; m < MW; m++)
 #pragma unroll
-            for (int kt = 0; kt < NT / 2; kt++) {
-                T *r0 = Ss + (wrow + 16 * m + g) * SS + 16 * kt + q2;
-                *reinterpret_cast<uint32_t *>(r0) = pa[m][kt][0];
-                *reinterpret_cast<uint32_t *>(r0 + 8 * SS) = pa[m][kt][1];
-                *reinterpret_cast<uint32_t *>(r0 + 8) = pa[m][kt][2];
-                *reinterpret_cast<uint32_t *>(r0 + 8 * SS + 8) = pa[m][kt][3];
-            }
-        __syncthreads();
-        /* dQ_tile[BN x D] = dS K: A = dS = Ss^T (ldmatrix.trans), B = K rows (ldmatrix.trans, as in mma_pb) */
-        for (int job = warp; job < MQ * PPJ; job += NW) {
-            int mq = job / PPJ, pr0 = (job % PPJ) * NJ;
-            if (pr0 * 16 >= p.D) continue;
-            float acc[NJ][2][4];
-#pragma unroll
-            for (int jj = 0; jj < NJ; jj++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) acc[jj][0][e] = acc[jj][1][e] = 0.f;
-#pragma unroll
-            for (int kk = 0; kk < BM / 16; kk++) {
-                uint32_t a[4];
-                ldsm4t(a, Ss + (kk * 16 + ((lane >> 4) & 1) * 8 + (lane & 7)) * SS + mq * 16 + ((lane >> 3) & 1) * 8);
-#pragma unroll
-                for (int jj = 0; jj < NJ; jj++) {
-                    uint32_t bb[4];
-                    ldsm4t(bb, Ks + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ST + (pr0 + jj) * 16 + (lane >> 4) * 8);
-                    TT<T>::mma(acc[jj][0], a, bb[0], bb[1]);
-                    TT<T>::mma(acc[jj][1], a, bb[2], bb[3]);
+                for (int kt = 0; kt < NT / 2; kt++) {
+                    T *r0 = Sb + (wrow + 16 * m + g) * SS + 16 * kt + q2;
+                    *reinterpret_cast<uint32_t *>(r0) = pa[m][kt][0];
+                    *reinterpret_cast<uint32_t *>(r0 + 8 * SS) = pa[m][kt][1];
+                    *reinterpret_cast<uint32_t *>(r0 + 8) = pa[m][kt][2];
+                    *reinterpret_cast<uint32_t *>(r0 + 8 * SS + 8) = pa[m][kt][3];
                 }
-            }
-#pragma unroll
-            for (int hh = 0; hh < 2; hh++) {
-                int r = i0 + mq * 16 + g + 8 * hh;
-                if (r >= p.Lq) continue;
-                float *row = dqa + (int64_t)r * p.sqa[2];
-#pragma unroll
-                for (int jj = 0; jj < NJ; jj++)
-#pragma unroll
-                    for (int nn = 0; nn < 2; nn++) {
-                        int c = (pr0 + jj) * 16 + nn * 8 + q2;
-                        if (c < p.D) red2(row + c, acc[jj][nn][2 * hh] * p.scale, acc[jj][nn][2 * hh + 1] * p.scale);
-                    }
-            }
         }
+    }
+    if (dqa && nqt > 0) {   /* the last tile's dQ */
+        __syncthreads();
+        dq_tile(nqt - 1);
     }
     cp_wait_all();
     if (p.nsplit > 1) {   /* one query range of several: add into the f32 accumulators (zeroed by the host) */
@@ -4021,24 +4047,22 @@ static int fail(const char *msg) { nn_error("%s", msg); return -1; }
    per CTA, resident), BN queries per streamed tile, MB likewise. Chosen on the H100 from measured variants
    (bench/RESULTS_FLASH.md). */
 template <int MW_, int NW_, int BN_, int MB_> struct Tile { enum { MW = MW_, NW = NW_, BN = BN_, MB = MB_, BM = 16 * MW_ * NW_ }; };
-template <int HD> struct FwdTile;
-template <> struct FwdTile<16>  { typedef Tile<2, 4, 64, 1> t; };
-template <> struct FwdTile<32>  { typedef Tile<1, 8, 64, 2> t; };
-template <> struct FwdTile<64>  { typedef Tile<2, 4, 64, 1> t; };
-template <> struct FwdTile<96>  { typedef Tile<2, 4, 32, 1> t; };
-template <> struct FwdTile<128> { typedef Tile<2, 4, 32, 1> t; };
-template <int HD> struct BwdTile;
-template <> struct BwdTile<16>  { typedef Tile<1, 8, 64, 2> t; };
-template <> struct BwdTile<32>  { typedef Tile<1, 8, 32, 2> t; };
-template <> struct BwdTile<64>  { typedef Tile<1, 8, 32, 2> t; };
-template <> struct BwdTile<96>  { typedef Tile<1, 8, 32, 1> t; };
-template <> struct BwdTile<128> { typedef Tile<1, 8, 32, 1> t; };
-/* TEMPORARY (measurement): NN_SDPA_FV / NN_SDPA_BV pick alternative bf16 tiles at D = 64 / 128 */
-static int sdpa_var(int fwd) {
-    static int v[2] = {-1, -1};
-    if (v[fwd] < 0) { const char *e = getenv(fwd ? "NN_SDPA_FV" : "NN_SDPA_BV"); v[fwd] = e ? atoi(e) : 0; }
-    return v[fwd];
-}
+template <int HD, bool FULL> struct FwdTile;
+template <bool F> struct FwdTile<16, F>  { typedef Tile<2, 4, 64, 1> t; };
+template <bool F> struct FwdTile<32, F>  { typedef Tile<1, 8, 64, 2> t; };
+template <> struct FwdTile<64, true>     { typedef Tile<2, 4, 64, 1> t; };
+template <> struct FwdTile<64, false>    { typedef Tile<2, 4, 128, 1> t; };
+template <bool F> struct FwdTile<96, F>  { typedef Tile<2, 4, 32, 1> t; };
+template <> struct FwdTile<128, true>    { typedef Tile<2, 4, 32, 1> t; };
+template <> struct FwdTile<128, false>   { typedef Tile<2, 4, 64, 1> t; };
+template <int HD, bool FULL> struct BwdTile;
+template <bool F> struct BwdTile<16, F>  { typedef Tile<1, 8, 64, 2> t; };
+template <bool F> struct BwdTile<32, F>  { typedef Tile<1, 8, 32, 2> t; };
+template <> struct BwdTile<64, true>     { typedef Tile<1, 8, 32, 2> t; };
+template <> struct BwdTile<64, false>    { typedef Tile<2, 8, 32, 1> t; };
+template <bool F> struct BwdTile<96, F>  { typedef Tile<1, 8, 32, 1> t; };
+template <> struct BwdTile<128, true>    { typedef Tile<1, 8, 32, 1> t; };
+template <> struct BwdTile<128, false>   { typedef Tile<1, 8, 64, 1> t; };
 template <typename K>
 static int set_smem(K kern, size_t bytes) {
     if (bytes > 48 * 1024) {
@@ -4092,15 +4116,12 @@ static void plan_qsplit(Params &p, int BM, int BN, int occ) {
     }
     if (bn > 1) { p.nsplit = (int)bn; p.split_len = (int)(blen * BN); }
 }
-template <typename C> static void tiles_of(int *fbm, int *fbn) { *fbm = C::BM; *fbn = C::BN; }
-/* the forward's tiles as dispatch picks them (ws_floats plans the split-KV workspace with them) */
-static void tiles_rt(int hd, int dtype, int *fbm, int *fbn) {
-    int v = dtype == 2 ? sdpa_var(1) : 0;
-    if (hd <= 16) tiles_of<FwdTile<16>::t>(fbm, fbn);
-    else if (hd <= 32) tiles_of<FwdTile<32>::t>(fbm, fbn);
-    else if (hd <= 64) { if (v == 1) tiles_of<Tile<2, 4, 128, 1> >(fbm, fbn); else tiles_of<FwdTile<64>::t>(fbm, fbn); }
-    else if (hd <= 96) tiles_of<FwdTile<96>::t>(fbm, fbn);
-    else { if (v == 1) tiles_of<Tile<2, 4, 64, 1> >(fbm, fbn); else tiles_of<FwdTile<128>::t>(fbm, fbn); }
+template <bool F> static void fwd_tiles(int hd, int *fbm, int *fbn) {
+    if (hd <= 16) { *fbm = FwdTile<16, F>::t::BM; *fbn = FwdTile<16, F>::t::BN; }
+    else if (hd <= 32) { *fbm = FwdTile<32, F>::t::BM; *fbn = FwdTile<32, F>::t::BN; }
+    else if (hd <= 64) { *fbm = FwdTile<64, F>::t::BM; *fbn = FwdTile<64, F>::t::BN; }
+    else if (hd <= 96) { *fbm = FwdTile<96, F>::t::BM; *fbn = FwdTile<96, F>::t::BN; }
+    else { *fbm = FwdTile<128, F>::t::BM; *fbn = FwdTile<128, F>::t::BN; }
 }
 static int64_t align16(int64_t n) { return (n + 15) & ~(int64_t)15; }
 /* strides of a contiguous [B,H,L,D] tensor? */
@@ -4109,22 +4130,16 @@ static bool contig(const int64_t s[3], int H, int L, int D) {
 }
 
 /* the kernels without mask, bias and dropout code (fewer registers, scale folded into the exponent) */
-static bool plain_ok(const Params &p) {
-    static int force = -1;   /* TEMPORARY (measurement): NN_SDPA_FULL=1 always takes the full kernels */
-    if (force < 0) { const char *e = getenv("NN_SDPA_FULL"); force = e && atoi(e) ? 1 : 0; }
-    return !force && !p.mask && !p.bias && !p.dropout && p.scale > 0.f;
-}
+static bool plain_ok(const Params &p) { return !p.mask && !p.bias && !p.dropout && p.scale > 0.f; }
 
-template <typename T, int HD, typename C>
+template <typename T, int HD, typename C, bool FULL>
 static int run_fwd(Params p, cudaStream_t s) {
     constexpr int BM = C::BM;
     if (p.part) plan_split(p, BM, C::BN);
     int es = p.bias_f32 ? 4 : 2;
     size_t smem = (size_t)(BM + 4 * C::BN) * (HD + 8) * sizeof(T) +
                   (p.bias_stage ? (size_t)2 * BM * (C::BN * es + 16) : 0);
-    bool full = !plain_ok(p);
-    auto kern = full ? fwd_kernel<T, HD, C::MW, C::NW, C::BN, C::MB, true>
-                     : fwd_kernel<T, HD, C::MW, C::NW, C::BN, C::MB, false>;
+    auto kern = fwd_kernel<T, HD, C::MW, C::NW, C::BN, C::MB, FULL>;
     if (set_smem(kern, smem)) return -1;
     unsigned grid;
     if (grid_of(p, BM, p.Lq, 2, &grid)) return -1;
@@ -4145,7 +4160,7 @@ static void acc_convert(const Params &p, const float *acc, void *out, const int6
     NN_LAUNCHED();
 }
 
-template <typename T, int HD, typename C>
+template <typename T, int HD, typename C, bool FULL>
 static int run_bwd(Params p, cudaStream_t s) {
     constexpr int BM = C::BM, BN = C::BN, NTH = C::NW * 32;
     int es = p.bias_f32 ? 4 : 2;
@@ -4156,10 +4171,9 @@ static int run_bwd(Params p, cudaStream_t s) {
         p.sdo[2] = p.Dv; p.sdo[1] = (int64_t)p.Lq * p.Dv; p.sdo[0] = (int64_t)p.H * p.sdo[1];
     }
     if (!p.dq && !p.dk && !p.dv && !p.dbias) return 0;
-    size_t smem = (size_t)(2 * BM + 4 * BN) * (HD + 8) * sizeof(T) + (size_t)BM * (BN + 8) * sizeof(T) +
+    size_t smem = (size_t)(2 * BM + 4 * BN) * (HD + 8) * sizeof(T) + (size_t)2 * BM * (BN + 8) * sizeof(T) +
                   4 * BN * sizeof(float) + (p.bias_stage ? (size_t)2 * BN * (BM * es + 16) : 0);
-    bool full = !plain_ok(p);
-    auto kern = full ? bwd_kernel<T, HD, C::MW, C::NW, BN, C::MB, true> : bwd_kernel<T, HD, C::MW, C::NW, BN, C::MB, false>;
+    auto kern = bwd_kernel<T, HD, C::MW, C::NW, BN, C::MB, FULL>;
     if (set_smem(kern, smem)) return -1;
     int occ = 1;
     NN_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, NTH, smem));
@@ -4194,26 +4208,18 @@ static int run_bwd(Params p, cudaStream_t s) {
     return 0;
 }
 
+template <typename T, bool F>
+static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
+    int hd = p.D > p.Dv ? p.D : p.Dv;
+    if (hd <= 16) return fwd ? run_fwd<T, 16, typename FwdTile<16, F>::t, F>(p, s) : run_bwd<T, 16, typename BwdTile<16, F>::t, F>(p, s);
+    if (hd <= 32) return fwd ? run_fwd<T, 32, typename FwdTile<32, F>::t, F>(p, s) : run_bwd<T, 32, typename BwdTile<32, F>::t, F>(p, s);
+    if (hd <= 64) return fwd ? run_fwd<T, 64, typename FwdTile<64, F>::t, F>(p, s) : run_bwd<T, 64, typename BwdTile<64, F>::t, F>(p, s);
+    if (hd <= 96) return fwd ? run_fwd<T, 96, typename FwdTile<96, F>::t, F>(p, s) : run_bwd<T, 96, typename BwdTile<96, F>::t, F>(p, s);
+    return fwd ? run_fwd<T, 128, typename FwdTile<128, F>::t, F>(p, s) : run_bwd<T, 128, typename BwdTile<128, F>::t, F>(p, s);
+}
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
-    int hd = p.D > p.Dv ? p.D : p.Dv;
-    if (hd <= 16) return fwd ? run_fwd<T, 16, FwdTile<16>::t>(p, s) : run_bwd<T, 16, BwdTile<16>::t>(p, s);
-    if (hd <= 32) return fwd ? run_fwd<T, 32, FwdTile<32>::t>(p, s) : run_bwd<T, 32, BwdTile<32>::t>(p, s);
-    if (hd <= 96 && hd > 64) return fwd ? run_fwd<T, 96, FwdTile<96>::t>(p, s) : run_bwd<T, 96, BwdTile<96>::t>(p, s);
-    if constexpr (std::is_same<T, __nv_bfloat16>::value) {   /* TEMPORARY variants */
-        int v = sdpa_var(fwd ? 1 : 0);
-        if (hd <= 64) {
-            if (fwd && v == 1) return run_fwd<T, 64, Tile<2, 4, 128, 1> >(p, s);
-            if (!fwd && v == 1) return run_bwd<T, 64, Tile<2, 4, 32, 2> >(p, s);
-            if (!fwd && v == 2) return run_bwd<T, 64, Tile<2, 8, 32, 1> >(p, s);
-        } else {
-            if (fwd && v == 1) return run_fwd<T, 128, Tile<2, 4, 64, 1> >(p, s);
-            if (!fwd && v == 1) return run_bwd<T, 128, Tile<1, 8, 64, 1> >(p, s);
-            if (!fwd && v == 2) return run_bwd<T, 128, Tile<1, 4, 32, 2> >(p, s);
-        }
-    }
-    if (hd <= 64) return fwd ? run_fwd<T, 64, FwdTile<64>::t>(p, s) : run_bwd<T, 64, BwdTile<64>::t>(p, s);
-    return fwd ? run_fwd<T, 128, FwdTile<128>::t>(p, s) : run_bwd<T, 128, BwdTile<128>::t>(p, s);
+    return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);
 }
 
 static int setup(const nn__cuda_sdpa_args *a, Params *p, bool bwd) {
@@ -4271,7 +4277,8 @@ static int64_t ws_floats(const Params &p0, int dtype, bool bwd) {
     if (bwd) return align16(bhlq) + (p0.dout_f32 ? align16((bhlq * p0.Dv + 1) / 2) : 0);
     if (dtype == 0) return 0;
     int fbm, fbn;
-    tiles_rt(p0.D > p0.Dv ? p0.D : p0.Dv, dtype, &fbm, &fbn);
+    if (plain_ok(p0)) fwd_tiles<false>(p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn);
+    else fwd_tiles<true>(p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn);
     Params p = p0;
     plan_split(p, fbm, fbn);
     return p.nsplit > 1 ? (int64_t)p.nsplit * bhlq * (p.Dv + 1) : 0;
