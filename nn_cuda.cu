@@ -3075,6 +3075,8 @@ struct Params {
     int grad_f32;              /* dq, dk, dv are f32 (else T) */
     int dout_f32;              /* dout is f32: delta_kernel rounds it to T into dout_lp (contiguous) */
     void *dout_lp;
+    float *lsep, *dlp;         /* bwd_kernel with LSE_ASYNC: lse (log2 units, +inf for empty rows) and delta, rows */
+    int Lqp;                   /* padded to Lqp (a multiple of 64) with +inf / 0, written by delta_kernel */
     int ntiles;    /* tiles along the resident dimension */
     int order;     /* 0: (bh, tile) tile fastest; 1: (b, tile, h) heads fastest; 2: (tile desc, bh); 3: (tile asc, bh) */
 };
@@ -3483,7 +3485,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) fwd_kernel(Params p) {
             }
         /* rescale the accumulators only when some row of the warp found a larger max (after the first tiles,
            rarely): alpha is exactly 1 for the others */
-        if (__any_sync(0xffffffffu, grow)) {
+        if (FULL || __any_sync(0xffffffffu, grow)) {   /* FULL: measured 2 % slower with the vote */
 #pragma unroll
             for (int m = 0; m < MW; m++)
 #pragma unroll
@@ -3630,6 +3632,12 @@ __global__ void delta_kernel(Params p) {
 #pragma unroll
     for (int w = 16; w > 0; w >>= 1) s += __shfl_xor_sync(0xffffffffu, s, w);
     if (lane == 0) p.delta[row] = s;
+    if (p.lsep && lane == 0) {   /* the padded copies (whole 16-byte cp.async chunks, no bounds in bwd_kernel) */
+        float *lp = p.lsep + bh * p.Lqp, *dp = p.dlp + bh * p.Lqp, l = p.lse[row];
+        lp[i] = l == -INFINITY ? INFINITY : l * SDPA_LOG2E;   /* fully masked row: P = 0 */
+        dp[i] = s;
+        for (int x = i; x < p.Lqp - p.Lq; x += p.Lq) { lp[p.Lq + x] = INFINITY; dp[p.Lq + x] = 0.f; }
+    }
 }
 
 /* a[0] += x, a[1] += y in f32 (8-byte aligned); one vector reduction on sm_90 */
@@ -3662,6 +3670,12 @@ __device__ __forceinline__ void red_frag(float *g, int64_t rs, const float (&acc
         }
 }
 
+/* lse/delta tiles of the backward: plain loads after the barrier, or (LSE_ASYNC) cp.async from padded copies
+   that delta_kernel writes. Which is faster depends on the kernel's register allocation, not on a principle:
+   measured on the H100 (bench/RESULTS_FLASH.md, flash3), cp.async won only for the full kernel at D = 32 (2-3 %
+   on the AQR cases), plain loads by 2-4 % on the others. */
+template <int HD, bool FULL> __host__ __device__ constexpr bool lse_async() { return FULL && HD == 32; }
+
 /* The backward in one kernel (FlashAttention-2's loop order): one CTA per (b, h, key tile of BM keys, query
    range); warps own 16*MW key rows; K and V stay in shared memory while Q, dO, lse and delta tiles of BN queries
    stream through a double buffer. Per query tile:
@@ -3689,6 +3703,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
        latency of a long reduction over the CTA's keys is hidden (one CTA per SM; with two, the other CTA's warps
        hide it, and the registers are capped at 128) */
     constexpr int KS0 = (NJ >= 4 || MINB > 1) ? 1 : 4 / NJ, KS = (BM / 16) % KS0 == 0 ? KS0 : 1;
+    constexpr bool ASYNC = lse_async<HD, FULL>();
     float *Ls = (float *)(Ss + 2 * BM * SS), *Dl = Ls + 2 * BN;
     unsigned char *Bt = (unsigned char *)(Dl + 2 * BN);   /* 2 staged bias tiles [BN queries][BM keys] */
     int b, h, t, sp;
@@ -3699,7 +3714,8 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
     const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
     const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
     const T *G = (const T *)p.dout + b * p.sdo[0] + h * p.sdo[1];
-    const float *lse = p.lse + ((int64_t)b * p.H + h) * p.Lq, *delta = p.delta + ((int64_t)b * p.H + h) * p.Lq;
+    const float *lse = ASYNC ? p.lsep + ((int64_t)b * p.H + h) * p.Lqp : p.lse + ((int64_t)b * p.H + h) * p.Lq;
+    const float *delta = ASYNC ? p.dlp + ((int64_t)b * p.H + h) * p.Lqp : p.delta + ((int64_t)b * p.H + h) * p.Lq;
     const uint8_t *mbh = FULL && p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
     const void *bbh = FULL ? bias_bh<T>(p, b, h) : nullptr;
     float *dbh = FULL && p.dbias ? p.dbias + b * p.bs[0] + h * p.bs[1] : nullptr;
@@ -3718,12 +3734,18 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
         load_tile<T, HD, BN, NTH>(Qs + buf * BN * ST, Q, p.sq[2], i, p.Lq, p.D);
         load_tile<T, HD, BN, NTH>(Gs + buf * BN * ST, G, p.sdo[2], i, p.Lq, p.Dv);
         if (stage) load_bias<NTH>(Bt + buf * BN * bstr, bstr, p, (const unsigned char *)bbh, i, BN, j0, BM);
-        /* plain loads (measured: 2-4 % faster than cp.async of the raw values with the conversion at the use) */
-        for (int x = threadIdx.x; x < BN; x += NTH) {
-            int ii = i + x;
-            float l = ii < p.Lq ? lse[ii] : INFINITY;
-            Ls[buf * BN + x] = (l == -INFINITY ? INFINITY : l) * SDPA_LOG2E;   /* fully masked row: P = 0 */
-            Dl[buf * BN + x] = ii < p.Lq ? delta[ii] : 0.f;
+        if (ASYNC) {   /* from the padded copies, already in log2 units */
+            for (int x = threadIdx.x; x < BN / 2; x += NTH) {
+                int xx = (x % (BN / 4)) * 4;
+                cp_async16((x < BN / 4 ? Ls : Dl) + buf * BN + xx, (x < BN / 4 ? lse : delta) + i + xx, true);
+            }
+        } else {
+            for (int x = threadIdx.x; x < BN; x += NTH) {
+                int ii = i + x;
+                float l = ii < p.Lq ? lse[ii] : INFINITY;
+                Ls[buf * BN + x] = (l == -INFINITY ? INFINITY : l) * SDPA_LOG2E;   /* fully masked row: P = 0 */
+                Dl[buf * BN + x] = ii < p.Lq ? delta[ii] : 0.f;
+            }
         }
     };
     if (nqt > 0) load_q(0, 0);
@@ -4165,11 +4187,6 @@ static int run_bwd(Params p, cudaStream_t s) {
     constexpr int BM = C::BM, BN = C::BN, NTH = C::NW * 32;
     int es = p.bias_f32 ? 4 : 2;
     int64_t rows = (int64_t)p.B * p.H * p.Lq, krows = (int64_t)p.B * p.H * p.Lk;
-    if (rows > 0) delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
-    if (p.dout_f32) {   /* from here on the kernels read the rounded copy */
-        p.dout = p.dout_lp; p.dout_f32 = 0;
-        p.sdo[2] = p.Dv; p.sdo[1] = (int64_t)p.Lq * p.Dv; p.sdo[0] = (int64_t)p.H * p.sdo[1];
-    }
     if (!p.dq && !p.dk && !p.dv && !p.dbias) return 0;
     size_t smem = (size_t)(2 * BM + 4 * BN) * (HD + 8) * sizeof(T) + (size_t)2 * BM * (BN + 8) * sizeof(T) +
                   4 * BN * sizeof(float) + (p.bias_stage ? (size_t)2 * BN * (BM * es + 16) : 0);
@@ -4186,10 +4203,19 @@ static int run_bwd(Params p, cudaStream_t s) {
     bool dq_dir = p.dq && p.grad_f32 && contig(p.sdq, p.H, p.Lq, p.D);
     bool dk_dir = kv && p.dk && p.grad_f32 && contig(p.sdk, p.H, p.Lk, p.D);
     bool dv_dir = kv && p.dv && p.grad_f32 && contig(p.sdv, p.H, p.Lk, p.Dv);
-    int64_t wn = (p.dq && !dq_dir ? align16(rows * p.D) : 0) + (kv && p.dk && !dk_dir ? align16(krows * p.D) : 0) +
-                 (kv && p.dv && !dv_dir ? align16(krows * p.Dv) : 0);
+    constexpr bool ASYNC = lse_async<HD, FULL>();
+    p.Lqp = (p.Lq + 63) / 64 * 64;
+    int64_t prows = ASYNC ? (int64_t)p.B * p.H * p.Lqp : 0;
+    int64_t wn = 2 * align16(prows) + (p.dq && !dq_dir ? align16(rows * p.D) : 0) +
+                 (kv && p.dk && !dk_dir ? align16(krows * p.D) : 0) + (kv && p.dv && !dv_dir ? align16(krows * p.Dv) : 0);
     nn_tensor *ws = wn ? nn__tmp(NN_F32, wn) : NULL;
     float *w = ws ? (float *)ws->data : NULL;
+    if (ASYNC) { p.lsep = w; w += align16(prows); p.dlp = w; w += align16(prows); }
+    if (rows > 0) delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
+    if (p.dout_f32) {   /* from here on the kernels read the rounded copy */
+        p.dout = p.dout_lp; p.dout_f32 = 0;
+        p.sdo[2] = p.Dv; p.sdo[1] = (int64_t)p.Lq * p.Dv; p.sdo[0] = (int64_t)p.H * p.sdo[1];
+    }
     auto take = [&](void *out, bool direct, int64_t n, float **acc, int64_t sa[3], int L, int Dd) {
         if (direct) *acc = (float *)out;
         else { *acc = w; w += align16(n); }
