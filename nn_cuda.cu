@@ -3075,7 +3075,7 @@ struct Params {
     int grad_f32;              /* dq, dk, dv are f32 (else T) */
     int dout_f32;              /* dout is f32: delta_kernel rounds it to T into dout_lp (contiguous) */
     void *dout_lp;
-    float *lsep, *dlp;         /* bwd_kernel with LSE_ASYNC: lse (log2 units, +inf for empty rows) and delta, rows */
+    float *lsep, *dlp;         /* bwd_kernel with lse_async: lse (log2 units, +inf for empty rows) and delta, rows */
     int Lqp;                   /* padded to Lqp (a multiple of 64) with +inf / 0, written by delta_kernel */
     int ntiles;    /* tiles along the resident dimension */
     int order;     /* 0: (bh, tile) tile fastest; 1: (b, tile, h) heads fastest; 2: (tile desc, bh); 3: (tile asc, bh) */
@@ -3670,10 +3670,10 @@ __device__ __forceinline__ void red_frag(float *g, int64_t rs, const float (&acc
         }
 }
 
-/* lse/delta tiles of the backward: plain loads after the barrier, or (LSE_ASYNC) cp.async from padded copies
-   that delta_kernel writes. Which is faster depends on the kernel's register allocation, not on a principle:
-   measured on the H100 (bench/RESULTS_FLASH.md, flash3), cp.async won only for the full kernel at D = 32 (2-3 %
-   on the AQR cases), plain loads by 2-4 % on the others. */
+/* lse/delta tiles of the backward: plain loads after the barrier, or (lse_async) cp.async from padded copies
+   that delta_kernel writes. Which is faster follows the kernel's register allocation, not a principle: measured
+   on the H100 (bench/RESULTS_FLASH.md, flash3), cp.async won only for the full kernel at D = 32 (about 3 % on the
+   AQR cases) and lost by 3-11 % on the plain D = 64 / 128 kernels and 4 % on the full D = 64 one. */
 template <int HD, bool FULL> __host__ __device__ constexpr bool lse_async() { return FULL && HD == 32; }
 
 /* The backward in one kernel (FlashAttention-2's loop order): one CTA per (b, h, key tile of BM keys, query
@@ -4067,7 +4067,8 @@ static int fail(const char *msg) { nn_error("%s", msg); return -1; }
 /* Tile shapes. Forward: MW 16-row tiles per warp, NW warps (BM = 16 MW NW queries per CTA), BN keys per tile,
    MB CTAs per SM asked of the compiler (its register cap). Backward: MW 16-key tiles per warp, NW warps (BM keys
    per CTA, resident), BN queries per streamed tile, MB likewise. Chosen on the H100 from measured variants
-   (bench/RESULTS_FLASH.md). */
+   (bench/RESULTS_FLASH.md, flash3): the plain kernels (no mask/bias/dropout code) have the registers for wider
+   tiles at D = 64 / 128; the full ones keep the tiles with which they do not spill much. */
 template <int MW_, int NW_, int BN_, int MB_> struct Tile { enum { MW = MW_, NW = NW_, BN = BN_, MB = MB_, BM = 16 * MW_ * NW_ }; };
 template <int HD, bool FULL> struct FwdTile;
 template <bool F> struct FwdTile<16, F>  { typedef Tile<2, 4, 64, 1> t; };
