@@ -2111,6 +2111,25 @@ static const char *nn__binary_name[] = {"nn_add", "nn_sub", "nn_mul", "nn_div"};
 
 static nn_tensor *nn__binary(int op, nn_tensor *a, nn_tensor *b);
 
+/* g * other, the gradient of mul's input i. On the GPU, when input i has g's shape (nothing to sum) and a
+   low-precision dtype, the product is written in that dtype directly: the value nn__accumulate's cast would
+   give (one rounding of the f32 product), without the cast's pass over memory. */
+static nn_tensor *nn__mul_grad(nn_node *n, int i, nn_tensor *g, nn_tensor *other) {
+#ifdef NN_CUDA
+    const nn__edge *e = &n->in[i];
+    int d, same = g->device == NN_CUDA && other->device == NN_CUDA && (e->dtype == NN_F16 || e->dtype == NN_BF16) &&
+                  e->ndim == g->ndim;
+    for (d = 0; same && d < g->ndim; d++) same = e->shape[d] == g->shape[d];
+    if (same) {
+        nn_tensor *o = nn__new(e->dtype, NN_CUDA, g->ndim, g->shape);
+        nn__cuda_binary_fwd(NN__MUL, g, other, o);
+        return o;
+    }
+#endif
+    (void)n; (void)i;
+    return nn_mul(g, other);
+}
+
 static void nn__binary_backward(nn_node *n) {
     nn_tensor *g = n->gout[0];
     int op = (int)n->i[0];
@@ -2118,8 +2137,8 @@ static void nn__binary_backward(nn_node *n) {
         nn__accumulate(n, 0, g);
         if (nn__needs_grad(n, 1)) nn__accumulate(n, 1, op == NN__ADD ? g : nn_neg(g));
     } else if (op == NN__MUL) {
-        if (nn__needs_grad(n, 0)) nn__accumulate(n, 0, nn_mul(g, n->saved[1]));
-        if (nn__needs_grad(n, 1)) nn__accumulate(n, 1, nn_mul(g, n->saved[0]));
+        if (nn__needs_grad(n, 0)) nn__accumulate(n, 0, nn__mul_grad(n, 0, g, n->saved[1]));
+        if (nn__needs_grad(n, 1)) nn__accumulate(n, 1, nn__mul_grad(n, 1, g, n->saved[0]));
     } else {
         nn_tensor *gb = nn_div(g, n->saved[1]);          /* g / b */
         if (nn__needs_grad(n, 0)) nn__accumulate(n, 0, gb);
@@ -4607,23 +4626,26 @@ static void nn__sdpa_cuda_backward(nn_node *n) {
     nn_tensor *mask = n->i[1] >= 0 ? n->saved[n->i[1]] : NULL, *bias = n->i[2] >= 0 ? n->saved[n->i[2]] : NULL;
     nn_tensor *go = n->gout[0], *dq = NULL, *dk = NULL, *dv = NULL, *dbias = NULL;
     nn__cuda_sdpa_args a;
+    nn_dtype gdt;
     int64_t heads = n->i[3];
     if (!go) return;
     nn__sdpa_cuda_args_of(&a, q, k, v, heads, mask, bias, n->a[0], n->a[1], (int)n->i[0]);
-    /* f16/bf16: the upstream gradient arrives in f32 and the kernels round it to q's dtype as they read it (the
-       backward's first pass), and write dq, dk, dv in f32, the dtype the gradients accumulate in: no cast passes */
+    /* f16/bf16: an upstream gradient in f32 is rounded to q's dtype as the kernels read it (the backward's first
+       pass); dq, dk, dv are written in the dtype their gradients accumulate in (the inputs' edges: q's dtype, as
+       torch; f32 only where an edge is f32), so no cast pass follows either */
     if (go->dtype != q->dtype) {
         if (go->dtype == NN_F32) a.dout_f32 = 1;
         else go = nn_cast(go, q->dtype);
     }
-    a.grad_f32 = q->dtype != NN_F32;
+    a.grad_f32 = q->dtype != NN_F32 && n->in[0].dtype == NN_F32;
     a.seed = n->rng.seed; a.offset = n->rng.offset;
     a.o = out->data; nn__sdpa_cuda_st(out, heads, a.so);
     a.lse = (float *)lse->data;
     a.dout = go->data; nn__sdpa_cuda_st(go, heads, a.sdo);
-    if (nn__needs_grad(n, 0)) { dq = nn__new(NN_F32, NN_CUDA, q->ndim, q->shape); a.dq = dq->data; nn__sdpa_cuda_st(dq, heads, a.sdq); }
-    if (nn__needs_grad(n, 1)) { dk = nn__new(NN_F32, NN_CUDA, k->ndim, k->shape); a.dk = dk->data; nn__sdpa_cuda_st(dk, heads, a.sdk); }
-    if (nn__needs_grad(n, 2)) { dv = nn__new(NN_F32, NN_CUDA, v->ndim, v->shape); a.dv = dv->data; nn__sdpa_cuda_st(dv, heads, a.sdv); }
+    gdt = a.grad_f32 ? NN_F32 : q->dtype;
+    if (nn__needs_grad(n, 0)) { dq = nn__new(gdt, NN_CUDA, q->ndim, q->shape); a.dq = dq->data; nn__sdpa_cuda_st(dq, heads, a.sdq); }
+    if (nn__needs_grad(n, 1)) { dk = nn__new(gdt, NN_CUDA, k->ndim, k->shape); a.dk = dk->data; nn__sdpa_cuda_st(dk, heads, a.sdk); }
+    if (nn__needs_grad(n, 2)) { dv = nn__new(gdt, NN_CUDA, v->ndim, v->shape); a.dv = dv->data; nn__sdpa_cuda_st(dv, heads, a.sdv); }
     if (bias && n->n_in > 3 && nn__needs_grad(n, 3)) {
         /* f32, the bias's own (broadcast) shape: the kernel sums over the broadcast dims */
         dbias = nn__new(NN_F32, NN_CUDA, bias->ndim, bias->shape);

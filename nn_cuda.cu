@@ -642,8 +642,9 @@ void nn__cuda_add_into(nn_tensor *dst, const nn_tensor *src) {
     if (src->dtype != NN_F32 || dst->dtype != NN_F32) {   /* f16/bf16 gradients: dst += src in f32, rounded once */
         nn__bc m;
         m.nd = 1; m.shape[0] = n; m.sa[0] = m.sb[0] = 1;
-        k_binary_mixed<B_ADD><<<nn__grid(n, 256), 256, 0, S_>>>(dst->data, dst->dtype, src->data, src->dtype, dst->data,
-                                                               dst->dtype, n, m, 1);
+        vec = n % 4 == 0 && nn__al4(dst->data, dst->dtype) && nn__al4(src->data, src->dtype);
+        k_binary_mixed<B_ADD><<<nn__grid(vec ? n / 4 : n, 256), 256, 0, S_>>>(dst->data, dst->dtype, src->data, src->dtype,
+                                                                             dst->data, dst->dtype, n, m, 1, vec);
         NN_LAUNCHED();
         return;
     }
@@ -3235,6 +3236,8 @@ struct Params {
     int grad_f32;              /* dq, dk, dv are f32 (else T) */
     int dout_f32;              /* dout is f32: delta_kernel rounds it to T into dout_lp (contiguous) */
     void *dout_lp;
+    float *lsep, *dlp;         /* bwd_kernel with lse_async: lse (log2 units, +inf for empty rows) and delta, rows */
+    int Lqp;                   /* padded to Lqp (a multiple of 64) with +inf / 0, written by delta_kernel */
     int ntiles;    /* tiles along the resident dimension */
     int order;     /* 0: (bh, tile) tile fastest; 1: (b, tile, h) heads fastest; 2: (tile desc, bh); 3: (tile asc, bh) */
 };
@@ -3467,11 +3470,28 @@ __device__ __forceinline__ void add_bias(const Params &p, float (&s)[MW][NT][4],
     }
 }
 
-template <typename T, int MW, int NT, bool TRANS>
+/* FULL = false (no mask, bias or dropout; scale > 0): the scores stay raw (the callers fold scale_log2 into the
+   exponent's FFMA) and only bounds and causal are applied */
+template <typename T, int MW, int NT, bool TRANS, bool FULL>
 __device__ __forceinline__ void apply_mods(const Params &p, float (&s)[MW][NT][4], int R0, int C0, int lane,
                                            const uint8_t *mbh, const void *bbh, const unsigned char *bt, int bstr,
                                            int ib, int jb, bool plain) {
     int g = lane >> 2, q2 = (lane & 3) * 2;
+    if (!FULL) {
+        if (plain) return;
+#pragma unroll
+        for (int m = 0; m < MW; m++)
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int r = R0 + 16 * m + g + 8 * (e >> 1), c = C0 + 8 * n + q2 + (e & 1);
+                    int i = TRANS ? c : r, j = TRANS ? r : c;
+                    bool ok = i < p.Lq && j < p.Lk && !(p.causal && j > i);
+                    s[m][n][e] = ok ? s[m][n][e] : -INFINITY;
+                }
+        return;
+    }
     if (bbh) {
         if (p.bias_f32) add_bias<T, float, MW, NT, TRANS>(p, s, R0, C0, lane, (const float *)bbh, bt, bstr, ib, jb);
         else add_bias<T, T, MW, NT, TRANS>(p, s, R0, C0, lane, (const T *)bbh, bt, bstr, ib, jb);
@@ -3541,7 +3561,9 @@ __device__ __forceinline__ const void *bias_bh(const Params &p, int b, int h) {
                       : (const void *)((const T *)p.bias + b * p.bs[0] + h * p.bs[1]);
 }
 
-template <typename T, int HD, int MW, int NW, int BN, int MINB>
+/* FULL: mask, bias and dropout compiled in (scores scaled to log2 units by apply_mods); otherwise the scores stay
+   raw, the running max is in raw units and the scale rides in the exponent's FFMA (needs scale > 0) */
+template <typename T, int HD, int MW, int NW, int BN, int MINB, bool FULL>
 __global__ void __launch_bounds__(NW * 32, MINB) fwd_kernel(Params p) {
     constexpr int BM = 16 * MW * NW, ST = HD + 8, NT = BN / 8, ND = HD / 8, NTH = NW * 32;
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -3554,10 +3576,11 @@ __global__ void __launch_bounds__(NW * 32, MINB) fwd_kernel(Params p) {
     const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
     const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
     const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
-    const uint8_t *mbh = p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
-    const void *bbh = bias_bh<T>(p, b, h);
+    const uint8_t *mbh = FULL && p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
+    const void *bbh = FULL ? bias_bh<T>(p, b, h) : nullptr;
     const int bstr = BN * (p.bias_f32 ? 4 : 2) + 16;
-    const bool stage = p.bias_stage != 0;
+    const bool stage = FULL && p.bias_stage != 0;
+    const float sl = FULL ? 1.f : p.scale_log2;   /* raw score units -> log2 units */
     int ks = sp * p.split_len, jend = min(p.Lk, ks + p.split_len);
     if (p.causal && i0 + BM < jend) jend = i0 + BM;
     int nkt = jend > ks ? (jend - ks + BN - 1) / BN : 0;
@@ -3593,8 +3616,10 @@ __global__ void __launch_bounds__(NW * 32, MINB) fwd_kernel(Params p) {
             for (int n = 0; n < NT; n++) s[m][n][0] = s[m][n][1] = s[m][n][2] = s[m][n][3] = 0.f;
         mma_abT<T, MW, NT, HD, ST, ST>(s, Qs + wrow * ST, Ks + buf * BN * ST, lane);
         bool plain = !mbh && j0 + BN <= p.Lk && !(p.causal && j0 + BN - 1 > i0 + wrow);
-        apply_mods<T, MW, NT, false>(p, s, i0 + wrow, j0, lane, mbh, bbh, stage ? Bt + buf * BM * bstr : nullptr,
-                                     bstr, i0, j0, plain);
+        apply_mods<T, MW, NT, false, FULL>(p, s, i0 + wrow, j0, lane, mbh, bbh, stage ? Bt + buf * BM * bstr : nullptr,
+                                           bstr, i0, j0, plain);
+        float alpha[MW][2];
+        bool grow = false;
 #pragma unroll
         for (int m = 0; m < MW; m++)
 #pragma unroll
@@ -3606,20 +3631,31 @@ __global__ void __launch_bounds__(NW * 32, MINB) fwd_kernel(Params p) {
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
                 float mnew = fmaxf(mrow[m][hh], mx);
                 float muse = mnew == -INFINITY ? 0.f : mnew;
-                float alpha = ex2(mrow[m][hh] - muse);
+                float msl = muse * sl;
+                alpha[m][hh] = ex2((mrow[m][hh] - muse) * sl);
+                grow |= mnew != mrow[m][hh];
                 float sum = 0.f;
 #pragma unroll
                 for (int n = 0; n < NT; n++) {
-                    float e0 = ex2(s[m][n][2 * hh] - muse), e1 = ex2(s[m][n][2 * hh + 1] - muse);
+                    float e0 = ex2(fmaf(s[m][n][2 * hh], sl, -msl)), e1 = ex2(fmaf(s[m][n][2 * hh + 1], sl, -msl));
                     s[m][n][2 * hh] = e0; s[m][n][2 * hh + 1] = e1;
                     sum += e0 + e1;
                 }
-                lrow[m][hh] = lrow[m][hh] * alpha + sum;
+                lrow[m][hh] = lrow[m][hh] * alpha[m][hh] + sum;
                 mrow[m][hh] = mnew;
-#pragma unroll
-                for (int n = 0; n < ND; n++) { acc[m][n][2 * hh] *= alpha; acc[m][n][2 * hh + 1] *= alpha; }
             }
-        if (p.dropout) {
+        /* rescale the accumulators only when some row of the warp found a larger max (after the first tiles,
+           rarely): alpha is exactly 1 for the others */
+        if (FULL || __any_sync(0xffffffffu, grow)) {   /* FULL: measured 2 % slower with the vote */
+#pragma unroll
+            for (int m = 0; m < MW; m++)
+#pragma unroll
+                for (int n = 0; n < ND; n++) {
+                    acc[m][n][0] *= alpha[m][0]; acc[m][n][1] *= alpha[m][0];
+                    acc[m][n][2] *= alpha[m][1]; acc[m][n][3] *= alpha[m][1];
+                }
+        }
+        if (FULL && p.dropout) {
             int g = lane >> 2, q2 = (lane & 3) * 2;
 #pragma unroll
             for (int m = 0; m < MW; m++)
@@ -3655,7 +3691,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) fwd_kernel(Params p) {
             l += __shfl_xor_sync(0xffffffffu, l, 2);
             inv[hh] = l > 0.f ? 1.f / l : 0.f;
             int r = i0 + wrow + 16 * m + g + 8 * hh;
-            if ((lane & 3) == 0 && r < p.Lq) lse[r] = l > 0.f ? (mrow[m][hh] + log2f(l)) * SDPA_LN2 : -INFINITY;
+            if ((lane & 3) == 0 && r < p.Lq) lse[r] = l > 0.f ? (mrow[m][hh] * sl + log2f(l)) * SDPA_LN2 : -INFINITY;
         }
         if (p.nsplit > 1) {
 #pragma unroll
@@ -3757,6 +3793,12 @@ __global__ void delta_kernel(Params p) {
 #pragma unroll
     for (int w = 16; w > 0; w >>= 1) s += __shfl_xor_sync(0xffffffffu, s, w);
     if (lane == 0) p.delta[row] = s;
+    if (p.lsep && lane == 0) {   /* the padded copies (whole 16-byte cp.async chunks, no bounds in bwd_kernel) */
+        float *lp = p.lsep + bh * p.Lqp, *dp = p.dlp + bh * p.Lqp, l = p.lse[row];
+        lp[i] = l == -INFINITY ? INFINITY : l * SDPA_LOG2E;   /* fully masked row: P = 0 */
+        dp[i] = s;
+        for (int x = i; x < p.Lqp - p.Lq; x += p.Lq) { lp[p.Lq + x] = INFINITY; dp[p.Lq + x] = 0.f; }
+    }
 }
 
 /* a[0] += x, a[1] += y in f32 (8-byte aligned); one vector reduction on sm_90 */
@@ -3789,13 +3831,20 @@ __device__ __forceinline__ void red_frag(float *g, int64_t rs, const float (&acc
         }
 }
 
+/* lse/delta tiles of the backward: plain loads after the barrier, or (lse_async) cp.async from padded copies
+   that delta_kernel writes. Which is faster follows the kernel's register allocation, not a principle: measured
+   on the H100 (bench/RESULTS_FLASH.md, flash3), cp.async won only for the full kernel at D = 32 (about 3 % on the
+   AQR cases) and lost by 3-11 % on the plain D = 64 / 128 kernels and 4 % on the full D = 64 one. */
+template <int HD, bool FULL> __host__ __device__ constexpr bool lse_async() { return FULL && HD == 32; }
+
 /* The backward in one kernel (FlashAttention-2's loop order): one CTA per (b, h, key tile of BM keys, query
    range); warps own 16*MW key rows; K and V stay in shared memory while Q, dO, lse and delta tiles of BN queries
    stream through a double buffer. Per query tile:
      S^T = K Q^T and dP^T = V dO^T (the transposed problem: P^T and dS^T come out as the A fragments that
      dV += (PZ)^T dO and dK += dS^T Q need, with no shared-memory round trip);
-     dS^T (T) goes to shared memory, and after one barrier the warps split dQ_tile = dS K ([BN x D], a reduction
-     over this CTA's keys) and add it into the f32 dQ accumulator with vector atomics.
+     dS^T (T) goes to shared memory (two buffers), and after the next tile's barrier the warps split
+     dQ_tile = dS K ([BN x D], a reduction over this CTA's keys) and add it into the f32 dQ accumulator with
+     vector atomics: one barrier per tile, dQ a tile behind.
    5 matrix products per tile pair and one exponential per score (the previous separate dQ pass recomputed S and
    dP: 7 products and two exponentials). The price is nondeterminism in the last bits of dQ (the order of the
    atomic adds from different key tiles varies from run to run; PyTorch's flash and cuDNN backward do the same).
@@ -3803,7 +3852,7 @@ __device__ __forceinline__ void red_frag(float *g, int64_t rs, const float (&acc
    40,000 queries over 1,024 keys); then each CTA adds its partial dK/dV into f32 accumulators the same way.
    dbias is written from the registers (f32, before rounding dS): each score belongs to exactly one CTA, so a
    plain store, or an atomic add where the bias is broadcast. */
-template <typename T, int HD, int MW, int NW, int BN, int MINB>
+template <typename T, int HD, int MW, int NW, int BN, int MINB, bool FULL>
 __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
     constexpr int BM = 16 * MW * NW, ST = HD + 8, NT = BN / 8, ND = HD / 8, NTH = NW * 32, SS = BN + 8;
     /* dQ jobs: one 16-query m-tile x NJ pairs of 8-column n-tiles; the A fragment (dS) serves 2*NJ MMAs */
@@ -3811,7 +3860,12 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
     constexpr int NJ = (NJ0 >= 1 && NPAIR % (NJ0 >= 1 ? NJ0 : 1) == 0) ? NJ0 : 1, PPJ = NPAIR / NJ;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *Ks = (T *)smem_raw, *Vs = Ks + BM * ST, *Qs = Vs + BM * ST, *Gs = Qs + 2 * BN * ST, *Ss = Gs + 2 * BN * ST;
-    float *Ls = (float *)(Ss + BM * SS), *Dl = Ls + 2 * BN;
+    /* KS independent partial sums in the dQ product: at least 8 accumulator chains per warp, so that the MMA
+       latency of a long reduction over the CTA's keys is hidden (one CTA per SM; with two, the other CTA's warps
+       hide it, and the registers are capped at 128) */
+    constexpr int KS0 = (NJ >= 4 || MINB > 1) ? 1 : 4 / NJ, KS = (BM / 16) % KS0 == 0 ? KS0 : 1;
+    constexpr bool ASYNC = lse_async<HD, FULL>();
+    float *Ls = (float *)(Ss + 2 * BM * SS), *Dl = Ls + 2 * BN;
     unsigned char *Bt = (unsigned char *)(Dl + 2 * BN);   /* 2 staged bias tiles [BN queries][BM keys] */
     int b, h, t, sp;
     tile_of(p, &b, &h, &t, &sp);
@@ -3821,13 +3875,15 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
     const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
     const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
     const T *G = (const T *)p.dout + b * p.sdo[0] + h * p.sdo[1];
-    const float *lse = p.lse + ((int64_t)b * p.H + h) * p.Lq, *delta = p.delta + ((int64_t)b * p.H + h) * p.Lq;
-    const uint8_t *mbh = p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
-    const void *bbh = bias_bh<T>(p, b, h);
-    float *dbh = p.dbias ? p.dbias + b * p.bs[0] + h * p.bs[1] : nullptr;
+    const float *lse = ASYNC ? p.lsep + ((int64_t)b * p.H + h) * p.Lqp : p.lse + ((int64_t)b * p.H + h) * p.Lq;
+    const float *delta = ASYNC ? p.dlp + ((int64_t)b * p.H + h) * p.Lqp : p.delta + ((int64_t)b * p.H + h) * p.Lq;
+    const uint8_t *mbh = FULL && p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
+    const void *bbh = FULL ? bias_bh<T>(p, b, h) : nullptr;
+    float *dbh = FULL && p.dbias ? p.dbias + b * p.bs[0] + h * p.bs[1] : nullptr;
     float *dqa = p.dq_acc ? p.dq_acc + b * p.sqa[0] + h * p.sqa[1] : nullptr;
     const int bstr = BM * (p.bias_f32 ? 4 : 2) + 16;
-    const bool stage = p.bias_stage != 0;
+    const bool stage = FULL && p.bias_stage != 0;
+    const float sl = FULL ? 1.f : p.scale_log2;   /* see fwd_kernel */
     /* this CTA's queries: range sp (split_len is a multiple of BN), from the first that sees key j0 if causal */
     int qa = sp * p.split_len, qb = min(p.Lq, qa + p.split_len);
     int istart = p.causal ? max(qa, (j0 / BN) * BN) : qa;
@@ -3839,11 +3895,18 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
         load_tile<T, HD, BN, NTH>(Qs + buf * BN * ST, Q, p.sq[2], i, p.Lq, p.D);
         load_tile<T, HD, BN, NTH>(Gs + buf * BN * ST, G, p.sdo[2], i, p.Lq, p.Dv);
         if (stage) load_bias<NTH>(Bt + buf * BN * bstr, bstr, p, (const unsigned char *)bbh, i, BN, j0, BM);
-        for (int x = threadIdx.x; x < BN; x += NTH) {
-            int ii = i + x;
-            float l = ii < p.Lq ? lse[ii] : INFINITY;
-            Ls[buf * BN + x] = (l == -INFINITY ? INFINITY : l) * SDPA_LOG2E;   /* fully masked row: P = 0 */
-            Dl[buf * BN + x] = ii < p.Lq ? delta[ii] : 0.f;
+        if (ASYNC) {   /* from the padded copies, already in log2 units */
+            for (int x = threadIdx.x; x < BN / 2; x += NTH) {
+                int xx = (x % (BN / 4)) * 4;
+                cp_async16((x < BN / 4 ? Ls : Dl) + buf * BN + xx, (x < BN / 4 ? lse : delta) + i + xx, true);
+            }
+        } else {
+            for (int x = threadIdx.x; x < BN; x += NTH) {
+                int ii = i + x;
+                float l = ii < p.Lq ? lse[ii] : INFINITY;
+                Ls[buf * BN + x] = (l == -INFINITY ? INFINITY : l) * SDPA_LOG2E;   /* fully masked row: P = 0 */
+                Dl[buf * BN + x] = ii < p.Lq ? delta[ii] : 0.f;
+            }
         }
     };
     if (nqt > 0) load_q(0, 0);
@@ -3857,12 +3920,63 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
             for (int e = 0; e < 4; e++) dk[m][n][e] = dv[m][n][e] = 0.f;
     uint64_t bhpos = p.offset + (uint64_t)((int64_t)b * p.H + h) * (uint64_t)p.Lq * (uint64_t)p.Lk;
     int g = lane >> 2, q2 = (lane & 3) * 2;
+    /* dQ_tile[BN x D] = dS K of query tile it, after a barrier behind its Ss writes: A = dS = Ss^T
+       (ldmatrix.trans), B = K rows (ldmatrix.trans, as in mma_pb); added into the f32 accumulator */
+    auto dq_tile = [&](int it) {
+        const T *Sb = Ss + (it & 1) * BM * SS;
+        int i0 = istart + it * BN;
+        for (int job = warp; job < MQ * PPJ; job += NW) {
+            int mq = job / PPJ, pr0 = (job % PPJ) * NJ;
+            if (pr0 * 16 >= p.D) continue;
+            float acc[KS][NJ][2][4];
+#pragma unroll
+            for (int ks = 0; ks < KS; ks++)
+#pragma unroll
+                for (int jj = 0; jj < NJ; jj++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) acc[ks][jj][0][e] = acc[ks][jj][1][e] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < BM / 16; kk++) {
+                uint32_t a[4];
+                ldsm4t(a, Sb + (kk * 16 + ((lane >> 4) & 1) * 8 + (lane & 7)) * SS + mq * 16 + ((lane >> 3) & 1) * 8);
+#pragma unroll
+                for (int jj = 0; jj < NJ; jj++) {
+                    uint32_t bb[4];
+                    ldsm4t(bb, Ks + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ST + (pr0 + jj) * 16 + (lane >> 4) * 8);
+                    TT<T>::mma(acc[kk % KS][jj][0], a, bb[0], bb[1]);
+                    TT<T>::mma(acc[kk % KS][jj][1], a, bb[2], bb[3]);
+                }
+            }
+#pragma unroll
+            for (int ks = 1; ks < KS; ks++)
+#pragma unroll
+                for (int jj = 0; jj < NJ; jj++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) { acc[0][jj][0][e] += acc[ks][jj][0][e]; acc[0][jj][1][e] += acc[ks][jj][1][e]; }
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                int r = i0 + mq * 16 + g + 8 * hh;
+                if (r >= p.Lq) continue;
+                float *row = dqa + (int64_t)r * p.sqa[2];
+#pragma unroll
+                for (int jj = 0; jj < NJ; jj++)
+#pragma unroll
+                    for (int nn = 0; nn < 2; nn++) {
+                        int c = (pr0 + jj) * 16 + nn * 8 + q2;
+                        if (c < p.D) red2(row + c, acc[0][jj][nn][2 * hh] * p.scale, acc[0][jj][nn][2 * hh + 1] * p.scale);
+                    }
+            }
+        }
+    };
     for (int it = 0; it < nqt; it++) {
         int buf = it & 1, i0 = istart + it * BN;
         cp_wait_all();
-        __syncthreads();   /* tile it landed; every warp is done with buffer buf^1 and with Ss of tile it-1 */
+        /* tile it landed; every warp is done with buffer buf^1, and Ss[(it-1) & 1] (dS of tile it-1) is
+           complete; Ss[it & 1] was last read by the dQ of tile it-2, before this barrier */
+        __syncthreads();
         if (it + 1 < nqt) load_q(it + 1, buf ^ 1);
         cp_commit();
+        if (dqa && it > 0) dq_tile(it - 1);   /* one barrier per tile: dQ runs a tile behind */
         const T *Qb = Qs + buf * BN * ST, *Gb = Gs + buf * BN * ST;
         const float *Lb = Ls + buf * BN, *Db = Dl + buf * BN;
         float s[MW][NT][4], dp[MW][NT][4];
@@ -3876,8 +3990,8 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
         mma_abT<T, MW, NT, HD, ST, ST>(dp, Vs + wrow * ST, Gb, lane);     /* dP^T = V dO^T */
         /* queries >= Lq have lse = +inf (P = 0); keys >= Lk must be masked: their dS feeds dQ */
         bool plain = !mbh && j0 + wrow + 16 * MW <= p.Lk && !(p.causal && j0 + wrow + 16 * MW - 1 > i0);
-        apply_mods<T, MW, NT, true>(p, s, j0 + wrow, i0, lane, mbh, bbh, stage ? Bt + buf * BN * bstr : nullptr,
-                                    bstr, i0, j0, plain);
+        apply_mods<T, MW, NT, true, FULL>(p, s, j0 + wrow, i0, lane, mbh, bbh, stage ? Bt + buf * BN * bstr : nullptr,
+                                          bstr, i0, j0, plain);
 #pragma unroll
         for (int m = 0; m < MW; m++)
 #pragma unroll
@@ -3885,9 +3999,9 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     int c = 8 * n + q2 + (e & 1);
-                    float pr = ex2(s[m][n][e] - Lb[c]);
+                    float pr = ex2(fmaf(s[m][n][e], sl, -Lb[c]));
                     float z = 1.f;
-                    if (p.dropout) {
+                    if (FULL && p.dropout) {
                         int i = i0 + c, j = j0 + wrow + 16 * m + g + 8 * (e >> 1);
                         z = keep_factor(p, bhpos + (uint64_t)i * p.Lk + j);
                     }
@@ -3914,54 +4028,23 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
         mma_pb<T, MW, NT / 2, ND, ST>(dv, pa, Gb, lane);   /* dV += (PZ)^T dO */
         to_afrag<T, MW, NT>(pa, dp);
         mma_pb<T, MW, NT / 2, ND, ST>(dk, pa, Qb, lane);   /* dK += dS^T Q */
-        if (!dqa) continue;
-        /* dS^T -> Ss [key][query] (the packed A fragments: (row g | g+8, columns 16kt + q2 | +8)) */
+        if (dqa) {   /* dS^T -> Ss[it & 1] [key][query] (the packed A fragments: (row g | g+8, columns 16kt + q2 | +8)) */
+            T *Sb = Ss + (it & 1) * BM * SS;
 #pragma unroll
-        for (int m = 0; m < MW; m++)
+            for (int m = 0; m < MW; m++)
 #pragma unroll
-            for (int kt = 0; kt < NT / 2; kt++) {
-                T *r0 = Ss + (wrow + 16 * m + g) * SS + 16 * kt + q2;
-                *reinterpret_cast<uint32_t *>(r0) = pa[m][kt][0];
-                *reinterpret_cast<uint32_t *>(r0 + 8 * SS) = pa[m][kt][1];
-                *reinterpret_cast<uint32_t *>(r0 + 8) = pa[m][kt][2];
-                *reinterpret_cast<uint32_t *>(r0 + 8 * SS + 8) = pa[m][kt][3];
-            }
-        __syncthreads();
-        /* dQ_tile[BN x D] = dS K: A = dS = Ss^T (ldmatrix.trans), B = K rows (ldmatrix.trans, as in mma_pb) */
-        for (int job = warp; job < MQ * PPJ; job += NW) {
-            int mq = job / PPJ, pr0 = (job % PPJ) * NJ;
-            if (pr0 * 16 >= p.D) continue;
-            float acc[NJ][2][4];
-#pragma unroll
-            for (int jj = 0; jj < NJ; jj++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) acc[jj][0][e] = acc[jj][1][e] = 0.f;
-#pragma unroll
-            for (int kk = 0; kk < BM / 16; kk++) {
-                uint32_t a[4];
-                ldsm4t(a, Ss + (kk * 16 + ((lane >> 4) & 1) * 8 + (lane & 7)) * SS + mq * 16 + ((lane >> 3) & 1) * 8);
-#pragma unroll
-                for (int jj = 0; jj < NJ; jj++) {
-                    uint32_t bb[4];
-                    ldsm4t(bb, Ks + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ST + (pr0 + jj) * 16 + (lane >> 4) * 8);
-                    TT<T>::mma(acc[jj][0], a, bb[0], bb[1]);
-                    TT<T>::mma(acc[jj][1], a, bb[2], bb[3]);
+                for (int kt = 0; kt < NT / 2; kt++) {
+                    T *r0 = Sb + (wrow + 16 * m + g) * SS + 16 * kt + q2;
+                    *reinterpret_cast<uint32_t *>(r0) = pa[m][kt][0];
+                    *reinterpret_cast<uint32_t *>(r0 + 8 * SS) = pa[m][kt][1];
+                    *reinterpret_cast<uint32_t *>(r0 + 8) = pa[m][kt][2];
+                    *reinterpret_cast<uint32_t *>(r0 + 8 * SS + 8) = pa[m][kt][3];
                 }
-            }
-#pragma unroll
-            for (int hh = 0; hh < 2; hh++) {
-                int r = i0 + mq * 16 + g + 8 * hh;
-                if (r >= p.Lq) continue;
-                float *row = dqa + (int64_t)r * p.sqa[2];
-#pragma unroll
-                for (int jj = 0; jj < NJ; jj++)
-#pragma unroll
-                    for (int nn = 0; nn < 2; nn++) {
-                        int c = (pr0 + jj) * 16 + nn * 8 + q2;
-                        if (c < p.D) red2(row + c, acc[jj][nn][2 * hh] * p.scale, acc[jj][nn][2 * hh + 1] * p.scale);
-                    }
-            }
         }
+    }
+    if (dqa && nqt > 0) {   /* the last tile's dQ */
+        __syncthreads();
+        dq_tile(nqt - 1);
     }
     cp_wait_all();
     if (p.nsplit > 1) {   /* one query range of several: add into the f32 accumulators (zeroed by the host) */
@@ -4550,17 +4633,28 @@ __global__ void tc_zero_kernel(float *x, int64_t s0, int64_t s1, int64_t s2, int
 /* argument errors go to nn_error (its handler may return: the caller then launches nothing) */
 static int fail(const char *msg) { nn_error("%s", msg); return -1; }
 
-template <typename T, int HD> struct Cfg;
-/* forward: FMW 16-row tiles per warp, FNW warps, FBN keys per tile, FMB CTAs per SM asked of the compiler (its
-   register cap); backward: KMW 16-key tiles per warp, KNW warps (BM = 16 KMW KNW keys per CTA), KBN queries per
-   streamed tile, KMB likewise. Chosen on the H100 from measured variants (bench/RESULTS_FLASH.md, 2026-11-23):
-   two CTAs of 8 warps per SM (128 registers, a few spills) beat one CTA with no spills for the backward at
-   D <= 64, by 10-20 %; the forward at D = 32 likewise; D = 128 keeps one CTA of 255 registers. */
-template <typename T> struct Cfg<T, 16>  { enum { FMW = 2, FNW = 4, FBN = 64, FMB = 1, KMW = 1, KNW = 8, KBN = 64, KMB = 2 }; };
-template <typename T> struct Cfg<T, 32>  { enum { FMW = 1, FNW = 8, FBN = 64, FMB = 2, KMW = 1, KNW = 8, KBN = 32, KMB = 2 }; };
-template <typename T> struct Cfg<T, 64>  { enum { FMW = 2, FNW = 4, FBN = 64, FMB = 1, KMW = 1, KNW = 8, KBN = 32, KMB = 2 }; };
-template <typename T> struct Cfg<T, 96>  { enum { FMW = 2, FNW = 4, FBN = 32, FMB = 1, KMW = 1, KNW = 8, KBN = 32, KMB = 1 }; };
-template <typename T> struct Cfg<T, 128> { enum { FMW = 2, FNW = 4, FBN = 32, FMB = 1, KMW = 1, KNW = 8, KBN = 32, KMB = 1 }; };
+/* Tile shapes. Forward: MW 16-row tiles per warp, NW warps (BM = 16 MW NW queries per CTA), BN keys per tile,
+   MB CTAs per SM asked of the compiler (its register cap). Backward: MW 16-key tiles per warp, NW warps (BM keys
+   per CTA, resident), BN queries per streamed tile, MB likewise. Chosen on the H100 from measured variants
+   (bench/RESULTS_FLASH.md, flash3): the plain kernels (no mask/bias/dropout code) have the registers for wider
+   tiles at D = 64 / 128; the full ones keep the tiles with which they do not spill much. */
+template <int MW_, int NW_, int BN_, int MB_> struct Tile { enum { MW = MW_, NW = NW_, BN = BN_, MB = MB_, BM = 16 * MW_ * NW_ }; };
+template <int HD, bool FULL> struct FwdTile;
+template <bool F> struct FwdTile<16, F>  { typedef Tile<2, 4, 64, 1> t; };
+template <bool F> struct FwdTile<32, F>  { typedef Tile<1, 8, 64, 2> t; };
+template <> struct FwdTile<64, true>     { typedef Tile<2, 4, 64, 1> t; };
+template <> struct FwdTile<64, false>    { typedef Tile<2, 4, 128, 1> t; };
+template <bool F> struct FwdTile<96, F>  { typedef Tile<2, 4, 32, 1> t; };
+template <> struct FwdTile<128, true>    { typedef Tile<2, 4, 32, 1> t; };
+template <> struct FwdTile<128, false>   { typedef Tile<2, 4, 64, 1> t; };
+template <int HD, bool FULL> struct BwdTile;
+template <bool F> struct BwdTile<16, F>  { typedef Tile<1, 8, 64, 2> t; };
+template <bool F> struct BwdTile<32, F>  { typedef Tile<1, 8, 32, 2> t; };
+template <> struct BwdTile<64, true>     { typedef Tile<1, 8, 32, 2> t; };
+template <> struct BwdTile<64, false>    { typedef Tile<2, 8, 32, 1> t; };
+template <bool F> struct BwdTile<96, F>  { typedef Tile<1, 8, 32, 1> t; };
+template <> struct BwdTile<128, true>    { typedef Tile<1, 8, 32, 1> t; };
+template <> struct BwdTile<128, false>   { typedef Tile<1, 8, 64, 1> t; };
 template <typename K>
 static int set_smem(K kern, size_t bytes) {
     if (bytes > 48 * 1024) {
@@ -4614,13 +4708,12 @@ static void plan_qsplit(Params &p, int BM, int BN, int occ) {
     }
     if (bn > 1) { p.nsplit = (int)bn; p.split_len = (int)(blen * BN); }
 }
-template <typename C> static void tiles_of(int *fbm, int *fbn) { *fbm = 16 * C::FMW * C::FNW; *fbn = C::FBN; }
-static void tiles_rt(int hd, int *fbm, int *fbn) {
-    if (hd <= 16) tiles_of<Cfg<__half, 16> >(fbm, fbn);
-    else if (hd <= 32) tiles_of<Cfg<__half, 32> >(fbm, fbn);
-    else if (hd <= 64) tiles_of<Cfg<__half, 64> >(fbm, fbn);
-    else if (hd <= 96) tiles_of<Cfg<__half, 96> >(fbm, fbn);
-    else tiles_of<Cfg<__half, 128> >(fbm, fbn);
+template <bool F> static void fwd_tiles(int hd, int *fbm, int *fbn) {
+    if (hd <= 16) { *fbm = FwdTile<16, F>::t::BM; *fbn = FwdTile<16, F>::t::BN; }
+    else if (hd <= 32) { *fbm = FwdTile<32, F>::t::BM; *fbn = FwdTile<32, F>::t::BN; }
+    else if (hd <= 64) { *fbm = FwdTile<64, F>::t::BM; *fbn = FwdTile<64, F>::t::BN; }
+    else if (hd <= 96) { *fbm = FwdTile<96, F>::t::BM; *fbn = FwdTile<96, F>::t::BN; }
+    else { *fbm = FwdTile<128, F>::t::BM; *fbn = FwdTile<128, F>::t::BN; }
 }
 static int64_t align16(int64_t n) { return (n + 15) & ~(int64_t)15; }
 /* strides that lay [B,H,L,D] out densely in some order of B, H, L (D innermost): [B,H,L,D] itself, or
@@ -4633,18 +4726,21 @@ static bool dense(const int64_t s[3], int B, int H, int L, int D) {
     return st[0] == D && st[1] == st[0] * n[0] && st[2] == st[1] * n[1];
 }
 
-template <typename T, int HD, typename C = Cfg<T, HD> >
+/* the kernels without mask, bias and dropout code (fewer registers, scale folded into the exponent) */
+static bool plain_ok(const Params &p) { return !p.mask && !p.bias && !p.dropout && p.scale > 0.f; }
+
+template <typename T, int HD, typename C, bool FULL>
 static int run_fwd(Params p, cudaStream_t s) {
-    constexpr int BM = 16 * C::FMW * C::FNW;
-    if (p.part) plan_split(p, BM, C::FBN);
+    constexpr int BM = C::BM;
+    if (p.part) plan_split(p, BM, C::BN);
     int es = p.bias_f32 ? 4 : 2;
-    size_t smem = (size_t)(BM + 4 * C::FBN) * (HD + 8) * sizeof(T) +
-                  (p.bias_stage ? (size_t)2 * BM * (C::FBN * es + 16) : 0);
-    auto kern = fwd_kernel<T, HD, C::FMW, C::FNW, C::FBN, C::FMB>;
+    size_t smem = (size_t)(BM + 4 * C::BN) * (HD + 8) * sizeof(T) +
+                  (p.bias_stage ? (size_t)2 * BM * (C::BN * es + 16) : 0);
+    auto kern = fwd_kernel<T, HD, C::MW, C::NW, C::BN, C::MB, FULL>;
     if (set_smem(kern, smem)) return -1;
     unsigned grid;
     if (grid_of(p, BM, p.Lq, 2, &grid)) return -1;
-    if (grid) kern<<<grid, C::FNW * 32, smem, s>>>(p); NN_LAUNCHED();
+    if (grid) kern<<<grid, C::NW * 32, smem, s>>>(p); NN_LAUNCHED();
     int64_t rows = (int64_t)p.B * p.H * p.Lq;
     if (p.nsplit > 1 && rows > 0) combine_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
     return 0;
@@ -4661,20 +4757,15 @@ static void acc_convert(const Params &p, const float *acc, void *out, const int6
     NN_LAUNCHED();
 }
 
-template <typename T, int HD, typename C = Cfg<T, HD> >
+template <typename T, int HD, typename C, bool FULL>
 static int run_bwd(Params p, cudaStream_t s) {
-    constexpr int BM = 16 * C::KMW * C::KNW, BN = C::KBN, NTH = C::KNW * 32;
+    constexpr int BM = C::BM, BN = C::BN, NTH = C::NW * 32;
     int es = p.bias_f32 ? 4 : 2;
     int64_t rows = (int64_t)p.B * p.H * p.Lq, krows = (int64_t)p.B * p.H * p.Lk;
-    if (rows > 0) delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
-    if (p.dout_f32) {   /* from here on the kernels read the rounded copy */
-        p.dout = p.dout_lp; p.dout_f32 = 0;
-        p.sdo[2] = p.Dv; p.sdo[1] = (int64_t)p.Lq * p.Dv; p.sdo[0] = (int64_t)p.H * p.sdo[1];
-    }
     if (!p.dq && !p.dk && !p.dv && !p.dbias) return 0;
-    size_t smem = (size_t)(2 * BM + 4 * BN) * (HD + 8) * sizeof(T) + (size_t)BM * (BN + 8) * sizeof(T) +
+    size_t smem = (size_t)(2 * BM + 4 * BN) * (HD + 8) * sizeof(T) + (size_t)2 * BM * (BN + 8) * sizeof(T) +
                   4 * BN * sizeof(float) + (p.bias_stage ? (size_t)2 * BN * (BM * es + 16) : 0);
-    auto kern = bwd_kernel<T, HD, C::KMW, C::KNW, BN, C::KMB>;
+    auto kern = bwd_kernel<T, HD, C::MW, C::NW, BN, C::MB, FULL>;
     if (set_smem(kern, smem)) return -1;
     int occ = 1;
     NN_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, NTH, smem));
@@ -4687,10 +4778,19 @@ static int run_bwd(Params p, cudaStream_t s) {
     bool dq_dir = p.dq && p.grad_f32 && dense(p.sdq, p.B, p.H, p.Lq, p.D);
     bool dk_dir = kv && p.dk && p.grad_f32 && dense(p.sdk, p.B, p.H, p.Lk, p.D);
     bool dv_dir = kv && p.dv && p.grad_f32 && dense(p.sdv, p.B, p.H, p.Lk, p.Dv);
-    int64_t wn = (p.dq && !dq_dir ? align16(rows * p.D) : 0) + (kv && p.dk && !dk_dir ? align16(krows * p.D) : 0) +
-                 (kv && p.dv && !dv_dir ? align16(krows * p.Dv) : 0);
+    constexpr bool ASYNC = lse_async<HD, FULL>();
+    p.Lqp = (p.Lq + 63) / 64 * 64;
+    int64_t prows = ASYNC ? (int64_t)p.B * p.H * p.Lqp : 0;
+    int64_t wn = 2 * align16(prows) + (p.dq && !dq_dir ? align16(rows * p.D) : 0) +
+                 (kv && p.dk && !dk_dir ? align16(krows * p.D) : 0) + (kv && p.dv && !dv_dir ? align16(krows * p.Dv) : 0);
     nn_tensor *ws = wn ? nn__tmp(NN_F32, wn) : NULL;
     float *w = ws ? (float *)ws->data : NULL;
+    if (ASYNC) { p.lsep = w; w += align16(prows); p.dlp = w; w += align16(prows); }
+    if (rows > 0) delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
+    if (p.dout_f32) {   /* from here on the kernels read the rounded copy */
+        p.dout = p.dout_lp; p.dout_f32 = 0;
+        p.sdo[2] = p.Dv; p.sdo[1] = (int64_t)p.Lq * p.Dv; p.sdo[0] = (int64_t)p.H * p.sdo[1];
+    }
     auto take = [&](void *out, const int64_t so[3], bool direct, int64_t n, float **acc, int64_t sa[3], int L, int Dd) {
         if (direct) { *acc = (float *)out; sa[0] = so[0]; sa[1] = so[1]; sa[2] = so[2]; }
         else { *acc = w; w += align16(n); sa[2] = Dd; sa[1] = (int64_t)L * Dd; sa[0] = (int64_t)p.H * sa[1]; }
@@ -4708,14 +4808,18 @@ static int run_bwd(Params p, cudaStream_t s) {
     return 0;
 }
 
+template <typename T, bool F>
+static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
+    int hd = p.D > p.Dv ? p.D : p.Dv;
+    if (hd <= 16) return fwd ? run_fwd<T, 16, typename FwdTile<16, F>::t, F>(p, s) : run_bwd<T, 16, typename BwdTile<16, F>::t, F>(p, s);
+    if (hd <= 32) return fwd ? run_fwd<T, 32, typename FwdTile<32, F>::t, F>(p, s) : run_bwd<T, 32, typename BwdTile<32, F>::t, F>(p, s);
+    if (hd <= 64) return fwd ? run_fwd<T, 64, typename FwdTile<64, F>::t, F>(p, s) : run_bwd<T, 64, typename BwdTile<64, F>::t, F>(p, s);
+    if (hd <= 96) return fwd ? run_fwd<T, 96, typename FwdTile<96, F>::t, F>(p, s) : run_bwd<T, 96, typename BwdTile<96, F>::t, F>(p, s);
+    return fwd ? run_fwd<T, 128, typename FwdTile<128, F>::t, F>(p, s) : run_bwd<T, 128, typename BwdTile<128, F>::t, F>(p, s);
+}
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
-    int hd = p.D > p.Dv ? p.D : p.Dv;
-    if (hd <= 16) return fwd ? run_fwd<T, 16>(p, s) : run_bwd<T, 16>(p, s);
-    if (hd <= 32) return fwd ? run_fwd<T, 32>(p, s) : run_bwd<T, 32>(p, s);
-    if (hd <= 64) return fwd ? run_fwd<T, 64>(p, s) : run_bwd<T, 64>(p, s);
-    if (hd <= 96) return fwd ? run_fwd<T, 96>(p, s) : run_bwd<T, 96>(p, s);
-    return fwd ? run_fwd<T, 128>(p, s) : run_bwd<T, 128>(p, s);
+    return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);
 }
 
 static int setup(const nn__cuda_sdpa_args *a, Params *p, bool bwd) {
@@ -4773,7 +4877,8 @@ static int64_t ws_floats(const Params &p0, int dtype, bool bwd) {
     if (bwd) return align16(bhlq) + (p0.dout_f32 ? align16((bhlq * p0.Dv + 1) / 2) : 0);
     if (dtype == 0) return 0;
     int fbm, fbn;
-    tiles_rt(p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn);
+    if (plain_ok(p0)) fwd_tiles<false>(p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn);
+    else fwd_tiles<true>(p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn);
     Params p = p0;
     plan_split(p, fbm, fbn);
     return p.nsplit > 1 ? (int64_t)p.nsplit * bhlq * (p.Dv + 1) : 0;

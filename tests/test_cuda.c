@@ -855,6 +855,9 @@ static void test_sdpa(void) {
         {"D=20 Dv=12 causal full bias grad dropout", 1, 2, 70, 90, 20, 12, 0, 2, 1, 1, 0.1, 0, 1},
         {"D=100 Dv=72 keypad+bias[B,1] grad multi-tile", 1, 2, 130, 150, 100, 72, 2, 1, 1, 0, 0, 0, 1},
         {"D=200 (SIMT kernels)", 1, 2, 20, 30, 200, 200, 0, 0, 0, 1, 0, 0, 1},
+        /* the kernels without mask/bias/dropout code (scale folded into the exponent) at D = 128 and 96 */
+        {"multi-tile causal d128", 1, 2, 150, 170, 128, 128, 0, 0, 0, 1, 0, 0, 0},
+        {"multi-tile d96 Lq>Lk", 2, 1, 200, 77, 96, 96, 0, 0, 0, 0, 0, 0, 0},
     };
     static const nn_dtype dts[3] = {NN_F32, NN_F16, NN_BF16};
     size_t i;
@@ -862,8 +865,8 @@ static void test_sdpa(void) {
     for (i = 0; i < sizeof cs / sizeof cs[0]; i++)
         for (d = 0; d < 3; d++) {
             if (cs[i].f32_only && d != 0) continue;
-            if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13 || i == 16 || i == 18 || i == 19 ||
-                                     i == 20))) continue;
+            if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13 || i == 15 || i == 16 || i == 18 ||
+                                     i == 19 || i == 20 || i == 23))) continue;
             sdpa_run(&cs[i], dts[d]);
         }
     /* nn_sdpa_heads: the same kernels on [B,L,H*D] through strides (mask, bias gradient, dropout, causal,
@@ -871,7 +874,8 @@ static void test_sdpa(void) {
     sdpa_packed = 1;
     for (i = 0; i < sizeof cs / sizeof cs[0]; i++)
         for (d = 0; d < 3; d++) {
-            if (!(i == 0 || i == 3 || i == 4 || i == 5 || i == 9 || i == 13 || i == 16 || i == 18) || (quick && (d == 1 || i > 5)))
+            if (!(i == 0 || i == 3 || i == 4 || i == 5 || i == 9 || i == 13 || i == 15 || i == 16 || i == 18 || i == 23) ||
+                (quick && (d == 1 || i > 5)))
                 continue;
             sdpa_run(&cs[i], dts[d]);
         }
