@@ -25,6 +25,8 @@ typedef struct {
     int cross_attention_layers;
     int mlp_hidden_dim;         /* the head's hidden width */
     int downsample_size;        /* patch grid pooled to ds x ds before cross-attention */
+    double xattn_qk_gain;       /* 0: q_proj and k_proj drawn independently (nn_Linear's default init).
+                                   g > 0: k_proj starts as a copy of q_proj, both times g (see partloc_init) */
 } partloc_config;
 
 typedef struct {
@@ -63,6 +65,16 @@ NN_MODEL_FN void partloc_init(partloc *m, nn_params *P, const partloc_config *c)
         nn_Linear_init(&x->out_proj, P, nnm_name(buf, sizeof buf, lp, "out_proj"), D, D, 1);
         nn_LayerNorm_init(&x->norm_mlp, P, nnm_name(buf, sizeof buf, lp, "norm_mlp"), D, 1e-6, 1);
         nn_MLP_init(&x->mlp, P, nnm_name(buf, sizeof buf, lp, "mlp"), D, 4 * D, D, NN_ACT_GELU, 0.0);
+        /* A "matching" start: with k_proj = q_proj = g W the attention logit of part token p and whole token w
+           is g^2 (W p).(W w) / sqrt(d): a similarity search, so a part token attends from step 0 to whole
+           tokens that look like it (its colour). With independent q/k the logits start as noise around 0 and
+           the correspondence is found only after a long plateau (measured in samples/part_location/README.md). */
+        if (c->xattn_qk_gain > 0) {   /* at init the weights are f32 on the CPU */
+            float *wq = nn_f32_data(x->q_proj.weight);
+            int64_t j;
+            for (j = 0; j < x->q_proj.weight->numel; j++) wq[j] *= (float)c->xattn_qk_gain;
+            nn_copy_(x->k_proj.weight, x->q_proj.weight);
+        }
     }
     nn_LayerNorm_init(&m->head_norm, P, "head.norm", 3 * D, 1e-6, 1);
     nn_MLP_init(&m->head, P, "head", 3 * D, c->mlp_hidden_dim, 4, NN_ACT_GELU, 0.0);

@@ -85,6 +85,26 @@ sed "s#$T/run#$T/run3#" "$T/cfg.yaml" > "$T/cfg3.yaml"
 "$P" train --config "$T/cfg3.yaml" --set training.batch_size=2 --set training.accumulation_steps=2 > "$T/acc.log" 2>&1
 check "accumulation_steps=2 x batch 2 matches batch 4 (train and val loss per epoch, 1e-3 relative)" \
   "paste -d, $T/run/history.csv $T/run3/history.csv | awk -F, '{for (i = 2; i <= 3; i++) { d = \$i - \$(i + 3); if (d < 0) d = -d; if (d > 1e-3 * \$i) bad = 1 }} END {exit bad}'"
+# the tiny config's from-scratch settings (loud position code, matching start of the cross-attention): they
+# train, and eval rebuilds the model from the checkpoint's config
+"$P" train --config "$T/cfg.yaml" --set data.output_dir="$T/run5" --set training.num_epochs=2 \
+  --set model.pos_embed_init_std=1.0 --set model.xattn_qk_gain=3 > "$T/qk.log" 2>&1
+"$P" eval --checkpoint "$T/run5/best_model.safetensors" --split val > "$T/qk_eval.log" 2>&1
+check "pos_embed_init_std 1.0 + xattn_qk_gain 3 train, and eval restores them" \
+  "grep -q 'training done' $T/qk.log && grep -q 'mean translation error' $T/qk_eval.log && grep -q 'xattn_qk_gain: 3' $T/qk.log"
+# with lr 0 the checkpoint holds the init: k_proj is q_proj with xattn_qk_gain > 0, and not without it
+for g in 0 3; do
+  "$P" train --config "$T/cfg.yaml" --set data.output_dir="$T/run6_$g" --set training.num_epochs=1 \
+    --set training.max_steps_per_epoch=1 --set training.learning_rate=0 --set model.xattn_qk_gain=$g > "$T/qk$g.log" 2>&1
+done
+qk_same() {   # prints 1 if cross_attn.0.k_proj.weight and q_proj.weight hold the same bytes in safetensors file $1
+  python3 -c 'import json,struct,sys
+b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]; h=json.loads(b[8:8+n])
+t=lambda k: b[8+n+h[k]["data_offsets"][0]:8+n+h[k]["data_offsets"][1]]
+print(int(t("cross_attn.0.k_proj.weight")==t("cross_attn.0.q_proj.weight")))' "$1"
+}
+check "xattn_qk_gain 3 starts k_proj = q_proj (lr 0), gain 0 does not" \
+  "test \"\$(qk_same $T/run6_3/best_model.safetensors)\" = 1 && test \"\$(qk_same $T/run6_0/best_model.safetensors)\" = 0"
 # a wall-time budget: the first epoch is timed and the rest cut to fit (here: nothing fits, 1 epoch), and
 # --resume keeps the fitted length instead of the config's num_epochs
 "$P" train --config "$T/cfg.yaml" --set data.output_dir="$T/run4" --set training.time_budget_minutes=0.00001 > "$T/tb1.log" 2>&1

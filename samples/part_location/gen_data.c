@@ -16,9 +16,12 @@
    same sheet for whole and part images: front (x right, y up), right side (-z right, y up), top (x right,
    -z up) and a three-quarter view. Each view maps the square [-0.6, 0.6]^2 to its quadrant.
 
-   gen_data [--out data/images] [--models 64] [--size 224] [--seed 1] [--min-parts 2] [--max-parts 5] [--first 0]
+   gen_data [--out data/images] [--models 64] [--size 224] [--seed 1] [--min-parts 2] [--max-parts 5] [--first 0] [--diag 1]
    --first F makes models F .. F+models-1 (model F is the same whichever run makes it): several processes
-   can share the work, e.g. 8 processes with --models 125 --first 0, 125, 250 ... for 1000 models. */
+   can share the work, e.g. 8 processes with --models 125 --first 0, 125, 250 ... for 1000 models.
+   --diag 1 writes the diagnostic set: one folder per part (model<M>_<k>) whose "whole" image is that part
+   alone, in its place in the whole model; the label is where it is. No correspondence is needed, so it
+   tells whether the network can read a position off the image at all. */
 #define KIT_IMPLEMENTATION
 #include "kit.h"
 #include <math.h>
@@ -200,7 +203,7 @@ static void write_png(const char *path, const unsigned char *rgb, int size) {
 
 int main(int argc, char **argv) {
     const char *out = "data/images";
-    int models = 64, size = 224, min_parts = 2, max_parts = 5, first = 0, i, m;
+    int models = 64, size = 224, min_parts = 2, max_parts = 5, first = 0, diag = 0, i, m;
     unsigned long long seed = 1;
     view views[4];
     unsigned char *rgb;
@@ -215,7 +218,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--min-parts")) min_parts = atoi(v);
         else if (!strcmp(a, "--max-parts")) max_parts = atoi(v);
         else if (!strcmp(a, "--first")) first = atoi(v);
-        else { fprintf(stderr, "usage: gen_data [--out DIR] [--models N] [--size PX] [--seed S] [--min-parts A] [--max-parts B] [--first F]\n"); return 2; }
+        else if (!strcmp(a, "--diag")) diag = atoi(v);
+        else { fprintf(stderr, "usage: gen_data [--out DIR] [--models N] [--size PX] [--seed S] [--min-parts A] [--max-parts B] [--first F] [--diag 1]\n"); return 2; }
     }
     if (models < 1 || size < 28 || min_parts < 1 || max_parts < min_parts || max_parts > 16 || first < 0 || first > 9999999 - models) {
         fprintf(stderr, "gen_data: bad arguments\n");
@@ -262,15 +266,25 @@ int main(int argc, char **argv) {
         for (k = 0; k < n; k++)
             for (j = 0; j < 3; j++) { prims[k].c[j] = (prims[k].c[j] - c0[j]) / ext; prims[k].h[j] /= ext; }
         snprintf(dir, sizeof dir, "%s/%s", out, name);
-        mkdir_p(dir);
-        render(prims, n, views, size, rgb);
-        snprintf(path, sizeof path, "%s/%s-whole.png", dir, name);
-        write_png(path, rgb, size);
+        if (!diag) {
+            mkdir_p(dir);
+            render(prims, n, views, size, rgb);
+            snprintf(path, sizeof path, "%s/%s-whole.png", dir, name);
+            write_png(path, rgb, size);
+        }
         for (k = 0; k < n; k++) {
             prim part = prims[k];
             double s = 0, t[3];
             char pname[32];
             FILE *f;
+            if (diag) {   /* the diagnostic set: a folder per part whose "whole" is the part alone, in place */
+                snprintf(name, sizeof name, "model%04d_%d", m, k);
+                snprintf(dir, sizeof dir, "%s/%s", out, name);
+                mkdir_p(dir);
+                render(&prims[k], 1, views, size, rgb);
+                snprintf(path, sizeof path, "%s/%s-whole.png", dir, name);
+                write_png(path, rgb, size);
+            }
             for (j = 0; j < 3; j++) { t[j] = part.c[j]; if (2 * part.h[j] > s) s = 2 * part.h[j]; }
             for (j = 0; j < 3; j++) { part.c[j] = 0; part.h[j] /= s; }   /* the part normalised alone */
             snprintf(pname, sizeof pname, "%s%d", kind_name[part.kind], k);

@@ -50,6 +50,9 @@ static kit_cfg *make_config(void) {
     kit_cfg_add_int(c, "model.cross_attention_layers", 2, 0, 32, "cross-attention layers (part queries, whole keys/values)");
     kit_cfg_add_int(c, "model.mlp_hidden_dim", 512, 1, 65536, "hidden width of the prediction head");
     kit_cfg_add_int(c, "model.downsample_size", 32, 1, 512, "patch grid pooled to downsample_size^2 tokens");
+    kit_cfg_add_float(c, "model.xattn_qk_gain", 0, 0, 100,
+                      "0: cross-attention q/k projections drawn independently; g > 0: k_proj starts equal to q_proj, "
+                      "both scaled by g (attention starts as a similarity search)");
     kit_cfg_add_bool(c, "model.use_gradient_checkpointing", 1, "recompute encoder layers in backward");
     kit_cfg_add_int(c, "training.batch_size", 2, 1, 4096, "pairs per micro-batch");
     kit_cfg_add_int(c, "training.num_epochs", 50, 1, 100000, "epochs");
@@ -95,6 +98,7 @@ static partloc_config model_config(const kit_cfg *cfg) {
     m.cross_attention_layers = CI("model.cross_attention_layers");
     m.mlp_hidden_dim = CI("model.mlp_hidden_dim");
     m.downsample_size = CI("model.downsample_size");
+    m.xattn_qk_gain = CF("model.xattn_qk_gain");
     return m;
 }
 

@@ -4,7 +4,7 @@
 #   make part-location          build gen_data, part_location and the DINOv2 test driver
 #   make part-location-cuda     build part_location_cuda: the same program with -DNN_CUDA, linked with
 #                               build/nn_cuda.o and cuBLAS (needs nvcc; training.device: auto picks the GPU)
-#   make part-location-demo     generate data, train the tiny config on the CPU (~2 min on 2 cores),
+#   make part-location-demo     generate data, train the tiny config on the CPU (~6 min on 2 cores),
 #                               evaluate on the test split, infer one pair (prints the JSON)
 #   make test-part-location     tests/test_part_location.sh (small end-to-end: loss, resume, eval, infer)
 #   make check-dinov2-hf        tests/check_dinov2_hf.py: our encoder vs transformers' Dinov2Model
@@ -60,8 +60,8 @@ $(PL_BUILD)/dinov2_forward: tests/dinov2_forward.c $(PL_DEPS)
 part-location: $(PL_BUILD)/gen_data $(PL_BUILD)/part_location $(PL_BUILD)/dinov2_forward
 
 part-location-demo: $(PL_BUILD)/gen_data $(PL_BUILD)/part_location
-	@test -f $(PL_BUILD)/data/images/model0000/model0000-whole.png || \
-	  $(PL_BUILD)/gen_data --out $(PL_BUILD)/data/images --models 100 --size 112 --seed 1
+	@test -f $(PL_BUILD)/data/images/model0999/model0999-whole.png || \
+	  $(PL_BUILD)/gen_data --out $(PL_BUILD)/data/images --models 1000 --size 112 --seed 1
 	rm -rf $(PL_BUILD)/run_tiny
 	$(PL_ENV) $(PL_BUILD)/part_location train --config configs/part_location_tiny.yaml
 	$(PL_ENV) $(PL_BUILD)/part_location eval --checkpoint $(PL_BUILD)/run_tiny/best_model.safetensors --split test
