@@ -80,6 +80,7 @@ int main(int argc, char **argv) {
     c.layers = layers;
     c.image_size = size;          /* the position grid matches the input: no interpolation in the step */
     if (is_pl) {
+        memset(&pc, 0, sizeof pc);   /* unnamed fields: their 0 defaults (xattn_qk_gain 0: independent q/k init) */
         pc.encoder = c;
         pc.cross_attention_layers = 2;
         pc.mlp_hidden_dim = 512;
