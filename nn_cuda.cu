@@ -456,9 +456,10 @@ __device__ __forceinline__ void d_load4s(const void *p, int dt, int64_t i, int64
 /* p aligned for four-element vectors of dt */
 static int nn__al4(const void *p, int dt) { return ((uintptr_t)p & (dt == NN_F32 ? 15u : 7u)) == 0; }
 
-/* vec: n % 4 == 0, the innermost output dim a multiple of 4 (unless flat), pointers nn__al4 */
-template <int OP> __global__ void k_binary_mixed(const void *__restrict__ a, int adt, const void *__restrict__ b, int bdt,
-                                                 void *__restrict__ o, int odt, int64_t n, nn__bc m, int flat, int vec) {
+/* vec: n % 4 == 0, the innermost output dim a multiple of 4 (unless flat), pointers nn__al4. o may be a (the
+   in-place gradient sum of nn__cuda_add_into: each element is read and written by one thread) */
+template <int OP> __global__ void k_binary_mixed(const void *a, int adt, const void *__restrict__ b, int bdt,
+                                                 void *o, int odt, int64_t n, nn__bc m, int flat, int vec) {
     int64_t t0 = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x;
     int64_t ia = flat ? 1 : m.sa[m.nd - 1], ib = flat ? 1 : m.sb[m.nd - 1];
     for (int64_t i = vec ? 4 * t0 : t0; i < n; i += vec ? 4 * st : st) {
