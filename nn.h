@@ -114,6 +114,18 @@ typedef struct {
 
 nn_mem_info nn_mem_stats(nn_device dev);
 void nn_mem_reset_peak(nn_device dev);
+
+/* Who holds the memory at the peak. After nn_mem_trace(dev, 1) every new peak of dev records the bytes in use
+   by holder: tensors saved by tape nodes (per op), gradients waiting at nodes (per op), tensors owned by open
+   scopes, the autocast weight-cast cache, the block whose allocation set the peak, the pool's size-class
+   rounding, and "other" (parameters, their gradients, optimiser state, tensors the caller owns); and where the
+   program was: "forward" or "backward of <op>". Holders are requested bytes and add up to the peak. A
+   debugging aid: it walks the tape at every new peak, so leave it off in timed runs. */
+#define NN_MEM_HOLDERS 24
+typedef struct { char what[64]; size_t bytes; int64_t blocks; } nn_mem_holder;
+typedef struct { size_t peak; char where[64]; int n; nn_mem_holder holder[NN_MEM_HOLDERS]; } nn_mem_breakdown;
+void nn_mem_trace(nn_device dev, int on);
+nn_mem_breakdown nn_mem_peak_breakdown(nn_device dev);   /* the breakdown at the last new peak */
 void nn_mem_set_limit(nn_device dev, size_t bytes);
 void nn_mem_trim(nn_device dev);       /* return the pool's free blocks to the system */
 void nn_shutdown(void);                /* free everything the library holds (end of program, leak checks) */
@@ -710,6 +722,7 @@ void nn__cuda_adamw_multi(int n, float *const *p, const float *const *g, float *
                           const int64_t *numel, const int64_t *steps, const double *wd, double lr, double beta1,
                           double beta2, double eps, int maximize);
 float nn__cuda_clip_grad_norm(int n, float *const *g, const int64_t *numel, double max_norm);
+int nn__cuda_unscale_multi(int n, float *const *g, const int64_t *numel, float inv);   /* returns found_inf */
 #endif
 /* nn_sdpa on the GPU (nn_cuda.cu, section sdpa). q [B,H,Lq,D], k [B,H,Lk,D], v [B,H,Lk,Dv] -> o [B,H,Lq,Dv], lse
    [B,H,Lq] f32; every tensor addressed through element strides (batch, head, row; last dim contiguous), mask and
@@ -914,6 +927,8 @@ struct nn_storage {
     void *ptr;          /* 64-byte aligned data */
     void *raw;          /* what the system allocator returned */
     size_t bytes;       /* the class size */
+    size_t want;        /* the bytes asked for */
+    uint64_t mark;      /* nn_mem_trace's visit stamp */
     int cls;
     nn_device device;
     int refs;
@@ -925,6 +940,9 @@ typedef struct {
     nn_storage *free_list[NN__NCLASS];
     nn_mem_info info;
     int limit_read;
+    size_t want_current;        /* bytes asked for by the live blocks (info.current less the rounding) */
+    int trace;                  /* nn_mem_trace */
+    nn_mem_breakdown at_peak;
 } nn__pool;
 
 static nn__pool nn__pools[NN_DEVICE_COUNT];
@@ -992,6 +1010,8 @@ void nn_mem_trim(nn_device dev) {
     }
 }
 
+static void nn__mem_snapshot(nn_device dev, const nn_storage *fresh);   /* [impl:autograd]: it walks the tape */
+
 static nn_storage *nn__storage_alloc(nn_device dev, size_t n, const char *why) {
     nn__pool *p = nn__pool_of(dev);
     size_t bytes;
@@ -1029,8 +1049,13 @@ static nn_storage *nn__storage_alloc(nn_device dev, size_t n, const char *why) {
     }
     s->refs = 1;
     s->next = NULL;
+    s->want = n;
     p->info.current += bytes;
-    if (p->info.current > p->info.peak) p->info.peak = p->info.current;
+    p->want_current += n;
+    if (p->info.current > p->info.peak) {
+        p->info.peak = p->info.current;
+        if (p->trace) nn__mem_snapshot(dev, s);
+    }
     return s;
 }
 
@@ -1039,6 +1064,7 @@ static void nn__storage_release(nn_storage *s) {
     if (!s || --s->refs > 0) return;
     p = nn__pool_of(s->device);
     p->info.current -= s->bytes;
+    p->want_current -= s->want;
     p->info.cached += s->bytes;
     s->next = p->free_list[s->cls];
     p->free_list[s->cls] = s;
@@ -1047,6 +1073,8 @@ static void nn__storage_release(nn_storage *s) {
 nn_mem_info nn_mem_stats(nn_device dev) { return nn__pool_of(dev)->info; }
 void nn_mem_reset_peak(nn_device dev) { nn__pool *p = nn__pool_of(dev); p->info.peak = p->info.current; }
 void nn_mem_set_limit(nn_device dev, size_t bytes) { nn__pool_of(dev)->info.limit = bytes; }
+void nn_mem_trace(nn_device dev, int on) { nn__pool_of(dev)->trace = on; }
+nn_mem_breakdown nn_mem_peak_breakdown(nn_device dev) { return nn__pool_of(dev)->at_peak; }
 
 /* ------------------------------------------------------------------------------------------ [impl:tensors] */
 
@@ -1064,6 +1092,7 @@ static struct {
     nn_node *spare_nodes;
     uint64_t next_node_id;
     int in_backward;
+    const char *backward_op;          /* the node whose backward runs (nn_mem_trace's "where") */
 } nn__g;
 
 static void *nn__grow(void *p, int *cap, int need, size_t elem) {
@@ -1659,9 +1688,12 @@ static void nn__run_tape(int base) {
         int k, has = 0;
         for (k = 0; k < n->n_out; k++) if (n->gout[k]) has = 1;
         if (has && n->backward) {
+            const char *prev_op = nn__g.backward_op;
+            nn__g.backward_op = n->op;
             nn_scope_begin();
             n->backward(n);
             nn_scope_end(NULL);
+            nn__g.backward_op = prev_op;
         }
         nn__node_release(n);
     }
@@ -1832,6 +1864,76 @@ nn_tensor *nn__autocast_leave(nn_tensor *y, nn_dtype dt) {
     nn_scope_end(o);
     nn__ac.cur = dt;
     return o;
+}
+
+/* nn_mem_trace's snapshot at a new peak of dev: every block in use is counted once, by the first holder found
+   in this order: the fresh block, tape nodes (saved tensors, then waiting gradients), the autocast cache, open
+   scopes; what no holder reaches is "other". Holders are keyed by (kind, op name); the largest are kept. */
+typedef struct { int kind; const char *op; size_t bytes; int64_t blocks; } nn__mem_key;
+static const char *const nn__mem_kind_name[] = {"new block", "saved by ", "gradient at ", "autocast weight casts",
+                                                "scope tensors"};
+static uint64_t nn__mem_epoch;
+
+static void nn__mem_count(nn__mem_key *keys, int *nk, int cap, nn_device dev, int kind, const char *op,
+                          const nn_tensor *t, size_t *counted) {
+    nn_storage *st = t ? t->storage : NULL;
+    int i;
+    if (!st || st->device != dev || st->mark == nn__mem_epoch) return;
+    st->mark = nn__mem_epoch;
+    *counted += st->want;
+    for (i = 0; i < *nk; i++) if (keys[i].kind == kind && keys[i].op == op) break;
+    if (i == *nk) {
+        if (*nk == cap) { *counted -= st->want; return; }   /* table full: left to "other" */
+        keys[i].kind = kind; keys[i].op = op; keys[i].bytes = 0; keys[i].blocks = 0; (*nk)++;
+    }
+    keys[i].bytes += st->want;
+    keys[i].blocks++;
+}
+
+static int nn__mem_key_cmp(const void *a, const void *b) {
+    size_t x = ((const nn__mem_key *)a)->bytes, y = ((const nn__mem_key *)b)->bytes;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void nn__mem_snapshot(nn_device dev, const nn_storage *fresh) {
+    nn__pool *p = &nn__pools[dev];
+    nn_mem_breakdown *b = &p->at_peak;
+    nn__mem_key keys[256];
+    nn_tensor fake;
+    size_t counted = 0;
+    int nk = 0, i, k;
+    nn__mem_epoch++;
+    memset(&fake, 0, sizeof fake);
+    fake.storage = (nn_storage *)fresh;
+    nn__mem_count(keys, &nk, 256, dev, 0, NULL, &fake, &counted);
+    for (i = 0; i < nn__g.tape_n; i++) {
+        nn_node *n = nn__g.tape[i];
+        for (k = 0; k < n->n_saved; k++) nn__mem_count(keys, &nk, 256, dev, 1, n->op, n->saved[k], &counted);
+    }
+    for (i = 0; i < nn__g.tape_n; i++) {
+        nn_node *n = nn__g.tape[i];
+        for (k = 0; k < n->n_out; k++) nn__mem_count(keys, &nk, 256, dev, 2, n->op, n->gout[k], &counted);
+    }
+    for (i = 0; i < nn__ac.n; i++) nn__mem_count(keys, &nk, 256, dev, 3, NULL, nn__ac.cache[i].val, &counted);
+    for (i = 0; i < nn__g.scope_n; i++) nn__mem_count(keys, &nk, 256, dev, 4, NULL, nn__g.scope[i], &counted);
+    qsort(keys, (size_t)nk, sizeof keys[0], nn__mem_key_cmp);
+    b->peak = p->info.current;
+    snprintf(b->where, sizeof b->where, "%s%s", nn__g.backward_op ? "backward of " : "forward",
+             nn__g.backward_op ? nn__g.backward_op : "");
+    b->n = 0;
+    for (i = 0; i < nk && b->n < NN_MEM_HOLDERS - 2; i++, b->n++) {
+        snprintf(b->holder[b->n].what, sizeof b->holder[0].what, "%s%s", nn__mem_kind_name[keys[i].kind],
+                 keys[i].op ? keys[i].op : "");
+        b->holder[b->n].bytes = keys[i].bytes;
+        b->holder[b->n].blocks = keys[i].blocks;
+    }
+    for (; i < nk; i++) counted -= keys[i].bytes;   /* holders past the table's end join "other" */
+    snprintf(b->holder[b->n].what, sizeof b->holder[0].what, "other (parameters, gradients, optimiser, caller's)");
+    b->holder[b->n].bytes = p->want_current - counted;
+    b->holder[b->n++].blocks = -1;
+    snprintf(b->holder[b->n].what, sizeof b->holder[0].what, "pool size-class rounding");
+    b->holder[b->n].bytes = p->info.current - p->want_current;
+    b->holder[b->n++].blocks = -1;
 }
 
 /* Gradient checkpointing. The node saves the inputs and the random-stream position; backward recomputes
@@ -9402,14 +9504,29 @@ int nn_scaler_unscale(nn_grad_scaler *s, nn_params *P) {
     if (s->stage == 1) nn_error("nn_scaler_unscale: already called since the last nn_scaler_update");
     if (s->stage == 2) nn_error("nn_scaler_unscale: called after nn_scaler_step (call nn_scaler_update first)");
     inv = (float)(1.0 / (double)s->scale);          /* torch: _scale.double().reciprocal().float() */
+#ifdef NN_CUDA
+    {   /* device gradients: one multi-tensor launch per 48 tensors and one host read of the flag */
+        float **gd = (float **)NN_MALLOC(sizeof(float *) * (size_t)(P->n + 1));
+        int64_t *ne = (int64_t *)NN_MALLOC(sizeof(int64_t) * (size_t)(P->n + 1));
+        int nd = 0;
+        if (!gd || !ne) nn_error("nn_scaler_unscale: out of host memory");
+        for (k = 0; k < P->n; k++) {
+            nn_tensor *g = P->items[k].t->grad;
+            if (!g || g->device != NN_CUDA) continue;
+            if (g->dtype != NN_F32) nn_error("nn_scaler_unscale: gradient of '%s' is %s, not f32", P->items[k].name, nn_dtype_name(g->dtype));
+            gd[nd] = (float *)g->data; ne[nd] = g->numel; nd++;
+        }
+        if (nd) found = nn__cuda_unscale_multi(nd, gd, ne, inv);
+        NN_FREE(gd); NN_FREE(ne);
+    }
+#endif
     for (k = 0; k < P->n; k++) {
-        nn_tensor *g = P->items[k].t->grad, *h = NULL;
+        nn_tensor *g = P->items[k].t->grad;
         float *d;
         int64_t i, n;
         int bad = 0;
-        if (!g) continue;
+        if (!g || g->device != NN_CPU) continue;
         if (g->dtype != NN_F32) nn_error("nn_scaler_unscale: gradient of '%s' is %s, not f32", P->items[k].name, nn_dtype_name(g->dtype));
-        if (g->device != NN_CPU) { h = nn_to(g, NN_CPU); g = h; }   /* until a device kernel does it in place */
         d = (float *)g->data;
         n = g->numel;
         NN_OMP("omp parallel for reduction(|:bad) if (n > 32768)")
@@ -9418,7 +9535,6 @@ int nn_scaler_unscale(nn_grad_scaler *s, nn_params *P) {
             if (!isfinite(v)) bad = 1;
             if (inv != 1.0f) d[i] = v * inv;
         }
-        if (h) { nn_copy_(P->items[k].t->grad, h); nn_tensor_free(h); }
         found |= bad;
     }
     s->found_inf = found;

@@ -1983,6 +1983,34 @@ __global__ void k_scale_multi(const __grid_constant__ nn__mt a, const float *__r
     }
 }
 
+/* GradScaler's unscale (torch's _amp_foreach_non_finite_check_and_unscale_): every gradient value times inv
+   (left alone when inv is 1), and *found = 1 when any value is inf or NaN */
+__device__ __forceinline__ float d_unscale1(float v, float inv, int &bad) {
+    if (!isfinite(v)) bad = 1;
+    return inv == 1.0f ? v : v * inv;
+}
+__global__ void k_unscale_multi(const __grid_constant__ nn__mt a, float inv, int *__restrict__ found) {
+    int bad = 0;
+    for (int c = blockIdx.x; c < a.start[a.n]; c += gridDim.x) {
+        int t = d_mt_tensor(a, c);
+        int64_t lo = (int64_t)(c - a.start[t]) * NN__CHUNK, hi = lo + NN__CHUNK < a.numel[t] ? lo + NN__CHUNK : a.numel[t];
+        float *G = (float *)a.g[t];
+        if (!((uintptr_t)G & 15)) {   /* lo is a multiple of 4 */
+            int64_t n4 = (hi - lo) / 4;
+            float4 *g4 = (float4 *)(G + lo);
+            for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
+                float4 v = g4[i];
+                v.x = d_unscale1(v.x, inv, bad); v.y = d_unscale1(v.y, inv, bad);
+                v.z = d_unscale1(v.z, inv, bad); v.w = d_unscale1(v.w, inv, bad);
+                g4[i] = v;
+            }
+            lo += n4 * 4;
+        }
+        for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) G[i] = d_unscale1(G[i], inv, bad);
+    }
+    if (__syncthreads_or(bad) && threadIdx.x == 0) *found = 1;
+}
+
 /* fills a with tensors [k0, k1) of the lists (k1 - k0 <= NN__MT) */
 static void nn__mt_fill(nn__mt *a, int k0, int k1, const int64_t *numel) {
     int c = 0;
@@ -2070,6 +2098,27 @@ float nn__cuda_clip_grad_norm(int n, float *const *g, const int64_t *numel, doub
     nn_tensor_free(tmp);
     free(as); free(gs); free(ns);
     return out[0];
+}
+
+/* GradScaler's unscale over n f32 device gradients (k_unscale_multi); one host read of the found-inf flag */
+int nn__cuda_unscale_multi(int n, float *const *g, const int64_t *numel, float inv) {
+    nn__mt a;
+    int found = 0;
+    nn__cu_init();
+    nn_tensor *flag = nn__tmp(NN_I32, 1);
+    NN_CU(cudaMemsetAsync(flag->data, 0, sizeof(int), S_));
+    for (int k0 = 0; k0 < n; k0 += NN__MT) {
+        int k1 = k0 + NN__MT < n ? k0 + NN__MT : n;
+        memset(&a, 0, sizeof a);
+        nn__mt_fill(&a, k0, k1, numel);
+        for (int k = k0; k < k1; k++) a.g[k - k0] = g[k];
+        if (a.start[a.n] == 0) continue;
+        k_unscale_multi<<<nn__mt_blocks(a), 256, 0, S_>>>(a, inv, (int *)flag->data);
+        NN_LAUNCHED();
+    }
+    nn__cuda_memcpy(&found, flag->data, sizeof found, 1);
+    nn_tensor_free(flag);
+    return found;
 }
 
 } /* extern "C" */

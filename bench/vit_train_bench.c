@@ -29,7 +29,7 @@
 
 int main(int argc, char **argv) {
     const char *device = "cpu", *dtype = "bf16", *model = "encoder";
-    int size = 224, batch = 1, steps = 3, warmup = 1, ckpt = 1, layers = 12, i, step;
+    int size = 224, batch = 1, steps = 3, warmup = 1, ckpt = 1, layers = 12, mem_trace = 0, i, step;
     unsigned long long seed = 0;
     nn_device dev;
     nn_dtype ac;
@@ -52,6 +52,7 @@ int main(int argc, char **argv) {
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--no-ckpt")) { ckpt = 0; continue; }
+        if (!strcmp(a, "--mem-trace")) { mem_trace = 1; continue; }   /* one more step, untimed: who holds the peak */
         if (!v) { fprintf(stderr, "%s needs a value\n", a); return 2; }
         if (!strcmp(a, "--device")) device = v;
         else if (!strcmp(a, "--size")) size = atoi(v);
@@ -111,11 +112,13 @@ int main(int argc, char **argv) {
            model, device, size, size, batch, layers, nn_dtype_name(ac), ckpt ? "per layer" : "off",
            (long long)nn_params_count(&P));
     times = (double *)calloc((size_t)steps, sizeof(double));
-    for (step = 0; step < warmup + steps; step++) {
+    for (step = 0; step < warmup + steps + mem_trace; step++) {
         nn_tensor *loss, *cls, *pred;
         double t0, t1, l;
         size_t pk;
+        int traced = step == warmup + steps;
         nn_mem_reset_peak(dev);
+        nn_mem_trace(dev, traced);
         t0 = now_s();
         nn_scope_begin();
         nn_autocast_begin(ac);
@@ -144,6 +147,15 @@ int main(int argc, char **argv) {
             nn_set_grad_enabled(g);
         }
         t1 = now_s();
+        if (traced) {
+            nn_mem_breakdown mb = nn_mem_peak_breakdown(dev);
+            nn_mem_trace(dev, 0);
+            printf("memory at the peak (%.1f MiB, in %s):\n", mb.peak / 1048576.0, mb.where);
+            for (i = 0; i < mb.n; i++)
+                printf("  %-56s %9.1f MiB  %lld blocks\n", mb.holder[i].what, mb.holder[i].bytes / 1048576.0,
+                       (long long)mb.holder[i].blocks);
+            break;
+        }
         pk = nn_mem_stats(dev).peak;
         if (pk > peak) peak = pk;
         printf("step %d%s  %.3f s  loss %.5f  peak %.1f MiB\n", step, step < warmup ? " (warmup)" : "", t1 - t0, l,

@@ -220,13 +220,14 @@ NN_MODEL_FN nn_tensor *dinov2_forward(const dinov2 *m, nn_tensor *pixels) {
         nn_error("dinov2_forward: pixels must be [B, 3, H, W] with H, W >= %d, got %s", m->c.patch,
                  pixels ? nn_shape_str(pixels, sb, sizeof sb) : "(null)");
     nn_scope_begin();
+    nn_scope_begin();   /* the embedding's transients (conv output, token copies) die here, not after the layers */
     x = nn_Conv2d_forward(&m->projection, pixels);                      /* [B, D, h, w] */
     x = nn_transpose(nn_flatten(x, 2, 3), 1, 2);                        /* [B, h*w, D] */
     s[0] = pixels->shape[0]; s[1] = 1; s[2] = m->c.hidden;
     parts[0] = nn_expand(m->cls_token, 3, s);
     parts[1] = x;                                                       /* nn_concat promotes, as torch.cat */
     x = nn_concat(2, parts, 1);
-    x = nn_add(x, dinov2_pos_embed(m, pixels->shape[2], pixels->shape[3]));
+    x = nn_scope_end(nn_add(x, dinov2_pos_embed(m, pixels->shape[2], pixels->shape[3])));
     for (i = 0; i < m->c.layers; i++) {
         if (m->checkpointing && nn_grad_enabled()) {
             nn_tensor *out[1];

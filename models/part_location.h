@@ -86,21 +86,6 @@ NN_MODEL_FN void partloc_free(partloc *m) {
     m->xattn = NULL;
 }
 
-/* tokens [B, 1 + g*g, D] -> CLS [B, D] and the pooled patch grid [B, ds*ds, D] */
-NN_MODEL_FN void partloc__split_pool(const partloc *m, nn_tensor *tokens, nn_tensor **cls, nn_tensor **patches) {
-    int64_t B = tokens->shape[0], D = tokens->shape[2], n = tokens->shape[1] - 1, g = (int64_t)floor(sqrt((double)n) + 0.5);
-    int64_t s[4];
-    int perm[4] = {0, 3, 1, 2}, ds = m->c.downsample_size;
-    nn_tensor *x;
-    if (g * g != n) nn_error("partloc: %lld patch tokens are not a square grid", (long long)n);
-    s[0] = B; s[1] = D;
-    *cls = nn_reshape(nn_slice(tokens, 1, 0, 1), 2, s);
-    s[0] = B; s[1] = g; s[2] = g; s[3] = D;
-    x = nn_permute(nn_reshape(nn_slice(tokens, 1, 1, 1 + n), 4, s), perm);     /* [B, D, g, g] */
-    if (g != ds) x = nn_adaptive_avg_pool2d(x, ds, ds);                        /* [B, D, ds, ds] */
-    *patches = nn_transpose(nn_flatten(x, 2, 3), 1, 2);                        /* [B, ds*ds, D] */
-}
-
 NN_MODEL_FN nn_tensor *partloc__xattn_forward(const partloc *m, const partloc_xattn *x, nn_tensor *p, nn_tensor *w) {
     int H = m->c.encoder.heads;
     nn_tensor *q, *k, *v, *kv, *o;
@@ -118,23 +103,43 @@ NN_MODEL_FN nn_tensor *partloc__xattn_forward(const partloc *m, const partloc_xa
 }
 
 /* whole, part [B, 3, S, S] (normalised) -> [B, 4] = translation[3], scale */
+/* pixels -> the encoder's CLS token followed by its patch grid adaptive-average-pooled to ds x ds:
+   [B, 1 + ds*ds, D]. The grid is permuted to [B, D, g, g] for the pool, a copy here (torch pools a strided
+   view), so each full-size tensor is freed as soon as the next one exists: at most two of them live at once,
+   and none outlives the call (the memory peak of the step is at the end of its forward). */
+NN_MODEL_FN nn_tensor *partloc__tokens(const partloc *m, nn_tensor *pixels) {
+    nn_tensor *t, *cls, *grid, *view, *x, *seq[2];
+    int64_t B, D, n, g, s[4];
+    int perm[4] = {0, 3, 1, 2}, ds = m->c.downsample_size;
+    nn_scope_begin();
+    t = dinov2_forward(&m->encoder, pixels);                                    /* [B, 1 + g*g, D] */
+    B = t->shape[0]; D = t->shape[2]; n = t->shape[1] - 1; g = (int64_t)floor(sqrt((double)n) + 0.5);
+    if (g * g != n) nn_error("partloc: %lld patch tokens are not a square grid", (long long)n);
+    cls = nn_slice(t, 1, 0, 1);                                                 /* [B, 1, D] */
+    grid = nn_slice(t, 1, 1, 1 + n);
+    nn_tensor_free(t);
+    s[0] = B; s[1] = g; s[2] = g; s[3] = D;
+    view = nn_reshape(grid, 4, s);
+    x = nn_permute(view, perm);                                                 /* [B, D, g, g] */
+    nn_tensor_free(view);
+    nn_tensor_free(grid);
+    if (g != ds) x = nn_adaptive_avg_pool2d(x, ds, ds);                         /* [B, D, ds, ds] */
+    seq[0] = cls;
+    seq[1] = nn_transpose(nn_flatten(x, 2, 3), 1, 2);                           /* [B, ds*ds, D] */
+    return nn_scope_end(nn_concat(2, seq, 1));
+}
+
 NN_MODEL_FN nn_tensor *partloc_forward(const partloc *m, nn_tensor *whole, nn_tensor *part) {
-    nn_tensor *tw, *tp, *cw, *cp, *pw, *pp, *feat[3], *seq[2];
+    nn_tensor *pw, *pp, *feat[3];
     int64_t B = whole->shape[0], s2[2];
     int i;
     nn_scope_begin();
-    tw = dinov2_forward(&m->encoder, whole);
-    tp = dinov2_forward(&m->encoder, part);
-    partloc__split_pool(m, tw, &cw, &pw);
-    partloc__split_pool(m, tp, &cp, &pp);
-    seq[0] = nn_unsqueeze(cw, 1); seq[1] = pw;
-    pw = nn_concat(2, seq, 1);                               /* [B, 1 + ds*ds, D] */
-    seq[0] = nn_unsqueeze(cp, 1); seq[1] = pp;
-    pp = nn_concat(2, seq, 1);
+    pw = partloc__tokens(m, whole);
+    pp = partloc__tokens(m, part);
     for (i = 0; i < m->c.cross_attention_layers; i++) pp = partloc__xattn_forward(m, &m->xattn[i], pp, pw);
     s2[0] = B; s2[1] = m->c.encoder.hidden;
     feat[0] = nn_reshape(nn_slice(pp, 1, 0, 1), 2, s2);
-    feat[1] = cw;
+    feat[1] = nn_reshape(nn_slice(pw, 1, 0, 1), 2, s2);     /* the whole image's CLS token */
     feat[2] = nn_mean(nn_slice(pp, 1, 1, pp->shape[1]), 1, 0);
     return nn_scope_end(nn_MLP_forward(&m->head, nn_LayerNorm_forward(&m->head_norm, nn_concat(3, feat, 1))));
 }

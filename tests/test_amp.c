@@ -639,6 +639,26 @@ static void test_checkpoint_memory(void) {
            "    one block input %.2f MiB\n", plain / 1048576.0, ckpt / 1048576.0, (double)plain / (double)ckpt,
            one / 1048576.0, params / 1048576.0, in_bytes / 1048576.0);
     CHECK(ckpt * 4 < plain, "checkpointed peak %zu < plain peak %zu / 4", ckpt, plain);
+    {   /* nn_mem_trace: who holds the checkpointed peak; the holders add up to it */
+        nn_mem_breakdown mb;
+        size_t sum = 0, by_ckpt = 0;
+        nn_mem_trace(tdev, 1);
+        stack_peak(b, NB, &P, x, 1);
+        nn_mem_trace(tdev, 0);
+        mb = nn_mem_peak_breakdown(tdev);
+        printf("    checkpointed peak %.2f MiB reached in %s:\n", mb.peak / 1048576.0, mb.where);
+        for (k = 0; k < mb.n; k++) {
+            printf("      %-52s %9.3f MiB  %lld blocks\n", mb.holder[k].what, mb.holder[k].bytes / 1048576.0,
+                   (long long)mb.holder[k].blocks);
+            sum += mb.holder[k].bytes;
+            if (strcmp(mb.holder[k].what, "saved by checkpoint") == 0) by_ckpt = mb.holder[k].bytes;
+        }
+        CHECK(sum == mb.peak && mb.peak == nn_mem_stats(tdev).peak, "the holders add up to the peak (%zu vs %zu)",
+              sum, mb.peak);
+        CHECK(strncmp(mb.where, "backward of ", 12) == 0, "the checkpointed peak is in backward (%s)", mb.where);
+        CHECK(by_ckpt >= in_bytes && by_ckpt <= NB * in_bytes, "block inputs saved by the checkpoints: %zu bytes",
+              by_ckpt);
+    }
     /* about one block: the 12 kept block inputs, all parameter gradients, one block recomputed */
     CHECK(ckpt < params + NB * in_bytes + 2 * one, "checkpointed peak %zu within grads + inputs + 2 blocks (%zu)", ckpt,
           params + NB * in_bytes + 2 * one);

@@ -981,6 +981,38 @@ static void test_adamw_params(void) {
         remove(path);
         nn_adamw_free(o2);
     }
+    {   /* GradScaler's unscale on device gradients: the same values as on the CPU (bitwise: one multiply each),
+           found_inf for an inf or a NaN anywhere, the step skipped */
+        nn_grad_scaler sc = nn_grad_scaler_new(1024.0, 2.0, 0.5, 2000, 1), sg = sc;
+        int fc, fg, bad;
+        for (bad = 0; bad < 3; bad++) {
+            nn_params_zero_grad(&Pc); nn_params_zero_grad(&Pg);
+            nn_scope_begin();
+            for (k = 0; k < NT; k++) {
+                nn_tensor *pc = Pc.items[k].t, *pg = Pg.items[k].t, *r = rnd(pc->ndim, pc->shape, -2, 2), *rg;
+                if (bad && k == 4) ((float *)r->data)[bad == 1 ? 200001 : 5] = bad == 1 ? INFINITY : NAN;   /* tail, float4 part */
+                rg = nn_to(r, NN_CUDA);
+                nn_backward_with(1, &pc, &r);
+                nn_backward_with(1, &pg, &rg);
+            }
+            nn_scope_end(NULL);
+            fc = nn_scaler_unscale(&sc, &Pc);
+            fg = nn_scaler_unscale(&sg, &Pg);
+            CHECK(fc == (bad != 0) && fg == fc, "scaler unscale on cuda: found_inf %d (cpu %d), injected %d", fg, fc, bad);
+            if (!bad)
+                for (k = 0; k < NT; k++) {
+                    float *a = host_f32(Pg.items[k].t->grad), *b = (float *)Pc.items[k].t->grad->data;
+                    for (i = 0, mism = 0; i < Pc.items[k].t->numel; i++) mism += memcmp(&a[i], &b[i], 4) != 0;
+                    CHECK(mism == 0, "scaler unscale on cuda: grad %d, %d values differ from the CPU's", k, mism);
+                    free(a);
+                }
+            CHECK(nn_scaler_step(&sg, og, 1e-2) == !bad, "scaler step on cuda %s", bad ? "skipped" : "taken");
+            nn_scaler_step(&sc, oc, 1e-2);
+            nn_scaler_update(&sc); nn_scaler_update(&sg);
+        }
+        CHECK(sg.skipped == 2 && nn_scaler_get_scale(&sg) == 256.0, "scaler on cuda: 2 skipped, scale %g",
+              nn_scaler_get_scale(&sg));
+    }
     nn_adamw_free(oc); nn_adamw_free(og);
     nn_params_free(&Pc); nn_params_free(&Pg);
 }
