@@ -2020,7 +2020,7 @@ nn_tensor *nn_detach(nn_tensor *t) {
 void nn__cuda_binary_fwd(int op, const nn_tensor *a, const nn_tensor *b, nn_tensor *out);
 void nn__cuda_unary_fwd(int op, const nn_tensor *x, nn_tensor *y, double p0, double p1);
 void nn__cuda_unary_bwd(int op, const nn_tensor *g, const nn_tensor *saved, nn_tensor *gx, double p0, double p1);
-void nn__cuda_sum_to(const nn_tensor *g, nn_tensor *out);
+void nn__cuda_sum_to(const nn_tensor *g, nn_tensor *out);   /* g f32, f16 or bf16; out f32 */
 void nn__cuda_add_into(nn_tensor *dst, const nn_tensor *src);
 void nn__cuda_reduce_fwd(int kind, const nn_tensor *x, int64_t outer, int64_t len, int64_t inner, int unbiased,
                          nn_tensor *y, nn_tensor *arg, nn_tensor *mean);
@@ -2136,7 +2136,8 @@ nn_tensor *nn__sum_to(nn_tensor *g, int ndim, const int64_t *shape) {
     int64_t st[NN_MAX_DIMS], inner, rows, r;
     int nd = g->ndim, d;
     if (nn__same_shape(ndim, shape, g)) return g;
-    if (g->dtype != NN_F32) g = nn_cast(g, NN_F32);   /* a f16/bf16 gradient is reduced in f32 */
+    /* a f16/bf16 gradient is reduced in f32 (the GPU's reduction reads it as it is) */
+    if (g->dtype != NN_F32 && g->device == NN_CPU) g = nn_cast(g, NN_F32);
     if (ndim > nd) nn_error("nn__sum_to: cannot reduce %s to %d dims", nn__s(g), ndim);
     for (d = 0; d < ndim; d++) {
         int64_t gs = g->shape[nd - ndim + d];
@@ -9786,10 +9787,18 @@ void nn_MLP_init(nn_MLP *m, nn_params *P, const char *name, int in, int hidden, 
     m->dropout = dropout;
 }
 nn_tensor *nn_MLP_forward(const nn_MLP *m, nn_tensor *x) {
-    nn_tensor *h;
+    nn_tensor *a, *h;
     nn_scope_begin();
-    h = nn_activate(nn_Linear_forward(&m->fc1, x), m->act);
-    if (m->dropout > 0) h = nn_dropout(h, m->dropout, nn_training());
+    /* the hidden layer is the widest tensor: each one is released as soon as the next exists (a node that
+       saved it for backward keeps it alive), so a forward without grad holds two of them at most, as torch */
+    a = nn_Linear_forward(&m->fc1, x);
+    h = nn_activate(a, m->act);
+    if (h != a) nn_tensor_free(a);
+    if (m->dropout > 0) {
+        a = h;
+        h = nn_dropout(a, m->dropout, nn_training());
+        if (h != a) nn_tensor_free(a);
+    }
     return nn_scope_end(nn_Linear_forward(&m->fc2, h));
 }
 

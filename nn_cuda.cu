@@ -208,6 +208,30 @@ __global__ void k_cast(const void *x, int sdt, void *y, int ddt, int64_t n, int 
     }
 }
 
+/* f32 <-> f16/bf16 (DT), eight elements per step: two float4 against one uint4. The casts of autocast's
+   activations and gradients are a large share of a training step's memory traffic; the scalar k_cast
+   (a dtype switch per element, 4- and 2-byte accesses) reaches about half the copy bandwidth. */
+template <int DT> __device__ __forceinline__ uint16_t d_to16(float v) { return DT == NN_F16 ? d_f32_to_half(v) : d_f32_to_bf16(v); }
+template <int DT> __device__ __forceinline__ float d_from16(uint16_t h) { return DT == NN_F16 ? d_half_to_f32(h) : d_bf16_to_f32(h); }
+template <int DT> __global__ void k_cast_f32_to16(const float4 *__restrict__ x, uint4 *__restrict__ y, int64_t n8) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
+        float4 a = x[2 * i], b = x[2 * i + 1];
+        uint4 o;
+        o.x = d_to16<DT>(a.x) | (uint32_t)d_to16<DT>(a.y) << 16; o.y = d_to16<DT>(a.z) | (uint32_t)d_to16<DT>(a.w) << 16;
+        o.z = d_to16<DT>(b.x) | (uint32_t)d_to16<DT>(b.y) << 16; o.w = d_to16<DT>(b.z) | (uint32_t)d_to16<DT>(b.w) << 16;
+        y[i] = o;
+    }
+}
+template <int DT> __global__ void k_cast_16_to_f32(const uint4 *__restrict__ x, float4 *__restrict__ y, int64_t n8) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
+        uint4 v = x[i];
+        y[2 * i] = make_float4(d_from16<DT>((uint16_t)v.x), d_from16<DT>((uint16_t)(v.x >> 16)),
+                               d_from16<DT>((uint16_t)v.y), d_from16<DT>((uint16_t)(v.y >> 16)));
+        y[2 * i + 1] = make_float4(d_from16<DT>((uint16_t)v.z), d_from16<DT>((uint16_t)(v.z >> 16)),
+                                   d_from16<DT>((uint16_t)v.w), d_from16<DT>((uint16_t)(v.w >> 16)));
+    }
+}
+
 static void nn__fill_f32_dev(float *p, int64_t n, float v) {
     if (n <= 0) return;
     k_fill_f32<<<nn__grid(n, 256), 256, 0, S_>>>(p, n, v);
@@ -231,11 +255,28 @@ void nn__cuda_fill(nn_tensor *t, double v) {
 }
 
 void nn__cuda_cast(const nn_tensor *x, nn_tensor *y) {
+    int64_t n = x->numel, n8 = 0;
+    int sd = x->dtype, dd = y->dtype;
     nn__cu_init();
-    if (!x->numel) return;
-    k_cast<<<nn__grid(x->numel, 256), 256, 0, S_>>>(x->data, x->dtype, y->data, y->dtype, x->numel,
-                                                   nn__isf(x->dtype) && nn__isf(y->dtype));
-    NN_LAUNCHED();
+    if (!n) return;
+    if (!(((uintptr_t)x->data | (uintptr_t)y->data) & 15) &&
+        ((sd == NN_F32 && (dd == NN_BF16 || dd == NN_F16)) || (dd == NN_F32 && (sd == NN_BF16 || sd == NN_F16)))) {
+        n8 = n / 8;   /* the vector kernels take whole groups of eight, the scalar one the tail */
+        if (n8) {
+            unsigned g = nn__grid(n8, 256);
+            if (sd == NN_F32 && dd == NN_BF16) k_cast_f32_to16<NN_BF16><<<g, 256, 0, S_>>>((const float4 *)x->data, (uint4 *)y->data, n8);
+            else if (sd == NN_F32) k_cast_f32_to16<NN_F16><<<g, 256, 0, S_>>>((const float4 *)x->data, (uint4 *)y->data, n8);
+            else if (sd == NN_BF16) k_cast_16_to_f32<NN_BF16><<<g, 256, 0, S_>>>((const uint4 *)x->data, (float4 *)y->data, n8);
+            else k_cast_16_to_f32<NN_F16><<<g, 256, 0, S_>>>((const uint4 *)x->data, (float4 *)y->data, n8);
+            NN_LAUNCHED();
+        }
+    }
+    if (n - 8 * n8 > 0) {
+        size_t so = (size_t)(8 * n8) * nn_dtype_size((nn_dtype)sd), dof = (size_t)(8 * n8) * nn_dtype_size((nn_dtype)dd);
+        k_cast<<<nn__grid(n - 8 * n8, 256), 256, 0, S_>>>((const char *)x->data + so, sd, (char *)y->data + dof, dd,
+                                                          n - 8 * n8, nn__isf(sd) && nn__isf(dd));
+        NN_LAUNCHED();
+    }
 }
 
 } /* extern "C" */
@@ -735,24 +776,31 @@ __device__ void d_block_argmax(float &m, int64_t &a, float *shm, int64_t *sha) {
     __syncthreads();
 }
 
+/* element i of x read as f32 (DT: the input's dtype; the reductions accumulate in f32) */
+template <int DT> __device__ __forceinline__ float d_ld(const void *x, int64_t i) {
+    if (DT == NN_F16) return d_half_to_f32(((const uint16_t *)x)[i]);
+    if (DT == NN_BF16) return d_bf16_to_f32(((const uint16_t *)x)[i]);
+    return ((const float *)x)[i];
+}
+
 /* inner == 1: a block per row (grid-stride), blockIdx.y = chunk */
-template <int OP> __global__ void k_red_row(const float *__restrict__ x, int64_t outer, int64_t len, float *__restrict__ y,
+template <int OP, int DT> __global__ void k_red_row(const void *__restrict__ x, int64_t outer, int64_t len, float *__restrict__ y,
                                             int64_t *__restrict__ arg, const float *__restrict__ mean, float scale,
                                             int64_t chunk, int S) {
     __shared__ float sh[33];
     __shared__ int64_t sha[33];
     int64_t z = blockIdx.y, lo = z * chunk, hi = lo + chunk < len ? lo + chunk : len;
     for (int64_t o = blockIdx.x; o < outer; o += gridDim.x) {
-        const float *p = x + o * len;
+        int64_t p = o * len;
         if (OP == R_MAX) {
             float m = 0; int64_t a = -1;
-            for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) d_argmax_combine(m, a, p[i], i);
+            for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) d_argmax_combine(m, a, d_ld<DT>(x, p + i), i);
             d_block_argmax(m, a, sh, sha);
             if (threadIdx.x == 0) { y[o] = m; arg[o] = a; }
         } else {
             float acc = 0, mu = OP == R_SQDEV ? mean[o] : 0.0f;
             for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
-                float v = p[i];
+                float v = d_ld<DT>(x, p + i);
                 if (OP == R_SQDEV) { v -= mu; v *= v; }
                 acc += v;
             }
@@ -763,7 +811,7 @@ template <int OP> __global__ void k_red_row(const float *__restrict__ x, int64_t
 }
 
 /* inner > 1: block (32, 8): x over inner, y over len; blockIdx.y over outer, blockIdx.z = chunk */
-template <int OP> __global__ void k_red_col(const float *__restrict__ x, int64_t outer, int64_t len, int64_t inner,
+template <int OP, int DT> __global__ void k_red_col(const void *__restrict__ x, int64_t outer, int64_t len, int64_t inner,
                                             float *__restrict__ y, int64_t *__restrict__ arg, const float *__restrict__ mean,
                                             float scale, int64_t chunk, int S) {
     __shared__ float shv[8][33];
@@ -774,10 +822,10 @@ template <int OP> __global__ void k_red_col(const float *__restrict__ x, int64_t
         float acc = 0, m = 0;
         int64_t a = -1;
         if (j < inner) {
-            const float *p = x + o * len * inner + j;
+            int64_t p = o * len * inner + j;
             float mu = OP == R_SQDEV ? mean[o * inner + j] : 0.0f;
             for (int64_t i = lo + ty; i < hi; i += 8) {
-                float v = p[i * inner];
+                float v = d_ld<DT>(x, p + i * inner);
                 if (OP == R_MAX) d_argmax_combine(m, a, v, i);
                 else { if (OP == R_SQDEV) { v -= mu; v *= v; } acc += v; }
             }
@@ -797,9 +845,10 @@ template <int OP> __global__ void k_red_col(const float *__restrict__ x, int64_t
     }
 }
 
-/* y[outer, inner] = reduce over len of x[outer, len, inner] (times scale for sums) */
-static void nn__reduce3(int op, const float *x, int64_t outer, int64_t len, int64_t inner, float *y, int64_t *arg,
-                        const float *mean, float scale) {
+/* y[outer, inner] = reduce over len of x[outer, len, inner] (times scale for sums); x is f32, or f16/bf16 for
+   sums (a low-precision gradient reduced in f32 without a cast pass) */
+static void nn__reduce3_dt(int op, const void *x, int xdt, int64_t outer, int64_t len, int64_t inner, float *y,
+                           int64_t *arg, const float *mean, float scale) {
     int64_t blocks, S = 1, chunk = len;
     nn_tensor *part = NULL;
     float *dst = y;
@@ -815,28 +864,38 @@ static void nn__reduce3(int op, const float *x, int64_t outer, int64_t len, int6
         S = (len + chunk - 1) / chunk;
     }
     if (S > 1) { part = nn__tmp(NN_F32, outer * S * inner); dst = (float *)part->data; }
+    if (xdt != NN_F32 && op != R_SUM) nn_error("nn cuda reduce: %s input for a sum only", xdt == NN_F16 ? "f16" : "bf16");
     if (inner == 1) {
         int bs = len <= 256 ? 32 : len <= 4096 ? 128 : 256;
         int64_t gx = outer < (int64_t)nn__cu.sms * 64 ? outer : (int64_t)nn__cu.sms * 64;
         dim3 grid((unsigned)gx, (unsigned)S);
-        switch (op) {
-        case R_SUM: k_red_row<R_SUM><<<grid, bs, 0, S_>>>(x, outer, len, dst, arg, mean, scale, chunk, (int)S); break;
-        case R_SQDEV: k_red_row<R_SQDEV><<<grid, bs, 0, S_>>>(x, outer, len, dst, arg, mean, scale, chunk, (int)S); break;
-        default: k_red_row<R_MAX><<<grid, bs, 0, S_>>>(x, outer, len, dst, arg, mean, scale, chunk, (int)S); break;
+        switch (op == R_SUM ? 10 * xdt : op) {
+        case 10 * NN_F32: k_red_row<R_SUM, NN_F32><<<grid, bs, 0, S_>>>(x, outer, len, dst, arg, mean, scale, chunk, (int)S); break;
+        case 10 * NN_F16: k_red_row<R_SUM, NN_F16><<<grid, bs, 0, S_>>>(x, outer, len, dst, arg, mean, scale, chunk, (int)S); break;
+        case 10 * NN_BF16: k_red_row<R_SUM, NN_BF16><<<grid, bs, 0, S_>>>(x, outer, len, dst, arg, mean, scale, chunk, (int)S); break;
+        case R_SQDEV: k_red_row<R_SQDEV, NN_F32><<<grid, bs, 0, S_>>>(x, outer, len, dst, arg, mean, scale, chunk, (int)S); break;
+        default: k_red_row<R_MAX, NN_F32><<<grid, bs, 0, S_>>>(x, outer, len, dst, arg, mean, scale, chunk, (int)S); break;
         }
     } else {
         dim3 grid((unsigned)((inner + 31) / 32), (unsigned)(outer < 65535 ? outer : 65535), (unsigned)S), block(32, 8);
-        switch (op) {
-        case R_SUM: k_red_col<R_SUM><<<grid, block, 0, S_>>>(x, outer, len, inner, dst, arg, mean, scale, chunk, (int)S); break;
-        case R_SQDEV: k_red_col<R_SQDEV><<<grid, block, 0, S_>>>(x, outer, len, inner, dst, arg, mean, scale, chunk, (int)S); break;
-        default: k_red_col<R_MAX><<<grid, block, 0, S_>>>(x, outer, len, inner, dst, arg, mean, scale, chunk, (int)S); break;
+        switch (op == R_SUM ? 10 * xdt : op) {
+        case 10 * NN_F32: k_red_col<R_SUM, NN_F32><<<grid, block, 0, S_>>>(x, outer, len, inner, dst, arg, mean, scale, chunk, (int)S); break;
+        case 10 * NN_F16: k_red_col<R_SUM, NN_F16><<<grid, block, 0, S_>>>(x, outer, len, inner, dst, arg, mean, scale, chunk, (int)S); break;
+        case 10 * NN_BF16: k_red_col<R_SUM, NN_BF16><<<grid, block, 0, S_>>>(x, outer, len, inner, dst, arg, mean, scale, chunk, (int)S); break;
+        case R_SQDEV: k_red_col<R_SQDEV, NN_F32><<<grid, block, 0, S_>>>(x, outer, len, inner, dst, arg, mean, scale, chunk, (int)S); break;
+        default: k_red_col<R_MAX, NN_F32><<<grid, block, 0, S_>>>(x, outer, len, inner, dst, arg, mean, scale, chunk, (int)S); break;
         }
     }
     NN_LAUNCHED();
     if (part) {
-        nn__reduce3(R_SUM, dst, outer, S, inner, y, NULL, NULL, scale);
+        nn__reduce3_dt(R_SUM, dst, NN_F32, outer, S, inner, y, NULL, NULL, scale);
         nn_tensor_free(part);
     }
+}
+
+static void nn__reduce3(int op, const float *x, int64_t outer, int64_t len, int64_t inner, float *y, int64_t *arg,
+                        const float *mean, float scale) {
+    nn__reduce3_dt(op, x, NN_F32, outer, len, inner, y, arg, mean, scale);
 }
 
 /* gradient of a reduction: gx[o,i,j] from g[o,j] */
@@ -904,8 +963,9 @@ void nn__cuda_sum_to(const nn_tensor *g, nn_tensor *out) {
     }
     int nred = 0;
     for (int i = 0; i < k; i++) nred += red[i];
-    if (nred == 0) { nn__cuda_memcpy(out->data, g->data, (size_t)g->numel * 4, 2); return; }
-    const float *src = (const float *)g->data;
+    if (nred == 0) { nn__cuda_cast(g, out); return; }   /* only size-1 dims differ: a copy (converting to f32) */
+    const void *src = g->data;
+    int sdt = g->dtype;   /* f32, f16 or bf16: the first pass reads it, later ones their f32 partial sums */
     nn_tensor *prev = NULL;
     for (int p = k - 1; p >= 0; p--) {
         if (!red[p]) continue;
@@ -917,10 +977,11 @@ void nn__cuda_sum_to(const nn_tensor *g, nn_tensor *out) {
         float *dst;
         if (nred == 0) dst = (float *)out->data;
         else { dstt = nn__tmp(NN_F32, outer * inner); dst = (float *)dstt->data; }
-        nn__reduce3(R_SUM, src, outer, sz[p], inner, dst, NULL, NULL, 1.0f);
+        nn__reduce3_dt(R_SUM, src, sdt, outer, sz[p], inner, dst, NULL, NULL, 1.0f);
         if (prev) nn_tensor_free(prev);
         prev = dstt;
         src = dst;
+        sdt = NN_F32;
         /* remove group p */
         for (int i = p; i < k - 1; i++) { sz[i] = sz[i + 1]; red[i] = red[i + 1]; }
         k--;

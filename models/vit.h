@@ -78,11 +78,16 @@ NN_MODEL_FN nn_tensor *vit_block_forward(const vit_block *m, nn_tensor *x) {
     char sb[64];
     if (!x || x->ndim != 3 || x->shape[2] != m->hidden)
         nn_error("vit_block_forward: x must be [B, L, %d], got %s", m->hidden, x ? nn_shape_str(x, sb, sizeof sb) : "(null)");
+    /* each residual branch in a scope of its own: its transients (the normed input, the branch output, the
+       LayerScale product) die before the next branch runs, as torch frees them; under checkpointing the
+       forward keeps nothing else, so this is the step's peak */
+    nn_scope_begin();
     nn_scope_begin();
     h = vit_attention_forward(m, nn_LayerNorm_forward(&m->norm1, x));
-    x = nn_add(x, nnm_drop_path(nn_mul(h, m->lambda1), m->drop_path));
+    x = nn_scope_end(nn_add(x, nnm_drop_path(nn_mul(h, m->lambda1), m->drop_path)));
+    nn_scope_begin();
     h = nn_MLP_forward(&m->mlp, nn_LayerNorm_forward(&m->norm2, x));
-    x = nn_add(x, nnm_drop_path(nn_mul(h, m->lambda2), m->drop_path));
+    x = nn_scope_end(nn_add(x, nnm_drop_path(nn_mul(h, m->lambda2), m->drop_path)));
     return nn_scope_end(x);
 }
 
