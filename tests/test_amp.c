@@ -698,6 +698,7 @@ static train_result train_mlp(nn_dtype ac, int use_scaler) {
     for (step = 0; step < 400; step++) {
         nn_tensor *loss;
         double l;
+        FILE *curve;
         nn_scope_begin();
         if (ac != NN_F32) nn_autocast_begin(ac);
         loss = nn_mse_loss(nn_Linear_forward(&l3, nn_gelu(nn_Linear_forward(&l2, nn_gelu(nn_Linear_forward(&l1, x))))), y);
@@ -712,6 +713,12 @@ static train_result train_mlp(nn_dtype ac, int use_scaler) {
         nn_scaler_update(&s);
         if (step == 0) r.first = l;
         r.last = l;
+        /* AMP_CURVES=file appends "mode,step,loss" for the record (bench/RESULTS_VIT_TRAIN.md plots it) */
+        if (getenv("AMP_CURVES") && (curve = fopen(getenv("AMP_CURVES"), "a")) != NULL) {
+            fprintf(curve, "%s%s,%d,%.9g\n", nn_dtype_name(ac), use_scaler ? "+scaler" : "",
+                    step, l);
+            fclose(curve);
+        }
     }
     r.skipped = s.skipped;
     r.final_scale = nn_scaler_get_scale(&s);
