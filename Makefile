@@ -107,6 +107,11 @@ deps: kit-deps
 	  python3 -m pip install -q numpy safetensors tensorboard pillow pyyaml || \
 	  echo "please run: python3 -m pip install numpy safetensors tensorboard pillow pyyaml"
 
+# loss curves from a "series,x,y" CSV to PNG with the kit's plotter (bench/plot_csv.c)
+$(BUILD)/plot_csv: bench/plot_csv.c samples/kit/kit_plot.h samples/kit/kit_image.h
+	@mkdir -p $(BUILD)
+	$(CC) -std=c99 -Wall -Wextra -Wpedantic -O2 -D_POSIX_C_SOURCE=200809L -Isamples/kit $< -o $@ -lstb -lm
+
 clean:
 	rm -rf $(BUILD)
 

@@ -9854,6 +9854,14 @@ nn_tensor *nn_MultiheadAttention_forward(const nn_MultiheadAttention *m, nn_tens
     bq = nn_slice(m->in_proj_bias, 0, 0, E);
     bk = nn_slice(m->in_proj_bias, 0, E, 2 * E);
     bv = nn_slice(m->in_proj_bias, 0, 2 * E, 3 * E);
+    if (nn_autocast_dtype() != NN_F32 && query->device != NN_CPU && query->dtype == NN_F32 && (query == key || key == value)) {
+        /* one low-precision copy of a shared input for its projections (the same values as a cast per linear; the
+           CPU emulates autocast on f32 tensors, so only a device gains) */
+        nn_tensor *c = nn_cast(key, nn_autocast_dtype());
+        if (query == key) query = c;
+        if (value == key) value = c;
+        key = c;
+    }
     q = nn_linear(query, wq, bq);   /* [B, Lq, E]: nn_sdpa_heads splits the heads in place */
     k = nn_linear(key, wk, bk);
     v = nn_linear(value, wv, bv);

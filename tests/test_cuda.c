@@ -1450,6 +1450,22 @@ static void test_mha_masks(void) {
             check_rel(k == 0 ? "mha gpu masks" : k == 1 ? "mha cpu masks, gpu query" : "mha cpu float mask",
                       "fwd", yg, yc, TOL_F32);
         }
+        for (k = 0; k < 2; k++) {   /* self-attention under autocast (one cast of the shared input on the GPU) */
+            nn_dtype dt = k ? NN_F16 : NN_BF16;
+            nn_tensor *xc = nn_clone(kv), *xg = nn_to(kv, NN_CUDA), *g = rnd(3, ks, -1, 1), *outs[2], *gs[2];
+            nn_requires_grad(xc, 1); nn_requires_grad(xg, 1);
+            nn_autocast_begin(dt);
+            yc = nn_MultiheadAttention_forward(&mc, xc, xc, xc, NULL, NULL);
+            yg = nn_MultiheadAttention_forward(&mg, xg, xg, xg, NULL, NULL);
+            nn_autocast_end();
+            CHECK(yg->dtype == dt, "mha self-attention under %s autocast returns %s", nn_dtype_name(dt), nn_dtype_name(yg->dtype));
+            check_rel(k ? "mha self-attention f16 autocast" : "mha self-attention bf16 autocast", "fwd", nn_cast(yg, NN_F32),
+                      yc, TOL_LOW);
+            outs[0] = yc; outs[1] = yg; gs[0] = g; gs[1] = nn_to(g, NN_CUDA);
+            nn_backward_with(2, outs, gs);
+            check_rel(k ? "mha self-attention f16 autocast" : "mha self-attention bf16 autocast", "dx", xg->grad, xc->grad,
+                      TOL_LOW);
+        }
     }
     nn_scope_end(NULL);
     nn_params_free(&Pc); nn_params_free(&Pg);
