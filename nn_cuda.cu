@@ -3306,8 +3306,8 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
               queries are split). 5 matrix products and one exponential per score.
            With grad_f32 the gradients are written in f32 (the f32 dQ accumulator is dq itself); else converted.
            dbias is stored once per element when the bias is not broadcast, else atomically added (f32).
-     f32   the same loops on TF32 tensor cores in 3xTF32 (f32 accuracy; tc_* kernels, D and Dv <= 128; dK/dV
-           and dQ + dbias in two kernels); above 128 a plain SIMT path (thread per query or key row).
+     f32   the same loops on TF32 tensor cores in 3xTF32 (f32 accuracy; tc_* kernels, D and Dv <= 128; the backward
+           in one kernel, dQ added with atomics); above 128 a plain SIMT path (thread per query or key row).
    Bias tiles (f32 or the q dtype, keys contiguous, 16-byte aligned rows) are staged through shared memory with
    cp.async, double-buffered with K/V, so no bias load sits behind a branch; other layouts read it at clamped
    indices. Split-KV: when the (b, h, query tile) blocks are fewer than 2 per SM (the 900-query AQR cases, 10
@@ -4338,19 +4338,34 @@ __global__ void __launch_bounds__(F32_TQ) f32_dkdv_kernel(Params p) {
    (mma m16n8k8) in "3xTF32": each f32 operand x = big + small, both TF32 (round to nearest), and
    a*b ~ big_a big_b + big_a small_b + small_a big_b accumulated in f32. The dropped small*small term and the
    rounding of small are each ~2^-22 |a b|: f32 accuracy (tests/test_cuda.c holds it to the f32 bound) for 3x the
-   TF32 work, which at these head dims is still far below the exponentials and the memory traffic. Operands stay
-   f32 in shared memory (rows of HD + 4 floats: the fragment loads below hit 32 distinct banks); any D <= HD is
+   TF32 work. The split is a few integer operations (split_tf32); up to HD = 32 the tiles are split once as they
+   are loaded and kept in shared memory as two planes, big and small (TcPlanes), so the products' inner loops only
+   load fragments: at D = 16 the splits made every fragment load cost ten instructions and were most of the
+   kernels' work. Above 32 the doubled tiles would cost occupancy, and the fragments are split as they are read.
+   Rows of HD + 4 floats in shared memory (the fragment loads below hit 32 distinct banks); any D <= HD is
    zero-padded, any row stride or alignment is loaded (float4 where rows allow it). One CTA of 4 warps, 16 rows a
    warp. Forward: 64 queries per CTA, key tiles of BN (split-KV as the bf16 path when the grid is small). Backward:
-   dK/dV (64 keys per CTA over query tiles, the queries split into ranges with f32 atomics when few CTAs) and
-   dQ + dbias (64 queries per CTA over key tiles): 7 products per score pair, no atomics on dQ. */
+   one kernel (tc_bwd_kernel), 64 keys per CTA over query tiles of BN, the queries split into ranges with f32
+   atomics on dK/dV when few CTAs; dQ and dbias from the same scores. Dropout keeps are drawn one Philox block per
+   4 scores (tc_keep_rows / tc_keep_cols). */
 #define TC_BM 64    /* resident rows per CTA */
 #define TC_NTH 128  /* threads per CTA */
 
+/* x = big + small, both rounded to TF32 (nearest, ties away: cvt.rna.tf32.f32) by adding half a TF32 unit to the
+   magnitude bits and clearing the 13 bits TF32 drops; cvt.rna compiles to the same plus a guard for inf/NaN,
+   which the sums propagate either way */
+__device__ __forceinline__ uint32_t tf32_rna(float x) { return (__float_as_uint(x) + 0x1000u) & 0xffffe000u; }
 __device__ __forceinline__ void split_tf32(float x, uint32_t &big, uint32_t &small) {
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(big) : "f"(x));
-    float r = x - __uint_as_float(big);
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(small) : "f"(r));
+    big = tf32_rna(x);
+    small = tf32_rna(x - __uint_as_float(big));
+}
+/* tiles as two planes (big, then small at an offset of the tile's size) up to HD = 32, else plain f32 */
+template <int HD> struct TcPlanes { enum { N = HD <= 32 ? 2 : 1 }; };
+/* the TF32 halves of x[i]: read from the planes (P = the small plane's offset) or split here (P = 0) */
+template <int P>
+__device__ __forceinline__ void tc_frag(const float *x, int i, uint32_t &big, uint32_t &small) {
+    if (P) { big = __float_as_uint(x[i]); small = __float_as_uint(x[P + i]); }
+    else split_tf32(x[i], big, small);
 }
 __device__ __forceinline__ void mma_tf32(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
     asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -4365,22 +4380,23 @@ __device__ __forceinline__ void mma3(float c[4], const uint32_t ab[4], const uin
     mma_tf32(c, ab, bb0, bb1);
 }
 
-/* c[n] += A[16 x K] B[8n.. x K]^T; A and B row-major f32 in shared memory (row stride ST) */
-template <int NT, int K, int ST>
+/* c[n] += A[16 x K] B[8n.. x K]^T; A and B row-major in shared memory (row stride ST), split into planes when PA /
+   PB (their small planes' offsets) are nonzero */
+template <int NT, int K, int ST, int PA, int PB>
 __device__ __forceinline__ void tc_abT(float (&c)[NT][4], const float *A, const float *Bm, int lane) {
     int g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int ks = 0; ks < K / 8; ks++) {
         uint32_t ab[4], as[4];
-        split_tf32(A[g * ST + ks * 8 + t], ab[0], as[0]);
-        split_tf32(A[(g + 8) * ST + ks * 8 + t], ab[1], as[1]);
-        split_tf32(A[g * ST + ks * 8 + t + 4], ab[2], as[2]);
-        split_tf32(A[(g + 8) * ST + ks * 8 + t + 4], ab[3], as[3]);
+        tc_frag<PA>(A, g * ST + ks * 8 + t, ab[0], as[0]);
+        tc_frag<PA>(A, (g + 8) * ST + ks * 8 + t, ab[1], as[1]);
+        tc_frag<PA>(A, g * ST + ks * 8 + t + 4, ab[2], as[2]);
+        tc_frag<PA>(A, (g + 8) * ST + ks * 8 + t + 4, ab[3], as[3]);
 #pragma unroll
         for (int n = 0; n < NT; n++) {
             uint32_t bb0, bs0, bb1, bs1;
-            split_tf32(Bm[(n * 8 + g) * ST + ks * 8 + t], bb0, bs0);
-            split_tf32(Bm[(n * 8 + g) * ST + ks * 8 + t + 4], bb1, bs1);
+            tc_frag<PB>(Bm, (n * 8 + g) * ST + ks * 8 + t, bb0, bs0);
+            tc_frag<PB>(Bm, (n * 8 + g) * ST + ks * 8 + t + 4, bb1, bs1);
             mma3(c[n], ab, as, bb0, bb1, bs0, bs1);
         }
     }
@@ -4388,8 +4404,8 @@ __device__ __forceinline__ void tc_abT(float (&c)[NT][4], const float *A, const 
 
 /* c[n] += P[16 x 8KT] B[8KT x 8ND]: P in C-fragment layout (the thread holds columns 2t, 2t+1 of each 8), used
    directly as the A operand by renumbering the summed index (A slot t = column 2t, slot t+4 = column 2t+1) and
-   reading B's rows in the same order; B row-major f32 in shared memory (row stride ST) */
-template <int KT, int ND, int ST>
+   reading B's rows in the same order; B row-major in shared memory (row stride ST; planes when PB) */
+template <int KT, int ND, int ST, int PB>
 __device__ __forceinline__ void tc_pb(float (&c)[ND][4], const float (&s)[KT][4], const float *Bm, int lane) {
     int g = lane >> 2, t = lane & 3;
 #pragma unroll
@@ -4403,8 +4419,8 @@ __device__ __forceinline__ void tc_pb(float (&c)[ND][4], const float (&s)[KT][4]
 #pragma unroll
         for (int n = 0; n < ND; n++) {
             uint32_t bb0, bs0, bb1, bs1;
-            split_tf32(r0[n * 8], bb0, bs0);
-            split_tf32(r0[ST + n * 8], bb1, bs1);
+            tc_frag<PB>(r0, n * 8, bb0, bs0);
+            tc_frag<PB>(r0, ST + n * 8, bb1, bs1);
             mma3(c[n], ab, as, bb0, bb1, bs0, bs1);
         }
     }
@@ -4414,12 +4430,12 @@ __device__ __forceinline__ void tc_pb(float (&c)[ND][4], const float (&s)[KT][4]
    toward zero after aligning to the larger operand), a bias that grows with the number of adds: summed over 2,100
    keys in one accumulator dQ was off by 1.2e-5 relative (the f32 bound is 2e-5); a tile's partial sum added with
    an ordinary f32 add keeps the long reductions (dK/dV over thousands of queries) at the f32 level. */
-template <int KT, int ND, int ST>
+template <int KT, int ND, int ST, int PB>
 __device__ __forceinline__ void tc_pb_add(float (&acc)[ND][4], const float (&s)[KT][4], const float *Bm, int lane) {
     float c[ND][4];
 #pragma unroll
     for (int n = 0; n < ND; n++) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.f;
-    tc_pb<KT, ND, ST>(c, s, Bm, lane);
+    tc_pb<KT, ND, ST, PB>(c, s, Bm, lane);
 #pragma unroll
     for (int n = 0; n < ND; n++)
 #pragma unroll
@@ -4431,7 +4447,17 @@ __device__ __forceinline__ bool tc_vec(const void *x, const int64_t s[3], int co
     return ((uintptr_t)x & 15) == 0 && (s[0] & 3) == 0 && (s[1] & 3) == 0 && (s[2] & 3) == 0 && (cols & 3) == 0;
 }
 
-/* rows row0.. of g (row stride rs, cols valid columns) -> s[ROWS][HD + 4], zeros at rows >= L, columns >= cols */
+/* rows row0.. of g (row stride rs, cols valid columns) -> s[ROWS][HD + 4], zeros at rows >= L, columns >= cols;
+   with two planes (TcPlanes) the big halves there and the small ones ROWS * (HD + 4) floats further */
+template <int ROWS, int HD>
+__device__ __forceinline__ void tc_put(float *s, int at, float x) {
+    if (TcPlanes<HD>::N == 2) {
+        uint32_t big, small;
+        split_tf32(x, big, small);
+        s[at] = __uint_as_float(big);
+        s[ROWS * (HD + 4) + at] = __uint_as_float(small);
+    } else s[at] = x;
+}
 template <int ROWS, int HD>
 __device__ __forceinline__ void tc_load(float *s, const float *g, int64_t rs, int row0, int L, int cols, bool vec) {
     constexpr int ST = HD + 4;
@@ -4442,12 +4468,17 @@ __device__ __forceinline__ void tc_load(float *s, const float *g, int64_t rs, in
             int r = idx / CH, c = (idx % CH) * 4, gr = row0 + r;
             float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
             if (gr < L && c < cols) v = *reinterpret_cast<const float4 *>(g + (int64_t)gr * rs + c);
-            *reinterpret_cast<float4 *>(s + r * ST + c) = v;
+            if (TcPlanes<HD>::N == 2) {
+                uint32_t b0, s0, b1, s1, b2, s2, b3, s3;
+                split_tf32(v.x, b0, s0); split_tf32(v.y, b1, s1); split_tf32(v.z, b2, s2); split_tf32(v.w, b3, s3);
+                *reinterpret_cast<uint4 *>(s + r * ST + c) = make_uint4(b0, b1, b2, b3);
+                *reinterpret_cast<uint4 *>(s + ROWS * ST + r * ST + c) = make_uint4(s0, s1, s2, s3);
+            } else *reinterpret_cast<float4 *>(s + r * ST + c) = v;
         }
     } else {
         for (int idx = threadIdx.x; idx < ROWS * HD; idx += TC_NTH) {
             int r = idx / HD, c = idx % HD, gr = row0 + r;
-            s[r * ST + c] = (gr < L && c < cols) ? g[(int64_t)gr * rs + c] : 0.f;
+            tc_put<ROWS, HD>(s, r * ST + c, (gr < L && c < cols) ? g[(int64_t)gr * rs + c] : 0.f);
         }
     }
 }
@@ -4477,6 +4508,41 @@ __device__ __forceinline__ void tc_mods(const Params &p, float (&s)[NT][4], int 
         }
 }
 
+/* Dropout with one Philox block per 4 scores. keep_factor draws a whole block (10 rounds, ~100 instructions) for
+   each score; a block holds the 4 stream positions 4m..4m+3, which are 4 consecutive keys of one query when the
+   offset and Lk are multiples of 4 (nn_rng_reserve hands out whole blocks; tc_drop_blocks). Then the 32 blocks of
+   a warp's 16 x 8 fragment tile are drawn one per lane and the keep bits (u >= p, as keep_factor) are exchanged
+   with shuffles. The values are those of keep_factor: same stream, same positions.
+   Rows = queries (forward, dQ): lane (g, t) draws row g + 8(t&1), keys 4(t>>1)..+3 of the tile and swaps its 4 bits
+   with lane t^1; element e of the lane's fragment is bit tc_keep_row_bit(e, t) of the result. */
+__device__ __forceinline__ bool tc_drop_blocks(const Params &p) { return ((p.offset | (uint64_t)p.Lk) & 3) == 0; }
+__device__ __forceinline__ uint32_t tc_keep_nibble(const Params &p, uint64_t pos) {
+    uint32_t r[4], nib = 0;
+    philox(p.seed, pos >> 2, r);
+#pragma unroll
+    for (int k = 0; k < 4; k++) nib |= ((float)(r[k] >> 8) * (1.0f / 16777216.0f) >= p.p ? 1u : 0u) << k;
+    return nib;
+}
+/* keep bits of the 16 x 8 tile at rows (queries) R0.., columns (keys) C0.. (multiples of 4) */
+__device__ __forceinline__ uint32_t tc_keep_rows(const Params &p, uint64_t bhpos, int R0, int C0, int lane) {
+    int g = lane >> 2, t = lane & 3;
+    uint32_t nib = tc_keep_nibble(p, bhpos + (uint64_t)(R0 + g + 8 * (t & 1)) * p.Lk + (uint64_t)(C0 + 4 * (t >> 1)));
+    return nib | (__shfl_xor_sync(0xffffffffu, nib, 1) << 4);
+}
+__device__ __forceinline__ int tc_keep_row_bit(int e, int t) { return 4 * ((e >> 1) ^ (t & 1)) + 2 * (t & 1) + (e & 1); }
+/* Transposed (dK/dV: rows = keys R0.., columns = queries C0..): lane (g, t), w = g&3, draws the block of its
+   element w's query (column 2t + (w&1)) and keys 4(g>>2) + 8(w>>1)..+3, whose 4 bits belong to the lanes w' = 0..3
+   of its group (lanes 4 apart): two shuffle stages give every lane the 4 nibbles, slot s from lane w^s; element
+   e is bit 4(e^w) + w. */
+__device__ __forceinline__ uint32_t tc_keep_cols(const Params &p, uint64_t bhpos, int R0, int C0, int lane) {
+    int g = lane >> 2, t = lane & 3, w = g & 3;
+    uint32_t x = tc_keep_nibble(p, bhpos + (uint64_t)(C0 + 2 * t + (w & 1)) * p.Lk +
+                                       (uint64_t)(R0 + 4 * (g >> 2) + 8 * (w >> 1)));
+    x |= __shfl_xor_sync(0xffffffffu, x, 4) << 4;
+    return x | (__shfl_xor_sync(0xffffffffu, x, 8) << 8);
+}
+__device__ __forceinline__ int tc_keep_col_bit(int e, int w) { return 4 * (e ^ w) + w; }
+
 /* rows row0 + g (+8) of an [16 x 8ND] fragment block, times mul[hh] -> g (row stride rs), columns < cols; with
    add, f32 atomic adds (query-split partial sums) */
 template <int ND>
@@ -4502,9 +4568,10 @@ __device__ __forceinline__ void tc_store(float *o, int64_t rs, const float (&acc
 
 template <int HD, int BN>
 __global__ void __launch_bounds__(TC_NTH) tc_fwd_kernel(Params p) {
-    constexpr int BM = TC_BM, ST = HD + 4, NT = BN / 8, ND = HD / 8;
+    constexpr int BM = TC_BM, ST = HD + 4, NT = BN / 8, ND = HD / 8, PL = TcPlanes<HD>::N;
+    constexpr int PM = PL == 2 ? BM * ST : 0, PN = PL == 2 ? BN * ST : 0;   /* small planes' offsets */
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    float *Qs = (float *)smem_raw, *Ks = Qs + BM * ST, *Vs = Ks + BN * ST;
+    float *Qs = (float *)smem_raw, *Ks = Qs + PL * BM * ST, *Vs = Ks + PL * BN * ST;
     int b, h, t, sp;
     tile_of(p, &b, &h, &t, &sp);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q2 = (lane & 3) * 2;
@@ -4522,6 +4589,7 @@ __global__ void __launch_bounds__(TC_NTH) tc_fwd_kernel(Params p) {
 #pragma unroll
     for (int n = 0; n < ND; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
     uint64_t bhpos = p.offset + (uint64_t)((int64_t)b * p.H + h) * (uint64_t)p.Lq * (uint64_t)p.Lk;
+    bool blocks = tc_drop_blocks(p);
     for (int j0 = ks; j0 < jend; j0 += BN) {
         __syncthreads();   /* every warp is done with the previous K/V tile */
         tc_load<BN, HD>(Ks, K, p.sk[2], j0, p.Lk, p.D, vk);
@@ -4530,7 +4598,7 @@ __global__ void __launch_bounds__(TC_NTH) tc_fwd_kernel(Params p) {
         float s[NT][4];
 #pragma unroll
         for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-        tc_abT<NT, HD, ST>(s, Qs + wrow * ST, Ks, lane);
+        tc_abT<NT, HD, ST, PM, PN>(s, Qs + wrow * ST, Ks, lane);
         bool plain = !mbh && j0 + BN <= p.Lk && !(p.causal && j0 + BN - 1 > i0 + wrow);
         tc_mods<NT, false>(p, s, i0 + wrow, j0, lane, mbh, bbh, plain);
 #pragma unroll
@@ -4554,7 +4622,14 @@ __global__ void __launch_bounds__(TC_NTH) tc_fwd_kernel(Params p) {
 #pragma unroll
             for (int n = 0; n < ND; n++) { acc[n][2 * hh] *= alpha; acc[n][2 * hh + 1] *= alpha; }
         }
-        if (p.dropout) {
+        if (p.dropout && blocks) {
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                uint32_t kb = tc_keep_rows(p, bhpos, i0 + wrow, j0 + 8 * n, lane);
+#pragma unroll
+                for (int e = 0; e < 4; e++) s[n][e] *= (kb >> tc_keep_row_bit(e, lane & 3)) & 1u ? p.keep_scale : 0.f;
+            }
+        } else if (p.dropout) {
 #pragma unroll
             for (int n = 0; n < NT; n++)
 #pragma unroll
@@ -4565,7 +4640,7 @@ __global__ void __launch_bounds__(TC_NTH) tc_fwd_kernel(Params p) {
                     s[n][2 * hh] *= z0; s[n][2 * hh + 1] *= z1;
                 }
         }
-        tc_pb_add<NT, ND, ST>(acc, s, Vs, lane);   /* acc was rescaled above; this tile's P V added in f32 */
+        tc_pb_add<NT, ND, ST, PN>(acc, s, Vs, lane);   /* acc was rescaled above; this tile's P V added in f32 */
     }
     /* finish: l summed over the quad; O and LSE, or this split's normalised partial and its lse */
     int64_t bh = (int64_t)b * p.H + h, bhlq = (int64_t)p.B * p.H * p.Lq;
@@ -4588,14 +4663,24 @@ __global__ void __launch_bounds__(TC_NTH) tc_fwd_kernel(Params p) {
                      false, lane);
 }
 
-/* dK, dV: one CTA per (b, h, 64 keys, query range); S^T = K Q^T and dP^T = V dO^T give P^T and dS^T as the
-   A operands of dV += (P Z)^T dO and dK += dS^T Q */
+/* The backward in one kernel: one CTA per (b, h, 64 keys, query range); K/V resident, Q/dO tiles streamed.
+   S^T = K Q^T and dP^T = V dO^T give P^T and dS^T as the A operands of dV += (P Z)^T dO and dK += dS^T Q; dS^T goes
+   through shared memory (Ds, [query][key]) once for dQ += dS K: warp w takes 16 queries of the tile (all 64 keys;
+   with 32-query tiles, half the head dims) and adds its partial into dQ with f32 atomics (zeroed by the host), so
+   dQ's last bits depend on the order of the adds, as in the bf16 path and PyTorch's flash backward. Computing dQ
+   in a second kernel instead would recompute S, dP and the dropout bits: 3 of its 5 products. dbias (the per-score
+   dS) is written here too. 5 products per score pair. */
 template <int HD, int BN>
-__global__ void __launch_bounds__(TC_NTH) tc_dkdv_kernel(Params p) {
-    constexpr int BM = TC_BM, ST = HD + 4, NT = BN / 8, ND = HD / 8;
+__global__ void __launch_bounds__(TC_NTH, HD <= 32 ? 3 : 1) tc_bwd_kernel(Params p) {   /* 3 CTAs: <= 168 registers */
+    constexpr int BM = TC_BM, ST = HD + 4, NT = BN / 8, ND = HD / 8, PL = TcPlanes<HD>::N;
+    constexpr int PM = PL == 2 ? BM * ST : 0, PN = PL == 2 ? BN * ST : 0;   /* small planes' offsets */
+    /* dQ: MQ 16-query tiles, each warp one of them and ND / NS of the head dims; Ds rows of BM + 8 floats (the
+       float2 reads of a half-warp hit 32 distinct banks) */
+    constexpr int MQ = BN / 16, NS = TC_NTH / 32 / MQ, NDQ = ND / NS, SQ = BM + 8;
+    static_assert(MQ * NS == TC_NTH / 32 && NDQ * NS == ND, "tc_bwd_kernel: dQ warp split");
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    float *Ks = (float *)smem_raw, *Vs = Ks + BM * ST, *Qs = Vs + BM * ST, *Gs = Qs + BN * ST;
-    float *Ls = Gs + BN * ST, *Dl = Ls + BN;
+    float *Ks = (float *)smem_raw, *Vs = Ks + PL * BM * ST, *Qs = Vs + PL * BM * ST, *Gs = Qs + PL * BN * ST;
+    float *Ls = Gs + PL * BN * ST, *Dl = Ls + BN, *Ds = Dl + BN;
     int b, h, t, sp;
     tile_of(p, &b, &h, &t, &sp);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q2 = (lane & 3) * 2;
@@ -4608,19 +4693,23 @@ __global__ void __launch_bounds__(TC_NTH) tc_dkdv_kernel(Params p) {
     const float *lse = p.lse + bh * p.Lq, *delta = p.delta + bh * p.Lq;
     const uint8_t *mbh = p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
     const float *bbh = p.bias ? (const float *)p.bias + b * p.bs[0] + h * p.bs[1] : nullptr;
+    float *dbh = p.dbias ? p.dbias + b * p.bs[0] + h * p.bs[1] : nullptr;
+    float *dqb = p.dq ? (float *)p.dq + b * p.sdq[0] + h * p.sdq[1] : nullptr;
     bool vq = tc_vec(p.q, p.sq, p.D), vg = tc_vec(p.dout, p.sdo, p.Dv);
     tc_load<BM, HD>(Ks, K, p.sk[2], j0, p.Lk, p.D, tc_vec(p.k, p.sk, p.D));
     tc_load<BM, HD>(Vs, V, p.sv[2], j0, p.Lk, p.Dv, tc_vec(p.v, p.sv, p.Dv));
     int qa = sp * p.split_len, qb = min(p.Lq, qa + p.split_len);
     int istart = p.causal ? max(qa, (j0 / BN) * BN) : qa;
+    int mq = warp % MQ, n0 = (warp / MQ) * NDQ;   /* this warp's dQ rows (16mq..) and head dims (8n0..) */
     float dk[ND][4], dv[ND][4];
 #pragma unroll
     for (int n = 0; n < ND; n++)
 #pragma unroll
         for (int e = 0; e < 4; e++) dk[n][e] = dv[n][e] = 0.f;
     uint64_t bhpos = p.offset + (uint64_t)bh * (uint64_t)p.Lq * (uint64_t)p.Lk;
+    bool blocks = tc_drop_blocks(p);
     for (int i0 = istart; i0 < qb; i0 += BN) {
-        __syncthreads();
+        __syncthreads();   /* every warp is done with the previous Q/dO tiles and Ds */
         tc_load<BN, HD>(Qs, Q, p.sq[2], i0, p.Lq, p.D, vq);
         tc_load<BN, HD>(Gs, G, p.sdo[2], i0, p.Lq, p.Dv, vg);
         for (int x = threadIdx.x; x < BN; x += TC_NTH) {
@@ -4635,22 +4724,48 @@ __global__ void __launch_bounds__(TC_NTH) tc_dkdv_kernel(Params p) {
         for (int n = 0; n < NT; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.f;
-        tc_abT<NT, HD, ST>(s, Ks + wrow * ST, Qs, lane);    /* S^T */
-        tc_abT<NT, HD, ST>(dp, Vs + wrow * ST, Gs, lane);   /* dP^T */
+        tc_abT<NT, HD, ST, PM, PN>(s, Ks + wrow * ST, Qs, lane);    /* S^T */
+        tc_abT<NT, HD, ST, PM, PN>(dp, Vs + wrow * ST, Gs, lane);   /* dP^T */
         bool plain = !mbh && j0 + wrow + 16 <= p.Lk && !(p.causal && j0 + wrow + 15 > i0);
         tc_mods<NT, true>(p, s, j0 + wrow, i0, lane, mbh, bbh, plain);
 #pragma unroll
-        for (int n = 0; n < NT; n++)
+        for (int n = 0; n < NT; n++) {
+            uint32_t kb = p.dropout && blocks ? tc_keep_cols(p, bhpos, j0 + wrow, i0 + 8 * n, lane) : 0u;
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                int c = 8 * n + q2 + (e & 1);
+                int c = 8 * n + q2 + (e & 1), kk = wrow + g + 8 * (e >> 1);
                 float pr = ex2(s[n][e] - Ls[c]), z = 1.f;
-                if (p.dropout) z = keep_factor(p, bhpos + (uint64_t)(i0 + c) * p.Lk + (j0 + wrow + g + 8 * (e >> 1)));
-                dp[n][e] = pr * (z * dp[n][e] - Dl[c]);   /* dS^T */
-                s[n][e] = pr * z;                         /* (P Z)^T */
+                if (p.dropout)
+                    z = blocks ? ((kb >> tc_keep_col_bit(e, g & 3)) & 1u ? p.keep_scale : 0.f)
+                               : keep_factor(p, bhpos + (uint64_t)(i0 + c) * p.Lk + (j0 + kk));
+                float ds = pr * (z * dp[n][e] - Dl[c]);
+                dp[n][e] = ds;        /* dS^T */
+                s[n][e] = pr * z;     /* (P Z)^T */
+                if (dqb) Ds[c * SQ + kk] = ds;
+                if (dbh && i0 + c < p.Lq && j0 + kk < p.Lk) {
+                    float *at = dbh + (int64_t)(i0 + c) * p.bs[2] + (int64_t)(j0 + kk) * p.bs[3];
+                    if (p.dbias_atomic) atomicAdd(at, ds);
+                    else *at = ds;
+                }
             }
-        tc_pb_add<NT, ND, ST>(dv, s, Gs, lane);
-        tc_pb_add<NT, ND, ST>(dk, dp, Qs, lane);
+        }
+        tc_pb_add<NT, ND, ST, PN>(dv, s, Gs, lane);
+        tc_pb_add<NT, ND, ST, PN>(dk, dp, Qs, lane);
+        if (dqb) {
+            __syncthreads();   /* Ds complete */
+            float a[BM / 8][4], dq[NDQ][4];
+#pragma unroll
+            for (int kt = 0; kt < BM / 8; kt++)
+#pragma unroll
+                for (int hh = 0; hh < 2; hh++) {
+                    float2 v = *reinterpret_cast<const float2 *>(Ds + (16 * mq + g + 8 * hh) * SQ + kt * 8 + q2);
+                    a[kt][2 * hh] = v.x; a[kt][2 * hh + 1] = v.y;
+                }
+#pragma unroll
+            for (int n = 0; n < NDQ; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.f;
+            tc_pb<BM / 8, NDQ, ST, PM>(dq, a, Ks + n0 * 8, lane);
+            tc_store<NDQ>(dqb + n0 * 8, p.sdq[2], dq, i0 + 16 * mq, p.Lq, p.D - n0 * 8, p.scale, p.scale, true, lane);
+        }
     }
     bool add = p.nsplit > 1;   /* one query range of several: add into dK/dV (zeroed by the host) */
     if (p.dk) tc_store<ND>((float *)p.dk + b * p.sdk[0] + h * p.sdk[1], p.sdk[2], dk, j0 + wrow, p.Lk, p.D, p.scale,
@@ -4659,77 +4774,7 @@ __global__ void __launch_bounds__(TC_NTH) tc_dkdv_kernel(Params p) {
                            add, lane);
 }
 
-/* dQ and dbias: one CTA per (b, h, 64 queries) over key tiles; S = Q K^T, dP = dO V^T, dQ += dS K */
-template <int HD, int BN>
-__global__ void __launch_bounds__(TC_NTH) tc_dq_kernel(Params p) {
-    constexpr int BM = TC_BM, ST = HD + 4, NT = BN / 8, ND = HD / 8;
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    float *Qs = (float *)smem_raw, *Gs = Qs + BM * ST, *Ks = Gs + BM * ST, *Vs = Ks + BN * ST;
-    int b, h, t;
-    tile_of(p, &b, &h, &t);
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q2 = (lane & 3) * 2;
-    int i0 = t * BM, wrow = warp * 16;
-    int64_t bh = (int64_t)b * p.H + h;
-    const float *Q = (const float *)p.q + b * p.sq[0] + h * p.sq[1];
-    const float *K = (const float *)p.k + b * p.sk[0] + h * p.sk[1];
-    const float *V = (const float *)p.v + b * p.sv[0] + h * p.sv[1];
-    const float *G = (const float *)p.dout + b * p.sdo[0] + h * p.sdo[1];
-    const uint8_t *mbh = p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
-    const float *bbh = p.bias ? (const float *)p.bias + b * p.bs[0] + h * p.bs[1] : nullptr;
-    float *dbh = p.dbias ? p.dbias + b * p.bs[0] + h * p.bs[1] : nullptr;
-    bool vk = tc_vec(p.k, p.sk, p.D), vv = tc_vec(p.v, p.sv, p.Dv);
-    tc_load<BM, HD>(Qs, Q, p.sq[2], i0, p.Lq, p.D, tc_vec(p.q, p.sq, p.D));
-    tc_load<BM, HD>(Gs, G, p.sdo[2], i0, p.Lq, p.Dv, tc_vec(p.dout, p.sdo, p.Dv));
-    float Lr[2], Dr[2];
-#pragma unroll
-    for (int hh = 0; hh < 2; hh++) {
-        int i = i0 + wrow + g + 8 * hh;
-        float l = i < p.Lq ? p.lse[bh * p.Lq + i] : INFINITY;
-        Lr[hh] = (l == -INFINITY ? INFINITY : l) * SDPA_LOG2E;
-        Dr[hh] = i < p.Lq ? p.delta[bh * p.Lq + i] : 0.f;
-    }
-    int jend = p.Lk;
-    if (p.causal && i0 + BM < jend) jend = i0 + BM;
-    float dq[ND][4];
-#pragma unroll
-    for (int n = 0; n < ND; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.f;
-    uint64_t bhpos = p.offset + (uint64_t)bh * (uint64_t)p.Lq * (uint64_t)p.Lk;
-    for (int j0 = 0; j0 < jend; j0 += BN) {
-        __syncthreads();
-        tc_load<BN, HD>(Ks, K, p.sk[2], j0, p.Lk, p.D, vk);
-        tc_load<BN, HD>(Vs, V, p.sv[2], j0, p.Lk, p.Dv, vv);
-        __syncthreads();
-        float s[NT][4], dp[NT][4];
-#pragma unroll
-        for (int n = 0; n < NT; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.f;
-        tc_abT<NT, HD, ST>(s, Qs + wrow * ST, Ks, lane);
-        tc_abT<NT, HD, ST>(dp, Gs + wrow * ST, Vs, lane);
-        bool plain = !mbh && j0 + BN <= p.Lk && !(p.causal && j0 + BN - 1 > i0 + wrow);
-        tc_mods<NT, false>(p, s, i0 + wrow, j0, lane, mbh, bbh, plain);
-#pragma unroll
-        for (int n = 0; n < NT; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int hh = e >> 1, i = i0 + wrow + g + 8 * hh, j = j0 + 8 * n + q2 + (e & 1);
-                float pr = ex2(s[n][e] - Lr[hh]), z = 1.f;
-                if (p.dropout) z = keep_factor(p, bhpos + (uint64_t)i * p.Lk + j);
-                float ds = pr * (z * dp[n][e] - Dr[hh]);
-                s[n][e] = ds;
-                if (dbh && i < p.Lq && j < p.Lk) {
-                    float *at = dbh + (int64_t)i * p.bs[2] + (int64_t)j * p.bs[3];
-                    if (p.dbias_atomic) atomicAdd(at, ds);
-                    else *at = ds;
-                }
-            }
-        tc_pb_add<NT, ND, ST>(dq, s, Ks, lane);
-    }
-    if (p.dq) tc_store<ND>((float *)p.dq + b * p.sdq[0] + h * p.sdq[1], p.sdq[2], dq, i0 + wrow, p.Lq, p.D, p.scale,
-                           p.scale, false, lane);
-}
-
-/* zero a [B,H,L,Dd] f32 tensor through its strides (the query-split dK/dV sums) */
+/* zero a [B,H,L,Dd] f32 tensor through its strides (dQ and the query-split dK/dV sums) */
 __global__ void tc_zero_kernel(float *x, int64_t s0, int64_t s1, int64_t s2, int H, int L, int Dd, int64_t n) {
     int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (e >= n) return;
@@ -5013,7 +5058,7 @@ template <int HD>
 static int tc_fwd(Params p, cudaStream_t s) {
     constexpr int BN = TcCfg<HD>::BN;
     if (p.part) plan_split(p, TC_BM, BN);
-    size_t smem = (size_t)(TC_BM + 2 * BN) * (HD + 4) * sizeof(float);
+    size_t smem = (size_t)TcPlanes<HD>::N * (TC_BM + 2 * BN) * (HD + 4) * sizeof(float);
     auto kern = tc_fwd_kernel<HD, BN>;
     if (set_smem(kern, smem)) return -1;
     unsigned grid;
@@ -5039,37 +5084,30 @@ static void tc_plan_qsplit(Params &p, int BN) {
     p.split_len = (int)(len * BN);
 }
 
+/* f32 [B,H,L,Dd] through strides st <- 0 */
+static void tc_zero(float *x, const int64_t st[3], int B, int H, int L, int Dd, cudaStream_t s) {
+    int64_t n = (int64_t)B * H * L * Dd;
+    if (n <= 0) return;
+    tc_zero_kernel<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(x, st[0], st[1], st[2], H, L, Dd, n);
+    NN_LAUNCHED();
+}
+
 template <int HD>
 static int tc_bwd(Params p, cudaStream_t s) {
     constexpr int BN = TcCfg<HD>::BN;
     unsigned grid;
-    if (p.dk || p.dv) {
-        Params pk = p;
-        size_t smem = (size_t)(2 * TC_BM + 2 * BN) * (HD + 4) * sizeof(float) + 2 * BN * sizeof(float);
-        auto kern = tc_dkdv_kernel<HD, BN>;
-        if (set_smem(kern, smem)) return -1;
-        tc_plan_qsplit(pk, BN);
-        if (grid_of(pk, TC_BM, pk.Lk, 3, &grid)) return -1;
-        if (pk.nsplit > 1) {
-            int64_t n = (int64_t)p.B * p.H * p.Lk;
-            if (p.dk && n * p.D > 0) {
-                tc_zero_kernel<<<(unsigned)((n * p.D + 255) / 256), 256, 0, s>>>((float *)p.dk, p.sdk[0], p.sdk[1], p.sdk[2], p.H, p.Lk, p.D, n * p.D);
-                NN_LAUNCHED();
-            }
-            if (p.dv && n * p.Dv > 0) {
-                tc_zero_kernel<<<(unsigned)((n * p.Dv + 255) / 256), 256, 0, s>>>((float *)p.dv, p.sdv[0], p.sdv[1], p.sdv[2], p.H, p.Lk, p.Dv, n * p.Dv);
-                NN_LAUNCHED();
-            }
-        }
-        if (grid) { kern<<<grid, TC_NTH, smem, s>>>(pk); NN_LAUNCHED(); }
+    size_t smem = (size_t)TcPlanes<HD>::N * (2 * TC_BM + 2 * BN) * (HD + 4) * sizeof(float) +
+                  (size_t)(2 * BN + BN * (TC_BM + 8)) * sizeof(float);
+    auto kern = tc_bwd_kernel<HD, BN>;
+    if (set_smem(kern, smem)) return -1;
+    tc_plan_qsplit(p, BN);
+    if (grid_of(p, TC_BM, p.Lk, 3, &grid)) return -1;
+    if (p.dq) tc_zero((float *)p.dq, p.sdq, p.B, p.H, p.Lq, p.D, s);   /* dQ is added up over the key tiles */
+    if (p.nsplit > 1) {                                                 /* dK/dV over the query ranges */
+        if (p.dk) tc_zero((float *)p.dk, p.sdk, p.B, p.H, p.Lk, p.D, s);
+        if (p.dv) tc_zero((float *)p.dv, p.sdv, p.B, p.H, p.Lk, p.Dv, s);
     }
-    if (p.dq || p.dbias) {
-        size_t smem = (size_t)(2 * TC_BM + 2 * BN) * (HD + 4) * sizeof(float);
-        auto kern = tc_dq_kernel<HD, BN>;
-        if (set_smem(kern, smem)) return -1;
-        if (grid_of(p, TC_BM, p.Lq, 2, &grid)) return -1;
-        if (grid) { kern<<<grid, TC_NTH, smem, s>>>(p); NN_LAUNCHED(); }
-    }
+    if (grid) { kern<<<grid, TC_NTH, smem, s>>>(p); NN_LAUNCHED(); }
     return 0;
 }
 

@@ -15,7 +15,9 @@
    --phases: also time forward, backward and clipping + AdamW of every step separately (a synchronisation
    between them, and the pool peak is reset per phase: neither the step time nor RESULT's peak is then comparable).
    --ops: instead of the step, time the step's main pieces alone at its shapes (forward, forward + backward;
-   median of 5 after a warm-up): the local and global attention (f32, and bf16 operands through nn_cast), the
+   median of 5 after a warm-up): the local and global attention (f32, and bf16 operands through nn_cast; the local
+   one padded and masked as models/mesh_attn.h once ran it, and unmasked over the whole chunks as it runs now;
+   without and with the layers' attention dropout 0.1), the
    top-k, index_select, cross-entropy, a [N,128]x[128,128] linear, LayerNorm, GELU, the head permutes.
    --check DIR: the correctness half. Writes DIR/init.safetensors (the initial weights, state_dict names),
    DIR/features.npy and DIR/labels.npy, and runs the step with dropout off (nn_set_training(0), gradients on)
@@ -57,7 +59,7 @@ static const char *const check_names[] = {
 
 /* ------------------------------------------------------------------------------------------------ --ops */
 typedef nn_tensor *(*op_fn)(void *ctx);
-typedef struct { nn_tensor *a, *b, *c, *d; int i0; } op_ctx;
+typedef struct { nn_tensor *a, *b, *c, *d; int i0; double p; } op_ctx;
 
 static double op_time(op_fn f, void *ctx, int backward) {
     double t[5];
@@ -85,6 +87,7 @@ static nn_tensor *op_sdpa(void *vc) {
     nn_tensor *q = c->a, *k = c->b, *v = c->c;
     memset(&o, 0, sizeof o);
     o.mask = c->d;
+    o.dropout_p = c->p;
     if (c->i0) { q = nn_cast(q, NN_BF16); k = nn_cast(k, NN_BF16); v = nn_cast(v, NN_BF16); }
     return nn_cast(nn_sdpa(q, k, v, &o), NN_F32);
 }
@@ -121,18 +124,32 @@ static void run_ops(nn_device dev, int64_t N, const mesh_seg_cfg *cfg) {
     { int64_t j; for (j = 0; j < nch * cs; j++) ((uint8_t *)mh->data)[j] = j < N; }
     mask = dev == NN_CPU ? mh : nn_to(mh, dev);
     for (bf = 0; bf < (dev == NN_CPU ? 1 : 2); bf++) {   /* the CPU computes in f32 only */
+        const char *dt = bf ? "bf16" : "f32 ";
+        int drop;
         memset(&c, 0, sizeof c);
         s4[0] = nch; s4[1] = H; s4[2] = cs; s4[3] = D;
         c.a = leaf(dev, 4, s4, -1, 1); c.b = leaf(dev, 4, s4, -1, 1); c.c = leaf(dev, 4, s4, -1, 1); c.d = mask; c.i0 = bf;
-        printf("  sdpa local  %s [%lld,%lld,%lld,%lld] masked: %8.2f %8.2f\n", bf ? "bf16" : "f32 ", (long long)nch, (long long)H,
+        printf("  sdpa local  %s [%lld,%lld,%lld,%lld] padded, masked: %8.2f %8.2f\n", dt, (long long)nch, (long long)H,
                (long long)cs, (long long)D, op_time(op_sdpa, &c, 0), op_time(op_sdpa, &c, 1));
+        nn_tensor_free(c.a); nn_tensor_free(c.b); nn_tensor_free(c.c);
+        /* what models/mesh_attn.h runs: the whole chunks unmasked (the short last chunk is a call of its own) */
+        s4[0] = N / cs;
+        c.a = leaf(dev, 4, s4, -1, 1); c.b = leaf(dev, 4, s4, -1, 1); c.c = leaf(dev, 4, s4, -1, 1); c.d = NULL;
+        for (drop = 0; drop < 2; drop++) {
+            c.p = drop ? 0.1 : 0.0;
+            printf("  sdpa local  %s [%lld,%lld,%lld,%lld]%s: %8.2f %8.2f\n", dt, (long long)(N / cs), (long long)H,
+                   (long long)cs, (long long)D, drop ? " dropout 0.1" : "", op_time(op_sdpa, &c, 0), op_time(op_sdpa, &c, 1));
+        }
         nn_tensor_free(c.a); nn_tensor_free(c.b); nn_tensor_free(c.c);
         s4[0] = 1; s4[1] = H; s4[2] = N; s4[3] = D;
         c.a = leaf(dev, 4, s4, -1, 1);
         s4[2] = cs;
-        c.b = leaf(dev, 4, s4, -1, 1); c.c = leaf(dev, 4, s4, -1, 1); c.d = NULL;
-        printf("  sdpa global %s [1,%lld,%lld,%lld] x %lld keys: %8.2f %8.2f\n", bf ? "bf16" : "f32 ", (long long)H, (long long)N,
-               (long long)D, (long long)cs, op_time(op_sdpa, &c, 0), op_time(op_sdpa, &c, 1));
+        c.b = leaf(dev, 4, s4, -1, 1); c.c = leaf(dev, 4, s4, -1, 1);
+        for (drop = 0; drop < 2; drop++) {
+            c.p = drop ? 0.1 : 0.0;
+            printf("  sdpa global %s [1,%lld,%lld,%lld] x %lld keys%s: %8.2f %8.2f\n", dt, (long long)H, (long long)N,
+                   (long long)D, (long long)cs, drop ? " dropout 0.1" : "", op_time(op_sdpa, &c, 0), op_time(op_sdpa, &c, 1));
+        }
         nn_tensor_free(c.a); nn_tensor_free(c.b); nn_tensor_free(c.c);
     }
     if (mask != mh) nn_tensor_free(mask);

@@ -18,13 +18,14 @@
        x = norm3(x + glob)
        x = x + ffn(x)
 
-   How it runs. PyTorch loops over the chunks, one small attention each. Here every chunk, the short last one
-   included, is one sequence of a batch: x is padded with zero rows to a whole number of chunks and a key mask
-   [chunks, 1, 1, chunk] hides the padding rows from the last chunk's queries, so the local attention is one
-   nn_sdpa call over all chunks (the padding queries' outputs are dropped). The global attention is one call of
-   every face against the representatives. The mask and the top-k indices depend only on N, the chunk size and
-   the confidence, which every layer shares: mesh_attn_plan_make computes them once per forward (the top-k
-   selection carries no gradient, as in PyTorch; x reaches the representatives through index_select). */
+   How it runs. PyTorch loops over the chunks, one small attention each. Here the whole chunks are one sequence
+   each of a batch [N / chunk, chunk, E] (a view of x), so their local attention is one nn_sdpa call; the short
+   last chunk, if any, is a second call of its own. No padding and no key mask: a masked call would read the
+   mask for every score (at 40,000 faces that made the local attention 1.5x the cost of the unmasked global one)
+   and run the kernels' general path. The global attention is one call of every face against the
+   representatives. The top-k indices depend only on N, the chunk size and the confidence, which every layer
+   shares: mesh_attn_plan_make computes them once per forward (the top-k selection carries no gradient, as in
+   PyTorch; x reaches the representatives through index_select). */
 #ifndef NN_MODELS_MESH_ATTN_H
 #define NN_MODELS_MESH_ATTN_H
 
@@ -41,8 +42,6 @@ typedef struct {
 
 /* what the layers of one forward share (tensors of the caller's scope, on the confidence's device) */
 typedef struct {
-    nn_tensor *mask;   /* bool [chunks, 1, 1, chunk_size], nonzero = a real face; NULL unless N > chunk_size
-                          and N is not a multiple of it */
     nn_tensor *reps;   /* i64 [chunk_size]: the top-k-confidence faces; NULL when N <= chunk_size */
 } mesh_attn_plan;
 
@@ -89,30 +88,20 @@ NN_MODEL_FN void mesh__drop(nn_tensor *t, const nn_tensor *keep) {
     if (t && t != keep) nn_tensor_free(t);
 }
 
-/* the key mask of the padded chunks and the top-k representatives for N faces (confidence [N, 1]) */
+/* the top-k representatives for N faces (confidence [N, 1]) */
 NN_MODEL_FN mesh_attn_plan mesh_attn_plan_make(int chunk_size, nn_tensor *confidence) {
     mesh_attn_plan p;
-    int64_t N = confidence->shape[0], cs = chunk_size, nch = (N + cs - 1) / cs, s[4], i;
-    p.mask = p.reps = NULL;
-    if (N <= cs) return p;
-    nn_topk(nn_reshape(nn_detach(confidence), 1, &N), cs, 0, 1, NULL, &p.reps);   /* k = min(chunk_size, N) */
-    if (N % cs) {
-        nn_tensor *m;
-        uint8_t *d;
-        s[0] = nch; s[1] = 1; s[2] = 1; s[3] = cs;
-        m = nn_empty(NN_BOOL, 4, s);
-        d = (uint8_t *)m->data;
-        for (i = 0; i < nch * cs; i++) d[i] = i < N;
-        p.mask = confidence->device == NN_CPU ? m : nn_to(m, confidence->device);
-    }
+    int64_t N = confidence->shape[0];
+    p.reps = NULL;
+    if (N <= chunk_size) return p;
+    nn_topk(nn_reshape(nn_detach(confidence), 1, &N), chunk_size, 0, 1, NULL, &p.reps);   /* k = min(chunk_size, N) */
     return p;
 }
 
-/* nn.MultiheadAttention(batch_first) on q_in [B, Lq, E] against kv_in [B, Lk, E] -> [B, Lq, E], with an
-   optional bool key mask broadcastable to [B, H, Lq, Lk] (nonzero = attend) on the inputs' device: the
+/* nn.MultiheadAttention(batch_first) on q_in [B, Lq, E] against kv_in [B, Lk, E] -> [B, Lq, E]: the
    module's own parameters and arithmetic (q/k/v projections from in_proj, nn_sdpa with dropout on the
    probabilities in training, out_proj) */
-NN_MODEL_FN nn_tensor *mesh__mha(const nn_MultiheadAttention *a, nn_tensor *q_in, nn_tensor *kv_in, nn_tensor *mask) {
+NN_MODEL_FN nn_tensor *mesh__mha(const nn_MultiheadAttention *a, nn_tensor *q_in, nn_tensor *kv_in) {
     int64_t E = a->embed_dim;
     nn_tensor *w, *b, *q, *k, *v, *o;
     nn_sdpa_opts opts;
@@ -124,7 +113,6 @@ NN_MODEL_FN nn_tensor *mesh__mha(const nn_MultiheadAttention *a, nn_tensor *q_in
     k = nn_linear(kv_in, nn_slice(w, 0, E, 2 * E), nn_slice(b, 0, E, 2 * E));
     v = nn_linear(kv_in, nn_slice(w, 0, 2 * E, 3 * E), nn_slice(b, 0, 2 * E, 3 * E));
     memset(&opts, 0, sizeof opts);
-    opts.mask = mask;
     opts.dropout_p = nn_training() ? a->dropout : 0.0;
     o = nn_sdpa_heads(q, k, v, a->num_heads, &opts);                   /* [B, Lq, E] */
     nn_tensor_free(q); nn_tensor_free(k); nn_tensor_free(v);
@@ -140,32 +128,35 @@ NN_MODEL_FN nn_tensor *mesh__attend(const nn_MultiheadAttention *a, nn_tensor *q
     sq[0] = 1; sq[1] = q->shape[0]; sq[2] = q->shape[1];
     sk[0] = 1; sk[1] = kv->shape[0]; sk[2] = kv->shape[1];
     q3 = nn_reshape(q, 3, sq);
-    o = mesh__mha(a, q3, kv == q ? q3 : nn_reshape(kv, 3, sk), NULL);
+    o = mesh__mha(a, q3, kv == q ? q3 : nn_reshape(kv, 3, sk));
     return nn_scope_end(nn_reshape(o, 2, sq + 1));
 }
 
-/* torch.split(x, chunk_size) -> local_attention per chunk -> cat, as one batched call over the chunks padded
-   to [chunks, chunk_size, E]; x [N, E] with N > chunk_size */
-NN_MODEL_FN nn_tensor *mesh__chunked_local(const mesh_attn *m, nn_tensor *x, nn_tensor *mask) {
-    int64_t N = x->shape[0], E = x->shape[1], cs = m->chunk_size, nch = (N + cs - 1) / cs, s[3];
-    nn_tensor *xp = x, *o;
+/* torch.split(x, chunk_size) -> local_attention per chunk -> cat: the whole chunks as one batch
+   [N / chunk_size, chunk_size, E], the short last chunk as a batch of one; x [N, E] with N > chunk_size */
+NN_MODEL_FN nn_tensor *mesh__chunked_local(const mesh_attn *m, nn_tensor *x) {
+    int64_t N = x->shape[0], E = x->shape[1], cs = m->chunk_size, nfull = N / cs, s[3], ranges[2][2];
+    nn_tensor *part[2];
+    int n = 0, r;
     nn_scope_begin();
-    if (nch * cs > N) {   /* zero rows up to a whole chunk, made on x's device */
-        nn_tensor *cat[2];
-        cat[0] = x;
-        cat[1] = nn_zeros_like(nn_slice(nn_detach(x), 0, 0, nch * cs - N));
-        xp = nn_concat(2, cat, 0);
+    ranges[0][0] = 0; ranges[0][1] = nfull * cs;        /* the whole chunks */
+    ranges[1][0] = nfull * cs; ranges[1][1] = N;        /* the short last chunk (may be empty) */
+    for (r = 0; r < 2; r++) {
+        int64_t a = ranges[r][0], b = ranges[r][1];
+        nn_tensor *xs, *x3, *o;
+        if (b == a) continue;
+        xs = b - a == N ? x : nn_slice(x, 0, a, b);      /* rows of x: a view */
+        s[0] = r ? 1 : nfull; s[1] = r ? b - a : cs; s[2] = E;
+        x3 = nn_reshape(xs, 3, s);
+        o = mesh__mha(&m->local_attention, x3, x3);
+        nn_tensor_free(x3);
+        if (xs != x) nn_tensor_free(xs);
+        s[0] = b - a; s[1] = E;
+        part[n++] = nn_reshape(o, 2, s);
+        nn_tensor_free(o);
     }
-    s[0] = nch; s[1] = cs; s[2] = E;
-    {
-        nn_tensor *r = nn_reshape(xp, 3, s);
-        if (xp != x) nn_tensor_free(xp);
-        xp = r;
-    }
-    o = mesh__mha(&m->local_attention, xp, xp, mask);
-    nn_tensor_free(xp);
-    s[0] = nch * cs; s[1] = E;
-    return nn_scope_end(nn_slice(nn_reshape(o, 2, s), 0, 0, N));
+    if (n == 1) return nn_scope_end(part[0]);
+    return nn_scope_end(nn_concat(2, part, 0));
 }
 
 /* x [N, E], confidence [N, 1], plan from mesh_attn_plan_make(m->chunk_size, confidence) -> [N, E] */
@@ -179,7 +170,7 @@ NN_MODEL_FN nn_tensor *mesh_attn_forward_plan(const mesh_attn *m, nn_tensor *x, 
         nn_error("mesh_attn_forward: expected x [N, %d] and confidence [N, 1], got %s and %s", m->embed_dim,
                  x ? nn_shape_str(x, s1, sizeof s1) : "(null)", confidence ? nn_shape_str(confidence, s2, sizeof s2) : "(null)");
     N = x->shape[0];
-    if ((N > m->chunk_size) != (plan->reps != NULL) || (plan->mask && plan->mask->shape[3] != m->chunk_size))
+    if ((N > m->chunk_size) != (plan->reps != NULL) || (plan->reps && plan->reps->shape[0] != m->chunk_size))
         nn_error("mesh_attn_forward: the plan was made for another N or chunk size (N %lld, chunk %d)", (long long)N,
                  m->chunk_size);
     nn_scope_begin();
@@ -193,7 +184,7 @@ NN_MODEL_FN nn_tensor *mesh_attn_forward_plan(const mesh_attn *m, nn_tensor *x, 
     x = nn_LayerNorm_forward(&m->norm1, t);
     mesh__drop(t, NULL);
     /* 2. chunked local attention */
-    local = N > m->chunk_size ? mesh__chunked_local(m, x, plan->mask) : mesh__attend(&m->local_attention, x, x);
+    local = N > m->chunk_size ? mesh__chunked_local(m, x) : mesh__attend(&m->local_attention, x, x);
     t = nn_add(x, local);
     mesh__drop(local, NULL);
     mesh__drop(x, NULL);

@@ -190,18 +190,13 @@ NN_MODEL_FN nn_tensor *mesh_seg_pos_encoding(const mesh_seg *m, nn_tensor *coord
     return nn_scope_end(mesh_seg__lin_gelu_ln(&m->final0, &m->final2, nn_concat(2, cat, -1)));
 }
 
-/* the checkpointed body of one layer: in = {x, confidence[, mask][, reps]} (the plan's tensors ride as inputs so
+/* the checkpointed body of one layer: in = {x, confidence[, reps]} (the plan's top-k indices ride as an input so
    that they live until backward recomputes the layer), out = {x'} */
 NN_MODEL_FN void mesh_seg__layer_fn(void *ctx, nn_tensor **in, nn_tensor **out) {
     const mesh_attn *l = (const mesh_attn *)ctx;
     int64_t N = in[0]->shape[0];
     mesh_attn_plan p;
-    int k = 2;
-    p.mask = p.reps = NULL;
-    if (N > l->chunk_size) {
-        if (N % l->chunk_size) p.mask = in[k++];
-        p.reps = in[k++];
-    }
+    p.reps = N > l->chunk_size ? in[2] : NULL;
     out[0] = mesh_attn_forward_plan(l, in[0], in[1], &p);
 }
 
@@ -226,14 +221,13 @@ NN_MODEL_FN nn_tensor *mesh_seg_forward(const mesh_seg *m, nn_tensor *features) 
         nn_tensor_free(e);
         nn_tensor_free(p);
     }
-    /* every layer has the model's chunk size and the same confidence: one plan (mask, top-k) for all */
+    /* every layer has the model's chunk size and the same confidence: one plan (the top-k) for all */
     plan = mesh_attn_plan_make(m->cfg.chunk_size, conf);
     for (i = 0; i < m->cfg.num_layers; i++) {
         if (m->checkpointing && nn_grad_enabled()) {
-            nn_tensor *in[4], *out[1];
+            nn_tensor *in[3], *out[1];
             int n_in = 2;
             in[0] = x; in[1] = conf;
-            if (plan.mask) in[n_in++] = plan.mask;
             if (plan.reps) in[n_in++] = plan.reps;
             nn_checkpoint(mesh_seg__layer_fn, (void *)&m->layers[i], n_in, in, 1, out);
             nn_tensor_free(x);   /* the checkpoint keeps its input */
