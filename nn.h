@@ -1936,11 +1936,13 @@ void nn__cuda_expand(const nn_tensor *a, nn_tensor *o);
 /* height rows of width elements of es bytes, pitches in elements (slice, concat) */
 void nn__cuda_copy2d(void *dst, int64_t dpitch, const void *src, int64_t spitch, int64_t width, int64_t height, size_t es);
 /* [ops:conv] */
+/* conv2d: f32, or f16/bf16 weights with y, b in their dtype and x in it or f32. x_keep (may be NULL) receives an
+   NHWC copy of x that the backward reads instead of x (NULL when it needs x itself) */
 void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, const int stride[2],
-                         const int padding[2], const int dilation[2], int groups, nn_tensor *y);
-void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *w, const int stride[2],
-                         const int padding[2], const int dilation[2], int groups, nn_tensor *gx, nn_tensor *gw,
-                         nn_tensor *gb);
+                         const int padding[2], const int dilation[2], int groups, nn_tensor *y, nn_tensor **x_keep);
+void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *x_keep, const int64_t x_shape[4],
+                         const nn_tensor *w, const int stride[2], const int padding[2], const int dilation[2], int groups,
+                         nn_tensor *gx, nn_tensor *gw, nn_tensor *gb);
 void nn__cuda_group_norm_fwd(const nn_tensor *x, int64_t G, const nn_tensor *w, const nn_tensor *b, double eps,
                              nn_tensor *y, nn_tensor *mean, nn_tensor *rstd);
 void nn__cuda_group_norm_bwd(const nn_tensor *g, const nn_tensor *x, int64_t G, const nn_tensor *w, const nn_tensor *mean,
@@ -5195,11 +5197,20 @@ static void nn__conv2d_backward(nn_node *n) {
 #ifdef NN_CUDA
     if (gout->device == NN_CUDA) {
         const int st[2] = {(int)g.sh, (int)g.sw}, pd[2] = {(int)g.ph, (int)g.pw}, dl[2] = {(int)g.dh, (int)g.dw};
-        /* gradients in their tensors' dtypes (x, w and b share one: f32, or the low-precision weight's) */
-        nn_tensor *cb = need_b ? nn__new(w->dtype, NN_CUDA, 1, &g.Cout) : NULL;
-        if (need_x) dx = nn__new(x->dtype, NN_CUDA, x->ndim, x->shape);
+        /* i[7] != 0: saved[0] is the forward's NHWC copy of x ([N, H, W, C]), x's dtype i[7] - 1 */
+        const int keep = n->i[7] != 0;
+        const nn_dtype xdt = keep ? (nn_dtype)(n->i[7] - 1) : x->dtype;
+        int64_t xs[4];
+        nn_tensor *cb;
+        if (keep) { xs[0] = x->shape[0]; xs[1] = x->shape[3]; xs[2] = x->shape[1]; xs[3] = x->shape[2]; }
+        else memcpy(xs, x->shape, sizeof xs);
+        /* gradients in their tensors' dtypes (w and b share one: f32, or the low-precision weight's; x's is that
+           or f32) */
+        cb = need_b ? nn__new(w->dtype, NN_CUDA, 1, &g.Cout) : NULL;
+        if (need_x) dx = nn__new(xdt, NN_CUDA, 4, xs);
         if (need_w) dw = nn__new(w->dtype, NN_CUDA, w->ndim, w->shape);
-        if (cb || dx || dw) nn__cuda_conv2d_bwd(gout, x, w, st, pd, dl, (int)g.groups, dx, dw, cb);
+        if (cb || dx || dw)
+            nn__cuda_conv2d_bwd(gout, keep ? NULL : x, keep ? x : NULL, xs, w, st, pd, dl, (int)g.groups, dx, dw, cb);
         if (dx) nn__accumulate(n, 0, dx);
         if (dw) nn__accumulate(n, 1, dw);
         if (cb) nn__accumulate(n, 2, cb);
@@ -5262,24 +5273,27 @@ static nn_tensor *nn__conv2d_impl(const char *op, nn_tensor *x, nn_tensor *w, nn
     char bx[96], bw[96], bb[96];
     nn__conv_geom g;
     int64_t oshape[4], Cg, Coutg, K, HoWo, img, rows;
-    nn_tensor *out, *ws = NULL, *ins[3];
+    nn_tensor *out, *ws = NULL, *ins[3], *keep = NULL;
     float *cols, *od;
     const float *xd, *wd;
     nn_node *node;
     int lowp = 0;
     if (nn_autocast_dtype() != NN_F32 && x) {   /* autocast: low-precision operands and result */
         nn_dtype dt = nn__autocast_enter();
-        return nn__autocast_leave(nn__conv2d_impl(op, nn__autocast_arg(x, dt), nn__autocast_arg(w, dt), nn__autocast_arg(b, dt),
+        /* (on the GPU an f32 input is converted inside the conv's own layout pass: no separate cast) */
+        return nn__autocast_leave(nn__conv2d_impl(op, x->device == NN_CPU ? nn__autocast_arg(x, dt) : x,
+                                                  nn__autocast_arg(w, dt), nn__autocast_arg(b, dt),
                                                   stride, padding, dilation, groups), dt);
     }
     /* On the GPU, f16/bf16 weights (autocast's, or a caller's) make a low-precision conv (nn_cuda.cu: tensor
-       cores, f32 accumulation): input and bias are converted to the weight's dtype where they differ, as
-       autocast casts them, and the output is in that dtype. With f32 weights an f16/bf16 input is cast up. */
+       cores, f32 accumulation): the input is read in the weight's dtype (an f32 input converted by the kernels,
+       another one cast here), the bias cast to it, as autocast casts them, and the output is in that dtype.
+       With f32 weights an f16/bf16 input is cast up. */
     if (x && w && x->device != NN_CPU) {
         if (w->dtype == NN_F16 || w->dtype == NN_BF16) {
             lowp = 1;
             nn__check_float(op, x, "input");
-            if (x->dtype != w->dtype) x = nn_cast(x, w->dtype);
+            if (x->dtype != w->dtype && x->dtype != NN_F32) x = nn_cast(x, w->dtype);
             if (b) { nn__check_float(op, b, "bias"); if (b->dtype != w->dtype) b = nn_cast(b, w->dtype); }
         } else if (x->dtype != NN_F32) x = nn__f32_input(op, x, "input");
     }
@@ -5334,7 +5348,7 @@ static nn_tensor *nn__conv2d_impl(const char *op, nn_tensor *x, nn_tensor *w, nn
     oshape[0] = g.N; oshape[1] = g.Cout; oshape[2] = g.Ho; oshape[3] = g.Wo;
     out = nn__new(lowp ? w->dtype : NN_F32, x->device, 4, oshape);
 #ifdef NN_CUDA
-    if (x->device == NN_CUDA) nn__cuda_conv2d_fwd(x, w, b, stride, padding, dilation, groups, out);
+    if (x->device == NN_CUDA) nn__cuda_conv2d_fwd(x, w, b, stride, padding, dilation, groups, out, &keep);
     else
 #endif
     {
@@ -5366,11 +5380,12 @@ static nn_tensor *nn__conv2d_impl(const char *op, nn_tensor *x, nn_tensor *w, nn
     ins[0] = x; ins[1] = w; ins[2] = b;
     node = nn__record("conv2d", nn__conv2d_backward, b ? 3 : 2, ins, 1, &out);
     if (node) {
-        nn__save(node, x);
+        nn__save(node, keep ? keep : x);   /* the GPU's NHWC copy of x (low precision) serves the backward */
         nn__save(node, w);
         node->i[0] = g.sh; node->i[1] = g.sw; node->i[2] = g.ph; node->i[3] = g.pw;
-        node->i[4] = g.dh; node->i[5] = g.dw; node->i[6] = groups;
+        node->i[4] = g.dh; node->i[5] = g.dw; node->i[6] = groups; node->i[7] = keep ? 1 + (int)x->dtype : 0;
     }
+    if (keep) nn_tensor_free(keep);
     return out;
 }
 

@@ -2091,24 +2091,37 @@ float nn__cuda_clip_grad_norm(int n, float *const *g, const int64_t *numel, doub
 
 struct nn__cg { int64_t N, C, H, W, O, kh, kw, Ho, Wo, sh, sw, ph, pw, dh, dw, G; };
 
+/* element access for the conv kernels: T is float (f32) or uint16_t (f16 / bf16 bits, dt says which), so the
+   f32 path compiles to plain loads and stores */
+template <typename T> __device__ __forceinline__ float d_ld(const T *p, int64_t i, int dt) {
+    if (std::is_same<T, float>::value) return (float)p[i];
+    return dt == NN_BF16 ? d_bf16_to_f32((uint16_t)p[i]) : d_half_to_f32((uint16_t)p[i]);
+}
+template <typename T> __device__ __forceinline__ void d_st(T *p, int64_t i, float v, int dt) {
+    if (std::is_same<T, float>::value) p[i] = (T)v;
+    else p[i] = (T)(dt == NN_BF16 ? d_f32_to_bf16(v) : d_f32_to_half(v));
+}
+/* v rounded to dt's precision (NN_F32: unchanged) */
 __device__ __forceinline__ float d_round_to(float v, int dt) {
     return dt == NN_BF16 ? d_bf16_to_f32(d_f32_to_bf16(v)) : dt == NN_F16 ? d_half_to_f32(d_f32_to_half(v)) : v;
 }
 
-/* cols [C*kh*kw][nb][Ho*Wo] (dtype cdt) from x (dtype xdt) */
-__global__ void k_im2col(const void *__restrict__ x, int xdt, void *__restrict__ cols, int cdt, nn__cg g, int64_t nb) {
+/* cols [C*kh*kw][nb][Ho*Wo] (element D, dtype cdt) from x (S, xdt) */
+template <typename S, typename D>
+__global__ void k_im2col(const S *__restrict__ x, int xdt, D *__restrict__ cols, int cdt, nn__cg g, int64_t nb) {
     int64_t HW = g.Ho * g.Wo, R = g.C * g.kh * g.kw, n = nb * R * HW;
     for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
         int64_t p = t % HW, b = (t / HW) % nb, r = t / (HW * nb);
         int64_t j = r % g.kw, i = (r / g.kw) % g.kh, c = r / (g.kw * g.kh), oh = p / g.Wo, ow = p % g.Wo;
         int64_t ih = oh * g.sh - g.ph + i * g.dh, iw = ow * g.sw - g.pw + j * g.dw;
-        d_storef(cols, cdt, t, (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? d_loadf(x, xdt, ((b * g.C + c) * g.H + ih) * g.W + iw) : 0.0f);
+        d_st(cols, t, (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? d_ld(x, ((b * g.C + c) * g.H + ih) * g.W + iw, xdt) : 0.0f, cdt);
     }
 }
 
-/* dx[b, c, y, x] = sum over taps (i, j) of dcols[(c*kh+i)*kw+j][b][oh*Wo+ow] where the tap reads (y, x) (dcols f32,
-   dx of dtype xdt) */
-__global__ void k_col2im(const float *__restrict__ cols, void *__restrict__ dx, int xdt, nn__cg g, int64_t nb) {
+/* dx[b, c, y, x] = sum over taps (i, j) of dcols[(c*kh+i)*kw+j][b][oh*Wo+ow] where the tap reads (y, x) (dcols f32;
+   dx of element D, dtype xdt, the sum rounded through rdt first: an f32 input's gradient in a low-precision conv) */
+template <typename D>
+__global__ void k_col2im(const float *__restrict__ cols, D *__restrict__ dx, int xdt, int rdt, nn__cg g, int64_t nb) {
     int64_t HW = g.Ho * g.Wo, n = nb * g.C * g.H * g.W;
     for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
         int64_t xx = t % g.W, yy = (t / g.W) % g.H, c = (t / (g.W * g.H)) % g.C, b = t / (g.W * g.H * g.C);
@@ -2127,35 +2140,43 @@ __global__ void k_col2im(const float *__restrict__ cols, void *__restrict__ dx, 
                 acc += cb[(i * g.kw + j) * nb * HW + oy * g.Wo + ox];
             }
         }
-        d_storef(dx, xdt, t, acc);
+        d_st(dx, t, d_round_to(acc, rdt), xdt);
     }
 }
 
-/* [A][B][HW] -> [B][A][HW] (+ bias[a] when given), converting sdt -> ddt */
-__global__ void k_swap01(const void *__restrict__ src, int sdt, void *__restrict__ dst, int ddt, int64_t A, int64_t B,
-                         int64_t HW, const void *__restrict__ bias, int bdt) {
+/* [A][B][HW] -> [B][A][HW] (+ bias[a] when given, element D like dst), converting S (sdt) -> D (ddt) */
+template <typename S, typename D>
+__global__ void k_swap01(const S *__restrict__ src, int sdt, D *__restrict__ dst, int ddt, int64_t A, int64_t B,
+                         int64_t HW, const D *__restrict__ bias) {
     int64_t n = A * B * HW;
     for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
         int64_t p = t % HW, a = (t / HW) % A, b = t / (HW * A);
-        d_storef(dst, ddt, t, d_loadf(src, sdt, (a * B + b) * HW + p) + (bias ? d_loadf(bias, bdt, a) : 0.0f));
+        d_st(dst, t, d_ld(src, (a * B + b) * HW + p, sdt) + (bias ? d_ld(bias, a, ddt) : 0.0f), ddt);
     }
 }
 
-/* db[o] = sum over images and pixels of gy[n, o, :] (f32 sums, one block per channel, written in bdt) */
-__global__ void k_conv_bias_grad(const void *__restrict__ gy, int gdt, void *__restrict__ db, int bdt, int64_t N,
-                                 int64_t O, int64_t HW) {
-    __shared__ float part[32];
-    int64_t o = blockIdx.x;
+/* the bias gradient in two deterministic steps: part[n][o] = sum of plane gy[n, o, :] (a block per plane), then
+   db[o] = sum over n of part[n][o] (written in db's dtype) */
+template <typename S>
+__global__ void k_conv_bias_planes(const S *__restrict__ gy, int gdt, float *__restrict__ part, int64_t HW) {
+    __shared__ float red[32];
+    const S *pl = gy + (int64_t)blockIdx.x * HW;
     float s = 0;
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t p = threadIdx.x; p < HW; p += blockDim.x) s += d_loadf(gy, gdt, (n * O + o) * HW + p);
+    for (int64_t p = threadIdx.x; p < HW; p += blockDim.x) s += d_ld(pl, p, gdt);
     for (int k = 16; k; k >>= 1) s += __shfl_xor_sync(0xffffffffu, s, k);
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = s;
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = s;
     __syncthreads();
     if (threadIdx.x < 32) {
-        s = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0.0f;
+        s = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.0f;
         for (int k = 16; k; k >>= 1) s += __shfl_xor_sync(0xffffffffu, s, k);
-        if (threadIdx.x == 0) d_storef(db, bdt, o, s);
+        if (threadIdx.x == 0) part[blockIdx.x] = s;
+    }
+}
+__global__ void k_conv_bias_sum(const float *__restrict__ part, void *__restrict__ db, int bdt, int64_t N, int64_t O) {
+    for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < O; o += (int64_t)gridDim.x * blockDim.x) {
+        float s = 0;
+        for (int64_t n = 0; n < N; n++) s += part[n * O + o];
+        d_storef(db, bdt, o, s);
     }
 }
 
@@ -2200,6 +2221,7 @@ struct Args {
     void *out;               /* FPROP y, DGRAD dx (dtype dt, NCHW); WGRAD f32 partials [split][M][N] */
     const void *bias;        /* FPROP, may be NULL */
     int bias_dt;
+    int out_f32;             /* DGRAD: dx is f32 (an f32 input of a low-precision conv), rounded through dt */
     int M, N, K, k_split;    /* GEMM sizes; WGRAD: K pixels per blockIdx.z */
     int plane, ow;           /* pixels per image and row width of the output plane (FPROP/DGRAD) */
     int SH, SW, CS;          /* the gathered operand's image: rows, columns, channels (NHWC) */
@@ -2418,7 +2440,16 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
             float4 v = *(const float4 *)(st + rr * LD + cg * 4);
             float bv = p.bias ? d_loadf(p.bias, p.bias_dt, m) : 0.0f;
             float vals[4] = {v.x + bv, v.y + bv, v.z + bv, v.w + bv};
-            if (vec) {
+            if (p.out_f32) {   /* torch's value: the dt gradient converted to f32 */
+#pragma unroll
+                for (int e = 0; e < 4; e++) vals[e] = d_round_to(vals[e], DT);
+                if (vec) *(float4 *)((float *)p.out + ((int64_t)img4[0] * p.M + m) * p.plane + q4[0]) =
+                             make_float4(vals[0], vals[1], vals[2], vals[3]);
+                else
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        if (img4[e] >= 0) ((float *)p.out)[((int64_t)img4[e] * p.M + m) * p.plane + q4[e]] = vals[e];
+            } else if (vec) {
                 uint16_t *o = (uint16_t *)p.out + ((int64_t)img4[0] * p.M + m) * p.plane + q4[0];
                 uint2 u;
                 u.x = (uint32_t)round_bits(vals[0], DT) | ((uint32_t)round_bits(vals[1], DT) << 16);
@@ -2435,38 +2466,46 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
     }
 }
 
-/* NCHW (any float dtype) -> NHWC in dt, 32 x 32 tiles through shared memory; grid (HW/32, C/32, N) */
-__global__ void k_to_nhwc(const void *__restrict__ x, int xdt, uint16_t *__restrict__ y, int dt, int C, int HW) {
-    __shared__ float tile[32][33];
-    const int n = blockIdx.z, p0 = blockIdx.x * 32, c0 = blockIdx.y * 32;
-    for (int r = threadIdx.y; r < 32; r += 8) {
-        int c = c0 + r, q = p0 + threadIdx.x;
-        if (c < C && q < HW) tile[r][threadIdx.x] = d_loadf(x, xdt, ((int64_t)n * C + c) * HW + q);
+/* x [N][C][HW] -> y [N][HW][C] in dt (16-bit). S = float: rounded from f32; S = uint16_t: x already in dt, bits
+   copied. 64 channels x 32 pixels a block through shared memory: reads run along pixels, writes along channels
+   two at a time (C even: the callers' channel counts are multiples of 8). Grid (HW/32, C/64, N), block (32, 8). */
+template <typename S>
+__global__ void k_to_nhwc(const S *__restrict__ x, uint16_t *__restrict__ y, int dt, int C, int HW) {
+    __shared__ uint32_t tile[64][33];
+    const int n = blockIdx.z, p0 = blockIdx.x * 32, c0 = blockIdx.y * 64, tx = threadIdx.x;
+    for (int r = threadIdx.y; r < 64; r += 8) {
+        int c = c0 + r, q = p0 + tx;
+        if (c < C && q < HW) {
+            S v = x[((int64_t)n * C + c) * HW + q];
+            tile[r][tx] = std::is_same<S, float>::value ? (uint32_t)round_bits((float)v, dt) : (uint32_t)v;
+        }
     }
     __syncthreads();
     for (int r = threadIdx.y; r < 32; r += 8) {
-        int q = p0 + r, c = c0 + threadIdx.x;
-        if (q < HW && c < C) y[((int64_t)n * HW + q) * C + c] = round_bits(tile[threadIdx.x][r], dt);
+        int q = p0 + r, c = c0 + 2 * tx;
+        if (q < HW && c < C) *(uint32_t *)(y + ((int64_t)n * HW + q) * C + c) = tile[2 * tx][r] | (tile[2 * tx + 1][r] << 16);
     }
 }
 
-/* w [O][C][kk] -> FPROP's [O][kk][C] (dgrad 0) or DGRAD's [C][kk][O] (dgrad 1), same dtype (16-bit) */
+/* w [O][C][kk] -> FPROP's [O][kk][C] (dgrad 0) or DGRAD's [C][kk][O] (dgrad 1), 16-bit, in destination order */
 __global__ void k_conv_weight_layout(const uint16_t *__restrict__ w, uint16_t *__restrict__ d, int O, int C, int kk, int dgrad) {
     int64_t n = (int64_t)O * C * kk;
     for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
-        int64_t tap = t % kk, c = (t / kk) % C, o = t / ((int64_t)kk * C);
-        d[dgrad ? (c * kk + tap) * O + o : (o * kk + tap) * C + c] = w[t];
+        int64_t o, c, tap;
+        if (dgrad) { o = t % O; tap = (t / O) % kk; c = t / ((int64_t)O * kk); }
+        else { c = t % C; tap = (t / C) % kk; o = t / ((int64_t)C * kk); }
+        d[t] = w[(o * C + c) * kk + tap];
     }
 }
 
-/* dw[o][c][tap] (dtype dt) = sum over splits of part[s][o][tap*C + c] */
+/* dw[o][c][tap] (dtype dt) = sum over splits of part[s][o][tap*C + c], in the partials' order (coalesced reads) */
 __global__ void k_conv_wgrad_sum(const float *__restrict__ part, int splits, void *__restrict__ dw, int dt, int O, int C, int kk) {
-    int64_t n = (int64_t)O * C * kk, MN = n;
+    int64_t n = (int64_t)O * C * kk;
     for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
-        int64_t tap = t % kk, c = (t / kk) % C, o = t / ((int64_t)kk * C), src = o * kk * C + tap * C + c;
+        int64_t c = t % C, tap = (t / C) % kk, o = t / ((int64_t)C * kk);
         float s = 0;
-        for (int k = 0; k < splits; k++) s += part[k * MN + src];
-        d_storef(dw, dt, t, s);
+        for (int k = 0; k < splits; k++) s += part[k * n + t];
+        d_storef(dw, dt, (o * C + c) * kk + tap, s);
     }
 }
 
@@ -2491,11 +2530,17 @@ static void run(int dt, int mode, const Args &a, dim3 grid) {
     }
 }
 
-/* x (NCHW, any float dtype) -> a new NHWC tensor in dt */
-static nn_tensor *to_nhwc(const void *x, int xdt, int64_t N, int64_t C, int64_t HW, nn_dtype dt) {
-    nn_tensor *y = nn__tmp(dt, N * C * HW);
-    dim3 grid((unsigned)((HW + 31) / 32), (unsigned)((C + 31) / 32), (unsigned)N);
-    k_to_nhwc<<<grid, dim3(32, 8), 0, S_>>>(x, xdt, (uint16_t *)y->data, dt, (int)C, (int)HW);
+/* x (NCHW, f32 or dt) -> a new NHWC tensor [N, H, W, C] in dt */
+static nn_tensor *to_nhwc(const nn_tensor *x, nn_dtype dt) {
+    int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], HW = H * W, s[4] = {N, H, W, C};
+    nn_tensor *y = nn__new(dt, NN_CUDA, 4, s);
+    if (x->dtype != NN_F32 && x->dtype != dt)
+        nn_error("nn conv2d: an input of dtype %s with %s weights", nn_dtype_name(x->dtype), nn_dtype_name(dt));
+    dim3 grid((unsigned)((HW + 31) / 32), (unsigned)((C + 63) / 64), (unsigned)N);
+    if (x->dtype == NN_F32)
+        k_to_nhwc<float><<<grid, dim3(32, 8), 0, S_>>>((const float *)x->data, (uint16_t *)y->data, dt, (int)C, (int)HW);
+    else
+        k_to_nhwc<uint16_t><<<grid, dim3(32, 8), 0, S_>>>((const uint16_t *)x->data, (uint16_t *)y->data, dt, (int)C, (int)HW);
     NN_LAUNCHED();
     return y;
 }
@@ -2518,10 +2563,11 @@ static Args args_of(const nn__cg &g) {
     return a;
 }
 
-static void fprop(const nn__cg &g, const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, nn_tensor *y) {
+/* y = conv(x, w) + b; returns x's NHWC copy */
+static nn_tensor *fprop(const nn__cg &g, const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, nn_tensor *y) {
     nn_dtype dt = w->dtype;
     int64_t kk = g.kh * g.kw;
-    nn_tensor *xn = to_nhwc(x->data, x->dtype, g.N, g.C, g.H * g.W, dt), *wt = nn__tmp(dt, g.O * g.C * kk);
+    nn_tensor *xn = to_nhwc(x, dt), *wt = nn__tmp(dt, g.O * g.C * kk);
     k_conv_weight_layout<<<nn__grid(g.O * g.C * kk, 256), 256, 0, S_>>>((const uint16_t *)w->data, (uint16_t *)wt->data,
                                                                        (int)g.O, (int)g.C, (int)kk, 0);
     NN_LAUNCHED();
@@ -2531,10 +2577,11 @@ static void fprop(const nn__cg &g, const nn_tensor *x, const nn_tensor *w, const
     a.M = (int)g.O; a.N = (int)(g.N * g.Ho * g.Wo); a.K = (int)(kk * g.C);
     a.plane = (int)(g.Ho * g.Wo); a.ow = (int)g.Wo; a.SH = (int)g.H; a.SW = (int)g.W; a.CS = (int)g.C;
     run(dt, FPROP, a, dim3((unsigned)((a.N + BN - 1) / BN), (unsigned)((a.M + BM - 1) / BM)));
-    nn_tensor_free(xn); nn_tensor_free(wt);
+    nn_tensor_free(wt);
+    return xn;
 }
 
-/* dy_nhwc: the upstream gradient in NHWC and dt */
+/* gx (f32 or dt) from dyn, the upstream gradient in NHWC and dt */
 static void dgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *w, nn_tensor *gx) {
     nn_dtype dt = w->dtype;
     int64_t kk = g.kh * g.kw;
@@ -2543,17 +2590,17 @@ static void dgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *w, nn_
                                                                        (int)g.O, (int)g.C, (int)kk, 1);
     NN_LAUNCHED();
     Args a = args_of(g);
-    a.a = (const uint16_t *)wd->data; a.b = (const uint16_t *)dyn->data; a.out = gx->data;
+    a.a = (const uint16_t *)wd->data; a.b = (const uint16_t *)dyn->data; a.out = gx->data; a.out_f32 = gx->dtype == NN_F32;
     a.M = (int)g.C; a.N = (int)(g.N * g.H * g.W); a.K = (int)(kk * g.O);
     a.plane = (int)(g.H * g.W); a.ow = (int)g.W; a.SH = (int)g.Ho; a.SW = (int)g.Wo; a.CS = (int)g.O;
     run(dt, DGRAD, a, dim3((unsigned)((a.N + BN - 1) / BN), (unsigned)((a.M + BM - 1) / BM)));
     nn_tensor_free(wd);
 }
 
-static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *x, nn_tensor *gw) {
+/* gw from dyn and xn (x in NHWC and dt) */
+static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn_tensor *gw) {
     nn_dtype dt = dyn->dtype;
     int64_t kk = g.kh * g.kw, P = g.N * g.Ho * g.Wo;
-    nn_tensor *xn = to_nhwc(x->data, x->dtype, g.N, g.C, g.H * g.W, dt);
     Args a = args_of(g);
     a.a = (const uint16_t *)dyn->data; a.b = (const uint16_t *)xn->data;
     a.M = (int)g.O; a.N = (int)(kk * g.C); a.K = (int)P;
@@ -2573,21 +2620,54 @@ static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *x, nn_
     k_conv_wgrad_sum<<<nn__grid(g.O * g.C * kk, 256), 256, 0, S_>>>((const float *)part->data, (int)splits, gw->data,
                                                                    gw->dtype, (int)g.O, (int)g.C, (int)kk);
     NN_LAUNCHED();
-    nn_tensor_free(xn); nn_tensor_free(part);
+    nn_tensor_free(part);
 }
 
 } /* namespace conv_cu */
 
+/* the fallback's launches, by element type: S for the source, D for the destination (f32 or 16-bit) */
+static void nn__conv_im2col(const void *x, nn_dtype xdt, void *cols, nn_dtype cdt, const nn__cg &g, int64_t nb) {
+    unsigned gr = nn__grid(nb * g.C * g.kh * g.kw * g.Ho * g.Wo, 256);
+    if (xdt == NN_F32 && cdt == NN_F32) k_im2col<<<gr, 256, 0, S_>>>((const float *)x, xdt, (float *)cols, cdt, g, nb);
+    else if (xdt == NN_F32) k_im2col<<<gr, 256, 0, S_>>>((const float *)x, xdt, (uint16_t *)cols, cdt, g, nb);
+    else k_im2col<<<gr, 256, 0, S_>>>((const uint16_t *)x, xdt, (uint16_t *)cols, cdt, g, nb);
+    NN_LAUNCHED();
+}
+static void nn__conv_swap01(const void *src, nn_dtype sdt, void *dst, nn_dtype ddt, int64_t A, int64_t B, int64_t HW,
+                            const void *bias) {
+    unsigned gr = nn__grid(A * B * HW, 256);
+    if (sdt == NN_F32 && ddt == NN_F32)
+        k_swap01<<<gr, 256, 0, S_>>>((const float *)src, sdt, (float *)dst, ddt, A, B, HW, (const float *)bias);
+    else if (sdt == NN_F32)
+        k_swap01<<<gr, 256, 0, S_>>>((const float *)src, sdt, (uint16_t *)dst, ddt, A, B, HW, (const uint16_t *)bias);
+    else if (ddt == NN_F32)
+        k_swap01<<<gr, 256, 0, S_>>>((const uint16_t *)src, sdt, (float *)dst, ddt, A, B, HW, (const float *)bias);
+    else
+        k_swap01<<<gr, 256, 0, S_>>>((const uint16_t *)src, sdt, (uint16_t *)dst, ddt, A, B, HW, (const uint16_t *)bias);
+    NN_LAUNCHED();
+}
+
 extern "C" {
 
-/* y = conv2d(x, w, b): f32 (TF32 when allowed) through im2col + cuBLAS; bf16/f16 (x, w, y in one dtype, b in it
-   or f32) through conv_cu where it applies */
+/* y = conv2d(x, w, b). f32 weights: x f32, im2col + cuBLAS (TF32 when allowed). f16/bf16 weights: y and b in the
+   weight's dtype, x in it or f32 (converted where the kernels lay it out), conv_cu where it applies. *x_keep
+   (when not NULL) receives x's NHWC copy in the weight's dtype when the backward can do with it instead of x
+   (both gradient products on tensor cores), else NULL. */
 void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, const int stride[2],
-                         const int padding[2], const int dilation[2], int groups, nn_tensor *y) {
+                         const int padding[2], const int dilation[2], int groups, nn_tensor *y, nn_tensor **x_keep) {
     nn__cu_init();
+    if (x_keep) *x_keep = NULL;
     if (!y->numel) return;
     nn__cg g = nn__conv_geom_of(x, w, y, stride, padding, dilation, groups);
-    if (w->dtype != NN_F32 && y->dtype == w->dtype && conv_cu::fprop_ok(g)) { conv_cu::fprop(g, x, w, b, y); return; }
+    if (y->dtype != w->dtype || (b && b->dtype != w->dtype) || (x->dtype != w->dtype && x->dtype != NN_F32))
+        nn_error("nn conv2d (cuda): dtypes x %s, w %s, b %s, y %s do not fit", nn_dtype_name(x->dtype), nn_dtype_name(w->dtype),
+                 b ? nn_dtype_name(b->dtype) : "-", nn_dtype_name(y->dtype));
+    if (w->dtype != NN_F32 && conv_cu::fprop_ok(g)) {
+        nn_tensor *xn = conv_cu::fprop(g, x, w, b, y);
+        if (x_keep && conv_cu::wgrad_ok(g)) *x_keep = xn;
+        else nn_tensor_free(xn);
+        return;
+    }
     int64_t HW = g.Ho * g.Wo, Cg = g.C / g.G, Og = g.O / g.G, K = Cg * g.kh * g.kw, R = g.C * g.kh * g.kw;
     int64_t nbmax = nn__conv_chunk(g), es = (int64_t)nn_dtype_size(w->dtype);
     nn_tensor *ws = nn__tmp(NN_F32, nbmax * (R + g.O) * HW);
@@ -2595,28 +2675,27 @@ void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor
     float *yt = (float *)ws->data + nbmax * R * HW;
     for (int64_t n0 = 0; n0 < g.N; n0 += nbmax) {
         int64_t nb = g.N - n0 < nbmax ? g.N - n0 : nbmax, L = nb * HW;
-        if (K) {
-            k_im2col<<<nn__grid(nb * R * HW, 256), 256, 0, S_>>>((const char *)x->data + n0 * g.C * g.H * g.W * (int64_t)nn_dtype_size(x->dtype),
-                                                                 x->dtype, cols, w->dtype, g, nb);
-            NN_LAUNCHED();
-        }
+        if (K) nn__conv_im2col((const char *)x->data + n0 * g.C * g.H * g.W * (int64_t)nn_dtype_size(x->dtype), x->dtype, cols, w->dtype, g, nb);
         for (int64_t gi = 0; gi < g.G; gi++)
             nn__gemm_raw(0, 0, Og, L, K, 1.0f, (const char *)w->data + gi * Og * K * es, w->dtype, K, 0, cols + gi * K * L * es,
                          w->dtype, L, 0, 0.0f, yt + gi * Og * L, NN_F32, L, 0, 1);
-        k_swap01<<<nn__grid(g.O * L, 256), 256, 0, S_>>>(yt, NN_F32, (char *)y->data + n0 * g.O * HW * (int64_t)nn_dtype_size(y->dtype),
-                                                        y->dtype, g.O, nb, HW, b ? b->data : NULL, b ? b->dtype : NN_F32);
-        NN_LAUNCHED();
+        nn__conv_swap01(yt, NN_F32, (char *)y->data + n0 * g.O * HW * es, y->dtype, g.O, nb, HW, b ? b->data : NULL);
     }
     nn_tensor_free(ws);
 }
 
-/* gx, gw, gb (any may be NULL) of conv2d; gy of any float dtype. Low precision: gx in x's dtype, gw in w's,
-   gb in b's; the products read gy converted to w's dtype (as autocast's backward) */
-void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *w, const int stride[2],
-                         const int padding[2], const int dilation[2], int groups, nn_tensor *gx, nn_tensor *gw,
-                         nn_tensor *gb) {
+/* gx, gw, gb (any may be NULL) of conv2d; gy of any float dtype. x: the NCHW input, or NULL when xk (the forward's
+   x_keep, [N, H, W, C]) is given; x_shape: x's NCHW shape. Low precision: gx in x's dtype (an f32 x's gradient
+   rounded through w's dtype first, as torch's gradient of the cast), gw in w's, gb in b's; the products read gy
+   converted to w's dtype (as autocast's backward) */
+void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *xk, const int64_t x_shape[4],
+                         const nn_tensor *w, const int stride[2], const int padding[2], const int dilation[2], int groups,
+                         nn_tensor *gx, nn_tensor *gw, nn_tensor *gb) {
     nn__cu_init();
-    nn__cg g = nn__conv_geom_of(x, w, gy, stride, padding, dilation, groups);
+    nn__cg g;
+    g.N = x_shape[0]; g.C = x_shape[1]; g.H = x_shape[2]; g.W = x_shape[3];
+    g.O = w->shape[0]; g.kh = w->shape[2]; g.kw = w->shape[3]; g.Ho = gy->shape[2]; g.Wo = gy->shape[3];
+    g.sh = stride[0]; g.sw = stride[1]; g.ph = padding[0]; g.pw = padding[1]; g.dh = dilation[0]; g.dw = dilation[1]; g.G = groups;
     int64_t HW = g.Ho * g.Wo, Cg = g.C / g.G, Og = g.O / g.G, K = Cg * g.kh * g.kw, R = g.C * g.kh * g.kw;
     int64_t nbmax = nn__conv_chunk(g);
     nn_dtype cdt = w->dtype;   /* the GEMM operands' dtype */
@@ -2629,8 +2708,13 @@ void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tenso
             nn__reduce3(R_SUM, (const float *)t->data, 1, g.N, g.O, (float *)gb->data, NULL, NULL, 1.0f);
             nn_tensor_free(t);
         } else {
-            k_conv_bias_grad<<<(unsigned)g.O, 256, 0, S_>>>(gy->data, gy->dtype, gb->data, gb->dtype, g.N, g.O, HW);
+            nn_tensor *t = nn__tmp(NN_F32, g.N * g.O);
+            if (gy->dtype == NN_F32) k_conv_bias_planes<<<(unsigned)(g.N * g.O), 256, 0, S_>>>((const float *)gy->data, gy->dtype, (float *)t->data, HW);
+            else k_conv_bias_planes<<<(unsigned)(g.N * g.O), 256, 0, S_>>>((const uint16_t *)gy->data, gy->dtype, (float *)t->data, HW);
             NN_LAUNCHED();
+            k_conv_bias_sum<<<nn__grid(g.O, 256), 256, 0, S_>>>((const float *)t->data, gb->data, gb->dtype, g.N, g.O);
+            NN_LAUNCHED();
+            nn_tensor_free(t);
         }
     }
     if (!gx && !gw) return;
@@ -2638,15 +2722,21 @@ void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tenso
     if (gx && (!HW || !K || !gy->numel)) nn__cuda_fill(gx, 0.0);
     if (!gy->numel || !HW || !K) return;
     if (cdt != NN_F32) {   /* the tensor-core products where they apply; the rest below */
-        bool dg = gx && gx->dtype == cdt && conv_cu::dgrad_ok(g), wg = gw && conv_cu::wgrad_ok(g);
+        bool dg = gx && conv_cu::dgrad_ok(g), wg = gw && conv_cu::wgrad_ok(g);
         if (dg || wg) {
-            nn_tensor *dyn = conv_cu::to_nhwc(gy->data, gy->dtype, g.N, g.O, HW, cdt);
+            nn_tensor *dyn = conv_cu::to_nhwc(gy, cdt);
             if (dg) { conv_cu::dgrad(g, dyn, w, gx); gx = NULL; }
-            if (wg) { conv_cu::wgrad(g, dyn, x, gw); gw = NULL; }
+            if (wg) {
+                nn_tensor *xn = xk ? NULL : conv_cu::to_nhwc(x, cdt);
+                conv_cu::wgrad(g, dyn, xk ? xk : xn, gw);
+                gw = NULL;
+                if (xn) nn_tensor_free(xn);
+            }
             nn_tensor_free(dyn);
             if (!gx && !gw) return;
         }
     }
+    if (gw && !x) nn_error("nn conv2d backward (cuda): the weight gradient needs the NCHW input");
     /* gw accumulates over the chunks in f32 (a separate buffer when gw is low precision) */
     nn_tensor *gwf = gw && gw->dtype != NN_F32 ? nn__tmp(NN_F32, gw->numel) : NULL;
     float *gwp = gwf ? (float *)gwf->data : gw ? (float *)gw->data : NULL;
@@ -2655,13 +2745,9 @@ void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tenso
     char *gt = (char *)((float *)ws->data + nbmax * R * HW);
     for (int64_t n0 = 0; n0 < g.N; n0 += nbmax) {
         int64_t nb = g.N - n0 < nbmax ? g.N - n0 : nbmax, L = nb * HW;
-        k_swap01<<<nn__grid(g.O * L, 256), 256, 0, S_>>>((const char *)gy->data + n0 * g.O * HW * ges, gy->dtype, gt, cdt,
-                                                        nb, g.O, HW, NULL, NN_F32);   /* -> [O][nb][HW] */
-        NN_LAUNCHED();
+        nn__conv_swap01((const char *)gy->data + n0 * g.O * HW * ges, gy->dtype, gt, cdt, nb, g.O, HW, NULL);   /* -> [O][nb][HW] */
         if (gw) {
-            k_im2col<<<nn__grid(nb * R * HW, 256), 256, 0, S_>>>((const char *)x->data + n0 * g.C * g.H * g.W * (int64_t)nn_dtype_size(x->dtype),
-                                                                 x->dtype, cols, cdt, g, nb);
-            NN_LAUNCHED();
+            nn__conv_im2col((const char *)x->data + n0 * g.C * g.H * g.W * (int64_t)nn_dtype_size(x->dtype), x->dtype, cols, cdt, g, nb);
             for (int64_t gi = 0; gi < g.G; gi++)   /* gw[g] (+)= dY'[g] [Og, L] cols[g]^T [L, K] */
                 nn__gemm_raw(0, 1, Og, K, L, 1.0f, gt + gi * Og * L * es, cdt, L, 0, cols + gi * K * L * es, cdt, L, 0,
                              n0 == 0 ? 0.0f : 1.0f, gwp + gi * Og * K, NN_F32, K, 0, 1);
@@ -2670,8 +2756,10 @@ void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tenso
             for (int64_t gi = 0; gi < g.G; gi++)   /* dcols[g] [K, L] = W[g]^T [K, Og] dY'[g] [Og, L] */
                 nn__gemm_raw(1, 0, K, L, Og, 1.0f, (const char *)w->data + gi * Og * K * es, cdt, K, 0, gt + gi * Og * L * es,
                              cdt, L, 0, 0.0f, (float *)cols + gi * K * L, NN_F32, L, 0, 1);
-            k_col2im<<<nn__grid(nb * g.C * g.H * g.W, 256), 256, 0, S_>>>((const float *)cols,
-                (char *)gx->data + n0 * g.C * g.H * g.W * (int64_t)nn_dtype_size(gx->dtype), gx->dtype, g, nb);
+            unsigned gr = nn__grid(nb * g.C * g.H * g.W, 256);
+            int64_t off = n0 * g.C * g.H * g.W;
+            if (gx->dtype == NN_F32) k_col2im<<<gr, 256, 0, S_>>>((const float *)cols, (float *)gx->data + off, gx->dtype, cdt, g, nb);
+            else k_col2im<<<gr, 256, 0, S_>>>((const float *)cols, (uint16_t *)gx->data + off, gx->dtype, NN_F32, g, nb);
             NN_LAUNCHED();
         }
     }

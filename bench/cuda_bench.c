@@ -82,20 +82,15 @@ static void f_gn(void *p) {
     nn__cuda_group_norm_fwd(c->a, 32, c->b, c->c, 1e-5, y, m, r);
 }
 
-void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, const int stride[2],
-                         const int padding[2], const int dilation[2], int groups, nn_tensor *y);
-void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *w, const int stride[2],
-                         const int padding[2], const int dilation[2], int groups, nn_tensor *gx, nn_tensor *gw,
-                         nn_tensor *gb);
 static const int one2[2] = {1, 1};
 static void f_conv(void *p) {   /* c->d: the output buffer */
     ctx_t *c = (ctx_t *)p;
-    nn__cuda_conv2d_fwd(c->a, c->b, c->c, one2, one2, one2, 1, c->d);
+    nn__cuda_conv2d_fwd(c->a, c->b, c->c, one2, one2, one2, 1, c->d, NULL);
 }
 static void f_conv_fb(void *p) {
     ctx_t *c = (ctx_t *)p;
-    nn__cuda_conv2d_fwd(c->a, c->b, c->c, one2, one2, one2, 1, c->d);
-    nn__cuda_conv2d_bwd(c->d, c->a, c->b, one2, one2, one2, 1, nn__new(NN_F32, NN_CUDA, 4, c->a->shape),
+    nn__cuda_conv2d_fwd(c->a, c->b, c->c, one2, one2, one2, 1, c->d, NULL);
+    nn__cuda_conv2d_bwd(c->d, c->a, NULL, c->a->shape, c->b, one2, one2, one2, 1, nn__new(NN_F32, NN_CUDA, 4, c->a->shape),
                         nn__new(NN_F32, NN_CUDA, 4, c->b->shape), nn__new(NN_F32, NN_CUDA, 1, c->b->shape));
 }
 
