@@ -2161,8 +2161,18 @@ template <typename S>
 __global__ void k_conv_bias_planes(const S *__restrict__ gy, int gdt, float *__restrict__ part, int64_t HW) {
     __shared__ float red[32];
     const S *pl = gy + (int64_t)blockIdx.x * HW;
+    constexpr int V = 16 / sizeof(S);   /* elements in 16 bytes */
     float s = 0;
-    for (int64_t p = threadIdx.x; p < HW; p += blockDim.x) s += d_ld(pl, p, gdt);
+    if (HW % V == 0 && ((uintptr_t)pl & 15) == 0) {
+        for (int64_t p = threadIdx.x * (int64_t)V; p < HW; p += (int64_t)blockDim.x * V) {
+            uint4 u = *(const uint4 *)(pl + p);
+            const S *e = (const S *)&u;
+#pragma unroll
+            for (int k = 0; k < V; k++) s += d_ld(e, k, gdt);
+        }
+    } else {
+        for (int64_t p = threadIdx.x; p < HW; p += blockDim.x) s += d_ld(pl, p, gdt);
+    }
     for (int k = 16; k; k >>= 1) s += __shfl_xor_sync(0xffffffffu, s, k);
     if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = s;
     __syncthreads();
@@ -2218,11 +2228,12 @@ enum { FPROP = 0, DGRAD = 1, WGRAD = 2 };
 
 struct Args {
     const uint16_t *a, *b;   /* see above; 16-byte aligned, made by the host code below */
-    void *out;               /* FPROP y, DGRAD dx (dtype dt, NCHW); WGRAD f32 partials [split][M][N] */
+    void *out;               /* FPROP y, DGRAD dx (NCHW) */
+    float *part;             /* WGRAD, and FPROP/DGRAD split over K: f32 partials [split][M][N] instead */
     const void *bias;        /* FPROP, may be NULL */
     int bias_dt;
     int out_f32;             /* DGRAD: dx is f32 (an f32 input of a low-precision conv), rounded through dt */
-    int M, N, K, k_split;    /* GEMM sizes; WGRAD: K pixels per blockIdx.z */
+    int M, N, K, k_split;    /* GEMM sizes; K per blockIdx.z (a multiple of BK) */
     int plane, ow;           /* pixels per image and row width of the output plane (FPROP/DGRAD) */
     int SH, SW, CS;          /* the gathered operand's image: rows, columns, channels (NHWC) */
     int kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
@@ -2269,18 +2280,20 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
     extern __shared__ __align__(128) uint16_t smem[];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wm = warp >> 2, wn = warp & 3;
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-    int kbeg = 0, kend = p.K;
-    if (MODE == WGRAD) { kbeg = blockIdx.z * p.k_split; kend = min(p.K, kbeg + p.k_split); }
+    const int kbeg = blockIdx.z * p.k_split, kend = min(p.K, kbeg + p.k_split);
     const int ntiles = (kend - kbeg + BK - 1) / BK;
 
-    /* loader state. FPROP/DGRAD: rows (tid>>2) and +64 of both tiles, 16-byte chunk tid&3 of the 32-wide K
-       slice; the B rows' pixels are fixed, so their coordinates are worked out once. WGRAD: k rows (tid>>4)
-       and +16, chunk tid&15 of the 128-wide M / N slice; the B column (tap, channel) is fixed. */
+    /* Loader state, advanced tile by tile (tiles are loaded in K order), so the K loop does no integer
+       division. FPROP/DGRAD: rows (tid>>2) and +64 of both tiles, 16-byte chunk tid&3 of the 32-wide K slice;
+       the B rows' pixels are fixed; the slice's tap (ld_i, ld_j) and channel offset ld_c move on. WGRAD: k rows
+       (tid>>4) and +16, chunk tid&15 of the 128-wide M / N slice; the B column (tap, channel) is fixed; each
+       row's pixel (img, oy, ox) moves on by BK. */
     const uint16_t *a_row[2];
     bool a_ok[2];
     int64_t b_img[2];
     int b_y[2], b_x[2];
     bool b_ok[2];
+    int ld_k = kbeg, ld_i = 0, ld_j = 0, ld_c = 0;
     int w_i = 0, w_j = 0, w_c = 0;
     bool w_nok = false;
     if (MODE != WGRAD) {
@@ -2295,49 +2308,65 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
             if (MODE == FPROP) { b_y[r] = y * p.sh - p.ph; b_x[r] = x * p.sw - p.pw; }
             else { b_y[r] = y + p.ph; b_x[r] = x + p.pw; }
         }
+        int tap = kbeg / p.CS;
+        ld_c = kbeg - tap * p.CS; ld_i = tap / p.kw; ld_j = tap - ld_i * p.kw;
     } else {
         int n = n0 + (tid & 15) * 8, tap = n / p.CS;
         w_nok = n < p.N;
         w_c = n - tap * p.CS; w_i = tap / p.kw; w_j = tap - w_i * p.kw;
+        const int plane = p.Ho * p.Wo;
+#pragma unroll
+        for (int r = 0; r < 2; r++) {   /* b_img: image, b_y / b_x: output pixel of row r's first k */
+            int k = kbeg + (tid >> 4) + r * 16, img = k / plane, q = k - img * plane;
+            b_img[r] = img; b_y[r] = q / p.Wo; b_x[r] = q - b_y[r] * p.Wo;
+        }
     }
 
-    auto load_tile = [&](int stage, int kt) {
+    auto load_tile = [&](int stage) {   /* the next K tile (starting at ld_k) into `stage` */
         uint16_t *sA = smem + stage * 2 * TILE, *sB = sA + TILE;
-        const int k0 = kbeg + kt * BK;
         if (MODE != WGRAD) {
-            const int tap = k0 / p.CS, cc = k0 - tap * p.CS + (tid & 3) * 8, i = tap / p.kw, j = tap - i * p.kw;
+            const int cc = ld_c + (tid & 3) * 8;
 #pragma unroll
             for (int r = 0; r < 2; r++) {
                 const int row = (tid >> 2) + r * 64;
-                cp_async16(sA + swz_kc(row, tid & 3), a_row[r] + k0, a_ok[r]);
+                cp_async16(sA + swz_kc(row, tid & 3), a_row[r] + ld_k, a_ok[r]);
                 int sy, sx;
                 bool ok = b_ok[r];
                 if (MODE == FPROP) {
-                    sy = b_y[r] + i * p.dh; sx = b_x[r] + j * p.dw;
+                    sy = b_y[r] + ld_i * p.dh; sx = b_x[r] + ld_j * p.dw;
                 } else {
-                    int ty = b_y[r] - i * p.dh, tx = b_x[r] - j * p.dw;
-                    ok = ok && ty >= 0 && tx >= 0 && ty % p.sh == 0 && tx % p.sw == 0;
-                    sy = ty / p.sh; sx = tx / p.sw;
+                    sy = b_y[r] - ld_i * p.dh; sx = b_x[r] - ld_j * p.dw;
+                    if (p.sh != 1 || p.sw != 1) {   /* the output pixel this tap came from, if any */
+                        ok = ok && sy >= 0 && sx >= 0 && sy % p.sh == 0 && sx % p.sw == 0;
+                        sy /= p.sh; sx /= p.sw;
+                    }
                 }
                 ok = ok && sy >= 0 && sy < p.SH && sx >= 0 && sx < p.SW;
                 const uint16_t *src = ok ? p.b + (b_img[r] + (int64_t)sy * p.SW + sx) * p.CS + cc : p.b;
                 cp_async16(sB + swz_kc(row, tid & 3), src, ok);
             }
+            ld_k += BK;
+            ld_c += BK;
+            if (ld_c >= p.CS) { ld_c = 0; if (++ld_j == p.kw) { ld_j = 0; ++ld_i; } }
         } else {
-            const int plane = p.Ho * p.Wo;
 #pragma unroll
             for (int r = 0; r < 2; r++) {
-                const int krow = (tid >> 4) + r * 16, k = k0 + krow, ch = tid & 15;
+                const int krow = (tid >> 4) + r * 16, k = ld_k + krow, ch = tid & 15;
                 const bool kok = k < kend;
                 const int mm = m0 + ch * 8;
                 const bool aok = kok && mm < p.M;
                 cp_async16(sA + swz_mc(krow, ch), aok ? p.a + (int64_t)k * p.M + mm : p.a, aok);
-                int img = k / plane, q = k - img * plane, oy = q / p.Wo, ox = q - oy * p.Wo;
-                int sy = oy * p.sh - p.ph + w_i * p.dh, sx = ox * p.sw - p.pw + w_j * p.dw;
+                int sy = b_y[r] * p.sh - p.ph + w_i * p.dh, sx = b_x[r] * p.sw - p.pw + w_j * p.dw;
                 bool ok = kok && w_nok && sy >= 0 && sy < p.SH && sx >= 0 && sx < p.SW;
-                const uint16_t *src = ok ? p.b + (((int64_t)img * p.SH + sy) * p.SW + sx) * p.CS + w_c : p.b;
+                const uint16_t *src = ok ? p.b + ((b_img[r] * p.SH + sy) * p.SW + sx) * p.CS + w_c : p.b;
                 cp_async16(sB + swz_mc(krow, ch), src, ok);
+                b_x[r] += BK;   /* the pixel BK further on */
+                while (b_x[r] >= p.Wo) {
+                    b_x[r] -= p.Wo;
+                    if (++b_y[r] == p.Ho) { b_y[r] = 0; ++b_img[r]; }
+                }
             }
+            ld_k += BK;
         }
     };
 
@@ -2351,13 +2380,13 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
 
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
-        if (s < ntiles) load_tile(s, s);
+        if (s < ntiles) load_tile(s);
         cp_async_commit();
     }
     for (int kt = 0; kt < ntiles; kt++) {
         cp_async_wait<STAGES - 2>();
         __syncthreads();   /* tile kt has landed for every thread; the stage read at kt-1 is free again */
-        if (kt + STAGES - 1 < ntiles) load_tile((kt + STAGES - 1) % STAGES, kt + STAGES - 1);
+        if (kt + STAGES - 1 < ntiles) load_tile((kt + STAGES - 1) % STAGES);
         cp_async_commit();
         const uint16_t *sA = smem + (kt % STAGES) * 2 * TILE, *sB = sA + TILE;
 #pragma unroll
@@ -2392,8 +2421,8 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
     __syncthreads();
 
     const int g = lane >> 2, t4 = lane & 3;
-    if (MODE == WGRAD) {   /* f32 partials, float2 per fragment row */
-        float *out = (float *)p.out + (int64_t)blockIdx.z * p.M * p.N;
+    if (MODE == WGRAD || p.part) {   /* f32 partials [split][M][N], float2 per fragment row */
+        float *out = p.part + (int64_t)blockIdx.z * p.M * p.N;
 #pragma unroll
         for (int mi = 0; mi < 4; mi++)
 #pragma unroll
@@ -2487,25 +2516,59 @@ __global__ void k_to_nhwc(const S *__restrict__ x, uint16_t *__restrict__ y, int
     }
 }
 
-/* w [O][C][kk] -> FPROP's [O][kk][C] (dgrad 0) or DGRAD's [C][kk][O] (dgrad 1), 16-bit, in destination order */
-__global__ void k_conv_weight_layout(const uint16_t *__restrict__ w, uint16_t *__restrict__ d, int O, int C, int kk, int dgrad) {
-    int64_t n = (int64_t)O * C * kk;
-    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
-        int64_t o, c, tap;
-        if (dgrad) { o = t % O; tap = (t / O) % kk; c = t / ((int64_t)O * kk); }
-        else { c = t % C; tap = (t / C) % kk; o = t / ((int64_t)C * kk); }
-        d[t] = w[(o * C + c) * kk + tap];
+/* dst[b][s][r] = src[b][r][s] for 16-bit elements, 32 x 32 tiles through shared memory; grid (S/32, R/32, B),
+   block (32, 8). The weight layouts: FPROP's [O][kk][C] is w [O][C][kk] with each [C][kk] transposed (B = O),
+   DGRAD's [C][kk][O] is w as one [O][C*kk] matrix transposed (B = 1). */
+__global__ void k_transpose16(const uint16_t *__restrict__ src, uint16_t *__restrict__ dst, int R, int S) {
+    __shared__ uint16_t tile[32][34];
+    const int s0 = blockIdx.x * 32, r0 = blockIdx.y * 32;
+    const uint16_t *sb = src + (int64_t)blockIdx.z * R * S;
+    uint16_t *db = dst + (int64_t)blockIdx.z * R * S;
+    for (int y = threadIdx.y; y < 32; y += 8) {
+        int r = r0 + y, s = s0 + threadIdx.x;
+        if (r < R && s < S) tile[y][threadIdx.x] = sb[(int64_t)r * S + s];
+    }
+    __syncthreads();
+    for (int y = threadIdx.y; y < 32; y += 8) {
+        int s = s0 + y, r = r0 + threadIdx.x;
+        if (s < S && r < R) db[(int64_t)s * R + r] = tile[threadIdx.x][y];
     }
 }
 
-/* dw[o][c][tap] (dtype dt) = sum over splits of part[s][o][tap*C + c], in the partials' order (coalesced reads) */
+/* dw[o][c][tap] (dtype dt) = sum over splits of part[s][o][tap][c]: per o a [kk][C] -> [C][kk] transpose of the
+   split sums, 32 x 32 tiles; grid (C/32, kk/32, O), block (32, 8) */
 __global__ void k_conv_wgrad_sum(const float *__restrict__ part, int splits, void *__restrict__ dw, int dt, int O, int C, int kk) {
-    int64_t n = (int64_t)O * C * kk;
-    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
-        int64_t c = t % C, tap = (t / C) % kk, o = t / ((int64_t)C * kk);
+    __shared__ float tile[32][33];
+    const int o = blockIdx.z, c0 = blockIdx.x * 32, t0 = blockIdx.y * 32;
+    const int64_t MN = (int64_t)O * C * kk;
+    for (int y = threadIdx.y; y < 32; y += 8) {
+        int tap = t0 + y, c = c0 + threadIdx.x;
+        if (tap < kk && c < C) {
+            const float *pp = part + ((int64_t)o * kk + tap) * C + c;
+            float s = 0;
+            for (int k = 0; k < splits; k++) s += pp[k * MN];
+            tile[y][threadIdx.x] = s;
+        }
+    }
+    __syncthreads();
+    for (int y = threadIdx.y; y < 32; y += 8) {
+        int c = c0 + y, tap = t0 + threadIdx.x;
+        if (c < C && tap < kk) d_storef(dw, dt, ((int64_t)o * C + c) * kk + tap, tile[threadIdx.x][y]);
+    }
+}
+
+/* FPROP / DGRAD split over K: out[img][m][q] = sum over splits of part[s][m][img*plane + q] (+ bias[m]), in dt
+   (or f32 holding dt's value when out_f32) */
+__global__ void k_conv_splitk_out(const float *__restrict__ part, int splits, int M, int N, int plane,
+                                  const void *__restrict__ bias, int bias_dt, void *__restrict__ out, int dt, int out_f32) {
+    int64_t n_out = (int64_t)N * M, MN = n_out;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n_out; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t q = t % plane, m = (t / plane) % M, img = t / ((int64_t)plane * M), n = img * plane + q;
         float s = 0;
-        for (int k = 0; k < splits; k++) s += part[k * n + t];
-        d_storef(dw, dt, (o * C + c) * kk + tap, s);
+        for (int k = 0; k < splits; k++) s += part[k * MN + m * N + n];
+        if (bias) s += d_loadf(bias, bias_dt, m);
+        if (out_f32) ((float *)out)[t] = d_round_to(s, dt);
+        else d_storef(out, dt, t, s);
     }
 }
 
@@ -2549,7 +2612,7 @@ static nn_tensor *to_nhwc(const nn_tensor *x, nn_dtype dt) {
 static bool fits(const nn__cg &g) {
     int64_t lim = INT32_MAX / 2;
     return g.G == 1 && g.N * g.C * g.H * g.W < lim && g.N * g.O * g.Ho * g.Wo < lim && g.O * g.C * g.kh * g.kw < lim &&
-           g.N <= 65535 && g.N > 0 && g.Ho * g.Wo > 0;
+           g.N <= 65535 && g.O <= 65535 && g.N > 0 && g.Ho * g.Wo > 0;
 }
 static bool fprop_ok(const nn__cg &g) { return fits(g) && g.C % 32 == 0; }
 static bool dgrad_ok(const nn__cg &g) { return fits(g) && g.O % 32 == 0; }
@@ -2563,20 +2626,52 @@ static Args args_of(const nn__cg &g) {
     return a;
 }
 
+/* w's 16-bit layout for FPROP (dgrad 0) or DGRAD (dgrad 1) */
+static nn_tensor *weight_layout(const nn__cg &g, const nn_tensor *w, int dgrad) {
+    int64_t kk = g.kh * g.kw;
+    nn_tensor *d = nn__tmp(w->dtype, g.O * g.C * kk);
+    if (dgrad) k_transpose16<<<dim3((unsigned)((g.C * kk + 31) / 32), (unsigned)((g.O + 31) / 32), 1), dim3(32, 8), 0, S_>>>(
+                   (const uint16_t *)w->data, (uint16_t *)d->data, (int)g.O, (int)(g.C * kk));
+    else k_transpose16<<<dim3((unsigned)((kk + 31) / 32), (unsigned)((g.C + 31) / 32), (unsigned)g.O), dim3(32, 8), 0, S_>>>(
+             (const uint16_t *)w->data, (uint16_t *)d->data, (int)g.C, (int)kk);
+    NN_LAUNCHED();
+    return d;
+}
+
+/* FPROP / DGRAD launch: when the output tiles leave SMs idle, K is split over blockIdx.z into f32 partials that
+   k_conv_splitk_out sums (deterministic) */
+static void run_out(int dt, int mode, Args a, void *out, int out_dt) {
+    int64_t tiles = (int64_t)((a.M + BM - 1) / BM) * ((a.N + BN - 1) / BN), ktiles = a.K / BK, splits = 1;
+    if (tiles < nn__cu.sms) {
+        splits = 2 * nn__cu.sms / tiles;
+        if (splits > ktiles / 8) splits = ktiles / 8;
+        if (splits < 1) splits = 1;
+    }
+    int64_t per = (ktiles + splits - 1) / splits * BK;
+    splits = (a.K + per - 1) / per;
+    a.k_split = (int)per;
+    dim3 grid((unsigned)((a.N + BN - 1) / BN), (unsigned)((a.M + BM - 1) / BM), (unsigned)splits);
+    if (splits == 1) { a.out = out; run(dt, mode, a, grid); return; }
+    nn_tensor *part = nn__tmp(NN_F32, splits * a.M * a.N);
+    a.part = (float *)part->data;
+    run(dt, mode, a, grid);
+    k_conv_splitk_out<<<nn__grid((int64_t)a.M * a.N, 256), 256, 0, S_>>>(a.part, (int)splits, a.M, a.N, a.plane, a.bias,
+                                                                         a.bias_dt, out, dt, out_dt == NN_F32);
+    NN_LAUNCHED();
+    nn_tensor_free(part);
+}
+
 /* y = conv(x, w) + b; returns x's NHWC copy */
 static nn_tensor *fprop(const nn__cg &g, const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, nn_tensor *y) {
     nn_dtype dt = w->dtype;
     int64_t kk = g.kh * g.kw;
-    nn_tensor *xn = to_nhwc(x, dt), *wt = nn__tmp(dt, g.O * g.C * kk);
-    k_conv_weight_layout<<<nn__grid(g.O * g.C * kk, 256), 256, 0, S_>>>((const uint16_t *)w->data, (uint16_t *)wt->data,
-                                                                       (int)g.O, (int)g.C, (int)kk, 0);
-    NN_LAUNCHED();
+    nn_tensor *xn = to_nhwc(x, dt), *wt = weight_layout(g, w, 0);
     Args a = args_of(g);
-    a.a = (const uint16_t *)wt->data; a.b = (const uint16_t *)xn->data; a.out = y->data;
+    a.a = (const uint16_t *)wt->data; a.b = (const uint16_t *)xn->data;
     a.bias = b ? b->data : NULL; a.bias_dt = b ? b->dtype : NN_F32;
     a.M = (int)g.O; a.N = (int)(g.N * g.Ho * g.Wo); a.K = (int)(kk * g.C);
     a.plane = (int)(g.Ho * g.Wo); a.ow = (int)g.Wo; a.SH = (int)g.H; a.SW = (int)g.W; a.CS = (int)g.C;
-    run(dt, FPROP, a, dim3((unsigned)((a.N + BN - 1) / BN), (unsigned)((a.M + BM - 1) / BM)));
+    run_out(dt, FPROP, a, y->data, y->dtype);
     nn_tensor_free(wt);
     return xn;
 }
@@ -2585,15 +2680,12 @@ static nn_tensor *fprop(const nn__cg &g, const nn_tensor *x, const nn_tensor *w,
 static void dgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *w, nn_tensor *gx) {
     nn_dtype dt = w->dtype;
     int64_t kk = g.kh * g.kw;
-    nn_tensor *wd = nn__tmp(dt, g.O * g.C * kk);
-    k_conv_weight_layout<<<nn__grid(g.O * g.C * kk, 256), 256, 0, S_>>>((const uint16_t *)w->data, (uint16_t *)wd->data,
-                                                                       (int)g.O, (int)g.C, (int)kk, 1);
-    NN_LAUNCHED();
+    nn_tensor *wd = weight_layout(g, w, 1);
     Args a = args_of(g);
-    a.a = (const uint16_t *)wd->data; a.b = (const uint16_t *)dyn->data; a.out = gx->data; a.out_f32 = gx->dtype == NN_F32;
+    a.a = (const uint16_t *)wd->data; a.b = (const uint16_t *)dyn->data; a.out_f32 = gx->dtype == NN_F32;
     a.M = (int)g.C; a.N = (int)(g.N * g.H * g.W); a.K = (int)(kk * g.O);
     a.plane = (int)(g.H * g.W); a.ow = (int)g.W; a.SH = (int)g.Ho; a.SW = (int)g.Wo; a.CS = (int)g.O;
-    run(dt, DGRAD, a, dim3((unsigned)((a.N + BN - 1) / BN), (unsigned)((a.M + BM - 1) / BM)));
+    run_out(dt, DGRAD, a, gx->data, gx->dtype);
     nn_tensor_free(wd);
 }
 
@@ -2615,10 +2707,10 @@ static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
     splits = (P + per - 1) / per;
     a.k_split = (int)per;
     nn_tensor *part = nn__tmp(NN_F32, splits * a.M * a.N);
-    a.out = part->data;
+    a.part = (float *)part->data;
     run(dt, WGRAD, a, dim3((unsigned)((a.N + BN - 1) / BN), (unsigned)((a.M + BM - 1) / BM), (unsigned)splits));
-    k_conv_wgrad_sum<<<nn__grid(g.O * g.C * kk, 256), 256, 0, S_>>>((const float *)part->data, (int)splits, gw->data,
-                                                                   gw->dtype, (int)g.O, (int)g.C, (int)kk);
+    k_conv_wgrad_sum<<<dim3((unsigned)((g.C + 31) / 32), (unsigned)((kk + 31) / 32), (unsigned)g.O), dim3(32, 8), 0, S_>>>(
+        (const float *)part->data, (int)splits, gw->data, gw->dtype, (int)g.O, (int)g.C, (int)kk);
     NN_LAUNCHED();
     nn_tensor_free(part);
 }

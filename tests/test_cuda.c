@@ -596,10 +596,12 @@ static void test_group_norm(void) {
 /* conv2d under autocast, bf16 and f16, against the CPU's emulation (TOL_LOW). The shapes reach every path of
    nn_cuda.cu: tensor-core forward (Cin % 32), dgrad (Cout % 32) and wgrad (Cin, Cout % 8) with strides 1 and 2
    (also per axis), dilation, 1x1 and 5x3 kernels, pixel counts off the 128-wide tiles, Cout over one 128-row
-   tile, several wgrad K splits; and the im2col fallback (Cin 3, groups) in low precision. */
+   tile, K split over blocks (wgrad always; forward and dgrad when their tiles are few: cases 1, 5); and the
+   im2col fallback (Cin 3, groups, Cout 4) in low precision. */
 static void test_conv_autocast(void) {
     /* N C H W, O kh kw, stride h, stride w, pad, dil, groups, bias */
-    static const int cs[][13] = {{2, 32, 9, 11, 64, 3, 3, 1, 1, 1, 1, 1, 1},   {3, 64, 16, 16, 40, 3, 3, 2, 2, 1, 1, 1, 1},
+    static const int cs[][13] = {{2, 32, 9, 11, 64, 3, 3, 1, 1, 1, 1, 1, 1},   {1, 64, 24, 24, 256, 3, 3, 1, 1, 1, 1, 1, 1},
+                                 {3, 64, 16, 16, 40, 3, 3, 2, 2, 1, 1, 1, 1},
                                  {2, 96, 13, 7, 32, 1, 1, 1, 1, 0, 1, 1, 0},   {2, 32, 20, 20, 32, 3, 3, 2, 2, 1, 1, 1, 1},
                                  {1, 160, 40, 40, 136, 3, 3, 1, 1, 1, 1, 1, 1}, {2, 32, 12, 12, 32, 3, 3, 1, 1, 2, 2, 1, 1},
                                  {2, 32, 11, 9, 48, 5, 3, 2, 1, 2, 1, 1, 1},   {2, 3, 11, 13, 8, 3, 3, 1, 1, 1, 1, 1, 1},
@@ -608,7 +610,7 @@ static void test_conv_autocast(void) {
     static const int grad[3] = {1, 1, 1};
     int k, d;
     for (d = 0; d < 2; d++)
-        for (k = 0; k < 10; k++) {
+        for (k = 0; k < 11; k++) {
             const int *c = cs[k];
             int64_t xs[4], wsz[4], bs = c[4];
             char what[64];
