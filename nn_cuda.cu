@@ -2517,8 +2517,7 @@ __global__ void k_to_nhwc(const S *__restrict__ x, uint16_t *__restrict__ y, int
 }
 
 /* dst[b][s][r] = src[b][r][s] for 16-bit elements, 32 x 32 tiles through shared memory; grid (S/32, R/32, B),
-   block (32, 8). The weight layouts: FPROP's [O][kk][C] is w [O][C][kk] with each [C][kk] transposed (B = O),
-   DGRAD's [C][kk][O] is w as one [O][C*kk] matrix transposed (B = 1). */
+   block (32, 8). DGRAD's weight layout [C][kk][O] is w as one [O][C*kk] matrix transposed (B = 1). */
 __global__ void k_transpose16(const uint16_t *__restrict__ src, uint16_t *__restrict__ dst, int R, int S) {
     __shared__ uint16_t tile[32][34];
     const int s0 = blockIdx.x * 32, r0 = blockIdx.y * 32;
@@ -2535,25 +2534,38 @@ __global__ void k_transpose16(const uint16_t *__restrict__ src, uint16_t *__rest
     }
 }
 
-/* dw[o][c][tap] (dtype dt) = sum over splits of part[s][o][tap][c]: per o a [kk][C] -> [C][kk] transpose of the
-   split sums, 32 x 32 tiles; grid (C/32, kk/32, O), block (32, 8) */
+/* dw[o][c][tap] (dtype dt) = sum over splits of part[s][o][tap][c]. A block per (o, slice of WS_SLICE channels):
+   the split sums go to shared memory as [c][tap] (reads coalesced along c), then out to dw's contiguous range
+   for the slice. Dynamic shared memory WS_SLICE * kk floats. */
+constexpr int WS_SLICE = 128, WL_SLICE = 256;
 __global__ void k_conv_wgrad_sum(const float *__restrict__ part, int splits, void *__restrict__ dw, int dt, int O, int C, int kk) {
-    __shared__ float tile[32][33];
-    const int o = blockIdx.z, c0 = blockIdx.x * 32, t0 = blockIdx.y * 32;
+    extern __shared__ float sumt[];
+    const int o = blockIdx.y, c0 = blockIdx.x * WS_SLICE, nc = min(WS_SLICE, C - c0);
     const int64_t MN = (int64_t)O * C * kk;
-    for (int y = threadIdx.y; y < 32; y += 8) {
-        int tap = t0 + y, c = c0 + threadIdx.x;
-        if (tap < kk && c < C) {
-            const float *pp = part + ((int64_t)o * kk + tap) * C + c;
-            float s = 0;
-            for (int k = 0; k < splits; k++) s += pp[k * MN];
-            tile[y][threadIdx.x] = s;
-        }
+    for (int t = threadIdx.x; t < nc * kk; t += blockDim.x) {
+        int tap = t / nc, cl = t - tap * nc;
+        const float *pp = part + ((int64_t)o * kk + tap) * C + c0 + cl;
+        float s = 0;
+        for (int k = 0; k < splits; k++) s += pp[k * MN];
+        sumt[cl * kk + tap] = s;
     }
     __syncthreads();
-    for (int y = threadIdx.y; y < 32; y += 8) {
-        int c = c0 + y, tap = t0 + threadIdx.x;
-        if (c < C && tap < kk) d_storef(dw, dt, ((int64_t)o * C + c) * kk + tap, tile[threadIdx.x][y]);
+    const int64_t base = ((int64_t)o * C + c0) * kk;
+    for (int t = threadIdx.x; t < nc * kk; t += blockDim.x) d_storef(dw, dt, base + t, sumt[t]);
+}
+
+/* FPROP's weight layout [O][kk][C] from w [O][C][kk] (16-bit): a block per (o, slice of WL_SLICE channels) reads
+   its contiguous source range into shared memory and writes kk rows of the slice. Dynamic shared memory
+   WL_SLICE * kk halves. */
+__global__ void k_conv_weight_fprop(const uint16_t *__restrict__ w, uint16_t *__restrict__ d, int C, int kk) {
+    extern __shared__ uint16_t wsl[];
+    const int o = blockIdx.y, c0 = blockIdx.x * WL_SLICE, nc = min(WL_SLICE, C - c0);
+    const uint16_t *src = w + ((int64_t)o * C + c0) * kk;
+    for (int t = threadIdx.x; t < nc * kk; t += blockDim.x) wsl[t] = src[t];
+    __syncthreads();
+    for (int t = threadIdx.x; t < nc * kk; t += blockDim.x) {
+        int tap = t / nc, cl = t - tap * nc;
+        d[((int64_t)o * kk + tap) * C + c0 + cl] = wsl[cl * kk + tap];
     }
 }
 
@@ -2612,7 +2624,22 @@ static nn_tensor *to_nhwc(const nn_tensor *x, nn_dtype dt) {
 static bool fits(const nn__cg &g) {
     int64_t lim = INT32_MAX / 2;
     return g.G == 1 && g.N * g.C * g.H * g.W < lim && g.N * g.O * g.Ho * g.Wo < lim && g.O * g.C * g.kh * g.kw < lim &&
-           g.N <= 65535 && g.O <= 65535 && g.N > 0 && g.Ho * g.Wo > 0;
+           g.N <= 65535 && g.O <= 65535 && g.N > 0 && g.Ho * g.Wo > 0 && g.kh * g.kw <= 64;   /* kk: shared slices */
+}
+
+/* K splits for `tiles` output tiles of ktiles K tiles each: the time of the waves (2 blocks an SM) times the work
+   of one block, plus the f32 partials' traffic (written and read) when there are partials; the fewest splits
+   within 0.1% of the best. Rates: ~0.8 TFLOP/s a block (measured: 128x128 tiles, mma.sync), 2.5 TB/s. */
+static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials) {
+    const double rate = 0.8e12, bw = 2.5e12;
+    int64_t slots = 2 * (int64_t)nn__cu.sms, best = 1, maxs = ktiles / 8 < 1 ? 1 : ktiles / 8;
+    double bt = 1e30;
+    for (int64_t s = 1; s <= maxs && s <= 256; s++) {
+        int64_t waves = (tiles * s + slots - 1) / slots, kt = (ktiles + s - 1) / s;
+        double t = waves * 2.0 * BM * BN * BK * kt / rate + (s > 1 || always_partials ? s * M * N * 8.0 / bw : 0.0);
+        if (t < bt * 0.999) { bt = t; best = s; }
+    }
+    return best;
 }
 static bool fprop_ok(const nn__cg &g) { return fits(g) && g.C % 32 == 0; }
 static bool dgrad_ok(const nn__cg &g) { return fits(g) && g.O % 32 == 0; }
@@ -2632,8 +2659,8 @@ static nn_tensor *weight_layout(const nn__cg &g, const nn_tensor *w, int dgrad) 
     nn_tensor *d = nn__tmp(w->dtype, g.O * g.C * kk);
     if (dgrad) k_transpose16<<<dim3((unsigned)((g.C * kk + 31) / 32), (unsigned)((g.O + 31) / 32), 1), dim3(32, 8), 0, S_>>>(
                    (const uint16_t *)w->data, (uint16_t *)d->data, (int)g.O, (int)(g.C * kk));
-    else k_transpose16<<<dim3((unsigned)((kk + 31) / 32), (unsigned)((g.C + 31) / 32), (unsigned)g.O), dim3(32, 8), 0, S_>>>(
-             (const uint16_t *)w->data, (uint16_t *)d->data, (int)g.C, (int)kk);
+    else k_conv_weight_fprop<<<dim3((unsigned)((g.C + WL_SLICE - 1) / WL_SLICE), (unsigned)g.O), 256,
+                               (size_t)WL_SLICE * kk * 2, S_>>>((const uint16_t *)w->data, (uint16_t *)d->data, (int)g.C, (int)kk);
     NN_LAUNCHED();
     return d;
 }
@@ -2641,12 +2668,8 @@ static nn_tensor *weight_layout(const nn__cg &g, const nn_tensor *w, int dgrad) 
 /* FPROP / DGRAD launch: when the output tiles leave SMs idle, K is split over blockIdx.z into f32 partials that
    k_conv_splitk_out sums (deterministic) */
 static void run_out(int dt, int mode, Args a, void *out, int out_dt) {
-    int64_t tiles = (int64_t)((a.M + BM - 1) / BM) * ((a.N + BN - 1) / BN), ktiles = a.K / BK, splits = 1;
-    if (tiles < nn__cu.sms) {
-        splits = 2 * nn__cu.sms / tiles;
-        if (splits > ktiles / 8) splits = ktiles / 8;
-        if (splits < 1) splits = 1;
-    }
+    int64_t tiles = (int64_t)((a.M + BM - 1) / BM) * ((a.N + BN - 1) / BN), ktiles = a.K / BK;
+    int64_t splits = choose_splits(tiles, ktiles, a.M, a.N, false);
     int64_t per = (ktiles + splits - 1) / splits * BK;
     splits = (a.K + per - 1) / per;
     a.k_split = (int)per;
@@ -2697,19 +2720,16 @@ static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
     a.a = (const uint16_t *)dyn->data; a.b = (const uint16_t *)xn->data;
     a.M = (int)g.O; a.N = (int)(kk * g.C); a.K = (int)P;
     a.SH = (int)g.H; a.SW = (int)g.W; a.CS = (int)g.C;
-    /* split K (the pixels) until the tiles fill the GPU twice, keeping at least 8 K tiles per split */
-    int64_t tiles = ((a.M + BM - 1) / BM) * ((a.N + BN - 1) / BN), splits = (2 * nn__cu.sms + tiles - 1) / tiles;
-    int64_t maxs = (P + 8 * BK - 1) / (8 * BK);
-    if (splits > maxs) splits = maxs;
-    if (splits < 1) splits = 1;
-    int64_t per = (P + splits - 1) / splits;
-    per = (per + BK - 1) / BK * BK;
+    /* K (the pixels) split over blockIdx.z: always into partials (summed and reordered below) */
+    int64_t tiles = ((a.M + BM - 1) / BM) * ((a.N + BN - 1) / BN), ktiles = (P + BK - 1) / BK;
+    int64_t splits = choose_splits(tiles, ktiles, a.M, a.N, true);
+    int64_t per = (ktiles + splits - 1) / splits * BK;
     splits = (P + per - 1) / per;
     a.k_split = (int)per;
     nn_tensor *part = nn__tmp(NN_F32, splits * a.M * a.N);
     a.part = (float *)part->data;
     run(dt, WGRAD, a, dim3((unsigned)((a.N + BN - 1) / BN), (unsigned)((a.M + BM - 1) / BM), (unsigned)splits));
-    k_conv_wgrad_sum<<<dim3((unsigned)((g.C + 31) / 32), (unsigned)((kk + 31) / 32), (unsigned)g.O), dim3(32, 8), 0, S_>>>(
+    k_conv_wgrad_sum<<<dim3((unsigned)((g.C + WS_SLICE - 1) / WS_SLICE), (unsigned)g.O), 256, (size_t)WS_SLICE * kk * 4, S_>>>(
         (const float *)part->data, (int)splits, gw->data, gw->dtype, (int)g.O, (int)g.C, (int)kk);
     NN_LAUNCHED();
     nn_tensor_free(part);
