@@ -226,7 +226,7 @@ void nn_checkpoint(nn_checkpoint_fn fn, void *ctx, int n_in, nn_tensor **in, int
    pass and the loss (as torch recommends); backward may run outside it: nn_checkpoint records the autocast
    dtype at forward time and recomputes under it.
    On the GPU the tensors are real: a listed op's inputs are cast to dt tensors (weights once per region, as
-   above), its kernels take dt operands with f32 accumulation and return a dt tensor (conv2d returns f32).
+   above), its kernels take dt operands with f32 accumulation and return a dt tensor.
    Elementwise ops take f16/bf16 tensors and return torch's promoted dtype (bf16 op bf16 -> bf16, with an
    f32 operand -> f32), so a GELU between two linears stays bf16 as in torch; ops that compute in f32 (norms,
    softmax, reductions, losses) take f32. Gradients are f32 tensors throughout (more precise than torch's
@@ -1848,8 +1848,7 @@ nn_tensor *nn__autocast_arg(nn_tensor *x, nn_dtype dt) {
 nn_tensor *nn__autocast_leave(nn_tensor *y, nn_dtype dt) {
     nn_tensor *o = y;
     nn_node *n;
-    /* on a device the op already returns dt where its kernel writes dt (GEMMs, sdpa); an f32 result (conv2d's
-       im2col GEMM) is kept unrounded */
+    /* on a device the op already returns dt (its kernels write dt: GEMMs, conv2d, sdpa) */
     if (y && y->dtype == NN_F32 && dt != NN_F32 && y->device == NN_CPU) {
         if (!nn__tracks(y)) {
             nn__round_into(y, y, dt);                             /* in place: nothing else holds it */
@@ -2039,11 +2038,13 @@ void nn__cuda_expand(const nn_tensor *a, nn_tensor *o);
 /* height rows of width elements of es bytes, pitches in elements (slice, concat) */
 void nn__cuda_copy2d(void *dst, int64_t dpitch, const void *src, int64_t spitch, int64_t width, int64_t height, size_t es);
 /* [ops:conv] */
+/* conv2d: f32, or f16/bf16 weights with y, b in their dtype and x in it or f32. x_keep (may be NULL) receives an
+   NHWC copy of x that the backward reads instead of x (NULL when it needs x itself) */
 void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, const int stride[2],
-                         const int padding[2], const int dilation[2], int groups, nn_tensor *y);
-void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *w, const int stride[2],
-                         const int padding[2], const int dilation[2], int groups, nn_tensor *gx, nn_tensor *gw,
-                         nn_tensor *gb);
+                         const int padding[2], const int dilation[2], int groups, nn_tensor *y, nn_tensor **x_keep);
+void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *x_keep, const int64_t x_shape[4],
+                         const nn_tensor *w, const int stride[2], const int padding[2], const int dilation[2], int groups,
+                         nn_tensor *gx, nn_tensor *gw, nn_tensor *gb);
 void nn__cuda_group_norm_fwd(const nn_tensor *x, int64_t G, const nn_tensor *w, const nn_tensor *b, double eps,
                              nn_tensor *y, nn_tensor *mean, nn_tensor *rstd);
 void nn__cuda_group_norm_bwd(const nn_tensor *g, const nn_tensor *x, int64_t G, const nn_tensor *w, const nn_tensor *mean,
@@ -5139,11 +5140,13 @@ static int nn__conv_threads(void) {
 #endif
 }
 
-/* the checks every op of this section starts with: f32, on the CPU, `nd` dims (nd < 0: at least -nd) */
-static void nn__vision_check(const char *op, const nn_tensor *t, int nd, const char *what) {
+/* the checks every op of this section starts with: f32 (any float type when any_float: conv2d's low-precision
+   GPU path), on the CPU, `nd` dims (nd < 0: at least -nd) */
+static void nn__vision_check_dt(const char *op, const nn_tensor *t, int nd, const char *what, int any_float) {
     char buf[96];
     if (!t) { nn_error("%s: %s is NULL", op, what); return; }
-    nn__check_f32(op, t, what);
+    if (any_float) nn__check_float(op, t, what);
+    else nn__check_f32(op, t, what);
 #ifndef NN_CUDA
     if (t->device != NN_CPU)
         nn_error("%s: %s is on %s; this build has no CUDA", op, what, nn_device_name(t->device));
@@ -5151,6 +5154,9 @@ static void nn__vision_check(const char *op, const nn_tensor *t, int nd, const c
     if ((nd >= 0 && t->ndim != nd) || (nd < 0 && t->ndim < -nd))
         nn_error("%s: %s must have %s%d dims, got %s", op, what, nd < 0 ? "at least " : "", nd < 0 ? -nd : nd,
                  nn_shape_str(t, buf, sizeof buf));
+}
+static void nn__vision_check(const char *op, const nn_tensor *t, int nd, const char *what) {
+    nn__vision_check_dt(op, t, nd, what, 0);
 }
 
 /* ------------------------------------------------------------------------------------------------ conv2d */
@@ -5294,10 +5300,20 @@ static void nn__conv2d_backward(nn_node *n) {
 #ifdef NN_CUDA
     if (gout->device == NN_CUDA) {
         const int st[2] = {(int)g.sh, (int)g.sw}, pd[2] = {(int)g.ph, (int)g.pw}, dl[2] = {(int)g.dh, (int)g.dw};
-        nn_tensor *cb = need_b ? nn__new(NN_F32, NN_CUDA, 1, &g.Cout) : NULL;
-        if (need_x) dx = nn__new(NN_F32, NN_CUDA, x->ndim, x->shape);
-        if (need_w) dw = nn__new(NN_F32, NN_CUDA, w->ndim, w->shape);
-        if (cb || dx || dw) nn__cuda_conv2d_bwd(gout, x, w, st, pd, dl, (int)g.groups, dx, dw, cb);
+        /* i[7] != 0: saved[0] is the forward's NHWC copy of x ([N, H, W, C]), x's dtype i[7] - 1 */
+        const int keep = n->i[7] != 0;
+        const nn_dtype xdt = keep ? (nn_dtype)(n->i[7] - 1) : x->dtype;
+        int64_t xs[4];
+        nn_tensor *cb;
+        if (keep) { xs[0] = x->shape[0]; xs[1] = x->shape[3]; xs[2] = x->shape[1]; xs[3] = x->shape[2]; }
+        else memcpy(xs, x->shape, sizeof xs);
+        /* gradients in their tensors' dtypes (w and b share one: f32, or the low-precision weight's; x's is that
+           or f32) */
+        cb = need_b ? nn__new(w->dtype, NN_CUDA, 1, &g.Cout) : NULL;
+        if (need_x) dx = nn__new(xdt, NN_CUDA, 4, xs);
+        if (need_w) dw = nn__new(w->dtype, NN_CUDA, w->ndim, w->shape);
+        if (cb || dx || dw)
+            nn__cuda_conv2d_bwd(gout, keep ? NULL : x, keep ? x : NULL, xs, w, st, pd, dl, (int)g.groups, dx, dw, cb);
         if (dx) nn__accumulate(n, 0, dx);
         if (dw) nn__accumulate(n, 1, dw);
         if (cb) nn__accumulate(n, 2, cb);
@@ -5360,22 +5376,34 @@ static nn_tensor *nn__conv2d_impl(const char *op, nn_tensor *x, nn_tensor *w, nn
     char bx[96], bw[96], bb[96];
     nn__conv_geom g;
     int64_t oshape[4], Cg, Coutg, K, HoWo, img, rows;
-    nn_tensor *out, *ws = NULL, *ins[3];
+    nn_tensor *out, *ws = NULL, *ins[3], *keep = NULL;
     float *cols, *od;
     const float *xd, *wd;
     nn_node *node;
-    if (nn_autocast_dtype() != NN_F32 && x && x->device == NN_CPU) {   /* autocast: low-precision operands and result */
+    int lowp = 0;
+    if (nn_autocast_dtype() != NN_F32 && x) {   /* autocast: low-precision operands and result */
         nn_dtype dt = nn__autocast_enter();
-        return nn__autocast_leave(nn__conv2d_impl(op, nn__autocast_arg(x, dt), nn__autocast_arg(w, dt), nn__autocast_arg(b, dt),
+        /* (on the GPU an f32 input is converted inside the conv's own layout pass: no separate cast) */
+        return nn__autocast_leave(nn__conv2d_impl(op, x->device == NN_CPU ? nn__autocast_arg(x, dt) : x,
+                                                  nn__autocast_arg(w, dt), nn__autocast_arg(b, dt),
                                                   stride, padding, dilation, groups), dt);
     }
-    /* on the GPU conv2d stays f32 under autocast for now: its im2col kernels are f32 (an f16/bf16 input from
-       an autocast op is cast up) */
-    if (x && x->device != NN_CPU && x->dtype != NN_F32) x = nn__f32_input(op, x, "input");
-    nn__vision_check(op, x, 4, "input");
-    nn__vision_check(op, w, 4, "weight");
+    /* On the GPU, f16/bf16 weights (autocast's, or a caller's) make a low-precision conv (nn_cuda.cu: tensor
+       cores, f32 accumulation): the input is read in the weight's dtype (an f32 input converted by the kernels,
+       another one cast here), the bias cast to it, as autocast casts them, and the output is in that dtype.
+       With f32 weights an f16/bf16 input is cast up. */
+    if (x && w && x->device != NN_CPU) {
+        if (w->dtype == NN_F16 || w->dtype == NN_BF16) {
+            lowp = 1;
+            nn__check_float(op, x, "input");
+            if (x->dtype != w->dtype && x->dtype != NN_F32) x = nn_cast(x, w->dtype);
+            if (b) { nn__check_float(op, b, "bias"); if (b->dtype != w->dtype) b = nn_cast(b, w->dtype); }
+        } else if (x->dtype != NN_F32) x = nn__f32_input(op, x, "input");
+    }
+    nn__vision_check_dt(op, x, 4, "input", lowp);
+    nn__vision_check_dt(op, w, 4, "weight", lowp);
     nn__check_same_device(op, x, w);
-    if (b) { nn__vision_check(op, b, 1, "bias"); nn__check_same_device(op, x, b); }
+    if (b) { nn__vision_check_dt(op, b, 1, "bias", lowp); nn__check_same_device(op, x, b); }
     nn_shape_str(x, bx, sizeof bx); nn_shape_str(w, bw, sizeof bw);
     if (!stride || !padding || !dilation) { nn_error("%s: stride, padding and dilation must not be NULL", op); return NULL; }
     if (stride[0] < 1 || stride[1] < 1 || padding[0] < 0 || padding[1] < 0 || dilation[0] < 1 || dilation[1] < 1) {
@@ -5421,9 +5449,9 @@ static nn_tensor *nn__conv2d_impl(const char *op, nn_tensor *x, nn_tensor *w, nn
     }
     Cg = g.C / groups; Coutg = g.Cout / groups; K = Cg * g.kh * g.kw; HoWo = g.Ho * g.Wo;
     oshape[0] = g.N; oshape[1] = g.Cout; oshape[2] = g.Ho; oshape[3] = g.Wo;
-    out = nn__new(NN_F32, x->device, 4, oshape);
+    out = nn__new(lowp ? w->dtype : NN_F32, x->device, 4, oshape);
 #ifdef NN_CUDA
-    if (x->device == NN_CUDA) nn__cuda_conv2d_fwd(x, w, b, stride, padding, dilation, groups, out);
+    if (x->device == NN_CUDA) nn__cuda_conv2d_fwd(x, w, b, stride, padding, dilation, groups, out, &keep);
     else
 #endif
     {
@@ -5455,11 +5483,12 @@ static nn_tensor *nn__conv2d_impl(const char *op, nn_tensor *x, nn_tensor *w, nn
     ins[0] = x; ins[1] = w; ins[2] = b;
     node = nn__record("conv2d", nn__conv2d_backward, b ? 3 : 2, ins, 1, &out);
     if (node) {
-        nn__save(node, x);
+        nn__save(node, keep ? keep : x);   /* the GPU's NHWC copy of x (low precision) serves the backward */
         nn__save(node, w);
         node->i[0] = g.sh; node->i[1] = g.sw; node->i[2] = g.ph; node->i[3] = g.pw;
-        node->i[4] = g.dh; node->i[5] = g.dw; node->i[6] = groups;
+        node->i[4] = g.dh; node->i[5] = g.dw; node->i[6] = groups; node->i[7] = keep ? 1 + (int)x->dtype : 0;
     }
+    if (keep) nn_tensor_free(keep);
     return out;
 }
 

@@ -2185,27 +2185,53 @@ int nn__cuda_unscale_multi(int n, float *const *g, const int64_t *numel, float i
 } /* extern "C" */
 
 /* ------------------------------------------------------------------------------- conv2d, pools, upsample */
-/* conv2d (NCHW, groups, 2-D stride/padding/dilation) as im2col + cuBLAS, with the images of a chunk folded into
-   the GEMM's N dimension (one large GEMM per group instead of a small one per image): columns
-   cols [C*kh*kw][nb][Ho*Wo] (workspace capped at 256 MiB per chunk), Y' [O][nb][HoWo] = W [O, K] cols, then one
-   pass moves Y' to NCHW and adds the bias. Backward: dY' = dY in [O][nb][HoWo] order; dW (+)= dY' cols^T;
-   dcols = W^T dY'; dX = col2im(dcols) as a gather (each input pixel sums its kernel taps: deterministic, no
-   atomics); db a reduction. */
+/* conv2d (NCHW, groups, 2-D stride/padding/dilation), two paths:
+
+   - bf16/f16 weights (autocast), groups 1, Cin a multiple of 32: tensor-core implicit GEMM (conv_cu below, no
+     column matrix in memory) for the forward and both backward products, each where its channel counts allow;
+   - everything else (f32 with or without TF32, groups, odd channel counts): im2col + cuBLAS, with the images of
+     a chunk folded into the GEMM's N dimension (one large GEMM per group instead of a small one per image):
+     columns cols [C*kh*kw][nb][Ho*Wo] (workspace capped at 256 MiB per chunk), Y' [O][nb][HoWo] = W [O, K]
+     cols, then one pass moves Y' to NCHW and adds the bias. Backward: dY' = dY in [O][nb][HoWo] order;
+     dW (+)= dY' cols^T; dcols = W^T dY'; dX = col2im(dcols) as a gather (each input pixel sums its kernel
+     taps: deterministic, no atomics); db a reduction. The columns and dY' are in the weight's dtype (cuBLAS
+     operands), the GEMM results in f32.
+   Low precision follows torch's autocast: x, w, b and y in one dtype (nn.h casts them), f32 accumulation,
+   y and the gradients rounded once to their tensors' dtypes. */
 
 struct nn__cg { int64_t N, C, H, W, O, kh, kw, Ho, Wo, sh, sw, ph, pw, dh, dw, G; };
 
-__global__ void k_im2col(const float *__restrict__ x, float *__restrict__ cols, nn__cg g, int64_t nb) {
+/* element access for the conv kernels: T is float (f32) or uint16_t (f16 / bf16 bits, dt says which), so the
+   f32 path compiles to plain loads and stores */
+template <typename T> __device__ __forceinline__ float d_ld(const T *p, int64_t i, int dt) {
+    if (std::is_same<T, float>::value) return (float)p[i];
+    return dt == NN_BF16 ? d_bf16_to_f32((uint16_t)p[i]) : d_half_to_f32((uint16_t)p[i]);
+}
+template <typename T> __device__ __forceinline__ void d_st(T *p, int64_t i, float v, int dt) {
+    if (std::is_same<T, float>::value) p[i] = (T)v;
+    else p[i] = (T)(dt == NN_BF16 ? d_f32_to_bf16(v) : d_f32_to_half(v));
+}
+/* v rounded to dt's precision (NN_F32: unchanged) */
+__device__ __forceinline__ float d_round_to(float v, int dt) {
+    return dt == NN_BF16 ? d_bf16_to_f32(d_f32_to_bf16(v)) : dt == NN_F16 ? d_half_to_f32(d_f32_to_half(v)) : v;
+}
+
+/* cols [C*kh*kw][nb][Ho*Wo] (element D, dtype cdt) from x (S, xdt) */
+template <typename S, typename D>
+__global__ void k_im2col(const S *__restrict__ x, int xdt, D *__restrict__ cols, int cdt, nn__cg g, int64_t nb) {
     int64_t HW = g.Ho * g.Wo, R = g.C * g.kh * g.kw, n = nb * R * HW;
     for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
         int64_t p = t % HW, b = (t / HW) % nb, r = t / (HW * nb);
         int64_t j = r % g.kw, i = (r / g.kw) % g.kh, c = r / (g.kw * g.kh), oh = p / g.Wo, ow = p % g.Wo;
         int64_t ih = oh * g.sh - g.ph + i * g.dh, iw = ow * g.sw - g.pw + j * g.dw;
-        cols[t] = (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? x[((b * g.C + c) * g.H + ih) * g.W + iw] : 0.0f;
+        d_st(cols, t, (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? d_ld(x, ((b * g.C + c) * g.H + ih) * g.W + iw, xdt) : 0.0f, cdt);
     }
 }
 
-/* dx[b, c, y, x] = sum over taps (i, j) of dcols[(c*kh+i)*kw+j][b][oh*Wo+ow] where the tap reads (y, x) */
-__global__ void k_col2im(const float *__restrict__ cols, float *__restrict__ dx, nn__cg g, int64_t nb) {
+/* dx[b, c, y, x] = sum over taps (i, j) of dcols[(c*kh+i)*kw+j][b][oh*Wo+ow] where the tap reads (y, x) (dcols f32;
+   dx of element D, dtype xdt, the sum rounded through rdt first: an f32 input's gradient in a low-precision conv) */
+template <typename D>
+__global__ void k_col2im(const float *__restrict__ cols, D *__restrict__ dx, int xdt, int rdt, nn__cg g, int64_t nb) {
     int64_t HW = g.Ho * g.Wo, n = nb * g.C * g.H * g.W;
     for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
         int64_t xx = t % g.W, yy = (t / g.W) % g.H, c = (t / (g.W * g.H)) % g.C, b = t / (g.W * g.H * g.C);
@@ -2224,17 +2250,53 @@ __global__ void k_col2im(const float *__restrict__ cols, float *__restrict__ dx,
                 acc += cb[(i * g.kw + j) * nb * HW + oy * g.Wo + ox];
             }
         }
-        dx[t] = acc;
+        d_st(dx, t, d_round_to(acc, rdt), xdt);
     }
 }
 
-/* [A][B][HW] -> [B][A][HW] (+ bias[a] when given) */
-__global__ void k_swap01(const float *__restrict__ src, float *__restrict__ dst, int64_t A, int64_t B, int64_t HW,
-                         const float *__restrict__ bias) {
+/* [A][B][HW] -> [B][A][HW] (+ bias[a] when given, element D like dst), converting S (sdt) -> D (ddt) */
+template <typename S, typename D>
+__global__ void k_swap01(const S *__restrict__ src, int sdt, D *__restrict__ dst, int ddt, int64_t A, int64_t B,
+                         int64_t HW, const D *__restrict__ bias) {
     int64_t n = A * B * HW;
     for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
         int64_t p = t % HW, a = (t / HW) % A, b = t / (HW * A);
-        dst[t] = src[(a * B + b) * HW + p] + (bias ? bias[a] : 0.0f);
+        d_st(dst, t, d_ld(src, (a * B + b) * HW + p, sdt) + (bias ? d_ld(bias, a, ddt) : 0.0f), ddt);
+    }
+}
+
+/* the bias gradient in two deterministic steps: part[n][o] = sum of plane gy[n, o, :] (a block per plane), then
+   db[o] = sum over n of part[n][o] (written in db's dtype) */
+template <typename S>
+__global__ void k_conv_bias_planes(const S *__restrict__ gy, int gdt, float *__restrict__ part, int64_t HW) {
+    __shared__ float red[32];
+    const S *pl = gy + (int64_t)blockIdx.x * HW;
+    constexpr int V = 16 / sizeof(S);   /* elements in 16 bytes */
+    float s = 0;
+    if (HW % V == 0 && ((uintptr_t)pl & 15) == 0) {
+        for (int64_t p = threadIdx.x * (int64_t)V; p < HW; p += (int64_t)blockDim.x * V) {
+            uint4 u = *(const uint4 *)(pl + p);
+            const S *e = (const S *)&u;
+#pragma unroll
+            for (int k = 0; k < V; k++) s += d_ld(e, k, gdt);
+        }
+    } else {
+        for (int64_t p = threadIdx.x; p < HW; p += blockDim.x) s += d_ld(pl, p, gdt);
+    }
+    for (int k = 16; k; k >>= 1) s += __shfl_xor_sync(0xffffffffu, s, k);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = s;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        s = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.0f;
+        for (int k = 16; k; k >>= 1) s += __shfl_xor_sync(0xffffffffu, s, k);
+        if (threadIdx.x == 0) part[blockIdx.x] = s;
+    }
+}
+__global__ void k_conv_bias_sum(const float *__restrict__ part, void *__restrict__ db, int bdt, int64_t N, int64_t O) {
+    for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < O; o += (int64_t)gridDim.x * blockDim.x) {
+        float s = 0;
+        for (int64_t n = 0; n < N; n++) s += part[n * O + o];
+        d_storef(db, bdt, o, s);
     }
 }
 
@@ -2246,81 +2308,684 @@ static nn__cg nn__conv_geom_of(const nn_tensor *x, const nn_tensor *w, const nn_
     g.sh = st[0]; g.sw = st[1]; g.ph = pd[0]; g.pw = pd[1]; g.dh = dl[0]; g.dw = dl[1]; g.G = groups;
     return g;
 }
-/* images per chunk: columns plus the reordered output of at most 256 MiB */
+/* images per chunk: columns plus the reordered output of at most 256 MiB (4 bytes an element) */
 static int64_t nn__conv_chunk(const nn__cg &g) {
     int64_t per = (g.C * g.kh * g.kw + g.O) * g.Ho * g.Wo * 4, nb = ((int64_t)256 << 20) / (per > 0 ? per : 1);
     return nb < 1 ? 1 : nb > g.N ? g.N : nb;
 }
 
+/* ---------------------------------------------------------------- conv2d: tensor-core implicit GEMM (bf16/f16)
+   Three GEMMs C[m][n] = sum_k A(m, k) B(n, k), f32 accumulators, on activations in NHWC copies (made by one
+   transposing pass each: channels contiguous, so a 32-wide slice of K is 64 contiguous bytes of one pixel):
+     FPROP  M = O,  N = images*Ho*Wo, K = (i, j, c):  A = w as [O][kh][kw][C], B(n, k) = x_nhwc at the tap's
+            input pixel (zero in the padding); y written NCHW (+ bias) from the tile.
+     DGRAD  M = C,  N = images*H*W,   K = (i, j, o):  A = w as [C][kh][kw][O], B(n, k) = dy_nhwc at the output
+            pixel that tap (i, j) of pixel n came from (zero where none: outside, or off the stride grid).
+     WGRAD  M = O,  N = (i, j, c),    K = images*Ho*Wo: A(m, k) = dy_nhwc[k][m], B(n, k) = x_nhwc at the tap's
+            input pixel of output pixel k; K split over blockIdx.z into f32 partials, summed (and put back in
+            [O][C][kh][kw] order) by a second kernel: deterministic.
+   Block tile 128 x 128 x 32, 8 warps of 64 x 32, mma.sync m16n8k16 (f32 accumulation), operands staged through
+   a 4-deep cp.async pipeline (zero-fill for padding / edges), read with ldmatrix (.trans for WGRAD's operands,
+   whose rows run along M/N). Shared tiles are XOR-swizzled in 16-byte units so ldmatrix's 8 rows hit distinct
+   banks. Needs (checked by the host): FPROP C % 32, DGRAD O % 32 (a K slice never straddles two taps), WGRAD
+   C % 8 and O % 8 (16-byte chunks). */
+namespace conv_cu {
+
+constexpr int BM = 128, BN = 128, BK = 32, STAGES = 4, THREADS = 256;
+constexpr int TILE = BM * BK;                                /* elements of one operand tile */
+constexpr int SMEM = STAGES * 2 * TILE * 2;                  /* 64 KiB */
+enum { FPROP = 0, DGRAD = 1, WGRAD = 2 };
+
+struct Args {
+    const uint16_t *a, *b;   /* see above; 16-byte aligned, made by the host code below */
+    void *out;               /* FPROP y, DGRAD dx (NCHW) */
+    float *part;             /* WGRAD, and FPROP/DGRAD split over K: f32 partials [split][M][N] instead */
+    const void *bias;        /* FPROP, may be NULL */
+    int bias_dt;
+    int out_f32;             /* DGRAD: dx is f32 (an f32 input of a low-precision conv), rounded through dt */
+    int M, N, K, k_split;    /* GEMM sizes; K per blockIdx.z (a multiple of BK) */
+    int plane, ow;           /* pixels per image and row width of the output plane (FPROP/DGRAD) */
+    int SH, SW, CS;          /* the gathered operand's image: rows, columns, channels (NHWC) */
+    int kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
+};
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool ok) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(ok ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+template <bool TRANS> __device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    if (TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+
+template <int DT> __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    if (DT == NN_BF16)
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* element offsets in a stage's tile: K-contiguous [128 rows][32] (4 chunks of 16 bytes a row; two rows share a
+   128-byte bank line) and MN-contiguous [32 k rows][128] (16 chunks a row) */
+__device__ __forceinline__ int swz_kc(int row, int chunk) { return row * BK + ((chunk ^ ((row >> 1) & 3)) << 3); }
+__device__ __forceinline__ int swz_mc(int krow, int chunk) { return krow * BM + ((chunk ^ (krow & 7)) << 3); }
+
+__device__ __forceinline__ uint16_t round_bits(float v, int dt) { return dt == NN_BF16 ? d_f32_to_bf16(v) : d_f32_to_half(v); }
+
+template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv_igemm(const Args p) {
+    extern __shared__ __align__(128) uint16_t smem[];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wm = warp >> 2, wn = warp & 3;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int kbeg = blockIdx.z * p.k_split, kend = min(p.K, kbeg + p.k_split);
+    const int ntiles = (kend - kbeg + BK - 1) / BK;
+
+    /* Loader state, advanced tile by tile (tiles are loaded in K order), so the K loop does no integer
+       division. FPROP/DGRAD: rows (tid>>2) and +64 of both tiles, 16-byte chunk tid&3 of the 32-wide K slice;
+       the B rows' pixels are fixed; the slice's tap (ld_i, ld_j) and channel offset ld_c move on. WGRAD: k rows
+       (tid>>4) and +16, chunk tid&15 of the 128-wide M / N slice; the B column (tap, channel) is fixed; each
+       row's pixel (img, oy, ox) moves on by BK. */
+    const uint16_t *a_row[2];
+    bool a_ok[2];
+    int64_t b_img[2];
+    int b_y[2], b_x[2];
+    bool b_ok[2];
+    int ld_k = kbeg, ld_i = 0, ld_j = 0, ld_c = 0;
+    int w_i = 0, w_j = 0, w_c = 0;
+    bool w_nok = false;
+    if (MODE != WGRAD) {
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            int row = (tid >> 2) + r * 64, m = m0 + row, n = n0 + row;
+            a_ok[r] = m < p.M;
+            a_row[r] = p.a + (int64_t)(a_ok[r] ? m : 0) * p.K + (tid & 3) * 8;
+            b_ok[r] = n < p.N;
+            int nn = b_ok[r] ? n : 0, img = nn / p.plane, q = nn - img * p.plane, y = q / p.ow, x = q - y * p.ow;
+            b_img[r] = (int64_t)img * p.SH * p.SW;
+            if (MODE == FPROP) { b_y[r] = y * p.sh - p.ph; b_x[r] = x * p.sw - p.pw; }
+            else { b_y[r] = y + p.ph; b_x[r] = x + p.pw; }
+        }
+        int tap = kbeg / p.CS;
+        ld_c = kbeg - tap * p.CS; ld_i = tap / p.kw; ld_j = tap - ld_i * p.kw;
+    } else {
+        int n = n0 + (tid & 15) * 8, tap = n / p.CS;
+        w_nok = n < p.N;
+        w_c = n - tap * p.CS; w_i = tap / p.kw; w_j = tap - w_i * p.kw;
+        const int plane = p.Ho * p.Wo;
+#pragma unroll
+        for (int r = 0; r < 2; r++) {   /* b_img: image, b_y / b_x: output pixel of row r's first k */
+            int k = kbeg + (tid >> 4) + r * 16, img = k / plane, q = k - img * plane;
+            b_img[r] = img; b_y[r] = q / p.Wo; b_x[r] = q - b_y[r] * p.Wo;
+        }
+    }
+
+    auto load_tile = [&](int stage) {   /* the next K tile (starting at ld_k) into `stage` */
+        uint16_t *sA = smem + stage * 2 * TILE, *sB = sA + TILE;
+        if (MODE != WGRAD) {
+            const int cc = ld_c + (tid & 3) * 8;
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const int row = (tid >> 2) + r * 64;
+                cp_async16(sA + swz_kc(row, tid & 3), a_row[r] + ld_k, a_ok[r]);
+                int sy, sx;
+                bool ok = b_ok[r];
+                if (MODE == FPROP) {
+                    sy = b_y[r] + ld_i * p.dh; sx = b_x[r] + ld_j * p.dw;
+                } else {
+                    sy = b_y[r] - ld_i * p.dh; sx = b_x[r] - ld_j * p.dw;
+                    if (p.sh != 1 || p.sw != 1) {   /* the output pixel this tap came from, if any */
+                        ok = ok && sy >= 0 && sx >= 0 && sy % p.sh == 0 && sx % p.sw == 0;
+                        sy /= p.sh; sx /= p.sw;
+                    }
+                }
+                ok = ok && sy >= 0 && sy < p.SH && sx >= 0 && sx < p.SW;
+                const uint16_t *src = ok ? p.b + (b_img[r] + (int64_t)sy * p.SW + sx) * p.CS + cc : p.b;
+                cp_async16(sB + swz_kc(row, tid & 3), src, ok);
+            }
+            ld_k += BK;
+            ld_c += BK;
+            if (ld_c >= p.CS) { ld_c = 0; if (++ld_j == p.kw) { ld_j = 0; ++ld_i; } }
+        } else {
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const int krow = (tid >> 4) + r * 16, k = ld_k + krow, ch = tid & 15;
+                const bool kok = k < kend;
+                const int mm = m0 + ch * 8;
+                const bool aok = kok && mm < p.M;
+                cp_async16(sA + swz_mc(krow, ch), aok ? p.a + (int64_t)k * p.M + mm : p.a, aok);
+                int sy = b_y[r] * p.sh - p.ph + w_i * p.dh, sx = b_x[r] * p.sw - p.pw + w_j * p.dw;
+                bool ok = kok && w_nok && sy >= 0 && sy < p.SH && sx >= 0 && sx < p.SW;
+                const uint16_t *src = ok ? p.b + ((b_img[r] * p.SH + sy) * p.SW + sx) * p.CS + w_c : p.b;
+                cp_async16(sB + swz_mc(krow, ch), src, ok);
+                b_x[r] += BK;   /* the pixel BK further on */
+                while (b_x[r] >= p.Wo) {
+                    b_x[r] -= p.Wo;
+                    if (++b_y[r] == p.Ho) { b_y[r] = 0; ++b_img[r]; }
+                }
+            }
+            ld_k += BK;
+        }
+    };
+
+    float acc[4][4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int k = 0; k < 4; k++) acc[i][j][k] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < ntiles) load_tile(s);
+        cp_async_commit();
+    }
+    for (int kt = 0; kt < ntiles; kt++) {
+        cp_async_wait<STAGES - 2>();
+        __syncthreads();   /* tile kt has landed for every thread; the stage read at kt-1 is free again */
+        if (kt + STAGES - 1 < ntiles) load_tile((kt + STAGES - 1) % STAGES);
+        cp_async_commit();
+        const uint16_t *sA = smem + (kt % STAGES) * 2 * TILE, *sB = sA + TILE;
+#pragma unroll
+        for (int ks = 0; ks < 2; ks++) {
+            uint32_t af[4][4], bf[4][2];
+#pragma unroll
+            for (int mi = 0; mi < 4; mi++) {
+                if (MODE != WGRAD)
+                    ldsm_x4<false>(af[mi], sA + swz_kc(wm * 64 + mi * 16 + (lane & 15), ks * 2 + (lane >> 4)));
+                else
+                    ldsm_x4<true>(af[mi], sA + swz_mc(ks * 16 + (lane & 7) + ((lane >> 4) << 3),
+                                                      (wm * 64 + mi * 16) / 8 + ((lane >> 3) & 1)));
+            }
+#pragma unroll
+            for (int nj = 0; nj < 2; nj++) {
+                uint32_t r[4];
+                if (MODE != WGRAD)
+                    ldsm_x4<false>(r, sB + swz_kc(wn * 32 + nj * 16 + (lane & 7) + ((lane >> 4) << 3),
+                                                  ks * 2 + ((lane >> 3) & 1)));
+                else
+                    ldsm_x4<true>(r, sB + swz_mc(ks * 16 + (lane & 7) + (((lane >> 3) & 1) << 3),
+                                                 (wn * 32 + nj * 16) / 8 + (lane >> 4)));
+                bf[2 * nj][0] = r[0]; bf[2 * nj][1] = r[1]; bf[2 * nj + 1][0] = r[2]; bf[2 * nj + 1][1] = r[3];
+            }
+#pragma unroll
+            for (int mi = 0; mi < 4; mi++)
+#pragma unroll
+                for (int ni = 0; ni < 4; ni++) mma16816<DT>(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+        }
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+
+    const int g = lane >> 2, t4 = lane & 3;
+    if (MODE == WGRAD || p.part) {   /* f32 partials [split][M][N], float2 per fragment row */
+        float *out = p.part + (int64_t)blockIdx.z * p.M * p.N;
+#pragma unroll
+        for (int mi = 0; mi < 4; mi++)
+#pragma unroll
+            for (int ni = 0; ni < 4; ni++) {
+                int n = n0 + wn * 32 + ni * 8 + 2 * t4;
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    int m = m0 + wm * 64 + mi * 16 + g + h * 8;
+                    if (m < p.M && n < p.N)
+                        *(float2 *)(out + (int64_t)m * p.N + n) = make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+                }
+            }
+        return;
+    }
+    /* FPROP / DGRAD: the tile goes through shared memory (half the rows at a time, f32) so that each thread
+       writes 4 consecutive pixels of one channel plane */
+    float *st = (float *)smem;
+    constexpr int LD = BN + 4;
+    const int cg = tid & 31;
+    int img4[4], q4[4];
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        int n = n0 + cg * 4 + e;
+        img4[e] = n < p.N ? n / p.plane : -1;
+        q4[e] = n < p.N ? n - img4[e] * p.plane : 0;
+    }
+    const bool vec = img4[3] >= 0 && img4[0] == img4[3] && (q4[0] & 3) == 0 && (p.plane & 3) == 0;
+    for (int half = 0; half < 2; half++) {
+        if (wm == half) {
+#pragma unroll
+            for (int mi = 0; mi < 4; mi++)
+#pragma unroll
+                for (int ni = 0; ni < 4; ni++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++)
+                        *(float2 *)(st + (mi * 16 + g + h * 8) * LD + wn * 32 + ni * 8 + 2 * t4) =
+                            make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int it = 0; it < 8; it++) {
+            const int rr = (tid >> 5) + it * 8, m = m0 + half * 64 + rr;
+            if (m >= p.M) continue;
+            float4 v = *(const float4 *)(st + rr * LD + cg * 4);
+            float bv = p.bias ? d_loadf(p.bias, p.bias_dt, m) : 0.0f;
+            float vals[4] = {v.x + bv, v.y + bv, v.z + bv, v.w + bv};
+            if (p.out_f32) {   /* torch's value: the dt gradient converted to f32 */
+#pragma unroll
+                for (int e = 0; e < 4; e++) vals[e] = d_round_to(vals[e], DT);
+                if (vec) *(float4 *)((float *)p.out + ((int64_t)img4[0] * p.M + m) * p.plane + q4[0]) =
+                             make_float4(vals[0], vals[1], vals[2], vals[3]);
+                else
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        if (img4[e] >= 0) ((float *)p.out)[((int64_t)img4[e] * p.M + m) * p.plane + q4[e]] = vals[e];
+            } else if (vec) {
+                uint16_t *o = (uint16_t *)p.out + ((int64_t)img4[0] * p.M + m) * p.plane + q4[0];
+                uint2 u;
+                u.x = (uint32_t)round_bits(vals[0], DT) | ((uint32_t)round_bits(vals[1], DT) << 16);
+                u.y = (uint32_t)round_bits(vals[2], DT) | ((uint32_t)round_bits(vals[3], DT) << 16);
+                *(uint2 *)o = u;
+            } else {
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (img4[e] >= 0)
+                        ((uint16_t *)p.out)[((int64_t)img4[e] * p.M + m) * p.plane + q4[e]] = round_bits(vals[e], DT);
+            }
+        }
+        __syncthreads();
+    }
+}
+
+/* x [N][C][HW] -> y [N][HW][C] in dt (16-bit). S = float: rounded from f32; S = uint16_t: x already in dt, bits
+   copied. 64 channels x 32 pixels a block through shared memory: reads run along pixels, writes along channels
+   two at a time (C even: the callers' channel counts are multiples of 8). Grid (HW/32, C/64, N), block (32, 8). */
+template <typename S>
+__global__ void k_to_nhwc(const S *__restrict__ x, uint16_t *__restrict__ y, int dt, int C, int HW) {
+    __shared__ uint32_t tile[64][33];
+    const int n = blockIdx.z, p0 = blockIdx.x * 32, c0 = blockIdx.y * 64, tx = threadIdx.x;
+    for (int r = threadIdx.y; r < 64; r += 8) {
+        int c = c0 + r, q = p0 + tx;
+        if (c < C && q < HW) {
+            S v = x[((int64_t)n * C + c) * HW + q];
+            tile[r][tx] = std::is_same<S, float>::value ? (uint32_t)round_bits((float)v, dt) : (uint32_t)v;
+        }
+    }
+    __syncthreads();
+    for (int r = threadIdx.y; r < 32; r += 8) {
+        int q = p0 + r, c = c0 + 2 * tx;
+        if (q < HW && c < C) *(uint32_t *)(y + ((int64_t)n * HW + q) * C + c) = tile[2 * tx][r] | (tile[2 * tx + 1][r] << 16);
+    }
+}
+
+/* dst[b][s][r] = src[b][r][s] for 16-bit elements, 32 x 32 tiles through shared memory; grid (S/32, R/32, B),
+   block (32, 8). DGRAD's weight layout [C][kk][O] is w as one [O][C*kk] matrix transposed (B = 1). */
+__global__ void k_transpose16(const uint16_t *__restrict__ src, uint16_t *__restrict__ dst, int R, int S) {
+    __shared__ uint16_t tile[32][34];
+    const int s0 = blockIdx.x * 32, r0 = blockIdx.y * 32;
+    const uint16_t *sb = src + (int64_t)blockIdx.z * R * S;
+    uint16_t *db = dst + (int64_t)blockIdx.z * R * S;
+    for (int y = threadIdx.y; y < 32; y += 8) {
+        int r = r0 + y, s = s0 + threadIdx.x;
+        if (r < R && s < S) tile[y][threadIdx.x] = sb[(int64_t)r * S + s];
+    }
+    __syncthreads();
+    for (int y = threadIdx.y; y < 32; y += 8) {
+        int s = s0 + y, r = r0 + threadIdx.x;
+        if (s < S && r < R) db[(int64_t)s * R + r] = tile[threadIdx.x][y];
+    }
+}
+
+/* dw[o][c][tap] (dtype dt) = sum over splits of part[s][o][tap][c]. A block per (o, slice of WS_SLICE channels):
+   the split sums go to shared memory as [c][tap] (reads coalesced along c), then out to dw's contiguous range
+   for the slice. Dynamic shared memory WS_SLICE * kk floats. */
+constexpr int WS_SLICE = 128, WL_SLICE = 256;
+__global__ void k_conv_wgrad_sum(const float *__restrict__ part, int splits, void *__restrict__ dw, int dt, int O, int C, int kk) {
+    extern __shared__ float sumt[];
+    const int o = blockIdx.y, c0 = blockIdx.x * WS_SLICE, nc = min(WS_SLICE, C - c0);
+    const int64_t MN = (int64_t)O * C * kk;
+    for (int t = threadIdx.x; t < nc * kk; t += blockDim.x) {
+        int tap = t / nc, cl = t - tap * nc;
+        const float *pp = part + ((int64_t)o * kk + tap) * C + c0 + cl;
+        float s = 0;
+        for (int k = 0; k < splits; k++) s += pp[k * MN];
+        sumt[cl * kk + tap] = s;
+    }
+    __syncthreads();
+    const int64_t base = ((int64_t)o * C + c0) * kk;
+    for (int t = threadIdx.x; t < nc * kk; t += blockDim.x) d_storef(dw, dt, base + t, sumt[t]);
+}
+
+/* FPROP's weight layout [O][kk][C] from w [O][C][kk] (16-bit): a block per (o, slice of WL_SLICE channels) reads
+   its contiguous source range into shared memory and writes kk rows of the slice. Dynamic shared memory
+   WL_SLICE * kk halves. */
+__global__ void k_conv_weight_fprop(const uint16_t *__restrict__ w, uint16_t *__restrict__ d, int C, int kk) {
+    extern __shared__ uint16_t wsl[];
+    const int o = blockIdx.y, c0 = blockIdx.x * WL_SLICE, nc = min(WL_SLICE, C - c0);
+    const uint16_t *src = w + ((int64_t)o * C + c0) * kk;
+    for (int t = threadIdx.x; t < nc * kk; t += blockDim.x) wsl[t] = src[t];
+    __syncthreads();
+    for (int t = threadIdx.x; t < nc * kk; t += blockDim.x) {
+        int tap = t / nc, cl = t - tap * nc;
+        d[((int64_t)o * kk + tap) * C + c0 + cl] = wsl[cl * kk + tap];
+    }
+}
+
+/* FPROP / DGRAD split over K: out[img][m][q] = sum over splits of part[s][m][img*plane + q] (+ bias[m]), in dt
+   (or f32 holding dt's value when out_f32) */
+__global__ void k_conv_splitk_out(const float *__restrict__ part, int splits, int M, int N, int plane,
+                                  const void *__restrict__ bias, int bias_dt, void *__restrict__ out, int dt, int out_f32) {
+    int64_t n_out = (int64_t)N * M, MN = n_out;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n_out; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t q = t % plane, m = (t / plane) % M, img = t / ((int64_t)plane * M), n = img * plane + q;
+        float s = 0;
+        for (int k = 0; k < splits; k++) s += part[k * MN + m * N + n];
+        if (bias) s += d_loadf(bias, bias_dt, m);
+        if (out_f32) ((float *)out)[t] = d_round_to(s, dt);
+        else d_storef(out, dt, t, s);
+    }
+}
+
+template <int DT, int MODE> static void launch(const Args &a, dim3 grid) {
+    static bool attr;
+    if (!attr) {
+        NN_CU(cudaFuncSetAttribute(k_conv_igemm<DT, MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+        attr = true;
+    }
+    k_conv_igemm<DT, MODE><<<grid, THREADS, SMEM, S_>>>(a);
+    NN_LAUNCHED();
+}
+static void run(int dt, int mode, const Args &a, dim3 grid) {
+    if (dt == NN_BF16) {
+        if (mode == FPROP) launch<NN_BF16, FPROP>(a, grid);
+        else if (mode == DGRAD) launch<NN_BF16, DGRAD>(a, grid);
+        else launch<NN_BF16, WGRAD>(a, grid);
+    } else {
+        if (mode == FPROP) launch<NN_F16, FPROP>(a, grid);
+        else if (mode == DGRAD) launch<NN_F16, DGRAD>(a, grid);
+        else launch<NN_F16, WGRAD>(a, grid);
+    }
+}
+
+/* x (NCHW, f32 or dt) -> a new NHWC tensor [N, H, W, C] in dt */
+static nn_tensor *to_nhwc(const nn_tensor *x, nn_dtype dt) {
+    int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], HW = H * W, s[4] = {N, H, W, C};
+    nn_tensor *y = nn__new(dt, NN_CUDA, 4, s);
+    if (x->dtype != NN_F32 && x->dtype != dt)
+        nn_error("nn conv2d: an input of dtype %s with %s weights", nn_dtype_name(x->dtype), nn_dtype_name(dt));
+    dim3 grid((unsigned)((HW + 31) / 32), (unsigned)((C + 63) / 64), (unsigned)N);
+    if (x->dtype == NN_F32)
+        k_to_nhwc<float><<<grid, dim3(32, 8), 0, S_>>>((const float *)x->data, (uint16_t *)y->data, dt, (int)C, (int)HW);
+    else
+        k_to_nhwc<uint16_t><<<grid, dim3(32, 8), 0, S_>>>((const uint16_t *)x->data, (uint16_t *)y->data, dt, (int)C, (int)HW);
+    NN_LAUNCHED();
+    return y;
+}
+
+/* every size the kernels index with int fits */
+static bool fits(const nn__cg &g) {
+    int64_t lim = INT32_MAX / 2;
+    return g.G == 1 && g.N * g.C * g.H * g.W < lim && g.N * g.O * g.Ho * g.Wo < lim && g.O * g.C * g.kh * g.kw < lim &&
+           g.N <= 65535 && g.O <= 65535 && g.N > 0 && g.Ho * g.Wo > 0 && g.kh * g.kw <= 64;   /* kk: shared slices */
+}
+
+/* K splits for `tiles` output tiles of ktiles K tiles each: the time of the waves (2 blocks an SM) times the work
+   of one block, plus the f32 partials' traffic (written and read) when there are partials; the fewest splits
+   within 0.1% of the best. Rates: ~0.8 TFLOP/s a block (measured: 128x128 tiles, mma.sync), 2.5 TB/s. */
+static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials) {
+    const double rate = 0.8e12, bw = 2.5e12;
+    int64_t slots = 2 * (int64_t)nn__cu.sms, best = 1, maxs = ktiles / 8 < 1 ? 1 : ktiles / 8;
+    double bt = 1e30;
+    for (int64_t s = 1; s <= maxs && s <= 256; s++) {
+        int64_t waves = (tiles * s + slots - 1) / slots, kt = (ktiles + s - 1) / s;
+        double t = waves * 2.0 * BM * BN * BK * kt / rate + (s > 1 || always_partials ? s * M * N * 8.0 / bw : 0.0);
+        if (t < bt * 0.999) { bt = t; best = s; }
+    }
+    return best;
+}
+static bool fprop_ok(const nn__cg &g) { return fits(g) && g.C % 32 == 0; }
+static bool dgrad_ok(const nn__cg &g) { return fits(g) && g.O % 32 == 0; }
+static bool wgrad_ok(const nn__cg &g) { return fits(g) && g.O % 8 == 0 && g.C % 8 == 0; }
+
+static Args args_of(const nn__cg &g) {
+    Args a;
+    memset(&a, 0, sizeof a);
+    a.kw = (int)g.kw; a.sh = (int)g.sh; a.sw = (int)g.sw; a.ph = (int)g.ph; a.pw = (int)g.pw; a.dh = (int)g.dh;
+    a.dw = (int)g.dw; a.Ho = (int)g.Ho; a.Wo = (int)g.Wo;
+    return a;
+}
+
+/* w's 16-bit layout for FPROP (dgrad 0) or DGRAD (dgrad 1) */
+static nn_tensor *weight_layout(const nn__cg &g, const nn_tensor *w, int dgrad) {
+    int64_t kk = g.kh * g.kw;
+    nn_tensor *d = nn__tmp(w->dtype, g.O * g.C * kk);
+    if (dgrad) k_transpose16<<<dim3((unsigned)((g.C * kk + 31) / 32), (unsigned)((g.O + 31) / 32), 1), dim3(32, 8), 0, S_>>>(
+                   (const uint16_t *)w->data, (uint16_t *)d->data, (int)g.O, (int)(g.C * kk));
+    else k_conv_weight_fprop<<<dim3((unsigned)((g.C + WL_SLICE - 1) / WL_SLICE), (unsigned)g.O), 256,
+                               (size_t)WL_SLICE * kk * 2, S_>>>((const uint16_t *)w->data, (uint16_t *)d->data, (int)g.C, (int)kk);
+    NN_LAUNCHED();
+    return d;
+}
+
+/* FPROP / DGRAD launch: when the output tiles leave SMs idle, K is split over blockIdx.z into f32 partials that
+   k_conv_splitk_out sums (deterministic) */
+static void run_out(int dt, int mode, Args a, void *out, int out_dt) {
+    int64_t tiles = (int64_t)((a.M + BM - 1) / BM) * ((a.N + BN - 1) / BN), ktiles = a.K / BK;
+    int64_t splits = choose_splits(tiles, ktiles, a.M, a.N, false);
+    int64_t per = (ktiles + splits - 1) / splits * BK;
+    splits = (a.K + per - 1) / per;
+    a.k_split = (int)per;
+    dim3 grid((unsigned)((a.N + BN - 1) / BN), (unsigned)((a.M + BM - 1) / BM), (unsigned)splits);
+    if (splits == 1) { a.out = out; run(dt, mode, a, grid); return; }
+    nn_tensor *part = nn__tmp(NN_F32, splits * a.M * a.N);
+    a.part = (float *)part->data;
+    run(dt, mode, a, grid);
+    k_conv_splitk_out<<<nn__grid((int64_t)a.M * a.N, 256), 256, 0, S_>>>(a.part, (int)splits, a.M, a.N, a.plane, a.bias,
+                                                                         a.bias_dt, out, dt, out_dt == NN_F32);
+    NN_LAUNCHED();
+    nn_tensor_free(part);
+}
+
+/* y = conv(x, w) + b; returns x's NHWC copy */
+static nn_tensor *fprop(const nn__cg &g, const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, nn_tensor *y) {
+    nn_dtype dt = w->dtype;
+    int64_t kk = g.kh * g.kw;
+    nn_tensor *xn = to_nhwc(x, dt), *wt = weight_layout(g, w, 0);
+    Args a = args_of(g);
+    a.a = (const uint16_t *)wt->data; a.b = (const uint16_t *)xn->data;
+    a.bias = b ? b->data : NULL; a.bias_dt = b ? b->dtype : NN_F32;
+    a.M = (int)g.O; a.N = (int)(g.N * g.Ho * g.Wo); a.K = (int)(kk * g.C);
+    a.plane = (int)(g.Ho * g.Wo); a.ow = (int)g.Wo; a.SH = (int)g.H; a.SW = (int)g.W; a.CS = (int)g.C;
+    run_out(dt, FPROP, a, y->data, y->dtype);
+    nn_tensor_free(wt);
+    return xn;
+}
+
+/* gx (f32 or dt) from dyn, the upstream gradient in NHWC and dt */
+static void dgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *w, nn_tensor *gx) {
+    nn_dtype dt = w->dtype;
+    int64_t kk = g.kh * g.kw;
+    nn_tensor *wd = weight_layout(g, w, 1);
+    Args a = args_of(g);
+    a.a = (const uint16_t *)wd->data; a.b = (const uint16_t *)dyn->data; a.out_f32 = gx->dtype == NN_F32;
+    a.M = (int)g.C; a.N = (int)(g.N * g.H * g.W); a.K = (int)(kk * g.O);
+    a.plane = (int)(g.H * g.W); a.ow = (int)g.W; a.SH = (int)g.Ho; a.SW = (int)g.Wo; a.CS = (int)g.O;
+    run_out(dt, DGRAD, a, gx->data, gx->dtype);
+    nn_tensor_free(wd);
+}
+
+/* gw from dyn and xn (x in NHWC and dt) */
+static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn_tensor *gw) {
+    nn_dtype dt = dyn->dtype;
+    int64_t kk = g.kh * g.kw, P = g.N * g.Ho * g.Wo;
+    Args a = args_of(g);
+    a.a = (const uint16_t *)dyn->data; a.b = (const uint16_t *)xn->data;
+    a.M = (int)g.O; a.N = (int)(kk * g.C); a.K = (int)P;
+    a.SH = (int)g.H; a.SW = (int)g.W; a.CS = (int)g.C;
+    /* K (the pixels) split over blockIdx.z: always into partials (summed and reordered below) */
+    int64_t tiles = ((a.M + BM - 1) / BM) * ((a.N + BN - 1) / BN), ktiles = (P + BK - 1) / BK;
+    int64_t splits = choose_splits(tiles, ktiles, a.M, a.N, true);
+    int64_t per = (ktiles + splits - 1) / splits * BK;
+    splits = (P + per - 1) / per;
+    a.k_split = (int)per;
+    nn_tensor *part = nn__tmp(NN_F32, splits * a.M * a.N);
+    a.part = (float *)part->data;
+    run(dt, WGRAD, a, dim3((unsigned)((a.N + BN - 1) / BN), (unsigned)((a.M + BM - 1) / BM), (unsigned)splits));
+    k_conv_wgrad_sum<<<dim3((unsigned)((g.C + WS_SLICE - 1) / WS_SLICE), (unsigned)g.O), 256, (size_t)WS_SLICE * kk * 4, S_>>>(
+        (const float *)part->data, (int)splits, gw->data, gw->dtype, (int)g.O, (int)g.C, (int)kk);
+    NN_LAUNCHED();
+    nn_tensor_free(part);
+}
+
+} /* namespace conv_cu */
+
+/* the fallback's launches, by element type: S for the source, D for the destination (f32 or 16-bit) */
+static void nn__conv_im2col(const void *x, nn_dtype xdt, void *cols, nn_dtype cdt, const nn__cg &g, int64_t nb) {
+    unsigned gr = nn__grid(nb * g.C * g.kh * g.kw * g.Ho * g.Wo, 256);
+    if (xdt == NN_F32 && cdt == NN_F32) k_im2col<<<gr, 256, 0, S_>>>((const float *)x, xdt, (float *)cols, cdt, g, nb);
+    else if (xdt == NN_F32) k_im2col<<<gr, 256, 0, S_>>>((const float *)x, xdt, (uint16_t *)cols, cdt, g, nb);
+    else k_im2col<<<gr, 256, 0, S_>>>((const uint16_t *)x, xdt, (uint16_t *)cols, cdt, g, nb);
+    NN_LAUNCHED();
+}
+static void nn__conv_swap01(const void *src, nn_dtype sdt, void *dst, nn_dtype ddt, int64_t A, int64_t B, int64_t HW,
+                            const void *bias) {
+    unsigned gr = nn__grid(A * B * HW, 256);
+    if (sdt == NN_F32 && ddt == NN_F32)
+        k_swap01<<<gr, 256, 0, S_>>>((const float *)src, sdt, (float *)dst, ddt, A, B, HW, (const float *)bias);
+    else if (sdt == NN_F32)
+        k_swap01<<<gr, 256, 0, S_>>>((const float *)src, sdt, (uint16_t *)dst, ddt, A, B, HW, (const uint16_t *)bias);
+    else if (ddt == NN_F32)
+        k_swap01<<<gr, 256, 0, S_>>>((const uint16_t *)src, sdt, (float *)dst, ddt, A, B, HW, (const float *)bias);
+    else
+        k_swap01<<<gr, 256, 0, S_>>>((const uint16_t *)src, sdt, (uint16_t *)dst, ddt, A, B, HW, (const uint16_t *)bias);
+    NN_LAUNCHED();
+}
+
 extern "C" {
 
+/* y = conv2d(x, w, b). f32 weights: x f32, im2col + cuBLAS (TF32 when allowed). f16/bf16 weights: y and b in the
+   weight's dtype, x in it or f32 (converted where the kernels lay it out), conv_cu where it applies. *x_keep
+   (when not NULL) receives x's NHWC copy in the weight's dtype when the backward can do with it instead of x
+   (both gradient products on tensor cores), else NULL. */
 void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, const int stride[2],
-                         const int padding[2], const int dilation[2], int groups, nn_tensor *y) {
+                         const int padding[2], const int dilation[2], int groups, nn_tensor *y, nn_tensor **x_keep) {
     nn__cu_init();
+    if (x_keep) *x_keep = NULL;
     if (!y->numel) return;
     nn__cg g = nn__conv_geom_of(x, w, y, stride, padding, dilation, groups);
+    if (y->dtype != w->dtype || (b && b->dtype != w->dtype) || (x->dtype != w->dtype && x->dtype != NN_F32))
+        nn_error("nn conv2d (cuda): dtypes x %s, w %s, b %s, y %s do not fit", nn_dtype_name(x->dtype), nn_dtype_name(w->dtype),
+                 b ? nn_dtype_name(b->dtype) : "-", nn_dtype_name(y->dtype));
+    if (w->dtype != NN_F32 && conv_cu::fprop_ok(g)) {
+        nn_tensor *xn = conv_cu::fprop(g, x, w, b, y);
+        if (x_keep && conv_cu::wgrad_ok(g)) *x_keep = xn;
+        else nn_tensor_free(xn);
+        return;
+    }
     int64_t HW = g.Ho * g.Wo, Cg = g.C / g.G, Og = g.O / g.G, K = Cg * g.kh * g.kw, R = g.C * g.kh * g.kw;
-    int64_t nbmax = nn__conv_chunk(g);
+    int64_t nbmax = nn__conv_chunk(g), es = (int64_t)nn_dtype_size(w->dtype);
     nn_tensor *ws = nn__tmp(NN_F32, nbmax * (R + g.O) * HW);
-    float *cols = (float *)ws->data, *yt = cols + nbmax * R * HW;
+    char *cols = (char *)ws->data;
+    float *yt = (float *)ws->data + nbmax * R * HW;
     for (int64_t n0 = 0; n0 < g.N; n0 += nbmax) {
         int64_t nb = g.N - n0 < nbmax ? g.N - n0 : nbmax, L = nb * HW;
-        if (K) {
-            k_im2col<<<nn__grid(nb * R * HW, 256), 256, 0, S_>>>((const float *)x->data + n0 * g.C * g.H * g.W, cols, g, nb);
-            NN_LAUNCHED();
-        }
+        if (K) nn__conv_im2col((const char *)x->data + n0 * g.C * g.H * g.W * (int64_t)nn_dtype_size(x->dtype), x->dtype, cols, w->dtype, g, nb);
         for (int64_t gi = 0; gi < g.G; gi++)
-            nn__gemm_raw(0, 0, Og, L, K, 1.0f, (const float *)w->data + gi * Og * K, NN_F32, K, 0, cols + gi * K * L, NN_F32,
-                         L, 0, 0.0f, yt + gi * Og * L, NN_F32, L, 0, 1);
-        k_swap01<<<nn__grid(g.O * L, 256), 256, 0, S_>>>(yt, (float *)y->data + n0 * g.O * HW, g.O, nb, HW,
-                                                        b ? (const float *)b->data : NULL);
-        NN_LAUNCHED();
+            nn__gemm_raw(0, 0, Og, L, K, 1.0f, (const char *)w->data + gi * Og * K * es, w->dtype, K, 0, cols + gi * K * L * es,
+                         w->dtype, L, 0, 0.0f, yt + gi * Og * L, NN_F32, L, 0, 1);
+        nn__conv_swap01(yt, NN_F32, (char *)y->data + n0 * g.O * HW * es, y->dtype, g.O, nb, HW, b ? b->data : NULL);
     }
     nn_tensor_free(ws);
 }
 
-void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *w, const int stride[2],
-                         const int padding[2], const int dilation[2], int groups, nn_tensor *gx, nn_tensor *gw,
-                         nn_tensor *gb) {
+/* gx, gw, gb (any may be NULL) of conv2d; gy of any float dtype. x: the NCHW input, or NULL when xk (the forward's
+   x_keep, [N, H, W, C]) is given; x_shape: x's NCHW shape. Low precision: gx in x's dtype (an f32 x's gradient
+   rounded through w's dtype first, as torch's gradient of the cast), gw in w's, gb in b's; the products read gy
+   converted to w's dtype (as autocast's backward) */
+void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *xk, const int64_t x_shape[4],
+                         const nn_tensor *w, const int stride[2], const int padding[2], const int dilation[2], int groups,
+                         nn_tensor *gx, nn_tensor *gw, nn_tensor *gb) {
     nn__cu_init();
-    nn__cg g = nn__conv_geom_of(x, w, gy, stride, padding, dilation, groups);
+    nn__cg g;
+    g.N = x_shape[0]; g.C = x_shape[1]; g.H = x_shape[2]; g.W = x_shape[3];
+    g.O = w->shape[0]; g.kh = w->shape[2]; g.kw = w->shape[3]; g.Ho = gy->shape[2]; g.Wo = gy->shape[3];
+    g.sh = stride[0]; g.sw = stride[1]; g.ph = padding[0]; g.pw = padding[1]; g.dh = dilation[0]; g.dw = dilation[1]; g.G = groups;
     int64_t HW = g.Ho * g.Wo, Cg = g.C / g.G, Og = g.O / g.G, K = Cg * g.kh * g.kw, R = g.C * g.kh * g.kw;
     int64_t nbmax = nn__conv_chunk(g);
-    const float *pg = (const float *)gy->data;
+    nn_dtype cdt = w->dtype;   /* the GEMM operands' dtype */
+    int64_t es = (int64_t)nn_dtype_size(cdt), ges = (int64_t)nn_dtype_size(gy->dtype);
     if (gb) {
-        if (!gy->numel) nn__fill_f32_dev((float *)gb->data, g.O, 0.0f);
-        else {
+        if (!gy->numel) nn__cuda_fill(gb, 0.0);
+        else if (gy->dtype == NN_F32 && gb->dtype == NN_F32) {
             nn_tensor *t = nn__tmp(NN_F32, g.N * g.O);
-            nn__reduce3(R_SUM, pg, g.N * g.O, HW, 1, (float *)t->data, NULL, NULL, 1.0f);
+            nn__reduce3(R_SUM, (const float *)gy->data, g.N * g.O, HW, 1, (float *)t->data, NULL, NULL, 1.0f);
             nn__reduce3(R_SUM, (const float *)t->data, 1, g.N, g.O, (float *)gb->data, NULL, NULL, 1.0f);
+            nn_tensor_free(t);
+        } else {
+            nn_tensor *t = nn__tmp(NN_F32, g.N * g.O);
+            if (gy->dtype == NN_F32) k_conv_bias_planes<<<(unsigned)(g.N * g.O), 256, 0, S_>>>((const float *)gy->data, gy->dtype, (float *)t->data, HW);
+            else k_conv_bias_planes<<<(unsigned)(g.N * g.O), 256, 0, S_>>>((const uint16_t *)gy->data, gy->dtype, (float *)t->data, HW);
+            NN_LAUNCHED();
+            k_conv_bias_sum<<<nn__grid(g.O, 256), 256, 0, S_>>>((const float *)t->data, gb->data, gb->dtype, g.N, g.O);
+            NN_LAUNCHED();
             nn_tensor_free(t);
         }
     }
     if (!gx && !gw) return;
-    if (gw && (!gy->numel || !HW)) nn__fill_f32_dev((float *)gw->data, gw->numel, 0.0f);
-    if (gx && (!HW || !K || !gy->numel)) nn__fill_f32_dev((float *)gx->data, gx->numel, 0.0f);
+    if (gw && (!gy->numel || !HW)) nn__cuda_fill(gw, 0.0);
+    if (gx && (!HW || !K || !gy->numel)) nn__cuda_fill(gx, 0.0);
     if (!gy->numel || !HW || !K) return;
+    if (cdt != NN_F32) {   /* the tensor-core products where they apply; the rest below */
+        bool dg = gx && conv_cu::dgrad_ok(g), wg = gw && conv_cu::wgrad_ok(g);
+        if (dg || wg) {
+            nn_tensor *dyn = conv_cu::to_nhwc(gy, cdt);
+            if (dg) { conv_cu::dgrad(g, dyn, w, gx); gx = NULL; }
+            if (wg) {
+                nn_tensor *xn = xk ? NULL : conv_cu::to_nhwc(x, cdt);
+                conv_cu::wgrad(g, dyn, xk ? xk : xn, gw);
+                gw = NULL;
+                if (xn) nn_tensor_free(xn);
+            }
+            nn_tensor_free(dyn);
+            if (!gx && !gw) return;
+        }
+    }
+    if (gw && !x) nn_error("nn conv2d backward (cuda): the weight gradient needs the NCHW input");
+    /* gw accumulates over the chunks in f32 (a separate buffer when gw is low precision) */
+    nn_tensor *gwf = gw && gw->dtype != NN_F32 ? nn__tmp(NN_F32, gw->numel) : NULL;
+    float *gwp = gwf ? (float *)gwf->data : gw ? (float *)gw->data : NULL;
     nn_tensor *ws = nn__tmp(NN_F32, nbmax * (R + g.O) * HW);
-    float *cols = (float *)ws->data, *gt = cols + nbmax * R * HW;
+    char *cols = (char *)ws->data;   /* the columns in cdt, then dcols in f32 */
+    char *gt = (char *)((float *)ws->data + nbmax * R * HW);
     for (int64_t n0 = 0; n0 < g.N; n0 += nbmax) {
         int64_t nb = g.N - n0 < nbmax ? g.N - n0 : nbmax, L = nb * HW;
-        k_swap01<<<nn__grid(g.O * L, 256), 256, 0, S_>>>(pg + n0 * g.O * HW, gt, nb, g.O, HW, NULL);   /* -> [O][nb][HW] */
-        NN_LAUNCHED();
+        nn__conv_swap01((const char *)gy->data + n0 * g.O * HW * ges, gy->dtype, gt, cdt, nb, g.O, HW, NULL);   /* -> [O][nb][HW] */
         if (gw) {
-            k_im2col<<<nn__grid(nb * R * HW, 256), 256, 0, S_>>>((const float *)x->data + n0 * g.C * g.H * g.W, cols, g, nb);
-            NN_LAUNCHED();
+            nn__conv_im2col((const char *)x->data + n0 * g.C * g.H * g.W * (int64_t)nn_dtype_size(x->dtype), x->dtype, cols, cdt, g, nb);
             for (int64_t gi = 0; gi < g.G; gi++)   /* gw[g] (+)= dY'[g] [Og, L] cols[g]^T [L, K] */
-                nn__gemm_raw(0, 1, Og, K, L, 1.0f, gt + gi * Og * L, NN_F32, L, 0, cols + gi * K * L, NN_F32, L, 0,
-                             n0 == 0 ? 0.0f : 1.0f, (float *)gw->data + gi * Og * K, NN_F32, K, 0, 1);
+                nn__gemm_raw(0, 1, Og, K, L, 1.0f, gt + gi * Og * L * es, cdt, L, 0, cols + gi * K * L * es, cdt, L, 0,
+                             n0 == 0 ? 0.0f : 1.0f, gwp + gi * Og * K, NN_F32, K, 0, 1);
         }
         if (gx) {
             for (int64_t gi = 0; gi < g.G; gi++)   /* dcols[g] [K, L] = W[g]^T [K, Og] dY'[g] [Og, L] */
-                nn__gemm_raw(1, 0, K, L, Og, 1.0f, (const float *)w->data + gi * Og * K, NN_F32, K, 0, gt + gi * Og * L,
-                             NN_F32, L, 0, 0.0f, cols + gi * K * L, NN_F32, L, 0, 1);
-            k_col2im<<<nn__grid(nb * g.C * g.H * g.W, 256), 256, 0, S_>>>(cols, (float *)gx->data + n0 * g.C * g.H * g.W, g, nb);
+                nn__gemm_raw(1, 0, K, L, Og, 1.0f, (const char *)w->data + gi * Og * K * es, cdt, K, 0, gt + gi * Og * L * es,
+                             cdt, L, 0, 0.0f, (float *)cols + gi * K * L, NN_F32, L, 0, 1);
+            unsigned gr = nn__grid(nb * g.C * g.H * g.W, 256);
+            int64_t off = n0 * g.C * g.H * g.W;
+            if (gx->dtype == NN_F32) k_col2im<<<gr, 256, 0, S_>>>((const float *)cols, (float *)gx->data + off, gx->dtype, cdt, g, nb);
+            else k_col2im<<<gr, 256, 0, S_>>>((const float *)cols, (uint16_t *)gx->data + off, gx->dtype, NN_F32, g, nb);
             NN_LAUNCHED();
         }
     }
+    if (gwf) { nn__cuda_cast(gwf, gw); nn_tensor_free(gwf); }
     nn_tensor_free(ws);
 }
 

@@ -82,21 +82,35 @@ static void f_gn(void *p) {
     nn__cuda_group_norm_fwd(c->a, 32, c->b, c->c, 1e-5, y, m, r);
 }
 
-void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, const int stride[2],
-                         const int padding[2], const int dilation[2], int groups, nn_tensor *y);
-void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tensor *w, const int stride[2],
-                         const int padding[2], const int dilation[2], int groups, nn_tensor *gx, nn_tensor *gw,
-                         nn_tensor *gb);
 static const int one2[2] = {1, 1};
 static void f_conv(void *p) {   /* c->d: the output buffer */
     ctx_t *c = (ctx_t *)p;
-    nn__cuda_conv2d_fwd(c->a, c->b, c->c, one2, one2, one2, 1, c->d);
+    nn__cuda_conv2d_fwd(c->a, c->b, c->c, one2, one2, one2, 1, c->d, NULL);
 }
 static void f_conv_fb(void *p) {
     ctx_t *c = (ctx_t *)p;
-    nn__cuda_conv2d_fwd(c->a, c->b, c->c, one2, one2, one2, 1, c->d);
-    nn__cuda_conv2d_bwd(c->d, c->a, c->b, one2, one2, one2, 1, nn__new(NN_F32, NN_CUDA, 4, c->a->shape),
+    nn__cuda_conv2d_fwd(c->a, c->b, c->c, one2, one2, one2, 1, c->d, NULL);
+    nn__cuda_conv2d_bwd(c->d, c->a, NULL, c->a->shape, c->b, one2, one2, one2, 1, nn__new(NN_F32, NN_CUDA, 4, c->a->shape),
                         nn__new(NN_F32, NN_CUDA, 4, c->b->shape), nn__new(NN_F32, NN_CUDA, 1, c->b->shape));
+}
+
+/* conv2d through nn.h's op under autocast bf16 (f32 x, w, b as in a training step: x and w cast per call);
+   fwd+bwd drops the leaves' gradients first, as torch's x.grad = None */
+typedef struct { nn_tensor *x, *w, *b, *g; int s, p; } convac_t;
+static void f_conv_ac(void *p) {
+    convac_t *c = (convac_t *)p;
+    nn_autocast_begin(NN_BF16);
+    nn_conv2d(c->x, c->w, c->b, c->s, c->p, 1, 1);
+    nn_autocast_end();
+}
+static void f_conv_ac_fb(void *p) {
+    convac_t *c = (convac_t *)p;
+    nn_tensor *y;
+    nn_zero_grad(c->x); nn_zero_grad(c->w); nn_zero_grad(c->b);
+    nn_autocast_begin(NN_BF16);
+    y = nn_conv2d(c->x, c->w, c->b, c->s, c->p, 1, 1);
+    nn_autocast_end();
+    nn_backward_with(1, &y, &c->g);
 }
 
 typedef struct { int n; float **p, **g, **m, **v; int64_t *numel, *steps; double *wd; nn_tensor **keep; } adam_t;
@@ -116,16 +130,17 @@ int main(int argc, char **argv) {
     ctx_t c;
     char name[64];
     int only_quick = argc > 1 && strcmp(argv[1], "quick") == 0;
+    int only_conv = argc > 1 && strcmp(argv[1], "conv") == 0;   /* the conv2d rows only */
     if (!nn_cuda_available()) { fprintf(stderr, "no CUDA device\n"); return 1; }
     nn_set_grad_enabled(0);
     nn_seed(1);
-    {   /* copy bandwidth: the memory-bound ceiling */
+    if (!only_conv) {   /* copy bandwidth: the memory-bound ceiling */
         int64_t n = (int64_t)1 << 28;   /* 1 GiB */
         c.a = dev_rand(1, &n, NN_F32); c.b = nn__new(NN_F32, NN_CUDA, 1, &n);
         report("copy_1GiB", time_it(f_copy, &c, 20), 2.0 * 4 * n, 0);
         nn_tensor_free(c.a); nn_tensor_free(c.b);
     }
-    {   /* GEMM */
+    if (!only_conv) {   /* GEMM */
         static const int64_t sz[][3] = {{4096, 4096, 4096}, {8192, 8192, 8192}, {16384, 768, 3072}, {16384, 3072, 768}};
         int k, dt;
         for (dt = 0; dt < 3; dt++)
@@ -145,7 +160,7 @@ int main(int argc, char **argv) {
             }
         nn_cuda_set_tf32(0);
     }
-    {   /* layer_norm, softmax: [32768, 1024] and [16384, 768] rows */
+    if (!only_conv) {   /* layer_norm, softmax: [32768, 1024] and [16384, 768] rows */
         static const int64_t rows[][2] = {{32768, 1024}, {16384, 768}};
         int k;
         for (k = 0; k < 2; k++) {
@@ -172,7 +187,7 @@ int main(int argc, char **argv) {
             nn_tensor_free(c.a); nn_tensor_free(c.b); nn_tensor_free(c.c); nn_tensor_free(c.d);
         }
     }
-    {   /* GELU: 64M floats */
+    if (!only_conv) {   /* GELU: 64M floats */
         int64_t n = (int64_t)1 << 26;
         c.a = dev_rand(1, &n, NN_F32); c.d = dev_rand(1, &n, NN_F32);
         report("gelu_fwd_64M", time_it(f_gelu, &c, 20), 8.0 * n, 0);
@@ -201,13 +216,40 @@ int main(int argc, char **argv) {
             }
         nn_cuda_set_tf32(0);
     }
-    {   /* group_norm forward (UNet-like) [8, 256, 64, 64], 32 groups */
+    {   /* conv2d under autocast bf16 on seed 003's UNet shapes (128x128 images, 128 channels x (1, 2, 4, 8)):
+           the 3x3 convs of each level, the stride-2 downsample, a 1x1 skip projection of a decoder block */
+        static const int cs[][7] = {{8, 128, 128, 128, 128, 3, 1}, {8, 256, 64, 64, 256, 3, 1}, {8, 512, 32, 32, 512, 3, 1},
+                                    {8, 1024, 16, 16, 1024, 3, 1}, {8, 128, 128, 128, 128, 3, 2}, {8, 512, 64, 64, 256, 1, 1}};
+        int k;
+        for (k = 0; k < 6; k++) {
+            const int *s = cs[k];
+            int kk = s[5], st = s[6], pad = kk / 2;
+            int64_t xs[4] = {s[0], s[1], s[2], s[3]}, ws[4] = {s[4], s[1], kk, kk}, O = s[4], gs[4];
+            convac_t c2;
+            double fl;
+            gs[0] = s[0]; gs[1] = O; gs[2] = (s[2] + 2 * pad - kk) / st + 1; gs[3] = (s[3] + 2 * pad - kk) / st + 1;
+            fl = 2.0 * s[0] * O * gs[2] * gs[3] * s[1] * kk * kk;
+            c2.x = dev_rand(4, xs, NN_F32); c2.w = dev_rand(4, ws, NN_F32); c2.b = dev_rand(1, &O, NN_F32);
+            c2.g = dev_rand(4, gs, NN_BF16); c2.s = st; c2.p = pad;
+            snprintf(name, sizeof name, "conv2d_bf16_fwd_%dx%dx%dx%d_o%d_k%d_s%d", s[0], s[1], s[2], s[3], s[4], kk, st);
+            report(name, time_it(f_conv_ac, &c2, 10), 0, fl);
+            nn_set_grad_enabled(1);
+            nn_requires_grad(c2.x, 1); nn_requires_grad(c2.w, 1); nn_requires_grad(c2.b, 1);
+            snprintf(name, sizeof name, "conv2d_bf16_fwdbwd_%dx%dx%dx%d_o%d_k%d_s%d", s[0], s[1], s[2], s[3], s[4], kk, st);
+            report(name, time_it(f_conv_ac_fb, &c2, 5), 0, 3 * fl);
+            nn_zero_grad(c2.x); nn_zero_grad(c2.w); nn_zero_grad(c2.b);
+            nn_requires_grad(c2.x, 0); nn_requires_grad(c2.w, 0); nn_requires_grad(c2.b, 0);
+            nn_set_grad_enabled(0);
+            nn_tensor_free(c2.x); nn_tensor_free(c2.w); nn_tensor_free(c2.b); nn_tensor_free(c2.g);
+        }
+    }
+    if (!only_conv) {   /* group_norm forward (UNet-like) [8, 256, 64, 64], 32 groups */
         int64_t s[4] = {8, 256, 64, 64}, C = 256;
         c.a = dev_rand(4, s, NN_F32); c.b = dev_rand(1, &C, NN_F32); c.c = dev_rand(1, &C, NN_F32);
         report("group_norm_fwd_8x256x64x64", time_it(f_gn, &c, 20), 8.0 * 8 * 256 * 64 * 64, 0);
         nn_tensor_free(c.a); nn_tensor_free(c.b); nn_tensor_free(c.c);
     }
-    {   /* AdamW and clipping over 100M parameters in 150 tensors (ViT-like mix of sizes) */
+    if (!only_conv) {   /* AdamW and clipping over 100M parameters in 150 tensors (ViT-like mix of sizes) */
         adam_t a;
         int k, n = 150;
         int64_t total = 0;

@@ -65,6 +65,33 @@ def torch_case(name):
                 return timeit(lambda: F.gelu(x), 20)
         x.requires_grad_(True)
         return timeit(lambda: F.gelu(x).backward(g), 20)
+    if name.startswith("conv2d_bf16"):   # autocast bf16, f32 x/w/b, NCHW (channels_first); cuDNN default and benchmark
+        N, C, H, W = map(int, p[3].split("x"))
+        O, k, s = int(p[4][1:]), int(p[5][1:]), int(p[6][1:])
+        pad = k // 2
+        Ho, Wo = (H + 2 * pad - k) // s + 1, (W + 2 * pad - k) // s + 1
+        x, w, b, g = rnd(N, C, H, W), rnd(O, C, k, k), rnd(O), rnd(N, O, Ho, Wo, dtype=torch.bfloat16)
+        res = {}
+        for bench_mode in (False, True):
+            torch.backends.cudnn.benchmark = bench_mode
+            if p[2] == "fwd":
+                def fwd():
+                    with torch.autocast("cuda", torch.bfloat16):
+                        return F.conv2d(x, w, b, stride=s, padding=pad)
+                with torch.no_grad():
+                    r = timeit(fwd, 10)
+            else:
+                x.requires_grad_(True); w.requires_grad_(True); b.requires_grad_(True)
+
+                def step():
+                    x.grad = w.grad = b.grad = None
+                    with torch.autocast("cuda", torch.bfloat16):
+                        y = F.conv2d(x, w, b, stride=s, padding=pad)
+                    y.backward(g)
+                r = timeit(step, 5)
+            res["cudnn benchmark" if bench_mode else "cudnn default"] = r
+        torch.backends.cudnn.benchmark = False
+        return res
     if name.startswith("conv2d"):
         tf = p[1] == "tf32"
         N, C, H, W = map(int, p[3].split("x"))

@@ -9,7 +9,7 @@
    nn_mem_trim(NN_CUDA), so an element a kernel never writes shows up as NaN and fails the check.
    Needs a GPU: make test-cuda (on the device machine). Prints "N passed, M failed". Arguments: -v (every
    error), quick (a compute-sanitizer subset), il (only the [ops:index] / [ops:loss] cases), sdpa (only
-   test_sdpa; with quick, its subset). */
+   test_sdpa; with quick, its subset), conv (only test_conv, f32 and autocast). */
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
@@ -26,6 +26,7 @@ static double worst_f32, worst_low;
 static int verbose, quick;   /* quick: a small part (for compute-sanitizer): sdpa subset, group_norm, device AdamW */
 static int only_il;          /* argument "il": only the [ops:index] / [ops:loss] tests (compute-sanitizer) */
 static int only_sdpa;        /* argument "sdpa": only test_sdpa (with quick: its sanitizer subset) */
+static int only_conv;        /* argument "conv": only test_conv (f32 and autocast cases; with quick: a subset) */
 
 /* host copy of t as f32 (casting on t's device first if needed) */
 static float *host_f32(nn_tensor *t) {
@@ -574,6 +575,18 @@ static nn_tensor *f_conv2d(void *c, nn_tensor **in) {
     vargs *a = (vargs *)c;
     return nn_conv2d_ex(in[0], in[1], in[2], a->st, a->pd, a->dl, a->groups);
 }
+/* conv2d under autocast (a.kind: the dtype): the CPU emulates, the GPU runs dt tensors (tensor cores where the
+   channel counts allow, im2col + cuBLAS elsewhere) and must return dt */
+static nn_tensor *f_conv2d_ac(void *c, nn_tensor **in) {
+    vargs *a = (vargs *)c;
+    nn_tensor *y;
+    nn_autocast_begin((nn_dtype)a->kind);
+    y = nn_conv2d_ex(in[0], in[1], in[2], a->st, a->pd, a->dl, a->groups);
+    nn_autocast_end();
+    if (in[0]->device == NN_CUDA)
+        CHECK(y->dtype == (nn_dtype)a->kind, "autocast conv2d on the GPU returns %s", nn_dtype_name(y->dtype));
+    return nn_cast(y, NN_F32);
+}
 static nn_tensor *f_pool(void *c, nn_tensor **in) {
     vargs *a = (vargs *)c;
     if (a->kind == 0) return nn_upsample_nearest2d(in[0], a->a, a->b);
@@ -601,6 +614,42 @@ static void test_group_norm(void) {
     }
 }
 
+/* conv2d under autocast, bf16 and f16, against the CPU's emulation (TOL_LOW). The shapes reach every path of
+   nn_cuda.cu: tensor-core forward (Cin % 32), dgrad (Cout % 32) and wgrad (Cin, Cout % 8) with strides 1 and 2
+   (also per axis), dilation, 1x1 and 5x3 kernels, pixel counts off the 128-wide tiles, Cout over one 128-row
+   tile, K split over blocks (wgrad always; forward and dgrad when their tiles are few: cases 1, 5); and the
+   im2col fallback (Cin 3, groups, Cout 4) in low precision. */
+static void test_conv_autocast(void) {
+    /* N C H W, O kh kw, stride h, stride w, pad, dil, groups, bias */
+    static const int cs[][13] = {{2, 32, 9, 11, 64, 3, 3, 1, 1, 1, 1, 1, 1},   {1, 64, 24, 24, 256, 3, 3, 1, 1, 1, 1, 1, 1},
+                                 {3, 64, 16, 16, 40, 3, 3, 2, 2, 1, 1, 1, 1},
+                                 {2, 96, 13, 7, 32, 1, 1, 1, 1, 0, 1, 1, 0},   {2, 32, 20, 20, 32, 3, 3, 2, 2, 1, 1, 1, 1},
+                                 {1, 160, 40, 40, 136, 3, 3, 1, 1, 1, 1, 1, 1}, {2, 32, 12, 12, 32, 3, 3, 1, 1, 2, 2, 1, 1},
+                                 {2, 32, 11, 9, 48, 5, 3, 2, 1, 2, 1, 1, 1},   {2, 3, 11, 13, 8, 3, 3, 1, 1, 1, 1, 1, 1},
+                                 {2, 64, 10, 10, 64, 3, 3, 1, 1, 1, 1, 2, 1},  {4, 128, 16, 16, 4, 3, 3, 1, 1, 1, 1, 1, 1}};
+    static const nn_dtype dts[2] = {NN_BF16, NN_F16};
+    static const int grad[3] = {1, 1, 1};
+    int k, d;
+    for (d = 0; d < 2; d++)
+        for (k = 0; k < 11; k++) {
+            const int *c = cs[k];
+            int64_t xs[4], wsz[4], bs = c[4];
+            char what[64];
+            vargs a;
+            nn_tensor *in[3];
+            if (quick && k > 5) continue;
+            memset(&a, 0, sizeof a);
+            a.st[0] = c[7]; a.st[1] = c[8]; a.pd[0] = c[9]; a.pd[1] = c[9]; a.dl[0] = c[10]; a.dl[1] = c[10];
+            a.groups = c[11]; a.kind = (int)dts[d];
+            xs[0] = c[0]; xs[1] = c[1]; xs[2] = c[2]; xs[3] = c[3];
+            wsz[0] = c[4]; wsz[1] = c[1] / c[11]; wsz[2] = c[5]; wsz[3] = c[6];
+            in[0] = rnd(4, xs, -1, 1); in[1] = rnd(4, wsz, -1, 1); in[2] = c[12] ? rnd(1, &bs, -1, 1) : NULL;
+            snprintf(what, sizeof what, "conv2d autocast %s case %d", nn_dtype_name(dts[d]), k);
+            compare(what, f_conv2d_ac, &a, 3, in, grad, TOL_LOW);
+            nn_tensor_free(in[0]); nn_tensor_free(in[1]); if (in[2]) nn_tensor_free(in[2]);
+        }
+}
+
 static void test_conv(void) {
     /* N C H W, O kh kw, stride, pad, dil, groups, bias */
     static const int cs[][12] = {{2, 3, 11, 13, 5, 3, 3, 1, 1, 1, 1, 1}, {3, 8, 17, 9, 4, 3, 3, 2, 1, 1, 2, 1},
@@ -624,6 +673,7 @@ static void test_conv(void) {
         compare(what, f_conv2d, &a, 3, in, grad, TOL_F32);
         nn_tensor_free(in[0]); nn_tensor_free(in[1]); if (in[2]) nn_tensor_free(in[2]);
     }
+    test_conv_autocast();
     for (k = 0; k < 9; k++) {   /* 0-2 upsample, 3-5 avg_pool, 6-8 adaptive */
         static const int64_t xs[3][4] = {{2, 3, 5, 7}, {1, 2, 9, 11}, {3, 4, 16, 16}};
         static const int64_t os[3][2] = {{10, 14}, {17, 23}, {5, 3}};
@@ -1513,6 +1563,7 @@ int main(int argc, char **argv) {
         if (strcmp(argv[a], "quick") == 0) quick = 1;
         if (strcmp(argv[a], "il") == 0) only_il = 1;
         if (strcmp(argv[a], "sdpa") == 0) only_sdpa = 1;
+        if (strcmp(argv[a], "conv") == 0) only_conv = 1;
     }
     setenv("NN_CUDA_POISON", "1", 0);
     if (!nn_cuda_available()) { printf("no CUDA device\n0 passed, 1 failed\n"); return 1; }
@@ -1520,6 +1571,8 @@ int main(int argc, char **argv) {
     nn_seed(7);
     if (only_sdpa) {
         test_sdpa();
+    } else if (only_conv) {
+        test_conv();
     } else if (only_il) {
         test_index_ops();
         test_losses();
