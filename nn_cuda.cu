@@ -4100,6 +4100,7 @@ __device__ __forceinline__ uint64_t wg_desc(const void *s) {
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
 /* keep the compiler from moving reads/writes of wgmma registers across the wait */
 template <int N> __device__ __forceinline__ void wg_pin(float (&d)[N]) {
 #pragma unroll
@@ -4111,6 +4112,16 @@ template <int N> __device__ __forceinline__ void wg_pin(uint32_t (&d)[N][4]) {
 #pragma unroll
         for (int e = 0; e < 4; e++) asm volatile("" : "+r"(d[i][e])::"memory");
 }
+/* dst[0 .. bytes) += src (f32, element-wise, in L2): one bulk reduction, completed through the bulk-group
+   counters (16-byte aligned addresses, bytes a multiple of 16) */
+__device__ __forceinline__ void bulk_add_f32(float *dst, const float *src, int bytes) {
+    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
+                 ::"l"(dst), "r"((uint32_t)__cvta_generic_to_shared(src)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+/* the shared sources of this thread's bulk operations may be overwritten / everything is done */
+__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 /* shared memory written by the generic proxy (cp.async, stores) before the tensor cores read it */
 __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
@@ -4153,31 +4164,37 @@ __device__ __forceinline__ void wg_rs64(float (&d)[32], const uint32_t (&a)[4], 
 #endif /* SDPA_WG */
 
 /* ROWS x HD tile <- rows row0.. of g (row stride rs), in the swizzled layout above; rows >= L are zero */
+/* (thread x copies chunk x % (HD/8) of rows x / (HD/8) + k * RSTEP: the same swizzle for every k) */
 template <typename T, int HD, int ROWS, int NT>
 __device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int row0, int L) {
-    constexpr int CH = HD / 8;
-    unsigned char *sb = (unsigned char *)s;
+    constexpr int CH = HD / 8, RSTEP = NT / CH;
+    static_assert(NT % CH == 0 && RSTEP % 8 == 0 && ROWS % RSTEP == 0, "load_tile_sw: tile and thread count");
+    const int c = threadIdx.x % CH, r = threadIdx.x / CH;
+    unsigned char *d = (unsigned char *)s + (c >> 3) * (ROWS * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+    const T *src = g + (int64_t)(row0 + r) * rs + c * 8;
+    const int64_t step = (int64_t)RSTEP * rs;
 #pragma unroll
-    for (int idx = threadIdx.x; idx < ROWS * CH; idx += NT) {
-        int r = idx / CH, c = idx % CH, gr = row0 + r;
-        bool ok = gr < L;
-        const T *src = ok ? g + (int64_t)gr * rs + c * 8 : g;
-        cp_async16(sb + (c >> 3) * (ROWS * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4), src, ok);
+    for (int k = 0; k < ROWS / RSTEP; k++) {
+        bool ok = row0 + r + k * RSTEP < L;
+        cp_async16(d + k * RSTEP * 128, ok ? src + k * step : g, ok);
     }
 }
 
 /* The forward: one CTA of NWG warpgroups per (b, h, 64*NWG query rows); warpgroup w owns query rows 64 w..
-   (Q stays in shared memory as the A operand); K/V tiles of 128 keys stream through two shared buffers
+   (Q stays in shared memory as the A operand); K/V tiles of 128 keys stream through three shared buffers
    (cp.async by all threads, one barrier per tile). Per tile and warpgroup: S = Q K^T (D/16 wgmma m64n128k16),
    the online softmax in registers exactly as fwd_kernel's plain path (raw-unit running max, scale folded into
-   the exponent), P packed to A fragments in registers, O += P V (8 x D/64 wgmma m64n64k16). */
+   the exponent), P packed to A fragments in registers, O += P V (8 x D/64 wgmma m64n64k16). The products of
+   tile j + 1 are issued together - S_{j+1} and O += P_j V_j - so that the exponentials of tile j + 1 run on
+   the special-function units while the tensor cores do P_j V_j (FlashAttention-3's intra-warpgroup overlap);
+   O is rescaled once that product is done. V_j is still read then: hence three buffers. */
 template <typename T, int HD, int NWG>
 __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
 #ifdef SDPA_WG
-    constexpr int BM = 64 * NWG, BN = 128, NTH = NWG * 128, CB = HD / 64;
+    constexpr int BM = 64 * NWG, BN = 128, NTH = NWG * 128, CB = HD / 64, NS = 3;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
-    T *Qs = (T *)base, *Ks = Qs + BM * HD, *Vs = Ks + 2 * BN * HD;
+    T *Qs = (T *)base, *Ks = Qs + BM * HD, *Vs = Ks + NS * BN * HD;
     int b, h, t;
     tile_of(p, &b, &h, &t);
     const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
@@ -4201,18 +4218,30 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     for (int c = 0; c < CB; c++)
 #pragma unroll
         for (int e = 0; e < 32; e++) o[c][e] = 0.f;
+    uint32_t pa[8][4];   /* P_j as A fragments: k step x covers keys 16 x.. (accumulator columns 2x, 2x+1) */
     const uint64_t dq0 = wg_desc((const unsigned char *)Qs + wg * 64 * 128);
+    /* O += P V_st, V in buffer st: k step x = keys 16 x.. = 16 rows of 128 bytes */
+    auto issue_pv = [&](int st) {
+        const uint64_t dv0 = wg_desc(Vs + st * BN * HD);
+#pragma unroll
+        for (int x = 0; x < 8; x++)
+#pragma unroll
+            for (int c = 0; c < CB; c++) wg_rs64<T>(o[c], pa[x], dv0 + ((c * BN * 128 + x * 2048) >> 4), 1);
+        wg_commit();
+    };
     for (int kt = 0; kt < nkt; kt++) {
-        const int buf = kt & 1, j0 = kt * BN;
+        const int st = kt % NS, j0 = kt * BN;
         cp_wait_all();
         fence_async_smem();
-        __syncthreads();   /* tile kt landed for all; buffer buf ^ 1 (tile kt - 1) is free */
+        /* tile kt landed for all; buffer (kt + 1) % 3 held tile kt - 2, whose products every thread has waited */
+        __syncthreads();
         if (kt + 1 < nkt) {
-            load_tile_sw<T, HD, BN, NTH>(Ks + (buf ^ 1) * BN * HD, K, p.sk[2], j0 + BN, p.Lk);
-            load_tile_sw<T, HD, BN, NTH>(Vs + (buf ^ 1) * BN * HD, V, p.sv[2], j0 + BN, p.Lk);
+            const int sn = (kt + 1) % NS;
+            load_tile_sw<T, HD, BN, NTH>(Ks + sn * BN * HD, K, p.sk[2], j0 + BN, p.Lk);
+            load_tile_sw<T, HD, BN, NTH>(Vs + sn * BN * HD, V, p.sv[2], j0 + BN, p.Lk);
         }
         cp_commit();
-        const uint64_t dk0 = wg_desc(Ks + buf * BN * HD), dv0 = wg_desc(Vs + buf * BN * HD);
+        const uint64_t dk0 = wg_desc(Ks + st * BN * HD);
         float s[64];
         wg_fence();
 #pragma unroll
@@ -4220,7 +4249,12 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
             wg_ss128<T>(s, dq0 + (((kk >> 2) * BM * 128 + (kk & 3) * 32) >> 4),
                         dk0 + (((kk >> 2) * BN * 128 + (kk & 3) * 32) >> 4), kk > 0);
         wg_commit();
-        wg_wait0();
+        if (kt > 0) {
+            issue_pv((kt - 1) % NS);   /* O += P_{kt-1} V_{kt-1}, running during this tile's softmax */
+            wg_wait1();
+        } else {
+            wg_wait0();
+        }
         wg_pin(s);
         /* keys >= Lk, and keys after the query when causal, get -inf */
         if (j0 + BN > p.Lk || (p.causal && j0 + BN - 1 > i0 + wg * 64)) {
@@ -4253,11 +4287,16 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
             lrow[hh] = lrow[hh] * alpha[hh] + sum;
             mrow[hh] = mnew;
         }
+        if (kt > 0) {
+            wg_wait0();
+#pragma unroll
+            for (int c = 0; c < CB; c++) wg_pin(o[c]);
+            wg_pin(pa);
+        }
 #pragma unroll
         for (int c = 0; c < CB; c++)
 #pragma unroll
             for (int e = 0; e < 32; e++) o[c][e] *= alpha[(e >> 1) & 1];
-        uint32_t pa[8][4];   /* P as A fragments: k step x covers keys 16 x.. (accumulator columns 2x, 2x+1) */
 #pragma unroll
         for (int x = 0; x < 8; x++) {
             pa[x][0] = TT<T>::pack(s[8 * x + 0], s[8 * x + 1]);
@@ -4265,12 +4304,10 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
             pa[x][2] = TT<T>::pack(s[8 * x + 4], s[8 * x + 5]);
             pa[x][3] = TT<T>::pack(s[8 * x + 6], s[8 * x + 7]);
         }
+    }
+    if (nkt > 0) {   /* the last tile's O += P V */
         wg_fence();
-#pragma unroll
-        for (int x = 0; x < 8; x++)   /* k step x: keys 16 x.. = 16 rows of 128 bytes into the V tile */
-#pragma unroll
-            for (int c = 0; c < CB; c++) wg_rs64<T>(o[c], pa[x], dv0 + ((c * BN * 128 + x * 2048) >> 4), 1);
-        wg_commit();
+        issue_pv((nkt - 1) % NS);
         wg_wait0();
 #pragma unroll
         for (int c = 0; c < CB; c++) wg_pin(o[c]);
@@ -4343,11 +4380,12 @@ template <typename T, int HD>
 __global__ void __launch_bounds__(256, 1) wg_bwd_kernel(Params p) {
 #ifdef SDPA_WG
     static_assert(HD == 64, "wg_bwd_kernel: D = 64");
-    constexpr int NWG = 2, BK = 128, BQ = 64, NTH = 256, NQ = HD / NWG;
+    constexpr int NWG = 2, BK = 128, BQ = 64, NTH = 256, NQ = HD / NWG, QAS = HD + 4;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     T *Ks = (T *)base, *Vs = Ks + BK * HD, *Qs = Vs + BK * HD, *Gs = Qs + 2 * BQ * HD, *Ss = Gs + 2 * BQ * HD;
-    float *Ls = (float *)(Ss + BK * BQ), *Dl = Ls + 2 * BQ;
+    float *Qa = (float *)(Ss + BK * BQ);   /* the dQ tile [BQ][QAS] in f32, staged for the bulk reduction */
+    float *Ls = Qa + BQ * QAS, *Dl = Ls + 2 * BQ;
     int b, h, t;
     tile_of(p, &b, &h, &t);
     const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
@@ -4375,6 +4413,14 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_kernel(Params p) {
             Dl[buf * BQ + x] = ii < p.Lq ? delta[ii] : 0.f;
         }
     };
+    /* dQ of the tile at query i: thread x < BQ adds row x of Qa into the f32 accumulator (one bulk reduction of
+       D floats; FlashAttention-3's way: per-element atomics measured 1.25x slower for the whole backward) */
+    auto add_dq = [&](int i) {
+        if (threadIdx.x < BQ && i + (int)threadIdx.x < p.Lq) {
+            bulk_add_f32(dqa + (int64_t)(i + threadIdx.x) * p.sqa[2], Qa + threadIdx.x * QAS, HD * 4);
+            bulk_commit();
+        }
+    };
     if (nqt > 0) load_q(0, 0);
     cp_commit();
     float dk[32], dv[32];
@@ -4388,7 +4434,9 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_kernel(Params p) {
         const int buf = it & 1, i0 = istart + it * BQ;
         cp_wait_all();
         fence_async_smem();
-        __syncthreads();   /* tile it landed; buffer buf ^ 1 and Ss are free (every thread waited its products) */
+        __syncthreads();   /* tile it landed; buffer buf ^ 1 and Ss are free (every thread waited its products);
+                              the dQ tile of it - 1 is complete in Qa */
+        if (dqa && it > 0) add_dq(i0 - BQ);
         if (it + 1 < nqt) load_q(it + 1, buf ^ 1);
         cp_commit();
         const uint64_t dQb = wg_desc(Qs + buf * BQ * HD), dGb = wg_desc(Gs + buf * BQ * HD);
@@ -4447,7 +4495,8 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_kernel(Params p) {
         for (int x = 0; x < 4; x++) wg_rs64<T>(dk, da[x], dQb + ((x * 2048) >> 4), 1);   /* dK += dS^T Q */
         wg_commit();
         if (dqa) {
-            __syncthreads();   /* the whole dS^T tile is in Ss */
+            if (threadIdx.x < BQ) bulk_wait_read();   /* Qa (tile it - 1) has been read */
+            __syncthreads();   /* the whole dS^T tile is in Ss; Qa is free */
             float acc[16];
 #pragma unroll
             for (int kk = 0; kk < BK / 16; kk++)   /* 16 keys per step: 16 rows of 128 bytes */
@@ -4457,13 +4506,13 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_kernel(Params p) {
             wg_pin(acc);
 #pragma unroll
             for (int hh = 0; hh < 2; hh++) {
-                int r = i0 + warp * 16 + g + 8 * hh;
-                if (r >= p.Lq) continue;
-                float *row = dqa + (int64_t)r * p.sqa[2] + wg * NQ;
+                float *row = Qa + (warp * 16 + g + 8 * hh) * QAS + wg * NQ;
 #pragma unroll
                 for (int j = 0; j < NQ / 8; j++)
-                    red2(row + 8 * j + q2, acc[4 * j + 2 * hh] * p.scale, acc[4 * j + 2 * hh + 1] * p.scale);
+                    *reinterpret_cast<float2 *>(row + 8 * j + q2) =
+                        make_float2(acc[4 * j + 2 * hh] * p.scale, acc[4 * j + 2 * hh + 1] * p.scale);
             }
+            fence_async_smem();   /* Qa is read by the bulk-copy engine after the next barrier */
         } else {
             wg_wait0();
         }
@@ -4473,6 +4522,11 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_kernel(Params p) {
         wg_pin(da);
     }
     cp_wait_all();
+    if (dqa && nqt > 0) {   /* the last tile's dQ */
+        __syncthreads();
+        add_dq(istart + (nqt - 1) * BQ);
+    }
+    if (threadIdx.x < BQ) bulk_wait();
     /* dK, dV rows rk, rk + 8 (the mma.sync C layout: store_frag with one 16-row block) */
     float fk[1][8][4], fv[1][8][4];
 #pragma unroll
@@ -5266,10 +5320,10 @@ static bool wg_fwd_ok(const Params &p) {
     if ((int64_t)p.B * p.H * ((p.Lq + bm - 1) / bm) < sm_count()) return false;
     return wg_available() != 0;
 }
-template <typename T, int HD>
+template <typename T, int HD, int NWG = WgFwd<HD>::NWG>
 static int run_wg_fwd(Params p, cudaStream_t s) {
-    constexpr int NWG = WgFwd<HD>::NWG, BM = WgFwd<HD>::BM;
-    size_t smem = (size_t)(BM + 4 * 128) * HD * sizeof(T) + 1024;   /* + 1024: the 1024-byte alignment */
+    constexpr int BM = 64 * NWG;
+    size_t smem = (size_t)(BM + 6 * 128) * HD * sizeof(T) + 1024;   /* + 1024: the 1024-byte alignment */
     auto kern = wg_fwd_kernel<T, HD, NWG>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
@@ -5291,14 +5345,17 @@ static int run_wg_bwd(Params p, cudaStream_t s) {
     constexpr int BK = 128, BQ = 64;
     if (!p.dq && !p.dk && !p.dv) return 0;
     int64_t rows = (int64_t)p.B * p.H * p.Lq;
-    size_t smem = (size_t)(2 * BK + 4 * BQ) * HD * sizeof(T) + (size_t)BK * BQ * sizeof(T) + 4 * BQ * sizeof(float) + 1024;
+    size_t smem = (size_t)(2 * BK + 4 * BQ) * HD * sizeof(T) + (size_t)BK * BQ * sizeof(T) +
+                  ((size_t)BQ * (HD + 4) + 4 * BQ) * sizeof(float) + 1024;
     auto kern = wg_bwd_kernel<T, HD>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
     unsigned grid;
     if (grid_of(p, BK, p.Lk, 3, &grid)) return -1;
-    /* dQ: f32 accumulator (atomics), the f32 output itself when dense, else a workspace converted afterwards */
-    bool dq_dir = p.dq && p.grad_f32 && dense(p.sdq, p.B, p.H, p.Lq, p.D);
+    /* dQ: f32 accumulator (bulk reductions: 16-byte aligned rows), the f32 output itself when dense, else a
+       workspace converted afterwards */
+    bool dq_dir = p.dq && p.grad_f32 && dense(p.sdq, p.B, p.H, p.Lq, p.D) && ((uintptr_t)p.dq & 15) == 0 &&
+                  p.sdq[0] % 4 == 0 && p.sdq[1] % 4 == 0 && p.sdq[2] % 4 == 0;
     nn_tensor *ws = p.dq && !dq_dir ? nn__tmp(NN_F32, align16(rows * p.D)) : NULL;
     p.lsep = p.dlp = nullptr;
     if (rows > 0) delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
@@ -5329,6 +5386,7 @@ static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
 }
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
+    if (fwd && wg_fwd_ok(p) && p.D == 64 && getenv("NN_SDPA_WG3")) return run_wg_fwd<T, 64, 3>(p, s);   /* TEMP variant */
     if (fwd && wg_fwd_ok(p)) return p.D == 64 ? run_wg_fwd<T, 64>(p, s) : run_wg_fwd<T, 128>(p, s);
     if (!fwd && wg_bwd_ok(p) && !getenv("NN_SDPA_NO_WG_BWD")) return run_wg_bwd<T, 64>(p, s);   /* TEMP switch */
     return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);
