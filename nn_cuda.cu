@@ -4168,13 +4168,14 @@ __device__ __forceinline__ void wg_rs64(float (&d)[32], const uint32_t (&a)[4], 
 template <typename T, int HD, int ROWS, int NT>
 __device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int row0, int L) {
     constexpr int CH = HD / 8, RSTEP = NT / CH;
-    static_assert(NT % CH == 0 && RSTEP % 8 == 0 && ROWS % RSTEP == 0, "load_tile_sw: tile and thread count");
+    static_assert(NT % CH == 0 && RSTEP % 8 == 0, "load_tile_sw: tile and thread count");
     const int c = threadIdx.x % CH, r = threadIdx.x / CH;
     unsigned char *d = (unsigned char *)s + (c >> 3) * (ROWS * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4);
     const T *src = g + (int64_t)(row0 + r) * rs + c * 8;
     const int64_t step = (int64_t)RSTEP * rs;
 #pragma unroll
-    for (int k = 0; k < ROWS / RSTEP; k++) {
+    for (int k = 0; k < (ROWS + RSTEP - 1) / RSTEP; k++) {
+        if (ROWS % RSTEP && r + k * RSTEP >= ROWS) break;
         bool ok = row0 + r + k * RSTEP < L;
         cp_async16(d + k * RSTEP * 128, ok ? src + k * step : g, ok);
     }
