@@ -4396,7 +4396,8 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_kernel(Params p) {
     const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
     const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
     const T *G = (const T *)p.dout + b * p.sdo[0] + h * p.sdo[1];
-    const float *lse = p.lse + ((int64_t)b * p.H + h) * p.Lq, *delta = p.delta + ((int64_t)b * p.H + h) * p.Lq;
+    /* lse (log2 units, +inf for empty rows) and delta, padded to Lqp by delta_kernel: whole 16-byte chunks */
+    const float *lsp = p.lsep + ((int64_t)b * p.H + h) * p.Lqp, *dlp = p.dlp + ((int64_t)b * p.H + h) * p.Lqp;
     float *dqa = p.dq_acc ? p.dq_acc + b * p.sqa[0] + h * p.sqa[1] : nullptr;
     const float sl = p.scale_log2;
     const int istart = p.causal ? (j0 / BQ) * BQ : 0;   /* queries before j0 see none of these keys */
@@ -4407,16 +4408,16 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_kernel(Params p) {
         int i = istart + it * BQ;
         load_tile_sw<T, HD, BQ, NTH>(Qs + buf * BQ * HD, Q, p.sq[2], i, p.Lq);
         load_tile_sw<T, HD, BQ, NTH>(Gs + buf * BQ * HD, G, p.sdo[2], i, p.Lq);
-        for (int x = threadIdx.x; x < BQ; x += NTH) {
-            int ii = i + x;
-            float l = ii < p.Lq ? lse[ii] : INFINITY;
-            Ls[buf * BQ + x] = (l == -INFINITY ? INFINITY : l) * SDPA_LOG2E;   /* fully masked row: P = 0 */
-            Dl[buf * BQ + x] = ii < p.Lq ? delta[ii] : 0.f;
+        if (threadIdx.x < BQ / 2) {   /* i + BQ <= Lqp */
+            const int x = threadIdx.x % (BQ / 4) * 4;
+            if (threadIdx.x < BQ / 4) cp_async16(Ls + buf * BQ + x, lsp + i + x, true);
+            else cp_async16(Dl + buf * BQ + x, dlp + i + x, true);
         }
     };
     /* dQ of the tile at query i: thread x < BQ adds row x of Qa into the f32 accumulator (one bulk reduction of
        D floats; FlashAttention-3's way: per-element atomics measured 1.25x slower for the whole backward) */
     auto add_dq = [&](int i) {
+        if (p.dbias_atomic) return;
         if (threadIdx.x < BQ && i + (int)threadIdx.x < p.Lq) {
             bulk_add_f32(dqa + (int64_t)(i + threadIdx.x) * p.sqa[2], Qa + threadIdx.x * QAS, HD * 4);
             bulk_commit();
@@ -4505,6 +4506,17 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_kernel(Params p) {
             wg_commit();
             wg_wait0();
             wg_pin(acc);
+            if (p.dbias_atomic) {   /* TEMP variant: per-element atomics */
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                int r = i0 + warp * 16 + g + 8 * hh;
+                if (r >= p.Lq) continue;
+                float *row = dqa + (int64_t)r * p.sqa[2] + wg * NQ;
+#pragma unroll
+                for (int j = 0; j < NQ / 8; j++)
+                    red2(row + 8 * j + q2, acc[4 * j + 2 * hh] * p.scale, acc[4 * j + 2 * hh + 1] * p.scale);
+            }
+            } else {
 #pragma unroll
             for (int hh = 0; hh < 2; hh++) {
                 float *row = Qa + (warp * 16 + g + 8 * hh) * QAS + wg * NQ;
@@ -4514,6 +4526,7 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_kernel(Params p) {
                         make_float2(acc[4 * j + 2 * hh] * p.scale, acc[4 * j + 2 * hh + 1] * p.scale);
             }
             fence_async_smem();   /* Qa is read by the bulk-copy engine after the next barrier */
+            }
         } else {
             wg_wait0();
         }
@@ -5357,8 +5370,11 @@ static int run_wg_bwd(Params p, cudaStream_t s) {
        workspace converted afterwards */
     bool dq_dir = p.dq && p.grad_f32 && dense(p.sdq, p.B, p.H, p.Lq, p.D) && ((uintptr_t)p.dq & 15) == 0 &&
                   p.sdq[0] % 4 == 0 && p.sdq[1] % 4 == 0 && p.sdq[2] % 4 == 0;
-    nn_tensor *ws = p.dq && !dq_dir ? nn__tmp(NN_F32, align16(rows * p.D)) : NULL;
-    p.lsep = p.dlp = nullptr;
+    p.Lqp = (p.Lq + 63) / 64 * 64;
+    int64_t prows = (int64_t)p.B * p.H * p.Lqp;
+    nn_tensor *ws = nn__tmp(NN_F32, 2 * align16(prows) + (p.dq && !dq_dir ? align16(rows * p.D) : 0));
+    p.lsep = (float *)ws->data; p.dlp = p.lsep + align16(prows);
+    p.dbias_atomic = getenv("NN_SDPA_BWD_RED") != NULL;   /* TEMP variant switch */
     if (rows > 0) delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
     if (p.dout_f32) {   /* from here on the kernel reads the rounded copy */
         p.dout = p.dout_lp; p.dout_f32 = 0;
@@ -5367,7 +5383,7 @@ static int run_wg_bwd(Params p, cudaStream_t s) {
     p.dq_acc = p.dk_acc = p.dv_acc = nullptr;
     if (p.dq) {
         if (dq_dir) { p.dq_acc = (float *)p.dq; p.sqa[0] = p.sdq[0]; p.sqa[1] = p.sdq[1]; p.sqa[2] = p.sdq[2]; }
-        else { p.dq_acc = (float *)ws->data; p.sqa[2] = p.D; p.sqa[1] = (int64_t)p.Lq * p.D; p.sqa[0] = (int64_t)p.H * p.sqa[1]; }
+        else { p.dq_acc = p.dlp + align16(prows); p.sqa[2] = p.D; p.sqa[1] = (int64_t)p.Lq * p.D; p.sqa[0] = (int64_t)p.H * p.sqa[1]; }
         if (rows > 0) NN_CU(cudaMemsetAsync(p.dq_acc, 0, (size_t)rows * p.D * sizeof(float), s));
     }
     if (grid) kern<<<grid, 256, smem, s>>>(p); NN_LAUNCHED();
