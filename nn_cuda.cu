@@ -3196,6 +3196,8 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
               queries are split). 5 matrix products and one exponential per score.
            With grad_f32 the gradients are written in f32 (the f32 dQ accumulator is dq itself); else converted.
            dbias is stored once per element when the bias is not broadcast, else atomically added (f32).
+     sm_90a the plain f16/bf16 forward at D == Dv in {64, 128} on Hopper's warpgroup MMA (wgmma), when the device
+           runs the sm_90a image: wg_fwd_kernel, in its own block below ("wgmma kernels (sm_90a)").
      f32   the same loops on TF32 tensor cores in 3xTF32 (f32 accuracy; tc_* kernels, D and Dv <= 128; dK/dV
            and dQ + dbias in two kernels); above 128 a plain SIMT path (thread per query or key row).
    Bias tiles (f32 or the q dtype, keys contiguous, 16-byte aligned rows) are staged through shared memory with
@@ -4112,16 +4114,6 @@ template <int N> __device__ __forceinline__ void wg_pin(uint32_t (&d)[N][4]) {
 #pragma unroll
         for (int e = 0; e < 4; e++) asm volatile("" : "+r"(d[i][e])::"memory");
 }
-/* dst[0 .. bytes) += src (f32, element-wise, in L2): one bulk reduction, completed through the bulk-group
-   counters (16-byte aligned addresses, bytes a multiple of 16) */
-__device__ __forceinline__ void bulk_add_f32(float *dst, const float *src, int bytes) {
-    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
-                 ::"l"(dst), "r"((uint32_t)__cvta_generic_to_shared(src)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
-/* the shared sources of this thread's bulk operations may be overwritten / everything is done */
-__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
-__device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 /* shared memory written by the generic proxy (cp.async, stores) before the tensor cores read it */
 __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
@@ -4332,232 +4324,6 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
 #pragma unroll
             for (int j = 0; j < 8; j++)
                 st2<T>(orow + c * 64 + 8 * j + q2, o[c][4 * j + 2 * hh] * inv, o[c][4 * j + 2 * hh + 1] * inv);
-    }
-#endif /* SDPA_WG */
-}
-
-
-#ifdef SDPA_WG
-#define WG_D16(d, o) "+f"(d[o + 0]), "+f"(d[o + 1]), "+f"(d[o + 2]), "+f"(d[o + 3]), "+f"(d[o + 4]), "+f"(d[o + 5]), \
-    "+f"(d[o + 6]), "+f"(d[o + 7]), "+f"(d[o + 8]), "+f"(d[o + 9]), "+f"(d[o + 10]), "+f"(d[o + 11]), "+f"(d[o + 12]), \
-    "+f"(d[o + 13]), "+f"(d[o + 14]), "+f"(d[o + 15])
-#define WG_SS64(TY)                                                                                                    \
-    "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                       \
-    "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
-    "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, " \
-    "p, 1, 1, %35, %36;\n}\n"
-#define WG_SS32(TY)                                                                                                    \
-    "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"                                                                       \
-    "wgmma.mma_async.sync.aligned.m64n32k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
-    "%12, %13, %14, %15}, %16, %17, p, 1, 1, %19, %20;\n}\n"
-/* d[64 x N] (+)= A B, both from shared memory; TA / TB: A M-major / B N-major (the transpose flags), else
-   K-major; N = 64 or 32 */
-template <typename T, int TA, int TB>
-__device__ __forceinline__ void wg_ss64(float (&d)[32], uint64_t da, uint64_t db, int acc) {
-    if (std::is_same<T, __half>::value)
-        asm volatile(WG_SS64("f16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(acc), "n"(TA), "n"(TB));
-    else
-        asm volatile(WG_SS64("bf16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(acc), "n"(TA), "n"(TB));
-}
-template <typename T, int TA, int TB>
-__device__ __forceinline__ void wg_ss32(float (&d)[16], uint64_t da, uint64_t db, int acc) {
-    if (std::is_same<T, __half>::value)
-        asm volatile(WG_SS32("f16") : WG_D16(d, 0) : "l"(da), "l"(db), "r"(acc), "n"(TA), "n"(TB));
-    else
-        asm volatile(WG_SS32("bf16") : WG_D16(d, 0) : "l"(da), "l"(db), "r"(acc), "n"(TA), "n"(TB));
-}
-#endif /* SDPA_WG */
-
-/* The backward at D = 64 (bwd_kernel's loop order and products, on wgmma): one CTA of 2 warpgroups per (b, h,
-   128 keys); warpgroup w owns keys 64 w.. (K, V resident in shared memory, the A operands of S^T = K Q^T and
-   dP^T = V dO^T); Q and dO tiles of 64 queries (with lse / delta) stream through two buffers. Per query tile:
-     S^T, dP^T (wgmma m64n64k16, both operands from shared memory); P^T and dS^T = P^T (dP^T - delta) in registers;
-     dV += P^T dO and dK += dS^T Q (A from registers, B = the dO / Q tile read N-major);
-     dS^T -> shared memory ([key][query], swizzled), one barrier, then dQ_tile = dS K over the CTA's 128 keys:
-     warpgroup w takes the 32 columns 32 w.. (m64n32k16, A = dS^T read M-major, B = K read N-major) and adds
-     them into the f32 dQ accumulator with vector atomics.
-   Two barriers per query tile (the tile's arrival, the dS^T tile). */
-template <typename T, int HD>
-__global__ void __launch_bounds__(256, 1) wg_bwd_kernel(Params p) {
-#ifdef SDPA_WG
-    static_assert(HD == 64, "wg_bwd_kernel: D = 64");
-    constexpr int NWG = 2, BK = 128, BQ = 64, NTH = 256, NQ = HD / NWG, QAS = HD + 4;
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
-    T *Ks = (T *)base, *Vs = Ks + BK * HD, *Qs = Vs + BK * HD, *Gs = Qs + 2 * BQ * HD, *Ss = Gs + 2 * BQ * HD;
-    float *Qa = (float *)(Ss + BK * BQ);   /* the dQ tile [BQ][QAS] in f32, staged for the bulk reduction */
-    float *Ls = Qa + BQ * QAS, *Dl = Ls + 2 * BQ;
-    int b, h, t;
-    tile_of(p, &b, &h, &t);
-    const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
-    const int g = lane >> 2, q2 = (lane & 3) * 2;
-    const int j0 = t * BK, rl = wg * 64 + warp * 16 + g, rk = j0 + rl;   /* this thread's keys: rk, rk + 8 */
-    const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
-    const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
-    const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
-    const T *G = (const T *)p.dout + b * p.sdo[0] + h * p.sdo[1];
-    /* lse (log2 units, +inf for empty rows) and delta, padded to Lqp by delta_kernel: whole 16-byte chunks */
-    const float *lsp = p.lsep + ((int64_t)b * p.H + h) * p.Lqp, *dlp = p.dlp + ((int64_t)b * p.H + h) * p.Lqp;
-    float *dqa = p.dq_acc ? p.dq_acc + b * p.sqa[0] + h * p.sqa[1] : nullptr;
-    const float sl = p.scale_log2;
-    const int istart = p.causal ? (j0 / BQ) * BQ : 0;   /* queries before j0 see none of these keys */
-    const int nqt = p.Lq > istart ? (p.Lq - istart + BQ - 1) / BQ : 0;
-    load_tile_sw<T, HD, BK, NTH>(Ks, K, p.sk[2], j0, p.Lk);
-    load_tile_sw<T, HD, BK, NTH>(Vs, V, p.sv[2], j0, p.Lk);
-    auto load_q = [&](int it, int buf) {
-        int i = istart + it * BQ;
-        load_tile_sw<T, HD, BQ, NTH>(Qs + buf * BQ * HD, Q, p.sq[2], i, p.Lq);
-        load_tile_sw<T, HD, BQ, NTH>(Gs + buf * BQ * HD, G, p.sdo[2], i, p.Lq);
-        if (threadIdx.x < BQ / 2) {   /* i + BQ <= Lqp */
-            const int x = threadIdx.x % (BQ / 4) * 4;
-            if (threadIdx.x < BQ / 4) cp_async16(Ls + buf * BQ + x, lsp + i + x, true);
-            else cp_async16(Dl + buf * BQ + x, dlp + i + x, true);
-        }
-    };
-    /* dQ of the tile at query i: thread x < BQ adds row x of Qa into the f32 accumulator (one bulk reduction of
-       D floats; FlashAttention-3's way: per-element atomics measured 1.25x slower for the whole backward) */
-    auto add_dq = [&](int i) {
-        if (p.dbias_atomic) return;
-        if (threadIdx.x < BQ && i + (int)threadIdx.x < p.Lq) {
-            bulk_add_f32(dqa + (int64_t)(i + threadIdx.x) * p.sqa[2], Qa + threadIdx.x * QAS, HD * 4);
-            bulk_commit();
-        }
-    };
-    if (nqt > 0) load_q(0, 0);
-    cp_commit();
-    float dk[32], dv[32];
-#pragma unroll
-    for (int e = 0; e < 32; e++) dk[e] = dv[e] = 0.f;
-    const uint64_t dK = wg_desc((const unsigned char *)Ks + wg * 64 * 128),
-                   dV = wg_desc((const unsigned char *)Vs + wg * 64 * 128), dS = wg_desc(Ss),
-                   dKn = wg_desc((const unsigned char *)Ks + wg * NQ * 2);   /* K columns 32 w.. as dQ's B */
-    const bool edge = j0 + wg * 64 + 64 > p.Lk;
-    for (int it = 0; it < nqt; it++) {
-        const int buf = it & 1, i0 = istart + it * BQ;
-        cp_wait_all();
-        fence_async_smem();
-        __syncthreads();   /* tile it landed; buffer buf ^ 1 and Ss are free (every thread waited its products);
-                              the dQ tile of it - 1 is complete in Qa */
-        if (dqa && it > 0) add_dq(i0 - BQ);
-        if (it + 1 < nqt) load_q(it + 1, buf ^ 1);
-        cp_commit();
-        const uint64_t dQb = wg_desc(Qs + buf * BQ * HD), dGb = wg_desc(Gs + buf * BQ * HD);
-        const float *Lb = Ls + buf * BQ, *Db = Dl + buf * BQ;
-        float s[32], dp[32];
-        wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < HD / 16; kk++)
-            wg_ss64<T, 0, 0>(s, dK + ((kk & 3) * 32 >> 4), dQb + ((kk & 3) * 32 >> 4), kk > 0);
-#pragma unroll
-        for (int kk = 0; kk < HD / 16; kk++)
-            wg_ss64<T, 0, 0>(dp, dV + ((kk & 3) * 32 >> 4), dGb + ((kk & 3) * 32 >> 4), kk > 0);
-        wg_commit();
-        wg_wait0();
-        wg_pin(s);
-        wg_pin(dp);
-        const bool mask = edge || (p.causal && j0 + wg * 64 + 63 > i0);
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int c = 8 * j + q2 + (e & 1), r = rk + 8 * (e >> 1);
-                float pr = ex2(fmaf(s[4 * j + e], sl, -Lb[c]));
-                if (mask && (r >= p.Lk || (p.causal && r > i0 + c))) pr = 0.f;
-                dp[4 * j + e] = pr * (dp[4 * j + e] - Db[c]);   /* dS^T */
-                s[4 * j + e] = pr;                              /* P^T */
-            }
-        uint32_t pa[4][4], da[4][4];
-#pragma unroll
-        for (int x = 0; x < 4; x++) {
-            pa[x][0] = TT<T>::pack(s[8 * x + 0], s[8 * x + 1]);
-            pa[x][1] = TT<T>::pack(s[8 * x + 2], s[8 * x + 3]);
-            pa[x][2] = TT<T>::pack(s[8 * x + 4], s[8 * x + 5]);
-            pa[x][3] = TT<T>::pack(s[8 * x + 6], s[8 * x + 7]);
-            da[x][0] = TT<T>::pack(dp[8 * x + 0], dp[8 * x + 1]);
-            da[x][1] = TT<T>::pack(dp[8 * x + 2], dp[8 * x + 3]);
-            da[x][2] = TT<T>::pack(dp[8 * x + 4], dp[8 * x + 5]);
-            da[x][3] = TT<T>::pack(dp[8 * x + 6], dp[8 * x + 7]);
-        }
-        if (dqa) {   /* dS^T -> Ss [key][query] (rows rl, rl + 8; query chunks 2x, 2x + 1), swizzled */
-            unsigned char *r0 = (unsigned char *)Ss + rl * 128, *r8 = r0 + 8 * 128;
-            const int sw = rl & 7;   /* (rl + 8) & 7 is the same */
-#pragma unroll
-            for (int x = 0; x < 4; x++) {
-                *(uint32_t *)(r0 + (((2 * x) ^ sw) << 4) + q2 * 2) = da[x][0];
-                *(uint32_t *)(r8 + (((2 * x) ^ sw) << 4) + q2 * 2) = da[x][1];
-                *(uint32_t *)(r0 + (((2 * x + 1) ^ sw) << 4) + q2 * 2) = da[x][2];
-                *(uint32_t *)(r8 + (((2 * x + 1) ^ sw) << 4) + q2 * 2) = da[x][3];
-            }
-            fence_async_smem();
-        }
-        wg_fence();
-#pragma unroll
-        for (int x = 0; x < 4; x++) wg_rs64<T>(dv, pa[x], dGb + ((x * 2048) >> 4), 1);   /* dV += P^T dO */
-#pragma unroll
-        for (int x = 0; x < 4; x++) wg_rs64<T>(dk, da[x], dQb + ((x * 2048) >> 4), 1);   /* dK += dS^T Q */
-        wg_commit();
-        if (dqa) {
-            if (threadIdx.x < BQ) bulk_wait_read();   /* Qa (tile it - 1) has been read */
-            __syncthreads();   /* the whole dS^T tile is in Ss; Qa is free */
-            float acc[16];
-#pragma unroll
-            for (int kk = 0; kk < BK / 16; kk++)   /* 16 keys per step: 16 rows of 128 bytes */
-                wg_ss32<T, 1, 1>(acc, dS + ((kk * 2048) >> 4), dKn + ((kk * 2048) >> 4), kk > 0);
-            wg_commit();
-            wg_wait0();
-            wg_pin(acc);
-            if (p.dbias_atomic) {   /* TEMP variant: per-element atomics */
-#pragma unroll
-            for (int hh = 0; hh < 2; hh++) {
-                int r = i0 + warp * 16 + g + 8 * hh;
-                if (r >= p.Lq) continue;
-                float *row = dqa + (int64_t)r * p.sqa[2] + wg * NQ;
-#pragma unroll
-                for (int j = 0; j < NQ / 8; j++)
-                    red2(row + 8 * j + q2, acc[4 * j + 2 * hh] * p.scale, acc[4 * j + 2 * hh + 1] * p.scale);
-            }
-            } else {
-#pragma unroll
-            for (int hh = 0; hh < 2; hh++) {
-                float *row = Qa + (warp * 16 + g + 8 * hh) * QAS + wg * NQ;
-#pragma unroll
-                for (int j = 0; j < NQ / 8; j++)
-                    *reinterpret_cast<float2 *>(row + 8 * j + q2) =
-                        make_float2(acc[4 * j + 2 * hh] * p.scale, acc[4 * j + 2 * hh + 1] * p.scale);
-            }
-            fence_async_smem();   /* Qa is read by the bulk-copy engine after the next barrier */
-            }
-        } else {
-            wg_wait0();
-        }
-        wg_pin(dk);
-        wg_pin(dv);
-        wg_pin(pa);
-        wg_pin(da);
-    }
-    cp_wait_all();
-    if (dqa && nqt > 0) {   /* the last tile's dQ */
-        __syncthreads();
-        add_dq(istart + (nqt - 1) * BQ);
-    }
-    if (threadIdx.x < BQ) bulk_wait();
-    /* dK, dV rows rk, rk + 8 (the mma.sync C layout: store_frag with one 16-row block) */
-    float fk[1][8][4], fv[1][8][4];
-#pragma unroll
-    for (int j = 0; j < 8; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) { fk[0][j][e] = dk[4 * j + e]; fv[0][j][e] = dv[4 * j + e]; }
-    const int row0 = j0 + wg * 64 + warp * 16;
-    if (p.grad_f32) {
-        if (p.dk) store_frag<float, 1, 8>((float *)p.dk + b * p.sdk[0] + h * p.sdk[1], p.sdk[2], fk, row0, p.Lk, HD,
-                                          p.scale, p.scale, lane);
-        if (p.dv) store_frag<float, 1, 8>((float *)p.dv + b * p.sdv[0] + h * p.sdv[1], p.sdv[2], fv, row0, p.Lk, HD,
-                                          1.f, 1.f, lane);
-    } else {
-        if (p.dk) store_frag<T, 1, 8>((T *)p.dk + b * p.sdk[0] + h * p.sdk[1], p.sdk[2], fk, row0, p.Lk, HD, p.scale,
-                                      p.scale, lane);
-        if (p.dv) store_frag<T, 1, 8>((T *)p.dv + b * p.sdv[0] + h * p.sdv[1], p.sdv[2], fv, row0, p.Lk, HD, 1.f, 1.f,
-                                      lane);
     }
 #endif /* SDPA_WG */
 }
@@ -5325,6 +5091,8 @@ static int wg_available(void) {
     state = host == 1;
     return state;
 }
+/* 2 warpgroups (128 queries) per CTA at D = 64 and 128; 3 at D = 64 (158 registers, no spills) measured +2 % on
+   case 1 of bench/flash_bench, -7 % on case 3, +32 % on case 4 (fewer CTAs for 132 SMs): not taken */
 template <int HD> struct WgFwd { enum { NWG = 2, BM = 64 * NWG }; };
 /* the wgmma forward takes plain f16/bf16 problems with D == Dv in {64, 128} that fill the GPU without a
    split-KV (at least one query tile per SM); the rest keeps fwd_kernel */
@@ -5334,9 +5102,9 @@ static bool wg_fwd_ok(const Params &p) {
     if ((int64_t)p.B * p.H * ((p.Lq + bm - 1) / bm) < sm_count()) return false;
     return wg_available() != 0;
 }
-template <typename T, int HD, int NWG = WgFwd<HD>::NWG>
+template <typename T, int HD>
 static int run_wg_fwd(Params p, cudaStream_t s) {
-    constexpr int BM = 64 * NWG;
+    constexpr int NWG = WgFwd<HD>::NWG, BM = WgFwd<HD>::BM;
     size_t smem = (size_t)(BM + 6 * 128) * HD * sizeof(T) + 1024;   /* + 1024: the 1024-byte alignment */
     auto kern = wg_fwd_kernel<T, HD, NWG>;
     if (set_smem(kern, smem)) return -1;
@@ -5344,51 +5112,6 @@ static int run_wg_fwd(Params p, cudaStream_t s) {
     unsigned grid;
     if (grid_of(p, BM, p.Lq, 2, &grid)) return -1;
     if (grid) kern<<<grid, NWG * 128, smem, s>>>(p); NN_LAUNCHED();
-    return 0;
-}
-
-/* the wgmma backward: plain f16/bf16 at D == Dv == 64 with at least one 128-key tile per SM (no query split
-   needed); the rest keeps bwd_kernel */
-static bool wg_bwd_ok(const Params &p) {
-    if (!plain_ok(p) || p.D != 64 || p.Dv != 64) return false;
-    if ((int64_t)p.B * p.H * ((p.Lk + 127) / 128) < sm_count()) return false;
-    return wg_available() != 0;
-}
-template <typename T, int HD>
-static int run_wg_bwd(Params p, cudaStream_t s) {
-    constexpr int BK = 128, BQ = 64;
-    if (!p.dq && !p.dk && !p.dv) return 0;
-    int64_t rows = (int64_t)p.B * p.H * p.Lq;
-    size_t smem = (size_t)(2 * BK + 4 * BQ) * HD * sizeof(T) + (size_t)BK * BQ * sizeof(T) +
-                  ((size_t)BQ * (HD + 4) + 4 * BQ) * sizeof(float) + 1024;
-    auto kern = wg_bwd_kernel<T, HD>;
-    if (set_smem(kern, smem)) return -1;
-    p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
-    unsigned grid;
-    if (grid_of(p, BK, p.Lk, 3, &grid)) return -1;
-    /* dQ: f32 accumulator (bulk reductions: 16-byte aligned rows), the f32 output itself when dense, else a
-       workspace converted afterwards */
-    bool dq_dir = p.dq && p.grad_f32 && dense(p.sdq, p.B, p.H, p.Lq, p.D) && ((uintptr_t)p.dq & 15) == 0 &&
-                  p.sdq[0] % 4 == 0 && p.sdq[1] % 4 == 0 && p.sdq[2] % 4 == 0;
-    p.Lqp = (p.Lq + 63) / 64 * 64;
-    int64_t prows = (int64_t)p.B * p.H * p.Lqp;
-    nn_tensor *ws = nn__tmp(NN_F32, 2 * align16(prows) + (p.dq && !dq_dir ? align16(rows * p.D) : 0));
-    p.lsep = (float *)ws->data; p.dlp = p.lsep + align16(prows);
-    p.dbias_atomic = getenv("NN_SDPA_BWD_RED") != NULL;   /* TEMP variant switch */
-    if (rows > 0) delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
-    if (p.dout_f32) {   /* from here on the kernel reads the rounded copy */
-        p.dout = p.dout_lp; p.dout_f32 = 0;
-        p.sdo[2] = p.Dv; p.sdo[1] = (int64_t)p.Lq * p.Dv; p.sdo[0] = (int64_t)p.H * p.sdo[1];
-    }
-    p.dq_acc = p.dk_acc = p.dv_acc = nullptr;
-    if (p.dq) {
-        if (dq_dir) { p.dq_acc = (float *)p.dq; p.sqa[0] = p.sdq[0]; p.sqa[1] = p.sdq[1]; p.sqa[2] = p.sdq[2]; }
-        else { p.dq_acc = p.dlp + align16(prows); p.sqa[2] = p.D; p.sqa[1] = (int64_t)p.Lq * p.D; p.sqa[0] = (int64_t)p.H * p.sqa[1]; }
-        if (rows > 0) NN_CU(cudaMemsetAsync(p.dq_acc, 0, (size_t)rows * p.D * sizeof(float), s));
-    }
-    if (grid) kern<<<grid, 256, smem, s>>>(p); NN_LAUNCHED();
-    if (p.dq && !dq_dir) acc_convert<T>(p, p.dq_acc, p.dq, p.sdq, p.Lq, p.D, s);
-    if (ws) nn_tensor_free(ws);
     return 0;
 }
 
@@ -5403,9 +5126,7 @@ static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
 }
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
-    if (fwd && wg_fwd_ok(p) && p.D == 64 && getenv("NN_SDPA_WG3")) return run_wg_fwd<T, 64, 3>(p, s);   /* TEMP variant */
     if (fwd && wg_fwd_ok(p)) return p.D == 64 ? run_wg_fwd<T, 64>(p, s) : run_wg_fwd<T, 128>(p, s);
-    if (!fwd && wg_bwd_ok(p) && !getenv("NN_SDPA_NO_WG_BWD")) return run_wg_bwd<T, 64>(p, s);   /* TEMP switch */
     return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);
 }
 
