@@ -25,10 +25,11 @@ HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo 1)
 
 .PHONY: all test test-fast test-asan hygiene deps bench clean cuda-build test-cuda bench-cuda
 
-# ---- CUDA: nn_cuda.cu for sm_80 and sm_90 (+ sm_90 PTX); programs built with -DNN_CUDA link it and cuBLAS.
+# ---- CUDA: nn_cuda.cu for sm_80, sm_90 and sm_90a (the wgmma kernels; + sm_90 PTX); programs built with -DNN_CUDA
+# link it and cuBLAS.
 # CI has nvcc but no GPU: `make test` builds (cuda-build) and counts that as one test; `make test-cuda` runs
 # the GPU-vs-CPU suite on a machine with a GPU.
-CUDA_GENCODE = -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+CUDA_GENCODE = -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_90,code=compute_90
 NVCCFLAGS   ?= -O3 -std=c++17 --threads 0 -Xcompiler -Wall,-Wextra -I.
 CUDA_LIBDIR ?= $(abspath $(dir $(shell command -v $(NVCC) 2>/dev/null))../lib64)
 CUDA_LDLIBS  = -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcublasLt -lcudart -lstdc++ -lm

@@ -3971,8 +3971,15 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
               queries are split). 5 matrix products and one exponential per score.
            With grad_f32 the gradients are written in f32 (the f32 dQ accumulator is dq itself); else converted.
            dbias is stored once per element when the bias is not broadcast, else atomically added (f32).
+<<<<<<< HEAD
      f32   the same loops on TF32 tensor cores in 3xTF32 (f32 accuracy; tc_* kernels, D and Dv <= 128; the backward
            in one kernel, dQ added with atomics); above 128 a plain SIMT path (thread per query or key row).
+=======
+     sm_90a the plain f16/bf16 forward at D == Dv in {64, 128} on Hopper's warpgroup MMA (wgmma), when the device
+           runs the sm_90a image: wg_fwd_kernel, in its own block below ("wgmma kernels (sm_90a)").
+     f32   the same loops on TF32 tensor cores in 3xTF32 (f32 accuracy; tc_* kernels, D and Dv <= 128; dK/dV
+           and dQ + dbias in two kernels); above 128 a plain SIMT path (thread per query or key row).
+>>>>>>> flash4
    Bias tiles (f32 or the q dtype, keys contiguous, 16-byte aligned rows) are staged through shared memory with
    cp.async, double-buffered with K/V, so no bias load sits behind a branch; other layouts read it at clamped
    indices. Split-KV: when the (b, h, query tile) blocks are fewer than 2 per SM (the 900-query AQR cases, 10
@@ -4841,6 +4848,266 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
     }
 }
 
+/* ------------------------------------------------------------------------------------------ wgmma kernels (sm_90a) */
+/* Hopper's warpgroup MMA for the plain case (no mask, bias or dropout; causal allowed), f16/bf16, D == Dv in
+   {64, 128}: the same outputs as fwd_kernel (o, and lse in natural-log units) from tensor-core instructions that
+   read their B operand (and in S = Q K^T their A operand too) straight from shared memory, issued by a whole
+   warpgroup (4 warps, 64 rows) and running asynchronously to the issuing threads.
+   Shared-memory tiles use the 128-byte swizzle the wgmma descriptors describe: a tile of R rows x D columns is
+   stored as D/64 column blocks of [R][64] elements (128 bytes a row); in row r the 16-byte chunk c sits at chunk
+   c ^ (r & 7); each block starts 1024-byte aligned. One layout serves K-major operands (Q and K in S = Q K^T:
+   rows are M or N, 64 contiguous k) and the N-major V of O += P V (rows are k, 64 contiguous n; transpose flag).
+   Only the sm_90a pass compiles the bodies (__CUDA_ARCH_FEAT_SM90_ALL); the sm_80 / sm_90 passes get empty
+   kernels, and wg_available() (a probe kernel, once) tells the host which image the device runs. */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define SDPA_WG 1
+#endif
+
+__global__ void wg_probe_kernel(int *flag) {
+#ifdef SDPA_WG
+    *flag = 1;
+#else
+    *flag = 0;
+#endif
+}
+
+#ifdef SDPA_WG
+/* descriptor of a 128-byte-swizzled operand at s (1024-byte aligned atoms): 8-row groups 1024 bytes apart
+   (stride byte offset); the leading byte offset is unused by these shapes (one 64-element block per operand
+   row span), set to 1 as the canonical value */
+__device__ __forceinline__ uint64_t wg_desc(const void *s) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(s);
+    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
+/* keep the compiler from moving reads/writes of wgmma registers across the wait */
+template <int N> __device__ __forceinline__ void wg_pin(float (&d)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+template <int N> __device__ __forceinline__ void wg_pin(uint32_t (&d)[N][4]) {
+#pragma unroll
+    for (int i = 0; i < N; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) asm volatile("" : "+r"(d[i][e])::"memory");
+}
+/* shared memory written by the generic proxy (cp.async, stores) before the tensor cores read it */
+__device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+#define WG_D32(d, o) "+f"(d[o + 0]), "+f"(d[o + 1]), "+f"(d[o + 2]), "+f"(d[o + 3]), "+f"(d[o + 4]), "+f"(d[o + 5]), \
+    "+f"(d[o + 6]), "+f"(d[o + 7]), "+f"(d[o + 8]), "+f"(d[o + 9]), "+f"(d[o + 10]), "+f"(d[o + 11]), "+f"(d[o + 12]), \
+    "+f"(d[o + 13]), "+f"(d[o + 14]), "+f"(d[o + 15]), "+f"(d[o + 16]), "+f"(d[o + 17]), "+f"(d[o + 18]), \
+    "+f"(d[o + 19]), "+f"(d[o + 20]), "+f"(d[o + 21]), "+f"(d[o + 22]), "+f"(d[o + 23]), "+f"(d[o + 24]), \
+    "+f"(d[o + 25]), "+f"(d[o + 26]), "+f"(d[o + 27]), "+f"(d[o + 28]), "+f"(d[o + 29]), "+f"(d[o + 30]), "+f"(d[o + 31])
+#define WG_SS128(TY)                                                                                                   \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                                       \
+    "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "  \
+    "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, "  \
+    "%34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "  \
+    "%56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+#define WG_RS64(TY)                                                                                                    \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                                                       \
+    "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
+    "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "          \
+    "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+
+/* d[64 x 128] (+)= A[64 x 16] B[128 x 16]^T, both K-major in shared memory (descriptors); acc = 0 overwrites.
+   Fragment layout of d (per warp w of the warpgroup, lane = 4 g + q): d[4 j + e] is row 16 w + g + 8 (e >> 1),
+   column 8 j + 2 q + (e & 1) - the mma.sync C layout repeated over j. */
+template <typename T>
+__device__ __forceinline__ void wg_ss128(float (&d)[64], uint64_t da, uint64_t db, int acc) {
+    if (std::is_same<T, __half>::value)
+        asm volatile(WG_SS128("f16") : WG_D32(d, 0), WG_D32(d, 32) : "l"(da), "l"(db), "r"(acc));
+    else
+        asm volatile(WG_SS128("bf16") : WG_D32(d, 0), WG_D32(d, 32) : "l"(da), "l"(db), "r"(acc));
+}
+/* d[64 x 64] (+)= A[64 x 16] (registers, the mma.sync A-fragment layout per warp) B[16 x 64], B N-major in
+   shared memory (rows of k, 64 contiguous n: the transpose flag) */
+template <typename T>
+__device__ __forceinline__ void wg_rs64(float (&d)[32], const uint32_t (&a)[4], uint64_t db, int acc) {
+    if (std::is_same<T, __half>::value)
+        asm volatile(WG_RS64("f16") : WG_D32(d, 0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
+    else
+        asm volatile(WG_RS64("bf16") : WG_D32(d, 0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
+}
+#endif /* SDPA_WG */
+
+/* ROWS x HD tile <- rows row0.. of g (row stride rs), in the swizzled layout above; rows >= L are zero */
+/* (thread x copies chunk x % (HD/8) of rows x / (HD/8) + k * RSTEP: the same swizzle for every k) */
+template <typename T, int HD, int ROWS, int NT>
+__device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int row0, int L) {
+    constexpr int CH = HD / 8, RSTEP = NT / CH;
+    static_assert(NT % CH == 0 && RSTEP % 8 == 0, "load_tile_sw: tile and thread count");
+    const int c = threadIdx.x % CH, r = threadIdx.x / CH;
+    unsigned char *d = (unsigned char *)s + (c >> 3) * (ROWS * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+    const T *src = g + (int64_t)(row0 + r) * rs + c * 8;
+    const int64_t step = (int64_t)RSTEP * rs;
+#pragma unroll
+    for (int k = 0; k < (ROWS + RSTEP - 1) / RSTEP; k++) {
+        if (ROWS % RSTEP && r + k * RSTEP >= ROWS) break;
+        bool ok = row0 + r + k * RSTEP < L;
+        cp_async16(d + k * RSTEP * 128, ok ? src + k * step : g, ok);
+    }
+}
+
+/* The forward: one CTA of NWG warpgroups per (b, h, 64*NWG query rows); warpgroup w owns query rows 64 w..
+   (Q stays in shared memory as the A operand); K/V tiles of 128 keys stream through three shared buffers
+   (cp.async by all threads, one barrier per tile). Per tile and warpgroup: S = Q K^T (D/16 wgmma m64n128k16),
+   the online softmax in registers exactly as fwd_kernel's plain path (raw-unit running max, scale folded into
+   the exponent), P packed to A fragments in registers, O += P V (8 x D/64 wgmma m64n64k16). The products of
+   tile j + 1 are issued together - S_{j+1} and O += P_j V_j - so that the exponentials of tile j + 1 run on
+   the special-function units while the tensor cores do P_j V_j (FlashAttention-3's intra-warpgroup overlap);
+   O is rescaled once that product is done. V_j is still read then: hence three buffers. */
+template <typename T, int HD, int NWG>
+__global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
+#ifdef SDPA_WG
+    constexpr int BM = 64 * NWG, BN = 128, NTH = NWG * 128, CB = HD / 64, NS = 3;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    T *Qs = (T *)base, *Ks = Qs + BM * HD, *Vs = Ks + NS * BN * HD;
+    int b, h, t;
+    tile_of(p, &b, &h, &t);
+    const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+    const int g = lane >> 2, q2 = (lane & 3) * 2;
+    const int i0 = t * BM, r0 = i0 + wg * 64 + warp * 16 + g;   /* this thread's rows: r0, r0 + 8 */
+    const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
+    const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
+    const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
+    const float sl = p.scale_log2;
+    int jend = p.Lk;
+    if (p.causal && i0 + BM < jend) jend = i0 + BM;
+    const int nkt = jend > 0 ? (jend + BN - 1) / BN : 0;
+    load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
+    if (nkt > 0) {
+        load_tile_sw<T, HD, BN, NTH>(Ks, K, p.sk[2], 0, p.Lk);
+        load_tile_sw<T, HD, BN, NTH>(Vs, V, p.sv[2], 0, p.Lk);
+    }
+    cp_commit();
+    float o[CB][32], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+#pragma unroll
+    for (int c = 0; c < CB; c++)
+#pragma unroll
+        for (int e = 0; e < 32; e++) o[c][e] = 0.f;
+    uint32_t pa[8][4];   /* P_j as A fragments: k step x covers keys 16 x.. (accumulator columns 2x, 2x+1) */
+    const uint64_t dq0 = wg_desc((const unsigned char *)Qs + wg * 64 * 128);
+    /* O += P V_st, V in buffer st: k step x = keys 16 x.. = 16 rows of 128 bytes */
+    auto issue_pv = [&](int st) {
+        const uint64_t dv0 = wg_desc(Vs + st * BN * HD);
+#pragma unroll
+        for (int x = 0; x < 8; x++)
+#pragma unroll
+            for (int c = 0; c < CB; c++) wg_rs64<T>(o[c], pa[x], dv0 + ((c * BN * 128 + x * 2048) >> 4), 1);
+        wg_commit();
+    };
+    for (int kt = 0; kt < nkt; kt++) {
+        const int st = kt % NS, j0 = kt * BN;
+        cp_wait_all();
+        fence_async_smem();
+        /* tile kt landed for all; buffer (kt + 1) % 3 held tile kt - 2, whose products every thread has waited */
+        __syncthreads();
+        if (kt + 1 < nkt) {
+            const int sn = (kt + 1) % NS;
+            load_tile_sw<T, HD, BN, NTH>(Ks + sn * BN * HD, K, p.sk[2], j0 + BN, p.Lk);
+            load_tile_sw<T, HD, BN, NTH>(Vs + sn * BN * HD, V, p.sv[2], j0 + BN, p.Lk);
+        }
+        cp_commit();
+        const uint64_t dk0 = wg_desc(Ks + st * BN * HD);
+        float s[64];
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++)   /* k step kk: column block kk / 4, 32 bytes per step inside it */
+            wg_ss128<T>(s, dq0 + (((kk >> 2) * BM * 128 + (kk & 3) * 32) >> 4),
+                        dk0 + (((kk >> 2) * BN * 128 + (kk & 3) * 32) >> 4), kk > 0);
+        wg_commit();
+        if (kt > 0) {
+            issue_pv((kt - 1) % NS);   /* O += P_{kt-1} V_{kt-1}, running during this tile's softmax */
+            wg_wait1();
+        } else {
+            wg_wait0();
+        }
+        wg_pin(s);
+        /* keys >= Lk, and keys after the query when causal, get -inf */
+        if (j0 + BN > p.Lk || (p.causal && j0 + BN - 1 > i0 + wg * 64)) {
+#pragma unroll
+            for (int j = 0; j < 16; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int c = j0 + 8 * j + q2 + (e & 1), r = r0 + 8 * (e >> 1);
+                    if (c >= p.Lk || (p.causal && c > r)) s[4 * j + e] = -INFINITY;
+                }
+        }
+        float alpha[2];
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < 16; j++) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * hh], s[4 * j + 2 * hh + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            float mnew = fmaxf(mrow[hh], mx);
+            float muse = mnew == -INFINITY ? 0.f : mnew, msl = muse * sl;
+            alpha[hh] = ex2((mrow[hh] - muse) * sl);
+            float sum = 0.f;
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                float e0 = ex2(fmaf(s[4 * j + 2 * hh], sl, -msl)), e1 = ex2(fmaf(s[4 * j + 2 * hh + 1], sl, -msl));
+                s[4 * j + 2 * hh] = e0; s[4 * j + 2 * hh + 1] = e1;
+                sum += e0 + e1;
+            }
+            lrow[hh] = lrow[hh] * alpha[hh] + sum;
+            mrow[hh] = mnew;
+        }
+        if (kt > 0) {
+            wg_wait0();
+#pragma unroll
+            for (int c = 0; c < CB; c++) wg_pin(o[c]);
+            wg_pin(pa);
+        }
+#pragma unroll
+        for (int c = 0; c < CB; c++)
+#pragma unroll
+            for (int e = 0; e < 32; e++) o[c][e] *= alpha[(e >> 1) & 1];
+#pragma unroll
+        for (int x = 0; x < 8; x++) {
+            pa[x][0] = TT<T>::pack(s[8 * x + 0], s[8 * x + 1]);
+            pa[x][1] = TT<T>::pack(s[8 * x + 2], s[8 * x + 3]);
+            pa[x][2] = TT<T>::pack(s[8 * x + 4], s[8 * x + 5]);
+            pa[x][3] = TT<T>::pack(s[8 * x + 6], s[8 * x + 7]);
+        }
+    }
+    if (nkt > 0) {   /* the last tile's O += P V */
+        wg_fence();
+        issue_pv((nkt - 1) % NS);
+        wg_wait0();
+#pragma unroll
+        for (int c = 0; c < CB; c++) wg_pin(o[c]);
+        wg_pin(pa);
+    }
+    cp_wait_all();
+    int64_t bh = (int64_t)b * p.H + h;
+    T *O = (T *)p.out + b * p.so[0] + h * p.so[1];
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        float l = lrow[hh];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        float inv = l > 0.f ? 1.f / l : 0.f;
+        int r = r0 + 8 * hh;
+        if (r >= p.Lq) continue;
+        if (q2 == 0) p.lse[bh * p.Lq + r] = l > 0.f ? (mrow[hh] * sl + log2f(l)) * SDPA_LN2 : -INFINITY;
+        T *orow = O + (int64_t)r * p.so[2];
+#pragma unroll
+        for (int c = 0; c < CB; c++)
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                st2<T>(orow + c * 64 + 8 * j + q2, o[c][4 * j + 2 * hh] * inv, o[c][4 * j + 2 * hh + 1] * inv);
+    }
+#endif /* SDPA_WG */
+}
+
 /* ------------------------------------------------------------------------------------------ f32 path */
 /* the SIMT kernels: f32 head dims above 128 (the tensor-core kernels below take the rest) */
 #define F32_TQ 64   /* rows per block (one thread each) */
@@ -5629,6 +5896,50 @@ static int run_bwd(Params p, cudaStream_t s) {
     return 0;
 }
 
+/* ---- wgmma kernels (sm_90a): launch */
+/* 1 when the device runs the sm_90a image (the probe kernel writes 1 there), 0 elsewhere; asked once */
+static int wg_available(void) {
+    static int state = -1;
+    if (state >= 0) return state;
+    state = 0;
+    int dev = 0, major = 0, minor = 0;
+    NN_CU(cudaGetDevice(&dev));
+    NN_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    NN_CU(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    if (major != 9 || minor != 0) return state;
+    int *flag = nullptr, host = 0;
+    NN_CU(cudaMalloc(&flag, sizeof(int)));
+    wg_probe_kernel<<<1, 1, 0, S_>>>(flag); NN_LAUNCHED();
+    NN_CU(cudaMemcpyAsync(&host, flag, sizeof(int), cudaMemcpyDeviceToHost, S_));
+    NN_CU(cudaStreamSynchronize(S_));
+    NN_CU(cudaFree(flag));
+    state = host == 1;
+    return state;
+}
+/* 2 warpgroups (128 queries) per CTA at D = 64 and 128; 3 at D = 64 (158 registers, no spills) measured +2 % on
+   case 1 of bench/flash_bench, -7 % on case 3, +32 % on case 4 (fewer CTAs for 132 SMs): not taken */
+template <int HD> struct WgFwd { enum { NWG = 2, BM = 64 * NWG }; };
+/* the wgmma forward takes plain f16/bf16 problems with D == Dv in {64, 128} that fill the GPU without a
+   split-KV (at least one query tile per SM); the rest keeps fwd_kernel */
+static bool wg_fwd_ok(const Params &p) {
+    if (!plain_ok(p) || p.D != p.Dv || (p.D != 64 && p.D != 128)) return false;
+    int bm = p.D == 64 ? (int)WgFwd<64>::BM : (int)WgFwd<128>::BM;
+    if ((int64_t)p.B * p.H * ((p.Lq + bm - 1) / bm) < sm_count()) return false;
+    return wg_available() != 0;
+}
+template <typename T, int HD>
+static int run_wg_fwd(Params p, cudaStream_t s) {
+    constexpr int NWG = WgFwd<HD>::NWG, BM = WgFwd<HD>::BM;
+    size_t smem = (size_t)(BM + 6 * 128) * HD * sizeof(T) + 1024;   /* + 1024: the 1024-byte alignment */
+    auto kern = wg_fwd_kernel<T, HD, NWG>;
+    if (set_smem(kern, smem)) return -1;
+    p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
+    unsigned grid;
+    if (grid_of(p, BM, p.Lq, 2, &grid)) return -1;
+    if (grid) kern<<<grid, NWG * 128, smem, s>>>(p); NN_LAUNCHED();
+    return 0;
+}
+
 template <typename T, bool F>
 static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
     int hd = p.D > p.Dv ? p.D : p.Dv;
@@ -5640,6 +5951,7 @@ static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
 }
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
+    if (fwd && wg_fwd_ok(p)) return p.D == 64 ? run_wg_fwd<T, 64>(p, s) : run_wg_fwd<T, 128>(p, s);
     return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);
 }
 
@@ -5696,7 +6008,7 @@ static int setup(const nn__cuda_sdpa_args *a, Params *p, bool bwd) {
 static int64_t ws_floats(const Params &p0, int dtype, bool bwd) {
     int64_t bhlq = (int64_t)p0.B * p0.H * p0.Lq;
     if (bwd) return align16(bhlq) + (p0.dout_f32 ? align16((bhlq * p0.Dv + 1) / 2) : 0);
-    if (dtype == 0) return 0;
+    if (dtype == 0 || wg_fwd_ok(p0)) return 0;
     int fbm, fbn;
     if (plain_ok(p0)) fwd_tiles<false>(p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn);
     else fwd_tiles<true>(p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn);
@@ -5827,6 +6139,12 @@ void nn__cuda_sdpa_fwd(const nn__cuda_sdpa_args *a) {
     if (a->dtype == 1) sdpa_cu::dispatch<__half>(p, true, S_);
     else sdpa_cu::dispatch<__nv_bfloat16>(p, true, S_);
     if (ws) nn_tensor_free(ws);
+}
+
+/* 1 when nn_sdpa's plain f16/bf16 cases at D = 64 / 128 run the wgmma kernels on this device (tests report it) */
+int nn__cuda_sdpa_wgmma(void) {
+    nn__cu_init();
+    return sdpa_cu::wg_available();
 }
 
 void nn__cuda_sdpa_bwd(const nn__cuda_sdpa_args *a) {

@@ -897,6 +897,7 @@ static void sdpa_run(const sdpa_case *c, nn_dtype dt) {
     nn_scope_end(NULL);
 }
 
+int nn__cuda_sdpa_wgmma(void);   /* nn_cuda.cu: 1 when the sm_90a kernels run */
 static void test_sdpa(void) {
     static const sdpa_case cs[] = {
         {"plain odd lengths", 2, 3, 37, 53, 16, 16, 0, 0, 0, 0, 0, 0, 0},
@@ -934,6 +935,12 @@ static void test_sdpa(void) {
         {"dropout Lk%4=0 multi-tile d16", 2, 2, 130, 200, 16, 16, 0, 0, 0, 0, 0.1, 0, 0},
         {"dropout Lk%4=0 query split d16", 1, 2, 3000, 100, 16, 16, 0, 0, 0, 0, 0.1, 0, 0},
         {"dropout Lk%4=0 causal mask d32", 1, 2, 96, 96, 32, 32, 1, 0, 0, 1, 0.3, 0, 0},
+        /* the wgmma kernels (sm_90a; plain, D = 64 / 128, at least one 128-query tile per SM): odd lengths,
+           Lq != Lk, several key tiles, causal, B*H above the SM count */
+        {"wgmma d64 odd Lq<Lk", 2, 33, 257, 300, 64, 64, 0, 0, 0, 0, 0, 0, 0},
+        {"wgmma d64 B*H>SMs scale", 3, 50, 100, 77, 64, 64, 0, 0, 0, 0, 0, 0.2, 0},
+        {"wgmma d128 causal Lq>Lk", 2, 34, 200, 150, 128, 128, 0, 0, 0, 1, 0, 0, 0},
+        {"wgmma d128 several key tiles", 1, 66, 256, 520, 128, 128, 0, 0, 0, 0, 0, 0, 0},
     };
     static const nn_dtype dts[3] = {NN_F32, NN_F16, NN_BF16};
     size_t i;
@@ -942,7 +949,7 @@ static void test_sdpa(void) {
         for (d = 0; d < 3; d++) {
             if (cs[i].f32_only && d != 0) continue;
             if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13 || i == 15 || i == 16 || i == 18 ||
-                                     i == 19 || i == 20 || i == 23 || i >= 25))) continue;
+                                     i == 19 || i == 20 || i == 23 || (i >= 25 && i <= 28) || i == 30))) continue;
             sdpa_run(&cs[i], dts[d]);
         }
     /* nn_sdpa_heads: the same kernels on [B,L,H*D] through strides (mask, bias gradient, dropout, causal,
@@ -950,7 +957,8 @@ static void test_sdpa(void) {
     sdpa_packed = 1;
     for (i = 0; i < sizeof cs / sizeof cs[0]; i++)
         for (d = 0; d < 3; d++) {
-            if (!(i == 0 || i == 3 || i == 4 || i == 5 || i == 9 || i == 13 || i == 15 || i == 16 || i == 18 || i == 23) ||
+            if (!(i == 0 || i == 3 || i == 4 || i == 5 || i == 9 || i == 13 || i == 15 || i == 16 || i == 18 || i == 23 ||
+                  i == 28) ||
                 (quick && (d == 1 || i > 5)))
                 continue;
             sdpa_run(&cs[i], dts[d]);
@@ -971,6 +979,7 @@ static void test_sdpa(void) {
         }
         nn_scope_end(NULL);
     }
+    printf("sdpa: wgmma kernels (sm_90a) %s\n", nn__cuda_sdpa_wgmma() ? "in use" : "not available on this device");
     printf("sdpa worst relative error: f32 %.3g (bound %.0e), f16 %.3g (bound %.0e), bf16 %.3g (bound %.0e)\n",
            worst_sdpa[0], TOL_SDPA_F32, worst_sdpa[1], TOL_SDPA_F16, worst_sdpa[2], TOL_SDPA_BF16);
 }
