@@ -1514,9 +1514,22 @@ static void test_mha_masks(void) {
             check_rel(k == 0 ? "mha gpu masks" : k == 1 ? "mha cpu masks, gpu query" : "mha cpu float mask",
                       "fwd", yg, yc, TOL_F32);
         }
-        for (k = 0; k < 2; k++) {   /* self-attention under autocast (one cast of the shared input on the GPU) */
+    }
+    nn_scope_end(NULL);
+    nn_params_free(&Pc); nn_params_free(&Pg);
+    /* self-attention under autocast (one cast of the shared input on the GPU); head dim 16: the f16/bf16 kernels
+       take multiples of 8 */
+    memset(&Pc, 0, sizeof Pc); memset(&Pg, 0, sizeof Pg);
+    nn_seed(22); nn_MultiheadAttention_init(&mc, &Pc, "mha", 32, 2, 0.0, 32, 32);
+    nn_seed(22); nn_MultiheadAttention_init(&mg, &Pg, "mha", 32, 2, 0.0, 32, 32);
+    nn_params_to(&Pg, NN_CUDA);
+    nn_scope_begin();
+    {
+        int64_t xs[3] = {2, 7, 32};
+        nn_tensor *x = rnd(3, xs, -1, 1), *yc, *yg;
+        for (k = 0; k < 2; k++) {
             nn_dtype dt = k ? NN_F16 : NN_BF16;
-            nn_tensor *xc = nn_clone(kv), *xg = nn_to(kv, NN_CUDA), *g = rnd(3, ks, -1, 1), *outs[2], *gs[2];
+            nn_tensor *xc = nn_clone(x), *xg = nn_to(x, NN_CUDA), *g = rnd(3, xs, -1, 1), *outs[2], *gs[2];
             nn_requires_grad(xc, 1); nn_requires_grad(xg, 1);
             nn_autocast_begin(dt);
             yc = nn_MultiheadAttention_forward(&mc, xc, xc, xc, NULL, NULL);
