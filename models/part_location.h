@@ -86,7 +86,7 @@ NN_MODEL_FN void partloc_free(partloc *m) {
     m->xattn = NULL;
 }
 
-/* tokens [B, 1 + g*g, D] -> CLS [B, D] and the pooled patch grid [B, ds*ds, D] */
+/* tokens [B, 1 + g*g, D] -> CLS [B, D] and the pooled patch grid [B, ds*ds, D] (g > ds) or the grid itself */
 NN_MODEL_FN void partloc__split_pool(const partloc *m, nn_tensor *tokens, nn_tensor **cls, nn_tensor **patches) {
     int64_t B = tokens->shape[0], D = tokens->shape[2], n = tokens->shape[1] - 1, g = (int64_t)floor(sqrt((double)n) + 0.5);
     int64_t s[4];
@@ -97,8 +97,9 @@ NN_MODEL_FN void partloc__split_pool(const partloc *m, nn_tensor *tokens, nn_ten
     *cls = nn_reshape(nn_slice(tokens, 1, 0, 1), 2, s);
     s[0] = B; s[1] = g; s[2] = g; s[3] = D;
     x = nn_permute(nn_reshape(nn_slice(tokens, 1, 1, 1 + n), 4, s), perm);     /* [B, D, g, g] */
-    if (g != ds) x = nn_adaptive_avg_pool2d(x, ds, ds);                        /* [B, D, ds, ds] */
-    *patches = nn_transpose(nn_flatten(x, 2, 3), 1, 2);                        /* [B, ds*ds, D] */
+    /* a grid at most ds wide is kept as it is (a part image read at a lower resolution than the whole) */
+    if (g > ds) x = nn_adaptive_avg_pool2d(x, ds, ds);                         /* [B, D, ds, ds] */
+    *patches = nn_transpose(nn_flatten(x, 2, 3), 1, 2);                        /* [B, min(g, ds)^2, D] */
 }
 
 NN_MODEL_FN nn_tensor *partloc__xattn_forward(const partloc *m, const partloc_xattn *x, nn_tensor *p, nn_tensor *w) {
