@@ -59,9 +59,13 @@ $(PL_BUILD)/dinov2_forward: tests/dinov2_forward.c $(PL_DEPS)
 
 part-location: $(PL_BUILD)/gen_data $(PL_BUILD)/part_location $(PL_BUILD)/dinov2_forward
 
+# the demo's data set; data/gen_args records the arguments it was made with (made again when they change)
+PL_GEN_ARGS = --models 4000 --size 112 --seed 1 --min-visible 0.5
+
 part-location-demo: $(PL_BUILD)/gen_data $(PL_BUILD)/part_location
-	@test -f $(PL_BUILD)/data/images/model0999/model0999-whole.png || \
-	  $(PL_BUILD)/gen_data --out $(PL_BUILD)/data/images --models 1000 --size 112 --seed 1
+	@if [ "$$(cat $(PL_BUILD)/data/gen_args 2>/dev/null)" != "$(PL_GEN_ARGS)" ]; then \
+	  rm -rf $(PL_BUILD)/data && $(PL_BUILD)/gen_data --out $(PL_BUILD)/data/images $(PL_GEN_ARGS) && \
+	  echo "$(PL_GEN_ARGS)" > $(PL_BUILD)/data/gen_args; fi
 	rm -rf $(PL_BUILD)/run_tiny
 	$(PL_ENV) $(PL_BUILD)/part_location train --config configs/part_location_tiny.yaml
 	$(PL_ENV) $(PL_BUILD)/part_location eval --checkpoint $(PL_BUILD)/run_tiny/best_model.safetensors --split test
