@@ -102,11 +102,11 @@ NN_MODEL_FN nn_tensor *partloc__xattn_forward(const partloc *m, const partloc_xa
     return nn_scope_end(p);
 }
 
-/* whole, part [B, 3, S, S] (normalised) -> [B, 4] = translation[3], scale */
-/* pixels -> the encoder's CLS token followed by its patch grid adaptive-average-pooled to ds x ds:
-   [B, 1 + ds*ds, D]. The grid is permuted to [B, D, g, g] for the pool, a copy here (torch pools a strided
-   view), so each full-size tensor is freed as soon as the next one exists: at most two of them live at once,
-   and none outlives the call (the memory peak of the step is at the end of its forward). */
+/* pixels -> the encoder's CLS token followed by its patch grid adaptive-average-pooled to ds x ds (a grid at
+   most ds wide as it is): [B, 1 + min(g, ds)^2, D]. The grid is permuted to [B, D, g, g] for the pool, a copy
+   here (torch pools a strided view), so each full-size tensor is freed as soon as the next one exists: at most
+   two of them live at once, and none outlives the call (the memory peak of the step is at the end of its
+   forward). */
 NN_MODEL_FN nn_tensor *partloc__tokens(const partloc *m, nn_tensor *pixels) {
     nn_tensor *t, *cls, *grid, *view, *x, *seq[2];
     int64_t B, D, n, g, s[4];
@@ -123,12 +123,14 @@ NN_MODEL_FN nn_tensor *partloc__tokens(const partloc *m, nn_tensor *pixels) {
     x = nn_permute(view, perm);                                                 /* [B, D, g, g] */
     nn_tensor_free(view);
     nn_tensor_free(grid);
-    if (g != ds) x = nn_adaptive_avg_pool2d(x, ds, ds);                         /* [B, D, ds, ds] */
+    /* a grid at most ds wide is kept as it is (a part image read at a lower resolution than the whole) */
+    if (g > ds) x = nn_adaptive_avg_pool2d(x, ds, ds);                          /* [B, D, ds, ds] */
     seq[0] = cls;
-    seq[1] = nn_transpose(nn_flatten(x, 2, 3), 1, 2);                           /* [B, ds*ds, D] */
+    seq[1] = nn_transpose(nn_flatten(x, 2, 3), 1, 2);                           /* [B, min(g, ds)^2, D] */
     return nn_scope_end(nn_concat(2, seq, 1));
 }
 
+/* whole, part [B, 3, S, S] (normalised) -> [B, 4] = translation[3], scale */
 NN_MODEL_FN nn_tensor *partloc_forward(const partloc *m, nn_tensor *whole, nn_tensor *part) {
     nn_tensor *pw, *pp, *feat[3];
     int64_t B = whole->shape[0], s2[2];

@@ -85,13 +85,15 @@ sed "s#$T/run#$T/run3#" "$T/cfg.yaml" > "$T/cfg3.yaml"
 "$P" train --config "$T/cfg3.yaml" --set training.batch_size=2 --set training.accumulation_steps=2 > "$T/acc.log" 2>&1
 check "accumulation_steps=2 x batch 2 matches batch 4 (train and val loss per epoch, 1e-3 relative)" \
   "paste -d, $T/run/history.csv $T/run3/history.csv | awk -F, '{for (i = 2; i <= 3; i++) { d = \$i - \$(i + 3); if (d < 0) d = -d; if (d > 1e-3 * \$i) bad = 1 }} END {exit bad}'"
-# the tiny config's from-scratch settings (loud position code, matching start of the cross-attention): they
-# train, and eval rebuilds the model from the checkpoint's config
+# the tiny config's from-scratch settings (sin-cos position code, matching start of the cross-attention, the
+# part image at half the size): they train, and eval and infer rebuild the model from the checkpoint's config
 "$P" train --config "$T/cfg.yaml" --set data.output_dir="$T/run5" --set training.num_epochs=2 \
-  --set model.pos_embed_init_std=1.0 --set model.xattn_qk_gain=3 > "$T/qk.log" 2>&1
+  --set model.pos_embed_init=sincos --set model.xattn_qk_gain=3 --set data.part_image_size=28 > "$T/qk.log" 2>&1
 "$P" eval --checkpoint "$T/run5/best_model.safetensors" --split val > "$T/qk_eval.log" 2>&1
-check "pos_embed_init_std 1.0 + xattn_qk_gain 3 train, and eval restores them" \
-  "grep -q 'training done' $T/qk.log && grep -q 'mean translation error' $T/qk_eval.log && grep -q 'xattn_qk_gain: 3' $T/qk.log"
+"$P" infer --checkpoint "$T/run5/best_model.safetensors" --whole "$D/model0002/model0002-whole.png" \
+  --part "$(ls $D/model0002/*.png | grep -v whole | head -1)" > "$T/qk_infer.log" 2>&1
+check "sincos + xattn_qk_gain 3 + part_image_size 28 train, and eval and infer restore them" \
+  "grep -q 'training done' $T/qk.log && grep -q 'mean translation error' $T/qk_eval.log && grep -q 'xattn_qk_gain: 3' $T/qk.log && grep -q '^{\"translation\"' $T/qk_infer.log"
 # with lr 0 the checkpoint holds the init: k_proj is q_proj with xattn_qk_gain > 0, and not without it
 for g in 0 3; do
   "$P" train --config "$T/cfg.yaml" --set data.output_dir="$T/run6_$g" --set training.num_epochs=1 \

@@ -17,6 +17,10 @@
    -z up) and a three-quarter view. Each view maps the square [-0.6, 0.6]^2 to its quadrant.
 
    gen_data [--out data/images] [--models 64] [--size 224] [--seed 1] [--min-parts 2] [--max-parts 5] [--first 0] [--diag 1]
+            [--min-visible 0.5]
+   --min-visible V: a model is drawn again (up to 100 times) while one of its parts shows less than V of its own
+   silhouette in the whole sheet (hidden inside or behind other parts: its place cannot be read off the image);
+   0 keeps every draw (the data sets before 2026-12-06).
    --first F makes models F .. F+models-1 (model F is the same whichever run makes it): several processes
    can share the work, e.g. 8 processes with --models 125 --first 0, 125, 250 ... for 1000 models.
    --diag 1 writes the diagnostic set: one folder per part (model<M>_<k>) whose "whole" image is that part
@@ -117,7 +121,7 @@ static void screen_box(const prim *p, const view *v, double box[4]) {
 /* the 2x2 sheet of views of prims[0..n) into rgb (size x size x 3, u8). A ray is intersected only with the
    primitives whose screen rectangle holds it (the image is mostly background: ~10x faster at 1024 px,
    the same pixels). */
-static void render(const prim *prims, int n, const view *views, int size, unsigned char *rgb) {
+static void render(const prim *prims, int n, const view *views, int size, unsigned char *rgb, long *hits) {
     const double light[3] = {0.40, 0.80, 0.45}, half = 0.6;
     int half_px = size / 2;
     int y, k0, q0;
@@ -149,6 +153,12 @@ static void render(const prim *prims, int n, const view *views, int size, unsign
                         if (intersect(&prims[k], o, v->d, &t, nn) && t < best) {
                             best = t; hit = k; nb[0] = nn[0]; nb[1] = nn[1]; nb[2] = nn[2];
                         }
+                    }
+                    if (hit >= 0 && hits) {
+#ifdef _OPENMP
+#pragma omp atomic
+#endif
+                        hits[hit]++;
                     }
                     if (hit >= 0) {
                         double lam = nb[0] * L[0] + nb[1] * L[1] + nb[2] * L[2];
@@ -201,13 +211,54 @@ static void write_png(const char *path, const unsigned char *rgb, int size) {
     if (kit_png_write_u8(path, rgb, size, size, 3, &err)) { fprintf(stderr, "gen_data: %s\n", err.msg); exit(1); }
 }
 
+/* 2..5 random primitives (count from [min_parts, max_parts]), the whole normalised to [-0.5, 0.5]: its
+   bounding box centred, largest side 1. Returns the count. */
+static int draw_model(kit_rng *rng, int min_parts, int max_parts, prim *prims) {
+    int n = min_parts + (int)kit_rng_below(rng, (uint64_t)(max_parts - min_parts + 1)), k, j;
+    double lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY}, ext = 0, c0[3];
+    double hue0 = kit_rng_uniform(rng);
+    for (k = 0; k < n; k++) {
+        prim *p = &prims[k];
+        p->kind = (int)kit_rng_below(rng, 3);
+        for (j = 0; j < 3; j++) { p->c[j] = kit_rng_range(rng, -0.5, 0.5); p->h[j] = kit_rng_range(rng, 0.06, 0.3); }
+        /* hues spread around the wheel so parts of one model differ in colour */
+        hsv_to_rgb(fmod(hue0 + (double)k / n + kit_rng_range(rng, -0.05, 0.05) + 1.0, 1.0),
+                   kit_rng_range(rng, 0.45, 0.9), kit_rng_range(rng, 0.7, 1.0), p->rgb);
+        for (j = 0; j < 3; j++) {
+            if (p->c[j] - p->h[j] < lo[j]) lo[j] = p->c[j] - p->h[j];
+            if (p->c[j] + p->h[j] > hi[j]) hi[j] = p->c[j] + p->h[j];
+        }
+    }
+    for (j = 0; j < 3; j++) { c0[j] = (lo[j] + hi[j]) / 2; if (hi[j] - lo[j] > ext) ext = hi[j] - lo[j]; }
+    for (k = 0; k < n; k++)
+        for (j = 0; j < 3; j++) { prims[k].c[j] = (prims[k].c[j] - c0[j]) / ext; prims[k].h[j] /= ext; }
+    return n;
+}
+
+/* the smallest share, over the parts, of a part's own silhouette (rendered alone, in place) that stays
+   visible in the whole sheet; on a fixed 48 px sheet, so the data set does not depend on --size */
+static double least_visible(const prim *prims, int n, const view *views) {
+    unsigned char rgb[48 * 48 * 3];
+    long whole[16] = {0}, alone;
+    double least = 1;
+    int k;
+    render(prims, n, views, 48, rgb, whole);
+    for (k = 0; k < n; k++) {
+        alone = 0;
+        render(&prims[k], 1, views, 48, rgb, &alone);
+        if (alone > 0 && (double)whole[k] / alone < least) least = (double)whole[k] / alone;
+    }
+    return least;
+}
+
 int main(int argc, char **argv) {
     const char *out = "data/images";
     int models = 64, size = 224, min_parts = 2, max_parts = 5, first = 0, diag = 0, i, m;
+    double min_visible = 0.5;
     unsigned long long seed = 1;
     view views[4];
     unsigned char *rgb;
-    long total_parts = 0;
+    long total_parts = 0, redrawn = 0;
     for (i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) { fprintf(stderr, "gen_data: %s needs a value\n", a); return 2; }
@@ -219,7 +270,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--max-parts")) max_parts = atoi(v);
         else if (!strcmp(a, "--first")) first = atoi(v);
         else if (!strcmp(a, "--diag")) diag = atoi(v);
-        else { fprintf(stderr, "usage: gen_data [--out DIR] [--models N] [--size PX] [--seed S] [--min-parts A] [--max-parts B] [--first F] [--diag 1]\n"); return 2; }
+        else if (!strcmp(a, "--min-visible")) min_visible = atof(v);
+        else { fprintf(stderr, "usage: gen_data [--out DIR] [--models N] [--size PX] [--seed S] [--min-parts A] [--max-parts B] [--first F] [--diag 1] [--min-visible V]\n"); return 2; }
     }
     if (models < 1 || size < 28 || min_parts < 1 || max_parts < min_parts || max_parts > 16 || first < 0 || first > 9999999 - models) {
         fprintf(stderr, "gen_data: bad arguments\n");
@@ -239,36 +291,35 @@ int main(int argc, char **argv) {
         cross3(views[3].d, up, views[3].r); normalize3(views[3].r);
         cross3(views[3].r, views[3].d, views[3].u);
     }
+    /* the models are independent (each has its own random stream): one model per thread at a time, the
+       render's own row loop then runs in that thread (OpenMP nesting is off). Twice the rate of
+       splitting each small image's rows over 2 cores. */
+#ifdef _OPENMP
+#pragma omp parallel private(rgb)
+#endif
+    {
     rgb = (unsigned char *)malloc((size_t)size * size * 3);
-    if (!rgb) return 1;
+    if (!rgb) exit(1);
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 4) reduction(+ : total_parts, redrawn)
+#endif
     for (m = first; m < first + models; m++) {
         kit_rng rng = kit_rng_derive(seed, (uint64_t)m, 0);
         prim prims[16];
-        int n = min_parts + (int)kit_rng_below(&rng, (uint64_t)(max_parts - min_parts + 1)), k, j;
-        double lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY}, ext = 0, c0[3], hue0;
+        int n, k, j, tries;
         char name[64], dir[1024], path[1200];
         snprintf(name, sizeof name, "model%04d", m);
-        hue0 = kit_rng_uniform(&rng);
-        for (k = 0; k < n; k++) {
-            prim *p = &prims[k];
-            p->kind = (int)kit_rng_below(&rng, 3);
-            for (j = 0; j < 3; j++) { p->c[j] = kit_rng_range(&rng, -0.5, 0.5); p->h[j] = kit_rng_range(&rng, 0.06, 0.3); }
-            /* hues spread around the wheel so parts of one model differ in colour */
-            hsv_to_rgb(fmod(hue0 + (double)k / n + kit_rng_range(&rng, -0.05, 0.05) + 1.0, 1.0),
-                       kit_rng_range(&rng, 0.45, 0.9), kit_rng_range(&rng, 0.7, 1.0), p->rgb);
-            for (j = 0; j < 3; j++) {
-                if (p->c[j] - p->h[j] < lo[j]) lo[j] = p->c[j] - p->h[j];
-                if (p->c[j] + p->h[j] > hi[j]) hi[j] = p->c[j] + p->h[j];
-            }
+        /* a model with a part hidden (mostly) inside or behind the others is drawn again: where such a part
+           goes cannot be read off the images (measured: README, "What limits learning") */
+        for (tries = 0;; tries++) {
+            n = draw_model(&rng, min_parts, max_parts, prims);
+            if (min_visible <= 0 || tries == 99 || least_visible(prims, n, views) >= min_visible) break;
+            redrawn++;
         }
-        /* normalise the whole model to [-0.5, 0.5]: centre its bounding box, largest side 1 */
-        for (j = 0; j < 3; j++) { c0[j] = (lo[j] + hi[j]) / 2; if (hi[j] - lo[j] > ext) ext = hi[j] - lo[j]; }
-        for (k = 0; k < n; k++)
-            for (j = 0; j < 3; j++) { prims[k].c[j] = (prims[k].c[j] - c0[j]) / ext; prims[k].h[j] /= ext; }
         snprintf(dir, sizeof dir, "%s/%s", out, name);
         if (!diag) {
             mkdir_p(dir);
-            render(prims, n, views, size, rgb);
+            render(prims, n, views, size, rgb, NULL);
             snprintf(path, sizeof path, "%s/%s-whole.png", dir, name);
             write_png(path, rgb, size);
         }
@@ -281,19 +332,19 @@ int main(int argc, char **argv) {
                 snprintf(name, sizeof name, "model%04d_%d", m, k);
                 snprintf(dir, sizeof dir, "%s/%s", out, name);
                 mkdir_p(dir);
-                render(&prims[k], 1, views, size, rgb);
+                render(&prims[k], 1, views, size, rgb, NULL);
                 snprintf(path, sizeof path, "%s/%s-whole.png", dir, name);
                 write_png(path, rgb, size);
             }
             for (j = 0; j < 3; j++) { t[j] = part.c[j]; if (2 * part.h[j] > s) s = 2 * part.h[j]; }
             for (j = 0; j < 3; j++) { part.c[j] = 0; part.h[j] /= s; }   /* the part normalised alone */
             snprintf(pname, sizeof pname, "%s%d", kind_name[part.kind], k);
-            render(&part, 1, views, size, rgb);
+            render(&part, 1, views, size, rgb, NULL);
             snprintf(path, sizeof path, "%s/%s-%s.png", dir, name, pname);
             write_png(path, rgb, size);
             snprintf(path, sizeof path, "%s/%s-%s.json", dir, name, pname);
             f = fopen(path, "w");
-            if (!f) { perror(path); return 1; }
+            if (!f) { perror(path); exit(1); }
             fprintf(f, "{\n  \"model_name\": \"%s\",\n  \"part_name\": \"%s\",\n  \"translation\": [%.6f, %.6f, %.6f],\n"
                        "  \"rotation\": [1.0, 0.0, 0.0, 0.0],\n  \"scale\": [%.6f, %.6f, %.6f]\n}\n",
                     name, pname, t[0], t[1], t[2], s, s, s);
@@ -302,6 +353,8 @@ int main(int argc, char **argv) {
         }
     }
     free(rgb);
-    printf("gen_data: %d models, %ld parts, %dx%d px -> %s\n", models, total_parts, size, size, out);
+    }
+    printf("gen_data: %d models, %ld parts, %dx%d px -> %s (%ld draws redrawn: a part less than %.0f%% visible)\n",
+           models, total_parts, size, size, out, redrawn, 100 * min_visible);
     return 0;
 }

@@ -36,6 +36,9 @@ static kit_cfg *make_config(void) {
     kit_cfg_add_float(c, "data.test_ratio", 0.1, 0, 1, "share of models for testing");
     kit_cfg_add_int(c, "data.split_seed", 42, 0, 1LL << 62, "seed of the model-level split");
     kit_cfg_add_int(c, "data.image_size", 1024, 14, 4096, "images are resized to image_size^2");
+    kit_cfg_add_int(c, "data.part_image_size", 0, 0, 4096,
+                    "part images are resized to this (0: image_size); the shared encoder reads them on their own "
+                    "patch grid, the position embeddings interpolated as for any input size");
     kit_cfg_add_floats(c, "data.color_jitter", jitter, 4, 4, 0, 1, "brightness, contrast, saturation, hue (train only)");
     kit_cfg_add_int(c, "data.num_workers", 2, 0, 64, "image decoding threads");
     kit_cfg_add_string(c, "model.backbone_name", "vitb14", "vits14|vitb14|vitl14|custom", "DINOv2 size (custom: model.custom_*)");
@@ -44,6 +47,7 @@ static kit_cfg *make_config(void) {
     kit_cfg_add_int(c, "model.custom_hidden_size", 96, 8, 4096, "backbone custom: hidden size");
     kit_cfg_add_int(c, "model.custom_layers", 4, 1, 64, "backbone custom: layers");
     kit_cfg_add_int(c, "model.custom_heads", 4, 1, 64, "backbone custom: heads");
+    kit_cfg_add_int(c, "model.custom_patch_size", 14, 1, 64, "backbone custom: patch size (DINOv2: 14)");
     kit_cfg_add_float(c, "model.pos_embed_init_std", 0.02, 0, 10, "std of the position embeddings at random init (DINOv2: 0.02)");
     kit_cfg_add_string(c, "model.pos_embed_init", "trunc_normal", "trunc_normal|sincos",
                        "random init of the position embeddings: DINOv2's trunc_normal(std), or a 2-D sin-cos code (learnable from there)");
@@ -90,6 +94,7 @@ static partloc_config model_config(const kit_cfg *cfg) {
         m.encoder.hidden = CI("model.custom_hidden_size");
         m.encoder.layers = CI("model.custom_layers");
         m.encoder.heads = CI("model.custom_heads");
+        m.encoder.patch = CI("model.custom_patch_size");
         m.encoder.mlp_hidden = 4 * m.encoder.hidden;
     } else {
         dinov2_config_named(b, &m.encoder);
@@ -244,6 +249,9 @@ static void split_data(const kit_cfg *cfg, const samples *all, samples out[3]) {
     free_strs(&models);
 }
 
+/* the size part images are resized to */
+static int part_size(const kit_cfg *cfg) { return CI("data.part_image_size") > 0 ? CI("data.part_image_size") : CI("data.image_size"); }
+
 /* load -> resize (PIL bilinear, antialiased, as torchvision's Resize) -> [jitter] -> normalise, CHW */
 static int load_image(const char *path, int size, const kit_jitter *jit, kit_rng *rng, float *chw, kit_err *err) {
     kit_image im, rs;
@@ -259,7 +267,7 @@ static int load_image(const char *path, int size, const kit_jitter *jit, kit_rng
     return 0;
 }
 
-typedef struct { const samples *S; int size, augment; kit_jitter jit; } dataset_ctx;
+typedef struct { const samples *S; int size, psize, augment; kit_jitter jit; } dataset_ctx;   /* psize: part images */
 
 static int get_item(void *ctx, size_t i, void *const *fields, size_t *lengths, kit_rng *rng, kit_err *err) {
     const dataset_ctx *d = (const dataset_ctx *)ctx;
@@ -267,7 +275,7 @@ static int get_item(void *ctx, size_t i, void *const *fields, size_t *lengths, k
     kit_rng r2 = *rng;   /* the same jitter draw for both images: a part keeps the colour it has in the whole */
     (void)lengths;
     if (load_image(s->whole_png, d->size, d->augment ? &d->jit : NULL, rng, (float *)fields[0], err)) return 1;
-    if (load_image(s->part_png, d->size, d->augment ? &d->jit : NULL, &r2, (float *)fields[1], err)) return 1;
+    if (load_image(s->part_png, d->psize, d->augment ? &d->jit : NULL, &r2, (float *)fields[1], err)) return 1;
     memcpy(fields[2], s->target, sizeof s->target);
     return 0;
 }
@@ -281,7 +289,7 @@ static kit_loader *make_loader(dataset_ctx *d, const kit_cfg *cfg, int shuffle, 
     memset(&ds, 0, sizeof ds);
     ds.len = d->S->n; ds.nfields = 3; ds.get_item = get_item; ds.ctx = d;
     ds.fields[0].name = "whole"; ds.fields[0].dtype = KIT_F32; ds.fields[0].inner = px; ds.fields[0].max_len = 1;
-    ds.fields[1] = ds.fields[0]; ds.fields[1].name = "part";
+    ds.fields[1] = ds.fields[0]; ds.fields[1].name = "part"; ds.fields[1].inner = (size_t)3 * d->psize * d->psize;
     ds.fields[2].name = "target"; ds.fields[2].dtype = KIT_F32; ds.fields[2].inner = 4; ds.fields[2].max_len = 1;
     memset(&o, 0, sizeof o);
     o.batch_size = (size_t)batch; o.workers = CI("data.num_workers"); o.prefetch = 2; o.shuffle = shuffle;
@@ -331,22 +339,26 @@ static void params_to_device(app *a) {
 }
 
 /* A 2-D sin-cos code on the G x G position grid [1, 1 + G*G, D] (the CLS row stays 0). A quarter of the
-   channels each: sin(y w_k), cos(y w_k), sin(x w_k), cos(x w_k), frequencies w_k = 10000^(-k / (D/4)),
-   k = 0 .. D/4-1, x and y in patches (the sin-cos embedding of Vaswani et al. on each axis, as ViT
-   variants trained from scratch use). Channels left over when D is not a multiple of 4 stay 0. Unlike a
-   random init, nearby patches start with similar codes and the code is a smooth function of position,
-   which a head that regresses coordinates can read. */
+   channels each: sin(y w_k), cos(y w_k), sin(x w_k), cos(x w_k), x and y in patches, with q = D/4
+   frequencies spread geometrically from pi/(2G) (a quarter period over the grid: a ramp) to pi/2 (a period
+   of 4 patches), times sqrt(2) so a channel's mean square is about 1 (as DINOv2's patch content at init and
+   pos_embed_init_std 1). The frequencies of Vaswani et al. (10000^(-k/q)) were measured first: for D = 64-96
+   most of them are below 0.03 rad per patch, so those channels are constant over an 8 x 8 grid and the
+   code is quiet (README). Channels left over when D is not a multiple of 4 stay 0. Unlike a random init,
+   nearby patches start with similar codes and the code is a smooth function of position, which a head
+   that regresses coordinates can read. */
 static void init_pos_sincos(nn_tensor *pe, int G) {
     int64_t D = pe->shape[2], q = D / 4, y, x, k;
+    const double pi = 3.14159265358979323846, amp = sqrt(2.0);
     float *h = (float *)calloc((size_t)pe->numel, sizeof(float));
     if (!h) { fprintf(stderr, "init_pos_sincos: out of memory\n"); exit(1); }
     for (y = 0; y < G; y++)
         for (x = 0; x < G; x++) {
             float *r = h + (1 + y * G + x) * D;
             for (k = 0; k < q; k++) {
-                double w = pow(10000.0, -(double)k / (double)q);
-                r[k] = (float)sin(y * w); r[q + k] = (float)cos(y * w);
-                r[2 * q + k] = (float)sin(x * w); r[3 * q + k] = (float)cos(x * w);
+                double w = pi / (2.0 * G) * pow((double)G, q > 1 ? (double)k / (double)(q - 1) : 0.0);
+                r[k] = (float)(amp * sin(y * w)); r[q + k] = (float)(amp * cos(y * w));
+                r[2 * q + k] = (float)(amp * sin(x * w)); r[3 * q + k] = (float)(amp * cos(x * w));
             }
         }
     memcpy(nn_f32_data(pe), h, (size_t)pe->numel * sizeof(float));
@@ -443,7 +455,7 @@ static metrics evaluate(app *a, const samples *S, double w_t, double w_s, float 
     if (!S->n) return m;   /* before grad mode goes off: an empty val split must not leave it off for training */
     prev_g = nn_set_grad_enabled(0);
     prev_t = nn_set_training(0);
-    d.S = S; d.size = size; d.augment = 0;
+    d.S = S; d.size = size; d.psize = part_size(cfg); d.augment = 0;
     L = make_loader(&d, a->cfg, 0, CI("training.batch_size"));
     kit_loader_start_epoch(L, 0);
     while ((rc = kit_loader_next(L, &b, &err)) != 0) {
@@ -454,7 +466,7 @@ static metrics evaluate(app *a, const samples *S, double w_t, double w_s, float 
         if (rc < 0) { fprintf(stderr, "warning: %s\n", err.msg); continue; }
         nn_scope_begin();
         tgt = batch_tensor(&b, 2, size);
-        pred = predict_eval(a, batch_tensor(&b, 0, size), batch_tensor(&b, 1, size));
+        pred = predict_eval(a, batch_tensor(&b, 0, size), batch_tensor(&b, 1, d.psize));
         partloc_loss(pred, tgt, w_t, w_s, &lt, &ls);
         p = nn_f32_data(pred); t = nn_f32_data(tgt);
         for (i = 0; i < b.size; i++) {
@@ -543,7 +555,7 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
     printf("data: %zu samples from %zu models in %s -> train %zu / val %zu / test %zu samples (split by model)\n",
            all.n, models.n, CS("data.data_dir"), split[0].n, split[1].n, split[2].n);
     if (!split[0].n) { fprintf(stderr, "no training samples\n"); return 1; }
-    dtrain.S = &split[0]; dtrain.size = size; dtrain.augment = 1;
+    dtrain.S = &split[0]; dtrain.size = size; dtrain.psize = part_size(cfg); dtrain.augment = 1;
     {
         const double *j = kit_cfg_floats(cfg, "data.color_jitter", NULL);
         dtrain.jit.brightness = (float)j[0]; dtrain.jit.contrast = (float)j[1];
@@ -636,7 +648,7 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
             if (rc < 0) { fprintf(stderr, "warning: %s\n", err.msg); continue; }
             nn_scope_begin();
             if (amp != NN_F32) nn_autocast_begin(amp);        /* req. 4: AMP, as torch.autocast */
-            loss = partloc_loss(predict(&a, batch_tensor(&b, 0, size), batch_tensor(&b, 1, size)), batch_tensor(&b, 2, size),
+            loss = partloc_loss(predict(&a, batch_tensor(&b, 0, size), batch_tensor(&b, 1, dtrain.psize)), batch_tensor(&b, 2, size),
                                 w_t, w_s, &lt, &ls);
             if (amp != NN_F32) nn_autocast_end();
             lv = nn_item(loss);
@@ -813,8 +825,8 @@ static int cmd_infer(int argc, char **argv) {
     const char *part = arg_value(argc, argv, "--part", NULL), *dd = arg_value(argc, argv, "--data-dir", NULL);
     const char *outp = arg_value(argc, argv, "--out", "results.json");
     app a;
-    int size;
-    int64_t s4[4];
+    int size, psize;
+    int64_t s4[4], p4[4];
     kit_err err;
     if (!ck || (!(whole && part) && !dd)) {
         fprintf(stderr, "usage: part_location infer --checkpoint C (--whole W.png --part P.png | --data-dir D [--out F]) [--device auto|cpu|cuda]\n");
@@ -829,11 +841,13 @@ static int cmd_infer(int argc, char **argv) {
     nn_set_grad_enabled(0);
     nn_set_training(0);
     size = (int)kit_cfg_int(a.cfg, "data.image_size");   /* any input size is resized to the training size */
+    psize = part_size(a.cfg);
     s4[0] = 1; s4[1] = 3; s4[2] = size; s4[3] = size;
+    p4[0] = 1; p4[1] = 3; p4[2] = psize; p4[3] = psize;
     if (whole && part) {
-        nn_tensor *w = nn_empty(NN_F32, 4, s4), *p = nn_empty(NN_F32, 4, s4), *y;
+        nn_tensor *w = nn_empty(NN_F32, 4, s4), *p = nn_empty(NN_F32, 4, p4), *y;
         const float *o;
-        if (load_image(whole, size, NULL, NULL, nn_f32_data(w), &err) || load_image(part, size, NULL, NULL, nn_f32_data(p), &err)) {
+        if (load_image(whole, size, NULL, NULL, nn_f32_data(w), &err) || load_image(part, psize, NULL, NULL, nn_f32_data(p), &err)) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
@@ -854,9 +868,9 @@ static int cmd_infer(int argc, char **argv) {
             const float *o;
             nn_scope_begin();
             {
-                nn_tensor *w = nn_empty(NN_F32, 4, s4), *p = nn_empty(NN_F32, 4, s4);
+                nn_tensor *w = nn_empty(NN_F32, 4, s4), *p = nn_empty(NN_F32, 4, p4);
                 if (load_image(all.s[i].whole_png, size, NULL, NULL, nn_f32_data(w), &err) ||
-                    load_image(all.s[i].part_png, size, NULL, NULL, nn_f32_data(p), &err)) {
+                    load_image(all.s[i].part_png, psize, NULL, NULL, nn_f32_data(p), &err)) {
                     fprintf(stderr, "warning: %s\n", err.msg);
                     nn_scope_end(NULL);
                     continue;

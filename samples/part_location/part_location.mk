@@ -4,13 +4,16 @@
 #   make part-location          build gen_data, part_location and the DINOv2 test driver
 #   make part-location-cuda     build part_location_cuda: the same program with -DNN_CUDA, linked with
 #                               build/nn_cuda.o and cuBLAS (needs nvcc; training.device: auto picks the GPU)
-#   make part-location-demo     generate data, train the tiny config on the CPU (~6 min on 2 cores),
+#   make part-location-demo     generate data, train the tiny config on the CPU (~7 min on 2 cores),
 #                               evaluate on the test split, infer one pair (prints the JSON)
 #   make test-part-location     tests/test_part_location.sh (small end-to-end: loss, resume, eval, infer)
 #   make check-dinov2-hf        tests/check_dinov2_hf.py: our encoder vs transformers' Dinov2Model
 #
-# OpenMP threads wait passively here: with more runnable threads than cores (a shared 2-core machine),
-# GOMP's default spinning made a training step ~20x slower (7 s vs 0.35 s measured).
+# OpenMP threads spin only briefly (GOMP_SPINCOUNT=3000) before they sleep. With more runnable threads than
+# cores (a shared 2-core machine), GOMP's default spinning made a training step ~20x slower (7 s vs 0.35 s
+# measured); waiting passively (OMP_WAIT_POLICY=passive, no spinning) avoids that but wakes the threads so
+# late that 2 threads ran the tiny config no faster than 1 (11.8 it/s). A short spin gives 15.5 it/s on an
+# idle machine and the same as passive beside two busy processes (6.5 vs 6.4 it/s) (README, 2026-12-06).
 
 ifndef KIT_CFLAGS
 include samples/kit/kit.mk
@@ -34,7 +37,7 @@ PL_CC     ?= $(CC)
 PL_CFLAGS  = -std=c99 -Wall -Wextra -Wpedantic -O2 -march=native -fopenmp -D_POSIX_C_SOURCE=200809L -Isamples/kit -I.
 PL_LIBS    = -lyaml -lstb -lm -pthread
 PL_DEPS    = nn.h $(wildcard models/*.h) $(wildcard samples/kit/*.h)
-PL_ENV     = OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive}
+PL_ENV     = GOMP_SPINCOUNT=$${GOMP_SPINCOUNT:-3000}
 PL_DEMO    = $(PL_BUILD)/demo
 
 .PHONY: part-location part-location-cuda part-location-demo test-part-location check-dinov2-hf
@@ -59,9 +62,13 @@ $(PL_BUILD)/dinov2_forward: tests/dinov2_forward.c $(PL_DEPS)
 
 part-location: $(PL_BUILD)/gen_data $(PL_BUILD)/part_location $(PL_BUILD)/dinov2_forward
 
+# the demo's data set; data/gen_args records the arguments it was made with (made again when they change)
+PL_GEN_ARGS = --models 6000 --size 112 --seed 1 --min-visible 0.5
+
 part-location-demo: $(PL_BUILD)/gen_data $(PL_BUILD)/part_location
-	@test -f $(PL_BUILD)/data/images/model0999/model0999-whole.png || \
-	  $(PL_BUILD)/gen_data --out $(PL_BUILD)/data/images --models 1000 --size 112 --seed 1
+	@if [ "$$(cat $(PL_BUILD)/data/gen_args 2>/dev/null)" != "$(PL_GEN_ARGS)" ]; then \
+	  rm -rf $(PL_BUILD)/data && $(PL_BUILD)/gen_data --out $(PL_BUILD)/data/images $(PL_GEN_ARGS) && \
+	  echo "$(PL_GEN_ARGS)" > $(PL_BUILD)/data/gen_args; fi
 	rm -rf $(PL_BUILD)/run_tiny
 	$(PL_ENV) $(PL_BUILD)/part_location train --config configs/part_location_tiny.yaml
 	$(PL_ENV) $(PL_BUILD)/part_location eval --checkpoint $(PL_BUILD)/run_tiny/best_model.safetensors --split test
