@@ -234,6 +234,10 @@ void nn_checkpoint(nn_checkpoint_fn fn, void *ctx, int n_in, nn_tensor **in, int
 void nn_autocast_begin(nn_dtype dt);
 void nn_autocast_end(void);
 nn_dtype nn_autocast_dtype(void);            /* the dtype in force: NN_F32 when autocast is off */
+/* Under autocast on a device, one low-precision copy of an f32 activation that several listed ops will read (the
+   q, k and v projections of self-attention): each would otherwise cast it again and keep its own copy for
+   backward. Elsewhere (no autocast, or the CPU, whose autocast rounds in f32) x itself. Same values either way. */
+nn_tensor *nn_autocast_shared(nn_tensor *x);
 
 /* ============================================================================================== [api:ops] */
 
@@ -1746,6 +1750,11 @@ static void nn__autocast_cache_clear(void) {
 }
 
 nn_dtype nn_autocast_dtype(void) { return nn__ac.cur; }
+
+nn_tensor *nn_autocast_shared(nn_tensor *x) {
+    if (x && nn__ac.cur != NN_F32 && x->device != NN_CPU && x->dtype == NN_F32) return nn_cast(x, nn__ac.cur);
+    return x;
+}
 
 void nn_autocast_begin(nn_dtype dt) {
     if (dt != NN_F32 && dt != NN_BF16 && dt != NN_F16)
@@ -7678,6 +7687,22 @@ static double nn__sumsq(const float *x, int64_t n) {
 }
 
 #ifdef NN_CUDA
+/* the f32 gradients of P's parameters on the GPU as lists for the multi-tensor kernels (clipping, the loss
+   scaler's unscale): pointers into *g, sizes into *ne (the caller frees both); returns how many */
+static int nn__cuda_grad_lists(const char *op, const nn_params *P, float ***g, int64_t **ne) {
+    int k, nd = 0;
+    *g = (float **)NN_MALLOC(sizeof(float *) * (size_t)(P->n + 1));
+    *ne = (int64_t *)NN_MALLOC(sizeof(int64_t) * (size_t)(P->n + 1));
+    if (!*g || !*ne) nn_error("%s: out of host memory", op);
+    for (k = 0; k < P->n; k++) {
+        nn_tensor *t = P->items[k].t->grad;
+        if (!t || t->device != NN_CUDA) continue;
+        if (t->dtype != NN_F32) nn_error("%s: gradient of %s is %s (f32 expected)", op, P->items[k].name, nn_dtype_name(t->dtype));
+        (*g)[nd] = (float *)t->data; (*ne)[nd] = t->numel; nd++;
+    }
+    return nd;
+}
+
 /* gradients on the GPU: the norm (and the scaling, max_norm >= 0) in nn__cuda_clip_grad_norm, one host read.
    Returns 0 when the gradients are on the CPU (the loop below handles them); mixing devices is an error. */
 static int nn__grad_norm_cuda(const char *op, nn_params *P, double max_norm, float *total) {
@@ -7690,18 +7715,9 @@ static int nn__grad_norm_cuda(const char *op, nn_params *P, double max_norm, flo
     }
     if (!nd) return 0;
     if (nh) nn_error("%s: gradients on both the CPU (%d) and cuda (%d); keep the parameters on one device", op, nh, nd);
-    g = (float **)malloc(sizeof(float *) * (size_t)nd);
-    ne = (int64_t *)malloc(sizeof(int64_t) * (size_t)nd);
-    if (!g || !ne) nn_error("%s: out of host memory", op);
-    nd = 0;
-    for (k = 0; k < P->n; k++) {
-        nn_tensor *t = P->items[k].t->grad;
-        if (!t) continue;
-        if (t->dtype != NN_F32) nn_error("%s: gradient of %s is %s (f32 expected)", op, P->items[k].name, nn_dtype_name(t->dtype));
-        g[nd] = (float *)t->data; ne[nd] = t->numel; nd++;
-    }
+    nd = nn__cuda_grad_lists(op, P, &g, &ne);
     *total = nn__cuda_clip_grad_norm(nd, g, ne, max_norm);
-    free(g); free(ne);
+    NN_FREE(g); NN_FREE(ne);
     return 1;
 }
 #endif
@@ -9536,16 +9552,9 @@ int nn_scaler_unscale(nn_grad_scaler *s, nn_params *P) {
     inv = (float)(1.0 / (double)s->scale);          /* torch: _scale.double().reciprocal().float() */
 #ifdef NN_CUDA
     {   /* device gradients: one multi-tensor launch per 48 tensors and one host read of the flag */
-        float **gd = (float **)NN_MALLOC(sizeof(float *) * (size_t)(P->n + 1));
-        int64_t *ne = (int64_t *)NN_MALLOC(sizeof(int64_t) * (size_t)(P->n + 1));
-        int nd = 0;
-        if (!gd || !ne) nn_error("nn_scaler_unscale: out of host memory");
-        for (k = 0; k < P->n; k++) {
-            nn_tensor *g = P->items[k].t->grad;
-            if (!g || g->device != NN_CUDA) continue;
-            if (g->dtype != NN_F32) nn_error("nn_scaler_unscale: gradient of '%s' is %s, not f32", P->items[k].name, nn_dtype_name(g->dtype));
-            gd[nd] = (float *)g->data; ne[nd] = g->numel; nd++;
-        }
+        float **gd;
+        int64_t *ne;
+        int nd = nn__cuda_grad_lists("nn_scaler_unscale", P, &gd, &ne);
         if (nd) found = nn__cuda_unscale_multi(nd, gd, ne, inv);
         NN_FREE(gd); NN_FREE(ne);
     }
@@ -9883,10 +9892,8 @@ nn_tensor *nn_MultiheadAttention_forward(const nn_MultiheadAttention *m, nn_tens
     bq = nn_slice(m->in_proj_bias, 0, 0, E);
     bk = nn_slice(m->in_proj_bias, 0, E, 2 * E);
     bv = nn_slice(m->in_proj_bias, 0, 2 * E, 3 * E);
-    if (nn_autocast_dtype() != NN_F32 && query->device != NN_CPU && query->dtype == NN_F32 && (query == key || key == value)) {
-        /* one low-precision copy of a shared input for its projections (the same values as a cast per linear; the
-           CPU emulates autocast on f32 tensors, so only a device gains) */
-        nn_tensor *c = nn_cast(key, nn_autocast_dtype());
+    if (query == key || key == value) {   /* a shared input: one low-precision copy for its projections */
+        nn_tensor *c = nn_autocast_shared(key);
         if (query == key) query = c;
         if (value == key) value = c;
         key = c;

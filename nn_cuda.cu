@@ -778,9 +778,7 @@ __device__ void d_block_argmax(float &m, int64_t &a, float *shm, int64_t *sha) {
 
 /* element i of x read as f32 (DT: the input's dtype; the reductions accumulate in f32) */
 template <int DT> __device__ __forceinline__ float d_ld(const void *x, int64_t i) {
-    if (DT == NN_F16) return d_half_to_f32(((const uint16_t *)x)[i]);
-    if (DT == NN_BF16) return d_bf16_to_f32(((const uint16_t *)x)[i]);
-    return ((const float *)x)[i];
+    return DT == NN_F32 ? ((const float *)x)[i] : d_from16<DT>(((const uint16_t *)x)[i]);
 }
 
 /* inner == 1: a block per row (grid-stride), blockIdx.y = chunk */

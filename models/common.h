@@ -47,14 +47,6 @@ NN_MODEL_FN nn_tensor *nnm_merge_heads(nn_tensor *x) {
     return nn_reshape(nn_permute(x, perm), 3, s);
 }
 
-/* Under autocast on the GPU, one low-precision copy of an f32 activation that several listed ops will read (q,
-   k and v projections of self-attention): each would cast it again and keep its own copy for backward. Elsewhere
-   (no autocast, or the CPU, whose autocast rounds in f32) x itself. */
-NN_MODEL_FN nn_tensor *nnm_autocast_once(nn_tensor *x) {
-    if (nn_autocast_dtype() != NN_F32 && x->device != NN_CPU && x->dtype == NN_F32) return nn_cast(x, nn_autocast_dtype());
-    return x;
-}
-
 /* nn.Dropout(p) under the module-level train/eval switch */
 NN_MODEL_FN nn_tensor *nnm_dropout(nn_tensor *x, double p) {
     return p > 0 && nn_training() ? nn_dropout(x, p, 1) : x;

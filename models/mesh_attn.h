@@ -108,7 +108,7 @@ NN_MODEL_FN nn_tensor *mesh__mha(const nn_MultiheadAttention *a, nn_tensor *q_in
     nn_tensor *in = q_in;
     nn_scope_begin();
     w = a->in_proj_weight; b = a->in_proj_bias;
-    if (q_in == kv_in) q_in = kv_in = nnm_autocast_once(q_in);   /* self-attention: one cast for q, k, v */
+    if (q_in == kv_in) q_in = kv_in = nn_autocast_shared(q_in);   /* self-attention: one cast for q, k, v */
     q = nn_linear(q_in, nn_slice(w, 0, 0, E), nn_slice(b, 0, 0, E));   /* [B, L, E]: heads split in place */
     k = nn_linear(kv_in, nn_slice(w, 0, E, 2 * E), nn_slice(b, 0, E, 2 * E));
     v = nn_linear(kv_in, nn_slice(w, 0, 2 * E, 3 * E), nn_slice(b, 0, 2 * E, 3 * E));

@@ -61,7 +61,7 @@ NN_MODEL_FN nn_tensor *vit_attention_forward(const vit_block *m, nn_tensor *x) {
     nn_tensor *q, *k, *v, *o;
     nn_sdpa_opts opts;
     nn_scope_begin();
-    x = nnm_autocast_once(x);              /* one bf16/f16 copy for the three projections */
+    x = nn_autocast_shared(x);             /* one bf16/f16 copy for the three projections */
     q = nn_Linear_forward(&m->query, x);   /* [B, L, hidden]: nn_sdpa_heads splits the heads in place */
     k = nn_Linear_forward(&m->key, x);
     v = nn_Linear_forward(&m->value, x);
