@@ -9657,9 +9657,14 @@ void nn_scaler_load_state(nn_grad_scaler *s, const char *text) {
 
 /* --------------------------------------------------------------------------------------------- [modules] */
 
+/* "prefix.name" (or "name" alone) into buf; a name that does not fit is an error, not a silent truncation that
+   could make two parameters' names collide. */
 const char *nn_name_join(char *buf, size_t n, const char *prefix, const char *name) {
-    if (prefix && *prefix) snprintf(buf, n, "%s.%s", prefix, name);
-    else snprintf(buf, n, "%s", name);
+    size_t lp = (prefix && *prefix) ? strlen(prefix) : 0, ln = strlen(name), at = 0;
+    if (lp + (lp ? 1 : 0) + ln + 1 > n)
+        nn_error("nn_name_join: '%s%s%s' is longer than the %zu bytes given", lp ? prefix : "", lp ? "." : "", name, n - 1);
+    if (lp) { memcpy(buf, prefix, lp); buf[lp] = '.'; at = lp + 1; }
+    memcpy(buf + at, name, ln + 1);
     return buf;
 }
 
