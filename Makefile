@@ -1,4 +1,4 @@
-# nn.h - build, test and benchmark.   make test | make test-asan | make bench | make deps
+# nn.h - build, test and benchmark.   make test | make demo | make test-asan | make bench | make deps
 #
 # nn.h needs nothing but a C compiler; the samples' kit needs libyaml and libstb, the tests PyTorch-free
 # Python (tensorboard, numpy, safetensors, pillow) for cross-checks: `make deps` installs them when it can.
@@ -23,7 +23,7 @@ ASAN_BINS  = $(CORE_TESTS:%=$(BUILD)/asan/%)
 
 HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo 1)
 
-.PHONY: all test test-fast test-asan hygiene deps bench clean cuda-build test-cuda bench-cuda
+.PHONY: all test test-fast test-asan hygiene deps bench clean cuda-build test-cuda bench-cuda demo
 
 # ---- CUDA: nn_cuda.cu for sm_80, sm_90 and sm_90a (the wgmma kernels; + sm_90 PTX); programs built with -DNN_CUDA
 # link it and cuBLAS.
@@ -73,16 +73,16 @@ $(BUILD)/asan/%: tests/%.c nn.h tests/test.h tests/gradcheck.h tests/fixture.h t
 	@mkdir -p $(BUILD)/asan
 	$(CC) $(WARN_T) $(SANFLAGS) $(OMP) -I. -Itests $(WIPFLAGS) $< -o $@ $(LDLIBS)
 
-# nn.h alone must compile warning-free as C99 under gcc and clang, and as C++
+# nn.h alone must compile warning-free as C99 under gcc and clang (at -O2: the optimiser's warnings too), and as C++
 hygiene:
 	@fail=0; for cc in gcc clang; do command -v $$cc >/dev/null || continue; \
-	  printf '#define NN_IMPLEMENTATION\n#include "nn.h"\n' | $$cc $(WARN) -fsyntax-only -I. -x c - || fail=1; \
+	  printf '#define NN_IMPLEMENTATION\n#include "nn.h"\n' | $$cc $(WARN) -O2 -c -o /dev/null -I. -x c - || fail=1; \
 	  printf '#define NN_IMPLEMENTATION\n#include "nn.h"\n' | $$cc $(WARN) -fopenmp -fsyntax-only -I. -x c - 2>/dev/null || \
 	    { [ $$cc = clang ] || fail=1; }; done; \
 	printf '#define NN_IMPLEMENTATION\n#include "nn.h"\n' | $(CXX) -Wall -Wextra -Werror -fsyntax-only -I. -x c++ - || fail=1; \
 	if [ $$fail = 0 ]; then echo "1 passed, 0 failed"; else echo "0 passed, 1 failed"; exit 1; fi
 
-# the whole suite: build hygiene, every test at -O2, and again under AddressSanitizer + UBSan
+# the whole suite: build hygiene, every test at -O3, and again under AddressSanitizer + UBSan
 test: $(TEST_BINS) $(ASAN_BINS)
 	@OMP_WAIT_POLICY=passive ASAN_OPTIONS=detect_leaks=1 tests/run.sh "$(MAKE) -s hygiene" tests/readme_example.sh $(TEST_BINS) "python3 tests/check_io.py build/test_io_out" $(ASAN_BINS) \
 	  "$(MAKE) -s test-kit" "$(MAKE) -s test-kit SAN=1" \
@@ -107,6 +107,14 @@ deps: kit-deps
 	@python3 -c "import numpy, safetensors, tensorboard, PIL, yaml" 2>/dev/null || \
 	  python3 -m pip install -q numpy safetensors tensorboard pillow pyyaml || \
 	  echo "please run: python3 -m pip install numpy safetensors tensorboard pillow pyyaml"
+
+# The demo (README): seed 001's part_location end to end on generated data: training with a progress bar,
+# the test-split evaluation, one inference printed as JSON, TensorBoard logs and a loss plot. On the GPU when
+# nvcc is installed and nvidia-smi sees a GPU (the same program built with -DNN_CUDA), else on the CPU.
+demo: deps
+	@if command -v $(NVCC) >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory part-location-demo PL_DEMO_BIN=$(PL_BUILD)/part_location_cuda; \
+	else $(MAKE) --no-print-directory part-location-demo; fi
 
 # loss curves from a "series,x,y" CSV to PNG with the kit's plotter (bench/plot_csv.c)
 $(BUILD)/plot_csv: bench/plot_csv.c samples/kit/kit_plot.h samples/kit/kit_image.h

@@ -14,6 +14,12 @@
            (with the CUDA backend: nvcc ... -DNN_CUDA bench/vit_train_bench.c nn_cuda.cu, then --device cuda)
    run:    build/vit_train_bench [--device cpu|cuda] [--model encoder|partloc] [--size 224] [--batch 1]
                                  [--steps 3] [--warmup 1] [--dtype bf16|f16|f32] [--no-ckpt] [--layers 12] [--seed 0]
+                                 [--hidden 768 --heads 12] [--part-size SIZE] [--head-hidden 512] [--ds 32]
+           --hidden/--heads change the encoder's width (MLP 4x); --part-size gives the part image its own size
+           (the encoder interpolates its position grid, as Dinov2Model does); --head-hidden and --ds are
+           part_location's mlp_hidden_dim and downsample_size. The demo's tiny config (configs/part_location_tiny.yaml):
+             --model partloc --size 112 --part-size 56 --hidden 64 --heads 4 --layers 3 --head-hidden 256 --ds 8
+             --batch 16 --dtype f32 --no-ckpt
    Inputs are random (pixels N(0,1), target U(-1,1)): the benchmark times a step, it does not train a task. */
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
@@ -30,6 +36,7 @@
 int main(int argc, char **argv) {
     const char *device = "cpu", *dtype = "bf16", *model = "encoder";
     int size = 224, batch = 1, steps = 3, warmup = 1, ckpt = 1, layers = 12, mem_trace = 0, i, step;
+    int hidden = 0, heads = 0, part_size = 0, head_hidden = 512, ds = 32;   /* 0: ViT-B/14's, the whole's size */
     unsigned long long seed = 0;
     nn_device dev;
     nn_dtype ac;
@@ -44,7 +51,7 @@ int main(int argc, char **argv) {
     nn_adamw *opt;
     nn_grad_scaler scaler;
     nn_tensor *pixels, *pixels2 = NULL, *target;
-    int64_t sp[4], st[2];
+    int64_t sp[4], sp2[4], st[2];
     double *times, t_total = 0;
     size_t peak = 0;
     struct rusage ru;
@@ -63,14 +70,22 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--layers")) layers = atoi(v);
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--hidden")) hidden = atoi(v);
+        else if (!strcmp(a, "--heads")) heads = atoi(v);
+        else if (!strcmp(a, "--part-size")) part_size = atoi(v);
+        else if (!strcmp(a, "--head-hidden")) head_hidden = atoi(v);
+        else if (!strcmp(a, "--ds")) ds = atoi(v);
         else { fprintf(stderr, "unknown option %s\n", a); return 2; }
         i++;
     }
     dev = !strcmp(device, "cuda") ? NN_CUDA : NN_CPU;
     ac = !strcmp(dtype, "f16") ? NN_F16 : !strcmp(dtype, "f32") ? NN_F32 : NN_BF16;
     /* a size that is not a multiple of 14 (1024) is cut to whole patches by the stride-14 conv, as in torch */
-    if (size < 14 || batch < 1 || steps < 1 || warmup < 0 || layers < 1) {
-        fprintf(stderr, "bad arguments (size >= 14, batch, steps, layers >= 1)\n");
+    if (!part_size) part_size = size;
+    if (size < 14 || part_size < 14 || batch < 1 || steps < 1 || warmup < 0 || layers < 1 || hidden < 0 || heads < 0 ||
+        (hidden && (!heads || hidden % heads)) || head_hidden < 1 || ds < 1) {
+        fprintf(stderr, "bad arguments (sizes >= 14; batch, steps, layers, head-hidden, ds >= 1; hidden a multiple "
+                "of heads)\n");
         return 2;
     }
 
@@ -79,13 +94,14 @@ int main(int argc, char **argv) {
     nn_seed(seed);
     dinov2_config_named("vitb14", &c);
     c.layers = layers;
+    if (hidden) { c.hidden = hidden; c.heads = heads; c.mlp_hidden = 4 * hidden; }
     c.image_size = size;          /* the position grid matches the input: no interpolation in the step */
     if (is_pl) {
         memset(&pc, 0, sizeof pc);   /* unnamed fields: their 0 defaults (xattn_qk_gain 0: independent q/k init) */
         pc.encoder = c;
         pc.cross_attention_layers = 2;
-        pc.mlp_hidden_dim = 512;
-        pc.downsample_size = 32;
+        pc.mlp_hidden_dim = head_hidden;
+        pc.downsample_size = ds;
         partloc_init(&pl, &P, &pc);
         pl.encoder.checkpointing = ckpt;
     } else {
@@ -98,19 +114,20 @@ int main(int argc, char **argv) {
     cfg.lr = 1e-4;
     opt = nn_adamw_new(&P, cfg);
     scaler = nn_grad_scaler_new(65536.0, 2.0, 0.5, 2000, ac == NN_F16);
-    sp[0] = batch; sp[1] = 3; sp[2] = size; sp[3] = size;
+    sp[0] = sp2[0] = batch; sp[1] = sp2[1] = 3; sp[2] = sp[3] = size; sp2[2] = sp2[3] = part_size;
     st[0] = batch; st[1] = is_pl ? 4 : 16;
     {
-        nn_tensor *a = nn_randn(4, sp), *b = nn_uniform(2, st, -1, 1), *a2 = is_pl ? nn_randn(4, sp) : NULL;
+        nn_tensor *a = nn_randn(4, sp), *b = nn_uniform(2, st, -1, 1), *a2 = is_pl ? nn_randn(4, sp2) : NULL;
         pixels = nn_to(a, dev);
         target = nn_to(b, dev);
         if (a2) pixels2 = nn_to(a2, dev);
         nn_tensor_free(a); nn_tensor_free(b);
         if (a2) nn_tensor_free(a2);
     }
-    printf("nn.h ViT-B/14 training step (%s): device %s, %dx%d, batch %d, %d layers, %s, checkpointing %s, %lld parameters\n",
-           model, device, size, size, batch, layers, nn_dtype_name(ac), ckpt ? "per layer" : "off",
-           (long long)nn_params_count(&P));
+    printf("nn.h ViT/14 training step (%s): device %s, %dx%d (part %d), hidden %d, batch %d, %d layers, %s, "
+           "checkpointing %s, %lld parameters, %d threads\n", model, device, size, size, part_size, c.hidden, batch,
+           layers, nn_dtype_name(ac), ckpt ? "per layer" : "off",
+           (long long)nn_params_count(&P), bench_threads());
     times = (double *)calloc((size_t)steps, sizeof(double));
     for (step = 0; step < warmup + steps + mem_trace; step++) {
         nn_tensor *loss, *cls, *pred;

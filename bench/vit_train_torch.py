@@ -14,7 +14,9 @@ is given) and the process's peak RSS.
 
     python3 bench/vit_train_torch.py [--device cpu|cuda] [--size 224] [--batch 1] [--steps 3] [--warmup 1]
                                      [--dtype bf16|f16|f32] [--no-ckpt] [--layers 12] [--threads N]
-                                     [--model encoder|partloc]
+                                     [--model encoder|partloc] [--hidden 768 --heads 12] [--part-size SIZE]
+                                     [--head-hidden 512] [--ds 32]
+The extra options are bench/vit_train_bench.c's (the demo's tiny config is given there).
 """
 import argparse
 import resource
@@ -64,7 +66,7 @@ class PartLoc(torch.nn.Module):
         b, n, d = t.shape
         g = int(round((n - 1) ** 0.5))
         grid = t[:, 1:].reshape(b, g, g, d).permute(0, 3, 1, 2)
-        if g != self.ds:
+        if g > self.ds:   # as models/part_location.h: a grid no wider than ds is kept
             grid = F.adaptive_avg_pool2d(grid, self.ds)
         return torch.cat([t[:, :1], grid.flatten(2).transpose(1, 2)], 1)
 
@@ -88,13 +90,19 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="encoder", choices=["encoder", "partloc"])
+    ap.add_argument("--hidden", type=int, default=768)
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--part-size", type=int, default=0)
+    ap.add_argument("--head-hidden", type=int, default=512)
+    ap.add_argument("--ds", type=int, default=32)
     ap.add_argument("--profile", default="", help="after the timed steps, profile one more step into this file")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     dev = torch.device(a.device)
-    cfg = Dinov2Config(hidden_size=768, num_hidden_layers=a.layers, num_attention_heads=12, mlp_ratio=4,
+    part_size = a.part_size or a.size
+    cfg = Dinov2Config(hidden_size=a.hidden, num_hidden_layers=a.layers, num_attention_heads=a.heads, mlp_ratio=4,
                        patch_size=14, image_size=a.size, layerscale_value=1.0, layer_norm_eps=1e-6,
                        hidden_act="gelu", drop_path_rate=0.0, attention_probs_dropout_prob=0.0,
                        hidden_dropout_prob=0.0)
@@ -102,20 +110,22 @@ def main():
     model = Dinov2Model(cfg).to(dev)
     if not a.no_ckpt:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    pl = PartLoc(model, 768, 12).to(dev) if a.model == "partloc" else None
+    pl = PartLoc(model, a.hidden, a.heads, hidden=a.head_hidden, ds=a.ds).to(dev) if a.model == "partloc" else None
     model.train()
-    head = torch.nn.Linear(768, 16).to(dev)
+    head = torch.nn.Linear(a.hidden, 16).to(dev)
     params = list(pl.parameters()) if pl else list(model.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=1e-4)
     amp_dtype = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": None}[a.dtype]
     scaler = torch.amp.GradScaler(dev.type, enabled=a.dtype == "f16")
     pixels = torch.randn(a.batch, 3, a.size, a.size, device=dev)
-    pixels2 = torch.randn(a.batch, 3, a.size, a.size, device=dev)
+    pixels2 = torch.randn(a.batch, 3, part_size, part_size, device=dev)
     target = torch.rand(a.batch, 4 if pl else 16, device=dev) * 2 - 1
     nparams = sum(p.numel() for p in params)
-    print("torch %s ViT-B/14 training step (%s): device %s, %dx%d, batch %d, %d layers, %s, checkpointing %s, %d "
-          "parameters, %d threads" % (torch.__version__, a.model, a.device, a.size, a.size, a.batch, a.layers, a.dtype,
-                                      "off" if a.no_ckpt else "per layer", nparams, torch.get_num_threads()))
+    print("torch %s ViT/14 training step (%s): device %s, %dx%d (part %d), hidden %d, batch %d, %d layers, %s, "
+          "checkpointing %s, %d parameters, %d threads" % (torch.__version__, a.model, a.device, a.size, a.size, part_size,
+                                                            a.hidden, a.batch, a.layers, a.dtype,
+                                                            "off" if a.no_ckpt else "per layer", nparams,
+                                                            torch.get_num_threads()))
 
     def sync():
         if dev.type == "cuda":

@@ -10,7 +10,7 @@
 
 MESH_SEG_DIR    := samples/mesh_seg
 MESH_SEG_BUILD  := build/mesh_seg
-MESH_SEG_CFLAGS  = -std=c99 -Wall -Wextra -Wpedantic -O2 -march=native -fopenmp -I. -Imodels $(KIT_CFLAGS)
+MESH_SEG_CFLAGS  = -std=c99 -Wall -Wextra -Wpedantic -O3 -march=native -fopenmp -I. -Imodels $(KIT_CFLAGS)
 MESH_SEG_LIBS    = $(KIT_LDLIBS) -lm -pthread
 MESH_SEG_DEPS   := nn.h models/mesh_seg.h models/mesh_attn.h models/common.h
 

@@ -34,11 +34,12 @@ endif
 PL_DIR     = samples/part_location
 PL_BUILD   = build/part_location
 PL_CC     ?= $(CC)
-PL_CFLAGS  = -std=c99 -Wall -Wextra -Wpedantic -O2 -march=native -fopenmp -D_POSIX_C_SOURCE=200809L -Isamples/kit -I.
+PL_CFLAGS  = -std=c99 -Wall -Wextra -Wpedantic -O3 -march=native -fopenmp -D_POSIX_C_SOURCE=200809L -Isamples/kit -I.
 PL_LIBS    = -lyaml -lstb -lm -pthread
 PL_DEPS    = nn.h $(wildcard models/*.h) $(wildcard samples/kit/*.h)
 PL_ENV     = GOMP_SPINCOUNT=$${GOMP_SPINCOUNT:-3000}
-PL_DEMO    = $(PL_BUILD)/demo
+# the program the demo runs; `make demo` passes part_location_cuda when there is a GPU
+PL_DEMO_BIN ?= $(PL_BUILD)/part_location
 
 .PHONY: part-location part-location-cuda part-location-demo test-part-location check-dinov2-hf
 
@@ -65,16 +66,16 @@ part-location: $(PL_BUILD)/gen_data $(PL_BUILD)/part_location $(PL_BUILD)/dinov2
 # the demo's data set; data/gen_args records the arguments it was made with (made again when they change)
 PL_GEN_ARGS = --models 6000 --size 112 --seed 1 --min-visible 0.5
 
-part-location-demo: $(PL_BUILD)/gen_data $(PL_BUILD)/part_location
+part-location-demo: $(PL_BUILD)/gen_data $(PL_DEMO_BIN)
 	@if [ "$$(cat $(PL_BUILD)/data/gen_args 2>/dev/null)" != "$(PL_GEN_ARGS)" ]; then \
 	  rm -rf $(PL_BUILD)/data && $(PL_BUILD)/gen_data --out $(PL_BUILD)/data/images $(PL_GEN_ARGS) && \
 	  echo "$(PL_GEN_ARGS)" > $(PL_BUILD)/data/gen_args; fi
 	rm -rf $(PL_BUILD)/run_tiny
-	$(PL_ENV) $(PL_BUILD)/part_location train --config configs/part_location_tiny.yaml
-	$(PL_ENV) $(PL_BUILD)/part_location eval --checkpoint $(PL_BUILD)/run_tiny/best_model.safetensors --split test
+	$(PL_ENV) $(PL_DEMO_BIN) train --config configs/part_location_tiny.yaml
+	$(PL_ENV) $(PL_DEMO_BIN) eval --checkpoint $(PL_BUILD)/run_tiny/best_model.safetensors --split test
 	@echo "infer model0000-whole.png + model0000-$$(ls $(PL_BUILD)/data/images/model0000 | grep json | head -1 | sed 's/^model0000-//; s/.json$$//').png:"
 	@p=$$(ls $(PL_BUILD)/data/images/model0000/*.json | head -1); \
-	$(PL_ENV) $(PL_BUILD)/part_location infer --checkpoint $(PL_BUILD)/run_tiny/best_model.safetensors \
+	$(PL_ENV) $(PL_DEMO_BIN) infer --checkpoint $(PL_BUILD)/run_tiny/best_model.safetensors \
 	  --whole $(PL_BUILD)/data/images/model0000/model0000-whole.png --part $${p%.json}.png; \
 	echo "label:"; grep -E '"(translation|scale)"' $$p
 	@echo "TensorBoard logs: $(PL_BUILD)/run_tiny/tb   loss plot: $(PL_BUILD)/run_tiny/loss.png"
