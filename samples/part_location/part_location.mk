@@ -4,7 +4,7 @@
 #   make part-location          build gen_data, part_location and the DINOv2 test driver
 #   make part-location-cuda     build part_location_cuda: the same program with -DNN_CUDA, linked with
 #                               build/nn_cuda.o and cuBLAS (needs nvcc; training.device: auto picks the GPU)
-#   make part-location-demo     generate data, train the tiny config on the CPU (~7 min on 2 cores),
+#   make part-location-demo     generate data, train the tiny config on the CPU (~3.5 min on 2 cores),
 #                               evaluate on the test split, infer one pair (prints the JSON)
 #   make test-part-location     tests/test_part_location.sh (small end-to-end: loss, resume, eval, infer)
 #   make check-dinov2-hf        tests/check_dinov2_hf.py: our encoder vs transformers' Dinov2Model
