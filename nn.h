@@ -3431,6 +3431,14 @@ nn_tensor *nn_linear(nn_tensor *x, nn_tensor *w, nn_tensor *b) {
 #ifndef NN_GEMM_POOL_SLOTS
 #define NN_GEMM_POOL_SLOTS 64
 #endif
+/* A row-major op(A) (no transpose) whose rows are at most this many floats apart is read in place by the
+   micro-kernel instead of being packed: with K <= KC its MR rows (12 x 1 KiB at lda 256) sit in L1 like a
+   packed strip does, and the pack, a strided gather, cost as much as a third of the micro-kernel's time
+   on the transformer products with K = 64 (the part_location tiny step: pack_a 6.9 % vs the kernel's
+   24 %). Wider rows are packed: 12 rows 4 KiB apart or more alias in L1 and the TLB. */
+#ifndef NN_GEMM_DIRECT_A_MAX_LD
+#define NN_GEMM_DIRECT_A_MAX_LD 512
+#endif
 /* Below this many multiply-adds (M*N*K) a call stays on one thread: an OpenMP fork/join costs a few
    microseconds, about what 2^18 FMAs take on one core. */
 #ifndef NN_GEMM_PARALLEL_MIN
@@ -3584,9 +3592,11 @@ typedef float nn__gemm_vec __attribute__((vector_size(NN__GEMM_VL * 4)));
 #define NN__GEMM_KERNEL_ATTR
 #endif
 
-/* C[0:mr, 0:nr] = alpha * (pa strip @ pb strip) + beta * C; beta == 0 never reads C. */
+/* C[0:mr, 0:nr] = alpha * (A strip @ pb strip) + beta * C; beta == 0 never reads C. The A strip is packed
+   (lda == 0: element (i, p) at pa[p*MR + i]) or read in place from a row-major op(A) (lda > 0: at
+   pa[i*lda + p], every one of the MR rows present). */
 NN__GEMM_KERNEL_ATTR
-static void nn__gemm_micro(int64_t kc, const float *NN_RESTRICT pa, const float *NN_RESTRICT pb,
+static void nn__gemm_micro(int64_t kc, const float *NN_RESTRICT pa, int64_t lda, const float *NN_RESTRICT pb,
                            float *NN_RESTRICT C, int64_t ldc, int64_t mr, int64_t nr, float alpha, float beta) {
     float acc[NN_GEMM_MR][NN_GEMM_NR];
     int i, j;
@@ -3607,18 +3617,19 @@ static void nn__gemm_micro(int64_t kc, const float *NN_RESTRICT pa, const float 
     }
 #endif
 #ifdef NN__GEMM_VL
-    for (p = 0; p < kc; p++) {
-        const float *a = pa + p * NN_GEMM_MR;
-        nn__gemm_vec b0, b1;
-        memcpy(&b0, pb + p * NN_GEMM_NR, sizeof b0);
-        memcpy(&b1, pb + p * NN_GEMM_NR + NN__GEMM_VL, sizeof b1);
-        NN__UNROLL(16)
-        for (i = 0; i < NN_GEMM_MR; i++) {
-            const float ai = a[i];
-            vacc[i][0] = vacc[i][0] + b0 * ai;
-            vacc[i][1] = vacc[i][1] + b1 * ai;
-        }
-    }
+#define NN__GEMM_RANK1(A_I) do { \
+        nn__gemm_vec b0, b1; \
+        memcpy(&b0, pb + p * NN_GEMM_NR, sizeof b0); \
+        memcpy(&b1, pb + p * NN_GEMM_NR + NN__GEMM_VL, sizeof b1); \
+        NN__UNROLL(16) \
+        for (i = 0; i < NN_GEMM_MR; i++) { \
+            const float ai = (A_I); \
+            vacc[i][0] = vacc[i][0] + b0 * ai; \
+            vacc[i][1] = vacc[i][1] + b1 * ai; \
+        } } while (0)
+    if (lda) for (p = 0; p < kc; p++) NN__GEMM_RANK1(pa[i * lda + p]);
+    else for (p = 0; p < kc; p++) NN__GEMM_RANK1(pa[p * NN_GEMM_MR + i]);
+#undef NN__GEMM_RANK1
     if (mr == NN_GEMM_MR && nr == NN_GEMM_NR && beta == 0.0f) {
         /* full tile, C overwritten (every score tile of attention): store straight from the registers; the
            round trip through acc[][] below costs a 1.5 KiB memcpy call per micro-tile, which at kc = 16 is
@@ -3633,9 +3644,9 @@ static void nn__gemm_micro(int64_t kc, const float *NN_RESTRICT pa, const float 
     memcpy(acc, vacc, sizeof acc);
 #else
     for (p = 0; p < kc; p++) {
-        const float *a = pa + p * NN_GEMM_MR, *b = pb + p * NN_GEMM_NR;
+        const float *b = pb + p * NN_GEMM_NR;
         for (i = 0; i < NN_GEMM_MR; i++) {
-            const float ai = a[i];
+            const float ai = lda ? pa[i * lda + p] : pa[p * NN_GEMM_MR + i];
             for (j = 0; j < NN_GEMM_NR; j++) acc[i][j] = NN__GEMM_FMA(ai, b[j], acc[i][j]);
         }
     }
@@ -3684,6 +3695,7 @@ static void nn__sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, fl
     void *raw;
     float *buf = nn__gemm_buf_get(a_len + b_len, &slot, &raw), *pack_a, *pack_b;
     int64_t jc, pc, ic, jr, ir;
+    int direct_a = !ta && lda <= NN_GEMM_DIRECT_A_MAX_LD;   /* full MR strips read in place; a short last one is packed */
     if (!buf) { nn__sgemm_unpacked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); return; }
     pack_b = buf;
     pack_a = buf + b_len;   /* b_len is a multiple of NR floats: 64-byte aligned when NR is a multiple of 16 */
@@ -3694,15 +3706,20 @@ static void nn__sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, fl
             float beta_pc = pc == 0 ? beta : 1.0f;   /* later k blocks accumulate onto the first */
             nn__gemm_pack_b(tb, kc, nc, tb ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, pack_b);
             for (ic = 0; ic < M; ic += NN_GEMM_MC) {
-                int64_t mc = M - ic < NN_GEMM_MC ? M - ic : NN_GEMM_MC;
-                nn__gemm_pack_a(ta, mc, kc, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, pack_a);
+                int64_t mc = M - ic < NN_GEMM_MC ? M - ic : NN_GEMM_MC, full = mc / NN_GEMM_MR * NN_GEMM_MR;
+                if (!direct_a) nn__gemm_pack_a(ta, mc, kc, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, pack_a);
+                else if (full < mc) nn__gemm_pack_a(0, mc - full, kc, A + (ic + full) * lda + pc, lda, pack_a + full * kc);
                 for (jr = 0; jr < nc; jr += NN_GEMM_NR) {
                     int64_t nr = nc - jr < NN_GEMM_NR ? nc - jr : NN_GEMM_NR;
                     const float *pb = pack_b + jr * kc;
                     for (ir = 0; ir < mc; ir += NN_GEMM_MR) {
                         int64_t mr = mc - ir < NN_GEMM_MR ? mc - ir : NN_GEMM_MR;
-                        nn__gemm_micro(kc, pack_a + ir * kc, pb, C + (ic + ir) * ldc + jc + jr, ldc,
-                                       mr, nr, alpha, beta_pc);
+                        if (direct_a && mr == NN_GEMM_MR)
+                            nn__gemm_micro(kc, A + (ic + ir) * lda + pc, lda, pb, C + (ic + ir) * ldc + jc + jr, ldc,
+                                           mr, nr, alpha, beta_pc);
+                        else
+                            nn__gemm_micro(kc, pack_a + ir * kc, 0, pb, C + (ic + ir) * ldc + jc + jr, ldc,
+                                           mr, nr, alpha, beta_pc);
                     }
                 }
             }

@@ -84,7 +84,7 @@ static double fma_throughput_per_s(void) {
     memset(c, 0, sizeof c);
     for (rep = 0; rep < 3; rep++) {
         double t0 = now_s(), t;
-        for (r = 0; r < n; r++) nn__gemm_micro(KC, pa, pb, c, NN_GEMM_NR, NN_GEMM_MR, NN_GEMM_NR, 1.0f, 0.5f);
+        for (r = 0; r < n; r++) nn__gemm_micro(KC, pa, 0, pb, c, NN_GEMM_NR, NN_GEMM_MR, NN_GEMM_NR, 1.0f, 0.5f);
         t = now_s() - t0;
         if ((double)n * NN_GEMM_MR * NN_GEMM_NR * KC / t > best) best = (double)n * NN_GEMM_MR * NN_GEMM_NR * KC / t;
     }
