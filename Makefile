@@ -17,7 +17,7 @@ LDLIBS   = -lm
 BUILD   ?= build
 
 # every C test program: tests/<name>.c -> $(BUILD)/<name>
-CORE_TESTS = test_core test_conv test_index_loss gemm_test test_train test_io test_seed_blocks test_sdpa test_amp
+CORE_TESTS = test_core test_conv test_index_loss gemm_test test_train test_io test_seed_blocks test_sdpa test_amp test_mesh_seg_parity
 TEST_BINS  = $(CORE_TESTS:%=$(BUILD)/%)
 ASAN_BINS  = $(CORE_TESTS:%=$(BUILD)/asan/%)
 

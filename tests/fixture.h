@@ -3,7 +3,11 @@
    A fixture file is text, one tensor after another:
        tensor <name> <f32|i64> <ndim> <d0> ... <d(ndim-1)>
        <numel values, whitespace separated; f32 written with 9 significant digits (round-trips)>
-   Names are free-form without spaces, e.g. "gelu.x", "gelu.y", "gelu.dx". */
+   Names are free-form without spaces, e.g. "gelu.x", "gelu.y", "gelu.dx".
+   A tensor too big to store as text (a whole model's state_dict) may instead be generated:
+       tensor <name> rand <ndim> <d0> ... <d(ndim-1)>
+       <seed> <center> <halfwidth> <sum of the values>
+   fx_rand makes the values as tests/fixtures_lib.py's fixture_rand does; the sum must agree. */
 #ifndef NN_FIXTURE_H
 #define NN_FIXTURE_H
 #include <stdio.h>
@@ -12,6 +16,26 @@
 
 typedef struct { char name[96]; nn_tensor *t; } fx_entry;
 typedef struct { fx_entry *e; int n; char path[256]; } fx_file;
+
+/* splitmix64 from seed; each output's top 24 bits u give center + halfwidth * (u - 2^23) / 2^23, exact in
+   double (halfwidth a power of two, center a small dyadic: the writer checks), then rounded to f32 as
+   Python's struct.pack("<f") does. Returns the values' sum in order, in double. */
+static double fx_rand(float *out, int64_t n, uint64_t seed, double center, double halfwidth) {
+    uint64_t state = seed;
+    double sum = 0;
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        uint64_t z;
+        state += 0x9E3779B97F4A7C15ull;
+        z = state;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        out[i] = (float)(center + halfwidth * (((double)(z >> 40) - 8388608.0) * (1.0 / 8388608.0)));
+        sum += out[i];
+    }
+    return sum;
+}
 
 static fx_file fx_load(const char *path) {
     fx_file f;
@@ -34,7 +58,20 @@ static fx_file fx_load(const char *path) {
             if (fscanf(fp, "%lld", &v) != 1 || v < 0) { fprintf(stderr, "fixture %s: bad shape of %s\n", path, en.name); exit(2); }
             shape[d] = v; numel *= v;
         }
-        if (strcmp(dt, "f32") == 0) {
+        if (strcmp(dt, "rand") == 0) {
+            unsigned long long seed;
+            double center, halfwidth, want, got;
+            if (fscanf(fp, "%llu %lf %lf %lf", &seed, &center, &halfwidth, &want) != 4) {
+                fprintf(stderr, "fixture %s: bad generator line of %s\n", path, en.name); exit(2);
+            }
+            en.t = nn_empty(NN_F32, ndim, shape);
+            got = fx_rand((float *)en.t->data, numel, (uint64_t)seed, center, halfwidth);
+            if (!(fabs(got - want) <= 1e-9 * (1.0 + (fabs(center) + halfwidth) * (double)numel))) {
+                fprintf(stderr, "fixture %s: %s: generated values sum to %.17g, the writer's to %.17g "
+                        "(fx_rand and fixture_rand disagree)\n", path, en.name, got, want);
+                exit(2);
+            }
+        } else if (strcmp(dt, "f32") == 0) {
             en.t = nn_empty(NN_F32, ndim, shape);
             for (i = 0; i < numel; i++) {
                 double v;

@@ -6,7 +6,8 @@
 #   - resume is exact: 4 epochs straight == 2 epochs, stop, --resume, 2 more (same per-step losses)
 #   - eval prints the model's and the baseline's metrics
 #   - infer writes a valid .npy of labels and a PLY whose counts match its header
-#   - (when PyTorch is installed) the seed's PyTorch model loads the checkpoint and gives the same logits
+#   - (when PyTorch is installed) the seed's PyTorch model loads the checkpoint and gives the same logits;
+#     without PyTorch the whole model's parity is build/test_mesh_seg_parity's (a committed fixture, in make test)
 # Usage: sh tests/test_mesh_seg.sh [BUILD_DIR]   (default build/mesh_seg; `make mesh_seg` builds it)
 #        MESH_SEG=build/mesh_seg/mesh_seg_cuda sh tests/test_mesh_seg.sh   tests that program instead (the CUDA
 #        build; its training.device=auto runs everything on the GPU when one is present)
@@ -82,7 +83,8 @@ check "PLY: header counts match the body, colours in 0..255" "awk -v n=$N '
 if $PY -c "import torch, safetensors, yaml" 2>/dev/null; then
     check "PyTorch (seed's model, strict load_state_dict) gives our logits" "$PY tests/check_mesh_seg_torch.py --ckpt '$T/a/best.safetensors' --mesh '$M' --logits '$T/pred/mesh_0000.logits.npy' --tol 1e-4"
 else
-    echo "skip PyTorch parity (python3 with torch, safetensors, yaml not found)"
+    echo "note PyTorch parity of the whole model: test_mesh_seg_parity (tests/fixtures/mesh_seg.txt, in make test);" \
+         "this checkpoint's cross-check needs python3 with torch, safetensors, yaml"
 fi
 
 if [ $fail -gt 0 ]; then for f in "$T"/*.log; do echo "--- $f"; tail -5 "$f"; done; fi
