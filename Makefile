@@ -65,11 +65,11 @@ bench-cuda: $(BUILD)/cuda_bench
 	$(BUILD)/cuda_bench
 all: $(TEST_BINS)
 
-$(BUILD)/%: tests/%.c nn.h tests/test.h tests/gradcheck.h tests/fixture.h tests/expect_error.h
+$(BUILD)/%: tests/%.c nn.h $(wildcard models/*.h) tests/test.h tests/gradcheck.h tests/fixture.h tests/expect_error.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_T) $< -o $@ $(LDLIBS)
 
-$(BUILD)/asan/%: tests/%.c nn.h tests/test.h tests/gradcheck.h tests/fixture.h tests/expect_error.h
+$(BUILD)/asan/%: tests/%.c nn.h $(wildcard models/*.h) tests/test.h tests/gradcheck.h tests/fixture.h tests/expect_error.h
 	@mkdir -p $(BUILD)/asan
 	$(CC) $(WARN_T) $(SANFLAGS) $(OMP) -I. -Itests $(WIPFLAGS) $< -o $@ $(LDLIBS)
 

@@ -43,7 +43,7 @@ static fx_file fx_load(const char *path) {
     char word[32];
     memset(&f, 0, sizeof f);
     snprintf(f.path, sizeof f.path, "%s", path);
-    if (!fp) { fprintf(stderr, "fixture %s: cannot open (run tests/make_fixtures.py)\n", path); exit(2); }
+    if (!fp) { fprintf(stderr, "fixture %s: cannot open (tests/make_fixtures_*.py write the fixtures)\n", path); exit(2); }
     while (fscanf(fp, "%31s", word) == 1) {
         fx_entry en;
         char dt[8];
@@ -96,7 +96,7 @@ static fx_file fx_load(const char *path) {
 static nn_tensor *fx_get(const fx_file *f, const char *name) {
     int i;
     for (i = 0; i < f->n; i++) if (strcmp(f->e[i].name, name) == 0) return f->e[i].t;
-    fprintf(stderr, "fixture %s: no tensor named %s (regenerate with tests/make_fixtures.py)\n", f->path, name);
+    fprintf(stderr, "fixture %s: no tensor named %s (regenerate it with its tests/make_fixtures_*.py)\n", f->path, name);
     exit(2);
 }
 
