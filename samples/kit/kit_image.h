@@ -570,9 +570,12 @@ void kit_adjust_hue(kit_image *im, float hue_factor) {
         if (maxc == r) h = bc - gc;
         else if (maxc == g) h = 2.0f + rc - bc;
         else h = 4.0f + gc - rc;
-        h = fmodf(h / 6.0f + 1.0f, 1.0f);
-        h = fmodf(h + hue_factor, 1.0f); /* Python's % : the result takes the sign of the divisor */
-        if (h < 0) h += 1.0f;
+        /* Python's x % 1.0 (the result takes the divisor's sign) as x - floor(x): both exact for these |x| < 2
+           (and for x < 0 the same single rounding as fmod's x, then + 1), without a libm call per pixel */
+        h = h / 6.0f + 1.0f;
+        h -= floorf(h);
+        h += hue_factor;
+        h -= floorf(h);
         hs = h * 6.0f;
         sector = (int)floorf(hs);
         f = hs - (float)sector;
