@@ -155,7 +155,7 @@ static void free_meshes(mesh_list *L) {
 static int get_mesh(void *ctx, size_t i, void *const *fields, size_t *lengths, kit_rng *rng, kit_err *err) {
     const mesh_list *L = (const mesh_list *)ctx;
     char path[2048];
-    int64_t fs[2], ls[1];
+    int64_t fs[2] = {0, 0}, ls[1] = {0};   /* npy_open fills them; zeroed for the optimiser's -Wmaybe-uninitialized */
     FILE *f;
     size_t n;
     (void)rng;
