@@ -250,18 +250,37 @@ int kit_plot_render(const kit_series *s, int nseries, const kit_plot_opts *o, un
         kit_draw_text(rgb, W, H, px - kit_text_width(buf, 1) / 2, y1 + 8, buf, 1, text);
     }
     if (log_y) {
+        /* 1-2-5 in every decade; a range too narrow to hold two of them (a short run: 0.21 to 0.24) gets
+           evenly spaced values instead, so the axis is never left without a label */
         double decades = ymax - ymin, e;
-        for (e = floor(ymin); e <= ceil(ymax); e++) {
-            static const double mult[3] = {1, 2, 5};
-            int m;
-            for (m = 0; m < (decades < 2.5 ? 3 : 1); m++) {
-                double v = e + log10(mult[m]);
+        int pass, nticks = 0;
+        for (pass = 0; pass < 2; pass++)
+            for (e = floor(ymin); e <= ceil(ymax); e++) {
+                static const double mult[3] = {1, 2, 5};
+                int m;
+                for (m = 0; m < (decades < 2.5 ? 3 : 1); m++) {
+                    double v = e + log10(mult[m]);
+                    int py;
+                    if (v < ymin || v > ymax) continue;
+                    if (pass == 0) { nticks++; continue; }
+                    if (nticks < 2) continue;
+                    py = KIT__PY(v);
+                    kit__rect(rgb, W, H, x0, py, x1, py, grid);
+                    kit__rect(rgb, W, H, x0 - 4, py, x0, py, black);
+                    snprintf(buf, sizeof buf, "%g", pow(10, v));
+                    kit_draw_text(rgb, W, H, x0 - 8 - kit_text_width(buf, 1), py - 3, buf, 1, text);
+                }
+            }
+        if (nticks < 2) {
+            double lo = pow(10, ymin), hi = pow(10, ymax);
+            step = kit__nice_step(lo, hi, 5);
+            for (t = ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) {
                 int py;
-                if (v < ymin || v > ymax) continue;
-                py = KIT__PY(v);
+                if (t <= 0) continue;
+                py = KIT__PY(log10(t));
                 kit__rect(rgb, W, H, x0, py, x1, py, grid);
                 kit__rect(rgb, W, H, x0 - 4, py, x0, py, black);
-                snprintf(buf, sizeof buf, "%g", pow(10, v));
+                kit__tick_label(t, step, buf, sizeof buf);
                 kit_draw_text(rgb, W, H, x0 - 8 - kit_text_width(buf, 1), py - 3, buf, 1, text);
             }
         }

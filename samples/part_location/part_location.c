@@ -514,9 +514,12 @@ static void write_plot(const char *out_dir, const history *h) {
     kit_series s[2];
     kit_plot_opts o;
     kit_err err;
+    static float epoch[4096];   /* x: epochs counted from 1, as history.csv and the progress bar count them */
+    int i;
     if (h->n < 1) return;
-    s[0].name = "train"; s[0].x = NULL; s[0].y = h->train; s[0].n = (size_t)h->n;
-    s[1].name = "val"; s[1].x = NULL; s[1].y = h->val; s[1].n = (size_t)h->n;
+    for (i = 0; i < h->n; i++) epoch[i] = (float)(i + 1);
+    s[0].name = "train"; s[0].x = epoch; s[0].y = h->train; s[0].n = (size_t)h->n;
+    s[1].name = "val"; s[1].x = epoch; s[1].y = h->val; s[1].n = (size_t)h->n;
     memset(&o, 0, sizeof o);
     o.title = "part location loss"; o.xlabel = "epoch"; o.ylabel = "weighted L1"; o.log_y = 1;
     path_join(p, sizeof p, out_dir, "loss.png");
