@@ -198,6 +198,21 @@ int nn_set_grad_enabled(int on);             /* returns the previous setting (no
 int nn_training(void);                       /* module-level train/eval switch (dropout) */
 int nn_set_training(int on);
 
+/* Where a step's time goes, op by op. Between nn_profile_begin(sync) and nn_profile_end() every op is timed:
+   in forward, the time from one op's recording to the next goes to the later op (ops record in no-grad mode
+   too); in backward, each node's backward function counts to its op, a checkpointed block's recomputation
+   included. What runs between nn_backward and the next op (the optimiser, data loading, your code) goes to
+   "(between steps)". sync = 1 waits for the GPU before each reading: true device times, but no overlap of
+   launches with work; 0 times launches only. The clock is omp_get_wtime() under OpenMP, else clock() (CPU
+   time: the wall time of a single-threaded build); define NN_CLOCK() (seconds, a double) to use your own.
+   nn_profile_end() stops and returns the ops sorted by forward + backward time, the first NN_PROFILE_OPS
+   distinct names kept (later ones go to "(other ops)"). bench/vit_train_bench --profile prints one. */
+#define NN_PROFILE_OPS 64
+typedef struct { const char *op; int64_t calls, bwd_calls; double fwd_s, bwd_s; } nn_profile_op;
+typedef struct { double total_s; int n; nn_profile_op op[NN_PROFILE_OPS]; } nn_profile;
+void nn_profile_begin(int sync);
+nn_profile nn_profile_end(void);
+
 /* Gradient checkpointing: fn computes out[0..n_out) from in[0..n_in) (and parameters it reaches through
    ctx). It runs now without recording the tape; backward runs it again, with the same random stream,
    and sends gradients through the recomputed graph. fn must create its outputs with nn ops. */
@@ -776,6 +791,7 @@ void nn__cuda_sdpa_bwd(const nn__cuda_sdpa_args *a);
 #include <stdlib.h>
 #include <string.h>
 #include <stdarg.h>
+#include <time.h>
 #include <math.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -1110,6 +1126,7 @@ static struct {
     uint64_t next_node_id;
     int in_backward;
     const char *backward_op;          /* the node whose backward runs (nn_mem_trace's "where") */
+    struct { int on, sync, after_backward; double start, last; nn_profile table; } prof;   /* nn_profile_begin */
 } nn__g;
 
 static void *nn__grow(void *p, int *cap, int need, size_t elem) {
@@ -1563,9 +1580,69 @@ int nn_set_training(int on) { int prev = !nn__g.eval; nn__g.eval = !on; return p
 static int nn__node_live(const nn_tensor *t) { return t->node && t->node->id == t->node_id; }
 int nn__tracks(const nn_tensor *t) { return t && (t->node ? nn__node_live(t) : t->requires_grad); }
 
+/* ---- the op profiler (nn_profile_begin) ---- */
+static double nn__profile_now(void) {
+#ifdef NN_CUDA
+    if (nn__g.prof.sync) nn__cuda_synchronize();
+#endif
+#if defined(NN_CLOCK)
+    return NN_CLOCK();
+#elif defined(_OPENMP)
+    return omp_get_wtime();
+#else
+    return (double)clock() / CLOCKS_PER_SEC;
+#endif
+}
+
+static nn_profile_op *nn__profile_entry(const char *op) {
+    nn_profile *t = &nn__g.prof.table;
+    int i;
+    for (i = 0; i < t->n; i++) if (!strcmp(t->op[i].op, op)) return &t->op[i];
+    if (t->n == NN_PROFILE_OPS - 1 && strcmp(op, "(other ops)")) return nn__profile_entry("(other ops)");
+    memset(&t->op[t->n], 0, sizeof t->op[0]);
+    t->op[t->n].op = op;
+    return &t->op[t->n++];
+}
+
+/* forward: the time since the last reading goes to op */
+static void nn__profile_fwd(const char *op) {
+    double now = nn__profile_now();
+    nn_profile_op *e = nn__profile_entry(nn__g.prof.after_backward ? "(between steps)" : op);
+    e->fwd_s += now - nn__g.prof.last;
+    e->calls++;
+    if (nn__g.prof.after_backward) { e = nn__profile_entry(op); e->calls++; }   /* the op itself: no time measured */
+    nn__g.prof.after_backward = 0;
+    nn__g.prof.last = now;
+}
+
+void nn_profile_begin(int sync) {
+    memset(&nn__g.prof, 0, sizeof nn__g.prof);
+    nn__g.prof.sync = sync;
+    nn__g.prof.on = 1;
+    nn__g.prof.after_backward = 1;   /* until the first op: "between steps" */
+    nn__g.prof.start = nn__g.prof.last = nn__profile_now();
+}
+
+static int nn__profile_cmp(const void *a, const void *b) {
+    const nn_profile_op *x = (const nn_profile_op *)a, *y = (const nn_profile_op *)b;
+    double tx = x->fwd_s + x->bwd_s, ty = y->fwd_s + y->bwd_s;
+    return tx > ty ? -1 : tx < ty;
+}
+
+nn_profile nn_profile_end(void) {
+    nn_profile t;
+    if (!nn__g.prof.on) nn_error("nn_profile_end: no nn_profile_begin before it");
+    t = nn__g.prof.table;
+    t.total_s = nn__profile_now() - nn__g.prof.start;
+    nn__g.prof.on = 0;
+    qsort(t.op, (size_t)t.n, sizeof t.op[0], nn__profile_cmp);
+    return t;
+}
+
 nn_node *nn__record(const char *op, nn__backward_fn bw, int n_in, nn_tensor **in, int n_out, nn_tensor **out) {
     nn_node *n;
     int i, any = 0;
+    if (nn__g.prof.on && !nn__g.in_backward) nn__profile_fwd(op);
     if (nn__g.no_grad) return NULL;
     for (i = 0; i < n_in; i++) if (in[i] && nn__tracks(in[i])) any = 1;
     if (!any) return NULL;
@@ -1706,15 +1783,25 @@ static void nn__run_tape(int base) {
         for (k = 0; k < n->n_out; k++) if (n->gout[k]) has = 1;
         if (has && n->backward) {
             const char *prev_op = nn__g.backward_op;
+            /* the outermost tape only: a checkpoint's inner tape is part of its node's backward */
+            int timed = nn__g.prof.on && !prev_in;
+            double t0 = timed ? nn__profile_now() : 0;
             nn__g.backward_op = n->op;
             nn_scope_begin();
             n->backward(n);
             nn_scope_end(NULL);
             nn__g.backward_op = prev_op;
+            if (timed) {
+                nn_profile_op *e = nn__profile_entry(n->op);
+                nn__g.prof.last = nn__profile_now();
+                e->bwd_s += nn__g.prof.last - t0;
+                e->bwd_calls++;
+            }
         }
         nn__node_release(n);
     }
     nn__g.tape_n = base;
+    if (nn__g.prof.on && !prev_in) nn__g.prof.after_backward = 1;   /* what follows is the step's tail */
     nn__g.in_backward = prev_in;
     nn_set_grad_enabled(prev_grad);
 }
@@ -3828,7 +3915,7 @@ static void nn__reshape_backward(nn_node *n) {
 }
 
 nn_tensor *nn_reshape(nn_tensor *a, int ndim, const int64_t *shape) {
-    int64_t s[NN_MAX_DIMS], known = 1;
+    int64_t s[NN_MAX_DIMS] = {0}, known = 1;   /* zeroed: GCC 12 -O3 sees a rank-0 path as uninitialised */
     int d, infer = -1;
     nn_tensor *v;
     if (!a) nn_error("nn_reshape: tensor is NULL");

@@ -15,6 +15,9 @@
    run:    build/vit_train_bench [--device cpu|cuda] [--model encoder|partloc] [--size 224] [--batch 1]
                                  [--steps 3] [--warmup 1] [--dtype bf16|f16|f32] [--no-ckpt] [--layers 12] [--seed 0]
                                  [--hidden 768 --heads 12] [--part-size SIZE] [--head-hidden 512] [--ds 32]
+                                 [--profile] [--mem-trace]
+           --profile prints where the timed steps' time went, op by op (nn_profile_begin); --mem-trace runs one
+           more step that records who holds the memory at its peak (nn_mem_trace).
            --hidden/--heads change the encoder's width (MLP 4x); --part-size gives the part image its own size
            (the encoder interpolates its position grid, as Dinov2Model does); --head-hidden and --ds are
            part_location's mlp_hidden_dim and downsample_size. The demo's tiny config (configs/part_location_tiny.yaml):
@@ -37,6 +40,8 @@ int main(int argc, char **argv) {
     const char *device = "cpu", *dtype = "bf16", *model = "encoder";
     int size = 224, batch = 1, steps = 3, warmup = 1, ckpt = 1, layers = 12, mem_trace = 0, i, step;
     int hidden = 0, heads = 0, part_size = 0, head_hidden = 512, ds = 32;   /* 0: ViT-B/14's, the whole's size */
+    int profile = 0;
+    nn_profile prof = {0, 0, {{0, 0, 0, 0, 0}}};
     unsigned long long seed = 0;
     nn_device dev;
     nn_dtype ac;
@@ -60,6 +65,7 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--no-ckpt")) { ckpt = 0; continue; }
         if (!strcmp(a, "--mem-trace")) { mem_trace = 1; continue; }   /* one more step, untimed: who holds the peak */
+        if (!strcmp(a, "--profile")) { profile = 1; continue; }       /* the timed steps' time per op (nn_profile) */
         if (!v) { fprintf(stderr, "%s needs a value\n", a); return 2; }
         if (!strcmp(a, "--device")) device = v;
         else if (!strcmp(a, "--size")) size = atoi(v);
@@ -134,6 +140,8 @@ int main(int argc, char **argv) {
         double t0, t1, l;
         size_t pk;
         int traced = step == warmup + steps;
+        if (profile && step == warmup) nn_profile_begin(1);
+        if (profile && traced) prof = nn_profile_end();
         nn_mem_reset_peak(dev);
         nn_mem_trace(dev, traced);
         t0 = now_s();
@@ -178,6 +186,20 @@ int main(int argc, char **argv) {
         printf("step %d%s  %.3f s  loss %.5f  peak %.1f MiB\n", step, step < warmup ? " (warmup)" : "", t1 - t0, l,
                (double)pk / 1048576.0);
         if (step >= warmup) { times[step - warmup] = t1 - t0; t_total += t1 - t0; }
+    }
+    if (profile) {   /* the timed steps only (a --mem-trace step is not in it) */
+        const nn_profile pr = mem_trace ? prof : nn_profile_end();
+        double sum = 0;
+        printf("time per op over the %d timed steps (%.1f ms a step; nn_profile, GPU synchronised per op):\n"
+               "  %-28s %8s %10s %10s %6s\n", steps, 1e3 * pr.total_s / steps, "op", "calls", "fwd ms", "bwd ms",
+               "share");
+        for (i = 0; i < pr.n; i++) {
+            const nn_profile_op *o = &pr.op[i];
+            sum += o->fwd_s + o->bwd_s;
+            printf("  %-28s %8.1f %10.3f %10.3f %5.1f%%\n", o->op, (double)o->calls / steps, 1e3 * o->fwd_s / steps,
+                   1e3 * o->bwd_s / steps, 100 * (o->fwd_s + o->bwd_s) / pr.total_s);
+        }
+        printf("  (calls and times per step; the rows add up to %.1f%% of the total)\n", 100 * sum / pr.total_s);
     }
     qsort(times, (size_t)steps, sizeof(double), cmp_double);
     getrusage(RUSAGE_SELF, &ru);

@@ -505,6 +505,64 @@ static void test_erf_exp(void) {
           "exp at -inf, below -87, 0");
 }
 
+/* nn_profile: every op of two MLP steps lands in its row (forward calls, backward calls), what follows the
+   first backward goes to "(between steps)", the rows are sorted and add up to no more than the total, and a
+   checkpointed block's inner backward is not counted twice. */
+static const nn_profile_op *prof_row(const nn_profile *p, const char *op) {
+    int i;
+    for (i = 0; i < p->n; i++) if (!strcmp(p->op[i].op, op)) return &p->op[i];
+    return NULL;
+}
+
+static void ckpt_gelu(void *ctx, nn_tensor **in, nn_tensor **out) { (void)ctx; out[0] = nn_gelu(in[0]); }
+
+static void test_profile(void) {
+    nn_params P = {0};
+    nn_MLP m;
+    int64_t sx[2] = {64, 2}, sy[2] = {64, 1};
+    nn_tensor *x = nn_randn(2, sx), *y = nn_randn(2, sy);
+    nn_profile pr;
+    const nn_profile_op *lin, *gelu, *between, *ck;
+    double sum = 0;
+    int step, i, sorted = 1, nonneg = 1;
+    nn_MLP_init(&m, &P, "mlp", 2, 32, 1, NN_ACT_GELU, 0.0);
+    EXPECT_ERROR(nn_profile_end(), "nn_profile_end: no nn_profile_begin");
+    nn_profile_begin(0);
+    for (step = 0; step < 2; step++) {
+        nn_tensor *h, *g, *loss;
+        nn_scope_begin();
+        h = nn_MLP_forward(&m, x);
+        nn_checkpoint(ckpt_gelu, NULL, 1, &h, 1, &g);
+        loss = nn_mse_loss(g, y);
+        nn_params_zero_grad(&P);
+        nn_backward(loss);
+        nn_scope_end(NULL);
+    }
+    pr = nn_profile_end();
+    lin = prof_row(&pr, "nn_linear");
+    gelu = prof_row(&pr, "nn_gelu");
+    between = prof_row(&pr, "(between steps)");
+    ck = prof_row(&pr, "checkpoint");
+    CHECK(lin && lin->calls == 4 && lin->bwd_calls == 4, "nn_linear: 2 a step forward and backward (%lld, %lld)",
+          lin ? (long long)lin->calls : -1LL, lin ? (long long)lin->bwd_calls : -1LL);
+    /* the MLP's GELU twice, the checkpoint's forward twice; its recomputation and inner backward run in
+       the checkpoint node's backward, which counts once a step */
+    CHECK(gelu && gelu->calls == 4 && gelu->bwd_calls == 2, "nn_gelu: calls %lld, backward %lld",
+          gelu ? (long long)gelu->calls : -1LL, gelu ? (long long)gelu->bwd_calls : -1LL);
+    CHECK(ck && ck->bwd_calls == 2, "the checkpoint's backward counted once a step: %lld", ck ? (long long)ck->bwd_calls : -1LL);
+    CHECK(between && between->calls == 2, "the time before each step's first op: %lld rows", between ? (long long)between->calls : -1LL);
+    for (i = 0; i < pr.n; i++) {
+        double t = pr.op[i].fwd_s + pr.op[i].bwd_s;
+        sum += t;
+        if (pr.op[i].fwd_s < 0 || pr.op[i].bwd_s < 0) nonneg = 0;
+        if (i && t > pr.op[i - 1].fwd_s + pr.op[i - 1].bwd_s) sorted = 0;
+    }
+    CHECK(nonneg && sorted, "times >= 0 and sorted by forward + backward");
+    CHECK(pr.total_s > 0 && sum <= pr.total_s * (1 + 1e-9) + 1e-9, "rows add up to %g s of %g s", sum, pr.total_s);
+    nn_params_free(&P);
+    nn_tensor_free(x); nn_tensor_free(y);
+}
+
 int main(void) {
     test_dtypes();
     test_erf_exp();
@@ -517,6 +575,7 @@ int main(void) {
     test_dropout();
     test_checkpoint();
     test_train_mlp();
+    test_profile();
     test_backward_keeps_seed();
     test_init();
     test_low_precision();
