@@ -3980,7 +3980,7 @@ nn_tensor *nn_squeeze(nn_tensor *a, int dim) {
 
 /* permute copies: out[i_0..i_n] = a[i_perm...]; done as a strided gather row by row */
 static void nn__permute_cpu(const nn_tensor *a, const int *perm, nn_tensor *o) {
-    int64_t ist[NN_MAX_DIMS], st[NN_MAX_DIMS], s = 1, inner, rows, r;
+    int64_t ist[NN_MAX_DIMS], st[NN_MAX_DIMS], s = 1, inner, rows;
     int d, nd = a->ndim;
     size_t es = nn_dtype_size(a->dtype);
     for (d = nd - 1; d >= 0; d--) { ist[d] = s; s *= a->shape[d]; }
@@ -3988,17 +3988,37 @@ static void nn__permute_cpu(const nn_tensor *a, const int *perm, nn_tensor *o) {
     if (nd == 0 || o->numel == 0) { if (o->numel) memcpy(o->data, a->data, es); return; }
     inner = o->shape[nd - 1];
     rows = o->numel / inner;
-    NN_OMP("omp parallel for if (o->numel > 32768)")
-    for (r = 0; r < rows; r++) {
-        int64_t off = nn__row_offset(r, nd, o->shape, st), j, ls = st[nd - 1];
-        if (es == 4) {
-            const float *src = (const float *)a->data + off;
-            float *dst = (float *)o->data + r * inner;
-            for (j = 0; j < inner; j++) dst[j] = src[j * ls];
-        } else {
-            const char *src = (const char *)a->data + off * (int64_t)es;
-            char *dst = (char *)o->data + r * inner * (int64_t)es;
-            for (j = 0; j < inner; j++) memcpy(dst + j * (int64_t)es, src + j * ls * (int64_t)es, es);
+    /* Each thread takes a block of output rows and walks their input offsets with a counter (a division per
+       dim per row cost more than the copy of a 16-float head row); a row whose input is contiguous too
+       (the head split and merge of attention, [B,L,H,D] <-> [B,H,L,D]) is one memcpy. */
+    NN_OMP("omp parallel if (o->numel > 32768)")
+    {
+#ifdef _OPENMP
+        int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        int64_t t = 0, nt = 1;
+#endif
+        int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt, idx[NN_MAX_DIMS], off = 0, rem = r0, j, r, ls = st[nd - 1];
+        int k;
+        for (k = nd - 2; k >= 0; k--) { idx[k] = rem % o->shape[k]; rem /= o->shape[k]; off += idx[k] * st[k]; }
+        for (r = r0; r < r1; r++) {
+            if (ls == 1) memcpy((char *)o->data + r * inner * (int64_t)es, (const char *)a->data + off * (int64_t)es,
+                                (size_t)inner * es);
+            else if (es == 4) {
+                const float *src = (const float *)a->data + off;
+                float *dst = (float *)o->data + r * inner;
+                for (j = 0; j < inner; j++) dst[j] = src[j * ls];
+            } else {
+                const char *src = (const char *)a->data + off * (int64_t)es;
+                char *dst = (char *)o->data + r * inner * (int64_t)es;
+                for (j = 0; j < inner; j++) memcpy(dst + j * (int64_t)es, src + j * ls * (int64_t)es, es);
+            }
+            for (k = nd - 2; k >= 0; k--) {   /* next row: the odometer over the output's leading dims */
+                off += st[k];
+                if (++idx[k] < o->shape[k]) break;
+                off -= st[k] * o->shape[k];
+                idx[k] = 0;
+            }
         }
     }
 }
