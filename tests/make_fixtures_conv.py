@@ -97,5 +97,11 @@ for name, xs, groups, hw, hb, shift in [("gn1", (2, 6, 5, 4), 3, 1, 1, 0.0), ("g
     fw.add(name + ".args", torch.tensor([groups, hw, hb]))
     finish(name, F.group_norm(x, groups, w, b, eps), ins)
 
+# patchify convolutions (kernel = stride, no padding: ViT's patch embedding; nn.h takes them as one GEMM over
+# the batch). Drawn last so that the cases above keep their values. conv8 leaves a row and two columns that
+# no patch covers (their input gradient is 0); conv9 is square, 3 images.
+conv("conv8", (3, 3, 9, 11), (5, 3, 2, 3), (2, 3), (0, 0), (1, 1), 1, True)
+conv("conv9", (3, 2, 8, 8), (4, 2, 4, 4), (4, 4), (0, 0), (1, 1), 1, False)
+
 fw.save()
 print("wrote", fw.path, len(fw.lines), "lines")

@@ -171,7 +171,7 @@ static void fx_forward_backward(const fx_file *f, const char *name, nn_tensor *y
 
 static void test_fixtures(const char *path) {
     fx_file f = fx_load(path);
-    static const char *conv_names[] = {"conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "conv7"};
+    static const char *conv_names[] = {"conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "conv7", "conv8", "conv9"};
     static const char *keys[] = {"x", "w", "b"};
     static const char *xkey[] = {"x"};
     int i;
