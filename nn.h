@@ -4315,10 +4315,13 @@ static int64_t nn__sdpa_bwd_tile_q = 96;
 static int64_t nn__sdpa_bwd_tile_k = 128;
 
 typedef struct {
-    const float *q, *k, *v;         /* [B,H,Lq,D], [B,H,Lk,D], [B,H,Lk,Dv] */
-    const float *o, *go;            /* forward output and its gradient [B,H,Lq,Dv] (backward) */
-    float *out, *lse, *delta;       /* [B,H,Lq,Dv], [B,H,Lq], [B,H,Lq] */
-    float *dq, *dk, *dv, *dbias;    /* NULL when not wanted */
+    const float *q, *k, *v;         /* [B,H,Lq,D], [B,H,Lk,D], [B,H,Lk,Dv], or [B,L,H*D] (nn_sdpa_heads) */
+    const float *o, *go;            /* forward output and its gradient, laid out as q (backward) */
+    float *out, *lse, *delta;       /* output as q; [B,H,Lq], [B,H,Lq] */
+    float *dq, *dk, *dv, *dbias;    /* NULL when not wanted; dq, dk, dv laid out as q, k, v */
+    /* element strides (batch, head, row) of q and dq, k and dk, v and dv, the output and its gradient
+       (nn__sdpa_layout); a row's D (or Dv) values are contiguous */
+    int64_t qs[3], ks[3], vs[3], os[3];
     const uint8_t *mask;            /* bool/u8, read through broadcast strides ms (0 on broadcast dims) */
     const float *bias;              /* f32, broadcast strides bs */
     int64_t ms[4], bs[4];
@@ -4330,6 +4333,20 @@ typedef struct {
     float *ws;                      /* per-thread workspace, ws_stride floats each */
     int64_t ws_stride;
 } nn__sdpa_ctx;
+
+/* packed = 0: [B,H,L,D]; 1: the heads packed in the last dim, [B,L,H*D] (nn_sdpa_heads reads them in place) */
+static void nn__sdpa_layout(nn__sdpa_ctx *c, int packed) {
+    const int64_t L[4] = {c->Lq, c->Lk, c->Lk, c->Lq}, W[4] = {c->D, c->D, c->Dv, c->Dv};
+    int64_t *st[4];
+    int t;
+    st[0] = c->qs; st[1] = c->ks; st[2] = c->vs; st[3] = c->os;
+    for (t = 0; t < 4; t++) {
+        st[t][0] = c->H * L[t] * W[t];
+        st[t][1] = packed ? W[t] : L[t] * W[t];
+        st[t][2] = packed ? c->H * W[t] : W[t];
+    }
+}
+#define NN__SDPA_AT(base, st, b, h, i) ((base) + (b) * (st)[0] + (h) * (st)[1] + (i) * (st)[2])
 
 static int nn__sdpa_thread(void) {
 #ifdef _OPENMP
@@ -4384,10 +4401,9 @@ static void nn__sdpa_keep_row(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64
 /* S[nr x nc] = scale * Q[i0:i0+nr] K[j0:j0+nc]^T + bias, -inf where the mask or the causal triangle forbids */
 static void nn__sdpa_scores(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64_t i0, int64_t nr, int64_t j0,
                             int64_t nc, float *S) {
-    const float *Q = c->q + ((b * c->H + h) * c->Lq + i0) * c->D;
-    const float *K = c->k + ((b * c->H + h) * c->Lk + j0) * c->D;
+    const float *Q = NN__SDPA_AT(c->q, c->qs, b, h, i0), *K = NN__SDPA_AT(c->k, c->ks, b, h, j0);
     int64_t r, cc;
-    nn__sgemm(0, 1, nr, nc, c->D, c->scale, Q, c->D, K, c->D, 0.0f, S, nc);
+    nn__sgemm(0, 1, nr, nc, c->D, c->scale, Q, c->qs[2], K, c->ks[2], 0.0f, S, nc);
     if (c->bias) {
         const int64_t *bs = c->bs;
         for (r = 0; r < nr; r++) {
@@ -4488,7 +4504,7 @@ static float nn__sdpa_row_max(const float *x, int64_t n) {
 #define NN__SDPA_PV_DIRECT(Dv) ((Dv) == NN__GEMM_VL || (Dv) == 2 * NN__GEMM_VL)
 NN__GEMM_KERNEL_ATTR
 static void nn__sdpa_pv_direct(int64_t nr, int64_t nc, const float *NN_RESTRICT P, const float *NN_RESTRICT V,
-                               int64_t Dv, float *NN_RESTRICT acc) {
+                               int64_t ldv, int64_t Dv, float *NN_RESTRICT acc) {
     const int two = Dv == 2 * NN__GEMM_VL;   /* one or two vectors per row */
     int64_t i0 = 0, j;
     int i;
@@ -4502,8 +4518,8 @@ static void nn__sdpa_pv_direct(int64_t nr, int64_t nc, const float *NN_RESTRICT 
         }
         if (two) {
             for (j = 0; j < nc; j++) {
-                memcpy(&v0, V + j * Dv, sizeof v0);
-                memcpy(&v1, V + j * Dv + NN__GEMM_VL, sizeof v1);
+                memcpy(&v0, V + j * ldv, sizeof v0);
+                memcpy(&v1, V + j * ldv + NN__GEMM_VL, sizeof v1);
                 for (i = 0; i < NN_GEMM_MR; i++) {
                     const float pij = p[i * nc + j];
                     a[i][0] = a[i][0] + v0 * pij;
@@ -4512,7 +4528,7 @@ static void nn__sdpa_pv_direct(int64_t nr, int64_t nc, const float *NN_RESTRICT 
             }
         } else {
             for (j = 0; j < nc; j++) {
-                memcpy(&v0, V + j * Dv, sizeof v0);
+                memcpy(&v0, V + j * ldv, sizeof v0);
                 for (i = 0; i < NN_GEMM_MR; i++) a[i][0] = a[i][0] + v0 * p[i * nc + j];
             }
         }
@@ -4528,10 +4544,10 @@ static void nn__sdpa_pv_direct(int64_t nr, int64_t nc, const float *NN_RESTRICT 
         memcpy(&a0, o, sizeof a0);
         memcpy(&a1, two ? o + NN__GEMM_VL : o, sizeof a1);
         for (j = 0; j < nc; j++) {
-            memcpy(&v0, V + j * Dv, sizeof v0);
+            memcpy(&v0, V + j * ldv, sizeof v0);
             a0 = a0 + v0 * p[j];
             if (two) {
-                memcpy(&v1, V + j * Dv + NN__GEMM_VL, sizeof v1);
+                memcpy(&v1, V + j * ldv + NN__GEMM_VL, sizeof v1);
                 a1 = a1 + v1 * p[j];
             }
         }
@@ -4546,8 +4562,9 @@ static void nn__sdpa_fwd_tile(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64
     float *acc = S + c->tq * c->tk, *m = acc + c->tq * c->Dv, *l = m + c->tq, *z = l + c->tq;
     int64_t i0 = qt * c->tq, nr = c->Lq - i0 < c->tq ? c->Lq - i0 : c->tq;
     int64_t jend = c->Lk, j0, r, cc, d, Dv = c->Dv;
-    const float *V = c->v + (b * c->H + h) * c->Lk * Dv;
-    float *O = c->out + ((b * c->H + h) * c->Lq + i0) * Dv;
+    const float *V = NN__SDPA_AT(c->v, c->vs, b, h, 0);
+    float *O = NN__SDPA_AT(c->out, c->os, b, h, i0);
+    const int64_t ldv = c->vs[2], ldo = c->os[2];
     float *lse = c->lse + (b * c->H + h) * c->Lq + i0;
     if (c->causal && i0 + nr < jend) jend = i0 + nr; /* keys past the tile's last query are all masked */
     for (r = 0; r < nr; r++) { m[r] = -INFINITY; l[r] = 0.0f; }
@@ -4575,13 +4592,13 @@ static void nn__sdpa_fwd_tile(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64
         }
         if (!any) continue;
 #ifdef NN__GEMM_VL
-        if (NN__SDPA_PV_DIRECT(Dv)) { nn__sdpa_pv_direct(nr, nc, S, V + j0 * Dv, Dv, acc); continue; }
+        if (NN__SDPA_PV_DIRECT(Dv)) { nn__sdpa_pv_direct(nr, nc, S, V + j0 * ldv, ldv, Dv, acc); continue; }
 #endif
-        nn__sgemm(0, 0, nr, Dv, nc, 1.0f, S, nc, V + j0 * Dv, Dv, 1.0f, acc, Dv);
+        nn__sgemm(0, 0, nr, Dv, nc, 1.0f, S, nc, V + j0 * ldv, ldv, 1.0f, acc, Dv);
     }
     for (r = 0; r < nr; r++) {
         float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-        for (d = 0; d < Dv; d++) O[r * Dv + d] = acc[r * Dv + d] * inv;
+        for (d = 0; d < Dv; d++) O[r * ldo + d] = acc[r * Dv + d] * inv;
         lse[r] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
     }
 }
@@ -4616,23 +4633,26 @@ static void nn__sdpa_bwd_probs(const nn__sdpa_ctx *c, int64_t b, int64_t h, int6
    the tile (added), and, when with_dq, dQ of every query (added). */
 static void nn__sdpa_bwd_ktile(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64_t kt, int with_dq) {
     float *S = c->ws + (int64_t)nn__sdpa_thread() * c->ws_stride, *dP = S + c->tq * c->tk;
-    int64_t D = c->D, Dv = c->Dv, bh = b * c->H + h;
+    int64_t D = c->D, Dv = c->Dv, ldq = c->qs[2], ldk = c->ks[2], ldv = c->vs[2], ldo = c->os[2];
     int64_t j0 = kt * c->tk, nc = c->Lk - j0 < c->tk ? c->Lk - j0 : c->tk, i0, r, cc;
-    const float *Kj = c->k + (bh * c->Lk + j0) * D, *Vj = c->v + (bh * c->Lk + j0) * Dv;
-    float *dKj = c->dk ? c->dk + (bh * c->Lk + j0) * D : NULL;
-    float *dVj = c->dv ? c->dv + (bh * c->Lk + j0) * Dv : NULL;
-    if (dKj) memset(dKj, 0, sizeof(float) * (size_t)(nc * D));
-    if (dVj) memset(dVj, 0, sizeof(float) * (size_t)(nc * Dv));
+    const float *Kj = NN__SDPA_AT(c->k, c->ks, b, h, j0), *Vj = NN__SDPA_AT(c->v, c->vs, b, h, j0);
+    float *dKj = c->dk ? NN__SDPA_AT(c->dk, c->ks, b, h, j0) : NULL;
+    float *dVj = c->dv ? NN__SDPA_AT(c->dv, c->vs, b, h, j0) : NULL;
+    for (r = 0; r < nc; r++) {
+        if (dKj) memset(dKj + r * ldk, 0, sizeof(float) * (size_t)D);
+        if (dVj) memset(dVj + r * ldv, 0, sizeof(float) * (size_t)Dv);
+    }
     /* causal: query rows i < j0 see none of these keys; start at the tile holding row j0 */
     for (i0 = c->causal ? (j0 / c->tq) * c->tq : 0; i0 < c->Lq; i0 += c->tq) {
         int64_t nr = c->Lq - i0 < c->tq ? c->Lq - i0 : c->tq;
-        const float *Qi = c->q + (bh * c->Lq + i0) * D, *dOi = c->go + (bh * c->Lq + i0) * Dv;
+        const float *Qi = NN__SDPA_AT(c->q, c->qs, b, h, i0), *dOi = NN__SDPA_AT(c->go, c->os, b, h, i0);
         nn__sdpa_scores(c, b, h, i0, nr, j0, nc, S);
-        nn__sgemm(0, 1, nr, nc, Dv, 1.0f, dOi, Dv, Vj, Dv, 0.0f, dP, nc);
+        nn__sgemm(0, 1, nr, nc, Dv, 1.0f, dOi, ldo, Vj, ldv, 0.0f, dP, nc);
         nn__sdpa_bwd_probs(c, b, h, i0, nr, j0, nc, S, dP);
-        if (dVj) nn__sgemm(1, 0, nc, Dv, nr, 1.0f, S, nc, dOi, Dv, 1.0f, dVj, Dv);
-        if (dKj) nn__sgemm(1, 0, nc, D, nr, c->scale, dP, nc, Qi, D, 1.0f, dKj, D);
-        if (with_dq) nn__sgemm(0, 0, nr, D, nc, c->scale, dP, nc, Kj, D, 1.0f, c->dq + (bh * c->Lq + i0) * D, D);
+        if (dVj) nn__sgemm(1, 0, nc, Dv, nr, 1.0f, S, nc, dOi, ldo, 1.0f, dVj, ldv);
+        if (dKj) nn__sgemm(1, 0, nc, D, nr, c->scale, dP, nc, Qi, ldq, 1.0f, dKj, ldk);
+        if (with_dq)
+            nn__sgemm(0, 0, nr, D, nc, c->scale, dP, nc, Kj, ldk, 1.0f, NN__SDPA_AT(c->dq, c->qs, b, h, i0), ldq);
         if (c->dbias) {
             const int64_t *bs = c->bs;
             for (r = 0; r < nr; r++) {
@@ -4647,18 +4667,18 @@ static void nn__sdpa_bwd_ktile(const nn__sdpa_ctx *c, int64_t b, int64_t h, int6
 /* dQ of one query tile of head (b,h) (overwritten) */
 static void nn__sdpa_bwd_qtile(const nn__sdpa_ctx *c, int64_t b, int64_t h, int64_t qt) {
     float *S = c->ws + (int64_t)nn__sdpa_thread() * c->ws_stride, *dP = S + c->tq * c->tk;
-    int64_t D = c->D, Dv = c->Dv, bh = b * c->H + h;
-    int64_t i0 = qt * c->tq, nr = c->Lq - i0 < c->tq ? c->Lq - i0 : c->tq, jend = c->Lk, j0;
-    const float *dOi = c->go + (bh * c->Lq + i0) * Dv;
-    float *dQi = c->dq + (bh * c->Lq + i0) * D;
-    memset(dQi, 0, sizeof(float) * (size_t)(nr * D));
+    int64_t D = c->D, Dv = c->Dv, ldq = c->qs[2], ldk = c->ks[2], ldv = c->vs[2], ldo = c->os[2];
+    int64_t i0 = qt * c->tq, nr = c->Lq - i0 < c->tq ? c->Lq - i0 : c->tq, jend = c->Lk, j0, r;
+    const float *dOi = NN__SDPA_AT(c->go, c->os, b, h, i0);
+    float *dQi = NN__SDPA_AT(c->dq, c->qs, b, h, i0);
+    for (r = 0; r < nr; r++) memset(dQi + r * ldq, 0, sizeof(float) * (size_t)D);
     if (c->causal && i0 + nr < jend) jend = i0 + nr;
     for (j0 = 0; j0 < jend; j0 += c->tk) {
         int64_t nc = jend - j0 < c->tk ? jend - j0 : c->tk;
         nn__sdpa_scores(c, b, h, i0, nr, j0, nc, S);
-        nn__sgemm(0, 1, nr, nc, Dv, 1.0f, dOi, Dv, c->v + (bh * c->Lk + j0) * Dv, Dv, 0.0f, dP, nc);
+        nn__sgemm(0, 1, nr, nc, Dv, 1.0f, dOi, ldo, NN__SDPA_AT(c->v, c->vs, b, h, j0), ldv, 0.0f, dP, nc);
         nn__sdpa_bwd_probs(c, b, h, i0, nr, j0, nc, S, dP);
-        nn__sgemm(0, 0, nr, D, nc, c->scale, dP, nc, c->k + (bh * c->Lk + j0) * D, D, 1.0f, dQi, D);
+        nn__sgemm(0, 0, nr, D, nc, c->scale, dP, nc, NN__SDPA_AT(c->k, c->ks, b, h, j0), ldk, 1.0f, dQi, ldq);
     }
 }
 
@@ -4672,8 +4692,14 @@ static void nn__sdpa_backward(nn_node *n) {
     int64_t full[4], nq, nk, units_one_pass, u, ws_shape[1];
     if (!go) return;
     memset(&c, 0, sizeof c);
-    c.B = q->shape[0]; c.H = q->shape[1]; c.Lq = q->shape[2]; c.D = q->shape[3];
-    c.Lk = k->shape[2]; c.Dv = v->shape[3];
+    if (n->i[3]) {   /* nn_sdpa_heads: [B,L,H*D] */
+        c.B = q->shape[0]; c.H = n->i[3]; c.Lq = q->shape[1]; c.D = q->shape[2] / c.H;
+        c.Lk = k->shape[1]; c.Dv = v->shape[2] / c.H;
+    } else {
+        c.B = q->shape[0]; c.H = q->shape[1]; c.Lq = q->shape[2]; c.D = q->shape[3];
+        c.Lk = k->shape[2]; c.Dv = v->shape[3];
+    }
+    nn__sdpa_layout(&c, n->i[3] != 0);
     c.tq = nn__sdpa_bwd_tile_q; c.tk = nn__sdpa_bwd_tile_k;
     c.q = (const float *)q->data; c.k = (const float *)k->data; c.v = (const float *)v->data;
     c.o = (const float *)out->data; c.go = (const float *)go->data; c.lse = (float *)lse->data;
@@ -4694,9 +4720,9 @@ static void nn__sdpa_backward(nn_node *n) {
             c.gH = c.bs[1] ? c.H : 1;
         }
     }
-    if (want_q) { dq = nn__new(NN_F32, NN_CPU, 4, q->shape); c.dq = (float *)dq->data; }
-    if (want_k) { dk = nn__new(NN_F32, NN_CPU, 4, k->shape); c.dk = (float *)dk->data; }
-    if (want_v) { dv = nn__new(NN_F32, NN_CPU, 4, v->shape); c.dv = (float *)dv->data; }
+    if (want_q) { dq = nn__new(NN_F32, NN_CPU, q->ndim, q->shape); c.dq = (float *)dq->data; }
+    if (want_k) { dk = nn__new(NN_F32, NN_CPU, k->ndim, k->shape); c.dk = (float *)dk->data; }
+    if (want_v) { dv = nn__new(NN_F32, NN_CPU, v->ndim, v->shape); c.dv = (float *)dv->data; }
     delta = nn__new(NN_F32, NN_CPU, 3, lse->shape);
     c.delta = (float *)delta->data;
     {   /* Delta_i = dO_i . O_i */
@@ -4704,8 +4730,9 @@ static void nn__sdpa_backward(nn_node *n) {
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static)
 #endif
-        for (i = 0; i < rows; i++) {
-            const float *a = c.go + i * c.Dv, *o = c.o + i * c.Dv;
+        for (i = 0; i < rows; i++) {   /* row i = ((b*H + h)*Lq + l) */
+            const int64_t l = i % c.Lq, h = (i / c.Lq) % c.H, b = i / (c.Lq * c.H);
+            const float *a = NN__SDPA_AT(c.go, c.os, b, h, l), *o = NN__SDPA_AT(c.o, c.os, b, h, l);
             float s = 0.0f;
             int64_t d;
             for (d = 0; d < c.Dv; d++) s += a[d] * o[d];
@@ -4988,28 +5015,19 @@ static nn_tensor *nn__sdpa_cuda(nn_tensor *q, nn_tensor *k, nn_tensor *v, const 
 }
 #endif
 
-nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *opts) {
-    nn__sdpa_shape s;
+/* The CPU op after the checks: heads = 0 for [B,H,L,D] tensors (nn_sdpa), else the heads packed in the last
+   dim, read and written in place (nn_sdpa_heads) */
+static nn_tensor *nn__sdpa_cpu(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *opts,
+                               const nn__sdpa_shape *sp, int64_t heads) {
+    nn__sdpa_shape s = *sp;
     nn__sdpa_ctx c;
     nn_tensor *out, *lse, *ws, *ins[4];
     int64_t oshape[4], lshape[3], ws_shape[1], nq, units, u;
     int threads = nn__sdpa_max_threads();
     nn_node *n;
-    nn_sdpa_opts none;
-    memset(&none, 0, sizeof none);
-    if (!opts) opts = &none;
-    if (nn_autocast_dtype() != NN_F32) {   /* autocast: q, k, v, a float bias and the output in low precision */
-        nn_sdpa_opts o = *opts;
-        nn_dtype dt = nn__autocast_enter();
-        o.bias = nn__autocast_arg(o.bias, dt);
-        return nn__autocast_leave(nn_sdpa(nn__autocast_arg(q, dt), nn__autocast_arg(k, dt), nn__autocast_arg(v, dt), &o), dt);
-    }
-    nn__sdpa_check("nn_sdpa", q, k, v, opts, &s);
-#ifdef NN_CUDA
-    if (q->device == NN_CUDA) return nn__sdpa_cuda(q, k, v, opts, &s, 0);
-#endif
     memset(&c, 0, sizeof c);
     c.B = s.B; c.H = s.H; c.Lq = s.Lq; c.Lk = s.Lk; c.D = s.D; c.Dv = s.Dv;
+    nn__sdpa_layout(&c, heads != 0);
     c.tq = nn__sdpa_tile_q; c.tk = nn__sdpa_tile_k;
     c.q = (const float *)q->data; c.k = (const float *)k->data; c.v = (const float *)v->data;
     if (opts->mask) { c.mask = (const uint8_t *)opts->mask->data; memcpy(c.ms, s.ms, sizeof c.ms); }
@@ -5023,8 +5041,9 @@ nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts 
         c.seed = nn_rng_get().seed;
     }
     oshape[0] = s.B; oshape[1] = s.H; oshape[2] = s.Lq; oshape[3] = s.Dv;
+    if (heads) { oshape[1] = s.Lq; oshape[2] = s.H * s.Dv; }
     lshape[0] = s.B; lshape[1] = s.H; lshape[2] = s.Lq;
-    out = nn__new(NN_F32, NN_CPU, 4, oshape);
+    out = nn__new(NN_F32, NN_CPU, heads ? 3 : 4, oshape);
     lse = nn__new(NN_F32, NN_CPU, 3, lshape);
     c.out = (float *)out->data; c.lse = (float *)lse->data;
     c.ws_stride = c.tq * c.tk + c.tq * s.Dv + 2 * c.tq + c.tk;
@@ -5044,6 +5063,7 @@ nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts 
         nn__save(n, q); nn__save(n, k); nn__save(n, v); nn__save(n, out); nn__save(n, lse);
         n->i[0] = c.causal;
         n->i[1] = -1; n->i[2] = -1;
+        n->i[3] = heads;
         if (opts->mask) { n->i[1] = n->n_saved; nn__save(n, opts->mask); }
         if (opts->bias) { n->i[2] = n->n_saved; nn__save(n, opts->bias); }
         n->a[0] = c.scale;
@@ -5055,21 +5075,29 @@ nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts 
     return out;
 }
 
-/* [B, L, heads*D] -> [B, heads, L, D] (a copy) */
-static nn_tensor *nn__sdpa_split(nn_tensor *x, int64_t heads) {
-    int64_t s[4];
-    int perm[4] = {0, 2, 1, 3};
-    s[0] = x->shape[0]; s[1] = x->shape[1]; s[2] = heads; s[3] = x->shape[2] / heads;
-    return nn_permute(nn_reshape(x, 4, s), perm);
+nn_tensor *nn_sdpa(nn_tensor *q, nn_tensor *k, nn_tensor *v, const nn_sdpa_opts *opts) {
+    nn__sdpa_shape s;
+    nn_sdpa_opts none;
+    memset(&none, 0, sizeof none);
+    if (!opts) opts = &none;
+    if (nn_autocast_dtype() != NN_F32) {   /* autocast: q, k, v, a float bias and the output in low precision */
+        nn_sdpa_opts o = *opts;
+        nn_dtype dt = nn__autocast_enter();
+        o.bias = nn__autocast_arg(o.bias, dt);
+        return nn__autocast_leave(nn_sdpa(nn__autocast_arg(q, dt), nn__autocast_arg(k, dt), nn__autocast_arg(v, dt), &o), dt);
+    }
+    nn__sdpa_check("nn_sdpa", q, k, v, opts, &s);
+#ifdef NN_CUDA
+    if (q->device == NN_CUDA) return nn__sdpa_cuda(q, k, v, opts, &s, 0);
+#endif
+    return nn__sdpa_cpu(q, k, v, opts, &s, 0);
 }
 
 nn_tensor *nn_sdpa_heads(nn_tensor *q, nn_tensor *k, nn_tensor *v, int heads, const nn_sdpa_opts *opts) {
     static const char *op = "nn_sdpa_heads";
     nn__sdpa_shape s;
-    nn_tensor *o;
-    int64_t os[3], H = heads;
+    int64_t H = heads;
     char a[96], b[96], cs[96];
-    int perm[4] = {0, 2, 1, 3};
     nn_sdpa_opts none;
     memset(&none, 0, sizeof none);
     if (!opts) opts = &none;
@@ -5092,11 +5120,7 @@ nn_tensor *nn_sdpa_heads(nn_tensor *q, nn_tensor *k, nn_tensor *v, int heads, co
 #ifdef NN_CUDA
     if (q->device == NN_CUDA) return nn__sdpa_cuda(q, k, v, opts, &s, H);
 #endif
-    /* the CPU kernels want [B,H,L,D]: the composition is the definition */
-    nn_scope_begin();
-    o = nn_sdpa(nn__sdpa_split(q, H), nn__sdpa_split(k, H), nn__sdpa_split(v, H), opts);
-    os[0] = s.B; os[1] = s.Lq; os[2] = H * s.Dv;
-    return nn_scope_end(nn_reshape(nn_permute(o, perm), 3, os));
+    return nn__sdpa_cpu(q, k, v, opts, &s, H);   /* the CPU kernels read the packed heads in place too */
 }
 
 nn_tensor *nn_key_padding_mask(nn_tensor *valid) {
