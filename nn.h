@@ -7818,6 +7818,46 @@ static float nn__lerpf(float self, float end, float w) {
     return fabsf(w) < 0.5f ? fmaf(w, end - self, self) : fmaf(w - 1.0f, end - self, end);
 }
 
+/* AdamW on one CPU parameter k (torch's _single_tensor_adam, step by step below) */
+#define NN__ADAMW_SPLIT 32768   /* elements above which one parameter's update is split over the threads */
+static void nn__adamw_cpu_param(nn_adamw *o, int k, double lr) {
+    nn_params *P = o->P;
+    nn_tensor *t = P->items[k].t;
+    float *p = (float *)t->data, *m = o->exp_avg[k], *v = o->exp_avg_sq[k];
+    const float *g;
+    double wd = P->items[k].no_decay ? 0.0 : o->cfg.weight_decay, b1 = o->cfg.beta1, b2 = o->cfg.beta2;
+    double bc1, bc2, step_size, bc2_sqrt;
+    float decay, w1, b2f, w2, bc2f, epsf, neg_step;
+    int64_t i, n = t->numel, step;
+    int maximize = o->cfg.maximize, do_decay = wd != 0;
+    if (!t->grad || t->device != NN_CPU) return;  /* torch skips parameters whose grad is None */
+    g = (const float *)t->grad->data;
+    step = ++o->steps[k];
+    /* the Python-float scalars of _single_tensor_adam (double), rounded to f32 where a kernel uses them */
+    bc1 = 1.0 - pow(b1, (double)step);
+    bc2 = 1.0 - pow(b2, (double)step);
+    step_size = lr / bc1;
+    bc2_sqrt = pow(bc2, 0.5);  /* Python's bc2 ** 0.5 */
+    decay = (float)(1.0 - lr * wd);
+    w1 = (float)(1.0 - b1);
+    b2f = (float)b2;
+    w2 = (float)(1.0 - b2);
+    bc2f = (float)bc2_sqrt;
+    epsf = (float)o->cfg.eps;
+    neg_step = (float)(-step_size);
+    NN_OMP("omp parallel for if (n > NN__ADAMW_SPLIT)")
+    for (i = 0; i < n; i++) {
+        float gi = maximize ? -g[i] : g[i], pi = p[i], vi, denom;
+        if (do_decay) pi = pi * decay;
+        m[i] = nn__lerpf(m[i], gi, w1);
+        vi = v[i] * b2f;
+        vi = fmaf(w2 * gi, gi, vi);  /* addcmul: self + (value*t1)*t2, the add fused */
+        v[i] = vi;
+        denom = sqrtf(vi) / bc2f + epsf;
+        p[i] = pi + (neg_step * m[i]) / denom;  /* addcdiv: self + (value*t1)/t2 */
+    }
+}
+
 void nn_adamw_step(nn_adamw *o, double lr) {
     int k;
     nn_params *P;
@@ -7862,42 +7902,11 @@ void nn_adamw_step(nn_adamw *o, double lr) {
         free(pp); free(ne); free(wd);
     }
 #endif
-    for (k = 0; k < o->n; k++) {
-        nn_tensor *t = P->items[k].t;
-        float *p = (float *)t->data, *m = o->exp_avg[k], *v = o->exp_avg_sq[k];
-        const float *g;
-        double wd = P->items[k].no_decay ? 0.0 : o->cfg.weight_decay, b1 = o->cfg.beta1, b2 = o->cfg.beta2;
-        double bc1, bc2, step_size, bc2_sqrt;
-        float decay, w1, b2f, w2, bc2f, epsf, neg_step;
-        int64_t i, n = t->numel, step;
-        int maximize = o->cfg.maximize, do_decay = wd != 0;
-        if (!t->grad || t->device != NN_CPU) continue;  /* torch skips parameters whose grad is None */
-        g = (const float *)t->grad->data;
-        step = ++o->steps[k];
-        /* the Python-float scalars of _single_tensor_adam (double), rounded to f32 where a kernel uses them */
-        bc1 = 1.0 - pow(b1, (double)step);
-        bc2 = 1.0 - pow(b2, (double)step);
-        step_size = lr / bc1;
-        bc2_sqrt = pow(bc2, 0.5);  /* Python's bc2 ** 0.5 */
-        decay = (float)(1.0 - lr * wd);
-        w1 = (float)(1.0 - b1);
-        b2f = (float)b2;
-        w2 = (float)(1.0 - b2);
-        bc2f = (float)bc2_sqrt;
-        epsf = (float)o->cfg.eps;
-        neg_step = (float)(-step_size);
-        NN_OMP("omp parallel for if (n > 32768)")
-        for (i = 0; i < n; i++) {
-            float gi = maximize ? -g[i] : g[i], pi = p[i], vi, denom;
-            if (do_decay) pi = pi * decay;
-            m[i] = nn__lerpf(m[i], gi, w1);
-            vi = v[i] * b2f;
-            vi = fmaf(w2 * gi, gi, vi);  /* addcmul: self + (value*t1)*t2, the add fused */
-            v[i] = vi;
-            denom = sqrtf(vi) / bc2f + epsf;
-            p[i] = pi + (neg_step * m[i]) / denom;  /* addcdiv: self + (value*t1)/t2 */
-        }
-    }
+    /* CPU parameters: a large one is split over the threads; the small ones (most of a small model, each
+       below the fork/join's worth) go to the threads whole, a parameter at a time. Same arithmetic. */
+    NN_OMP("omp parallel for schedule(dynamic, 1)")
+    for (k = 0; k < o->n; k++) if (P->items[k].t->numel <= NN__ADAMW_SPLIT) nn__adamw_cpu_param(o, k, lr);
+    for (k = 0; k < o->n; k++) if (P->items[k].t->numel > NN__ADAMW_SPLIT) nn__adamw_cpu_param(o, k, lr);
 }
 
 /* ------------------------------------------------------------------------------------------ [impl:sched] */
