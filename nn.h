@@ -8015,17 +8015,29 @@ static float nn__grad_total_norm(const char *op, const nn_params *P) {
         if (nn__grad_norm_cuda(op, (nn_params *)P, -1.0, &t)) return t;
     }
 #endif
+    float *norm;
     for (k = 0; k < P->n; k++) {
         const nn_tensor *g = P->items[k].t->grad;
-        float nk;
-        if (!g) continue;
-        if (g->dtype != NN_F32 || g->device != NN_CPU)
+        if (g && (g->dtype != NN_F32 || g->device != NN_CPU))
             nn_error("%s: gradient of %s is %s on %s (f32 on the CPU expected)", op, P->items[k].name,
                      nn_dtype_name(g->dtype), nn_device_name(g->device));
-        /* torch: vector_norm per gradient (an f32 result), then the norm of the stacked norms */
-        nk = (float)sqrt(nn__sumsq((const float *)g->data, g->numel));
-        total += (double)nk * (double)nk;
     }
+    if (!(norm = (float *)NN_MALLOC(sizeof(float) * (size_t)(P->n + 1)))) nn_error("%s: out of host memory", op);
+    /* torch: vector_norm per gradient (an f32 result), then the norm of the stacked norms. The small
+       gradients' norms go to the threads whole, the large ones are split (nn__sumsq): each norm is the same
+       sum either way, and they are added in registry order. */
+    NN_OMP("omp parallel for schedule(dynamic, 1)")
+    for (k = 0; k < P->n; k++) {
+        const nn_tensor *g = P->items[k].t->grad;
+        if (g && g->numel <= 32768) norm[k] = (float)sqrt(nn__sumsq((const float *)g->data, g->numel));
+    }
+    for (k = 0; k < P->n; k++) {
+        const nn_tensor *g = P->items[k].t->grad;
+        if (!g) continue;
+        if (g->numel > 32768) norm[k] = (float)sqrt(nn__sumsq((const float *)g->data, g->numel));
+        total += (double)norm[k] * (double)norm[k];
+    }
+    NN_FREE(norm);
     return (float)sqrt(total);
 }
 
@@ -8054,14 +8066,20 @@ float nn_clip_grad_norm(nn_params *P, double max_norm, int error_if_nonfinite) {
         if (nn__grad_norm_cuda("nn_clip_grad_norm", P, max_norm, &again)) return total;
     }
 #endif
+    NN_OMP("omp parallel for schedule(dynamic, 1)")   /* small gradients whole to the threads, as the norms */
+    for (k = 0; k < P->n; k++) {
+        nn_tensor *g = P->items[k].t->grad;
+        int64_t i;
+        if (g && g->numel <= 32768) for (i = 0; i < g->numel; i++) ((float *)g->data)[i] *= coef;
+    }
     for (k = 0; k < P->n; k++) {
         nn_tensor *g = P->items[k].t->grad;
         float *d;
         int64_t i, n;
-        if (!g) continue;
+        if (!g || g->numel <= 32768) continue;
         d = (float *)g->data;
         n = g->numel;
-        NN_OMP("omp parallel for if (n > 32768)")
+        NN_OMP("omp parallel for")
         for (i = 0; i < n; i++) d[i] *= coef;
     }
     return total;
