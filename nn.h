@@ -817,8 +817,13 @@ void nn__cuda_sdpa_bwd(const nn__cuda_sdpa_args *a);
 #define NN_PI 3.14159265358979323846
 #endif
 
+/* Below this many elements a loop stays on one thread: an OpenMP fork/join costs a few microseconds, about
+   what this many simple element operations take. Every elementwise, reduction and per-parameter loop uses it
+   (the GEMM has its own threshold in multiply-adds, NN_GEMM_PARALLEL_MIN). OpenMP clauses macro-expand it. */
+#define NN__PAR_MIN 32768
+
 /* Hot inner kernels must come out the same at -O2 as at -O3: GCC 12 at -O2 neither inlines a mid-sized
-   static function into a loop (so "omp simd" over nn__sdpa_exp stayed scalar calls) nor fully unrolls the
+   static function into a loop (so "omp simd" over nn__exp_nonpos stayed scalar calls) nor fully unrolls the
    micro-kernel's row loop (so its 24 vector accumulators lived in memory). Measured on the part_location
    tiny training step, 2 cores: -O2 12.3 it/s, -O3 18.7 it/s before these two hints (2026-12-06). */
 #if defined(__GNUC__)
@@ -1883,10 +1888,10 @@ static void nn__round_into(nn_tensor *dst, const nn_tensor *src, nn_dtype dt) {
         return;
     }
     if (dt == NN_BF16) {
-        NN_OMP("omp parallel for if (n > 32768)")
+        NN_OMP("omp parallel for if (n > NN__PAR_MIN)")
         for (i = 0; i < n; i++) d[i] = nn__bf16_to_f32(nn__f32_to_bf16(s[i]));
     } else {
-        NN_OMP("omp parallel for if (n > 32768)")
+        NN_OMP("omp parallel for if (n > NN__PAR_MIN)")
         for (i = 0; i < n; i++) d[i] = nn__half_to_f32(nn__f32_to_half(s[i]));
     }
 }
@@ -2208,7 +2213,7 @@ static void nn__binary_cpu(int op, const nn_tensor *a, const nn_tensor *b, nn_te
     int64_t sa[NN_MAX_DIMS], sb[NN_MAX_DIMS], inner, rows, r;
     if (nd == 0 || (a->numel == o->numel && b->numel == o->numel)) {          /* same shape: one flat loop */
         int64_t n = o->numel, i;
-#define NN__FLAT(EXPR) NN_OMP("omp parallel for if (n > 32768)") for (i = 0; i < n; i++) po[i] = EXPR; break;
+#define NN__FLAT(EXPR) NN_OMP("omp parallel for if (n > NN__PAR_MIN)") for (i = 0; i < n; i++) po[i] = EXPR; break;
         switch (op) {
         case NN__ADD: NN__FLAT(pa[i] + pb[i])
         case NN__SUB: NN__FLAT(pa[i] - pb[i])
@@ -2223,7 +2228,7 @@ static void nn__binary_cpu(int op, const nn_tensor *a, const nn_tensor *b, nn_te
     inner = o->shape[nd - 1];
     rows = inner ? o->numel / inner : 0;
 #define NN__ROWS(EXPR) \
-    NN_OMP("omp parallel for if (o->numel > 32768)") \
+    NN_OMP("omp parallel for if (o->numel > NN__PAR_MIN)") \
     for (r = 0; r < rows; r++) { \
         const float *xa = pa + nn__row_offset(r, nd, o->shape, sa), *xb = pb + nn__row_offset(r, nd, o->shape, sb); \
         float *y = po + r * inner; \
@@ -2316,7 +2321,7 @@ static void nn__add_into(nn_tensor *dst, const nn_tensor *src) {
             nn__store(dst->data, dst->dtype, i, (double)((float)nn__load(dst->data, dst->dtype, i) + (float)nn__load(src->data, src->dtype, i)));
         return;
     }
-    NN_OMP("omp parallel for if (n > 32768)")
+    NN_OMP("omp parallel for if (n > NN__PAR_MIN)")
     for (i = 0; i < n; i++) d[i] += s[i];
 }
 
@@ -2472,7 +2477,7 @@ static NN__ALWAYS_INLINE float nn__erff(float x) {
 
 static void nn__unary_cpu(int op, const float *x, float *y, int64_t n, float p0, float p1) {
     int64_t i;
-#define NN__MAP(EXPR) NN_OMP("omp parallel for if (n > 32768)") for (i = 0; i < n; i++) { float v = x[i]; y[i] = EXPR; } break;
+#define NN__MAP(EXPR) NN_OMP("omp parallel for if (n > NN__PAR_MIN)") for (i = 0; i < n; i++) { float v = x[i]; y[i] = EXPR; } break;
     switch (op) {
     case NN__U_ADDS: NN__MAP(v + p0)
     case NN__U_MULS: NN__MAP(v * p0)
@@ -2497,7 +2502,7 @@ static void nn__unary_cpu(int op, const float *x, float *y, int64_t n, float p0,
 /* gx = g * f'(.) where s is the saved x or y */
 static void nn__unary_grad_cpu(int op, const float *g, const float *s, float *gx, int64_t n, float p0, float p1) {
     int64_t i;
-#define NN__MAP(EXPR) NN_OMP("omp parallel for if (n > 32768)") for (i = 0; i < n; i++) { float v = s ? s[i] : 0.0f; (void)v; gx[i] = g[i] * (EXPR); } break;
+#define NN__MAP(EXPR) NN_OMP("omp parallel for if (n > NN__PAR_MIN)") for (i = 0; i < n; i++) { float v = s ? s[i] : 0.0f; (void)v; gx[i] = g[i] * (EXPR); } break;
     switch (op) {
     case NN__U_ADDS: NN__MAP(1.0f)
     case NN__U_MULS: NN__MAP(p0)
@@ -2679,7 +2684,7 @@ static void nn__reduce_backward(nn_node *n) {
         /* one row of `inner` values per (o, i). Long reductions (len >= 4096): threads split i within each o;
            short ones: threads take whole o. No division per element either way. */
         int long_rows = len >= 4096 || outer == 1;
-        NN_OMP("omp parallel if (rows * inner > 32768)")
+        NN_OMP("omp parallel if (rows * inner > NN__PAR_MIN)")
         {
             int64_t o0, o1, i0, i1, oo;
             for (oo = 0; oo < (long_rows ? outer : 1); oo++) {
@@ -2729,7 +2734,7 @@ static void nn__reduce_cpu(int kind, const float *px, float *py, int64_t *arg, f
         int64_t s2 = tasks * 2 + 1;
         nn_tensor *ws = nn__new(NN_F32, NN_CPU, 1, &s2);      /* per chunk: a double, or a max + its index */
         double *part = (double *)ws->data;
-        NN_OMP("omp parallel for if (outer * len > 32768)")
+        NN_OMP("omp parallel for if (outer * len > NN__PAR_MIN)")
         for (t = 0; t < tasks; t++) {
             int64_t oo = t / nch, c = t - oo * nch, b = c * NN__RCHUNK, e = b + NN__RCHUNK < len ? b + NN__RCHUNK : len, i;
             const float *p = px + oo * len;
@@ -2741,7 +2746,7 @@ static void nn__reduce_cpu(int kind, const float *px, float *py, int64_t *arg, f
                 ((int32_t *)part)[2 * t + 1] = (int32_t)(a - b);
             } else part[t] = nn__sum_f32(p + b, e - b);
         }
-        NN_OMP("omp parallel for if (outer * len > 32768)")
+        NN_OMP("omp parallel for if (outer * len > NN__PAR_MIN)")
         for (o = 0; o < outer; o++) {
             int64_t c;
             if (kind == NN__R_MAX) {
@@ -2762,7 +2767,7 @@ static void nn__reduce_cpu(int kind, const float *px, float *py, int64_t *arg, f
             }
         }
         if (kind == NN__R_VAR) {
-            NN_OMP("omp parallel for if (outer * len > 32768)")
+            NN_OMP("omp parallel for if (outer * len > NN__PAR_MIN)")
             for (t = 0; t < tasks; t++) {
                 int64_t oo = t / nch, c = t - oo * nch, b = c * NN__RCHUNK, e = b + NN__RCHUNK < len ? b + NN__RCHUNK : len;
                 part[t] = nn__sqdev_f32(px + oo * len + b, e - b, mean[oo]);
@@ -2777,7 +2782,7 @@ static void nn__reduce_cpu(int kind, const float *px, float *py, int64_t *arg, f
         nn_tensor_free(ws);
     } else {
         int64_t nb = (inner + 255) / 256, t, tasks = outer * nb;
-        NN_OMP("omp parallel for if (outer * len * inner > 32768)")
+        NN_OMP("omp parallel for if (outer * len * inner > NN__PAR_MIN)")
         for (t = 0; t < tasks; t++) {
             int64_t oo = t / nb, j0 = (t - oo * nb) * 256, j1 = j0 + 256 < inner ? j0 + 256 : inner, w = j1 - j0, i, j;
             const float *p = px + oo * len * inner + j0;
@@ -2867,7 +2872,7 @@ static void nn__softmax_backward(nn_node *n) {
 #ifdef NN_CUDA
     if (g->device == NN_CUDA) { nn__cuda_softmax_bwd(g, y, outer, len, inner, log_form, gx); nn__accumulate(n, 0, gx); return; }
 #endif
-    NN_OMP("omp parallel for if (outer * len * inner > 32768)")
+    NN_OMP("omp parallel for if (outer * len * inner > NN__PAR_MIN)")
     for (o = 0; o < outer; o++) {
         int64_t i, j;
         for (j = 0; j < inner; j++) {
@@ -2899,7 +2904,7 @@ static nn_tensor *nn__softmax(nn_tensor *x, int dim, int log_form) {
 #ifdef NN_CUDA
     if (x->device == NN_CUDA) nn__cuda_softmax_fwd(x, outer, len, inner, log_form, y); else
 #endif
-    NN_OMP("omp parallel for if (outer * len * inner > 32768)")
+    NN_OMP("omp parallel for if (outer * len * inner > NN__PAR_MIN)")
     for (o = 0; o < outer; o++) {
         int64_t i, j;
         for (j = 0; j < inner; j++) {
@@ -3093,7 +3098,7 @@ static void nn__dropout_apply(const float *x, float *y, int64_t n, double p, uin
        (off + i) % 4 of block (off + i) / 4, exactly as nn_rng_uniform_at(seed, off + i) */
     int64_t b, b0 = (int64_t)(off >> 2), nb = n > 0 ? (int64_t)((off + (uint64_t)n + 3) >> 2) - b0 : 0;
     float scale = (float)(1.0 / (1.0 - p)), fp = (float)p;
-    NN_OMP("omp parallel for if (n > 32768)")
+    NN_OMP("omp parallel for if (n > NN__PAR_MIN)")
     for (b = 0; b < nb; b++) {
         uint32_t r[4];
         int lane;
@@ -3382,7 +3387,7 @@ nn_tensor *nn_linear(nn_tensor *x, nn_tensor *w, nn_tensor *b) {
     if (b) {   /* start from the bias, then accumulate the product (beta = 1) */
         const float *pb = (const float *)b->data;
         float *py = (float *)y->data;
-        NN_OMP("omp parallel for if (rows * out > 32768)")
+        NN_OMP("omp parallel for if (rows * out > NN__PAR_MIN)")
         for (r = 0; r < rows; r++) memcpy(py + r * out, pb, sizeof(float) * (size_t)out);
     }
     nn__sgemm(0, 1, rows, out, in, 1.0f, (const float *)x->data, in, (const float *)w->data, in, b ? 1.0f : 0.0f,
@@ -3989,9 +3994,9 @@ static void nn__permute_cpu(const nn_tensor *a, const int *perm, nn_tensor *o) {
     inner = o->shape[nd - 1];
     rows = o->numel / inner;
     /* Each thread takes a block of output rows and walks their input offsets with a counter (a division per
-       dim per row cost more than the copy of a 16-float head row); a row whose input is contiguous too
-       (the head split and merge of attention, [B,L,H,D] <-> [B,H,L,D]) is one memcpy. */
-    NN_OMP("omp parallel if (o->numel > 32768)")
+       dim per row cost more than the copy of a 16-float row); a row whose input is contiguous too (a swap of
+       leading dims, as [B,L,H,D] <-> [B,H,L,D]) is one memcpy. */
+    NN_OMP("omp parallel if (o->numel > NN__PAR_MIN)")
     {
 #ifdef _OPENMP
         int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -4074,7 +4079,7 @@ static void nn__slice_copy(const nn_tensor *a, int d, int64_t start, nn_tensor *
         return;
     }
 #endif
-    NN_OMP("omp parallel for if (o->numel > 32768)")
+    NN_OMP("omp parallel for if (o->numel > NN__PAR_MIN)")
     for (o_i = 0; o_i < outer; o_i++) {
         char *src = (char *)a->data + ((o_i * len + start) * inner) * (int64_t)es;
         char *dst = (char *)o->data + (o_i * olen * inner) * (int64_t)es;
@@ -4179,7 +4184,7 @@ nn_tensor *nn_concat(int n_t, nn_tensor **ts, int dim) {
             continue;
         }
 #endif
-        NN_OMP("omp parallel for if (outer * len * inner > 32768)")
+        NN_OMP("omp parallel for if (outer * len * inner > NN__PAR_MIN)")
         for (o_i = 0; o_i < outer; o_i++)
             memcpy((char *)o->data + ((o_i * s[d] + off) * inner) * (int64_t)es,
                    (const char *)ts[k]->data + (o_i * len * inner) * (int64_t)es, (size_t)(len * inner) * es);
@@ -4248,7 +4253,7 @@ nn_tensor *nn_expand(nn_tensor *a, int ndim, const int64_t *shape) {
         /* out = a + 0 with broadcasting, without a tape entry for the zero */
         int64_t st[NN_MAX_DIMS], inner = ndim ? o->shape[ndim - 1] : 1, rows = inner ? o->numel / inner : 0, r;
         nn__bcast_strides(a->ndim, a->shape, ndim, o->shape, st);
-        NN_OMP("omp parallel for if (o->numel > 32768)")
+        NN_OMP("omp parallel for if (o->numel > NN__PAR_MIN)")
         for (r = 0; r < rows; r++) {
             const float *src = (const float *)a->data + (ndim ? nn__row_offset(r, ndim, o->shape, st) : 0);
             float *dst = (float *)o->data + r * inner;
@@ -5385,7 +5390,7 @@ static void nn__conv_range(int64_t off, int64_t s, int64_t W, int64_t Wo, int64_
 static void nn__im2col(const float *x, const nn__conv_geom *g, int64_t oh0, int64_t oh1, float *cols) {
     const int64_t kk = g->kh * g->kw, rows = g->C * kk, nc = (oh1 - oh0) * g->Wo;
     int64_t r;
-    NN_OMP("omp parallel for schedule(static) if(rows * nc > 32768)")
+    NN_OMP("omp parallel for schedule(static) if(rows * nc > NN__PAR_MIN)")
     for (r = 0; r < rows; r++) {
         const int64_t c = r / kk, i = (r / g->kw) % g->kh, j = r % g->kw;
         const float *xc = x + c * g->H * g->W;
@@ -5415,7 +5420,7 @@ static void nn__col2im(const float *cols, const nn__conv_geom *g, int64_t oh0, i
     const int64_t nc = (oh1 - oh0) * g->Wo, work = g->C * g->kh * g->kw * nc;
     int64_t c;
     (void)work;   /* read by the OpenMP clause only */
-    NN_OMP("omp parallel for schedule(static) if(work > 32768)")
+    NN_OMP("omp parallel for schedule(static) if(work > NN__PAR_MIN)")
     for (c = 0; c < g->C; c++) {
         float *xc = dx + c * g->H * g->W;
         int64_t i, j, oh, ow;
@@ -5473,9 +5478,17 @@ static int nn__conv_is_patchify(const nn__conv_geom *g) {
            g->sw == g->kw && g->kh * g->kw > 1;
 }
 
-static int64_t nn__patch_images(const nn__conv_geom *g) {   /* images per chunk */
-    int64_t per = NN_CONV_COLS_BYTES / (int64_t)sizeof(float) / (g->Ho * g->Wo * g->C * g->kh * g->kw);
-    return per < 1 ? 1 : per > g->N ? g->N : per;
+/* the chunk's workspaces, patches P [per*HoWo, K] and output rows [per*HoWo, Cout]; returns per, the images
+   a chunk takes */
+static int64_t nn__patch_workspace(const nn__conv_geom *g, nn_tensor **P, nn_tensor **rows) {
+    const int64_t K = g->C * g->kh * g->kw, HoWo = g->Ho * g->Wo;
+    int64_t per = NN_CONV_COLS_BYTES / (int64_t)sizeof(float) / (HoWo * K), pn, on;
+    per = per < 1 ? 1 : per > g->N ? g->N : per;
+    pn = per * HoWo * K;
+    on = per * HoWo * g->Cout;
+    *P = nn__new(NN_F32, NN_CPU, 1, &pn);
+    *rows = nn__new(NN_F32, NN_CPU, 1, &on);
+    return per;
 }
 
 /* to_patches: P <- x's patches of images [n0, n1); else x's patch region <- P (the patches of dx; the rows
@@ -5483,7 +5496,7 @@ static int64_t nn__patch_images(const nn__conv_geom *g) {   /* images per chunk 
 static void nn__patches(float *x, const nn__conv_geom *g, int64_t n0, int64_t n1, float *P, int to_patches) {
     const int64_t K = g->C * g->kh * g->kw, rows = (n1 - n0) * g->Ho;
     int64_t r;
-    NN_OMP("omp parallel for schedule(static) if(rows * g->Wo * K > 32768)")
+    NN_OMP("omp parallel for schedule(static) if(rows * g->Wo * K > NN__PAR_MIN)")
     for (r = 0; r < rows; r++) {   /* one (image, patch row) */
         const int64_t n = n0 + r / g->Ho, ho = r % g->Ho;
         int64_t wo, c, i;
@@ -5504,7 +5517,7 @@ static void nn__patches(float *x, const nn__conv_geom *g, int64_t n0, int64_t n1
 static void nn__patch_transpose(float *nchw, float *rows, const nn__conv_geom *g, int64_t n0, int64_t n1, int to_nchw) {
     const int64_t HoWo = g->Ho * g->Wo, planes = (n1 - n0) * g->Cout;
     int64_t pl;
-    NN_OMP("omp parallel for schedule(static) if(planes * HoWo > 32768)")
+    NN_OMP("omp parallel for schedule(static) if(planes * HoWo > NN__PAR_MIN)")
     for (pl = 0; pl < planes; pl++) {
         const int64_t n = pl / g->Cout, co = pl % g->Cout;
         float *plane = nchw + ((n0 + n) * g->Cout + co) * HoWo;
@@ -5575,7 +5588,7 @@ static void nn__conv2d_backward(nn_node *n) {
         int64_t co;
         nn_tensor *db = nn__new(NN_F32, NN_CPU, 1, &g.Cout);
         float *dbd = (float *)db->data;
-        NN_OMP("omp parallel for schedule(static) if(g.N * g.Cout * HoWo > 32768)")
+        NN_OMP("omp parallel for schedule(static) if(g.N * g.Cout * HoWo > NN__PAR_MIN)")
         for (co = 0; co < g.Cout; co++) {
             double s = 0;
             int64_t b, p;
@@ -5594,8 +5607,8 @@ static void nn__conv2d_backward(nn_node *n) {
     if (need_w) dw = nn__new(NN_F32, NN_CPU, w->ndim, w->shape);
     if (nn__conv_is_patchify(&g)) {
         /* per chunk: dOut as rows [patches, Cout]; dW (+)= dOut^T @ patches; dpatches = dOut @ W into dx */
-        const int64_t per = nn__patch_images(&g), pn = per * HoWo * K, on = per * HoWo * g.Cout;
-        nn_tensor *pw = nn__new(NN_F32, NN_CPU, 1, &pn), *ow = nn__new(NN_F32, NN_CPU, 1, &on);
+        nn_tensor *pw, *ow;
+        const int64_t per = nn__patch_workspace(&g, &pw, &ow);
         float *P = (float *)pw->data, *dO = (float *)ow->data;
         int64_t n0;
         for (n0 = 0; n0 < g.N; n0 += per) {
@@ -5728,8 +5741,8 @@ static nn_tensor *nn__conv2d_impl(const char *op, nn_tensor *x, nn_tensor *w, nn
     {
         od = (float *)out->data; xd = (const float *)x->data; wd = (const float *)w->data;
         if (nn__conv_is_patchify(&g)) {   /* out = patches @ W^T, a chunk of images per GEMM */
-            const int64_t per = nn__patch_images(&g), pn = per * HoWo * K, on = per * HoWo * g.Cout;
-            nn_tensor *pw = nn__new(NN_F32, NN_CPU, 1, &pn), *ow = nn__new(NN_F32, NN_CPU, 1, &on);
+            nn_tensor *pw, *ow;
+            const int64_t per = nn__patch_workspace(&g, &pw, &ow);
             int64_t n0;
             for (n0 = 0; n0 < g.N; n0 += per) {
                 const int64_t n1 = n0 + per < g.N ? n0 + per : g.N;
@@ -5756,7 +5769,7 @@ static nn_tensor *nn__conv2d_impl(const char *op, nn_tensor *x, nn_tensor *w, nn
         if (b) {
             const float *bd = (const float *)b->data;
             int64_t pl;
-            NN_OMP("omp parallel for schedule(static) if(g.N * g.Cout * HoWo > 32768)")
+            NN_OMP("omp parallel for schedule(static) if(g.N * g.Cout * HoWo > NN__PAR_MIN)")
             for (pl = 0; pl < g.N * g.Cout; pl++) {
                 float *o = od + pl * HoWo, bv = bd[pl % g.Cout];
                 int64_t p;
@@ -5823,7 +5836,7 @@ static void nn__upsample_nearest2d_backward(nn_node *n) {
     {
         th = nn__nearest_table(H, Ho); tw = nn__nearest_table(W, Wo);
         ih = (const int64_t *)th->data; iw = (const int64_t *)tw->data;
-        NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) > 32768)")
+        NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) > NN__PAR_MIN)")
         for (pl = 0; pl < planes; pl++) {
             const float *g = (const float *)gout->data + pl * Ho * Wo;
             float *d = (float *)dx->data + pl * H * W;
@@ -5869,7 +5882,7 @@ nn_tensor *nn_upsample_nearest2d(nn_tensor *x, int64_t out_h, int64_t out_w) {
         planes = shape[0] * shape[1];
         th = nn__nearest_table(H, out_h); tw = nn__nearest_table(W, out_w);
         ih = (const int64_t *)th->data; iw = (const int64_t *)tw->data;
-        NN_OMP("omp parallel for schedule(static) if(planes * out_h * out_w > 32768)")
+        NN_OMP("omp parallel for schedule(static) if(planes * out_h * out_w > NN__PAR_MIN)")
         for (pl = 0; pl < planes; pl++) {
             const float *s = (const float *)x->data + pl * H * W;
             float *d = (float *)out->data + pl * out_h * out_w;
@@ -5907,7 +5920,7 @@ static void nn__avg_pool2d_backward(nn_node *n) {
     else
 #endif
     {
-        NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) * k > 32768)")
+        NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) * k > NN__PAR_MIN)")
         for (pl = 0; pl < planes; pl++) {
             const float *g = (const float *)gout->data + pl * Ho * Wo;
             float *d = (float *)dx->data + pl * H * W;
@@ -5963,7 +5976,7 @@ nn_tensor *nn_avg_pool2d(nn_tensor *x, int kernel, int stride, int padding) {
     {
         planes = shape[0] * shape[1];
         inv = 1.0f / (float)(kernel * kernel);
-        NN_OMP("omp parallel for schedule(static) if(planes * Ho * Wo * kernel * kernel > 32768)")
+        NN_OMP("omp parallel for schedule(static) if(planes * Ho * Wo * kernel * kernel > NN__PAR_MIN)")
         for (pl = 0; pl < planes; pl++) {
             const float *src = (const float *)x->data + pl * H * W;
             float *d = (float *)out->data + pl * Ho * Wo;
@@ -6008,7 +6021,7 @@ static void nn__adaptive_avg_pool2d_backward(nn_node *n) {
     else
 #endif
     {
-        NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) > 32768)")
+        NN_OMP("omp parallel for schedule(static) if(planes * (H * W + Ho * Wo) > NN__PAR_MIN)")
         for (pl = 0; pl < planes; pl++) {
             const float *g = (const float *)gout->data + pl * Ho * Wo;
             float *d = (float *)dx->data + pl * H * W;
@@ -6042,7 +6055,7 @@ nn_tensor *nn_adaptive_avg_pool2d(nn_tensor *x, int64_t out_h, int64_t out_w) {
 #endif
     {
         planes = shape[0] * shape[1];
-        NN_OMP("omp parallel for schedule(static) if(planes * (H * W + out_h * out_w) > 32768)")
+        NN_OMP("omp parallel for schedule(static) if(planes * (H * W + out_h * out_w) > NN__PAR_MIN)")
         for (pl = 0; pl < planes; pl++) {
             const float *src = (const float *)x->data + pl * H * W;
             float *d = (float *)out->data + pl * out_h * out_w;
@@ -6141,7 +6154,7 @@ static void nn__group_norm_backward(nn_node *n) {
     st = nn__new(NN_F32, NN_CPU, 1, &len);
     S1 = (double *)st->data; S2 = S1 + (NC > 0 ? NC : 1);
     if (need_x) dx = nn__new(NN_F32, NN_CPU, x->ndim, x->shape);
-    NN_OMP("omp parallel for schedule(static) if(x->numel > 32768)")
+    NN_OMP("omp parallel for schedule(static) if(x->numel > NN__PAR_MIN)")
     for (ng = 0; ng < N * G; ng++) {
         const int64_t bi = ng / G, gi = ng % G, base = (bi * C + gi * Cg) * HW;
         const double mu = mean[ng], rs = rstd[ng], m = (double)(Cg * HW);
@@ -6230,7 +6243,7 @@ nn_tensor *nn_group_norm(nn_tensor *x, int groups, nn_tensor *w, nn_tensor *b, d
         const float *xd = (const float *)x->data, *wd = w ? (const float *)w->data : NULL;
         const float *bd = b ? (const float *)b->data : NULL;
         float *od = (float *)out->data, *mean = (float *)mt->data, *rstd = (float *)rt->data;
-        NN_OMP("omp parallel for schedule(static) if(x->numel > 32768)")
+        NN_OMP("omp parallel for schedule(static) if(x->numel > NN__PAR_MIN)")
         for (ng = 0; ng < ngs; ng++) {
             const int64_t bi = ng / groups, gi = ng % groups, base = (bi * C + gi * Cg) * HW, m = Cg * HW;
             const float K = m > 0 ? xd[base] : 0.0f;
@@ -6319,9 +6332,6 @@ nn_tensor *nn_group_norm(nn_tensor *x, int groups, nn_tensor *w, nn_tensor *b, d
 #define NN_OMP(x)
 #endif
 #endif
-
-/* below this many elements a loop stays on one thread (thread start-up costs more than the work) */
-#define NN__IL_PAR 32768
 
 /* ------------------------------------------------------------------------------------- helpers */
 
@@ -6519,7 +6529,7 @@ static void nn__il_rows_copy(float *dst, const float *src, int64_t outer, int64_
 #ifdef NN_CUDA
     if (idx->device == NN_CUDA) { nn__cuda_il_rows_copy(dst, src, outer, sn, inner, idx, n); return; }
 #endif
-    NN_OMP("omp parallel for if(rows * inner > 32768)")
+    NN_OMP("omp parallel for if(rows * inner > NN__PAR_MIN)")
     for (r = 0; r < rows; r++) {
         int64_t o = r / n, j = r % n;
         memcpy(dst + r * inner, src + (o * sn + nn__il_idx(idx, j)) * inner, sizeof(float) * (size_t)inner);
@@ -6541,14 +6551,14 @@ static void nn__il_rows_add(float *dst, int64_t dn, const float *src, int64_t ou
 #endif
     if (kt < 1) kt = 1;
 #ifdef _OPENMP
-    if (outer * n * inner > 32768 && outer * kt < 4 * (int64_t)omp_get_max_threads()) {
+    if (outer * n * inner > NN__PAR_MIN && outer * kt < 4 * (int64_t)omp_get_max_threads()) {
         parts = 4 * (int64_t)omp_get_max_threads() / (outer * kt);
         if (parts > dn) parts = dn;
         if (parts < 1) parts = 1;
     }
 #endif
     tasks = outer * kt * parts;
-    NN_OMP("omp parallel for schedule(dynamic, 1) if(tasks > 1 && outer * n * inner > 32768)")
+    NN_OMP("omp parallel for schedule(dynamic, 1) if(tasks > 1 && outer * n * inner > NN__PAR_MIN)")
     for (t = 0; t < tasks; t++) {
         int64_t p = t % parts, ok = t / parts, o = ok / kt, k0 = (ok % kt) * NN__IL_TILE, k1 = k0 + NN__IL_TILE;
         int64_t r0 = dn * p / parts, r1 = dn * (p + 1) / parts, j, k;
@@ -6689,7 +6699,7 @@ static void nn__il_gather_kernel(const nn__il_lines *L, float *dst, const float 
 #ifdef NN_CUDA
     if (idx->device == NN_CUDA) { nn__cuda_il_gather(idx, L->dim, L->astr, L->istr, big, dst); return; }
 #endif
-    NN_OMP("omp parallel for if(L->lines * L->n > 32768)")
+    NN_OMP("omp parallel for if(L->lines * L->n > NN__PAR_MIN)")
     for (l = 0; l < L->lines; l++) {
         int64_t io, ao, so, j;
         int64_t is = L->ndim ? L->istr[L->dim] : 0, as = L->ndim ? L->astr[L->dim] : 0;
@@ -6707,7 +6717,7 @@ static void nn__il_scatter_kernel(const nn__il_lines *L, float *big, int64_t big
 #else
     (void)big_numel;
 #endif
-    NN_OMP("omp parallel for if(L->lines * L->n > 32768)")
+    NN_OMP("omp parallel for if(L->lines * L->n > NN__PAR_MIN)")
     for (l = 0; l < L->lines; l++) {
         int64_t io, ao, so, j;
         int64_t is = L->ndim ? L->istr[L->dim] : 0, as = L->ndim ? L->astr[L->dim] : 0;
@@ -6784,7 +6794,7 @@ static void nn__scatter_add_backward(nn_node *n) {
         }
 #endif
         /* like the gather kernel, but the destination is src-shaped */
-        NN_OMP("omp parallel for if(L.lines * L.n > 32768)")
+        NN_OMP("omp parallel for if(L.lines * L.n > NN__PAR_MIN)")
         for (l = 0; l < L.lines; l++) {
             int64_t io, ao, so, j;
             int64_t is = L.ndim ? L.istr[dim] : 0, as = L.ndim ? L.astr[dim] : 0, ss = L.ndim ? L.sstr[dim] : 0;
@@ -6884,7 +6894,7 @@ static void nn__topk_backward(nn_node *n) {
     if (g->device == NN_CUDA) { nn__cuda_topk_bwd(g, ind, an, inner, k, ga); nn__accumulate(n, 0, ga); return; }
 #endif
     /* the k indices of one line are distinct, so every output element owns its destination */
-    NN_OMP("omp parallel for if(g->numel > 32768)")
+    NN_OMP("omp parallel for if(g->numel > NN__PAR_MIN)")
     for (r = 0; r < g->numel; r++) {
         int64_t o = r / (k * inner), c = r % inner;
         ((float *)ga->data)[(o * an + ((const int64_t *)ind->data)[r]) * inner + c] = ((const float *)g->data)[r];
@@ -6921,7 +6931,7 @@ void nn_topk(nn_tensor *a, int64_t k, int dim, int largest, nn_tensor **values, 
         float *vd = (float *)val->data;
         int64_t *id = (int64_t *)ind->data;
         int oom = 0;
-        NN_OMP("omp parallel if(lines * an > 32768)")
+        NN_OMP("omp parallel if(lines * an > NN__PAR_MIN)")
         {
             nn__il_vi *buf = (nn__il_vi *)malloc(sizeof(nn__il_vi) * (size_t)an);
             int64_t l;
@@ -6973,7 +6983,7 @@ static void nn__il_select_kernel(nn_device dev, float *o, int ndim, const int64_
     for (d = 0; d < ndim; d++) numel *= shape[d];
     if (numel == 0) return;
     rows = numel / L;
-    NN_OMP("omp parallel for if(numel > 32768)")
+    NN_OMP("omp parallel for if(numel > NN__PAR_MIN)")
     for (r = 0; r < rows; r++) {
         int64_t base = r * L, k;
         int64_t co = nn__il_boff(base, ndim, shape, cs);
@@ -7072,7 +7082,7 @@ static void nn__il_cross_kernel(nn_device dev, float *o, int ndim, const int64_t
 #endif
     nn__il_split(ndim, shape, dim, &outer, &n3, &inner);
     nv = outer * inner;
-    NN_OMP("omp parallel for if(nv > 32768 / 3)")
+    NN_OMP("omp parallel for if(nv > NN__PAR_MIN / 3)")
     for (v = 0; v < nv; v++) {
         int64_t base = (v / inner) * 3 * inner + v % inner;  /* flat index of component 0 in the output */
         int64_t xo = nn__il_boff(base, ndim, shape, xs), yo = nn__il_boff(base, ndim, shape, ys);
@@ -7159,7 +7169,7 @@ static void nn__norm_backward(nn_node *n) {
         return;
     }
 #endif
-    NN_OMP("omp parallel for if(a->numel > 32768)")
+    NN_OMP("omp parallel for if(a->numel > NN__PAR_MIN)")
     for (r = 0; r < rows; r++) {
         int64_t ob = r / inner, c = r % inner, j;
         float nv = yd[r], s = nv > 0 ? gd[r] / nv : 0.0f;
@@ -7193,7 +7203,7 @@ nn_tensor *nn_norm(nn_tensor *a, int dim, int keepdim) {
     {
         const float *ad = (const float *)a->data;
         float *o = (float *)out->data;
-        NN_OMP("omp parallel for if(a->numel > 32768)")
+        NN_OMP("omp parallel for if(a->numel > NN__PAR_MIN)")
         for (r = 0; r < rows; r++) {
             int64_t ob = r / inner, c = r % inner, j;
             double s = 0;
@@ -7276,7 +7286,7 @@ static void nn__reg_loss_backward(nn_node *n) {
     }
 #endif
     scale = (double)*(const float *)n->gout[0]->data / (double)(p->numel ? p->numel : 1);
-    NN_OMP("omp parallel for if(p->numel > 32768)")
+    NN_OMP("omp parallel for if(p->numel > NN__PAR_MIN)")
     for (i = 0; i < p->numel; i++) {
         double v = scale * nn__il_reg_dloss(kind, (double)pd[i] - (double)td[i], beta);
         if (gpd) gpd[i] = (float)v;
@@ -7308,7 +7318,7 @@ static nn_tensor *nn__il_reg_loss_op(const char *op, int kind, nn_tensor *pred, 
 #endif
     {
         const float *pd = (const float *)pred->data, *td = (const float *)target->data;
-        NN_OMP("omp parallel for reduction(+:s) if(pred->numel > 32768)")
+        NN_OMP("omp parallel for reduction(+:s) if(pred->numel > NN__PAR_MIN)")
         for (i = 0; i < pred->numel; i++) s += nn__il_reg_loss(kind, (double)pd[i] - (double)td[i], beta);
         /* an empty input gives NaN, as torch's mean of nothing */
         out = nn__il_scalar(s / (double)pred->numel);
@@ -7362,7 +7372,7 @@ static void nn__cross_entropy_backward(nn_node *n) {
     }
 #endif
     coef = (double)*(const float *)n->gout[0]->data / W;
-    NN_OMP("omp parallel for if(x->numel > 32768)")
+    NN_OMP("omp parallel for if(x->numel > NN__PAR_MIN)")
     for (s = 0; s < npos; s++) {
         int64_t b = s / inner, c0 = s % inner, t = nn__il_idx(tg, s), c;
         int64_t base = b * C * inner + c0;
@@ -7466,7 +7476,7 @@ nn_tensor *nn_cross_entropy(nn_tensor *logits, nn_tensor *target, nn_tensor *wei
         {
             const float *xd = (const float *)logits->data, *wd = weight ? (const float *)weight->data : NULL;
             float *ld = (float *)lse->data;
-            NN_OMP("omp parallel for reduction(+:nll, smooth, W) if(logits->numel > 32768)")
+            NN_OMP("omp parallel for reduction(+:nll, smooth, W) if(logits->numel > NN__PAR_MIN)")
             for (s = 0; s < npos; s++) {
                 int64_t b = s / inner, c0 = s % inner, base = b * C * inner + c0, t = nn__il_idx(target, s), c;
                 const float *row = xd + base;
@@ -7546,7 +7556,7 @@ static void nn__bce_backward(nn_node *n) {
     }
 #endif
     scale = (double)*(const float *)n->gout[0]->data / (double)(x->numel ? x->numel : 1);
-    NN_OMP("omp parallel for if(x->numel > 32768)")
+    NN_OMP("omp parallel for if(x->numel > NN__PAR_MIN)")
     for (i = 0; i < x->numel; i++) {
         double xv = xd[i], yv = yd[i], p = pd ? pd[same ? i : nn__il_boff(i, x->ndim, x->shape, ps)] : 1.0;
         double sp = nn__il_softplus_neg(xv), lw = 1.0 + (p - 1.0) * yv;
@@ -7593,7 +7603,7 @@ nn_tensor *nn_bce_with_logits(nn_tensor *logits, nn_tensor *target, nn_tensor *p
     {
         const float *xd = (const float *)logits->data, *yd = (const float *)target->data;
         const float *pd = pos_weight ? (const float *)pos_weight->data : NULL;
-        NN_OMP("omp parallel for reduction(+:s) if(logits->numel > 32768)")
+        NN_OMP("omp parallel for reduction(+:s) if(logits->numel > NN__PAR_MIN)")
         for (i = 0; i < logits->numel; i++) {
             double xv = xd[i], yv = yd[i];
             double p = pd ? pd[same ? i : nn__il_boff(i, logits->ndim, logits->shape, ps)] : 1.0;
@@ -7656,7 +7666,7 @@ static void nn__focal_backward(nn_node *n) {
 #endif
     scale = red == NN_REDUCE_NONE ? 1.0 : (double)*(const float *)g->data;
     if (red == NN_REDUCE_MEAN) scale /= (double)(x->numel ? x->numel : 1);
-    NN_OMP("omp parallel for if(x->numel > 32768)")
+    NN_OMP("omp parallel for if(x->numel > NN__PAR_MIN)")
     for (i = 0; i < x->numel; i++) {
         double l, dx, dy, s = red == NN_REDUCE_NONE ? (double)gd[i] : scale;
         nn__il_focal_terms(xd[i], yd[i], alpha, gamma, &l, &dx, &dy);
@@ -7696,14 +7706,14 @@ nn_tensor *nn_sigmoid_focal_loss(nn_tensor *logits, nn_tensor *target, double al
             float *o;
             out = nn__new(NN_F32, NN_CPU, logits->ndim, logits->shape);
             o = (float *)out->data;
-            NN_OMP("omp parallel for if(logits->numel > 32768)")
+            NN_OMP("omp parallel for if(logits->numel > NN__PAR_MIN)")
             for (i = 0; i < logits->numel; i++) {
                 double l;
                 nn__il_focal_terms(xd[i], yd[i], alpha, gamma, &l, NULL, NULL);
                 o[i] = (float)l;
             }
         } else {
-            NN_OMP("omp parallel for reduction(+:s) if(logits->numel > 32768)")
+            NN_OMP("omp parallel for reduction(+:s) if(logits->numel > NN__PAR_MIN)")
             for (i = 0; i < logits->numel; i++) {
                 double l;
                 nn__il_focal_terms(xd[i], yd[i], alpha, gamma, &l, NULL, NULL);
@@ -7819,7 +7829,6 @@ static float nn__lerpf(float self, float end, float w) {
 }
 
 /* AdamW on one CPU parameter k (torch's _single_tensor_adam, step by step below) */
-#define NN__ADAMW_SPLIT 32768   /* elements above which one parameter's update is split over the threads */
 static void nn__adamw_cpu_param(nn_adamw *o, int k, double lr) {
     nn_params *P = o->P;
     nn_tensor *t = P->items[k].t;
@@ -7845,7 +7854,7 @@ static void nn__adamw_cpu_param(nn_adamw *o, int k, double lr) {
     bc2f = (float)bc2_sqrt;
     epsf = (float)o->cfg.eps;
     neg_step = (float)(-step_size);
-    NN_OMP("omp parallel for if (n > NN__ADAMW_SPLIT)")
+    NN_OMP("omp parallel for if (n > NN__PAR_MIN)")
     for (i = 0; i < n; i++) {
         float gi = maximize ? -g[i] : g[i], pi = p[i], vi, denom;
         if (do_decay) pi = pi * decay;
@@ -7905,8 +7914,8 @@ void nn_adamw_step(nn_adamw *o, double lr) {
     /* CPU parameters: a large one is split over the threads; the small ones (most of a small model, each
        below the fork/join's worth) go to the threads whole, a parameter at a time. Same arithmetic. */
     NN_OMP("omp parallel for schedule(dynamic, 1)")
-    for (k = 0; k < o->n; k++) if (P->items[k].t->numel <= NN__ADAMW_SPLIT) nn__adamw_cpu_param(o, k, lr);
-    for (k = 0; k < o->n; k++) if (P->items[k].t->numel > NN__ADAMW_SPLIT) nn__adamw_cpu_param(o, k, lr);
+    for (k = 0; k < o->n; k++) if (P->items[k].t->numel <= NN__PAR_MIN) nn__adamw_cpu_param(o, k, lr);
+    for (k = 0; k < o->n; k++) if (P->items[k].t->numel > NN__PAR_MIN) nn__adamw_cpu_param(o, k, lr);
 }
 
 /* ------------------------------------------------------------------------------------------ [impl:sched] */
@@ -7958,7 +7967,7 @@ void nn_sched_step(nn_sched *s) {
    which threads finish (an OpenMP reduction's is unspecified), which bit-exact resume needs */
 static double nn__sumsq(const float *x, int64_t n) {
     double part[64], acc = 0;
-    int64_t c, nc = n > 32768 ? 64 : 1;
+    int64_t c, nc = n > NN__PAR_MIN ? 64 : 1;
     NN_OMP("omp parallel for if (nc > 1)")
     for (c = 0; c < nc; c++) {
         int64_t i, lo = n * c / nc, hi = n * (c + 1) / nc;
@@ -8029,12 +8038,12 @@ static float nn__grad_total_norm(const char *op, const nn_params *P) {
     NN_OMP("omp parallel for schedule(dynamic, 1)")
     for (k = 0; k < P->n; k++) {
         const nn_tensor *g = P->items[k].t->grad;
-        if (g && g->numel <= 32768) norm[k] = (float)sqrt(nn__sumsq((const float *)g->data, g->numel));
+        if (g && g->numel <= NN__PAR_MIN) norm[k] = (float)sqrt(nn__sumsq((const float *)g->data, g->numel));
     }
     for (k = 0; k < P->n; k++) {
         const nn_tensor *g = P->items[k].t->grad;
         if (!g) continue;
-        if (g->numel > 32768) norm[k] = (float)sqrt(nn__sumsq((const float *)g->data, g->numel));
+        if (g->numel > NN__PAR_MIN) norm[k] = (float)sqrt(nn__sumsq((const float *)g->data, g->numel));
         total += (double)norm[k] * (double)norm[k];
     }
     NN_FREE(norm);
@@ -8070,13 +8079,13 @@ float nn_clip_grad_norm(nn_params *P, double max_norm, int error_if_nonfinite) {
     for (k = 0; k < P->n; k++) {
         nn_tensor *g = P->items[k].t->grad;
         int64_t i;
-        if (g && g->numel <= 32768) for (i = 0; i < g->numel; i++) ((float *)g->data)[i] *= coef;
+        if (g && g->numel <= NN__PAR_MIN) for (i = 0; i < g->numel; i++) ((float *)g->data)[i] *= coef;
     }
     for (k = 0; k < P->n; k++) {
         nn_tensor *g = P->items[k].t->grad;
         float *d;
         int64_t i, n;
-        if (!g || g->numel <= 32768) continue;
+        if (!g || g->numel <= NN__PAR_MIN) continue;
         d = (float *)g->data;
         n = g->numel;
         NN_OMP("omp parallel for")
@@ -9870,7 +9879,7 @@ int nn_scaler_unscale(nn_grad_scaler *s, nn_params *P) {
         if (g->dtype != NN_F32) nn_error("nn_scaler_unscale: gradient of '%s' is %s, not f32", P->items[k].name, nn_dtype_name(g->dtype));
         d = (float *)g->data;
         n = g->numel;
-        NN_OMP("omp parallel for reduction(|:bad) if (n > 32768)")
+        NN_OMP("omp parallel for reduction(|:bad) if (n > NN__PAR_MIN)")
         for (i = 0; i < n; i++) {
             float v = d[i];
             if (!isfinite(v)) bad = 1;
