@@ -16,8 +16,11 @@
    same sheet for whole and part images: front (x right, y up), right side (-z right, y up), top (x right,
    -z up) and a three-quarter view. Each view maps the square [-0.6, 0.6]^2 to its quadrant.
 
-   gen_data [--out data/images] [--models 64] [--size 224] [--seed 1] [--min-parts 2] [--max-parts 5] [--first 0] [--diag 1]
-            [--min-visible 0.5]
+   gen_data [--out data/images] [--models 64] [--size 224] [--part-size PX] [--seed 1] [--min-parts 2] [--max-parts 5]
+            [--first 0] [--diag 1] [--min-visible 0.5]
+   --part-size PX renders the part images at PX (default: --size). A part is one primitive on white: a 1024 px
+   whole with 256 px parts takes a quarter of the time of all at 1024 px, and a training config that resizes
+   the parts to data.part_image_size <= PX loses nothing.
    --min-visible V: a model is drawn again (up to 100 times) while one of its parts shows less than V of its own
    silhouette in the whole sheet (hidden inside or behind other parts: its place cannot be read off the image);
    0 keeps every draw (the data sets before 2026-12-06).
@@ -253,7 +256,7 @@ static double least_visible(const prim *prims, int n, const view *views) {
 
 int main(int argc, char **argv) {
     const char *out = "data/images";
-    int models = 64, size = 224, min_parts = 2, max_parts = 5, first = 0, diag = 0, i, m;
+    int models = 64, size = 224, psize = 0, min_parts = 2, max_parts = 5, first = 0, diag = 0, i, m;
     double min_visible = 0.5;
     unsigned long long seed = 1;
     view views[4];
@@ -265,15 +268,17 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--models")) models = atoi(v);
         else if (!strcmp(a, "--size")) size = atoi(v);
+        else if (!strcmp(a, "--part-size")) psize = atoi(v);
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--min-parts")) min_parts = atoi(v);
         else if (!strcmp(a, "--max-parts")) max_parts = atoi(v);
         else if (!strcmp(a, "--first")) first = atoi(v);
         else if (!strcmp(a, "--diag")) diag = atoi(v);
         else if (!strcmp(a, "--min-visible")) min_visible = atof(v);
-        else { fprintf(stderr, "usage: gen_data [--out DIR] [--models N] [--size PX] [--seed S] [--min-parts A] [--max-parts B] [--first F] [--diag 1] [--min-visible V]\n"); return 2; }
+        else { fprintf(stderr, "usage: gen_data [--out DIR] [--models N] [--size PX] [--part-size PX] [--seed S] [--min-parts A] [--max-parts B] [--first F] [--diag 1] [--min-visible V]\n"); return 2; }
     }
-    if (models < 1 || size < 28 || min_parts < 1 || max_parts < min_parts || max_parts > 16 || first < 0 || first > 9999999 - models) {
+    if (!psize) psize = size;
+    if (models < 1 || size < 28 || psize < 28 || min_parts < 1 || max_parts < min_parts || max_parts > 16 || first < 0 || first > 9999999 - models) {
         fprintf(stderr, "gen_data: bad arguments\n");
         return 2;
     }
@@ -298,7 +303,7 @@ int main(int argc, char **argv) {
 #pragma omp parallel private(rgb)
 #endif
     {
-    rgb = (unsigned char *)malloc((size_t)size * size * 3);
+    rgb = (unsigned char *)malloc((size_t)(size > psize ? size : psize) * (size > psize ? size : psize) * 3);
     if (!rgb) exit(1);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 4) reduction(+ : total_parts, redrawn)
@@ -339,9 +344,9 @@ int main(int argc, char **argv) {
             for (j = 0; j < 3; j++) { t[j] = part.c[j]; if (2 * part.h[j] > s) s = 2 * part.h[j]; }
             for (j = 0; j < 3; j++) { part.c[j] = 0; part.h[j] /= s; }   /* the part normalised alone */
             snprintf(pname, sizeof pname, "%s%d", kind_name[part.kind], k);
-            render(&part, 1, views, size, rgb, NULL);
+            render(&part, 1, views, psize, rgb, NULL);
             snprintf(path, sizeof path, "%s/%s-%s.png", dir, name, pname);
-            write_png(path, rgb, size);
+            write_png(path, rgb, psize);
             snprintf(path, sizeof path, "%s/%s-%s.json", dir, name, pname);
             f = fopen(path, "w");
             if (!f) { perror(path); exit(1); }
@@ -354,7 +359,7 @@ int main(int argc, char **argv) {
     }
     free(rgb);
     }
-    printf("gen_data: %d models, %ld parts, %dx%d px -> %s (%ld draws redrawn: a part less than %.0f%% visible)\n",
-           models, total_parts, size, size, out, redrawn, 100 * min_visible);
+    printf("gen_data: %d models, %ld parts, %dx%d px (parts %d px) -> %s (%ld draws redrawn: a part less than %.0f%% visible)\n",
+           models, total_parts, size, size, psize, out, redrawn, 100 * min_visible);
     return 0;
 }

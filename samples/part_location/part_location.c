@@ -76,6 +76,9 @@ static kit_cfg *make_config(void) {
     kit_cfg_add_float(c, "training.time_budget_minutes", 0, 0, 1e6,
                       "0: off. Else the first epoch is timed and num_epochs lowered to what fits in this wall time "
                       "(the cosine is fitted to the new length; the checkpoints store it)");
+    kit_cfg_add_int(c, "training.profile_steps", 0, 0, 1 << 20,
+                    "0: off. Else micro-batches 3..2+N of the first epoch are timed op by op (nn_profile, the GPU "
+                    "synchronised per op) and the table printed");
     kit_cfg_add_float(c, "loss.w_trans", 1.0, 0, 1e6, "weight of the translation L1");
     kit_cfg_add_float(c, "loss.w_scale", 0.5, 0, 1e6, "weight of the scale L1");
     return c;
@@ -545,6 +548,19 @@ static void write_plot(const char *out_dir, const history *h) {
     if (kit_plot_png(p, s, 2, &o, &err)) fprintf(stderr, "warning: %s\n", err.msg);
 }
 
+/* the table of training.profile_steps: where a micro-batch's time went, op by op */
+static void print_profile(const nn_profile *pr, int steps) {
+    int i;
+    printf("profile: %.1f ms per micro-batch over %d (nn_profile, synchronised per op; \"(between steps)\" is the "
+           "loader wait, the optimiser and the logging)\n  %-28s %8s %10s %10s %6s\n", 1e3 * pr->total_s / steps, steps,
+           "op", "calls", "fwd ms", "bwd ms", "share");
+    for (i = 0; i < pr->n; i++) {
+        const nn_profile_op *o = &pr->op[i];
+        printf("  %-28s %8.1f %10.3f %10.3f %5.1f%%\n", o->op, (double)o->calls / steps, 1e3 * o->fwd_s / steps,
+               1e3 * o->bwd_s / steps, 100 * (o->fwd_s + o->bwd_s) / pr->total_s);
+    }
+}
+
 static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
     app a;
     samples all = {0}, split[3];
@@ -562,7 +578,7 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
     const char *out = CS("data.output_dir");
     char ckdir[2048], p[2048], latest[2048], *dump;
     int size = CI("data.image_size"), epochs = CI("training.num_epochs"), accum = CI("training.accumulation_steps");
-    int bs = CI("training.batch_size"), epoch, start_epoch = 0, k;
+    int bs = CI("training.batch_size"), epoch, start_epoch = 0, k, prof_steps = CI("training.profile_steps");
     long long max_steps = kit_cfg_int(cfg, "training.max_steps_per_epoch"), micro_per_epoch, opt_per_epoch;
     double w_t = CF("loss.w_trans"), w_s = CF("loss.w_scale"), best = INFINITY, t_start = kit_now();
     int64_t global_step = 0;
@@ -653,7 +669,7 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
     for (epoch = start_epoch; epoch < epochs && (stop_after <= 0 || epoch < start_epoch + stop_after); epoch++) {
         kit_batch b;
         long long micro = 0;
-        double sum_lt = 0, sum_ls = 0, sum_l = 0, lr = nn_sched_lr(&sched);
+        double sum_lt = 0, sum_ls = 0, sum_l = 0, lr = nn_sched_lr(&sched), wait = 0, t_epoch = kit_now(), t_wait;
         size_t n_seen = 0;
         metrics vm;
         nn_ckpt_info ci;
@@ -663,11 +679,17 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
         kit_loader_start_epoch(L, (uint64_t)epoch);
         kit_progress_begin(&prog, "train", epoch + 1, epochs, micro_per_epoch);
         nn_params_zero_grad(&a.P);
-        while (micro < micro_per_epoch && (rc = kit_loader_next(L, &b, &err)) != 0) {
+        while (micro < micro_per_epoch && (t_wait = kit_now(), rc = kit_loader_next(L, &b, &err)) != 0) {
             nn_tensor *loss;
             double lt, ls, lv;
             int last;
+            wait += kit_now() - t_wait;   /* time the step waited for the loader threads */
             if (rc < 0) { fprintf(stderr, "warning: %s\n", err.msg); continue; }
+            if (prof_steps > 0 && epoch == start_epoch && micro == 2) nn_profile_begin(1);
+            if (prof_steps > 0 && epoch == start_epoch && micro == 2 + prof_steps) {
+                nn_profile pr = nn_profile_end();
+                print_profile(&pr, prof_steps);
+            }
             nn_scope_begin();
             if (amp != NN_F32) nn_autocast_begin(amp);        /* req. 4: AMP, as torch.autocast */
             loss = partloc_loss(predict(&a, batch_tensor(&b, 0, size), batch_tensor(&b, 1, dtrain.psize)), batch_tensor(&b, 2, size),
@@ -699,9 +721,11 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
             kit_progress_step(&prog, 1, sum_l / n_seen);
         }
         nn_set_training(0);
+        t_epoch = kit_now() - t_epoch;   /* the training part of the epoch, without the validation */
         vm = evaluate(&a, &split[1], w_t, w_s, NULL);
-        kit_progress_end(&prog, "val_loss %.4f (trans %.4f, scale %.4f), val translation err %.4f, scale rel err %.1f%%",
-                         vm.loss, vm.lt, vm.ls, vm.terr, 100 * vm.srel);
+        kit_progress_end(&prog, "val_loss %.4f (trans %.4f, scale %.4f), val translation err %.4f, scale rel err %.1f%%; "
+                         "loader wait %.0f%% of the training time", vm.loss, vm.lt, vm.ls, vm.terr, 100 * vm.srel,
+                         100 * wait / t_epoch);
         if (n_seen) { sum_l /= n_seen; sum_lt /= n_seen; sum_ls /= n_seen; }
         kit_tb_scalar(tb, "train/loss", sum_l, epoch + 1);
         kit_tb_scalar(tb, "train/loss_trans", sum_lt, epoch + 1);
