@@ -148,6 +148,9 @@ nn_tensor *nn_full(nn_dtype dt, int ndim, const int64_t *shape, double value);
 nn_tensor *nn_arange(nn_dtype dt, double start, double end, double step);  /* [start, end) like torch */
 nn_tensor *nn_from_data(nn_dtype dt, int ndim, const int64_t *shape, const void *src); /* copies */
 nn_tensor *nn_from_f32(int ndim, const int64_t *shape, const float *src);
+/* copies host data into a new tensor on dev: on the GPU one host-to-device copy and no CPU tensor between
+   (a data loader's batch: nn_to(nn_from_data(...)) would copy it twice) */
+nn_tensor *nn_from_data_on(nn_device dev, nn_dtype dt, int ndim, const int64_t *shape, const void *src);
 void nn_to_host(const nn_tensor *t, void *dst);          /* copies numel elements of t's dtype out */
 double nn_item(const nn_tensor *t);                      /* the value of a one-element tensor */
 float *nn_f32_data(nn_tensor *t);                        /* data of an f32 CPU tensor (checked) */
@@ -1357,6 +1360,17 @@ nn_tensor *nn_from_data(nn_dtype dt, int ndim, const int64_t *shape, const void 
     return t;
 }
 nn_tensor *nn_from_f32(int ndim, const int64_t *shape, const float *src) { return nn_from_data(NN_F32, ndim, shape, src); }
+
+nn_tensor *nn_from_data_on(nn_device dev, nn_dtype dt, int ndim, const int64_t *shape, const void *src) {
+    nn_tensor *t;
+    if (dev == NN_CPU) return nn_from_data(dt, ndim, shape, src);
+    t = nn__new(dt, dev, ndim, shape);
+    if (t->numel && !src) nn_error("nn_from_data_on: source is NULL for %s", nn__s(t));
+#ifdef NN_CUDA
+    if (t->numel) nn__cuda_memcpy(t->data, src, (size_t)t->numel * nn_dtype_size(dt), 0);
+#endif
+    return t;
+}
 
 void nn_to_host(const nn_tensor *t, void *dst) {
     size_t bytes;

@@ -496,6 +496,15 @@ static void test_casts(void) {
     for (i = 0; i < (int64_t)(sizeof special / sizeof special[0]); i++) p[i] = special[i];
     p[30] = INFINITY; p[31] = -INFINITY; p[32] = NAN;
     for (i = 40; i < 200; i++) p[i] = p[i] * 1e-6f;   /* f16 subnormals */
+    {   /* nn_from_data_on: host data straight to the GPU, the bytes unchanged; on the CPU it is nn_from_data */
+        nn_tensor *g = nn_from_data_on(NN_CUDA, NN_F32, 1, &n, p), *c = nn_from_data_on(NN_CPU, NN_F32, 1, &n, p);
+        float *back = (float *)malloc((size_t)n * sizeof(float));
+        nn_to_host(g, back);
+        CHECK(g->device == NN_CUDA && c->device == NN_CPU, "nn_from_data_on: devices %d %d", (int)g->device, (int)c->device);
+        CHECK(!memcmp(back, p, (size_t)n * sizeof(float)) && !memcmp(nn_f32_data(c), p, (size_t)n * sizeof(float)),
+              "nn_from_data_on: bytes differ");
+        free(back); nn_tensor_free(g); nn_tensor_free(c);
+    }
     for (sd = 0; sd < NN_DTYPE_COUNT; sd++)
         for (dd = 0; dd < NN_DTYPE_COUNT; dd++) {
             nn_tensor *a, *ag, *bc, *bg;

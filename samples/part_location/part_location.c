@@ -311,12 +311,14 @@ static kit_loader *make_loader(dataset_ctx *d, const kit_cfg *cfg, int shuffle, 
     return L;
 }
 
-static nn_tensor *batch_tensor(const kit_batch *b, int f, int size) {
+/* field f of a batch as a tensor: the targets on the CPU (the loss is computed there), the images on dev,
+   copied once from the loader's buffer (at 1024 px a batch of 16 is 200 MB) */
+static nn_tensor *batch_tensor(const kit_batch *b, int f, int size, nn_device dev) {
     int64_t s[4];
     s[0] = (int64_t)b->size;
     if (f == 2) { s[1] = 4; return nn_from_f32(2, s, (const float *)b->data[f]); }
     s[1] = 3; s[2] = size; s[3] = size;
-    return nn_from_f32(4, s, (const float *)b->data[f]);
+    return nn_from_data_on(dev, NN_F32, 4, s, b->data[f]);
 }
 
 /* --------------------------------------------------------------------------------------------- model */
@@ -427,13 +429,14 @@ static nn_dtype amp_dtype(const kit_cfg *cfg) {
     return strcmp(kit_cfg_string(cfg, "training.amp_dtype"), "f16") == 0 ? NN_F16 : NN_BF16;
 }
 
-/* whole, part: CPU batches -> pred [B, 4], f32 on the CPU (differentiable: backward sends the gradient
-   back through the copies to the device). One host-to-device copy per image batch. */
+/* whole, part: image batches (on the CPU or already on the model's device) -> pred [B, 4], f32 on the CPU
+   (differentiable: backward sends the gradient back through the copy to the device) */
 static nn_tensor *predict(app *a, nn_tensor *whole, nn_tensor *part) {
     nn_tensor *y;
     if (a->dev == NN_CPU) return partloc_forward(&a->net, whole, part);
     nn_scope_begin();
-    y = partloc_forward(&a->net, nn_to(whole, a->dev), nn_to(part, a->dev));
+    y = partloc_forward(&a->net, whole->device == a->dev ? whole : nn_to(whole, a->dev),
+                        part->device == a->dev ? part : nn_to(part, a->dev));
     if (y->dtype != NN_F32) y = nn_cast(y, NN_F32);   /* an autocast output may be low precision */
     return nn_scope_end(nn_to(y, NN_CPU));
 }
@@ -478,8 +481,8 @@ static metrics evaluate(app *a, const samples *S, double w_t, double w_s, float 
         size_t i;
         if (rc < 0) { fprintf(stderr, "warning: %s\n", err.msg); continue; }
         nn_scope_begin();
-        tgt = batch_tensor(&b, 2, size);
-        pred = predict_eval(a, batch_tensor(&b, 0, size), batch_tensor(&b, 1, d.psize));
+        tgt = batch_tensor(&b, 2, size, NN_CPU);
+        pred = predict_eval(a, batch_tensor(&b, 0, size, a->dev), batch_tensor(&b, 1, d.psize, a->dev));
         partloc_loss(pred, tgt, w_t, w_s, &lt, &ls);
         p = nn_f32_data(pred); t = nn_f32_data(tgt);
         for (i = 0; i < b.size; i++) {
@@ -692,7 +695,8 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
             }
             nn_scope_begin();
             if (amp != NN_F32) nn_autocast_begin(amp);        /* req. 4: AMP, as torch.autocast */
-            loss = partloc_loss(predict(&a, batch_tensor(&b, 0, size), batch_tensor(&b, 1, dtrain.psize)), batch_tensor(&b, 2, size),
+            loss = partloc_loss(predict(&a, batch_tensor(&b, 0, size, a.dev), batch_tensor(&b, 1, dtrain.psize, a.dev)),
+                                batch_tensor(&b, 2, size, NN_CPU),
                                 w_t, w_s, &lt, &ls);
             if (amp != NN_F32) nn_autocast_end();
             lv = nn_item(loss);
