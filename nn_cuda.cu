@@ -4881,7 +4881,7 @@ __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.alig
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
-/* keep the compiler from moving reads/writes of wgmma registers across the wait */
+/* keep the compiler from moving reads/writes of wgmma registers across a fence or wait (the operand fence) */
 template <int N> __device__ __forceinline__ void wg_pin(float (&d)[N]) {
 #pragma unroll
     for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
@@ -4991,42 +4991,59 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         for (int e = 0; e < 32; e++) o[c][e] = 0.f;
     uint32_t pa[8][4];   /* P_j as A fragments: k step x covers keys 16 x.. (accumulator columns 2x, 2x+1) */
     const uint64_t dq0 = wg_desc((const unsigned char *)Qs + wg * 64 * 128);
-    /* O += P V_st, V in buffer st: k step x = keys 16 x.. = 16 rows of 128 bytes */
-    auto issue_pv = [&](int st) {
-        const uint64_t dv0 = wg_desc(Vs + st * BN * HD);
+    /* The wgmma discipline. ptxas serialises every wgmma of the kernel (C7514: a wait after each one, with
+       injected arrives and waits, C7519 / C7517) when, on some path, an ordinary instruction may touch an
+       accumulator or A-fragment register while a wgmma using it is in flight, or between the fence and that
+       wgmma. It follows the control flow without relating one branch to another: a P V issued under one
+       `if (kt > 0)` and waited for under a second counts as possibly in flight where O is rescaled. So no
+       wgmma, fence or wait sits under a branch, and every path meets them in one order: tile 0 (S alone) is
+       peeled off the loop, and the loop body is: wait 0 (P_{kt-2} V_{kt-2} done), O rescaled and P_{kt-1}
+       packed, the barrier, fence, S_kt and O += P_{kt-1} V_{kt-1}, wait 1 (S_kt done), the softmax of tile kt.
+       The softmax ends the trip and the wait 0 opens the next because ptxas hoists a wait to the top of its
+       basic block (it would run before the exponentials, not after, if both sat in one block). o and pa are
+       pinned (wg_pin) before each fence, so that their writes stay above it, and after each wait that covers
+       them, as s is after its wait, so that their reads stay below it; s and alpha are pinned after the
+       softmax, so that it stays above the next wait. */
+    /* wait for tile kt and start loading tile kt + 1 (the buffer it goes to held tile kt - 2, whose products
+       every thread has waited for before this barrier) */
+    auto next_tile = [&](int kt) {
+        cp_wait_all();
+        fence_async_smem();
+        __syncthreads();
+        if (kt + 1 < nkt) {
+            const int sn = (kt + 1) % NS, j1 = (kt + 1) * BN;
+            load_tile_sw<T, HD, BN, NTH>(Ks + sn * BN * HD, K, p.sk[2], j1, p.Lk);
+            load_tile_sw<T, HD, BN, NTH>(Vs + sn * BN * HD, V, p.sv[2], j1, p.Lk);
+        }
+        cp_commit();
+    };
+    /* S = Q K_kt^T, K in buffer kt % 3 (after a wg_fence): one commit group */
+    auto issue_s = [&](float (&s)[64], int kt) {
+        const uint64_t dk0 = wg_desc(Ks + (kt % NS) * BN * HD);
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++)   /* k step kk: column block kk / 4, 32 bytes per step inside it */
+            wg_ss128<T>(s, dq0 + (((kk >> 2) * BM * 128 + (kk & 3) * 32) >> 4),
+                        dk0 + (((kk >> 2) * BN * 128 + (kk & 3) * 32) >> 4), kk > 0);
+        wg_commit();
+    };
+    /* O += P V_kt, V in buffer kt % 3 (after a wg_fence): k step x = keys 16 x.. = 16 rows of 128 bytes; one
+       commit group */
+    auto issue_pv = [&](int kt) {
+        const uint64_t dv0 = wg_desc(Vs + (kt % NS) * BN * HD);
 #pragma unroll
         for (int x = 0; x < 8; x++)
 #pragma unroll
             for (int c = 0; c < CB; c++) wg_rs64<T>(o[c], pa[x], dv0 + ((c * BN * 128 + x * 2048) >> 4), 1);
         wg_commit();
     };
-    for (int kt = 0; kt < nkt; kt++) {
-        const int st = kt % NS, j0 = kt * BN;
-        cp_wait_all();
-        fence_async_smem();
-        /* tile kt landed for all; buffer (kt + 1) % 3 held tile kt - 2, whose products every thread has waited */
-        __syncthreads();
-        if (kt + 1 < nkt) {
-            const int sn = (kt + 1) % NS;
-            load_tile_sw<T, HD, BN, NTH>(Ks + sn * BN * HD, K, p.sk[2], j0 + BN, p.Lk);
-            load_tile_sw<T, HD, BN, NTH>(Vs + sn * BN * HD, V, p.sv[2], j0 + BN, p.Lk);
-        }
-        cp_commit();
-        const uint64_t dk0 = wg_desc(Ks + st * BN * HD);
-        float s[64];
-        wg_fence();
+    auto pin_o_pa = [&]() {
 #pragma unroll
-        for (int kk = 0; kk < HD / 16; kk++)   /* k step kk: column block kk / 4, 32 bytes per step inside it */
-            wg_ss128<T>(s, dq0 + (((kk >> 2) * BM * 128 + (kk & 3) * 32) >> 4),
-                        dk0 + (((kk >> 2) * BN * 128 + (kk & 3) * 32) >> 4), kk > 0);
-        wg_commit();
-        if (kt > 0) {
-            issue_pv((kt - 1) % NS);   /* O += P_{kt-1} V_{kt-1}, running during this tile's softmax */
-            wg_wait1();
-        } else {
-            wg_wait0();
-        }
-        wg_pin(s);
+        for (int c = 0; c < CB; c++) wg_pin(o[c]);
+        wg_pin(pa);
+    };
+    /* the online softmax of tile kt on S (done): S becomes the unnormalised P, alpha the rescale of O */
+    auto softmax = [&](float (&s)[64], int kt, float (&alpha)[2]) {
+        const int j0 = kt * BN;
         /* keys >= Lk, and keys after the query when causal, get -inf */
         if (j0 + BN > p.Lk || (p.causal && j0 + BN - 1 > i0 + wg * 64)) {
 #pragma unroll
@@ -5037,7 +5054,6 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
                     if (c >= p.Lk || (p.causal && c > r)) s[4 * j + e] = -INFINITY;
                 }
         }
-        float alpha[2];
 #pragma unroll
         for (int hh = 0; hh < 2; hh++) {
             float mx = -INFINITY;
@@ -5058,12 +5074,9 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
             lrow[hh] = lrow[hh] * alpha[hh] + sum;
             mrow[hh] = mnew;
         }
-        if (kt > 0) {
-            wg_wait0();
-#pragma unroll
-            for (int c = 0; c < CB; c++) wg_pin(o[c]);
-            wg_pin(pa);
-        }
+    };
+    /* O *= alpha and P packed to A fragments: no wgmma in flight (O is 0 after tile 0, alpha applied all the same) */
+    auto rescale_pack = [&](const float (&s)[64], const float (&alpha)[2]) {
 #pragma unroll
         for (int c = 0; c < CB; c++)
 #pragma unroll
@@ -5075,14 +5088,38 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
             pa[x][2] = TT<T>::pack(s[8 * x + 4], s[8 * x + 5]);
             pa[x][3] = TT<T>::pack(s[8 * x + 6], s[8 * x + 7]);
         }
-    }
-    if (nkt > 0) {   /* the last tile's O += P V */
+    };
+    if (nkt > 0) {
+        float s[64], alpha[2];   /* S_kt, then P_kt (unnormalised) and the rescale of O, until packed */
+        next_tile(0);            /* tile 0: S_0 alone */
         wg_fence();
-        issue_pv((nkt - 1) % NS);
+        issue_s(s, 0);
         wg_wait0();
-#pragma unroll
-        for (int c = 0; c < CB; c++) wg_pin(o[c]);
-        wg_pin(pa);
+        wg_pin(s);
+        softmax(s, 0, alpha);
+        wg_pin(s); wg_pin(alpha);
+        for (int kt = 1; kt < nkt; kt++) {
+            wg_wait0();                /* O += P_{kt-2} V_{kt-2} done (at kt = 1 nothing is in flight) */
+            pin_o_pa();
+            rescale_pack(s, alpha);    /* O *= alpha_{kt-1}, P_{kt-1} to A fragments */
+            next_tile(kt);
+            pin_o_pa();                /* the rescale and the packing stay above the fence */
+            wg_fence();
+            issue_s(s, kt);
+            issue_pv(kt - 1);          /* O += P_{kt-1} V_{kt-1}, running during this tile's softmax */
+            wg_wait1();                /* S_kt done; P V may still run */
+            wg_pin(s);
+            softmax(s, kt, alpha);
+            wg_pin(s); wg_pin(alpha);
+        }
+        wg_wait0();                    /* the last tile's O += P V */
+        pin_o_pa();
+        rescale_pack(s, alpha);
+        pin_o_pa();
+        wg_fence();
+        issue_pv(nkt - 1);
+        wg_wait0();
+        pin_o_pa();
     }
     cp_wait_all();
     int64_t bh = (int64_t)b * p.H + h;
