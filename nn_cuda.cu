@@ -4931,6 +4931,36 @@ __device__ __forceinline__ void wg_rs64(float (&d)[32], const uint32_t (&a)[4], 
     else
         asm volatile(WG_RS64("bf16") : WG_D32(d, 0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
 }
+/* the backward's products (wg_bwd_kernel): d[64 x 64] (+)= A[64 x 16] B[64 x 16]^T, both K-major in shared
+   memory (S^T = K Q^T, dP^T = V dO^T) */
+#define WG_SS64(TY)                                                                                                    \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                       \
+    "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
+    "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "          \
+    "%32, %33, p, 1, 1, 0, 0;\n}\n"
+/* d[64 x 32] (+)= A[64 x 16] B[32 x 16]^T, A M-major (stored as rows of k, 64 contiguous m: the transpose flag),
+   B K-major (dQ = dS K: A = dS^T as stored, B = K^T) */
+#define WG_SS32T(TY)                                                                                                   \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"                                                                       \
+    "wgmma.mma_async.sync.aligned.m64n32k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
+    "%12, %13, %14, %15}, %16, %17, p, 1, 1, 1, 0;\n}\n"
+#define WG_D16(d) "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+template <typename T>
+__device__ __forceinline__ void wg_ss64(float (&d)[32], uint64_t da, uint64_t db, int acc) {
+    if (std::is_same<T, __half>::value)
+        asm volatile(WG_SS64("f16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(acc));
+    else
+        asm volatile(WG_SS64("bf16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(acc));
+}
+template <typename T>
+__device__ __forceinline__ void wg_ss32t(float (&d)[16], uint64_t da, uint64_t db, int acc) {
+    if (std::is_same<T, __half>::value)
+        asm volatile(WG_SS32T("f16") : WG_D16(d) : "l"(da), "l"(db), "r"(acc));
+    else
+        asm volatile(WG_SS32T("bf16") : WG_D16(d) : "l"(da), "l"(db), "r"(acc));
+}
+__device__ __forceinline__ void wg_wait2() { asm volatile("wgmma.wait_group.sync.aligned 2;\n" ::: "memory"); }
 #endif /* SDPA_WG */
 
 /* ROWS x HD tile <- rows row0.. of g (row stride rs), in the swizzled layout above; rows >= L are zero */
@@ -5143,6 +5173,236 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
 #endif /* SDPA_WG */
 }
 
+
+/* The backward on wgmma (plain, D == Dv == 64, not causal): FlashAttention-2's loop order as in bwd_kernel (Dao
+   2023, algorithm 2), with the products on Hopper's warpgroup MMA as in FlashAttention-3 (Shah et al. 2024, sec. 3;
+   here without warp specialisation). Why: bwd_kernel's mma.sync loop was 34 % of a ViT-B training step at
+   1024 px and 1.8x cuDNN's backward; wgmma reads its B operands (and S^T / dP^T / dQ their A operands too) from
+   shared memory with no ldmatrix, and runs asynchronously to the exponentials.
+   One CTA of NWG warpgroups per (b, h, 64*NWG keys); warpgroup w owns key rows 64 w.. (K and V stay in shared
+   memory as the A operands of S^T and dP^T); query tiles of 64 (Q, dO, lse, delta) stream through three
+   buffers (cp.async by all threads, one barrier per tile). Per tile and warpgroup:
+     S^T = K Q^T, dP^T = V dO^T             (m64n64k16, A and B from shared memory)
+     P^T = exp2(S^T scale log2e - lse log2e), dS^T = P^T (dP^T - delta)   (registers, as bwd_kernel's plain path)
+     dV += P^T dO, dK += dS^T Q             (m64n64k16, A = P^T / dS^T packed in registers, B N-major: transposed)
+     dS^T (T) -> shared memory; after the next tile's barrier each warpgroup takes 32 of dQ's 64 columns:
+     dQ_tile = dS K over all 64*NWG keys    (m64n32k16, A = dS^T M-major: transposed, B = K^T, a copy of K
+                                             transposed once per CTA so that it is K-major)
+     and adds it (times scale) into the f32 dQ accumulator with vector atomics, as bwd_kernel.
+   dK/dV end in registers (times scale for dK) and are stored once: no query split (wg_bwd_ok asks for enough key
+   tiles to fill the GPU). The dQ of tile it - 1 is issued with S_it and dP_it (its exponentials then overlap it);
+   at it = 0 it runs on a zeroed buffer and is not added. Shared layout and wgmma discipline as wg_fwd_kernel: no
+   wgmma, fence or wait under a branch; accumulators and A fragments pinned around fences and waits; dS^T is
+   written to shared memory before the fence of dV/dK (reading the A-fragment registers of a wgmma in flight is
+   not allowed). Buffers: Q/dO tile it + 1 goes to the buffer of tile it - 2, whose dV/dK products every thread
+   waited for (wait 2 after S_{it-1}) before this barrier; dS^T buffer it & 1 was last read by dQ_{it-2}, waited
+   for in trip it - 1. */
+template <typename T, int NWG>
+__global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
+#ifdef SDPA_WG
+    constexpr int BM = 64 * NWG, BN = 64, NTH = NWG * 128, NQ = 3;
+    constexpr int TB = BM * 128, QB = BN * 128;   /* bytes of a [BM][64] and a [BN][64] tile */
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *Ks = base, *Vs = Ks + TB, *KTs = Vs + TB, *Qs = KTs + TB, *Gs = Qs + NQ * QB, *Ss = Gs + NQ * QB;
+    float *Ls = (float *)(Ss + 2 * TB), *Dl = Ls + NQ * BN;
+    int b, h, t;
+    tile_of(p, &b, &h, &t);
+    const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+    const int g = lane >> 2, q2 = (lane & 3) * 2;
+    const int j0 = t * BM, kr = wg * 64 + warp * 16 + g;   /* this thread's key rows (in the tile): kr, kr + 8 */
+    const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
+    const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
+    const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
+    const T *G = (const T *)p.dout + b * p.sdo[0] + h * p.sdo[1];
+    const int64_t bh = (int64_t)b * p.H + h;
+    const float *lse = p.lse + bh * p.Lq, *delta = p.delta + bh * p.Lq;
+    float *dqa = p.dq_acc ? p.dq_acc + b * p.sqa[0] + h * p.sqa[1] : nullptr;
+    const float sl = p.scale_log2;
+    const int nqt = (p.Lq + BN - 1) / BN;   /* >= 1 (wg_bwd_ok) */
+    /* keys >= Lk: zero rows of K and V, but P must be 0 there (exp(-lse) may overflow; their dS feeds dQ) */
+    const bool kok0 = j0 + kr < p.Lk, kok1 = j0 + kr + 8 < p.Lk;
+    auto load_q = [&](int it, int buf) {
+        const int i = it * BN;
+        load_tile_sw<T, 64, BN, NTH>((T *)(Qs + buf * QB), Q, p.sq[2], i, p.Lq);
+        load_tile_sw<T, 64, BN, NTH>((T *)(Gs + buf * QB), G, p.sdo[2], i, p.Lq);
+        for (int x = threadIdx.x; x < BN; x += NTH) {   /* queries >= Lq: lse +inf (P = 0), delta 0 */
+            int ii = i + x;
+            float l = ii < p.Lq ? lse[ii] : INFINITY;
+            Ls[buf * BN + x] = (l == -INFINITY ? INFINITY : l) * SDPA_LOG2E;   /* fully masked row: P = 0 */
+            Dl[buf * BN + x] = ii < p.Lq ? delta[ii] : 0.f;
+        }
+    };
+    load_tile_sw<T, 64, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
+    load_tile_sw<T, 64, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
+    load_q(0, 0);
+    cp_commit();
+    /* the dS^T buffer that the discarded dQ of tile 0 reads: zeros */
+#pragma unroll
+    for (int x = threadIdx.x; x < TB / 16; x += NTH) *reinterpret_cast<uint4 *>(Ss + TB + x * 16) = make_uint4(0, 0, 0, 0);
+    cp_wait_all();
+    __syncthreads();
+    /* K^T [64 d rows][BM keys] as BM/64 swizzled column blocks of [64][64]: the K-major B of dQ = dS K. Thread x
+       moves the 16-byte chunk (key r, d 8 c8..) of Ks to 8 elements of KTs. Made visible by the loop's first
+       fence and barrier. */
+#pragma unroll
+    for (int x = threadIdx.x; x < BM * 8; x += NTH) {
+        const int r = x % BM, c8 = x / BM;
+        const uint4 v = *reinterpret_cast<const uint4 *>(Ks + r * 128 + ((c8 ^ (r & 7)) << 4));
+        const unsigned short e[8] = {(unsigned short)(v.x & 0xffff), (unsigned short)(v.x >> 16),
+                                     (unsigned short)(v.y & 0xffff), (unsigned short)(v.y >> 16),
+                                     (unsigned short)(v.z & 0xffff), (unsigned short)(v.z >> 16),
+                                     (unsigned short)(v.w & 0xffff), (unsigned short)(v.w >> 16)};
+        const int rc = r & 63;
+        unsigned char *dst = KTs + (r >> 6) * (64 * 128) + (rc & 7) * 2;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int d = 8 * c8 + i;
+            *reinterpret_cast<unsigned short *>(dst + d * 128 + (((rc >> 3) ^ (d & 7)) << 4)) = e[i];
+        }
+    }
+    float dk[32], dv[32], s[32], dp[32], dq[16];
+#pragma unroll
+    for (int e = 0; e < 32; e++) dk[e] = dv[e] = s[e] = dp[e] = 0.f;
+#pragma unroll
+    for (int e = 0; e < 16; e++) dq[e] = 0.f;
+    uint32_t pa[4][4] = {}, da[4][4] = {};   /* P^T and dS^T as A fragments: k step x covers queries 16 x.. */
+    const uint64_t kd0 = wg_desc(Ks + wg * 64 * 128), vd0 = wg_desc(Vs + wg * 64 * 128);
+    const uint64_t ktd0 = wg_desc(KTs + wg * 32 * 128);   /* this warpgroup's 32 columns of dQ: rows of K^T */
+    /* pins (see wg_fwd_kernel): never on registers of a wgmma in flight (a pin defines them) */
+    auto pin_all = [&]() {
+        wg_pin(dk); wg_pin(dv); wg_pin(s); wg_pin(dp); wg_pin(dq); wg_pin(pa); wg_pin(da);
+    };
+    /* dQ (this warpgroup's 32 columns) of the tile whose dS^T is in buffer sb: one commit group */
+    auto issue_dq = [&](int sb) {
+        const uint64_t ds0 = wg_desc(Ss + sb * TB);
+#pragma unroll
+        for (int kk = 0; kk < BM / 16; kk++)   /* keys 16 kk..: 16 rows of dS^T; in K^T block kk / 4, 32 bytes a step */
+            wg_ss32t<T>(dq, ds0 + ((kk * 2048) >> 4), ktd0 + (((kk >> 2) * 64 * 128 + (kk & 3) * 32) >> 4), kk > 0);
+        wg_commit();
+    };
+    /* dQ of query tile it (done) into the f32 accumulator: rows 16 warp + g (+ 8), columns 32 wg + 8 j + q2 */
+    auto add_dq = [&](int it) {
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int r = it * BN + warp * 16 + g + 8 * hh;
+            if (r >= p.Lq) continue;
+            float *row = dqa + (int64_t)r * p.sqa[2] + wg * 32 + q2;
+#pragma unroll
+            for (int j = 0; j < 4; j++) red2(row + 8 * j, dq[4 * j + 2 * hh] * p.scale, dq[4 * j + 2 * hh + 1] * p.scale);
+        }
+    };
+    pin_all();
+    for (int it = 0; it < nqt; it++) {
+        const int buf = it % NQ;
+        cp_wait_all();
+        fence_async_smem();
+        /* tile it landed; dS^T of tile it - 1 (buffer (it - 1) & 1) complete; every wgmma that read buffer
+           (it + 1) % 3 (tile it - 2) and dS^T buffer it & 1 (dQ of tile it - 2) was waited for */
+        __syncthreads();
+        if (it + 1 < nqt) load_q(it + 1, (it + 1) % NQ);
+        cp_commit();
+        const uint64_t qd0 = wg_desc(Qs + buf * QB), gd0 = wg_desc(Gs + buf * QB);
+        wg_pin(s); wg_pin(dp); wg_pin(dq);   /* dK/dV of tile it - 1 (and their pa, da) may be in flight */
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)   /* S^T = K Q^T: k step kk = 32 bytes of the rows */
+            wg_ss64<T>(s, kd0 + ((kk * 32) >> 4), qd0 + ((kk * 32) >> 4), kk > 0);
+        wg_commit();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)   /* dP^T = V dO^T */
+            wg_ss64<T>(dp, vd0 + ((kk * 32) >> 4), gd0 + ((kk * 32) >> 4), kk > 0);
+        wg_commit();
+        issue_dq((it + 1) & 1);          /* dQ of tile it - 1 (at it = 0: zeros, not added) */
+        wg_wait2();                      /* S^T done (and dV/dK of tile it - 1: pa, da free) */
+        wg_pin(s); wg_pin(pa); wg_pin(da);
+        const float *Lb = Ls + buf * BN, *Db = Dl + buf * BN;
+        /* element 4 j + e: key row kr + 8 (e >> 1), query 8 j + q2 + (e & 1) */
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const float2 l2 = *reinterpret_cast<const float2 *>(Lb + 8 * j + q2);
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float pr = ex2(fmaf(s[4 * j + e], sl, -((e & 1) ? l2.y : l2.x)));
+                s[4 * j + e] = ((e >> 1) ? kok1 : kok0) ? pr : 0.f;
+            }
+        }
+        wg_wait1();                      /* dP^T done */
+        wg_pin(dp);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const float2 d2 = *reinterpret_cast<const float2 *>(Db + 8 * j + q2);
+#pragma unroll
+            for (int e = 0; e < 4; e++) dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - ((e & 1) ? d2.y : d2.x));
+        }
+#pragma unroll
+        for (int x = 0; x < 4; x++) {
+            pa[x][0] = TT<T>::pack(s[8 * x + 0], s[8 * x + 1]);
+            pa[x][1] = TT<T>::pack(s[8 * x + 2], s[8 * x + 3]);
+            pa[x][2] = TT<T>::pack(s[8 * x + 4], s[8 * x + 5]);
+            pa[x][3] = TT<T>::pack(s[8 * x + 6], s[8 * x + 7]);
+            da[x][0] = TT<T>::pack(dp[8 * x + 0], dp[8 * x + 1]);
+            da[x][1] = TT<T>::pack(dp[8 * x + 2], dp[8 * x + 3]);
+            da[x][2] = TT<T>::pack(dp[8 * x + 4], dp[8 * x + 5]);
+            da[x][3] = TT<T>::pack(dp[8 * x + 6], dp[8 * x + 7]);
+        }
+        {   /* dS^T -> buffer it & 1, [key][query] swizzled: (row kr | kr + 8, queries 16 x + q2 | + 8): chunks 2x, 2x+1 */
+            unsigned char *r0 = Ss + (it & 1) * TB + kr * 128 + (lane & 3) * 4;
+#pragma unroll
+            for (int x = 0; x < 4; x++) {
+                *reinterpret_cast<uint32_t *>(r0 + (((2 * x) ^ g) << 4)) = da[x][0];
+                *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x) ^ g) << 4)) = da[x][1];
+                *reinterpret_cast<uint32_t *>(r0 + (((2 * x + 1) ^ g) << 4)) = da[x][2];
+                *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x + 1) ^ g) << 4)) = da[x][3];
+            }
+        }
+        wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da);   /* dQ of tile it - 1 in flight */
+        wg_fence();
+#pragma unroll
+        for (int x = 0; x < 4; x++) wg_rs64<T>(dv, pa[x], gd0 + ((x * 2048) >> 4), 1);   /* dV += P^T dO */
+        wg_commit();
+#pragma unroll
+        for (int x = 0; x < 4; x++) wg_rs64<T>(dk, da[x], qd0 + ((x * 2048) >> 4), 1);   /* dK += dS^T Q */
+        wg_commit();
+        wg_wait2();                      /* dQ of tile it - 1 done; dV/dK may still run */
+        wg_pin(dq);
+        if (dqa && it > 0) add_dq(it - 1);
+    }
+    /* the last tile's dQ, after the barrier behind its dS^T */
+    cp_wait_all();
+    fence_async_smem();
+    __syncthreads();
+    wg_pin(dq);
+    wg_fence();
+    issue_dq((nqt - 1) & 1);
+    wg_wait0();
+    pin_all();
+    if (dqa) add_dq(nqt - 1);
+    /* dK (times scale) and dV: rows j0 + kr (+ 8), columns 8 j + q2 */
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        const int r = j0 + kr + 8 * hh;
+        if (r >= p.Lk) continue;
+        if (p.grad_f32) {
+            float *rk = p.dk ? (float *)p.dk + b * p.sdk[0] + h * p.sdk[1] + (int64_t)r * p.sdk[2] : nullptr;
+            float *rv = p.dv ? (float *)p.dv + b * p.sdv[0] + h * p.sdv[1] + (int64_t)r * p.sdv[2] : nullptr;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                if (rk) st2<float>(rk + 8 * j + q2, dk[4 * j + 2 * hh] * p.scale, dk[4 * j + 2 * hh + 1] * p.scale);
+                if (rv) st2<float>(rv + 8 * j + q2, dv[4 * j + 2 * hh], dv[4 * j + 2 * hh + 1]);
+            }
+        } else {
+            T *rk = p.dk ? (T *)p.dk + b * p.sdk[0] + h * p.sdk[1] + (int64_t)r * p.sdk[2] : nullptr;
+            T *rv = p.dv ? (T *)p.dv + b * p.sdv[0] + h * p.sdv[1] + (int64_t)r * p.sdv[2] : nullptr;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                if (rk) st2<T>(rk + 8 * j + q2, dk[4 * j + 2 * hh] * p.scale, dk[4 * j + 2 * hh + 1] * p.scale);
+                if (rv) st2<T>(rv + 8 * j + q2, dv[4 * j + 2 * hh], dv[4 * j + 2 * hh + 1]);
+            }
+        }
+    }
+#endif /* SDPA_WG */
+}
 /* ------------------------------------------------------------------------------------------ f32 path */
 /* the SIMT kernels: f32 head dims above 128 (the tensor-core kernels below take the rest) */
 #define F32_TQ 64   /* rows per block (one thread each) */
@@ -5975,6 +6235,59 @@ static int run_wg_fwd(Params p, cudaStream_t s) {
     return 0;
 }
 
+/* 2 warpgroups (128 keys) per CTA; the backward's shared memory: K, V, K^T [128][64], three Q/dO tiles [64][64]
+   each, two dS^T tiles [128][64] (T), lse/delta of three tiles */
+enum { WG_BWD_NWG = 2, WG_BWD_BM = 64 * WG_BWD_NWG };
+static size_t wg_bwd_smem(void) {
+    return (size_t)(3 * WG_BWD_BM + 6 * 64 + 2 * WG_BWD_BM) * 128 + 6 * 64 * sizeof(float) + 1024;
+}
+/* NN_SDPA_WG_BWD=0 turns the wgmma backward off (A/B in one binary); read once */
+static bool wg_bwd_enabled(void) {
+    static int state = -1;
+    if (state < 0) {
+        const char *e = getenv("NN_SDPA_WG_BWD");
+        state = e && e[0] == '0' && e[1] == 0 ? 0 : 1;
+    }
+    return state != 0;
+}
+/* the wgmma backward takes plain, non-causal f16/bf16 problems with D == Dv == 64 whose key tiles fill the GPU
+   (at least one 128-key tile per SM: no query split needed); the rest keeps bwd_kernel */
+static bool wg_bwd_ok(const Params &p) {
+    if (!plain_ok(p) || p.causal || p.D != 64 || p.Dv != 64 || p.Lq < 1 || p.Lk < 1) return false;
+    if ((int64_t)p.B * p.H * ((p.Lk + WG_BWD_BM - 1) / WG_BWD_BM) < sm_count()) return false;
+    return wg_bwd_enabled() && wg_available() != 0;
+}
+/* as run_bwd without the query split: delta, the f32 dQ accumulator (or dq itself), the kernel, the conversion */
+template <typename T>
+static int run_wg_bwd(Params p, cudaStream_t s) {
+    if (!p.dq && !p.dk && !p.dv) return 0;
+    size_t smem = wg_bwd_smem();
+    auto kern = wg_bwd_kernel<T, WG_BWD_NWG>;
+    if (set_smem(kern, smem)) return -1;
+    p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
+    p.lsep = p.dlp = nullptr;
+    unsigned grid;
+    if (grid_of(p, WG_BWD_BM, p.Lk, 0, &grid)) return -1;
+    int64_t rows = (int64_t)p.B * p.H * p.Lq;
+    bool dq_dir = p.dq && p.grad_f32 && dense(p.sdq, p.B, p.H, p.Lq, p.D);
+    int64_t wn = p.dq && !dq_dir ? align16(rows * p.D) : 0;
+    nn_tensor *ws = wn ? nn__tmp(NN_F32, wn) : NULL;
+    if (rows > 0) delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
+    if (p.dout_f32) {   /* from here on the kernel reads the rounded copy */
+        p.dout = p.dout_lp; p.dout_f32 = 0;
+        p.sdo[2] = p.Dv; p.sdo[1] = (int64_t)p.Lq * p.Dv; p.sdo[0] = (int64_t)p.H * p.sdo[1];
+    }
+    p.dq_acc = p.dk_acc = p.dv_acc = nullptr;
+    if (p.dq) {
+        if (dq_dir) { p.dq_acc = (float *)p.dq; p.sqa[0] = p.sdq[0]; p.sqa[1] = p.sdq[1]; p.sqa[2] = p.sdq[2]; }
+        else { p.dq_acc = (float *)ws->data; p.sqa[2] = p.D; p.sqa[1] = (int64_t)p.Lq * p.D; p.sqa[0] = (int64_t)p.H * p.sqa[1]; }
+        if (rows > 0) NN_CU(cudaMemsetAsync(p.dq_acc, 0, (size_t)(rows * p.D) * sizeof(float), s));
+    }
+    if (grid) kern<<<grid, WG_BWD_NWG * 128, smem, s>>>(p); NN_LAUNCHED();
+    if (p.dq && !dq_dir) acc_convert<T>(p, p.dq_acc, p.dq, p.sdq, p.Lq, p.D, s);
+    if (ws) nn_tensor_free(ws);
+    return 0;
+}
 template <typename T, bool F>
 static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
     int hd = p.D > p.Dv ? p.D : p.Dv;
@@ -5984,9 +6297,12 @@ static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
     if (hd <= 96) return fwd ? run_fwd<T, 96, typename FwdTile<96, F>::t, F>(p, s) : run_bwd<T, 96, typename BwdTile<96, F>::t, F>(p, s);
     return fwd ? run_fwd<T, 128, typename FwdTile<128, F>::t, F>(p, s) : run_bwd<T, 128, typename BwdTile<128, F>::t, F>(p, s);
 }
+/* f16/bf16: the wgmma kernels where they apply (forward: wg_fwd_ok; backward: wg_bwd_ok, plain D = 64 on sm_90a,
+   NN_SDPA_WG_BWD=0 turns it off), else fwd_kernel / bwd_kernel, without the mask/bias/dropout code when plain_ok */
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
     if (fwd && wg_fwd_ok(p)) return p.D == 64 ? run_wg_fwd<T, 64>(p, s) : run_wg_fwd<T, 128>(p, s);
+    if (!fwd && wg_bwd_ok(p)) return run_wg_bwd<T>(p, s);   /* sm_90a, plain D = 64 (NN_SDPA_WG_BWD=0: off) */
     return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);
 }
 

@@ -950,6 +950,9 @@ static void test_sdpa(void) {
         {"wgmma d64 B*H>SMs scale", 3, 50, 100, 77, 64, 64, 0, 0, 0, 0, 0, 0.2, 0},
         {"wgmma d128 causal Lq>Lk", 2, 34, 200, 150, 128, 128, 0, 0, 0, 1, 0, 0, 0},
         {"wgmma d128 several key tiles", 1, 66, 256, 520, 128, 128, 0, 0, 0, 0, 0, 0, 0},
+        /* the wgmma backward (plain d64, >= one 128-key tile per SM; cases 28 and 29 take it too): a single partial
+           query tile (the loop runs once, dQ only after it) over two key tiles, the second partial */
+        {"wgmma d64 bwd one query tile", 2, 70, 40, 200, 64, 64, 0, 0, 0, 0, 0, 0, 0},
     };
     static const nn_dtype dts[3] = {NN_F32, NN_F16, NN_BF16};
     size_t i;
