@@ -3969,15 +3969,11 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
               queries are split). 5 matrix products and one exponential per score.
            With grad_f32 the gradients are written in f32 (the f32 dQ accumulator is dq itself); else converted.
            dbias is stored once per element when the bias is not broadcast, else atomically added (f32).
-<<<<<<< HEAD
+     sm_90a the plain f16/bf16 attention on Hopper's warpgroup MMA (wgmma), when the device runs the sm_90a image:
+           the forward at D == Dv in {64, 128} (wg_fwd_kernel) and the backward at D == Dv == 64 (wg_bwd_kernel),
+           in their own block below ("wgmma kernels (sm_90a)").
      f32   the same loops on TF32 tensor cores in 3xTF32 (f32 accuracy; tc_* kernels, D and Dv <= 128; the backward
            in one kernel, dQ added with atomics); above 128 a plain SIMT path (thread per query or key row).
-=======
-     sm_90a the plain f16/bf16 forward at D == Dv in {64, 128} on Hopper's warpgroup MMA (wgmma), when the device
-           runs the sm_90a image: wg_fwd_kernel, in its own block below ("wgmma kernels (sm_90a)").
-     f32   the same loops on TF32 tensor cores in 3xTF32 (f32 accuracy; tc_* kernels, D and Dv <= 128; dK/dV
-           and dQ + dbias in two kernels); above 128 a plain SIMT path (thread per query or key row).
->>>>>>> flash4
    Bias tiles (f32 or the q dtype, keys contiguous, 16-byte aligned rows) are staged through shared memory with
    cp.async, double-buffered with K/V, so no bias load sits behind a branch; other layouts read it at clamped
    indices. Split-KV: when the (b, h, query tile) blocks are fewer than 2 per SM (the 900-query AQR cases, 10
