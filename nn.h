@@ -215,6 +215,9 @@ typedef struct { const char *op; int64_t calls, bwd_calls; double fwd_s, bwd_s; 
 typedef struct { double total_s; int n; nn_profile_op op[NN_PROFILE_OPS]; } nn_profile;
 void nn_profile_begin(int sync);
 nn_profile nn_profile_end(void);
+/* prints p to stdout as a table per step (p covers `steps` steps): op, calls, forward ms, backward ms, share of
+   the total; your title line goes before it */
+void nn_profile_print(const nn_profile *p, int steps);
 
 /* Gradient checkpointing: fn computes out[0..n_out) from in[0..n_in) (and parameters it reaches through
    ctx). It runs now without recording the tape; backward runs it again, with the same random stream,
@@ -1656,6 +1659,19 @@ nn_profile nn_profile_end(void) {
     nn__g.prof.on = 0;
     qsort(t.op, (size_t)t.n, sizeof t.op[0], nn__profile_cmp);
     return t;
+}
+
+void nn_profile_print(const nn_profile *p, int steps) {
+    double sum = 0, n = steps > 0 ? steps : 1, total = p->total_s > 0 ? p->total_s : 1;
+    int i;
+    printf("  %-28s %8s %10s %10s %6s\n", "op", "calls", "fwd ms", "bwd ms", "share");
+    for (i = 0; i < p->n; i++) {
+        const nn_profile_op *o = &p->op[i];
+        sum += o->fwd_s + o->bwd_s;
+        printf("  %-28s %8.1f %10.3f %10.3f %5.1f%%\n", o->op, (double)o->calls / n, 1e3 * o->fwd_s / n,
+               1e3 * o->bwd_s / n, 100 * (o->fwd_s + o->bwd_s) / total);
+    }
+    printf("  (calls and times per step over %d; the rows add up to %.1f%% of the total)\n", steps, 100 * sum / total);
 }
 
 nn_node *nn__record(const char *op, nn__backward_fn bw, int n_in, nn_tensor **in, int n_out, nn_tensor **out) {

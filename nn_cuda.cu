@@ -4957,6 +4957,16 @@ __device__ __forceinline__ void wg_ss32t(float (&d)[16], uint64_t da, uint64_t d
         asm volatile(WG_SS32T("bf16") : WG_D16(d) : "l"(da), "l"(db), "r"(acc));
 }
 __device__ __forceinline__ void wg_wait2() { asm volatile("wgmma.wait_group.sync.aligned 2;\n" ::: "memory"); }
+/* k step x of an A operand from registers (wg_rs64): the 8 f32 accumulators acc[8x .. 8x+7] of a 64-row result
+   (its columns 16x .. 16x+15 in this thread's accumulator order) rounded to T and packed in pairs, the order of
+   the mma.sync A fragment that wg_rs64 reads */
+template <typename T>
+__device__ __forceinline__ void wg_pack_a(uint32_t (&a)[4], const float *acc8) {
+    a[0] = TT<T>::pack(acc8[0], acc8[1]);
+    a[1] = TT<T>::pack(acc8[2], acc8[3]);
+    a[2] = TT<T>::pack(acc8[4], acc8[5]);
+    a[3] = TT<T>::pack(acc8[6], acc8[7]);
+}
 #endif /* SDPA_WG */
 
 /* ROWS x HD tile <- rows row0.. of g (row stride rs), in the swizzled layout above; rows >= L are zero */
@@ -5108,12 +5118,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
 #pragma unroll
             for (int e = 0; e < 32; e++) o[c][e] *= alpha[(e >> 1) & 1];
 #pragma unroll
-        for (int x = 0; x < 8; x++) {
-            pa[x][0] = TT<T>::pack(s[8 * x + 0], s[8 * x + 1]);
-            pa[x][1] = TT<T>::pack(s[8 * x + 2], s[8 * x + 3]);
-            pa[x][2] = TT<T>::pack(s[8 * x + 4], s[8 * x + 5]);
-            pa[x][3] = TT<T>::pack(s[8 * x + 6], s[8 * x + 7]);
-        }
+        for (int x = 0; x < 8; x++) wg_pack_a<T>(pa[x], s + 8 * x);
     };
     if (nkt > 0) {
         float s[64], alpha[2];   /* S_kt, then P_kt (unnormalised) and the rescale of O, until packed */
@@ -5332,16 +5337,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
             for (int e = 0; e < 4; e++) dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - ((e & 1) ? d2.y : d2.x));
         }
 #pragma unroll
-        for (int x = 0; x < 4; x++) {
-            pa[x][0] = TT<T>::pack(s[8 * x + 0], s[8 * x + 1]);
-            pa[x][1] = TT<T>::pack(s[8 * x + 2], s[8 * x + 3]);
-            pa[x][2] = TT<T>::pack(s[8 * x + 4], s[8 * x + 5]);
-            pa[x][3] = TT<T>::pack(s[8 * x + 6], s[8 * x + 7]);
-            da[x][0] = TT<T>::pack(dp[8 * x + 0], dp[8 * x + 1]);
-            da[x][1] = TT<T>::pack(dp[8 * x + 2], dp[8 * x + 3]);
-            da[x][2] = TT<T>::pack(dp[8 * x + 4], dp[8 * x + 5]);
-            da[x][3] = TT<T>::pack(dp[8 * x + 6], dp[8 * x + 7]);
-        }
+        for (int x = 0; x < 4; x++) { wg_pack_a<T>(pa[x], s + 8 * x); wg_pack_a<T>(da[x], dp + 8 * x); }
         {   /* dS^T -> buffer it & 1, [key][query] swizzled: (row kr | kr + 8, queries 16 x + q2 | + 8): chunks 2x, 2x+1 */
             unsigned char *r0 = Ss + (it & 1) * TB + kr * 128 + (lane & 3) * 4;
 #pragma unroll

@@ -189,17 +189,9 @@ int main(int argc, char **argv) {
     }
     if (profile) {   /* the timed steps only (a --mem-trace step is not in it) */
         const nn_profile pr = mem_trace ? prof : nn_profile_end();
-        double sum = 0;
-        printf("time per op over the %d timed steps (%.1f ms a step; nn_profile, GPU synchronised per op):\n"
-               "  %-28s %8s %10s %10s %6s\n", steps, 1e3 * pr.total_s / steps, "op", "calls", "fwd ms", "bwd ms",
-               "share");
-        for (i = 0; i < pr.n; i++) {
-            const nn_profile_op *o = &pr.op[i];
-            sum += o->fwd_s + o->bwd_s;
-            printf("  %-28s %8.1f %10.3f %10.3f %5.1f%%\n", o->op, (double)o->calls / steps, 1e3 * o->fwd_s / steps,
-                   1e3 * o->bwd_s / steps, 100 * (o->fwd_s + o->bwd_s) / pr.total_s);
-        }
-        printf("  (calls and times per step; the rows add up to %.1f%% of the total)\n", 100 * sum / pr.total_s);
+        printf("time per op over the %d timed steps (%.1f ms a step; nn_profile, GPU synchronised per op):\n", steps,
+               1e3 * pr.total_s / steps);
+        nn_profile_print(&pr, steps);
     }
     qsort(times, (size_t)steps, sizeof(double), cmp_double);
     getrusage(RUSAGE_SELF, &ru);

@@ -46,8 +46,10 @@ training:
   use_amp: false
 YAML
 P="$B/part_location"
-"$P" train --config "$T/cfg.yaml" > "$T/a.log" 2>&1
+"$P" train --config "$T/cfg.yaml" --set training.profile_steps=2 > "$T/a.log" 2>&1
 check "train runs" "grep -q 'training done' $T/a.log"
+check "training.profile_steps prints the op table (nn_profile_print) and epochs the loader's wait" \
+  "grep -q '^profile: .* over 2 ' $T/a.log && grep -q '^  nn_linear ' $T/a.log && grep -q 'rows add up to' $T/a.log && grep -q 'loader wait [0-9]*% of the training time' $T/a.log"
 "$P" train --config "$T/cfg.yaml" --set training.use_amp=true --set training.amp_dtype=f16 --set training.num_epochs=2 \
   --set data.output_dir="$T/amp" > "$T/amp.log" 2>&1
 check "f16 autocast with loss scaling trains (finite losses)" "grep -q 'training done' $T/amp.log && ! grep -qi 'nan' $T/amp.log"

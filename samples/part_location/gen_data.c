@@ -256,7 +256,7 @@ static double least_visible(const prim *prims, int n, const view *views) {
 
 int main(int argc, char **argv) {
     const char *out = "data/images";
-    int models = 64, size = 224, psize = 0, min_parts = 2, max_parts = 5, first = 0, diag = 0, i, m;
+    int models = 64, size = 224, psize = 0, big, min_parts = 2, max_parts = 5, first = 0, diag = 0, i, m;
     double min_visible = 0.5;
     unsigned long long seed = 1;
     view views[4];
@@ -278,6 +278,7 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "usage: gen_data [--out DIR] [--models N] [--size PX] [--part-size PX] [--seed S] [--min-parts A] [--max-parts B] [--first F] [--diag 1] [--min-visible V]\n"); return 2; }
     }
     if (!psize) psize = size;
+    big = size > psize ? size : psize;   /* the render buffer serves wholes and parts */
     if (models < 1 || size < 28 || psize < 28 || min_parts < 1 || max_parts < min_parts || max_parts > 16 || first < 0 || first > 9999999 - models) {
         fprintf(stderr, "gen_data: bad arguments\n");
         return 2;
@@ -303,7 +304,7 @@ int main(int argc, char **argv) {
 #pragma omp parallel private(rgb)
 #endif
     {
-    rgb = (unsigned char *)malloc((size_t)(size > psize ? size : psize) * (size > psize ? size : psize) * 3);
+    rgb = (unsigned char *)malloc((size_t)big * big * 3);
     if (!rgb) exit(1);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 4) reduction(+ : total_parts, redrawn)

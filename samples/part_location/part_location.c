@@ -551,17 +551,12 @@ static void write_plot(const char *out_dir, const history *h) {
     if (kit_plot_png(p, s, 2, &o, &err)) fprintf(stderr, "warning: %s\n", err.msg);
 }
 
-/* the table of training.profile_steps: where a micro-batch's time went, op by op */
-static void print_profile(const nn_profile *pr, int steps) {
-    int i;
+/* training.profile_steps: ends the profile begun two micro-batches into the first epoch and prints its table */
+static void profile_report(int steps) {
+    nn_profile pr = nn_profile_end();
     printf("profile: %.1f ms per micro-batch over %d (nn_profile, synchronised per op; \"(between steps)\" is the "
-           "loader wait, the optimiser and the logging)\n  %-28s %8s %10s %10s %6s\n", 1e3 * pr->total_s / steps, steps,
-           "op", "calls", "fwd ms", "bwd ms", "share");
-    for (i = 0; i < pr->n; i++) {
-        const nn_profile_op *o = &pr->op[i];
-        printf("  %-28s %8.1f %10.3f %10.3f %5.1f%%\n", o->op, (double)o->calls / steps, 1e3 * o->fwd_s / steps,
-               1e3 * o->bwd_s / steps, 100 * (o->fwd_s + o->bwd_s) / pr->total_s);
-    }
+           "loader wait, the optimiser and the logging)\n", 1e3 * pr.total_s / (steps > 0 ? steps : 1), steps);
+    nn_profile_print(&pr, steps);
 }
 
 static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
@@ -581,7 +576,7 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
     const char *out = CS("data.output_dir");
     char ckdir[2048], p[2048], latest[2048], *dump;
     int size = CI("data.image_size"), epochs = CI("training.num_epochs"), accum = CI("training.accumulation_steps");
-    int bs = CI("training.batch_size"), epoch, start_epoch = 0, k, prof_steps = CI("training.profile_steps");
+    int bs = CI("training.batch_size"), epoch, start_epoch = 0, k, prof_steps = CI("training.profile_steps"), profiling = 0;
     long long max_steps = kit_cfg_int(cfg, "training.max_steps_per_epoch"), micro_per_epoch, opt_per_epoch;
     double w_t = CF("loss.w_trans"), w_s = CF("loss.w_scale"), best = INFINITY, t_start = kit_now();
     int64_t global_step = 0;
@@ -688,11 +683,8 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
             int last;
             wait += kit_now() - t_wait;   /* time the step waited for the loader threads */
             if (rc < 0) { fprintf(stderr, "warning: %s\n", err.msg); continue; }
-            if (prof_steps > 0 && epoch == start_epoch && micro == 2) nn_profile_begin(1);
-            if (prof_steps > 0 && epoch == start_epoch && micro == 2 + prof_steps) {
-                nn_profile pr = nn_profile_end();
-                print_profile(&pr, prof_steps);
-            }
+            if (prof_steps > 0 && epoch == start_epoch && micro == 2) { nn_profile_begin(1); profiling = 1; }
+            if (profiling && micro == 2 + prof_steps) { profile_report(prof_steps); profiling = 0; }
             nn_scope_begin();
             if (amp != NN_F32) nn_autocast_begin(amp);        /* req. 4: AMP, as torch.autocast */
             loss = partloc_loss(predict(&a, batch_tensor(&b, 0, size, a.dev), batch_tensor(&b, 1, dtrain.psize, a.dev)),
@@ -724,6 +716,7 @@ static int cmd_train(kit_cfg *cfg, int resume, int stop_after) {
             kit_progress_note(&prog, "lr %.2e", lr);
             kit_progress_step(&prog, 1, sum_l / n_seen);
         }
+        if (profiling) { profile_report((int)(micro - 2)); profiling = 0; }   /* an epoch shorter than the profile */
         nn_set_training(0);
         t_epoch = kit_now() - t_epoch;   /* the training part of the epoch, without the validation */
         vm = evaluate(&a, &split[1], w_t, w_s, NULL);
