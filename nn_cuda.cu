@@ -5375,23 +5375,18 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     for (int hh = 0; hh < 2; hh++) {
         const int r = j0 + kr + 8 * hh;
         if (r >= p.Lk) continue;
-        if (p.grad_f32) {
-            float *rk = p.dk ? (float *)p.dk + b * p.sdk[0] + h * p.sdk[1] + (int64_t)r * p.sdk[2] : nullptr;
-            float *rv = p.dv ? (float *)p.dv + b * p.sdv[0] + h * p.sdv[1] + (int64_t)r * p.sdv[2] : nullptr;
+        auto store = [&](auto *dk0, auto *dv0) {   /* O = float (grad_f32) or T */
+            using O = typename std::remove_pointer<decltype(dk0)>::type;
+            O *rk = dk0 ? dk0 + b * p.sdk[0] + h * p.sdk[1] + (int64_t)r * p.sdk[2] : nullptr;
+            O *rv = dv0 ? dv0 + b * p.sdv[0] + h * p.sdv[1] + (int64_t)r * p.sdv[2] : nullptr;
 #pragma unroll
             for (int j = 0; j < 8; j++) {
-                if (rk) st2<float>(rk + 8 * j + q2, dk[4 * j + 2 * hh] * p.scale, dk[4 * j + 2 * hh + 1] * p.scale);
-                if (rv) st2<float>(rv + 8 * j + q2, dv[4 * j + 2 * hh], dv[4 * j + 2 * hh + 1]);
+                if (rk) st2<O>(rk + 8 * j + q2, dk[4 * j + 2 * hh] * p.scale, dk[4 * j + 2 * hh + 1] * p.scale);
+                if (rv) st2<O>(rv + 8 * j + q2, dv[4 * j + 2 * hh], dv[4 * j + 2 * hh + 1]);
             }
-        } else {
-            T *rk = p.dk ? (T *)p.dk + b * p.sdk[0] + h * p.sdk[1] + (int64_t)r * p.sdk[2] : nullptr;
-            T *rv = p.dv ? (T *)p.dv + b * p.sdv[0] + h * p.sdv[1] + (int64_t)r * p.sdv[2] : nullptr;
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                if (rk) st2<T>(rk + 8 * j + q2, dk[4 * j + 2 * hh] * p.scale, dk[4 * j + 2 * hh + 1] * p.scale);
-                if (rv) st2<T>(rv + 8 * j + q2, dv[4 * j + 2 * hh], dv[4 * j + 2 * hh + 1]);
-            }
-        }
+        };
+        if (p.grad_f32) store((float *)p.dk, (float *)p.dv);
+        else store((T *)p.dk, (T *)p.dv);
     }
 #endif /* SDPA_WG */
 }
