@@ -540,6 +540,53 @@ template <int OP> __global__ void k_unary_mixed(const void *__restrict__ x, int 
     for (i = 4 * n4 + t0; i < n; i += st) d_storef(y, dt, i, d_unary(OP, d_loadf(x, dt, i), p0, p1));
 }
 
+/* One f16/bf16 dtype DT in and out (autocast's activations, e.g. the GELU of a ViT's MLP and its gradient: 65 M
+   bf16 values a call at batch 4, where k_unary_mixed's switch per value and 8-byte accesses ran at ~2.3 TB/s):
+   eight values per 16-byte access, the dtype a template argument, the same d_unary / d_unary_grad. The
+   launcher runs the mixed kernel on the n % 8 tail. */
+template <int DT> __device__ __forceinline__ void d_unpack8(uint4 v, float r[8]) {
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        uint16_t lo = (uint16_t)(w[k] & 0xffffu), hi = (uint16_t)(w[k] >> 16);
+        r[2 * k] = DT == NN_F16 ? d_half_to_f32(lo) : d_bf16_to_f32(lo);
+        r[2 * k + 1] = DT == NN_F16 ? d_half_to_f32(hi) : d_bf16_to_f32(hi);
+    }
+}
+template <int DT> __device__ __forceinline__ uint4 d_pack8(const float r[8]) {
+    uint32_t w[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        uint32_t lo = DT == NN_F16 ? d_f32_to_half(r[2 * k]) : d_f32_to_bf16(r[2 * k]);
+        uint32_t hi = DT == NN_F16 ? d_f32_to_half(r[2 * k + 1]) : d_f32_to_bf16(r[2 * k + 1]);
+        w[k] = lo | (hi << 16);
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+template <int OP, int DT> __global__ void k_unary16(const uint4 *__restrict__ x, uint4 *__restrict__ y, int64_t n8, float p0,
+                                                    float p1) {
+    int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = t; i < n8; i += st) {
+        float r[8];
+        d_unpack8<DT>(x[i], r);
+#pragma unroll
+        for (int k = 0; k < 8; k++) r[k] = d_unary(OP, r[k], p0, p1);
+        y[i] = d_pack8<DT>(r);
+    }
+}
+template <int OP, int DT> __global__ void k_unary_grad16(const uint4 *__restrict__ g, const uint4 *__restrict__ s,
+                                                         uint4 *__restrict__ gx, int64_t n8, float p0, float p1) {
+    int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = t; i < n8; i += st) {
+        float r[8], v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        d_unpack8<DT>(g[i], r);
+        if (s) d_unpack8<DT>(s[i], v);
+#pragma unroll
+        for (int k = 0; k < 8; k++) r[k] *= d_unary_grad(OP, v[k], p0, p1);
+        gx[i] = d_pack8<DT>(r);
+    }
+}
+
 /* the gradient is f32; the saved x or y may be f16/bf16 */
 template <int OP> __global__ void k_unary_grad_mixed(const void *__restrict__ g, int gdt, const void *__restrict__ s, int sdt,
                                                      void *__restrict__ gx, int gxdt, int64_t n, float p0, float p1, int vec) {
@@ -634,6 +681,21 @@ void nn__cuda_unary_fwd(int op, const nn_tensor *x, nn_tensor *y, double p0, dou
     nn__cu_init();
     if (!n) return;
     if (x->dtype != NN_F32) {   /* f16/bf16 in and out, f32 arithmetic */
+        int64_t n8 = n / 8;
+        if (n8 && y->dtype == x->dtype && nn__al16(x->data) && nn__al16(y->data)) {   /* eight a step, then the tail */
+            g = nn__grid(n8, 256);
+#define NN__U(OPC) case OPC: if (x->dtype == NN_F16) k_unary16<OPC, NN_F16><<<g, 256, 0, S_>>>((const uint4 *)x->data, (uint4 *)y->data, n8, (float)p0, (float)p1); \
+                             else k_unary16<OPC, NN_BF16><<<g, 256, 0, S_>>>((const uint4 *)x->data, (uint4 *)y->data, n8, (float)p0, (float)p1); break;
+            switch (op) { NN__UCASES(NN__U) default: nn_error("nn__cuda_unary_fwd: unknown op %d", op); }
+#undef NN__U
+            NN_LAUNCHED();
+            if (n == 8 * n8) return;
+#define NN__U(OPC) case OPC: k_unary_mixed<OPC><<<1, 32, 0, S_>>>((const uint16_t *)x->data + 8 * n8, x->dtype, (uint16_t *)y->data + 8 * n8, n - 8 * n8, (float)p0, (float)p1, 0); break;
+            switch (op) { NN__UCASES(NN__U) default: break; }
+#undef NN__U
+            NN_LAUNCHED();
+            return;
+        }
         vec = nn__al4(x->data, x->dtype) && nn__al4(y->data, y->dtype);
         g = nn__grid(vec ? n / 4 + 1 : n, 256);
 #define NN__U(OPC) case OPC: k_unary_mixed<OPC><<<g, 256, 0, S_>>>(x->data, x->dtype, y->data, n, (float)p0, (float)p1, vec); break;
@@ -658,6 +720,23 @@ void nn__cuda_unary_bwd(int op, const nn_tensor *gt, const nn_tensor *saved, nn_
     nn__cu_init();
     if (!n) return;
     if ((saved && saved->dtype != NN_F32) || gt->dtype != NN_F32 || gx->dtype != NN_F32) {
+        int64_t n8 = n / 8;
+        if (n8 && gt->dtype != NN_F32 && gx->dtype == gt->dtype && (!saved || saved->dtype == gt->dtype) &&
+            nn__al16(gt->data) && nn__al16(gx->data) && (!saved || nn__al16(saved->data))) {   /* eight a step, then the tail */
+            const uint4 *s8 = saved ? (const uint4 *)saved->data : NULL;
+            g = nn__grid(n8, 256);
+#define NN__U(OPC) case OPC: if (gt->dtype == NN_F16) k_unary_grad16<OPC, NN_F16><<<g, 256, 0, S_>>>((const uint4 *)gt->data, s8, (uint4 *)gx->data, n8, (float)p0, (float)p1); \
+                             else k_unary_grad16<OPC, NN_BF16><<<g, 256, 0, S_>>>((const uint4 *)gt->data, s8, (uint4 *)gx->data, n8, (float)p0, (float)p1); break;
+            switch (op) { NN__UCASES(NN__U) default: nn_error("nn__cuda_unary_bwd: unknown op %d", op); }
+#undef NN__U
+            NN_LAUNCHED();
+            if (n == 8 * n8) return;
+#define NN__U(OPC) case OPC: k_unary_grad_mixed<OPC><<<1, 32, 0, S_>>>((const uint16_t *)gt->data + 8 * n8, gt->dtype, saved ? (const uint16_t *)saved->data + 8 * n8 : NULL, gt->dtype, (uint16_t *)gx->data + 8 * n8, gx->dtype, n - 8 * n8, (float)p0, (float)p1, 0); break;
+            switch (op) { NN__UCASES(NN__U) default: break; }
+#undef NN__U
+            NN_LAUNCHED();
+            return;
+        }
         vec = nn__al4(gt->data, gt->dtype) && nn__al4(gx->data, gx->dtype) && (!saved || nn__al4(saved->data, saved->dtype));
         g = nn__grid(vec ? n / 4 + 1 : n, 256);
 #define NN__U(OPC) case OPC: k_unary_grad_mixed<OPC><<<g, 256, 0, S_>>>(gt->data, gt->dtype, saved ? saved->data : NULL, saved ? saved->dtype : NN_F32, gx->data, gx->dtype, n, (float)p0, (float)p1, vec); break;
@@ -3056,36 +3135,72 @@ __global__ void k_avg_pool_bwd(const float *__restrict__ g, float *__restrict__ 
 
 __device__ __forceinline__ int64_t d_ad_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
 __device__ __forceinline__ int64_t d_ad_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+/* Adaptive average pooling: the windows and the sums of nn.h's loops, in the same order. The window bounds take
+   64-bit divisions, which were most of the time when each thread found them for one value (0.64 ms for the
+   backward of seed 001's 73x73 -> 32x32 over 3072 planes): here a thread finds them once for its pixel and
+   then runs down NN__AD_PLANES planes (grid.y), where the work is loads and adds. */
+#define NN__AD_PLANES 16
+#define NN__AD_WIN 4   /* windows per dim kept in registers for the backward (pooling down: at most 2) */
+static dim3 nn__adaptive_grid(int64_t pixels, int64_t planes) {
+    int64_t gy = (planes + NN__AD_PLANES - 1) / NN__AD_PLANES;
+    return dim3((unsigned)((pixels + 255) / 256), (unsigned)(gy > 65535 ? 65535 : gy));
+}
 __global__ void k_adaptive_fwd(const float *__restrict__ x, float *__restrict__ y, int64_t planes, int64_t H, int64_t W,
                                int64_t Ho, int64_t Wo) {
-    int64_t n = planes * Ho * Wo;
-    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
-        int64_t ow = t % Wo, oh = (t / Wo) % Ho, pl = t / (Wo * Ho);
-        int64_t h0 = d_ad_start(oh, H, Ho), h1 = d_ad_end(oh, H, Ho), w0 = d_ad_start(ow, W, Wo), w1 = d_ad_end(ow, W, Wo);
-        float acc = 0;
-        for (int64_t ih = h0; ih < h1; ih++)
-            for (int64_t iw = w0; iw < w1; iw++) acc += x[(pl * H + ih) * W + iw];
-        y[t] = acc / (float)((h1 - h0) * (w1 - w0));
+    int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (t >= Ho * Wo) return;
+    int64_t oh = t / Wo, ow = t - oh * Wo;
+    int64_t h0 = d_ad_start(oh, H, Ho), h1 = d_ad_end(oh, H, Ho), w0 = d_ad_start(ow, W, Wo), w1 = d_ad_end(ow, W, Wo);
+    float area = (float)((h1 - h0) * (w1 - w0));
+    for (int64_t p0 = blockIdx.y * (int64_t)NN__AD_PLANES; p0 < planes; p0 += (int64_t)gridDim.y * NN__AD_PLANES)
+        for (int64_t pl = p0; pl < p0 + NN__AD_PLANES && pl < planes; pl++) {
+            const float *xp = x + pl * H * W;
+            float acc = 0;
+            for (int64_t ih = h0; ih < h1; ih++)
+                for (int64_t iw = w0; iw < w1; iw++) acc += xp[ih * W + iw];
+            y[pl * Ho * Wo + t] = acc / area;
+        }
+}
+/* the output windows of one dim that contain input index i: o in [floor(i out / in), ceil((i + 1) out / in)),
+   each checked against its bounds; up to NN__AD_WIN of them (o0[k], their sizes sz[k]), or -1 when more */
+__device__ __forceinline__ int d_ad_windows(int64_t i, int64_t in, int64_t out, int64_t o0[NN__AD_WIN], int64_t sz[NN__AD_WIN]) {
+    int64_t a = (i * out) / in, b = ((i + 1) * out + in - 1) / in;
+    int n = 0;
+    if (b > out) b = out;
+    for (int64_t o = a; o < b; o++) {
+        int64_t s = d_ad_start(o, in, out), e = d_ad_end(o, in, out);
+        if (i < s || i >= e) continue;
+        if (n == NN__AD_WIN) return -1;
+        o0[n] = o; sz[n] = e - s; n++;
     }
+    return n;
 }
 __global__ void k_adaptive_bwd(const float *__restrict__ g, float *__restrict__ gx, int64_t planes, int64_t H, int64_t W,
                                int64_t Ho, int64_t Wo) {
-    int64_t n = planes * H * W;
-    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
-        int64_t iw = t % W, ih = (t / W) % H, pl = t / (W * H);
-        int64_t oh0 = (ih * Ho) / H - 1, ow0 = (iw * Wo) / W - 1;
-        float acc = 0;
-        for (int64_t oh = oh0 < 0 ? 0 : oh0; oh < Ho && d_ad_start(oh, H, Ho) <= ih; oh++) {
-            int64_t h0 = d_ad_start(oh, H, Ho), h1 = d_ad_end(oh, H, Ho);
-            if (ih < h0 || ih >= h1) continue;
-            for (int64_t ow = ow0 < 0 ? 0 : ow0; ow < Wo && d_ad_start(ow, W, Wo) <= iw; ow++) {
-                int64_t w0 = d_ad_start(ow, W, Wo), w1 = d_ad_end(ow, W, Wo);
-                if (iw < w0 || iw >= w1) continue;
-                acc += g[(pl * Ho + oh) * Wo + ow] / (float)((h1 - h0) * (w1 - w0));
+    int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (t >= H * W) return;
+    int64_t ih = t / W, iw = t - ih * W, oh[NN__AD_WIN], sh[NN__AD_WIN], ow[NN__AD_WIN], sw[NN__AD_WIN];
+    int nh = d_ad_windows(ih, H, Ho, oh, sh), nw = d_ad_windows(iw, W, Wo, ow, sw);
+    for (int64_t p0 = blockIdx.y * (int64_t)NN__AD_PLANES; p0 < planes; p0 += (int64_t)gridDim.y * NN__AD_PLANES)
+        for (int64_t pl = p0; pl < p0 + NN__AD_PLANES && pl < planes; pl++) {
+            const float *gp = g + pl * Ho * Wo;
+            float acc = 0;
+            if (nh >= 0 && nw >= 0) {
+                for (int a = 0; a < nh; a++)
+                    for (int c = 0; c < nw; c++) acc += gp[oh[a] * Wo + ow[c]] / (float)(sh[a] * sw[c]);
+            } else {   /* many windows per pixel (pooling up by more than NN__AD_WIN - 1): find them per plane */
+                for (int64_t o = (ih * Ho) / H; o < Ho && d_ad_start(o, H, Ho) <= ih; o++) {
+                    int64_t h0 = d_ad_start(o, H, Ho), h1 = d_ad_end(o, H, Ho);
+                    if (ih >= h1) continue;
+                    for (int64_t q = (iw * Wo) / W; q < Wo && d_ad_start(q, W, Wo) <= iw; q++) {
+                        int64_t w0 = d_ad_start(q, W, Wo), w1 = d_ad_end(q, W, Wo);
+                        if (iw >= w1) continue;
+                        acc += gp[o * Wo + q] / (float)((h1 - h0) * (w1 - w0));
+                    }
+                }
             }
+            gx[pl * H * W + t] = acc;
         }
-        gx[t] = acc;
-    }
 }
 
 /* host: first output index reading each input index (in + 1 entries), the nearest map being monotone */
@@ -3153,7 +3268,7 @@ void nn__cuda_avg_pool2d_bwd(const nn_tensor *g, int kernel, int stride, int pad
 void nn__cuda_adaptive_avg_pool2d_fwd(const nn_tensor *x, nn_tensor *y) {
     nn__cu_init();
     if (!y->numel) return;
-    k_adaptive_fwd<<<nn__grid(y->numel, 256), 256, 0, S_>>>((const float *)x->data, (float *)y->data,
+    k_adaptive_fwd<<<nn__adaptive_grid(y->shape[2] * y->shape[3], x->shape[0] * x->shape[1]), 256, 0, S_>>>((const float *)x->data, (float *)y->data,
                                                            x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
                                                            y->shape[2], y->shape[3]);
     NN_LAUNCHED();
@@ -3162,7 +3277,7 @@ void nn__cuda_adaptive_avg_pool2d_fwd(const nn_tensor *x, nn_tensor *y) {
 void nn__cuda_adaptive_avg_pool2d_bwd(const nn_tensor *g, nn_tensor *gx) {
     nn__cu_init();
     if (!gx->numel) return;
-    k_adaptive_bwd<<<nn__grid(gx->numel, 256), 256, 0, S_>>>((const float *)g->data, (float *)gx->data,
+    k_adaptive_bwd<<<nn__adaptive_grid(gx->shape[2] * gx->shape[3], gx->shape[0] * gx->shape[1]), 256, 0, S_>>>((const float *)g->data, (float *)gx->data,
                                                             gx->shape[0] * gx->shape[1], gx->shape[2], gx->shape[3],
                                                             g->shape[2], g->shape[3]);
     NN_LAUNCHED();

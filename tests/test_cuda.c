@@ -299,6 +299,28 @@ static void test_autocast(void) {
             compare(what, f_mixed, &m, 1, in, grad, TOL_LOW);
             nn_tensor_free(in[0]);
         }
+        {   /* the eight-wide f16/bf16 unary kernels against the mixed ones, which views 2 bytes in take: bit-equal
+               values and gradients (4099 = 8 * 512 + 3: the tail too) */
+            int64_t n = 4099, n1 = n + 1;
+            nn_tensor *src = rnd(1, &n1, -4, 4), *gsrc = rnd(1, &n1, -1, 1), *xa, *xb, *ga, *gb, *ya, *yb;
+            int bad = 0;
+            nn_scope_begin();
+            xa = nn_to(nn_cast(nn_slice(src, 0, 1, n1), dts[d]), NN_CUDA);
+            xb = nn_slice(nn_to(nn_cast(src, dts[d]), NN_CUDA), 0, 1, n1);
+            ga = nn_to(nn_cast(nn_slice(gsrc, 0, 1, n1), dts[d]), NN_CUDA);
+            gb = nn_slice(nn_to(nn_cast(gsrc, dts[d]), NN_CUDA), 0, 1, n1);
+            nn_requires_grad(xa, 1); nn_requires_grad(xb, 1);
+            ya = nn_gelu(xa); yb = nn_gelu(xb);
+            nn_backward_with(1, &ya, &ga); nn_backward_with(1, &yb, &gb);
+            CHECK(xa->grad && xb->grad && xa->grad->dtype == dts[d], "unary16: gradients missing");
+            bad += memcmp(nn_to(ya, NN_CPU)->data, nn_to(yb, NN_CPU)->data, (size_t)n * 2) != 0;
+            bad += 2 * (memcmp(nn_to(xa->grad, NN_CPU)->data, nn_to(xb->grad, NN_CPU)->data, (size_t)n * 2) != 0);
+            CHECK(bad == 0, "gelu %s: eight-wide and mixed kernels differ (1: values, 2: gradients): %d",
+                  nn_dtype_name(dts[d]), bad);
+            nn_zero_grad(xa); nn_zero_grad(xb);
+            nn_scope_end(NULL);
+            nn_tensor_free(src); nn_tensor_free(gsrc);
+        }
         {
             int64_t sx[3] = {2, 24, 16}, sw1[2] = {32, 16}, sb1[1] = {32}, sg[1] = {32}, sw2[2] = {32, 32};
             nn_tensor *bl[5];
@@ -699,6 +721,21 @@ static void test_conv(void) {
         snprintf(what, sizeof what, "%s case %d", k < 3 ? "upsample_nearest2d" : k < 6 ? "avg_pool2d" : "adaptive_avg_pool2d", i);
         compare(what, f_pool, &a, 1, &x, grad, TOL_F32);
         nn_tensor_free(x);
+    }
+    {   /* adaptive pooling as seed 001 pools its patch grid (73 -> 32, more planes than one grid row of the kernels
+           takes), and pooling up by more than the backward keeps in registers (2 -> 11: 6 windows a pixel) */
+        static const int64_t xs[2][4] = {{2, 19, 73, 73}, {3, 2, 2, 5}};
+        static const int os[2][2] = {{32, 32}, {11, 13}};
+        for (k = 0; k < 2; k++) {
+            char what[64];
+            vargs a;
+            nn_tensor *x = rnd(4, xs[k], -1, 1);
+            memset(&a, 0, sizeof a);
+            a.kind = 2; a.a = os[k][0]; a.b = os[k][1];
+            snprintf(what, sizeof what, "adaptive_avg_pool2d %dx%d", os[k][0], os[k][1]);
+            compare(what, f_pool, &a, 1, &x, grad, TOL_F32);
+            nn_tensor_free(x);
+        }
     }
 }
 
