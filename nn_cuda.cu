@@ -213,6 +213,18 @@ __global__ void k_cast(const void *x, int sdt, void *y, int ddt, int64_t n, int 
    (a dtype switch per element, 4- and 2-byte accesses) reaches about half the copy bandwidth. */
 template <int DT> __device__ __forceinline__ uint16_t d_to16(float v) { return DT == NN_F16 ? d_f32_to_half(v) : d_f32_to_bf16(v); }
 template <int DT> __device__ __forceinline__ float d_from16(uint16_t h) { return DT == NN_F16 ? d_half_to_f32(h) : d_bf16_to_f32(h); }
+/* four elements 4*i4.. of a DT array (16-byte f32 or 8-byte f16/bf16 accesses), as f32; stores round as nn_cast */
+template <int DT> __device__ __forceinline__ float4 d_load_row4(const void *p, int64_t i4) {
+    if (DT == NN_F32) return ((const float4 *)p)[i4];
+    uint2 v = ((const uint2 *)p)[i4];
+    return make_float4(d_from16<DT>((uint16_t)v.x), d_from16<DT>((uint16_t)(v.x >> 16)), d_from16<DT>((uint16_t)v.y),
+                       d_from16<DT>((uint16_t)(v.y >> 16)));
+}
+template <int DT> __device__ __forceinline__ void d_store_row4(void *p, int64_t i4, float4 o) {
+    if (DT == NN_F32) ((float4 *)p)[i4] = o;
+    else ((uint2 *)p)[i4] = make_uint2(d_to16<DT>(o.x) | (uint32_t)d_to16<DT>(o.y) << 16,
+                                       d_to16<DT>(o.z) | (uint32_t)d_to16<DT>(o.w) << 16);
+}
 template <int DT> __global__ void k_cast_f32_to16(const float4 *__restrict__ x, uint4 *__restrict__ y, int64_t n8) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
         float4 a = x[2 * i], b = x[2 * i + 1];
@@ -1030,21 +1042,26 @@ __global__ void k_addcmul_bc(const void *__restrict__ x, int xdt, const void *__
     }
 }
 
-/* V consecutive elements from i: one vector access (V 4, i % 4 == 0) or one scalar */
-template <int V> __device__ __forceinline__ void d_loadv(const void *p, int dt, int64_t i, float *r) {
-    if (V == 4) d_load4f(p, dt, i, r); else r[0] = d_loadf(p, dt, i);
+/* V consecutive elements from i of a DT array: one vector access (V 4, i % 4 == 0) or one scalar */
+template <int V, int DT> __device__ __forceinline__ void d_ldv(const void *p, int64_t i, float *r) {
+    if (V == 4) { float4 v = d_load_row4<DT>(p, i >> 2); r[0] = v.x; r[1] = v.y; r[2] = v.z; r[3] = v.w; }
+    else r[0] = DT == NN_F32 ? ((const float *)p)[i] : d_from16<DT>(((const uint16_t *)p)[i]);
 }
-template <int V> __device__ __forceinline__ void d_storev(void *p, int dt, int64_t i, const float *r) {
-    if (V == 4) d_store4f(p, dt, i, r); else d_storef(p, dt, i, r[0]);
+template <int V, int DT> __device__ __forceinline__ void d_stv(void *p, int64_t i, const float *r) {
+    if (V == 4) d_store_row4<DT>(p, i >> 2, make_float4(r[0], r[1], r[2], r[3]));
+    else if (DT == NN_F32) ((float *)p)[i] = r[0];
+    else ((uint16_t *)p)[i] = d_to16<DT>(r[0]);
 }
 
-/* backward for w one row of C values, h of g's shape [rows, C]: one read of g and h gives dh = g * w (in dh's dtype)
+/* backward for w one row of C values, h of g's shape [rows, C]: one read of g and h gives dh = g * w (in h's dtype HDT)
    and dw's column sums. Block (64, 4): x over groups of V columns, y over the rows of the block's chunk (blockIdx.y),
    interleaved; each thread sums its columns in registers, the four rows of threads are added in order in shared
-   memory and written to part[blockIdx.y][C], whose chunks are summed afterwards in a fixed order (deterministic). */
-template <int V> __global__ void k_addcmul_bwd_row(const void *__restrict__ g, int gdt, const void *__restrict__ h, int hdt,
-                                                   const void *__restrict__ w, int wdt, void *__restrict__ dh, int dhdt,
-                                                   float *__restrict__ part, int64_t rows, int64_t C, int64_t chunk) {
+   memory and written to part[blockIdx.y][C], whose chunks are summed afterwards in a fixed order (deterministic).
+   The dtypes are template arguments: no dtype branches between the loads. */
+template <int V, int GDT, int HDT> __global__ void k_addcmul_bwd_row(const void *__restrict__ g, const void *__restrict__ h,
+                                                                     const void *__restrict__ w, int wdt, void *__restrict__ dh,
+                                                                     float *__restrict__ part, int64_t rows, int64_t C,
+                                                                     int64_t chunk) {
     __shared__ float sh[4][64 * V];
     int tx = threadIdx.x, ty = threadIdx.y;
     int64_t j = ((int64_t)blockIdx.x * 64 + tx) * V, r0 = blockIdx.y * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
@@ -1052,20 +1069,34 @@ template <int V> __global__ void k_addcmul_bwd_row(const void *__restrict__ g, i
 #pragma unroll
     for (int k = 0; k < V; k++) { wv[k] = 0; acc[k] = 0; }
     if (j < C) {
-        if (dh) d_loadv<V>(w, wdt, j, wv);
-        for (int64_t r = r0 + ty; r < r1; r += 4) {
-            float gv[V], v[V];
-            int64_t i = r * C + j;
-            d_loadv<V>(g, gdt, i, gv);
-            if (dh) {
+        if (dh) {
+            if (V == 4) d_load4f(w, wdt, j, wv); else wv[0] = d_loadf(w, wdt, j);
+        }
+        /* four of the thread's rows at a time, all their loads issued before any use: 4 x (g, h) in flight */
+        for (int64_t r = r0 + ty; r < r1; r += 16) {
+            float gv[4][V], hv[4][V];
 #pragma unroll
-                for (int k = 0; k < V; k++) v[k] = gv[k] * wv[k];
-                d_storev<V>(dh, dhdt, i, v);
+            for (int u = 0; u < 4; u++) {
+                int64_t i = (r + 4 * u) * C + j;
+                if (r + 4 * u < r1) {
+                    d_ldv<V, GDT>(g, i, gv[u]);
+                    if (part) d_ldv<V, HDT>(h, i, hv[u]);
+                }
             }
-            if (part) {
-                d_loadv<V>(h, hdt, i, v);
 #pragma unroll
-                for (int k = 0; k < V; k++) acc[k] += gv[k] * v[k];
+            for (int u = 0; u < 4; u++) {
+                int64_t i = (r + 4 * u) * C + j;
+                if (r + 4 * u >= r1) break;
+                if (dh) {
+                    float v[V];
+#pragma unroll
+                    for (int k = 0; k < V; k++) v[k] = gv[u][k] * wv[k];
+                    d_stv<V, HDT>(dh, i, v);
+                }
+                if (part) {
+#pragma unroll
+                    for (int k = 0; k < V; k++) acc[k] += gv[u][k] * hv[u][k];
+                }
             }
         }
     }
@@ -1117,8 +1148,9 @@ void nn__cuda_addcmul_bwd(const nn_tensor *g, const nn_tensor *h, const nn_tenso
               (!dw || nn__al4(h->data, h->dtype));
     int V = vec ? 4 : 1;
     int64_t gx = (C + 64 * V - 1) / (64 * V);
-    /* enough blocks to fill the GPU (8 of 256 threads per SM), each a chunk of rows */
-    S = (8 * (int64_t)nn__cu.sms + gx - 1) / gx;
+    /* about 4 blocks of 256 threads per SM, each a chunk of rows: enough loads in flight with the unrolled row
+       loop, and few partial sums for the second pass (S rows of C) */
+    S = (4 * (int64_t)nn__cu.sms + gx - 1) / gx;
     if (S > rows) S = rows;
     if (S > 65535) S = 65535;
     chunk = (rows + S - 1) / S;
@@ -1130,11 +1162,18 @@ void nn__cuda_addcmul_bwd(const nn_tensor *g, const nn_tensor *h, const nn_tenso
     }
     dim3 grid((unsigned)gx, (unsigned)S), block(64, 4);
     const void *ph = dw ? h->data : NULL, *pw = dh ? w->data : NULL;
-    int hdt = dw ? h->dtype : NN_F32, wdt = dh ? w->dtype : NN_F32;
     void *pdh = dh ? dh->data : NULL;
-    int dhdt = dh ? dh->dtype : NN_F32;
-    if (V == 4) k_addcmul_bwd_row<4><<<grid, block, 0, S_>>>(g->data, g->dtype, ph, hdt, pw, wdt, pdh, dhdt, pp, rows, C, chunk);
-    else k_addcmul_bwd_row<1><<<grid, block, 0, S_>>>(g->data, g->dtype, ph, hdt, pw, wdt, pdh, dhdt, pp, rows, C, chunk);
+    int wdt = dh ? w->dtype : NN_F32, hdt = dh ? dh->dtype : h->dtype;   /* dh has h's dtype */
+    if (dh && dw && h->dtype != dh->dtype) nn_error("nn__cuda_addcmul_bwd: dh must have h's dtype");
+#define NN__ACB(VV, G, H) k_addcmul_bwd_row<VV, G, H><<<grid, block, 0, S_>>>(g->data, ph, pw, wdt, pdh, pp, rows, C, chunk)
+#define NN__ACB_H(VV, G) switch (hdt) { case NN_F32: NN__ACB(VV, G, NN_F32); break; case NN_F16: NN__ACB(VV, G, NN_F16); break; \
+                                      default: NN__ACB(VV, G, NN_BF16); break; }
+#define NN__ACB_G(VV) switch (g->dtype) { case NN_F32: NN__ACB_H(VV, NN_F32) break; case NN_F16: NN__ACB_H(VV, NN_F16) break; \
+                                        default: NN__ACB_H(VV, NN_BF16) break; }
+    if (V == 4) NN__ACB_G(4) else NN__ACB_G(1)
+#undef NN__ACB_G
+#undef NN__ACB_H
+#undef NN__ACB
     NN_LAUNCHED();
     if (part) {
         nn__reduce3(R_SUM, pp, 1, S, C, (float *)dw->data, NULL, NULL, 1.0f);
@@ -1365,20 +1404,8 @@ __device__ __forceinline__ float4 d_f4(const float *p, int j, bool ok) {
     return ok ? ((const float4 *)p)[j] : make_float4(0, 0, 0, 0);
 }
 
-/* y in DT (f32, f16, bf16): the f16/bf16 forms round the f32 values as k_cast_f32_to16 does, so
+/* y in DT (f32, f16, bf16): the f16/bf16 forms round the f32 values as k_cast_f32_to16 does (d_store_row4), so
    nn_layer_norm_to(.., dt) equals nn_cast(nn_layer_norm(..), dt) bit for bit */
-template <int DT> __device__ __forceinline__ void d_store_row4(void *y, int64_t i4, float4 o) {   /* elements 4*i4.. */
-    if (DT == NN_F32) ((float4 *)y)[i4] = o;
-    else ((uint2 *)y)[i4] = make_uint2(d_to16<DT>(o.x) | (uint32_t)d_to16<DT>(o.y) << 16,
-                                       d_to16<DT>(o.z) | (uint32_t)d_to16<DT>(o.w) << 16);
-}
-template <int DT> __device__ __forceinline__ float4 d_load_row4(const void *g, int64_t i4) {
-    if (DT == NN_F32) return ((const float4 *)g)[i4];
-    uint2 v = ((const uint2 *)g)[i4];
-    return make_float4(d_from16<DT>((uint16_t)v.x), d_from16<DT>((uint16_t)(v.x >> 16)), d_from16<DT>((uint16_t)v.y),
-                       d_from16<DT>((uint16_t)(v.y >> 16)));
-}
-
 template <int V, int DT> __global__ void k_layer_norm_fwd_warp(const float *__restrict__ x, const float *__restrict__ w,
                                                                const float *__restrict__ b, void *__restrict__ y,
                                                                float *__restrict__ mean, float *__restrict__ rstd,
