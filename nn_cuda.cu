@@ -1013,14 +1013,17 @@ template <int WROW> __global__ void k_addcmul(const void *__restrict__ x, int xd
                                               int64_t C, int vec) {
     int64_t t0 = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x;
     if (vec) {
+        /* w's column advances by a fixed step: one division up front instead of one per group */
+        int64_t col = WROW ? (4 * t0) % C : 0, step = WROW ? (4 * st) % C : 0;
         for (int64_t i = 4 * t0; i < n; i += 4 * st) {
             float a[4], b[4], c[4];
             d_load4f(x, xdt, i, a);
             d_load4f(h, hdt, i, b);
-            d_load4f(w, wdt, WROW ? i % C : i, c);
+            d_load4f(w, wdt, WROW ? col : i, c);
 #pragma unroll
             for (int k = 0; k < 4; k++) a[k] = d_addcmul(a[k], b[k], c[k]);
             d_store4f(o, odt, i, a);
+            if (WROW) { col += step; if (col >= C) col -= C; }
         }
         return;
     }
