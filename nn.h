@@ -259,6 +259,11 @@ nn_dtype nn_autocast_dtype(void);            /* the dtype in force: NN_F32 when 
    q, k and v projections of self-attention): each would otherwise cast it again and keep its own copy for
    backward. Elsewhere (no autocast, or the CPU, whose autocast rounds in f32) x itself. Same values either way. */
 nn_tensor *nn_autocast_shared(nn_tensor *x);
+/* The dtype nn_autocast_shared gives an f32 tensor on dev: autocast's dtype on a device, f32 on the CPU or with
+   autocast off. An op that can write its output in that dtype itself (nn_layer_norm_to) saves the f32 output and
+   the cast's pass: nn_layer_norm_to(x, w, b, eps, nn_autocast_shared_dtype(x->device)) before the q, k, v or fc1
+   projections equals nn_autocast_shared(nn_layer_norm(x, w, b, eps)). */
+nn_dtype nn_autocast_shared_dtype(nn_device dev);
 
 /* ============================================================================================== [api:ops] */
 
@@ -267,6 +272,13 @@ nn_tensor *nn_add(nn_tensor *a, nn_tensor *b);
 nn_tensor *nn_sub(nn_tensor *a, nn_tensor *b);
 nn_tensor *nn_mul(nn_tensor *a, nn_tensor *b);
 nn_tensor *nn_div(nn_tensor *a, nn_tensor *b);
+/* x + h * w (torch.addcmul(x, h, w)), the three broadcast together, in one pass: the residual add of a LayerScale
+   branch (x + h * lambda) without the product's tensor. Computed in f32, the product rounded to f32 before the
+   sum (no fused multiply-add: equal to nn_add(x, nn_mul(h, w)) where nn_mul returns f32), the result rounded
+   once to torch's promoted dtype of the three (all one dtype keeps it, mixed gives f32). Backward: x receives
+   the gradient itself, h the gradient times w (in h's dtype), w the sum of gradient times h; with h of the
+   output's shape and w one row along the last dim (lambda [C]) the GPU reads the gradient and h once for both. */
+nn_tensor *nn_addcmul(nn_tensor *x, nn_tensor *h, nn_tensor *w);
 nn_tensor *nn_add_scalar(nn_tensor *a, double s);
 nn_tensor *nn_mul_scalar(nn_tensor *a, double s);
 nn_tensor *nn_rsub_scalar(nn_tensor *a, double s);  /* s - a */
@@ -328,6 +340,9 @@ void nn_topk(nn_tensor *a, int64_t k, int dim, int largest, nn_tensor **values, 
 
 /* normalisation and regularisation */
 nn_tensor *nn_layer_norm(nn_tensor *x, nn_tensor *w, nn_tensor *b, double eps); /* over the last dim */
+/* the same with the output in dt (f32, f16 or bf16), bit for bit nn_cast(nn_layer_norm(x, w, b, eps), dt) without
+   the f32 output and the cast's pass; its backward reads the dt gradient as it comes (no cast pass either) */
+nn_tensor *nn_layer_norm_to(nn_tensor *x, nn_tensor *w, nn_tensor *b, double eps, nn_dtype dt);
 nn_tensor *nn_group_norm(nn_tensor *x, int groups, nn_tensor *w, nn_tensor *b, double eps); /* [N,C,*] */
 nn_tensor *nn_dropout(nn_tensor *x, double p, int training);
 
@@ -1886,8 +1901,10 @@ static void nn__autocast_cache_clear(void) {
 
 nn_dtype nn_autocast_dtype(void) { return nn__ac.cur; }
 
+nn_dtype nn_autocast_shared_dtype(nn_device dev) { return dev != NN_CPU ? nn__ac.cur : NN_F32; }
+
 nn_tensor *nn_autocast_shared(nn_tensor *x) {
-    if (x && nn__ac.cur != NN_F32 && x->device != NN_CPU && x->dtype == NN_F32) return nn_cast(x, nn__ac.cur);
+    if (x && x->dtype == NN_F32 && nn_autocast_shared_dtype(x->device) != NN_F32) return nn_cast(x, nn__ac.cur);
     return x;
 }
 
@@ -2165,6 +2182,10 @@ void nn__cuda_unary_fwd(int op, const nn_tensor *x, nn_tensor *y, double p0, dou
 void nn__cuda_unary_bwd(int op, const nn_tensor *g, const nn_tensor *saved, nn_tensor *gx, double p0, double p1);
 void nn__cuda_sum_to(const nn_tensor *g, nn_tensor *out);   /* g f32, f16 or bf16; out f32 */
 void nn__cuda_add_into(nn_tensor *dst, const nn_tensor *src);
+void nn__cuda_addcmul_fwd(const nn_tensor *x, const nn_tensor *h, const nn_tensor *w, nn_tensor *o);
+/* h has g's shape, w holds C values (C = g's last dim); dh (h's dtype, or NULL) = g * w, dw (C f32, or NULL) = the
+   column sums of g * h */
+void nn__cuda_addcmul_bwd(const nn_tensor *g, const nn_tensor *h, const nn_tensor *w, nn_tensor *dh, nn_tensor *dw);
 void nn__cuda_reduce_fwd(int kind, const nn_tensor *x, int64_t outer, int64_t len, int64_t inner, int unbiased,
                          nn_tensor *y, nn_tensor *arg, nn_tensor *mean);
 void nn__cuda_reduce_bwd(int kind, const nn_tensor *g, int64_t outer, int64_t len, int64_t inner, const nn_tensor *arg,
@@ -2439,6 +2460,132 @@ nn_tensor *nn_add(nn_tensor *a, nn_tensor *b) { return nn__binary(NN__ADD, a, b)
 nn_tensor *nn_sub(nn_tensor *a, nn_tensor *b) { return nn__binary(NN__SUB, a, b); }
 nn_tensor *nn_mul(nn_tensor *a, nn_tensor *b) { return nn__binary(NN__MUL, a, b); }
 nn_tensor *nn_div(nn_tensor *a, nn_tensor *b) { return nn__binary(NN__DIV, a, b); }
+
+/* addcmul: out = x + h * w. The product is stored to a float before the sum: as ISO C (-std=c99) the compiler
+   does not contract the two into a fused multiply-add, so the values are nn_add(x, nn_mul(h, w))'s. */
+static void nn__addcmul_cpu(const nn_tensor *x, const nn_tensor *h, const nn_tensor *w, nn_tensor *o) {
+    const float *px = (const float *)x->data, *ph = (const float *)h->data, *pw = (const float *)w->data;
+    float *po = (float *)o->data;
+    int nd = o->ndim;
+    int64_t sx[NN_MAX_DIMS], sh[NN_MAX_DIMS], sw[NN_MAX_DIMS], inner, rows, r;
+    if (nd == 0 || (x->numel == o->numel && h->numel == o->numel && w->numel == o->numel)) {
+        int64_t n = o->numel, i;
+        NN_OMP("omp parallel for if (n > NN__PAR_MIN)")
+        for (i = 0; i < n; i++) { float p = ph[i] * pw[i]; po[i] = px[i] + p; }
+        return;
+    }
+    nn__bcast_strides(x->ndim, x->shape, nd, o->shape, sx);
+    nn__bcast_strides(h->ndim, h->shape, nd, o->shape, sh);
+    nn__bcast_strides(w->ndim, w->shape, nd, o->shape, sw);
+    inner = o->shape[nd - 1];
+    rows = inner ? o->numel / inner : 0;
+    NN_OMP("omp parallel for if (o->numel > NN__PAR_MIN)")
+    for (r = 0; r < rows; r++) {
+        const float *a = px + nn__row_offset(r, nd, o->shape, sx), *b = ph + nn__row_offset(r, nd, o->shape, sh);
+        const float *c = pw + nn__row_offset(r, nd, o->shape, sw);
+        float *y = po + r * inner;
+        int64_t j, la = sx[nd - 1], lb = sh[nd - 1], lc = sw[nd - 1];
+        for (j = 0; j < inner; j++) { float p = b[j * lb] * c[j * lc]; y[j] = a[j * la] + p; }
+    }
+}
+
+/* the backward's one pass when h has g's shape and w is one row of C = g's last dim values (f32 CPU tensors):
+   dh = g * w, dw = the column sums of g * h. Each thread owns a band of 256 columns across all rows, which it
+   sums in row order: nn__sum_to's order, so dw is bit for bit nn__sum_to(nn_mul(g, h)). */
+static void nn__addcmul_row_bwd_cpu(const nn_tensor *g, const nn_tensor *h, const nn_tensor *w, nn_tensor *dh,
+                                    nn_tensor *dw) {
+    const float *pg = (const float *)g->data, *ph = h ? (const float *)h->data : NULL;
+    const float *pw = w ? (const float *)w->data : NULL;
+    float *pdh = dh ? (float *)dh->data : NULL, *pdw = dw ? (float *)dw->data : NULL;
+    int64_t C = g->shape[g->ndim - 1], rows = g->numel / C, jb, nb = (C + 255) / 256;
+    if (pdw) nn__fill_f32(pdw, C, 0);
+    NN_OMP("omp parallel for if (g->numel > 65536)")
+    for (jb = 0; jb < nb; jb++) {
+        int64_t j0 = jb * 256, j1 = j0 + 256 < C ? j0 + 256 : C, j, r;
+        for (r = 0; r < rows; r++) {
+            const float *gr = pg + r * C;
+            if (pdh) for (j = j0; j < j1; j++) pdh[r * C + j] = gr[j] * pw[j];
+            if (pdw) for (j = j0; j < j1; j++) { float p = gr[j] * ph[r * C + j]; pdw[j] += p; }
+        }
+    }
+}
+
+/* saved: h when w needs its gradient, w when h does (n->i[0], n->i[1] say which) */
+static void nn__addcmul_backward(nn_node *n) {
+    nn_tensor *g = n->gout[0], *h = NULL, *w = NULL;
+    const nn__edge *eh = &n->in[1], *ew = &n->in[2];
+    int want_h = nn__needs_grad(n, 1), want_w = nn__needs_grad(n, 2), k = 0, d, fused;
+    int64_t C = g->ndim ? g->shape[g->ndim - 1] : 1;
+    if (n->i[0]) h = n->saved[k++];
+    if (n->i[1]) w = n->saved[k++];
+    nn__accumulate(n, 0, g);
+    if (!want_h && !want_w) return;
+    /* the fused pass: h of g's shape, w [.., 1, C] with C > 1 (C == 1 is a full sum, which nn__sum_to takes in
+       fixed chunks instead) */
+    fused = g->ndim >= 1 && C > 1 && eh->ndim == g->ndim && ew->ndim >= 1 && ew->ndim <= g->ndim &&
+            ew->shape[ew->ndim - 1] == C;
+    for (d = 0; fused && d < g->ndim; d++) fused = eh->shape[d] == g->shape[d];
+    for (d = 0; fused && d < ew->ndim - 1; d++) fused = ew->shape[d] == 1;
+    if (fused && (g->device != NN_CPU || g->dtype == NN_F32)) {
+        nn_tensor *dh = want_h ? nn__new(g->device == NN_CPU ? NN_F32 : eh->dtype, g->device, g->ndim, g->shape) : NULL;
+        nn_tensor *dw = want_w ? nn__new(NN_F32, g->device, ew->ndim, ew->shape) : NULL;
+#ifdef NN_CUDA
+        if (g->device == NN_CUDA) nn__cuda_addcmul_bwd(g, h, w, dh, dw); else
+#endif
+        nn__addcmul_row_bwd_cpu(g, h, w, dh, dw);
+        if (dh) nn__accumulate(n, 1, dh);
+        if (dw) nn__accumulate(n, 2, dw);
+        return;
+    }
+    if (want_h) nn__accumulate(n, 1, nn__mul_grad(n, 1, g, w));
+    if (want_w) nn__accumulate(n, 2, nn__mul_grad(n, 2, g, h));
+}
+
+nn_tensor *nn_addcmul(nn_tensor *x, nn_tensor *h, nn_tensor *w) {
+    const nn_tensor *t[3];
+    int64_t shape[NN_MAX_DIMS];
+    int nd = 0, d, k;
+    nn_tensor *o, *in[3];
+    nn_node *n;
+    nn_dtype od;
+    char s0[64], s1[64], s2[64];
+    nn__check_float("nn_addcmul", x, "x");
+    nn__check_float("nn_addcmul", h, "h");
+    nn__check_float("nn_addcmul", w, "w");
+    nn__check_same_device("nn_addcmul", x, h);
+    nn__check_same_device("nn_addcmul", x, w);
+    t[0] = x; t[1] = h; t[2] = w;
+    for (k = 0; k < 3; k++) if (t[k]->ndim > nd) nd = t[k]->ndim;
+    for (d = 0; d < nd; d++) {   /* numpy broadcasting of the three, right-aligned */
+        shape[d] = 1;
+        for (k = 0; k < 3; k++) {
+            int it = t[k]->ndim - nd + d;
+            int64_t sz = it >= 0 ? t[k]->shape[it] : 1;
+            if (sz != 1 && shape[d] != 1 && sz != shape[d])
+                nn_error("nn_addcmul: shapes %s, %s and %s do not broadcast (dim %d)", nn_shape_str(x, s0, sizeof s0),
+                         nn_shape_str(h, s1, sizeof s1), nn_shape_str(w, s2, sizeof s2), d);
+            if (sz != 1) shape[d] = sz;
+        }
+    }
+    od = x->dtype == h->dtype && h->dtype == w->dtype ? x->dtype : NN_F32;
+    if (x->device == NN_CPU && (x->dtype != NN_F32 || h->dtype != NN_F32 || w->dtype != NN_F32)) {
+        o = nn_addcmul(nn__as_f32(x), nn__as_f32(h), nn__as_f32(w));   /* the CPU computes in f32 */
+        return od == NN_F32 ? o : nn_cast(o, od);
+    }
+    o = nn__new(od, x->device, nd, shape);
+#ifdef NN_CUDA
+    if (x->device == NN_CUDA) nn__cuda_addcmul_fwd(x, h, w, o); else
+#endif
+    nn__addcmul_cpu(x, h, w, o);
+    in[0] = x; in[1] = h; in[2] = w;
+    if ((n = nn__record("nn_addcmul", nn__addcmul_backward, 3, in, 1, &o)) != NULL) {
+        n->i[0] = nn__needs_grad(n, 2);
+        n->i[1] = nn__needs_grad(n, 1);
+        if (n->i[0]) nn__save(n, h);
+        if (n->i[1]) nn__save(n, w);
+    }
+    return o;
+}
 
 /* Unary ops share one node type; each saves either its input (x) or its output (y), whichever its
    derivative is cheaper from. p0, p1: the op's scalars. */
@@ -3005,12 +3152,14 @@ void nn__cuda_layer_norm_bwd(const nn_tensor *g, const nn_tensor *x, const nn_te
                              const nn_tensor *rstd, nn_tensor *gx, nn_tensor *gw, nn_tensor *gb);
 #endif
 
+/* g: f32, or the f16/bf16 gradient of nn_layer_norm_to's output (the GPU kernels read it as it is) */
 static void nn__layer_norm_backward(nn_node *n) {
     nn_tensor *g = n->gout[0], *x = n->saved[0], *mean = n->saved[1], *rstd = n->saved[2];
     nn_tensor *w = n->n_saved > 3 ? n->saved[3] : NULL, *gx = NULL, *gw = NULL;
     int64_t C = x->shape[x->ndim - 1], rows = C ? x->numel / C : 0, r;
     int want_w = nn__needs_grad(n, 1), want_b = nn__needs_grad(n, 2);
     if (nn__needs_grad(n, 0)) gx = nn__new(NN_F32, x->device, x->ndim, x->shape);
+    if (g->dtype != NN_F32 && x->device == NN_CPU) g = nn_cast(g, NN_F32);
 #ifdef NN_CUDA
     if (x->device == NN_CUDA) {
         nn_tensor *gb = NULL;
@@ -3078,20 +3227,23 @@ static void nn__layer_norm_backward(nn_node *n) {
     }
 }
 
-nn_tensor *nn_layer_norm(nn_tensor *x, nn_tensor *w, nn_tensor *b, double eps) {
+/* op: the public name (messages, the tape); dt: the output's dtype. On the GPU the kernels write dt directly (y
+   may be f16/bf16 there); the CPU computes the f32 output and converts it as nn_cast does. */
+static nn_tensor *nn__layer_norm(const char *op, nn_tensor *x, nn_tensor *w, nn_tensor *b, double eps, nn_dtype dt) {
     int64_t C, rows, r, s1;
-    nn_tensor *y, *mean, *rstd, *in[3];
+    nn_tensor *y, *y32, *mean, *rstd, *in[3];
     nn_node *n;
-    x = nn__f32_input("nn_layer_norm", x, "input");
-    if (x->ndim < 1) nn_error("nn_layer_norm: input must have at least one dim, got %s", nn__s(x));
+    x = nn__f32_input(op, x, "input");
+    if (x->ndim < 1) nn_error("%s: input must have at least one dim, got %s", op, nn__s(x));
     C = x->shape[x->ndim - 1];
-    if (w) { nn__check_f32("nn_layer_norm", w, "weight"); if (w->numel != C || w->ndim != 1) nn_error("nn_layer_norm: weight %s does not match the last dim of %s", nn__s(w), nn__s(x)); }
-    if (b) { nn__check_f32("nn_layer_norm", b, "bias"); if (b->numel != C || b->ndim != 1) nn_error("nn_layer_norm: bias %s does not match the last dim of %s", nn__s(b), nn__s(x)); }
-    if (w) nn__check_same_device("nn_layer_norm", x, w);
-    if (b) nn__check_same_device("nn_layer_norm", x, b);
+    if (w) { nn__check_f32(op, w, "weight"); if (w->numel != C || w->ndim != 1) nn_error("%s: weight %s does not match the last dim of %s", op, nn__s(w), nn__s(x)); }
+    if (b) { nn__check_f32(op, b, "bias"); if (b->numel != C || b->ndim != 1) nn_error("%s: bias %s does not match the last dim of %s", op, nn__s(b), nn__s(x)); }
+    if (w) nn__check_same_device(op, x, w);
+    if (b) nn__check_same_device(op, x, b);
     rows = C ? x->numel / C : 0;
     s1 = rows;
-    y = nn__new(NN_F32, x->device, x->ndim, x->shape);
+    y = nn__new(dt, x->device, x->ndim, x->shape);
+    y32 = dt == NN_F32 || x->device != NN_CPU ? y : nn__new(NN_F32, NN_CPU, x->ndim, x->shape);
     mean = nn__new(NN_F32, x->device, 1, &s1);
     rstd = nn__new(NN_F32, x->device, 1, &s1);
 #ifdef NN_CUDA
@@ -3101,7 +3253,7 @@ nn_tensor *nn_layer_norm(nn_tensor *x, nn_tensor *w, nn_tensor *b, double eps) {
         NN_OMP("omp parallel for if (x->numel > 16384)")
         for (r = 0; r < rows; r++) {
             const float *xr = (const float *)x->data + r * C;
-            float *yr = (float *)y->data + r * C;
+            float *yr = (float *)y32->data + r * C;
             const float *pw = w ? (const float *)w->data : NULL, *pb = b ? (const float *)b->data : NULL;
             float m = nn__sum_f32(xr, C) / (float)C;   /* two passes: mean, then squared deviations */
             float rs = (float)(1.0 / sqrt((double)nn__sqdev_f32(xr, C, m) / (double)C + eps));
@@ -3112,13 +3264,24 @@ nn_tensor *nn_layer_norm(nn_tensor *x, nn_tensor *w, nn_tensor *b, double eps) {
             ((float *)mean->data)[r] = m;
             ((float *)rstd->data)[r] = rs;
         }
+        if (y32 != y) { nn_copy_(y, y32); nn_tensor_free(y32); }
     }
     in[0] = x; in[1] = w; in[2] = b;
-    if ((n = nn__record("nn_layer_norm", nn__layer_norm_backward, 3, in, 1, &y)) != NULL) {
+    if ((n = nn__record(op, nn__layer_norm_backward, 3, in, 1, &y)) != NULL) {
         nn__save(n, x); nn__save(n, mean); nn__save(n, rstd);
         if (w) nn__save(n, w);
     }
     return y;
+}
+
+nn_tensor *nn_layer_norm(nn_tensor *x, nn_tensor *w, nn_tensor *b, double eps) {
+    return nn__layer_norm("nn_layer_norm", x, w, b, eps, NN_F32);
+}
+
+nn_tensor *nn_layer_norm_to(nn_tensor *x, nn_tensor *w, nn_tensor *b, double eps, nn_dtype dt) {
+    if (dt != NN_F32 && dt != NN_F16 && dt != NN_BF16)
+        nn_error("nn_layer_norm_to: dtype must be f32, f16 or bf16, got %s", nn_dtype_name(dt));
+    return nn__layer_norm("nn_layer_norm_to", x, w, b, eps, dt);
 }
 
 /* dropout: keep with probability 1-p, scale kept values by 1/(1-p) (inverted dropout, as torch). The mask

@@ -213,6 +213,18 @@ __global__ void k_cast(const void *x, int sdt, void *y, int ddt, int64_t n, int 
    (a dtype switch per element, 4- and 2-byte accesses) reaches about half the copy bandwidth. */
 template <int DT> __device__ __forceinline__ uint16_t d_to16(float v) { return DT == NN_F16 ? d_f32_to_half(v) : d_f32_to_bf16(v); }
 template <int DT> __device__ __forceinline__ float d_from16(uint16_t h) { return DT == NN_F16 ? d_half_to_f32(h) : d_bf16_to_f32(h); }
+/* four elements 4*i4.. of a DT array (16-byte f32 or 8-byte f16/bf16 accesses), as f32; stores round as nn_cast */
+template <int DT> __device__ __forceinline__ float4 d_load_row4(const void *p, int64_t i4) {
+    if (DT == NN_F32) return ((const float4 *)p)[i4];
+    uint2 v = ((const uint2 *)p)[i4];
+    return make_float4(d_from16<DT>((uint16_t)v.x), d_from16<DT>((uint16_t)(v.x >> 16)), d_from16<DT>((uint16_t)v.y),
+                       d_from16<DT>((uint16_t)(v.y >> 16)));
+}
+template <int DT> __device__ __forceinline__ void d_store_row4(void *p, int64_t i4, float4 o) {
+    if (DT == NN_F32) ((float4 *)p)[i4] = o;
+    else ((uint2 *)p)[i4] = make_uint2(d_to16<DT>(o.x) | (uint32_t)d_to16<DT>(o.y) << 16,
+                                       d_to16<DT>(o.z) | (uint32_t)d_to16<DT>(o.w) << 16);
+}
 template <int DT> __global__ void k_cast_f32_to16(const float4 *__restrict__ x, uint4 *__restrict__ y, int64_t n8) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
         float4 a = x[2 * i], b = x[2 * i + 1];
@@ -1067,6 +1079,192 @@ void nn__cuda_sum_to(const nn_tensor *g, nn_tensor *out) {
 
 } /* extern "C" */
 
+/* -------------------------------------------------------------------------------------------- addcmul */
+/* out = x + h * w (nn.h's nn_addcmul): f32 arithmetic with the product rounded before the sum (__fmul_rn and
+   __fadd_rn keep the compiler from fusing them), as the CPU and the unfused nn_mul, nn_add pair compute it */
+
+__device__ __forceinline__ float d_addcmul(float x, float h, float w) { return __fadd_rn(x, __fmul_rn(h, w)); }
+
+/* x and h of the output's shape; w too (WROW 0) or one row of the last dim's C values (WROW 1, LayerScale's
+   lambda). vec: groups of four (n % 4 == 0, C % 4 == 0 for WROW, pointers nn__al4), else one by one */
+template <int WROW> __global__ void k_addcmul(const void *__restrict__ x, int xdt, const void *__restrict__ h, int hdt,
+                                              const void *__restrict__ w, int wdt, void *__restrict__ o, int odt, int64_t n,
+                                              int64_t C, int vec) {
+    int64_t t0 = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x;
+    if (vec) {
+        /* w's column advances by a fixed step: one division up front instead of one per group */
+        int64_t col = WROW ? (4 * t0) % C : 0, step = WROW ? (4 * st) % C : 0;
+        for (int64_t i = 4 * t0; i < n; i += 4 * st) {
+            float a[4], b[4], c[4];
+            d_load4f(x, xdt, i, a);
+            d_load4f(h, hdt, i, b);
+            d_load4f(w, wdt, WROW ? col : i, c);
+#pragma unroll
+            for (int k = 0; k < 4; k++) a[k] = d_addcmul(a[k], b[k], c[k]);
+            d_store4f(o, odt, i, a);
+            if (WROW) { col += step; if (col >= C) col -= C; }
+        }
+        return;
+    }
+    for (int64_t i = t0; i < n; i += st)
+        d_storef(o, odt, i, d_addcmul(d_loadf(x, xdt, i), d_loadf(h, hdt, i), d_loadf(w, wdt, WROW ? i % C : i)));
+}
+
+/* any broadcast of the three: element strides per output dim (0 where broadcast) */
+typedef struct { int nd; int64_t shape[NN_MAX_DIMS], sx[NN_MAX_DIMS], sh[NN_MAX_DIMS], sw[NN_MAX_DIMS]; } nn__bc3;
+__global__ void k_addcmul_bc(const void *__restrict__ x, int xdt, const void *__restrict__ h, int hdt,
+                             const void *__restrict__ w, int wdt, void *__restrict__ o, int odt, int64_t n, nn__bc3 m) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = i, ox = 0, oh = 0, ow = 0;
+        for (int d = m.nd - 1; d >= 0; d--) {
+            int64_t q = r / m.shape[d], c = r - q * m.shape[d];
+            ox += c * m.sx[d]; oh += c * m.sh[d]; ow += c * m.sw[d]; r = q;
+        }
+        d_storef(o, odt, i, d_addcmul(d_loadf(x, xdt, ox), d_loadf(h, hdt, oh), d_loadf(w, wdt, ow)));
+    }
+}
+
+/* V consecutive elements from i of a DT array: one vector access (V 4, i % 4 == 0) or one scalar */
+template <int V, int DT> __device__ __forceinline__ void d_ldv(const void *p, int64_t i, float *r) {
+    if (V == 4) { float4 v = d_load_row4<DT>(p, i >> 2); r[0] = v.x; r[1] = v.y; r[2] = v.z; r[3] = v.w; }
+    else r[0] = DT == NN_F32 ? ((const float *)p)[i] : d_from16<DT>(((const uint16_t *)p)[i]);
+}
+template <int V, int DT> __device__ __forceinline__ void d_stv(void *p, int64_t i, const float *r) {
+    if (V == 4) d_store_row4<DT>(p, i >> 2, make_float4(r[0], r[1], r[2], r[3]));
+    else if (DT == NN_F32) ((float *)p)[i] = r[0];
+    else ((uint16_t *)p)[i] = d_to16<DT>(r[0]);
+}
+
+/* backward for w one row of C values, h of g's shape [rows, C]: one read of g and h gives dh = g * w (in h's dtype HDT)
+   and dw's column sums. Block (64, 4): x over groups of V columns, y over the rows of the block's chunk (blockIdx.y),
+   interleaved; each thread sums its columns in registers, the four rows of threads are added in order in shared
+   memory and written to part[blockIdx.y][C], whose chunks are summed afterwards in a fixed order (deterministic).
+   The dtypes are template arguments: no dtype branches between the loads. */
+template <int V, int GDT, int HDT> __global__ void k_addcmul_bwd_row(const void *__restrict__ g, const void *__restrict__ h,
+                                                                     const void *__restrict__ w, int wdt, void *__restrict__ dh,
+                                                                     float *__restrict__ part, int64_t rows, int64_t C,
+                                                                     int64_t chunk) {
+    __shared__ float sh[4][64 * V];
+    int tx = threadIdx.x, ty = threadIdx.y;
+    int64_t j = ((int64_t)blockIdx.x * 64 + tx) * V, r0 = blockIdx.y * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
+    float wv[V], acc[V];
+#pragma unroll
+    for (int k = 0; k < V; k++) { wv[k] = 0; acc[k] = 0; }
+    if (j < C) {
+        if (dh) {
+            if (V == 4) d_load4f(w, wdt, j, wv); else wv[0] = d_loadf(w, wdt, j);
+        }
+        /* four of the thread's rows at a time, all their loads issued before any use: 4 x (g, h) in flight */
+        for (int64_t r = r0 + ty; r < r1; r += 16) {
+            float gv[4][V], hv[4][V];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                int64_t i = (r + 4 * u) * C + j;
+                if (r + 4 * u < r1) {
+                    d_ldv<V, GDT>(g, i, gv[u]);
+                    if (part) d_ldv<V, HDT>(h, i, hv[u]);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                int64_t i = (r + 4 * u) * C + j;
+                if (r + 4 * u >= r1) break;
+                if (dh) {
+                    float v[V];
+#pragma unroll
+                    for (int k = 0; k < V; k++) v[k] = gv[u][k] * wv[k];
+                    d_stv<V, HDT>(dh, i, v);
+                }
+                if (part) {
+#pragma unroll
+                    for (int k = 0; k < V; k++) acc[k] += gv[u][k] * hv[u][k];
+                }
+            }
+        }
+    }
+    if (!part) return;   /* the same for every thread of the block */
+#pragma unroll
+    for (int k = 0; k < V; k++) sh[ty][tx * V + k] = acc[k];
+    __syncthreads();
+    if (ty == 0 && j < C) {
+#pragma unroll
+        for (int k = 0; k < V; k++)
+            part[blockIdx.y * C + j + k] = ((sh[0][tx * V + k] + sh[1][tx * V + k]) + sh[2][tx * V + k]) + sh[3][tx * V + k];
+    }
+}
+
+extern "C" {
+
+void nn__cuda_addcmul_fwd(const nn_tensor *x, const nn_tensor *h, const nn_tensor *w, nn_tensor *o) {
+    int64_t n = o->numel, C = o->ndim ? o->shape[o->ndim - 1] : 1;
+    nn__cu_init();
+    if (!n) return;
+    int wfull = w->numel == n, wrow = !wfull && w->ndim >= 1 && w->numel == C && w->shape[w->ndim - 1] == C;
+    if (x->numel == n && h->numel == n && (wfull || wrow)) {
+        int vec = n % 4 == 0 && (wfull || C % 4 == 0) && nn__al4(x->data, x->dtype) && nn__al4(h->data, h->dtype) &&
+                  nn__al4(w->data, w->dtype) && nn__al4(o->data, o->dtype);
+        unsigned g = nn__grid(vec ? n / 4 : n, 256);
+        if (wrow) k_addcmul<1><<<g, 256, 0, S_>>>(x->data, x->dtype, h->data, h->dtype, w->data, w->dtype, o->data, o->dtype, n, C, vec);
+        else k_addcmul<0><<<g, 256, 0, S_>>>(x->data, x->dtype, h->data, h->dtype, w->data, w->dtype, o->data, o->dtype, n, C, vec);
+        NN_LAUNCHED();
+        return;
+    }
+    nn__bc3 m;
+    m.nd = o->ndim;
+    memcpy(m.shape, o->shape, sizeof m.shape);
+    nn__bstrides(x, o->ndim, o->shape, m.sx);
+    nn__bstrides(h, o->ndim, o->shape, m.sh);
+    nn__bstrides(w, o->ndim, o->shape, m.sw);
+    k_addcmul_bc<<<nn__grid(n, 256), 256, 0, S_>>>(x->data, x->dtype, h->data, h->dtype, w->data, w->dtype, o->data,
+                                                   o->dtype, n, m);
+    NN_LAUNCHED();
+}
+
+void nn__cuda_addcmul_bwd(const nn_tensor *g, const nn_tensor *h, const nn_tensor *w, nn_tensor *dh, nn_tensor *dw) {
+    int64_t C = g->shape[g->ndim - 1], rows = C ? g->numel / C : 0, S, chunk;
+    nn_tensor *part = NULL;
+    nn__cu_init();
+    if (!C) return;
+    if (!rows) { if (dw) nn__fill_f32_dev((float *)dw->data, C, 0.0f); return; }
+    int vec = C % 4 == 0 && nn__al4(g->data, g->dtype) && (!dh || (nn__al4(w->data, w->dtype) && nn__al4(dh->data, dh->dtype))) &&
+              (!dw || nn__al4(h->data, h->dtype));
+    int V = vec ? 4 : 1;
+    int64_t gx = (C + 64 * V - 1) / (64 * V);
+    /* about 4 blocks of 256 threads per SM, each a chunk of rows: enough loads in flight with the unrolled row
+       loop, and few partial sums for the second pass (S rows of C) */
+    S = (4 * (int64_t)nn__cu.sms + gx - 1) / gx;
+    if (S > rows) S = rows;
+    if (S > 65535) S = 65535;
+    chunk = (rows + S - 1) / S;
+    S = (rows + chunk - 1) / chunk;
+    float *pp = NULL;
+    if (dw) {
+        if (S > 1) { part = nn__tmp(NN_F32, S * C); pp = (float *)part->data; }
+        else pp = (float *)dw->data;
+    }
+    dim3 grid((unsigned)gx, (unsigned)S), block(64, 4);
+    const void *ph = dw ? h->data : NULL, *pw = dh ? w->data : NULL;
+    void *pdh = dh ? dh->data : NULL;
+    int wdt = dh ? w->dtype : NN_F32, hdt = dh ? dh->dtype : h->dtype;   /* dh has h's dtype */
+    if (dh && dw && h->dtype != dh->dtype) nn_error("nn__cuda_addcmul_bwd: dh must have h's dtype");
+#define NN__ACB(VV, G, H) k_addcmul_bwd_row<VV, G, H><<<grid, block, 0, S_>>>(g->data, ph, pw, wdt, pdh, pp, rows, C, chunk)
+#define NN__ACB_H(VV, G) switch (hdt) { case NN_F32: NN__ACB(VV, G, NN_F32); break; case NN_F16: NN__ACB(VV, G, NN_F16); break; \
+                                      default: NN__ACB(VV, G, NN_BF16); break; }
+#define NN__ACB_G(VV) switch (g->dtype) { case NN_F32: NN__ACB_H(VV, NN_F32) break; case NN_F16: NN__ACB_H(VV, NN_F16) break; \
+                                        default: NN__ACB_H(VV, NN_BF16) break; }
+    if (V == 4) NN__ACB_G(4) else NN__ACB_G(1)
+#undef NN__ACB_G
+#undef NN__ACB_H
+#undef NN__ACB
+    NN_LAUNCHED();
+    if (part) {
+        nn__reduce3(R_SUM, pp, 1, S, C, (float *)dw->data, NULL, NULL, 1.0f);
+        nn_tensor_free(part);
+    }
+}
+
+} /* extern "C" */
+
 /* -------------------------------------------------------------------------------------- softmax, norms */
 
 /* rows of len elements (inner == 1): a block per row; the row sits in registers when len <= 8 * blockDim */
@@ -1288,10 +1486,12 @@ __device__ __forceinline__ float4 d_f4(const float *p, int j, bool ok) {
     return ok ? ((const float4 *)p)[j] : make_float4(0, 0, 0, 0);
 }
 
-template <int V> __global__ void k_layer_norm_fwd_warp(const float *__restrict__ x, const float *__restrict__ w,
-                                                       const float *__restrict__ b, float *__restrict__ y,
-                                                       float *__restrict__ mean, float *__restrict__ rstd,
-                                                       int64_t rows, int C, float eps) {
+/* y in DT (f32, f16, bf16): the f16/bf16 forms round the f32 values as k_cast_f32_to16 does (d_store_row4), so
+   nn_layer_norm_to(.., dt) equals nn_cast(nn_layer_norm(..), dt) bit for bit */
+template <int V, int DT> __global__ void k_layer_norm_fwd_warp(const float *__restrict__ x, const float *__restrict__ w,
+                                                               const float *__restrict__ b, void *__restrict__ y,
+                                                               float *__restrict__ mean, float *__restrict__ rstd,
+                                                               int64_t rows, int C, float eps) {
     int lane = threadIdx.x & 31, C4 = C >> 2;
     int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5, nw = ((int64_t)gridDim.x * blockDim.x) >> 5;
     for (int64_t r = warp; r < rows; r += nw) {
@@ -1321,7 +1521,7 @@ template <int V> __global__ void k_layer_norm_fwd_warp(const float *__restrict__
                 float4 bv = b ? ((const float4 *)b)[j] : make_float4(0, 0, 0, 0), o;
                 o.x = (v[k].x - m) * rs * wv.x + bv.x; o.y = (v[k].y - m) * rs * wv.y + bv.y;
                 o.z = (v[k].z - m) * rs * wv.z + bv.z; o.w = (v[k].w - m) * rs * wv.w + bv.w;
-                ((float4 *)(y + r * C))[j] = o;
+                d_store_row4<DT>(y, r * C4 + j, o);
             }
         }
         if (lane == 0) { mean[r] = m; rstd[r] = rs; }
@@ -1329,8 +1529,8 @@ template <int V> __global__ void k_layer_norm_fwd_warp(const float *__restrict__
 }
 
 /* dx per row; dw, db accumulated per warp in registers, combined per block in shared memory (2C floats) and
-   written to part[blockIdx.x] */
-template <int V> __global__ void k_layer_norm_bwd_warp(const float *__restrict__ g, const float *__restrict__ x,
+   written to part[blockIdx.x]. g in GDT: f32, or the f16/bf16 gradient of nn_layer_norm_to's output */
+template <int V, int GDT> __global__ void k_layer_norm_bwd_warp(const void *__restrict__ g, const float *__restrict__ x,
                                                        const float *__restrict__ w, const float *__restrict__ mean,
                                                        const float *__restrict__ rstd, float *__restrict__ gx,
                                                        float *__restrict__ part, int64_t rows, int C) {
@@ -1341,14 +1541,14 @@ template <int V> __global__ void k_layer_norm_bwd_warp(const float *__restrict__
 #pragma unroll
     for (int k = 0; k < V; k++) { aw[k] = make_float4(0, 0, 0, 0); ab[k] = make_float4(0, 0, 0, 0); }
     for (int64_t r = warp; r < rows; r += nw) {
-        const float *xr = x + r * C, *gr = g + r * C;
+        const float *xr = x + r * C;
         float m = mean[r], rs = rstd[r], s1 = 0, s2 = 0;
         float4 xh[V], dh[V];
 #pragma unroll
         for (int k = 0; k < V; k++) {
             int j = lane + 32 * k;
             bool ok = j < C4;
-            float4 xv = d_f4(xr, j, ok), gv = d_f4(gr, j, ok);
+            float4 xv = d_f4(xr, j, ok), gv = ok ? d_load_row4<GDT>(g, r * C4 + j) : make_float4(0, 0, 0, 0);
             float4 wv = ok && w ? ((const float4 *)w)[j] : make_float4(1, 1, 1, 1);
             xh[k].x = (xv.x - m) * rs; xh[k].y = (xv.y - m) * rs; xh[k].z = (xv.z - m) * rs; xh[k].w = (xv.w - m) * rs;
             if (!ok) xh[k] = make_float4(0, 0, 0, 0);
@@ -1495,17 +1695,25 @@ void nn__cuda_layer_norm_fwd(const nn_tensor *x, const nn_tensor *w, const nn_te
     if (!rows) return;
     bs = nn__row_threads(C);
     const float *pw = w ? (const float *)w->data : NULL, *pb = b ? (const float *)b->data : NULL;
-    int V = nn__warp_v(C, x->data, y->data, pw, pb);
+    int V = nn__al4(y->data, y->dtype) ? nn__warp_v(C, x->data, x->data, pw, pb) : 0;
     if (V) {
         unsigned nb = nn__warp_blocks(rows, 16);
         const float *px = (const float *)x->data;
-        float *py = (float *)y->data, *pm = (float *)mean->data, *pr = (float *)rstd->data;
-        switch (V) {
-        case 1: k_layer_norm_fwd_warp<1><<<nb, 256, 0, S_>>>(px, pw, pb, py, pm, pr, rows, (int)C, (float)eps); break;
-        case 2: k_layer_norm_fwd_warp<2><<<nb, 256, 0, S_>>>(px, pw, pb, py, pm, pr, rows, (int)C, (float)eps); break;
-        case 4: k_layer_norm_fwd_warp<4><<<nb, 256, 0, S_>>>(px, pw, pb, py, pm, pr, rows, (int)C, (float)eps); break;
-        default: k_layer_norm_fwd_warp<8><<<nb, 256, 0, S_>>>(px, pw, pb, py, pm, pr, rows, (int)C, (float)eps); break;
-        }
+        float *pm = (float *)mean->data, *pr = (float *)rstd->data;
+#define NN__LNF(VV, DT) k_layer_norm_fwd_warp<VV, DT><<<nb, 256, 0, S_>>>(px, pw, pb, y->data, pm, pr, rows, (int)C, (float)eps)
+#define NN__LNF_V(DT) switch (V) { case 1: NN__LNF(1, DT); break; case 2: NN__LNF(2, DT); break; \
+                               case 4: NN__LNF(4, DT); break; default: NN__LNF(8, DT); break; }
+        if (y->dtype == NN_BF16) NN__LNF_V(NN_BF16)
+        else if (y->dtype == NN_F16) NN__LNF_V(NN_F16)
+        else NN__LNF_V(NN_F32)
+#undef NN__LNF_V
+#undef NN__LNF
+    } else if (y->dtype != NN_F32) {   /* the row kernels write f32: through an f32 output and a cast */
+        nn_tensor *y32 = nn__new(NN_F32, NN_CUDA, y->ndim, y->shape);
+        nn__cuda_layer_norm_fwd(x, w, b, eps, y32, mean, rstd);
+        nn__cuda_cast(y32, y);
+        nn_tensor_free(y32);
+        return;
     } else if (C <= 8 * (int64_t)bs)
         k_layer_norm_fwd<true><<<nn__row_blocks(rows), bs, 0, S_>>>((const float *)x->data, pw, pb, (float *)y->data,
                                                                      (float *)mean->data, (float *)rstd->data, rows, C, (float)eps);
@@ -1533,20 +1741,29 @@ void nn__cuda_layer_norm_bwd(const nn_tensor *g, const nn_tensor *x, const nn_te
     nb = nn__row_blocks(rows);
     if (nb > (unsigned)nn__cu.sms * 4) nb = (unsigned)nn__cu.sms * 4;
     const float *pw = w ? (const float *)w->data : NULL;
-    int V = nn__warp_v(C, x->data, g->data, pw, gx ? gx->data : NULL);
+    int V = nn__al4(g->data, g->dtype) ? nn__warp_v(C, x->data, x->data, pw, gx ? gx->data : NULL) : 0;
+    if (!V && g->dtype != NN_F32) {   /* the row kernels read f32: through a cast of g */
+        nn_tensor *g32 = nn__new(NN_F32, NN_CUDA, g->ndim, g->shape);
+        nn__cuda_cast(g, g32);
+        nn__cuda_layer_norm_bwd(g32, x, w, mean, rstd, gx, gw, gb);
+        nn_tensor_free(g32);
+        return;
+    }
     if (V) nb = nn__warp_blocks(rows, 4);
     if (gw || gb) part = nn__tmp(NN_F32, (int64_t)nb * 2 * C);
     float *pp = part ? (float *)part->data : NULL, *pgx = gx ? (float *)gx->data : NULL;
     if (V) {
-        const float *pg = (const float *)g->data, *px = (const float *)x->data, *pm = (const float *)mean->data;
+        const float *px = (const float *)x->data, *pm = (const float *)mean->data;
         const float *pr = (const float *)rstd->data;
         size_t sm = (size_t)2 * C * sizeof(float);
-        switch (V) {
-        case 1: k_layer_norm_bwd_warp<1><<<nb, 256, sm, S_>>>(pg, px, pw, pm, pr, pgx, pp, rows, (int)C); break;
-        case 2: k_layer_norm_bwd_warp<2><<<nb, 256, sm, S_>>>(pg, px, pw, pm, pr, pgx, pp, rows, (int)C); break;
-        case 4: k_layer_norm_bwd_warp<4><<<nb, 256, sm, S_>>>(pg, px, pw, pm, pr, pgx, pp, rows, (int)C); break;
-        default: k_layer_norm_bwd_warp<8><<<nb, 256, sm, S_>>>(pg, px, pw, pm, pr, pgx, pp, rows, (int)C); break;
-        }
+#define NN__LNB(VV, DT) k_layer_norm_bwd_warp<VV, DT><<<nb, 256, sm, S_>>>(g->data, px, pw, pm, pr, pgx, pp, rows, (int)C)
+#define NN__LNB_V(DT) switch (V) { case 1: NN__LNB(1, DT); break; case 2: NN__LNB(2, DT); break; \
+                               case 4: NN__LNB(4, DT); break; default: NN__LNB(8, DT); break; }
+        if (g->dtype == NN_BF16) NN__LNB_V(NN_BF16)
+        else if (g->dtype == NN_F16) NN__LNB_V(NN_F16)
+        else NN__LNB_V(NN_F32)
+#undef NN__LNB_V
+#undef NN__LNB
     } else if (C <= 8 * (int64_t)bs)
         k_layer_norm_bwd<true><<<nb, bs, 0, S_>>>((const float *)g->data, (const float *)x->data, pw, (const float *)mean->data,
                                                   (const float *)rstd->data, pgx, pp, rows, C);

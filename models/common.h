@@ -66,7 +66,7 @@ NN_MODEL_FN nn_tensor *nnm_drop_path(nn_tensor *x, double p) {
     m = nn_zeros(NN_F32, x->ndim, s);
     md = nn_f32_data(m);
     for (b = 0; b < s[0]; b++) md[b] = nn_f32_data(u)[b] < 1.0 - p ? (float)(1.0 / (1.0 - p)) : 0.0f;
-    return nn_mul(x, m);
+    return nn_mul(x, x->device == NN_CPU ? m : nn_to(m, x->device));   /* the mask is drawn on the host */
 }
 
 #endif

@@ -72,22 +72,36 @@ NN_MODEL_FN nn_tensor *vit_attention_forward(const vit_block *m, nn_tensor *x) {
     return nn_scope_end(nn_Linear_forward(&m->dense, o));
 }
 
+/* a norm whose output only feeds linear layers (q, k, v; fc1): under autocast on a device it writes autocast's
+   dtype itself, the values those layers would cast it to, without the f32 output and the cast's pass over it
+   (elsewhere an f32 layer norm, as before) */
+NN_MODEL_FN nn_tensor *vit__norm_for_linear(const nn_LayerNorm *n, nn_tensor *x) {
+    return nn_layer_norm_to(x, n->weight, n->bias, n->eps, nn_autocast_shared_dtype(x->device));
+}
+
+/* x + drop_path(h * lambda): one pass (nn_addcmul) unless drop_path acts (training with p > 0), whose per-sample
+   mask scales the product on its own */
+NN_MODEL_FN nn_tensor *vit__residual(const vit_block *m, nn_tensor *x, nn_tensor *h, nn_tensor *lambda) {
+    if (m->drop_path > 0 && nn_training()) return nn_add(x, nnm_drop_path(nn_mul(h, lambda), m->drop_path));
+    return nn_addcmul(x, h, lambda);
+}
+
 /* Dinov2Layer.forward: x [B, L, hidden] (CLS + register + patch tokens) -> [B, L, hidden] */
 NN_MODEL_FN nn_tensor *vit_block_forward(const vit_block *m, nn_tensor *x) {
     nn_tensor *h;
     char sb[64];
     if (!x || x->ndim != 3 || x->shape[2] != m->hidden)
         nn_error("vit_block_forward: x must be [B, L, %d], got %s", m->hidden, x ? nn_shape_str(x, sb, sizeof sb) : "(null)");
-    /* each residual branch in a scope of its own: its transients (the normed input, the branch output, the
-       LayerScale product) die before the next branch runs, as torch frees them; under checkpointing the
-       forward keeps nothing else, so this is the step's peak */
+    /* each residual branch in a scope of its own: its transients (the normed input, the branch output) die
+       before the next branch runs, as torch frees them; under checkpointing the forward keeps nothing else, so
+       this is the step's peak */
     nn_scope_begin();
     nn_scope_begin();
-    h = vit_attention_forward(m, nn_LayerNorm_forward(&m->norm1, x));
-    x = nn_scope_end(nn_add(x, nnm_drop_path(nn_mul(h, m->lambda1), m->drop_path)));
+    h = vit_attention_forward(m, vit__norm_for_linear(&m->norm1, x));
+    x = nn_scope_end(vit__residual(m, x, h, m->lambda1));
     nn_scope_begin();
-    h = nn_MLP_forward(&m->mlp, nn_LayerNorm_forward(&m->norm2, x));
-    x = nn_scope_end(nn_add(x, nnm_drop_path(nn_mul(h, m->lambda2), m->drop_path)));
+    h = nn_MLP_forward(&m->mlp, vit__norm_for_linear(&m->norm2, x));
+    x = nn_scope_end(vit__residual(m, x, h, m->lambda2));
     return nn_scope_end(x);
 }
 

@@ -67,5 +67,27 @@ case("transpose", lambda x: x.transpose(0, 1), R(2, 3, 4))
 case("slice", lambda x: x[:, 1:3], R(2, 4, 3))
 case("concat", lambda a, b: torch.cat([a, b], 1), R(2, 3, 2), R(2, 1, 2))
 case("expand", lambda x: x.expand(3, 2, 4), R(2, 1))
+case("addcmul", torch.addcmul, R(2, 3, 6), R(2, 3, 6), R(6))            # LayerScale's residual: w one row
+case("addcmul_bc", torch.addcmul, R(3, 1, 4), R(2, 1, 1, 4), R(5, 1))   # every operand broadcast
+
+
+def layer_norm_low(name, dt, x, w_, b_):
+    """layer_norm(x).to(dt) as torch computes it (an f32 layer norm, rounded), and the gradients of
+    sum(out.float() * r): autograd hands the f32 layer norm r rounded to dt, so the reference gradients are the
+    float64 layer norm's for that rounded r"""
+    out = F.layer_norm(x.float(), (x.shape[-1],), w_.float(), b_.float(), 1e-5).to(dt)
+    r = (torch.rand(out.shape, generator=g, dtype=torch.float64) * 2 - 1).float().double()
+    y = F.layer_norm(x, (x.shape[-1],), w_, b_, 1e-5)
+    grads = torch.autograd.grad((y * r.to(dt).double()).sum(), [x, w_, b_])
+    for i, t in enumerate((x, w_, b_)):
+        w.add("%s.in%d" % (name, i), t)
+    w.add(name + ".out", out)
+    w.add(name + ".r", r)
+    for i, gi in enumerate(grads):
+        w.add("%s.gin%d" % (name, i), gi)
+
+
+layer_norm_low("layer_norm_bf16", torch.bfloat16, R(3, 5, 12, lo=-2, hi=3), R(12, lo=0.5, hi=1.5), R(12))
+layer_norm_low("layer_norm_f16", torch.float16, R(3, 5, 12, lo=-2, hi=3), R(12, lo=0.5, hi=1.5), R(12))
 w.save()
 print("wrote", w.path)

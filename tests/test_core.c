@@ -118,13 +118,15 @@ static nn_tensor *apply_case(const char *name, nn_tensor **x) {
     if (!strcmp(name, "slice")) return nn_slice(x[0], 1, 1, 3);
     if (!strcmp(name, "concat")) return nn_concat(2, x, 1);
     if (!strcmp(name, "expand")) { int64_t s[3] = {3, 2, 4}; return nn_expand(x[0], 3, s); }
+    if (!strncmp(name, "addcmul", 7)) return nn_addcmul(x[0], x[1], x[2]);
     return NULL;
 }
 
 static const char *fixture_cases[] = {"add", "sub", "mul", "div", "exp", "log", "sqrt", "rsqrt", "abs", "pow",
     "clamp", "relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh", "sum1", "mean2k", "max0", "var1", "var1b",
     "softmax", "softmax1", "log_softmax", "layer_norm", "layer_norm_noaffine", "matmul2d", "matmul_batch",
-    "matmul_vec", "matmul_nd2d", "linear", "permute", "transpose", "slice", "concat", "expand", NULL};
+    "matmul_vec", "matmul_nd2d", "linear", "permute", "transpose", "slice", "concat", "expand", "addcmul", "addcmul_bc",
+    NULL};
 
 static nn_tensor *case_fn(void *ctx, nn_tensor **in) { return apply_case((const char *)ctx, in); }
 
@@ -457,6 +459,154 @@ static void test_low_precision(void) {
     nn_tensor_free(a); nn_tensor_free(b);
 }
 
+/* the fused ops of the ViT block: nn_addcmul against nn_add(x, nn_mul(h, w)) and nn_layer_norm_to against
+   nn_cast(nn_layer_norm(..)), bit for bit, forward and every gradient (models/vit.h swapped them in on the
+   promise that nothing changes); nn_layer_norm_to's f16/bf16 output and backward against PyTorch */
+static int same_bits(nn_tensor *a, nn_tensor *b) {
+    int r;
+    float *x, *y;
+    if (!a || !b) return a == b;
+    if (a->numel != b->numel || a->dtype != b->dtype) return 0;
+    x = (float *)malloc(nn_dtype_size(a->dtype) * (size_t)(a->numel + 1));
+    y = (float *)malloc(nn_dtype_size(a->dtype) * (size_t)(a->numel + 1));
+    nn_to_host(a, x); nn_to_host(b, y);
+    r = memcmp(x, y, nn_dtype_size(a->dtype) * (size_t)a->numel) == 0;
+    free(x); free(y);
+    return r;
+}
+
+typedef struct { int fused; nn_dtype dt; } fused_ctx;
+static nn_tensor *addcmul_fn(void *ctx, nn_tensor **in) {
+    const fused_ctx *c = (const fused_ctx *)ctx;
+    return c->fused ? nn_addcmul(in[0], in[1], in[2]) : nn_add(in[0], nn_mul(in[1], in[2]));
+}
+static nn_tensor *ln_to_fn(void *ctx, nn_tensor **in) {
+    const fused_ctx *c = (const fused_ctx *)ctx;
+    return c->fused ? nn_layer_norm_to(in[0], in[1], in[2], 1e-5, c->dt) : nn_cast(nn_layer_norm(in[0], in[1], in[2], 1e-5), c->dt);
+}
+
+/* f on in[0..n) twice, fused and not, with one upstream gradient: outputs and gradients bit for bit */
+static void check_fused_bits(const char *what, gc_fn f, nn_dtype dt, int n, nn_tensor **in) {
+    nn_tensor *y[2], *g[2][4], *r;
+    fused_ctx c;
+    int k, i;
+    nn_rng_state rs = nn_rng_get();
+    for (k = 0; k < 2; k++) {
+        for (i = 0; i < n; i++) nn_zero_grad(in[i]);
+        nn_scope_begin();
+        c.fused = k; c.dt = dt;
+        y[k] = f(&c, in);
+        nn_rng_set(rs);   /* the same upstream gradient for both */
+        r = nn_uniform(y[k]->ndim, y[k]->shape, -1, 1);
+        nn_backward_with(1, &y[k], &r);
+        y[k] = nn_scope_end(y[k]);
+        for (i = 0; i < n; i++) { g[k][i] = in[i]->grad; in[i]->grad = NULL; }
+    }
+    CHECK(y[1]->dtype == y[0]->dtype, "%s: fused output %s, unfused %s", what, nn_dtype_name(y[1]->dtype), nn_dtype_name(y[0]->dtype));
+    CHECK(same_bits(y[1], y[0]), "%s: forward differs from the unfused ops", what);
+    for (i = 0; i < n; i++) {
+        CHECK(g[1][i] && same_bits(g[1][i], g[0][i]), "%s: gradient %d differs from the unfused ops", what, i);
+        if (g[0][i]) nn_tensor_free(g[0][i]);
+        if (g[1][i]) nn_tensor_free(g[1][i]);
+    }
+    nn_tensor_free(y[0]); nn_tensor_free(y[1]);
+}
+
+static void test_fused_block_ops(void) {
+    static const nn_dtype dts[3] = {NN_F32, NN_BF16, NN_F16};
+    char what[96];
+    int k, d;
+    {   /* addcmul: w one row (the fused backward; C = 300 spans two column bands), [1, 1, C], and broadcast shapes
+           on the generic path; C == 1 (a full sum) too */
+        static const int64_t sx[][3] = {{3, 7, 300}, {3, 7, 300}, {4, 1, 5}, {6, 1, 1}};
+        static const int64_t sh[][3] = {{3, 7, 300}, {3, 7, 300}, {1, 3, 5}, {6, 2, 1}};
+        static const int64_t sw[][3] = {{300, 0, 0}, {1, 1, 300}, {4, 1, 1}, {1, 0, 0}};
+        static const int nw[] = {1, 3, 3, 1};
+        for (k = 0; k < 4; k++) {
+            nn_tensor *in[3];
+            fused_ctx c;
+            in[0] = gc_param(3, sx[k], -1, 1); in[1] = gc_param(3, sh[k], -1, 1); in[2] = gc_param(nw[k], sw[k], -1, 1);
+            snprintf(what, sizeof what, "addcmul case %d", k);
+            check_fused_bits(what, addcmul_fn, NN_F32, 3, in);
+            c.fused = 1; c.dt = NN_F32;
+            gradcheck(what, addcmul_fn, &c, 3, in);
+            for (d = 0; d < 3; d++) nn_tensor_free(in[d]);
+        }
+    }
+    {   /* torch's type promotion of the three; f16/bf16 inputs computed in f32 and rounded once */
+        int64_t s[2] = {2, 8}, s1 = 8;
+        nn_tensor *x = nn_uniform(2, s, -1, 1), *h = nn_uniform(2, s, -1, 1), *w = nn_uniform(1, &s1, -1, 1), *y, *ref;
+        nn_scope_begin();
+        CHECK(nn_addcmul(x, nn_cast(h, NN_BF16), w)->dtype == NN_F32, "addcmul f32 + bf16 * f32 is f32");
+        CHECK(nn_addcmul(nn_cast(x, NN_F16), nn_cast(h, NN_BF16), nn_cast(w, NN_BF16))->dtype == NN_F32, "f16 with bf16 is f32");
+        y = nn_addcmul(nn_cast(x, NN_BF16), nn_cast(h, NN_BF16), nn_cast(w, NN_BF16));
+        ref = nn_cast(nn_addcmul(nn_cast(nn_cast(x, NN_BF16), NN_F32), nn_cast(nn_cast(h, NN_BF16), NN_F32),
+                                 nn_cast(nn_cast(w, NN_BF16), NN_F32)), NN_BF16);
+        CHECK(y->dtype == NN_BF16 && same_bits(y, ref), "addcmul of bf16 tensors: bf16, rounded once");
+        nn_scope_end(NULL);
+        nn_tensor_free(x); nn_tensor_free(h); nn_tensor_free(w);
+    }
+    for (d = 0; d < 3; d++) {   /* layer_norm_to: bit for bit cast(layer_norm), the gradient arriving in dt */
+        int64_t s[3] = {3, 5, 40}, C = 40;
+        nn_tensor *in[3];
+        in[0] = gc_param(3, s, -2, 3); in[1] = gc_param(1, &C, 0.5, 1.5); in[2] = gc_param(1, &C, -1, 1);
+        snprintf(what, sizeof what, "layer_norm_to %s", nn_dtype_name(dts[d]));
+        check_fused_bits(what, ln_to_fn, dts[d], 3, in);
+        if (dts[d] == NN_F32) {   /* f16/bf16 outputs are steps of the rounding: finite differences mean nothing */
+            fused_ctx c;
+            c.fused = 1; c.dt = NN_F32;
+            gradcheck(what, ln_to_fn, &c, 3, in);
+        }
+        for (k = 0; k < 3; k++) nn_tensor_free(in[k]);
+    }
+    {   /* against PyTorch: layer_norm(x).to(dt) and its backward */
+        fx_file f = fx_load("tests/fixtures/core.txt");
+        for (d = 1; d < 3; d++) {
+            const char *name = dts[d] == NN_BF16 ? "layer_norm_bf16" : "layer_norm_f16";
+            char key[64];
+            nn_tensor *x[3], *y, *r;
+            int i;
+            for (i = 0; i < 3; i++) {
+                snprintf(key, sizeof key, "%s.in%d", name, i);
+                x[i] = nn_clone(fx_get(&f, key));
+                nn_requires_grad(x[i], 1);
+            }
+            nn_scope_begin();
+            y = nn_layer_norm_to(x[0], x[1], x[2], 1e-5, dts[d]);
+            snprintf(key, sizeof key, "%s.out", name);
+            {   /* the f32 layer norms may differ in the last f32 bit, which moves a value at a rounding tie by
+                   one dt step at most */
+                nn_tensor *y32 = nn_cast(y, NN_F32), *ref = fx_get(&f, key);
+                int64_t j, same = 0;
+                double worst = 0, ulp = dts[d] == NN_BF16 ? 1.0 / 128 : 1.0 / 1024;
+                for (j = 0; j < ref->numel; j++) {
+                    double a = ((float *)y32->data)[j], b = ((float *)ref->data)[j];
+                    same += a == b;
+                    if (fabs(a - b) / (fabs(b) > 1 ? fabs(b) : 1) > worst) worst = fabs(a - b) / (fabs(b) > 1 ? fabs(b) : 1);
+                }
+                CHECK(y->dtype == dts[d] && worst <= ulp && same >= ref->numel - 2,
+                      "%s: %lld of %lld equal to torch's, worst %.3g", key, (long long)same, (long long)ref->numel, worst);
+            }
+            snprintf(key, sizeof key, "%s.r", name);
+            r = fx_get(&f, key);
+            nn_backward_with(1, &y, &r);
+            nn_scope_end(NULL);
+            for (i = 0; i < 3; i++) {
+                snprintf(key, sizeof key, "%s.gin%d", name, i);
+                CHECK(x[i]->grad != NULL, "%s: no gradient", key);
+                if (x[i]->grad) CHECK_FX(x[i]->grad, fx_get(&f, key), 1e-5, 1e-4, key);
+                nn_tensor_free(x[i]);
+            }
+        }
+        fx_free(&f);
+    }
+    CHECK(nn_autocast_shared_dtype(NN_CPU) == NN_F32, "nn_autocast_shared_dtype outside autocast");
+    nn_autocast_begin(NN_BF16);
+    CHECK(nn_autocast_shared_dtype(NN_CPU) == NN_F32 && nn_autocast_shared_dtype(NN_CUDA) == NN_BF16,
+          "nn_autocast_shared_dtype under bf16 autocast: f32 on the CPU (it rounds in f32), bf16 on a device");
+    nn_autocast_end();
+}
+
 static void test_errors(void) {
     int64_t s1[2] = {4, 16}, s2[2] = {8, 3}, s3[1] = {5};
     nn_tensor *a = nn_zeros(NN_F32, 2, s1), *b = nn_zeros(NN_F32, 2, s2), *c = nn_zeros(NN_F32, 1, s3);
@@ -470,6 +620,10 @@ static void test_errors(void) {
     EXPECT_ERROR(nn_layer_norm(a, c, NULL, 1e-5), "nn_layer_norm: weight [5] does not match");
     EXPECT_ERROR(nn_linear(a, b, NULL), "nn_linear: input [4,16] does not end in in_features 3");
     EXPECT_ERROR(nn_backward(a), "nn_backward: the loss must have one element");
+    EXPECT_ERROR(nn_addcmul(a, c, a), "nn_addcmul: shapes [4,16], [5] and [4,16] do not broadcast (dim 1)");
+    EXPECT_ERROR(nn_addcmul(a, a, i32), "nn_addcmul: w must be f32, f16 or bf16");
+    EXPECT_ERROR(nn_layer_norm_to(a, NULL, NULL, 1e-5, NN_I32), "nn_layer_norm_to: dtype must be f32, f16 or bf16, got i32");
+    EXPECT_ERROR(nn_layer_norm_to(a, c, NULL, 1e-5, NN_BF16), "nn_layer_norm_to: weight [5] does not match the last dim of [4,16]");
     nn_tensor_free(a); nn_tensor_free(b); nn_tensor_free(c); nn_tensor_free(i32);
 }
 
@@ -579,6 +733,7 @@ int main(void) {
     test_backward_keeps_seed();
     test_init();
     test_low_precision();
+    test_fused_block_ops();
     test_errors();
     nn_shutdown();
     return test_summary();

@@ -15,6 +15,7 @@
 #include "nn.h"
 #include "test.h"
 #include "expect_error.h"
+#include "models/vit.h"
 #include <stdlib.h>
 #include <string.h>
 #include <setjmp.h>
@@ -402,6 +403,204 @@ static void test_layer_norm(void) {
             compare(what, f_layer_norm, NULL, 3, in, grad, TOL_F32);
             nn_tensor_free(in[0]); nn_tensor_free(in[1]); nn_tensor_free(in[2]);
         }
+}
+
+/* ---------------------------------------------------------------- the fused ops of the ViT block (models/vit.h) */
+
+/* bytes of a and b (any device, same dtype) equal */
+static int same_bits(nn_tensor *a, nn_tensor *b) {
+    size_t es;
+    char *x, *y;
+    int r;
+    if (!a || !b) return a == b;
+    if (a->numel != b->numel || a->dtype != b->dtype) return 0;
+    es = nn_dtype_size(a->dtype);
+    x = (char *)malloc(es * (size_t)(a->numel + 1)); y = (char *)malloc(es * (size_t)(a->numel + 1));
+    nn_to_host(a, x); nn_to_host(b, y);
+    r = memcmp(x, y, es * (size_t)a->numel) == 0;
+    free(x); free(y);
+    return r;
+}
+
+/* nn_addcmul with h (and with all_low, x and w too) cast to dt first */
+typedef struct { nn_dtype dt; int all_low, unfused; } addcmul_args;
+static nn_tensor *f_addcmul(void *c, nn_tensor **in) {
+    const addcmul_args *a = (const addcmul_args *)c;
+    nn_tensor *x = a->all_low ? nn_cast(in[0], a->dt) : in[0], *h = nn_cast(in[1], a->dt);
+    nn_tensor *w = a->all_low ? nn_cast(in[2], a->dt) : in[2];
+    return a->unfused ? nn_add(x, nn_mul(h, w)) : nn_addcmul(x, h, w);
+}
+typedef struct { nn_dtype dt; int unfused; } ln_to_args;
+static nn_tensor *f_layer_norm_to(void *c, nn_tensor **in) {
+    const ln_to_args *a = (const ln_to_args *)c;
+    if (a->unfused) return nn_cast(nn_layer_norm(in[0], in[1], in[2], 1e-5), a->dt);
+    return nn_layer_norm_to(in[0], in[1], in[2], 1e-5, a->dt);
+}
+
+/* on the GPU, f fused (unfused 0) and unfused (1) from the same inputs and upstream gradient: the output and the
+   gradients of the inputs in exact_mask bit for bit, the others to f32 precision (a sum in another order) */
+static void compare_fused_gpu(const char *what, op_fn f, int *unfused, void *ctx, int n, nn_tensor **in, int exact_mask) {
+    nn_tensor *x[2][4], *y[2], *g, *gg;
+    int k, i;
+    nn_mem_trim(NN_CUDA);
+    nn_scope_begin();
+    for (k = 0; k < 2; k++) {
+        for (i = 0; i < n; i++) {
+            x[k][i] = in[i] ? nn_to(in[i], NN_CUDA) : NULL;
+            if (x[k][i]) nn_requires_grad(x[k][i], 1);
+        }
+        *unfused = k;
+        y[k] = f(ctx, x[k]);
+    }
+    g = rnd(y[0]->ndim, y[0]->shape, -1, 1);
+    gg = nn_to(g, NN_CUDA);
+    {
+        nn_tensor *gs[2];
+        gs[0] = gg; gs[1] = gg;
+        nn_backward_with(2, y, gs);
+    }
+    CHECK(y[0]->dtype == y[1]->dtype && same_bits(y[0], y[1]), "%s: fused forward on the GPU differs from the unfused ops", what);
+    for (i = 0; i < n; i++) {
+        char part[16];
+        if (!in[i]) continue;
+        if (exact_mask >> i & 1) CHECK(same_bits(x[0][i]->grad, x[1][i]->grad), "%s: gradient %d on the GPU differs from the unfused ops", what, i);
+        else { snprintf(part, sizeof part, "grad%d/unf", i); check_rel(what, part, x[0][i]->grad, x[1][i]->grad, TOL_F32); }
+        nn_zero_grad(x[0][i]); nn_zero_grad(x[1][i]);
+    }
+    *unfused = 0;
+    nn_scope_end(NULL);
+}
+
+static void test_addcmul(void) {
+    /* w one row: vectorised (C % 4 == 0), odd C, many rows (the backward's partial sums over row chunks), one row;
+       w full; every operand broadcast (the generic kernel) */
+    static const int64_t X[][3] = {{13, 768}, {4, 5, 67}, {3, 700, 768}, {1, 256}, {37, 45}, {5, 1, 33}, {1}};
+    static const int64_t H[][3] = {{13, 768}, {4, 5, 67}, {3, 700, 768}, {1, 256}, {37, 45}, {7, 1}, {1}};
+    static const int64_t W[][3] = {{768}, {67}, {1, 1, 768}, {256}, {37, 45}, {33}, {1}};
+    static const int nx[] = {2, 3, 3, 2, 2, 3, 1}, nh[] = {2, 3, 3, 2, 2, 2, 1}, nw[] = {1, 1, 3, 1, 2, 1, 1};
+    static const nn_dtype dts[3] = {NN_F32, NN_BF16, NN_F16};
+    int s, d, all, grad[3] = {1, 1, 1};
+    char what[96];
+    addcmul_args a;
+    for (s = 0; s < 7; s++)
+        for (d = 0; d < 3; d++)
+            for (all = 0; all < (d ? 2 : 1); all++) {
+                nn_tensor *in[3];
+                int rowvec = nw[s] >= 1 && W[s][nw[s] - 1] == X[s][nx[s] - 1] && nh[s] == nx[s] && s != 4 && s != 5;
+                in[0] = rnd(nx[s], X[s], -2, 2); in[1] = rnd(nh[s], H[s], -2, 2); in[2] = rnd(nw[s], W[s], -1.5, 1.5);
+                a.dt = dts[d]; a.all_low = all; a.unfused = 0;
+                snprintf(what, sizeof what, "addcmul case %d h %s%s", s, nn_dtype_name(dts[d]), all ? " (all)" : "");
+                /* with an f32 output both devices compute the same f32 values: only the sums of dw differ */
+                compare(what, f_addcmul, &a, 3, in, grad, all ? TOL_LOW : TOL_F32);
+                if (!all) {   /* and the forward bit for bit with the CPU (product rounded, then the sum) */
+                    nn_tensor *c[3], *yc, *yg;
+                    int i;
+                    nn_scope_begin();
+                    for (i = 0; i < 3; i++) c[i] = in[i];
+                    yc = f_addcmul(&a, c);
+                    for (i = 0; i < 3; i++) c[i] = nn_to(in[i], NN_CUDA);
+                    yg = f_addcmul(&a, c);
+                    CHECK(same_bits(nn_to(yg, NN_CPU), yc), "%s: GPU forward differs from the CPU's bits", what);
+                    nn_scope_end(NULL);
+                }
+                /* fused against nn_add(x, nn_mul(h, w)) on the GPU: dx bit for bit; dh, dw too where both sum the
+                   same way (not dw of the fused row pass, nor case 5, where the unfused sums the product's shape
+                   first) */
+                if (!all) compare_fused_gpu(what, f_addcmul, &a.unfused, &a, 3, in, rowvec ? 3 : s == 5 ? 1 : 7);
+                nn_tensor_free(in[0]); nn_tensor_free(in[1]); nn_tensor_free(in[2]);
+            }
+}
+
+static void test_layer_norm_to(void) {
+    /* the warp kernels (768, 64, 260, 512) write f16/bf16 and read their gradients directly; the others go through
+       f32 and a cast */
+    static const int64_t shapes[][3] = {{13, 768}, {5, 7, 33}, {3, 5000}, {1025, 97}, {2, 65, 64}, {7, 260}, {2100, 512}};
+    static const int nds[] = {2, 3, 2, 2, 3, 2, 2};
+    int s, aff, d, grad[3] = {1, 1, 1};
+    char what[96];
+    ln_to_args a;
+    for (s = 0; s < 7; s++)
+        for (aff = 0; aff < 2; aff++)
+            for (d = 0; d < 2; d++) {
+                int64_t C = shapes[s][nds[s] - 1];
+                nn_tensor *in[3];
+                in[0] = rnd(nds[s], shapes[s], -3, 5);
+                in[1] = aff ? rnd(1, &C, 0.5, 1.5) : NULL;
+                in[2] = aff ? rnd(1, &C, -1, 1) : NULL;
+                a.dt = d ? NN_F16 : NN_BF16; a.unfused = 0;
+                snprintf(what, sizeof what, "layer_norm_to %s shape %d affine %d", nn_dtype_name(a.dt), s, aff);
+                compare(what, f_layer_norm_to, &a, 3, in, grad, TOL_LOW);
+                compare_fused_gpu(what, f_layer_norm_to, &a.unfused, &a, 3, in, 7);
+                nn_tensor_free(in[0]); nn_tensor_free(in[1]); nn_tensor_free(in[2]);
+            }
+}
+
+/* models/vit.h's block under bf16 autocast against the same block written with the unfused ops (as it was before
+   nn_addcmul and nn_layer_norm_to): the output and every gradient but the LayerScale lambdas' bit for bit (where
+   the unfused block reproduces itself), the lambdas' to f32 precision (their sums run in another order) */
+static nn_tensor *vit_block_unfused(const vit_block *m, nn_tensor *x) {
+    nn_tensor *h;
+    nn_scope_begin();
+    nn_scope_begin();
+    h = vit_attention_forward(m, nn_LayerNorm_forward(&m->norm1, x));
+    x = nn_scope_end(nn_add(x, nnm_drop_path(nn_mul(h, m->lambda1), m->drop_path)));
+    nn_scope_begin();
+    h = nn_MLP_forward(&m->mlp, nn_LayerNorm_forward(&m->norm2, x));
+    x = nn_scope_end(nn_add(x, nnm_drop_path(nn_mul(h, m->lambda2), m->drop_path)));
+    return nn_scope_end(x);
+}
+
+static void test_vit_block_fused(void) {
+    nn_params P = {NULL, 0, 0};
+    vit_block m;
+    int64_t sx[3] = {2, 37, 64};
+    nn_tensor *x0 = rnd(3, sx, -2, 2), *g0 = rnd(3, sx, -1, 1), *y[3], *gx[3], **gp[3];
+    int run, i, dp;
+    vit_block_init(&m, &P, "", 64, 2, 256, 1.0, 0.0, 0.0);
+    nn_scope_begin();
+    for (i = 0; i < P.n; i++) {   /* weights of order 1/sqrt(fan-in), lambdas and norms away from 1 and 0 */
+        nn_tensor *t = P.items[i].t, *r = rnd(t->ndim, t->shape, -1, 1);
+        if (t->ndim == 2) r = nn_mul_scalar(r, 1.0 / sqrt((double)t->shape[1]));
+        else r = nn_add_scalar(nn_mul_scalar(r, 0.3), strstr(P.items[i].name, "bias") ? 0.0 : 0.8);
+        nn_copy_(t, r);
+    }
+    nn_scope_end(NULL);
+    nn_params_to(&P, NN_CUDA);
+    for (dp = 0; dp < 2; dp++) {   /* dp 1: drop_path acting in training (the unfused fallback) */
+        m.drop_path = dp ? 0.4 : 0.0;
+        nn_set_training(dp);
+        for (run = 0; run < 3; run++) {   /* unfused, unfused again (is it reproducible?), fused */
+            nn_tensor *x = nn_to(x0, NN_CUDA), *g = nn_to(g0, NN_CUDA);
+            nn_requires_grad(x, 1);
+            nn_params_zero_grad(&P);
+            nn_seed(11);
+            nn_autocast_begin(NN_BF16);
+            y[run] = run < 2 ? vit_block_unfused(&m, x) : vit_block_forward(&m, x);
+            nn_autocast_end();
+            nn_backward_with(1, &y[run], &g);
+            gx[run] = x->grad; x->grad = NULL;
+            gp[run] = (nn_tensor **)malloc(sizeof(nn_tensor *) * (size_t)P.n);
+            for (i = 0; i < P.n; i++) { gp[run][i] = P.items[i].t->grad; P.items[i].t->grad = NULL; }
+            nn_tensor_free(x); nn_tensor_free(g);
+        }
+        CHECK(same_bits(y[2], y[0]), "vit block (drop_path %d): fused forward differs from the unfused block", dp);
+        if (same_bits(gx[1], gx[0])) CHECK(same_bits(gx[2], gx[0]), "vit block (drop_path %d): x's gradient differs", dp);
+        else check_rel("vit block x grad", "fused", gx[2], gx[0], TOL_F32);
+        for (i = 0; i < P.n; i++) {
+            const char *nm = P.items[i].name;
+            if (!strstr(nm, "lambda") && same_bits(gp[1][i], gp[0][i]))
+                CHECK(same_bits(gp[2][i], gp[0][i]), "vit block (drop_path %d): gradient of %s differs", dp, nm);
+            else check_rel("vit block fused", nm, gp[2][i], gp[0][i], TOL_F32);
+        }
+        for (run = 0; run < 3; run++) {
+            nn_tensor_free(y[run]); nn_tensor_free(gx[run]);
+            for (i = 0; i < P.n; i++) if (gp[run][i]) nn_tensor_free(gp[run][i]);
+            free(gp[run]);
+        }
+    }
+    nn_set_training(0);
+    nn_params_free(&P);
+    nn_tensor_free(x0); nn_tensor_free(g0);
 }
 
 static void test_matmul(void) {
@@ -1658,6 +1857,9 @@ int main(int argc, char **argv) {
         test_reduce();
         test_softmax();
         test_layer_norm();
+        test_addcmul();
+        test_layer_norm_to();
+        test_vit_block_fused();
         test_matmul();
         test_shape();
         test_dropout();
