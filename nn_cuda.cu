@@ -4540,6 +4540,31 @@ __global__ void acc_convert_kernel(const float *acc, O *out, int64_t s0, int64_t
     out[b * s0 + h * s1 + (int64_t)i * s2 + d] = TT<O>::from_f(acc[x]);
 }
 
+/* the same, 8 elements a thread: two 16-byte loads, one 16-byte store (two for f32). Dd % 8 == 0 and the output
+   16-byte aligned through its strides (acc_convert checks). Why: the per-element version moved dQ at ~1.2 TB/s
+   (80 us for the ViT-B step's 98 MB, bench/vit_train_run6); with 4x the bytes in flight per thread it runs near
+   the copy bandwidth. */
+template <typename O>
+__global__ void acc_convert8_kernel(const float *acc, O *out, int64_t s0, int64_t s1, int64_t s2, int H, int L,
+                                    int Dd8, int64_t n8) {
+    int64_t x = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (x >= n8) return;
+    const float4 a = reinterpret_cast<const float4 *>(acc)[2 * x], c = reinterpret_cast<const float4 *>(acc)[2 * x + 1];
+    int d = (int)(x % Dd8) * 8;
+    int64_t row = x / Dd8;
+    int i = (int)(row % L);
+    int64_t bh = row / L;
+    int h = (int)(bh % H), b = (int)(bh / H);
+    O *dst = out + b * s0 + h * s1 + (int64_t)i * s2 + d;
+    if constexpr (std::is_same<O, float>::value) {
+        reinterpret_cast<float4 *>(dst)[0] = a;
+        reinterpret_cast<float4 *>(dst)[1] = c;
+    } else {
+        *reinterpret_cast<uint4 *>(dst) = make_uint4(TT<O>::pack(a.x, a.y), TT<O>::pack(a.z, a.w), TT<O>::pack(c.x, c.y),
+                                                     TT<O>::pack(c.z, c.w));
+    }
+}
+
 /* ------------------------------------------------------------------------------------------ backward */
 /* delta[bh, i] = sum_d dO[i,d] O[i,d]; one warp per row. With dout_f32 the upstream gradient arrives in f32: it
    is rounded to T here, written to the contiguous dout_lp (what the backward kernel then reads) and delta is
@@ -4573,6 +4598,48 @@ __global__ void delta_kernel(Params p) {
     if (p.lsep && lane == 0) {   /* the padded copies (whole 16-byte cp.async chunks, no bounds in bwd_kernel) */
         float *lp = p.lsep + bh * p.Lqp, *dp = p.dlp + bh * p.Lqp, l = p.lse[row];
         lp[i] = l == -INFINITY ? INFINITY : l * SDPA_LOG2E;   /* fully masked row: P = 0 */
+        dp[i] = s;
+        for (int x = i; x < p.Lqp - p.Lq; x += p.Lq) { lp[p.Lq + x] = INFINITY; dp[p.Lq + x] = 0.f; }
+    }
+}
+
+/* delta_kernel with 16-byte accesses: G = Dv / 8 threads per row (8 elements each), 32 / G rows per warp.
+   For Dv in {64, 128} with O, dO (and the f32 dO) 16-byte aligned through their strides (launch_delta checks).
+   Why: one warp per row reads 4 bytes of O and dO per lane at D = 64, too few bytes in flight to reach the
+   memory bandwidth (62 us for the ViT-B step's 66 MB, bench/vit_train_run6). Same sums as delta_kernel up to
+   the order of the additions. */
+template <typename T, int G>
+__global__ void delta16_kernel(Params p) {
+    constexpr int RPW = 32 / G;   /* rows per warp */
+    const int lane = threadIdx.x & 31, c = lane % G;
+    int64_t row = ((int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5)) * RPW + lane / G;
+    int64_t nrows = (int64_t)p.B * p.H * p.Lq;
+    const bool ok = row < nrows;
+    if (!ok) row = nrows - 1;   /* every lane stays for the shuffles; its results are dropped */
+    int i = (int)(row % p.Lq);
+    int64_t bh = row / p.Lq;
+    int h = (int)(bh % p.H), b = (int)(bh / p.H);
+    const uint4 ov = *reinterpret_cast<const uint4 *>((const T *)p.o + b * p.so[0] + h * p.so[1] + (int64_t)i * p.so[2] + 8 * c);
+    uint4 gv;
+    if (p.dout_f32) {
+        const float *g = (const float *)p.dout + b * p.sdo[0] + h * p.sdo[1] + (int64_t)i * p.sdo[2] + 8 * c;
+        const float4 g0 = reinterpret_cast<const float4 *>(g)[0], g1 = reinterpret_cast<const float4 *>(g)[1];
+        gv = make_uint4(TT<T>::pack(g0.x, g0.y), TT<T>::pack(g0.z, g0.w), TT<T>::pack(g1.x, g1.y), TT<T>::pack(g1.z, g1.w));
+        if (ok) *reinterpret_cast<uint4 *>((T *)p.dout_lp + row * p.Dv + 8 * c) = gv;
+    } else {
+        gv = *reinterpret_cast<const uint4 *>((const T *)p.dout + b * p.sdo[0] + h * p.sdo[1] + (int64_t)i * p.sdo[2] + 8 * c);
+    }
+    const T *oe = reinterpret_cast<const T *>(&ov), *ge = reinterpret_cast<const T *>(&gv);
+    float s = 0.f;
+#pragma unroll
+    for (int e = 0; e < 8; e++) s += TT<T>::to_f(oe[e]) * TT<T>::to_f(ge[e]);
+#pragma unroll
+    for (int w = G / 2; w > 0; w >>= 1) s += __shfl_xor_sync(0xffffffffu, s, w);
+    if (!ok || c != 0) return;
+    p.delta[row] = s;
+    if (p.lsep) {   /* the padded copies, as delta_kernel */
+        float *lp = p.lsep + bh * p.Lqp, *dp = p.dlp + bh * p.Lqp, l = p.lse[row];
+        lp[i] = l == -INFINITY ? INFINITY : l * SDPA_LOG2E;
         dp[i] = s;
         for (int x = i; x < p.Lqp - p.Lq; x += p.Lq) { lp[p.Lq + x] = INFINITY; dp[p.Lq + x] = 0.f; }
     }
@@ -6121,9 +6188,33 @@ template <typename T>
 static void acc_convert(const Params &p, const float *acc, void *out, const int64_t st[3], int L, int Dd, cudaStream_t s) {
     int64_t n = (int64_t)p.B * p.H * L * Dd;
     if (n <= 0) return;
+    const int64_t ev = p.grad_f32 ? 4 : 8;   /* elements of 16 bytes */
+    if (Dd % 8 == 0 && ((uintptr_t)out & 15) == 0 && st[0] % ev == 0 && st[1] % ev == 0 && st[2] % ev == 0) {
+        unsigned g = (unsigned)((n / 8 + 255) / 256);
+        if (p.grad_f32) acc_convert8_kernel<float><<<g, 256, 0, s>>>(acc, (float *)out, st[0], st[1], st[2], p.H, L, Dd / 8, n / 8);
+        else acc_convert8_kernel<T><<<g, 256, 0, s>>>(acc, (T *)out, st[0], st[1], st[2], p.H, L, Dd / 8, n / 8);
+        NN_LAUNCHED();
+        return;
+    }
     unsigned g = (unsigned)((n + 255) / 256);
     if (p.grad_f32) acc_convert_kernel<float><<<g, 256, 0, s>>>(acc, (float *)out, st[0], st[1], st[2], p.H, L, Dd, n);
     else acc_convert_kernel<T><<<g, 256, 0, s>>>(acc, (T *)out, st[0], st[1], st[2], p.H, L, Dd, n);
+    NN_LAUNCHED();
+}
+
+/* delta (and dO rounded to T when it comes in f32): delta16_kernel where Dv and the alignment allow, else
+   delta_kernel (one warp per row) */
+template <typename T>
+static void launch_delta(const Params &p, cudaStream_t s) {
+    int64_t rows = (int64_t)p.B * p.H * p.Lq;
+    if (rows <= 0) return;
+    const int64_t ge = p.dout_f32 ? 4 : 8;   /* dO elements of 16 bytes */
+    bool v16 = (p.Dv == 64 || p.Dv == 128) && ((uintptr_t)p.o & 15) == 0 && ((uintptr_t)p.dout & 15) == 0 &&
+               p.so[0] % 8 == 0 && p.so[1] % 8 == 0 && p.so[2] % 8 == 0 && p.sdo[0] % ge == 0 && p.sdo[1] % ge == 0 &&
+               p.sdo[2] % ge == 0 && (!p.dout_f32 || ((uintptr_t)p.dout_lp & 15) == 0);
+    if (v16 && p.Dv == 64) delta16_kernel<T, 8><<<(unsigned)((rows + 31) / 32), 256, 0, s>>>(p);
+    else if (v16) delta16_kernel<T, 16><<<(unsigned)((rows + 15) / 16), 256, 0, s>>>(p);
+    else delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p);
     NN_LAUNCHED();
 }
 
@@ -6156,7 +6247,7 @@ static int run_bwd(Params p, cudaStream_t s) {
     nn_tensor *ws = wn ? nn__tmp(NN_F32, wn) : NULL;
     float *w = ws ? (float *)ws->data : NULL;
     if (ASYNC) { p.lsep = w; w += align16(prows); p.dlp = w; w += align16(prows); }
-    if (rows > 0) delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
+    launch_delta<T>(p, s);
     if (p.dout_f32) {   /* from here on the kernels read the rounded copy */
         p.dout = p.dout_lp; p.dout_f32 = 0;
         p.sdo[2] = p.Dv; p.sdo[1] = (int64_t)p.Lq * p.Dv; p.sdo[0] = (int64_t)p.H * p.sdo[1];
@@ -6198,20 +6289,27 @@ static int wg_available(void) {
     state = host == 1;
     return state;
 }
-/* 2 warpgroups (128 queries) per CTA at D = 64 and 128; 3 at D = 64 (158 registers, no spills) measured +2 % on
-   case 1 of bench/flash_bench, -7 % on case 3, +32 % on case 4 (fewer CTAs for 132 SMs): not taken */
-template <int HD> struct WgFwd { enum { NWG = 2, BM = 64 * NWG }; };
+/* Warpgroups per CTA of the forward: 2 (128 queries) at D = 128 (198 registers: 3 do not fit); at D = 64 2 or 3
+   (192 queries, 158 registers), chosen by waves, one CTA per SM either way. Measured (bench/RESULTS_FLASH.md):
+   3 warpgroups did the same work in ~0.905x the time (+2 % on case 1 of bench/flash_bench, 8 -> 6 waves of 1.5x
+   the work; -7 % on case 3, 16 -> 11 waves; +32 % on case 4, 3 -> 3 waves), so 3 are taken when
+   waves(3) * 1.5 * 0.905 < 0.97 * waves(2), e.g. the ViT-B step at batch 4 (B*H = 48, L = 5330: 16 -> 11 waves). */
+static int wg_fwd_nwg(const Params &p) {
+    if (p.D != 64) return 2;
+    const int64_t bh = (int64_t)p.B * p.H, sms = sm_count();
+    const int64_t w2 = (bh * ((p.Lq + 127) / 128) + sms - 1) / sms, w3 = (bh * ((p.Lq + 191) / 192) + sms - 1) / sms;
+    return (double)w3 * 1.5 * 0.905 < 0.97 * (double)w2 ? 3 : 2;
+}
 /* the wgmma forward takes plain f16/bf16 problems with D == Dv in {64, 128} that fill the GPU without a
-   split-KV (at least one query tile per SM); the rest keeps fwd_kernel */
+   split-KV (at least one 128-query tile per SM); the rest keeps fwd_kernel */
 static bool wg_fwd_ok(const Params &p) {
     if (!plain_ok(p) || p.D != p.Dv || (p.D != 64 && p.D != 128)) return false;
-    int bm = p.D == 64 ? (int)WgFwd<64>::BM : (int)WgFwd<128>::BM;
-    if ((int64_t)p.B * p.H * ((p.Lq + bm - 1) / bm) < sm_count()) return false;
+    if ((int64_t)p.B * p.H * ((p.Lq + 127) / 128) < sm_count()) return false;
     return wg_available() != 0;
 }
-template <typename T, int HD>
+template <typename T, int HD, int NWG>
 static int run_wg_fwd(Params p, cudaStream_t s) {
-    constexpr int NWG = WgFwd<HD>::NWG, BM = WgFwd<HD>::BM;
+    constexpr int BM = 64 * NWG;
     size_t smem = (size_t)(BM + 6 * 128) * HD * sizeof(T) + 1024;   /* + 1024: the 1024-byte alignment */
     auto kern = wg_fwd_kernel<T, HD, NWG>;
     if (set_smem(kern, smem)) return -1;
@@ -6259,7 +6357,7 @@ static int run_wg_bwd(Params p, cudaStream_t s) {
     bool dq_dir = p.dq && p.grad_f32 && dense(p.sdq, p.B, p.H, p.Lq, p.D);
     int64_t wn = p.dq && !dq_dir ? align16(rows * p.D) : 0;
     nn_tensor *ws = wn ? nn__tmp(NN_F32, wn) : NULL;
-    if (rows > 0) delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
+    launch_delta<T>(p, s);
     if (p.dout_f32) {   /* from here on the kernel reads the rounded copy */
         p.dout = p.dout_lp; p.dout_f32 = 0;
         p.sdo[2] = p.Dv; p.sdo[1] = (int64_t)p.Lq * p.Dv; p.sdo[0] = (int64_t)p.H * p.sdo[1];
@@ -6288,7 +6386,10 @@ static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
    NN_SDPA_WG_BWD=0 turns it off), else fwd_kernel / bwd_kernel, without the mask/bias/dropout code when plain_ok */
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
-    if (fwd && wg_fwd_ok(p)) return p.D == 64 ? run_wg_fwd<T, 64>(p, s) : run_wg_fwd<T, 128>(p, s);
+    if (fwd && wg_fwd_ok(p)) {
+        if (p.D == 128) return run_wg_fwd<T, 128, 2>(p, s);
+        return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3>(p, s) : run_wg_fwd<T, 64, 2>(p, s);
+    }
     if (!fwd && wg_bwd_ok(p)) return run_wg_bwd<T>(p, s);   /* sm_90a, plain D = 64 (NN_SDPA_WG_BWD=0: off) */
     return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);
 }
