@@ -4114,6 +4114,11 @@ __device__ __forceinline__ void cp_async16n(void *smem, const void *gmem, int nb
     unsigned s = (unsigned)__cvta_generic_to_shared(smem);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(nbytes));
 }
+__device__ __forceinline__ void cp_async4(void *smem, const void *gmem, bool ok) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    int n = ok ? 4 : 0;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
+}
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
 __device__ __forceinline__ void ldsm4(uint32_t r[4], const void *p) {
@@ -5273,7 +5278,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     unsigned char *Ks = base, *Vs = Ks + TB, *KTs = Vs + TB, *Qs = KTs + TB, *Gs = Qs + NQ * QB, *Ss = Gs + NQ * QB;
-    float *Ls = (float *)(Ss + 2 * TB), *Dl = Ls + NQ * BN;
+    float *Ls = (float *)(Ss + NQ * TB), *Dl = Ls + NQ * BN;
     int b, h, t;
     tile_of(p, &b, &h, &t);
     const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
@@ -5294,25 +5299,121 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
         const int i = it * BN;
         load_tile_sw<T, 64, BN, NTH>((T *)(Qs + buf * QB), Q, p.sq[2], i, p.Lq);
         load_tile_sw<T, 64, BN, NTH>((T *)(Gs + buf * QB), G, p.sdo[2], i, p.Lq);
-        for (int x = threadIdx.x; x < BN; x += NTH) {   /* queries >= Lq: lse +inf (P = 0), delta 0 */
-            int ii = i + x;
-            float l = ii < p.Lq ? lse[ii] : INFINITY;
-            Ls[buf * BN + x] = (l == -INFINITY ? INFINITY : l) * SDPA_LOG2E;   /* fully masked row: P = 0 */
-            Dl[buf * BN + x] = ii < p.Lq ? delta[ii] : 0.f;
+        /* lse and delta by cp.async too (plain loads stalled warps 0-1 before every tile's products); queries
+           >= Lq get 0: their Q and dO rows are zero, so S = 0, P = 1, dP = 0 and dS = 0, and P multiplies zero
+           rows of dO in dV. The lse is finite (no mask, Lk >= 1). */
+        if (threadIdx.x < 2 * BN) {
+            const int x = threadIdx.x % BN, ii = i + x;
+            const bool ok = ii < p.Lq, isd = threadIdx.x >= BN;
+            cp_async4((isd ? Dl : Ls) + buf * BN + x, (isd ? delta : lse) + (ok ? ii : 0), ok);
         }
     };
     load_tile_sw<T, 64, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
     load_tile_sw<T, 64, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
     load_q(0, 0);
     cp_commit();
-    /* the dS^T buffer that the discarded dQ of tile 0 reads: zeros */
+    if (nqt > 1) load_q(1, 1);
+    cp_commit();
+    float dk[32], dv[32], s[32], dp[32], dq[16];
 #pragma unroll
-    for (int x = threadIdx.x; x < TB / 16; x += NTH) *reinterpret_cast<uint4 *>(Ss + TB + x * 16) = make_uint4(0, 0, 0, 0);
+    for (int e = 0; e < 32; e++) dk[e] = dv[e] = s[e] = dp[e] = 0.f;
+#pragma unroll
+    for (int e = 0; e < 16; e++) dq[e] = 0.f;
+    uint32_t pa[4][4] = {}, da[4][4] = {};   /* P^T and dS^T as A fragments: k step x covers queries 16 x.. */
+    const uint64_t kd0 = wg_desc(Ks + wg * 64 * 128), vd0 = wg_desc(Vs + wg * 64 * 128);
+    const uint64_t ktd0 = wg_desc(KTs + wg * 32 * 128);   /* this warpgroup's 32 columns of dQ: rows of K^T */
+    /* pins (see wg_fwd_kernel): never on registers of a wgmma in flight (a pin defines them) */
+    auto pin_all = [&]() {
+        wg_pin(dk); wg_pin(dv); wg_pin(s); wg_pin(dp); wg_pin(dq); wg_pin(pa); wg_pin(da);
+    };
+    /* S^T = K Q^T and dP^T = V dO^T of the tile in buffer buf: two commit groups */
+    auto issue_sdp = [&](int buf) {
+        const uint64_t qd0 = wg_desc(Qs + buf * QB), gd0 = wg_desc(Gs + buf * QB);
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)   /* k step kk = 32 bytes of the rows */
+            wg_ss64<T>(s, kd0 + ((kk * 32) >> 4), qd0 + ((kk * 32) >> 4), kk > 0);
+        wg_commit();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wg_ss64<T>(dp, vd0 + ((kk * 32) >> 4), gd0 + ((kk * 32) >> 4), kk > 0);
+        wg_commit();
+    };
+    /* dV += P^T dO and dK += dS^T Q of the tile in buffer buf (A = pa, da): one commit group */
+    auto issue_dvdk = [&](int buf) {
+        const uint64_t qd0 = wg_desc(Qs + buf * QB), gd0 = wg_desc(Gs + buf * QB);
+#pragma unroll
+        for (int x = 0; x < 4; x++) wg_rs64<T>(dv, pa[x], gd0 + ((x * 2048) >> 4), 1);
+#pragma unroll
+        for (int x = 0; x < 4; x++) wg_rs64<T>(dk, da[x], qd0 + ((x * 2048) >> 4), 1);
+        wg_commit();
+    };
+    /* dQ (this warpgroup's 32 columns) of the tile whose dS^T is in buffer sb: one commit group */
+    auto issue_dq = [&](int sb) {
+        const uint64_t ds0 = wg_desc(Ss + sb * TB);
+#pragma unroll
+        for (int kk = 0; kk < BM / 16; kk++)   /* keys 16 kk..: 16 rows of dS^T; in K^T block kk / 4, 32 bytes a step */
+            wg_ss32t<T>(dq, ds0 + ((kk * 2048) >> 4), ktd0 + (((kk >> 2) * 64 * 128 + (kk & 3) * 32) >> 4), kk > 0);
+        wg_commit();
+    };
+    /* P^T of the tile in buffer buf from S^T (done), in place; element 4 j + e: key row kr + 8 (e >> 1), query
+       8 j + q2 + (e & 1) */
+    auto probs = [&](int buf) {
+        const float *Lb = Ls + buf * BN;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            float2 l2 = *reinterpret_cast<const float2 *>(Lb + 8 * j + q2);
+            l2.x *= -SDPA_LOG2E; l2.y *= -SDPA_LOG2E;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float pr = ex2(fmaf(s[4 * j + e], sl, (e & 1) ? l2.y : l2.x));
+                s[4 * j + e] = ((e >> 1) ? kok1 : kok0) ? pr : 0.f;
+            }
+        }
+    };
+    /* dS^T = P^T (dP^T - delta) of the tile in buffer buf, in dp (dP^T done) */
+    auto dsoft = [&](int buf) {
+        const float *Db = Dl + buf * BN;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const float2 d2 = *reinterpret_cast<const float2 *>(Db + 8 * j + q2);
+#pragma unroll
+            for (int e = 0; e < 4; e++) dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - ((e & 1) ? d2.y : d2.x));
+        }
+    };
+    /* P^T and dS^T packed to A fragments (dV/dK of the tile before done), dS^T (T) -> buffer sb, [key][query]
+       swizzled: (row kr | kr + 8, queries 16 x + q2 | + 8): chunks 2x, 2x+1 */
+    auto pack_store = [&](int sb) {
+#pragma unroll
+        for (int x = 0; x < 4; x++) { wg_pack_a<T>(pa[x], s + 8 * x); wg_pack_a<T>(da[x], dp + 8 * x); }
+        unsigned char *r0 = Ss + sb * TB + kr * 128 + (lane & 3) * 4;
+#pragma unroll
+        for (int x = 0; x < 4; x++) {
+            *reinterpret_cast<uint32_t *>(r0 + (((2 * x) ^ g) << 4)) = da[x][0];
+            *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x) ^ g) << 4)) = da[x][1];
+            *reinterpret_cast<uint32_t *>(r0 + (((2 * x + 1) ^ g) << 4)) = da[x][2];
+            *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x + 1) ^ g) << 4)) = da[x][3];
+        }
+    };
+    /* dQ of query tile it (done) into the f32 accumulator: rows 16 warp + g (+ 8), columns 32 wg + 8 j + q2 */
+    auto add_dq = [&](int it) {
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int r = it * BN + warp * 16 + g + 8 * hh;
+            if (r >= p.Lq) continue;
+            float *row = dqa + (int64_t)r * p.sqa[2] + wg * 32 + q2;
+#pragma unroll
+            for (int j = 0; j < 4; j++) red2(row + 8 * j, dq[4 * j + 2 * hh] * p.scale, dq[4 * j + 2 * hh + 1] * p.scale);
+        }
+    };
+    /* tile 0 (and K, V) landed: its S^T and dP^T, K^T, its P^T / dS^T */
     cp_wait_all();
+    fence_async_smem();
     __syncthreads();
+    pin_all();
+    wg_fence();
+    issue_sdp(0);
     /* K^T [64 d rows][BM keys] as BM/64 swizzled column blocks of [64][64]: the K-major B of dQ = dS K. Thread x
-       moves the 16-byte chunk (key r, d 8 c8..) of Ks to 8 elements of KTs. Made visible by the loop's first
-       fence and barrier. */
+       moves the 16-byte chunk (key r, d 8 c8..) of Ks to 8 elements of KTs. Made visible by the loop's (or the
+       epilogue's) first fence and barrier. */
 #pragma unroll
     for (int x = threadIdx.x; x < BM * 8; x += NTH) {
         const int r = x % BM, c8 = x / BM;
@@ -5329,111 +5430,64 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
             *reinterpret_cast<unsigned short *>(dst + d * 128 + (((rc >> 3) ^ (d & 7)) << 4)) = e[i];
         }
     }
-    float dk[32], dv[32], s[32], dp[32], dq[16];
-#pragma unroll
-    for (int e = 0; e < 32; e++) dk[e] = dv[e] = s[e] = dp[e] = 0.f;
-#pragma unroll
-    for (int e = 0; e < 16; e++) dq[e] = 0.f;
-    uint32_t pa[4][4] = {}, da[4][4] = {};   /* P^T and dS^T as A fragments: k step x covers queries 16 x.. */
-    const uint64_t kd0 = wg_desc(Ks + wg * 64 * 128), vd0 = wg_desc(Vs + wg * 64 * 128);
-    const uint64_t ktd0 = wg_desc(KTs + wg * 32 * 128);   /* this warpgroup's 32 columns of dQ: rows of K^T */
-    /* pins (see wg_fwd_kernel): never on registers of a wgmma in flight (a pin defines them) */
-    auto pin_all = [&]() {
-        wg_pin(dk); wg_pin(dv); wg_pin(s); wg_pin(dp); wg_pin(dq); wg_pin(pa); wg_pin(da);
-    };
-    /* dQ (this warpgroup's 32 columns) of the tile whose dS^T is in buffer sb: one commit group */
-    auto issue_dq = [&](int sb) {
-        const uint64_t ds0 = wg_desc(Ss + sb * TB);
-#pragma unroll
-        for (int kk = 0; kk < BM / 16; kk++)   /* keys 16 kk..: 16 rows of dS^T; in K^T block kk / 4, 32 bytes a step */
-            wg_ss32t<T>(dq, ds0 + ((kk * 2048) >> 4), ktd0 + (((kk >> 2) * 64 * 128 + (kk & 3) * 32) >> 4), kk > 0);
-        wg_commit();
-    };
-    /* dQ of query tile it (done) into the f32 accumulator: rows 16 warp + g (+ 8), columns 32 wg + 8 j + q2 */
-    auto add_dq = [&](int it) {
-#pragma unroll
-        for (int hh = 0; hh < 2; hh++) {
-            const int r = it * BN + warp * 16 + g + 8 * hh;
-            if (r >= p.Lq) continue;
-            float *row = dqa + (int64_t)r * p.sqa[2] + wg * 32 + q2;
-#pragma unroll
-            for (int j = 0; j < 4; j++) red2(row + 8 * j, dq[4 * j + 2 * hh] * p.scale, dq[4 * j + 2 * hh + 1] * p.scale);
-        }
-    };
-    pin_all();
-    for (int it = 0; it < nqt; it++) {
-        const int buf = it % NQ;
+    wg_wait1();
+    wg_pin(s);
+    probs(0);
+    wg_wait0();
+    wg_pin(dp);
+    dsoft(0);
+    pack_store(0);
+    wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da);
+    /* Trip it (query tile it + 1 enters, tile it leaves; P^T, dS^T of tile it packed, dS^T in buffer it % 3; dQ of
+       tile it - 1 in flight). The tensor-core queue of a warpgroup: dQ_{it-1}, S_{it+1}, dP_{it+1},
+       dV/dK_it, dQ_it; the exponentials of tile it + 1 wait only for S_{it+1} (and the older dQ_{it-1}), and run
+       during dP, dV and dK. ptxas hoists a wait to the top of its basic block (see wg_fwd_kernel): the dQ
+       atomics (a branch) sit between the exponentials and the wait for dP, so that it stays below them.
+       Buffers: Q/dO tile it + 2 goes to the buffer of tile it - 1, whose S/dP (trip it - 2) and dV/dK products
+       (trip it - 1) every thread waited for before this barrier; dS^T buffer (it + 1) % 3 held tile it - 2,
+       whose dQ products both warpgroups waited for in trip it - 1. */
+    for (int it = 0; it + 1 < nqt; it++) {
+        const int buf = it % NQ, nb = (it + 1) % NQ;
         cp_wait_all();
         fence_async_smem();
-        /* tile it landed; dS^T of tile it - 1 (buffer (it - 1) & 1) complete; every wgmma that read buffer
-           (it + 1) % 3 (tile it - 2) and dS^T buffer it & 1 (dQ of tile it - 2) was waited for */
-        __syncthreads();
-        if (it + 1 < nqt) load_q(it + 1, (it + 1) % NQ);
+        __syncthreads();                 /* tile it + 1 landed; dS^T of tile it complete (both warpgroups) */
+        if (it + 2 < nqt) load_q(it + 2, (it + 2) % NQ);
         cp_commit();
-        const uint64_t qd0 = wg_desc(Qs + buf * QB), gd0 = wg_desc(Gs + buf * QB);
-        wg_pin(s); wg_pin(dp); wg_pin(dq);   /* dK/dV of tile it - 1 (and their pa, da) may be in flight */
+        wg_wait0();                      /* dQ_{it-1} done (it ran during the barrier) */
+        pin_all();
         wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++)   /* S^T = K Q^T: k step kk = 32 bytes of the rows */
-            wg_ss64<T>(s, kd0 + ((kk * 32) >> 4), qd0 + ((kk * 32) >> 4), kk > 0);
-        wg_commit();
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++)   /* dP^T = V dO^T */
-            wg_ss64<T>(dp, vd0 + ((kk * 32) >> 4), gd0 + ((kk * 32) >> 4), kk > 0);
-        wg_commit();
-        issue_dq((it + 1) & 1);          /* dQ of tile it - 1 (at it = 0: zeros, not added) */
-        wg_wait2();                      /* S^T done (and dV/dK of tile it - 1: pa, da free) */
-        wg_pin(s); wg_pin(pa); wg_pin(da);
-        const float *Lb = Ls + buf * BN, *Db = Dl + buf * BN;
-        /* element 4 j + e: key row kr + 8 (e >> 1), query 8 j + q2 + (e & 1) */
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const float2 l2 = *reinterpret_cast<const float2 *>(Lb + 8 * j + q2);
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float pr = ex2(fmaf(s[4 * j + e], sl, -((e & 1) ? l2.y : l2.x)));
-                s[4 * j + e] = ((e >> 1) ? kok1 : kok0) ? pr : 0.f;
-            }
-        }
-        wg_wait1();                      /* dP^T done */
-        wg_pin(dp);
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const float2 d2 = *reinterpret_cast<const float2 *>(Db + 8 * j + q2);
-#pragma unroll
-            for (int e = 0; e < 4; e++) dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - ((e & 1) ? d2.y : d2.x));
-        }
-#pragma unroll
-        for (int x = 0; x < 4; x++) { wg_pack_a<T>(pa[x], s + 8 * x); wg_pack_a<T>(da[x], dp + 8 * x); }
-        {   /* dS^T -> buffer it & 1, [key][query] swizzled: (row kr | kr + 8, queries 16 x + q2 | + 8): chunks 2x, 2x+1 */
-            unsigned char *r0 = Ss + (it & 1) * TB + kr * 128 + (lane & 3) * 4;
-#pragma unroll
-            for (int x = 0; x < 4; x++) {
-                *reinterpret_cast<uint32_t *>(r0 + (((2 * x) ^ g) << 4)) = da[x][0];
-                *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x) ^ g) << 4)) = da[x][1];
-                *reinterpret_cast<uint32_t *>(r0 + (((2 * x + 1) ^ g) << 4)) = da[x][2];
-                *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x + 1) ^ g) << 4)) = da[x][3];
-            }
-        }
-        wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da);   /* dQ of tile it - 1 in flight */
-        wg_fence();
-#pragma unroll
-        for (int x = 0; x < 4; x++) wg_rs64<T>(dv, pa[x], gd0 + ((x * 2048) >> 4), 1);   /* dV += P^T dO */
-        wg_commit();
-#pragma unroll
-        for (int x = 0; x < 4; x++) wg_rs64<T>(dk, da[x], qd0 + ((x * 2048) >> 4), 1);   /* dK += dS^T Q */
-        wg_commit();
-        wg_wait2();                      /* dQ of tile it - 1 done; dV/dK may still run */
-        wg_pin(dq);
+        issue_sdp(nb);
+        issue_dvdk(buf);
+        wg_wait2();                      /* S^T_{it+1} done */
+        wg_pin(s);
+        probs(nb);
+        wg_pin(s);
         if (dqa && it > 0) add_dq(it - 1);
+        wg_pin(dq);
+        wg_fence();
+        issue_dq(buf);                   /* dQ_it, running across the next barrier */
+        wg_wait2();                      /* dP^T_{it+1} done */
+        wg_pin(dp);
+        dsoft(nb);
+        wg_wait1();                      /* dV/dK of tile it done: pa, da free */
+        wg_pin(pa); wg_pin(da); wg_pin(dk); wg_pin(dv);
+        pack_store(nb);
+        wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da);
     }
-    /* the last tile's dQ, after the barrier behind its dS^T */
+    /* the last tile: dV/dK after the barrier behind its dS^T, the dQ of the tile before, its own dQ */
+    const int lb = (nqt - 1) % NQ;
     cp_wait_all();
     fence_async_smem();
     __syncthreads();
+    wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da); wg_pin(dk); wg_pin(dv);
+    wg_fence();
+    issue_dvdk(lb);
+    wg_wait1();                          /* dQ of tile nqt - 2 done (none when nqt == 1) */
+    wg_pin(dq);
+    if (dqa && nqt > 1) add_dq(nqt - 2);
     wg_pin(dq);
     wg_fence();
-    issue_dq((nqt - 1) & 1);
+    issue_dq(lb);
     wg_wait0();
     pin_all();
     if (dqa) add_dq(nqt - 1);
@@ -6324,7 +6378,7 @@ static int run_wg_fwd(Params p, cudaStream_t s) {
    each, two dS^T tiles [128][64] (T), lse/delta of three tiles */
 enum { WG_BWD_NWG = 2, WG_BWD_BM = 64 * WG_BWD_NWG };
 static size_t wg_bwd_smem(void) {
-    return (size_t)(3 * WG_BWD_BM + 6 * 64 + 2 * WG_BWD_BM) * 128 + 6 * 64 * sizeof(float) + 1024;
+    return (size_t)(3 * WG_BWD_BM + 6 * 64 + 3 * WG_BWD_BM) * 128 + 6 * 64 * sizeof(float) + 1024;
 }
 /* NN_SDPA_WG_BWD=0 turns the wgmma backward off (A/B in one binary); read once */
 static bool wg_bwd_enabled(void) {
