@@ -4121,8 +4121,6 @@ __device__ __forceinline__ void cp_async4(void *smem, const void *gmem, bool ok)
 }
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
-__device__ __forceinline__ void cp_wait1() { asm volatile("cp.async.wait_group 1;\n" ::); }
-__device__ __forceinline__ void cp_wait2() { asm volatile("cp.async.wait_group 2;\n" ::); }
 __device__ __forceinline__ void ldsm4(uint32_t r[4], const void *p) {
     unsigned s = (unsigned)__cvta_generic_to_shared(p);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -4962,9 +4960,6 @@ template <int N> __device__ __forceinline__ void wg_pin(uint32_t (&d)[N][4]) {
 #pragma unroll
         for (int e = 0; e < 4; e++) asm volatile("" : "+r"(d[i][e])::"memory");
 }
-__device__ __forceinline__ void sts32(uint32_t addr, uint32_t v) {
-    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
-}
 /* shared memory written by the generic proxy (cp.async, stores) before the tensor cores read it */
 __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
@@ -5258,7 +5253,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
    1024 px and 1.8x cuDNN's backward; wgmma reads its B operands (and S^T / dP^T / dQ their A operands too) from
    shared memory with no ldmatrix, and runs asynchronously to the exponentials.
    One CTA of NWG warpgroups per (b, h, 64*NWG keys); warpgroup w owns key rows 64 w.. (K and V stay in shared
-   memory as the A operands of S^T and dP^T); query tiles of 64 (Q, dO, lse, delta) stream through four
+   memory as the A operands of S^T and dP^T); query tiles of 64 (Q, dO, lse, delta) stream through three
    buffers (cp.async by all threads, one barrier per tile). Per tile and warpgroup:
      S^T = K Q^T, dP^T = V dO^T             (m64n64k16, A and B from shared memory)
      P^T = exp2(S^T scale log2e - lse log2e), dS^T = P^T (dP^T - delta)   (registers, as bwd_kernel's plain path)
@@ -5277,12 +5272,12 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
 template <typename T, int NWG>
 __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
 #ifdef SDPA_WG
-    constexpr int BM = 64 * NWG, BN = 64, NTH = NWG * 128, NQ = 4, NS = 3;
+    constexpr int BM = 64 * NWG, BN = 64, NTH = NWG * 128, NQ = 3;
     constexpr int TB = BM * 128, QB = BN * 128;   /* bytes of a [BM][64] and a [BN][64] tile */
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     unsigned char *Ks = base, *Vs = Ks + TB, *KTs = Vs + TB, *Qs = KTs + TB, *Gs = Qs + NQ * QB, *Ss = Gs + NQ * QB;
-    float *Ls = (float *)(Ss + NS * TB), *Dl = Ls + NQ * BN;
+    float *Ls = (float *)(Ss + NQ * TB), *Dl = Ls + NQ * BN;
     int b, h, t;
     tile_of(p, &b, &h, &t);
     const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
@@ -5317,8 +5312,6 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     load_q(0, 0);
     cp_commit();
     if (nqt > 1) load_q(1, 1);
-    cp_commit();
-    if (nqt > 2) load_q(2, 2);
     cp_commit();
     float dk[32], dv[32], s[32], dp[32], dq[16];
 #pragma unroll
@@ -5390,15 +5383,13 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     auto pack_store = [&](int sb) {
 #pragma unroll
         for (int x = 0; x < 4; x++) { wg_pack_a<T>(pa[x], s + 8 * x); wg_pack_a<T>(da[x], dp + 8 * x); }
-        /* st.shared with a shared-window address: with the buffer chosen at run time the compiler fell back to
-           generic stores */
-        const uint32_t r0 = (uint32_t)__cvta_generic_to_shared(Ss) + sb * TB + kr * 128 + (lane & 3) * 4;
+        unsigned char *r0 = Ss + sb * TB + kr * 128 + (lane & 3) * 4;
 #pragma unroll
         for (int x = 0; x < 4; x++) {
-            sts32(r0 + (((2 * x) ^ g) << 4), da[x][0]);
-            sts32(r0 + 8 * 128 + (((2 * x) ^ g) << 4), da[x][1]);
-            sts32(r0 + (((2 * x + 1) ^ g) << 4), da[x][2]);
-            sts32(r0 + 8 * 128 + (((2 * x + 1) ^ g) << 4), da[x][3]);
+            *reinterpret_cast<uint32_t *>(r0 + (((2 * x) ^ g) << 4)) = da[x][0];
+            *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x) ^ g) << 4)) = da[x][1];
+            *reinterpret_cast<uint32_t *>(r0 + (((2 * x + 1) ^ g) << 4)) = da[x][2];
+            *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x + 1) ^ g) << 4)) = da[x][3];
         }
     };
     /* dQ of query tile it (done) into the f32 accumulator: rows 16 warp + g (+ 8), columns 32 wg + 8 j + q2 */
@@ -5413,7 +5404,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
         }
     };
     /* tile 0 (and K, V) landed: its S^T and dP^T, K^T, its P^T / dS^T */
-    cp_wait2();
+    cp_wait_all();
     fence_async_smem();
     __syncthreads();
     pin_all();
@@ -5447,20 +5438,21 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     pack_store(0);
     wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da);
     /* Trip it (query tile it + 1 enters, tile it leaves; P^T and dS^T of tile it packed, dS^T in buffer it % 3;
-       dQ of tile it - 1 in flight across the barrier). The tensor-core queue of a warpgroup: S_{it+1},
-       dP_{it+1}, dV/dK_it, dQ_it: the exponentials of tile it + 1 wait only for S_{it+1} and run during dP, dV
-       and dK; dS^T of tile it + 1 during dV, dK and dQ. ptxas hoists a wait to the top of its basic block (see
-       wg_fwd_kernel), so a branch separates each wait from the work before it: the dQ atomics (between the
-       exponentials and the wait for dP) and the prefetch (between dS^T and the wait for dV/dK).
-       Buffers: Q/dO tile it + 3 goes to buffer (it + 3) % 4, that of tile it - 1, whose S/dP (trip it - 2) and
-       dV/dK products (trip it - 1) both warpgroups waited for before this trip's barrier; dS^T buffer
-       (it + 1) % 3 held tile it - 2, whose dQ products both warpgroups waited for in trip it - 1. cp.async
-       groups: one per tile (empty past the end), so that "all but the newest" is tile it + 1 at the top. */
+       dQ of tile it - 1 in flight across the barrier, waited for after it). The tensor-core queue of a
+       warpgroup: S_{it+1}, dP_{it+1}, dV/dK_it, dQ_it; the exponentials of tile it + 1 wait only for S_{it+1}
+       and run during dP, dV and dK. ptxas hoists a wait to the top of its basic block (see wg_fwd_kernel): the
+       dQ atomics (a branch) sit between the exponentials and the wait for dP, so that it stays below them. ptxas
+       merges the wait for dV/dK with that for dP (no branch between them): dS^T is computed after dV/dK.
+       Buffers: Q/dO tile it + 2 goes to the buffer of tile it - 1, whose S/dP (trip it - 2) and dV/dK products
+       (trip it - 1) every thread waited for before this barrier; dS^T buffer (it + 1) % 3 held tile it - 2,
+       whose dQ products both warpgroups waited for in trip it - 1. */
     for (int it = 0; it + 1 < nqt; it++) {
         const int buf = it % NQ, nb = (it + 1) % NQ;
-        cp_wait1();                      /* tile it + 1 (tile it + 2 may still be in flight) */
+        cp_wait_all();
         fence_async_smem();
         __syncthreads();                 /* tile it + 1 landed; dS^T of tile it complete (both warpgroups) */
+        if (it + 2 < nqt) load_q(it + 2, (it + 2) % NQ);
+        cp_commit();
         wg_wait0();                      /* dQ_{it-1} done (it ran during the barrier) */
         pin_all();
         wg_fence();
@@ -5473,16 +5465,13 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
         if (dqa && it > 0) add_dq(it - 1);
         wg_pin(dq);
         wg_fence();
-        issue_dq(it % NS);               /* dQ_it, running across the next barrier */
+        issue_dq(buf);                   /* dQ_it, running across the next barrier */
         wg_wait2();                      /* dP^T_{it+1} done */
         wg_pin(dp);
         dsoft(nb);
-        wg_pin(dp);
-        if (it + 3 < nqt) load_q(it + 3, (it + 3) % NQ);   /* (a branch: the wait below stays below dS^T) */
-        cp_commit();
         wg_wait1();                      /* dV/dK of tile it done: pa, da free */
         wg_pin(pa); wg_pin(da); wg_pin(dk); wg_pin(dv);
-        pack_store((it + 1) % NS);
+        pack_store(nb);
         wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da);
     }
     /* the last tile: dV/dK after the barrier behind its dS^T, the dQ of the tile before, its own dQ */
@@ -5498,7 +5487,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     if (dqa && nqt > 1) add_dq(nqt - 2);
     wg_pin(dq);
     wg_fence();
-    issue_dq((nqt - 1) % NS);
+    issue_dq(lb);
     wg_wait0();
     pin_all();
     if (dqa) add_dq(nqt - 1);
@@ -6389,7 +6378,7 @@ static int run_wg_fwd(Params p, cudaStream_t s) {
    each, two dS^T tiles [128][64] (T), lse/delta of three tiles */
 enum { WG_BWD_NWG = 2, WG_BWD_BM = 64 * WG_BWD_NWG };
 static size_t wg_bwd_smem(void) {
-    return (size_t)(3 * WG_BWD_BM + 8 * 64 + 3 * WG_BWD_BM) * 128 + 8 * 64 * sizeof(float) + 1024;
+    return (size_t)(3 * WG_BWD_BM + 6 * 64 + 3 * WG_BWD_BM) * 128 + 6 * 64 * sizeof(float) + 1024;
 }
 /* NN_SDPA_WG_BWD=0 turns the wgmma backward off (A/B in one binary); read once */
 static bool wg_bwd_enabled(void) {

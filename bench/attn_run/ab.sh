@@ -36,7 +36,7 @@ if [ "${TORCH:-1}" = 1 ]; then
 fi
 if [ "${VIT:-0}" = 1 ]; then   # nn.h base / new alternating, then PyTorch once
   args="--device cuda --model partloc --size 1024 --batch ${BATCH:-4} --steps ${STEPS:-3} --warmup ${WARMUP:-1} --dtype bf16"
-  for r in 1 2; do
+  for r in $(seq ${VREPS:-2}); do
     LD_LIBRARY_PATH="$C/base" timeout 90 "$C/vtb" $args > "$O/vit_base_$r.log" 2>&1
     timeout 90 "$C/vtb" $args > "$O/vit_new_$r.log" 2>&1
   done
