@@ -1,4 +1,4 @@
-"""bench/flash_torch.py - PyTorch's SDPA backends on issue 6's ten cases (bf16), side by side with nn_sdpa.
+"""bench/flash_torch.py - PyTorch's SDPA backends on issue 6's ten cases plus case 11 (bf16), side by side with nn_sdpa.
 
   python3 bench/flash_torch.py [nn_results.txt]      (DTYPE=f32: f32 inputs, against build/flash_bench f32;
   CASES=5,6: only those cases)
