@@ -1,5 +1,6 @@
 /* bench/flash_bench.c - nn_sdpa on the GPU (nn_cuda.cu's flash attention) on issue 6's ten cases plus case 11 (the
-   ViT-B step's attention at batch 4), bf16 (or f32 with the argument f32: the f32 path, its gradients f32 too; bench/flash_torch.py with DTYPE=f32 is PyTorch's side).
+   ViT-B step's attention at batch 4), bf16 (or f32 with the argument f32: the f32 path, its gradients f32 too;
+   bench/flash_torch.py with DTYPE=f32 is PyTorch's side).
 
    Times the public op as a program calls it: forward with grad mode off, and forward + backward (nn_backward
    from an f32 upstream gradient; the op casts it to bf16, the q/k/v gradients come back as f32 leaf gradients).
