@@ -4446,6 +4446,11 @@ __device__ __forceinline__ void cp_async16n(void *smem, const void *gmem, int nb
     unsigned s = (unsigned)__cvta_generic_to_shared(smem);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(nbytes));
 }
+__device__ __forceinline__ void cp_async4(void *smem, const void *gmem, bool ok) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    int n = ok ? 4 : 0;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
+}
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
 __device__ __forceinline__ void ldsm4(uint32_t r[4], const void *p) {
@@ -4872,6 +4877,31 @@ __global__ void acc_convert_kernel(const float *acc, O *out, int64_t s0, int64_t
     out[b * s0 + h * s1 + (int64_t)i * s2 + d] = TT<O>::from_f(acc[x]);
 }
 
+/* the same, 8 elements a thread: two 16-byte loads, one 16-byte store (two for f32). Dd % 8 == 0 and the output
+   16-byte aligned through its strides (acc_convert checks). Why: the per-element version moved dQ at ~1.2 TB/s
+   (80 us for the ViT-B step's 98 MB, bench/vit_train_run6); with 4x the bytes in flight per thread it runs near
+   the copy bandwidth. */
+template <typename O>
+__global__ void acc_convert8_kernel(const float *acc, O *out, int64_t s0, int64_t s1, int64_t s2, int H, int L,
+                                    int Dd8, int64_t n8) {
+    int64_t x = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (x >= n8) return;
+    const float4 a = reinterpret_cast<const float4 *>(acc)[2 * x], c = reinterpret_cast<const float4 *>(acc)[2 * x + 1];
+    int d = (int)(x % Dd8) * 8;
+    int64_t row = x / Dd8;
+    int i = (int)(row % L);
+    int64_t bh = row / L;
+    int h = (int)(bh % H), b = (int)(bh / H);
+    O *dst = out + b * s0 + h * s1 + (int64_t)i * s2 + d;
+    if constexpr (std::is_same<O, float>::value) {
+        reinterpret_cast<float4 *>(dst)[0] = a;
+        reinterpret_cast<float4 *>(dst)[1] = c;
+    } else {
+        *reinterpret_cast<uint4 *>(dst) = make_uint4(TT<O>::pack(a.x, a.y), TT<O>::pack(a.z, a.w), TT<O>::pack(c.x, c.y),
+                                                     TT<O>::pack(c.z, c.w));
+    }
+}
+
 /* ------------------------------------------------------------------------------------------ backward */
 /* delta[bh, i] = sum_d dO[i,d] O[i,d]; one warp per row. With dout_f32 the upstream gradient arrives in f32: it
    is rounded to T here, written to the contiguous dout_lp (what the backward kernel then reads) and delta is
@@ -4905,6 +4935,48 @@ __global__ void delta_kernel(Params p) {
     if (p.lsep && lane == 0) {   /* the padded copies (whole 16-byte cp.async chunks, no bounds in bwd_kernel) */
         float *lp = p.lsep + bh * p.Lqp, *dp = p.dlp + bh * p.Lqp, l = p.lse[row];
         lp[i] = l == -INFINITY ? INFINITY : l * SDPA_LOG2E;   /* fully masked row: P = 0 */
+        dp[i] = s;
+        for (int x = i; x < p.Lqp - p.Lq; x += p.Lq) { lp[p.Lq + x] = INFINITY; dp[p.Lq + x] = 0.f; }
+    }
+}
+
+/* delta_kernel with 16-byte accesses: G = Dv / 8 threads per row (8 elements each), 32 / G rows per warp.
+   For Dv in {64, 128} with O, dO (and the f32 dO) 16-byte aligned through their strides (launch_delta checks).
+   Why: one warp per row reads 4 bytes of O and dO per lane at D = 64, too few bytes in flight to reach the
+   memory bandwidth (62 us for the ViT-B step's 66 MB, bench/vit_train_run6). Same sums as delta_kernel up to
+   the order of the additions. */
+template <typename T, int G>
+__global__ void delta16_kernel(Params p) {
+    constexpr int RPW = 32 / G;   /* rows per warp */
+    const int lane = threadIdx.x & 31, c = lane % G;
+    int64_t row = ((int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5)) * RPW + lane / G;
+    int64_t nrows = (int64_t)p.B * p.H * p.Lq;
+    const bool ok = row < nrows;
+    if (!ok) row = nrows - 1;   /* every lane stays for the shuffles; its results are dropped */
+    int i = (int)(row % p.Lq);
+    int64_t bh = row / p.Lq;
+    int h = (int)(bh % p.H), b = (int)(bh / p.H);
+    const uint4 ov = *reinterpret_cast<const uint4 *>((const T *)p.o + b * p.so[0] + h * p.so[1] + (int64_t)i * p.so[2] + 8 * c);
+    uint4 gv;
+    if (p.dout_f32) {
+        const float *g = (const float *)p.dout + b * p.sdo[0] + h * p.sdo[1] + (int64_t)i * p.sdo[2] + 8 * c;
+        const float4 g0 = reinterpret_cast<const float4 *>(g)[0], g1 = reinterpret_cast<const float4 *>(g)[1];
+        gv = make_uint4(TT<T>::pack(g0.x, g0.y), TT<T>::pack(g0.z, g0.w), TT<T>::pack(g1.x, g1.y), TT<T>::pack(g1.z, g1.w));
+        if (ok) *reinterpret_cast<uint4 *>((T *)p.dout_lp + row * p.Dv + 8 * c) = gv;
+    } else {
+        gv = *reinterpret_cast<const uint4 *>((const T *)p.dout + b * p.sdo[0] + h * p.sdo[1] + (int64_t)i * p.sdo[2] + 8 * c);
+    }
+    const T *oe = reinterpret_cast<const T *>(&ov), *ge = reinterpret_cast<const T *>(&gv);
+    float s = 0.f;
+#pragma unroll
+    for (int e = 0; e < 8; e++) s += TT<T>::to_f(oe[e]) * TT<T>::to_f(ge[e]);
+#pragma unroll
+    for (int w = G / 2; w > 0; w >>= 1) s += __shfl_xor_sync(0xffffffffu, s, w);
+    if (!ok || c != 0) return;
+    p.delta[row] = s;
+    if (p.lsep) {   /* the padded copies, as delta_kernel */
+        float *lp = p.lsep + bh * p.Lqp, *dp = p.dlp + bh * p.Lqp, l = p.lse[row];
+        lp[i] = l == -INFINITY ? INFINITY : l * SDPA_LOG2E;
         dp[i] = s;
         for (int x = i; x < p.Lqp - p.Lq; x += p.Lq) { lp[p.Lq + x] = INFINITY; dp[p.Lq + x] = 0.f; }
     }
@@ -5518,18 +5590,17 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
      S^T = K Q^T, dP^T = V dO^T             (m64n64k16, A and B from shared memory)
      P^T = exp2(S^T scale log2e - lse log2e), dS^T = P^T (dP^T - delta)   (registers, as bwd_kernel's plain path)
      dV += P^T dO, dK += dS^T Q             (m64n64k16, A = P^T / dS^T packed in registers, B N-major: transposed)
-     dS^T (T) -> shared memory; after the next tile's barrier each warpgroup takes 32 of dQ's 64 columns:
+     dS^T (T) -> shared memory (three buffers); after the next barrier each warpgroup takes 32 of dQ's 64 columns:
      dQ_tile = dS K over all 64*NWG keys    (m64n32k16, A = dS^T M-major: transposed, B = K^T, a copy of K
                                              transposed once per CTA so that it is K-major)
      and adds it (times scale) into the f32 dQ accumulator with vector atomics, as bwd_kernel.
    dK/dV end in registers (times scale for dK) and are stored once: no query split (wg_bwd_ok asks for enough key
-   tiles to fill the GPU). The dQ of tile it - 1 is issued with S_it and dP_it (its exponentials then overlap it);
-   at it = 0 it runs on a zeroed buffer and is not added. Shared layout and wgmma discipline as wg_fwd_kernel: no
-   wgmma, fence or wait under a branch; accumulators and A fragments pinned around fences and waits; dS^T is
-   written to shared memory before the fence of dV/dK (reading the A-fragment registers of a wgmma in flight is
-   not allowed). Buffers: Q/dO tile it + 1 goes to the buffer of tile it - 2, whose dV/dK products every thread
-   waited for (wait 2 after S_{it-1}) before this barrier; dS^T buffer it & 1 was last read by dQ_{it-2}, waited
-   for in trip it - 1. */
+   tiles to fill the GPU). Order (the loop below): S^T and dP^T of tile it + 1 are issued before dV/dK and dQ of
+   tile it, so that the exponentials of tile it + 1 overlap three products instead of one (the first version
+   issued S_it, dP_it, dQ_{it-1} after the barrier and dV/dK_it after the softmax; ptxas merged its two waits,
+   so the exponentials waited for dP too). Shared layout and wgmma discipline as wg_fwd_kernel: no wgmma, fence
+   or wait under a branch (the first tile is peeled before the loop, the last after it); accumulators and A
+   fragments pinned around fences and waits, never while their wgmma is in flight. */
 template <typename T, int NWG>
 __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
 #ifdef SDPA_WG
@@ -5538,7 +5609,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     unsigned char *Ks = base, *Vs = Ks + TB, *KTs = Vs + TB, *Qs = KTs + TB, *Gs = Qs + NQ * QB, *Ss = Gs + NQ * QB;
-    float *Ls = (float *)(Ss + 2 * TB), *Dl = Ls + NQ * BN;
+    float *Ls = (float *)(Ss + NQ * TB), *Dl = Ls + NQ * BN;
     int b, h, t;
     tile_of(p, &b, &h, &t);
     const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
@@ -5559,25 +5630,121 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
         const int i = it * BN;
         load_tile_sw<T, 64, BN, NTH>((T *)(Qs + buf * QB), Q, p.sq[2], i, p.Lq);
         load_tile_sw<T, 64, BN, NTH>((T *)(Gs + buf * QB), G, p.sdo[2], i, p.Lq);
-        for (int x = threadIdx.x; x < BN; x += NTH) {   /* queries >= Lq: lse +inf (P = 0), delta 0 */
-            int ii = i + x;
-            float l = ii < p.Lq ? lse[ii] : INFINITY;
-            Ls[buf * BN + x] = (l == -INFINITY ? INFINITY : l) * SDPA_LOG2E;   /* fully masked row: P = 0 */
-            Dl[buf * BN + x] = ii < p.Lq ? delta[ii] : 0.f;
+        /* lse and delta by cp.async too (plain loads stalled warps 0-1 before every tile's products); queries
+           >= Lq get 0: their Q and dO rows are zero, so S = 0, P = 1, dP = 0 and dS = 0, and P multiplies zero
+           rows of dO in dV. The lse is finite (no mask, Lk >= 1). */
+        if (threadIdx.x < 2 * BN) {
+            const int x = threadIdx.x % BN, ii = i + x;
+            const bool ok = ii < p.Lq, isd = threadIdx.x >= BN;
+            cp_async4((isd ? Dl : Ls) + buf * BN + x, (isd ? delta : lse) + (ok ? ii : 0), ok);
         }
     };
     load_tile_sw<T, 64, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
     load_tile_sw<T, 64, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
     load_q(0, 0);
     cp_commit();
-    /* the dS^T buffer that the discarded dQ of tile 0 reads: zeros */
+    if (nqt > 1) load_q(1, 1);
+    cp_commit();
+    float dk[32], dv[32], s[32], dp[32], dq[16];
 #pragma unroll
-    for (int x = threadIdx.x; x < TB / 16; x += NTH) *reinterpret_cast<uint4 *>(Ss + TB + x * 16) = make_uint4(0, 0, 0, 0);
+    for (int e = 0; e < 32; e++) dk[e] = dv[e] = s[e] = dp[e] = 0.f;
+#pragma unroll
+    for (int e = 0; e < 16; e++) dq[e] = 0.f;
+    uint32_t pa[4][4] = {}, da[4][4] = {};   /* P^T and dS^T as A fragments: k step x covers queries 16 x.. */
+    const uint64_t kd0 = wg_desc(Ks + wg * 64 * 128), vd0 = wg_desc(Vs + wg * 64 * 128);
+    const uint64_t ktd0 = wg_desc(KTs + wg * 32 * 128);   /* this warpgroup's 32 columns of dQ: rows of K^T */
+    /* pins (see wg_fwd_kernel): never on registers of a wgmma in flight (a pin defines them) */
+    auto pin_all = [&]() {
+        wg_pin(dk); wg_pin(dv); wg_pin(s); wg_pin(dp); wg_pin(dq); wg_pin(pa); wg_pin(da);
+    };
+    /* S^T = K Q^T and dP^T = V dO^T of the tile in buffer buf: two commit groups */
+    auto issue_sdp = [&](int buf) {
+        const uint64_t qd0 = wg_desc(Qs + buf * QB), gd0 = wg_desc(Gs + buf * QB);
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)   /* k step kk = 32 bytes of the rows */
+            wg_ss64<T>(s, kd0 + ((kk * 32) >> 4), qd0 + ((kk * 32) >> 4), kk > 0);
+        wg_commit();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wg_ss64<T>(dp, vd0 + ((kk * 32) >> 4), gd0 + ((kk * 32) >> 4), kk > 0);
+        wg_commit();
+    };
+    /* dV += P^T dO and dK += dS^T Q of the tile in buffer buf (A = pa, da): one commit group */
+    auto issue_dvdk = [&](int buf) {
+        const uint64_t qd0 = wg_desc(Qs + buf * QB), gd0 = wg_desc(Gs + buf * QB);
+#pragma unroll
+        for (int x = 0; x < 4; x++) wg_rs64<T>(dv, pa[x], gd0 + ((x * 2048) >> 4), 1);
+#pragma unroll
+        for (int x = 0; x < 4; x++) wg_rs64<T>(dk, da[x], qd0 + ((x * 2048) >> 4), 1);
+        wg_commit();
+    };
+    /* dQ (this warpgroup's 32 columns) of the tile whose dS^T is in buffer sb: one commit group */
+    auto issue_dq = [&](int sb) {
+        const uint64_t ds0 = wg_desc(Ss + sb * TB);
+#pragma unroll
+        for (int kk = 0; kk < BM / 16; kk++)   /* keys 16 kk..: 16 rows of dS^T; in K^T block kk / 4, 32 bytes a step */
+            wg_ss32t<T>(dq, ds0 + ((kk * 2048) >> 4), ktd0 + (((kk >> 2) * 64 * 128 + (kk & 3) * 32) >> 4), kk > 0);
+        wg_commit();
+    };
+    /* P^T of the tile in buffer buf from S^T (done), in place; element 4 j + e: key row kr + 8 (e >> 1), query
+       8 j + q2 + (e & 1) */
+    auto probs = [&](int buf) {
+        const float *Lb = Ls + buf * BN;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            float2 l2 = *reinterpret_cast<const float2 *>(Lb + 8 * j + q2);
+            l2.x *= -SDPA_LOG2E; l2.y *= -SDPA_LOG2E;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float pr = ex2(fmaf(s[4 * j + e], sl, (e & 1) ? l2.y : l2.x));
+                s[4 * j + e] = ((e >> 1) ? kok1 : kok0) ? pr : 0.f;
+            }
+        }
+    };
+    /* dS^T = P^T (dP^T - delta) of the tile in buffer buf, in dp (dP^T done) */
+    auto dsoft = [&](int buf) {
+        const float *Db = Dl + buf * BN;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const float2 d2 = *reinterpret_cast<const float2 *>(Db + 8 * j + q2);
+#pragma unroll
+            for (int e = 0; e < 4; e++) dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - ((e & 1) ? d2.y : d2.x));
+        }
+    };
+    /* P^T and dS^T packed to A fragments (dV/dK of the tile before done), dS^T (T) -> buffer sb, [key][query]
+       swizzled: (row kr | kr + 8, queries 16 x + q2 | + 8): chunks 2x, 2x+1 */
+    auto pack_store = [&](int sb) {
+#pragma unroll
+        for (int x = 0; x < 4; x++) { wg_pack_a<T>(pa[x], s + 8 * x); wg_pack_a<T>(da[x], dp + 8 * x); }
+        unsigned char *r0 = Ss + sb * TB + kr * 128 + (lane & 3) * 4;
+#pragma unroll
+        for (int x = 0; x < 4; x++) {
+            *reinterpret_cast<uint32_t *>(r0 + (((2 * x) ^ g) << 4)) = da[x][0];
+            *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x) ^ g) << 4)) = da[x][1];
+            *reinterpret_cast<uint32_t *>(r0 + (((2 * x + 1) ^ g) << 4)) = da[x][2];
+            *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x + 1) ^ g) << 4)) = da[x][3];
+        }
+    };
+    /* dQ of query tile it (done) into the f32 accumulator: rows 16 warp + g (+ 8), columns 32 wg + 8 j + q2 */
+    auto add_dq = [&](int it) {
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int r = it * BN + warp * 16 + g + 8 * hh;
+            if (r >= p.Lq) continue;
+            float *row = dqa + (int64_t)r * p.sqa[2] + wg * 32 + q2;
+#pragma unroll
+            for (int j = 0; j < 4; j++) red2(row + 8 * j, dq[4 * j + 2 * hh] * p.scale, dq[4 * j + 2 * hh + 1] * p.scale);
+        }
+    };
+    /* tile 0 (and K, V) landed: its S^T and dP^T, K^T, its P^T / dS^T */
     cp_wait_all();
+    fence_async_smem();
     __syncthreads();
+    pin_all();
+    wg_fence();
+    issue_sdp(0);
     /* K^T [64 d rows][BM keys] as BM/64 swizzled column blocks of [64][64]: the K-major B of dQ = dS K. Thread x
-       moves the 16-byte chunk (key r, d 8 c8..) of Ks to 8 elements of KTs. Made visible by the loop's first
-       fence and barrier. */
+       moves the 16-byte chunk (key r, d 8 c8..) of Ks to 8 elements of KTs. Made visible by the loop's (or the
+       epilogue's) first fence and barrier. */
 #pragma unroll
     for (int x = threadIdx.x; x < BM * 8; x += NTH) {
         const int r = x % BM, c8 = x / BM;
@@ -5594,111 +5761,65 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
             *reinterpret_cast<unsigned short *>(dst + d * 128 + (((rc >> 3) ^ (d & 7)) << 4)) = e[i];
         }
     }
-    float dk[32], dv[32], s[32], dp[32], dq[16];
-#pragma unroll
-    for (int e = 0; e < 32; e++) dk[e] = dv[e] = s[e] = dp[e] = 0.f;
-#pragma unroll
-    for (int e = 0; e < 16; e++) dq[e] = 0.f;
-    uint32_t pa[4][4] = {}, da[4][4] = {};   /* P^T and dS^T as A fragments: k step x covers queries 16 x.. */
-    const uint64_t kd0 = wg_desc(Ks + wg * 64 * 128), vd0 = wg_desc(Vs + wg * 64 * 128);
-    const uint64_t ktd0 = wg_desc(KTs + wg * 32 * 128);   /* this warpgroup's 32 columns of dQ: rows of K^T */
-    /* pins (see wg_fwd_kernel): never on registers of a wgmma in flight (a pin defines them) */
-    auto pin_all = [&]() {
-        wg_pin(dk); wg_pin(dv); wg_pin(s); wg_pin(dp); wg_pin(dq); wg_pin(pa); wg_pin(da);
-    };
-    /* dQ (this warpgroup's 32 columns) of the tile whose dS^T is in buffer sb: one commit group */
-    auto issue_dq = [&](int sb) {
-        const uint64_t ds0 = wg_desc(Ss + sb * TB);
-#pragma unroll
-        for (int kk = 0; kk < BM / 16; kk++)   /* keys 16 kk..: 16 rows of dS^T; in K^T block kk / 4, 32 bytes a step */
-            wg_ss32t<T>(dq, ds0 + ((kk * 2048) >> 4), ktd0 + (((kk >> 2) * 64 * 128 + (kk & 3) * 32) >> 4), kk > 0);
-        wg_commit();
-    };
-    /* dQ of query tile it (done) into the f32 accumulator: rows 16 warp + g (+ 8), columns 32 wg + 8 j + q2 */
-    auto add_dq = [&](int it) {
-#pragma unroll
-        for (int hh = 0; hh < 2; hh++) {
-            const int r = it * BN + warp * 16 + g + 8 * hh;
-            if (r >= p.Lq) continue;
-            float *row = dqa + (int64_t)r * p.sqa[2] + wg * 32 + q2;
-#pragma unroll
-            for (int j = 0; j < 4; j++) red2(row + 8 * j, dq[4 * j + 2 * hh] * p.scale, dq[4 * j + 2 * hh + 1] * p.scale);
-        }
-    };
-    pin_all();
-    for (int it = 0; it < nqt; it++) {
-        const int buf = it % NQ;
+    wg_wait1();
+    wg_pin(s);
+    probs(0);
+    wg_wait0();
+    wg_pin(dp);
+    dsoft(0);
+    pack_store(0);
+    wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da);
+    /* Trip it (query tile it + 1 enters, tile it leaves; P^T and dS^T of tile it packed, dS^T in buffer it % 3;
+       dQ of tile it - 1 in flight across the barrier, waited for after it). The tensor-core queue of a
+       warpgroup: S_{it+1}, dP_{it+1}, dV/dK_it, dQ_it; the exponentials of tile it + 1 wait only for S_{it+1}
+       and run during dP, dV and dK. ptxas hoists a wait to the top of its basic block (see wg_fwd_kernel): the
+       dQ atomics (a branch) sit between the exponentials and the wait for dP, so that it stays below them. ptxas
+       merges the wait for dV/dK with that for dP (no branch between them): dS^T is computed after dV/dK.
+       Buffers: Q/dO tile it + 2 goes to the buffer of tile it - 1, whose S/dP (trip it - 2) and dV/dK products
+       (trip it - 1) every thread waited for before this barrier; dS^T buffer (it + 1) % 3 held tile it - 2,
+       whose dQ products both warpgroups waited for in trip it - 1. */
+    for (int it = 0; it + 1 < nqt; it++) {
+        const int buf = it % NQ, nb = (it + 1) % NQ;
         cp_wait_all();
         fence_async_smem();
-        /* tile it landed; dS^T of tile it - 1 (buffer (it - 1) & 1) complete; every wgmma that read buffer
-           (it + 1) % 3 (tile it - 2) and dS^T buffer it & 1 (dQ of tile it - 2) was waited for */
-        __syncthreads();
-        if (it + 1 < nqt) load_q(it + 1, (it + 1) % NQ);
+        __syncthreads();                 /* tile it + 1 landed; dS^T of tile it complete (both warpgroups) */
+        if (it + 2 < nqt) load_q(it + 2, (it + 2) % NQ);
         cp_commit();
-        const uint64_t qd0 = wg_desc(Qs + buf * QB), gd0 = wg_desc(Gs + buf * QB);
-        wg_pin(s); wg_pin(dp); wg_pin(dq);   /* dK/dV of tile it - 1 (and their pa, da) may be in flight */
+        wg_wait0();                      /* dQ_{it-1} done (it ran during the barrier) */
+        pin_all();
         wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++)   /* S^T = K Q^T: k step kk = 32 bytes of the rows */
-            wg_ss64<T>(s, kd0 + ((kk * 32) >> 4), qd0 + ((kk * 32) >> 4), kk > 0);
-        wg_commit();
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++)   /* dP^T = V dO^T */
-            wg_ss64<T>(dp, vd0 + ((kk * 32) >> 4), gd0 + ((kk * 32) >> 4), kk > 0);
-        wg_commit();
-        issue_dq((it + 1) & 1);          /* dQ of tile it - 1 (at it = 0: zeros, not added) */
-        wg_wait2();                      /* S^T done (and dV/dK of tile it - 1: pa, da free) */
-        wg_pin(s); wg_pin(pa); wg_pin(da);
-        const float *Lb = Ls + buf * BN, *Db = Dl + buf * BN;
-        /* element 4 j + e: key row kr + 8 (e >> 1), query 8 j + q2 + (e & 1) */
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const float2 l2 = *reinterpret_cast<const float2 *>(Lb + 8 * j + q2);
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float pr = ex2(fmaf(s[4 * j + e], sl, -((e & 1) ? l2.y : l2.x)));
-                s[4 * j + e] = ((e >> 1) ? kok1 : kok0) ? pr : 0.f;
-            }
-        }
-        wg_wait1();                      /* dP^T done */
-        wg_pin(dp);
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const float2 d2 = *reinterpret_cast<const float2 *>(Db + 8 * j + q2);
-#pragma unroll
-            for (int e = 0; e < 4; e++) dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - ((e & 1) ? d2.y : d2.x));
-        }
-#pragma unroll
-        for (int x = 0; x < 4; x++) { wg_pack_a<T>(pa[x], s + 8 * x); wg_pack_a<T>(da[x], dp + 8 * x); }
-        {   /* dS^T -> buffer it & 1, [key][query] swizzled: (row kr | kr + 8, queries 16 x + q2 | + 8): chunks 2x, 2x+1 */
-            unsigned char *r0 = Ss + (it & 1) * TB + kr * 128 + (lane & 3) * 4;
-#pragma unroll
-            for (int x = 0; x < 4; x++) {
-                *reinterpret_cast<uint32_t *>(r0 + (((2 * x) ^ g) << 4)) = da[x][0];
-                *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x) ^ g) << 4)) = da[x][1];
-                *reinterpret_cast<uint32_t *>(r0 + (((2 * x + 1) ^ g) << 4)) = da[x][2];
-                *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x + 1) ^ g) << 4)) = da[x][3];
-            }
-        }
-        wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da);   /* dQ of tile it - 1 in flight */
-        wg_fence();
-#pragma unroll
-        for (int x = 0; x < 4; x++) wg_rs64<T>(dv, pa[x], gd0 + ((x * 2048) >> 4), 1);   /* dV += P^T dO */
-        wg_commit();
-#pragma unroll
-        for (int x = 0; x < 4; x++) wg_rs64<T>(dk, da[x], qd0 + ((x * 2048) >> 4), 1);   /* dK += dS^T Q */
-        wg_commit();
-        wg_wait2();                      /* dQ of tile it - 1 done; dV/dK may still run */
-        wg_pin(dq);
+        issue_sdp(nb);
+        issue_dvdk(buf);
+        wg_wait2();                      /* S^T_{it+1} done */
+        wg_pin(s);
+        probs(nb);
+        wg_pin(s);
         if (dqa && it > 0) add_dq(it - 1);
+        wg_pin(dq);
+        wg_fence();
+        issue_dq(buf);                   /* dQ_it, running across the next barrier */
+        wg_wait2();                      /* dP^T_{it+1} done */
+        wg_pin(dp);
+        dsoft(nb);
+        wg_wait1();                      /* dV/dK of tile it done: pa, da free */
+        wg_pin(pa); wg_pin(da); wg_pin(dk); wg_pin(dv);
+        pack_store(nb);
+        wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da);
     }
-    /* the last tile's dQ, after the barrier behind its dS^T */
+    /* the last tile: dV/dK after the barrier behind its dS^T, the dQ of the tile before, its own dQ */
+    const int lb = (nqt - 1) % NQ;
     cp_wait_all();
     fence_async_smem();
     __syncthreads();
+    wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da); wg_pin(dk); wg_pin(dv);
+    wg_fence();
+    issue_dvdk(lb);
+    wg_wait1();                          /* dQ of tile nqt - 2 done (none when nqt == 1) */
+    wg_pin(dq);
+    if (dqa && nqt > 1) add_dq(nqt - 2);
     wg_pin(dq);
     wg_fence();
-    issue_dq((nqt - 1) & 1);
+    issue_dq(lb);
     wg_wait0();
     pin_all();
     if (dqa) add_dq(nqt - 1);
@@ -6453,9 +6574,33 @@ template <typename T>
 static void acc_convert(const Params &p, const float *acc, void *out, const int64_t st[3], int L, int Dd, cudaStream_t s) {
     int64_t n = (int64_t)p.B * p.H * L * Dd;
     if (n <= 0) return;
+    const int64_t ev = p.grad_f32 ? 4 : 8;   /* elements of 16 bytes */
+    if (Dd % 8 == 0 && ((uintptr_t)out & 15) == 0 && st[0] % ev == 0 && st[1] % ev == 0 && st[2] % ev == 0) {
+        unsigned g = (unsigned)((n / 8 + 255) / 256);
+        if (p.grad_f32) acc_convert8_kernel<float><<<g, 256, 0, s>>>(acc, (float *)out, st[0], st[1], st[2], p.H, L, Dd / 8, n / 8);
+        else acc_convert8_kernel<T><<<g, 256, 0, s>>>(acc, (T *)out, st[0], st[1], st[2], p.H, L, Dd / 8, n / 8);
+        NN_LAUNCHED();
+        return;
+    }
     unsigned g = (unsigned)((n + 255) / 256);
     if (p.grad_f32) acc_convert_kernel<float><<<g, 256, 0, s>>>(acc, (float *)out, st[0], st[1], st[2], p.H, L, Dd, n);
     else acc_convert_kernel<T><<<g, 256, 0, s>>>(acc, (T *)out, st[0], st[1], st[2], p.H, L, Dd, n);
+    NN_LAUNCHED();
+}
+
+/* delta (and dO rounded to T when it comes in f32): delta16_kernel where Dv and the alignment allow, else
+   delta_kernel (one warp per row) */
+template <typename T>
+static void launch_delta(const Params &p, cudaStream_t s) {
+    int64_t rows = (int64_t)p.B * p.H * p.Lq;
+    if (rows <= 0) return;
+    const int64_t ge = p.dout_f32 ? 4 : 8;   /* dO elements of 16 bytes */
+    bool v16 = (p.Dv == 64 || p.Dv == 128) && ((uintptr_t)p.o & 15) == 0 && ((uintptr_t)p.dout & 15) == 0 &&
+               p.so[0] % 8 == 0 && p.so[1] % 8 == 0 && p.so[2] % 8 == 0 && p.sdo[0] % ge == 0 && p.sdo[1] % ge == 0 &&
+               p.sdo[2] % ge == 0 && (!p.dout_f32 || ((uintptr_t)p.dout_lp & 15) == 0);
+    if (v16 && p.Dv == 64) delta16_kernel<T, 8><<<(unsigned)((rows + 31) / 32), 256, 0, s>>>(p);
+    else if (v16) delta16_kernel<T, 16><<<(unsigned)((rows + 15) / 16), 256, 0, s>>>(p);
+    else delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p);
     NN_LAUNCHED();
 }
 
@@ -6488,7 +6633,7 @@ static int run_bwd(Params p, cudaStream_t s) {
     nn_tensor *ws = wn ? nn__tmp(NN_F32, wn) : NULL;
     float *w = ws ? (float *)ws->data : NULL;
     if (ASYNC) { p.lsep = w; w += align16(prows); p.dlp = w; w += align16(prows); }
-    if (rows > 0) delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
+    launch_delta<T>(p, s);
     if (p.dout_f32) {   /* from here on the kernels read the rounded copy */
         p.dout = p.dout_lp; p.dout_f32 = 0;
         p.sdo[2] = p.Dv; p.sdo[1] = (int64_t)p.Lq * p.Dv; p.sdo[0] = (int64_t)p.H * p.sdo[1];
@@ -6530,20 +6675,27 @@ static int wg_available(void) {
     state = host == 1;
     return state;
 }
-/* 2 warpgroups (128 queries) per CTA at D = 64 and 128; 3 at D = 64 (158 registers, no spills) measured +2 % on
-   case 1 of bench/flash_bench, -7 % on case 3, +32 % on case 4 (fewer CTAs for 132 SMs): not taken */
-template <int HD> struct WgFwd { enum { NWG = 2, BM = 64 * NWG }; };
+/* Warpgroups per CTA of the forward: 2 (128 queries) at D = 128 (198 registers: 3 do not fit); at D = 64 2 or 3
+   (192 queries, 158 registers), chosen by waves, one CTA per SM either way. Measured (bench/RESULTS_FLASH.md):
+   3 warpgroups did the same work in ~0.905x the time (+2 % on case 1 of bench/flash_bench, 8 -> 6 waves of 1.5x
+   the work; -7 % on case 3, 16 -> 11 waves; +32 % on case 4, 3 -> 3 waves), so 3 are taken when
+   waves(3) * 1.5 * 0.905 < 0.97 * waves(2), e.g. the ViT-B step at batch 4 (B*H = 48, L = 5330: 16 -> 11 waves). */
+static int wg_fwd_nwg(const Params &p) {
+    if (p.D != 64) return 2;
+    const int64_t bh = (int64_t)p.B * p.H, sms = sm_count();
+    const int64_t w2 = (bh * ((p.Lq + 127) / 128) + sms - 1) / sms, w3 = (bh * ((p.Lq + 191) / 192) + sms - 1) / sms;
+    return (double)w3 * 1.5 * 0.905 < 0.97 * (double)w2 ? 3 : 2;
+}
 /* the wgmma forward takes plain f16/bf16 problems with D == Dv in {64, 128} that fill the GPU without a
-   split-KV (at least one query tile per SM); the rest keeps fwd_kernel */
+   split-KV (at least one 128-query tile per SM); the rest keeps fwd_kernel */
 static bool wg_fwd_ok(const Params &p) {
     if (!plain_ok(p) || p.D != p.Dv || (p.D != 64 && p.D != 128)) return false;
-    int bm = p.D == 64 ? (int)WgFwd<64>::BM : (int)WgFwd<128>::BM;
-    if ((int64_t)p.B * p.H * ((p.Lq + bm - 1) / bm) < sm_count()) return false;
+    if ((int64_t)p.B * p.H * ((p.Lq + 127) / 128) < sm_count()) return false;
     return wg_available() != 0;
 }
-template <typename T, int HD>
+template <typename T, int HD, int NWG>
 static int run_wg_fwd(Params p, cudaStream_t s) {
-    constexpr int NWG = WgFwd<HD>::NWG, BM = WgFwd<HD>::BM;
+    constexpr int BM = 64 * NWG;
     size_t smem = (size_t)(BM + 6 * 128) * HD * sizeof(T) + 1024;   /* + 1024: the 1024-byte alignment */
     auto kern = wg_fwd_kernel<T, HD, NWG>;
     if (set_smem(kern, smem)) return -1;
@@ -6558,7 +6710,7 @@ static int run_wg_fwd(Params p, cudaStream_t s) {
    each, two dS^T tiles [128][64] (T), lse/delta of three tiles */
 enum { WG_BWD_NWG = 2, WG_BWD_BM = 64 * WG_BWD_NWG };
 static size_t wg_bwd_smem(void) {
-    return (size_t)(3 * WG_BWD_BM + 6 * 64 + 2 * WG_BWD_BM) * 128 + 6 * 64 * sizeof(float) + 1024;
+    return (size_t)(3 * WG_BWD_BM + 6 * 64 + 3 * WG_BWD_BM) * 128 + 6 * 64 * sizeof(float) + 1024;
 }
 /* NN_SDPA_WG_BWD=0 turns the wgmma backward off (A/B in one binary); read once */
 static bool wg_bwd_enabled(void) {
@@ -6591,7 +6743,7 @@ static int run_wg_bwd(Params p, cudaStream_t s) {
     bool dq_dir = p.dq && p.grad_f32 && dense(p.sdq, p.B, p.H, p.Lq, p.D);
     int64_t wn = p.dq && !dq_dir ? align16(rows * p.D) : 0;
     nn_tensor *ws = wn ? nn__tmp(NN_F32, wn) : NULL;
-    if (rows > 0) delta_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED();
+    launch_delta<T>(p, s);
     if (p.dout_f32) {   /* from here on the kernel reads the rounded copy */
         p.dout = p.dout_lp; p.dout_f32 = 0;
         p.sdo[2] = p.Dv; p.sdo[1] = (int64_t)p.Lq * p.Dv; p.sdo[0] = (int64_t)p.H * p.sdo[1];
@@ -6620,7 +6772,10 @@ static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
    NN_SDPA_WG_BWD=0 turns it off), else fwd_kernel / bwd_kernel, without the mask/bias/dropout code when plain_ok */
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
-    if (fwd && wg_fwd_ok(p)) return p.D == 64 ? run_wg_fwd<T, 64>(p, s) : run_wg_fwd<T, 128>(p, s);
+    if (fwd && wg_fwd_ok(p)) {
+        if (p.D == 128) return run_wg_fwd<T, 128, 2>(p, s);
+        return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3>(p, s) : run_wg_fwd<T, 64, 2>(p, s);
+    }
     if (!fwd && wg_bwd_ok(p)) return run_wg_bwd<T>(p, s);   /* sm_90a, plain D = 64 (NN_SDPA_WG_BWD=0: off) */
     return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);
 }

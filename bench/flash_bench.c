@@ -1,5 +1,6 @@
-/* bench/flash_bench.c - nn_sdpa on the GPU (nn_cuda.cu's flash attention) on issue 6's ten cases, bf16 (or f32
-   with the argument f32: the f32 path, its gradients f32 too; bench/flash_torch.py with DTYPE=f32 is PyTorch's side).
+/* bench/flash_bench.c - nn_sdpa on the GPU (nn_cuda.cu's flash attention) on issue 6's ten cases plus case 11 (the
+   ViT-B step's attention at batch 4), bf16 (or f32 with the argument f32: the f32 path, its gradients f32 too;
+   bench/flash_torch.py with DTYPE=f32 is PyTorch's side).
 
    Times the public op as a program calls it: forward with grad mode off, and forward + backward (nn_backward
    from an f32 upstream gradient; the op casts it to bf16, the q/k/v gradients come back as f32 leaf gradients).
@@ -21,6 +22,7 @@ static const fcase cases[] = {
     {"5 seed000 chunks d16", 40, 8, 1024, 1024, 16, 0},      {"6 seed000 global 40000x1024", 1, 8, 40000, 1024, 16, 0},
     {"7 seed002 keypad 10x2048", 4, 8, 10, 2048, 64, 1},     {"8 AQR 900x56400 bias[B,1]", 2, 8, 900, 56400, 32, 2},
     {"9 AQR 900x22384 bias[B,1]", 2, 8, 900, 22384, 32, 2},  {"10 4096 d64 bias full", 2, 16, 4096, 4096, 64, 3},
+    {"11 ViT-B/14 1024px batch 4", 4, 12, 5330, 5330, 64, 0},
 };
 
 static double now(void) {

@@ -1,4 +1,4 @@
-"""bench/flash_torch.py - PyTorch's SDPA backends on issue 6's ten cases (bf16), side by side with nn_sdpa.
+"""bench/flash_torch.py - PyTorch's SDPA backends on issue 6's ten cases plus case 11 (bf16), side by side with nn_sdpa.
 
   python3 bench/flash_torch.py [nn_results.txt]      (DTYPE=f32: f32 inputs, against build/flash_bench f32;
   CASES=5,6: only those cases)
@@ -25,6 +25,7 @@ CASES = [
     ("8 AQR 900x56400 bias[B,1]", 2, 8, 900, 56400, 32, "bias_b1"),
     ("9 AQR 900x22384 bias[B,1]", 2, 8, 900, 22384, 32, "bias_b1"),
     ("10 4096 d64 bias full", 2, 16, 4096, 4096, 64, "bias_full"),
+    ("11 ViT-B/14 1024px batch 4", 4, 12, 5330, 5330, 64, None),
 ]
 BACKENDS = [("flash", SDPBackend.FLASH_ATTENTION), ("efficient", SDPBackend.EFFICIENT_ATTENTION),
             ("cudnn", SDPBackend.CUDNN_ATTENTION), ("math", SDPBackend.MATH)]

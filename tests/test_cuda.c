@@ -1189,6 +1189,9 @@ static void test_sdpa(void) {
         /* the wgmma backward (plain d64, >= one 128-key tile per SM; cases 28 and 29 take it too): a single partial
            query tile (the loop runs once, dQ only after it) over two key tiles, the second partial */
         {"wgmma d64 bwd one query tile", 2, 70, 40, 200, 64, 64, 0, 0, 0, 0, 0, 0, 0},
+        /* the forward with 3 warpgroups (192 queries a CTA; wg_fwd_nwg picks it when it saves waves: 66 heads x
+           2 tiles of 192 vs 3 of 128 here, as "wgmma d64 odd Lq<Lk"), causal, a partial last tile */
+        {"wgmma d64 causal 3 warpgroups", 2, 33, 300, 300, 64, 64, 0, 0, 0, 1, 0, 0, 0},
     };
     static const nn_dtype dts[3] = {NN_F32, NN_F16, NN_BF16};
     size_t i;
@@ -1197,7 +1200,7 @@ static void test_sdpa(void) {
         for (d = 0; d < 3; d++) {
             if (cs[i].f32_only && d != 0) continue;
             if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13 || i == 15 || i == 16 || i == 18 ||
-                                     i == 19 || i == 20 || i == 23 || (i >= 25 && i <= 28) || i == 30))) continue;
+                                     i == 19 || i == 20 || i == 23 || (i >= 25 && i <= 28) || i == 30 || i == 31))) continue;
             sdpa_run(&cs[i], dts[d]);
         }
     /* nn_sdpa_heads: the same kernels on [B,L,H*D] through strides (mask, bias gradient, dropout, causal,
