@@ -1488,6 +1488,12 @@ __device__ __forceinline__ float4 d_f4(const float *p, int j, bool ok) {
 
 /* y in DT (f32, f16, bf16): the f16/bf16 forms round the f32 values as k_cast_f32_to16 does (d_store_row4), so
    nn_layer_norm_to(.., dt) equals nn_cast(nn_layer_norm(..), dt) bit for bit */
+/* The warp kernels' arithmetic is spelled out with round-to-nearest intrinsics, which nvcc never contracts into
+   fused multiply-adds: left to itself it contracted differently in the f32 and the f16 instances, and
+   nn_layer_norm_to's f16 gradient came out a rounding away from the unfused ops' (test_cuda, 2026-12-06). */
+__device__ __forceinline__ float d_ln_affine(float v, float m, float rs, float w, float b) {
+    return __fadd_rn(__fmul_rn(__fmul_rn(__fsub_rn(v, m), rs), w), b);
+}
 template <int V, int DT> __global__ void k_layer_norm_fwd_warp(const float *__restrict__ x, const float *__restrict__ w,
                                                                const float *__restrict__ b, void *__restrict__ y,
                                                                float *__restrict__ mean, float *__restrict__ rstd,
@@ -1509,7 +1515,8 @@ template <int V, int DT> __global__ void k_layer_norm_fwd_warp(const float *__re
         for (int k = 0; k < V; k++) {
             if (lane + 32 * k < C4) {
                 float a = v[k].x - m, bb = v[k].y - m, c = v[k].z - m, d = v[k].w - m;
-                q += (a * a + bb * bb) + (c * c + d * d);
+                q = __fadd_rn(q, __fadd_rn(__fadd_rn(__fmul_rn(a, a), __fmul_rn(bb, bb)),
+                                           __fadd_rn(__fmul_rn(c, c), __fmul_rn(d, d))));
             }
         }
         float rs = 1.0f / sqrtf(d_warp_sum(q) / (float)C + eps);
@@ -1519,8 +1526,8 @@ template <int V, int DT> __global__ void k_layer_norm_fwd_warp(const float *__re
             if (j < C4) {
                 float4 wv = w ? ((const float4 *)w)[j] : make_float4(1, 1, 1, 1);
                 float4 bv = b ? ((const float4 *)b)[j] : make_float4(0, 0, 0, 0), o;
-                o.x = (v[k].x - m) * rs * wv.x + bv.x; o.y = (v[k].y - m) * rs * wv.y + bv.y;
-                o.z = (v[k].z - m) * rs * wv.z + bv.z; o.w = (v[k].w - m) * rs * wv.w + bv.w;
+                o.x = d_ln_affine(v[k].x, m, rs, wv.x, bv.x); o.y = d_ln_affine(v[k].y, m, rs, wv.y, bv.y);
+                o.z = d_ln_affine(v[k].z, m, rs, wv.z, bv.z); o.w = d_ln_affine(v[k].w, m, rs, wv.w, bv.w);
                 d_store_row4<DT>(y, r * C4 + j, o);
             }
         }
@@ -1550,12 +1557,16 @@ template <int V, int GDT> __global__ void k_layer_norm_bwd_warp(const void *__re
             bool ok = j < C4;
             float4 xv = d_f4(xr, j, ok), gv = ok ? d_load_row4<GDT>(g, r * C4 + j) : make_float4(0, 0, 0, 0);
             float4 wv = ok && w ? ((const float4 *)w)[j] : make_float4(1, 1, 1, 1);
-            xh[k].x = (xv.x - m) * rs; xh[k].y = (xv.y - m) * rs; xh[k].z = (xv.z - m) * rs; xh[k].w = (xv.w - m) * rs;
+            xh[k].x = __fmul_rn(xv.x - m, rs); xh[k].y = __fmul_rn(xv.y - m, rs);
+            xh[k].z = __fmul_rn(xv.z - m, rs); xh[k].w = __fmul_rn(xv.w - m, rs);
             if (!ok) xh[k] = make_float4(0, 0, 0, 0);
-            dh[k].x = gv.x * wv.x; dh[k].y = gv.y * wv.y; dh[k].z = gv.z * wv.z; dh[k].w = gv.w * wv.w;
-            s1 += (dh[k].x + dh[k].y) + (dh[k].z + dh[k].w);
-            s2 += (dh[k].x * xh[k].x + dh[k].y * xh[k].y) + (dh[k].z * xh[k].z + dh[k].w * xh[k].w);
-            aw[k].x += gv.x * xh[k].x; aw[k].y += gv.y * xh[k].y; aw[k].z += gv.z * xh[k].z; aw[k].w += gv.w * xh[k].w;
+            dh[k].x = __fmul_rn(gv.x, wv.x); dh[k].y = __fmul_rn(gv.y, wv.y);
+            dh[k].z = __fmul_rn(gv.z, wv.z); dh[k].w = __fmul_rn(gv.w, wv.w);
+            s1 = __fadd_rn(s1, __fadd_rn(__fadd_rn(dh[k].x, dh[k].y), __fadd_rn(dh[k].z, dh[k].w)));
+            s2 = __fadd_rn(s2, __fadd_rn(__fadd_rn(__fmul_rn(dh[k].x, xh[k].x), __fmul_rn(dh[k].y, xh[k].y)),
+                                         __fadd_rn(__fmul_rn(dh[k].z, xh[k].z), __fmul_rn(dh[k].w, xh[k].w))));
+            aw[k].x = __fadd_rn(aw[k].x, __fmul_rn(gv.x, xh[k].x)); aw[k].y = __fadd_rn(aw[k].y, __fmul_rn(gv.y, xh[k].y));
+            aw[k].z = __fadd_rn(aw[k].z, __fmul_rn(gv.z, xh[k].z)); aw[k].w = __fadd_rn(aw[k].w, __fmul_rn(gv.w, xh[k].w));
             ab[k].x += gv.x; ab[k].y += gv.y; ab[k].z += gv.z; ab[k].w += gv.w;
         }
         s1 = d_warp_sum(s1) / (float)C;
@@ -1566,8 +1577,10 @@ template <int V, int GDT> __global__ void k_layer_norm_bwd_warp(const void *__re
                 int j = lane + 32 * k;
                 if (j < C4) {
                     float4 o;
-                    o.x = rs * (dh[k].x - s1 - xh[k].x * s2); o.y = rs * (dh[k].y - s1 - xh[k].y * s2);
-                    o.z = rs * (dh[k].z - s1 - xh[k].z * s2); o.w = rs * (dh[k].w - s1 - xh[k].w * s2);
+                    o.x = __fmul_rn(rs, __fsub_rn(dh[k].x - s1, __fmul_rn(xh[k].x, s2)));
+                    o.y = __fmul_rn(rs, __fsub_rn(dh[k].y - s1, __fmul_rn(xh[k].y, s2)));
+                    o.z = __fmul_rn(rs, __fsub_rn(dh[k].z - s1, __fmul_rn(xh[k].z, s2)));
+                    o.w = __fmul_rn(rs, __fsub_rn(dh[k].w - s1, __fmul_rn(xh[k].w, s2)));
                     ((float4 *)(gx + r * C))[j] = o;
                 }
             }
