@@ -225,22 +225,31 @@ template <int DT> __device__ __forceinline__ void d_store_row4(void *p, int64_t 
     else ((uint2 *)p)[i4] = make_uint2(d_to16<DT>(o.x) | (uint32_t)d_to16<DT>(o.y) << 16,
                                        d_to16<DT>(o.z) | (uint32_t)d_to16<DT>(o.w) << 16);
 }
+/* eight DT values of one 16-byte access as f32, and back (rounded as nn_cast) */
+template <int DT> __device__ __forceinline__ void d_unpack8(uint4 v, float r[8]) {
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) { r[2 * k] = d_from16<DT>((uint16_t)w[k]); r[2 * k + 1] = d_from16<DT>((uint16_t)(w[k] >> 16)); }
+}
+template <int DT> __device__ __forceinline__ uint4 d_pack8(const float r[8]) {
+    uint32_t w[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) w[k] = d_to16<DT>(r[2 * k]) | (uint32_t)d_to16<DT>(r[2 * k + 1]) << 16;
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
 template <int DT> __global__ void k_cast_f32_to16(const float4 *__restrict__ x, uint4 *__restrict__ y, int64_t n8) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
         float4 a = x[2 * i], b = x[2 * i + 1];
-        uint4 o;
-        o.x = d_to16<DT>(a.x) | (uint32_t)d_to16<DT>(a.y) << 16; o.y = d_to16<DT>(a.z) | (uint32_t)d_to16<DT>(a.w) << 16;
-        o.z = d_to16<DT>(b.x) | (uint32_t)d_to16<DT>(b.y) << 16; o.w = d_to16<DT>(b.z) | (uint32_t)d_to16<DT>(b.w) << 16;
-        y[i] = o;
+        const float r[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+        y[i] = d_pack8<DT>(r);
     }
 }
 template <int DT> __global__ void k_cast_16_to_f32(const uint4 *__restrict__ x, float4 *__restrict__ y, int64_t n8) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
-        uint4 v = x[i];
-        y[2 * i] = make_float4(d_from16<DT>((uint16_t)v.x), d_from16<DT>((uint16_t)(v.x >> 16)),
-                               d_from16<DT>((uint16_t)v.y), d_from16<DT>((uint16_t)(v.y >> 16)));
-        y[2 * i + 1] = make_float4(d_from16<DT>((uint16_t)v.z), d_from16<DT>((uint16_t)(v.z >> 16)),
-                                   d_from16<DT>((uint16_t)v.w), d_from16<DT>((uint16_t)(v.w >> 16)));
+        float r[8];
+        d_unpack8<DT>(x[i], r);
+        y[2 * i] = make_float4(r[0], r[1], r[2], r[3]);
+        y[2 * i + 1] = make_float4(r[4], r[5], r[6], r[7]);
     }
 }
 
@@ -556,25 +565,6 @@ template <int OP> __global__ void k_unary_mixed(const void *__restrict__ x, int 
    bf16 values a call at batch 4, where k_unary_mixed's switch per value and 8-byte accesses ran at ~2.3 TB/s):
    eight values per 16-byte access, the dtype a template argument, the same d_unary / d_unary_grad. The
    launcher runs the mixed kernel on the n % 8 tail. */
-template <int DT> __device__ __forceinline__ void d_unpack8(uint4 v, float r[8]) {
-    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        uint16_t lo = (uint16_t)(w[k] & 0xffffu), hi = (uint16_t)(w[k] >> 16);
-        r[2 * k] = DT == NN_F16 ? d_half_to_f32(lo) : d_bf16_to_f32(lo);
-        r[2 * k + 1] = DT == NN_F16 ? d_half_to_f32(hi) : d_bf16_to_f32(hi);
-    }
-}
-template <int DT> __device__ __forceinline__ uint4 d_pack8(const float r[8]) {
-    uint32_t w[4];
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        uint32_t lo = DT == NN_F16 ? d_f32_to_half(r[2 * k]) : d_f32_to_bf16(r[2 * k]);
-        uint32_t hi = DT == NN_F16 ? d_f32_to_half(r[2 * k + 1]) : d_f32_to_bf16(r[2 * k + 1]);
-        w[k] = lo | (hi << 16);
-    }
-    return make_uint4(w[0], w[1], w[2], w[3]);
-}
 template <int OP, int DT> __global__ void k_unary16(const uint4 *__restrict__ x, uint4 *__restrict__ y, int64_t n8, float p0,
                                                     float p1) {
     int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x;
