@@ -2486,7 +2486,9 @@ int nn__cuda_unscale_multi(int n, float *const *g, const int64_t *numel, float i
 
    - bf16/f16 weights (autocast), groups 1, Cin a multiple of 32: tensor-core implicit GEMM (conv_cu below, no
      column matrix in memory) for the forward and both backward products, each where its channel counts allow;
-   - everything else (f32 with or without TF32, groups, odd channel counts): im2col + cuBLAS, with the images of
+     f32 weights with TF32 allowed (nn_cuda_set_tf32): the same kernels on TF32 (Cin or Cout a multiple of 16,
+     both multiples of 4 for the weight gradient);
+   - everything else (f32 with TF32 off, groups, odd channel counts): im2col + cuBLAS, with the images of
      a chunk folded into the GEMM's N dimension (one large GEMM per group instead of a small one per image):
      columns cols [C*kh*kw][nb][Ho*Wo] (workspace capped at 256 MiB per chunk), Y' [O][nb][HoWo] = W [O, K]
      cols, then one pass moves Y' to NCHW and adds the bias. Backward: dY' = dY in [O][nb][HoWo] order;
@@ -2611,9 +2613,10 @@ static int64_t nn__conv_chunk(const nn__cg &g) {
     return nb < 1 ? 1 : nb > g.N ? g.N : nb;
 }
 
-/* ---------------------------------------------------------------- conv2d: tensor-core implicit GEMM (bf16/f16)
+/* ------------------------------------------------- conv2d: tensor-core implicit GEMM (bf16/f16, TF32, 3xTF32)
    Three GEMMs C[m][n] = sum_k A(m, k) B(n, k), f32 accumulators, on activations in NHWC copies (made by one
-   transposing pass each: channels contiguous, so a 32-wide slice of K is 64 contiguous bytes of one pixel):
+   transposing pass each: channels contiguous, so a K slice of 64 bytes (32 16-bit or 16 f32 elements) is
+   contiguous in one pixel):
      FPROP  M = O,  N = images*Ho*Wo, K = (i, j, c):  A = w as [O][kh][kw][C], B(n, k) = x_nhwc at the tap's
             input pixel (zero in the padding); y written NCHW (+ bias) from the tile.
      DGRAD  M = C,  N = images*H*W,   K = (i, j, o):  A = w as [C][kh][kw][O], B(n, k) = dy_nhwc at the output
@@ -2621,25 +2624,36 @@ static int64_t nn__conv_chunk(const nn__cg &g) {
      WGRAD  M = O,  N = (i, j, c),    K = images*Ho*Wo: A(m, k) = dy_nhwc[k][m], B(n, k) = x_nhwc at the tap's
             input pixel of output pixel k; K split over blockIdx.z into f32 partials, summed (and put back in
             [O][C][kh][kw] order) by a second kernel: deterministic.
-   Block tile 128 x 128 x 32, 8 warps of 64 x 32, mma.sync m16n8k16 (f32 accumulation), operands staged through
-   a 4-deep cp.async pipeline (zero-fill for padding / edges), read with ldmatrix (.trans for WGRAD's operands,
-   whose rows run along M/N). Shared tiles are XOR-swizzled in 16-byte units so ldmatrix's 8 rows hit distinct
-   banks. Needs (checked by the host): FPROP C % 32, DGRAD O % 32 (a K slice never straddles two taps), WGRAD
-   C % 8 and O % 8 (16-byte chunks). */
+   Element types (the kernel's DT): NN_BF16 / NN_F16 (16-bit operands, mma.sync m16n8k16), NN_F32 (f32 operands
+   on TF32 tensor cores, m16n8k8: the layout passes round every operand once to TF32, round to nearest as cuDNN
+   and cuBLAS do) and F32X3 (f32 operands unrounded, each product in 3xTF32, see mma_3xtf32: f32-level error).
+   Block tile 128 x 128 x (64 bytes of K: BK = 32 or 16 elements), 8 warps of 64 x 32, f32 accumulation,
+   operands staged through a 4-deep cp.async pipeline (zero-fill for padding / edges) in the same bytes for
+   every type. K-contiguous tiles (FPROP/DGRAD) are read with ldmatrix: for 32-bit data its 8x8 b16 matrices
+   are 8 rows x 4 f32, and the x4 load gives exactly the m16n8k8 TF32 A/B fragments. WGRAD's tiles run along
+   M/N: ldmatrix.trans for 16-bit, plain 32-bit loads for f32 (.trans moves 16-bit halves). Shared tiles are
+   XOR-swizzled in 16-byte units so that ldmatrix's 8 rows, or the 32 lanes of a 32-bit load, hit distinct
+   banks. Needs (checked by the host): FPROP C % BK, DGRAD O % BK (a K slice never straddles two taps), WGRAD
+   C and O multiples of a 16-byte chunk (8 or 4 elements). */
 namespace conv_cu {
 
-constexpr int BM = 128, BN = 128, BK = 32, STAGES = 4, THREADS = 256;
-constexpr int TILE = BM * BK;                                /* elements of one operand tile */
-constexpr int SMEM = STAGES * 2 * TILE * 2;                  /* 64 KiB */
+constexpr int BM = 128, BN = 128, STAGES = 4, THREADS = 256;
+constexpr int ROW_BYTES = 64;                                /* a row's K slice in a K-contiguous tile */
+constexpr int TILE_BYTES = BM * ROW_BYTES;                   /* one operand tile of one stage */
+constexpr int SMEM = STAGES * 2 * TILE_BYTES;                /* 64 KiB */
 enum { FPROP = 0, DGRAD = 1, WGRAD = 2 };
+constexpr int F32X3 = NN_DTYPE_COUNT;                        /* DT of the 3xTF32 kernels (not an nn_dtype) */
+__host__ __device__ constexpr bool is_f32(int dt) { return dt == NN_F32 || dt == F32X3; }
+__host__ __device__ constexpr int bk_of(int dt) { return is_f32(dt) ? 16 : 32; }   /* K elements per tile */
 
 struct Args {
-    const uint16_t *a, *b;   /* see above; 16-byte aligned, made by the host code below */
+    const void *a, *b;       /* see above; 16-byte aligned, made by the host code below (16-bit or f32) */
     void *out;               /* FPROP y, DGRAD dx (NCHW) */
     float *part;             /* WGRAD, and FPROP/DGRAD split over K: f32 partials [split][M][N] instead */
     const void *bias;        /* FPROP, may be NULL */
     int bias_dt;
-    int out_f32;             /* DGRAD: dx is f32 (an f32 input of a low-precision conv), rounded through dt */
+    int out_f32;             /* DGRAD: dx is f32 (an f32 input of a low-precision conv, rounded through dt; or
+                                the f32 kernels' output) */
     int M, N, K, k_split;    /* GEMM sizes; K per blockIdx.z (a multiple of BK) */
     int plane, ow;           /* pixels per image and row width of the output plane (FPROP/DGRAD) */
     int SH, SW, CS;          /* the gathered operand's image: rows, columns, channels (NHWC) */
@@ -2676,26 +2690,61 @@ template <int DT> __device__ __forceinline__ void mma16816(float c[4], const uin
                      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/* element offsets in a stage's tile: K-contiguous [128 rows][32] (4 chunks of 16 bytes a row; two rows share a
-   128-byte bank line) and MN-contiguous [32 k rows][128] (16 chunks a row) */
-__device__ __forceinline__ int swz_kc(int row, int chunk) { return row * BK + ((chunk ^ ((row >> 1) & 3)) << 3); }
+__device__ __forceinline__ void mma_tf32(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+/* f32 -> TF32 bits, round to nearest (ties away), inf and NaN kept */
+__device__ __forceinline__ uint32_t tf32_round(float x) {
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+    return r;
+}
+/* 3xTF32: x = big + small + e with big = tf32(x), small = tf32(x - big) (x - big is exact in f32), so
+   |x - big| <= 2^-11 |x| and |e| <= 2^-11 |x - big| <= 2^-22 |x|. Then
+     a b = ab bb + ab bs + as bb + as bs + O(2^-22 |a b|),   |as bs| <= 2^-22 |a b|,
+   and the three products kept (each exact on the tensor core: 11-bit significands, f32 accumulation) give a b
+   to ~2^-21 relative, the level of f32's own rounding (2^-24 per operation, growing with K in any f32 sum):
+   an f32-accurate product, unlike one TF32 product (~2^-11). The big/small split of a fragment costs a few
+   integer operations a value; the small products go first (the smaller terms of the sum). */
+__device__ __forceinline__ void split_tf32(uint32_t x, uint32_t &big, uint32_t &small) {
+    big = tf32_round(__uint_as_float(x));
+    float r = __uint_as_float(x) - __uint_as_float(big);
+    small = (__float_as_uint(r) + 0x1000u) & 0xffffe000u;   /* r is finite (or NaN where big already is) */
+}
+
+/* element offsets in a stage's tile, CH elements a 16-byte chunk: K-contiguous [128 rows][4 chunks] (two rows
+   share a 128-byte bank line), MN-contiguous 16-bit [32 k rows][16 chunks], MN-contiguous f32 [16 k rows][32
+   chunks] (the chunk index XORed with 2 * (k % 4): the 4 k rows x 2 chunks of one 32-bit fragment load cover
+   the 8 chunk slots of a bank line once) */
+template <int CH> __device__ __forceinline__ int swz_kc(int row, int chunk) { return row * 4 * CH + (chunk ^ ((row >> 1) & 3)) * CH; }
 __device__ __forceinline__ int swz_mc(int krow, int chunk) { return krow * BM + ((chunk ^ (krow & 7)) << 3); }
+__device__ __forceinline__ int swz_m32(int krow, int m) { return krow * BM + ((((m >> 2) ^ ((krow & 3) << 1))) << 2) + (m & 3); }
 
 __device__ __forceinline__ uint16_t round_bits(float v, int dt) { return dt == NN_BF16 ? d_f32_to_bf16(v) : d_f32_to_half(v); }
 
 template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv_igemm(const Args p) {
-    extern __shared__ __align__(128) uint16_t smem[];
+    constexpr bool F32 = is_f32(DT);
+    using T = typename std::conditional<F32, float, uint16_t>::type;
+    constexpr int CH = 16 / sizeof(T), BK = bk_of(DT), TILE = TILE_BYTES / sizeof(T);
+    constexpr int MCH = BM / CH, KR = THREADS / MCH;   /* WGRAD: chunks in a k row, k rows a loader pass */
+    extern __shared__ __align__(128) unsigned char smem_bytes[];
+    T *smem = (T *)smem_bytes;
+    const T *pa = (const T *)p.a, *pb = (const T *)p.b;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wm = warp >> 2, wn = warp & 3;
+    const int g = lane >> 2, t4 = lane & 3;   /* the fragments' row group and column pair */
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     const int kbeg = blockIdx.z * p.k_split, kend = min(p.K, kbeg + p.k_split);
     const int ntiles = (kend - kbeg + BK - 1) / BK;
 
     /* Loader state, advanced tile by tile (tiles are loaded in K order), so the K loop does no integer
-       division. FPROP/DGRAD: rows (tid>>2) and +64 of both tiles, 16-byte chunk tid&3 of the 32-wide K slice;
+       division. FPROP/DGRAD: rows (tid>>2) and +64 of both tiles, 16-byte chunk tid&3 of the BK-wide K slice;
        the B rows' pixels are fixed; the slice's tap (ld_i, ld_j) and channel offset ld_c move on. WGRAD: k rows
-       (tid>>4) and +16, chunk tid&15 of the 128-wide M / N slice; the B column (tap, channel) is fixed; each
+       tid/MCH and +KR, chunk tid%MCH of the 128-wide M / N slice; the B column (tap, channel) is fixed; each
        row's pixel (img, oy, ox) moves on by BK. */
-    const uint16_t *a_row[2];
+    const T *a_row[2];
     bool a_ok[2];
     int64_t b_img[2];
     int b_y[2], b_x[2];
@@ -2708,7 +2757,7 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
         for (int r = 0; r < 2; r++) {
             int row = (tid >> 2) + r * 64, m = m0 + row, n = n0 + row;
             a_ok[r] = m < p.M;
-            a_row[r] = p.a + (int64_t)(a_ok[r] ? m : 0) * p.K + (tid & 3) * 8;
+            a_row[r] = pa + (int64_t)(a_ok[r] ? m : 0) * p.K + (tid & 3) * CH;
             b_ok[r] = n < p.N;
             int nn = b_ok[r] ? n : 0, img = nn / p.plane, q = nn - img * p.plane, y = q / p.ow, x = q - y * p.ow;
             b_img[r] = (int64_t)img * p.SH * p.SW;
@@ -2718,25 +2767,25 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
         int tap = kbeg / p.CS;
         ld_c = kbeg - tap * p.CS; ld_i = tap / p.kw; ld_j = tap - ld_i * p.kw;
     } else {
-        int n = n0 + (tid & 15) * 8, tap = n / p.CS;
+        int n = n0 + (tid % MCH) * CH, tap = n / p.CS;
         w_nok = n < p.N;
         w_c = n - tap * p.CS; w_i = tap / p.kw; w_j = tap - w_i * p.kw;
         const int plane = p.Ho * p.Wo;
 #pragma unroll
         for (int r = 0; r < 2; r++) {   /* b_img: image, b_y / b_x: output pixel of row r's first k */
-            int k = kbeg + (tid >> 4) + r * 16, img = k / plane, q = k - img * plane;
+            int k = kbeg + tid / MCH + r * KR, img = k / plane, q = k - img * plane;
             b_img[r] = img; b_y[r] = q / p.Wo; b_x[r] = q - b_y[r] * p.Wo;
         }
     }
 
     auto load_tile = [&](int stage) {   /* the next K tile (starting at ld_k) into `stage` */
-        uint16_t *sA = smem + stage * 2 * TILE, *sB = sA + TILE;
+        T *sA = smem + stage * 2 * TILE, *sB = sA + TILE;
         if (MODE != WGRAD) {
-            const int cc = ld_c + (tid & 3) * 8;
+            const int cc = ld_c + (tid & 3) * CH;
 #pragma unroll
             for (int r = 0; r < 2; r++) {
                 const int row = (tid >> 2) + r * 64;
-                cp_async16(sA + swz_kc(row, tid & 3), a_row[r] + ld_k, a_ok[r]);
+                cp_async16(sA + swz_kc<CH>(row, tid & 3), a_row[r] + ld_k, a_ok[r]);
                 int sy, sx;
                 bool ok = b_ok[r];
                 if (MODE == FPROP) {
@@ -2749,8 +2798,8 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
                     }
                 }
                 ok = ok && sy >= 0 && sy < p.SH && sx >= 0 && sx < p.SW;
-                const uint16_t *src = ok ? p.b + (b_img[r] + (int64_t)sy * p.SW + sx) * p.CS + cc : p.b;
-                cp_async16(sB + swz_kc(row, tid & 3), src, ok);
+                const T *src = ok ? pb + (b_img[r] + (int64_t)sy * p.SW + sx) * p.CS + cc : pb;
+                cp_async16(sB + swz_kc<CH>(row, tid & 3), src, ok);
             }
             ld_k += BK;
             ld_c += BK;
@@ -2758,15 +2807,16 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
         } else {
 #pragma unroll
             for (int r = 0; r < 2; r++) {
-                const int krow = (tid >> 4) + r * 16, k = ld_k + krow, ch = tid & 15;
+                const int krow = tid / MCH + r * KR, k = ld_k + krow, ch = tid % MCH;
+                const int so = F32 ? swz_m32(krow, ch * CH) : swz_mc(krow, ch);
                 const bool kok = k < kend;
-                const int mm = m0 + ch * 8;
+                const int mm = m0 + ch * CH;
                 const bool aok = kok && mm < p.M;
-                cp_async16(sA + swz_mc(krow, ch), aok ? p.a + (int64_t)k * p.M + mm : p.a, aok);
+                cp_async16(sA + so, aok ? pa + (int64_t)k * p.M + mm : pa, aok);
                 int sy = b_y[r] * p.sh - p.ph + w_i * p.dh, sx = b_x[r] * p.sw - p.pw + w_j * p.dw;
                 bool ok = kok && w_nok && sy >= 0 && sy < p.SH && sx >= 0 && sx < p.SW;
-                const uint16_t *src = ok ? p.b + ((b_img[r] * p.SH + sy) * p.SW + sx) * p.CS + w_c : p.b;
-                cp_async16(sB + swz_mc(krow, ch), src, ok);
+                const T *src = ok ? pb + ((b_img[r] * p.SH + sy) * p.SW + sx) * p.CS + w_c : pb;
+                cp_async16(sB + so, src, ok);
                 b_x[r] += BK;   /* the pixel BK further on */
                 while (b_x[r] >= p.Wo) {
                     b_x[r] -= p.Wo;
@@ -2776,6 +2826,13 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
             ld_k += BK;
         }
     };
+
+    /* f32 WGRAD fragments: element (k, x) of a tile is at swz_m32(k, x); a thread reads k = t4 (+4, +8 ks) and
+       x = 8q + g within a warp's 32-wide range (q = 0..3: b columns ni = q; a rows mi = 2 * (mi / 2) + q / 2
+       shifted by 32 * (mi / 2), + 8 for q odd). Since k % 4 = t4 the swizzle is fixed per thread: 4 offsets. */
+    int xo[4];
+#pragma unroll
+    for (int q = 0; q < 4; q++) xo[q] = swz_m32(t4, 8 * q + g);
 
     float acc[4][4][4];
 #pragma unroll
@@ -2795,39 +2852,75 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
         __syncthreads();   /* tile kt has landed for every thread; the stage read at kt-1 is free again */
         if (kt + STAGES - 1 < ntiles) load_tile((kt + STAGES - 1) % STAGES);
         cp_async_commit();
-        const uint16_t *sA = smem + (kt % STAGES) * 2 * TILE, *sB = sA + TILE;
+        const T *sA = smem + (kt % STAGES) * 2 * TILE, *sB = sA + TILE;
 #pragma unroll
-        for (int ks = 0; ks < 2; ks++) {
+        for (int ks = 0; ks < 2; ks++) {   /* two mma K steps a tile: 16 (16-bit) or 8 (f32) elements each */
             uint32_t af[4][4], bf[4][2];
+            if (MODE != WGRAD) {   /* ldmatrix x4: 16 x 16 16-bit, or 16 x 8 f32, in both cases chunks ks*2, +1 */
 #pragma unroll
-            for (int mi = 0; mi < 4; mi++) {
-                if (MODE != WGRAD)
-                    ldsm_x4<false>(af[mi], sA + swz_kc(wm * 64 + mi * 16 + (lane & 15), ks * 2 + (lane >> 4)));
-                else
+                for (int mi = 0; mi < 4; mi++)
+                    ldsm_x4<false>(af[mi], sA + swz_kc<CH>(wm * 64 + mi * 16 + (lane & 15), ks * 2 + (lane >> 4)));
+#pragma unroll
+                for (int nj = 0; nj < 2; nj++) {
+                    uint32_t r[4];
+                    ldsm_x4<false>(r, sB + swz_kc<CH>(wn * 32 + nj * 16 + (lane & 7) + ((lane >> 4) << 3),
+                                                      ks * 2 + ((lane >> 3) & 1)));
+                    bf[2 * nj][0] = r[0]; bf[2 * nj][1] = r[1]; bf[2 * nj + 1][0] = r[2]; bf[2 * nj + 1][1] = r[3];
+                }
+            } else if (!F32) {
+#pragma unroll
+                for (int mi = 0; mi < 4; mi++)
                     ldsm_x4<true>(af[mi], sA + swz_mc(ks * 16 + (lane & 7) + ((lane >> 4) << 3),
                                                       (wm * 64 + mi * 16) / 8 + ((lane >> 3) & 1)));
-            }
 #pragma unroll
-            for (int nj = 0; nj < 2; nj++) {
-                uint32_t r[4];
-                if (MODE != WGRAD)
-                    ldsm_x4<false>(r, sB + swz_kc(wn * 32 + nj * 16 + (lane & 7) + ((lane >> 4) << 3),
-                                                  ks * 2 + ((lane >> 3) & 1)));
-                else
+                for (int nj = 0; nj < 2; nj++) {
+                    uint32_t r[4];
                     ldsm_x4<true>(r, sB + swz_mc(ks * 16 + (lane & 7) + (((lane >> 3) & 1) << 3),
                                                  (wn * 32 + nj * 16) / 8 + (lane >> 4)));
-                bf[2 * nj][0] = r[0]; bf[2 * nj][1] = r[1]; bf[2 * nj + 1][0] = r[2]; bf[2 * nj + 1][1] = r[3];
+                    bf[2 * nj][0] = r[0]; bf[2 * nj][1] = r[1]; bf[2 * nj + 1][0] = r[2]; bf[2 * nj + 1][1] = r[3];
+                }
+            } else {   /* f32 tiles along M/N: the m16n8k8 fragments element by element (a: rows g, g+8 x
+                          columns t4, t4+4; b: k t4, t4+4 x column g), at the offsets xo (see below) */
+                const uint32_t *a32 = (const uint32_t *)sA + ks * 8 * BM + wm * 64, *b32 = (const uint32_t *)sB + ks * 8 * BM + wn * 32;
+#pragma unroll
+                for (int mi = 0; mi < 4; mi++) {
+                    const uint32_t *pa32 = a32 + (mi >> 1) * 32;
+                    af[mi][0] = pa32[xo[2 * (mi & 1)]]; af[mi][1] = pa32[xo[2 * (mi & 1) + 1]];
+                    af[mi][2] = pa32[xo[2 * (mi & 1)] + 4 * BM]; af[mi][3] = pa32[xo[2 * (mi & 1) + 1] + 4 * BM];
+                }
+#pragma unroll
+                for (int ni = 0; ni < 4; ni++) { bf[ni][0] = b32[xo[ni]]; bf[ni][1] = b32[xo[ni] + 4 * BM]; }
             }
+            if (DT == F32X3) {   /* b split once, a one row block at a time (fewer live registers) */
+                uint32_t bs[4][2];
 #pragma unroll
-            for (int mi = 0; mi < 4; mi++)
+                for (int ni = 0; ni < 4; ni++) { split_tf32(bf[ni][0], bf[ni][0], bs[ni][0]); split_tf32(bf[ni][1], bf[ni][1], bs[ni][1]); }
 #pragma unroll
-                for (int ni = 0; ni < 4; ni++) mma16816<DT>(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+                for (int mi = 0; mi < 4; mi++) {
+                    uint32_t ab[4], as[4];
+#pragma unroll
+                    for (int e = 0; e < 4; e++) split_tf32(af[mi][e], ab[e], as[e]);
+#pragma unroll
+                    for (int ni = 0; ni < 4; ni++) {
+                        mma_tf32(acc[mi][ni], as, bf[ni][0], bf[ni][1]);
+                        mma_tf32(acc[mi][ni], ab, bs[ni][0], bs[ni][1]);
+                        mma_tf32(acc[mi][ni], ab, bf[ni][0], bf[ni][1]);
+                    }
+                }
+            } else {
+#pragma unroll
+                for (int mi = 0; mi < 4; mi++)
+#pragma unroll
+                    for (int ni = 0; ni < 4; ni++) {
+                        if (F32) mma_tf32(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+                        else mma16816<DT>(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+                    }
+            }
         }
     }
     cp_async_wait<0>();
     __syncthreads();
 
-    const int g = lane >> 2, t4 = lane & 3;
     if (MODE == WGRAD || p.part) {   /* f32 partials [split][M][N], float2 per fragment row */
         float *out = p.part + (int64_t)blockIdx.z * p.M * p.N;
 #pragma unroll
@@ -2876,9 +2969,11 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
             float4 v = *(const float4 *)(st + rr * LD + cg * 4);
             float bv = p.bias ? d_loadf(p.bias, p.bias_dt, m) : 0.0f;
             float vals[4] = {v.x + bv, v.y + bv, v.z + bv, v.w + bv};
-            if (p.out_f32) {   /* torch's value: the dt gradient converted to f32 */
+            if (F32 || p.out_f32) {   /* 16-bit DT: torch's value, the dt gradient converted to f32 */
+                if (!F32) {
 #pragma unroll
-                for (int e = 0; e < 4; e++) vals[e] = d_round_to(vals[e], DT);
+                    for (int e = 0; e < 4; e++) vals[e] = d_round_to(vals[e], DT);
+                }
                 if (vec) *(float4 *)((float *)p.out + ((int64_t)img4[0] * p.M + m) * p.plane + q4[0]) =
                              make_float4(vals[0], vals[1], vals[2], vals[3]);
                 else
@@ -2923,16 +3018,38 @@ __global__ void k_to_nhwc(const S *__restrict__ x, uint16_t *__restrict__ y, int
     }
 }
 
-/* dst[b][s][r] = src[b][r][s] for 16-bit elements, 32 x 32 tiles through shared memory; grid (S/32, R/32, B),
-   block (32, 8). DGRAD's weight layout [C][kk][O] is w as one [O][C*kk] matrix transposed (B = 1). */
-__global__ void k_transpose16(const uint16_t *__restrict__ src, uint16_t *__restrict__ dst, int R, int S) {
-    __shared__ uint16_t tile[32][34];
+/* a layout pass's copy of an operand: f32 rounded to TF32 when the kernels run TF32 (tf32 != 0), else unchanged */
+__device__ __forceinline__ float layout_val(float v, int tf32) { return tf32 ? __uint_as_float(tf32_round(v)) : v; }
+__device__ __forceinline__ uint16_t layout_val(uint16_t v, int) { return v; }
+
+/* x [N][C][HW] -> y [N][HW][C], f32 (rounded to TF32 when tf32): 32 channels x 32 pixels a block through shared
+   memory, reads along pixels, writes along channels. Grid (HW/32, C/32, N), block (32, 8). */
+__global__ void k_to_nhwc32(const float *__restrict__ x, float *__restrict__ y, int C, int HW, int tf32) {
+    __shared__ float tile[32][33];
+    const int n = blockIdx.z, p0 = blockIdx.x * 32, c0 = blockIdx.y * 32, tx = threadIdx.x;
+    for (int r = threadIdx.y; r < 32; r += 8) {
+        int c = c0 + r, q = p0 + tx;
+        if (c < C && q < HW) tile[r][tx] = layout_val(x[((int64_t)n * C + c) * HW + q], tf32);
+    }
+    __syncthreads();
+    for (int r = threadIdx.y; r < 32; r += 8) {
+        int q = p0 + r, c = c0 + tx;
+        if (q < HW && c < C) y[((int64_t)n * HW + q) * C + c] = tile[tx][r];
+    }
+}
+
+/* dst[b][s][r] = src[b][r][s] (16-bit or f32, see layout_val), 32 x 32 tiles through shared memory; grid
+   (S/32, R/32, B), block (32, 8). DGRAD's weight layout [C][kk][O] is w as one [O][C*kk] matrix transposed
+   (B = 1). */
+template <typename T>
+__global__ void k_transpose(const T *__restrict__ src, T *__restrict__ dst, int R, int S, int tf32) {
+    __shared__ T tile[32][sizeof(T) == 2 ? 34 : 33];   /* rows one 32-bit word apart in banks */
     const int s0 = blockIdx.x * 32, r0 = blockIdx.y * 32;
-    const uint16_t *sb = src + (int64_t)blockIdx.z * R * S;
-    uint16_t *db = dst + (int64_t)blockIdx.z * R * S;
+    const T *sb = src + (int64_t)blockIdx.z * R * S;
+    T *db = dst + (int64_t)blockIdx.z * R * S;
     for (int y = threadIdx.y; y < 32; y += 8) {
         int r = r0 + y, s = s0 + threadIdx.x;
-        if (r < R && s < S) tile[y][threadIdx.x] = sb[(int64_t)r * S + s];
+        if (r < R && s < S) tile[y][threadIdx.x] = layout_val(sb[(int64_t)r * S + s], tf32);
     }
     __syncthreads();
     for (int y = threadIdx.y; y < 32; y += 8) {
@@ -2961,14 +3078,18 @@ __global__ void k_conv_wgrad_sum(const float *__restrict__ part, int splits, voi
     for (int t = threadIdx.x; t < nc * kk; t += blockDim.x) d_storef(dw, dt, base + t, sumt[t]);
 }
 
-/* FPROP's weight layout [O][kk][C] from w [O][C][kk] (16-bit): a block per (o, slice of WL_SLICE channels) reads
-   its contiguous source range into shared memory and writes kk rows of the slice. Dynamic shared memory
-   WL_SLICE * kk halves. */
-__global__ void k_conv_weight_fprop(const uint16_t *__restrict__ w, uint16_t *__restrict__ d, int C, int kk) {
-    extern __shared__ uint16_t wsl[];
-    const int o = blockIdx.y, c0 = blockIdx.x * WL_SLICE, nc = min(WL_SLICE, C - c0);
-    const uint16_t *src = w + ((int64_t)o * C + c0) * kk;
-    for (int t = threadIdx.x; t < nc * kk; t += blockDim.x) wsl[t] = src[t];
+/* FPROP's weight layout [O][kk][C] from w [O][C][kk] (16-bit or f32, see layout_val): a block per (o, slice of
+   wl_slice<T> channels) reads its contiguous source range into shared memory and writes kk rows of the slice.
+   Dynamic shared memory wl_slice<T> * kk elements (WL_SLICE * kk * 2 bytes, at most 32 KiB). */
+template <typename T> __host__ __device__ constexpr int wl_slice() { return WL_SLICE * 2 / (int)sizeof(T); }
+template <typename T>
+__global__ void k_conv_weight_fprop(const T *__restrict__ w, T *__restrict__ d, int C, int kk, int tf32) {
+    extern __shared__ __align__(16) unsigned char wsl_bytes[];
+    T *wsl = (T *)wsl_bytes;
+    constexpr int SL = wl_slice<T>();
+    const int o = blockIdx.y, c0 = blockIdx.x * SL, nc = min(SL, C - c0);
+    const T *src = w + ((int64_t)o * C + c0) * kk;
+    for (int t = threadIdx.x; t < nc * kk; t += blockDim.x) wsl[t] = layout_val(src[t], tf32);
     __syncthreads();
     for (int t = threadIdx.x; t < nc * kk; t += blockDim.x) {
         int tap = t / nc, cl = t - tap * nc;
@@ -3000,29 +3121,49 @@ template <int DT, int MODE> static void launch(const Args &a, dim3 grid) {
     k_conv_igemm<DT, MODE><<<grid, THREADS, SMEM, S_>>>(a);
     NN_LAUNCHED();
 }
-static void run(int dt, int mode, const Args &a, dim3 grid) {
-    if (dt == NN_BF16) {
-        if (mode == FPROP) launch<NN_BF16, FPROP>(a, grid);
-        else if (mode == DGRAD) launch<NN_BF16, DGRAD>(a, grid);
-        else launch<NN_BF16, WGRAD>(a, grid);
-    } else {
-        if (mode == FPROP) launch<NN_F16, FPROP>(a, grid);
-        else if (mode == DGRAD) launch<NN_F16, DGRAD>(a, grid);
-        else launch<NN_F16, WGRAD>(a, grid);
+template <int DT> static void run_dt(int mode, const Args &a, dim3 grid) {
+    if (mode == FPROP) launch<DT, FPROP>(a, grid);
+    else if (mode == DGRAD) launch<DT, DGRAD>(a, grid);
+    else launch<DT, WGRAD>(a, grid);
+}
+static void run(int kdt, int mode, const Args &a, dim3 grid) {
+    switch (kdt) {
+    case NN_BF16: run_dt<NN_BF16>(mode, a, grid); break;
+    case NN_F16: run_dt<NN_F16>(mode, a, grid); break;
+    case NN_F32: run_dt<NN_F32>(mode, a, grid); break;
+    default: run_dt<F32X3>(mode, a, grid); break;
     }
 }
 
-/* x (NCHW, f32 or dt) -> a new NHWC tensor [N, H, W, C] in dt */
-static nn_tensor *to_nhwc(const nn_tensor *x, nn_dtype dt) {
+/* the kernels' DT for weights of dtype wdt: 16-bit as is; f32 on TF32 when allowed (nn_cuda_set_tf32), else
+   3xTF32 (f32 accuracy) when NN_CONV_F32X3=1 is set (an A/B switch while its speed against cuBLAS f32 is
+   measured), else -1: no kernel (im2col + cuBLAS) */
+static int kernel_dt(nn_dtype wdt) {
+    static int x3 = -1;
+    if (wdt != NN_F32) return wdt;
+    if (nn__cu.tf32) return NN_F32;
+    if (x3 < 0) { const char *e = getenv("NN_CONV_F32X3"); x3 = e && e[0] == '1'; }
+    return x3 ? F32X3 : -1;
+}
+
+/* x (NCHW, f32 or 16-bit) -> a new NHWC tensor [N, H, W, C] in the kernels' element type: kdt 16-bit (x f32 or
+   already kdt), or f32 (x f32; rounded to TF32 for kdt NN_F32) */
+static nn_tensor *to_nhwc(const nn_tensor *x, int kdt) {
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], HW = H * W, s[4] = {N, H, W, C};
+    nn_dtype dt = is_f32(kdt) ? NN_F32 : (nn_dtype)kdt;
     nn_tensor *y = nn__new(dt, NN_CUDA, 4, s);
     if (x->dtype != NN_F32 && x->dtype != dt)
         nn_error("nn conv2d: an input of dtype %s with %s weights", nn_dtype_name(x->dtype), nn_dtype_name(dt));
-    dim3 grid((unsigned)((HW + 31) / 32), (unsigned)((C + 63) / 64), (unsigned)N);
-    if (x->dtype == NN_F32)
-        k_to_nhwc<float><<<grid, dim3(32, 8), 0, S_>>>((const float *)x->data, (uint16_t *)y->data, dt, (int)C, (int)HW);
-    else
-        k_to_nhwc<uint16_t><<<grid, dim3(32, 8), 0, S_>>>((const uint16_t *)x->data, (uint16_t *)y->data, dt, (int)C, (int)HW);
+    if (dt == NN_F32) {
+        dim3 grid((unsigned)((HW + 31) / 32), (unsigned)((C + 31) / 32), (unsigned)N);
+        k_to_nhwc32<<<grid, dim3(32, 8), 0, S_>>>((const float *)x->data, (float *)y->data, (int)C, (int)HW, kdt == NN_F32);
+    } else {
+        dim3 grid((unsigned)((HW + 31) / 32), (unsigned)((C + 63) / 64), (unsigned)N);
+        if (x->dtype == NN_F32)
+            k_to_nhwc<float><<<grid, dim3(32, 8), 0, S_>>>((const float *)x->data, (uint16_t *)y->data, dt, (int)C, (int)HW);
+        else
+            k_to_nhwc<uint16_t><<<grid, dim3(32, 8), 0, S_>>>((const uint16_t *)x->data, (uint16_t *)y->data, dt, (int)C, (int)HW);
+    }
     NN_LAUNCHED();
     return y;
 }
@@ -3036,21 +3177,26 @@ static bool fits(const nn__cg &g) {
 
 /* K splits for `tiles` output tiles of ktiles K tiles each: the time of the waves (2 blocks an SM) times the work
    of one block, plus the f32 partials' traffic (written and read) when there are partials; the fewest splits
-   within 0.1% of the best. Rates: ~0.8 TFLOP/s a block (measured: 128x128 tiles, mma.sync), 2.5 TB/s. */
-static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials) {
-    const double rate = 0.8e12, bw = 2.5e12;
+   within 0.1% of the best. Rates: ~0.8 TFLOP/s a block for 16-bit operands (measured: 128x128 tiles, mma.sync),
+   half that on TF32 (half the tensor-core rate), a third of TF32's for 3xTF32 (three products); 2.5 TB/s. */
+static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials, int kdt) {
+    const double rate = kdt == NN_F32 ? 0.4e12 : kdt == F32X3 ? 0.4e12 / 3 : 0.8e12, bw = 2.5e12;
     int64_t slots = 2 * (int64_t)nn__cu.sms, best = 1, maxs = ktiles / 8 < 1 ? 1 : ktiles / 8;
     double bt = 1e30;
     for (int64_t s = 1; s <= maxs && s <= 256; s++) {
         int64_t waves = (tiles * s + slots - 1) / slots, kt = (ktiles + s - 1) / s;
-        double t = waves * 2.0 * BM * BN * BK * kt / rate + (s > 1 || always_partials ? s * M * N * 8.0 / bw : 0.0);
+        double t = waves * 2.0 * BM * BN * bk_of(kdt) * kt / rate + (s > 1 || always_partials ? s * M * N * 8.0 / bw : 0.0);
         if (t < bt * 0.999) { bt = t; best = s; }
     }
     return best;
 }
-static bool fprop_ok(const nn__cg &g) { return fits(g) && g.C % 32 == 0; }
-static bool dgrad_ok(const nn__cg &g) { return fits(g) && g.O % 32 == 0; }
-static bool wgrad_ok(const nn__cg &g) { return fits(g) && g.O % 8 == 0 && g.C % 8 == 0; }
+/* which products the kernels of DT kdt take (kdt < 0: none) */
+static bool fprop_ok(const nn__cg &g, int kdt) { return kdt >= 0 && fits(g) && g.C % bk_of(kdt) == 0; }
+static bool dgrad_ok(const nn__cg &g, int kdt) { return kdt >= 0 && fits(g) && g.O % bk_of(kdt) == 0; }
+static bool wgrad_ok(const nn__cg &g, int kdt) {
+    int ch = is_f32(kdt) ? 4 : 8;   /* elements in a 16-byte chunk */
+    return kdt >= 0 && fits(g) && g.O % ch == 0 && g.C % ch == 0;
+}
 
 static Args args_of(const nn__cg &g) {
     Args a;
@@ -3060,82 +3206,89 @@ static Args args_of(const nn__cg &g) {
     return a;
 }
 
-/* w's 16-bit layout for FPROP (dgrad 0) or DGRAD (dgrad 1) */
-static nn_tensor *weight_layout(const nn__cg &g, const nn_tensor *w, int dgrad) {
+/* w's layout for FPROP (dgrad 0) or DGRAD (dgrad 1), in w's dtype (f32 rounded to TF32 for kdt NN_F32) */
+static nn_tensor *weight_layout(const nn__cg &g, const nn_tensor *w, int dgrad, int kdt) {
     int64_t kk = g.kh * g.kw;
     nn_tensor *d = nn__tmp(w->dtype, g.O * g.C * kk);
-    if (dgrad) k_transpose16<<<dim3((unsigned)((g.C * kk + 31) / 32), (unsigned)((g.O + 31) / 32), 1), dim3(32, 8), 0, S_>>>(
-                   (const uint16_t *)w->data, (uint16_t *)d->data, (int)g.O, (int)(g.C * kk));
-    else k_conv_weight_fprop<<<dim3((unsigned)((g.C + WL_SLICE - 1) / WL_SLICE), (unsigned)g.O), 256,
-                               (size_t)WL_SLICE * kk * 2, S_>>>((const uint16_t *)w->data, (uint16_t *)d->data, (int)g.C, (int)kk);
+    dim3 tgrid((unsigned)((g.C * kk + 31) / 32), (unsigned)((g.O + 31) / 32), 1);
+    int tf = kdt == NN_F32;
+    if (w->dtype == NN_F32) {
+        if (dgrad) k_transpose<float><<<tgrid, dim3(32, 8), 0, S_>>>((const float *)w->data, (float *)d->data, (int)g.O, (int)(g.C * kk), tf);
+        else k_conv_weight_fprop<float><<<dim3((unsigned)((g.C + wl_slice<float>() - 1) / wl_slice<float>()), (unsigned)g.O), 256,
+                                          (size_t)wl_slice<float>() * kk * 4, S_>>>((const float *)w->data, (float *)d->data, (int)g.C, (int)kk, tf);
+    } else {
+        if (dgrad) k_transpose<uint16_t><<<tgrid, dim3(32, 8), 0, S_>>>((const uint16_t *)w->data, (uint16_t *)d->data, (int)g.O, (int)(g.C * kk), 0);
+        else k_conv_weight_fprop<uint16_t><<<dim3((unsigned)((g.C + wl_slice<uint16_t>() - 1) / wl_slice<uint16_t>()), (unsigned)g.O), 256,
+                                             (size_t)wl_slice<uint16_t>() * kk * 2, S_>>>((const uint16_t *)w->data, (uint16_t *)d->data, (int)g.C, (int)kk, 0);
+    }
     NN_LAUNCHED();
     return d;
 }
 
 /* FPROP / DGRAD launch: when the output tiles leave SMs idle, K is split over blockIdx.z into f32 partials that
    k_conv_splitk_out sums (deterministic) */
-static void run_out(int dt, int mode, Args a, void *out, int out_dt) {
-    int64_t tiles = (int64_t)((a.M + BM - 1) / BM) * ((a.N + BN - 1) / BN), ktiles = a.K / BK;
-    int64_t splits = choose_splits(tiles, ktiles, a.M, a.N, false);
-    int64_t per = (ktiles + splits - 1) / splits * BK;
+static void run_out(int kdt, int mode, Args a, void *out, int out_dt) {
+    const int bk = bk_of(kdt), odt = is_f32(kdt) ? NN_F32 : kdt;
+    int64_t tiles = (int64_t)((a.M + BM - 1) / BM) * ((a.N + BN - 1) / BN), ktiles = a.K / bk;
+    int64_t splits = choose_splits(tiles, ktiles, a.M, a.N, false, kdt);
+    int64_t per = (ktiles + splits - 1) / splits * bk;
     splits = (a.K + per - 1) / per;
     a.k_split = (int)per;
     dim3 grid((unsigned)((a.N + BN - 1) / BN), (unsigned)((a.M + BM - 1) / BM), (unsigned)splits);
-    if (splits == 1) { a.out = out; run(dt, mode, a, grid); return; }
+    if (splits == 1) { a.out = out; run(kdt, mode, a, grid); return; }
     nn_tensor *part = nn__tmp(NN_F32, splits * a.M * a.N);
     a.part = (float *)part->data;
-    run(dt, mode, a, grid);
+    run(kdt, mode, a, grid);
     k_conv_splitk_out<<<nn__grid((int64_t)a.M * a.N, 256), 256, 0, S_>>>(a.part, (int)splits, a.M, a.N, a.plane, a.bias,
-                                                                         a.bias_dt, out, dt, out_dt == NN_F32);
+                                                                         a.bias_dt, out, odt, out_dt == NN_F32);
     NN_LAUNCHED();
     nn_tensor_free(part);
 }
 
-/* y = conv(x, w) + b; returns x's NHWC copy */
-static nn_tensor *fprop(const nn__cg &g, const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, nn_tensor *y) {
-    nn_dtype dt = w->dtype;
+/* y = conv(x, w) + b; returns x's NHWC copy (in the kernels' element type) */
+static nn_tensor *fprop(const nn__cg &g, const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, nn_tensor *y, int kdt) {
     int64_t kk = g.kh * g.kw;
-    nn_tensor *xn = to_nhwc(x, dt), *wt = weight_layout(g, w, 0);
+    nn_tensor *xn = to_nhwc(x, kdt), *wt = weight_layout(g, w, 0, kdt);
     Args a = args_of(g);
-    a.a = (const uint16_t *)wt->data; a.b = (const uint16_t *)xn->data;
+    a.a = wt->data; a.b = xn->data;
     a.bias = b ? b->data : NULL; a.bias_dt = b ? b->dtype : NN_F32;
+    a.out_f32 = y->dtype == NN_F32;
     a.M = (int)g.O; a.N = (int)(g.N * g.Ho * g.Wo); a.K = (int)(kk * g.C);
     a.plane = (int)(g.Ho * g.Wo); a.ow = (int)g.Wo; a.SH = (int)g.H; a.SW = (int)g.W; a.CS = (int)g.C;
-    run_out(dt, FPROP, a, y->data, y->dtype);
+    run_out(kdt, FPROP, a, y->data, y->dtype);
     nn_tensor_free(wt);
     return xn;
 }
 
-/* gx (f32 or dt) from dyn, the upstream gradient in NHWC and dt */
-static void dgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *w, nn_tensor *gx) {
-    nn_dtype dt = w->dtype;
+/* gx (f32 or the 16-bit dtype) from dyn, the upstream gradient in NHWC (to_nhwc(gy, kdt)) */
+static void dgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *w, nn_tensor *gx, int kdt) {
     int64_t kk = g.kh * g.kw;
-    nn_tensor *wd = weight_layout(g, w, 1);
+    nn_tensor *wd = weight_layout(g, w, 1, kdt);
     Args a = args_of(g);
-    a.a = (const uint16_t *)wd->data; a.b = (const uint16_t *)dyn->data; a.out_f32 = gx->dtype == NN_F32;
+    a.a = wd->data; a.b = dyn->data; a.out_f32 = gx->dtype == NN_F32;
     a.M = (int)g.C; a.N = (int)(g.N * g.H * g.W); a.K = (int)(kk * g.O);
     a.plane = (int)(g.H * g.W); a.ow = (int)g.W; a.SH = (int)g.Ho; a.SW = (int)g.Wo; a.CS = (int)g.O;
-    run_out(dt, DGRAD, a, gx->data, gx->dtype);
+    run_out(kdt, DGRAD, a, gx->data, gx->dtype);
     nn_tensor_free(wd);
 }
 
-/* gw from dyn and xn (x in NHWC and dt) */
-static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn_tensor *gw) {
-    nn_dtype dt = dyn->dtype;
+/* gw from dyn and xn (x in NHWC, both from to_nhwc(., kdt)) */
+static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn_tensor *gw, int kdt) {
+    const int bk = bk_of(kdt);
     int64_t kk = g.kh * g.kw, P = g.N * g.Ho * g.Wo;
     Args a = args_of(g);
-    a.a = (const uint16_t *)dyn->data; a.b = (const uint16_t *)xn->data;
+    a.a = dyn->data; a.b = xn->data;
     a.M = (int)g.O; a.N = (int)(kk * g.C); a.K = (int)P;
     a.SH = (int)g.H; a.SW = (int)g.W; a.CS = (int)g.C;
     /* K (the pixels) split over blockIdx.z: always into partials (summed and reordered below) */
-    int64_t tiles = ((a.M + BM - 1) / BM) * ((a.N + BN - 1) / BN), ktiles = (P + BK - 1) / BK;
-    int64_t splits = choose_splits(tiles, ktiles, a.M, a.N, true);
-    int64_t per = (ktiles + splits - 1) / splits * BK;
+    int64_t tiles = ((a.M + BM - 1) / BM) * ((a.N + BN - 1) / BN), ktiles = (P + bk - 1) / bk;
+    int64_t splits = choose_splits(tiles, ktiles, a.M, a.N, true, kdt);
+    int64_t per = (ktiles + splits - 1) / splits * bk;
     splits = (P + per - 1) / per;
     a.k_split = (int)per;
     nn_tensor *part = nn__tmp(NN_F32, splits * a.M * a.N);
     a.part = (float *)part->data;
-    run(dt, WGRAD, a, dim3((unsigned)((a.N + BN - 1) / BN), (unsigned)((a.M + BM - 1) / BM), (unsigned)splits));
+    run(kdt, WGRAD, a, dim3((unsigned)((a.N + BN - 1) / BN), (unsigned)((a.M + BM - 1) / BM), (unsigned)splits));
     k_conv_wgrad_sum<<<dim3((unsigned)((g.C + WS_SLICE - 1) / WS_SLICE), (unsigned)g.O), 256, (size_t)WS_SLICE * kk * 4, S_>>>(
         (const float *)part->data, (int)splits, gw->data, gw->dtype, (int)g.O, (int)g.C, (int)kk);
     NN_LAUNCHED();
@@ -3168,10 +3321,11 @@ static void nn__conv_swap01(const void *src, nn_dtype sdt, void *dst, nn_dtype d
 
 extern "C" {
 
-/* y = conv2d(x, w, b). f32 weights: x f32, im2col + cuBLAS (TF32 when allowed). f16/bf16 weights: y and b in the
-   weight's dtype, x in it or f32 (converted where the kernels lay it out), conv_cu where it applies. *x_keep
-   (when not NULL) receives x's NHWC copy in the weight's dtype when the backward can do with it instead of x
-   (both gradient products on tensor cores), else NULL. */
+/* y = conv2d(x, w, b). f32 weights: x f32, conv_cu on TF32 where it applies and TF32 is allowed, else im2col +
+   cuBLAS (TF32 when allowed). f16/bf16 weights: y and b in the weight's dtype, x in it or f32 (converted where
+   the kernels lay it out), conv_cu where it applies. *x_keep (when not NULL) receives x's NHWC copy in the
+   weight's dtype when the backward can do with it instead of x (16-bit weights, both gradient products on
+   tensor cores), else NULL. */
 void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, const int stride[2],
                          const int padding[2], const int dilation[2], int groups, nn_tensor *y, nn_tensor **x_keep) {
     nn__cu_init();
@@ -3181,9 +3335,11 @@ void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor
     if (y->dtype != w->dtype || (b && b->dtype != w->dtype) || (x->dtype != w->dtype && x->dtype != NN_F32))
         nn_error("nn conv2d (cuda): dtypes x %s, w %s, b %s, y %s do not fit", nn_dtype_name(x->dtype), nn_dtype_name(w->dtype),
                  b ? nn_dtype_name(b->dtype) : "-", nn_dtype_name(y->dtype));
-    if (w->dtype != NN_F32 && conv_cu::fprop_ok(g)) {
-        nn_tensor *xn = conv_cu::fprop(g, x, w, b, y);
-        if (x_keep && conv_cu::wgrad_ok(g)) *x_keep = xn;
+    const int kdt = conv_cu::kernel_dt(w->dtype);
+    if (conv_cu::fprop_ok(g, kdt)) {
+        nn_tensor *xn = conv_cu::fprop(g, x, w, b, y, kdt);
+        /* f32: no x_keep (the backward may run another kernel type, TF32 or not, than this copy was made for) */
+        if (x_keep && w->dtype != NN_F32 && conv_cu::wgrad_ok(g, kdt)) *x_keep = xn;
         else nn_tensor_free(xn);
         return;
     }
@@ -3240,14 +3396,15 @@ void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tenso
     if (gw && (!gy->numel || !HW)) nn__cuda_fill(gw, 0.0);
     if (gx && (!HW || !K || !gy->numel)) nn__cuda_fill(gx, 0.0);
     if (!gy->numel || !HW || !K) return;
-    if (cdt != NN_F32) {   /* the tensor-core products where they apply; the rest below */
-        bool dg = gx && conv_cu::dgrad_ok(g), wg = gw && conv_cu::wgrad_ok(g);
+    {   /* the tensor-core products where they apply; the rest below */
+        const int kdt = cdt != NN_F32 || gy->dtype == NN_F32 ? conv_cu::kernel_dt(cdt) : -1;   /* f32 kernels: f32 gy */
+        bool dg = gx && conv_cu::dgrad_ok(g, kdt), wg = gw && conv_cu::wgrad_ok(g, kdt);
         if (dg || wg) {
-            nn_tensor *dyn = conv_cu::to_nhwc(gy, cdt);
-            if (dg) { conv_cu::dgrad(g, dyn, w, gx); gx = NULL; }
+            nn_tensor *dyn = conv_cu::to_nhwc(gy, kdt);
+            if (dg) { conv_cu::dgrad(g, dyn, w, gx, kdt); gx = NULL; }
             if (wg) {
-                nn_tensor *xn = xk ? NULL : conv_cu::to_nhwc(x, cdt);
-                conv_cu::wgrad(g, dyn, xk ? xk : xn, gw);
+                nn_tensor *xn = xk ? NULL : conv_cu::to_nhwc(x, kdt);
+                conv_cu::wgrad(g, dyn, xk ? xk : xn, gw, kdt);
                 gw = NULL;
                 if (xn) nn_tensor_free(xn);
             }

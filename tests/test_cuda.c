@@ -3,13 +3,14 @@
    For each case the same op runs on the CPU (the reference) and on the GPU from the same inputs, with the same
    random upstream gradient; outputs and input gradients are compared by ||gpu - cpu|| / ||cpu||:
      f32 ops (TF32 off):                 < 1e-5
+     f32 conv2d with TF32 on:            < 2e-3 (TOL_TF32)
      bf16 / f16 GEMM operands:           < 1e-2 (against the CPU product of the rounded operands)
      casts, fills, dropout masks, copies: bit-exact
    Poison: NN_CUDA_POISON=1 makes every fresh device block 0xFF bytes (NaN as f32), and every case starts with
    nn_mem_trim(NN_CUDA), so an element a kernel never writes shows up as NaN and fails the check.
    Needs a GPU: make test-cuda (on the device machine). Prints "N passed, M failed". Arguments: -v (every
    error), quick (a compute-sanitizer subset), il (only the [ops:index] / [ops:loss] cases), sdpa (only
-   test_sdpa; with quick, its subset), conv (only test_conv, f32 and autocast). */
+   test_sdpa; with quick, its subset), conv (only test_conv: f32, TF32 and autocast). */
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
@@ -22,6 +23,12 @@
 
 #define TOL_F32 1e-5
 #define TOL_LOW 1e-2
+/* f32 ops on TF32 tensor cores (nn_cuda_set_tf32(1)): TF32 keeps 10 of f32's 23 mantissa bits, so each operand
+   rounds to within 2^-11 (~5e-4) relative and a product to within ~2^-10 (~1e-3); over a sum of such products
+   the error relative to the result's norm stays at the per-product level (random inputs: 2.6e-4 with round to
+   nearest, 6.9e-4 with truncation, bench/conv_tf32_emulate.py). 2e-3 is twice the worst product's error, the
+   same margin as TOL_LOW over bf16's 2^-8. */
+#define TOL_TF32 2e-3
 
 static double worst_f32, worst_low;
 static int verbose, quick;   /* quick: a small part (for compute-sanitizer): sdpa subset, group_norm, device AdamW */
@@ -886,6 +893,46 @@ static void test_conv_autocast(void) {
         }
 }
 
+/* conv2d in f32 with TF32 on (TOL_TF32) and off (TOL_F32), on shapes that reach every path of nn_cuda.cu's f32
+   conv: the implicit-GEMM kernels with f32 operands (forward Cin % 16, dgrad Cout % 16, wgrad Cin and Cout % 4)
+   with strides 1 and 2 (also per axis), padding, dilation, 1x1 and 5x3 kernels, pixel counts off the 128-wide
+   tiles, Cout over one 128-row tile, K split over blocks (case 1, 10), and the im2col + cuBLAS fallback (Cin 3,
+   Cin 20, Cout 18 / 40 / 4, groups) for each product. TF32 off runs im2col + cuBLAS in f32, or the kernels in
+   3xTF32 with NN_CONV_F32X3=1; either must meet TOL_F32, which one TF32 product a term (~3e-4 here) would
+   fail by far. */
+static void test_conv_f32_kernels(void) {
+    /* N C H W, O kh kw, stride h, stride w, pad, dil, groups, bias */
+    static const int cs[][13] = {{2, 16, 9, 11, 32, 3, 3, 1, 1, 1, 1, 1, 1},   {1, 64, 24, 24, 144, 3, 3, 1, 1, 1, 1, 1, 1},
+                                 {3, 32, 16, 16, 40, 3, 3, 2, 2, 1, 1, 1, 1},  {2, 48, 13, 7, 16, 1, 1, 1, 1, 0, 1, 1, 0},
+                                 {2, 16, 20, 20, 16, 3, 3, 2, 2, 1, 1, 1, 1},  {2, 16, 12, 12, 32, 3, 3, 1, 1, 2, 2, 1, 1},
+                                 {2, 32, 11, 9, 48, 5, 3, 2, 1, 2, 1, 1, 1},   {2, 20, 11, 13, 12, 3, 3, 1, 1, 1, 1, 1, 1},
+                                 {2, 16, 9, 9, 18, 3, 3, 1, 1, 1, 1, 1, 1},    {4, 128, 16, 16, 4, 3, 3, 1, 1, 1, 1, 1, 1},
+                                 {1, 160, 40, 40, 136, 3, 3, 1, 1, 1, 1, 1, 1}, {2, 3, 11, 13, 8, 3, 3, 1, 1, 1, 1, 1, 1},
+                                 {2, 32, 10, 10, 32, 3, 3, 1, 1, 1, 1, 2, 1}};
+    static const int grad[3] = {1, 1, 1};
+    int k, tf;
+    for (tf = 1; tf >= 0; tf--)
+        for (k = 0; k < 13; k++) {
+            const int *c = cs[k];
+            int64_t xs[4], wsz[4], bs = c[4];
+            char what[64];
+            vargs a;
+            nn_tensor *in[3];
+            if (quick && k > 5) continue;
+            memset(&a, 0, sizeof a);
+            a.st[0] = c[7]; a.st[1] = c[8]; a.pd[0] = c[9]; a.pd[1] = c[9]; a.dl[0] = c[10]; a.dl[1] = c[10];
+            a.groups = c[11];
+            xs[0] = c[0]; xs[1] = c[1]; xs[2] = c[2]; xs[3] = c[3];
+            wsz[0] = c[4]; wsz[1] = c[1] / c[11]; wsz[2] = c[5]; wsz[3] = c[6];
+            in[0] = rnd(4, xs, -1, 1); in[1] = rnd(4, wsz, -1, 1); in[2] = c[12] ? rnd(1, &bs, -1, 1) : NULL;
+            snprintf(what, sizeof what, "conv2d %s case %d", tf ? "tf32" : "f32", k);
+            nn_cuda_set_tf32(tf);
+            compare(what, f_conv2d, &a, 3, in, grad, tf ? TOL_TF32 : TOL_F32);
+            nn_cuda_set_tf32(0);
+            nn_tensor_free(in[0]); nn_tensor_free(in[1]); if (in[2]) nn_tensor_free(in[2]);
+        }
+}
+
 static void test_conv(void) {
     /* N C H W, O kh kw, stride, pad, dil, groups, bias */
     static const int cs[][12] = {{2, 3, 11, 13, 5, 3, 3, 1, 1, 1, 1, 1}, {3, 8, 17, 9, 4, 3, 3, 2, 1, 1, 2, 1},
@@ -910,6 +957,7 @@ static void test_conv(void) {
         nn_tensor_free(in[0]); nn_tensor_free(in[1]); if (in[2]) nn_tensor_free(in[2]);
     }
     test_conv_autocast();
+    test_conv_f32_kernels();
     for (k = 0; k < 9; k++) {   /* 0-2 upsample, 3-5 avg_pool, 6-8 adaptive */
         static const int64_t xs[3][4] = {{2, 3, 5, 7}, {1, 2, 9, 11}, {3, 4, 16, 16}};
         static const int64_t os[3][2] = {{10, 14}, {17, 23}, {5, 3}};
