@@ -2613,6 +2613,34 @@ static int64_t nn__conv_chunk(const nn__cg &g) {
     return nb < 1 ? 1 : nb > g.N ? g.N : nb;
 }
 
+/* ------------------------------------------------------------ TF32 tensor-core helpers (conv_cu and sdpa_cu)
+   3xTF32 ("f32 on tensor cores"): each f32 operand x = big + small, both TF32; a b ~ big_a big_b + big_a small_b
+   + small_a big_b accumulated in f32 (mma3). With round to nearest, |x - big| <= 2^-11 |x| and the rounding of
+   small (x - big is exact in f32) is <= 2^-11 |x - big| <= 2^-22 |x|; the dropped small_a small_b is <= 2^-22
+   |a b|: each product to ~2^-21 relative, the level of f32's own rounding (2^-24 an operation, growing with the
+   length of any f32 sum), where one TF32 product is off by up to ~2^-10. 3x the TF32 work. */
+/* x = big + small, both rounded to TF32 (nearest, ties away: cvt.rna.tf32.f32) by adding half a TF32 unit to the
+   magnitude bits and clearing the 13 bits TF32 drops; cvt.rna compiles to the same plus a guard for inf/NaN,
+   which the sums propagate either way */
+__device__ __forceinline__ uint32_t tf32_rna(float x) { return (__float_as_uint(x) + 0x1000u) & 0xffffe000u; }
+__device__ __forceinline__ void split_tf32(float x, uint32_t &big, uint32_t &small) {
+    big = tf32_rna(x);
+    small = tf32_rna(x - __uint_as_float(big));
+}
+__device__ __forceinline__ void mma_tf32(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+/* c += a b in 3xTF32 (the small products first: they are the smaller terms of the sum) */
+__device__ __forceinline__ void mma3(float c[4], const uint32_t ab[4], const uint32_t as[4], uint32_t bb0,
+                                     uint32_t bb1, uint32_t bs0, uint32_t bs1) {
+    mma_tf32(c, as, bb0, bb1);
+    mma_tf32(c, ab, bs0, bs1);
+    mma_tf32(c, ab, bb0, bb1);
+}
+
+
 /* ------------------------------------------------- conv2d: tensor-core implicit GEMM (bf16/f16, TF32, 3xTF32)
    Three GEMMs C[m][n] = sum_k A(m, k) B(n, k), f32 accumulators, on activations in NHWC copies (made by one
    transposing pass each: channels contiguous, so a K slice of 64 bytes (32 16-bit or 16 f32 elements) is
@@ -2626,7 +2654,8 @@ static int64_t nn__conv_chunk(const nn__cg &g) {
             [O][C][kh][kw] order) by a second kernel: deterministic.
    Element types (the kernel's DT): NN_BF16 / NN_F16 (16-bit operands, mma.sync m16n8k16), NN_F32 (f32 operands
    on TF32 tensor cores, m16n8k8: the layout passes round every operand once to TF32, round to nearest as cuDNN
-   and cuBLAS do) and F32X3 (f32 operands unrounded, each product in 3xTF32, see mma_3xtf32: f32-level error).
+   and cuBLAS do) and F32X3 (f32 operands unrounded, split into TF32 halves as read and multiplied with mma3:
+   f32-level error, see the TF32 helpers above).
    Block tile 128 x 128 x (64 bytes of K: BK = 32 or 16 elements), 8 warps of 64 x 32, f32 accumulation,
    operands staged through a 4-deep cp.async pipeline (zero-fill for padding / edges) in the same bytes for
    every type. K-contiguous tiles (FPROP/DGRAD) are read with ldmatrix: for 32-bit data its 8x8 b16 matrices
@@ -2690,31 +2719,12 @@ template <int DT> __device__ __forceinline__ void mma16816(float c[4], const uin
                      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-__device__ __forceinline__ void mma_tf32(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 /* f32 -> TF32 bits, round to nearest (ties away), inf and NaN kept */
 __device__ __forceinline__ uint32_t tf32_round(float x) {
     uint32_t r;
     asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
     return r;
 }
-/* 3xTF32: x = big + small + e with big = tf32(x), small = tf32(x - big) (x - big is exact in f32), so
-   |x - big| <= 2^-11 |x| and |e| <= 2^-11 |x - big| <= 2^-22 |x|. Then
-     a b = ab bb + ab bs + as bb + as bs + O(2^-22 |a b|),   |as bs| <= 2^-22 |a b|,
-   and the three products kept (each exact on the tensor core: 11-bit significands, f32 accumulation) give a b
-   to ~2^-21 relative, the level of f32's own rounding (2^-24 per operation, growing with K in any f32 sum):
-   an f32-accurate product, unlike one TF32 product (~2^-11). The big/small split of a fragment costs a few
-   integer operations a value; the small products go first (the smaller terms of the sum). */
-__device__ __forceinline__ void split_tf32(uint32_t x, uint32_t &big, uint32_t &small) {
-    big = tf32_round(__uint_as_float(x));
-    float r = __uint_as_float(x) - __uint_as_float(big);
-    small = (__float_as_uint(r) + 0x1000u) & 0xffffe000u;   /* r is finite (or NaN where big already is) */
-}
-
 /* element offsets in a stage's tile, CH elements a 16-byte chunk: K-contiguous [128 rows][4 chunks] (two rows
    share a 128-byte bank line), MN-contiguous 16-bit [32 k rows][16 chunks], MN-contiguous f32 [16 k rows][32
    chunks] (the chunk index XORed with 2 * (k % 4): the 4 k rows x 2 chunks of one 32-bit fragment load cover
@@ -2746,7 +2756,7 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
        row's pixel (img, oy, ox) moves on by BK. */
     const T *a_row[2];
     bool a_ok[2];
-    int64_t b_img[2];
+    int b_img[2];   /* pixel indices fit int: fits() bounds N*H*W and N*Ho*Wo */
     int b_y[2], b_x[2];
     bool b_ok[2];
     int ld_k = kbeg, ld_i = 0, ld_j = 0, ld_c = 0;
@@ -2760,7 +2770,7 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
             a_row[r] = pa + (int64_t)(a_ok[r] ? m : 0) * p.K + (tid & 3) * CH;
             b_ok[r] = n < p.N;
             int nn = b_ok[r] ? n : 0, img = nn / p.plane, q = nn - img * p.plane, y = q / p.ow, x = q - y * p.ow;
-            b_img[r] = (int64_t)img * p.SH * p.SW;
+            b_img[r] = img * p.SH * p.SW;
             if (MODE == FPROP) { b_y[r] = y * p.sh - p.ph; b_x[r] = x * p.sw - p.pw; }
             else { b_y[r] = y + p.ph; b_x[r] = x + p.pw; }
         }
@@ -2798,7 +2808,7 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
                     }
                 }
                 ok = ok && sy >= 0 && sy < p.SH && sx >= 0 && sx < p.SW;
-                const T *src = ok ? pb + (b_img[r] + (int64_t)sy * p.SW + sx) * p.CS + cc : pb;
+                const T *src = ok ? pb + (int64_t)(b_img[r] + sy * p.SW + sx) * p.CS + cc : pb;
                 cp_async16(sB + swz_kc<CH>(row, tid & 3), src, ok);
             }
             ld_k += BK;
@@ -2815,7 +2825,7 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
                 cp_async16(sA + so, aok ? pa + (int64_t)k * p.M + mm : pa, aok);
                 int sy = b_y[r] * p.sh - p.ph + w_i * p.dh, sx = b_x[r] * p.sw - p.pw + w_j * p.dw;
                 bool ok = kok && w_nok && sy >= 0 && sy < p.SH && sx >= 0 && sx < p.SW;
-                const T *src = ok ? pb + ((b_img[r] * p.SH + sy) * p.SW + sx) * p.CS + w_c : pb;
+                const T *src = ok ? pb + (int64_t)((b_img[r] * p.SH + sy) * p.SW + sx) * p.CS + w_c : pb;
                 cp_async16(sB + so, src, ok);
                 b_x[r] += BK;   /* the pixel BK further on */
                 while (b_x[r] >= p.Wo) {
@@ -2827,9 +2837,11 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
         }
     };
 
-    /* f32 WGRAD fragments: element (k, x) of a tile is at swz_m32(k, x); a thread reads k = t4 (+4, +8 ks) and
-       x = 8q + g within a warp's 32-wide range (q = 0..3: b columns ni = q; a rows mi = 2 * (mi / 2) + q / 2
-       shifted by 32 * (mi / 2), + 8 for q odd). Since k % 4 = t4 the swizzle is fixed per thread: 4 offsets. */
+    /* f32 WGRAD fragments: element (k, x) of a tile is at swz_m32(k, x); a thread reads k = t4 (+4, + 8 ks) and
+       x = 8q + g (q = 0..3) of a 32-wide range: b column block ni = q of the warp's 32 columns; a row block mi's
+       rows g (q = 2 (mi % 2)) and g + 8 (q + 1) of the warp's 32 * (mi / 2) + [0, 32). The swizzle only moves
+       16-byte chunks within an aligned group of 8 (32 elements) and depends on k % 4 = t4 only, so 4 offsets
+       per thread place every fragment element. */
     int xo[4];
 #pragma unroll
     for (int q = 0; q < 4; q++) xo[q] = swz_m32(t4, 8 * q + g);
@@ -2879,42 +2891,43 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
                                                  (wn * 32 + nj * 16) / 8 + (lane >> 4)));
                     bf[2 * nj][0] = r[0]; bf[2 * nj][1] = r[1]; bf[2 * nj + 1][0] = r[2]; bf[2 * nj + 1][1] = r[3];
                 }
-            } else {   /* f32 tiles along M/N: the m16n8k8 fragments element by element (a: rows g, g+8 x
-                          columns t4, t4+4; b: k t4, t4+4 x column g), at the offsets xo (see below) */
-                const uint32_t *a32 = (const uint32_t *)sA + ks * 8 * BM + wm * 64, *b32 = (const uint32_t *)sB + ks * 8 * BM + wn * 32;
-#pragma unroll
-                for (int mi = 0; mi < 4; mi++) {
-                    const uint32_t *pa32 = a32 + (mi >> 1) * 32;
-                    af[mi][0] = pa32[xo[2 * (mi & 1)]]; af[mi][1] = pa32[xo[2 * (mi & 1) + 1]];
-                    af[mi][2] = pa32[xo[2 * (mi & 1)] + 4 * BM]; af[mi][3] = pa32[xo[2 * (mi & 1) + 1] + 4 * BM];
-                }
+            } else {   /* f32 tiles along M/N: the m16n8k8 fragments element by element (b here: k t4, t4+4 x
+                          column g; a below, a row block at a time), at the offsets xo (see above) */
+                const uint32_t *b32 = (const uint32_t *)sB + ks * 8 * BM + wn * 32;
 #pragma unroll
                 for (int ni = 0; ni < 4; ni++) { bf[ni][0] = b32[xo[ni]]; bf[ni][1] = b32[xo[ni] + 4 * BM]; }
             }
-            if (DT == F32X3) {   /* b split once, a one row block at a time (fewer live registers) */
-                uint32_t bs[4][2];
+            uint32_t bs[4][2];   /* 3xTF32: b's small halves (bf keeps the big ones) */
+            if (DT == F32X3) {
 #pragma unroll
-                for (int ni = 0; ni < 4; ni++) { split_tf32(bf[ni][0], bf[ni][0], bs[ni][0]); split_tf32(bf[ni][1], bf[ni][1], bs[ni][1]); }
+                for (int ni = 0; ni < 4; ni++)
 #pragma unroll
-                for (int mi = 0; mi < 4; mi++) {
-                    uint32_t ab[4], as[4];
+                    for (int e = 0; e < 2; e++) split_tf32(__uint_as_float(bf[ni][e]), bf[ni][e], bs[ni][e]);
+            }
 #pragma unroll
-                    for (int e = 0; e < 4; e++) split_tf32(af[mi][e], ab[e], as[e]);
+            for (int mi = 0; mi < 4; mi++) {
+                uint32_t a[4];
+                if (F32 && MODE == WGRAD) {   /* rows g, g+8 x columns t4, t4+4 of row block mi */
+                    const uint32_t *a32 = (const uint32_t *)sA + ks * 8 * BM + wm * 64 + (mi >> 1) * 32;
+                    a[0] = a32[xo[2 * (mi & 1)]]; a[1] = a32[xo[2 * (mi & 1) + 1]];
+                    a[2] = a32[xo[2 * (mi & 1)] + 4 * BM]; a[3] = a32[xo[2 * (mi & 1) + 1] + 4 * BM];
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) a[e] = af[mi][e];
+                }
+                if (DT == F32X3) {
+                    uint32_t as[4];
+#pragma unroll
+                    for (int e = 0; e < 4; e++) split_tf32(__uint_as_float(a[e]), a[e], as[e]);
+#pragma unroll
+                    for (int ni = 0; ni < 4; ni++) mma3(acc[mi][ni], a, as, bf[ni][0], bf[ni][1], bs[ni][0], bs[ni][1]);
+                } else {
 #pragma unroll
                     for (int ni = 0; ni < 4; ni++) {
-                        mma_tf32(acc[mi][ni], as, bf[ni][0], bf[ni][1]);
-                        mma_tf32(acc[mi][ni], ab, bs[ni][0], bs[ni][1]);
-                        mma_tf32(acc[mi][ni], ab, bf[ni][0], bf[ni][1]);
+                        if (F32) mma_tf32(acc[mi][ni], a, bf[ni][0], bf[ni][1]);
+                        else mma16816<DT>(acc[mi][ni], a, bf[ni][0], bf[ni][1]);
                     }
                 }
-            } else {
-#pragma unroll
-                for (int mi = 0; mi < 4; mi++)
-#pragma unroll
-                    for (int ni = 0; ni < 4; ni++) {
-                        if (F32) mma_tf32(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
-                        else mma16816<DT>(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
-                    }
             }
         }
     }
@@ -6178,14 +6191,6 @@ __global__ void __launch_bounds__(F32_TQ) f32_dkdv_kernel(Params p) {
 #define TC_BM 64    /* resident rows per CTA */
 #define TC_NTH 128  /* threads per CTA */
 
-/* x = big + small, both rounded to TF32 (nearest, ties away: cvt.rna.tf32.f32) by adding half a TF32 unit to the
-   magnitude bits and clearing the 13 bits TF32 drops; cvt.rna compiles to the same plus a guard for inf/NaN,
-   which the sums propagate either way */
-__device__ __forceinline__ uint32_t tf32_rna(float x) { return (__float_as_uint(x) + 0x1000u) & 0xffffe000u; }
-__device__ __forceinline__ void split_tf32(float x, uint32_t &big, uint32_t &small) {
-    big = tf32_rna(x);
-    small = tf32_rna(x - __uint_as_float(big));
-}
 /* tiles as two planes (big, then small at an offset of the tile's size) up to HD = 32, else plain f32 */
 template <int HD> struct TcPlanes { enum { N = HD <= 32 ? 2 : 1 }; };
 /* the TF32 halves of x[i]: read from the planes (P = the small plane's offset) or split here (P = 0) */
@@ -6194,19 +6199,6 @@ __device__ __forceinline__ void tc_frag(const float *x, int i, uint32_t &big, ui
     if (P) { big = __float_as_uint(x[i]); small = __float_as_uint(x[P + i]); }
     else split_tf32(x[i], big, small);
 }
-__device__ __forceinline__ void mma_tf32(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-/* c += a b in 3xTF32 (the small products first: they are the smaller terms of the sum) */
-__device__ __forceinline__ void mma3(float c[4], const uint32_t ab[4], const uint32_t as[4], uint32_t bb0,
-                                     uint32_t bb1, uint32_t bs0, uint32_t bs1) {
-    mma_tf32(c, as, bb0, bb1);
-    mma_tf32(c, ab, bs0, bs1);
-    mma_tf32(c, ab, bb0, bb1);
-}
-
 /* c[n] += A[16 x K] B[8n.. x K]^T; A and B row-major in shared memory (row stride ST), split into planes when PA /
    PB (their small planes' offsets) are nonzero */
 template <int NT, int K, int ST, int PA, int PB>
