@@ -2640,7 +2640,6 @@ __device__ __forceinline__ void mma3(float c[4], const uint32_t ab[4], const uin
     mma_tf32(c, ab, bb0, bb1);
 }
 
-
 /* ------------------------------------------------- conv2d: tensor-core implicit GEMM (bf16/f16, TF32, 3xTF32)
    Three GEMMs C[m][n] = sum_k A(m, k) B(n, k), f32 accumulators, on activations in NHWC copies (made by one
    transposing pass each: channels contiguous, so a K slice of 64 bytes (32 16-bit or 16 f32 elements) is
@@ -2729,9 +2728,13 @@ __device__ __forceinline__ uint32_t tf32_round(float x) {
    share a 128-byte bank line), MN-contiguous 16-bit [32 k rows][16 chunks], MN-contiguous f32 [16 k rows][32
    chunks] (the chunk index XORed with 2 * (k % 4): the 4 k rows x 2 chunks of one 32-bit fragment load cover
    the 8 chunk slots of a bank line once) */
-template <int CH> __device__ __forceinline__ int swz_kc(int row, int chunk) { return row * 4 * CH + (chunk ^ ((row >> 1) & 3)) * CH; }
+template <int CH> __device__ __forceinline__ int swz_kc(int row, int chunk) {
+    return row * 4 * CH + (chunk ^ ((row >> 1) & 3)) * CH;
+}
 __device__ __forceinline__ int swz_mc(int krow, int chunk) { return krow * BM + ((chunk ^ (krow & 7)) << 3); }
-__device__ __forceinline__ int swz_m32(int krow, int m) { return krow * BM + ((((m >> 2) ^ ((krow & 3) << 1))) << 2) + (m & 3); }
+__device__ __forceinline__ int swz_m32(int krow, int m) {
+    return krow * BM + (((m >> 2) ^ ((krow & 3) << 1)) << 2) + (m & 3);
+}
 
 __device__ __forceinline__ uint16_t round_bits(float v, int dt) { return dt == NN_BF16 ? d_f32_to_bf16(v) : d_f32_to_half(v); }
 
@@ -3169,13 +3172,13 @@ static nn_tensor *to_nhwc(const nn_tensor *x, int kdt) {
         nn_error("nn conv2d: an input of dtype %s with %s weights", nn_dtype_name(x->dtype), nn_dtype_name(dt));
     if (dt == NN_F32) {
         dim3 grid((unsigned)((HW + 31) / 32), (unsigned)((C + 31) / 32), (unsigned)N);
-        k_to_nhwc32<<<grid, dim3(32, 8), 0, S_>>>((const float *)x->data, (float *)y->data, (int)C, (int)HW, kdt == NN_F32);
+        k_to_nhwc32<<<grid, dim3(32, 8), 0, S_>>>((const float *)x->data, (float *)y->data, (int)C, (int)HW,
+                                                  kdt == NN_F32);
     } else {
         dim3 grid((unsigned)((HW + 31) / 32), (unsigned)((C + 63) / 64), (unsigned)N);
-        if (x->dtype == NN_F32)
-            k_to_nhwc<float><<<grid, dim3(32, 8), 0, S_>>>((const float *)x->data, (uint16_t *)y->data, dt, (int)C, (int)HW);
-        else
-            k_to_nhwc<uint16_t><<<grid, dim3(32, 8), 0, S_>>>((const uint16_t *)x->data, (uint16_t *)y->data, dt, (int)C, (int)HW);
+        uint16_t *yd = (uint16_t *)y->data;
+        if (x->dtype == NN_F32) k_to_nhwc<float><<<grid, dim3(32, 8), 0, S_>>>((const float *)x->data, yd, dt, (int)C, (int)HW);
+        else k_to_nhwc<uint16_t><<<grid, dim3(32, 8), 0, S_>>>((const uint16_t *)x->data, yd, dt, (int)C, (int)HW);
     }
     NN_LAUNCHED();
     return y;
@@ -3198,7 +3201,8 @@ static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N
     double bt = 1e30;
     for (int64_t s = 1; s <= maxs && s <= 256; s++) {
         int64_t waves = (tiles * s + slots - 1) / slots, kt = (ktiles + s - 1) / s;
-        double t = waves * 2.0 * BM * BN * bk_of(kdt) * kt / rate + (s > 1 || always_partials ? s * M * N * 8.0 / bw : 0.0);
+        double t = waves * 2.0 * BM * BN * bk_of(kdt) * kt / rate;
+        if (s > 1 || always_partials) t += s * M * N * 8.0 / bw;
         if (t < bt * 0.999) { bt = t; best = s; }
     }
     return best;
@@ -3219,22 +3223,26 @@ static Args args_of(const nn__cg &g) {
     return a;
 }
 
-/* w's layout for FPROP (dgrad 0) or DGRAD (dgrad 1), in w's dtype (f32 rounded to TF32 for kdt NN_F32) */
-static nn_tensor *weight_layout(const nn__cg &g, const nn_tensor *w, int dgrad, int kdt) {
+/* w's layout for FPROP (dgrad 0) or DGRAD (dgrad 1) into d, element type T (f32 rounded to TF32 when tf) */
+template <typename T> static void weight_layout_t(const nn__cg &g, const nn_tensor *w, nn_tensor *d, int dgrad, int tf) {
     int64_t kk = g.kh * g.kw;
-    nn_tensor *d = nn__tmp(w->dtype, g.O * g.C * kk);
-    dim3 tgrid((unsigned)((g.C * kk + 31) / 32), (unsigned)((g.O + 31) / 32), 1);
-    int tf = kdt == NN_F32;
-    if (w->dtype == NN_F32) {
-        if (dgrad) k_transpose<float><<<tgrid, dim3(32, 8), 0, S_>>>((const float *)w->data, (float *)d->data, (int)g.O, (int)(g.C * kk), tf);
-        else k_conv_weight_fprop<float><<<dim3((unsigned)((g.C + wl_slice<float>() - 1) / wl_slice<float>()), (unsigned)g.O), 256,
-                                          (size_t)wl_slice<float>() * kk * 4, S_>>>((const float *)w->data, (float *)d->data, (int)g.C, (int)kk, tf);
+    const T *src = (const T *)w->data;
+    T *dst = (T *)d->data;
+    if (dgrad) {
+        dim3 grid((unsigned)((g.C * kk + 31) / 32), (unsigned)((g.O + 31) / 32), 1);
+        k_transpose<T><<<grid, dim3(32, 8), 0, S_>>>(src, dst, (int)g.O, (int)(g.C * kk), tf);
     } else {
-        if (dgrad) k_transpose<uint16_t><<<tgrid, dim3(32, 8), 0, S_>>>((const uint16_t *)w->data, (uint16_t *)d->data, (int)g.O, (int)(g.C * kk), 0);
-        else k_conv_weight_fprop<uint16_t><<<dim3((unsigned)((g.C + wl_slice<uint16_t>() - 1) / wl_slice<uint16_t>()), (unsigned)g.O), 256,
-                                             (size_t)wl_slice<uint16_t>() * kk * 2, S_>>>((const uint16_t *)w->data, (uint16_t *)d->data, (int)g.C, (int)kk, 0);
+        constexpr int SL = wl_slice<T>();
+        dim3 grid((unsigned)((g.C + SL - 1) / SL), (unsigned)g.O);
+        k_conv_weight_fprop<T><<<grid, 256, (size_t)SL * kk * sizeof(T), S_>>>(src, dst, (int)g.C, (int)kk, tf);
     }
     NN_LAUNCHED();
+}
+/* w's layout for FPROP (dgrad 0) or DGRAD (dgrad 1), in w's dtype (f32 rounded to TF32 for kdt NN_F32) */
+static nn_tensor *weight_layout(const nn__cg &g, const nn_tensor *w, int dgrad, int kdt) {
+    nn_tensor *d = nn__tmp(w->dtype, g.O * g.C * g.kh * g.kw);
+    if (w->dtype == NN_F32) weight_layout_t<float>(g, w, d, dgrad, kdt == NN_F32);
+    else weight_layout_t<uint16_t>(g, w, d, dgrad, 0);
     return d;
 }
 
@@ -3259,7 +3267,8 @@ static void run_out(int kdt, int mode, Args a, void *out, int out_dt) {
 }
 
 /* y = conv(x, w) + b; returns x's NHWC copy (in the kernels' element type) */
-static nn_tensor *fprop(const nn__cg &g, const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, nn_tensor *y, int kdt) {
+static nn_tensor *fprop(const nn__cg &g, const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, nn_tensor *y,
+                        int kdt) {
     int64_t kk = g.kh * g.kw;
     nn_tensor *xn = to_nhwc(x, kdt), *wt = weight_layout(g, w, 0, kdt);
     Args a = args_of(g);
