@@ -2937,8 +2937,9 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
     cp_async_wait<0>();
     __syncthreads();
 
-    if (MODE == WGRAD || p.part) {   /* f32 partials [split][M][N], float2 per fragment row */
+    if (MODE == WGRAD || p.part) {   /* f32 partials [split][M][N], float2 per fragment row where N is even */
         float *out = p.part + (int64_t)blockIdx.z * p.M * p.N;
+        const bool pairs = (p.N & 1) == 0;   /* WGRAD always; FPROP/DGRAD's N (pixels) may be odd */
 #pragma unroll
         for (int mi = 0; mi < 4; mi++)
 #pragma unroll
@@ -2947,8 +2948,13 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
                     int m = m0 + wm * 64 + mi * 16 + g + h * 8;
-                    if (m < p.M && n < p.N)
-                        *(float2 *)(out + (int64_t)m * p.N + n) = make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+                    if (m >= p.M || n >= p.N) continue;
+                    float *o = out + (int64_t)m * p.N + n;
+                    if (pairs) *(float2 *)o = make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+                    else {
+                        o[0] = acc[mi][ni][2 * h];
+                        if (n + 1 < p.N) o[1] = acc[mi][ni][2 * h + 1];
+                    }
                 }
             }
         return;

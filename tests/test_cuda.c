@@ -860,8 +860,9 @@ static void test_group_norm(void) {
 /* conv2d under autocast, bf16 and f16, against the CPU's emulation (TOL_LOW). The shapes reach every path of
    nn_cuda.cu: tensor-core forward (Cin % 32), dgrad (Cout % 32) and wgrad (Cin, Cout % 8) with strides 1 and 2
    (also per axis), dilation, 1x1 and 5x3 kernels, pixel counts off the 128-wide tiles, Cout over one 128-row
-   tile, K split over blocks (wgrad always; forward and dgrad when their tiles are few: cases 1, 5); and the
-   im2col fallback (Cin 3, groups, Cout 4) in low precision. */
+   tile, K split over blocks (wgrad always; forward and dgrad when their tiles are few: cases 1, 5, and 11 with
+   an odd pixel count: the partials' rows are odd-sized); and the im2col fallback (Cin 3, groups, Cout 4) in
+   low precision. */
 static void test_conv_autocast(void) {
     /* N C H W, O kh kw, stride h, stride w, pad, dil, groups, bias */
     static const int cs[][13] = {{2, 32, 9, 11, 64, 3, 3, 1, 1, 1, 1, 1, 1},   {1, 64, 24, 24, 256, 3, 3, 1, 1, 1, 1, 1, 1},
@@ -869,12 +870,13 @@ static void test_conv_autocast(void) {
                                  {2, 96, 13, 7, 32, 1, 1, 1, 1, 0, 1, 1, 0},   {2, 32, 20, 20, 32, 3, 3, 2, 2, 1, 1, 1, 1},
                                  {1, 160, 40, 40, 136, 3, 3, 1, 1, 1, 1, 1, 1}, {2, 32, 12, 12, 32, 3, 3, 1, 1, 2, 2, 1, 1},
                                  {2, 32, 11, 9, 48, 5, 3, 2, 1, 2, 1, 1, 1},   {2, 3, 11, 13, 8, 3, 3, 1, 1, 1, 1, 1, 1},
-                                 {2, 64, 10, 10, 64, 3, 3, 1, 1, 1, 1, 2, 1},  {4, 128, 16, 16, 4, 3, 3, 1, 1, 1, 1, 1, 1}};
+                                 {2, 64, 10, 10, 64, 3, 3, 1, 1, 1, 1, 2, 1},  {4, 128, 16, 16, 4, 3, 3, 1, 1, 1, 1, 1, 1},
+                                 {1, 256, 7, 7, 256, 3, 3, 1, 1, 1, 1, 1, 1}};
     static const nn_dtype dts[2] = {NN_BF16, NN_F16};
     static const int grad[3] = {1, 1, 1};
     int k, d;
     for (d = 0; d < 2; d++)
-        for (k = 0; k < 11; k++) {
+        for (k = 0; k < 12; k++) {
             const int *c = cs[k];
             int64_t xs[4], wsz[4], bs = c[4];
             char what[64];
@@ -896,10 +898,10 @@ static void test_conv_autocast(void) {
 /* conv2d in f32 with TF32 on (TOL_TF32) and off (TOL_F32), on shapes that reach every path of nn_cuda.cu's f32
    conv: the implicit-GEMM kernels with f32 operands (forward Cin % 16, dgrad Cout % 16, wgrad Cin and Cout % 4)
    with strides 1 and 2 (also per axis), padding, dilation, 1x1 and 5x3 kernels, pixel counts off the 128-wide
-   tiles, Cout over one 128-row tile, K split over blocks (case 1, 10), and the im2col + cuBLAS fallback (Cin 3,
-   Cin 20, Cout 18 / 40 / 4, groups) for each product. TF32 off runs im2col + cuBLAS in f32, or the kernels in
-   3xTF32 with NN_CONV_F32X3=1; either must meet TOL_F32, which one TF32 product a term (~3e-4 here) would
-   fail by far. */
+   tiles, Cout over one 128-row tile, K split over blocks (cases 1, 10; 13 with an odd pixel count: 7x7, one
+   image), and the im2col + cuBLAS fallback (Cin 3, Cin 20, Cout 18 / 40 / 4, groups) for each product. TF32
+   off runs im2col + cuBLAS in f32, or the kernels in 3xTF32 with NN_CONV_F32X3=1; either must meet TOL_F32,
+   which one TF32 product a term (~3e-4 here) would fail by far. */
 static void test_conv_f32_kernels(void) {
     /* N C H W, O kh kw, stride h, stride w, pad, dil, groups, bias */
     static const int cs[][13] = {{2, 16, 9, 11, 32, 3, 3, 1, 1, 1, 1, 1, 1},   {1, 64, 24, 24, 144, 3, 3, 1, 1, 1, 1, 1, 1},
@@ -908,11 +910,11 @@ static void test_conv_f32_kernels(void) {
                                  {2, 32, 11, 9, 48, 5, 3, 2, 1, 2, 1, 1, 1},   {2, 20, 11, 13, 12, 3, 3, 1, 1, 1, 1, 1, 1},
                                  {2, 16, 9, 9, 18, 3, 3, 1, 1, 1, 1, 1, 1},    {4, 128, 16, 16, 4, 3, 3, 1, 1, 1, 1, 1, 1},
                                  {1, 160, 40, 40, 136, 3, 3, 1, 1, 1, 1, 1, 1}, {2, 3, 11, 13, 8, 3, 3, 1, 1, 1, 1, 1, 1},
-                                 {2, 32, 10, 10, 32, 3, 3, 1, 1, 1, 1, 2, 1}};
+                                 {2, 32, 10, 10, 32, 3, 3, 1, 1, 1, 1, 2, 1},  {1, 256, 7, 7, 256, 3, 3, 1, 1, 1, 1, 1, 1}};
     static const int grad[3] = {1, 1, 1};
     int k, tf;
     for (tf = 1; tf >= 0; tf--)
-        for (k = 0; k < 13; k++) {
+        for (k = 0; k < 14; k++) {
             const int *c = cs[k];
             int64_t xs[4], wsz[4], bs = c[4];
             char what[64];
