@@ -2757,7 +2757,7 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
        the B rows' pixels are fixed; the slice's tap (ld_i, ld_j) and channel offset ld_c move on. WGRAD: k rows
        tid/MCH and +KR, chunk tid%MCH of the 128-wide M / N slice; the B column (tap, channel) is fixed; each
        row's pixel (img, oy, ox) moves on by BK. */
-    const T *a_row[2];
+    int a_row[2];   /* element offsets of the A rows (fits() bounds the weight's size) */
     bool a_ok[2];
     int b_img[2];   /* pixel indices fit int: fits() bounds N*H*W and N*Ho*Wo */
     int b_y[2], b_x[2];
@@ -2770,7 +2770,7 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
         for (int r = 0; r < 2; r++) {
             int row = (tid >> 2) + r * 64, m = m0 + row, n = n0 + row;
             a_ok[r] = m < p.M;
-            a_row[r] = pa + (int64_t)(a_ok[r] ? m : 0) * p.K + (tid & 3) * CH;
+            a_row[r] = (a_ok[r] ? m : 0) * p.K + (tid & 3) * CH;
             b_ok[r] = n < p.N;
             int nn = b_ok[r] ? n : 0, img = nn / p.plane, q = nn - img * p.plane, y = q / p.ow, x = q - y * p.ow;
             b_img[r] = img * p.SH * p.SW;
@@ -2798,7 +2798,7 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
 #pragma unroll
             for (int r = 0; r < 2; r++) {
                 const int row = (tid >> 2) + r * 64;
-                cp_async16(sA + swz_kc<CH>(row, tid & 3), a_row[r] + ld_k, a_ok[r]);
+                cp_async16(sA + swz_kc<CH>(row, tid & 3), pa + a_row[r] + ld_k, a_ok[r]);
                 int sy, sx;
                 bool ok = b_ok[r];
                 if (MODE == FPROP) {
