@@ -8,9 +8,10 @@
 #   gcc -std=c99 -O2 -march=x86-64-v3 -fopenmp -I. -Itests -DNN_CUDA tests/test_cuda.c -o DIR/test_cuda -LDIR -lnn_cuda \
 #       -Wl,-rpath,'$ORIGIN' -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcublas -lcublasLt -lcudart \
 #       -lstdc++ -lm -l:libgomp.a -lpthread -ldl            (bench/cuda_bench.c the same way, -DNN_CUDA)
-# Then: test_cuda conv -v (TF32 cases on the kernels, f32 on im2col + cuBLAS), the same with NN_CONV_F32X3=1
-# (f32 cases on the 3xTF32 kernels), memcheck of the quick subset with NN_CONV_F32X3=1, cuda_bench conv for
-# base / this branch / this branch with NN_CONV_F32X3=1, PyTorch on the f32 and TF32 rows, one table.
+# Then (225 s in all, each step's timeout capped by what is left): test_cuda conv -v (TF32 cases on the
+# kernels, f32 on im2col + cuBLAS), cuda_bench conv for this branch and base, PyTorch on the f32 and TF32 rows,
+# test_cuda conv -v and cuda_bench conv with NN_CONV_F32X3=1 (f32 on the 3xTF32 kernels), memcheck of the
+# quick subset with NN_CONV_F32X3=1, one table.
 W=${1:-/tmp/ctf32out}
 mkdir -p "$W"
 cd "$(dirname "$0")"
@@ -19,17 +20,18 @@ cd "$(dirname "$0")"
 cat "$W/env.txt"
 t0=$(date +%s)
 el() { echo "$(( $(date +%s) - t0 )) s"; }
-timeout 80 ./test_cuda conv -v > "$W/test_conv.log" 2>&1; echo "test_cuda conv rc=$? ($(el))"
+tl() { r=$(( 225 - ($(date +%s) - t0) )); [ $r -lt 1 ] && r=1; [ $r -lt $1 ] && echo $r || echo $1; }   # 225 s in all
+timeout $(tl 60) ./test_cuda conv -v > "$W/test_conv.log" 2>&1; echo "test_cuda conv rc=$? ($(el))"
 grep -E "FAIL|worst|passed" "$W/test_conv.log" | tail -6
-NN_CONV_F32X3=1 timeout 80 ./test_cuda conv -v > "$W/test_conv_x3.log" 2>&1; echo "test_cuda conv (NN_CONV_F32X3=1) rc=$? ($(el))"
-grep -E "FAIL|worst|passed" "$W/test_conv_x3.log" | tail -6
-NN_CONV_F32X3=1 timeout 100 compute-sanitizer --tool memcheck --error-exitcode 9 ./test_cuda conv quick > "$W/memcheck.log" 2>&1
-echo "memcheck rc=$? ($(el))"; grep -E "ERROR SUMMARY|passed, " "$W/memcheck.log" | tail -3
-timeout 40 ./base/cuda_bench conv > "$W/nn_base.txt" 2>&1; echo "bench base rc=$? ($(el))"
-timeout 40 ./cuda_bench conv > "$W/nn_new.txt" 2>&1; echo "bench new rc=$? ($(el))"
-NN_CONV_F32X3=1 timeout 40 ./cuda_bench conv > "$W/nn_x3.txt" 2>&1; echo "bench new 3xTF32 rc=$? ($(el))"
+timeout $(tl 25) ./cuda_bench conv > "$W/nn_new.txt" 2>&1; echo "bench new rc=$? ($(el))"
+timeout $(tl 25) ./base/cuda_bench conv > "$W/nn_base.txt" 2>&1; echo "bench base rc=$? ($(el))"
 grep -E "^NN conv2d_(f32|tf32)" "$W/nn_new.txt" > "$W/nn_f32rows.txt"
-PYTHONUNBUFFERED=1 timeout 60 python3 cuda_torch.py "$W/nn_f32rows.txt" "$W/torch.md" > "$W/torch.log" 2>&1
+PYTHONUNBUFFERED=1 timeout $(tl 45) python3 cuda_torch.py "$W/nn_f32rows.txt" "$W/torch.md" > "$W/torch.log" 2>&1
 echo "torch rc=$? ($(el))"; grep -i "error\|Traceback" "$W/torch.log" | head -5
+NN_CONV_F32X3=1 timeout $(tl 60) ./test_cuda conv -v > "$W/test_conv_x3.log" 2>&1; echo "test_cuda conv (NN_CONV_F32X3=1) rc=$? ($(el))"
+grep -E "FAIL|worst|passed" "$W/test_conv_x3.log" | tail -6
+NN_CONV_F32X3=1 timeout $(tl 25) ./cuda_bench conv > "$W/nn_x3.txt" 2>&1; echo "bench new 3xTF32 rc=$? ($(el))"
+NN_CONV_F32X3=1 timeout $(tl 80) compute-sanitizer --tool memcheck --error-exitcode 9 ./test_cuda conv quick > "$W/memcheck.log" 2>&1
+echo "memcheck rc=$? ($(el))"; grep -E "ERROR SUMMARY|passed, " "$W/memcheck.log" | tail -3
 python3 combine.py "$W/nn_base.txt" "$W/nn_new.txt" "$W/nn_x3.txt" "$W/torch.md" > "$W/table.md"
 cat "$W/table.md"
