@@ -2611,9 +2611,12 @@ static int64_t nn__conv_chunk(const nn__cg &g) {
     return nb < 1 ? 1 : nb > g.N ? g.N : nb;
 }
 
-/* conv_wg (below conv_cu) takes conv_cu's FPROP / DGRAD launches where the sm_90a wgmma kernel applies */
+/* conv_wg (below conv_cu) takes conv_cu's launches where its sm_90a wgmma kernels apply */
 namespace conv_cu { struct Args; }
-namespace conv_wg { static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out_dt); }
+namespace conv_wg {
+static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out_dt);
+static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn_tensor *gw);
+}
 extern "C" int nn__cuda_sdpa_wgmma(void);
 
 /* ---------------------------------------------------------------- conv2d: tensor-core implicit GEMM (bf16/f16)
@@ -3127,6 +3130,7 @@ static void dgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *w, nn_
 
 /* gw from dyn and xn (x in NHWC and dt) */
 static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn_tensor *gw) {
+    if (conv_wg::wgrad(g, dyn, xn, gw)) return;   /* sm_90a: the wgmma kernel where it applies */
     nn_dtype dt = dyn->dtype;
     int64_t kk = g.kh * g.kw, P = g.N * g.Ho * g.Wo;
     Args a = args_of(g);
@@ -3166,8 +3170,9 @@ static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
    row oy * rs_h + ro_h + i * td_h, column ox * rs_w + ro_w + j * td_w of the image at tap (i, j):
      FPROP  rs = (sh, sw), ro = (-ph, -pw), td = (dh, dw)
      DGRAD  rs = (1, 1),   ro = (ph, pw),   td = (-dh, -dw)     (stride 1: every tap lands on the output grid)
-   Only the sm_90a pass compiles the kernel body; the host asks sdpa_cu's probe (nn__cuda_sdpa_wgmma) whether
-   the device runs that image, and falls back to conv_cu otherwise. NN_CONV_WG=0 turns it off (A/B). */
+   WGRAD (k_conv_wgmma_wgrad, C and O multiples of 64) has its own kernel below: both operands MN-major.
+   Only the sm_90a pass compiles the kernel bodies; the host asks sdpa_cu's probe (nn__cuda_sdpa_wgmma) whether
+   the device runs that image, and falls back to conv_cu otherwise. NN_CONV_WG=0 turns them off (A/B). */
 namespace conv_wg {
 
 constexpr int BM = 128, BN = 256, BK = 64, STAGES = 4, THREADS = 256;
@@ -3206,9 +3211,9 @@ __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.s
 template <int N> __device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
 __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 /* keep the compiler from moving accumulator reads/writes across a fence or wait */
-__device__ __forceinline__ void pin(float (&d)[128]) {
+template <int N> __device__ __forceinline__ void pin(float (&d)[N]) {
 #pragma unroll
-    for (int i = 0; i < 128; i++) asm volatile("" : "+f"(d[i])::"memory");
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
 }
 
 #define CWG_D8(o) "+f"(d[o]), "+f"(d[o + 1]), "+f"(d[o + 2]), "+f"(d[o + 3]), "+f"(d[o + 4]), "+f"(d[o + 5]), \
@@ -3392,7 +3397,139 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
 #endif /* CONV_WG */
 }
 
-/* NN_CONV_WG=0 turns the wgmma kernel off (A/B in one binary); read once */
+/* WGRAD on wgmma: C[m][n] = sum over pixels k of dy(k, m) x(pixel of k at tap(n), channel(n)), M = O,
+   N = (tap, c), K = images*Ho*Wo, split over blockIdx.z into f32 partials [split][M][N] (summed and put back in
+   [O][C][kh][kw] order by conv_cu::k_conv_wgrad_sum). Both operands are MN-major here: a K tile is 64 pixel rows
+   of 128 contiguous bytes per 64-wide M or N block (dy_nhwc's 64 channels m; x_nhwc's 64 channels of one tap:
+   C % 64 == 0 keeps a block on one tap), in the same 128-byte swizzle, read with the transpose flags.
+   Block tile 128 (o) x 256 (tap, c) x 64 pixels; warpgroup w owns o rows 64 w.., as four m64n64k16 per k step
+   (one per 64-wide N block: each within one swizzle atom column). Loader: thread t copies pixel row t >> 2 of
+   the tile: A block (t & 3) >> 1, its chunks 4 (t & 1).. +3; B block t & 3 (one tap), all 8 chunks. The pixel
+   (image, oy, ox) moves on by 64 per tile, the tap is fixed. Pipeline as k_conv_wgmma. */
+struct WArgs {
+    const uint16_t *a, *b;   /* dy_nhwc [P][M], x_nhwc [images][SH][SW][CS] */
+    float *part;             /* [split][M][N] */
+    int M, N, K, k_split;    /* K = P, per blockIdx.z a multiple of BK */
+    int SH, SW, CS, kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
+};
+
+#ifdef CONV_WG
+#define CWG_D32(o) CWG_D8(o), CWG_D8(o + 8), CWG_D8(o + 16), CWG_D8(o + 24)
+#define CWG_SS64T(TY)                                                                                              \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                   \
+    "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {"                                                   \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "   \
+    "%23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 1, 1;\n}\n"
+/* d[64 x 64] += A[64 x 16] B[64 x 16]^T, both MN-major in shared memory (rows of k, 64 contiguous m / n: the
+   transpose flags). Fragment layout of d as mma_64x256 (j < 8). */
+template <int DT> __device__ __forceinline__ void mma_64x64t(float *d, uint64_t da, uint64_t db) {
+    if (DT == NN_F16) asm volatile(CWG_SS64T("f16") : CWG_D32(0) : "l"(da), "l"(db), "r"(1));
+    else asm volatile(CWG_SS64T("bf16") : CWG_D32(0) : "l"(da), "l"(db), "r"(1));
+}
+#endif /* CONV_WG */
+
+template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgrad(const WArgs p) {
+#ifdef CONV_WG
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *sm = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+    const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+    const int kbeg = blockIdx.z * p.k_split, kend = min(p.K, kbeg + p.k_split);
+    const int ntiles = (kend - kbeg + BK - 1) / BK;
+
+    const int kr = tid >> 2, qd = tid & 3, sw7 = kr & 7;
+    /* A: block qd >> 1, chunks 4 (qd & 1) + c; whole 64-wide blocks are in or out (M % 64 == 0) */
+    const int ma = m0 + (qd >> 1) * 64 + (qd & 1) * 32;
+    const bool a_ok = ma < p.M;
+    const uint32_t a_off = (qd >> 1) * 8192 + kr * 128;
+    /* B: block qd: 64 channels c0.. of tap (ti, tj); in or out as a whole (CS % 64 == 0) */
+    const int nb = n0 + qd * 64;
+    const bool b_nok = nb < p.N;
+    int ti = 0, tj = 0, c0 = 0;
+    if (b_nok) { const int tap = nb / p.CS; c0 = nb - tap * p.CS; ti = tap / p.kw; tj = tap - ti * p.kw; }
+    const int offy = ti * p.dh - p.ph, offx = tj * p.dw - p.pw;
+    const uint32_t b_off = A_BYTES + qd * 8192 + kr * 128;
+    /* this thread's pixel row: k = kbeg + kr + 64 t at tile t */
+    int k = kbeg + kr, img, oy, ox;
+    {
+        const int plane = p.Ho * p.Wo, q = k - (k / plane) * plane;
+        img = k / plane; oy = q / p.Wo; ox = q - oy * p.Wo;
+    }
+    auto load_tile = [&](int stage) {
+        unsigned char *s = sm + stage * STAGE_BYTES;
+        const bool kok = k < kend;
+        const bool aok = kok && a_ok;
+        const uint16_t *asrc = p.a + (int64_t)k * p.M + ma;
+#pragma unroll
+        for (int c = 0; c < 4; c++)
+            conv_cu::cp_async16(s + a_off + ((((qd & 1) * 4 + c) ^ sw7) << 4), aok ? asrc + c * 8 : p.a, aok);
+        const int sy = oy * p.sh + offy, sx = ox * p.sw + offx;
+        const bool bok = kok && b_nok && (unsigned)sy < (unsigned)p.SH && (unsigned)sx < (unsigned)p.SW;
+        const uint16_t *bsrc = p.b + ((int64_t)(img * p.SH + sy) * p.SW + sx) * p.CS + c0;
+#pragma unroll
+        for (int c = 0; c < 8; c++) conv_cu::cp_async16(s + b_off + ((c ^ sw7) << 4), bok ? bsrc + c * 8 : p.b, bok);
+        k += BK;
+        ox += BK;   /* the pixel 64 further on */
+        while (ox >= p.Wo) {
+            ox -= p.Wo;
+            if (++oy == p.Ho) { oy = 0; ++img; }
+        }
+    };
+
+    float acc[4][32];
+#pragma unroll
+    for (int b = 0; b < 4; b++)
+#pragma unroll
+        for (int i = 0; i < 32; i++) acc[b][i] = 0.0f;
+#pragma unroll
+    for (int b = 0; b < 4; b++) pin(acc[b]);
+    const uint64_t da0 = desc_of(sm + wg * 8192), db0 = desc_of(sm + A_BYTES);
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 2; s++) {
+        if (s < ntiles) load_tile(s);
+        conv_cu::cp_async_commit();
+    }
+    for (int kt = 0; kt < ntiles; kt++) {
+        conv_cu::cp_async_wait<STAGES - 3>();
+        fence_async_smem();
+        __syncthreads();
+        if (kt + STAGES - 2 < ntiles) load_tile((kt + STAGES - 2) % STAGES);
+        conv_cu::cp_async_commit();
+        const uint64_t so = (uint64_t)((kt % STAGES) * STAGE_BYTES) >> 4;
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; kk++)   /* k step kk: 16 pixel rows (2048 bytes) further */
+#pragma unroll
+            for (int b = 0; b < 4; b++)
+                mma_64x64t<DT>(acc[b], da0 + so + kk * 128, db0 + so + ((b * 8192 + kk * 2048) >> 4));
+        wg_commit();
+        wg_wait<1>();
+    }
+    wg_wait<0>();
+#pragma unroll
+    for (int b = 0; b < 4; b++) pin(acc[b]);
+    conv_cu::cp_async_wait<0>();
+
+    const int g = lane >> 2, q = lane & 3;
+    float *out = p.part + (int64_t)blockIdx.z * p.M * p.N;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int m = m0 + wg * 64 + warp * 16 + g + 8 * h;
+        if (m >= p.M) continue;
+        float *orow = out + (int64_t)m * p.N;
+#pragma unroll
+        for (int b = 0; b < 4; b++) {
+            if (n0 + 64 * b >= p.N) continue;
+#pragma unroll
+            for (int j = 0; j < 8; j++)   /* N even, n even: 8-byte aligned */
+                *(float2 *)(orow + n0 + 64 * b + 8 * j + 2 * q) = make_float2(acc[b][4 * j + 2 * h], acc[b][4 * j + 2 * h + 1]);
+        }
+    }
+#endif /* CONV_WG */
+}
+
+/* NN_CONV_WG=0 turns the wgmma kernels off (A/B in one binary); read once */
 static bool enabled(void) {
     static int state = -1;
     if (state < 0) {
@@ -3405,13 +3542,13 @@ static bool enabled(void) {
 /* K splits for `tiles` output tiles of ktiles K tiles each, one block an SM: the time of the waves times the
    work of one block, plus the f32 partials' traffic (written and read) when split; the fewest splits within
    0.1% of the best. Rates: ~2.2 TFLOP/s a block (~290 TFLOP/s over 132 SMs), 2.5 TB/s. */
-static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N) {
+static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials) {
     const double rate = 2.2e12, bw = 2.5e12;
     int64_t slots = nn__cu.sms, best = 1, maxs = ktiles / 8 < 1 ? 1 : ktiles / 8;
     double bt = 1e30;
     for (int64_t s = 1; s <= maxs && s <= 64; s++) {
         int64_t waves = (tiles * s + slots - 1) / slots, kt = (ktiles + s - 1) / s;
-        double t = waves * 2.0 * BM * BN * BK * kt / rate + (s > 1 ? s * M * N * 8.0 / bw : 0.0);
+        double t = waves * 2.0 * BM * BN * BK * kt / rate + (s > 1 || always_partials ? s * M * N * 8.0 / bw : 0.0);
         if (t < bt * 0.999) { bt = t; best = s; }
     }
     return best;
@@ -3438,7 +3575,7 @@ static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out
     } else {
         a.rs_h = 1; a.rs_w = 1; a.ro_h = c.ph; a.ro_w = c.pw; a.td_h = -c.dh; a.td_w = -c.dw;
     }
-    int64_t ktiles = a.K / BK, splits = choose_splits(mt * nt, ktiles, a.M, a.N);
+    int64_t ktiles = a.K / BK, splits = choose_splits(mt * nt, ktiles, a.M, a.N, false);
     int64_t per = (ktiles + splits - 1) / splits * BK;
     splits = (a.K + per - 1) / per;
     a.k_split = (int)per;
@@ -3464,6 +3601,49 @@ static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out
         NN_LAUNCHED();
         nn_tensor_free(part);
     }
+    return true;
+}
+
+
+/* conv_cu::wgrad's problem (gw from dy and x, both NHWC in dt) on the wgmma kernel when it applies (sm_90a image,
+   f16/bf16, C and O multiples of 64, O >= 128); false: not taken, nothing launched */
+static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn_tensor *gw) {
+    const nn_dtype dt = dyn->dtype;
+    if (dt != NN_BF16 && dt != NN_F16) return false;
+    if (g.C % 64 || g.O % 64 || g.O < BM) return false;
+    if (((uintptr_t)dyn->data | (uintptr_t)xn->data) & 15) return false;
+    const int64_t kk = g.kh * g.kw, P = g.N * g.Ho * g.Wo, M = g.O, N = kk * g.C;
+    const int64_t mt = (M + BM - 1) / BM, nt = (N + BN - 1) / BN, ktiles = (P + BK - 1) / BK;
+    if (nt > 65535 || mt > 65535) return false;
+    if (!enabled() || !nn__cuda_sdpa_wgmma()) return false;
+    WArgs a;
+    memset(&a, 0, sizeof a);
+    a.a = (const uint16_t *)dyn->data; a.b = (const uint16_t *)xn->data;
+    a.M = (int)M; a.N = (int)N; a.K = (int)P;
+    a.SH = (int)g.H; a.SW = (int)g.W; a.CS = (int)g.C; a.kw = (int)g.kw;
+    a.sh = (int)g.sh; a.sw = (int)g.sw; a.ph = (int)g.ph; a.pw = (int)g.pw; a.dh = (int)g.dh; a.dw = (int)g.dw;
+    a.Ho = (int)g.Ho; a.Wo = (int)g.Wo;
+    int64_t splits = choose_splits(mt * nt, ktiles, M, N, true);
+    const int64_t per = (ktiles + splits - 1) / splits * BK;
+    splits = (P + per - 1) / per;
+    if (splits > 65535) return false;
+    a.k_split = (int)per;
+    nn_tensor *part = nn__tmp(NN_F32, splits * M * N);
+    a.part = (float *)part->data;
+    static bool attr[2];
+    const int di = dt == NN_BF16;
+    auto kern = di ? k_conv_wgmma_wgrad<NN_BF16> : k_conv_wgmma_wgrad<NN_F16>;
+    if (!attr[di]) {
+        NN_CU(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+        attr[di] = true;
+    }
+    kern<<<dim3((unsigned)mt, (unsigned)nt, (unsigned)splits), THREADS, SMEM, S_>>>(a);
+    NN_LAUNCHED();
+    conv_cu::k_conv_wgrad_sum<<<dim3((unsigned)((g.C + conv_cu::WS_SLICE - 1) / conv_cu::WS_SLICE), (unsigned)g.O), 256,
+                                (size_t)conv_cu::WS_SLICE * kk * 4, S_>>>(a.part, (int)splits, gw->data, gw->dtype,
+                                                                           (int)g.O, (int)g.C, (int)kk);
+    NN_LAUNCHED();
+    nn_tensor_free(part);
     return true;
 }
 
