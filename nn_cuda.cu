@@ -3336,7 +3336,7 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
             for (int j = 0; j < 32; j++) {
                 const int n = n0 + 8 * j + 2 * q;
                 const float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
-                if (n + 1 < p.N && ((((int64_t)m * p.N + n) & 1) == 0)) *(float2 *)(orow + n) = make_float2(v0, v1);
+                if (n + 1 < p.N && ((uintptr_t)(orow + n) & 7) == 0) *(float2 *)(orow + n) = make_float2(v0, v1);
                 else {
                     if (n < p.N) orow[n] = v0;
                     if (n + 1 < p.N) orow[n + 1] = v1;
