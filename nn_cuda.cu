@@ -2640,6 +2640,14 @@ __device__ __forceinline__ void mma3(float c[4], const uint32_t ab[4], const uin
     mma_tf32(c, ab, bb0, bb1);
 }
 
+/* conv_wg (below conv_cu) takes conv_cu's launches where its sm_90a wgmma kernels apply */
+namespace conv_cu { struct Args; }
+namespace conv_wg {
+static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out_dt);
+static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn_tensor *gw);
+}
+extern "C" int nn__cuda_sdpa_wgmma(void);
+
 /* ------------------------------------------------- conv2d: tensor-core implicit GEMM (bf16/f16, TF32, 3xTF32)
    Three GEMMs C[m][n] = sum_k A(m, k) B(n, k), f32 accumulators, on activations in NHWC copies (made by one
    transposing pass each: channels contiguous, so a K slice of 64 bytes (32 16-bit or 16 f32 elements) is
@@ -3255,6 +3263,7 @@ static nn_tensor *weight_layout(const nn__cg &g, const nn_tensor *w, int dgrad, 
 /* FPROP / DGRAD launch: when the output tiles leave SMs idle, K is split over blockIdx.z into f32 partials that
    k_conv_splitk_out sums (deterministic) */
 static void run_out(int kdt, int mode, Args a, void *out, int out_dt) {
+    if (!is_f32(kdt) && conv_wg::run_out(kdt, mode, a, out, out_dt)) return;   /* sm_90a: the wgmma kernel where it applies */
     const int bk = bk_of(kdt), odt = is_f32(kdt) ? NN_F32 : kdt;
     int64_t tiles = (int64_t)((a.M + BM - 1) / BM) * ((a.N + BN - 1) / BN), ktiles = a.K / bk;
     int64_t splits = choose_splits(tiles, ktiles, a.M, a.N, false, kdt);
@@ -3302,6 +3311,7 @@ static void dgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *w, nn_
 
 /* gw from dyn and xn (x in NHWC, both from to_nhwc(., kdt)) */
 static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn_tensor *gw, int kdt) {
+    if (!is_f32(kdt) && conv_wg::wgrad(g, dyn, xn, gw)) return;   /* sm_90a: the wgmma kernel where it applies */
     const int bk = bk_of(kdt);
     int64_t kk = g.kh * g.kw, P = g.N * g.Ho * g.Wo;
     Args a = args_of(g);
@@ -3324,6 +3334,501 @@ static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
 }
 
 } /* namespace conv_cu */
+
+/* ---------------------------------------------------------------- conv2d: wgmma implicit GEMM (sm_90a, bf16/f16)
+   conv_cu's FPROP, and its DGRAD at stride 1, on Hopper's warpgroup MMA: the same GEMMs C[m][n] = sum_k A(m, k)
+   B(n, k) on the same operands (A: the weights as [M][kh][kw][CS], made by conv_cu::weight_layout; B: the NHWC
+   image gathered per tap with zero-fill), the same outputs (NCHW + bias, or f32 partials when K is split), from
+   wgmma m64n256k16 instead of mma.sync. Applies when the gathered image's channels CS are a multiple of 64: a
+   64-wide K slice is then one tap's 128 contiguous bytes of one pixel, a full row of the 128-byte swizzle atom
+   that the wgmma descriptors read (the layout of sdpa_cu's Q and K tiles: in row r the 16-byte chunk c sits at
+   chunk c ^ (r & 7), 8-row groups 1024 bytes apart).
+   Block tile BM 128 (M: output channels for FPROP, input channels for DGRAD) x BN 256 (pixels) x BK 64, two
+   warpgroups of 64 x 256 (128 f32 accumulators a thread), one block per SM (4 stages of 48 KiB). All 256
+   threads load: one barrier per K tile, tiles issued 2 ahead (the stage written at tile kt held tile kt - 2,
+   whose wgmma every thread has waited for), so the tensor cores run tile kt while tiles kt+1, kt+2 arrive.
+   The gather differs between the modes only in host-set constants: pixel (oy, ox) of the output plane reads
+   row oy * rs_h + ro_h + i * td_h, column ox * rs_w + ro_w + j * td_w of the image at tap (i, j):
+     FPROP  rs = (sh, sw), ro = (-ph, -pw), td = (dh, dw)
+     DGRAD  rs = (1, 1),   ro = (ph, pw),   td = (-dh, -dw)     (stride 1: every tap lands on the output grid)
+   WGRAD (k_conv_wgmma_wgrad, C and O multiples of 64) has its own kernel below: both operands MN-major.
+   Only the sm_90a pass compiles the kernel bodies; the host asks sdpa_cu's probe (nn__cuda_sdpa_wgmma) whether
+   the device runs that image, and falls back to conv_cu otherwise. NN_CONV_WG=0 turns them off (A/B). */
+namespace conv_wg {
+
+constexpr int BM = 128, BN = 256, BK = 64, STAGES = 4, THREADS = 256;
+constexpr int A_BYTES = BM * BK * 2, B_BYTES = BN * BK * 2, STAGE_BYTES = A_BYTES + B_BYTES;   /* 16 + 32 KiB */
+constexpr int SMEM = STAGES * STAGE_BYTES + 1024;   /* + 1024: the atoms' 1024-byte alignment */
+constexpr int LDS = BN + 8;                         /* epilogue staging row, 16-bit elements (+16 bytes: banks) */
+static_assert(BM * LDS * 2 <= STAGES * STAGE_BYTES, "conv_wg: staging tile");
+
+struct Args {
+    const uint16_t *a, *b;   /* A [M][K] (K = taps x CS), B the NHWC image [images][SH][SW][CS]; 16-byte aligned */
+    void *out;               /* NCHW output [images][M][plane] */
+    float *part;             /* K split: f32 partials [split][M][N] instead */
+    const void *bias;        /* may be NULL */
+    int bias_dt, out_f32;    /* out_f32: an f32 output holding the dt-rounded value */
+    int M, N, K, k_split;    /* GEMM sizes; K per blockIdx.z (a multiple of BK) */
+    int plane, ow;           /* output pixels per image, output row width */
+    int SH, SW, CS, kw;      /* the gathered image's rows, columns, channels; the filter's width */
+    int rs_h, rs_w, ro_h, ro_w, td_h, td_w;   /* the gather's constants (see above) */
+};
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define CONV_WG 1
+#endif
+
+#ifdef CONV_WG
+/* shared-memory matrix descriptor (PTX ISA, "asynchronous warpgroup level matrix shared memory layout"): start
+   address >> 4 in bits 0-13, leading byte offset >> 4 in 16-29 (unused with one 64-element block per row span:
+   1), stride byte offset >> 4 in 32-45 (8-row groups 1024 bytes apart), base offset 0 (atoms 1024-aligned),
+   swizzle mode 1 (128 bytes) in bits 62-63 */
+__device__ __forceinline__ uint64_t desc_of(const void *s) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(s);
+    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+__device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+/* keep the compiler from moving accumulator reads/writes across a fence or wait */
+template <int N> __device__ __forceinline__ void pin(float (&d)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+#define CWG_D8(o) "+f"(d[o]), "+f"(d[o + 1]), "+f"(d[o + 2]), "+f"(d[o + 3]), "+f"(d[o + 4]), "+f"(d[o + 5]), \
+    "+f"(d[o + 6]), "+f"(d[o + 7])
+#define CWG_D128 CWG_D8(0), CWG_D8(8), CWG_D8(16), CWG_D8(24), CWG_D8(32), CWG_D8(40), CWG_D8(48), CWG_D8(56), \
+    CWG_D8(64), CWG_D8(72), CWG_D8(80), CWG_D8(88), CWG_D8(96), CWG_D8(104), CWG_D8(112), CWG_D8(120)
+#define CWG_SS256(TY)                                                                                              \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"                                                                  \
+    "wgmma.mma_async.sync.aligned.m64n256k16.f32." TY "." TY " {"                                                  \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "   \
+    "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, "   \
+    "%44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, "   \
+    "%65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, "   \
+    "%86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, "  \
+    "%106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, " \
+    "%124, %125, %126, %127}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+/* d[64 x 256] += A[64 x 16] B[256 x 16]^T, both K-major in shared memory (descriptors). Fragment layout of d
+   (warp w of the warpgroup, lane = 4 g + q): d[4 j + e] is row 16 w + g + 8 (e >> 1), column 8 j + 2 q + (e & 1). */
+template <int DT> __device__ __forceinline__ void mma_64x256(float (&d)[128], uint64_t da, uint64_t db) {
+    if (DT == NN_F16) asm volatile(CWG_SS256("f16") : CWG_D128 : "l"(da), "l"(db), "r"(1));
+    else asm volatile(CWG_SS256("bf16") : CWG_D128 : "l"(da), "l"(db), "r"(1));
+}
+#endif /* CONV_WG */
+
+template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(const Args p) {
+#ifdef CONV_WG
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *sm = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+    const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+    const int kbeg = blockIdx.z * p.k_split, ntiles = (min(p.K, kbeg + p.k_split) - kbeg) / BK;
+
+    /* Loader: this thread copies 16-byte chunk ch of rows r0 + 32 i of both tiles (A: i < 4, B: i < 8). The
+       swizzled position of (r0 + 32 i, ch) is soff + 4096 i (32 rows keep r & 7). A rows advance by BK per
+       tile; B rows keep their pixel and move with the tile's tap (ld_i, ld_j) and channel offset ld_c. */
+    const int ch = tid & 7, r0 = tid >> 3;
+    const uint32_t soff = r0 * 128 + ((ch ^ (r0 & 7)) << 4);
+    const uint16_t *a_src = p.a + (int64_t)(m0 + r0) * p.K + kbeg + ch * 8;
+    const int64_t a_step = (int64_t)32 * p.K;
+    unsigned a_ok = 0;
+#pragma unroll
+    for (int i = 0; i < 4; i++) a_ok |= (m0 + r0 + 32 * i < p.M ? 1u : 0u) << i;
+    int b_pix[8], b_y[8], b_x[8];   /* pixel index in the image (at tap 0), its row and column there */
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const int n = n0 + r0 + 32 * i;
+        if (n < p.N) {
+            const int img = n / p.plane, q = n - img * p.plane, oy = q / p.ow, ox = q - oy * p.ow;
+            b_y[i] = oy * p.rs_h + p.ro_h; b_x[i] = ox * p.rs_w + p.ro_w;
+            b_pix[i] = (img * p.SH + b_y[i]) * p.SW + b_x[i];
+        } else {
+            b_y[i] = -(1 << 29); b_x[i] = 0; b_pix[i] = 0;   /* outside every tap */
+        }
+    }
+    int ld_i, ld_j, ld_c;
+    {
+        const int tap = kbeg / p.CS;
+        ld_c = kbeg - tap * p.CS; ld_i = tap / p.kw; ld_j = tap - ld_i * p.kw;
+    }
+    auto load_tile = [&](int stage) {
+        unsigned char *sA = sm + stage * STAGE_BYTES + soff, *sB = sA + A_BYTES;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const bool ok = (a_ok >> i) & 1;
+            conv_cu::cp_async16(sA + 4096 * i, ok ? a_src + i * a_step : p.a, ok);
+        }
+        a_src += BK;
+        const int dy = ld_i * p.td_h, dx = ld_j * p.td_w, off = dy * p.SW + dx;
+        const uint16_t *bc = p.b + ld_c + ch * 8;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const bool ok = (unsigned)(b_y[i] + dy) < (unsigned)p.SH && (unsigned)(b_x[i] + dx) < (unsigned)p.SW;
+            conv_cu::cp_async16(sB + 4096 * i, ok ? bc + (int64_t)(b_pix[i] + off) * p.CS : p.b, ok);
+        }
+        ld_c += BK;
+        if (ld_c == p.CS) { ld_c = 0; if (++ld_j == p.kw) { ld_j = 0; ++ld_i; } }
+    };
+
+    float acc[128];
+#pragma unroll
+    for (int i = 0; i < 128; i++) acc[i] = 0.0f;
+    pin(acc);
+    /* this warpgroup's 64 rows of A: 64 rows of 128 bytes further (a whole number of atoms) */
+    const uint64_t da0 = desc_of(sm + wg * 64 * 128), db0 = desc_of(sm + A_BYTES);
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 2; s++) {
+        if (s < ntiles) load_tile(s);
+        conv_cu::cp_async_commit();
+    }
+    for (int kt = 0; kt < ntiles; kt++) {
+        conv_cu::cp_async_wait<STAGES - 3>();   /* this thread's copies of tile kt have landed */
+        fence_async_smem();                      /* ... visible to the tensor cores (async proxy) */
+        __syncthreads();                         /* everyone's; and every wgmma of tile kt - 2 is done */
+        if (kt + STAGES - 2 < ntiles) load_tile((kt + STAGES - 2) % STAGES);
+        conv_cu::cp_async_commit();
+        const uint64_t so = (uint64_t)((kt % STAGES) * STAGE_BYTES) >> 4;
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; kk++)   /* k step kk: 32 bytes further along the 128-byte rows */
+            mma_64x256<DT>(acc, da0 + so + 2 * kk, db0 + so + 2 * kk);
+        wg_commit();
+        wg_wait<1>();                            /* tile kt - 1's products done: its stage is free after the barrier */
+    }
+    wg_wait<0>();
+    pin(acc);
+    conv_cu::cp_async_wait<0>();
+    __syncthreads();   /* every warpgroup done with the stages: they become the staging tile */
+
+    const int g = lane >> 2, q = lane & 3;
+    const int rw = wg * 64 + warp * 16 + g;   /* this thread's tile rows: rw, rw + 8 */
+    if (p.part) {   /* f32 partials [split][M][N] straight from the fragments */
+        float *out = p.part + (int64_t)blockIdx.z * p.M * p.N;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int m = m0 + rw + 8 * h;
+            if (m >= p.M) continue;
+            float *orow = out + (int64_t)m * p.N;
+#pragma unroll
+            for (int j = 0; j < 32; j++) {
+                const int n = n0 + 8 * j + 2 * q;
+                const float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
+                if (n + 1 < p.N && ((uintptr_t)(orow + n) & 7) == 0) *(float2 *)(orow + n) = make_float2(v0, v1);
+                else {
+                    if (n < p.N) orow[n] = v0;
+                    if (n + 1 < p.N) orow[n + 1] = v1;
+                }
+            }
+        }
+        return;
+    }
+    /* (acc + bias) rounded to dt into a [BM][LDS] staging tile, then written out a row of 256 pixels per warp
+       instruction: lane l holds pixels 8 l .. 8 l + 7 (16 bytes) */
+    uint16_t *st = (uint16_t *)sm;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int r = rw + 8 * h;
+        const float bv = p.bias && m0 + r < p.M ? d_loadf(p.bias, p.bias_dt, m0 + r) : 0.0f;
+#pragma unroll
+        for (int j = 0; j < 32; j++)
+            *(uint32_t *)(st + r * LDS + 8 * j + 2 * q) = (uint32_t)d_to16<DT>(acc[4 * j + 2 * h] + bv) |
+                                                           ((uint32_t)d_to16<DT>(acc[4 * j + 2 * h + 1] + bv) << 16);
+    }
+    __syncthreads();
+    int img8[8], q8[8];   /* image and in-plane index of this lane's 8 pixels (-1: past N) */
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        const int n = n0 + 8 * lane + e;
+        img8[e] = n < p.N ? n / p.plane : -1;
+        q8[e] = n < p.N ? n - img8[e] * p.plane : 0;
+    }
+    /* 8 pixels of one image, 16-byte aligned in its plane (n0 + 8 lane is a multiple of 8) */
+    const bool vec = img8[7] >= 0 && img8[0] == img8[7] && (p.plane & 7) == 0;
+    const int w8 = tid >> 5;
+    for (int rr = 0; rr < BM / 8; rr++) {
+        const int r = w8 * (BM / 8) + rr, m = m0 + r;
+        if (m >= p.M) break;
+        const uint4 v = *(const uint4 *)(st + r * LDS + 8 * lane);
+        const uint16_t *e16 = (const uint16_t *)&v;
+        if (p.out_f32) {
+            float *o = (float *)p.out;
+            if (vec) {
+                float4 *o4 = (float4 *)(o + ((int64_t)img8[0] * p.M + m) * p.plane + q8[0]);
+                o4[0] = make_float4(d_from16<DT>(e16[0]), d_from16<DT>(e16[1]), d_from16<DT>(e16[2]), d_from16<DT>(e16[3]));
+                o4[1] = make_float4(d_from16<DT>(e16[4]), d_from16<DT>(e16[5]), d_from16<DT>(e16[6]), d_from16<DT>(e16[7]));
+            } else {
+#pragma unroll
+                for (int e = 0; e < 8; e++)
+                    if (img8[e] >= 0) o[((int64_t)img8[e] * p.M + m) * p.plane + q8[e]] = d_from16<DT>(e16[e]);
+            }
+        } else {
+            uint16_t *o = (uint16_t *)p.out;
+            if (vec) *(uint4 *)(o + ((int64_t)img8[0] * p.M + m) * p.plane + q8[0]) = v;
+            else {
+#pragma unroll
+                for (int e = 0; e < 8; e++)
+                    if (img8[e] >= 0) o[((int64_t)img8[e] * p.M + m) * p.plane + q8[e]] = e16[e];
+            }
+        }
+    }
+#endif /* CONV_WG */
+}
+
+/* WGRAD on wgmma: C[m][n] = sum over pixels k of dy(k, m) x(pixel of k at tap(n), channel(n)), M = O,
+   N = (tap, c), K = images*Ho*Wo, split over blockIdx.z into f32 partials [split][M][N] (summed and put back in
+   [O][C][kh][kw] order by conv_cu::k_conv_wgrad_sum). Both operands are MN-major here: a K tile is 64 pixel rows
+   of 128 contiguous bytes per 64-wide M or N block (dy_nhwc's 64 channels m; x_nhwc's 64 channels of one tap:
+   C % 64 == 0 keeps a block on one tap), in the same 128-byte swizzle, read with the transpose flags.
+   Block tile 128 (o) x 256 (tap, c) x 64 pixels; warpgroup w owns o rows 64 w.., as four m64n64k16 per k step
+   (one per 64-wide N block: each within one swizzle atom column). Loader: thread t copies pixel row t >> 2 of
+   the tile: A block (t & 3) >> 1, its chunks 4 (t & 1).. +3; B block t & 3 (one tap), all 8 chunks. The pixel
+   (image, oy, ox) moves on by 64 per tile, the tap is fixed. Pipeline as k_conv_wgmma. */
+struct WArgs {
+    const uint16_t *a, *b;   /* dy_nhwc [P][M], x_nhwc [images][SH][SW][CS] */
+    float *part;             /* [split][M][N] */
+    int M, N, K, k_split;    /* K = P, per blockIdx.z a multiple of BK */
+    int SH, SW, CS, kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
+};
+
+#ifdef CONV_WG
+#define CWG_D32(o) CWG_D8(o), CWG_D8(o + 8), CWG_D8(o + 16), CWG_D8(o + 24)
+#define CWG_SS64T(TY)                                                                                              \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                   \
+    "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {"                                                   \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "   \
+    "%23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 1, 1;\n}\n"
+/* d[64 x 64] += A[64 x 16] B[64 x 16]^T, both MN-major in shared memory (rows of k, 64 contiguous m / n: the
+   transpose flags). Fragment layout of d as mma_64x256 (j < 8). */
+template <int DT> __device__ __forceinline__ void mma_64x64t(float *d, uint64_t da, uint64_t db) {
+    if (DT == NN_F16) asm volatile(CWG_SS64T("f16") : CWG_D32(0) : "l"(da), "l"(db), "r"(1));
+    else asm volatile(CWG_SS64T("bf16") : CWG_D32(0) : "l"(da), "l"(db), "r"(1));
+}
+#endif /* CONV_WG */
+
+template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgrad(const WArgs p) {
+#ifdef CONV_WG
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *sm = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+    const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+    const int kbeg = blockIdx.z * p.k_split, kend = min(p.K, kbeg + p.k_split);
+    const int ntiles = (kend - kbeg + BK - 1) / BK;
+
+    const int kr = tid >> 2, qd = tid & 3, sw7 = kr & 7;
+    /* A: block qd >> 1, chunks 4 (qd & 1) + c; whole 64-wide blocks are in or out (M % 64 == 0) */
+    const int ma = m0 + (qd >> 1) * 64 + (qd & 1) * 32;
+    const bool a_ok = ma < p.M;
+    const uint32_t a_off = (qd >> 1) * 8192 + kr * 128;
+    /* B: block qd: 64 channels c0.. of tap (ti, tj); in or out as a whole (CS % 64 == 0) */
+    const int nb = n0 + qd * 64;
+    const bool b_nok = nb < p.N;
+    int ti = 0, tj = 0, c0 = 0;
+    if (b_nok) { const int tap = nb / p.CS; c0 = nb - tap * p.CS; ti = tap / p.kw; tj = tap - ti * p.kw; }
+    const int offy = ti * p.dh - p.ph, offx = tj * p.dw - p.pw;
+    const uint32_t b_off = A_BYTES + qd * 8192 + kr * 128;
+    /* this thread's pixel row: k = kbeg + kr + 64 t at tile t */
+    int k = kbeg + kr, img, oy, ox;
+    {
+        const int plane = p.Ho * p.Wo, q = k - (k / plane) * plane;
+        img = k / plane; oy = q / p.Wo; ox = q - oy * p.Wo;
+    }
+    auto load_tile = [&](int stage) {
+        unsigned char *s = sm + stage * STAGE_BYTES;
+        const bool kok = k < kend;
+        const bool aok = kok && a_ok;
+        const uint16_t *asrc = p.a + (int64_t)k * p.M + ma;
+#pragma unroll
+        for (int c = 0; c < 4; c++)
+            conv_cu::cp_async16(s + a_off + ((((qd & 1) * 4 + c) ^ sw7) << 4), aok ? asrc + c * 8 : p.a, aok);
+        const int sy = oy * p.sh + offy, sx = ox * p.sw + offx;
+        const bool bok = kok && b_nok && (unsigned)sy < (unsigned)p.SH && (unsigned)sx < (unsigned)p.SW;
+        const uint16_t *bsrc = p.b + ((int64_t)(img * p.SH + sy) * p.SW + sx) * p.CS + c0;
+#pragma unroll
+        for (int c = 0; c < 8; c++) conv_cu::cp_async16(s + b_off + ((c ^ sw7) << 4), bok ? bsrc + c * 8 : p.b, bok);
+        k += BK;
+        ox += BK;   /* the pixel 64 further on */
+        while (ox >= p.Wo) {
+            ox -= p.Wo;
+            if (++oy == p.Ho) { oy = 0; ++img; }
+        }
+    };
+
+    float acc[4][32];
+#pragma unroll
+    for (int b = 0; b < 4; b++)
+#pragma unroll
+        for (int i = 0; i < 32; i++) acc[b][i] = 0.0f;
+#pragma unroll
+    for (int b = 0; b < 4; b++) pin(acc[b]);
+    const uint64_t da0 = desc_of(sm + wg * 8192), db0 = desc_of(sm + A_BYTES);
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 2; s++) {
+        if (s < ntiles) load_tile(s);
+        conv_cu::cp_async_commit();
+    }
+    for (int kt = 0; kt < ntiles; kt++) {
+        conv_cu::cp_async_wait<STAGES - 3>();
+        fence_async_smem();
+        __syncthreads();
+        if (kt + STAGES - 2 < ntiles) load_tile((kt + STAGES - 2) % STAGES);
+        conv_cu::cp_async_commit();
+        const uint64_t so = (uint64_t)((kt % STAGES) * STAGE_BYTES) >> 4;
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; kk++)   /* k step kk: 16 pixel rows (2048 bytes) further */
+#pragma unroll
+            for (int b = 0; b < 4; b++)
+                mma_64x64t<DT>(acc[b], da0 + so + kk * 128, db0 + so + ((b * 8192 + kk * 2048) >> 4));
+        wg_commit();
+        wg_wait<1>();
+    }
+    wg_wait<0>();
+#pragma unroll
+    for (int b = 0; b < 4; b++) pin(acc[b]);
+    conv_cu::cp_async_wait<0>();
+
+    const int g = lane >> 2, q = lane & 3;
+    float *out = p.part + (int64_t)blockIdx.z * p.M * p.N;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int m = m0 + wg * 64 + warp * 16 + g + 8 * h;
+        if (m >= p.M) continue;
+        float *orow = out + (int64_t)m * p.N;
+#pragma unroll
+        for (int b = 0; b < 4; b++) {
+            if (n0 + 64 * b >= p.N) continue;
+#pragma unroll
+            for (int j = 0; j < 8; j++)   /* N even, n even: 8-byte aligned */
+                *(float2 *)(orow + n0 + 64 * b + 8 * j + 2 * q) = make_float2(acc[b][4 * j + 2 * h], acc[b][4 * j + 2 * h + 1]);
+        }
+    }
+#endif /* CONV_WG */
+}
+
+/* NN_CONV_WG=0 turns the wgmma kernels off (A/B in one binary); read once */
+static bool enabled(void) {
+    static int state = -1;
+    if (state < 0) {
+        const char *e = getenv("NN_CONV_WG");
+        state = e && e[0] == '0' && e[1] == 0 ? 0 : 1;
+    }
+    return state != 0;
+}
+
+/* K splits for `tiles` output tiles of ktiles K tiles each, one block an SM: the time of the waves times the
+   work of one block, plus the f32 partials' traffic (written and read) when split; the fewest splits within
+   0.1% of the best. Rates: ~2.2 TFLOP/s a block (~290 TFLOP/s over 132 SMs), 2.5 TB/s. */
+static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials) {
+    const double rate = 2.2e12, bw = 2.5e12;
+    int64_t slots = nn__cu.sms, best = 1, maxs = ktiles / 8 < 1 ? 1 : ktiles / 8;
+    double bt = 1e30;
+    for (int64_t s = 1; s <= maxs && s <= 64; s++) {
+        int64_t waves = (tiles * s + slots - 1) / slots, kt = (ktiles + s - 1) / s;
+        double t = waves * 2.0 * BM * BN * BK * kt / rate + (s > 1 || always_partials ? s * M * N * 8.0 / bw : 0.0);
+        if (t < bt * 0.999) { bt = t; best = s; }
+    }
+    return best;
+}
+
+/* conv_cu::run_out's problem on the wgmma kernel when it applies (sm_90a image, f16/bf16, FPROP or stride-1
+   DGRAD, CS % 64 == 0, at least one full 128-row M tile, the grid within limits); false: not taken, nothing
+   launched */
+static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out_dt) {
+    if (dt != NN_BF16 && dt != NN_F16) return false;
+    if (mode != conv_cu::FPROP && !(mode == conv_cu::DGRAD && c.sh == 1 && c.sw == 1)) return false;
+    if (c.CS % 64 || c.K % BK || c.K < BK || c.M < BM || c.N < 1) return false;
+    if (((uintptr_t)c.a | (uintptr_t)c.b | (uintptr_t)out) & 15) return false;
+    int64_t mt = (c.M + BM - 1) / BM, nt = (c.N + BN - 1) / BN;
+    if (nt > 65535 || mt > 65535) return false;
+    if (!enabled() || !nn__cuda_sdpa_wgmma()) return false;
+    Args a;
+    memset(&a, 0, sizeof a);
+    a.a = (const uint16_t *)c.a; a.b = (const uint16_t *)c.b; a.bias = c.bias; a.bias_dt = c.bias_dt; a.out_f32 = out_dt == NN_F32;
+    a.M = c.M; a.N = c.N; a.K = c.K; a.plane = c.plane; a.ow = c.ow;
+    a.SH = c.SH; a.SW = c.SW; a.CS = c.CS; a.kw = c.kw;
+    if (mode == conv_cu::FPROP) {
+        a.rs_h = c.sh; a.rs_w = c.sw; a.ro_h = -c.ph; a.ro_w = -c.pw; a.td_h = c.dh; a.td_w = c.dw;
+    } else {
+        a.rs_h = 1; a.rs_w = 1; a.ro_h = c.ph; a.ro_w = c.pw; a.td_h = -c.dh; a.td_w = -c.dw;
+    }
+    int64_t ktiles = a.K / BK, splits = choose_splits(mt * nt, ktiles, a.M, a.N, false);
+    int64_t per = (ktiles + splits - 1) / splits * BK;
+    splits = (a.K + per - 1) / per;
+    a.k_split = (int)per;
+    nn_tensor *part = NULL;
+    if (splits > 1) {
+        part = nn__tmp(NN_F32, splits * a.M * a.N);
+        a.part = (float *)part->data;
+    } else {
+        a.out = out;
+    }
+    static bool attr[2];
+    const int di = dt == NN_BF16;
+    auto kern = di ? k_conv_wgmma<NN_BF16> : k_conv_wgmma<NN_F16>;
+    if (!attr[di]) {
+        NN_CU(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+        attr[di] = true;
+    }
+    kern<<<dim3((unsigned)mt, (unsigned)nt, (unsigned)splits), THREADS, SMEM, S_>>>(a);
+    NN_LAUNCHED();
+    if (part) {
+        conv_cu::k_conv_splitk_out<<<nn__grid((int64_t)a.M * a.N, 256), 256, 0, S_>>>(
+            a.part, (int)splits, a.M, a.N, a.plane, a.bias, a.bias_dt, out, dt, out_dt == NN_F32);
+        NN_LAUNCHED();
+        nn_tensor_free(part);
+    }
+    return true;
+}
+
+
+/* conv_cu::wgrad's problem (gw from dy and x, both NHWC in dt) on the wgmma kernel when it applies (sm_90a image,
+   f16/bf16, C and O multiples of 64, O >= 128); false: not taken, nothing launched */
+static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn_tensor *gw) {
+    const nn_dtype dt = dyn->dtype;
+    if (dt != NN_BF16 && dt != NN_F16) return false;
+    if (g.C % 64 || g.O % 64 || g.O < BM) return false;
+    if (((uintptr_t)dyn->data | (uintptr_t)xn->data) & 15) return false;
+    const int64_t kk = g.kh * g.kw, P = g.N * g.Ho * g.Wo, M = g.O, N = kk * g.C;
+    const int64_t mt = (M + BM - 1) / BM, nt = (N + BN - 1) / BN, ktiles = (P + BK - 1) / BK;
+    if (nt > 65535 || mt > 65535) return false;
+    if (!enabled() || !nn__cuda_sdpa_wgmma()) return false;
+    WArgs a;
+    memset(&a, 0, sizeof a);
+    a.a = (const uint16_t *)dyn->data; a.b = (const uint16_t *)xn->data;
+    a.M = (int)M; a.N = (int)N; a.K = (int)P;
+    a.SH = (int)g.H; a.SW = (int)g.W; a.CS = (int)g.C; a.kw = (int)g.kw;
+    a.sh = (int)g.sh; a.sw = (int)g.sw; a.ph = (int)g.ph; a.pw = (int)g.pw; a.dh = (int)g.dh; a.dw = (int)g.dw;
+    a.Ho = (int)g.Ho; a.Wo = (int)g.Wo;
+    int64_t splits = choose_splits(mt * nt, ktiles, M, N, true);
+    const int64_t per = (ktiles + splits - 1) / splits * BK;
+    splits = (P + per - 1) / per;
+    if (splits > 65535) return false;
+    a.k_split = (int)per;
+    nn_tensor *part = nn__tmp(NN_F32, splits * M * N);
+    a.part = (float *)part->data;
+    static bool attr[2];
+    const int di = dt == NN_BF16;
+    auto kern = di ? k_conv_wgmma_wgrad<NN_BF16> : k_conv_wgmma_wgrad<NN_F16>;
+    if (!attr[di]) {
+        NN_CU(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+        attr[di] = true;
+    }
+    kern<<<dim3((unsigned)mt, (unsigned)nt, (unsigned)splits), THREADS, SMEM, S_>>>(a);
+    NN_LAUNCHED();
+    conv_cu::k_conv_wgrad_sum<<<dim3((unsigned)((g.C + conv_cu::WS_SLICE - 1) / conv_cu::WS_SLICE), (unsigned)g.O), 256,
+                                (size_t)conv_cu::WS_SLICE * kk * 4, S_>>>(a.part, (int)splits, gw->data, gw->dtype,
+                                                                           (int)g.O, (int)g.C, (int)kk);
+    NN_LAUNCHED();
+    nn_tensor_free(part);
+    return true;
+}
+
+} /* namespace conv_wg */
 
 /* the fallback's launches, by element type: S for the source, D for the destination (f32 or 16-bit) */
 static void nn__conv_im2col(const void *x, nn_dtype xdt, void *cols, nn_dtype cdt, const nn__cg &g, int64_t nb) {

@@ -935,6 +935,47 @@ static void test_conv_f32_kernels(void) {
         }
 }
 
+/* conv2d under autocast where nn_cuda.cu's wgmma kernels (conv_wg, sm_90a) take the forward (Cin % 64, Cout >= 128:
+   every case here), the dgrad (Cout % 64, Cin >= 128, stride 1: all but cases 2, 6, 7) and the wgrad (Cin, Cout % 64,
+   Cout >= 128: all but case 7): pixel counts off the 256-wide tiles and across images, odd planes (the scalar
+   epilogue), M tails (320 and 192 rows), stride 2, stride per axis with a 5x3 kernel, padding with dilation 2,
+   1x1, K split over blocks (case 5: forward and dgrad; case 7: the forward's odd M x N partials), both dtypes.
+   On other devices (or NN_CONV_WG=0) the same cases run conv_cu. */
+static void test_conv_autocast_wg(void) {
+    /* N C H W, O kh kw, stride h, stride w, pad, dil, groups, bias */
+    static const int cs[][13] = {{2, 128, 13, 11, 128, 3, 3, 1, 1, 1, 1, 1, 1}, {1, 192, 20, 20, 320, 3, 3, 1, 1, 1, 1, 1, 1},
+                                 {2, 128, 17, 17, 128, 3, 3, 2, 2, 1, 1, 1, 1}, {2, 128, 12, 12, 192, 3, 3, 1, 1, 2, 2, 1, 1},
+                                 {2, 256, 9, 9, 128, 1, 1, 1, 1, 0, 1, 1, 0},   {1, 512, 8, 8, 128, 3, 3, 1, 1, 1, 1, 1, 1},
+                                 {2, 64, 11, 9, 128, 5, 3, 1, 2, 2, 1, 1, 1},   {1, 256, 7, 7, 129, 3, 3, 1, 1, 1, 1, 1, 1}};
+    static const nn_dtype dts[2] = {NN_BF16, NN_F16};
+    static const int grad[3] = {1, 1, 1};
+    int k, d;
+    {
+        int nn__cuda_sdpa_wgmma(void);
+        const char *e = getenv("NN_CONV_WG");
+        printf("conv2d: wgmma kernel (sm_90a) %s\n", e && strcmp(e, "0") == 0 ? "off (NN_CONV_WG=0)"
+                                                     : nn__cuda_sdpa_wgmma() ? "in use" : "not available on this device");
+    }
+    for (d = 0; d < 2; d++)
+        for (k = 0; k < 8; k++) {
+            const int *c = cs[k];
+            int64_t xs[4], wsz[4], bs = c[4];
+            char what[64];
+            vargs a;
+            nn_tensor *in[3];
+            if (quick && k != 0 && k != 5) continue;
+            memset(&a, 0, sizeof a);
+            a.st[0] = c[7]; a.st[1] = c[8]; a.pd[0] = c[9]; a.pd[1] = c[9]; a.dl[0] = c[10]; a.dl[1] = c[10];
+            a.groups = c[11]; a.kind = (int)dts[d];
+            xs[0] = c[0]; xs[1] = c[1]; xs[2] = c[2]; xs[3] = c[3];
+            wsz[0] = c[4]; wsz[1] = c[1] / c[11]; wsz[2] = c[5]; wsz[3] = c[6];
+            in[0] = rnd(4, xs, -1, 1); in[1] = rnd(4, wsz, -1, 1); in[2] = c[12] ? rnd(1, &bs, -1, 1) : NULL;
+            snprintf(what, sizeof what, "conv2d autocast wg %s case %d", nn_dtype_name(dts[d]), k);
+            compare(what, f_conv2d_ac, &a, 3, in, grad, TOL_LOW);
+            nn_tensor_free(in[0]); nn_tensor_free(in[1]); if (in[2]) nn_tensor_free(in[2]);
+        }
+}
+
 static void test_conv(void) {
     /* N C H W, O kh kw, stride, pad, dil, groups, bias */
     static const int cs[][12] = {{2, 3, 11, 13, 5, 3, 3, 1, 1, 1, 1, 1}, {3, 8, 17, 9, 4, 3, 3, 2, 1, 1, 2, 1},
@@ -960,6 +1001,7 @@ static void test_conv(void) {
     }
     test_conv_autocast();
     test_conv_f32_kernels();
+    test_conv_autocast_wg();
     for (k = 0; k < 9; k++) {   /* 0-2 upsample, 3-5 avg_pool, 6-8 adaptive */
         static const int64_t xs[3][4] = {{2, 3, 5, 7}, {1, 2, 9, 11}, {3, 4, 16, 16}};
         static const int64_t os[3][2] = {{10, 14}, {17, 23}, {5, 3}};
