@@ -4315,7 +4315,8 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
            With grad_f32 the gradients are written in f32 (the f32 dQ accumulator is dq itself); else converted.
            dbias is stored once per element when the bias is not broadcast, else atomically added (f32).
      sm_90a the plain f16/bf16 attention on Hopper's warpgroup MMA (wgmma), when the device runs the sm_90a image:
-           the forward at D == Dv in {64, 128} (wg_fwd_kernel) and the backward at D == Dv == 64 (wg_bwd_kernel),
+           the forward at D == Dv in {64, 128} (wg_fwd_kernel; also with an additive bias, read into registers)
+           and the backward at D == Dv == 64 (wg_bwd_kernel),
            in their own block below ("wgmma kernels (sm_90a)").
      f32   the same loops on TF32 tensor cores in 3xTF32 (f32 accuracy; tc_* kernels, D and Dv <= 128; the backward
            in one kernel, dQ added with atomics); above 128 a plain SIMT path (thread per query or key row).
@@ -5260,8 +5261,8 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
 }
 
 /* ------------------------------------------------------------------------------------------ wgmma kernels (sm_90a) */
-/* Hopper's warpgroup MMA for the plain case (no mask, bias or dropout; causal allowed), f16/bf16, D == Dv in
-   {64, 128}: the same outputs as fwd_kernel (o, and lse in natural-log units) from tensor-core instructions that
+/* Hopper's warpgroup MMA for the plain case (no mask, bias or dropout; causal allowed) and, in the forward, an
+   additive bias (wg_fwd_kernel BIAS), f16/bf16, D == Dv in {64, 128}: the same outputs as fwd_kernel (o, and lse in natural-log units) from tensor-core instructions that
    read their B operand (and in S = Q K^T their A operand too) straight from shared memory, issued by a whole
    warpgroup (4 warps, 64 rows) and running asynchronously to the issuing threads.
    Shared-memory tiles use the 128-byte swizzle the wgmma descriptors describe: a tile of R rows x D columns is
@@ -5384,6 +5385,16 @@ __device__ __forceinline__ void wg_pack_a(uint32_t (&a)[4], const float *acc8) {
     a[2] = TT<T>::pack(acc8[4], acc8[5]);
     a[3] = TT<T>::pack(acc8[6], acc8[7]);
 }
+/* two adjacent bias values (wg_fwd_kernel BIAS) in f32: a packed pair of T (the lower key in the low half), or a
+   float2 */
+template <typename T>
+__device__ __forceinline__ void wg_bias2(uint32_t v, float &a, float &b) {
+    T x[2];
+    memcpy(x, &v, sizeof v);
+    a = TT<T>::to_f(x[0]); b = TT<T>::to_f(x[1]);
+}
+template <typename T>
+__device__ __forceinline__ void wg_bias2(float2 v, float &a, float &b) { a = v.x; b = v.y; }
 #endif /* SDPA_WG */
 
 /* ROWS x HD tile <- rows row0.. of g (row stride rs), in the swizzled layout above; rows >= L are zero */
@@ -5411,11 +5422,18 @@ __device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int r
    the exponent), P packed to A fragments in registers, O += P V (8 x D/64 wgmma m64n64k16). The products of
    tile j + 1 are issued together - S_{j+1} and O += P_j V_j - so that the exponentials of tile j + 1 run on
    the special-function units while the tensor cores do P_j V_j (FlashAttention-3's intra-warpgroup overlap);
-   O is rescaled once that product is done. V_j is still read then: hence three buffers. */
-template <typename T, int HD, int NWG>
+   O is rescaled once that product is done. V_j is still read then: hence three buffers.
+   BIAS (1: in T, 2: f32): an additive bias with contiguous keys, even Lk and even strides (wg_bias_ok), read
+   straight from global memory into registers, two adjacent keys a load (the pair 2q, 2q + 1 of each accumulator
+   column block), issued at the top of each tile's trip so that the barrier and S = Q K^T hide their latency. As
+   fwd_kernel's FULL path, the scores of a biased tile become log2 units at once (scale_log2 * s + log2e * bias),
+   so the exponent's factor sl is 1 and lse comes out in the same natural-log units. */
+template <typename T, int HD, int NWG, int BIAS>
 __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
 #ifdef SDPA_WG
     constexpr int BM = 64 * NWG, BN = 128, NTH = NWG * 128, CB = HD / 64, NS = 3;
+    using BT = typename std::conditional<BIAS == 2, float, T>::type;      /* bias element */
+    using BP = typename std::conditional<BIAS == 2, float2, uint32_t>::type;   /* two adjacent keys of it */
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     T *Qs = (T *)base, *Ks = Qs + BM * HD, *Vs = Ks + NS * BN * HD;
@@ -5427,10 +5445,17 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
     const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
     const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
-    const float sl = p.scale_log2;
+    const float sl = BIAS ? 1.f : p.scale_log2;   /* score units -> log2 units (biased: already log2) */
     int jend = p.Lk;
     if (p.causal && i0 + BM < jend) jend = i0 + BM;
     const int nkt = jend > 0 ? (jend + BN - 1) / BN : 0;
+    /* bias rows of r0 and r0 + 8, clamped to Lq - 1 (rows >= Lq are never stored) */
+    const BT *brow0 = nullptr, *brow1 = nullptr;
+    if constexpr (BIAS != 0) {
+        const BT *bbh = (const BT *)p.bias + b * p.bs[0] + h * p.bs[1];
+        brow0 = bbh + (int64_t)min(r0, p.Lq - 1) * p.bs[2];
+        brow1 = bbh + (int64_t)min(r0 + 8, p.Lq - 1) * p.bs[2];
+    }
     load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
     if (nkt > 0) {
         load_tile_sw<T, HD, BN, NTH>(Ks, K, p.sk[2], 0, p.Lk);
@@ -5494,9 +5519,32 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         for (int c = 0; c < CB; c++) wg_pin(o[c]);
         wg_pin(pa);
     };
+    /* BIAS: the bias of tile kt at this thread's accumulator elements: bv[hh][j] holds keys j0 + 8 j + q2 and
+       + 1 of row r0 + 8 hh. Keys clamped to Lk - 2 (even: a pair never straddles Lk), masked in softmax. */
+    auto load_bias = [&](BP (&bv)[2][16], int kt) {
+        if constexpr (BIAS != 0) {
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                const int c = min(kt * BN + 8 * j + q2, p.Lk - 2);
+                bv[0][j] = __ldg((const BP *)(brow0 + c));
+                bv[1][j] = __ldg((const BP *)(brow1 + c));
+            }
+        }
+    };
     /* the online softmax of tile kt on S (done): S becomes the unnormalised P, alpha the rescale of O */
-    auto softmax = [&](float (&s)[64], int kt, float (&alpha)[2]) {
+    auto softmax = [&](float (&s)[64], int kt, float (&alpha)[2], const BP (&bv)[2][16]) {
         const int j0 = kt * BN;
+        if constexpr (BIAS != 0) {   /* raw scores -> log2 units with the bias, as add_bias */
+#pragma unroll
+            for (int j = 0; j < 16; j++)
+#pragma unroll
+                for (int hh = 0; hh < 2; hh++) {
+                    float b0, b1;
+                    wg_bias2<T>(bv[hh][j], b0, b1);
+                    s[4 * j + 2 * hh] = s[4 * j + 2 * hh] * p.scale_log2 + SDPA_LOG2E * b0;
+                    s[4 * j + 2 * hh + 1] = s[4 * j + 2 * hh + 1] * p.scale_log2 + SDPA_LOG2E * b1;
+                }
+        }
         /* keys >= Lk, and keys after the query when causal, get -inf */
         if (j0 + BN > p.Lk || (p.causal && j0 + BN - 1 > i0 + wg * 64)) {
 #pragma unroll
@@ -5539,16 +5587,19 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     };
     if (nkt > 0) {
         float s[64], alpha[2];   /* S_kt, then P_kt (unnormalised) and the rescale of O, until packed */
+        BP bv[2][16];            /* BIAS: the bias of tile kt (unused otherwise) */
+        load_bias(bv, 0);
         next_tile(0);            /* tile 0: S_0 alone */
         wg_fence();
         issue_s(s, 0);
         wg_wait0();
         wg_pin(s);
-        softmax(s, 0, alpha);
+        softmax(s, 0, alpha, bv);
         wg_pin(s); wg_pin(alpha);
         for (int kt = 1; kt < nkt; kt++) {
             wg_wait0();                /* O += P_{kt-2} V_{kt-2} done (at kt = 1 nothing is in flight) */
             pin_o_pa();
+            load_bias(bv, kt);         /* no branch: the loads issue here, consumed after S_kt */
             rescale_pack(s, alpha);    /* O *= alpha_{kt-1}, P_{kt-1} to A fragments */
             next_tile(kt);
             pin_o_pa();                /* the rescale and the packing stay above the fence */
@@ -5557,7 +5608,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
             issue_pv(kt - 1);          /* O += P_{kt-1} V_{kt-1}, running during this tile's softmax */
             wg_wait1();                /* S_kt done; P V may still run */
             wg_pin(s);
-            softmax(s, kt, alpha);
+            softmax(s, kt, alpha, bv);
             wg_pin(s); wg_pin(alpha);
         }
         wg_wait0();                    /* the last tile's O += P V */
@@ -6699,18 +6750,29 @@ static int wg_fwd_nwg(const Params &p) {
     const int64_t w2 = (bh * ((p.Lq + 127) / 128) + sms - 1) / sms, w3 = (bh * ((p.Lq + 191) / 192) + sms - 1) / sms;
     return (double)w3 * 1.5 * 0.905 < 0.97 * (double)w2 ? 3 : 2;
 }
-/* the wgmma forward takes plain f16/bf16 problems with D == Dv in {64, 128} that fill the GPU without a
-   split-KV (at least one 128-query tile per SM); the rest keeps fwd_kernel */
+/* a bias the wgmma forward reads (two keys a load, wg_fwd_kernel BIAS): keys contiguous, Lk and the other
+   strides even, the pointer aligned to a pair; an f32 bias only at D = 64 (at D = 128 its 64 registers a thread
+   do not fit beside S, O and P) */
+static bool wg_bias_ok(const Params &p) {
+    const int64_t es = p.bias_f32 ? 4 : 2;
+    if (p.bias_f32 && p.D != 64) return false;
+    return p.bs[3] == 1 && p.Lk % 2 == 0 && p.bs[0] % 2 == 0 && p.bs[1] % 2 == 0 && p.bs[2] % 2 == 0 &&
+           ((uintptr_t)p.bias % (uintptr_t)(2 * es)) == 0;
+}
+/* the wgmma forward takes f16/bf16 problems without mask or dropout (plain, or a bias as wg_bias_ok) with
+   D == Dv in {64, 128} that fill the GPU without a split-KV (at least one 128-query tile per SM); the rest keeps
+   fwd_kernel */
 static bool wg_fwd_ok(const Params &p) {
-    if (!plain_ok(p) || p.D != p.Dv || (p.D != 64 && p.D != 128)) return false;
+    if (p.mask || p.dropout || (p.bias ? !wg_bias_ok(p) : !plain_ok(p))) return false;
+    if (p.D != p.Dv || (p.D != 64 && p.D != 128)) return false;
     if ((int64_t)p.B * p.H * ((p.Lq + 127) / 128) < sm_count()) return false;
     return wg_available() != 0;
 }
-template <typename T, int HD, int NWG>
+template <typename T, int HD, int NWG, int BIAS>
 static int run_wg_fwd(Params p, cudaStream_t s) {
     constexpr int BM = 64 * NWG;
     size_t smem = (size_t)(BM + 6 * 128) * HD * sizeof(T) + 1024;   /* + 1024: the 1024-byte alignment */
-    auto kern = wg_fwd_kernel<T, HD, NWG>;
+    auto kern = wg_fwd_kernel<T, HD, NWG, BIAS>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
     unsigned grid;
@@ -6781,13 +6843,16 @@ static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
     if (hd <= 96) return fwd ? run_fwd<T, 96, typename FwdTile<96, F>::t, F>(p, s) : run_bwd<T, 96, typename BwdTile<96, F>::t, F>(p, s);
     return fwd ? run_fwd<T, 128, typename FwdTile<128, F>::t, F>(p, s) : run_bwd<T, 128, typename BwdTile<128, F>::t, F>(p, s);
 }
-/* f16/bf16: the wgmma kernels where they apply (forward: wg_fwd_ok; backward: wg_bwd_ok, plain D = 64 on sm_90a,
+/* f16/bf16: the wgmma kernels where they apply (forward: wg_fwd_ok, plain or biased; backward: wg_bwd_ok, plain D = 64 on sm_90a,
    NN_SDPA_WG_BWD=0 turns it off), else fwd_kernel / bwd_kernel, without the mask/bias/dropout code when plain_ok */
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
     if (fwd && wg_fwd_ok(p)) {
-        if (p.D == 128) return run_wg_fwd<T, 128, 2>(p, s);
-        return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3>(p, s) : run_wg_fwd<T, 64, 2>(p, s);
+        /* biased: 2 warpgroups (the bias registers do not fit 3 warpgroups' 168 a thread) */
+        if (p.bias && p.bias_f32) return run_wg_fwd<T, 64, 2, 2>(p, s);
+        if (p.bias) return p.D == 128 ? run_wg_fwd<T, 128, 2, 1>(p, s) : run_wg_fwd<T, 64, 2, 1>(p, s);
+        if (p.D == 128) return run_wg_fwd<T, 128, 2, 0>(p, s);
+        return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3, 0>(p, s) : run_wg_fwd<T, 64, 2, 0>(p, s);
     }
     if (!fwd && wg_bwd_ok(p)) return run_wg_bwd<T>(p, s);   /* sm_90a, plain D = 64 (NN_SDPA_WG_BWD=0: off) */
     return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);
