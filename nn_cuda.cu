@@ -5262,8 +5262,8 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
 
 /* ------------------------------------------------------------------------------------------ wgmma kernels (sm_90a) */
 /* Hopper's warpgroup MMA for the plain case (no mask, bias or dropout; causal allowed) and, in the forward, an
-   additive bias (wg_fwd_kernel BIAS), f16/bf16, D == Dv in {64, 128}: the same outputs as fwd_kernel (o, and lse in natural-log units) from tensor-core instructions that
-   read their B operand (and in S = Q K^T their A operand too) straight from shared memory, issued by a whole
+   additive bias (wg_fwd_kernel BIAS), f16/bf16, D == Dv in {64, 128}: the same outputs as fwd_kernel (o, and lse
+   in natural-log units) from tensor-core instructions that read their B operand (and in S = Q K^T their A operand too) straight from shared memory, issued by a whole
    warpgroup (4 warps, 64 rows) and running asynchronously to the issuing threads.
    Shared-memory tiles use the 128-byte swizzle the wgmma descriptors describe: a tile of R rows x D columns is
    stored as D/64 column blocks of [R][64] elements (128 bytes a row); in row r the 16-byte chunk c sits at chunk
@@ -6843,8 +6843,8 @@ static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
     if (hd <= 96) return fwd ? run_fwd<T, 96, typename FwdTile<96, F>::t, F>(p, s) : run_bwd<T, 96, typename BwdTile<96, F>::t, F>(p, s);
     return fwd ? run_fwd<T, 128, typename FwdTile<128, F>::t, F>(p, s) : run_bwd<T, 128, typename BwdTile<128, F>::t, F>(p, s);
 }
-/* f16/bf16: the wgmma kernels where they apply (forward: wg_fwd_ok, plain or biased; backward: wg_bwd_ok, plain D = 64 on sm_90a,
-   NN_SDPA_WG_BWD=0 turns it off), else fwd_kernel / bwd_kernel, without the mask/bias/dropout code when plain_ok */
+/* f16/bf16: the wgmma kernels where they apply (forward: wg_fwd_ok, plain or biased; backward: wg_bwd_ok, plain
+   D = 64 on sm_90a, NN_SDPA_WG_BWD=0 turns it off), else fwd_kernel / bwd_kernel, without the mask/bias/dropout code when plain_ok */
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
     if (fwd && wg_fwd_ok(p)) {
