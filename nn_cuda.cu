@@ -5263,8 +5263,9 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
 /* ------------------------------------------------------------------------------------------ wgmma kernels (sm_90a) */
 /* Hopper's warpgroup MMA for the plain case (no mask, bias or dropout; causal allowed) and, in the forward, an
    additive bias (wg_fwd_kernel BIAS), f16/bf16, D == Dv in {64, 128}: the same outputs as fwd_kernel (o, and lse
-   in natural-log units) from tensor-core instructions that read their B operand (and in S = Q K^T their A operand too) straight from shared memory, issued by a whole
-   warpgroup (4 warps, 64 rows) and running asynchronously to the issuing threads.
+   in natural-log units) from tensor-core instructions that read their B operand (and in S = Q K^T their A
+   operand too) straight from shared memory, issued by a whole warpgroup (4 warps, 64 rows) and running
+   asynchronously to the issuing threads.
    Shared-memory tiles use the 128-byte swizzle the wgmma descriptors describe: a tile of R rows x D columns is
    stored as D/64 column blocks of [R][64] elements (128 bytes a row); in row r the 16-byte chunk c sits at chunk
    c ^ (r & 7); each block starts 1024-byte aligned. One layout serves K-major operands (Q and K in S = Q K^T:
