@@ -4316,7 +4316,7 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
            dbias is stored once per element when the bias is not broadcast, else atomically added (f32).
      sm_90a the plain f16/bf16 attention on Hopper's warpgroup MMA (wgmma), when the device runs the sm_90a image:
            the forward at D == Dv in {64, 128} (wg_fwd_kernel; also with an additive bias, read into registers)
-           and the backward at D == Dv == 64 (wg_bwd_kernel),
+           and the backward at D == Dv == 64 (wg_bwd_kernel; also with a bias in the q dtype, and its gradient),
            in their own block below ("wgmma kernels (sm_90a)").
      f32   the same loops on TF32 tensor cores in 3xTF32 (f32 accuracy; tc_* kernels, D and Dv <= 128; the backward
            in one kernel, dQ added with atomics); above 128 a plain SIMT path (thread per query or key row).
@@ -5665,16 +5665,26 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
    issued S_it, dP_it, dQ_{it-1} after the barrier and dV/dK_it after the softmax; ptxas merged its two waits,
    so the exponentials waited for dP too). Shared layout and wgmma discipline as wg_fwd_kernel: no wgmma, fence
    or wait under a branch (the first tile is peeled before the loop, the last after it); accumulators and A
-   fragments pinned around fences and waits, never while their wgmma is in flight. */
-template <typename T, int NWG>
+   fragments pinned around fences and waits, never while their wgmma is in flight.
+   BIAS (1): an additive bias in T with 16-byte aligned rows (Params.bias_stage; wg_bwd_ok). Its [64 queries]
+   [BM keys] tile comes with each query tile (cp.async into three more buffers, rows padded by 16 bytes so that
+   the 4 query rows a warp reads at once fall in different banks) and enters P^T in the forward's log2 units:
+   P^T = exp2(scale log2e S^T + log2e bias - log2e lse). dbias = dS (natural units, unscaled, as bwd_kernel)
+   is stored from the f32 registers right after dS^T: for fixed element e the lanes of a warp cover 8
+   consecutive keys of 4 queries (full 32-byte sectors); plain stores (each score belongs to one CTA and one
+   query tile), atomic adds where the bias is broadcast (p.dbias_atomic). */
+template <typename T, int NWG, int BIAS>
 __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
 #ifdef SDPA_WG
+    static_assert(BIAS == 0 || BIAS == 1, "wg_bwd_kernel: no bias, or a bias in T");
     constexpr int BM = 64 * NWG, BN = 64, NTH = NWG * 128, NQ = 3;
     constexpr int TB = BM * 128, QB = BN * 128;   /* bytes of a [BM][64] and a [BN][64] tile */
+    constexpr int BSTR = BM * 2 + 16;             /* bytes of a staged bias row (BM keys in T, padded) */
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     unsigned char *Ks = base, *Vs = Ks + TB, *KTs = Vs + TB, *Qs = KTs + TB, *Gs = Qs + NQ * QB, *Ss = Gs + NQ * QB;
     float *Ls = (float *)(Ss + NQ * TB), *Dl = Ls + NQ * BN;
+    unsigned char *Bt = (unsigned char *)(Dl + NQ * BN);   /* BIAS: three [BN queries][BM keys] tiles, rows BSTR */
     int b, h, t;
     tile_of(p, &b, &h, &t);
     const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
@@ -5687,6 +5697,8 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     const int64_t bh = (int64_t)b * p.H + h;
     const float *lse = p.lse + bh * p.Lq, *delta = p.delta + bh * p.Lq;
     float *dqa = p.dq_acc ? p.dq_acc + b * p.sqa[0] + h * p.sqa[1] : nullptr;
+    const unsigned char *bbh = BIAS ? (const unsigned char *)bias_bh<T>(p, b, h) : nullptr;
+    float *dbh = BIAS && p.dbias ? p.dbias + b * p.bs[0] + h * p.bs[1] : nullptr;
     const float sl = p.scale_log2;
     const int nqt = (p.Lq + BN - 1) / BN;   /* >= 1 (wg_bwd_ok) */
     /* keys >= Lk: zero rows of K and V, but P must be 0 there (exp(-lse) may overflow; their dS feeds dQ) */
@@ -5703,6 +5715,8 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
             const bool ok = ii < p.Lq, isd = threadIdx.x >= BN;
             cp_async4((isd ? Dl : Ls) + buf * BN + x, (isd ? delta : lse) + (ok ? ii : 0), ok);
         }
+        /* the bias tile, zero outside [Lq][Lk] (queries >= Lq: S = 0 + 0 as above) */
+        if (BIAS) load_bias<NTH>(Bt + buf * BN * BSTR, BSTR, p, bbh, i, BN, j0, BM);
     };
     load_tile_sw<T, 64, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
     load_tile_sw<T, 64, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
@@ -5754,13 +5768,23 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
        8 j + q2 + (e & 1) */
     auto probs = [&](int buf) {
         const float *Lb = Ls + buf * BN;
+        const unsigned char *Bb = Bt + buf * BN * BSTR + q2 * BSTR + kr * 2;   /* BIAS: (q2, kr) */
 #pragma unroll
         for (int j = 0; j < 8; j++) {
             float2 l2 = *reinterpret_cast<const float2 *>(Lb + 8 * j + q2);
+            if (BIAS) {   /* a row the bias masks completely (lse -inf): P = 0, as bwd_kernel */
+                l2.x = l2.x == -INFINITY ? INFINITY : l2.x;
+                l2.y = l2.y == -INFINITY ? INFINITY : l2.y;
+            }
             l2.x *= -SDPA_LOG2E; l2.y *= -SDPA_LOG2E;
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                float pr = ex2(fmaf(s[4 * j + e], sl, (e & 1) ? l2.y : l2.x));
+                float x = (e & 1) ? l2.y : l2.x;
+                if (BIAS) {
+                    const T bv = *reinterpret_cast<const T *>(Bb + (8 * j + (e & 1)) * BSTR + 16 * (e >> 1));
+                    x = fmaf(SDPA_LOG2E, TT<T>::to_f(bv), x);
+                }
+                float pr = ex2(fmaf(s[4 * j + e], sl, x));
                 s[4 * j + e] = ((e >> 1) ? kok1 : kok0) ? pr : 0.f;
             }
         }
@@ -5774,6 +5798,21 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
 #pragma unroll
             for (int e = 0; e < 4; e++) dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - ((e & 1) ? d2.y : d2.x));
         }
+    };
+    /* BIAS: dbias of query tile it = dS (in dp, f32) at (query it * BN + 8 j + q2 + (e & 1), key j0 + kr + 8 (e >> 1)) */
+    auto store_dbias = [&](int it) {
+        if (!BIAS || !dbh) return;
+        float *r0 = dbh + (int64_t)(it * BN + q2) * p.bs[2] + (int64_t)(j0 + kr) * p.bs[3];
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int i = it * BN + 8 * j + q2 + (e & 1);
+                if (i >= p.Lq || !((e >> 1) ? kok1 : kok0)) continue;
+                float *at = r0 + (int64_t)(8 * j + (e & 1)) * p.bs[2] + (int64_t)(8 * (e >> 1)) * p.bs[3];
+                if (p.dbias_atomic) atomicAdd(at, dp[4 * j + e]);
+                else *at = dp[4 * j + e];
+            }
     };
     /* P^T and dS^T packed to A fragments (dV/dK of the tile before done), dS^T (T) -> buffer sb, [key][query]
        swizzled: (row kr | kr + 8, queries 16 x + q2 | + 8): chunks 2x, 2x+1 */
@@ -5832,6 +5871,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     wg_wait0();
     wg_pin(dp);
     dsoft(0);
+    store_dbias(0);
     pack_store(0);
     wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da);
     /* Trip it (query tile it + 1 enters, tile it leaves; P^T and dS^T of tile it packed, dS^T in buffer it % 3;
@@ -5866,6 +5906,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
         wg_wait2();                      /* dP^T_{it+1} done */
         wg_pin(dp);
         dsoft(nb);
+        store_dbias(it + 1);             /* (branches: the wait below stays here) */
         wg_wait1();                      /* dV/dK of tile it done: pa, da free */
         wg_pin(pa); wg_pin(da); wg_pin(dk); wg_pin(dv);
         pack_store(nb);
@@ -6783,10 +6824,12 @@ static int run_wg_fwd(Params p, cudaStream_t s) {
 }
 
 /* 2 warpgroups (128 keys) per CTA; the backward's shared memory: K, V, K^T [128][64], three Q/dO tiles [64][64]
-   each, two dS^T tiles [128][64] (T), lse/delta of three tiles */
+   each, three dS^T tiles [128][64] (T), lse/delta of three tiles; with a bias three bias tiles [64][128] (T, rows
+   padded by 16 bytes): 197.5 KiB */
 enum { WG_BWD_NWG = 2, WG_BWD_BM = 64 * WG_BWD_NWG };
-static size_t wg_bwd_smem(void) {
-    return (size_t)(3 * WG_BWD_BM + 6 * 64 + 3 * WG_BWD_BM) * 128 + 6 * 64 * sizeof(float) + 1024;
+static size_t wg_bwd_smem(bool bias) {
+    return (size_t)(3 * WG_BWD_BM + 6 * 64 + 3 * WG_BWD_BM) * 128 + 6 * 64 * sizeof(float) + 1024 +
+           (bias ? (size_t)3 * 64 * (WG_BWD_BM * 2 + 16) : 0);
 }
 /* NN_SDPA_WG_BWD=0 turns the wgmma backward off (A/B in one binary); read once */
 static bool wg_bwd_enabled(void) {
@@ -6797,19 +6840,22 @@ static bool wg_bwd_enabled(void) {
     }
     return state != 0;
 }
-/* the wgmma backward takes plain, non-causal f16/bf16 problems with D == Dv == 64 whose key tiles fill the GPU
-   (at least one 128-key tile per SM: no query split needed); the rest keeps bwd_kernel */
+/* the wgmma backward takes non-causal f16/bf16 problems without mask or dropout, plain or with a bias in the q
+   dtype whose rows the staged loader reads (Params.bias_stage: 16-byte aligned rows, contiguous keys; an f32 bias
+   would need 96 KiB more shared memory), with D == Dv == 64 and key tiles that fill the GPU (at least one
+   128-key tile per SM: no query split needed); the rest keeps bwd_kernel */
 static bool wg_bwd_ok(const Params &p) {
-    if (!plain_ok(p) || p.causal || p.D != 64 || p.Dv != 64 || p.Lq < 1 || p.Lk < 1) return false;
+    if (p.mask || p.dropout || p.causal || p.D != 64 || p.Dv != 64 || p.Lq < 1 || p.Lk < 1) return false;
+    if (p.bias ? p.bias_f32 || !p.bias_stage : !plain_ok(p)) return false;
     if ((int64_t)p.B * p.H * ((p.Lk + WG_BWD_BM - 1) / WG_BWD_BM) < sm_count()) return false;
     return wg_bwd_enabled() && wg_available() != 0;
 }
 /* as run_bwd without the query split: delta, the f32 dQ accumulator (or dq itself), the kernel, the conversion */
-template <typename T>
+template <typename T, int BIAS>
 static int run_wg_bwd(Params p, cudaStream_t s) {
-    if (!p.dq && !p.dk && !p.dv) return 0;
-    size_t smem = wg_bwd_smem();
-    auto kern = wg_bwd_kernel<T, WG_BWD_NWG>;
+    if (!p.dq && !p.dk && !p.dv && !p.dbias) return 0;
+    size_t smem = wg_bwd_smem(BIAS != 0);
+    auto kern = wg_bwd_kernel<T, WG_BWD_NWG, BIAS>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
     p.lsep = p.dlp = nullptr;
@@ -6845,7 +6891,7 @@ static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
     return fwd ? run_fwd<T, 128, typename FwdTile<128, F>::t, F>(p, s) : run_bwd<T, 128, typename BwdTile<128, F>::t, F>(p, s);
 }
 /* f16/bf16: the wgmma kernels where they apply (forward: wg_fwd_ok, plain or biased; backward: wg_bwd_ok, plain
-   D = 64 on sm_90a, NN_SDPA_WG_BWD=0 turns it off), else fwd_kernel / bwd_kernel, without the mask/bias/dropout
+   or biased, D = 64 on sm_90a, NN_SDPA_WG_BWD=0 turns it off), else fwd_kernel / bwd_kernel, without the mask/bias/dropout
    code when plain_ok */
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
@@ -6856,7 +6902,7 @@ static int dispatch(Params &p, bool fwd, cudaStream_t s) {
         if (p.D == 128) return run_wg_fwd<T, 128, 2, 0>(p, s);
         return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3, 0>(p, s) : run_wg_fwd<T, 64, 2, 0>(p, s);
     }
-    if (!fwd && wg_bwd_ok(p)) return run_wg_bwd<T>(p, s);   /* sm_90a, plain D = 64 (NN_SDPA_WG_BWD=0: off) */
+    if (!fwd && wg_bwd_ok(p)) return p.bias ? run_wg_bwd<T, 1>(p, s) : run_wg_bwd<T, 0>(p, s);   /* sm_90a, D = 64 */
     return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);
 }
 

@@ -1206,12 +1206,22 @@ static void test_sdpa(void) {
         {"wgmma d64 causal 3 warpgroups", 2, 33, 300, 300, 64, 64, 0, 0, 0, 1, 0, 0, 0, 0},
         /* the wgmma forward with a bias (wg_bias_ok: keys contiguous, Lk even; in the q dtype, or f32 at D = 64),
            the backward on bwd_kernel from its lse: full, [B,1,Lq,Lk] (heads share it), [Lq,Lk] f32 causal,
-           [1,H,1,Lk] (broadcast over queries); partial query and key tiles. The last: odd Lk, so fwd_kernel. */
+           [1,H,1,Lk] (broadcast over queries; its backward is wg_bwd_kernel's, below); partial query and key tiles.
+           The last: odd Lk, so fwd_kernel. */
         {"wgmma bias full grad d64 scale", 2, 33, 257, 300, 64, 64, 0, 2, 1, 0, 0, 0.3, 0, 1},
         {"wgmma bias[B,1] grad d128 several key tiles", 2, 33, 200, 520, 128, 128, 0, 1, 1, 0, 0, 0, 0, 1},
         {"wgmma f32 bias[Lq,Lk] grad d64 causal", 2, 33, 300, 298, 64, 64, 0, 5, 1, 1, 0, 0, 0, 0},
         {"wgmma bias[1,H,1,Lk] grad d64", 2, 33, 150, 200, 64, 64, 0, 3, 1, 0, 0, 0, 0, 1},
         {"wgmma-sized bias odd Lk grad d128", 2, 33, 200, 151, 128, 128, 0, 2, 1, 0, 0, 0, 0, 1},
+        /* the wgmma backward with a bias in the q dtype (wg_bwd_ok: D = 64, bias rows 16-byte aligned, so Lk a
+           multiple of 8 for a contiguous bias; >= one 128-key tile per SM) and its gradient: full (plain stores;
+           odd Lq: 5 query tiles, the last partial; the third key tile partial), [B,1,Lq,Lk] (atomic over heads),
+           [1,H,1,Lk] (atomic over batch and queries; one partial query tile: the loop never runs). The last:
+           odd Lk at D = 64, so the bias rows are unaligned and bwd_kernel takes it. */
+        {"wgmma bwd full bias grad d64 odd Lq", 2, 33, 257, 328, 64, 64, 0, 2, 1, 0, 0, 0, 0, 1},
+        {"wgmma bwd bias[B,1] grad d64 scale", 2, 33, 100, 200, 64, 64, 0, 1, 1, 0, 0, 0.3, 0, 1},
+        {"wgmma bwd bias[1,H,1,Lk] grad d64 one query tile", 2, 33, 40, 264, 64, 64, 0, 3, 1, 0, 0, 0, 0, 1},
+        {"wgmma-sized bias odd Lk grad d64", 2, 33, 129, 301, 64, 64, 0, 2, 1, 0, 0, 0, 0, 1},
     };
     static const nn_dtype dts[3] = {NN_F32, NN_F16, NN_BF16};
     size_t i;
@@ -1221,7 +1231,7 @@ static void test_sdpa(void) {
             if (cs[i].f32_only && d != 0) continue;
             if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13 || i == 15 || i == 16 || i == 18 ||
                                      i == 19 || i == 20 || i == 23 || (i >= 25 && i <= 28) || i == 30 || i == 31 ||
-                                     i == 34))) continue;
+                                     i == 34 || i == 39))) continue;
             sdpa_run(&cs[i], dts[d]);
         }
     /* nn_sdpa_heads: the same kernels on [B,L,H*D] through strides (mask, bias gradient, dropout, causal,
