@@ -5261,11 +5261,11 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
 }
 
 /* ------------------------------------------------------------------------------------------ wgmma kernels (sm_90a) */
-/* Hopper's warpgroup MMA for the plain case (no mask, bias or dropout; causal allowed) and, in the forward, an
-   additive bias (wg_fwd_kernel BIAS), f16/bf16, D == Dv in {64, 128}: the same outputs as fwd_kernel (o, and lse
-   in natural-log units) from tensor-core instructions that read their B operand (and in S = Q K^T their A
-   operand too) straight from shared memory, issued by a whole warpgroup (4 warps, 64 rows) and running
-   asynchronously to the issuing threads.
+/* Hopper's warpgroup MMA for the plain case (no mask, bias or dropout; causal allowed) and an additive bias
+   (wg_fwd_kernel BIAS; in the backward wg_bwd_kernel BIAS, D = 64, not causal), f16/bf16, D == Dv in {64, 128}:
+   the same outputs as fwd_kernel (o, and lse in natural-log units) from tensor-core instructions that read their
+   B operand (and in S = Q K^T their A operand too) straight from shared memory, issued by a whole warpgroup
+   (4 warps, 64 rows) and running asynchronously to the issuing threads.
    Shared-memory tiles use the 128-byte swizzle the wgmma descriptors describe: a tile of R rows x D columns is
    stored as D/64 column blocks of [R][64] elements (128 bytes a row); in row r the 16-byte chunk c sits at chunk
    c ^ (r & 7); each block starts 1024-byte aligned. One layout serves K-major operands (Q and K in S = Q K^T:
@@ -5799,7 +5799,8 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
             for (int e = 0; e < 4; e++) dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - ((e & 1) ? d2.y : d2.x));
         }
     };
-    /* BIAS: dbias of query tile it = dS (in dp, f32) at (query it * BN + 8 j + q2 + (e & 1), key j0 + kr + 8 (e >> 1)) */
+    /* BIAS: dbias of query tile it = dS (in dp, f32) at (query it * BN + 8 j + q2 + (e & 1), key j0 + kr +
+       8 (e >> 1)) */
     auto store_dbias = [&](int it) {
         if (!BIAS || !dbh) return;
         float *r0 = dbh + (int64_t)(it * BN + q2) * p.bs[2] + (int64_t)(j0 + kr) * p.bs[3];
@@ -6891,8 +6892,8 @@ static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
     return fwd ? run_fwd<T, 128, typename FwdTile<128, F>::t, F>(p, s) : run_bwd<T, 128, typename BwdTile<128, F>::t, F>(p, s);
 }
 /* f16/bf16: the wgmma kernels where they apply (forward: wg_fwd_ok, plain or biased; backward: wg_bwd_ok, plain
-   or biased, D = 64 on sm_90a, NN_SDPA_WG_BWD=0 turns it off), else fwd_kernel / bwd_kernel, without the mask/bias/dropout
-   code when plain_ok */
+   or biased, D = 64 on sm_90a, NN_SDPA_WG_BWD=0 turns it off), else fwd_kernel / bwd_kernel, without the
+   mask/bias/dropout code when plain_ok */
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
     if (fwd && wg_fwd_ok(p)) {
