@@ -4315,7 +4315,8 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
            With grad_f32 the gradients are written in f32 (the f32 dQ accumulator is dq itself); else converted.
            dbias is stored once per element when the bias is not broadcast, else atomically added (f32).
      sm_90a the plain f16/bf16 attention on Hopper's warpgroup MMA (wgmma), when the device runs the sm_90a image:
-           the forward at D == Dv in {64, 128} (wg_fwd_kernel; also with an additive bias, read into registers)
+           the forward at D == Dv in {32, 64, 128} (wg_fwd_kernel; also with an additive bias, read into
+           registers; at D = 32 with the split-KV below)
            and the backward at D == Dv == 64 (wg_bwd_kernel; also with a bias in the q dtype, and its gradient),
            in their own block below ("wgmma kernels (sm_90a)").
      f32   the same loops on TF32 tensor cores in 3xTF32 (f32 accuracy; tc_* kernels, D and Dv <= 128; the backward
@@ -5262,7 +5263,8 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
 
 /* ------------------------------------------------------------------------------------------ wgmma kernels (sm_90a) */
 /* Hopper's warpgroup MMA for the plain case (no mask, bias or dropout; causal allowed) and an additive bias
-   (wg_fwd_kernel BIAS; in the backward wg_bwd_kernel BIAS, D = 64, not causal), f16/bf16, D == Dv in {64, 128}:
+   (wg_fwd_kernel BIAS; in the backward wg_bwd_kernel BIAS, D = 64, not causal), f16/bf16, D == Dv in {64, 128}
+   (the forward also at 32):
    the same outputs as fwd_kernel (o, and lse in natural-log units) from tensor-core instructions that read their
    B operand (and in S = Q K^T their A operand too) straight from shared memory, issued by a whole warpgroup
    (4 warps, 64 rows) and running asynchronously to the issuing threads.
@@ -5270,6 +5272,14 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
    stored as D/64 column blocks of [R][64] elements (128 bytes a row); in row r the 16-byte chunk c sits at chunk
    c ^ (r & 7); each block starts 1024-byte aligned. One layout serves K-major operands (Q and K in S = Q K^T:
    rows are M or N, 64 contiguous k) and the N-major V of O += P V (rows are k, 64 contiguous n; transpose flag).
+   D = 32 (forward only): rows of 64 bytes with the 64-byte swizzle instead (chunk c of row r at c ^ ((r >> 1) & 3),
+   8-row groups 512 bytes apart), not 128-byte rows padded with 64 unused bytes: half the shared memory and no
+   copy bandwidth spent on padding. PTX ISA, "Matrix Descriptor Format" of the asynchronous warpgroup-level
+   matrix shared-memory layout: bits 62-63 swizzle mode (1: 128B, 2: 64B), bits 32-45 stride byte offset >> 4
+   (K-major: between 8-row groups; N-major with one atom of n: between 8-k-row groups, the same 8 rows x 64
+   bytes), bits 16-29 leading byte offset (unused when one swizzle atom spans the operand's k (K-major) or n
+   (N-major) extent, as here: 16 k = 32 bytes, 32 n = 64 bytes); an operand's k step inside an atom advances the
+   start address by 32 bytes, as in the 128-byte case. Swizzle<2,4,3> in CUTLASS's terms (address bits 4-5 ^= 7-8).
    Only the sm_90a pass compiles the bodies (__CUDA_ARCH_FEAT_SM90_ALL); the sm_80 / sm_90 passes get empty
    kernels, and wg_available() (a probe kernel, once) tells the host which image the device runs. */
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -5285,12 +5295,16 @@ __global__ void wg_probe_kernel(int *flag) {
 }
 
 #ifdef SDPA_WG
-/* descriptor of a 128-byte-swizzled operand at s (1024-byte aligned atoms): 8-row groups 1024 bytes apart
-   (stride byte offset); the leading byte offset is unused by these shapes (one 64-element block per operand
-   row span), set to 1 as the canonical value */
+/* descriptor of a swizzled operand at s with rows of RB bytes: RB = 128 the 128-byte swizzle (1024-byte aligned
+   atoms), RB = 64 the 64-byte swizzle (512-byte atoms; D = 32); 8-row groups 8 RB bytes apart (stride byte
+   offset); the leading byte offset is unused by these shapes (one swizzle atom per operand row span), set to 1
+   as the canonical value */
+template <int RB = 128>
 __device__ __forceinline__ uint64_t wg_desc(const void *s) {
+    static_assert(RB == 128 || RB == 64, "wg_desc: 128- or 64-byte swizzle");
     uint32_t a = (uint32_t)__cvta_generic_to_shared(s);
-    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(8 * RB >> 4) << 32) |
+           ((uint64_t)(RB == 128 ? 1 : 2) << 62);
 }
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
@@ -5326,6 +5340,10 @@ __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.a
     "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
     "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "          \
     "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+#define WG_RS32(TY)                                                                                                    \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"                                                                       \
+    "wgmma.mma_async.sync.aligned.m64n32k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
+    "%12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, 1;\n}\n"
 
 /* d[64 x 128] (+)= A[64 x 16] B[128 x 16]^T, both K-major in shared memory (descriptors); acc = 0 overwrites.
    Fragment layout of d (per warp w of the warpgroup, lane = 4 g + q): d[4 j + e] is row 16 w + g + 8 (e >> 1),
@@ -5375,6 +5393,24 @@ __device__ __forceinline__ void wg_ss32t(float (&d)[16], uint64_t da, uint64_t d
     else
         asm volatile(WG_SS32T("bf16") : WG_D16(d) : "l"(da), "l"(db), "r"(acc));
 }
+/* d[64 x 32] (+)= A[64 x 16] (registers, as wg_rs64) B[16 x 32], B N-major in shared memory (rows of k, 32
+   contiguous n, 64-byte swizzle): O += P V at D = 32 */
+template <typename T>
+__device__ __forceinline__ void wg_rs32(float (&d)[16], const uint32_t (&a)[4], uint64_t db, int acc) {
+    if (std::is_same<T, __half>::value)
+        asm volatile(WG_RS32("f16") : WG_D16(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
+    else
+        asm volatile(WG_RS32("bf16") : WG_D16(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
+}
+/* O += P V for one block of O's columns, by its width: 64 (wg_rs64) or 32 (wg_rs32, D = 32) */
+template <typename T>
+__device__ __forceinline__ void wg_rs_pv(float (&d)[32], const uint32_t (&a)[4], uint64_t db) {
+    wg_rs64<T>(d, a, db, 1);
+}
+template <typename T>
+__device__ __forceinline__ void wg_rs_pv(float (&d)[16], const uint32_t (&a)[4], uint64_t db) {
+    wg_rs32<T>(d, a, db, 1);
+}
 __device__ __forceinline__ void wg_wait2() { asm volatile("wgmma.wait_group.sync.aligned 2;\n" ::: "memory"); }
 /* k step x of an A operand from registers (wg_rs64): the 8 f32 accumulators acc[8x .. 8x+7] of a 64-row result
    (its columns 16x .. 16x+15 in this thread's accumulator order) rounded to T and packed in pairs, the order of
@@ -5398,21 +5434,24 @@ template <typename T>
 __device__ __forceinline__ void wg_bias2(float2 v, float &a, float &b) { a = v.x; b = v.y; }
 #endif /* SDPA_WG */
 
-/* ROWS x HD tile <- rows row0.. of g (row stride rs), in the swizzled layout above; rows >= L are zero */
+/* ROWS x HD tile <- rows row0.. of g (row stride rs), in the swizzled layout above (D = 32: 64-byte rows and
+   swizzle); rows >= L are zero */
 /* (thread x copies chunk x % (HD/8) of rows x / (HD/8) + k * RSTEP: the same swizzle for every k) */
 template <typename T, int HD, int ROWS, int NT>
 __device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int row0, int L) {
-    constexpr int CH = HD / 8, RSTEP = NT / CH;
+    constexpr int RB = HD == 32 ? 64 : 128, CPB = RB / 16, CH = HD / 8, RSTEP = NT / CH;
+    static_assert(HD == 32 || HD % 64 == 0, "load_tile_sw: D 32 or a multiple of 64");
     static_assert(NT % CH == 0 && RSTEP % 8 == 0, "load_tile_sw: tile and thread count");
     const int c = threadIdx.x % CH, r = threadIdx.x / CH;
-    unsigned char *d = (unsigned char *)s + (c >> 3) * (ROWS * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+    const int sw = RB == 128 ? (r & 7) : ((r >> 1) & 3);   /* the chunk XOR of row r (period 8 rows) */
+    unsigned char *d = (unsigned char *)s + (c / CPB) * (ROWS * RB) + r * RB + (((c % CPB) ^ sw) << 4);
     const T *src = g + (int64_t)(row0 + r) * rs + c * 8;
     const int64_t step = (int64_t)RSTEP * rs;
 #pragma unroll
     for (int k = 0; k < (ROWS + RSTEP - 1) / RSTEP; k++) {
         if (ROWS % RSTEP && r + k * RSTEP >= ROWS) break;
         bool ok = row0 + r + k * RSTEP < L;
-        cp_async16(d + k * RSTEP * 128, ok ? src + k * step : g, ok);
+        cp_async16(d + k * RSTEP * RB, ok ? src + k * step : g, ok);
     }
 }
 
@@ -5428,18 +5467,25 @@ __device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int r
    straight from global memory into registers, two adjacent keys a load (the pair 2q, 2q + 1 of each accumulator
    column block), issued at the top of each tile's trip so that the barrier and S = Q K^T hide their latency. As
    fwd_kernel's FULL path, the scores of a biased tile become log2 units at once (scale_log2 * s + log2e * bias),
-   so the exponent's factor sl is 1 and lse comes out in the same natural-log units. */
+   so the exponent's factor sl is 1 and lse comes out in the same natural-log units.
+   HD = 32: 64-byte rows (see above), O += P V as 8 wgmma m64n32k16; with a split over keys (Params.nsplit > 1,
+   run_wg_fwd: D = 32 problems whose query tiles leave SMs idle, the 900-query AQR cases) CTA split sp takes the
+   keys [sp split_len, (sp + 1) split_len) (split_len a multiple of 128: the split's last tile is masked only by
+   Lk) and writes its normalised o and its lse to the f32 partials that combine_kernel merges, as fwd_kernel. */
 template <typename T, int HD, int NWG, int BIAS>
 __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
 #ifdef SDPA_WG
-    constexpr int BM = 64 * NWG, BN = 128, NTH = NWG * 128, CB = HD / 64, NS = 3;
+    constexpr int BM = 64 * NWG, BN = 128, NTH = NWG * 128, NS = 3;
+    constexpr int RB = HD == 32 ? 64 : 128;   /* bytes of a row of one shared column block */
+    constexpr int CN = HD == 32 ? 32 : 64;    /* columns of O a wgmma of O += P V covers (n) */
+    constexpr int CB = HD / CN, OA = CN / 2;  /* such column blocks, and their accumulators a thread */
     using BT = typename std::conditional<BIAS == 2, float, T>::type;      /* bias element */
     using BP = typename std::conditional<BIAS == 2, float2, uint32_t>::type;   /* two adjacent keys of it */
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     T *Qs = (T *)base, *Ks = Qs + BM * HD, *Vs = Ks + NS * BN * HD;
-    int b, h, t;
-    tile_of(p, &b, &h, &t);
+    int b, h, t, sp;
+    tile_of(p, &b, &h, &t, &sp);
     const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
     const int g = lane >> 2, q2 = (lane & 3) * 2;
     const int i0 = t * BM, r0 = i0 + wg * 64 + warp * 16 + g;   /* this thread's rows: r0, r0 + 8 */
@@ -5447,9 +5493,11 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
     const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
     const float sl = BIAS ? 1.f : p.scale_log2;   /* score units -> log2 units (biased: already log2) */
-    int jend = p.Lk;
+    /* this split's first key (0 without a split; D 64 / 128 never split: run_wg_fwd, and no code for it) */
+    const int ks = HD == 32 ? sp * p.split_len : 0;
+    int jend = HD == 32 ? min(p.Lk, ks + p.split_len) : p.Lk;
     if (p.causal && i0 + BM < jend) jend = i0 + BM;
-    const int nkt = jend > 0 ? (jend + BN - 1) / BN : 0;
+    const int nkt = jend > ks ? (jend - ks + BN - 1) / BN : 0;
     /* bias rows of r0 and r0 + 8, clamped to Lq - 1 (rows >= Lq are never stored) */
     const BT *brow0 = nullptr, *brow1 = nullptr;
     if constexpr (BIAS != 0) {
@@ -5459,17 +5507,17 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     }
     load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
     if (nkt > 0) {
-        load_tile_sw<T, HD, BN, NTH>(Ks, K, p.sk[2], 0, p.Lk);
-        load_tile_sw<T, HD, BN, NTH>(Vs, V, p.sv[2], 0, p.Lk);
+        load_tile_sw<T, HD, BN, NTH>(Ks, K, p.sk[2], ks, p.Lk);
+        load_tile_sw<T, HD, BN, NTH>(Vs, V, p.sv[2], ks, p.Lk);
     }
     cp_commit();
-    float o[CB][32], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+    float o[CB][OA], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
 #pragma unroll
     for (int c = 0; c < CB; c++)
 #pragma unroll
-        for (int e = 0; e < 32; e++) o[c][e] = 0.f;
+        for (int e = 0; e < OA; e++) o[c][e] = 0.f;
     uint32_t pa[8][4];   /* P_j as A fragments: k step x covers keys 16 x.. (accumulator columns 2x, 2x+1) */
-    const uint64_t dq0 = wg_desc((const unsigned char *)Qs + wg * 64 * 128);
+    const uint64_t dq0 = wg_desc<RB>((const unsigned char *)Qs + wg * 64 * RB);
     /* The wgmma discipline. ptxas serialises every wgmma of the kernel (C7514: a wait after each one, with
        injected arrives and waits, C7519 / C7517) when, on some path, an ordinary instruction may touch an
        accumulator or A-fragment register while a wgmma using it is in flight, or between the fence and that
@@ -5490,7 +5538,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         fence_async_smem();
         __syncthreads();
         if (kt + 1 < nkt) {
-            const int sn = (kt + 1) % NS, j1 = (kt + 1) * BN;
+            const int sn = (kt + 1) % NS, j1 = ks + (kt + 1) * BN;
             load_tile_sw<T, HD, BN, NTH>(Ks + sn * BN * HD, K, p.sk[2], j1, p.Lk);
             load_tile_sw<T, HD, BN, NTH>(Vs + sn * BN * HD, V, p.sv[2], j1, p.Lk);
         }
@@ -5498,21 +5546,23 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     };
     /* S = Q K_kt^T, K in buffer kt % 3 (after a wg_fence): one commit group */
     auto issue_s = [&](float (&s)[64], int kt) {
-        const uint64_t dk0 = wg_desc(Ks + (kt % NS) * BN * HD);
+        const uint64_t dk0 = wg_desc<RB>(Ks + (kt % NS) * BN * HD);
 #pragma unroll
-        for (int kk = 0; kk < HD / 16; kk++)   /* k step kk: column block kk / 4, 32 bytes per step inside it */
-            wg_ss128<T>(s, dq0 + (((kk >> 2) * BM * 128 + (kk & 3) * 32) >> 4),
-                        dk0 + (((kk >> 2) * BN * 128 + (kk & 3) * 32) >> 4), kk > 0);
+        for (int kk = 0; kk < HD / 16; kk++) {   /* k step kk: column block kk / (RB/32), 32 bytes a step inside it */
+            constexpr int SPB = RB / 32;
+            wg_ss128<T>(s, dq0 + (((kk / SPB) * BM * RB + (kk % SPB) * 32) >> 4),
+                        dk0 + (((kk / SPB) * BN * RB + (kk % SPB) * 32) >> 4), kk > 0);
+        }
         wg_commit();
     };
-    /* O += P V_kt, V in buffer kt % 3 (after a wg_fence): k step x = keys 16 x.. = 16 rows of 128 bytes; one
+    /* O += P V_kt, V in buffer kt % 3 (after a wg_fence): k step x = keys 16 x.. = 16 rows of RB bytes; one
        commit group */
     auto issue_pv = [&](int kt) {
-        const uint64_t dv0 = wg_desc(Vs + (kt % NS) * BN * HD);
+        const uint64_t dv0 = wg_desc<RB>(Vs + (kt % NS) * BN * HD);
 #pragma unroll
         for (int x = 0; x < 8; x++)
 #pragma unroll
-            for (int c = 0; c < CB; c++) wg_rs64<T>(o[c], pa[x], dv0 + ((c * BN * 128 + x * 2048) >> 4), 1);
+            for (int c = 0; c < CB; c++) wg_rs_pv<T>(o[c], pa[x], dv0 + ((c * BN * RB + x * 16 * RB) >> 4));
         wg_commit();
     };
     auto pin_o_pa = [&]() {
@@ -5526,7 +5576,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         if constexpr (BIAS != 0) {
 #pragma unroll
             for (int j = 0; j < 16; j++) {
-                const int c = min(kt * BN + 8 * j + q2, p.Lk - 2);
+                const int c = min(ks + kt * BN + 8 * j + q2, p.Lk - 2);
                 bv[0][j] = __ldg((const BP *)(brow0 + c));
                 bv[1][j] = __ldg((const BP *)(brow1 + c));
             }
@@ -5534,7 +5584,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     };
     /* the online softmax of tile kt on S (done): S becomes the unnormalised P, alpha the rescale of O */
     auto softmax = [&](float (&s)[64], int kt, float (&alpha)[2], const BP (&bv)[2][16]) {
-        const int j0 = kt * BN;
+        const int j0 = ks + kt * BN;
         if constexpr (BIAS != 0) {   /* raw scores -> log2 units with the bias, as add_bias */
 #pragma unroll
             for (int j = 0; j < 16; j++)
@@ -5582,7 +5632,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
 #pragma unroll
         for (int c = 0; c < CB; c++)
 #pragma unroll
-            for (int e = 0; e < 32; e++) o[c][e] *= alpha[(e >> 1) & 1];
+            for (int e = 0; e < OA; e++) o[c][e] *= alpha[(e >> 1) & 1];
 #pragma unroll
         for (int x = 0; x < 8; x++) wg_pack_a<T>(pa[x], s + 8 * x);
     };
@@ -5622,8 +5672,13 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         pin_o_pa();
     }
     cp_wait_all();
-    int64_t bh = (int64_t)b * p.H + h;
+    /* o and lse, or with a split this split's normalised partial o and its lse (fwd_kernel's layout: o
+       [split][B H Lq][Dv], then lse [split][B H Lq]); an empty split (causal) writes lse -inf and o 0 */
+    const int64_t bh = (int64_t)b * p.H + h, bhlq = (int64_t)p.B * p.H * p.Lq;
     T *O = (T *)p.out + b * p.so[0] + h * p.so[1];
+    const bool split = HD == 32 && p.nsplit > 1;
+    float *lse = split ? p.part + (int64_t)p.nsplit * bhlq * p.Dv + sp * bhlq + bh * p.Lq : p.lse + bh * p.Lq;
+    float *po = p.part + (sp * bhlq + bh * p.Lq) * p.Dv;   /* read only when split */
 #pragma unroll
     for (int hh = 0; hh < 2; hh++) {
         float l = lrow[hh];
@@ -5632,13 +5687,23 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         float inv = l > 0.f ? 1.f / l : 0.f;
         int r = r0 + 8 * hh;
         if (r >= p.Lq) continue;
-        if (q2 == 0) p.lse[bh * p.Lq + r] = l > 0.f ? (mrow[hh] * sl + log2f(l)) * SDPA_LN2 : -INFINITY;
-        T *orow = O + (int64_t)r * p.so[2];
+        if (q2 == 0) lse[r] = l > 0.f ? (mrow[hh] * sl + log2f(l)) * SDPA_LN2 : -INFINITY;
+        if (split) {
+            float *prow = po + (int64_t)r * p.Dv;
 #pragma unroll
-        for (int c = 0; c < CB; c++)
+            for (int c = 0; c < CB; c++)
 #pragma unroll
-            for (int j = 0; j < 8; j++)
-                st2<T>(orow + c * 64 + 8 * j + q2, o[c][4 * j + 2 * hh] * inv, o[c][4 * j + 2 * hh + 1] * inv);
+                for (int j = 0; j < OA / 4; j++)
+                    *reinterpret_cast<float2 *>(prow + c * CN + 8 * j + q2) =
+                        make_float2(o[c][4 * j + 2 * hh] * inv, o[c][4 * j + 2 * hh + 1] * inv);
+        } else {
+            T *orow = O + (int64_t)r * p.so[2];
+#pragma unroll
+            for (int c = 0; c < CB; c++)
+#pragma unroll
+                for (int j = 0; j < OA / 4; j++)
+                    st2<T>(orow + c * CN + 8 * j + q2, o[c][4 * j + 2 * hh] * inv, o[c][4 * j + 2 * hh + 1] * inv);
+        }
     }
 #endif /* SDPA_WG */
 }
@@ -6795,32 +6860,46 @@ static int wg_fwd_nwg(const Params &p) {
 }
 /* a bias the wgmma forward reads (two keys a load, wg_fwd_kernel BIAS): keys contiguous, Lk and the other
    strides even, the pointer aligned to a pair; an f32 bias only at D = 64 (at D = 128 its 64 registers a thread
-   do not fit beside S, O and P) */
+   do not fit beside S, O and P; at D = 32 not instantiated: no such problem measured) */
 static bool wg_bias_ok(const Params &p) {
     const int64_t es = p.bias_f32 ? 4 : 2;
     if (p.bias_f32 && p.D != 64) return false;
     return p.bs[3] == 1 && p.Lk % 2 == 0 && p.bs[0] % 2 == 0 && p.bs[1] % 2 == 0 && p.bs[2] % 2 == 0 &&
            ((uintptr_t)p.bias % (uintptr_t)(2 * es)) == 0;
 }
+/* D = 32 (2 warpgroups: 128 queries a CTA, 128 keys a tile): the split over keys the wgmma forward takes when
+   its query tiles leave SMs idle (plan_split, as fwd_kernel's); D 64 / 128 never split */
+static void wg_plan_split(Params &p) {
+    p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
+    if (p.D == 32) plan_split(p, 128, 128);
+}
 /* the wgmma forward takes f16/bf16 problems without mask or dropout (plain, or a bias as wg_bias_ok) with
-   D == Dv in {64, 128} that fill the GPU without a split-KV (at least one 128-query tile per SM); the rest keeps
-   fwd_kernel */
+   D == Dv in {32, 64, 128} that fill the GPU (at least one 128-query tile per SM), at D = 32 also with a split
+   over keys (wg_plan_split: the 900-query AQR cases); the rest keeps fwd_kernel */
 static bool wg_fwd_ok(const Params &p) {
     if (p.mask || p.dropout || (p.bias ? !wg_bias_ok(p) : !plain_ok(p))) return false;
-    if (p.D != p.Dv || (p.D != 64 && p.D != 128)) return false;
-    if ((int64_t)p.B * p.H * ((p.Lq + 127) / 128) < sm_count()) return false;
+    if (p.D != p.Dv || (p.D != 32 && p.D != 64 && p.D != 128)) return false;
+    if ((int64_t)p.B * p.H * ((p.Lq + 127) / 128) < sm_count()) {
+        Params q = p;
+        wg_plan_split(q);
+        if (q.nsplit < 2) return false;
+    }
     return wg_available() != 0;
 }
 template <typename T, int HD, int NWG, int BIAS>
 static int run_wg_fwd(Params p, cudaStream_t s) {
     constexpr int BM = 64 * NWG;
+    static_assert(HD != 32 || BM == 128, "run_wg_fwd: wg_plan_split plans D = 32 for 128-query tiles");
     size_t smem = (size_t)(BM + 6 * 128) * HD * sizeof(T) + 1024;   /* + 1024: the 1024-byte alignment */
     auto kern = wg_fwd_kernel<T, HD, NWG, BIAS>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
+    if (p.part) wg_plan_split(p);   /* the workspace was sized by the same plan (ws_floats) */
     unsigned grid;
     if (grid_of(p, BM, p.Lq, 2, &grid)) return -1;
     if (grid) kern<<<grid, NWG * 128, smem, s>>>(p); NN_LAUNCHED();
+    int64_t rows = (int64_t)p.B * p.H * p.Lq;
+    if (p.nsplit > 1 && rows > 0) { combine_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED(); }
     return 0;
 }
 
@@ -6899,7 +6978,11 @@ static int dispatch(Params &p, bool fwd, cudaStream_t s) {
     if (fwd && wg_fwd_ok(p)) {
         /* biased: 2 warpgroups (the bias registers do not fit 3 warpgroups' 168 a thread) */
         if (p.bias && p.bias_f32) return run_wg_fwd<T, 64, 2, 2>(p, s);
-        if (p.bias) return p.D == 128 ? run_wg_fwd<T, 128, 2, 1>(p, s) : run_wg_fwd<T, 64, 2, 1>(p, s);
+        if (p.bias) {
+            if (p.D == 32) return run_wg_fwd<T, 32, 2, 1>(p, s);
+            return p.D == 128 ? run_wg_fwd<T, 128, 2, 1>(p, s) : run_wg_fwd<T, 64, 2, 1>(p, s);
+        }
+        if (p.D == 32) return run_wg_fwd<T, 32, 2, 0>(p, s);
         if (p.D == 128) return run_wg_fwd<T, 128, 2, 0>(p, s);
         return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3, 0>(p, s) : run_wg_fwd<T, 64, 2, 0>(p, s);
     }
@@ -6960,7 +7043,12 @@ static int setup(const nn__cuda_sdpa_args *a, Params *p, bool bwd) {
 static int64_t ws_floats(const Params &p0, int dtype, bool bwd) {
     int64_t bhlq = (int64_t)p0.B * p0.H * p0.Lq;
     if (bwd) return align16(bhlq) + (p0.dout_f32 ? align16((bhlq * p0.Dv + 1) / 2) : 0);
-    if (dtype == 0 || wg_fwd_ok(p0)) return 0;
+    if (dtype == 0) return 0;
+    if (wg_fwd_ok(p0)) {   /* run_wg_fwd's plan */
+        Params p = p0;
+        wg_plan_split(p);
+        return p.nsplit > 1 ? (int64_t)p.nsplit * bhlq * (p.Dv + 1) : 0;
+    }
     int fbm, fbn;
     if (plain_ok(p0)) fwd_tiles<false>(p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn);
     else fwd_tiles<true>(p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn);

@@ -1222,6 +1222,19 @@ static void test_sdpa(void) {
         {"wgmma bwd bias[B,1] grad d64 scale", 2, 33, 100, 200, 64, 64, 0, 1, 1, 0, 0, 0.3, 0, 1},
         {"wgmma bwd bias[1,H,1,Lk] grad d64 one query tile", 2, 33, 40, 264, 64, 64, 0, 3, 1, 0, 0, 0, 0, 1},
         {"wgmma-sized bias odd Lk grad d64", 2, 33, 129, 301, 64, 64, 0, 2, 1, 0, 0, 0, 0, 1},
+        /* the wgmma forward at D = 32 (64-byte swizzled rows, O += P V on m64n32k16; the backward stays
+           bwd_kernel): plain with odd Lq and Lk, causal Lq > Lk, a full bias (q dtype, scaled), [B,1,Lq,Lk] (heads
+           share it); then with the split over keys (query tiles fewer than the SMs, as the 900-query AQR cases
+           8/9 of bench/flash_bench): [B,1,Lq,Lk] bias 900 x 3000 (5 splits of 5 key tiles, the last partial),
+           plain odd Lq and Lk (5 splits), causal Lq < Lk (4 splits, the last two empty: lse -inf partials).
+           "split-KV causal" (case 14) takes the split path too. */
+        {"wgmma d32 odd Lq odd Lk", 2, 33, 257, 301, 32, 32, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"wgmma d32 causal Lq>Lk", 2, 33, 300, 250, 32, 32, 0, 0, 0, 1, 0, 0, 0, 0},
+        {"wgmma d32 full bias grad scale", 2, 33, 257, 300, 32, 32, 0, 2, 1, 0, 0, 0.3, 0, 1},
+        {"wgmma d32 bias[B,1] grad several key tiles", 2, 33, 200, 520, 32, 32, 0, 1, 1, 0, 0, 0, 0, 1},
+        {"wgmma d32 split-KV bias[B,1] grad 900x3000", 2, 8, 900, 3000, 32, 32, 0, 1, 1, 0, 0, 0, 0, 1},
+        {"wgmma d32 split-KV odd Lq odd Lk", 2, 4, 901, 2501, 32, 32, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"wgmma d32 split-KV causal Lq<Lk", 1, 8, 900, 2000, 32, 32, 0, 0, 0, 1, 0, 0, 0, 0},
     };
     static const nn_dtype dts[3] = {NN_F32, NN_F16, NN_BF16};
     size_t i;
@@ -1231,16 +1244,16 @@ static void test_sdpa(void) {
             if (cs[i].f32_only && d != 0) continue;
             if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13 || i == 15 || i == 16 || i == 18 ||
                                      i == 19 || i == 20 || i == 23 || (i >= 25 && i <= 28) || i == 30 || i == 31 ||
-                                     i == 34 || i == 39))) continue;
+                                     i == 34 || i == 39 || i == 43 || i == 48))) continue;
             sdpa_run(&cs[i], dts[d]);
         }
     /* nn_sdpa_heads: the same kernels on [B,L,H*D] through strides (mask, bias gradient, dropout, causal,
-       split-KV, several tiles, the query split) */
+       split-KV, several tiles, the query split, the wgmma forward at D = 32) */
     sdpa_packed = 1;
     for (i = 0; i < sizeof cs / sizeof cs[0]; i++)
         for (d = 0; d < 3; d++) {
             if (!(i == 0 || i == 3 || i == 4 || i == 5 || i == 9 || i == 13 || i == 15 || i == 16 || i == 18 || i == 23 ||
-                  i == 28) ||
+                  i == 28 || i == 43) ||
                 (quick && (d == 1 || i > 5)))
                 continue;
             sdpa_run(&cs[i], dts[d]);
