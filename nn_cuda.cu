@@ -4317,7 +4317,8 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
      sm_90a the plain f16/bf16 attention on Hopper's warpgroup MMA (wgmma), when the device runs the sm_90a image:
            the forward at D == Dv in {32, 64, 128} (wg_fwd_kernel; also with an additive bias, read into
            registers; at D = 32 with the split-KV below)
-           and the backward at D == Dv == 64 (wg_bwd_kernel; also with a bias in the q dtype, and its gradient),
+           and the backward at D == Dv == 64 (wg_bwd_kernel; also with a bias in the q dtype, and its gradient)
+           and at D == Dv == 128 (wg_bwd_d128_kernel; plain or causal),
            in their own block below ("wgmma kernels (sm_90a)").
      f32   the same loops on TF32 tensor cores in 3xTF32 (f32 accuracy; tc_* kernels, D and Dv <= 128; the backward
            in one kernel, dQ added with atomics); above 128 a plain SIMT path (thread per query or key row).
@@ -6015,6 +6016,322 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     }
 #endif /* SDPA_WG */
 }
+/* The backward on wgmma at D == Dv == 128 (plain or causal; Params as wg_bwd_kernel). D = 64's plan does not
+   fit the registers here: ptxas gives every wgmma operand its own registers for the whole kernel, and dK, dV of a
+   warpgroup's 64 keys (64 + 64 f32 a thread), S^T, dP^T (32 + 32), the A fragments of P^T / dS^T (16 + 16) and dQ
+   (32) come to 256 before any address (the first version: wgmma serialised, spills). So P^T and dS^T reach dV
+   and dK from shared memory (A K-major, as they are stored for dQ anyway), dQ takes S^T's registers (free from
+   the packing of P^T to dQ's atomics), and the first k step of S^T, dP^T and dQ writes its accumulators without
+   reading them (wg_ss64_first: "=f", so their old values are dead): 192 accumulators, 255 registers, no spills.
+   One CTA of 2 warpgroups per (b, h, 128 keys); warpgroup w owns key rows 64 w.. (K, V resident); query tiles
+   of 64 (Q, dO [64][128], lse, delta) through three buffers, loaded one tile ahead. Trip it (query tile it):
+     barrier (tile it landed; dS^T of tile it - 1 complete), Q/dO of tile it + 1 requested;
+     S^T = K Q^T, dP^T = V dO^T issued (m64n64k16, 8 k steps over two 64-column blocks), behind dV/dK of
+     tile it - 1 (still running from the last trip);
+     wait S^T (and dV/dK of tile it - 1): P^T (the exponentials run during dP^T), lse/delta of tile it + 1
+     requested; wait dP^T: dS^T;
+     P^T -> shared memory (one buffer: a warpgroup reads only its own rows, after its own wait), dS^T -> shared
+     memory (two buffers: both warpgroups read all of it for dQ), proxy fence and a warpgroup barrier;
+     dQ of tile it - 1 = dS K issued (m64n64k16, A = dS^T M-major, B = K N-major as stored: this warpgroup's
+     64 columns of dQ are K's column block w, so no transposed copy of K as at D = 64), then dV += P^T dO and
+     dK += dS^T Q (A from shared memory, B N-major, per 64-column block) - they run across the next barrier
+     and under the next S^T / dP^T;
+     wait dQ of tile it - 1: its f32 atomics into the accumulator, as wg_bwd_kernel.
+   The first trip (no dQ, no dV/dK before it) is peeled; after the last, one barrier and that tile's dQ.
+   Causal (top-left): key tile t starts at query tile 128 t / 64 (earlier queries see none of its keys); P is 0
+   where key > query. A key tile past every query (Lk > Lq) stores zero dK/dV.
+   Buffers: Q/dO tile it + 1 goes to the buffer of tile it - 2, whose dV/dK every thread waited for (trip it - 1)
+   before barrier it; dS^T buffer it % 2 held tile it - 2, whose dQ and dK were waited for in trip it - 1. */
+#define WG_SS64TT(TY)                                                                                                  \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                       \
+    "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
+    "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "          \
+    "%32, %33, p, 1, 1, 1, 1;\n}\n"
+/* d[64 x 64] (+)= A[64 x 16] B[16 x 64], A K-major, B N-major (rows of k, 64 contiguous n: the transpose flag):
+   dV += P^T dO and dK += dS^T Q with P^T and dS^T in shared memory */
+#define WG_SS64NT(TY)                                                                                                  \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                       \
+    "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
+    "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "          \
+    "%32, %33, p, 1, 1, 0, 1;\n}\n"
+/* the same products with scale-d off and write-only accumulators ("=f"): the first k step of a product whose
+   old values are dead, so that the compiler does not keep them live from the previous tile (with "+f" every
+   accumulator would be live across the whole loop) */
+#define WG_D32W(d, o) "=f"(d[o + 0]), "=f"(d[o + 1]), "=f"(d[o + 2]), "=f"(d[o + 3]), "=f"(d[o + 4]), "=f"(d[o + 5]), \
+    "=f"(d[o + 6]), "=f"(d[o + 7]), "=f"(d[o + 8]), "=f"(d[o + 9]), "=f"(d[o + 10]), "=f"(d[o + 11]), "=f"(d[o + 12]), \
+    "=f"(d[o + 13]), "=f"(d[o + 14]), "=f"(d[o + 15]), "=f"(d[o + 16]), "=f"(d[o + 17]), "=f"(d[o + 18]), \
+    "=f"(d[o + 19]), "=f"(d[o + 20]), "=f"(d[o + 21]), "=f"(d[o + 22]), "=f"(d[o + 23]), "=f"(d[o + 24]), \
+    "=f"(d[o + 25]), "=f"(d[o + 26]), "=f"(d[o + 27]), "=f"(d[o + 28]), "=f"(d[o + 29]), "=f"(d[o + 30]), "=f"(d[o + 31])
+#ifdef SDPA_WG
+template <typename T>
+__device__ __forceinline__ void wg_ss64_first(float (&d)[32], uint64_t da, uint64_t db) {
+    if (std::is_same<T, __half>::value)
+        asm volatile(WG_SS64("f16") : WG_D32W(d, 0) : "l"(da), "l"(db), "r"(0));
+    else
+        asm volatile(WG_SS64("bf16") : WG_D32W(d, 0) : "l"(da), "l"(db), "r"(0));
+}
+template <typename T>
+__device__ __forceinline__ void wg_ss64tt_first(float (&d)[32], uint64_t da, uint64_t db) {
+    if (std::is_same<T, __half>::value)
+        asm volatile(WG_SS64TT("f16") : WG_D32W(d, 0) : "l"(da), "l"(db), "r"(0));
+    else
+        asm volatile(WG_SS64TT("bf16") : WG_D32W(d, 0) : "l"(da), "l"(db), "r"(0));
+}
+template <typename T>
+__device__ __forceinline__ void wg_ss64nt(float (&d)[32], uint64_t da, uint64_t db) {
+    if (std::is_same<T, __half>::value)
+        asm volatile(WG_SS64NT("f16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(1));
+    else
+        asm volatile(WG_SS64NT("bf16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(1));
+}
+/* the warpgroup's 128 threads meet (named barrier 1 + warpgroup): its own rows of P^T / dS^T stored */
+__device__ __forceinline__ void wg_bar(int wg) { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory"); }
+/* d[64 x 64] (+)= A[64 x 16] B[16 x 64], A M-major (rows of k, 64 contiguous m: the transpose flag), B N-major
+   (rows of k, 64 contiguous n: the transpose flag): dQ = dS K from dS^T and K as stored */
+template <typename T>
+__device__ __forceinline__ void wg_ss64tt(float (&d)[32], uint64_t da, uint64_t db, int acc) {
+    if (std::is_same<T, __half>::value)
+        asm volatile(WG_SS64TT("f16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(acc));
+    else
+        asm volatile(WG_SS64TT("bf16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(acc));
+}
+#endif
+template <typename T>
+__global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
+#ifdef SDPA_WG
+    constexpr int BM = 128, BN = 64, NTH = 256, NQ = 3, NS = 2;
+    constexpr int KB = BM * 256, QB = BN * 256, SB = BM * 128;   /* bytes: K [128][128], Q [64][128], dS^T [128][64] */
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *Ks = base, *Vs = Ks + KB, *Qs = Vs + KB, *Gs = Qs + NQ * QB, *Ss = Gs + NQ * QB, *Ps = Ss + NS * SB;
+    float *Ls = (float *)(Ps + SB), *Dl = Ls + NQ * BN;
+    int b, h, t;
+    tile_of(p, &b, &h, &t);
+    const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+    const int g = lane >> 2, q2 = (lane & 3) * 2;
+    const int j0 = t * BM, kr = wg * 64 + warp * 16 + g;   /* this thread's key rows (in the tile): kr, kr + 8 */
+    const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
+    const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
+    const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
+    const T *G = (const T *)p.dout + b * p.sdo[0] + h * p.sdo[1];
+    const int64_t bh = (int64_t)b * p.H + h;
+    const float *lse = p.lse + bh * p.Lq, *delta = p.delta + bh * p.Lq;
+    float *dqa = p.dq_acc ? p.dq_acc + b * p.sqa[0] + h * p.sqa[1] : nullptr;
+    const float sl = p.scale_log2;
+    const int nqt = (p.Lq + BN - 1) / BN, it0 = p.causal ? j0 / BN : 0;
+    /* keys >= Lk: zero rows of K and V, but P must be 0 there (exp(-lse) may overflow; their dS feeds dQ) */
+    const bool kok0 = j0 + kr < p.Lk, kok1 = j0 + kr + 8 < p.Lk;
+    auto load_qg = [&](int it) {
+        load_tile_sw<T, 128, BN, NTH>((T *)(Qs + (it % NQ) * QB), Q, p.sq[2], it * BN, p.Lq);
+        load_tile_sw<T, 128, BN, NTH>((T *)(Gs + (it % NQ) * QB), G, p.sdo[2], it * BN, p.Lq);
+    };
+    /* lse and delta of tile it; queries >= Lq get 0 (zero Q and dO rows: S = 0, P = 1 or 0, dP = 0, dS = 0) */
+    auto load_ld = [&](int it) {
+        if (threadIdx.x < 2 * BN) {
+            const int x = threadIdx.x % BN, ii = it * BN + x;
+            const bool ok = ii < p.Lq, isd = threadIdx.x >= BN;
+            cp_async4((isd ? Dl : Ls) + (it % NQ) * BN + x, (isd ? delta : lse) + (ok ? ii : 0), ok);
+        }
+    };
+    load_tile_sw<T, 128, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
+    load_tile_sw<T, 128, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
+    if (it0 < nqt) { load_qg(it0); load_ld(it0); }
+    cp_commit();
+    /* s, dp: written by their first k step; dQ in S^T's registers (see above) */
+    float dk[2][32], dv[2][32], s[32], dp[32];
+    float (&dq)[32] = s;
+#pragma unroll
+    for (int e = 0; e < 32; e++) dk[0][e] = dk[1][e] = dv[0][e] = dv[1][e] = 0.f;
+    const uint64_t kd0 = wg_desc(Ks + wg * 64 * 128), vd0 = wg_desc(Vs + wg * 64 * 128);
+    const uint64_t pd0 = wg_desc(Ps + wg * 64 * 128);   /* this warpgroup's rows of P^T: K-major A of dV */
+    const uint64_t kn0 = wg_desc(Ks + wg * BM * 128);   /* K's column block wg: the N-major B of dQ */
+    /* S^T = K Q^T and dP^T = V dO^T of tile it: two commit groups. k step kk: column block kk / 4, 32 bytes a
+       step inside it */
+    auto issue_sdp = [&](int it) {
+        const uint64_t qd0 = wg_desc(Qs + (it % NQ) * QB), gd0 = wg_desc(Gs + (it % NQ) * QB);
+        wg_ss64_first<T>(s, kd0, qd0);
+#pragma unroll
+        for (int kk = 1; kk < 8; kk++)
+            wg_ss64<T>(s, kd0 + (((kk >> 2) * BM * 128 + (kk & 3) * 32) >> 4),
+                       qd0 + (((kk >> 2) * BN * 128 + (kk & 3) * 32) >> 4), 1);
+        wg_commit();
+        wg_ss64_first<T>(dp, vd0, gd0);
+#pragma unroll
+        for (int kk = 1; kk < 8; kk++)
+            wg_ss64<T>(dp, vd0 + (((kk >> 2) * BM * 128 + (kk & 3) * 32) >> 4),
+                       gd0 + (((kk >> 2) * BN * 128 + (kk & 3) * 32) >> 4), 1);
+        wg_commit();
+    };
+    /* dV += P^T dO and dK += dS^T Q of tile it (A: this warpgroup's rows of P^T and of dS^T in buffer it % NS,
+       K-major, k step x = queries 16 x.. = 32 bytes; B N-major, column block c, k step x = query rows 16 x..):
+       one commit group */
+    auto issue_dvdk = [&](int it) {
+        const uint64_t qd0 = wg_desc(Qs + (it % NQ) * QB), gd0 = wg_desc(Gs + (it % NQ) * QB);
+        const uint64_t sd0 = wg_desc(Ss + (it % NS) * SB + wg * 64 * 128);
+#pragma unroll
+        for (int x = 0; x < 4; x++)
+#pragma unroll
+            for (int c = 0; c < 2; c++)
+                wg_ss64nt<T>(dv[c], pd0 + ((x * 32) >> 4), gd0 + ((c * BN * 128 + x * 16 * 128) >> 4));
+#pragma unroll
+        for (int x = 0; x < 4; x++)
+#pragma unroll
+            for (int c = 0; c < 2; c++)
+                wg_ss64nt<T>(dk[c], sd0 + ((x * 32) >> 4), qd0 + ((c * BN * 128 + x * 16 * 128) >> 4));
+        wg_commit();
+    };
+    /* dQ (this warpgroup's 64 columns) of the tile whose dS^T is in buffer sb: k step kk = keys 16 kk.. = 16
+       rows of dS^T and of K's column block wg; one commit group */
+    auto issue_dq = [&](int sb) {
+        const uint64_t ds0 = wg_desc(Ss + sb * SB);
+        wg_ss64tt_first<T>(dq, ds0, kn0);
+#pragma unroll
+        for (int kk = 1; kk < BM / 16; kk++)
+            wg_ss64tt<T>(dq, ds0 + ((kk * 16 * 128) >> 4), kn0 + ((kk * 16 * 128) >> 4), 1);
+        wg_commit();
+    };
+    /* P^T of tile it from S^T (done), in place; element 4 j + e: key row kr + 8 (e >> 1), query 8 j + q2 +
+       (e & 1) of the tile */
+    auto probs = [&](int it) {
+        const float *Lb = Ls + (it % NQ) * BN;
+        const int i0 = it * BN + q2 - (j0 + kr);   /* query - key of element 0 (causal: P = 0 where < 0) */
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            float2 l2 = *reinterpret_cast<const float2 *>(Lb + 8 * j + q2);
+            l2.x *= -SDPA_LOG2E; l2.y *= -SDPA_LOG2E;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float pr = ex2(fmaf(s[4 * j + e], sl, (e & 1) ? l2.y : l2.x));
+                bool ok = (e >> 1) ? kok1 : kok0;
+                if (p.causal) ok = ok && i0 + 8 * j + (e & 1) - 8 * (e >> 1) >= 0;
+                s[4 * j + e] = ok ? pr : 0.f;
+            }
+        }
+    };
+    /* dS^T = P^T (dP^T - delta) of tile it, in dp (dP^T done) */
+    auto dsoft = [&](int it) {
+        const float *Db = Dl + (it % NQ) * BN;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const float2 d2 = *reinterpret_cast<const float2 *>(Db + 8 * j + q2);
+#pragma unroll
+            for (int e = 0; e < 4; e++) dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - ((e & 1) ? d2.y : d2.x));
+        }
+    };
+    /* P^T -> Ps and dS^T -> dS^T buffer it % NS in T, [key][query] swizzled (wg_bwd_kernel's dS^T layout:
+       (row kr | kr + 8, queries 16 x + q2 | + 8) in chunks 2x, 2x+1); made visible to this warpgroup's
+       tensor cores by the proxy fence and its named barrier (wg_bar), to both warpgroups' dQ by the next
+       __syncthreads */
+    auto pack_store = [&](int it) {
+        unsigned char *r0 = Ss + (it % NS) * SB + kr * 128 + (lane & 3) * 4, *rp = Ps + kr * 128 + (lane & 3) * 4;
+#pragma unroll
+        for (int x = 0; x < 4; x++) {
+            uint32_t a[4];
+            wg_pack_a<T>(a, dp + 8 * x);
+            *reinterpret_cast<uint32_t *>(r0 + (((2 * x) ^ g) << 4)) = a[0];
+            *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x) ^ g) << 4)) = a[1];
+            *reinterpret_cast<uint32_t *>(r0 + (((2 * x + 1) ^ g) << 4)) = a[2];
+            *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x + 1) ^ g) << 4)) = a[3];
+            wg_pack_a<T>(a, s + 8 * x);
+            *reinterpret_cast<uint32_t *>(rp + (((2 * x) ^ g) << 4)) = a[0];
+            *reinterpret_cast<uint32_t *>(rp + 8 * 128 + (((2 * x) ^ g) << 4)) = a[1];
+            *reinterpret_cast<uint32_t *>(rp + (((2 * x + 1) ^ g) << 4)) = a[2];
+            *reinterpret_cast<uint32_t *>(rp + 8 * 128 + (((2 * x + 1) ^ g) << 4)) = a[3];
+        }
+        fence_async_smem();
+        wg_bar(wg);
+    };
+    /* dQ of query tile it (done) into the f32 accumulator: rows 16 warp + g (+ 8), columns 64 wg + 8 j + q2 */
+    auto add_dq = [&](int it) {
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int r = it * BN + warp * 16 + g + 8 * hh;
+            if (r >= p.Lq) continue;
+            float *row = dqa + (int64_t)r * p.sqa[2] + wg * 64 + q2;
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                red2(row + 8 * j, dq[4 * j + 2 * hh] * p.scale, dq[4 * j + 2 * hh + 1] * p.scale);
+        }
+    };
+    auto pin_kv = [&]() { wg_pin(dk[0]); wg_pin(dk[1]); wg_pin(dv[0]); wg_pin(dv[1]); };
+    if (it0 < nqt) {
+        /* trip it0: tile it0 (and K, V) landed; nothing in flight */
+        cp_wait_all();
+        fence_async_smem();
+        __syncthreads();
+        if (it0 + 1 < nqt) load_qg(it0 + 1);
+        pin_kv();
+        wg_fence();
+        issue_sdp(it0);
+        wg_wait1();                      /* S^T done */
+        wg_pin(s);
+        probs(it0);
+        wg_pin(s);
+        if (it0 + 1 < nqt) load_ld(it0 + 1);
+        cp_commit();
+        wg_wait0();                      /* dP^T done */
+        wg_pin(dp);
+        dsoft(it0);
+        pack_store(it0);
+        wg_fence();
+        issue_dvdk(it0);                 /* runs across the next barrier */
+        for (int it = it0 + 1; it < nqt; it++) {
+            cp_wait_all();
+            fence_async_smem();
+            __syncthreads();             /* tile it landed; dS^T of tile it - 1 complete (both warpgroups) */
+            if (it + 1 < nqt) load_qg(it + 1);
+            wg_fence();                  /* (no pins: S^T, dP^T overwritten; dV/dK of tile it - 1 in flight) */
+            issue_sdp(it);
+            wg_wait1();                  /* dV/dK of tile it - 1 and S^T of tile it done */
+            wg_pin(s); pin_kv();
+            probs(it);
+            wg_pin(s);
+            if (it + 1 < nqt) load_ld(it + 1);   /* (a branch: the wait below stays here) */
+            cp_commit();
+            wg_wait0();                  /* dP^T done */
+            wg_pin(dp);
+            dsoft(it);
+            pack_store(it);              /* (P^T's buffer is free: dV of tile it - 1 done) */
+            wg_fence();
+            issue_dq((it - 1) % NS);     /* dQ of tile it - 1, in S^T's registers */
+            issue_dvdk(it);
+            wg_wait1();                  /* dQ of tile it - 1 done; dV/dK of tile it may run */
+            wg_pin(dq);
+            if (dqa) add_dq(it - 1);
+        }
+        /* the last tile's dQ, after the barrier behind its dS^T */
+        cp_wait_all();
+        fence_async_smem();
+        __syncthreads();
+        wg_fence();
+        issue_dq((nqt - 1) % NS);
+        wg_wait0();
+        wg_pin(dq); pin_kv();
+        if (dqa) add_dq(nqt - 1);
+    }
+    /* dK (times scale) and dV: rows j0 + kr (+ 8), columns 64 c + 8 j + q2 (zero when no query tile) */
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        const int r = j0 + kr + 8 * hh;
+        if (r >= p.Lk) continue;
+        auto store = [&](auto *dk0, auto *dv0) {   /* O = float (grad_f32) or T */
+            using O = typename std::remove_pointer<decltype(dk0)>::type;
+            O *rk = dk0 ? dk0 + b * p.sdk[0] + h * p.sdk[1] + (int64_t)r * p.sdk[2] : nullptr;
+            O *rv = dv0 ? dv0 + b * p.sdv[0] + h * p.sdv[1] + (int64_t)r * p.sdv[2] : nullptr;
+#pragma unroll
+            for (int c = 0; c < 2; c++)
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    if (rk) st2<O>(rk + 64 * c + 8 * j + q2, dk[c][4 * j + 2 * hh] * p.scale,
+                                   dk[c][4 * j + 2 * hh + 1] * p.scale);
+                    if (rv) st2<O>(rv + 64 * c + 8 * j + q2, dv[c][4 * j + 2 * hh], dv[c][4 * j + 2 * hh + 1]);
+                }
+        };
+        if (p.grad_f32) store((float *)p.dk, (float *)p.dv);
+        else store((T *)p.dk, (T *)p.dv);
+    }
+#endif /* SDPA_WG */
+}
 /* ------------------------------------------------------------------------------------------ f32 path */
 /* the SIMT kernels: f32 head dims above 128 (the tensor-core kernels below take the rest) */
 #define F32_TQ 64   /* rows per block (one thread each) */
@@ -6903,11 +7220,14 @@ static int run_wg_fwd(Params p, cudaStream_t s) {
     return 0;
 }
 
-/* 2 warpgroups (128 keys) per CTA; the backward's shared memory: K, V, K^T [128][64], three Q/dO tiles [64][64]
-   each, three dS^T tiles [128][64] (T), lse/delta of three tiles; with a bias three bias tiles [64][128] (T, rows
-   padded by 16 bytes): 197.5 KiB */
+/* 2 warpgroups (128 keys) per CTA; the backward's shared memory at D = 64: K, V, K^T [128][64], three Q/dO tiles
+   [64][64] each, three dS^T tiles [128][64] (T), lse/delta of three tiles; with a bias three bias tiles [64][128]
+   (T, rows padded by 16 bytes): 197.5 KiB. At D = 128 (wg_bwd_d128_kernel): K, V [128][128], three Q/dO tiles
+   [64][128] each, two dS^T tiles and one P^T tile [128][64], lse/delta of three tiles: 210.5 KiB */
 enum { WG_BWD_NWG = 2, WG_BWD_BM = 64 * WG_BWD_NWG };
-static size_t wg_bwd_smem(bool bias) {
+static size_t wg_bwd_smem(int D, bool bias) {
+    if (D == 128)
+        return (size_t)(2 * WG_BWD_BM * 256 + 6 * 64 * 256 + 3 * WG_BWD_BM * 128) + 6 * 64 * sizeof(float) + 1024;
     return (size_t)(3 * WG_BWD_BM + 6 * 64 + 3 * WG_BWD_BM) * 128 + 6 * 64 * sizeof(float) + 1024 +
            (bias ? (size_t)3 * 64 * (WG_BWD_BM * 2 + 16) : 0);
 }
@@ -6920,13 +7240,16 @@ static bool wg_bwd_enabled(void) {
     }
     return state != 0;
 }
-/* the wgmma backward takes non-causal f16/bf16 problems without mask or dropout, plain or with a bias in the q
-   dtype whose rows the staged loader reads (Params.bias_stage: 16-byte aligned rows, contiguous keys; an f32 bias
-   would need 96 KiB more shared memory), with D == Dv == 64 and key tiles that fill the GPU (at least one
-   128-key tile per SM: no query split needed); the rest keeps bwd_kernel */
+/* the wgmma backward takes f16/bf16 problems without mask or dropout and key tiles that fill the GPU (at least
+   one 128-key tile per SM: no query split needed): at D == Dv == 64 (wg_bwd_kernel) non-causal, plain or with a
+   bias in the q dtype whose rows the staged loader reads (Params.bias_stage: 16-byte aligned rows, contiguous
+   keys; an f32 bias would need 96 KiB more shared memory); at D == Dv == 128 (wg_bwd_d128_kernel) plain,
+   causal or not. The rest keeps bwd_kernel */
 static bool wg_bwd_ok(const Params &p) {
-    if (p.mask || p.dropout || p.causal || p.D != 64 || p.Dv != 64 || p.Lq < 1 || p.Lk < 1) return false;
-    if (p.bias ? p.bias_f32 || !p.bias_stage : !plain_ok(p)) return false;
+    if (p.mask || p.dropout || p.Lq < 1 || p.Lk < 1 || p.D != p.Dv) return false;
+    if (p.D == 64) {
+        if (p.causal || (p.bias ? p.bias_f32 || !p.bias_stage : !plain_ok(p))) return false;
+    } else if (p.D != 128 || !plain_ok(p)) return false;
     if ((int64_t)p.B * p.H * ((p.Lk + WG_BWD_BM - 1) / WG_BWD_BM) < sm_count()) return false;
     return wg_bwd_enabled() && wg_available() != 0;
 }
@@ -6934,13 +7257,14 @@ static bool wg_bwd_ok(const Params &p) {
 template <typename T, int BIAS>
 static int run_wg_bwd(Params p, cudaStream_t s) {
     if (!p.dq && !p.dk && !p.dv && !p.dbias) return 0;
-    size_t smem = wg_bwd_smem(BIAS != 0);
-    auto kern = wg_bwd_kernel<T, WG_BWD_NWG, BIAS>;
+    const bool d128 = p.D == 128;
+    size_t smem = wg_bwd_smem(p.D, BIAS != 0);
+    auto kern = d128 ? wg_bwd_d128_kernel<T> : wg_bwd_kernel<T, WG_BWD_NWG, BIAS>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
     p.lsep = p.dlp = nullptr;
     unsigned grid;
-    if (grid_of(p, WG_BWD_BM, p.Lk, 0, &grid)) return -1;
+    if (grid_of(p, WG_BWD_BM, p.Lk, 3, &grid)) return -1;   /* causal (D = 128): key tile 0, the longest, first */
     int64_t rows = (int64_t)p.B * p.H * p.Lq;
     bool dq_dir = p.dq && p.grad_f32 && dense(p.sdq, p.B, p.H, p.Lq, p.D);
     int64_t wn = p.dq && !dq_dir ? align16(rows * p.D) : 0;
@@ -6970,9 +7294,9 @@ static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
     if (hd <= 96) return fwd ? run_fwd<T, 96, typename FwdTile<96, F>::t, F>(p, s) : run_bwd<T, 96, typename BwdTile<96, F>::t, F>(p, s);
     return fwd ? run_fwd<T, 128, typename FwdTile<128, F>::t, F>(p, s) : run_bwd<T, 128, typename BwdTile<128, F>::t, F>(p, s);
 }
-/* f16/bf16: the wgmma kernels where they apply (forward: wg_fwd_ok, plain or biased; backward: wg_bwd_ok, plain
-   or biased, D = 64 on sm_90a, NN_SDPA_WG_BWD=0 turns it off), else fwd_kernel / bwd_kernel, without the
-   mask/bias/dropout code when plain_ok */
+/* f16/bf16: the wgmma kernels where they apply (forward: wg_fwd_ok, plain or biased; backward: wg_bwd_ok, D = 64
+   plain or biased, D = 128 plain or causal, on sm_90a, NN_SDPA_WG_BWD=0 turns it off), else fwd_kernel /
+   bwd_kernel, without the mask/bias/dropout code when plain_ok */
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
     if (fwd && wg_fwd_ok(p)) {
@@ -6986,7 +7310,7 @@ static int dispatch(Params &p, bool fwd, cudaStream_t s) {
         if (p.D == 128) return run_wg_fwd<T, 128, 2, 0>(p, s);
         return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3, 0>(p, s) : run_wg_fwd<T, 64, 2, 0>(p, s);
     }
-    if (!fwd && wg_bwd_ok(p)) return p.bias ? run_wg_bwd<T, 1>(p, s) : run_wg_bwd<T, 0>(p, s);   /* sm_90a, D = 64 */
+    if (!fwd && wg_bwd_ok(p)) return p.bias ? run_wg_bwd<T, 1>(p, s) : run_wg_bwd<T, 0>(p, s);   /* sm_90a, D 64 / 128 */
     return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);
 }
 

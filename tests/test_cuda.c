@@ -1235,6 +1235,18 @@ static void test_sdpa(void) {
         {"wgmma d32 split-KV bias[B,1] grad 900x3000", 2, 8, 900, 3000, 32, 32, 0, 1, 1, 0, 0, 0, 0, 1},
         {"wgmma d32 split-KV odd Lq odd Lk", 2, 4, 901, 2501, 32, 32, 0, 0, 0, 0, 0, 0, 0, 0},
         {"wgmma d32 split-KV causal Lq<Lk", 1, 8, 900, 2000, 32, 32, 0, 0, 0, 1, 0, 0, 0, 0},
+        /* the wgmma backward at D = 128 (wg_bwd_d128_kernel: plain or causal, >= one 128-key tile per SM; cases 30
+           and 31 take it too): odd Lq and Lk (5 query tiles, the last one row; the third key tile partial), causal
+           Lq < Lk (key tile 1 sees one query tile, key tile 2 none: zero dK/dV), a single partial query tile (the
+           loop never runs), Lk = 1, causal Lq > Lk with B*H above the SM count and a scale; then the fallbacks to
+           bwd_kernel: Dv != D, and too few key tiles for the GPU */
+        {"wgmma bwd d128 odd Lq odd Lk", 2, 33, 257, 301, 128, 128, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"wgmma bwd d128 causal Lq<Lk", 2, 33, 150, 300, 128, 128, 0, 0, 0, 1, 0, 0, 0, 0},
+        {"wgmma bwd d128 one query tile", 2, 70, 40, 200, 128, 128, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"wgmma bwd d128 Lk=1", 2, 70, 9, 1, 128, 128, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"wgmma bwd d128 B*H>SMs causal scale", 3, 50, 100, 77, 128, 128, 0, 0, 0, 1, 0, 0.2, 0, 0},
+        {"wgmma-sized d128 Dv=64 (bwd_kernel)", 2, 33, 200, 300, 128, 64, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"d128 few key tiles (bwd_kernel)", 1, 4, 300, 300, 128, 128, 0, 0, 0, 1, 0, 0, 0, 0},
     };
     static const nn_dtype dts[3] = {NN_F32, NN_F16, NN_BF16};
     size_t i;
@@ -1244,16 +1256,16 @@ static void test_sdpa(void) {
             if (cs[i].f32_only && d != 0) continue;
             if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13 || i == 15 || i == 16 || i == 18 ||
                                      i == 19 || i == 20 || i == 23 || (i >= 25 && i <= 28) || i == 30 || i == 31 ||
-                                     i == 34 || i == 39 || i == 43 || i == 48))) continue;
+                                     i == 34 || i == 39 || i == 43 || i == 48 || i == 50 || i == 51))) continue;
             sdpa_run(&cs[i], dts[d]);
         }
     /* nn_sdpa_heads: the same kernels on [B,L,H*D] through strides (mask, bias gradient, dropout, causal,
-       split-KV, several tiles, the query split, the wgmma forward at D = 32) */
+       split-KV, several tiles, the query split, the wgmma forward at D = 32, the wgmma backward at D = 128) */
     sdpa_packed = 1;
     for (i = 0; i < sizeof cs / sizeof cs[0]; i++)
         for (d = 0; d < 3; d++) {
             if (!(i == 0 || i == 3 || i == 4 || i == 5 || i == 9 || i == 13 || i == 15 || i == 16 || i == 18 || i == 23 ||
-                  i == 28 || i == 43) ||
+                  i == 28 || i == 43 || i == 50) ||
                 (quick && (d == 1 || i > 5)))
                 continue;
             sdpa_run(&cs[i], dts[d]);
