@@ -4995,7 +4995,10 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
            With grad_f32 the gradients are written in f32 (the f32 dQ accumulator is dq itself); else converted.
            dbias is stored once per element when the bias is not broadcast, else atomically added (f32).
      sm_90a the plain f16/bf16 attention on Hopper's warpgroup MMA (wgmma), when the device runs the sm_90a image:
-           the forward at D == Dv in {64, 128} (wg_fwd_kernel) and the backward at D == Dv == 64 (wg_bwd_kernel),
+           the forward at D == Dv in {32, 64, 128} (wg_fwd_kernel; also with an additive bias, read into
+           registers; at D = 32 with the split-KV below)
+           and the backward at D == Dv == 64 (wg_bwd_kernel; also with a bias in the q dtype, and its gradient)
+           and at D == Dv == 128 (wg_bwd_d128_kernel; plain or causal),
            in their own block below ("wgmma kernels (sm_90a)").
      f32   the same loops on TF32 tensor cores in 3xTF32 (f32 accuracy; tc_* kernels, D and Dv <= 128; the backward
            in one kernel, dQ added with atomics); above 128 a plain SIMT path (thread per query or key row).
@@ -5940,14 +5943,24 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
 }
 
 /* ------------------------------------------------------------------------------------------ wgmma kernels (sm_90a) */
-/* Hopper's warpgroup MMA for the plain case (no mask, bias or dropout; causal allowed), f16/bf16, D == Dv in
-   {64, 128}: the same outputs as fwd_kernel (o, and lse in natural-log units) from tensor-core instructions that
-   read their B operand (and in S = Q K^T their A operand too) straight from shared memory, issued by a whole
-   warpgroup (4 warps, 64 rows) and running asynchronously to the issuing threads.
+/* Hopper's warpgroup MMA for the plain case (no mask, bias or dropout; causal allowed) and an additive bias
+   (wg_fwd_kernel BIAS; in the backward wg_bwd_kernel BIAS, D = 64, not causal), f16/bf16, D == Dv in {64, 128}
+   (the forward also at 32):
+   the same outputs as fwd_kernel (o, and lse in natural-log units) from tensor-core instructions that read their
+   B operand (and in S = Q K^T their A operand too) straight from shared memory, issued by a whole warpgroup
+   (4 warps, 64 rows) and running asynchronously to the issuing threads.
    Shared-memory tiles use the 128-byte swizzle the wgmma descriptors describe: a tile of R rows x D columns is
    stored as D/64 column blocks of [R][64] elements (128 bytes a row); in row r the 16-byte chunk c sits at chunk
    c ^ (r & 7); each block starts 1024-byte aligned. One layout serves K-major operands (Q and K in S = Q K^T:
    rows are M or N, 64 contiguous k) and the N-major V of O += P V (rows are k, 64 contiguous n; transpose flag).
+   D = 32 (forward only): rows of 64 bytes with the 64-byte swizzle instead (chunk c of row r at c ^ ((r >> 1) & 3),
+   8-row groups 512 bytes apart), not 128-byte rows padded with 64 unused bytes: half the shared memory and no
+   copy bandwidth spent on padding. PTX ISA, "Matrix Descriptor Format" of the asynchronous warpgroup-level
+   matrix shared-memory layout: bits 62-63 swizzle mode (1: 128B, 2: 64B), bits 32-45 stride byte offset >> 4
+   (K-major: between 8-row groups; N-major with one atom of n: between 8-k-row groups, the same 8 rows x 64
+   bytes), bits 16-29 leading byte offset (unused when one swizzle atom spans the operand's k (K-major) or n
+   (N-major) extent, as here: 16 k = 32 bytes, 32 n = 64 bytes); an operand's k step inside an atom advances the
+   start address by 32 bytes, as in the 128-byte case. Swizzle<2,4,3> in CUTLASS's terms (address bits 4-5 ^= 7-8).
    Only the sm_90a pass compiles the bodies (__CUDA_ARCH_FEAT_SM90_ALL); the sm_80 / sm_90 passes get empty
    kernels, and wg_available() (a probe kernel, once) tells the host which image the device runs. */
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -5963,12 +5976,16 @@ __global__ void wg_probe_kernel(int *flag) {
 }
 
 #ifdef SDPA_WG
-/* descriptor of a 128-byte-swizzled operand at s (1024-byte aligned atoms): 8-row groups 1024 bytes apart
-   (stride byte offset); the leading byte offset is unused by these shapes (one 64-element block per operand
-   row span), set to 1 as the canonical value */
+/* descriptor of a swizzled operand at s with rows of RB bytes: RB = 128 the 128-byte swizzle (1024-byte aligned
+   atoms), RB = 64 the 64-byte swizzle (512-byte atoms; D = 32); 8-row groups 8 RB bytes apart (stride byte
+   offset); the leading byte offset is unused by these shapes (one swizzle atom per operand row span), set to 1
+   as the canonical value */
+template <int RB = 128>
 __device__ __forceinline__ uint64_t wg_desc(const void *s) {
+    static_assert(RB == 128 || RB == 64, "wg_desc: 128- or 64-byte swizzle");
     uint32_t a = (uint32_t)__cvta_generic_to_shared(s);
-    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(8 * RB >> 4) << 32) |
+           ((uint64_t)(RB == 128 ? 1 : 2) << 62);
 }
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
@@ -6004,6 +6021,10 @@ __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.a
     "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
     "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "          \
     "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+#define WG_RS32(TY)                                                                                                    \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"                                                                       \
+    "wgmma.mma_async.sync.aligned.m64n32k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
+    "%12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, 1;\n}\n"
 
 /* d[64 x 128] (+)= A[64 x 16] B[128 x 16]^T, both K-major in shared memory (descriptors); acc = 0 overwrites.
    Fragment layout of d (per warp w of the warpgroup, lane = 4 g + q): d[4 j + e] is row 16 w + g + 8 (e >> 1),
@@ -6053,6 +6074,24 @@ __device__ __forceinline__ void wg_ss32t(float (&d)[16], uint64_t da, uint64_t d
     else
         asm volatile(WG_SS32T("bf16") : WG_D16(d) : "l"(da), "l"(db), "r"(acc));
 }
+/* d[64 x 32] (+)= A[64 x 16] (registers, as wg_rs64) B[16 x 32], B N-major in shared memory (rows of k, 32
+   contiguous n, 64-byte swizzle): O += P V at D = 32 */
+template <typename T>
+__device__ __forceinline__ void wg_rs32(float (&d)[16], const uint32_t (&a)[4], uint64_t db, int acc) {
+    if (std::is_same<T, __half>::value)
+        asm volatile(WG_RS32("f16") : WG_D16(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
+    else
+        asm volatile(WG_RS32("bf16") : WG_D16(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
+}
+/* O += P V for one block of O's columns, by its width: 64 (wg_rs64) or 32 (wg_rs32, D = 32) */
+template <typename T>
+__device__ __forceinline__ void wg_rs_pv(float (&d)[32], const uint32_t (&a)[4], uint64_t db) {
+    wg_rs64<T>(d, a, db, 1);
+}
+template <typename T>
+__device__ __forceinline__ void wg_rs_pv(float (&d)[16], const uint32_t (&a)[4], uint64_t db) {
+    wg_rs32<T>(d, a, db, 1);
+}
 __device__ __forceinline__ void wg_wait2() { asm volatile("wgmma.wait_group.sync.aligned 2;\n" ::: "memory"); }
 /* k step x of an A operand from registers (wg_rs64): the 8 f32 accumulators acc[8x .. 8x+7] of a 64-row result
    (its columns 16x .. 16x+15 in this thread's accumulator order) rounded to T and packed in pairs, the order of
@@ -6064,23 +6103,36 @@ __device__ __forceinline__ void wg_pack_a(uint32_t (&a)[4], const float *acc8) {
     a[2] = TT<T>::pack(acc8[4], acc8[5]);
     a[3] = TT<T>::pack(acc8[6], acc8[7]);
 }
+/* two adjacent bias values (wg_fwd_kernel BIAS) in f32: a packed pair of T (the lower key in the low half), or a
+   float2 */
+template <typename T>
+__device__ __forceinline__ void wg_bias2(uint32_t v, float &a, float &b) {
+    T x[2];
+    memcpy(x, &v, sizeof v);
+    a = TT<T>::to_f(x[0]); b = TT<T>::to_f(x[1]);
+}
+template <typename T>
+__device__ __forceinline__ void wg_bias2(float2 v, float &a, float &b) { a = v.x; b = v.y; }
 #endif /* SDPA_WG */
 
-/* ROWS x HD tile <- rows row0.. of g (row stride rs), in the swizzled layout above; rows >= L are zero */
+/* ROWS x HD tile <- rows row0.. of g (row stride rs), in the swizzled layout above (D = 32: 64-byte rows and
+   swizzle); rows >= L are zero */
 /* (thread x copies chunk x % (HD/8) of rows x / (HD/8) + k * RSTEP: the same swizzle for every k) */
 template <typename T, int HD, int ROWS, int NT>
 __device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int row0, int L) {
-    constexpr int CH = HD / 8, RSTEP = NT / CH;
+    constexpr int RB = HD == 32 ? 64 : 128, CPB = RB / 16, CH = HD / 8, RSTEP = NT / CH;
+    static_assert(HD == 32 || HD % 64 == 0, "load_tile_sw: D 32 or a multiple of 64");
     static_assert(NT % CH == 0 && RSTEP % 8 == 0, "load_tile_sw: tile and thread count");
     const int c = threadIdx.x % CH, r = threadIdx.x / CH;
-    unsigned char *d = (unsigned char *)s + (c >> 3) * (ROWS * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+    const int sw = RB == 128 ? (r & 7) : ((r >> 1) & 3);   /* the chunk XOR of row r (period 8 rows) */
+    unsigned char *d = (unsigned char *)s + (c / CPB) * (ROWS * RB) + r * RB + (((c % CPB) ^ sw) << 4);
     const T *src = g + (int64_t)(row0 + r) * rs + c * 8;
     const int64_t step = (int64_t)RSTEP * rs;
 #pragma unroll
     for (int k = 0; k < (ROWS + RSTEP - 1) / RSTEP; k++) {
         if (ROWS % RSTEP && r + k * RSTEP >= ROWS) break;
         bool ok = row0 + r + k * RSTEP < L;
-        cp_async16(d + k * RSTEP * 128, ok ? src + k * step : g, ok);
+        cp_async16(d + k * RSTEP * RB, ok ? src + k * step : g, ok);
     }
 }
 
@@ -6091,39 +6143,62 @@ __device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int r
    the exponent), P packed to A fragments in registers, O += P V (8 x D/64 wgmma m64n64k16). The products of
    tile j + 1 are issued together - S_{j+1} and O += P_j V_j - so that the exponentials of tile j + 1 run on
    the special-function units while the tensor cores do P_j V_j (FlashAttention-3's intra-warpgroup overlap);
-   O is rescaled once that product is done. V_j is still read then: hence three buffers. */
-template <typename T, int HD, int NWG>
+   O is rescaled once that product is done. V_j is still read then: hence three buffers.
+   BIAS (1: in T, 2: f32): an additive bias with contiguous keys, even Lk and even strides (wg_bias_ok), read
+   straight from global memory into registers, two adjacent keys a load (the pair 2q, 2q + 1 of each accumulator
+   column block), issued at the top of each tile's trip so that the barrier and S = Q K^T hide their latency. As
+   fwd_kernel's FULL path, the scores of a biased tile become log2 units at once (scale_log2 * s + log2e * bias),
+   so the exponent's factor sl is 1 and lse comes out in the same natural-log units.
+   HD = 32: 64-byte rows (see above), O += P V as 8 wgmma m64n32k16; with a split over keys (Params.nsplit > 1,
+   run_wg_fwd: D = 32 problems whose query tiles leave SMs idle, the 900-query AQR cases) CTA split sp takes the
+   keys [sp split_len, (sp + 1) split_len) (split_len a multiple of 128: the split's last tile is masked only by
+   Lk) and writes its normalised o and its lse to the f32 partials that combine_kernel merges, as fwd_kernel. */
+template <typename T, int HD, int NWG, int BIAS>
 __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
 #ifdef SDPA_WG
-    constexpr int BM = 64 * NWG, BN = 128, NTH = NWG * 128, CB = HD / 64, NS = 3;
+    constexpr int BM = 64 * NWG, BN = 128, NTH = NWG * 128, NS = 3;
+    constexpr int RB = HD == 32 ? 64 : 128;   /* bytes of a row of one shared column block */
+    constexpr int CN = HD == 32 ? 32 : 64;    /* columns of O a wgmma of O += P V covers (n) */
+    constexpr int CB = HD / CN, OA = CN / 2;  /* such column blocks, and their accumulators a thread */
+    using BT = typename std::conditional<BIAS == 2, float, T>::type;      /* bias element */
+    using BP = typename std::conditional<BIAS == 2, float2, uint32_t>::type;   /* two adjacent keys of it */
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     T *Qs = (T *)base, *Ks = Qs + BM * HD, *Vs = Ks + NS * BN * HD;
-    int b, h, t;
-    tile_of(p, &b, &h, &t);
+    int b, h, t, sp;
+    tile_of(p, &b, &h, &t, &sp);
     const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
     const int g = lane >> 2, q2 = (lane & 3) * 2;
     const int i0 = t * BM, r0 = i0 + wg * 64 + warp * 16 + g;   /* this thread's rows: r0, r0 + 8 */
     const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
     const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
     const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
-    const float sl = p.scale_log2;
-    int jend = p.Lk;
+    const float sl = BIAS ? 1.f : p.scale_log2;   /* score units -> log2 units (biased: already log2) */
+    /* this split's first key (0 without a split; D 64 / 128 never split: run_wg_fwd, and no code for it) */
+    const int ks = HD == 32 ? sp * p.split_len : 0;
+    int jend = HD == 32 ? min(p.Lk, ks + p.split_len) : p.Lk;
     if (p.causal && i0 + BM < jend) jend = i0 + BM;
-    const int nkt = jend > 0 ? (jend + BN - 1) / BN : 0;
+    const int nkt = jend > ks ? (jend - ks + BN - 1) / BN : 0;
+    /* bias rows of r0 and r0 + 8, clamped to Lq - 1 (rows >= Lq are never stored) */
+    const BT *brow0 = nullptr, *brow1 = nullptr;
+    if constexpr (BIAS != 0) {
+        const BT *bbh = (const BT *)p.bias + b * p.bs[0] + h * p.bs[1];
+        brow0 = bbh + (int64_t)min(r0, p.Lq - 1) * p.bs[2];
+        brow1 = bbh + (int64_t)min(r0 + 8, p.Lq - 1) * p.bs[2];
+    }
     load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
     if (nkt > 0) {
-        load_tile_sw<T, HD, BN, NTH>(Ks, K, p.sk[2], 0, p.Lk);
-        load_tile_sw<T, HD, BN, NTH>(Vs, V, p.sv[2], 0, p.Lk);
+        load_tile_sw<T, HD, BN, NTH>(Ks, K, p.sk[2], ks, p.Lk);
+        load_tile_sw<T, HD, BN, NTH>(Vs, V, p.sv[2], ks, p.Lk);
     }
     cp_commit();
-    float o[CB][32], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+    float o[CB][OA], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
 #pragma unroll
     for (int c = 0; c < CB; c++)
 #pragma unroll
-        for (int e = 0; e < 32; e++) o[c][e] = 0.f;
+        for (int e = 0; e < OA; e++) o[c][e] = 0.f;
     uint32_t pa[8][4];   /* P_j as A fragments: k step x covers keys 16 x.. (accumulator columns 2x, 2x+1) */
-    const uint64_t dq0 = wg_desc((const unsigned char *)Qs + wg * 64 * 128);
+    const uint64_t dq0 = wg_desc<RB>((const unsigned char *)Qs + wg * 64 * RB);
     /* The wgmma discipline. ptxas serialises every wgmma of the kernel (C7514: a wait after each one, with
        injected arrives and waits, C7519 / C7517) when, on some path, an ordinary instruction may touch an
        accumulator or A-fragment register while a wgmma using it is in flight, or between the fence and that
@@ -6144,7 +6219,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         fence_async_smem();
         __syncthreads();
         if (kt + 1 < nkt) {
-            const int sn = (kt + 1) % NS, j1 = (kt + 1) * BN;
+            const int sn = (kt + 1) % NS, j1 = ks + (kt + 1) * BN;
             load_tile_sw<T, HD, BN, NTH>(Ks + sn * BN * HD, K, p.sk[2], j1, p.Lk);
             load_tile_sw<T, HD, BN, NTH>(Vs + sn * BN * HD, V, p.sv[2], j1, p.Lk);
         }
@@ -6152,21 +6227,23 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     };
     /* S = Q K_kt^T, K in buffer kt % 3 (after a wg_fence): one commit group */
     auto issue_s = [&](float (&s)[64], int kt) {
-        const uint64_t dk0 = wg_desc(Ks + (kt % NS) * BN * HD);
+        const uint64_t dk0 = wg_desc<RB>(Ks + (kt % NS) * BN * HD);
 #pragma unroll
-        for (int kk = 0; kk < HD / 16; kk++)   /* k step kk: column block kk / 4, 32 bytes per step inside it */
-            wg_ss128<T>(s, dq0 + (((kk >> 2) * BM * 128 + (kk & 3) * 32) >> 4),
-                        dk0 + (((kk >> 2) * BN * 128 + (kk & 3) * 32) >> 4), kk > 0);
+        for (int kk = 0; kk < HD / 16; kk++) {   /* k step kk: column block kk / (RB/32), 32 bytes a step inside it */
+            constexpr int SPB = RB / 32;
+            wg_ss128<T>(s, dq0 + (((kk / SPB) * BM * RB + (kk % SPB) * 32) >> 4),
+                        dk0 + (((kk / SPB) * BN * RB + (kk % SPB) * 32) >> 4), kk > 0);
+        }
         wg_commit();
     };
-    /* O += P V_kt, V in buffer kt % 3 (after a wg_fence): k step x = keys 16 x.. = 16 rows of 128 bytes; one
+    /* O += P V_kt, V in buffer kt % 3 (after a wg_fence): k step x = keys 16 x.. = 16 rows of RB bytes; one
        commit group */
     auto issue_pv = [&](int kt) {
-        const uint64_t dv0 = wg_desc(Vs + (kt % NS) * BN * HD);
+        const uint64_t dv0 = wg_desc<RB>(Vs + (kt % NS) * BN * HD);
 #pragma unroll
         for (int x = 0; x < 8; x++)
 #pragma unroll
-            for (int c = 0; c < CB; c++) wg_rs64<T>(o[c], pa[x], dv0 + ((c * BN * 128 + x * 2048) >> 4), 1);
+            for (int c = 0; c < CB; c++) wg_rs_pv<T>(o[c], pa[x], dv0 + ((c * BN * RB + x * 16 * RB) >> 4));
         wg_commit();
     };
     auto pin_o_pa = [&]() {
@@ -6174,9 +6251,32 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         for (int c = 0; c < CB; c++) wg_pin(o[c]);
         wg_pin(pa);
     };
+    /* BIAS: the bias of tile kt at this thread's accumulator elements: bv[hh][j] holds keys j0 + 8 j + q2 and
+       + 1 of row r0 + 8 hh. Keys clamped to Lk - 2 (even: a pair never straddles Lk), masked in softmax. */
+    auto load_bias = [&](BP (&bv)[2][16], int kt) {
+        if constexpr (BIAS != 0) {
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                const int c = min(ks + kt * BN + 8 * j + q2, p.Lk - 2);
+                bv[0][j] = __ldg((const BP *)(brow0 + c));
+                bv[1][j] = __ldg((const BP *)(brow1 + c));
+            }
+        }
+    };
     /* the online softmax of tile kt on S (done): S becomes the unnormalised P, alpha the rescale of O */
-    auto softmax = [&](float (&s)[64], int kt, float (&alpha)[2]) {
-        const int j0 = kt * BN;
+    auto softmax = [&](float (&s)[64], int kt, float (&alpha)[2], const BP (&bv)[2][16]) {
+        const int j0 = ks + kt * BN;
+        if constexpr (BIAS != 0) {   /* raw scores -> log2 units with the bias, as add_bias */
+#pragma unroll
+            for (int j = 0; j < 16; j++)
+#pragma unroll
+                for (int hh = 0; hh < 2; hh++) {
+                    float b0, b1;
+                    wg_bias2<T>(bv[hh][j], b0, b1);
+                    s[4 * j + 2 * hh] = s[4 * j + 2 * hh] * p.scale_log2 + SDPA_LOG2E * b0;
+                    s[4 * j + 2 * hh + 1] = s[4 * j + 2 * hh + 1] * p.scale_log2 + SDPA_LOG2E * b1;
+                }
+        }
         /* keys >= Lk, and keys after the query when causal, get -inf */
         if (j0 + BN > p.Lk || (p.causal && j0 + BN - 1 > i0 + wg * 64)) {
 #pragma unroll
@@ -6213,22 +6313,25 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
 #pragma unroll
         for (int c = 0; c < CB; c++)
 #pragma unroll
-            for (int e = 0; e < 32; e++) o[c][e] *= alpha[(e >> 1) & 1];
+            for (int e = 0; e < OA; e++) o[c][e] *= alpha[(e >> 1) & 1];
 #pragma unroll
         for (int x = 0; x < 8; x++) wg_pack_a<T>(pa[x], s + 8 * x);
     };
     if (nkt > 0) {
         float s[64], alpha[2];   /* S_kt, then P_kt (unnormalised) and the rescale of O, until packed */
+        BP bv[2][16];            /* BIAS: the bias of tile kt (unused otherwise) */
+        load_bias(bv, 0);
         next_tile(0);            /* tile 0: S_0 alone */
         wg_fence();
         issue_s(s, 0);
         wg_wait0();
         wg_pin(s);
-        softmax(s, 0, alpha);
+        softmax(s, 0, alpha, bv);
         wg_pin(s); wg_pin(alpha);
         for (int kt = 1; kt < nkt; kt++) {
             wg_wait0();                /* O += P_{kt-2} V_{kt-2} done (at kt = 1 nothing is in flight) */
             pin_o_pa();
+            load_bias(bv, kt);         /* no branch: the loads issue here, consumed after S_kt */
             rescale_pack(s, alpha);    /* O *= alpha_{kt-1}, P_{kt-1} to A fragments */
             next_tile(kt);
             pin_o_pa();                /* the rescale and the packing stay above the fence */
@@ -6237,7 +6340,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
             issue_pv(kt - 1);          /* O += P_{kt-1} V_{kt-1}, running during this tile's softmax */
             wg_wait1();                /* S_kt done; P V may still run */
             wg_pin(s);
-            softmax(s, kt, alpha);
+            softmax(s, kt, alpha, bv);
             wg_pin(s); wg_pin(alpha);
         }
         wg_wait0();                    /* the last tile's O += P V */
@@ -6250,8 +6353,13 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         pin_o_pa();
     }
     cp_wait_all();
-    int64_t bh = (int64_t)b * p.H + h;
+    /* o and lse, or with a split this split's normalised partial o and its lse (fwd_kernel's layout: o
+       [split][B H Lq][Dv], then lse [split][B H Lq]); an empty split (causal) writes lse -inf and o 0 */
+    const int64_t bh = (int64_t)b * p.H + h, bhlq = (int64_t)p.B * p.H * p.Lq;
     T *O = (T *)p.out + b * p.so[0] + h * p.so[1];
+    const bool split = HD == 32 && p.nsplit > 1;
+    float *lse = split ? p.part + (int64_t)p.nsplit * bhlq * p.Dv + sp * bhlq + bh * p.Lq : p.lse + bh * p.Lq;
+    float *po = p.part + (sp * bhlq + bh * p.Lq) * p.Dv;   /* read only when split */
 #pragma unroll
     for (int hh = 0; hh < 2; hh++) {
         float l = lrow[hh];
@@ -6260,13 +6368,23 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         float inv = l > 0.f ? 1.f / l : 0.f;
         int r = r0 + 8 * hh;
         if (r >= p.Lq) continue;
-        if (q2 == 0) p.lse[bh * p.Lq + r] = l > 0.f ? (mrow[hh] * sl + log2f(l)) * SDPA_LN2 : -INFINITY;
-        T *orow = O + (int64_t)r * p.so[2];
+        if (q2 == 0) lse[r] = l > 0.f ? (mrow[hh] * sl + log2f(l)) * SDPA_LN2 : -INFINITY;
+        if (split) {
+            float *prow = po + (int64_t)r * p.Dv;
 #pragma unroll
-        for (int c = 0; c < CB; c++)
+            for (int c = 0; c < CB; c++)
 #pragma unroll
-            for (int j = 0; j < 8; j++)
-                st2<T>(orow + c * 64 + 8 * j + q2, o[c][4 * j + 2 * hh] * inv, o[c][4 * j + 2 * hh + 1] * inv);
+                for (int j = 0; j < OA / 4; j++)
+                    *reinterpret_cast<float2 *>(prow + c * CN + 8 * j + q2) =
+                        make_float2(o[c][4 * j + 2 * hh] * inv, o[c][4 * j + 2 * hh + 1] * inv);
+        } else {
+            T *orow = O + (int64_t)r * p.so[2];
+#pragma unroll
+            for (int c = 0; c < CB; c++)
+#pragma unroll
+                for (int j = 0; j < OA / 4; j++)
+                    st2<T>(orow + c * CN + 8 * j + q2, o[c][4 * j + 2 * hh] * inv, o[c][4 * j + 2 * hh + 1] * inv);
+        }
     }
 #endif /* SDPA_WG */
 }
@@ -6293,16 +6411,26 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
    issued S_it, dP_it, dQ_{it-1} after the barrier and dV/dK_it after the softmax; ptxas merged its two waits,
    so the exponentials waited for dP too). Shared layout and wgmma discipline as wg_fwd_kernel: no wgmma, fence
    or wait under a branch (the first tile is peeled before the loop, the last after it); accumulators and A
-   fragments pinned around fences and waits, never while their wgmma is in flight. */
-template <typename T, int NWG>
+   fragments pinned around fences and waits, never while their wgmma is in flight.
+   BIAS (1): an additive bias in T with 16-byte aligned rows (Params.bias_stage; wg_bwd_ok). Its [64 queries]
+   [BM keys] tile comes with each query tile (cp.async into three more buffers, rows padded by 16 bytes so that
+   the 4 query rows a warp reads at once fall in different banks) and enters P^T in the forward's log2 units:
+   P^T = exp2(scale log2e S^T + log2e bias - log2e lse). dbias = dS (natural units, unscaled, as bwd_kernel)
+   is stored from the f32 registers right after dS^T: for fixed element e the lanes of a warp cover 8
+   consecutive keys of 4 queries (full 32-byte sectors); plain stores (each score belongs to one CTA and one
+   query tile), atomic adds where the bias is broadcast (p.dbias_atomic). */
+template <typename T, int NWG, int BIAS>
 __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
 #ifdef SDPA_WG
+    static_assert(BIAS == 0 || BIAS == 1, "wg_bwd_kernel: no bias, or a bias in T");
     constexpr int BM = 64 * NWG, BN = 64, NTH = NWG * 128, NQ = 3;
     constexpr int TB = BM * 128, QB = BN * 128;   /* bytes of a [BM][64] and a [BN][64] tile */
+    constexpr int BSTR = BM * 2 + 16;             /* bytes of a staged bias row (BM keys in T, padded) */
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     unsigned char *Ks = base, *Vs = Ks + TB, *KTs = Vs + TB, *Qs = KTs + TB, *Gs = Qs + NQ * QB, *Ss = Gs + NQ * QB;
     float *Ls = (float *)(Ss + NQ * TB), *Dl = Ls + NQ * BN;
+    unsigned char *Bt = (unsigned char *)(Dl + NQ * BN);   /* BIAS: three [BN queries][BM keys] tiles, rows BSTR */
     int b, h, t;
     tile_of(p, &b, &h, &t);
     const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
@@ -6315,6 +6443,8 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     const int64_t bh = (int64_t)b * p.H + h;
     const float *lse = p.lse + bh * p.Lq, *delta = p.delta + bh * p.Lq;
     float *dqa = p.dq_acc ? p.dq_acc + b * p.sqa[0] + h * p.sqa[1] : nullptr;
+    const unsigned char *bbh = BIAS ? (const unsigned char *)bias_bh<T>(p, b, h) : nullptr;
+    float *dbh = BIAS && p.dbias ? p.dbias + b * p.bs[0] + h * p.bs[1] : nullptr;
     const float sl = p.scale_log2;
     const int nqt = (p.Lq + BN - 1) / BN;   /* >= 1 (wg_bwd_ok) */
     /* keys >= Lk: zero rows of K and V, but P must be 0 there (exp(-lse) may overflow; their dS feeds dQ) */
@@ -6331,6 +6461,8 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
             const bool ok = ii < p.Lq, isd = threadIdx.x >= BN;
             cp_async4((isd ? Dl : Ls) + buf * BN + x, (isd ? delta : lse) + (ok ? ii : 0), ok);
         }
+        /* the bias tile, zero outside [Lq][Lk] (queries >= Lq: S = 0 + 0 as above) */
+        if (BIAS) load_bias<NTH>(Bt + buf * BN * BSTR, BSTR, p, bbh, i, BN, j0, BM);
     };
     load_tile_sw<T, 64, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
     load_tile_sw<T, 64, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
@@ -6382,13 +6514,23 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
        8 j + q2 + (e & 1) */
     auto probs = [&](int buf) {
         const float *Lb = Ls + buf * BN;
+        const unsigned char *Bb = Bt + buf * BN * BSTR + q2 * BSTR + kr * 2;   /* BIAS: (q2, kr) */
 #pragma unroll
         for (int j = 0; j < 8; j++) {
             float2 l2 = *reinterpret_cast<const float2 *>(Lb + 8 * j + q2);
+            if (BIAS) {   /* a row the bias masks completely (lse -inf): P = 0, as bwd_kernel */
+                l2.x = l2.x == -INFINITY ? INFINITY : l2.x;
+                l2.y = l2.y == -INFINITY ? INFINITY : l2.y;
+            }
             l2.x *= -SDPA_LOG2E; l2.y *= -SDPA_LOG2E;
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                float pr = ex2(fmaf(s[4 * j + e], sl, (e & 1) ? l2.y : l2.x));
+                float x = (e & 1) ? l2.y : l2.x;
+                if (BIAS) {
+                    const T bv = *reinterpret_cast<const T *>(Bb + (8 * j + (e & 1)) * BSTR + 16 * (e >> 1));
+                    x = fmaf(SDPA_LOG2E, TT<T>::to_f(bv), x);
+                }
+                float pr = ex2(fmaf(s[4 * j + e], sl, x));
                 s[4 * j + e] = ((e >> 1) ? kok1 : kok0) ? pr : 0.f;
             }
         }
@@ -6402,6 +6544,22 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
 #pragma unroll
             for (int e = 0; e < 4; e++) dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - ((e & 1) ? d2.y : d2.x));
         }
+    };
+    /* BIAS: dbias of query tile it = dS (in dp, f32) at (query it * BN + 8 j + q2 + (e & 1), key j0 + kr +
+       8 (e >> 1)) */
+    auto store_dbias = [&](int it) {
+        if (!BIAS || !dbh) return;
+        float *r0 = dbh + (int64_t)(it * BN + q2) * p.bs[2] + (int64_t)(j0 + kr) * p.bs[3];
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int i = it * BN + 8 * j + q2 + (e & 1);
+                if (i >= p.Lq || !((e >> 1) ? kok1 : kok0)) continue;
+                float *at = r0 + (int64_t)(8 * j + (e & 1)) * p.bs[2] + (int64_t)(8 * (e >> 1)) * p.bs[3];
+                if (p.dbias_atomic) atomicAdd(at, dp[4 * j + e]);
+                else *at = dp[4 * j + e];
+            }
     };
     /* P^T and dS^T packed to A fragments (dV/dK of the tile before done), dS^T (T) -> buffer sb, [key][query]
        swizzled: (row kr | kr + 8, queries 16 x + q2 | + 8): chunks 2x, 2x+1 */
@@ -6460,6 +6618,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     wg_wait0();
     wg_pin(dp);
     dsoft(0);
+    store_dbias(0);
     pack_store(0);
     wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da);
     /* Trip it (query tile it + 1 enters, tile it leaves; P^T and dS^T of tile it packed, dS^T in buffer it % 3;
@@ -6494,6 +6653,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
         wg_wait2();                      /* dP^T_{it+1} done */
         wg_pin(dp);
         dsoft(nb);
+        store_dbias(it + 1);             /* (branches: the wait below stays here) */
         wg_wait1();                      /* dV/dK of tile it done: pa, da free */
         wg_pin(pa); wg_pin(da); wg_pin(dk); wg_pin(dv);
         pack_store(nb);
@@ -6530,6 +6690,322 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
                 if (rk) st2<O>(rk + 8 * j + q2, dk[4 * j + 2 * hh] * p.scale, dk[4 * j + 2 * hh + 1] * p.scale);
                 if (rv) st2<O>(rv + 8 * j + q2, dv[4 * j + 2 * hh], dv[4 * j + 2 * hh + 1]);
             }
+        };
+        if (p.grad_f32) store((float *)p.dk, (float *)p.dv);
+        else store((T *)p.dk, (T *)p.dv);
+    }
+#endif /* SDPA_WG */
+}
+/* The backward on wgmma at D == Dv == 128 (plain or causal; Params as wg_bwd_kernel). D = 64's plan does not
+   fit the registers here: ptxas gives every wgmma operand its own registers for the whole kernel, and dK, dV of a
+   warpgroup's 64 keys (64 + 64 f32 a thread), S^T, dP^T (32 + 32), the A fragments of P^T / dS^T (16 + 16) and dQ
+   (32) come to 256 before any address (the first version: wgmma serialised, spills). So P^T and dS^T reach dV
+   and dK from shared memory (A K-major, as they are stored for dQ anyway), dQ takes S^T's registers (free from
+   the packing of P^T to dQ's atomics), and the first k step of S^T, dP^T and dQ writes its accumulators without
+   reading them (wg_ss64_first: "=f", so their old values are dead): 192 accumulators, 255 registers, no spills.
+   One CTA of 2 warpgroups per (b, h, 128 keys); warpgroup w owns key rows 64 w.. (K, V resident); query tiles
+   of 64 (Q, dO [64][128], lse, delta) through three buffers, loaded one tile ahead. Trip it (query tile it):
+     barrier (tile it landed; dS^T of tile it - 1 complete), Q/dO of tile it + 1 requested;
+     S^T = K Q^T, dP^T = V dO^T issued (m64n64k16, 8 k steps over two 64-column blocks), behind dV/dK of
+     tile it - 1 (still running from the last trip);
+     wait S^T (and dV/dK of tile it - 1): P^T (the exponentials run during dP^T), lse/delta of tile it + 1
+     requested; wait dP^T: dS^T;
+     P^T -> shared memory (one buffer: a warpgroup reads only its own rows, after its own wait), dS^T -> shared
+     memory (two buffers: both warpgroups read all of it for dQ), proxy fence and a warpgroup barrier;
+     dQ of tile it - 1 = dS K issued (m64n64k16, A = dS^T M-major, B = K N-major as stored: this warpgroup's
+     64 columns of dQ are K's column block w, so no transposed copy of K as at D = 64), then dV += P^T dO and
+     dK += dS^T Q (A from shared memory, B N-major, per 64-column block) - they run across the next barrier
+     and under the next S^T / dP^T;
+     wait dQ of tile it - 1: its f32 atomics into the accumulator, as wg_bwd_kernel.
+   The first trip (no dQ, no dV/dK before it) is peeled; after the last, one barrier and that tile's dQ.
+   Causal (top-left): key tile t starts at query tile 128 t / 64 (earlier queries see none of its keys); P is 0
+   where key > query. A key tile past every query (Lk > Lq) stores zero dK/dV.
+   Buffers: Q/dO tile it + 1 goes to the buffer of tile it - 2, whose dV/dK every thread waited for (trip it - 1)
+   before barrier it; dS^T buffer it % 2 held tile it - 2, whose dQ and dK were waited for in trip it - 1. */
+#define WG_SS64TT(TY)                                                                                                  \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                       \
+    "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
+    "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "          \
+    "%32, %33, p, 1, 1, 1, 1;\n}\n"
+/* d[64 x 64] (+)= A[64 x 16] B[16 x 64], A K-major, B N-major (rows of k, 64 contiguous n: the transpose flag):
+   dV += P^T dO and dK += dS^T Q with P^T and dS^T in shared memory */
+#define WG_SS64NT(TY)                                                                                                  \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                       \
+    "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
+    "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "          \
+    "%32, %33, p, 1, 1, 0, 1;\n}\n"
+/* the same products with scale-d off and write-only accumulators ("=f"): the first k step of a product whose
+   old values are dead, so that the compiler does not keep them live from the previous tile (with "+f" every
+   accumulator would be live across the whole loop) */
+#define WG_D32W(d, o) "=f"(d[o + 0]), "=f"(d[o + 1]), "=f"(d[o + 2]), "=f"(d[o + 3]), "=f"(d[o + 4]), "=f"(d[o + 5]), \
+    "=f"(d[o + 6]), "=f"(d[o + 7]), "=f"(d[o + 8]), "=f"(d[o + 9]), "=f"(d[o + 10]), "=f"(d[o + 11]), "=f"(d[o + 12]), \
+    "=f"(d[o + 13]), "=f"(d[o + 14]), "=f"(d[o + 15]), "=f"(d[o + 16]), "=f"(d[o + 17]), "=f"(d[o + 18]), \
+    "=f"(d[o + 19]), "=f"(d[o + 20]), "=f"(d[o + 21]), "=f"(d[o + 22]), "=f"(d[o + 23]), "=f"(d[o + 24]), \
+    "=f"(d[o + 25]), "=f"(d[o + 26]), "=f"(d[o + 27]), "=f"(d[o + 28]), "=f"(d[o + 29]), "=f"(d[o + 30]), "=f"(d[o + 31])
+#ifdef SDPA_WG
+template <typename T>
+__device__ __forceinline__ void wg_ss64_first(float (&d)[32], uint64_t da, uint64_t db) {
+    if (std::is_same<T, __half>::value)
+        asm volatile(WG_SS64("f16") : WG_D32W(d, 0) : "l"(da), "l"(db), "r"(0));
+    else
+        asm volatile(WG_SS64("bf16") : WG_D32W(d, 0) : "l"(da), "l"(db), "r"(0));
+}
+template <typename T>
+__device__ __forceinline__ void wg_ss64tt_first(float (&d)[32], uint64_t da, uint64_t db) {
+    if (std::is_same<T, __half>::value)
+        asm volatile(WG_SS64TT("f16") : WG_D32W(d, 0) : "l"(da), "l"(db), "r"(0));
+    else
+        asm volatile(WG_SS64TT("bf16") : WG_D32W(d, 0) : "l"(da), "l"(db), "r"(0));
+}
+template <typename T>
+__device__ __forceinline__ void wg_ss64nt(float (&d)[32], uint64_t da, uint64_t db) {
+    if (std::is_same<T, __half>::value)
+        asm volatile(WG_SS64NT("f16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(1));
+    else
+        asm volatile(WG_SS64NT("bf16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(1));
+}
+/* the warpgroup's 128 threads meet (named barrier 1 + warpgroup): its own rows of P^T / dS^T stored */
+__device__ __forceinline__ void wg_bar(int wg) { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory"); }
+/* d[64 x 64] (+)= A[64 x 16] B[16 x 64], A M-major (rows of k, 64 contiguous m: the transpose flag), B N-major
+   (rows of k, 64 contiguous n: the transpose flag): dQ = dS K from dS^T and K as stored */
+template <typename T>
+__device__ __forceinline__ void wg_ss64tt(float (&d)[32], uint64_t da, uint64_t db, int acc) {
+    if (std::is_same<T, __half>::value)
+        asm volatile(WG_SS64TT("f16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(acc));
+    else
+        asm volatile(WG_SS64TT("bf16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(acc));
+}
+#endif
+template <typename T>
+__global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
+#ifdef SDPA_WG
+    constexpr int BM = 128, BN = 64, NTH = 256, NQ = 3, NS = 2;
+    constexpr int KB = BM * 256, QB = BN * 256, SB = BM * 128;   /* bytes: K [128][128], Q [64][128], dS^T [128][64] */
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *Ks = base, *Vs = Ks + KB, *Qs = Vs + KB, *Gs = Qs + NQ * QB, *Ss = Gs + NQ * QB, *Ps = Ss + NS * SB;
+    float *Ls = (float *)(Ps + SB), *Dl = Ls + NQ * BN;
+    int b, h, t;
+    tile_of(p, &b, &h, &t);
+    const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+    const int g = lane >> 2, q2 = (lane & 3) * 2;
+    const int j0 = t * BM, kr = wg * 64 + warp * 16 + g;   /* this thread's key rows (in the tile): kr, kr + 8 */
+    const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
+    const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
+    const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
+    const T *G = (const T *)p.dout + b * p.sdo[0] + h * p.sdo[1];
+    const int64_t bh = (int64_t)b * p.H + h;
+    const float *lse = p.lse + bh * p.Lq, *delta = p.delta + bh * p.Lq;
+    float *dqa = p.dq_acc ? p.dq_acc + b * p.sqa[0] + h * p.sqa[1] : nullptr;
+    const float sl = p.scale_log2;
+    const int nqt = (p.Lq + BN - 1) / BN, it0 = p.causal ? j0 / BN : 0;
+    /* keys >= Lk: zero rows of K and V, but P must be 0 there (exp(-lse) may overflow; their dS feeds dQ) */
+    const bool kok0 = j0 + kr < p.Lk, kok1 = j0 + kr + 8 < p.Lk;
+    auto load_qg = [&](int it) {
+        load_tile_sw<T, 128, BN, NTH>((T *)(Qs + (it % NQ) * QB), Q, p.sq[2], it * BN, p.Lq);
+        load_tile_sw<T, 128, BN, NTH>((T *)(Gs + (it % NQ) * QB), G, p.sdo[2], it * BN, p.Lq);
+    };
+    /* lse and delta of tile it; queries >= Lq get 0 (zero Q and dO rows: S = 0, P = 1 or 0, dP = 0, dS = 0) */
+    auto load_ld = [&](int it) {
+        if (threadIdx.x < 2 * BN) {
+            const int x = threadIdx.x % BN, ii = it * BN + x;
+            const bool ok = ii < p.Lq, isd = threadIdx.x >= BN;
+            cp_async4((isd ? Dl : Ls) + (it % NQ) * BN + x, (isd ? delta : lse) + (ok ? ii : 0), ok);
+        }
+    };
+    load_tile_sw<T, 128, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
+    load_tile_sw<T, 128, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
+    if (it0 < nqt) { load_qg(it0); load_ld(it0); }
+    cp_commit();
+    /* s, dp: written by their first k step; dQ in S^T's registers (see above) */
+    float dk[2][32], dv[2][32], s[32], dp[32];
+    float (&dq)[32] = s;
+#pragma unroll
+    for (int e = 0; e < 32; e++) dk[0][e] = dk[1][e] = dv[0][e] = dv[1][e] = 0.f;
+    const uint64_t kd0 = wg_desc(Ks + wg * 64 * 128), vd0 = wg_desc(Vs + wg * 64 * 128);
+    const uint64_t pd0 = wg_desc(Ps + wg * 64 * 128);   /* this warpgroup's rows of P^T: K-major A of dV */
+    const uint64_t kn0 = wg_desc(Ks + wg * BM * 128);   /* K's column block wg: the N-major B of dQ */
+    /* S^T = K Q^T and dP^T = V dO^T of tile it: two commit groups. k step kk: column block kk / 4, 32 bytes a
+       step inside it */
+    auto issue_sdp = [&](int it) {
+        const uint64_t qd0 = wg_desc(Qs + (it % NQ) * QB), gd0 = wg_desc(Gs + (it % NQ) * QB);
+        wg_ss64_first<T>(s, kd0, qd0);
+#pragma unroll
+        for (int kk = 1; kk < 8; kk++)
+            wg_ss64<T>(s, kd0 + (((kk >> 2) * BM * 128 + (kk & 3) * 32) >> 4),
+                       qd0 + (((kk >> 2) * BN * 128 + (kk & 3) * 32) >> 4), 1);
+        wg_commit();
+        wg_ss64_first<T>(dp, vd0, gd0);
+#pragma unroll
+        for (int kk = 1; kk < 8; kk++)
+            wg_ss64<T>(dp, vd0 + (((kk >> 2) * BM * 128 + (kk & 3) * 32) >> 4),
+                       gd0 + (((kk >> 2) * BN * 128 + (kk & 3) * 32) >> 4), 1);
+        wg_commit();
+    };
+    /* dV += P^T dO and dK += dS^T Q of tile it (A: this warpgroup's rows of P^T and of dS^T in buffer it % NS,
+       K-major, k step x = queries 16 x.. = 32 bytes; B N-major, column block c, k step x = query rows 16 x..):
+       one commit group */
+    auto issue_dvdk = [&](int it) {
+        const uint64_t qd0 = wg_desc(Qs + (it % NQ) * QB), gd0 = wg_desc(Gs + (it % NQ) * QB);
+        const uint64_t sd0 = wg_desc(Ss + (it % NS) * SB + wg * 64 * 128);
+#pragma unroll
+        for (int x = 0; x < 4; x++)
+#pragma unroll
+            for (int c = 0; c < 2; c++)
+                wg_ss64nt<T>(dv[c], pd0 + ((x * 32) >> 4), gd0 + ((c * BN * 128 + x * 16 * 128) >> 4));
+#pragma unroll
+        for (int x = 0; x < 4; x++)
+#pragma unroll
+            for (int c = 0; c < 2; c++)
+                wg_ss64nt<T>(dk[c], sd0 + ((x * 32) >> 4), qd0 + ((c * BN * 128 + x * 16 * 128) >> 4));
+        wg_commit();
+    };
+    /* dQ (this warpgroup's 64 columns) of the tile whose dS^T is in buffer sb: k step kk = keys 16 kk.. = 16
+       rows of dS^T and of K's column block wg; one commit group */
+    auto issue_dq = [&](int sb) {
+        const uint64_t ds0 = wg_desc(Ss + sb * SB);
+        wg_ss64tt_first<T>(dq, ds0, kn0);
+#pragma unroll
+        for (int kk = 1; kk < BM / 16; kk++)
+            wg_ss64tt<T>(dq, ds0 + ((kk * 16 * 128) >> 4), kn0 + ((kk * 16 * 128) >> 4), 1);
+        wg_commit();
+    };
+    /* P^T of tile it from S^T (done), in place; element 4 j + e: key row kr + 8 (e >> 1), query 8 j + q2 +
+       (e & 1) of the tile */
+    auto probs = [&](int it) {
+        const float *Lb = Ls + (it % NQ) * BN;
+        const int i0 = it * BN + q2 - (j0 + kr);   /* query - key of element 0 (causal: P = 0 where < 0) */
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            float2 l2 = *reinterpret_cast<const float2 *>(Lb + 8 * j + q2);
+            l2.x *= -SDPA_LOG2E; l2.y *= -SDPA_LOG2E;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float pr = ex2(fmaf(s[4 * j + e], sl, (e & 1) ? l2.y : l2.x));
+                bool ok = (e >> 1) ? kok1 : kok0;
+                if (p.causal) ok = ok && i0 + 8 * j + (e & 1) - 8 * (e >> 1) >= 0;
+                s[4 * j + e] = ok ? pr : 0.f;
+            }
+        }
+    };
+    /* dS^T = P^T (dP^T - delta) of tile it, in dp (dP^T done) */
+    auto dsoft = [&](int it) {
+        const float *Db = Dl + (it % NQ) * BN;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const float2 d2 = *reinterpret_cast<const float2 *>(Db + 8 * j + q2);
+#pragma unroll
+            for (int e = 0; e < 4; e++) dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - ((e & 1) ? d2.y : d2.x));
+        }
+    };
+    /* P^T -> Ps and dS^T -> dS^T buffer it % NS in T, [key][query] swizzled (wg_bwd_kernel's dS^T layout:
+       (row kr | kr + 8, queries 16 x + q2 | + 8) in chunks 2x, 2x+1); made visible to this warpgroup's
+       tensor cores by the proxy fence and its named barrier (wg_bar), to both warpgroups' dQ by the next
+       __syncthreads */
+    auto pack_store = [&](int it) {
+        unsigned char *r0 = Ss + (it % NS) * SB + kr * 128 + (lane & 3) * 4, *rp = Ps + kr * 128 + (lane & 3) * 4;
+#pragma unroll
+        for (int x = 0; x < 4; x++) {
+            uint32_t a[4];
+            wg_pack_a<T>(a, dp + 8 * x);
+            *reinterpret_cast<uint32_t *>(r0 + (((2 * x) ^ g) << 4)) = a[0];
+            *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x) ^ g) << 4)) = a[1];
+            *reinterpret_cast<uint32_t *>(r0 + (((2 * x + 1) ^ g) << 4)) = a[2];
+            *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x + 1) ^ g) << 4)) = a[3];
+            wg_pack_a<T>(a, s + 8 * x);
+            *reinterpret_cast<uint32_t *>(rp + (((2 * x) ^ g) << 4)) = a[0];
+            *reinterpret_cast<uint32_t *>(rp + 8 * 128 + (((2 * x) ^ g) << 4)) = a[1];
+            *reinterpret_cast<uint32_t *>(rp + (((2 * x + 1) ^ g) << 4)) = a[2];
+            *reinterpret_cast<uint32_t *>(rp + 8 * 128 + (((2 * x + 1) ^ g) << 4)) = a[3];
+        }
+        fence_async_smem();
+        wg_bar(wg);
+    };
+    /* dQ of query tile it (done) into the f32 accumulator: rows 16 warp + g (+ 8), columns 64 wg + 8 j + q2 */
+    auto add_dq = [&](int it) {
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int r = it * BN + warp * 16 + g + 8 * hh;
+            if (r >= p.Lq) continue;
+            float *row = dqa + (int64_t)r * p.sqa[2] + wg * 64 + q2;
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                red2(row + 8 * j, dq[4 * j + 2 * hh] * p.scale, dq[4 * j + 2 * hh + 1] * p.scale);
+        }
+    };
+    auto pin_kv = [&]() { wg_pin(dk[0]); wg_pin(dk[1]); wg_pin(dv[0]); wg_pin(dv[1]); };
+    if (it0 < nqt) {
+        /* trip it0: tile it0 (and K, V) landed; nothing in flight */
+        cp_wait_all();
+        fence_async_smem();
+        __syncthreads();
+        if (it0 + 1 < nqt) load_qg(it0 + 1);
+        pin_kv();
+        wg_fence();
+        issue_sdp(it0);
+        wg_wait1();                      /* S^T done */
+        wg_pin(s);
+        probs(it0);
+        wg_pin(s);
+        if (it0 + 1 < nqt) load_ld(it0 + 1);
+        cp_commit();
+        wg_wait0();                      /* dP^T done */
+        wg_pin(dp);
+        dsoft(it0);
+        pack_store(it0);
+        wg_fence();
+        issue_dvdk(it0);                 /* runs across the next barrier */
+        for (int it = it0 + 1; it < nqt; it++) {
+            cp_wait_all();
+            fence_async_smem();
+            __syncthreads();             /* tile it landed; dS^T of tile it - 1 complete (both warpgroups) */
+            if (it + 1 < nqt) load_qg(it + 1);
+            wg_fence();                  /* (no pins: S^T, dP^T overwritten; dV/dK of tile it - 1 in flight) */
+            issue_sdp(it);
+            wg_wait1();                  /* dV/dK of tile it - 1 and S^T of tile it done */
+            wg_pin(s); pin_kv();
+            probs(it);
+            wg_pin(s);
+            if (it + 1 < nqt) load_ld(it + 1);   /* (a branch: the wait below stays here) */
+            cp_commit();
+            wg_wait0();                  /* dP^T done */
+            wg_pin(dp);
+            dsoft(it);
+            pack_store(it);              /* (P^T's buffer is free: dV of tile it - 1 done) */
+            wg_fence();
+            issue_dq((it - 1) % NS);     /* dQ of tile it - 1, in S^T's registers */
+            issue_dvdk(it);
+            wg_wait1();                  /* dQ of tile it - 1 done; dV/dK of tile it may run */
+            wg_pin(dq);
+            if (dqa) add_dq(it - 1);
+        }
+        /* the last tile's dQ, after the barrier behind its dS^T */
+        cp_wait_all();
+        fence_async_smem();
+        __syncthreads();
+        wg_fence();
+        issue_dq((nqt - 1) % NS);
+        wg_wait0();
+        wg_pin(dq); pin_kv();
+        if (dqa) add_dq(nqt - 1);
+    }
+    /* dK (times scale) and dV: rows j0 + kr (+ 8), columns 64 c + 8 j + q2 (zero when no query tile) */
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        const int r = j0 + kr + 8 * hh;
+        if (r >= p.Lk) continue;
+        auto store = [&](auto *dk0, auto *dv0) {   /* O = float (grad_f32) or T */
+            using O = typename std::remove_pointer<decltype(dk0)>::type;
+            O *rk = dk0 ? dk0 + b * p.sdk[0] + h * p.sdk[1] + (int64_t)r * p.sdk[2] : nullptr;
+            O *rv = dv0 ? dv0 + b * p.sdv[0] + h * p.sdv[1] + (int64_t)r * p.sdv[2] : nullptr;
+#pragma unroll
+            for (int c = 0; c < 2; c++)
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    if (rk) st2<O>(rk + 64 * c + 8 * j + q2, dk[c][4 * j + 2 * hh] * p.scale,
+                                   dk[c][4 * j + 2 * hh + 1] * p.scale);
+                    if (rv) st2<O>(rv + 64 * c + 8 * j + q2, dv[c][4 * j + 2 * hh], dv[c][4 * j + 2 * hh + 1]);
+                }
         };
         if (p.grad_f32) store((float *)p.dk, (float *)p.dv);
         else store((T *)p.dk, (T *)p.dv);
@@ -7358,31 +7834,61 @@ static int wg_fwd_nwg(const Params &p) {
     const int64_t w2 = (bh * ((p.Lq + 127) / 128) + sms - 1) / sms, w3 = (bh * ((p.Lq + 191) / 192) + sms - 1) / sms;
     return (double)w3 * 1.5 * 0.905 < 0.97 * (double)w2 ? 3 : 2;
 }
-/* the wgmma forward takes plain f16/bf16 problems with D == Dv in {64, 128} that fill the GPU without a
-   split-KV (at least one 128-query tile per SM); the rest keeps fwd_kernel */
+/* a bias the wgmma forward reads (two keys a load, wg_fwd_kernel BIAS): keys contiguous, Lk and the other
+   strides even, the pointer aligned to a pair; an f32 bias only at D = 64 (at D = 128 its 64 registers a thread
+   do not fit beside S, O and P; at D = 32 not instantiated: no such problem measured) */
+static bool wg_bias_ok(const Params &p) {
+    const int64_t es = p.bias_f32 ? 4 : 2;
+    if (p.bias_f32 && p.D != 64) return false;
+    return p.bs[3] == 1 && p.Lk % 2 == 0 && p.bs[0] % 2 == 0 && p.bs[1] % 2 == 0 && p.bs[2] % 2 == 0 &&
+           ((uintptr_t)p.bias % (uintptr_t)(2 * es)) == 0;
+}
+/* D = 32 (2 warpgroups: 128 queries a CTA, 128 keys a tile): the split over keys the wgmma forward takes when
+   its query tiles leave SMs idle (plan_split, as fwd_kernel's); D 64 / 128 never split */
+static void wg_plan_split(Params &p) {
+    p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
+    if (p.D == 32) plan_split(p, 128, 128);
+}
+/* the wgmma forward takes f16/bf16 problems without mask or dropout (plain, or a bias as wg_bias_ok) with
+   D == Dv in {32, 64, 128} that fill the GPU (at least one 128-query tile per SM), at D = 32 also with a split
+   over keys (wg_plan_split: the 900-query AQR cases); the rest keeps fwd_kernel */
 static bool wg_fwd_ok(const Params &p) {
-    if (!plain_ok(p) || p.D != p.Dv || (p.D != 64 && p.D != 128)) return false;
-    if ((int64_t)p.B * p.H * ((p.Lq + 127) / 128) < sm_count()) return false;
+    if (p.mask || p.dropout || (p.bias ? !wg_bias_ok(p) : !plain_ok(p))) return false;
+    if (p.D != p.Dv || (p.D != 32 && p.D != 64 && p.D != 128)) return false;
+    if ((int64_t)p.B * p.H * ((p.Lq + 127) / 128) < sm_count()) {
+        Params q = p;
+        wg_plan_split(q);
+        if (q.nsplit < 2) return false;
+    }
     return wg_available() != 0;
 }
-template <typename T, int HD, int NWG>
+template <typename T, int HD, int NWG, int BIAS>
 static int run_wg_fwd(Params p, cudaStream_t s) {
     constexpr int BM = 64 * NWG;
+    static_assert(HD != 32 || BM == 128, "run_wg_fwd: wg_plan_split plans D = 32 for 128-query tiles");
     size_t smem = (size_t)(BM + 6 * 128) * HD * sizeof(T) + 1024;   /* + 1024: the 1024-byte alignment */
-    auto kern = wg_fwd_kernel<T, HD, NWG>;
+    auto kern = wg_fwd_kernel<T, HD, NWG, BIAS>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
+    if (p.part) wg_plan_split(p);   /* the workspace was sized by the same plan (ws_floats) */
     unsigned grid;
     if (grid_of(p, BM, p.Lq, 2, &grid)) return -1;
     if (grid) kern<<<grid, NWG * 128, smem, s>>>(p); NN_LAUNCHED();
+    int64_t rows = (int64_t)p.B * p.H * p.Lq;
+    if (p.nsplit > 1 && rows > 0) { combine_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED(); }
     return 0;
 }
 
-/* 2 warpgroups (128 keys) per CTA; the backward's shared memory: K, V, K^T [128][64], three Q/dO tiles [64][64]
-   each, two dS^T tiles [128][64] (T), lse/delta of three tiles */
+/* 2 warpgroups (128 keys) per CTA; the backward's shared memory at D = 64: K, V, K^T [128][64], three Q/dO tiles
+   [64][64] each, three dS^T tiles [128][64] (T), lse/delta of three tiles; with a bias three bias tiles [64][128]
+   (T, rows padded by 16 bytes): 197.5 KiB. At D = 128 (wg_bwd_d128_kernel): K, V [128][128], three Q/dO tiles
+   [64][128] each, two dS^T tiles and one P^T tile [128][64], lse/delta of three tiles: 210.5 KiB */
 enum { WG_BWD_NWG = 2, WG_BWD_BM = 64 * WG_BWD_NWG };
-static size_t wg_bwd_smem(void) {
-    return (size_t)(3 * WG_BWD_BM + 6 * 64 + 3 * WG_BWD_BM) * 128 + 6 * 64 * sizeof(float) + 1024;
+static size_t wg_bwd_smem(int D, bool bias) {
+    if (D == 128)
+        return (size_t)(2 * WG_BWD_BM * 256 + 6 * 64 * 256 + 3 * WG_BWD_BM * 128) + 6 * 64 * sizeof(float) + 1024;
+    return (size_t)(3 * WG_BWD_BM + 6 * 64 + 3 * WG_BWD_BM) * 128 + 6 * 64 * sizeof(float) + 1024 +
+           (bias ? (size_t)3 * 64 * (WG_BWD_BM * 2 + 16) : 0);
 }
 /* NN_SDPA_WG_BWD=0 turns the wgmma backward off (A/B in one binary); read once */
 static bool wg_bwd_enabled(void) {
@@ -7393,24 +7899,31 @@ static bool wg_bwd_enabled(void) {
     }
     return state != 0;
 }
-/* the wgmma backward takes plain, non-causal f16/bf16 problems with D == Dv == 64 whose key tiles fill the GPU
-   (at least one 128-key tile per SM: no query split needed); the rest keeps bwd_kernel */
+/* the wgmma backward takes f16/bf16 problems without mask or dropout and key tiles that fill the GPU (at least
+   one 128-key tile per SM: no query split needed): at D == Dv == 64 (wg_bwd_kernel) non-causal, plain or with a
+   bias in the q dtype whose rows the staged loader reads (Params.bias_stage: 16-byte aligned rows, contiguous
+   keys; an f32 bias would need 96 KiB more shared memory); at D == Dv == 128 (wg_bwd_d128_kernel) plain,
+   causal or not. The rest keeps bwd_kernel */
 static bool wg_bwd_ok(const Params &p) {
-    if (!plain_ok(p) || p.causal || p.D != 64 || p.Dv != 64 || p.Lq < 1 || p.Lk < 1) return false;
+    if (p.mask || p.dropout || p.Lq < 1 || p.Lk < 1 || p.D != p.Dv) return false;
+    if (p.D == 64) {
+        if (p.causal || (p.bias ? p.bias_f32 || !p.bias_stage : !plain_ok(p))) return false;
+    } else if (p.D != 128 || !plain_ok(p)) return false;
     if ((int64_t)p.B * p.H * ((p.Lk + WG_BWD_BM - 1) / WG_BWD_BM) < sm_count()) return false;
     return wg_bwd_enabled() && wg_available() != 0;
 }
 /* as run_bwd without the query split: delta, the f32 dQ accumulator (or dq itself), the kernel, the conversion */
-template <typename T>
+template <typename T, int BIAS>
 static int run_wg_bwd(Params p, cudaStream_t s) {
-    if (!p.dq && !p.dk && !p.dv) return 0;
-    size_t smem = wg_bwd_smem();
-    auto kern = wg_bwd_kernel<T, WG_BWD_NWG>;
+    if (!p.dq && !p.dk && !p.dv && !p.dbias) return 0;
+    const bool d128 = p.D == 128;
+    size_t smem = wg_bwd_smem(p.D, BIAS != 0);
+    auto kern = d128 ? wg_bwd_d128_kernel<T> : wg_bwd_kernel<T, WG_BWD_NWG, BIAS>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
     p.lsep = p.dlp = nullptr;
     unsigned grid;
-    if (grid_of(p, WG_BWD_BM, p.Lk, 0, &grid)) return -1;
+    if (grid_of(p, WG_BWD_BM, p.Lk, 3, &grid)) return -1;   /* causal (D = 128): key tile 0, the longest, first */
     int64_t rows = (int64_t)p.B * p.H * p.Lq;
     bool dq_dir = p.dq && p.grad_f32 && dense(p.sdq, p.B, p.H, p.Lq, p.D);
     int64_t wn = p.dq && !dq_dir ? align16(rows * p.D) : 0;
@@ -7440,15 +7953,23 @@ static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
     if (hd <= 96) return fwd ? run_fwd<T, 96, typename FwdTile<96, F>::t, F>(p, s) : run_bwd<T, 96, typename BwdTile<96, F>::t, F>(p, s);
     return fwd ? run_fwd<T, 128, typename FwdTile<128, F>::t, F>(p, s) : run_bwd<T, 128, typename BwdTile<128, F>::t, F>(p, s);
 }
-/* f16/bf16: the wgmma kernels where they apply (forward: wg_fwd_ok; backward: wg_bwd_ok, plain D = 64 on sm_90a,
-   NN_SDPA_WG_BWD=0 turns it off), else fwd_kernel / bwd_kernel, without the mask/bias/dropout code when plain_ok */
+/* f16/bf16: the wgmma kernels where they apply (forward: wg_fwd_ok, plain or biased; backward: wg_bwd_ok, D = 64
+   plain or biased, D = 128 plain or causal, on sm_90a, NN_SDPA_WG_BWD=0 turns it off), else fwd_kernel /
+   bwd_kernel, without the mask/bias/dropout code when plain_ok */
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
     if (fwd && wg_fwd_ok(p)) {
-        if (p.D == 128) return run_wg_fwd<T, 128, 2>(p, s);
-        return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3>(p, s) : run_wg_fwd<T, 64, 2>(p, s);
+        /* biased: 2 warpgroups (the bias registers do not fit 3 warpgroups' 168 a thread) */
+        if (p.bias && p.bias_f32) return run_wg_fwd<T, 64, 2, 2>(p, s);
+        if (p.bias) {
+            if (p.D == 32) return run_wg_fwd<T, 32, 2, 1>(p, s);
+            return p.D == 128 ? run_wg_fwd<T, 128, 2, 1>(p, s) : run_wg_fwd<T, 64, 2, 1>(p, s);
+        }
+        if (p.D == 32) return run_wg_fwd<T, 32, 2, 0>(p, s);
+        if (p.D == 128) return run_wg_fwd<T, 128, 2, 0>(p, s);
+        return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3, 0>(p, s) : run_wg_fwd<T, 64, 2, 0>(p, s);
     }
-    if (!fwd && wg_bwd_ok(p)) return run_wg_bwd<T>(p, s);   /* sm_90a, plain D = 64 (NN_SDPA_WG_BWD=0: off) */
+    if (!fwd && wg_bwd_ok(p)) return p.bias ? run_wg_bwd<T, 1>(p, s) : run_wg_bwd<T, 0>(p, s);   /* sm_90a, D 64 / 128 */
     return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);
 }
 
@@ -7505,7 +8026,12 @@ static int setup(const nn__cuda_sdpa_args *a, Params *p, bool bwd) {
 static int64_t ws_floats(const Params &p0, int dtype, bool bwd) {
     int64_t bhlq = (int64_t)p0.B * p0.H * p0.Lq;
     if (bwd) return align16(bhlq) + (p0.dout_f32 ? align16((bhlq * p0.Dv + 1) / 2) : 0);
-    if (dtype == 0 || wg_fwd_ok(p0)) return 0;
+    if (dtype == 0) return 0;
+    if (wg_fwd_ok(p0)) {   /* run_wg_fwd's plan */
+        Params p = p0;
+        wg_plan_split(p);
+        return p.nsplit > 1 ? (int64_t)p.nsplit * bhlq * (p.Dv + 1) : 0;
+    }
     int fbm, fbn;
     if (plain_ok(p0)) fwd_tiles<false>(p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn);
     else fwd_tiles<true>(p0.D > p0.Dv ? p0.D : p0.Dv, &fbm, &fbn);

@@ -1124,6 +1124,7 @@ typedef struct {
     int bias_grad, causal;
     double p, scale;
     int f32_only;    /* head dims only the f32 path takes (not multiples of 8, or above 128) */
+    int bias_lp;     /* the bias in the q dtype (rounded to it on the CPU side too), else f32 */
 } sdpa_case;
 
 static double sq_norm(nn_tensor *t) {
@@ -1203,7 +1204,12 @@ static void sdpa_run(const sdpa_case *c, nn_dtype dt) {
         bsz[3] = c->bias == 4 ? 1 : c->Lk;
         if (c->bias == 5) { bsz[0] = c->Lq; bsz[1] = c->Lk; bnd = 2; }
         bc = rnd(bnd, bsz, -2, 2);
-        bg = nn_to(bc, NN_CUDA);
+        if (c->bias_lp && dt != NN_F32) {
+            bc = rounded(bc, dt);
+            bg = nn_to(nn_cast(bc, dt), NN_CUDA);
+        } else {
+            bg = nn_to(bc, NN_CUDA);
+        }
         if (c->bias_grad) { nn_requires_grad(bc, 1); nn_requires_grad(bg, 1); }
     }
     nn_requires_grad(qc, 1); nn_requires_grad(kc, 1); nn_requires_grad(vc, 1);
@@ -1243,53 +1249,96 @@ static void sdpa_run(const sdpa_case *c, nn_dtype dt) {
 int nn__cuda_sdpa_wgmma(void);   /* nn_cuda.cu: 1 when the sm_90a kernels run */
 static void test_sdpa(void) {
     static const sdpa_case cs[] = {
-        {"plain odd lengths", 2, 3, 37, 53, 16, 16, 0, 0, 0, 0, 0, 0, 0},
-        {"causal Lq>Lk", 2, 2, 70, 45, 32, 32, 0, 0, 0, 1, 0, 0, 0},
-        {"causal Lq<Lk d64", 1, 3, 33, 80, 64, 64, 0, 0, 0, 1, 0, 0, 0},
-        {"mask+fully masked rows D!=Dv", 2, 2, 41, 67, 24, 40, 1, 0, 0, 0, 0, 0, 0},
-        {"keypad+bias[B,1] grad", 2, 3, 29, 77, 32, 32, 2, 1, 1, 0, 0, 0, 0},
-        {"full bias grad causal scale d128", 1, 2, 45, 45, 128, 128, 0, 2, 1, 1, 0, 0.3, 0},
-        {"bias[1,H,1,Lk] grad d96", 2, 2, 19, 131, 96, 96, 0, 3, 1, 0, 0, 0, 0},
-        {"bias[B,H,Lq,1] grad (zero)", 1, 2, 17, 23, 16, 16, 0, 4, 1, 0, 0, 0, 0},
-        {"bias[Lq,Lk] grad", 2, 2, 25, 31, 16, 16, 0, 5, 1, 0, 0, 0, 0},
-        {"dropout+mask+bias grad", 2, 2, 37, 61, 32, 32, 1, 1, 1, 0, 0.2, 0, 0},
-        {"dropout causal", 1, 3, 50, 50, 16, 16, 0, 0, 0, 1, 0.3, 0, 0},
-        {"Lk=1", 2, 2, 9, 1, 16, 16, 0, 0, 0, 0, 0, 0, 0},
-        {"Lk=1 causal", 1, 2, 9, 1, 32, 32, 0, 0, 0, 1, 0, 0, 0},
-        {"split-KV keypad+bias+dropout", 1, 2, 10, 2100, 64, 64, 2, 1, 1, 0, 0.1, 0, 0},
-        {"split-KV causal", 1, 1, 40, 3000, 32, 32, 0, 0, 0, 1, 0, 0, 0},
+        {"plain odd lengths", 2, 3, 37, 53, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"causal Lq>Lk", 2, 2, 70, 45, 32, 32, 0, 0, 0, 1, 0, 0, 0, 0},
+        {"causal Lq<Lk d64", 1, 3, 33, 80, 64, 64, 0, 0, 0, 1, 0, 0, 0, 0},
+        {"mask+fully masked rows D!=Dv", 2, 2, 41, 67, 24, 40, 1, 0, 0, 0, 0, 0, 0, 0},
+        {"keypad+bias[B,1] grad", 2, 3, 29, 77, 32, 32, 2, 1, 1, 0, 0, 0, 0, 0},
+        {"full bias grad causal scale d128", 1, 2, 45, 45, 128, 128, 0, 2, 1, 1, 0, 0.3, 0, 0},
+        {"bias[1,H,1,Lk] grad d96", 2, 2, 19, 131, 96, 96, 0, 3, 1, 0, 0, 0, 0, 0},
+        {"bias[B,H,Lq,1] grad (zero)", 1, 2, 17, 23, 16, 16, 0, 4, 1, 0, 0, 0, 0, 0},
+        {"bias[Lq,Lk] grad", 2, 2, 25, 31, 16, 16, 0, 5, 1, 0, 0, 0, 0, 0},
+        {"dropout+mask+bias grad", 2, 2, 37, 61, 32, 32, 1, 1, 1, 0, 0.2, 0, 0, 0},
+        {"dropout causal", 1, 3, 50, 50, 16, 16, 0, 0, 0, 1, 0.3, 0, 0, 0},
+        {"Lk=1", 2, 2, 9, 1, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"Lk=1 causal", 1, 2, 9, 1, 32, 32, 0, 0, 0, 1, 0, 0, 0, 0},
+        {"split-KV keypad+bias+dropout", 1, 2, 10, 2100, 64, 64, 2, 1, 1, 0, 0.1, 0, 0, 0},
+        {"split-KV causal", 1, 1, 40, 3000, 32, 32, 0, 0, 0, 1, 0, 0, 0, 0},
         /* several key and query tiles per (b, h): dQ summed over key-tile CTAs, partial last tiles */
-        {"multi-tile d64", 1, 2, 300, 260, 64, 64, 0, 0, 0, 0, 0, 0, 0},
-        {"multi-tile causal full bias grad d128", 1, 2, 150, 170, 128, 128, 0, 2, 1, 1, 0, 0, 0},
+        {"multi-tile d64", 1, 2, 300, 260, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"multi-tile causal full bias grad d128", 1, 2, 150, 170, 128, 128, 0, 2, 1, 1, 0, 0, 0, 0},
         /* few key tiles, many queries: the backward splits the queries of a key tile (dK/dV summed) */
-        {"query split Lq>>Lk", 1, 2, 3000, 100, 16, 16, 0, 0, 0, 0, 0, 0, 0},
-        {"query split mask+bias[B,1] grad+dropout", 2, 2, 1200, 70, 32, 32, 1, 1, 1, 0, 0.1, 0, 0},
+        {"query split Lq>>Lk", 1, 2, 3000, 100, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"query split mask+bias[B,1] grad+dropout", 2, 2, 1200, 70, 32, 32, 1, 1, 1, 0, 0.1, 0, 0, 0},
         /* f32 only: head dims padded inside the tensor-core tiles (odd: element loads; multiples of 4: float4
            loads), and above 128 the SIMT kernels */
-        {"odd D=5 Dv=7 mask", 2, 2, 33, 45, 5, 7, 1, 0, 0, 0, 0, 0, 1},
-        {"D=20 Dv=12 causal full bias grad dropout", 1, 2, 70, 90, 20, 12, 0, 2, 1, 1, 0.1, 0, 1},
-        {"D=100 Dv=72 keypad+bias[B,1] grad multi-tile", 1, 2, 130, 150, 100, 72, 2, 1, 1, 0, 0, 0, 1},
-        {"D=200 (SIMT kernels)", 1, 2, 20, 30, 200, 200, 0, 0, 0, 1, 0, 0, 1},
+        {"odd D=5 Dv=7 mask", 2, 2, 33, 45, 5, 7, 1, 0, 0, 0, 0, 0, 1, 0},
+        {"D=20 Dv=12 causal full bias grad dropout", 1, 2, 70, 90, 20, 12, 0, 2, 1, 1, 0.1, 0, 1, 0},
+        {"D=100 Dv=72 keypad+bias[B,1] grad multi-tile", 1, 2, 130, 150, 100, 72, 2, 1, 1, 0, 0, 0, 1, 0},
+        {"D=200 (SIMT kernels)", 1, 2, 20, 30, 200, 200, 0, 0, 0, 1, 0, 0, 1, 0},
         /* the kernels without mask/bias/dropout code (scale folded into the exponent) at D = 128 and 96 */
-        {"multi-tile causal d128", 1, 2, 150, 170, 128, 128, 0, 0, 0, 1, 0, 0, 0},
-        {"multi-tile d96 Lq>Lk", 2, 1, 200, 77, 96, 96, 0, 0, 0, 0, 0, 0, 0},
+        {"multi-tile causal d128", 1, 2, 150, 170, 128, 128, 0, 0, 0, 1, 0, 0, 0, 0},
+        {"multi-tile d96 Lq>Lk", 2, 1, 200, 77, 96, 96, 0, 0, 0, 0, 0, 0, 0, 0},
         /* dropout with Lk a multiple of 4: the f32 kernels draw one Philox block per 4 scores (shuffled keep bits),
            forward, dQ and the query-split dK/dV; several tiles, partial last tiles, causal */
-        {"dropout Lk%4=0 multi-tile d16", 2, 2, 130, 200, 16, 16, 0, 0, 0, 0, 0.1, 0, 0},
-        {"dropout Lk%4=0 query split d16", 1, 2, 3000, 100, 16, 16, 0, 0, 0, 0, 0.1, 0, 0},
-        {"dropout Lk%4=0 causal mask d32", 1, 2, 96, 96, 32, 32, 1, 0, 0, 1, 0.3, 0, 0},
+        {"dropout Lk%4=0 multi-tile d16", 2, 2, 130, 200, 16, 16, 0, 0, 0, 0, 0.1, 0, 0, 0},
+        {"dropout Lk%4=0 query split d16", 1, 2, 3000, 100, 16, 16, 0, 0, 0, 0, 0.1, 0, 0, 0},
+        {"dropout Lk%4=0 causal mask d32", 1, 2, 96, 96, 32, 32, 1, 0, 0, 1, 0.3, 0, 0, 0},
         /* the wgmma kernels (sm_90a; plain, D = 64 / 128, at least one 128-query tile per SM): odd lengths,
            Lq != Lk, several key tiles, causal, B*H above the SM count */
-        {"wgmma d64 odd Lq<Lk", 2, 33, 257, 300, 64, 64, 0, 0, 0, 0, 0, 0, 0},
-        {"wgmma d64 B*H>SMs scale", 3, 50, 100, 77, 64, 64, 0, 0, 0, 0, 0, 0.2, 0},
-        {"wgmma d128 causal Lq>Lk", 2, 34, 200, 150, 128, 128, 0, 0, 0, 1, 0, 0, 0},
-        {"wgmma d128 several key tiles", 1, 66, 256, 520, 128, 128, 0, 0, 0, 0, 0, 0, 0},
+        {"wgmma d64 odd Lq<Lk", 2, 33, 257, 300, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"wgmma d64 B*H>SMs scale", 3, 50, 100, 77, 64, 64, 0, 0, 0, 0, 0, 0.2, 0, 0},
+        {"wgmma d128 causal Lq>Lk", 2, 34, 200, 150, 128, 128, 0, 0, 0, 1, 0, 0, 0, 0},
+        {"wgmma d128 several key tiles", 1, 66, 256, 520, 128, 128, 0, 0, 0, 0, 0, 0, 0, 0},
         /* the wgmma backward (plain d64, >= one 128-key tile per SM; cases 28 and 29 take it too): a single partial
            query tile (the loop runs once, dQ only after it) over two key tiles, the second partial */
-        {"wgmma d64 bwd one query tile", 2, 70, 40, 200, 64, 64, 0, 0, 0, 0, 0, 0, 0},
+        {"wgmma d64 bwd one query tile", 2, 70, 40, 200, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0},
         /* the forward with 3 warpgroups (192 queries a CTA; wg_fwd_nwg picks it when it saves waves: 66 heads x
            2 tiles of 192 vs 3 of 128 here, as "wgmma d64 odd Lq<Lk"), causal, a partial last tile */
-        {"wgmma d64 causal 3 warpgroups", 2, 33, 300, 300, 64, 64, 0, 0, 0, 1, 0, 0, 0},
+        {"wgmma d64 causal 3 warpgroups", 2, 33, 300, 300, 64, 64, 0, 0, 0, 1, 0, 0, 0, 0},
+        /* the wgmma forward with a bias (wg_bias_ok: keys contiguous, Lk even; in the q dtype, or f32 at D = 64),
+           the backward on bwd_kernel from its lse: full, [B,1,Lq,Lk] (heads share it), [Lq,Lk] f32 causal,
+           [1,H,1,Lk] (broadcast over queries; its backward is wg_bwd_kernel's, below); partial query and key tiles.
+           The last: odd Lk, so fwd_kernel. */
+        {"wgmma bias full grad d64 scale", 2, 33, 257, 300, 64, 64, 0, 2, 1, 0, 0, 0.3, 0, 1},
+        {"wgmma bias[B,1] grad d128 several key tiles", 2, 33, 200, 520, 128, 128, 0, 1, 1, 0, 0, 0, 0, 1},
+        {"wgmma f32 bias[Lq,Lk] grad d64 causal", 2, 33, 300, 298, 64, 64, 0, 5, 1, 1, 0, 0, 0, 0},
+        {"wgmma bias[1,H,1,Lk] grad d64", 2, 33, 150, 200, 64, 64, 0, 3, 1, 0, 0, 0, 0, 1},
+        {"wgmma-sized bias odd Lk grad d128", 2, 33, 200, 151, 128, 128, 0, 2, 1, 0, 0, 0, 0, 1},
+        /* the wgmma backward with a bias in the q dtype (wg_bwd_ok: D = 64, bias rows 16-byte aligned, so Lk a
+           multiple of 8 for a contiguous bias; >= one 128-key tile per SM) and its gradient: full (plain stores;
+           odd Lq: 5 query tiles, the last partial; the third key tile partial), [B,1,Lq,Lk] (atomic over heads),
+           [1,H,1,Lk] (atomic over batch and queries; one partial query tile: the loop never runs). The last:
+           odd Lk at D = 64, so the bias rows are unaligned and bwd_kernel takes it. */
+        {"wgmma bwd full bias grad d64 odd Lq", 2, 33, 257, 328, 64, 64, 0, 2, 1, 0, 0, 0, 0, 1},
+        {"wgmma bwd bias[B,1] grad d64 scale", 2, 33, 100, 200, 64, 64, 0, 1, 1, 0, 0, 0.3, 0, 1},
+        {"wgmma bwd bias[1,H,1,Lk] grad d64 one query tile", 2, 33, 40, 264, 64, 64, 0, 3, 1, 0, 0, 0, 0, 1},
+        {"wgmma-sized bias odd Lk grad d64", 2, 33, 129, 301, 64, 64, 0, 2, 1, 0, 0, 0, 0, 1},
+        /* the wgmma forward at D = 32 (64-byte swizzled rows, O += P V on m64n32k16; the backward stays
+           bwd_kernel): plain with odd Lq and Lk, causal Lq > Lk, a full bias (q dtype, scaled), [B,1,Lq,Lk] (heads
+           share it); then with the split over keys (query tiles fewer than the SMs, as the 900-query AQR cases
+           8/9 of bench/flash_bench): [B,1,Lq,Lk] bias 900 x 3000 (5 splits of 5 key tiles, the last partial),
+           plain odd Lq and Lk (5 splits), causal Lq < Lk (4 splits, the last two empty: lse -inf partials).
+           "split-KV causal" (case 14) takes the split path too. */
+        {"wgmma d32 odd Lq odd Lk", 2, 33, 257, 301, 32, 32, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"wgmma d32 causal Lq>Lk", 2, 33, 300, 250, 32, 32, 0, 0, 0, 1, 0, 0, 0, 0},
+        {"wgmma d32 full bias grad scale", 2, 33, 257, 300, 32, 32, 0, 2, 1, 0, 0, 0.3, 0, 1},
+        {"wgmma d32 bias[B,1] grad several key tiles", 2, 33, 200, 520, 32, 32, 0, 1, 1, 0, 0, 0, 0, 1},
+        {"wgmma d32 split-KV bias[B,1] grad 900x3000", 2, 8, 900, 3000, 32, 32, 0, 1, 1, 0, 0, 0, 0, 1},
+        {"wgmma d32 split-KV odd Lq odd Lk", 2, 4, 901, 2501, 32, 32, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"wgmma d32 split-KV causal Lq<Lk", 1, 8, 900, 2000, 32, 32, 0, 0, 0, 1, 0, 0, 0, 0},
+        /* the wgmma backward at D = 128 (wg_bwd_d128_kernel: plain or causal, >= one 128-key tile per SM; cases 30
+           and 31 take it too): odd Lq and Lk (5 query tiles, the last one row; the third key tile partial), causal
+           Lq < Lk (key tile 1 sees one query tile, key tile 2 none: zero dK/dV), a single partial query tile (the
+           loop never runs), Lk = 1, causal Lq > Lk with B*H above the SM count and a scale; then the fallbacks to
+           bwd_kernel: Dv != D, and too few key tiles for the GPU */
+        {"wgmma bwd d128 odd Lq odd Lk", 2, 33, 257, 301, 128, 128, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"wgmma bwd d128 causal Lq<Lk", 2, 33, 150, 300, 128, 128, 0, 0, 0, 1, 0, 0, 0, 0},
+        {"wgmma bwd d128 one query tile", 2, 70, 40, 200, 128, 128, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"wgmma bwd d128 Lk=1", 2, 70, 9, 1, 128, 128, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"wgmma bwd d128 B*H>SMs causal scale", 3, 50, 100, 77, 128, 128, 0, 0, 0, 1, 0, 0.2, 0, 0},
+        {"wgmma-sized d128 Dv=64 (bwd_kernel)", 2, 33, 200, 300, 128, 64, 0, 0, 0, 0, 0, 0, 0, 0},
+        {"d128 few key tiles (bwd_kernel)", 1, 4, 300, 300, 128, 128, 0, 0, 0, 1, 0, 0, 0, 0},
     };
     static const nn_dtype dts[3] = {NN_F32, NN_F16, NN_BF16};
     size_t i;
@@ -1298,16 +1347,17 @@ static void test_sdpa(void) {
         for (d = 0; d < 3; d++) {
             if (cs[i].f32_only && d != 0) continue;
             if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13 || i == 15 || i == 16 || i == 18 ||
-                                     i == 19 || i == 20 || i == 23 || (i >= 25 && i <= 28) || i == 30 || i == 31))) continue;
+                                     i == 19 || i == 20 || i == 23 || (i >= 25 && i <= 28) || i == 30 || i == 31 ||
+                                     i == 34 || i == 39 || i == 43 || i == 48 || i == 50 || i == 51))) continue;
             sdpa_run(&cs[i], dts[d]);
         }
     /* nn_sdpa_heads: the same kernels on [B,L,H*D] through strides (mask, bias gradient, dropout, causal,
-       split-KV, several tiles, the query split) */
+       split-KV, several tiles, the query split, the wgmma forward at D = 32, the wgmma backward at D = 128) */
     sdpa_packed = 1;
     for (i = 0; i < sizeof cs / sizeof cs[0]; i++)
         for (d = 0; d < 3; d++) {
             if (!(i == 0 || i == 3 || i == 4 || i == 5 || i == 9 || i == 13 || i == 15 || i == 16 || i == 18 || i == 23 ||
-                  i == 28) ||
+                  i == 28 || i == 43 || i == 50) ||
                 (quick && (d == 1 || i > 5)))
                 continue;
             sdpa_run(&cs[i], dts[d]);
