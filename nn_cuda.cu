@@ -4316,7 +4316,7 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
            dbias is stored once per element when the bias is not broadcast, else atomically added (f32).
      sm_90a the plain f16/bf16 attention on Hopper's warpgroup MMA (wgmma), when the device runs the sm_90a image:
            the forward at D == Dv in {32, 64, 128} (wg_fwd_kernel; also with an additive bias, read into
-           registers; at D = 32 with the split-KV below)
+           registers, or at D = 64 in the q dtype staged through shared memory; at D = 32 with the split-KV below)
            and the backward at D == Dv == 64 (wg_bwd_kernel; also with a bias in the q dtype, and its gradient)
            and at D == Dv == 128 (wg_bwd_d128_kernel; plain or causal),
            in their own block below ("wgmma kernels (sm_90a)").
