@@ -4996,7 +4996,7 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
            dbias is stored once per element when the bias is not broadcast, else atomically added (f32).
      sm_90a the plain f16/bf16 attention on Hopper's warpgroup MMA (wgmma), when the device runs the sm_90a image:
            the forward at D == Dv in {32, 64, 128} (wg_fwd_kernel; also with an additive bias, read into
-           registers; at D = 32 with the split-KV below)
+           registers, or at D = 64 in the q dtype staged through shared memory; at D = 32 with the split-KV below)
            and the backward at D == Dv == 64 (wg_bwd_kernel; also with a bias in the q dtype, and its gradient)
            and at D == Dv == 128 (wg_bwd_d128_kernel; plain or causal),
            in their own block below ("wgmma kernels (sm_90a)").
@@ -6149,6 +6149,11 @@ __device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int r
    column block), issued at the top of each tile's trip so that the barrier and S = Q K^T hide their latency. As
    fwd_kernel's FULL path, the scores of a biased tile become log2 units at once (scale_log2 * s + log2e * bias),
    so the exponent's factor sl is 1 and lse comes out in the same natural-log units.
+   BIAS 3 (in T, D = 64, 16-byte aligned rows: Params.bias_stage): the bias tile [BM][128 keys] goes through
+   shared memory instead, by cp.async with its K/V tile (three stages, rows padded by 16 bytes so that the 8
+   query rows a warp reads at once fall in different banks), one tile ahead like K and V. Why: the register path
+   issues each tile's loads in the trip that uses them, and a full [B,H,Lq,Lk] bias (case 10 of bench/flash_bench:
+   1.07 GB, DRAM-bound) waited for DRAM latency every tile (0.68 of cuDNN); staged, the loads have a whole trip.
    HD = 32: 64-byte rows (see above), O += P V as 8 wgmma m64n32k16; with a split over keys (Params.nsplit > 1,
    run_wg_fwd: D = 32 problems whose query tiles leave SMs idle, the 900-query AQR cases) CTA split sp takes the
    keys [sp split_len, (sp + 1) split_len) (split_len a multiple of 128: the split's last tile is masked only by
@@ -6162,9 +6167,13 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     constexpr int CB = HD / CN, OA = CN / 2;  /* such column blocks, and their accumulators a thread */
     using BT = typename std::conditional<BIAS == 2, float, T>::type;      /* bias element */
     using BP = typename std::conditional<BIAS == 2, float2, uint32_t>::type;   /* two adjacent keys of it */
+    constexpr bool BREG = BIAS == 1 || BIAS == 2;   /* the bias read into registers */
+    constexpr int BSTR = BN * 2 + 16;               /* BIAS 3: bytes of a staged bias row (padded) */
+    static_assert(BIAS != 3 || HD == 64, "wg_fwd_kernel: the staged bias at D = 64 only (shared memory)");
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     T *Qs = (T *)base, *Ks = Qs + BM * HD, *Vs = Ks + NS * BN * HD;
+    unsigned char *Bt = (unsigned char *)(Vs + NS * BN * HD);   /* BIAS 3: NS tiles [BM queries][BN keys] */
     int b, h, t, sp;
     tile_of(p, &b, &h, &t, &sp);
     const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
@@ -6181,15 +6190,31 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     const int nkt = jend > ks ? (jend - ks + BN - 1) / BN : 0;
     /* bias rows of r0 and r0 + 8, clamped to Lq - 1 (rows >= Lq are never stored) */
     const BT *brow0 = nullptr, *brow1 = nullptr;
-    if constexpr (BIAS != 0) {
+    if constexpr (BREG) {
         const BT *bbh = (const BT *)p.bias + b * p.bs[0] + h * p.bs[1];
         brow0 = bbh + (int64_t)min(r0, p.Lq - 1) * p.bs[2];
         brow1 = bbh + (int64_t)min(r0 + 8, p.Lq - 1) * p.bs[2];
     }
+    /* BIAS 3: the [BM][BN] bias tile of key tile kt -> stage kt % 3 by cp.async, with its K and V; zero
+       outside [Lq][Lk] (16-byte aligned rows and contiguous keys: Params.bias_stage) */
+    auto stage_bias = [&](int kt) {
+        if constexpr (BIAS == 3) {
+            const unsigned char *bbh = (const unsigned char *)p.bias + (b * p.bs[0] + h * p.bs[1]) * 2;
+            unsigned char *d = Bt + (kt % NS) * BM * BSTR;
+            const int jt = ks + kt * BN;
+#pragma unroll
+            for (int x = threadIdx.x; x < BM * (BN / 8); x += NTH) {   /* chunk x: row x / 16, keys 8 (x % 16).. */
+                const int r = x / (BN / 8), c = x % (BN / 8), gi = i0 + r, gj = jt + 8 * c;
+                const int nb = gi < p.Lq && gj < p.Lk ? min(16, (p.Lk - gj) * 2) : 0;
+                cp_async16n(d + r * BSTR + 16 * c, nb ? bbh + ((int64_t)gi * p.bs[2] + gj) * 2 : bbh, nb);
+            }
+        }
+    };
     load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
     if (nkt > 0) {
         load_tile_sw<T, HD, BN, NTH>(Ks, K, p.sk[2], ks, p.Lk);
         load_tile_sw<T, HD, BN, NTH>(Vs, V, p.sv[2], ks, p.Lk);
+        stage_bias(0);
     }
     cp_commit();
     float o[CB][OA], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
@@ -6222,6 +6247,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
             const int sn = (kt + 1) % NS, j1 = ks + (kt + 1) * BN;
             load_tile_sw<T, HD, BN, NTH>(Ks + sn * BN * HD, K, p.sk[2], j1, p.Lk);
             load_tile_sw<T, HD, BN, NTH>(Vs + sn * BN * HD, V, p.sv[2], j1, p.Lk);
+            stage_bias(kt + 1);
         }
         cp_commit();
     };
@@ -6254,7 +6280,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     /* BIAS: the bias of tile kt at this thread's accumulator elements: bv[hh][j] holds keys j0 + 8 j + q2 and
        + 1 of row r0 + 8 hh. Keys clamped to Lk - 2 (even: a pair never straddles Lk), masked in softmax. */
     auto load_bias = [&](BP (&bv)[2][16], int kt) {
-        if constexpr (BIAS != 0) {
+        if constexpr (BREG) {
 #pragma unroll
             for (int j = 0; j < 16; j++) {
                 const int c = min(ks + kt * BN + 8 * j + q2, p.Lk - 2);
@@ -6272,7 +6298,12 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
 #pragma unroll
                 for (int hh = 0; hh < 2; hh++) {
                     float b0, b1;
-                    wg_bias2<T>(bv[hh][j], b0, b1);
+                    if constexpr (BIAS == 3)   /* row wg 64 + warp 16 + g + 8 hh of stage kt % 3, keys 8 j + q2.. */
+                        wg_bias2<T>(*reinterpret_cast<const uint32_t *>(
+                                        Bt + (kt % NS) * BM * BSTR + (wg * 64 + warp * 16 + g + 8 * hh) * BSTR +
+                                        (8 * j + q2) * 2), b0, b1);
+                    else
+                        wg_bias2<T>(bv[hh][j], b0, b1);
                     s[4 * j + 2 * hh] = s[4 * j + 2 * hh] * p.scale_log2 + SDPA_LOG2E * b0;
                     s[4 * j + 2 * hh + 1] = s[4 * j + 2 * hh + 1] * p.scale_log2 + SDPA_LOG2E * b1;
                 }
@@ -7867,6 +7898,7 @@ static int run_wg_fwd(Params p, cudaStream_t s) {
     constexpr int BM = 64 * NWG;
     static_assert(HD != 32 || BM == 128, "run_wg_fwd: wg_plan_split plans D = 32 for 128-query tiles");
     size_t smem = (size_t)(BM + 6 * 128) * HD * sizeof(T) + 1024;   /* + 1024: the 1024-byte alignment */
+    if (BIAS == 3) smem += (size_t)3 * BM * (128 * 2 + 16);          /* the staged bias tiles (wg_fwd_kernel) */
     auto kern = wg_fwd_kernel<T, HD, NWG, BIAS>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
@@ -7953,7 +7985,8 @@ static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
     if (hd <= 96) return fwd ? run_fwd<T, 96, typename FwdTile<96, F>::t, F>(p, s) : run_bwd<T, 96, typename BwdTile<96, F>::t, F>(p, s);
     return fwd ? run_fwd<T, 128, typename FwdTile<128, F>::t, F>(p, s) : run_bwd<T, 128, typename BwdTile<128, F>::t, F>(p, s);
 }
-/* f16/bf16: the wgmma kernels where they apply (forward: wg_fwd_ok, plain or biased; backward: wg_bwd_ok, D = 64
+/* f16/bf16: the wgmma kernels where they apply (forward: wg_fwd_ok, plain or biased - at D = 64 a q-dtype bias with
+   16-byte aligned rows staged through shared memory (BIAS 3), other biases in registers; backward: wg_bwd_ok, D = 64
    plain or biased, D = 128 plain or causal, on sm_90a, NN_SDPA_WG_BWD=0 turns it off), else fwd_kernel /
    bwd_kernel, without the mask/bias/dropout code when plain_ok */
 template <typename T>
@@ -7963,7 +7996,8 @@ static int dispatch(Params &p, bool fwd, cudaStream_t s) {
         if (p.bias && p.bias_f32) return run_wg_fwd<T, 64, 2, 2>(p, s);
         if (p.bias) {
             if (p.D == 32) return run_wg_fwd<T, 32, 2, 1>(p, s);
-            return p.D == 128 ? run_wg_fwd<T, 128, 2, 1>(p, s) : run_wg_fwd<T, 64, 2, 1>(p, s);
+            if (p.D == 128) return run_wg_fwd<T, 128, 2, 1>(p, s);
+            return p.bias_stage ? run_wg_fwd<T, 64, 2, 3>(p, s) : run_wg_fwd<T, 64, 2, 1>(p, s);
         }
         if (p.D == 32) return run_wg_fwd<T, 32, 2, 0>(p, s);
         if (p.D == 128) return run_wg_fwd<T, 128, 2, 0>(p, s);

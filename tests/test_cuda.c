@@ -1339,6 +1339,10 @@ static void test_sdpa(void) {
         {"wgmma bwd d128 B*H>SMs causal scale", 3, 50, 100, 77, 128, 128, 0, 0, 0, 1, 0, 0.2, 0, 0},
         {"wgmma-sized d128 Dv=64 (bwd_kernel)", 2, 33, 200, 300, 128, 64, 0, 0, 0, 0, 0, 0, 0, 0},
         {"d128 few key tiles (bwd_kernel)", 1, 4, 300, 300, 128, 128, 0, 0, 0, 1, 0, 0, 0, 0},
+        /* the wgmma forward with its bias staged through shared memory (BIAS 3: q dtype, D = 64, 16-byte aligned
+           rows; cases 37 and 39-41 take it too): full bias, causal Lq > Lk, odd Lq, a partial key tile, a scale
+           (the backward: bwd_kernel, causal) */
+        {"wgmma staged bias full grad d64 causal", 2, 33, 301, 264, 64, 64, 0, 2, 1, 1, 0, 0.3, 0, 1},
     };
     static const nn_dtype dts[3] = {NN_F32, NN_F16, NN_BF16};
     size_t i;
@@ -1348,7 +1352,7 @@ static void test_sdpa(void) {
             if (cs[i].f32_only && d != 0) continue;
             if (quick && (d == 1 || !(i == 0 || i == 4 || i == 5 || i == 9 || i == 13 || i == 15 || i == 16 || i == 18 ||
                                      i == 19 || i == 20 || i == 23 || (i >= 25 && i <= 28) || i == 30 || i == 31 ||
-                                     i == 34 || i == 39 || i == 43 || i == 48 || i == 50 || i == 51))) continue;
+                                     i == 34 || i == 39 || i == 43 || i == 48 || i == 50 || i == 51 || i == 57))) continue;
             sdpa_run(&cs[i], dts[d]);
         }
     /* nn_sdpa_heads: the same kernels on [B,L,H*D] through strides (mask, bias gradient, dropout, causal,
