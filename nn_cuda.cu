@@ -3040,8 +3040,12 @@ __global__ void k_to_nhwc(const S *__restrict__ x, uint16_t *__restrict__ y, int
     }
 }
 
-/* a layout pass's copy of an operand: f32 rounded to TF32 when the kernels run TF32 (tf32 != 0), else unchanged */
-__device__ __forceinline__ float layout_val(float v, int tf32) { return tf32 ? __uint_as_float(tf32_round(v)) : v; }
+/* a layout pass's copy of an operand: f32 rounded to TF32 when the kernels run TF32 (tf32 != 0); else (3xTF32)
+   unchanged but for NaN, stored as 0x7fc00000: split_tf32's integer rounding would carry CUDA's canonical NaN
+   (0x7fffffff) into the sign bit (-0, and the NaN lost), while 0x7fc00000 stays a NaN */
+__device__ __forceinline__ float layout_val(float v, int tf32) {
+    return tf32 ? __uint_as_float(tf32_round(v)) : v == v ? v : __uint_as_float(0x7fc00000u);
+}
 __device__ __forceinline__ uint16_t layout_val(uint16_t v, int) { return v; }
 
 /* x [N][C][HW] -> y [N][HW][C], f32 (rounded to TF32 when tf32): 32 channels x 32 pixels a block through shared
