@@ -2486,9 +2486,9 @@ int nn__cuda_unscale_multi(int n, float *const *g, const int64_t *numel, float i
 
    - bf16/f16 weights (autocast), groups 1, Cin a multiple of 32: tensor-core implicit GEMM (conv_cu below, no
      column matrix in memory) for the forward and both backward products, each where its channel counts allow;
-     f32 weights with TF32 allowed (nn_cuda_set_tf32): the same kernels on TF32 (Cin or Cout a multiple of 16,
-     both multiples of 4 for the weight gradient);
-   - everything else (f32 with TF32 off, groups, odd channel counts): im2col + cuBLAS, with the images of
+     f32 weights: the same kernels on TF32 when allowed (nn_cuda_set_tf32), else in 3xTF32 (f32 accuracy)
+     (Cin or Cout a multiple of 16, both multiples of 4 for the weight gradient);
+   - everything else (groups, odd channel counts): im2col + cuBLAS, with the images of
      a chunk folded into the GEMM's N dimension (one large GEMM per group instead of a small one per image):
      columns cols [C*kh*kw][nb][Ho*Wo] (workspace capped at 256 MiB per chunk), Y' [O][nb][HoWo] = W [O, K]
      cols, then one pass moves Y' to NCHW and adds the bias. Backward: dY' = dY in [O][nb][HoWo] order;
@@ -3048,8 +3048,12 @@ __global__ void k_to_nhwc(const S *__restrict__ x, uint16_t *__restrict__ y, int
     }
 }
 
-/* a layout pass's copy of an operand: f32 rounded to TF32 when the kernels run TF32 (tf32 != 0), else unchanged */
-__device__ __forceinline__ float layout_val(float v, int tf32) { return tf32 ? __uint_as_float(tf32_round(v)) : v; }
+/* a layout pass's copy of an operand: f32 rounded to TF32 when the kernels run TF32 (tf32 != 0); else (3xTF32)
+   unchanged but for NaN, stored as 0x7fc00000: split_tf32's integer rounding would carry CUDA's canonical NaN
+   (0x7fffffff) into the sign bit (-0, and the NaN lost), while 0x7fc00000 stays a NaN */
+__device__ __forceinline__ float layout_val(float v, int tf32) {
+    return tf32 ? __uint_as_float(tf32_round(v)) : v == v ? v : __uint_as_float(0x7fc00000u);
+}
 __device__ __forceinline__ uint16_t layout_val(uint16_t v, int) { return v; }
 
 /* x [N][C][HW] -> y [N][HW][C], f32 (rounded to TF32 when tf32): 32 channels x 32 pixels a block through shared
@@ -3165,16 +3169,9 @@ static void run(int kdt, int mode, const Args &a, dim3 grid) {
     }
 }
 
-/* the kernels' DT for weights of dtype wdt: 16-bit as is; f32 on TF32 when allowed (nn_cuda_set_tf32), else
-   3xTF32 (f32 accuracy) when NN_CONV_F32X3=1 is set (an A/B switch while its speed against cuBLAS f32 is
-   measured), else -1: no kernel (im2col + cuBLAS) */
-static int kernel_dt(nn_dtype wdt) {
-    static int x3 = -1;
-    if (wdt != NN_F32) return wdt;
-    if (nn__cu.tf32) return NN_F32;
-    if (x3 < 0) { const char *e = getenv("NN_CONV_F32X3"); x3 = e && e[0] == '1'; }
-    return x3 ? F32X3 : -1;
-}
+/* the kernels' DT for weights of dtype wdt: 16-bit as is; f32 on TF32 when allowed (nn_cuda_set_tf32), else in
+   3xTF32 (f32 accuracy; faster than cuDNN's f32 on an H100, bench/RESULTS_CUDA.md) */
+static int kernel_dt(nn_dtype wdt) { return wdt != NN_F32 ? (int)wdt : nn__cu.tf32 ? NN_F32 : F32X3; }
 
 /* x (NCHW, f32 or 16-bit) -> a new NHWC tensor [N, H, W, C] in the kernels' element type: kdt 16-bit (x f32 or
    already kdt), or f32 (x f32; rounded to TF32 for kdt NN_F32) */
@@ -3854,8 +3851,8 @@ static void nn__conv_swap01(const void *src, nn_dtype sdt, void *dst, nn_dtype d
 
 extern "C" {
 
-/* y = conv2d(x, w, b). f32 weights: x f32, conv_cu on TF32 where it applies and TF32 is allowed, else im2col +
-   cuBLAS (TF32 when allowed). f16/bf16 weights: y and b in the weight's dtype, x in it or f32 (converted where
+/* y = conv2d(x, w, b). f32 weights: x f32, conv_cu where it applies (TF32 when allowed, else 3xTF32), else
+   im2col + cuBLAS (TF32 when allowed). f16/bf16 weights: y and b in the weight's dtype, x in it or f32 (converted where
    the kernels lay it out), conv_cu where it applies. *x_keep (when not NULL) receives x's NHWC copy in the
    weight's dtype when the backward can do with it instead of x (16-bit weights, both gradient products on
    tensor cores), else NULL. */

@@ -1,5 +1,5 @@
-"""combine.py BASE NEW NEW_X3 TORCH_MD - one table of the conv2d rows: nn.h base (main), this branch, this branch
-with NN_CONV_F32X3=1 (f32 rows on the 3xTF32 kernels), PyTorch (f32 / TF32 rows), torch / nn ratios."""
+"""combine.py BASE NEW TORCH_MD - one table of the conv2d rows: nn.h base (main), this branch, PyTorch (f32 /
+TF32 rows), torch / nn ratios (above 1: nn.h faster)."""
 import sys
 
 
@@ -15,17 +15,16 @@ def nn_rows(path):
     return r
 
 
-base, new, x3 = nn_rows(sys.argv[1]), nn_rows(sys.argv[2]), nn_rows(sys.argv[3])
+base, new = nn_rows(sys.argv[1]), nn_rows(sys.argv[2])
 torch = {}
-for l in open(sys.argv[4]) if len(sys.argv) > 4 else []:
+for l in open(sys.argv[3]) if len(sys.argv) > 3 else []:
     if l.startswith("| conv"):
         c = [x.strip() for x in l.strip().strip("|").split("|")]
         torch[c[0]] = float(c[2])
-print("| case | base ms | new ms | new 3xTF32 ms | PyTorch ms | torch/new | torch/3xTF32 | new TFLOP/s |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| case | base ms | new ms | PyTorch ms | torch/base | torch/new | new TFLOP/s |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 f = lambda v: "-" if v is None else "%.4f" % v
 for name, (ms, fl) in new.items():
     b, t = base.get(name, (None,))[0], torch.get(name)
-    x = x3.get(name, (None,))[0] if name.startswith("conv2d_f32") else None
-    print("| %s | %s | %s | %s | %s | %s | %s | %.0f |" % (name, f(b), f(ms), f(x), f(t), "-" if t is None else "%.2f" % (t / ms),
-          "-" if t is None or x is None else "%.2f" % (t / x), fl / ms / 1e9))
+    print("| %s | %s | %s | %s | %s | %s | %.0f |" % (name, f(b), f(ms), f(t), "-" if t is None or b is None else "%.2f" % (t / b),
+          "-" if t is None else "%.2f" % (t / ms), fl / ms / 1e9))

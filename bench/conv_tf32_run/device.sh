@@ -9,9 +9,8 @@
 #       -Wl,-rpath,'$ORIGIN' -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcublas -lcublasLt -lcudart \
 #       -lstdc++ -lm -l:libgomp.a -lpthread -ldl            (bench/cuda_bench.c the same way, -DNN_CUDA)
 # Then (225 s in all, each step's timeout capped by what is left): test_cuda conv -v (TF32 cases on the
-# kernels, f32 on im2col + cuBLAS), cuda_bench conv for this branch and base, PyTorch on the f32 and TF32 rows,
-# test_cuda conv -v and cuda_bench conv with NN_CONV_F32X3=1 (f32 on the 3xTF32 kernels), memcheck of the
-# quick subset with NN_CONV_F32X3=1, one table.
+# kernels, f32 cases on the 3xTF32 kernels or im2col + cuBLAS), cuda_bench conv for this branch and base,
+# PyTorch on the f32 and TF32 rows, memcheck of the quick subset, one table.
 W=${1:-/tmp/ctf32out}
 mkdir -p "$W"
 cd "$(dirname "$0")"
@@ -28,10 +27,7 @@ timeout $(tl 25) ./base/cuda_bench conv > "$W/nn_base.txt" 2>&1; echo "bench bas
 grep -E "^NN conv2d_(f32|tf32)" "$W/nn_new.txt" > "$W/nn_f32rows.txt"
 PYTHONUNBUFFERED=1 timeout $(tl 45) python3 cuda_torch.py "$W/nn_f32rows.txt" "$W/torch.md" > "$W/torch.log" 2>&1
 echo "torch rc=$? ($(el))"; grep -i "error\|Traceback" "$W/torch.log" | head -5
-NN_CONV_F32X3=1 timeout $(tl 60) ./test_cuda conv -v > "$W/test_conv_x3.log" 2>&1; echo "test_cuda conv (NN_CONV_F32X3=1) rc=$? ($(el))"
-grep -E "FAIL|worst|passed" "$W/test_conv_x3.log" | tail -6
-NN_CONV_F32X3=1 timeout $(tl 25) ./cuda_bench conv > "$W/nn_x3.txt" 2>&1; echo "bench new 3xTF32 rc=$? ($(el))"
-NN_CONV_F32X3=1 timeout $(tl 80) compute-sanitizer --tool memcheck --error-exitcode 9 ./test_cuda conv quick > "$W/memcheck.log" 2>&1
+timeout $(tl 80) compute-sanitizer --tool memcheck --error-exitcode 9 ./test_cuda conv quick > "$W/memcheck.log" 2>&1
 echo "memcheck rc=$? ($(el))"; grep -E "ERROR SUMMARY|passed, " "$W/memcheck.log" | tail -3
-python3 combine.py "$W/nn_base.txt" "$W/nn_new.txt" "$W/nn_x3.txt" "$W/torch.md" > "$W/table.md"
+python3 combine.py "$W/nn_base.txt" "$W/nn_new.txt" "$W/torch.md" > "$W/table.md"
 cat "$W/table.md"
