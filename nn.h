@@ -175,6 +175,8 @@ void nn_fill_(nn_tensor *t, double value);           /* in place; no grad */
 int nn_cuda_available(void);      /* 1 when built with NN_CUDA and a device is present */
 void nn_cuda_synchronize(void);   /* wait for all queued GPU work (timing) */
 void nn_cuda_set_tf32(int on);    /* f32 GEMMs may use TF32 tensor cores; off by default, as torch's matmul */
+void nn_cuda_set_conv_tf32(int on);   /* f32 conv2d may use TF32 tensor cores; ON by default, as PyTorch's
+                                         torch.backends.cudnn.allow_tf32. Off: f32-level accuracy (3xTF32) */
 
 /* Random numbers: one counter-based generator, Philox4x32-10 (Salmon et al., SC'11), keyed by a 64-bit
    seed and indexed by a 64-bit offset, so element i of a draw at offset o is a pure function of
@@ -1330,13 +1332,16 @@ void nn__cuda_cast(const nn_tensor *x, nn_tensor *y);
 int nn__cuda_available(void);
 void nn__cuda_synchronize(void);
 void nn__cuda_set_tf32(int on);
+void nn__cuda_set_conv_tf32(int on);
 int nn_cuda_available(void) { return nn__cuda_available(); }
 void nn_cuda_synchronize(void) { nn__cuda_synchronize(); }
 void nn_cuda_set_tf32(int on) { nn__cuda_set_tf32(on); }
+void nn_cuda_set_conv_tf32(int on) { nn__cuda_set_conv_tf32(on); }
 #else
 int nn_cuda_available(void) { return 0; }
 void nn_cuda_synchronize(void) {}
 void nn_cuda_set_tf32(int on) { (void)on; }
+void nn_cuda_set_conv_tf32(int on) { (void)on; }
 #endif
 
 void nn_fill_(nn_tensor *t, double v) {

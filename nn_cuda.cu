@@ -11,7 +11,9 @@
    - Ops compute in f32 as the CPU does (same formulas as nn.h's [ops:*]); f16/bf16 are storage types (cast with
      nn.h's round-to-nearest-even, bit for bit) and GEMM operands (f32 accumulation).
    - Random numbers: Philox4x32-10 exactly as nn_philox4x32 / nn_rng_uniform_at, so dropout masks match the CPU.
-   - TF32 is off by default for f32 GEMMs (PyTorch's default for matmul); nn_cuda_set_tf32(1) allows it.
+   - TF32 is off by default for f32 GEMMs (PyTorch's default for matmul); nn_cuda_set_tf32(1) allows it. f32
+     conv2d runs on TF32 by default (PyTorch's torch.backends.cudnn.allow_tf32 is True); nn_cuda_set_conv_tf32(0)
+     gives f32-level results (3xTF32, or cuBLAS in f32).
    - NN_CUDA_POISON=1 in the environment fills every fresh device block with 0xFF bytes (NaN for floats), which
      the tests use to catch elements a kernel never writes.
    - Sections: errors/state, dtypes, elementwise, reductions, softmax/norms, group_norm, dropout, GEMM, shape
@@ -48,6 +50,7 @@ static struct {
     cublasLtHandle_t lt;       /* cuBLASLt: GEMMs with a bias epilogue (linear) */
     void *lt_ws;               /* its workspace (NN__LT_WS bytes, made on first use, outside the pool) */
     int tf32;
+    int conv_ieee;             /* f32 conv2d without TF32 (nn_cuda_set_conv_tf32(0)); 0: TF32, PyTorch's default */
     int sms;
     int poison;
 } nn__cu;
@@ -94,6 +97,7 @@ void nn__cuda_synchronize(void) {
 }
 
 void nn__cuda_set_tf32(int on) { nn__cu.tf32 = on != 0; }
+void nn__cuda_set_conv_tf32(int on) { nn__cu.conv_ieee = on == 0; }
 
 void *nn__cuda_malloc(size_t bytes) {
     void *p = NULL;
@@ -1954,15 +1958,16 @@ static cudaDataType nn__cu_type(nn_dtype dt) {
 }
 
 /* row-major C = alpha op(A) op(B) + beta C, strided batches, through cuBLAS's column-major view:
-   C^T = op(B)^T op(A)^T. Pointers already offset. */
+   C^T = op(B)^T op(A)^T. Pointers already offset. tf32: f32 operands may use TF32 (the caller's switch: matmul's
+   nn__cu.tf32, conv2d's !nn__cu.conv_ieee). */
 static void nn__gemm_raw(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A, nn_dtype at,
                          int64_t lda, int64_t sa, const void *B, nn_dtype bt, int64_t ldb, int64_t sb, float beta, void *C,
-                         nn_dtype ct, int64_t ldc, int64_t sc, int64_t batch) {
+                         nn_dtype ct, int64_t ldc, int64_t sc, int64_t batch, int tf32) {
     if (M <= 0 || N <= 0 || batch <= 0) return;
     if (M > INT32_MAX || N > INT32_MAX || K > INT32_MAX || lda > INT32_MAX || ldb > INT32_MAX || ldc > INT32_MAX || batch > INT32_MAX)
         nn_error("nn cuda gemm: sizes beyond cuBLAS's int range (M %lld N %lld K %lld batch %lld)", (long long)M,
                  (long long)N, (long long)K, (long long)batch);
-    cublasComputeType_t ctype = (nn__cu.tf32 && at == NN_F32 && bt == NN_F32) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    cublasComputeType_t ctype = (tf32 && at == NN_F32 && bt == NN_F32) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     if (K == 0 && beta == 0.0f) {
         if (ct != NN_F32) nn_error("nn cuda gemm: empty inner dim with a non-f32 output");
         for (int64_t i = 0; i < batch; i++)
@@ -2011,7 +2016,7 @@ void nn__cuda_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
     const nn_tensor *a = nn__gemm_operand(A, dt, &ta_), *b = nn__gemm_operand(B, dt, &tb_);
     nn__gemm_raw(ta, tb, M, N, K, alpha, (const char *)a->data + a_off * (int64_t)nn_dtype_size(dt), dt, lda, stride_a,
                  (const char *)b->data + b_off * (int64_t)nn_dtype_size(dt), dt, ldb, stride_b, beta,
-                 (char *)C->data + c_off * (int64_t)nn_dtype_size(C->dtype), C->dtype, ldc, stride_c, batch);
+                 (char *)C->data + c_off * (int64_t)nn_dtype_size(C->dtype), C->dtype, ldc, stride_c, batch, nn__cu.tf32);
     if (ta_) nn_tensor_free(ta_);
     if (tb_) nn_tensor_free(tb_);
 }
@@ -2036,11 +2041,11 @@ void nn__cuda_bgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const nn_te
     size_t ces = nn_dtype_size(C->dtype);   /* f32, or the operands' f16/bf16 */
     if (affine)
         nn__gemm_raw(ta, tb, M, N, K, 1.0f, pa + abat[0] * M * K * es, dt, lda, sa * M * K, pb + bbat[0] * K * N * es, dt,
-                     ldb, sb * K * N, beta, pc, C->dtype, N, M * N, nb);
+                     ldb, sb * K * N, beta, pc, C->dtype, N, M * N, nb, nn__cu.tf32);
     else
         for (i = 0; i < nb; i++)
             nn__gemm_raw(ta, tb, M, N, K, 1.0f, pa + abat[i] * M * K * es, dt, lda, 0, pb + bbat[i] * K * N * es, dt, ldb, 0,
-                         beta, pc + i * M * N * ces, C->dtype, N, 0, 1);
+                         beta, pc + i * M * N * ces, C->dtype, N, 0, 1, nn__cu.tf32);
     if (ta_) nn_tensor_free(ta_);
     if (tb_) nn_tensor_free(tb_);
 }
@@ -2486,8 +2491,8 @@ int nn__cuda_unscale_multi(int n, float *const *g, const int64_t *numel, float i
 
    - bf16/f16 weights (autocast), groups 1, Cin a multiple of 32: tensor-core implicit GEMM (conv_cu below, no
      column matrix in memory) for the forward and both backward products, each where its channel counts allow;
-     f32 weights: the same kernels on TF32 when allowed (nn_cuda_set_tf32), else in 3xTF32 (f32 accuracy)
-     (Cin or Cout a multiple of 16, both multiples of 4 for the weight gradient);
+     f32 weights: the same kernels on TF32 by default (nn_cuda_set_conv_tf32, as cudnn.allow_tf32), else in
+     3xTF32 (f32 accuracy) (Cin or Cout a multiple of 16, both multiples of 4 for the weight gradient);
    - everything else (groups, odd channel counts): im2col + cuBLAS, with the images of
      a chunk folded into the GEMM's N dimension (one large GEMM per group instead of a small one per image):
      columns cols [C*kh*kw][nb][Ho*Wo] (workspace capped at 256 MiB per chunk), Y' [O][nb][HoWo] = W [O, K]
@@ -2619,10 +2624,13 @@ static int64_t nn__conv_chunk(const nn__cg &g) {
    small (x - big is exact in f32) is <= 2^-11 |x - big| <= 2^-22 |x|; the dropped small_a small_b is <= 2^-22
    |a b|: each product to ~2^-21 relative, the level of f32's own rounding (2^-24 an operation, growing with the
    length of any f32 sum), where one TF32 product is off by up to ~2^-10. 3x the TF32 work. */
-/* x = big + small, both rounded to TF32 (nearest, ties away: cvt.rna.tf32.f32) by adding half a TF32 unit to the
-   magnitude bits and clearing the 13 bits TF32 drops; cvt.rna compiles to the same plus a guard for inf/NaN,
-   which the sums propagate either way */
-__device__ __forceinline__ uint32_t tf32_rna(float x) { return (__float_as_uint(x) + 0x1000u) & 0xffffe000u; }
+/* x = big + small, both rounded to TF32 (nearest, ties away, as cvt.rna.tf32.f32) by adding half a TF32 unit to
+   the magnitude bits and clearing the 13 bits TF32 drops. A NaN is kept apart: the carry would turn a NaN with a
+   full mantissa (CUDA's canonical 0x7fffffff) into -0, a zero in the products instead of a NaN. */
+__device__ __forceinline__ uint32_t tf32_rna(float x) {
+    const uint32_t u = __float_as_uint(x);
+    return (u & 0x7fffffffu) > 0x7f800000u ? 0x7fc00000u : (u + 0x1000u) & 0xffffe000u;   /* NaN stays NaN */
+}
 __device__ __forceinline__ void split_tf32(float x, uint32_t &big, uint32_t &small) {
     big = tf32_rna(x);
     small = tf32_rna(x - __uint_as_float(big));
@@ -3169,9 +3177,10 @@ static void run(int kdt, int mode, const Args &a, dim3 grid) {
     }
 }
 
-/* the kernels' DT for weights of dtype wdt: 16-bit as is; f32 on TF32 when allowed (nn_cuda_set_tf32), else in
-   3xTF32 (f32 accuracy; faster than cuDNN's f32 on an H100, bench/RESULTS_CUDA.md) */
-static int kernel_dt(nn_dtype wdt) { return wdt != NN_F32 ? (int)wdt : nn__cu.tf32 ? NN_F32 : F32X3; }
+/* the kernels' DT for weights of dtype wdt: 16-bit as is; f32 on TF32 unless nn_cuda_set_conv_tf32(0) (PyTorch's
+   default: cudnn.allow_tf32), else in 3xTF32 (f32 accuracy; faster than cuDNN's f32 on an H100,
+   bench/RESULTS_CUDA.md) */
+static int kernel_dt(nn_dtype wdt) { return wdt != NN_F32 ? (int)wdt : nn__cu.conv_ieee ? F32X3 : NN_F32; }
 
 /* x (NCHW, f32 or 16-bit) -> a new NHWC tensor [N, H, W, C] in the kernels' element type: kdt 16-bit (x f32 or
    already kdt), or f32 (x f32; rounded to TF32 for kdt NN_F32) */
@@ -3883,7 +3892,7 @@ void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor
         if (K) nn__conv_im2col((const char *)x->data + n0 * g.C * g.H * g.W * (int64_t)nn_dtype_size(x->dtype), x->dtype, cols, w->dtype, g, nb);
         for (int64_t gi = 0; gi < g.G; gi++)
             nn__gemm_raw(0, 0, Og, L, K, 1.0f, (const char *)w->data + gi * Og * K * es, w->dtype, K, 0, cols + gi * K * L * es,
-                         w->dtype, L, 0, 0.0f, yt + gi * Og * L, NN_F32, L, 0, 1);
+                         w->dtype, L, 0, 0.0f, yt + gi * Og * L, NN_F32, L, 0, 1, !nn__cu.conv_ieee);
         nn__conv_swap01(yt, NN_F32, (char *)y->data + n0 * g.O * HW * es, y->dtype, g.O, nb, HW, b ? b->data : NULL);
     }
     nn_tensor_free(ws);
@@ -3956,12 +3965,12 @@ void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tenso
             nn__conv_im2col((const char *)x->data + n0 * g.C * g.H * g.W * (int64_t)nn_dtype_size(x->dtype), x->dtype, cols, cdt, g, nb);
             for (int64_t gi = 0; gi < g.G; gi++)   /* gw[g] (+)= dY'[g] [Og, L] cols[g]^T [L, K] */
                 nn__gemm_raw(0, 1, Og, K, L, 1.0f, gt + gi * Og * L * es, cdt, L, 0, cols + gi * K * L * es, cdt, L, 0,
-                             n0 == 0 ? 0.0f : 1.0f, gwp + gi * Og * K, NN_F32, K, 0, 1);
+                             n0 == 0 ? 0.0f : 1.0f, gwp + gi * Og * K, NN_F32, K, 0, 1, !nn__cu.conv_ieee);
         }
         if (gx) {
             for (int64_t gi = 0; gi < g.G; gi++)   /* dcols[g] [K, L] = W[g]^T [K, Og] dY'[g] [Og, L] */
                 nn__gemm_raw(1, 0, K, L, Og, 1.0f, (const char *)w->data + gi * Og * K * es, cdt, K, 0, gt + gi * Og * L * es,
-                             cdt, L, 0, 0.0f, (float *)cols + gi * K * L, NN_F32, L, 0, 1);
+                             cdt, L, 0, 0.0f, (float *)cols + gi * K * L, NN_F32, L, 0, 1, !nn__cu.conv_ieee);
             unsigned gr = nn__grid(nb * g.C * g.H * g.W, 256);
             int64_t off = n0 * g.C * g.H * g.W;
             if (gx->dtype == NN_F32) k_col2im<<<gr, 256, 0, S_>>>((const float *)cols, (float *)gx->data + off, gx->dtype, cdt, g, nb);

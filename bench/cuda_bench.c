@@ -203,7 +203,7 @@ int main(int argc, char **argv) {
             for (k = 0; k < 3; k++) {
                 int64_t xs[4] = {cs[k][0], cs[k][1], cs[k][2], cs[k][3]}, ws[4] = {cs[k][1], cs[k][1], 3, 3}, C = cs[k][1];
                 double fl = 2.0 * xs[0] * C * C * 9 * xs[2] * xs[3];
-                nn_cuda_set_tf32(tf);
+                nn_cuda_set_conv_tf32(tf);   /* each row says its precision (torch's bench sets cudnn.allow_tf32 to match) */
                 c.a = dev_rand(4, xs, NN_F32); c.b = dev_rand(4, ws, NN_F32); c.c = dev_rand(1, &C, NN_F32);
                 c.d = nn__new(NN_F32, NN_CUDA, 4, xs);
                 snprintf(name, sizeof name, "conv2d_%s_fwd_%lldx%lldx%lldx%lld_k3", tf ? "tf32" : "f32", (long long)xs[0],
@@ -214,7 +214,7 @@ int main(int argc, char **argv) {
                 report(name, time_it(f_conv_fb, &c, 5), 0, 3 * fl);
                 nn_tensor_free(c.a); nn_tensor_free(c.b); nn_tensor_free(c.c); nn_tensor_free(c.d);
             }
-        nn_cuda_set_tf32(0);
+        nn_cuda_set_conv_tf32(1);   /* back to the default */
     }
     {   /* conv2d under autocast bf16 on seed 003's UNet shapes (128x128 images, 128 channels x (1, 2, 4, 8)):
            the 3x3 convs of each level, the stride-2 downsample, a 1x1 skip projection of a decoder block */

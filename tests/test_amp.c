@@ -752,6 +752,7 @@ int main(int argc, char **argv) {
         }
         tdev = NN_CUDA;
         nn_cuda_set_tf32(0);
+        nn_cuda_set_conv_tf32(0);   /* f32 products against the fixtures at f32 tolerances */
 #else
         printf("AMP_DEVICE=%s needs a build with -DNN_CUDA\n0 passed, 1 failed\n", getenv("AMP_DEVICE"));
         return 1;

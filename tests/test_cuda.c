@@ -23,10 +23,10 @@
 
 #define TOL_F32 1e-5
 #define TOL_LOW 1e-2
-/* f32 ops on TF32 tensor cores (nn_cuda_set_tf32(1)): TF32 keeps 10 of f32's 23 mantissa bits, so each operand
-   rounds to within 2^-11 (~5e-4) relative and a product to within ~2^-10 (~1e-3); over a sum of such products
-   the error relative to the result's norm stays at the per-product level (random inputs: 2.6e-4 with round to
-   nearest, 6.9e-4 with truncation, bench/conv_tf32_emulate.py). 2e-3 is twice the worst product's error, the
+/* f32 ops on TF32 tensor cores (nn_cuda_set_tf32(1), nn_cuda_set_conv_tf32(1)): TF32 keeps 10 of f32's 23
+   mantissa bits, so each operand rounds to within 2^-11 (~5e-4) relative and a product to within ~2^-10
+   (~1e-3); over a sum of such products the error relative to the result's norm stays at the per-product level
+   (random inputs: 2.6e-4 with round to nearest, 6.9e-4 with truncation, bench/conv_tf32_emulate.py). 2e-3 is twice the worst product's error, the
    same margin as TOL_LOW over bf16's 2^-8. */
 #define TOL_TF32 2e-3
 
@@ -929,16 +929,36 @@ static void test_conv_f32_kernels(void) {
             wsz[0] = c[4]; wsz[1] = c[1] / c[11]; wsz[2] = c[5]; wsz[3] = c[6];
             in[0] = rnd(4, xs, -1, 1); in[1] = rnd(4, wsz, -1, 1); in[2] = c[12] ? rnd(1, &bs, -1, 1) : NULL;
             snprintf(what, sizeof what, "conv2d %s case %d", tf ? "tf32" : "f32", k);
-            nn_cuda_set_tf32(tf);
+            nn_cuda_set_conv_tf32(tf);
             compare(what, f_conv2d, &a, 3, in, grad, tf ? TOL_TF32 : TOL_F32);
             if (k == 0) {   /* a NaN pixel must reach the same outputs as on the CPU (and no others) */
                 nn_f32_data(in[0])[37] = NAN;
                 snprintf(what, sizeof what, "conv2d %s case %d, a NaN input", tf ? "tf32" : "f32", k);
                 compare(what, f_conv2d, &a, 3, in, grad, tf ? TOL_TF32 : TOL_F32);
             }
-            nn_cuda_set_tf32(0);
+            nn_cuda_set_conv_tf32(0);
             nn_tensor_free(in[0]); nn_tensor_free(in[1]); if (in[2]) nn_tensor_free(in[2]);
         }
+}
+
+/* f32 conv2d runs on TF32 unless told otherwise, as PyTorch's (torch.backends.cudnn.allow_tf32 is True by default;
+   its matmul's switch is off, as nn_cuda_set_tf32's): with the switches untouched, a conv's error against the CPU
+   is TF32's (above what 3xTF32 or cuBLAS's f32 give, 1e-6 here) and a matmul's is f32's. Runs first, before main
+   turns conv TF32 off for the f32 comparisons. */
+static void test_tf32_defaults(void) {
+    int64_t xs[4] = {2, 32, 12, 12}, ws[4] = {32, 32, 3, 3}, as[2] = {64, 96}, bs[2] = {96, 48};
+    nn_tensor *x = rnd(4, xs, -1, 1), *w = rnd(4, ws, -1, 1), *ma = rnd(2, as, -1, 1), *mb = rnd(2, bs, -1, 1);
+    int prev = nn_set_grad_enabled(0);
+    double ec, em;
+    nn_scope_begin();
+    ec = rel_err(nn_conv2d(nn_to(x, NN_CUDA), nn_to(w, NN_CUDA), NULL, 1, 1, 1, 1), nn_conv2d(x, w, NULL, 1, 1, 1, 1));
+    em = rel_err(nn_matmul(nn_to(ma, NN_CUDA), nn_to(mb, NN_CUDA)), nn_matmul(ma, mb));
+    nn_scope_end(NULL);
+    nn_set_grad_enabled(prev);
+    if (verbose) printf("  f32 defaults: conv2d rel err %.3g (TF32), matmul %.3g (f32)\n", ec, em);
+    CHECK(ec > 2e-5 && ec < TOL_TF32, "f32 conv2d by default: relative error %.3g, want TF32's (2e-5 .. %.0e)", ec, TOL_TF32);
+    CHECK(em < TOL_F32, "f32 matmul by default: relative error %.3g, want f32's (< %.0e)", em, TOL_F32);
+    nn_tensor_free(x); nn_tensor_free(w); nn_tensor_free(ma); nn_tensor_free(mb);
 }
 
 /* conv2d under autocast where nn_cuda.cu's wgmma kernels (conv_wg, sm_90a) take the forward (Cin % 64, Cout >= 128:
@@ -1998,7 +2018,10 @@ int main(int argc, char **argv) {
     }
     setenv("NN_CUDA_POISON", "1", 0);
     if (!nn_cuda_available()) { printf("no CUDA device\n0 passed, 1 failed\n"); return 1; }
+    nn_seed(7);
+    test_tf32_defaults();
     nn_cuda_set_tf32(0);
+    nn_cuda_set_conv_tf32(0);   /* f32 comparisons with the CPU at TOL_F32; the TF32 cases turn it on */
     nn_seed(7);
     if (only_sdpa) {
         test_sdpa();
