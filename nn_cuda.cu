@@ -3342,10 +3342,10 @@ static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
 } /* namespace conv_cu */
 
 /* ---------------------------------------------------------------- conv2d: wgmma implicit GEMM (sm_90a, bf16/f16)
-   conv_cu's FPROP, and its DGRAD at stride 1, on Hopper's warpgroup MMA: the same GEMMs C[m][n] = sum_k A(m, k)
-   B(n, k) on the same operands (A: the weights as [M][kh][kw][CS], made by conv_cu::weight_layout; B: the NHWC
-   image gathered per tap with zero-fill), the same outputs (NCHW + bias, or f32 partials when K is split), from
-   wgmma m64n256k16 instead of mma.sync. Applies when the gathered image's channels CS are a multiple of 64: a
+   conv_cu's FPROP, and its DGRAD at power-of-two strides, on Hopper's warpgroup MMA: the same GEMMs C[m][n] =
+   sum_k A(m, k) B(n, k) on the same operands (A: the weights as [M][kh][kw][CS], made by conv_cu::weight_layout;
+   B: the NHWC image gathered per tap with zero-fill), the same outputs (NCHW + bias, or f32 partials when K is
+   split), from wgmma m64n256k16 instead of mma.sync. Applies when the gathered image's channels CS are a multiple of 64: a
    64-wide K slice is then one tap's 128 contiguous bytes of one pixel, a full row of the 128-byte swizzle atom
    that the wgmma descriptors read (the layout of sdpa_cu's Q and K tiles: in row r the 16-byte chunk c sits at
    chunk c ^ (r & 7), 8-row groups 1024 bytes apart).
@@ -3353,13 +3353,15 @@ static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
    warpgroups of 64 x 256 (128 f32 accumulators a thread), one block per SM (4 stages of 48 KiB). All 256
    threads load: one barrier per K tile, tiles issued 2 ahead (the stage written at tile kt held tile kt - 2,
    whose wgmma every thread has waited for), so the tensor cores run tile kt while tiles kt+1, kt+2 arrive.
-   The gather differs between the modes only in host-set constants: pixel (oy, ox) of the output plane reads
-   row oy * rs_h + ro_h + i * td_h, column ox * rs_w + ro_w + j * td_w of the image at tap (i, j):
-     FPROP  rs = (sh, sw), ro = (-ph, -pw), td = (dh, dw)
-     DGRAD  rs = (1, 1),   ro = (ph, pw),   td = (-dh, -dw)     (stride 1: every tap lands on the output grid)
+   The gather differs between the modes only in host-set constants: pixel (oy, ox) of the output plane at tap
+   (i, j) has t = oy * rs_h + ro_h + i * td_h, u = ox * rs_w + ro_w + j * td_w and reads row t >> ls_h, column
+   u >> ls_w of the image, or zero when t or u is off the image or not a multiple of 2^ls:
+     FPROP  rs = (sh, sw), ro = (-ph, -pw), td = (dh, dw),   ls = (0, 0)
+     DGRAD  rs = (1, 1),   ro = (ph, pw),   td = (-dh, -dw), ls = log2 of the stride (powers of two: the output
+            pixel that tap (i, j) of input pixel (oy, ox) came from, if it is on the stride grid)
    WGRAD (k_conv_wgmma_wgrad, C and O multiples of 64) has its own kernel below: both operands MN-major.
    Only the sm_90a pass compiles the kernel bodies; the host asks sdpa_cu's probe (nn__cuda_sdpa_wgmma) whether
-   the device runs that image, and falls back to conv_cu otherwise. NN_CONV_WG=0 turns them off (A/B). */
+   the device runs that image, and falls back to conv_cu otherwise. NN_CONV_WG=0 turns them off (A/B; see enabled). */
 namespace conv_wg {
 
 constexpr int BM = 128, BN = 256, BK = 64, STAGES = 4, THREADS = 256;
@@ -3377,7 +3379,7 @@ struct Args {
     int M, N, K, k_split;    /* GEMM sizes; K per blockIdx.z (a multiple of BK) */
     int plane, ow;           /* output pixels per image, output row width */
     int SH, SW, CS, kw;      /* the gathered image's rows, columns, channels; the filter's width */
-    int rs_h, rs_w, ro_h, ro_w, td_h, td_w;   /* the gather's constants (see above) */
+    int rs_h, rs_w, ro_h, ro_w, td_h, td_w, ls_h, ls_w;   /* the gather's constants (see above) */
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -3435,7 +3437,8 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
 
     /* Loader: this thread copies 16-byte chunk ch of rows r0 + 32 i of both tiles (A: i < 4, B: i < 8). The
        swizzled position of (r0 + 32 i, ch) is soff + 4096 i (32 rows keep r & 7). A rows advance by BK per
-       tile; B rows keep their pixel and move with the tile's tap (ld_i, ld_j) and channel offset ld_c. */
+       tile; B rows keep their pixel (image base, t and u at tap 0) and move with the tile's tap (ld_i, ld_j)
+       and channel offset ld_c. */
     const int ch = tid & 7, r0 = tid >> 3;
     const uint32_t soff = r0 * 128 + ((ch ^ (r0 & 7)) << 4);
     const uint16_t *a_src = p.a + (int64_t)(m0 + r0) * p.K + kbeg + ch * 8;
@@ -3443,18 +3446,20 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
     unsigned a_ok = 0;
 #pragma unroll
     for (int i = 0; i < 4; i++) a_ok |= (m0 + r0 + 32 * i < p.M ? 1u : 0u) << i;
-    int b_pix[8], b_y[8], b_x[8];   /* pixel index in the image (at tap 0), its row and column there */
+    int b_img[8], b_y[8], b_x[8];   /* first pixel of the row's image; t and u at tap 0 */
 #pragma unroll
     for (int i = 0; i < 8; i++) {
         const int n = n0 + r0 + 32 * i;
         if (n < p.N) {
             const int img = n / p.plane, q = n - img * p.plane, oy = q / p.ow, ox = q - oy * p.ow;
             b_y[i] = oy * p.rs_h + p.ro_h; b_x[i] = ox * p.rs_w + p.ro_w;
-            b_pix[i] = (img * p.SH + b_y[i]) * p.SW + b_x[i];
+            b_img[i] = img * p.SH * p.SW;
         } else {
-            b_y[i] = -(1 << 29); b_x[i] = 0; b_pix[i] = 0;   /* outside every tap */
+            b_y[i] = -(1 << 29); b_x[i] = 0; b_img[i] = 0;   /* outside every tap */
         }
     }
+    const unsigned tlim = (unsigned)p.SH << p.ls_h, ulim = (unsigned)p.SW << p.ls_w;
+    const int mh = (1 << p.ls_h) - 1, mw = (1 << p.ls_w) - 1;
     int ld_i, ld_j, ld_c;
     {
         const int tap = kbeg / p.CS;
@@ -3468,12 +3473,14 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
             conv_cu::cp_async16(sA + 4096 * i, ok ? a_src + i * a_step : p.a, ok);
         }
         a_src += BK;
-        const int dy = ld_i * p.td_h, dx = ld_j * p.td_w, off = dy * p.SW + dx;
+        const int dy = ld_i * p.td_h, dx = ld_j * p.td_w;
         const uint16_t *bc = p.b + ld_c + ch * 8;
 #pragma unroll
         for (int i = 0; i < 8; i++) {
-            const bool ok = (unsigned)(b_y[i] + dy) < (unsigned)p.SH && (unsigned)(b_x[i] + dx) < (unsigned)p.SW;
-            conv_cu::cp_async16(sB + 4096 * i, ok ? bc + (int64_t)(b_pix[i] + off) * p.CS : p.b, ok);
+            const int t = b_y[i] + dy, u = b_x[i] + dx;
+            const bool ok = (unsigned)t < tlim && (unsigned)u < ulim && ((t & mh) | (u & mw)) == 0;
+            const int pix = b_img[i] + (t >> p.ls_h) * p.SW + (u >> p.ls_w);
+            conv_cu::cp_async16(sB + 4096 * i, ok ? bc + (int64_t)pix * p.CS : p.b, ok);
         }
         ld_c += BK;
         if (ld_c == p.CS) { ld_c = 0; if (++ld_j == p.kw) { ld_j = 0; ++ld_i; } }
@@ -3716,14 +3723,16 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgr
 #endif /* CONV_WG */
 }
 
-/* NN_CONV_WG=0 turns the wgmma kernels off (A/B in one binary); read once */
-static bool enabled(void) {
-    static int state = -1;
-    if (state < 0) {
+/* NN_CONV_WG (A/B in one binary; read once): unset: all three wgmma kernels; 0: none; else the letters it holds
+   (f FPROP, d DGRAD, w WGRAD) */
+static bool enabled(int mode) {
+    static int mask = -1;
+    if (mask < 0) {
         const char *e = getenv("NN_CONV_WG");
-        state = e && e[0] == '0' && e[1] == 0 ? 0 : 1;
+        mask = 7;
+        if (e && *e) mask = (strchr(e, 'f') ? 1 : 0) | (strchr(e, 'd') ? 2 : 0) | (strchr(e, 'w') ? 4 : 0);
     }
-    return state != 0;
+    return (mask >> mode) & 1;
 }
 
 /* K splits for `tiles` output tiles of ktiles K tiles each, one block an SM: the time of the waves times the
@@ -3741,17 +3750,27 @@ static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N
     return best;
 }
 
-/* conv_cu::run_out's problem on the wgmma kernel when it applies (sm_90a image, f16/bf16, FPROP or stride-1
-   DGRAD, CS % 64 == 0, at least one full 128-row M tile, the grid within limits); false: not taken, nothing
-   launched */
+/* log2 of s when s is a power of two, else -1 */
+static int log2_exact(int s) {
+    for (int l = 0; l < 30; l++)
+        if (s == 1 << l) return l;
+    return -1;
+}
+
+/* conv_cu::run_out's problem on the wgmma kernel when it applies (sm_90a image, f16/bf16, FPROP, or DGRAD at
+   power-of-two strides, CS % 64 == 0, at least one full 128-row M tile, K of at least 8 tiles, the grid within
+   limits); false: not taken, nothing launched. Short K (the dgrad of a 1x1 conv over 256 channels: 4 tiles)
+   stays on conv_cu: with one block an SM nothing hides this kernel's prologue and epilogue, while conv_cu runs
+   two blocks an SM. */
 static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out_dt) {
     if (dt != NN_BF16 && dt != NN_F16) return false;
-    if (mode != conv_cu::FPROP && !(mode == conv_cu::DGRAD && c.sh == 1 && c.sw == 1)) return false;
-    if (c.CS % 64 || c.K % BK || c.K < BK || c.M < BM || c.N < 1) return false;
+    const int lh = log2_exact(c.sh), lw = log2_exact(c.sw);
+    if (mode != conv_cu::FPROP && !(mode == conv_cu::DGRAD && lh >= 0 && lw >= 0)) return false;
+    if (c.CS % 64 || c.K % BK || c.K < 8 * BK || c.M < BM || c.N < 1) return false;
     if (((uintptr_t)c.a | (uintptr_t)c.b | (uintptr_t)out) & 15) return false;
     int64_t mt = (c.M + BM - 1) / BM, nt = (c.N + BN - 1) / BN;
     if (nt > 65535 || mt > 65535) return false;
-    if (!enabled() || !nn__cuda_sdpa_wgmma()) return false;
+    if (!enabled(mode) || !nn__cuda_sdpa_wgmma()) return false;
     Args a;
     memset(&a, 0, sizeof a);
     a.a = (const uint16_t *)c.a; a.b = (const uint16_t *)c.b; a.bias = c.bias; a.bias_dt = c.bias_dt; a.out_f32 = out_dt == NN_F32;
@@ -3760,7 +3779,7 @@ static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out
     if (mode == conv_cu::FPROP) {
         a.rs_h = c.sh; a.rs_w = c.sw; a.ro_h = -c.ph; a.ro_w = -c.pw; a.td_h = c.dh; a.td_w = c.dw;
     } else {
-        a.rs_h = 1; a.rs_w = 1; a.ro_h = c.ph; a.ro_w = c.pw; a.td_h = -c.dh; a.td_w = -c.dw;
+        a.rs_h = 1; a.rs_w = 1; a.ro_h = c.ph; a.ro_w = c.pw; a.td_h = -c.dh; a.td_w = -c.dw; a.ls_h = lh; a.ls_w = lw;
     }
     int64_t ktiles = a.K / BK, splits = choose_splits(mt * nt, ktiles, a.M, a.N, false);
     int64_t per = (ktiles + splits - 1) / splits * BK;
@@ -3802,7 +3821,7 @@ static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
     const int64_t kk = g.kh * g.kw, P = g.N * g.Ho * g.Wo, M = g.O, N = kk * g.C;
     const int64_t mt = (M + BM - 1) / BM, nt = (N + BN - 1) / BN, ktiles = (P + BK - 1) / BK;
     if (nt > 65535 || mt > 65535) return false;
-    if (!enabled() || !nn__cuda_sdpa_wgmma()) return false;
+    if (!enabled(conv_cu::WGRAD) || !nn__cuda_sdpa_wgmma()) return false;
     WArgs a;
     memset(&a, 0, sizeof a);
     a.a = (const uint16_t *)dyn->data; a.b = (const uint16_t *)xn->data;

@@ -962,17 +962,18 @@ static void test_tf32_defaults(void) {
 }
 
 /* conv2d under autocast where nn_cuda.cu's wgmma kernels (conv_wg, sm_90a) take the forward (Cin % 64, Cout >= 128:
-   every case here), the dgrad (Cout % 64, Cin >= 128, stride 1: all but cases 2, 6, 7) and the wgrad (Cin, Cout % 64,
-   Cout >= 128: all but case 7): pixel counts off the 256-wide tiles and across images, odd planes (the scalar
-   epilogue), M tails (320 and 192 rows), stride 2, stride per axis with a 5x3 kernel, padding with dilation 2,
-   1x1, K split over blocks (case 5: forward and dgrad; case 7: the forward's odd M x N partials), both dtypes.
+   every case here), the dgrad (Cout % 64, Cin >= 128, power-of-two strides, K = Cout kh kw >= 512: all but cases
+   4 and 7) and the wgrad (Cin, Cout % 64, Cout >= 128: all but case 7): pixel counts off the 256-wide tiles and
+   across images, odd planes (the scalar epilogue), M tails (320 and 192 rows), stride 2 (the dgrad's taps off
+   the stride grid), stride per axis with a 5x3 kernel, padding with dilation 2, 1x1, K split over blocks (case
+   5: forward and dgrad; case 7: the forward's odd M x N partials), both dtypes.
    On other devices (or NN_CONV_WG=0) the same cases run conv_cu. */
 static void test_conv_autocast_wg(void) {
     /* N C H W, O kh kw, stride h, stride w, pad, dil, groups, bias */
     static const int cs[][13] = {{2, 128, 13, 11, 128, 3, 3, 1, 1, 1, 1, 1, 1}, {1, 192, 20, 20, 320, 3, 3, 1, 1, 1, 1, 1, 1},
                                  {2, 128, 17, 17, 128, 3, 3, 2, 2, 1, 1, 1, 1}, {2, 128, 12, 12, 192, 3, 3, 1, 1, 2, 2, 1, 1},
-                                 {2, 256, 9, 9, 128, 1, 1, 1, 1, 0, 1, 1, 0},   {1, 512, 8, 8, 128, 3, 3, 1, 1, 1, 1, 1, 1},
-                                 {2, 64, 11, 9, 128, 5, 3, 1, 2, 2, 1, 1, 1},   {1, 256, 7, 7, 129, 3, 3, 1, 1, 1, 1, 1, 1}};
+                                 {2, 512, 9, 9, 128, 1, 1, 1, 1, 0, 1, 1, 0},   {1, 512, 8, 8, 128, 3, 3, 1, 1, 1, 1, 1, 1},
+                                 {2, 128, 11, 9, 128, 5, 3, 1, 2, 2, 1, 1, 1},  {1, 256, 7, 7, 129, 3, 3, 1, 1, 1, 1, 1, 1}};
     static const nn_dtype dts[2] = {NN_BF16, NN_F16};
     static const int grad[3] = {1, 1, 1};
     int k, d;
