@@ -2635,6 +2635,13 @@ __device__ __forceinline__ void split_tf32(float x, uint32_t &big, uint32_t &sma
     big = tf32_rna(x);
     small = tf32_rna(x - __uint_as_float(big));
 }
+/* the same for operands whose NaNs are all 0x7fc00000 (conv_cu's layout passes store them so): no NaN test in
+   the kernels' inner loop, where the two extra instructions an element cost 40 % of the 3xTF32 conv's speed
+   (bench/RESULTS_CUDA.md, 19:54 call) */
+__device__ __forceinline__ void split_tf32_canon(float x, uint32_t &big, uint32_t &small) {
+    big = (__float_as_uint(x) + 0x1000u) & 0xffffe000u;
+    small = (__float_as_uint(x - __uint_as_float(big)) + 0x1000u) & 0xffffe000u;
+}
 __device__ __forceinline__ void mma_tf32(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
     asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -2921,7 +2928,7 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
 #pragma unroll
                 for (int ni = 0; ni < 4; ni++)
 #pragma unroll
-                    for (int e = 0; e < 2; e++) split_tf32(__uint_as_float(bf[ni][e]), bf[ni][e], bs[ni][e]);
+                    for (int e = 0; e < 2; e++) split_tf32_canon(__uint_as_float(bf[ni][e]), bf[ni][e], bs[ni][e]);
             }
 #pragma unroll
             for (int mi = 0; mi < 4; mi++) {
@@ -2937,7 +2944,7 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
                 if (DT == F32X3) {
                     uint32_t as[4];
 #pragma unroll
-                    for (int e = 0; e < 4; e++) split_tf32(__uint_as_float(a[e]), a[e], as[e]);
+                    for (int e = 0; e < 4; e++) split_tf32_canon(__uint_as_float(a[e]), a[e], as[e]);
 #pragma unroll
                     for (int ni = 0; ni < 4; ni++) mma3(acc[mi][ni], a, as, bf[ni][0], bf[ni][1], bs[ni][0], bs[ni][1]);
                 } else {
@@ -3057,7 +3064,7 @@ __global__ void k_to_nhwc(const S *__restrict__ x, uint16_t *__restrict__ y, int
 }
 
 /* a layout pass's copy of an operand: f32 rounded to TF32 when the kernels run TF32 (tf32 != 0); else (3xTF32)
-   unchanged but for NaN, stored as 0x7fc00000: split_tf32's integer rounding would carry CUDA's canonical NaN
+   unchanged but for NaN, stored as 0x7fc00000: split_tf32_canon's integer rounding would carry CUDA's canonical NaN
    (0x7fffffff) into the sign bit (-0, and the NaN lost), while 0x7fc00000 stays a NaN */
 __device__ __forceinline__ float layout_val(float v, int tf32) {
     return tf32 ? __uint_as_float(tf32_round(v)) : v == v ? v : __uint_as_float(0x7fc00000u);
