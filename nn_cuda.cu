@@ -3348,6 +3348,43 @@ static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
 
 } /* namespace conv_cu */
 
+/* ---------------------------------------------------------------- wgmma primitives (sm_90a: conv_wg, sdpa_cu)
+   Hopper's warpgroup MMA reads its shared-memory operands through 64-bit descriptors (PTX ISA, "Matrix Descriptor
+   Format" of the asynchronous warpgroup-level matrix shared-memory layout: start address >> 4 in bits 0-13,
+   leading byte offset >> 4 in 16-29, stride byte offset >> 4 in 32-45, swizzle mode in 62-63) and runs
+   asynchronously: fence before, commit a group after, wait for groups before reading the results. Only the
+   sm_90a pass compiles these (__CUDA_ARCH_FEAT_SM90_ALL); the kernels that use them test the same macro. */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/* descriptor of a swizzled operand at s with rows of RB bytes: RB = 128 the 128-byte swizzle (1024-byte aligned
+   atoms), RB = 64 the 64-byte swizzle (512-byte atoms; D = 32); 8-row groups 8 RB bytes apart (stride byte
+   offset); the leading byte offset is unused by these shapes (one swizzle atom per operand row span), set to 1
+   as the canonical value */
+template <int RB = 128>
+__device__ __forceinline__ uint64_t wg_desc(const void *s) {
+    static_assert(RB == 128 || RB == 64, "wg_desc: 128- or 64-byte swizzle");
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(s);
+    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(8 * RB >> 4) << 32) |
+           ((uint64_t)(RB == 128 ? 1 : 2) << 62);
+}
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+/* wait until at most N of this warpgroup's committed wgmma groups are still running */
+template <int N> __device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+/* keep the compiler from moving reads/writes of wgmma registers across a fence or wait (the operand fence) */
+template <int N> __device__ __forceinline__ void wg_pin(float (&d)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+template <int N> __device__ __forceinline__ void wg_pin(uint32_t (&d)[N][4]) {
+#pragma unroll
+    for (int i = 0; i < N; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) asm volatile("" : "+r"(d[i][e])::"memory");
+}
+/* shared memory written by the generic proxy (cp.async, stores) before the tensor cores read it */
+__device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+#endif
+
 /* ---------------------------------------------------------------- conv2d: wgmma implicit GEMM (sm_90a, bf16/f16)
    conv_cu's FPROP, and its DGRAD at power-of-two strides, on Hopper's warpgroup MMA: the same GEMMs C[m][n] =
    sum_k A(m, k) B(n, k) on the same operands (A: the weights as [M][kh][kw][CS], made by conv_cu::weight_layout;
@@ -3394,24 +3431,6 @@ struct Args {
 #endif
 
 #ifdef CONV_WG
-/* shared-memory matrix descriptor (PTX ISA, "asynchronous warpgroup level matrix shared memory layout"): start
-   address >> 4 in bits 0-13, leading byte offset >> 4 in 16-29 (unused with one 64-element block per row span:
-   1), stride byte offset >> 4 in 32-45 (8-row groups 1024 bytes apart), base offset 0 (atoms 1024-aligned),
-   swizzle mode 1 (128 bytes) in bits 62-63 */
-__device__ __forceinline__ uint64_t desc_of(const void *s) {
-    uint32_t a = (uint32_t)__cvta_generic_to_shared(s);
-    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
-}
-__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
-__device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-/* keep the compiler from moving accumulator reads/writes across a fence or wait */
-template <int N> __device__ __forceinline__ void pin(float (&d)[N]) {
-#pragma unroll
-    for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
-}
-
 #define CWG_D8(o) "+f"(d[o]), "+f"(d[o + 1]), "+f"(d[o + 2]), "+f"(d[o + 3]), "+f"(d[o + 4]), "+f"(d[o + 5]), \
     "+f"(d[o + 6]), "+f"(d[o + 7])
 #define CWG_D128 CWG_D8(0), CWG_D8(8), CWG_D8(16), CWG_D8(24), CWG_D8(32), CWG_D8(40), CWG_D8(48), CWG_D8(56), \
@@ -3496,9 +3515,9 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
     float acc[128];
 #pragma unroll
     for (int i = 0; i < 128; i++) acc[i] = 0.0f;
-    pin(acc);
+    wg_pin(acc);
     /* this warpgroup's 64 rows of A: 64 rows of 128 bytes further (a whole number of atoms) */
-    const uint64_t da0 = desc_of(sm + wg * 64 * 128), db0 = desc_of(sm + A_BYTES);
+    const uint64_t da0 = wg_desc(sm + wg * 64 * 128), db0 = wg_desc(sm + A_BYTES);
 
 #pragma unroll
     for (int s = 0; s < STAGES - 2; s++) {
@@ -3520,7 +3539,7 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
         wg_wait<1>();                            /* tile kt - 1's products done: its stage is free after the barrier */
     }
     wg_wait<0>();
-    pin(acc);
+    wg_pin(acc);
     conv_cu::cp_async_wait<0>();
     __syncthreads();   /* every warpgroup done with the stages: they become the staging tile */
 
@@ -3683,8 +3702,8 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgr
 #pragma unroll
         for (int i = 0; i < 32; i++) acc[b][i] = 0.0f;
 #pragma unroll
-    for (int b = 0; b < 4; b++) pin(acc[b]);
-    const uint64_t da0 = desc_of(sm + wg * 8192), db0 = desc_of(sm + A_BYTES);
+    for (int b = 0; b < 4; b++) wg_pin(acc[b]);
+    const uint64_t da0 = wg_desc(sm + wg * 8192), db0 = wg_desc(sm + A_BYTES);
 
 #pragma unroll
     for (int s = 0; s < STAGES - 2; s++) {
@@ -3709,7 +3728,7 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgr
     }
     wg_wait<0>();
 #pragma unroll
-    for (int b = 0; b < 4; b++) pin(acc[b]);
+    for (int b = 0; b < 4; b++) wg_pin(acc[b]);
     conv_cu::cp_async_wait<0>();
 
     const int g = lane >> 2, q = lane & 3;
@@ -6008,34 +6027,6 @@ __global__ void wg_probe_kernel(int *flag) {
 }
 
 #ifdef SDPA_WG
-/* descriptor of a swizzled operand at s with rows of RB bytes: RB = 128 the 128-byte swizzle (1024-byte aligned
-   atoms), RB = 64 the 64-byte swizzle (512-byte atoms; D = 32); 8-row groups 8 RB bytes apart (stride byte
-   offset); the leading byte offset is unused by these shapes (one swizzle atom per operand row span), set to 1
-   as the canonical value */
-template <int RB = 128>
-__device__ __forceinline__ uint64_t wg_desc(const void *s) {
-    static_assert(RB == 128 || RB == 64, "wg_desc: 128- or 64-byte swizzle");
-    uint32_t a = (uint32_t)__cvta_generic_to_shared(s);
-    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(8 * RB >> 4) << 32) |
-           ((uint64_t)(RB == 128 ? 1 : 2) << 62);
-}
-__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
-/* keep the compiler from moving reads/writes of wgmma registers across a fence or wait (the operand fence) */
-template <int N> __device__ __forceinline__ void wg_pin(float (&d)[N]) {
-#pragma unroll
-    for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
-}
-template <int N> __device__ __forceinline__ void wg_pin(uint32_t (&d)[N][4]) {
-#pragma unroll
-    for (int i = 0; i < N; i++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) asm volatile("" : "+r"(d[i][e])::"memory");
-}
-/* shared memory written by the generic proxy (cp.async, stores) before the tensor cores read it */
-__device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
 #define WG_D32(d, o) "+f"(d[o + 0]), "+f"(d[o + 1]), "+f"(d[o + 2]), "+f"(d[o + 3]), "+f"(d[o + 4]), "+f"(d[o + 5]), \
     "+f"(d[o + 6]), "+f"(d[o + 7]), "+f"(d[o + 8]), "+f"(d[o + 9]), "+f"(d[o + 10]), "+f"(d[o + 11]), "+f"(d[o + 12]), \
@@ -6124,7 +6115,6 @@ template <typename T>
 __device__ __forceinline__ void wg_rs_pv(float (&d)[16], const uint32_t (&a)[4], uint64_t db) {
     wg_rs32<T>(d, a, db, 1);
 }
-__device__ __forceinline__ void wg_wait2() { asm volatile("wgmma.wait_group.sync.aligned 2;\n" ::: "memory"); }
 /* k step x of an A operand from registers (wg_rs64): the 8 f32 accumulators acc[8x .. 8x+7] of a 64-row result
    (its columns 16x .. 16x+15 in this thread's accumulator order) rounded to T and packed in pairs, the order of
    the mma.sync A fragment that wg_rs64 reads */
@@ -6387,12 +6377,12 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         next_tile(0);            /* tile 0: S_0 alone */
         wg_fence();
         issue_s(s, 0);
-        wg_wait0();
+        wg_wait<0>();
         wg_pin(s);
         softmax(s, 0, alpha, bv);
         wg_pin(s); wg_pin(alpha);
         for (int kt = 1; kt < nkt; kt++) {
-            wg_wait0();                /* O += P_{kt-2} V_{kt-2} done (at kt = 1 nothing is in flight) */
+            wg_wait<0>();                /* O += P_{kt-2} V_{kt-2} done (at kt = 1 nothing is in flight) */
             pin_o_pa();
             load_bias(bv, kt);         /* no branch: the loads issue here, consumed after S_kt */
             rescale_pack(s, alpha);    /* O *= alpha_{kt-1}, P_{kt-1} to A fragments */
@@ -6401,18 +6391,18 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
             wg_fence();
             issue_s(s, kt);
             issue_pv(kt - 1);          /* O += P_{kt-1} V_{kt-1}, running during this tile's softmax */
-            wg_wait1();                /* S_kt done; P V may still run */
+            wg_wait<1>();                /* S_kt done; P V may still run */
             wg_pin(s);
             softmax(s, kt, alpha, bv);
             wg_pin(s); wg_pin(alpha);
         }
-        wg_wait0();                    /* the last tile's O += P V */
+        wg_wait<0>();                    /* the last tile's O += P V */
         pin_o_pa();
         rescale_pack(s, alpha);
         pin_o_pa();
         wg_fence();
         issue_pv(nkt - 1);
-        wg_wait0();
+        wg_wait<0>();
         pin_o_pa();
     }
     cp_wait_all();
@@ -6675,10 +6665,10 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
             *reinterpret_cast<unsigned short *>(dst + d * 128 + (((rc >> 3) ^ (d & 7)) << 4)) = e[i];
         }
     }
-    wg_wait1();
+    wg_wait<1>();
     wg_pin(s);
     probs(0);
-    wg_wait0();
+    wg_wait<0>();
     wg_pin(dp);
     dsoft(0);
     store_dbias(0);
@@ -6700,12 +6690,12 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
         __syncthreads();                 /* tile it + 1 landed; dS^T of tile it complete (both warpgroups) */
         if (it + 2 < nqt) load_q(it + 2, (it + 2) % NQ);
         cp_commit();
-        wg_wait0();                      /* dQ_{it-1} done (it ran during the barrier) */
+        wg_wait<0>();                      /* dQ_{it-1} done (it ran during the barrier) */
         pin_all();
         wg_fence();
         issue_sdp(nb);
         issue_dvdk(buf);
-        wg_wait2();                      /* S^T_{it+1} done */
+        wg_wait<2>();                      /* S^T_{it+1} done */
         wg_pin(s);
         probs(nb);
         wg_pin(s);
@@ -6713,11 +6703,11 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
         wg_pin(dq);
         wg_fence();
         issue_dq(buf);                   /* dQ_it, running across the next barrier */
-        wg_wait2();                      /* dP^T_{it+1} done */
+        wg_wait<2>();                      /* dP^T_{it+1} done */
         wg_pin(dp);
         dsoft(nb);
         store_dbias(it + 1);             /* (branches: the wait below stays here) */
-        wg_wait1();                      /* dV/dK of tile it done: pa, da free */
+        wg_wait<1>();                      /* dV/dK of tile it done: pa, da free */
         wg_pin(pa); wg_pin(da); wg_pin(dk); wg_pin(dv);
         pack_store(nb);
         wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da);
@@ -6730,13 +6720,13 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da); wg_pin(dk); wg_pin(dv);
     wg_fence();
     issue_dvdk(lb);
-    wg_wait1();                          /* dQ of tile nqt - 2 done (none when nqt == 1) */
+    wg_wait<1>();                          /* dQ of tile nqt - 2 done (none when nqt == 1) */
     wg_pin(dq);
     if (dqa && nqt > 1) add_dq(nqt - 2);
     wg_pin(dq);
     wg_fence();
     issue_dq(lb);
-    wg_wait0();
+    wg_wait<0>();
     pin_all();
     if (dqa) add_dq(nqt - 1);
     /* dK (times scale) and dV: rows j0 + kr (+ 8), columns 8 j + q2 */
@@ -7006,13 +6996,13 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
         pin_kv();
         wg_fence();
         issue_sdp(it0);
-        wg_wait1();                      /* S^T done */
+        wg_wait<1>();                      /* S^T done */
         wg_pin(s);
         probs(it0);
         wg_pin(s);
         if (it0 + 1 < nqt) load_ld(it0 + 1);
         cp_commit();
-        wg_wait0();                      /* dP^T done */
+        wg_wait<0>();                      /* dP^T done */
         wg_pin(dp);
         dsoft(it0);
         pack_store(it0);
@@ -7025,20 +7015,20 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
             if (it + 1 < nqt) load_qg(it + 1);
             wg_fence();                  /* (no pins: S^T, dP^T overwritten; dV/dK of tile it - 1 in flight) */
             issue_sdp(it);
-            wg_wait1();                  /* dV/dK of tile it - 1 and S^T of tile it done */
+            wg_wait<1>();                  /* dV/dK of tile it - 1 and S^T of tile it done */
             wg_pin(s); pin_kv();
             probs(it);
             wg_pin(s);
             if (it + 1 < nqt) load_ld(it + 1);   /* (a branch: the wait below stays here) */
             cp_commit();
-            wg_wait0();                  /* dP^T done */
+            wg_wait<0>();                  /* dP^T done */
             wg_pin(dp);
             dsoft(it);
             pack_store(it);              /* (P^T's buffer is free: dV of tile it - 1 done) */
             wg_fence();
             issue_dq((it - 1) % NS);     /* dQ of tile it - 1, in S^T's registers */
             issue_dvdk(it);
-            wg_wait1();                  /* dQ of tile it - 1 done; dV/dK of tile it may run */
+            wg_wait<1>();                  /* dQ of tile it - 1 done; dV/dK of tile it may run */
             wg_pin(dq);
             if (dqa) add_dq(it - 1);
         }
@@ -7048,7 +7038,7 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
         __syncthreads();
         wg_fence();
         issue_dq((nqt - 1) % NS);
-        wg_wait0();
+        wg_wait<0>();
         wg_pin(dq); pin_kv();
         if (dqa) add_dq(nqt - 1);
     }
