@@ -6027,7 +6027,14 @@ __global__ void wg_probe_kernel(int *flag) {
 }
 
 #ifdef SDPA_WG
-
+/* one wgmma form for T = __half or __nv_bfloat16: FORM(type) is the instruction text, OUTS (in parentheses) the
+   accumulator operands, the rest the inputs */
+#define WG_UNPAREN(...) __VA_ARGS__
+#define WG_ASM(T, FORM, OUTS, ...)                                                                                 \
+    do {                                                                                                           \
+        if (std::is_same<T, __half>::value) asm volatile(FORM("f16") : WG_UNPAREN OUTS : __VA_ARGS__);             \
+        else asm volatile(FORM("bf16") : WG_UNPAREN OUTS : __VA_ARGS__);                                           \
+    } while (0)
 #define WG_D32(d, o) "+f"(d[o + 0]), "+f"(d[o + 1]), "+f"(d[o + 2]), "+f"(d[o + 3]), "+f"(d[o + 4]), "+f"(d[o + 5]), \
     "+f"(d[o + 6]), "+f"(d[o + 7]), "+f"(d[o + 8]), "+f"(d[o + 9]), "+f"(d[o + 10]), "+f"(d[o + 11]), "+f"(d[o + 12]), \
     "+f"(d[o + 13]), "+f"(d[o + 14]), "+f"(d[o + 15]), "+f"(d[o + 16]), "+f"(d[o + 17]), "+f"(d[o + 18]), \
@@ -6054,19 +6061,13 @@ __global__ void wg_probe_kernel(int *flag) {
    column 8 j + 2 q + (e & 1) - the mma.sync C layout repeated over j. */
 template <typename T>
 __device__ __forceinline__ void wg_ss128(float (&d)[64], uint64_t da, uint64_t db, int acc) {
-    if (std::is_same<T, __half>::value)
-        asm volatile(WG_SS128("f16") : WG_D32(d, 0), WG_D32(d, 32) : "l"(da), "l"(db), "r"(acc));
-    else
-        asm volatile(WG_SS128("bf16") : WG_D32(d, 0), WG_D32(d, 32) : "l"(da), "l"(db), "r"(acc));
+    WG_ASM(T, WG_SS128, (WG_D32(d, 0), WG_D32(d, 32)), "l"(da), "l"(db), "r"(acc));
 }
 /* d[64 x 64] (+)= A[64 x 16] (registers, the mma.sync A-fragment layout per warp) B[16 x 64], B N-major in
    shared memory (rows of k, 64 contiguous n: the transpose flag) */
 template <typename T>
 __device__ __forceinline__ void wg_rs64(float (&d)[32], const uint32_t (&a)[4], uint64_t db, int acc) {
-    if (std::is_same<T, __half>::value)
-        asm volatile(WG_RS64("f16") : WG_D32(d, 0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
-    else
-        asm volatile(WG_RS64("bf16") : WG_D32(d, 0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
+    WG_ASM(T, WG_RS64, (WG_D32(d, 0)), "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
 }
 /* the backward's products (wg_bwd_kernel): d[64 x 64] (+)= A[64 x 16] B[64 x 16]^T, both K-major in shared
    memory (S^T = K Q^T, dP^T = V dO^T) */
@@ -6085,26 +6086,17 @@ __device__ __forceinline__ void wg_rs64(float (&d)[32], const uint32_t (&a)[4], 
     "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
 template <typename T>
 __device__ __forceinline__ void wg_ss64(float (&d)[32], uint64_t da, uint64_t db, int acc) {
-    if (std::is_same<T, __half>::value)
-        asm volatile(WG_SS64("f16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(acc));
-    else
-        asm volatile(WG_SS64("bf16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(acc));
+    WG_ASM(T, WG_SS64, (WG_D32(d, 0)), "l"(da), "l"(db), "r"(acc));
 }
 template <typename T>
 __device__ __forceinline__ void wg_ss32t(float (&d)[16], uint64_t da, uint64_t db, int acc) {
-    if (std::is_same<T, __half>::value)
-        asm volatile(WG_SS32T("f16") : WG_D16(d) : "l"(da), "l"(db), "r"(acc));
-    else
-        asm volatile(WG_SS32T("bf16") : WG_D16(d) : "l"(da), "l"(db), "r"(acc));
+    WG_ASM(T, WG_SS32T, (WG_D16(d)), "l"(da), "l"(db), "r"(acc));
 }
 /* d[64 x 32] (+)= A[64 x 16] (registers, as wg_rs64) B[16 x 32], B N-major in shared memory (rows of k, 32
    contiguous n, 64-byte swizzle): O += P V at D = 32 */
 template <typename T>
 __device__ __forceinline__ void wg_rs32(float (&d)[16], const uint32_t (&a)[4], uint64_t db, int acc) {
-    if (std::is_same<T, __half>::value)
-        asm volatile(WG_RS32("f16") : WG_D16(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
-    else
-        asm volatile(WG_RS32("bf16") : WG_D16(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
+    WG_ASM(T, WG_RS32, (WG_D16(d)), "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
 }
 /* O += P V for one block of O's columns, by its width: 64 (wg_rs64) or 32 (wg_rs32, D = 32) */
 template <typename T>
@@ -6798,24 +6790,15 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
 #ifdef SDPA_WG
 template <typename T>
 __device__ __forceinline__ void wg_ss64_first(float (&d)[32], uint64_t da, uint64_t db) {
-    if (std::is_same<T, __half>::value)
-        asm volatile(WG_SS64("f16") : WG_D32W(d, 0) : "l"(da), "l"(db), "r"(0));
-    else
-        asm volatile(WG_SS64("bf16") : WG_D32W(d, 0) : "l"(da), "l"(db), "r"(0));
+    WG_ASM(T, WG_SS64, (WG_D32W(d, 0)), "l"(da), "l"(db), "r"(0));
 }
 template <typename T>
 __device__ __forceinline__ void wg_ss64tt_first(float (&d)[32], uint64_t da, uint64_t db) {
-    if (std::is_same<T, __half>::value)
-        asm volatile(WG_SS64TT("f16") : WG_D32W(d, 0) : "l"(da), "l"(db), "r"(0));
-    else
-        asm volatile(WG_SS64TT("bf16") : WG_D32W(d, 0) : "l"(da), "l"(db), "r"(0));
+    WG_ASM(T, WG_SS64TT, (WG_D32W(d, 0)), "l"(da), "l"(db), "r"(0));
 }
 template <typename T>
 __device__ __forceinline__ void wg_ss64nt(float (&d)[32], uint64_t da, uint64_t db) {
-    if (std::is_same<T, __half>::value)
-        asm volatile(WG_SS64NT("f16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(1));
-    else
-        asm volatile(WG_SS64NT("bf16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(1));
+    WG_ASM(T, WG_SS64NT, (WG_D32(d, 0)), "l"(da), "l"(db), "r"(1));
 }
 /* the warpgroup's 128 threads meet (named barrier 1 + warpgroup): its own rows of P^T / dS^T stored */
 __device__ __forceinline__ void wg_bar(int wg) { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory"); }
@@ -6823,10 +6806,7 @@ __device__ __forceinline__ void wg_bar(int wg) { asm volatile("bar.sync %0, 128;
    (rows of k, 64 contiguous n: the transpose flag): dQ = dS K from dS^T and K as stored */
 template <typename T>
 __device__ __forceinline__ void wg_ss64tt(float (&d)[32], uint64_t da, uint64_t db, int acc) {
-    if (std::is_same<T, __half>::value)
-        asm volatile(WG_SS64TT("f16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(acc));
-    else
-        asm volatile(WG_SS64TT("bf16") : WG_D32(d, 0) : "l"(da), "l"(db), "r"(acc));
+    WG_ASM(T, WG_SS64TT, (WG_D32(d, 0)), "l"(da), "l"(db), "r"(acc));
 }
 #endif
 template <typename T>
