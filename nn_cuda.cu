@@ -2661,7 +2661,6 @@ namespace conv_wg {
 static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out_dt);
 static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn_tensor *gw);
 }
-extern "C" int nn__cuda_sdpa_wgmma(void);
 
 /* ------------------------------------------------- conv2d: tensor-core implicit GEMM (bf16/f16, TF32, 3xTF32)
    Three GEMMs C[m][n] = sum_k A(m, k) B(n, k), f32 accumulators, on activations in NHWC copies (made by one
@@ -3218,21 +3217,28 @@ static bool fits(const nn__cg &g) {
            g.N <= 65535 && g.O <= 65535 && g.N > 0 && g.Ho * g.Wo > 0 && g.kh * g.kw <= 64;   /* kk: shared slices */
 }
 
-/* K splits for `tiles` output tiles of ktiles K tiles each: the time of the waves (2 blocks an SM) times the work
-   of one block, plus the f32 partials' traffic (written and read) when there are partials; the fewest splits
-   within 0.1% of the best. Rates: ~0.8 TFLOP/s a block for 16-bit operands (measured: 128x128 tiles, mma.sync),
-   half that on TF32 (half the tensor-core rate), a third of TF32's for 3xTF32 (three products); 2.5 TB/s. */
-static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials, int kdt) {
-    const double rate = kdt == NN_F32 ? 0.4e12 : kdt == F32X3 ? 0.4e12 / 3 : 0.8e12, bw = 2.5e12;
-    int64_t slots = 2 * (int64_t)nn__cu.sms, best = 1, maxs = ktiles / 8 < 1 ? 1 : ktiles / 8;
+/* K splits for `tiles` output tiles of ktiles K tiles each, on a kernel of per_sm blocks an SM doing tile_flops a K
+   tile at `rate` FLOP/s a block: the time of the waves times the work of one block, plus the f32 partials'
+   traffic (written and read, 2.5 TB/s) when there are partials; the fewest splits (at most max_splits) within
+   0.1% of the best. conv_wg's launches use it too. */
+static int64_t split_k(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials, int per_sm,
+                       double tile_flops, double rate, int max_splits) {
+    const double bw = 2.5e12;
+    int64_t slots = per_sm * (int64_t)nn__cu.sms, best = 1, maxs = ktiles / 8 < 1 ? 1 : ktiles / 8;
     double bt = 1e30;
-    for (int64_t s = 1; s <= maxs && s <= 256; s++) {
+    for (int64_t s = 1; s <= maxs && s <= max_splits; s++) {
         int64_t waves = (tiles * s + slots - 1) / slots, kt = (ktiles + s - 1) / s;
-        double t = waves * 2.0 * BM * BN * bk_of(kdt) * kt / rate;
+        double t = waves * tile_flops * kt / rate;
         if (s > 1 || always_partials) t += s * M * N * 8.0 / bw;
         if (t < bt * 0.999) { bt = t; best = s; }
     }
     return best;
+}
+/* conv_cu's: 2 blocks an SM; ~0.8 TFLOP/s a block for 16-bit operands (measured: 128x128 tiles, mma.sync), half
+   that on TF32 (half the tensor-core rate), a third of TF32's for 3xTF32 (three products) */
+static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials, int kdt) {
+    const double rate = kdt == NN_F32 ? 0.4e12 : kdt == F32X3 ? 0.4e12 / 3 : 0.8e12;
+    return split_k(tiles, ktiles, M, N, always_partials, 2, 2.0 * BM * BN * bk_of(kdt), rate, 256);
 }
 /* which products the kernels of DT kdt take (kdt < 0: none) */
 static bool fprop_ok(const nn__cg &g, int kdt) { return kdt >= 0 && fits(g) && g.C % bk_of(kdt) == 0; }
@@ -3385,6 +3391,35 @@ template <int N> __device__ __forceinline__ void wg_pin(uint32_t (&d)[N][4]) {
 __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 #endif
 
+/* 1 when the device runs this library's sm_90a image, where the wgmma kernels have bodies (the probe kernel writes
+   1 there, 0 in the sm_80 / sm_90 images); asked once. conv_wg and sdpa_cu fall back to their mma.sync kernels
+   otherwise. */
+__global__ void k_wgmma_probe(int *flag) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    *flag = 1;
+#else
+    *flag = 0;
+#endif
+}
+static int nn__cu_wgmma(void) {
+    static int state = -1;
+    if (state >= 0) return state;
+    state = 0;
+    int dev = 0, major = 0, minor = 0;
+    NN_CU(cudaGetDevice(&dev));
+    NN_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    NN_CU(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    if (major != 9 || minor != 0) return state;
+    int *flag = nullptr, host = 0;
+    NN_CU(cudaMalloc(&flag, sizeof(int)));
+    k_wgmma_probe<<<1, 1, 0, S_>>>(flag); NN_LAUNCHED();
+    NN_CU(cudaMemcpyAsync(&host, flag, sizeof(int), cudaMemcpyDeviceToHost, S_));
+    NN_CU(cudaStreamSynchronize(S_));
+    NN_CU(cudaFree(flag));
+    state = host == 1;
+    return state;
+}
+
 /* ---------------------------------------------------------------- conv2d: wgmma implicit GEMM (sm_90a, bf16/f16)
    conv_cu's FPROP, and its DGRAD at power-of-two strides, on Hopper's warpgroup MMA: the same GEMMs C[m][n] =
    sum_k A(m, k) B(n, k) on the same operands (A: the weights as [M][kh][kw][CS], made by conv_cu::weight_layout;
@@ -3404,7 +3439,7 @@ __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.a
      DGRAD  rs = (1, 1),   ro = (ph, pw),   td = (-dh, -dw), ls = log2 of the stride (powers of two: the output
             pixel that tap (i, j) of input pixel (oy, ox) came from, if it is on the stride grid)
    WGRAD (k_conv_wgmma_wgrad, C and O multiples of 64) has its own kernel below: both operands MN-major.
-   Only the sm_90a pass compiles the kernel bodies; the host asks sdpa_cu's probe (nn__cuda_sdpa_wgmma) whether
+   Only the sm_90a pass compiles the kernel bodies; the host asks the probe (nn__cu_wgmma) whether
    the device runs that image, and falls back to conv_cu otherwise. NN_CONV_WG=0 turns them off (A/B; see enabled). */
 namespace conv_wg {
 
@@ -3761,19 +3796,9 @@ static bool enabled(int mode) {
     return (mask >> mode) & 1;
 }
 
-/* K splits for `tiles` output tiles of ktiles K tiles each, one block an SM: the time of the waves times the
-   work of one block, plus the f32 partials' traffic (written and read) when split; the fewest splits within
-   0.1% of the best. Rates: ~2.2 TFLOP/s a block (~290 TFLOP/s over 132 SMs), 2.5 TB/s. */
+/* conv_cu::split_k for these kernels: one block an SM, ~2.2 TFLOP/s a block (~290 TFLOP/s over 132 SMs) */
 static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials) {
-    const double rate = 2.2e12, bw = 2.5e12;
-    int64_t slots = nn__cu.sms, best = 1, maxs = ktiles / 8 < 1 ? 1 : ktiles / 8;
-    double bt = 1e30;
-    for (int64_t s = 1; s <= maxs && s <= 64; s++) {
-        int64_t waves = (tiles * s + slots - 1) / slots, kt = (ktiles + s - 1) / s;
-        double t = waves * 2.0 * BM * BN * BK * kt / rate + (s > 1 || always_partials ? s * M * N * 8.0 / bw : 0.0);
-        if (t < bt * 0.999) { bt = t; best = s; }
-    }
-    return best;
+    return conv_cu::split_k(tiles, ktiles, M, N, always_partials, 1, 2.0 * BM * BN * BK, 2.2e12, 64);
 }
 
 /* log2 of s when s is a power of two, else -1 */
@@ -3796,7 +3821,7 @@ static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out
     if (((uintptr_t)c.a | (uintptr_t)c.b | (uintptr_t)out) & 15) return false;
     int64_t mt = (c.M + BM - 1) / BM, nt = (c.N + BN - 1) / BN;
     if (nt > 65535 || mt > 65535) return false;
-    if (!enabled(mode) || !nn__cuda_sdpa_wgmma()) return false;
+    if (!enabled(mode) || !nn__cu_wgmma()) return false;
     Args a;
     memset(&a, 0, sizeof a);
     a.a = (const uint16_t *)c.a; a.b = (const uint16_t *)c.b; a.bias = c.bias; a.bias_dt = c.bias_dt; a.out_f32 = out_dt == NN_F32;
@@ -3847,7 +3872,7 @@ static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
     const int64_t kk = g.kh * g.kw, P = g.N * g.Ho * g.Wo, M = g.O, N = kk * g.C;
     const int64_t mt = (M + BM - 1) / BM, nt = (N + BN - 1) / BN, ktiles = (P + BK - 1) / BK;
     if (nt > 65535 || mt > 65535) return false;
-    if (!enabled(conv_cu::WGRAD) || !nn__cuda_sdpa_wgmma()) return false;
+    if (!enabled(conv_cu::WGRAD) || !nn__cu_wgmma()) return false;
     WArgs a;
     memset(&a, 0, sizeof a);
     a.a = (const uint16_t *)dyn->data; a.b = (const uint16_t *)xn->data;
@@ -6013,18 +6038,10 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
    (N-major) extent, as here: 16 k = 32 bytes, 32 n = 64 bytes); an operand's k step inside an atom advances the
    start address by 32 bytes, as in the 128-byte case. Swizzle<2,4,3> in CUTLASS's terms (address bits 4-5 ^= 7-8).
    Only the sm_90a pass compiles the bodies (__CUDA_ARCH_FEAT_SM90_ALL); the sm_80 / sm_90 passes get empty
-   kernels, and wg_available() (a probe kernel, once) tells the host which image the device runs. */
+   kernels, and nn__cu_wgmma() (a probe kernel, once) tells the host which image the device runs. */
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define SDPA_WG 1
 #endif
-
-__global__ void wg_probe_kernel(int *flag) {
-#ifdef SDPA_WG
-    *flag = 1;
-#else
-    *flag = 0;
-#endif
-}
 
 #ifdef SDPA_WG
 /* one wgmma form for T = __half or __nv_bfloat16: FORM(type) is the instruction text, OUTS (in parentheses) the
@@ -7837,25 +7854,6 @@ static int run_bwd(Params p, cudaStream_t s) {
 }
 
 /* ---- wgmma kernels (sm_90a): launch */
-/* 1 when the device runs the sm_90a image (the probe kernel writes 1 there), 0 elsewhere; asked once */
-static int wg_available(void) {
-    static int state = -1;
-    if (state >= 0) return state;
-    state = 0;
-    int dev = 0, major = 0, minor = 0;
-    NN_CU(cudaGetDevice(&dev));
-    NN_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    NN_CU(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-    if (major != 9 || minor != 0) return state;
-    int *flag = nullptr, host = 0;
-    NN_CU(cudaMalloc(&flag, sizeof(int)));
-    wg_probe_kernel<<<1, 1, 0, S_>>>(flag); NN_LAUNCHED();
-    NN_CU(cudaMemcpyAsync(&host, flag, sizeof(int), cudaMemcpyDeviceToHost, S_));
-    NN_CU(cudaStreamSynchronize(S_));
-    NN_CU(cudaFree(flag));
-    state = host == 1;
-    return state;
-}
 /* Warpgroups per CTA of the forward: 2 (128 queries) at D = 128 (198 registers: 3 do not fit); at D = 64 2 or 3
    (192 queries, 158 registers), chosen by waves, one CTA per SM either way. Measured (bench/RESULTS_FLASH.md):
    3 warpgroups did the same work in ~0.905x the time (+2 % on case 1 of bench/flash_bench, 8 -> 6 waves of 1.5x
@@ -7893,7 +7891,7 @@ static bool wg_fwd_ok(const Params &p) {
         wg_plan_split(q);
         if (q.nsplit < 2) return false;
     }
-    return wg_available() != 0;
+    return nn__cu_wgmma() != 0;
 }
 template <typename T, int HD, int NWG, int BIAS>
 static int run_wg_fwd(Params p, cudaStream_t s) {
@@ -7944,7 +7942,7 @@ static bool wg_bwd_ok(const Params &p) {
         if (p.causal || (p.bias ? p.bias_f32 || !p.bias_stage : !plain_ok(p))) return false;
     } else if (p.D != 128 || !plain_ok(p)) return false;
     if ((int64_t)p.B * p.H * ((p.Lk + WG_BWD_BM - 1) / WG_BWD_BM) < sm_count()) return false;
-    return wg_bwd_enabled() && wg_available() != 0;
+    return wg_bwd_enabled() && nn__cu_wgmma() != 0;
 }
 /* as run_bwd without the query split: delta, the f32 dQ accumulator (or dq itself), the kernel, the conversion */
 template <typename T, int BIAS>
@@ -8200,10 +8198,10 @@ void nn__cuda_sdpa_fwd(const nn__cuda_sdpa_args *a) {
     if (ws) nn_tensor_free(ws);
 }
 
-/* 1 when nn_sdpa's plain f16/bf16 cases at D = 64 / 128 run the wgmma kernels on this device (tests report it) */
-int nn__cuda_sdpa_wgmma(void) {
+/* 1 when the wgmma kernels (sdpa's f16/bf16 cases, conv_wg) run on this device (tests report it) */
+int nn__cuda_wgmma(void) {
     nn__cu_init();
-    return sdpa_cu::wg_available();
+    return nn__cu_wgmma();
 }
 
 void nn__cuda_sdpa_bwd(const nn__cuda_sdpa_args *a) {

@@ -978,10 +978,10 @@ static void test_conv_autocast_wg(void) {
     static const int grad[3] = {1, 1, 1};
     int k, d;
     {
-        int nn__cuda_sdpa_wgmma(void);
+        int nn__cuda_wgmma(void);
         const char *e = getenv("NN_CONV_WG");
         printf("conv2d: wgmma kernel (sm_90a) %s\n", e && strcmp(e, "0") == 0 ? "off (NN_CONV_WG=0)"
-                                                     : nn__cuda_sdpa_wgmma() ? "in use" : "not available on this device");
+                                                     : nn__cuda_wgmma() ? "in use" : "not available on this device");
     }
     for (d = 0; d < 2; d++)
         for (k = 0; k < 8; k++) {
@@ -1273,7 +1273,7 @@ static void sdpa_run(const sdpa_case *c, nn_dtype dt) {
     nn_scope_end(NULL);
 }
 
-int nn__cuda_sdpa_wgmma(void);   /* nn_cuda.cu: 1 when the sm_90a kernels run */
+int nn__cuda_wgmma(void);   /* nn_cuda.cu: 1 when the sm_90a kernels run */
 static void test_sdpa(void) {
     static const sdpa_case cs[] = {
         {"plain odd lengths", 2, 3, 37, 53, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0},
@@ -1409,7 +1409,7 @@ static void test_sdpa(void) {
         }
         nn_scope_end(NULL);
     }
-    printf("sdpa: wgmma kernels (sm_90a) %s\n", nn__cuda_sdpa_wgmma() ? "in use" : "not available on this device");
+    printf("sdpa: wgmma kernels (sm_90a) %s\n", nn__cuda_wgmma() ? "in use" : "not available on this device");
     printf("sdpa worst relative error: f32 %.3g (bound %.0e), f16 %.3g (bound %.0e), bf16 %.3g (bound %.0e)\n",
            worst_sdpa[0], TOL_SDPA_F32, worst_sdpa[1], TOL_SDPA_F16, worst_sdpa[2], TOL_SDPA_BF16);
 }
