@@ -368,41 +368,59 @@ __device__ __forceinline__ float d_unary_grad(int op, float v, float p0, float p
 
 static int nn__al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-/* unary: y = f(x); float4 where aligned (the scalar loop covers the tail) */
+/* f32 unary ops and their gradients over 16-byte aligned arrays: one pass, no grid-stride loop. A block of
+   UN_THREADS covers UN_UNROLL * UN_THREADS float4, each thread issuing its UN_UNROLL loads (coalesced, blockDim
+   apart) before any arithmetic, so that the erff of a GELU never waits between loads; block 0 also takes the n % 4
+   tail. Why: the grid-stride form (two loads in flight a thread, 32 blocks an SM) ran GELU at 0.96 of PyTorch
+   (bench/session_1206d: ew_probe.cu timed both shapes). Unaligned arrays keep a grid-stride scalar loop. */
+enum { UN_THREADS = 128, UN_UNROLL = 4 };
+static unsigned nn__grid_un(int64_t n4) { int64_t b = (n4 + UN_THREADS * UN_UNROLL - 1) / (UN_THREADS * UN_UNROLL); return (unsigned)(b < 1 ? 1 : b); }
+template <int OP> __device__ __forceinline__ float4 d_unary4(float4 v, float p0, float p1) {
+    v.x = d_unary(OP, v.x, p0, p1); v.y = d_unary(OP, v.y, p0, p1); v.z = d_unary(OP, v.z, p0, p1); v.w = d_unary(OP, v.w, p0, p1);
+    return v;
+}
+template <int OP> __device__ __forceinline__ float4 d_unary_grad4(float4 g, float4 v, float p0, float p1) {
+    g.x *= d_unary_grad(OP, v.x, p0, p1); g.y *= d_unary_grad(OP, v.y, p0, p1);
+    g.z *= d_unary_grad(OP, v.z, p0, p1); g.w *= d_unary_grad(OP, v.w, p0, p1);
+    return g;
+}
+/* unary: y = f(x); vec: the one-pass form above (grid nn__grid_un(n / 4), UN_THREADS), else grid-stride scalar */
 template <int OP> __global__ void k_unary(const float *__restrict__ x, float *__restrict__ y, int64_t n, float p0, float p1, int vec) {
-    int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x, i, n4 = vec ? n / 4 : 0;
-    for (i = t; i < n4; i += 2 * st) {   /* two loads in flight per thread */
-        float4 v = ((const float4 *)x)[i], u = i + st < n4 ? ((const float4 *)x)[i + st] : make_float4(0, 0, 0, 0);
-        v.x = d_unary(OP, v.x, p0, p1); v.y = d_unary(OP, v.y, p0, p1);
-        v.z = d_unary(OP, v.z, p0, p1); v.w = d_unary(OP, v.w, p0, p1);
-        ((float4 *)y)[i] = v;
-        if (i + st < n4) {
-            u.x = d_unary(OP, u.x, p0, p1); u.y = d_unary(OP, u.y, p0, p1);
-            u.z = d_unary(OP, u.z, p0, p1); u.w = d_unary(OP, u.w, p0, p1);
-            ((float4 *)y)[i + st] = u;
-        }
+    if (vec) {
+        const int64_t n4 = n / 4, b = (int64_t)blockIdx.x * (UN_THREADS * UN_UNROLL) + threadIdx.x;
+        float4 r[UN_UNROLL];
+#pragma unroll
+        for (int k = 0; k < UN_UNROLL; k++) if (b + k * UN_THREADS < n4) r[k] = ((const float4 *)x)[b + k * UN_THREADS];
+#pragma unroll
+        for (int k = 0; k < UN_UNROLL; k++) if (b + k * UN_THREADS < n4) ((float4 *)y)[b + k * UN_THREADS] = d_unary4<OP>(r[k], p0, p1);
+        if (blockIdx.x == 0 && threadIdx.x < n - 4 * n4) y[4 * n4 + threadIdx.x] = d_unary(OP, x[4 * n4 + threadIdx.x], p0, p1);
+        return;
     }
-    for (i = n4 * 4 + t; i < n; i += st) y[i] = d_unary(OP, x[i], p0, p1);
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = d_unary(OP, x[i], p0, p1);
 }
 
+/* gx = g f'(s) (s the saved x or y, may be NULL); vec and grid as k_unary */
 template <int OP> __global__ void k_unary_grad(const float *__restrict__ g, const float *__restrict__ s, float *__restrict__ gx,
                                                int64_t n, float p0, float p1, int vec) {
-    int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x, i, n4 = vec ? n / 4 : 0;
-    for (i = t; i < n4; i += 2 * st) {   /* two loads of each operand in flight per thread */
-        int two = i + st < n4;
-        float4 gv = ((const float4 *)g)[i], sv = s ? ((const float4 *)s)[i] : make_float4(0, 0, 0, 0);
-        float4 gu = two ? ((const float4 *)g)[i + st] : make_float4(0, 0, 0, 0);
-        float4 su = two && s ? ((const float4 *)s)[i + st] : make_float4(0, 0, 0, 0);
-        gv.x *= d_unary_grad(OP, sv.x, p0, p1); gv.y *= d_unary_grad(OP, sv.y, p0, p1);
-        gv.z *= d_unary_grad(OP, sv.z, p0, p1); gv.w *= d_unary_grad(OP, sv.w, p0, p1);
-        ((float4 *)gx)[i] = gv;
-        if (two) {
-            gu.x *= d_unary_grad(OP, su.x, p0, p1); gu.y *= d_unary_grad(OP, su.y, p0, p1);
-            gu.z *= d_unary_grad(OP, su.z, p0, p1); gu.w *= d_unary_grad(OP, su.w, p0, p1);
-            ((float4 *)gx)[i + st] = gu;
+    if (vec) {
+        const int64_t n4 = n / 4, b = (int64_t)blockIdx.x * (UN_THREADS * UN_UNROLL) + threadIdx.x;
+        float4 gr[UN_UNROLL], sr[UN_UNROLL];
+#pragma unroll
+        for (int k = 0; k < UN_UNROLL; k++) {
+            const int64_t i = b + k * UN_THREADS;
+            if (i < n4) { gr[k] = ((const float4 *)g)[i]; sr[k] = s ? ((const float4 *)s)[i] : make_float4(0, 0, 0, 0); }
         }
+#pragma unroll
+        for (int k = 0; k < UN_UNROLL; k++) if (b + k * UN_THREADS < n4) ((float4 *)gx)[b + k * UN_THREADS] = d_unary_grad4<OP>(gr[k], sr[k], p0, p1);
+        if (blockIdx.x == 0 && threadIdx.x < n - 4 * n4) {
+            const int64_t i = 4 * n4 + threadIdx.x;
+            gx[i] = g[i] * d_unary_grad(OP, s ? s[i] : 0.0f, p0, p1);
+        }
+        return;
     }
-    for (i = n4 * 4 + t; i < n; i += st) gx[i] = g[i] * d_unary_grad(OP, s ? s[i] : 0.0f, p0, p1);
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        gx[i] = g[i] * d_unary_grad(OP, s ? s[i] : 0.0f, p0, p1);
 }
 
 /* broadcasting index map: up to NN_MAX_DIMS dims after merging */
@@ -609,14 +627,22 @@ template <int OP> __global__ void k_unary_grad_mixed(const void *__restrict__ g,
         d_storef(gx, gxdt, i, d_loadf(g, gdt, i) * d_unary_grad(OP, s ? d_loadf(s, sdt, i) : 0.0f, p0, p1));
 }
 
+/* d += s (gradient accumulation); vec and grid as k_unary */
 __global__ void k_add_into(float *__restrict__ d, const float *__restrict__ s, int64_t n, int vec) {
-    int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, st = (int64_t)gridDim.x * blockDim.x, i, n4 = vec ? n / 4 : 0;
-    for (i = t; i < n4; i += st) {
-        float4 x = ((float4 *)d)[i], y = ((const float4 *)s)[i];
-        x.x += y.x; x.y += y.y; x.z += y.z; x.w += y.w;
-        ((float4 *)d)[i] = x;
+    if (vec) {
+        const int64_t n4 = n / 4, b = (int64_t)blockIdx.x * (UN_THREADS * UN_UNROLL) + threadIdx.x;
+        float4 x[UN_UNROLL], y[UN_UNROLL];
+#pragma unroll
+        for (int k = 0; k < UN_UNROLL; k++)
+            if (b + k * UN_THREADS < n4) { x[k] = ((const float4 *)d)[b + k * UN_THREADS]; y[k] = ((const float4 *)s)[b + k * UN_THREADS]; }
+#pragma unroll
+        for (int k = 0; k < UN_UNROLL; k++)
+            if (b + k * UN_THREADS < n4)
+                ((float4 *)d)[b + k * UN_THREADS] = make_float4(x[k].x + y[k].x, x[k].y + y[k].y, x[k].z + y[k].z, x[k].w + y[k].w);
+        if (blockIdx.x == 0 && threadIdx.x < n - 4 * n4) d[4 * n4 + threadIdx.x] += s[4 * n4 + threadIdx.x];
+        return;
     }
-    for (i = n4 * 4 + t; i < n; i += st) d[i] += s[i];
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) d[i] += s[i];
 }
 
 extern "C" {
@@ -711,8 +737,8 @@ void nn__cuda_unary_fwd(int op, const nn_tensor *x, nn_tensor *y, double p0, dou
         return;
     }
     vec = nn__al16(x->data) && nn__al16(y->data);
-    g = nn__grid(vec ? n / 4 + 1 : n, 256);
-#define NN__U(OPC) case OPC: k_unary<OPC><<<g, 256, 0, S_>>>((const float *)x->data, (float *)y->data, n, (float)p0, (float)p1, vec); break;
+    g = vec ? nn__grid_un(n / 4) : nn__grid(n, 256);
+#define NN__U(OPC) case OPC: k_unary<OPC><<<g, vec ? UN_THREADS : 256, 0, S_>>>((const float *)x->data, (float *)y->data, n, (float)p0, (float)p1, vec); break;
     switch (op) { NN__UCASES(NN__U) default: nn_error("nn__cuda_unary_fwd: unknown op %d", op); }
 #undef NN__U
     NN_LAUNCHED();
@@ -752,8 +778,8 @@ void nn__cuda_unary_bwd(int op, const nn_tensor *gt, const nn_tensor *saved, nn_
         return;
     }
     vec = nn__al16(gt->data) && nn__al16(gx->data) && (!s || nn__al16(s));
-    g = nn__grid(vec ? n / 4 + 1 : n, 256);
-#define NN__U(OPC) case OPC: k_unary_grad<OPC><<<g, 256, 0, S_>>>((const float *)gt->data, s, (float *)gx->data, n, (float)p0, (float)p1, vec); break;
+    g = vec ? nn__grid_un(n / 4) : nn__grid(n, 256);
+#define NN__U(OPC) case OPC: k_unary_grad<OPC><<<g, vec ? UN_THREADS : 256, 0, S_>>>((const float *)gt->data, s, (float *)gx->data, n, (float)p0, (float)p1, vec); break;
     switch (op) { NN__UCASES(NN__U) default: nn_error("nn__cuda_unary_bwd: unknown op %d", op); }
 #undef NN__U
     NN_LAUNCHED();
@@ -776,7 +802,7 @@ void nn__cuda_add_into(nn_tensor *dst, const nn_tensor *src) {
         return;
     }
     vec = nn__al16(dst->data) && nn__al16(src->data);
-    k_add_into<<<nn__grid(vec ? n / 4 + 1 : n, 256), 256, 0, S_>>>((float *)dst->data, (const float *)src->data, n, vec);
+    k_add_into<<<vec ? nn__grid_un(n / 4) : nn__grid(n, 256), vec ? UN_THREADS : 256, 0, S_>>>((float *)dst->data, (const float *)src->data, n, vec);
     NN_LAUNCHED();
 }
 
@@ -893,6 +919,32 @@ template <int OP, int DT> __global__ void k_red_row(const void *__restrict__ x, 
     }
 }
 
+/* inner == 1, sums of rows up to 8192 long with len % 4 == 0 and aligned rows: a warp per row, four elements a
+   load (d_load_row4), four loads in flight a lane, a shuffle tree; no shared memory, no barrier. Why: k_red_row's
+   block of 128 per row (scalar loads, two barriers) reached 0.97 of PyTorch's sum over [16384, 768]
+   (bench/RESULTS_CUDA.md). Deterministic as the rest: a fixed order per lane, then a fixed tree. */
+template <int OP, int DT> __global__ void k_red_row_warp(const void *__restrict__ x, int64_t outer, int64_t len4,
+                                                         float *__restrict__ y, const float *__restrict__ mean, float scale) {
+    const int64_t o = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (o >= outer) return;
+    const float mu = OP == R_SQDEV ? mean[o] : 0.0f;
+    float acc = 0.0f;
+    for (int64_t i = lane; i < len4; i += 128) {
+        float4 r[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) r[k] = i + 32 * k < len4 ? d_load_row4<DT>(x, o * len4 + i + 32 * k) : make_float4(mu, mu, mu, mu);
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            float4 v = r[k];
+            if (OP == R_SQDEV) { v.x -= mu; v.y -= mu; v.z -= mu; v.w -= mu; v.x *= v.x; v.y *= v.y; v.z *= v.z; v.w *= v.w; }
+            acc += (v.x + v.y) + (v.z + v.w);
+        }
+    }
+    acc = d_warp_sum(acc);
+    if (lane == 0) y[o] = acc * scale;
+}
+
 /* inner > 1: block (32, 8): x over inner, y over len; blockIdx.y over outer, blockIdx.z = chunk */
 template <int OP, int DT> __global__ void k_red_col(const void *__restrict__ x, int64_t outer, int64_t len, int64_t inner,
                                             float *__restrict__ y, int64_t *__restrict__ arg, const float *__restrict__ mean,
@@ -948,7 +1000,16 @@ static void nn__reduce3_dt(int op, const void *x, int xdt, int64_t outer, int64_
     }
     if (S > 1) { part = nn__tmp(NN_F32, outer * S * inner); dst = (float *)part->data; }
     if (xdt != NN_F32 && op != R_SUM) nn_error("nn cuda reduce: %s input for a sum only", xdt == NN_F16 ? "f16" : "bf16");
-    if (inner == 1) {
+    if (inner == 1 && S == 1 && op != R_MAX && len % 4 == 0 && len <= 8192 && nn__al4(x, xdt) &&
+        outer <= 8 * (int64_t)INT32_MAX) {
+        unsigned gx = (unsigned)((outer + 7) / 8);   /* 8 rows (warps) a block */
+        switch (op == R_SUM ? 10 * xdt : op) {
+        case 10 * NN_F32: k_red_row_warp<R_SUM, NN_F32><<<gx, 256, 0, S_>>>(x, outer, len / 4, y, mean, scale); break;
+        case 10 * NN_F16: k_red_row_warp<R_SUM, NN_F16><<<gx, 256, 0, S_>>>(x, outer, len / 4, y, mean, scale); break;
+        case 10 * NN_BF16: k_red_row_warp<R_SUM, NN_BF16><<<gx, 256, 0, S_>>>(x, outer, len / 4, y, mean, scale); break;
+        default: k_red_row_warp<R_SQDEV, NN_F32><<<gx, 256, 0, S_>>>(x, outer, len / 4, y, mean, scale); break;
+        }
+    } else if (inner == 1) {
         int bs = len <= 256 ? 32 : len <= 4096 ? 128 : 256;
         int64_t gx = outer < (int64_t)nn__cu.sms * 64 ? outer : (int64_t)nn__cu.sms * 64;
         dim3 grid((unsigned)gx, (unsigned)S);
@@ -6177,9 +6238,10 @@ __device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int r
    O is rescaled once that product is done. V_j is still read then: hence three buffers.
    BIAS (1: in T, 2: f32): an additive bias with contiguous keys, even Lk and even strides (wg_bias_ok), read
    straight from global memory into registers, two adjacent keys a load (the pair 2q, 2q + 1 of each accumulator
-   column block), issued at the top of each tile's trip so that the barrier and S = Q K^T hide their latency. As
-   fwd_kernel's FULL path, the scores of a biased tile become log2 units at once (scale_log2 * s + log2e * bias),
-   so the exponent's factor sl is 1 and lse comes out in the same natural-log units.
+   column block), issued at the top of each tile's trip so that the barrier and S = Q K^T hide their latency. The
+   scores of a biased tile become natural units at once (fmaf(s, scale, bias): one instruction a score, where
+   log2 units, scale_log2 * s + log2e * bias as fwd_kernel's FULL path, took two), and the exponent's factor sl
+   is log2e; lse comes out in the same natural-log units.
    BIAS 3 (in T, D = 64, 16-byte aligned rows: Params.bias_stage): the bias tile [BM][128 keys] goes through
    shared memory instead, by cp.async with its K/V tile (three stages, rows padded by 16 bytes so that the 8
    query rows a warp reads at once fall in different banks), one tile ahead like K and V. Why: the register path
@@ -6213,7 +6275,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
     const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
     const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
-    const float sl = BIAS ? 1.f : p.scale_log2;   /* score units -> log2 units (biased: already log2) */
+    const float sl = BIAS ? SDPA_LOG2E : p.scale_log2;   /* score units -> log2 units (biased: natural units) */
     /* this split's first key (0 without a split; D 64 / 128 never split: run_wg_fwd, and no code for it) */
     const int ks = HD == 32 ? sp * p.split_len : 0;
     int jend = HD == 32 ? min(p.Lk, ks + p.split_len) : p.Lk;
@@ -6323,7 +6385,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     /* the online softmax of tile kt on S (done): S becomes the unnormalised P, alpha the rescale of O */
     auto softmax = [&](float (&s)[64], int kt, float (&alpha)[2], const BP (&bv)[2][16]) {
         const int j0 = ks + kt * BN;
-        if constexpr (BIAS != 0) {   /* raw scores -> log2 units with the bias, as add_bias */
+        if constexpr (BIAS != 0) {   /* raw scores -> natural units with the bias: one FFMA a score */
 #pragma unroll
             for (int j = 0; j < 16; j++)
 #pragma unroll
@@ -6335,8 +6397,8 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
                                         (8 * j + q2) * 2), b0, b1);
                     else
                         wg_bias2<T>(bv[hh][j], b0, b1);
-                    s[4 * j + 2 * hh] = s[4 * j + 2 * hh] * p.scale_log2 + SDPA_LOG2E * b0;
-                    s[4 * j + 2 * hh + 1] = s[4 * j + 2 * hh + 1] * p.scale_log2 + SDPA_LOG2E * b1;
+                    s[4 * j + 2 * hh] = fmaf(s[4 * j + 2 * hh], p.scale, b0);
+                    s[4 * j + 2 * hh + 1] = fmaf(s[4 * j + 2 * hh + 1], p.scale, b1);
                 }
         }
         /* keys >= Lk, and keys after the query when causal, get -inf */

@@ -21,11 +21,19 @@ static int cmpd(const void *a, const void *b) { double x = *(const double *)a, y
 
 typedef void (*bench_fn)(void *ctx);
 
+/* median of 7 batches of iters calls, timed on the host around a device synchronisation. A batch of short
+   calls (a sum over 50 MB is 23 us) is lengthened to about 2 ms, so that the one launch latency and the one
+   synchronisation a batch pays are under 1 % of it, as PyTorch's CUDA events (bench/cuda_torch.py) leave out */
 static double time_it(bench_fn f, void *ctx, int iters) {
-    double t[7];
+    double t[7], cal;
     int r, i;
     for (i = 0; i < 3; i++) { nn_scope_begin(); f(ctx); nn_scope_end(NULL); }
     nn_cuda_synchronize();
+    cal = now_ms();
+    for (i = 0; i < iters; i++) { nn_scope_begin(); f(ctx); nn_scope_end(NULL); }
+    nn_cuda_synchronize();
+    cal = now_ms() - cal;
+    if (cal < 2.0) iters = cal > 0.02 ? (int)(iters * 2.0 / cal) + 1 : 2000;
     for (r = 0; r < 7; r++) {
         double t0 = now_ms();
         for (i = 0; i < iters; i++) { nn_scope_begin(); f(ctx); nn_scope_end(NULL); }
@@ -131,6 +139,7 @@ int main(int argc, char **argv) {
     char name[64];
     int only_quick = argc > 1 && strcmp(argv[1], "quick") == 0;
     int only_conv = argc > 1 && strcmp(argv[1], "conv") == 0;   /* the conv2d rows only */
+    int only_ew = argc > 1 && strcmp(argv[1], "ew") == 0;       /* copy, the row ops and GELU only */
     if (!nn_cuda_available()) { fprintf(stderr, "no CUDA device\n"); return 1; }
     nn_set_grad_enabled(0);
     nn_seed(1);
@@ -140,7 +149,7 @@ int main(int argc, char **argv) {
         report("copy_1GiB", time_it(f_copy, &c, 20), 2.0 * 4 * n, 0);
         nn_tensor_free(c.a); nn_tensor_free(c.b);
     }
-    if (!only_conv) {   /* GEMM */
+    if (!only_conv && !only_ew) {   /* GEMM */
         static const int64_t sz[][3] = {{4096, 4096, 4096}, {8192, 8192, 8192}, {16384, 768, 3072}, {16384, 3072, 768}};
         int k, dt;
         for (dt = 0; dt < 3; dt++)
@@ -196,7 +205,7 @@ int main(int argc, char **argv) {
         nn_requires_grad(c.a, 0); nn_zero_grad(c.a); nn_set_grad_enabled(0);
         nn_tensor_free(c.a); nn_tensor_free(c.d);
     }
-    {   /* conv2d 3x3, padding 1 (UNet-like shapes), f32 with TF32 off and on */
+    if (!only_ew) {   /* conv2d 3x3, padding 1 (UNet-like shapes), f32 with TF32 off and on */
         static const int64_t cs[][4] = {{8, 128, 64, 64}, {8, 256, 32, 32}, {8, 512, 16, 16}};
         int k, tf;
         for (tf = 0; tf < 2; tf++)
@@ -216,7 +225,7 @@ int main(int argc, char **argv) {
             }
         nn_cuda_set_conv_tf32(1);   /* back to the default */
     }
-    {   /* conv2d under autocast bf16 on seed 003's UNet shapes (128x128 images, 128 channels x (1, 2, 4, 8)):
+    if (!only_ew) {   /* conv2d under autocast bf16 on seed 003's UNet shapes (128x128 images, 128 channels x (1, 2, 4, 8)):
            the 3x3 convs of each level, the stride-2 downsample, a 1x1 skip projection of a decoder block */
         static const int cs[][7] = {{8, 128, 128, 128, 128, 3, 1}, {8, 256, 64, 64, 256, 3, 1}, {8, 512, 32, 32, 512, 3, 1},
                                     {8, 1024, 16, 16, 1024, 3, 1}, {8, 128, 128, 128, 128, 3, 2}, {8, 512, 64, 64, 256, 1, 1}};
@@ -243,13 +252,13 @@ int main(int argc, char **argv) {
             nn_tensor_free(c2.x); nn_tensor_free(c2.w); nn_tensor_free(c2.b); nn_tensor_free(c2.g);
         }
     }
-    if (!only_conv) {   /* group_norm forward (UNet-like) [8, 256, 64, 64], 32 groups */
+    if (!only_conv && !only_ew) {   /* group_norm forward (UNet-like) [8, 256, 64, 64], 32 groups */
         int64_t s[4] = {8, 256, 64, 64}, C = 256;
         c.a = dev_rand(4, s, NN_F32); c.b = dev_rand(1, &C, NN_F32); c.c = dev_rand(1, &C, NN_F32);
         report("group_norm_fwd_8x256x64x64", time_it(f_gn, &c, 20), 8.0 * 8 * 256 * 64 * 64, 0);
         nn_tensor_free(c.a); nn_tensor_free(c.b); nn_tensor_free(c.c);
     }
-    if (!only_conv) {   /* AdamW and clipping over 100M parameters in 150 tensors (ViT-like mix of sizes) */
+    if (!only_conv && !only_ew) {   /* AdamW and clipping over 100M parameters in 150 tensors (ViT-like mix of sizes) */
         adam_t a;
         int k, n = 150;
         int64_t total = 0;
