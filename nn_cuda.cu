@@ -3420,15 +3420,17 @@ static int nn__cu_wgmma(void) {
     return state;
 }
 
-/* ---------------------------------------------------------------- conv2d: wgmma implicit GEMM (sm_90a, bf16/f16)
+/* ------------------------------------------------------- conv2d: wgmma implicit GEMM (sm_90a, bf16/f16, TF32)
    conv_cu's FPROP, and its DGRAD at power-of-two strides, on Hopper's warpgroup MMA: the same GEMMs C[m][n] =
    sum_k A(m, k) B(n, k) on the same operands (A: the weights as [M][kh][kw][CS], made by conv_cu::weight_layout;
    B: the NHWC image gathered per tap with zero-fill), the same outputs (NCHW + bias, or f32 partials when K is
-   split), from wgmma m64n256k16 instead of mma.sync. Applies when the gathered image's channels CS are a multiple of 64: a
-   64-wide K slice is then one tap's 128 contiguous bytes of one pixel, a full row of the 128-byte swizzle atom
+   split), from wgmma m64n256k16 instead of mma.sync; f32 with conv TF32 allowed (conv_cu's DT NN_F32, operands
+   rounded to TF32 by its layout passes) from m64n256k8.tf32 on the same bytes: a K tile of 32 f32 instead of 64
+   16-bit elements (bk_elems). Applies when the gathered image's channels CS are a multiple of that K tile: a
+   K slice is then one tap's 128 contiguous bytes of one pixel, a full row of the 128-byte swizzle atom
    that the wgmma descriptors read (the layout of sdpa_cu's Q and K tiles: in row r the 16-byte chunk c sits at
    chunk c ^ (r & 7), 8-row groups 1024 bytes apart).
-   Block tile BM 128 (M: output channels for FPROP, input channels for DGRAD) x BN 256 (pixels) x BK 64, two
+   Block tile BM 128 (M: output channels for FPROP, input channels for DGRAD) x BN 256 (pixels) x 128 bytes, two
    warpgroups of 64 x 256 (128 f32 accumulators a thread), one block per SM (4 stages of 48 KiB). All 256
    threads load: one barrier per K tile, tiles issued 2 ahead (the stage written at tile kt held tile kt - 2,
    whose wgmma every thread has waited for), so the tensor cores run tile kt while tiles kt+1, kt+2 arrive.
@@ -3999,9 +4001,9 @@ extern "C" {
 /* k_conv_wgmma<NN_F32> launches so far for mode 0 (FPROP) or 1 (DGRAD) (tests: TF32 convs take the wgmma kernel) */
 long long nn__cuda_conv_wg_tf32_runs(int mode) { return (long long)conv_wg::tf32_runs[mode != 0]; }
 
-/* y = conv2d(x, w, b). f32 weights: x f32, conv_cu where it applies (TF32 when allowed, else 3xTF32), else
-   im2col + cuBLAS (TF32 when allowed). f16/bf16 weights: y and b in the weight's dtype, x in it or f32 (converted where
-   the kernels lay it out), conv_cu where it applies. *x_keep (when not NULL) receives x's NHWC copy in the
+/* y = conv2d(x, w, b). f32 weights: x f32, conv_cu where it applies (TF32 when allowed, through conv_wg's wgmma
+   kernel where that applies; else 3xTF32), else im2col + cuBLAS (TF32 when allowed). f16/bf16 weights: y and b in
+   the weight's dtype, x in it or f32 (converted where the kernels lay it out), conv_cu where it applies. *x_keep (when not NULL) receives x's NHWC copy in the
    weight's dtype when the backward can do with it instead of x (16-bit weights, both gradient products on
    tensor cores), else NULL. */
 void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, const int stride[2],
