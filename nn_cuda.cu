@@ -3343,7 +3343,7 @@ static nn_tensor *weight_layout(const nn__cg &g, const nn_tensor *w, int dgrad, 
 /* FPROP / DGRAD launch: when the output tiles leave SMs idle, K is split over blockIdx.z into f32 partials that
    k_conv_splitk_out sums (deterministic) */
 static void run_out(int kdt, int mode, Args a, void *out, int out_dt) {
-    if (!is_f32(kdt) && conv_wg::run_out(kdt, mode, a, out, out_dt)) return;   /* sm_90a: the wgmma kernel where it applies */
+    if (kdt != F32X3 && conv_wg::run_out(kdt, mode, a, out, out_dt)) return;   /* sm_90a: the wgmma kernel where it applies */
     const int bk = bk_of(kdt), odt = is_f32(kdt) ? NN_F32 : kdt;
     int64_t tiles = (int64_t)((a.M + BM - 1) / BM) * ((a.N + BN - 1) / BN), ktiles = a.K / bk;
     int64_t splits = choose_splits(tiles, ktiles, a.M, a.N, false, kdt);
@@ -3481,15 +3481,17 @@ static int nn__cu_wgmma(void) {
     return state;
 }
 
-/* ---------------------------------------------------------------- conv2d: wgmma implicit GEMM (sm_90a, bf16/f16)
+/* ------------------------------------------------------- conv2d: wgmma implicit GEMM (sm_90a, bf16/f16, TF32)
    conv_cu's FPROP, and its DGRAD at power-of-two strides, on Hopper's warpgroup MMA: the same GEMMs C[m][n] =
    sum_k A(m, k) B(n, k) on the same operands (A: the weights as [M][kh][kw][CS], made by conv_cu::weight_layout;
    B: the NHWC image gathered per tap with zero-fill), the same outputs (NCHW + bias, or f32 partials when K is
-   split), from wgmma m64n256k16 instead of mma.sync. Applies when the gathered image's channels CS are a multiple of 64: a
-   64-wide K slice is then one tap's 128 contiguous bytes of one pixel, a full row of the 128-byte swizzle atom
+   split), from wgmma m64n256k16 instead of mma.sync; f32 with conv TF32 allowed (conv_cu's DT NN_F32, operands
+   rounded to TF32 by its layout passes) from m64n256k8.tf32 on the same bytes: a K tile of 32 f32 instead of 64
+   16-bit elements (bk_elems). Applies when the gathered image's channels CS are a multiple of that K tile: a
+   K slice is then one tap's 128 contiguous bytes of one pixel, a full row of the 128-byte swizzle atom
    that the wgmma descriptors read (the layout of sdpa_cu's Q and K tiles: in row r the 16-byte chunk c sits at
    chunk c ^ (r & 7), 8-row groups 1024 bytes apart).
-   Block tile BM 128 (M: output channels for FPROP, input channels for DGRAD) x BN 256 (pixels) x BK 64, two
+   Block tile BM 128 (M: output channels for FPROP, input channels for DGRAD) x BN 256 (pixels) x 128 bytes, two
    warpgroups of 64 x 256 (128 f32 accumulators a thread), one block per SM (4 stages of 48 KiB). All 256
    threads load: one barrier per K tile, tiles issued 2 ahead (the stage written at tile kt held tile kt - 2,
    whose wgmma every thread has waited for), so the tensor cores run tile kt while tiles kt+1, kt+2 arrive.
@@ -3509,14 +3511,19 @@ constexpr int A_BYTES = BM * BK * 2, B_BYTES = BN * BK * 2, STAGE_BYTES = A_BYTE
 constexpr int SMEM = STAGES * STAGE_BYTES + 1024;   /* + 1024: the atoms' 1024-byte alignment */
 constexpr int LDS = BN + 8;                         /* epilogue staging row, 16-bit elements (+16 bytes: banks) */
 static_assert(BM * LDS * 2 <= STAGES * STAGE_BYTES, "conv_wg: staging tile");
+/* k_conv_wgmma's K tile in elements of the operands' type: 128 bytes of a row, 64 16-bit or 32 f32 (TF32) */
+__host__ __device__ constexpr int bk_elems(int dt) { return dt == NN_F32 ? BK / 2 : BK; }
+constexpr int LDF = BN + 8;                         /* f32 epilogue staging row, floats (+32 bytes: banks) */
+static_assert(BM * LDF * 4 <= STAGES * STAGE_BYTES, "conv_wg: f32 staging tile");
 
 struct Args {
-    const uint16_t *a, *b;   /* A [M][K] (K = taps x CS), B the NHWC image [images][SH][SW][CS]; 16-byte aligned */
+    const void *a, *b;       /* A [M][K] (K = taps x CS), B the NHWC image [images][SH][SW][CS]; 16-byte aligned;
+                                16-bit, or f32 rounded to TF32 (DT NN_F32) */
     void *out;               /* NCHW output [images][M][plane] */
     float *part;             /* K split: f32 partials [split][M][N] instead */
     const void *bias;        /* may be NULL */
     int bias_dt, out_f32;    /* out_f32: an f32 output holding the dt-rounded value */
-    int M, N, K, k_split;    /* GEMM sizes; K per blockIdx.z (a multiple of BK) */
+    int M, N, K, k_split;    /* GEMM sizes; K per blockIdx.z (a multiple of bk_elems(DT)) */
     int plane, ow;           /* output pixels per image, output row width */
     int SH, SW, CS, kw;      /* the gathered image's rows, columns, channels; the filter's width */
     int rs_h, rs_w, ro_h, ro_w, td_h, td_w, ls_h, ls_w;   /* the gather's constants (see above) */
@@ -3531,39 +3538,48 @@ struct Args {
     "+f"(d[o + 6]), "+f"(d[o + 7])
 #define CWG_D128 CWG_D8(0), CWG_D8(8), CWG_D8(16), CWG_D8(24), CWG_D8(32), CWG_D8(40), CWG_D8(48), CWG_D8(56), \
     CWG_D8(64), CWG_D8(72), CWG_D8(80), CWG_D8(88), CWG_D8(96), CWG_D8(104), CWG_D8(112), CWG_D8(120)
-#define CWG_SS256(TY)                                                                                              \
+#define CWG_SS256(SHAPE_TY, IMM)                                                                                   \
     "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"                                                                  \
-    "wgmma.mma_async.sync.aligned.m64n256k16.f32." TY "." TY " {"                                                  \
+    "wgmma.mma_async.sync.aligned." SHAPE_TY " {"                                                                  \
     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "   \
     "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, "   \
     "%44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, "   \
     "%65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, "   \
     "%86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, "  \
     "%106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, " \
-    "%124, %125, %126, %127}, %128, %129, p, 1, 1, 0, 0;\n}\n"
-/* d[64 x 256] += A[64 x 16] B[256 x 16]^T, both K-major in shared memory (descriptors). Fragment layout of d
-   (warp w of the warpgroup, lane = 4 g + q): d[4 j + e] is row 16 w + g + 8 (e >> 1), column 8 j + 2 q + (e & 1). */
+    "%124, %125, %126, %127}, %128, %129, p, " IMM ";\n}\n"
+/* d[64 x 256] += A[64 x K] B[256 x K]^T, both K-major in shared memory (descriptors), K = 16 (f16 / bf16) or 8
+   (TF32: f32 operands whose low 13 mantissa bits the tensor cores ignore; the layout passes rounded them). Either
+   way one k step is 32 bytes of the operand rows. The TF32 form has no transpose immediates (K-major only).
+   Fragment layout of d (warp w of the warpgroup, lane = 4 g + q): d[4 j + e] is row 16 w + g + 8 (e >> 1),
+   column 8 j + 2 q + (e & 1). */
 template <int DT> __device__ __forceinline__ void mma_64x256(float (&d)[128], uint64_t da, uint64_t db) {
-    if (DT == NN_F16) asm volatile(CWG_SS256("f16") : CWG_D128 : "l"(da), "l"(db), "r"(1));
-    else asm volatile(CWG_SS256("bf16") : CWG_D128 : "l"(da), "l"(db), "r"(1));
+    if (DT == NN_F16) asm volatile(CWG_SS256("m64n256k16.f32.f16.f16", "1, 1, 0, 0") : CWG_D128 : "l"(da), "l"(db), "r"(1));
+    else if (DT == NN_BF16) asm volatile(CWG_SS256("m64n256k16.f32.bf16.bf16", "1, 1, 0, 0") : CWG_D128 : "l"(da), "l"(db), "r"(1));
+    else asm volatile(CWG_SS256("m64n256k8.f32.tf32.tf32", "1, 1") : CWG_D128 : "l"(da), "l"(db), "r"(1));
 }
 #endif /* CONV_WG */
 
+/* DT NN_BF16 / NN_F16: 16-bit operands; NN_F32: f32 operands rounded to TF32 by the layout passes, on the TF32
+   form (the same bytes a tile, KT = 32 elements, the f32 staging tile in the epilogue) */
 template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(const Args p) {
 #ifdef CONV_WG
+    using T = typename std::conditional<DT == NN_F32, float, uint16_t>::type;
+    constexpr int KT = bk_elems(DT), CH = 16 / (int)sizeof(T);   /* K tile, elements a 16-byte chunk */
+    const T *pa = (const T *)p.a, *pb = (const T *)p.b;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *sm = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
     const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
-    const int kbeg = blockIdx.z * p.k_split, ntiles = (min(p.K, kbeg + p.k_split) - kbeg) / BK;
+    const int kbeg = blockIdx.z * p.k_split, ntiles = (min(p.K, kbeg + p.k_split) - kbeg) / KT;
 
     /* Loader: this thread copies 16-byte chunk ch of rows r0 + 32 i of both tiles (A: i < 4, B: i < 8). The
-       swizzled position of (r0 + 32 i, ch) is soff + 4096 i (32 rows keep r & 7). A rows advance by BK per
+       swizzled position of (r0 + 32 i, ch) is soff + 4096 i (32 rows keep r & 7). A rows advance by KT per
        tile; B rows keep their pixel (image base, t and u at tap 0) and move with the tile's tap (ld_i, ld_j)
        and channel offset ld_c. */
     const int ch = tid & 7, r0 = tid >> 3;
     const uint32_t soff = r0 * 128 + ((ch ^ (r0 & 7)) << 4);
-    const uint16_t *a_src = p.a + (int64_t)(m0 + r0) * p.K + kbeg + ch * 8;
+    const T *a_src = pa + (int64_t)(m0 + r0) * p.K + kbeg + ch * CH;
     const int64_t a_step = (int64_t)32 * p.K;
     unsigned a_ok = 0;
 #pragma unroll
@@ -3592,19 +3608,19 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const bool ok = (a_ok >> i) & 1;
-            conv_cu::cp_async16(sA + 4096 * i, ok ? a_src + i * a_step : p.a, ok);
+            conv_cu::cp_async16(sA + 4096 * i, ok ? a_src + i * a_step : pa, ok);
         }
-        a_src += BK;
+        a_src += KT;
         const int dy = ld_i * p.td_h, dx = ld_j * p.td_w;
-        const uint16_t *bc = p.b + ld_c + ch * 8;
+        const T *bc = pb + ld_c + ch * CH;
 #pragma unroll
         for (int i = 0; i < 8; i++) {
             const int t = b_y[i] + dy, u = b_x[i] + dx;
             const bool ok = (unsigned)t < tlim && (unsigned)u < ulim && ((t & mh) | (u & mw)) == 0;
             const int pix = b_img[i] + (t >> p.ls_h) * p.SW + (u >> p.ls_w);
-            conv_cu::cp_async16(sB + 4096 * i, ok ? bc + (int64_t)pix * p.CS : p.b, ok);
+            conv_cu::cp_async16(sB + 4096 * i, ok ? bc + (int64_t)pix * p.CS : pb, ok);
         }
-        ld_c += BK;
+        ld_c += KT;
         if (ld_c == p.CS) { ld_c = 0; if (++ld_j == p.kw) { ld_j = 0; ++ld_i; } }
     };
 
@@ -3629,7 +3645,7 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
         const uint64_t so = (uint64_t)((kt % STAGES) * STAGE_BYTES) >> 4;
         wg_fence();
 #pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++)   /* k step kk: 32 bytes further along the 128-byte rows */
+        for (int kk = 0; kk < 4; kk++)   /* k step kk (16 or 8 elements): 32 bytes further along the 128-byte rows */
             mma_64x256<DT>(acc, da0 + so + 2 * kk, db0 + so + 2 * kk);
         wg_commit();
         wg_wait<1>();                            /* tile kt - 1's products done: its stage is free after the barrier */
@@ -3656,6 +3672,51 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
                 else {
                     if (n < p.N) orow[n] = v0;
                     if (n + 1 < p.N) orow[n + 1] = v1;
+                }
+            }
+        }
+        return;
+    }
+    if constexpr (DT == NN_F32) {
+        /* (acc + bias) into a [BM][LDF] f32 staging tile (rows 8 banks apart: a half-warp's float2 stores, 4 rows x
+           8 words, hit distinct banks), then written out half a row (128 pixels) per warp instruction: lane l
+           holds pixels 4 l .. 4 l + 3 (16 bytes) of each half */
+        float *st = (float *)sm;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int r = rw + 8 * h;
+            const float bv = p.bias && m0 + r < p.M ? d_loadf(p.bias, p.bias_dt, m0 + r) : 0.0f;
+#pragma unroll
+            for (int j = 0; j < 32; j++)
+                *(float2 *)(st + r * LDF + 8 * j + 2 * q) = make_float2(acc[4 * j + 2 * h] + bv, acc[4 * j + 2 * h + 1] + bv);
+        }
+        __syncthreads();
+        int img4[2][4], q4[2][4];   /* image and in-plane index of this lane's pixels (-1: past N) */
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int n = n0 + 128 * hf + 4 * lane + e;
+                img4[hf][e] = n < p.N ? n / p.plane : -1;
+                q4[hf][e] = n < p.N ? n - img4[hf][e] * p.plane : 0;
+            }
+        /* 4 pixels of one image, 16-byte aligned in its plane (n0 + 4 lane is a multiple of 4) */
+        const bool vec0 = img4[0][3] >= 0 && img4[0][0] == img4[0][3] && (p.plane & 3) == 0;
+        const bool vec1 = img4[1][3] >= 0 && img4[1][0] == img4[1][3] && (p.plane & 3) == 0;
+        float *o = (float *)p.out;
+        const int w8 = tid >> 5;
+        for (int rr = 0; rr < BM / 8; rr++) {
+            const int r = w8 * (BM / 8) + rr, m = m0 + r;
+            if (m >= p.M) break;
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const float4 v = *(const float4 *)(st + r * LDF + 128 * hf + 4 * lane);
+                if (hf ? vec1 : vec0) *(float4 *)(o + ((int64_t)img4[hf][0] * p.M + m) * p.plane + q4[hf][0]) = v;
+                else {
+                    const float e4[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        if (img4[hf][e] >= 0) o[((int64_t)img4[hf][e] * p.M + m) * p.plane + q4[hf][e]] = e4[e];
                 }
             }
         }
@@ -3869,23 +3930,27 @@ static int log2_exact(int s) {
     return -1;
 }
 
-/* conv_cu::run_out's problem on the wgmma kernel when it applies (sm_90a image, f16/bf16, FPROP, or DGRAD at
-   power-of-two strides, CS % 64 == 0, at least one full 128-row M tile, K of at least 8 tiles, the grid within
-   limits); false: not taken, nothing launched. Short K (the dgrad of a 1x1 conv over 256 channels: 4 tiles)
-   stays on conv_cu: with one block an SM nothing hides this kernel's prologue and epilogue, while conv_cu runs
-   two blocks an SM. */
+/* launches of k_conv_wgmma<NN_F32> by mode (FPROP, DGRAD): the tests check that TF32 convs take it */
+static int64_t tf32_runs[2];
+
+/* conv_cu::run_out's problem on the wgmma kernel when it applies (sm_90a image, f16/bf16, or f32 on TF32 (conv_cu's
+   DT NN_F32: operands rounded by its layout passes; 3xTF32 stays on conv_cu), FPROP, or DGRAD at power-of-two
+   strides, CS a multiple of the K tile (64 16-bit or 32 f32 channels: 128 bytes), at least one full 128-row M
+   tile, K of at least 8 tiles, the grid within limits); false: not taken, nothing launched. Short K (the dgrad
+   of a 1x1 conv over 256 channels: 4 tiles) stays on conv_cu: with one block an SM nothing hides this kernel's
+   prologue and epilogue, while conv_cu runs two blocks an SM. */
 static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out_dt) {
-    if (dt != NN_BF16 && dt != NN_F16) return false;
-    const int lh = log2_exact(c.sh), lw = log2_exact(c.sw);
+    if (dt != NN_BF16 && dt != NN_F16 && !(dt == NN_F32 && out_dt == NN_F32)) return false;
+    const int lh = log2_exact(c.sh), lw = log2_exact(c.sw), kt = bk_elems(dt);
     if (mode != conv_cu::FPROP && !(mode == conv_cu::DGRAD && lh >= 0 && lw >= 0)) return false;
-    if (c.CS % 64 || c.K % BK || c.K < 8 * BK || c.M < BM || c.N < 1) return false;
+    if (c.CS % kt || c.K % kt || c.K < 8 * kt || c.M < BM || c.N < 1) return false;
     if (((uintptr_t)c.a | (uintptr_t)c.b | (uintptr_t)out) & 15) return false;
     int64_t mt = (c.M + BM - 1) / BM, nt = (c.N + BN - 1) / BN;
     if (nt > 65535 || mt > 65535) return false;
     if (!enabled(mode) || !nn__cu_wgmma()) return false;
     Args a;
     memset(&a, 0, sizeof a);
-    a.a = (const uint16_t *)c.a; a.b = (const uint16_t *)c.b; a.bias = c.bias; a.bias_dt = c.bias_dt; a.out_f32 = out_dt == NN_F32;
+    a.a = c.a; a.b = c.b; a.bias = c.bias; a.bias_dt = c.bias_dt; a.out_f32 = out_dt == NN_F32;
     a.M = c.M; a.N = c.N; a.K = c.K; a.plane = c.plane; a.ow = c.ow;
     a.SH = c.SH; a.SW = c.SW; a.CS = c.CS; a.kw = c.kw;
     if (mode == conv_cu::FPROP) {
@@ -3893,8 +3958,10 @@ static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out
     } else {
         a.rs_h = 1; a.rs_w = 1; a.ro_h = c.ph; a.ro_w = c.pw; a.td_h = -c.dh; a.td_w = -c.dw; a.ls_h = lh; a.ls_w = lw;
     }
-    int64_t ktiles = a.K / BK, splits = choose_splits(mt * nt, ktiles, a.M, a.N, false);
-    int64_t per = (ktiles + splits - 1) / splits * BK;
+    /* a TF32 K tile (32 f32) takes as long as a 16-bit one (64): half the products at half the rate, so the
+       chooser's per-tile figures hold for both with ktiles counted in the kernel's tiles */
+    int64_t ktiles = a.K / kt, splits = choose_splits(mt * nt, ktiles, a.M, a.N, false);
+    int64_t per = (ktiles + splits - 1) / splits * kt;
     splits = (a.K + per - 1) / per;
     a.k_split = (int)per;
     nn_tensor *part = NULL;
@@ -3904,15 +3971,16 @@ static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out
     } else {
         a.out = out;
     }
-    static bool attr[2];
-    const int di = dt == NN_BF16;
-    auto kern = di ? k_conv_wgmma<NN_BF16> : k_conv_wgmma<NN_F16>;
+    static bool attr[3];
+    const int di = dt == NN_F32 ? 2 : dt == NN_BF16;
+    auto kern = di == 2 ? k_conv_wgmma<NN_F32> : di ? k_conv_wgmma<NN_BF16> : k_conv_wgmma<NN_F16>;
     if (!attr[di]) {
         NN_CU(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
         attr[di] = true;
     }
     kern<<<dim3((unsigned)mt, (unsigned)nt, (unsigned)splits), THREADS, SMEM, S_>>>(a);
     NN_LAUNCHED();
+    if (dt == NN_F32) tf32_runs[mode == conv_cu::DGRAD]++;
     if (part) {
         conv_cu::k_conv_splitk_out<<<nn__grid((int64_t)a.M * a.N, 256), 256, 0, S_>>>(
             a.part, (int)splits, a.M, a.N, a.plane, a.bias, a.bias_dt, out, dt, out_dt == NN_F32);
@@ -3991,9 +4059,12 @@ static void nn__conv_swap01(const void *src, nn_dtype sdt, void *dst, nn_dtype d
 
 extern "C" {
 
-/* y = conv2d(x, w, b). f32 weights: x f32, conv_cu where it applies (TF32 when allowed, else 3xTF32), else
-   im2col + cuBLAS (TF32 when allowed). f16/bf16 weights: y and b in the weight's dtype, x in it or f32 (converted where
-   the kernels lay it out), conv_cu where it applies. *x_keep (when not NULL) receives x's NHWC copy in the
+/* k_conv_wgmma<NN_F32> launches so far for mode 0 (FPROP) or 1 (DGRAD) (tests: TF32 convs take the wgmma kernel) */
+long long nn__cuda_conv_wg_tf32_runs(int mode) { return (long long)conv_wg::tf32_runs[mode != 0]; }
+
+/* y = conv2d(x, w, b). f32 weights: x f32, conv_cu where it applies (TF32 when allowed, through conv_wg's wgmma
+   kernel where that applies; else 3xTF32), else im2col + cuBLAS (TF32 when allowed). f16/bf16 weights: y and b in
+   the weight's dtype, x in it or f32 (converted where the kernels lay it out), conv_cu where it applies. *x_keep (when not NULL) receives x's NHWC copy in the
    weight's dtype when the backward can do with it instead of x (16-bit weights, both gradient products on
    tensor cores), else NULL. */
 void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor *b, const int stride[2],

@@ -944,6 +944,62 @@ static void test_conv_f32_kernels(void) {
         }
 }
 
+/* f32 conv2d with TF32 on where nn_cuda.cu's wgmma kernel (conv_wg's k_conv_wgmma on TF32, sm_90a) takes the
+   forward (Cin % 32, Cout >= 128, Cin kh kw >= 256) and the dgrad (Cout % 32, Cin >= 128, Cout kh kw >= 256,
+   power-of-two strides), TOL_TF32 against the CPU: column ef / ed says which of the two each case takes there,
+   and on an sm_90a device (NN_CONV_WG unset, or holding f / d) the test checks that exactly those launched it
+   (nn__cuda_conv_wg_tf32_runs). Odd planes (the scalar epilogue), M tails (160, 129 rows), channels multiples of
+   32 but not 64, stride 2 (the dgrad's taps off the stride grid), stride per axis with a 5x3 kernel, padding with
+   dilation 2, 1x1, K split over blocks (cases 6 and 8: odd M x N partials), and the fallbacks: Cin = Cout = 144
+   (multiples of 16, not 32), stride 3 (dgrad), M under 128 rows. Case 0 again with a NaN input pixel, and with
+   TF32 off (3xTF32 on conv_cu: no wgmma launch, TOL_F32). */
+long long nn__cuda_conv_wg_tf32_runs(int mode);
+static void test_conv_tf32_wg(void) {
+    /* N C H W, O kh kw, stride h, stride w, pad, dil, groups, bias, ef, ed */
+    static const int cs[][15] = {
+        {2, 128, 13, 11, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {2, 96, 15, 15, 160, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0},
+        {2, 160, 15, 15, 96, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1},  {2, 128, 17, 17, 128, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+        {2, 256, 9, 9, 256, 1, 1, 1, 1, 0, 1, 1, 0, 1, 1},   {2, 128, 12, 12, 192, 3, 3, 1, 1, 2, 2, 1, 1, 1, 1},
+        {1, 512, 8, 8, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   {2, 128, 11, 9, 128, 5, 3, 1, 2, 2, 1, 1, 1, 1, 1},
+        {1, 256, 7, 7, 129, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0},   {2, 144, 9, 9, 144, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0},
+        {2, 128, 16, 16, 128, 3, 3, 3, 3, 1, 1, 1, 1, 1, 0}, {3, 32, 16, 16, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0}};
+    static const int grad[3] = {1, 1, 1};
+    const char *e = getenv("NN_CONV_WG");
+    int nn__cuda_wgmma(void);
+    const int wg = nn__cuda_wgmma(), on_f = wg && (!e || !*e || strchr(e, 'f')), on_d = wg && (!e || !*e || strchr(e, 'd'));
+    int k, run;
+    printf("conv2d: TF32 wgmma kernel (sm_90a) %s\n", on_f || on_d ? "in use" : wg ? "off (NN_CONV_WG)" : "not available on this device");
+    for (k = 0; k < 12; k++)
+        for (run = 0; run < (k == 0 ? 3 : 1); run++) {   /* case 0: plain, a NaN pixel, TF32 off */
+            const int *c = cs[k], tf = run < 2;
+            int64_t xs[4], wsz[4], bs = c[4];
+            long long f0 = nn__cuda_conv_wg_tf32_runs(0), d0 = nn__cuda_conv_wg_tf32_runs(1);
+            char what[80];
+            vargs a;
+            nn_tensor *in[3];
+            if (quick && k != 0 && k != 6) continue;
+            memset(&a, 0, sizeof a);
+            a.st[0] = c[7]; a.st[1] = c[8]; a.pd[0] = c[9]; a.pd[1] = c[9]; a.dl[0] = c[10]; a.dl[1] = c[10];
+            a.groups = c[11];
+            xs[0] = c[0]; xs[1] = c[1]; xs[2] = c[2]; xs[3] = c[3];
+            wsz[0] = c[4]; wsz[1] = c[1] / c[11]; wsz[2] = c[5]; wsz[3] = c[6];
+            in[0] = rnd(4, xs, -1, 1); in[1] = rnd(4, wsz, -1, 1); in[2] = c[12] ? rnd(1, &bs, -1, 1) : NULL;
+            if (run == 1) nn_f32_data(in[0])[37] = NAN;
+            snprintf(what, sizeof what, "conv2d %s wg case %d%s", tf ? "tf32" : "f32", k, run == 1 ? ", a NaN input" : "");
+            nn_cuda_set_conv_tf32(tf);
+            compare(what, f_conv2d, &a, 3, in, grad, tf ? TOL_TF32 : TOL_F32);
+            nn_cuda_set_conv_tf32(0);
+            {
+                const long long df = nn__cuda_conv_wg_tf32_runs(0) - f0, dd = nn__cuda_conv_wg_tf32_runs(1) - d0;
+                const int wf = tf && on_f && c[13], wd = tf && on_d && c[14];
+                if (verbose) printf("  %s: wgmma forward %lld, dgrad %lld launches\n", what, df, dd);
+                CHECK(wf ? df > 0 : df == 0, "%s: %lld TF32 wgmma forward launches, want %s", what, df, wf ? "some" : "none");
+                CHECK(wd ? dd > 0 : dd == 0, "%s: %lld TF32 wgmma dgrad launches, want %s", what, dd, wd ? "some" : "none");
+            }
+            nn_tensor_free(in[0]); nn_tensor_free(in[1]); if (in[2]) nn_tensor_free(in[2]);
+        }
+}
+
 /* f32 conv2d runs on TF32 unless told otherwise, as PyTorch's (torch.backends.cudnn.allow_tf32 is True by default;
    its matmul's switch is off, as nn_cuda_set_tf32's): with the switches untouched, a conv's error against the CPU
    is TF32's (above what 3xTF32 or cuBLAS's f32 give, 1e-6 here) and a matmul's is f32's. Runs first, before main
@@ -1031,6 +1087,7 @@ static void test_conv(void) {
     }
     test_conv_autocast();
     test_conv_f32_kernels();
+    test_conv_tf32_wg();
     test_conv_autocast_wg();
     for (k = 0; k < 9; k++) {   /* 0-2 upsample, 3-5 avg_pool, 6-8 adaptive */
         static const int64_t xs[3][4] = {{2, 3, 5, 7}, {1, 2, 9, 11}, {3, 4, 16, 16}};
