@@ -3670,8 +3670,10 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
      block walks its range backwards, so the one partial it may leave (the head of its last tile) comes first and
      is ready long before the block that sums it gets there; that block adds the slots in a fixed order (nearest
      block first) and clears the flags: bit-identical results run to run, no atomics on data. A block only ever
-     waits on lower-numbered blocks, which start no later. The finished tile goes straight to gw [O][C][kh][kw]
-     in its dtype (p.dw), or as f32 [M][N] to p.out32 for k_conv_wgrad_sum. */
+     waits on lower-numbered blocks, which start no later. The finished tiles go as f32 [M][N] to p.out32 for
+     k_conv_wgrad_sum (splits 1) to put in gw's order: writing them straight into gw [O][C][kh][kw] (2-byte
+     stores kk elements apart, ~0.6 sectors an element) was measured slower, 60 us at 1024 channels: one SM
+     issues its tile's scattered stores alone, bench/RESULTS_CUDA.md. */
 struct WArgs {
     const uint16_t *a, *b;   /* dy_nhwc [P][M], x_nhwc [images][SH][SW][CS] */
     float *part;             /* split-K: [split][M][N]; stream-K: a BM x BN slot a block */
@@ -3679,9 +3681,7 @@ struct WArgs {
     int SH, SW, CS, kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
     int units, ktiles, mt;   /* stream-K: tiles x ktiles, K tiles a tile, M tiles (units 0: split-K) */
     int *flags;              /* stream-K: a flag a block, 1 while its slot waits to be summed; 0 between launches */
-    void *dw_out;            /* stream-K: gw [O][C][kh][kw] of dtype dw_dt, kk taps; or NULL and out32 [M][N] */
-    int dw_dt, kk;
-    float *out32;
+    float *out32;            /* stream-K: the finished tiles, f32 [M][N] */
 };
 
 #ifdef CONV_WG
@@ -3798,28 +3798,6 @@ __device__ __forceinline__ void wgrad_store_rows(const WArgs &p, float *out, int
     }
 }
 
-/* the finished tile into gw [O][C][kh][kw] (dtype dw_dt): column n = (tap, c) of row o goes to (o C + c) kk + tap */
-__device__ __forceinline__ void wgrad_store_dw(const WArgs &p, int m0, int n0, const float (&acc)[4][32]) {
-    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, q = lane & 3;
-#pragma unroll
-    for (int b = 0; b < 4; b++) {
-        const int nb = n0 + 64 * b;
-        if (nb >= p.N) continue;
-        const int tap = nb / p.CS, cb = nb - tap * p.CS;
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int m = m0 + wg * 64 + warp * 16 + g + 8 * h;
-            if (m >= p.M) continue;
-            const int64_t base = ((int64_t)m * p.CS + cb + 2 * q) * p.kk + tap;
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                d_storef(p.dw_out, p.dw_dt, base + (int64_t)(8 * j) * p.kk, acc[b][4 * j + 2 * h]);
-                d_storef(p.dw_out, p.dw_dt, base + (int64_t)(8 * j + 1) * p.kk, acc[b][4 * j + 2 * h + 1]);
-            }
-        }
-    }
-}
-
 __device__ __forceinline__ int flag_acquire(const int *f) {
     int v;
     asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(f) : "memory");
@@ -3877,8 +3855,7 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgr
                     }
                     if (start(c) <= ts) break;
                 }
-            if (p.dw_out) wgrad_store_dw(p, m0, n0, acc);
-            else wgrad_store_rows(p, p.out32, m0, n0, acc);
+            wgrad_store_rows(p, p.out32, m0, n0, acc);
         }
         u1 = ua;
     }
@@ -3963,34 +3940,27 @@ static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out
 }
 
 
-/* WGRAD's schedule: 0 the cost model's pick (wgrad_stream_blocks), 1 split-K, 2 stream-K with the tiles written
-   straight into gw, 3 stream-K through f32 [M][N] and k_conv_wgrad_sum. NN_CONV_WGRAD=split|stream|streamf (A/B,
-   read once) or the tests' nn__cuda_conv_wgrad_schedule set it; wgrad_force_blocks > 0: stream-K on that many
-   blocks (the tests: tiles over many blocks at small sizes). */
-static int wgrad_sched = -1, wgrad_force_blocks = 0;
-static int wgrad_schedule() {
-    if (wgrad_sched < 0) {
-        const char *e = getenv("NN_CONV_WGRAD");
-        wgrad_sched = !e ? 0 : !strcmp(e, "split") ? 1 : !strcmp(e, "stream") ? 2 : !strcmp(e, "streamf") ? 3 : 0;
-    }
-    return wgrad_sched;
-}
+/* WGRAD's schedule: 0 the cost model's pick (wgrad_stream_blocks), 1 split-K, 2 stream-K; wgrad_force_blocks > 0:
+   stream-K on that many blocks. Only the tests change them (nn__cuda_conv_wgrad_schedule: tiles straddling many
+   blocks at small sizes). */
+static int wgrad_sched = 0, wgrad_force_blocks = 0;
 
 /* blocks for the stream-K schedule of `tiles` tiles of ktiles K tiles, or 0 where split-K (`splits`, as
    choose_splits picked) is modelled faster. Split-K: its waves of blocks at the rate of choose_splits plus the
-   f32 partials' traffic; stream-K (every SM busy, at least 8 units a block): the longest range at the same rate,
-   plus, for the tile straddling the most blocks, its slots (128 KiB each, written by one SM and read by another
-   at ~200 GB/s an SM). It must win by 5%. */
-static int64_t wgrad_stream_blocks(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, int64_t splits, int sched) {
+   f32 partials' traffic; stream-K (every SM busy, at least 8 units a block): the longest range at the same rate
+   plus ~5 us for each slot that the tile straddling the most blocks sums (measured: 256 channels at 64x64, 8
+   slots a tile, ran 26 us slower than split-K, bench/RESULTS_CUDA.md). It must win by 5%: in practice where a
+   tile spans at most 2-3 blocks (512 and 1024 channels of the bench's shapes), not at 128-256 channels or 1x1. */
+static int64_t wgrad_stream_blocks(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, int64_t splits) {
     const int64_t U = tiles * ktiles, sms = nn__cu.sms;
-    if (sched == 1 || U > INT32_MAX / 2) return 0;
-    if (sched >= 2 && wgrad_force_blocks > 0) {
+    if (wgrad_sched == 1 || U > INT32_MAX / 2) return 0;
+    if (wgrad_sched == 2 && wgrad_force_blocks > 0) {
         const int64_t f = wgrad_force_blocks < sms ? wgrad_force_blocks : sms;
         return f < U ? f : U;
     }
     const int64_t G = U / 8 < 1 ? 1 : U / 8 < sms ? U / 8 : sms;
-    if (sched >= 2) return G;
-    const double unit = 2.0 * BM * BN * BK / 2.2e12, slot = 2.0 * BM * BN * 4 / 200e9;
+    if (wgrad_sched == 2) return G;
+    const double unit = 2.0 * BM * BN * BK / 2.2e12, slot = 5e-6;
     const double t_split = (double)((tiles * splits + sms - 1) / sms) * ((ktiles + splits - 1) / splits) * unit +
                            splits * M * N * 8.0 / 2.5e12;
     const int64_t least = U / G, span = (ktiles + least - 1) / least;   /* the most slots one tile sums */
@@ -4028,8 +3998,7 @@ static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
     a.sh = (int)g.sh; a.sw = (int)g.sw; a.ph = (int)g.ph; a.pw = (int)g.pw; a.dh = (int)g.dh; a.dw = (int)g.dw;
     a.Ho = (int)g.Ho; a.Wo = (int)g.Wo;
     int64_t splits = choose_splits(mt * nt, ktiles, M, N, true);
-    const int sched = wgrad_schedule();
-    const int64_t blocks = wgrad_stream_blocks(mt * nt, ktiles, M, N, splits, sched);
+    const int64_t blocks = wgrad_stream_blocks(mt * nt, ktiles, M, N, splits);
     static bool attr[2];
     const int di = dt == NN_BF16;
     auto kern = di ? k_conv_wgmma_wgrad<NN_BF16> : k_conv_wgmma_wgrad<NN_F16>;
@@ -4037,23 +4006,15 @@ static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
         NN_CU(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
         attr[di] = true;
     }
-    nn_tensor *part, *out32 = NULL;
-    if (blocks > 0) {   /* stream-K */
-        part = nn__tmp(NN_F32, blocks * BM * BN);
-        a.part = (float *)part->data;
+    nn_tensor *part;
+    if (blocks > 0) {   /* stream-K: the tiles into part as [M][N], its slots in a temporary */
+        nn_tensor *slots = nn__tmp(NN_F32, blocks * BM * BN);
+        part = nn__tmp(NN_F32, M * N);
+        a.part = (float *)slots->data; a.out32 = (float *)part->data; a.flags = stream_flags();
         a.units = (int)(mt * nt * ktiles); a.ktiles = (int)ktiles; a.mt = (int)mt;
-        a.flags = stream_flags(); a.kk = (int)kk;
-        if (sched == 3) {
-            out32 = nn__tmp(NN_F32, M * N);
-            a.out32 = (float *)out32->data;
-        } else {
-            a.dw_out = gw->data; a.dw_dt = gw->dtype;
-        }
         kern<<<dim3((unsigned)blocks), THREADS, SMEM, S_>>>(a);
         NN_LAUNCHED();
-        nn_tensor_free(part);
-        if (!out32) return true;
-        part = out32;
+        nn_tensor_free(slots);
         splits = 1;
     } else {
         const int64_t per = (ktiles + splits - 1) / splits * BK;
@@ -4076,8 +4037,8 @@ static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
 } /* namespace conv_wg */
 
 extern "C" {
-/* tests: WGRAD's schedule on the wgmma kernel (conv_wg::wgrad_schedule's codes; 0 the cost model's pick) and, when
-   blocks > 0, stream-K's block count */
+/* tests: WGRAD's schedule on the wgmma kernel (0 the cost model's pick, 1 split-K, 2 stream-K) and, when blocks > 0,
+   stream-K's block count */
 void nn__cuda_conv_wgrad_schedule(int sched, int blocks) {
     conv_wg::wgrad_sched = sched;
     conv_wg::wgrad_force_blocks = blocks;

@@ -1004,8 +1004,7 @@ static void test_conv_autocast_wg(void) {
 }
 
 /* the wgmma wgrad's schedules (nn_cuda.cu conv_wg::wgrad) on the channel counts of bench/cuda_bench.c's bf16 rows
-   at small images: split-K, and stream-K with the tiles straight into gw or through f32 [M][N], on the cost
-   model's block count and on forced odd counts (tiles straddling several blocks, ranges ending mid-tile); pixel
+   at small images: split-K, and stream-K on the block count it would take and on forced odd counts (tiles straddling several blocks, ranges ending mid-tile); pixel
    counts off the 64-pixel K tiles, M and N tails (320 rows, 1728 columns), stride 2, 1x1. Stream-K sums the
    straddling tiles' parts inside the kernel in a fixed order: two runs must give the same bytes. */
 static void test_conv_wgrad_sched(void) {
@@ -1014,8 +1013,8 @@ static void test_conv_wgrad_sched(void) {
     static const int cs[][8] = {{2, 256, 9, 7, 256, 3, 1, 1},    {2, 512, 11, 13, 512, 3, 1, 1},
                                 {1, 1024, 10, 10, 1024, 3, 1, 1}, {2, 192, 15, 15, 320, 3, 2, 1},
                                 {2, 512, 9, 9, 256, 1, 1, 0}};
-    /* schedule, forced stream-K blocks (0: the model's) */
-    static const int sc[][2] = {{1, 0}, {2, 0}, {2, 7}, {2, 13}, {3, 11}};
+    /* schedule (1 split-K, 2 stream-K), forced stream-K blocks (0: as the model would) */
+    static const int sc[][2] = {{1, 0}, {2, 0}, {2, 7}, {2, 13}, {2, 11}};
     static const int grad[3] = {1, 1, 1};
     int k, s;
     for (k = 0; k < 5; k++) {
