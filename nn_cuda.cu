@@ -3670,10 +3670,10 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
      block walks its range backwards, so the one partial it may leave (the head of its last tile) comes first and
      is ready long before the block that sums it gets there; that block adds the slots in a fixed order (nearest
      block first) and clears the flags: bit-identical results run to run, no atomics on data. A block only ever
-     waits on lower-numbered blocks, which start no later. The finished tiles go as f32 [M][N] to p.out32 for
-     k_conv_wgrad_sum (splits 1) to put in gw's order: writing them straight into gw [O][C][kh][kw] (2-byte
+     waits on lower-numbered blocks, which start no later. The finished tiles go rounded to DT as [M][N] =
+     [O][kh kw][C] to p.out16, which conv_cu::k_transpose puts in gw's order: writing them straight into gw (2-byte
      stores kk elements apart, ~0.6 sectors an element) was measured slower, 60 us at 1024 channels: one SM
-     issues its tile's scattered stores alone, bench/RESULTS_CUDA.md. */
+     issues its tile's scattered stores alone: bench/session_1206c/wgrad_2137. */
 struct WArgs {
     const uint16_t *a, *b;   /* dy_nhwc [P][M], x_nhwc [images][SH][SW][CS] */
     float *part;             /* split-K: [split][M][N]; stream-K: a BM x BN slot a block */
@@ -3681,7 +3681,7 @@ struct WArgs {
     int SH, SW, CS, kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
     int units, ktiles, mt;   /* stream-K: tiles x ktiles, K tiles a tile, M tiles (units 0: split-K) */
     int *flags;              /* stream-K: a flag a block, 1 while its slot waits to be summed; 0 between launches */
-    float *out32;            /* stream-K: the finished tiles, f32 [M][N] */
+    uint16_t *out16;         /* stream-K: the finished tiles in DT, [M][N] */
 };
 
 #ifdef CONV_WG
@@ -3798,6 +3798,25 @@ __device__ __forceinline__ void wgrad_store_rows(const WArgs &p, float *out, int
     }
 }
 
+/* the finished tile rounded to DT into rows m of out16 [M][N] (N even: 4-byte aligned pairs) */
+template <int DT> __device__ __forceinline__ void wgrad_store_rows16(const WArgs &p, int m0, int n0, const float (&acc)[4][32]) {
+    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, q = lane & 3;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int m = m0 + wg * 64 + warp * 16 + g + 8 * h;
+        if (m >= p.M) continue;
+        uint16_t *orow = p.out16 + (int64_t)m * p.N;
+#pragma unroll
+        for (int b = 0; b < 4; b++) {
+            if (n0 + 64 * b >= p.N) continue;
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                *(uint32_t *)(orow + n0 + 64 * b + 8 * j + 2 * q) =
+                    (uint32_t)d_to16<DT>(acc[b][4 * j + 2 * h]) | ((uint32_t)d_to16<DT>(acc[b][4 * j + 2 * h + 1]) << 16);
+        }
+    }
+}
+
 __device__ __forceinline__ int flag_acquire(const int *f) {
     int v;
     asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(f) : "memory");
@@ -3855,7 +3874,7 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgr
                     }
                     if (start(c) <= ts) break;
                 }
-            wgrad_store_rows(p, p.out32, m0, n0, acc);
+            wgrad_store_rows16<DT>(p, m0, n0, acc);
         }
         u1 = ua;
     }
@@ -3949,7 +3968,7 @@ static int wgrad_sched = 0, wgrad_force_blocks = 0;
    choose_splits picked) is modelled faster. Split-K: its waves of blocks at the rate of choose_splits plus the
    f32 partials' traffic; stream-K (every SM busy, at least 8 units a block): the longest range at the same rate
    plus ~5 us for each slot that the tile straddling the most blocks sums (measured: 256 channels at 64x64, 8
-   slots a tile, ran 26 us slower than split-K, bench/RESULTS_CUDA.md). It must win by 5%: in practice where a
+   slots a tile, ran 26 us slower than split-K: bench/session_1206c/wgrad_2137). It must win by 5%: in practice where a
    tile spans at most 2-3 blocks (512 and 1024 channels of the bench's shapes), not at 128-256 channels or 1x1. */
 static int64_t wgrad_stream_blocks(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, int64_t splits) {
     const int64_t U = tiles * ktiles, sms = nn__cu.sms;
@@ -3998,7 +4017,7 @@ static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
     a.sh = (int)g.sh; a.sw = (int)g.sw; a.ph = (int)g.ph; a.pw = (int)g.pw; a.dh = (int)g.dh; a.dw = (int)g.dw;
     a.Ho = (int)g.Ho; a.Wo = (int)g.Wo;
     int64_t splits = choose_splits(mt * nt, ktiles, M, N, true);
-    const int64_t blocks = wgrad_stream_blocks(mt * nt, ktiles, M, N, splits);
+    const int64_t blocks = gw->dtype == dt ? wgrad_stream_blocks(mt * nt, ktiles, M, N, splits) : 0;
     static bool attr[2];
     const int di = dt == NN_BF16;
     auto kern = di ? k_conv_wgmma_wgrad<NN_BF16> : k_conv_wgmma_wgrad<NN_F16>;
@@ -4006,26 +4025,27 @@ static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
         NN_CU(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
         attr[di] = true;
     }
-    nn_tensor *part;
-    if (blocks > 0) {   /* stream-K: the tiles into part as [M][N], its slots in a temporary */
-        nn_tensor *slots = nn__tmp(NN_F32, blocks * BM * BN);
-        part = nn__tmp(NN_F32, M * N);
-        a.part = (float *)slots->data; a.out32 = (float *)part->data; a.flags = stream_flags();
+    if (blocks > 0) {   /* stream-K: the tiles as [O][kk][C] in dt, then [O][C][kk] into gw */
+        nn_tensor *slots = nn__tmp(NN_F32, blocks * BM * BN), *t16 = nn__tmp(dt, M * N);
+        a.part = (float *)slots->data; a.out16 = (uint16_t *)t16->data; a.flags = stream_flags();
         a.units = (int)(mt * nt * ktiles); a.ktiles = (int)ktiles; a.mt = (int)mt;
         kern<<<dim3((unsigned)blocks), THREADS, SMEM, S_>>>(a);
         NN_LAUNCHED();
-        nn_tensor_free(slots);
-        splits = 1;
-    } else {
-        const int64_t per = (ktiles + splits - 1) / splits * BK;
-        splits = (P + per - 1) / per;
-        if (splits > 65535) return false;
-        a.k_split = (int)per;
-        part = nn__tmp(NN_F32, splits * M * N);
-        a.part = (float *)part->data;
-        kern<<<dim3((unsigned)mt, (unsigned)nt, (unsigned)splits), THREADS, SMEM, S_>>>(a);
+        conv_cu::k_transpose<uint16_t><<<dim3((unsigned)((g.C + 31) / 32), (unsigned)((kk + 31) / 32), (unsigned)g.O),
+                                         dim3(32, 8), 0, S_>>>(a.out16, (uint16_t *)gw->data, (int)kk, (int)g.C, 0);
         NN_LAUNCHED();
+        nn_tensor_free(slots);
+        nn_tensor_free(t16);
+        return true;
     }
+    const int64_t per = (ktiles + splits - 1) / splits * BK;
+    splits = (P + per - 1) / per;
+    if (splits > 65535) return false;
+    a.k_split = (int)per;
+    nn_tensor *part = nn__tmp(NN_F32, splits * M * N);
+    a.part = (float *)part->data;
+    kern<<<dim3((unsigned)mt, (unsigned)nt, (unsigned)splits), THREADS, SMEM, S_>>>(a);
+    NN_LAUNCHED();
     conv_cu::k_conv_wgrad_sum<<<dim3((unsigned)((g.C + conv_cu::WS_SLICE - 1) / conv_cu::WS_SLICE), (unsigned)g.O), 256,
                                 (size_t)conv_cu::WS_SLICE * kk * 4, S_>>>((const float *)part->data, (int)splits, gw->data,
                                                                            gw->dtype, (int)g.O, (int)g.C, (int)kk);
