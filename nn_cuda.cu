@@ -3106,19 +3106,21 @@ __global__ void k_transpose(const T *__restrict__ src, T *__restrict__ dst, int 
     }
 }
 
-/* dw[o][c][tap] (dtype dt) = sum over splits of part[s][o][tap][c]. A block per (o, slice of WS_SLICE channels):
-   the split sums go to shared memory as [c][tap] (reads coalesced along c), then out to dw's contiguous range
-   for the slice. Dynamic shared memory WS_SLICE * kk floats. */
+/* dw[o][c][tap] (dtype dt) = sum over splits of part[s][o][tap][c] (dtype pdt: f32 partials, or conv_wg's finished
+   16-bit tiles with splits 1). A block per (o, slice of WS_SLICE channels): the split sums go to shared memory as
+   [c][tap] (reads coalesced along c), then out to dw's contiguous range for the slice. Dynamic shared memory
+   WS_SLICE * kk floats. */
 constexpr int WS_SLICE = 128, WL_SLICE = 256;
-__global__ void k_conv_wgrad_sum(const float *__restrict__ part, int splits, void *__restrict__ dw, int dt, int O, int C, int kk) {
+__global__ void k_conv_wgrad_sum(const void *__restrict__ part, int pdt, int splits, void *__restrict__ dw, int dt, int O,
+                                 int C, int kk) {
     extern __shared__ float sumt[];
     const int o = blockIdx.y, c0 = blockIdx.x * WS_SLICE, nc = min(WS_SLICE, C - c0);
     const int64_t MN = (int64_t)O * C * kk;
     for (int t = threadIdx.x; t < nc * kk; t += blockDim.x) {
         int tap = t / nc, cl = t - tap * nc;
-        const float *pp = part + ((int64_t)o * kk + tap) * C + c0 + cl;
+        const int64_t pp = ((int64_t)o * kk + tap) * C + c0 + cl;
         float s = 0;
-        for (int k = 0; k < splits; k++) s += pp[k * MN];
+        for (int k = 0; k < splits; k++) s += d_loadf(part, pdt, pp + k * MN);
         sumt[cl * kk + tap] = s;
     }
     __syncthreads();
@@ -3347,7 +3349,7 @@ static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
     a.part = (float *)part->data;
     run(kdt, WGRAD, a, dim3((unsigned)((a.N + BN - 1) / BN), (unsigned)((a.M + BM - 1) / BM), (unsigned)splits));
     k_conv_wgrad_sum<<<dim3((unsigned)((g.C + WS_SLICE - 1) / WS_SLICE), (unsigned)g.O), 256, (size_t)WS_SLICE * kk * 4, S_>>>(
-        (const float *)part->data, (int)splits, gw->data, gw->dtype, (int)g.O, (int)g.C, (int)kk);
+        part->data, NN_F32, (int)splits, gw->data, gw->dtype, (int)g.O, (int)g.C, (int)kk);
     NN_LAUNCHED();
     nn_tensor_free(part);
 }
@@ -3671,7 +3673,7 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
      is ready long before the block that sums it gets there; that block adds the slots in a fixed order (nearest
      block first) and clears the flags: bit-identical results run to run, no atomics on data. A block only ever
      waits on lower-numbered blocks, which start no later. The finished tiles go rounded to DT as [M][N] =
-     [O][kh kw][C] to p.out16, which conv_cu::k_transpose puts in gw's order: writing them straight into gw (2-byte
+     [O][kh kw][C] to p.out16, which conv_cu::k_conv_wgrad_sum puts in gw's order: writing them straight into gw (2-byte
      stores kk elements apart, ~0.6 sectors an element) was measured slower, 60 us at 1024 channels: one SM
      issues its tile's scattered stores alone: bench/session_1206c/wgrad_2137. */
 struct WArgs {
@@ -4017,7 +4019,7 @@ static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
     a.sh = (int)g.sh; a.sw = (int)g.sw; a.ph = (int)g.ph; a.pw = (int)g.pw; a.dh = (int)g.dh; a.dw = (int)g.dw;
     a.Ho = (int)g.Ho; a.Wo = (int)g.Wo;
     int64_t splits = choose_splits(mt * nt, ktiles, M, N, true);
-    const int64_t blocks = gw->dtype == dt ? wgrad_stream_blocks(mt * nt, ktiles, M, N, splits) : 0;
+    const int64_t blocks = wgrad_stream_blocks(mt * nt, ktiles, M, N, splits);
     static bool attr[2];
     const int di = dt == NN_BF16;
     auto kern = di ? k_conv_wgmma_wgrad<NN_BF16> : k_conv_wgmma_wgrad<NN_F16>;
@@ -4031,8 +4033,9 @@ static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
         a.units = (int)(mt * nt * ktiles); a.ktiles = (int)ktiles; a.mt = (int)mt;
         kern<<<dim3((unsigned)blocks), THREADS, SMEM, S_>>>(a);
         NN_LAUNCHED();
-        conv_cu::k_transpose<uint16_t><<<dim3((unsigned)((g.C + 31) / 32), (unsigned)((kk + 31) / 32), (unsigned)g.O),
-                                         dim3(32, 8), 0, S_>>>(a.out16, (uint16_t *)gw->data, (int)kk, (int)g.C, 0);
+        conv_cu::k_conv_wgrad_sum<<<dim3((unsigned)((g.C + conv_cu::WS_SLICE - 1) / conv_cu::WS_SLICE), (unsigned)g.O),
+                                    256, (size_t)conv_cu::WS_SLICE * kk * 4, S_>>>(t16->data, dt, 1, gw->data, gw->dtype,
+                                                                                   (int)g.O, (int)g.C, (int)kk);
         NN_LAUNCHED();
         nn_tensor_free(slots);
         nn_tensor_free(t16);
@@ -4047,7 +4050,7 @@ static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
     kern<<<dim3((unsigned)mt, (unsigned)nt, (unsigned)splits), THREADS, SMEM, S_>>>(a);
     NN_LAUNCHED();
     conv_cu::k_conv_wgrad_sum<<<dim3((unsigned)((g.C + conv_cu::WS_SLICE - 1) / conv_cu::WS_SLICE), (unsigned)g.O), 256,
-                                (size_t)conv_cu::WS_SLICE * kk * 4, S_>>>((const float *)part->data, (int)splits, gw->data,
+                                (size_t)conv_cu::WS_SLICE * kk * 4, S_>>>(part->data, NN_F32, (int)splits, gw->data,
                                                                            gw->dtype, (int)g.O, (int)g.C, (int)kk);
     NN_LAUNCHED();
     nn_tensor_free(part);
