@@ -3167,19 +3167,21 @@ __global__ void k_transpose(const T *__restrict__ src, T *__restrict__ dst, int 
     }
 }
 
-/* dw[o][c][tap] (dtype dt) = sum over splits of part[s][o][tap][c]. A block per (o, slice of WS_SLICE channels):
-   the split sums go to shared memory as [c][tap] (reads coalesced along c), then out to dw's contiguous range
-   for the slice. Dynamic shared memory WS_SLICE * kk floats. */
+/* dw[o][c][tap] (dtype dt) = sum over splits of part[s][o][tap][c] (dtype pdt: f32 partials, or conv_wg's finished
+   16-bit tiles with splits 1). A block per (o, slice of WS_SLICE channels): the split sums go to shared memory as
+   [c][tap] (reads coalesced along c), then out to dw's contiguous range for the slice. Dynamic shared memory
+   WS_SLICE * kk floats. */
 constexpr int WS_SLICE = 128, WL_SLICE = 256;
-__global__ void k_conv_wgrad_sum(const float *__restrict__ part, int splits, void *__restrict__ dw, int dt, int O, int C, int kk) {
+__global__ void k_conv_wgrad_sum(const void *__restrict__ part, int pdt, int splits, void *__restrict__ dw, int dt, int O,
+                                 int C, int kk) {
     extern __shared__ float sumt[];
     const int o = blockIdx.y, c0 = blockIdx.x * WS_SLICE, nc = min(WS_SLICE, C - c0);
     const int64_t MN = (int64_t)O * C * kk;
     for (int t = threadIdx.x; t < nc * kk; t += blockDim.x) {
         int tap = t / nc, cl = t - tap * nc;
-        const float *pp = part + ((int64_t)o * kk + tap) * C + c0 + cl;
+        const int64_t pp = ((int64_t)o * kk + tap) * C + c0 + cl;
         float s = 0;
-        for (int k = 0; k < splits; k++) s += pp[k * MN];
+        for (int k = 0; k < splits; k++) s += d_loadf(part, pdt, pp + k * MN);
         sumt[cl * kk + tap] = s;
     }
     __syncthreads();
@@ -3408,7 +3410,7 @@ static void wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
     a.part = (float *)part->data;
     run(kdt, WGRAD, a, dim3((unsigned)((a.N + BN - 1) / BN), (unsigned)((a.M + BM - 1) / BM), (unsigned)splits));
     k_conv_wgrad_sum<<<dim3((unsigned)((g.C + WS_SLICE - 1) / WS_SLICE), (unsigned)g.O), 256, (size_t)WS_SLICE * kk * 4, S_>>>(
-        (const float *)part->data, (int)splits, gw->data, gw->dtype, (int)g.O, (int)g.C, (int)kk);
+        part->data, NN_F32, (int)splits, gw->data, gw->dtype, (int)g.O, (int)g.C, (int)kk);
     NN_LAUNCHED();
     nn_tensor_free(part);
 }
@@ -3775,19 +3777,35 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
 }
 
 /* WGRAD on wgmma: C[m][n] = sum over pixels k of dy(k, m) x(pixel of k at tap(n), channel(n)), M = O,
-   N = (tap, c), K = images*Ho*Wo, split over blockIdx.z into f32 partials [split][M][N] (summed and put back in
-   [O][C][kh][kw] order by conv_cu::k_conv_wgrad_sum). Both operands are MN-major here: a K tile is 64 pixel rows
-   of 128 contiguous bytes per 64-wide M or N block (dy_nhwc's 64 channels m; x_nhwc's 64 channels of one tap:
-   C % 64 == 0 keeps a block on one tap), in the same 128-byte swizzle, read with the transpose flags.
+   N = (tap, c), K = images*Ho*Wo. Both operands are MN-major here: a K tile is 64 pixel rows of 128 contiguous
+   bytes per 64-wide M or N block (dy_nhwc's 64 channels m; x_nhwc's 64 channels of one tap: C % 64 == 0 keeps a
+   block on one tap), in the same 128-byte swizzle, read with the transpose flags.
    Block tile 128 (o) x 256 (tap, c) x 64 pixels; warpgroup w owns o rows 64 w.., as four m64n64k16 per k step
    (one per 64-wide N block: each within one swizzle atom column). Loader: thread t copies pixel row t >> 2 of
    the tile: A block (t & 3) >> 1, its chunks 4 (t & 1).. +3; B block t & 3 (one tap), all 8 chunks. The pixel
-   (image, oy, ox) moves on by 64 per tile, the tap is fixed. Pipeline as k_conv_wgmma. */
+   (image, oy, ox) moves on by 64 per tile, the tap is fixed. Pipeline as k_conv_wgmma.
+   Two schedules (wgrad() picks one):
+   - split-K: tile (blockIdx.x, blockIdx.y), K split over blockIdx.z into f32 partials [split][M][N], summed and
+     put back in [O][C][kh][kw] order by conv_cu::k_conv_wgrad_sum.
+   - stream-K (p.units > 0): the tiles' K tiles ("units", tile-major) are cut into gridDim.x equal contiguous
+     ranges, one a block (gridDim.x <= the SMs: every block resident, all SMs busy to the end whatever the tile
+     count). A tile whose units straddle blocks is finished by the block holding its last unit; the blocks before
+     it leave their part in their own f32 slot of p.part (fragment order, coalesced) and raise their flag. Each
+     block walks its range backwards, so the one partial it may leave (the head of its last tile) comes first and
+     is ready long before the block that sums it gets there; that block adds the slots in a fixed order (nearest
+     block first) and clears the flags: bit-identical results run to run, no atomics on data. A block only ever
+     waits on lower-numbered blocks, which start no later. The finished tiles go rounded to DT as [M][N] =
+     [O][kh kw][C] to p.out16, which conv_cu::k_conv_wgrad_sum puts in gw's order: writing them straight into gw (2-byte
+     stores kk elements apart, ~0.6 sectors an element) was measured slower, 60 us at 1024 channels: one SM
+     issues its tile's scattered stores alone: bench/session_1206c/wgrad_2137. */
 struct WArgs {
     const uint16_t *a, *b;   /* dy_nhwc [P][M], x_nhwc [images][SH][SW][CS] */
-    float *part;             /* [split][M][N] */
-    int M, N, K, k_split;    /* K = P, per blockIdx.z a multiple of BK */
+    float *part;             /* split-K: [split][M][N]; stream-K: a BM x BN slot a block */
+    int M, N, K, k_split;    /* K = P, per blockIdx.z a multiple of BK (split-K) */
     int SH, SW, CS, kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
+    int units, ktiles, mt;   /* stream-K: tiles x ktiles, K tiles a tile, M tiles (units 0: split-K) */
+    int *flags;              /* stream-K: a flag a block, 1 while its slot waits to be summed; 0 between launches */
+    uint16_t *out16;         /* stream-K: the finished tiles in DT, [M][N] */
 };
 
 #ifdef CONV_WG
@@ -3803,17 +3821,14 @@ template <int DT> __device__ __forceinline__ void mma_64x64t(float *d, uint64_t 
     if (DT == NN_F16) asm volatile(CWG_SS64T("f16") : CWG_D32(0) : "l"(da), "l"(db), "r"(1));
     else asm volatile(CWG_SS64T("bf16") : CWG_D32(0) : "l"(da), "l"(db), "r"(1));
 }
-#endif /* CONV_WG */
 
-template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgrad(const WArgs p) {
-#ifdef CONV_WG
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *sm = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
-    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
-    const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
-    const int kbeg = blockIdx.z * p.k_split, kend = min(p.K, kbeg + p.k_split);
+/* acc = the tile at (m0, n0) summed over pixels [kbeg, kend): the whole pipeline, from empty stages to drained
+   (every wgmma and copy done, every thread past the last read of the stages: they can be refilled at once) */
+template <int DT>
+__device__ __forceinline__ void wgrad_tile(const WArgs &p, unsigned char *sm, int m0, int n0, int kbeg, int kend,
+                                           float (&acc)[4][32]) {
+    const int tid = threadIdx.x, wg = tid >> 7;
     const int ntiles = (kend - kbeg + BK - 1) / BK;
-
     const int kr = tid >> 2, qd = tid & 3, sw7 = kr & 7;
     /* A: block qd >> 1, chunks 4 (qd & 1) + c; whole 64-wide blocks are in or out (M % 64 == 0) */
     const int ma = m0 + (qd >> 1) * 64 + (qd & 1) * 32;
@@ -3853,7 +3868,6 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgr
         }
     };
 
-    float acc[4][32];
 #pragma unroll
     for (int b = 0; b < 4; b++)
 #pragma unroll
@@ -3887,9 +3901,12 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgr
 #pragma unroll
     for (int b = 0; b < 4; b++) wg_pin(acc[b]);
     conv_cu::cp_async_wait<0>();
+    __syncthreads();   /* all reads of the stages done before the next tile's loads */
+}
 
-    const int g = lane >> 2, q = lane & 3;
-    float *out = p.part + (int64_t)blockIdx.z * p.M * p.N;
+/* the f32 tile as rows m of out [M][N] (N even: 8-byte aligned pairs) */
+__device__ __forceinline__ void wgrad_store_rows(const WArgs &p, float *out, int m0, int n0, const float (&acc)[4][32]) {
+    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, q = lane & 3;
 #pragma unroll
     for (int h = 0; h < 2; h++) {
         const int m = m0 + wg * 64 + warp * 16 + g + 8 * h;
@@ -3899,9 +3916,91 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgr
         for (int b = 0; b < 4; b++) {
             if (n0 + 64 * b >= p.N) continue;
 #pragma unroll
-            for (int j = 0; j < 8; j++)   /* N even, n even: 8-byte aligned */
+            for (int j = 0; j < 8; j++)
                 *(float2 *)(orow + n0 + 64 * b + 8 * j + 2 * q) = make_float2(acc[b][4 * j + 2 * h], acc[b][4 * j + 2 * h + 1]);
         }
+    }
+}
+
+/* the finished tile rounded to DT into rows m of out16 [M][N] (N even: 4-byte aligned pairs) */
+template <int DT> __device__ __forceinline__ void wgrad_store_rows16(const WArgs &p, int m0, int n0, const float (&acc)[4][32]) {
+    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, q = lane & 3;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int m = m0 + wg * 64 + warp * 16 + g + 8 * h;
+        if (m >= p.M) continue;
+        uint16_t *orow = p.out16 + (int64_t)m * p.N;
+#pragma unroll
+        for (int b = 0; b < 4; b++) {
+            if (n0 + 64 * b >= p.N) continue;
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                *(uint32_t *)(orow + n0 + 64 * b + 8 * j + 2 * q) =
+                    (uint32_t)d_to16<DT>(acc[b][4 * j + 2 * h]) | ((uint32_t)d_to16<DT>(acc[b][4 * j + 2 * h + 1]) << 16);
+        }
+    }
+}
+
+__device__ __forceinline__ int flag_acquire(const int *f) {
+    int v;
+    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(f) : "memory");
+    return v;
+}
+__device__ __forceinline__ void flag_release(int *f, int v) {
+    asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(f), "r"(v) : "memory");
+}
+#endif /* CONV_WG */
+
+template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgrad(const WArgs p) {
+#ifdef CONV_WG
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *sm = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    const int tid = threadIdx.x;
+    float acc[4][32];
+    if (p.units == 0) {   /* split-K */
+        const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN, kbeg = blockIdx.z * p.k_split;
+        wgrad_tile<DT>(p, sm, m0, n0, kbeg, min(p.K, kbeg + p.k_split), acc);
+        wgrad_store_rows(p, p.part + (int64_t)blockIdx.z * p.M * p.N, m0, n0, acc);
+        return;
+    }
+    /* stream-K: units [start(b), start(b + 1)) are block b's, walked backwards a tile at a time */
+    const int G = gridDim.x, b = blockIdx.x;
+    auto start = [&](int c) { return (int)((int64_t)c * p.units / G); };
+    const int u0 = start(b);
+    float4 *const slots = (float4 *)p.part;   /* slot c: 32 float4 a thread, [i][tid] (coalesced) */
+    for (int u1 = start(b + 1); u1 > u0;) {
+        const int t = (u1 - 1) / p.ktiles, ts = t * p.ktiles, ua = max(u0, ts);
+        const int m0 = (t % p.mt) * BM, n0 = (t / p.mt) * BN;
+        wgrad_tile<DT>(p, sm, m0, n0, (ua - ts) * BK, min(p.K, (u1 - ts) * BK), acc);
+        if (u1 < ts + p.ktiles) {   /* not the tile's last unit (so the last units of this block's range): a part */
+            float4 *slot = slots + (int64_t)b * (BM * BN / 4);
+#pragma unroll
+            for (int i = 0; i < 32; i++)
+                slot[i * THREADS + tid] = make_float4(acc[i >> 3][(i & 7) * 4], acc[i >> 3][(i & 7) * 4 + 1],
+                                                      acc[i >> 3][(i & 7) * 4 + 2], acc[i >> 3][(i & 7) * 4 + 3]);
+            __threadfence();
+            __syncthreads();
+            if (tid == 0) flag_release(p.flags + b, 1);
+        } else {
+            if (ua > ts)   /* the tile began in blocks b - 1, b - 2, ... down to the one holding unit ts */
+                for (int c = b - 1;; c--) {
+                    if (tid == 0) {
+                        while (flag_acquire(p.flags + c) == 0) __nanosleep(100);
+                        p.flags[c] = 0;   /* consumed (read again only by the next launch) */
+                    }
+                    __syncthreads();
+                    const float4 *slot = slots + (int64_t)c * (BM * BN / 4);
+#pragma unroll
+                    for (int i = 0; i < 32; i++) {
+                        const float4 v = __ldcg(slot + i * THREADS + tid);
+                        float *a = &acc[i >> 3][(i & 7) * 4];
+                        a[0] += v.x; a[1] += v.y; a[2] += v.z; a[3] += v.w;
+                    }
+                    if (start(c) <= ts) break;
+                }
+            wgrad_store_rows16<DT>(p, m0, n0, acc);
+        }
+        u1 = ua;
     }
 #endif /* CONV_WG */
 }
@@ -3991,6 +4090,45 @@ static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out
 }
 
 
+/* WGRAD's schedule: 0 the cost model's pick (wgrad_stream_blocks), 1 split-K, 2 stream-K; wgrad_force_blocks > 0:
+   stream-K on that many blocks. Only the tests change them (nn__cuda_conv_wgrad_schedule: tiles straddling many
+   blocks at small sizes). */
+static int wgrad_sched = 0, wgrad_force_blocks = 0;
+
+/* blocks for the stream-K schedule of `tiles` tiles of ktiles K tiles, or 0 where split-K (`splits`, as
+   choose_splits picked) is modelled faster. Split-K: its waves of blocks at the rate of choose_splits plus the
+   f32 partials' traffic; stream-K (every SM busy, at least 8 units a block): the longest range at the same rate
+   plus ~5 us for each slot that the tile straddling the most blocks sums (measured: 256 channels at 64x64, 8
+   slots a tile, ran 26 us slower than split-K: bench/session_1206c/wgrad_2137). It must win by 5%: in practice where a
+   tile spans at most 2-3 blocks (512 and 1024 channels of the bench's shapes), not at 128-256 channels or 1x1. */
+static int64_t wgrad_stream_blocks(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, int64_t splits) {
+    const int64_t U = tiles * ktiles, sms = nn__cu.sms;
+    if (wgrad_sched == 1 || U > INT32_MAX / 2) return 0;
+    if (wgrad_sched == 2 && wgrad_force_blocks > 0) {
+        const int64_t f = wgrad_force_blocks < sms ? wgrad_force_blocks : sms;
+        return f < U ? f : U;
+    }
+    const int64_t G = U / 8 < 1 ? 1 : U / 8 < sms ? U / 8 : sms;
+    if (wgrad_sched == 2) return G;
+    const double unit = 2.0 * BM * BN * BK / 2.2e12, slot = 5e-6;
+    const double t_split = (double)((tiles * splits + sms - 1) / sms) * ((ktiles + splits - 1) / splits) * unit +
+                           splits * M * N * 8.0 / 2.5e12;
+    const int64_t least = U / G, span = (ktiles + least - 1) / least;   /* the most slots one tile sums */
+    const double t_stream = (double)((U + G - 1) / G) * unit + span * slot;
+    return t_stream < 0.95 * t_split ? G : 0;
+}
+
+/* the stream-K flags, one int a block (at most the SMs), zero between launches: each launch clears what it
+   raised. Made once. */
+static int *stream_flags() {
+    static int *flags;
+    if (!flags) {
+        NN_CU(cudaMalloc(&flags, sizeof(int) * (size_t)nn__cu.sms));
+        NN_CU(cudaMemset(flags, 0, sizeof(int) * (size_t)nn__cu.sms));
+    }
+    return flags;
+}
+
 /* conv_cu::wgrad's problem (gw from dy and x, both NHWC in dt) on the wgmma kernel when it applies (sm_90a image,
    f16/bf16, C and O multiples of 64, O >= 128); false: not taken, nothing launched */
 static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn_tensor *gw) {
@@ -4010,12 +4148,7 @@ static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
     a.sh = (int)g.sh; a.sw = (int)g.sw; a.ph = (int)g.ph; a.pw = (int)g.pw; a.dh = (int)g.dh; a.dw = (int)g.dw;
     a.Ho = (int)g.Ho; a.Wo = (int)g.Wo;
     int64_t splits = choose_splits(mt * nt, ktiles, M, N, true);
-    const int64_t per = (ktiles + splits - 1) / splits * BK;
-    splits = (P + per - 1) / per;
-    if (splits > 65535) return false;
-    a.k_split = (int)per;
-    nn_tensor *part = nn__tmp(NN_F32, splits * M * N);
-    a.part = (float *)part->data;
+    const int64_t blocks = wgrad_stream_blocks(mt * nt, ktiles, M, N, splits);
     static bool attr[2];
     const int di = dt == NN_BF16;
     auto kern = di ? k_conv_wgmma_wgrad<NN_BF16> : k_conv_wgmma_wgrad<NN_F16>;
@@ -4023,17 +4156,46 @@ static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
         NN_CU(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
         attr[di] = true;
     }
+    if (blocks > 0) {   /* stream-K: the tiles as [O][kk][C] in dt, then [O][C][kk] into gw */
+        nn_tensor *slots = nn__tmp(NN_F32, blocks * BM * BN), *t16 = nn__tmp(dt, M * N);
+        a.part = (float *)slots->data; a.out16 = (uint16_t *)t16->data; a.flags = stream_flags();
+        a.units = (int)(mt * nt * ktiles); a.ktiles = (int)ktiles; a.mt = (int)mt;
+        kern<<<dim3((unsigned)blocks), THREADS, SMEM, S_>>>(a);
+        NN_LAUNCHED();
+        conv_cu::k_conv_wgrad_sum<<<dim3((unsigned)((g.C + conv_cu::WS_SLICE - 1) / conv_cu::WS_SLICE), (unsigned)g.O),
+                                    256, (size_t)conv_cu::WS_SLICE * kk * 4, S_>>>(t16->data, dt, 1, gw->data, gw->dtype,
+                                                                                   (int)g.O, (int)g.C, (int)kk);
+        NN_LAUNCHED();
+        nn_tensor_free(slots);
+        nn_tensor_free(t16);
+        return true;
+    }
+    const int64_t per = (ktiles + splits - 1) / splits * BK;
+    splits = (P + per - 1) / per;
+    if (splits > 65535) return false;
+    a.k_split = (int)per;
+    nn_tensor *part = nn__tmp(NN_F32, splits * M * N);
+    a.part = (float *)part->data;
     kern<<<dim3((unsigned)mt, (unsigned)nt, (unsigned)splits), THREADS, SMEM, S_>>>(a);
     NN_LAUNCHED();
     conv_cu::k_conv_wgrad_sum<<<dim3((unsigned)((g.C + conv_cu::WS_SLICE - 1) / conv_cu::WS_SLICE), (unsigned)g.O), 256,
-                                (size_t)conv_cu::WS_SLICE * kk * 4, S_>>>(a.part, (int)splits, gw->data, gw->dtype,
-                                                                           (int)g.O, (int)g.C, (int)kk);
+                                (size_t)conv_cu::WS_SLICE * kk * 4, S_>>>(part->data, NN_F32, (int)splits, gw->data,
+                                                                           gw->dtype, (int)g.O, (int)g.C, (int)kk);
     NN_LAUNCHED();
     nn_tensor_free(part);
     return true;
 }
 
 } /* namespace conv_wg */
+
+extern "C" {
+/* tests: WGRAD's schedule on the wgmma kernel (0 the cost model's pick, 1 split-K, 2 stream-K) and, when blocks > 0,
+   stream-K's block count */
+void nn__cuda_conv_wgrad_schedule(int sched, int blocks) {
+    conv_wg::wgrad_sched = sched;
+    conv_wg::wgrad_force_blocks = blocks;
+}
+} /* extern "C" */
 
 /* the fallback's launches, by element type: S for the source, D for the destination (f32 or 16-bit) */
 static void nn__conv_im2col(const void *x, nn_dtype xdt, void *cols, nn_dtype cdt, const nn__cg &g, int64_t nb) {

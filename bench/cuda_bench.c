@@ -140,6 +140,14 @@ int main(int argc, char **argv) {
     int only_quick = argc > 1 && strcmp(argv[1], "quick") == 0;
     int only_conv = argc > 1 && strcmp(argv[1], "conv") == 0;   /* the conv2d rows only */
     int only_ew = argc > 1 && strcmp(argv[1], "ew") == 0;       /* copy, the row ops and GELU only */
+    /* "convpass": the bf16 conv2d rows only, each fwd+bwd also with only x's gradient (fwddx: forward + dgrad) and
+       only w's (fwddw: forward + wgrad), to see where the backward's time goes */
+    int conv_pass = argc > 1 && strcmp(argv[1], "convpass") == 0;
+    if (conv_pass) only_conv = 1;
+    if (conv_pass && argc > 2 && strcmp(argv[2], "split") == 0) {   /* A/B: the wgmma wgrad on split-K throughout */
+        void nn__cuda_conv_wgrad_schedule(int sched, int blocks);
+        nn__cuda_conv_wgrad_schedule(1, 0);
+    }
     if (!nn_cuda_available()) { fprintf(stderr, "no CUDA device\n"); return 1; }
     nn_set_grad_enabled(0);
     nn_seed(1);
@@ -205,7 +213,7 @@ int main(int argc, char **argv) {
         nn_requires_grad(c.a, 0); nn_zero_grad(c.a); nn_set_grad_enabled(0);
         nn_tensor_free(c.a); nn_tensor_free(c.d);
     }
-    if (!only_ew) {   /* conv2d 3x3, padding 1 (UNet-like shapes), f32 with TF32 off and on */
+    if (!only_ew && !conv_pass) {   /* conv2d 3x3, padding 1 (UNet-like shapes), f32 with TF32 off and on */
         static const int64_t cs[][4] = {{8, 128, 64, 64}, {8, 256, 32, 32}, {8, 512, 16, 16}};
         int k, tf;
         for (tf = 0; tf < 2; tf++)
@@ -248,6 +256,18 @@ int main(int argc, char **argv) {
             report(name, time_it(f_conv_ac_fb, &c2, 5), 0, 3 * fl);
             nn_zero_grad(c2.x); nn_zero_grad(c2.w); nn_zero_grad(c2.b);
             nn_requires_grad(c2.x, 0); nn_requires_grad(c2.w, 0); nn_requires_grad(c2.b, 0);
+            if (conv_pass) {   /* one leaf's gradient: x (the dgrad) or w (the wgrad); the forward as above */
+                int leaf;
+                for (leaf = 0; leaf < 2; leaf++) {
+                    nn_tensor *t = leaf ? c2.w : c2.x;
+                    nn_requires_grad(t, 1);
+                    snprintf(name, sizeof name, "conv2d_bf16_%s_%dx%dx%dx%d_o%d_k%d_s%d", leaf ? "fwddw" : "fwddx", s[0],
+                             s[1], s[2], s[3], s[4], kk, st);
+                    report(name, time_it(f_conv_ac_fb, &c2, 5), 0, 2 * fl);
+                    nn_zero_grad(t);
+                    nn_requires_grad(t, 0);
+                }
+            }
             nn_set_grad_enabled(0);
             nn_tensor_free(c2.x); nn_tensor_free(c2.w); nn_tensor_free(c2.b); nn_tensor_free(c2.g);
         }

@@ -80,8 +80,8 @@ def torch_case(name):
                         return F.conv2d(x, w, b, stride=s, padding=pad)
                 with torch.no_grad():
                     r = timeit(fwd, 10)
-            else:
-                x.requires_grad_(True); w.requires_grad_(True); b.requires_grad_(True)
+            else:   # fwdbwd: every gradient; fwddx / fwddw: x's or w's only (cuda_bench convpass)
+                x.requires_grad_(p[2] != "fwddw"); w.requires_grad_(p[2] != "fwddx"); b.requires_grad_(p[2] == "fwdbwd")
 
                 def step():
                     x.grad = w.grad = b.grad = None

@@ -1062,6 +1062,59 @@ static void test_conv_autocast_wg(void) {
         }
 }
 
+/* the wgmma wgrad's schedules (nn_cuda.cu conv_wg::wgrad) on the channel counts of bench/cuda_bench.c's bf16 rows
+   at small images: split-K, and stream-K on the block count it would take and on forced odd counts (tiles straddling several blocks, ranges ending mid-tile); pixel
+   counts off the 64-pixel K tiles, M and N tails (320 rows, 1728 columns), stride 2, 1x1. Stream-K sums the
+   straddling tiles' parts inside the kernel in a fixed order: two runs must give the same bytes. */
+static void test_conv_wgrad_sched(void) {
+    void nn__cuda_conv_wgrad_schedule(int sched, int blocks);
+    /* N C H W, O k, stride, pad */
+    static const int cs[][8] = {{2, 256, 9, 7, 256, 3, 1, 1},    {2, 512, 11, 13, 512, 3, 1, 1},
+                                {1, 1024, 10, 10, 1024, 3, 1, 1}, {2, 192, 15, 15, 320, 3, 2, 1},
+                                {2, 512, 9, 9, 256, 1, 1, 0}};
+    /* schedule (1 split-K, 2 stream-K), forced stream-K blocks (0: as the model would) */
+    static const int sc[][2] = {{1, 0}, {2, 0}, {2, 7}, {2, 13}, {2, 11}};
+    static const int grad[3] = {1, 1, 1};
+    int k, s;
+    for (k = 0; k < 5; k++) {
+        const int *c = cs[k];
+        int64_t xs[4] = {c[0], c[1], c[2], c[3]}, wsz[4] = {c[4], c[1], c[5], c[5]}, bs = c[4];
+        nn_tensor *in[3];
+        vargs a;
+        if (quick && k != 1) continue;
+        memset(&a, 0, sizeof a);
+        a.st[0] = a.st[1] = c[6]; a.pd[0] = a.pd[1] = c[7]; a.dl[0] = a.dl[1] = 1; a.groups = 1;
+        a.kind = k == 4 ? (int)NN_F16 : (int)NN_BF16;
+        in[0] = rnd(4, xs, -1, 1); in[1] = rnd(4, wsz, -1, 1); in[2] = rnd(1, &bs, -1, 1);
+        for (s = 0; s < 5; s++) {
+            char what[80];
+            snprintf(what, sizeof what, "conv2d wgrad schedule %d/%d case %d", sc[s][0], sc[s][1], k);
+            nn__cuda_conv_wgrad_schedule(sc[s][0], sc[s][1]);
+            compare(what, f_conv2d_ac, &a, 3, in, grad, TOL_LOW);
+            if (sc[s][0] >= 2) {   /* the same bytes twice */
+                nn_tensor *gw[2], *gc = NULL;
+                int r;
+                nn_scope_begin();
+                for (r = 0; r < 2; r++) {
+                    nn_tensor *x = nn_to(in[0], NN_CUDA), *w = nn_to(in[1], NN_CUDA), *y, *g, *xin[3];
+                    nn_requires_grad(w, 1);
+                    xin[0] = x; xin[1] = w; xin[2] = NULL;
+                    y = f_conv2d_ac(&a, xin);
+                    if (!gc) gc = rnd(y->ndim, y->shape, -1, 1);   /* one upstream gradient for both runs */
+                    g = nn_to(gc, NN_CUDA);
+                    nn_backward_with(1, &y, &g);
+                    gw[r] = nn_clone(w->grad);
+                    nn_zero_grad(w);
+                }
+                CHECK(same_bits(gw[0], gw[1]), "%s: two runs give different weight gradients", what);
+                nn_scope_end(NULL);
+            }
+        }
+        nn_tensor_free(in[0]); nn_tensor_free(in[1]); nn_tensor_free(in[2]);
+    }
+    nn__cuda_conv_wgrad_schedule(0, 0);
+}
+
 static void test_conv(void) {
     /* N C H W, O kh kw, stride, pad, dil, groups, bias */
     static const int cs[][12] = {{2, 3, 11, 13, 5, 3, 3, 1, 1, 1, 1, 1}, {3, 8, 17, 9, 4, 3, 3, 2, 1, 1, 2, 1},
@@ -1089,6 +1142,7 @@ static void test_conv(void) {
     test_conv_f32_kernels();
     test_conv_tf32_wg();
     test_conv_autocast_wg();
+    test_conv_wgrad_sched();
     for (k = 0; k < 9; k++) {   /* 0-2 upsample, 3-5 avg_pool, 6-8 adaptive */
         static const int64_t xs[3][4] = {{2, 3, 5, 7}, {1, 2, 9, 11}, {3, 4, 16, 16}};
         static const int64_t os[3][2] = {{10, 14}, {17, 23}, {5, 3}};
