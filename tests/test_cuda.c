@@ -816,6 +816,17 @@ static void test_casts(void) {
 
 /* [ops:conv] through nn.h's ops: group_norm, conv2d, upsample, avg and adaptive pools on both devices */
 typedef struct { int groups, st[2], pd[2], dl[2], kind, a, b, c; } vargs;
+/* a conv case's arguments and random inputs (x, w, and a bias when c[12]) from a row {N, C, H, W, O, kh, kw,
+   stride h, stride w, pad, dil, groups, bias, ...} */
+static void conv_case(const int *c, vargs *a, nn_tensor *in[3]) {
+    int64_t xs[4], wsz[4], bs = c[4];
+    memset(a, 0, sizeof *a);
+    a->st[0] = c[7]; a->st[1] = c[8]; a->pd[0] = c[9]; a->pd[1] = c[9]; a->dl[0] = c[10]; a->dl[1] = c[10];
+    a->groups = c[11];
+    xs[0] = c[0]; xs[1] = c[1]; xs[2] = c[2]; xs[3] = c[3];
+    wsz[0] = c[4]; wsz[1] = c[1] / c[11]; wsz[2] = c[5]; wsz[3] = c[6];
+    in[0] = rnd(4, xs, -1, 1); in[1] = rnd(4, wsz, -1, 1); in[2] = c[12] ? rnd(1, &bs, -1, 1) : NULL;
+}
 static nn_tensor *f_group_norm(void *c, nn_tensor **in) { return nn_group_norm(in[0], ((vargs *)c)->groups, in[1], in[2], 1e-5); }
 static nn_tensor *f_conv2d(void *c, nn_tensor **in) {
     vargs *a = (vargs *)c;
@@ -881,17 +892,12 @@ static void test_conv_autocast(void) {
     for (d = 0; d < 2; d++)
         for (k = 0; k < 12; k++) {
             const int *c = cs[k];
-            int64_t xs[4], wsz[4], bs = c[4];
             char what[64];
             vargs a;
             nn_tensor *in[3];
             if (quick && k > 5) continue;
-            memset(&a, 0, sizeof a);
-            a.st[0] = c[7]; a.st[1] = c[8]; a.pd[0] = c[9]; a.pd[1] = c[9]; a.dl[0] = c[10]; a.dl[1] = c[10];
-            a.groups = c[11]; a.kind = (int)dts[d];
-            xs[0] = c[0]; xs[1] = c[1]; xs[2] = c[2]; xs[3] = c[3];
-            wsz[0] = c[4]; wsz[1] = c[1] / c[11]; wsz[2] = c[5]; wsz[3] = c[6];
-            in[0] = rnd(4, xs, -1, 1); in[1] = rnd(4, wsz, -1, 1); in[2] = c[12] ? rnd(1, &bs, -1, 1) : NULL;
+            conv_case(c, &a, in);
+            a.kind = (int)dts[d];
             snprintf(what, sizeof what, "conv2d autocast %s case %d", nn_dtype_name(dts[d]), k);
             compare(what, f_conv2d_ac, &a, 3, in, grad, TOL_LOW);
             nn_tensor_free(in[0]); nn_tensor_free(in[1]); if (in[2]) nn_tensor_free(in[2]);
@@ -920,17 +926,11 @@ static void test_conv_f32_kernels(void) {
     for (tf = 1; tf >= 0; tf--)
         for (k = 0; k < 14; k++) {
             const int *c = cs[k];
-            int64_t xs[4], wsz[4], bs = c[4];
             char what[64];
             vargs a;
             nn_tensor *in[3];
             if (quick && k > 5) continue;
-            memset(&a, 0, sizeof a);
-            a.st[0] = c[7]; a.st[1] = c[8]; a.pd[0] = c[9]; a.pd[1] = c[9]; a.dl[0] = c[10]; a.dl[1] = c[10];
-            a.groups = c[11];
-            xs[0] = c[0]; xs[1] = c[1]; xs[2] = c[2]; xs[3] = c[3];
-            wsz[0] = c[4]; wsz[1] = c[1] / c[11]; wsz[2] = c[5]; wsz[3] = c[6];
-            in[0] = rnd(4, xs, -1, 1); in[1] = rnd(4, wsz, -1, 1); in[2] = c[12] ? rnd(1, &bs, -1, 1) : NULL;
+            conv_case(c, &a, in);
             snprintf(what, sizeof what, "conv2d %s case %d", tf ? "tf32" : "f32", k);
             nn_cuda_set_conv_tf32(tf);
             compare(what, f_conv2d, &a, 3, in, grad, tf ? TOL_TF32 : TOL_F32);
@@ -975,18 +975,12 @@ static void test_conv_tf32_wg(void) {
     for (k = 0; k < 12; k++)
         for (run = 0; run < (k == 0 ? 3 : 1); run++) {   /* case 0: plain, a NaN pixel, TF32 off */
             const int *c = cs[k], tf = run < 2;
-            int64_t xs[4], wsz[4], bs = c[4];
             long long f0 = nn__cuda_conv_wg_tf32_runs(0), d0 = nn__cuda_conv_wg_tf32_runs(1), n0 = nn__cuda_conv_wg_tile(narrow ? 128 : 0);
             char what[80];
             vargs a;
             nn_tensor *in[3];
             if (quick && (narrow || (k != 0 && k != 6))) continue;
-            memset(&a, 0, sizeof a);
-            a.st[0] = c[7]; a.st[1] = c[8]; a.pd[0] = c[9]; a.pd[1] = c[9]; a.dl[0] = c[10]; a.dl[1] = c[10];
-            a.groups = c[11];
-            xs[0] = c[0]; xs[1] = c[1]; xs[2] = c[2]; xs[3] = c[3];
-            wsz[0] = c[4]; wsz[1] = c[1] / c[11]; wsz[2] = c[5]; wsz[3] = c[6];
-            in[0] = rnd(4, xs, -1, 1); in[1] = rnd(4, wsz, -1, 1); in[2] = c[12] ? rnd(1, &bs, -1, 1) : NULL;
+            conv_case(c, &a, in);
             if (run == 1) nn_f32_data(in[0])[37] = NAN;
             snprintf(what, sizeof what, "conv2d %s wg case %d%s%s", tf ? "tf32" : "f32", k, run == 1 ? ", a NaN input" : "",
                      narrow ? ", 128-wide tiles" : "");
@@ -1054,17 +1048,12 @@ static void test_conv_autocast_wg(void) {
     for (d = 0; d < 4; d++)   /* both dtypes on the tiles the model picks, then on 128-wide tiles (d >= 2) */
         for (k = 0; k < 8; k++) {
             const int *c = cs[k];
-            int64_t xs[4], wsz[4], bs = c[4];
             char what[80];
             vargs a;
             nn_tensor *in[3];
             if (quick && k != 0 && k != 5) continue;
-            memset(&a, 0, sizeof a);
-            a.st[0] = c[7]; a.st[1] = c[8]; a.pd[0] = c[9]; a.pd[1] = c[9]; a.dl[0] = c[10]; a.dl[1] = c[10];
-            a.groups = c[11]; a.kind = (int)dts[d & 1];
-            xs[0] = c[0]; xs[1] = c[1]; xs[2] = c[2]; xs[3] = c[3];
-            wsz[0] = c[4]; wsz[1] = c[1] / c[11]; wsz[2] = c[5]; wsz[3] = c[6];
-            in[0] = rnd(4, xs, -1, 1); in[1] = rnd(4, wsz, -1, 1); in[2] = c[12] ? rnd(1, &bs, -1, 1) : NULL;
+            conv_case(c, &a, in);
+            a.kind = (int)dts[d & 1];
             snprintf(what, sizeof what, "conv2d autocast wg %s case %d%s", nn_dtype_name(dts[d & 1]), k, d >= 2 ? ", 128-wide tiles" : "");
             nn__cuda_conv_wg_tile(d >= 2 ? 128 : 0);
             compare(what, f_conv2d_ac, &a, 3, in, grad, TOL_LOW);
