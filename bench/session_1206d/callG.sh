@@ -1,5 +1,7 @@
 #!/bin/sh
-# bench/session_1206d/callG.sh OUT - the session's closing call, cut to the device time left (callF.sh's steps,
+# NEVER RAN: the device refused every start after 21:50 (session note, stop 19). Kept as the next session's first call: it
+# expects .carry_f built from main with the branches tf32wg (beb588e), wgrad (162b530) and biasregs (a13bf2e) merged and f7915cf (the NN_SDPA_D32_STAGE switch) re-applied.
+# bench/session_1206d/callG.sh OUT - the session's closing call, cut to the device time left (the steps of the first draft,
 # most important first, logs tarred after each): main as merged (.carry_f, 74e6a8a + f7915cf's switch) against
 # a7623af (.carry_d) on flash case 10 (the staged bias read before S); NN_SDPA_D32_STAGE=1 on cases 8, 9; the
 # conv A/B switches (NN_CONV_WG_BN=256: the TF32 128x128 tile off; NN_CONV_WGRAD_MMA=n64: the old WGRAD loop);
