@@ -5740,6 +5740,20 @@ __device__ __forceinline__ const void *bias_bh(const Params &p, int b, int h) {
     return p.bias_f32 ? (const void *)((const float *)p.bias + b * p.bs[0] + h * p.bs[1])
                       : (const void *)((const T *)p.bias + b * p.bs[0] + h * p.bs[1]);
 }
+/* the wgmma backward kernels' per-(b, h) pointers: Q, K, V and dO, the forward's lse and delta (Lq floats), the f32
+   dQ accumulator (NULL when dQ is written directly) */
+template <typename T>
+__device__ __forceinline__ void bwd_head(const Params &p, int b, int h, const T *&Q, const T *&K, const T *&V,
+                                         const T *&G, const float *&lse, const float *&delta, float *&dqa) {
+    const int64_t bh = (int64_t)b * p.H + h;
+    Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
+    K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
+    V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
+    G = (const T *)p.dout + b * p.sdo[0] + h * p.sdo[1];
+    lse = p.lse + bh * p.Lq;
+    delta = p.delta + bh * p.Lq;
+    dqa = p.dq_acc ? p.dq_acc + b * p.sqa[0] + h * p.sqa[1] : nullptr;
+}
 
 /* FULL: mask, bias and dropout compiled in (scores scaled to log2 units by apply_mods); otherwise the scores stay
    raw, the running max is in raw units and the scale rides in the exponent's FFMA (needs scale > 0) */
@@ -6793,13 +6807,10 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
     const int g = lane >> 2, q2 = (lane & 3) * 2;
     const int j0 = t * BM, kr = wg * 64 + warp * 16 + g;   /* this thread's key rows (in the tile): kr, kr + 8 */
-    const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
-    const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
-    const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
-    const T *G = (const T *)p.dout + b * p.sdo[0] + h * p.sdo[1];
-    const int64_t bh = (int64_t)b * p.H + h;
-    const float *lse = p.lse + bh * p.Lq, *delta = p.delta + bh * p.Lq;
-    float *dqa = p.dq_acc ? p.dq_acc + b * p.sqa[0] + h * p.sqa[1] : nullptr;
+    const T *Q, *K, *V, *G;
+    const float *lse, *delta;
+    float *dqa;
+    bwd_head<T>(p, b, h, Q, K, V, G, lse, delta, dqa);
     const unsigned char *bbh = BIAS ? (const unsigned char *)bias_bh<T>(p, b, h) : nullptr;
     float *dbh = BIAS && p.dbias ? p.dbias + b * p.bs[0] + h * p.bs[1] : nullptr;
     const float sl = p.scale_log2;
@@ -7135,13 +7146,10 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
     const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
     const int g = lane >> 2, q2 = (lane & 3) * 2;
     const int j0 = t * BM, kr = wg * 64 + warp * 16 + g;   /* this thread's key rows (in the tile): kr, kr + 8 */
-    const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
-    const T *K = (const T *)p.k + b * p.sk[0] + h * p.sk[1];
-    const T *V = (const T *)p.v + b * p.sv[0] + h * p.sv[1];
-    const T *G = (const T *)p.dout + b * p.sdo[0] + h * p.sdo[1];
-    const int64_t bh = (int64_t)b * p.H + h;
-    const float *lse = p.lse + bh * p.Lq, *delta = p.delta + bh * p.Lq;
-    float *dqa = p.dq_acc ? p.dq_acc + b * p.sqa[0] + h * p.sqa[1] : nullptr;
+    const T *Q, *K, *V, *G;
+    const float *lse, *delta;
+    float *dqa;
+    bwd_head<T>(p, b, h, Q, K, V, G, lse, delta, dqa);
     const float sl = p.scale_log2;
     const int nqt = (p.Lq + BN - 1) / BN, it0 = p.causal ? j0 / BN : 0;
     /* keys >= Lk: zero rows of K and V, but P must be 0 there (exp(-lse) may overflow; their dS feeds dQ) */
