@@ -1,13 +1,15 @@
 #!/bin/sh
-# bench/session_1206e/callI.sh OUT - callH.sh cut to the device time left after the failed starts (stop 20): the
-# builds as in callH.sh (.carry_d a7623af, .carry_f main + the re-applied branches, .carry_i the candidate);
+# bench/session_1206e/callI.sh OUT - callH.sh cut to the device time left after the failed starts (stop 20). Builds
+# (bench/session_1206e/build_carry.sh DIR, from a checkout of each commit): .carry_d a7623af, .carry_f reapply
+# 6294620 (main + the re-applied branches), .carry_g cf376bd (+ LDS, bias loaders), .carry_i 085941c (+ copies
+# without selects, behind the products: the candidate);
 # the candidate's tests, the flash A/B, memcheck, the conv A/B switches, racecheck, then PyTorch if time is left.
 O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 )) s"; }
 pack() { (cd "$O" && tar czf logs.tgz logs); }
 G=.carry_i
 { date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader; } 2>&1 | tee "$L/env.txt"
 timeout 110 $G/test_cuda -v > "$L/test_cuda_i.log" 2>&1; echo "test_cuda i rc=$? ($(el))"; grep -E "FAIL|passed|in use" "$L/test_cuda_i.log" | tail -8; pack
-for c in 10 8 3 2; do for v in $( [ $c -ge 8 ] && echo d ) f i; do timeout 25 .carry_$v/flash_bench $c | sed "s/^/$v /" >> "$L/flash_ab.log" 2>&1; done; done
+for c in 10 8 3 2; do for v in $( [ $c -ge 8 ] && echo d ) f $( [ $c = 10 ] || [ $c = 3 ] && echo g ) i; do timeout 25 .carry_$v/flash_bench $c | sed "s/^/$v /" >> "$L/flash_ab.log" 2>&1; done; done
 NN_SDPA_D32_STAGE=1 timeout 25 $G/flash_bench 8 | sed "s/^/i_d32stage /" >> "$L/flash_ab.log" 2>&1
 echo "flash A/B ($(el))"; cut -c1-150 "$L/flash_ab.log"; pack
 timeout 70 compute-sanitizer --tool memcheck --error-exitcode 9 $G/test_cuda quick > "$L/memcheck.log" 2>&1
