@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench/session_1206e/callI.sh OUT - callH.sh cut to the device time left after the failed starts (stop 20). Builds
+# bench/session_1206e/callI.sh OUT - stop 20's device call (never started: no machine), cut to the time the failed starts left. Builds
 # (bench/session_1206e/build_carry.sh DIR, from a checkout of each commit): .carry_d a7623af, .carry_f reapply
 # 6294620 (main + the re-applied branches), .carry_g cf376bd (+ LDS, bias loaders), .carry_i 085941c (+ copies
 # without selects, behind the products: the candidate);
