@@ -3,7 +3,7 @@
 # from a clean checkout of each commit; git-ignored): .carry_m main c6d56d3 (7c1f49f's kernels: never run as one
 # build), .carry_f reapply 259770e (main + stop 19's three branches re-applied), .carry_g 44354ab (+ LDS,
 # BiasStage, whole-tile register bias, bf16 shift), .carry_i bfc2f09 (+ load_tile_sw without a select, copies
-# behind the products: the candidate). Order: the candidate's tests (the others' only if it fails), the flash A/B,
+# behind the products: the candidate), .carry_w ws (i + the warp-specialised forward behind NN_SDPA_WS=1). Order: the candidate's tests (the others' only if it fails), the flash A/B,
 # memcheck, racecheck, the conv A/B switches, PyTorch side by side; each step packs the logs.
 O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 ))"; }
 pack() { (cd "$O" && tar czf logs.tgz logs); }
@@ -14,6 +14,9 @@ grep -E "FAIL|passed|in use" "$L/test_cuda_i.log" | tail -6; pack
 if [ $rc != 0 ]; then for v in g f m; do
   timeout 120 .carry_$v/test_cuda > "$L/test_cuda_$v.log" 2>&1; echo "test_cuda $v rc=$? ($(el) s)"; grep -E "FAIL|passed" "$L/test_cuda_$v.log" | tail -4; pack
 done; fi
+NN_SDPA_WS=1 timeout 60 .carry_w/test_cuda sdpa > "$L/test_ws.log" 2>&1; echo "test_cuda sdpa WS rc=$? ($(el) s)"
+grep -E "FAIL|passed" "$L/test_ws.log" | head -5; grep passed "$L/test_ws.log" | tail -1; pack
+for c in 10 3 2 1; do NN_SDPA_WS=1 timeout 15 .carry_w/flash_bench $c | sed "s/^/ws /" >> "$L/flash_ab.log" 2>&1; done
 for c in 10 8 3 2 9 1; do for v in m $( [ $c = 10 ] || [ $c = 8 ] && echo f ) g i; do
   timeout 25 .carry_$v/flash_bench $c | sed "s/^/$v /" >> "$L/flash_ab.log" 2>&1; done; done
 echo "flash A/B ($(el) s)"; cut -c1-150 "$L/flash_ab.log"; pack
