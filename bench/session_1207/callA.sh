@@ -16,8 +16,8 @@ if [ $rc != 0 ]; then for v in g f m; do
 done; fi
 NN_SDPA_WS=1 timeout 60 .carry_w/test_cuda sdpa > "$L/test_ws.log" 2>&1; wrc=$?; echo "test_cuda sdpa WS rc=$wrc ($(el) s)"
 grep -E "FAIL|passed" "$L/test_ws.log" | head -5; grep passed "$L/test_ws.log" | tail -1; pack
-[ $wrc = 124 ] || for c in 10 3 2 1; do for w in 1 2; do NN_SDPA_WS=$w timeout 15 .carry_w/flash_bench $c | sed "s/^/ws$w /" >> "$L/flash_ab.log" 2>&1; done; done
-for c in 10 8 3 2 9 1; do for v in m $( [ $c = 10 ] || [ $c = 8 ] && echo f ) g i; do
+[ $wrc = 124 ] || for c in 10 3 2 1 11; do for w in 1 2; do NN_SDPA_WS=$w timeout 15 .carry_w/flash_bench $c | sed "s/^/ws$w /" >> "$L/flash_ab.log" 2>&1; done; done
+for c in 10 8 3 2 9 1 11; do for v in $( [ $c = 11 ] || echo m ) $( [ $c = 10 ] || [ $c = 8 ] && echo f ) $( [ $c = 11 ] || echo g ) i; do
   timeout 25 .carry_$v/flash_bench $c | sed "s/^/$v /" >> "$L/flash_ab.log" 2>&1; done; done
 echo "flash A/B ($(el) s)"; cut -c1-150 "$L/flash_ab.log"; pack
 timeout 80 compute-sanitizer --tool memcheck --error-exitcode 9 $G/test_cuda quick > "$L/memcheck.log" 2>&1
@@ -32,5 +32,5 @@ for r in $(grep -h '^NN conv' "$L/conv_i.txt" | awk '{print $2}'); do echo "$r $
 for r in $(grep -h '^NN conv' "$L/convpass_i.txt" | awk '{print $2}'); do echo "$r $(awk -v r=$r '$2==r{print $3}' "$L/convpass_i.txt") $(awk -v r=$r '$2==r{print $3}' "$L/convpass_n64.txt") (n64)"; done; pack
 [ $(el) -gt 480 ] && exit 0
 grep '^i ' "$L/flash_ab.log" | sed 's/^i //' > "$L/flash_i.log"
-CASES=10,8,3,2,9,1 NOMATH=1 PYTHONUNBUFFERED=1 timeout 80 python3 bench/flash_torch.py "$L/flash_i.log" 2>&1 | grep -v Warning > "$L/flash_torch.log"
+CASES=10,8,3,2,9,1,11 NOMATH=1 PYTHONUNBUFFERED=1 timeout 80 python3 bench/flash_torch.py "$L/flash_i.log" 2>&1 | grep -v Warning > "$L/flash_torch.log"
 echo "($(el) s)"; grep '^|' "$L/flash_torch.log" | cut -c1-230; pack
