@@ -3,7 +3,8 @@
 # from a clean checkout of each commit; git-ignored): .carry_m main c6d56d3 (7c1f49f's kernels: never run as one
 # build), .carry_f reapply 259770e (main + stop 19's three branches re-applied), .carry_g 44354ab (+ LDS,
 # BiasStage, whole-tile register bias, bf16 shift), .carry_i bfc2f09 (+ load_tile_sw without a select, copies
-# behind the products: the candidate), .carry_w ws (i + the warp-specialised forward behind NN_SDPA_WS=1). Order: the candidate's tests (the others' only if it fails), the flash A/B,
+# behind the products: the candidate), .carry_w ws (i + the warp-specialised forward and D = 64 backward behind
+# NN_SDPA_WS=1 (=2: no turns) and NN_SDPA_WS_BWD=1). Order: the candidate's tests (the others' only if it fails), the flash A/B,
 # memcheck, racecheck, the conv A/B switches, PyTorch side by side; each step packs the logs.
 O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 ))"; }
 pack() { (cd "$O" && tar czf logs.tgz logs); }
@@ -14,9 +15,9 @@ grep -E "FAIL|passed|in use" "$L/test_cuda_i.log" | tail -6; pack
 if [ $rc != 0 ]; then for v in g f m; do
   timeout 120 .carry_$v/test_cuda > "$L/test_cuda_$v.log" 2>&1; echo "test_cuda $v rc=$? ($(el) s)"; grep -E "FAIL|passed" "$L/test_cuda_$v.log" | tail -4; pack
 done; fi
-NN_SDPA_WS=1 timeout 60 .carry_w/test_cuda sdpa > "$L/test_ws.log" 2>&1; wrc=$?; echo "test_cuda sdpa WS rc=$wrc ($(el) s)"
+NN_SDPA_WS=1 NN_SDPA_WS_BWD=1 timeout 60 .carry_w/test_cuda sdpa > "$L/test_ws.log" 2>&1; wrc=$?; echo "test_cuda sdpa WS rc=$wrc ($(el) s)"
 grep -E "FAIL|passed" "$L/test_ws.log" | head -5; grep passed "$L/test_ws.log" | tail -1; pack
-[ $wrc = 124 ] || for c in 10 3 2 1 11; do for w in 1 2; do NN_SDPA_WS=$w timeout 15 .carry_w/flash_bench $c | sed "s/^/ws$w /" >> "$L/flash_ab.log" 2>&1; done; done
+[ $wrc = 124 ] || for c in 10 3 2 1 11; do for w in 1 2; do NN_SDPA_WS=$w NN_SDPA_WS_BWD=1 timeout 15 .carry_w/flash_bench $c | sed "s/^/ws$w /" >> "$L/flash_ab.log" 2>&1; done; done
 for c in 10 8 3 2 9 1 11; do for v in $( [ $c = 11 ] || echo m ) $( [ $c = 10 ] || [ $c = 8 ] && echo f ) $( [ $c = 11 ] || echo g ) i; do
   timeout 25 .carry_$v/flash_bench $c | sed "s/^/$v /" >> "$L/flash_ab.log" 2>&1; done; done
 echo "flash A/B ($(el) s)"; cut -c1-150 "$L/flash_ab.log"; pack
