@@ -35,3 +35,6 @@ for r in $(grep -h '^NN conv' "$L/convpass_i.txt" | awk '{print $2}'); do echo "
 grep '^i ' "$L/flash_ab.log" | sed 's/^i //' > "$L/flash_i.log"
 CASES=10,8,3,2,9,1,11 NOMATH=1 PYTHONUNBUFFERED=1 timeout 80 python3 bench/flash_torch.py "$L/flash_i.log" 2>&1 | grep -v Warning > "$L/flash_torch.log"
 echo "($(el) s)"; grep '^|' "$L/flash_torch.log" | cut -c1-230; pack
+[ $(el) -gt 500 ] && exit 0
+NN_SDPA_WS=1 NN_SDPA_WS_BWD=1 timeout 80 compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 9 .carry_w/test_cuda sdpa quick > "$L/racecheck_ws.log" 2>&1
+echo "racecheck WS rc=$? ($(el) s)"; grep -E "RACECHECK SUMMARY|passed" "$L/racecheck_ws.log" | tail -2; pack
