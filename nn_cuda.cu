@@ -6490,10 +6490,11 @@ __device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int r
    log2 units, scale_log2 * s + log2e * bias as fwd_kernel's FULL path, took two), and the exponent's factor sl
    is log2e; lse comes out in the same natural-log units.
    BIAS 3 (in T, D = 64, 16-byte aligned rows: Params.bias_stage): the bias tile [BM][128 keys] goes through
-   shared memory instead, by cp.async with its K/V tile (three stages, rows padded by 16 bytes so that the 8
-   query rows a warp reads at once fall in different banks), one tile ahead like K and V. Why: the register path
-   issues each tile's loads in the trip that uses them, and a full [B,H,Lq,Lk] bias (case 10 of bench/flash_bench:
-   1.07 GB, DRAM-bound) waited for DRAM latency every tile (0.68 of cuDNN); staged, the loads have a whole trip.
+   shared memory instead, by cp.async (three stages, rows padded by 16 bytes so that the 8 query rows a warp
+   reads at once fall in different banks), a tile ahead of K and V, and from there into the registers the
+   register path uses, before S is issued (load_bias). Why: the register path issues each tile's loads in the
+   trip that uses them, and a full [B,H,Lq,Lk] bias (case 10 of bench/flash_bench: 1.07 GB, DRAM-bound) waited for
+   DRAM latency every tile (0.68 of cuDNN); staged, the loads have a whole trip.
    HD = 32: 64-byte rows (see above), O += P V as 8 wgmma m64n32k16; with a split over keys (Params.nsplit > 1,
    run_wg_fwd: D = 32 problems whose query tiles leave SMs idle, the 900-query AQR cases) CTA split sp takes the
    keys [sp split_len, (sp + 1) split_len) (split_len a multiple of 128: the split's last tile is masked only by
@@ -6507,7 +6508,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     constexpr int CB = HD / CN, OA = CN / 2;  /* such column blocks, and their accumulators a thread */
     using BT = typename std::conditional<BIAS == 2, float, T>::type;      /* bias element */
     using BP = typename std::conditional<BIAS == 2, float2, uint32_t>::type;   /* two adjacent keys of it */
-    constexpr bool BREG = BIAS == 1 || BIAS == 2;   /* the bias read into registers */
+    constexpr bool BREG = BIAS == 1 || BIAS == 2;   /* the bias read from global memory into registers */
     constexpr int BSTR = BN * 2 + 16;               /* BIAS 3: bytes of a staged bias row (padded) */
     static_assert(BIAS != 3 || HD == 64, "wg_fwd_kernel: the staged bias at D = 64 only (shared memory)");
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -6555,6 +6556,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         load_tile_sw<T, HD, BN, NTH>(Ks, K, p.sk[2], ks, p.Lk);
         load_tile_sw<T, HD, BN, NTH>(Vs, V, p.sv[2], ks, p.Lk);
         stage_bias(0);
+        if (nkt > 1) stage_bias(1);   /* BIAS 3: one tile ahead of K and V (next_tile) */
     }
     cp_commit();
     float o[CB][OA], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
@@ -6578,7 +6580,9 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
        them, as s is after its wait, so that their reads stay below it; s and alpha are pinned after the
        softmax, so that it stays above the next wait. */
     /* wait for tile kt and start loading tile kt + 1 (the buffer it goes to held tile kt - 2, whose products
-       every thread has waited for before this barrier) */
+       every thread has waited for before this barrier). BIAS 3 stages bias tile kt + 2: it waits here for bias
+       kt + 1, which trip kt + 1 reads into registers before its own barrier (load_bias); the stage it goes to
+       held bias kt - 1, read in trip kt - 1. */
     auto next_tile = [&](int kt) {
         cp_wait_all();
         fence_async_smem();
@@ -6587,8 +6591,8 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
             const int sn = (kt + 1) % NS, j1 = ks + (kt + 1) * BN;
             load_tile_sw<T, HD, BN, NTH>(Ks + sn * BN * HD, K, p.sk[2], j1, p.Lk);
             load_tile_sw<T, HD, BN, NTH>(Vs + sn * BN * HD, V, p.sv[2], j1, p.Lk);
-            stage_bias(kt + 1);
         }
+        if (kt + 2 < nkt) stage_bias(kt + 2);
         cp_commit();
     };
     /* S = Q K_kt^T, K in buffer kt % 3 (after a wg_fence): one commit group */
@@ -6618,8 +6622,19 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         wg_pin(pa);
     };
     /* BIAS: the bias of tile kt at this thread's accumulator elements: bv[hh][j] holds keys j0 + 8 j + q2 and
-       + 1 of row r0 + 8 hh. Keys clamped to Lk - 2 (even: a pair never straddles Lk), masked in softmax. */
+       + 1 of row r0 + 8 hh. Keys clamped to Lk - 2 (even: a pair never straddles Lk), masked in softmax. BIAS 3
+       reads them from stage kt % 3 (landed at the barrier before, next_tile), before S_kt is issued: the shared
+       loads' latency then hides behind the barrier and S = Q K^T, where reading them after S (as first written)
+       put it on the softmax's critical path (warps waited 53 % of cycles with nothing eligible: ncu, 21:49). */
     auto load_bias = [&](BP (&bv)[2][16], int kt) {
+        if constexpr (BIAS == 3) {
+            const unsigned char *st = Bt + (kt % NS) * BM * BSTR + (wg * 64 + warp * 16 + g) * BSTR + q2 * 2;
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                bv[0][j] = *reinterpret_cast<const uint32_t *>(st + 16 * j);
+                bv[1][j] = *reinterpret_cast<const uint32_t *>(st + 8 * BSTR + 16 * j);
+            }
+        }
         if constexpr (BREG) {
 #pragma unroll
             for (int j = 0; j < 16; j++) {
@@ -6638,12 +6653,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
 #pragma unroll
                 for (int hh = 0; hh < 2; hh++) {
                     float b0, b1;
-                    if constexpr (BIAS == 3)   /* row wg 64 + warp 16 + g + 8 hh of stage kt % 3, keys 8 j + q2.. */
-                        wg_bias2<T>(*reinterpret_cast<const uint32_t *>(
-                                        Bt + (kt % NS) * BM * BSTR + (wg * 64 + warp * 16 + g + 8 * hh) * BSTR +
-                                        (8 * j + q2) * 2), b0, b1);
-                    else
-                        wg_bias2<T>(bv[hh][j], b0, b1);
+                    wg_bias2<T>(bv[hh][j], b0, b1);
                     s[4 * j + 2 * hh] = fmaf(s[4 * j + 2 * hh], p.scale, b0);
                     s[4 * j + 2 * hh + 1] = fmaf(s[4 * j + 2 * hh + 1], p.scale, b1);
                 }
@@ -6691,8 +6701,9 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     if (nkt > 0) {
         float s[64], alpha[2];   /* S_kt, then P_kt (unnormalised) and the rescale of O, until packed */
         BP bv[2][16];            /* BIAS: the bias of tile kt (unused otherwise) */
-        load_bias(bv, 0);
+        if (BIAS != 3) load_bias(bv, 0);
         next_tile(0);            /* tile 0: S_0 alone */
+        if (BIAS == 3) load_bias(bv, 0);   /* (landed at that barrier) */
         wg_fence();
         issue_s(s, 0);
         wg_wait<0>();
@@ -6702,7 +6713,8 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         for (int kt = 1; kt < nkt; kt++) {
             wg_wait<0>();                /* O += P_{kt-2} V_{kt-2} done (at kt = 1 nothing is in flight) */
             pin_o_pa();
-            load_bias(bv, kt);         /* no branch: the loads issue here, consumed after S_kt */
+            load_bias(bv, kt);         /* no branch: the loads issue here, consumed after S_kt (BIAS 3: landed at
+                                          the last barrier) */
             rescale_pack(s, alpha);    /* O *= alpha_{kt-1}, P_{kt-1} to A fragments */
             next_tile(kt);
             pin_o_pa();                /* the rescale and the packing stay above the fence */
