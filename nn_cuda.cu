@@ -3283,9 +3283,9 @@ static bool fits(const nn__cg &g) {
 /* K splits for `tiles` output tiles of ktiles K tiles each, on a kernel of per_sm blocks an SM doing tile_flops a K
    tile at `rate` FLOP/s a block: the time of the waves times the work of one block, plus the f32 partials'
    traffic (written and read, 2.5 TB/s) when there are partials; the fewest splits (at most max_splits) within
-   0.1% of the best. conv_wg's launches use it too. */
+   0.1% of the best (its modelled time in *best_t when not NULL). conv_wg's launches use it too. */
 static int64_t split_k(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials, int per_sm,
-                       double tile_flops, double rate, int max_splits) {
+                       double tile_flops, double rate, int max_splits, double *best_t = nullptr) {
     const double bw = 2.5e12;
     int64_t slots = per_sm * (int64_t)nn__cu.sms, best = 1, maxs = ktiles / 8 < 1 ? 1 : ktiles / 8;
     double bt = 1e30;
@@ -3295,6 +3295,7 @@ static int64_t split_k(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool
         if (s > 1 || always_partials) t += s * M * N * 8.0 / bw;
         if (t < bt * 0.999) { bt = t; best = s; }
     }
+    if (best_t) *best_t = bt;
     return best;
 }
 /* conv_cu's: 2 blocks an SM; ~0.8 TFLOP/s a block for 16-bit operands (measured: 128x128 tiles, mma.sync), half
@@ -3494,7 +3495,9 @@ static int nn__cu_wgmma(void) {
    that the wgmma descriptors read (the layout of sdpa_cu's Q and K tiles: in row r the 16-byte chunk c sits at
    chunk c ^ (r & 7), 8-row groups 1024 bytes apart).
    Block tile BM 128 (M: output channels for FPROP, input channels for DGRAD) x BN 256 (pixels) x 128 bytes, two
-   warpgroups of 64 x 256 (128 f32 accumulators a thread), one block per SM (4 stages of 48 KiB). All 256
+   warpgroups of 64 x 256 (128 f32 accumulators a thread), one block per SM (4 stages of 48 KiB); or BN 128
+   (k_conv_wgmma<DT, 128>: 64 accumulators, stages of 32 KiB) where run_out's model finds the 256-wide tiles too
+   few for the SMs (twice the blocks instead of a K split, or fewer splits). All 256
    threads load: one barrier per K tile, tiles issued 2 ahead (the stage written at tile kt held tile kt - 2,
    whose wgmma every thread has waited for), so the tensor cores run tile kt while tiles kt+1, kt+2 arrive.
    The gather differs between the modes only in host-set constants: pixel (oy, ox) of the output plane at tap
@@ -3511,12 +3514,8 @@ namespace conv_wg {
 constexpr int BM = 128, BN = 256, BK = 64, STAGES = 4, THREADS = 256;
 constexpr int A_BYTES = BM * BK * 2, B_BYTES = BN * BK * 2, STAGE_BYTES = A_BYTES + B_BYTES;   /* 16 + 32 KiB */
 constexpr int SMEM = STAGES * STAGE_BYTES + 1024;   /* + 1024: the atoms' 1024-byte alignment */
-constexpr int LDS = BN + 8;                         /* epilogue staging row, 16-bit elements (+16 bytes: banks) */
-static_assert(BM * LDS * 2 <= STAGES * STAGE_BYTES, "conv_wg: staging tile");
 /* k_conv_wgmma's K tile in elements of the operands' type: 128 bytes of a row, 64 16-bit or 32 f32 (TF32) */
 __host__ __device__ constexpr int bk_elems(int dt) { return dt == NN_F32 ? BK / 2 : BK; }
-constexpr int LDF = BN + 8;                         /* f32 epilogue staging row, floats (+32 bytes: banks) */
-static_assert(BM * LDF * 4 <= STAGES * STAGE_BYTES, "conv_wg: f32 staging tile");
 
 struct Args {
     const void *a, *b;       /* A [M][K] (K = taps x CS), B the NHWC image [images][SH][SW][CS]; 16-byte aligned;
@@ -3560,22 +3559,42 @@ template <int DT> __device__ __forceinline__ void mma_64x256(float (&d)[128], ui
     else if (DT == NN_BF16) asm volatile(CWG_SS256("m64n256k16.f32.bf16.bf16", "1, 1, 0, 0") : CWG_D128 : "l"(da), "l"(db), "r"(1));
     else asm volatile(CWG_SS256("m64n256k8.f32.tf32.tf32", "1, 1") : CWG_D128 : "l"(da), "l"(db), "r"(1));
 }
+#define CWG_D64 CWG_D8(0), CWG_D8(8), CWG_D8(16), CWG_D8(24), CWG_D8(32), CWG_D8(40), CWG_D8(48), CWG_D8(56)
+#define CWG_SS128(SHAPE_TY, IMM)                                                                                   \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                                   \
+    "wgmma.mma_async.sync.aligned." SHAPE_TY " {"                                                                  \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "   \
+    "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, "   \
+    "%44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "       \
+    "%64, %65, p, " IMM ";\n}\n"
+/* the same for the 128-wide tile: d[64 x 128] += A[64 x K] B[128 x K]^T (d's layout as above, j < 16) */
+template <int DT> __device__ __forceinline__ void mma_64x128(float (&d)[64], uint64_t da, uint64_t db) {
+    if (DT == NN_F16) asm volatile(CWG_SS128("m64n128k16.f32.f16.f16", "1, 1, 0, 0") : CWG_D64 : "l"(da), "l"(db), "r"(1));
+    else if (DT == NN_BF16) asm volatile(CWG_SS128("m64n128k16.f32.bf16.bf16", "1, 1, 0, 0") : CWG_D64 : "l"(da), "l"(db), "r"(1));
+    else asm volatile(CWG_SS128("m64n128k8.f32.tf32.tf32", "1, 1") : CWG_D64 : "l"(da), "l"(db), "r"(1));
+}
+template <int DT> __device__ __forceinline__ void mma_64xn(float (&d)[128], uint64_t da, uint64_t db) { mma_64x256<DT>(d, da, db); }
+template <int DT> __device__ __forceinline__ void mma_64xn(float (&d)[64], uint64_t da, uint64_t db) { mma_64x128<DT>(d, da, db); }
 #endif /* CONV_WG */
 
 /* DT NN_BF16 / NN_F16: 16-bit operands; NN_F32: f32 operands rounded to TF32 by the layout passes, on the TF32
-   form (the same bytes a tile, KT = 32 elements, the f32 staging tile in the epilogue) */
-template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(const Args p) {
+   form (the same bytes a tile, KT = 32 elements, the f32 staging tile in the epilogue). NB: the block tile's
+   width, BN (256) or 128 (run_out's pick where 256-wide tiles leave SMs idle: twice the blocks, no K split or
+   fewer), with stages of 16 + NB / 8 KiB. */
+template <int DT, int NB = BN> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(const Args p) {
 #ifdef CONV_WG
+    static_assert(NB == 256 || NB == 128, "k_conv_wgmma: 256- or 128-wide tiles");
     using T = typename std::conditional<DT == NN_F32, float, uint16_t>::type;
     constexpr int KT = bk_elems(DT), CH = 16 / (int)sizeof(T);   /* K tile, elements a 16-byte chunk */
+    constexpr int SB = A_BYTES + NB * 128, NBR = NB / 32;       /* a stage's bytes; B rows / 32 */
     const T *pa = (const T *)p.a, *pb = (const T *)p.b;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *sm = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
-    const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+    const int m0 = blockIdx.x * BM, n0 = blockIdx.y * NB;
     const int kbeg = blockIdx.z * p.k_split, ntiles = (min(p.K, kbeg + p.k_split) - kbeg) / KT;
 
-    /* Loader: this thread copies 16-byte chunk ch of rows r0 + 32 i of both tiles (A: i < 4, B: i < 8). The
+    /* Loader: this thread copies 16-byte chunk ch of rows r0 + 32 i of both tiles (A: i < 4, B: i < NB / 32). The
        swizzled position of (r0 + 32 i, ch) is soff + 4096 i (32 rows keep r & 7). A rows advance by KT per
        tile; B rows keep their pixel (image base, t and u at tap 0) and move with the tile's tap (ld_i, ld_j)
        and channel offset ld_c. */
@@ -3586,9 +3605,9 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
     unsigned a_ok = 0;
 #pragma unroll
     for (int i = 0; i < 4; i++) a_ok |= (m0 + r0 + 32 * i < p.M ? 1u : 0u) << i;
-    int b_img[8], b_y[8], b_x[8];   /* first pixel of the row's image; t and u at tap 0 */
+    int b_img[NBR], b_y[NBR], b_x[NBR];   /* first pixel of the row's image; t and u at tap 0 */
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < NBR; i++) {
         const int n = n0 + r0 + 32 * i;
         if (n < p.N) {
             const int img = n / p.plane, q = n - img * p.plane, oy = q / p.ow, ox = q - oy * p.ow;
@@ -3606,7 +3625,7 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
         ld_c = kbeg - tap * p.CS; ld_i = tap / p.kw; ld_j = tap - ld_i * p.kw;
     }
     auto load_tile = [&](int stage) {
-        unsigned char *sA = sm + stage * STAGE_BYTES + soff, *sB = sA + A_BYTES;
+        unsigned char *sA = sm + stage * SB + soff, *sB = sA + A_BYTES;
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const bool ok = (a_ok >> i) & 1;
@@ -3616,7 +3635,7 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
         const int dy = ld_i * p.td_h, dx = ld_j * p.td_w;
         const T *bc = pb + ld_c + ch * CH;
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
+        for (int i = 0; i < NBR; i++) {
             const int t = b_y[i] + dy, u = b_x[i] + dx;
             const bool ok = (unsigned)t < tlim && (unsigned)u < ulim && ((t & mh) | (u & mw)) == 0;
             const int pix = b_img[i] + (t >> p.ls_h) * p.SW + (u >> p.ls_w);
@@ -3626,9 +3645,9 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
         if (ld_c == p.CS) { ld_c = 0; if (++ld_j == p.kw) { ld_j = 0; ++ld_i; } }
     };
 
-    float acc[128];
+    float acc[NB / 2];
 #pragma unroll
-    for (int i = 0; i < 128; i++) acc[i] = 0.0f;
+    for (int i = 0; i < NB / 2; i++) acc[i] = 0.0f;
     wg_pin(acc);
     /* this warpgroup's 64 rows of A: 64 rows of 128 bytes further (a whole number of atoms) */
     const uint64_t da0 = wg_desc(sm + wg * 64 * 128), db0 = wg_desc(sm + A_BYTES);
@@ -3644,11 +3663,11 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
         __syncthreads();                         /* everyone's; and every wgmma of tile kt - 2 is done */
         if (kt + STAGES - 2 < ntiles) load_tile((kt + STAGES - 2) % STAGES);
         conv_cu::cp_async_commit();
-        const uint64_t so = (uint64_t)((kt % STAGES) * STAGE_BYTES) >> 4;
+        const uint64_t so = (uint64_t)((kt % STAGES) * SB) >> 4;
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < 4; kk++)   /* k step kk (16 or 8 elements): 32 bytes further along the 128-byte rows */
-            mma_64x256<DT>(acc, da0 + so + 2 * kk, db0 + so + 2 * kk);
+            mma_64xn<DT>(acc, da0 + so + 2 * kk, db0 + so + 2 * kk);
         wg_commit();
         wg_wait<1>();                            /* tile kt - 1's products done: its stage is free after the barrier */
     }
@@ -3667,7 +3686,7 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
             if (m >= p.M) continue;
             float *orow = out + (int64_t)m * p.N;
 #pragma unroll
-            for (int j = 0; j < 32; j++) {
+            for (int j = 0; j < NB / 8; j++) {
                 const int n = n0 + 8 * j + 2 * q;
                 const float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
                 if (n + 1 < p.N && ((uintptr_t)(orow + n) & 7) == 0) *(float2 *)(orow + n) = make_float2(v0, v1);
@@ -3680,40 +3699,42 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
         return;
     }
     if constexpr (DT == NN_F32) {
-        /* (acc + bias) into a [BM][LDF] f32 staging tile (rows 8 banks apart: a half-warp's float2 stores, 4 rows x
-           8 words, hit distinct banks), then written out half a row (128 pixels) per warp instruction: lane l
-           holds pixels 4 l .. 4 l + 3 (16 bytes) of each half */
+        /* (acc + bias) into a [BM][NB + 8] f32 staging tile (rows 8 banks apart: a half-warp's float2 stores, 4
+           rows x 8 words, hit distinct banks), then written out 128 pixels of a row per warp instruction: lane l
+           holds pixels 4 l .. 4 l + 3 (16 bytes) of each 128-pixel part hf */
+        constexpr int LDF = NB + 8, NHF = NB / 128;
+        static_assert(BM * LDF * 4 <= STAGES * SB, "conv_wg: f32 staging tile");
         float *st = (float *)sm;
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int r = rw + 8 * h;
             const float bv = p.bias && m0 + r < p.M ? d_loadf(p.bias, p.bias_dt, m0 + r) : 0.0f;
 #pragma unroll
-            for (int j = 0; j < 32; j++)
+            for (int j = 0; j < NB / 8; j++)
                 *(float2 *)(st + r * LDF + 8 * j + 2 * q) = make_float2(acc[4 * j + 2 * h] + bv, acc[4 * j + 2 * h + 1] + bv);
         }
         __syncthreads();
-        int img4[2][4], q4[2][4];   /* image and in-plane index of this lane's pixels (-1: past N) */
+        int img4[NHF][4], q4[NHF][4];   /* image and in-plane index of this lane's pixels (-1: past N) */
+        bool vec[NHF];                  /* 4 pixels of one image, 16-byte aligned in its plane (n a multiple of 4) */
 #pragma unroll
-        for (int hf = 0; hf < 2; hf++)
+        for (int hf = 0; hf < NHF; hf++) {
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int n = n0 + 128 * hf + 4 * lane + e;
                 img4[hf][e] = n < p.N ? n / p.plane : -1;
                 q4[hf][e] = n < p.N ? n - img4[hf][e] * p.plane : 0;
             }
-        /* 4 pixels of one image, 16-byte aligned in its plane (n0 + 4 lane is a multiple of 4) */
-        const bool vec0 = img4[0][3] >= 0 && img4[0][0] == img4[0][3] && (p.plane & 3) == 0;
-        const bool vec1 = img4[1][3] >= 0 && img4[1][0] == img4[1][3] && (p.plane & 3) == 0;
+            vec[hf] = img4[hf][3] >= 0 && img4[hf][0] == img4[hf][3] && (p.plane & 3) == 0;
+        }
         float *o = (float *)p.out;
         const int w8 = tid >> 5;
         for (int rr = 0; rr < BM / 8; rr++) {
             const int r = w8 * (BM / 8) + rr, m = m0 + r;
             if (m >= p.M) break;
 #pragma unroll
-            for (int hf = 0; hf < 2; hf++) {
+            for (int hf = 0; hf < NHF; hf++) {
                 const float4 v = *(const float4 *)(st + r * LDF + 128 * hf + 4 * lane);
-                if (hf ? vec1 : vec0) *(float4 *)(o + ((int64_t)img4[hf][0] * p.M + m) * p.plane + q4[hf][0]) = v;
+                if (vec[hf]) *(float4 *)(o + ((int64_t)img4[hf][0] * p.M + m) * p.plane + q4[hf][0]) = v;
                 else {
                     const float e4[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
@@ -3724,33 +3745,36 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
         }
         return;
     }
-    /* (acc + bias) rounded to dt into a [BM][LDS] staging tile, then written out a row of 256 pixels per warp
-       instruction: lane l holds pixels 8 l .. 8 l + 7 (16 bytes) */
+    /* (acc + bias) rounded to dt into a [BM][NB + 8] staging tile, then written out NB pixels of a row (RPI rows of
+       the tile) per warp instruction: lane l holds pixels 8 (l % LPR) .. + 7 (16 bytes) of row l / LPR */
+    constexpr int LDS = NB + 8, LPR = NB / 8, RPI = 32 / LPR;
+    static_assert(BM * LDS * 2 <= STAGES * SB, "conv_wg: staging tile");
     uint16_t *st = (uint16_t *)sm;
 #pragma unroll
     for (int h = 0; h < 2; h++) {
         const int r = rw + 8 * h;
         const float bv = p.bias && m0 + r < p.M ? d_loadf(p.bias, p.bias_dt, m0 + r) : 0.0f;
 #pragma unroll
-        for (int j = 0; j < 32; j++)
+        for (int j = 0; j < NB / 8; j++)
             *(uint32_t *)(st + r * LDS + 8 * j + 2 * q) = (uint32_t)d_to16<DT>(acc[4 * j + 2 * h] + bv) |
                                                            ((uint32_t)d_to16<DT>(acc[4 * j + 2 * h + 1] + bv) << 16);
     }
     __syncthreads();
+    const int lp = lane % LPR, lr = lane / LPR;   /* this lane's 16-byte column and row within an instruction */
     int img8[8], q8[8];   /* image and in-plane index of this lane's 8 pixels (-1: past N) */
 #pragma unroll
     for (int e = 0; e < 8; e++) {
-        const int n = n0 + 8 * lane + e;
+        const int n = n0 + 8 * lp + e;
         img8[e] = n < p.N ? n / p.plane : -1;
         q8[e] = n < p.N ? n - img8[e] * p.plane : 0;
     }
-    /* 8 pixels of one image, 16-byte aligned in its plane (n0 + 8 lane is a multiple of 8) */
+    /* 8 pixels of one image, 16-byte aligned in its plane (n0 + 8 lp is a multiple of 8) */
     const bool vec = img8[7] >= 0 && img8[0] == img8[7] && (p.plane & 7) == 0;
     const int w8 = tid >> 5;
-    for (int rr = 0; rr < BM / 8; rr++) {
-        const int r = w8 * (BM / 8) + rr, m = m0 + r;
+    for (int rr = 0; rr < BM / 8; rr += RPI) {
+        const int r = w8 * (BM / 8) + rr + lr, m = m0 + r;
         if (m >= p.M) break;
-        const uint4 v = *(const uint4 *)(st + r * LDS + 8 * lane);
+        const uint4 v = *(const uint4 *)(st + r * LDS + 8 * lp);
         const uint16_t *e16 = (const uint16_t *)&v;
         if (p.out_f32) {
             float *o = (float *)p.out;
@@ -4017,9 +4041,25 @@ static bool enabled(int mode) {
     return (mask >> mode) & 1;
 }
 
-/* conv_cu::split_k for these kernels: one block an SM, ~2.2 TFLOP/s a block (~290 TFLOP/s over 132 SMs) */
-static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials) {
-    return conv_cu::split_k(tiles, ktiles, M, N, always_partials, 1, 2.0 * BM * BN * BK, 2.2e12, 64);
+/* conv_cu::split_k for these kernels: one block an SM, ~2.2 TFLOP/s a block (~290 TFLOP/s over 132 SMs) for 128 x
+   256 tiles; k_conv_wgmma's 128 x 128 tiles (nb 128) at NARROW_RATE of that (a guess: half the B operand per A
+   read, the same per-tile overheads; NN_CONV_WG_BN measures both) */
+constexpr double NARROW_RATE = 0.85;
+static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials, int nb = BN,
+                             double *best_t = nullptr) {
+    return conv_cu::split_k(tiles, ktiles, M, N, always_partials, 1, 2.0 * BM * nb * BK, nb == BN ? 2.2e12 : 2.2e12 * NARROW_RATE,
+                            64, best_t);
+}
+
+/* k_conv_wgmma's tile width: 0 the model's pick (run_out), else 256 or 128. NN_CONV_WG_BN (read once) sets it for
+   A/B; the tests through nn__cuda_conv_wg_tile. */
+static int tile_nb = -1;
+static int tile_choice() {
+    if (tile_nb < 0) {
+        const char *e = getenv("NN_CONV_WG_BN");
+        tile_nb = e && atoi(e) == 128 ? 128 : e && atoi(e) == 256 ? 256 : 0;
+    }
+    return tile_nb;
 }
 
 /* log2 of s when s is a power of two, else -1 */
@@ -4029,8 +4069,9 @@ static int log2_exact(int s) {
     return -1;
 }
 
-/* launches of k_conv_wgmma<NN_F32> by mode (FPROP, DGRAD): the tests check that TF32 convs take it */
-static int64_t tf32_runs[2];
+/* launches of k_conv_wgmma<NN_F32> by mode (FPROP, DGRAD), and of k_conv_wgmma by tile width (256, 128): the
+   tests check that TF32 convs take it, and which tiles ran */
+static int64_t tf32_runs[2], tile_runs[2];
 
 /* conv_cu::run_out's problem on the wgmma kernel when it applies (sm_90a image, f16/bf16, or f32 on TF32 (conv_cu's
    DT NN_F32: operands rounded by its layout passes; 3xTF32 stays on conv_cu), FPROP, or DGRAD at power-of-two
@@ -4058,8 +4099,15 @@ static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out
         a.rs_h = 1; a.rs_w = 1; a.ro_h = c.ph; a.ro_w = c.pw; a.td_h = -c.dh; a.td_w = -c.dw; a.ls_h = lh; a.ls_w = lw;
     }
     /* a TF32 K tile (32 f32) takes as long as a 16-bit one (64): half the products at half the rate, so the
-       chooser's per-tile figures hold for both with ktiles counted in the kernel's tiles */
-    int64_t ktiles = a.K / kt, splits = choose_splits(mt * nt, ktiles, a.M, a.N, false);
+       chooser's per-tile figures hold for both with ktiles counted in the kernel's tiles. The tile width: 128
+       where its modelled time (twice the tiles, no split or fewer: less f32 partials' traffic) is the lower */
+    const int64_t ktiles = a.K / kt, nt128 = (a.N + 127) / 128;
+    double t256 = 0, t128 = 0;
+    const int64_t s256 = choose_splits(mt * nt, ktiles, a.M, a.N, false, 256, &t256);
+    const int64_t s128 = choose_splits(mt * nt128, ktiles, a.M, a.N, false, 128, &t128);
+    const int nb = nt128 > 65535 ? 256 : tile_choice() ? tile_choice() : t128 < t256 ? 128 : 256;
+    if (nb == 128) nt = nt128;
+    int64_t splits = nb == 256 ? s256 : s128;
     int64_t per = (ktiles + splits - 1) / splits * kt;
     splits = (a.K + per - 1) / per;
     a.k_split = (int)per;
@@ -4070,16 +4118,19 @@ static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out
     } else {
         a.out = out;
     }
-    static bool attr[3];
-    const int di = dt == NN_F32 ? 2 : dt == NN_BF16;
-    auto kern = di == 2 ? k_conv_wgmma<NN_F32> : di ? k_conv_wgmma<NN_BF16> : k_conv_wgmma<NN_F16>;
+    static bool attr[6];
+    const int di = (dt == NN_F32 ? 2 : dt == NN_BF16) + (nb == 128 ? 3 : 0);
+    void (*const kerns[6])(const Args) = {k_conv_wgmma<NN_F16>, k_conv_wgmma<NN_BF16>, k_conv_wgmma<NN_F32>,
+                                          k_conv_wgmma<NN_F16, 128>, k_conv_wgmma<NN_BF16, 128>, k_conv_wgmma<NN_F32, 128>};
+    const int smem = STAGES * (A_BYTES + nb * 128) + 1024;
     if (!attr[di]) {
-        NN_CU(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+        NN_CU(cudaFuncSetAttribute(kerns[di], cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         attr[di] = true;
     }
-    kern<<<dim3((unsigned)mt, (unsigned)nt, (unsigned)splits), THREADS, SMEM, S_>>>(a);
+    kerns[di]<<<dim3((unsigned)mt, (unsigned)nt, (unsigned)splits), THREADS, smem, S_>>>(a);
     NN_LAUNCHED();
     if (dt == NN_F32) tf32_runs[mode == conv_cu::DGRAD]++;
+    tile_runs[nb == 128]++;
     if (part) {
         conv_cu::k_conv_splitk_out<<<nn__grid((int64_t)a.M * a.N, 256), 256, 0, S_>>>(
             a.part, (int)splits, a.M, a.N, a.plane, a.bias, a.bias_dt, out, dt, out_dt == NN_F32);
@@ -4223,6 +4274,13 @@ extern "C" {
 
 /* k_conv_wgmma<NN_F32> launches so far for mode 0 (FPROP) or 1 (DGRAD) (tests: TF32 convs take the wgmma kernel) */
 long long nn__cuda_conv_wg_tf32_runs(int mode) { return (long long)conv_wg::tf32_runs[mode != 0]; }
+/* k_conv_wgmma's tile width for the next launches: 0 the model's pick, 256 or 128, < 0 unchanged (tests); returns
+   the launches so far of 128-wide tiles */
+long long nn__cuda_conv_wg_tile(int nb) {
+    conv_wg::tile_choice();
+    if (nb >= 0) conv_wg::tile_nb = nb == 128 || nb == 256 ? nb : 0;
+    return (long long)conv_wg::tile_runs[1];
+}
 
 /* y = conv2d(x, w, b). f32 weights: x f32, conv_cu where it applies (TF32 when allowed, through conv_wg's wgmma
    kernel where that applies; else 3xTF32), else im2col + cuBLAS (TF32 when allowed). f16/bf16 weights: y and b in
