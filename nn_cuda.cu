@@ -3804,8 +3804,9 @@ template <int DT, int NB = BN> __global__ void __launch_bounds__(THREADS, 1) k_c
    N = (tap, c), K = images*Ho*Wo. Both operands are MN-major here: a K tile is 64 pixel rows of 128 contiguous
    bytes per 64-wide M or N block (dy_nhwc's 64 channels m; x_nhwc's 64 channels of one tap: C % 64 == 0 keeps a
    block on one tap), in the same 128-byte swizzle, read with the transpose flags.
-   Block tile 128 (o) x 256 (tap, c) x 64 pixels; warpgroup w owns o rows 64 w.., as four m64n64k16 per k step
-   (one per 64-wide N block: each within one swizzle atom column). Loader: thread t copies pixel row t >> 2 of
+   Block tile 128 (o) x 256 (tap, c) x 64 pixels; warpgroup w owns o rows 64 w.., as one m64n256k16 per k step
+   (B's four 64-wide N blocks, 8 KiB apart, one swizzle atom column each, reached through the descriptor's leading
+   byte offset; or, A/B, four m64n64k16, one per N block: see wgrad_tile). Loader: thread t copies pixel row t >> 2 of
    the tile: A block (t & 3) >> 1, its chunks 4 (t & 1).. +3; B block t & 3 (one tap), all 8 chunks. The pixel
    (image, oy, ox) moves on by 64 per tile, the tap is fixed. Pipeline as k_conv_wgmma.
    Two schedules (wgrad() picks one):
@@ -3845,10 +3846,19 @@ template <int DT> __device__ __forceinline__ void mma_64x64t(float *d, uint64_t 
     if (DT == NN_F16) asm volatile(CWG_SS64T("f16") : CWG_D32(0) : "l"(da), "l"(db), "r"(1));
     else asm volatile(CWG_SS64T("bf16") : CWG_D32(0) : "l"(da), "l"(db), "r"(1));
 }
+/* d[64 x 256] += A[64 x 16] B[256 x 16]^T, both MN-major: A one 64-wide block, B four 64-wide blocks whose
+   distance is the descriptor's leading byte offset (MN-major with the 128-byte swizzle: LBO = the stride between
+   64-element MN blocks, SBO = the stride between 8-row K groups). Fragment layout of d as mma_64x256. */
+template <int DT> __device__ __forceinline__ void mma_64x256t(float *d, uint64_t da, uint64_t db) {
+    if (DT == NN_F16) asm volatile(CWG_SS256("m64n256k16.f32.f16.f16", "1, 1, 1, 1") : CWG_D128 : "l"(da), "l"(db), "r"(1));
+    else asm volatile(CWG_SS256("m64n256k16.f32.bf16.bf16", "1, 1, 1, 1") : CWG_D128 : "l"(da), "l"(db), "r"(1));
+}
 
 /* acc = the tile at (m0, n0) summed over pixels [kbeg, kend): the whole pipeline, from empty stages to drained
-   (every wgmma and copy done, every thread past the last read of the stages: they can be refilled at once) */
-template <int DT>
+   (every wgmma and copy done, every thread past the last read of the stages: they can be refilled at once).
+   WIDE: one m64n256k16 a k step (A read once from shared memory: 10 KiB a k step a warpgroup); else four
+   m64n64k16, one a 64-wide N block (16 KiB: A read four times; shared-memory bound, 21:50 call) - A/B. */
+template <int DT, bool WIDE>
 __device__ __forceinline__ void wgrad_tile(const WArgs &p, unsigned char *sm, int m0, int n0, int kbeg, int kend,
                                            float (&acc)[4][32]) {
     const int tid = threadIdx.x, wg = tid >> 7;
@@ -3899,6 +3909,8 @@ __device__ __forceinline__ void wgrad_tile(const WArgs &p, unsigned char *sm, in
 #pragma unroll
     for (int b = 0; b < 4; b++) wg_pin(acc[b]);
     const uint64_t da0 = wg_desc(sm + wg * 8192), db0 = wg_desc(sm + A_BYTES);
+    /* B's four 64-wide N blocks 8192 bytes apart: the leading byte offset (bits 16-29, >> 4) */
+    const uint64_t dbw = (db0 & ~((uint64_t)0x3FFF << 16)) | ((uint64_t)(8192 >> 4) << 16);
 
 #pragma unroll
     for (int s = 0; s < STAGES - 2; s++) {
@@ -3914,10 +3926,15 @@ __device__ __forceinline__ void wgrad_tile(const WArgs &p, unsigned char *sm, in
         const uint64_t so = (uint64_t)((kt % STAGES) * STAGE_BYTES) >> 4;
         wg_fence();
 #pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++)   /* k step kk: 16 pixel rows (2048 bytes) further */
+        for (int kk = 0; kk < BK / 16; kk++) {   /* k step kk: 16 pixel rows (2048 bytes) further */
+            if (WIDE) {
+                mma_64x256t<DT>(&acc[0][0], da0 + so + kk * 128, dbw + so + kk * 128);
+            } else {
 #pragma unroll
-            for (int b = 0; b < 4; b++)
-                mma_64x64t<DT>(acc[b], da0 + so + kk * 128, db0 + so + ((b * 8192 + kk * 2048) >> 4));
+                for (int b = 0; b < 4; b++)
+                    mma_64x64t<DT>(acc[b], da0 + so + kk * 128, db0 + so + ((b * 8192 + kk * 2048) >> 4));
+            }
+        }
         wg_commit();
         wg_wait<1>();
     }
@@ -3975,7 +3992,7 @@ __device__ __forceinline__ void flag_release(int *f, int v) {
 }
 #endif /* CONV_WG */
 
-template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgrad(const WArgs p) {
+template <int DT, bool WIDE> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgrad(const WArgs p) {
 #ifdef CONV_WG
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *sm = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
@@ -3983,7 +4000,7 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgr
     float acc[4][32];
     if (p.units == 0) {   /* split-K */
         const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN, kbeg = blockIdx.z * p.k_split;
-        wgrad_tile<DT>(p, sm, m0, n0, kbeg, min(p.K, kbeg + p.k_split), acc);
+        wgrad_tile<DT, WIDE>(p, sm, m0, n0, kbeg, min(p.K, kbeg + p.k_split), acc);
         wgrad_store_rows(p, p.part + (int64_t)blockIdx.z * p.M * p.N, m0, n0, acc);
         return;
     }
@@ -3995,7 +4012,7 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgr
     for (int u1 = start(b + 1); u1 > u0;) {
         const int t = (u1 - 1) / p.ktiles, ts = t * p.ktiles, ua = max(u0, ts);
         const int m0 = (t % p.mt) * BM, n0 = (t / p.mt) * BN;
-        wgrad_tile<DT>(p, sm, m0, n0, (ua - ts) * BK, min(p.K, (u1 - ts) * BK), acc);
+        wgrad_tile<DT, WIDE>(p, sm, m0, n0, (ua - ts) * BK, min(p.K, (u1 - ts) * BK), acc);
         if (u1 < ts + p.ktiles) {   /* not the tile's last unit (so the last units of this block's range): a part */
             float4 *slot = slots + (int64_t)b * (BM * BN / 4);
 #pragma unroll
@@ -4200,12 +4217,19 @@ static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
     a.Ho = (int)g.Ho; a.Wo = (int)g.Wo;
     int64_t splits = choose_splits(mt * nt, ktiles, M, N, true);
     const int64_t blocks = wgrad_stream_blocks(mt * nt, ktiles, M, N, splits);
-    static bool attr[2];
+    /* NN_CONV_WGRAD_MMA=n64 (A/B, read once): the four m64n64k16 a k step instead of one m64n256k16 */
+    static int wide = -1;
+    if (wide < 0) {
+        const char *e = getenv("NN_CONV_WGRAD_MMA");
+        wide = !(e && strcmp(e, "n64") == 0);
+    }
+    static bool attr[2][2];
     const int di = dt == NN_BF16;
-    auto kern = di ? k_conv_wgmma_wgrad<NN_BF16> : k_conv_wgmma_wgrad<NN_F16>;
-    if (!attr[di]) {
+    auto kern = di ? (wide ? k_conv_wgmma_wgrad<NN_BF16, true> : k_conv_wgmma_wgrad<NN_BF16, false>)
+                   : (wide ? k_conv_wgmma_wgrad<NN_F16, true> : k_conv_wgmma_wgrad<NN_F16, false>);
+    if (!attr[di][wide]) {
         NN_CU(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
-        attr[di] = true;
+        attr[di][wide] = true;
     }
     if (blocks > 0) {   /* stream-K: the tiles as [O][kk][C] in dt, then [O][C][kk] into gw */
         nn_tensor *slots = nn__tmp(NN_F32, blocks * BM * BN), *t16 = nn__tmp(dt, M * N);
