@@ -6592,7 +6592,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     using BP = typename std::conditional<BIAS == 2, float2, uint32_t>::type;   /* two adjacent keys of it */
     constexpr bool BREG = BIAS == 1 || BIAS == 2;   /* the bias read from global memory into registers */
     constexpr int BSTR = BN * 2 + 16;               /* BIAS 3: bytes of a staged bias row (padded) */
-    static_assert(BIAS != 3 || HD == 64, "wg_fwd_kernel: the staged bias at D = 64 only (shared memory)");
+    static_assert(BIAS != 3 || HD <= 64, "wg_fwd_kernel: the staged bias at D = 32 / 64 only (shared memory)");
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     T *Qs = (T *)base, *Ks = Qs + BM * HD, *Vs = Ks + NS * BN * HD;
@@ -8319,6 +8319,16 @@ static size_t wg_bwd_smem(int D, bool bias) {
     return (size_t)(3 * WG_BWD_BM + 6 * 64 + 3 * WG_BWD_BM) * 128 + 6 * 64 * sizeof(float) + 1024 +
            (bias ? (size_t)3 * 64 * (WG_BWD_BM * 2 + 16) : 0);
 }
+/* NN_SDPA_D32_STAGE=1 stages a q-dtype bias through shared memory at D = 32 too (A/B in one binary, 22:40 call);
+   read once */
+static bool d32_stage(void) {
+    static int state = -1;
+    if (state < 0) {
+        const char *e = getenv("NN_SDPA_D32_STAGE");
+        state = e && e[0] == '1' && e[1] == 0;
+    }
+    return state != 0;
+}
 /* NN_SDPA_WG_BWD=0 turns the wgmma backward off (A/B in one binary); read once */
 static bool wg_bwd_enabled(void) {
     static int state = -1;
@@ -8392,7 +8402,7 @@ static int dispatch(Params &p, bool fwd, cudaStream_t s) {
         /* biased: 2 warpgroups (the bias registers do not fit 3 warpgroups' 168 a thread) */
         if (p.bias && p.bias_f32) return run_wg_fwd<T, 64, 2, 2>(p, s);
         if (p.bias) {
-            if (p.D == 32) return run_wg_fwd<T, 32, 2, 1>(p, s);
+            if (p.D == 32) return p.bias_stage && d32_stage() ? run_wg_fwd<T, 32, 2, 3>(p, s) : run_wg_fwd<T, 32, 2, 1>(p, s);
             if (p.D == 128) return run_wg_fwd<T, 128, 2, 1>(p, s);
             return p.bias_stage ? run_wg_fwd<T, 64, 2, 3>(p, s) : run_wg_fwd<T, 64, 2, 1>(p, s);
         }
