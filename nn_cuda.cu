@@ -3453,6 +3453,13 @@ template <int N> __device__ __forceinline__ void wg_pin(uint32_t (&d)[N][4]) {
 }
 /* shared memory written by the generic proxy (cp.async, stores) before the tensor cores read it */
 __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+/* the dynamic shared memory rounded up to 1024 bytes (the 128-byte swizzle's atom) by adding an offset to the
+   pointer itself: a pointer made from an integer (uintptr_t arithmetic) loses its address space, and every load
+   through it compiles to a generic LD instead of LDS (seen in the SASS: 64 generic loads in the staged-bias
+   forward's loop) */
+__device__ __forceinline__ unsigned char *smem_align1024(unsigned char *p) {
+    return p + ((1024u - ((uint32_t)__cvta_generic_to_shared(p) & 1023u)) & 1023u);
+}
 #endif
 
 /* 1 when the device runs this library's sm_90a image, where the wgmma kernels have bodies (the probe kernel writes
@@ -3589,7 +3596,7 @@ template <int DT, int NB = BN> __global__ void __launch_bounds__(THREADS, 1) k_c
     constexpr int SB = A_BYTES + NB * 128, NBR = NB / 32;       /* a stage's bytes; B rows / 32 */
     const T *pa = (const T *)p.a, *pb = (const T *)p.b;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *sm = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *sm = smem_align1024(smem_raw);
     const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
     const int m0 = blockIdx.x * BM, n0 = blockIdx.y * NB;
     const int kbeg = blockIdx.z * p.k_split, ntiles = (min(p.K, kbeg + p.k_split) - kbeg) / KT;
@@ -3995,7 +4002,7 @@ __device__ __forceinline__ void flag_release(int *f, int v) {
 template <int DT, bool WIDE> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgrad(const WArgs p) {
 #ifdef CONV_WG
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *sm = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *sm = smem_align1024(smem_raw);
     const int tid = threadIdx.x;
     float acc[4][32];
     if (p.units == 0) {   /* split-K */
@@ -5640,6 +5647,34 @@ __device__ __forceinline__ void load_bias(unsigned char *s, int bstr, const Para
     }
 }
 
+/* load_bias for the wgmma kernels' staged tiles (16-bit bias, [R queries][C keys], rows BSTR bytes apart in
+   shared memory): the same copies, but each thread keeps its chunk (keys 8 c..) and its rows (rt + k RS) for
+   every tile, so a copy costs an address add instead of a division and a 64-bit product (38 instructions a
+   16-byte copy in the forward's SASS with load_bias) */
+template <int R, int C, int BSTR, int NTH>
+struct BiasStage {
+    static constexpr int CH = C / 8, RS = NTH / CH;   /* chunks a row; rows a pass */
+    static_assert(NTH % CH == 0 && R % RS == 0, "BiasStage: tile and thread count");
+    const unsigned char *g;   /* the bias of (b, h) (bytes): the address of the copies that read nothing */
+    int64_t rb, off;          /* bytes between rows; row rt, key 8 c from g */
+    int c, rt;
+    __device__ __forceinline__ BiasStage(const Params &p, const unsigned char *bbh) {
+        c = threadIdx.x % CH; rt = threadIdx.x / CH; rb = p.bs[2] * 2;
+        g = bbh; off = rt * rb + 16 * c;
+    }
+    /* the tile of queries i0.., keys j0.. into s; zero outside [Lq][Lk] */
+    __device__ __forceinline__ void load(unsigned char *s, const Params &p, int i0, int j0) const {
+        const int gj = j0 + 8 * c, cb = gj < p.Lk ? min(16, (p.Lk - gj) * 2) : 0;
+        const unsigned char *src = g + (off + i0 * rb + 2 * j0);
+        unsigned char *d = s + rt * BSTR + 16 * c;
+#pragma unroll
+        for (int k = 0; k < R / RS; k++) {
+            const int nb = i0 + rt + k * RS < p.Lq ? cb : 0;
+            cp_async16n(d + k * RS * BSTR, nb ? src + k * RS * rb : g, nb);
+        }
+    }
+};
+
 /* acc[m][n] += A[16m.., :K] B[8n.., :K]^T; A and B row-major in shared memory (stride SA, SB elements) */
 template <typename T, int MW, int NT, int K, int SA, int SB>
 __device__ __forceinline__ void mma_abT(float (&acc)[MW][NT][4], const T *A, const T *Bm, int lane) {
@@ -6534,6 +6569,11 @@ __device__ __forceinline__ void wg_bias2(uint32_t v, float &a, float &b) {
 }
 template <typename T>
 __device__ __forceinline__ void wg_bias2(float2 v, float &a, float &b) { a = v.x; b = v.y; }
+/* bf16 is the high half of an f32: a shift and a mask instead of two conversions */
+template <>
+__device__ __forceinline__ void wg_bias2<__nv_bfloat16>(uint32_t v, float &a, float &b) {
+    a = __uint_as_float(v << 16); b = __uint_as_float(v & 0xffff0000u);
+}
 #endif /* SDPA_WG */
 
 /* ROWS x HD tile <- rows row0.. of g (row stride rs), in the swizzled layout above (D = 32: 64-byte rows and
@@ -6594,7 +6634,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     constexpr int BSTR = BN * 2 + 16;               /* BIAS 3: bytes of a staged bias row (padded) */
     static_assert(BIAS != 3 || HD <= 64, "wg_fwd_kernel: the staged bias at D = 32 / 64 only (shared memory)");
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *base = smem_align1024(smem_raw);
     T *Qs = (T *)base, *Ks = Qs + BM * HD, *Vs = Ks + NS * BN * HD;
     unsigned char *Bt = (unsigned char *)(Vs + NS * BN * HD);   /* BIAS 3: NS tiles [BM queries][BN keys] */
     int b, h, t, sp;
@@ -6620,18 +6660,10 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     }
     /* BIAS 3: the [BM][BN] bias tile of key tile kt -> stage kt % 3 by cp.async, with its K and V; zero
        outside [Lq][Lk] (16-byte aligned rows and contiguous keys: Params.bias_stage) */
+    const BiasStage<BM, BN, BSTR, NTH> bstage(p, BIAS == 3 ? (const unsigned char *)p.bias + (b * p.bs[0] + h * p.bs[1]) * 2
+                                                           : nullptr);
     auto stage_bias = [&](int kt) {
-        if constexpr (BIAS == 3) {
-            const unsigned char *bbh = (const unsigned char *)p.bias + (b * p.bs[0] + h * p.bs[1]) * 2;
-            unsigned char *d = Bt + (kt % NS) * BM * BSTR;
-            const int jt = ks + kt * BN;
-#pragma unroll
-            for (int x = threadIdx.x; x < BM * (BN / 8); x += NTH) {   /* chunk x: row x / 16, keys 8 (x % 16).. */
-                const int r = x / (BN / 8), c = x % (BN / 8), gi = i0 + r, gj = jt + 8 * c;
-                const int nb = gi < p.Lq && gj < p.Lk ? min(16, (p.Lk - gj) * 2) : 0;
-                cp_async16n(d + r * BSTR + 16 * c, nb ? bbh + ((int64_t)gi * p.bs[2] + gj) * 2 : bbh, nb);
-            }
-        }
+        if constexpr (BIAS == 3) bstage.load(Bt + (kt % NS) * BM * BSTR, p, i0, ks + kt * BN);
     };
     load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
     if (nkt > 0) {
@@ -6718,11 +6750,21 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
             }
         }
         if constexpr (BREG) {
+            const int jt = ks + kt * BN;
+            if (jt + BN <= p.Lk) {   /* a whole tile: one address a row, the keys at fixed offsets */
+                const BT *a0 = brow0 + jt + q2, *a1 = brow1 + jt + q2;
 #pragma unroll
-            for (int j = 0; j < 16; j++) {
-                const int c = min(ks + kt * BN + 8 * j + q2, p.Lk - 2);
-                bv[0][j] = __ldg((const BP *)(brow0 + c));
-                bv[1][j] = __ldg((const BP *)(brow1 + c));
+                for (int j = 0; j < 16; j++) {
+                    bv[0][j] = __ldg((const BP *)(a0 + 8 * j));
+                    bv[1][j] = __ldg((const BP *)(a1 + 8 * j));
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < 16; j++) {
+                    const int c = min(jt + 8 * j + q2, p.Lk - 2);
+                    bv[0][j] = __ldg((const BP *)(brow0 + c));
+                    bv[1][j] = __ldg((const BP *)(brow1 + c));
+                }
             }
         }
     };
@@ -6892,7 +6934,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     constexpr int TB = BM * 128, QB = BN * 128;   /* bytes of a [BM][64] and a [BN][64] tile */
     constexpr int BSTR = BM * 2 + 16;             /* bytes of a staged bias row (BM keys in T, padded) */
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *base = smem_align1024(smem_raw);
     unsigned char *Ks = base, *Vs = Ks + TB, *KTs = Vs + TB, *Qs = KTs + TB, *Gs = Qs + NQ * QB, *Ss = Gs + NQ * QB;
     float *Ls = (float *)(Ss + NQ * TB), *Dl = Ls + NQ * BN;
     unsigned char *Bt = (unsigned char *)(Dl + NQ * BN);   /* BIAS: three [BN queries][BM keys] tiles, rows BSTR */
@@ -6911,6 +6953,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     const int nqt = (p.Lq + BN - 1) / BN;   /* >= 1 (wg_bwd_ok) */
     /* keys >= Lk: zero rows of K and V, but P must be 0 there (exp(-lse) may overflow; their dS feeds dQ) */
     const bool kok0 = j0 + kr < p.Lk, kok1 = j0 + kr + 8 < p.Lk;
+    const BiasStage<BN, BM, BSTR, NTH> bstage(p, bbh);
     auto load_q = [&](int it, int buf) {
         const int i = it * BN;
         load_tile_sw<T, 64, BN, NTH>((T *)(Qs + buf * QB), Q, p.sq[2], i, p.Lq);
@@ -6924,7 +6967,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
             cp_async4((isd ? Dl : Ls) + buf * BN + x, (isd ? delta : lse) + (ok ? ii : 0), ok);
         }
         /* the bias tile, zero outside [Lq][Lk] (queries >= Lq: S = 0 + 0 as above) */
-        if (BIAS) load_bias<NTH>(Bt + buf * BN * BSTR, BSTR, p, bbh, i, BN, j0, BM);
+        if (BIAS) bstage.load(Bt + buf * BN * BSTR, p, i, j0);
     };
     load_tile_sw<T, 64, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
     load_tile_sw<T, 64, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
@@ -7232,7 +7275,7 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
     constexpr int BM = 128, BN = 64, NTH = 256, NQ = 3, NS = 2;
     constexpr int KB = BM * 256, QB = BN * 256, SB = BM * 128;   /* bytes: K [128][128], Q [64][128], dS^T [128][64] */
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *base = smem_align1024(smem_raw);
     unsigned char *Ks = base, *Vs = Ks + KB, *Qs = Vs + KB, *Gs = Qs + NQ * QB, *Ss = Gs + NQ * QB, *Ps = Ss + NS * SB;
     float *Ls = (float *)(Ps + SB), *Dl = Ls + NQ * BN;
     int b, h, t;
