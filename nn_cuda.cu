@@ -6592,8 +6592,10 @@ __device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int r
 #pragma unroll
     for (int k = 0; k < (ROWS + RSTEP - 1) / RSTEP; k++) {
         if (ROWS % RSTEP && r + k * RSTEP >= ROWS) break;
-        bool ok = row0 + r + k * RSTEP < L;
-        cp_async16(d + k * RSTEP * RB, ok ? src + k * step : g, ok);
+        /* a row past the end keeps its own address and copies no bytes (src-size 0: PTX reads nothing and
+           zero-fills): a select for a valid address made ptxas rebuild every row's 64-bit address under a
+           predicate, ~150 instructions a K + V tile between the barrier and S */
+        cp_async16(d + k * RSTEP * RB, src + k * step, row0 + r + k * RSTEP < L);
     }
 }
 
@@ -6670,7 +6672,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         load_tile_sw<T, HD, BN, NTH>(Ks, K, p.sk[2], ks, p.Lk);
         load_tile_sw<T, HD, BN, NTH>(Vs, V, p.sv[2], ks, p.Lk);
         stage_bias(0);
-        if (nkt > 1) stage_bias(1);   /* BIAS 3: one tile ahead of K and V (next_tile) */
+        if (nkt > 1) stage_bias(1);   /* BIAS 3: one tile ahead of K and V (load_next) */
     }
     cp_commit();
     float o[CB][OA], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
@@ -6687,20 +6689,24 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
        `if (kt > 0)` and waited for under a second counts as possibly in flight where O is rescaled. So no
        wgmma, fence or wait sits under a branch, and every path meets them in one order: tile 0 (S alone) is
        peeled off the loop, and the loop body is: wait 0 (P_{kt-2} V_{kt-2} done), O rescaled and P_{kt-1}
-       packed, the barrier, fence, S_kt and O += P_{kt-1} V_{kt-1}, wait 1 (S_kt done), the softmax of tile kt.
+       packed, the barrier, fence, S_kt and O += P_{kt-1} V_{kt-1}, the copies of tile kt + 1, wait 1 (S_kt
+       done), the softmax of tile kt.
        The softmax ends the trip and the wait 0 opens the next because ptxas hoists a wait to the top of its
        basic block (it would run before the exponentials, not after, if both sat in one block). o and pa are
        pinned (wg_pin) before each fence, so that their writes stay above it, and after each wait that covers
        them, as s is after its wait, so that their reads stay below it; s and alpha are pinned after the
        softmax, so that it stays above the next wait. */
-    /* wait for tile kt and start loading tile kt + 1 (the buffer it goes to held tile kt - 2, whose products
-       every thread has waited for before this barrier). BIAS 3 stages bias tile kt + 2: it waits here for bias
+    /* wait for tile kt (tile_ready), then, once S_kt is issued, start loading tile kt + 1 (load_next: the buffer
+       it goes to held tile kt - 2, whose products every thread has waited for before this barrier). BIAS 3 stages bias tile kt + 2: it waits here for bias
        kt + 1, which trip kt + 1 reads into registers before its own barrier (load_bias); the stage it goes to
        held bias kt - 1, read in trip kt - 1. */
-    auto next_tile = [&](int kt) {
+    auto tile_ready = [&]() {
         cp_wait_all();
         fence_async_smem();
         __syncthreads();
+    };
+    /* issued after the trip's products, so that the copies' address arithmetic runs while the tensor cores do */
+    auto load_next = [&](int kt) {
         if (kt + 1 < nkt) {
             const int sn = (kt + 1) % NS, j1 = ks + (kt + 1) * BN;
             load_tile_sw<T, HD, BN, NTH>(Ks + sn * BN * HD, K, p.sk[2], j1, p.Lk);
@@ -6737,7 +6743,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     };
     /* BIAS: the bias of tile kt at this thread's accumulator elements: bv[hh][j] holds keys j0 + 8 j + q2 and
        + 1 of row r0 + 8 hh. Keys clamped to Lk - 2 (even: a pair never straddles Lk), masked in softmax. BIAS 3
-       reads them from stage kt % 3 (landed at the barrier before, next_tile), before S_kt is issued: the shared
+       reads them from stage kt % 3 (landed at the barrier before, tile_ready), before S_kt is issued: the shared
        loads' latency then hides behind the barrier and S = Q K^T, where reading them after S (as first written)
        put it on the softmax's critical path (warps waited 53 % of cycles with nothing eligible: ncu, 21:49). */
     auto load_bias = [&](BP (&bv)[2][16], int kt) {
@@ -6826,10 +6832,11 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         float s[64], alpha[2];   /* S_kt, then P_kt (unnormalised) and the rescale of O, until packed */
         BP bv[2][16];            /* BIAS: the bias of tile kt (unused otherwise) */
         if (BIAS != 3) load_bias(bv, 0);
-        next_tile(0);            /* tile 0: S_0 alone */
+        tile_ready();            /* tile 0: S_0 alone */
         if (BIAS == 3) load_bias(bv, 0);   /* (landed at that barrier) */
         wg_fence();
         issue_s(s, 0);
+        load_next(0);
         wg_wait<0>();
         wg_pin(s);
         softmax(s, 0, alpha, bv);
@@ -6840,11 +6847,12 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
             load_bias(bv, kt);         /* no branch: the loads issue here, consumed after S_kt (BIAS 3: landed at
                                           the last barrier) */
             rescale_pack(s, alpha);    /* O *= alpha_{kt-1}, P_{kt-1} to A fragments */
-            next_tile(kt);
+            tile_ready();
             pin_o_pa();                /* the rescale and the packing stay above the fence */
             wg_fence();
             issue_s(s, kt);
             issue_pv(kt - 1);          /* O += P_{kt-1} V_{kt-1}, running during this tile's softmax */
+            load_next(kt);             /* (a branch: the wait below stays after it) */
             wg_wait<1>();                /* S_kt done; P V may still run */
             wg_pin(s);
             softmax(s, kt, alpha, bv);
@@ -7140,13 +7148,13 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
         cp_wait_all();
         fence_async_smem();
         __syncthreads();                 /* tile it + 1 landed; dS^T of tile it complete (both warpgroups) */
-        if (it + 2 < nqt) load_q(it + 2, (it + 2) % NQ);
-        cp_commit();
         wg_wait<0>();                      /* dQ_{it-1} done (it ran during the barrier) */
         pin_all();
         wg_fence();
         issue_sdp(nb);
         issue_dvdk(buf);
+        if (it + 2 < nqt) load_q(it + 2, (it + 2) % NQ);   /* behind the products (see wg_fwd_kernel) */
+        cp_commit();
         wg_wait<2>();                      /* S^T_{it+1} done */
         wg_pin(s);
         probs(nb);
@@ -7449,9 +7457,9 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
             cp_wait_all();
             fence_async_smem();
             __syncthreads();             /* tile it landed; dS^T of tile it - 1 complete (both warpgroups) */
-            if (it + 1 < nqt) load_qg(it + 1);
             wg_fence();                  /* (no pins: S^T, dP^T overwritten; dV/dK of tile it - 1 in flight) */
             issue_sdp(it);
+            if (it + 1 < nqt) load_qg(it + 1);   /* behind the products (see wg_fwd_kernel) */
             wg_wait<1>();                  /* dV/dK of tile it - 1 and S^T of tile it done */
             wg_pin(s); pin_kv();
             probs(it);
