@@ -3453,6 +3453,40 @@ template <int N> __device__ __forceinline__ void wg_pin(uint32_t (&d)[N][4]) {
 }
 /* shared memory written by the generic proxy (cp.async, stores) before the tensor cores read it */
 __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+/* mbarriers (PTX ISA, "mbarrier"): a 64-bit word in shared memory whose phase completes when the count given at
+   init has arrived; a waiter names the parity of the phase it waits for (the n-th use of a barrier: n & 1).
+   The warp-specialised forward passes tiles from its loading warpgroup to its computing ones with them. */
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mbar_init(uint64_t *b, unsigned count) {
+    asm volatile("mbarrier.init.shared.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(count) : "memory");
+}
+/* one arrival (release: this thread's earlier shared-memory reads and writes happen before the phase completes);
+   none where on is false (a predicate, not a branch: the callers sit between wgmma waits) */
+__device__ __forceinline__ void mbar_arrive(uint64_t *b, bool on = true) {
+    asm volatile("{\n\t.reg .pred p;\n\t.reg .b64 st;\n\tsetp.ne.u32 p, %1, 0;\n\t"
+                 "@p mbarrier.arrive.shared.b64 st, [%0];\n}\n" ::"r"(smem_u32(b)), "r"((unsigned)on) : "memory");
+}
+/* one arrival once every cp.async this thread issued before it has landed (counted in init's count: noinc) */
+__device__ __forceinline__ void mbar_arrive_cp_async(uint64_t *b) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];\n" ::"r"(smem_u32(b)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity) {
+    asm volatile("{\n\t.reg .pred done;\nWAIT:\n\t"
+                 "mbarrier.try_wait.parity.shared.b64 done, [%0], %1;\n\t"
+                 "@!done bra WAIT;\n}\n" ::"r"(smem_u32(b)), "r"(parity) : "memory");
+}
+/* named barriers 1..15 (0 is __syncthreads): sync waits until nthreads have arrived or synced; arrive does not
+   wait, and here arrives only where on holds (the same in the whole warp; a predicate, not a branch) */
+__device__ __forceinline__ void bar_sync(int id, int nthreads) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(nthreads) : "memory");
+}
+__device__ __forceinline__ void bar_arrive_if(int id, int nthreads, bool on) {
+    asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.u32 p, %2, 0;\n\t@p bar.arrive %0, %1;\n}\n" ::"r"(id), "r"(nthreads),
+                 "r"((unsigned)on) : "memory");
+}
+/* move registers between the warpgroups of a CTA (every thread of a warpgroup executes it with the same N) */
+template <int N> __device__ __forceinline__ void regs_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N)); }
+template <int N> __device__ __forceinline__ void regs_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N)); }
 /* the dynamic shared memory rounded up to 1024 bytes (the 128-byte swizzle's atom) by adding an offset to the
    pointer itself: a pointer made from an integer (uintptr_t arithmetic) loses its address space, and every load
    through it compiles to a generic LD instead of LDS (seen in the SASS: 64 generic loads in the staged-bias
@@ -6623,10 +6657,15 @@ __device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int r
    run_wg_fwd: D = 32 problems whose query tiles leave SMs idle, the 900-query AQR cases) CTA split sp takes the
    keys [sp split_len, (sp + 1) split_len) (split_len a multiple of 128: the split's last tile is masked only by
    Lk) and writes its normalised o and its lse to the f32 partials that combine_kernel merges, as fwd_kernel. */
-template <typename T, int HD, int NWG, int BIAS>
-__global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
+/* key-tile stages of wg_fwd_kernel: 3 (the shared memory of D = 128, or D = 64 with the staged bias, holds no
+   more); the warp-specialised plain D <= 64 kernel 4, so that its loader runs two tiles ahead */
+__host__ __device__ constexpr int wg_fwd_stages(int hd, int bias, bool ws) { return ws && hd <= 64 && bias != 3 ? 4 : 3; }
+template <typename T, int HD, int NWG, int BIAS, bool WS>
+__global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
 #ifdef SDPA_WG
-    constexpr int BM = 64 * NWG, BN = 128, NTH = NWG * 128, NS = 3;
+    constexpr int BM = 64 * NWG, BN = 128, NS = wg_fwd_stages(HD, BIAS, WS);
+    constexpr int NTH = WS ? 128 : NWG * 128;       /* threads that load */
+    static_assert(!WS || NWG == 2, "wg_fwd_kernel: the warp-specialised form pairs two computing warpgroups");
     constexpr int RB = HD == 32 ? 64 : 128;   /* bytes of a row of one shared column block */
     constexpr int CN = HD == 32 ? 32 : 64;    /* columns of O a wgmma of O += P V covers (n) */
     constexpr int CB = HD / CN, OA = CN / 2;  /* such column blocks, and their accumulators a thread */
@@ -6639,9 +6678,12 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     unsigned char *base = smem_align1024(smem_raw);
     T *Qs = (T *)base, *Ks = Qs + BM * HD, *Vs = Ks + NS * BN * HD;
     unsigned char *Bt = (unsigned char *)(Vs + NS * BN * HD);   /* BIAS 3: NS tiles [BM queries][BN keys] */
+    /* WS: stage st's tile landed (full[st]) / read by both computing warpgroups (empty[st]); Q landed (qfull) */
+    uint64_t *full = (uint64_t *)(Bt + (BIAS == 3 ? NS * BM * BSTR : 0)), *empty = full + NS, *qfull = empty + NS;
     int b, h, t, sp;
     tile_of(p, &b, &h, &t, &sp);
-    const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+    /* wg: this thread's computing warpgroup (WS: warpgroup 0 loads, 1 and 2 compute) */
+    const int wg = (threadIdx.x >> 7) - (WS ? 1 : 0), warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
     const int g = lane >> 2, q2 = (lane & 3) * 2;
     const int i0 = t * BM, r0 = i0 + wg * 64 + warp * 16 + g;   /* this thread's rows: r0, r0 + 8 */
     const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
@@ -6667,14 +6709,44 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     auto stage_bias = [&](int kt) {
         if constexpr (BIAS == 3) bstage.load(Bt + (kt % NS) * BM * BSTR, p, i0, ks + kt * BN);
     };
-    load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
-    if (nkt > 0) {
-        load_tile_sw<T, HD, BN, NTH>(Ks, K, p.sk[2], ks, p.Lk);
-        load_tile_sw<T, HD, BN, NTH>(Vs, V, p.sv[2], ks, p.Lk);
-        stage_bias(0);
-        if (nkt > 1) stage_bias(1);   /* BIAS 3: one tile ahead of K and V (load_next) */
+    if constexpr (WS) {
+        /* The loading warpgroup: Q, then each key tile (K, V and BIAS 3's bias tile) into stage kt % NS once
+           both computing warpgroups have released the tile that stage held (tile kt - NS: released in their
+           trip kt - NS + 2, when its P V is done). Its registers go to the computing warpgroups (setmaxnreg:
+           128 x 56 + 256 x 224 <= 64 K: the loader spilled at 40). */
+        if (threadIdx.x == 0) {
+            for (int st = 0; st < NS; st++) { mbar_init(full + st, 128); mbar_init(empty + st, NWG * 128); }
+            mbar_init(qfull, 128);
+        }
+        __syncthreads();
+        if (threadIdx.x < 128) {
+            regs_dec<56>();
+            if (nkt > 0) {
+                load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
+                mbar_arrive_cp_async(qfull);
+            }
+            for (int kt = 0; kt < nkt; kt++) {
+                const int st = kt % NS, j = ks + kt * BN;
+                if (kt >= NS) mbar_wait(empty + st, (kt / NS - 1) & 1);
+                load_tile_sw<T, HD, BN, NTH>(Ks + st * BN * HD, K, p.sk[2], j, p.Lk);
+                load_tile_sw<T, HD, BN, NTH>(Vs + st * BN * HD, V, p.sv[2], j, p.Lk);
+                stage_bias(kt);
+                mbar_arrive_cp_async(full + st);
+            }
+            cp_wait_all();
+            return;
+        }
+        regs_inc<224>();
+    } else {
+        load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
+        if (nkt > 0) {
+            load_tile_sw<T, HD, BN, NTH>(Ks, K, p.sk[2], ks, p.Lk);
+            load_tile_sw<T, HD, BN, NTH>(Vs, V, p.sv[2], ks, p.Lk);
+            stage_bias(0);
+            if (nkt > 1) stage_bias(1);   /* BIAS 3: one tile ahead of K and V (load_next) */
+        }
+        cp_commit();
     }
-    cp_commit();
     float o[CB][OA], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
 #pragma unroll
     for (int c = 0; c < CB; c++)
@@ -6715,6 +6787,18 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         if (kt + 2 < nkt) stage_bias(kt + 2);
         cp_commit();
     };
+    /* WS: tile kt landed in stage kt % NS (cp.async writes, read by wgmma: the proxy fence) */
+    auto tile_landed = [&](int kt) {
+        mbar_wait(full + kt % NS, (kt / NS) & 1);
+        fence_async_smem();
+    };
+    /* WS: the two computing warpgroups take turns issuing their products (FlashAttention-3's ping-pong, Shah et
+       al. 2024, sec. 3.1): warpgroup w waits at named barrier 1 + w for the other's turn_end, so one's softmax
+       runs while the other's products occupy the tensor cores. Warpgroup 1 opens with an arrival at barrier 1
+       and skips the last (each barrier then sees as many arrivals as syncs). */
+    auto turn_begin = [&]() { bar_sync(1 + wg, NWG * 128); };
+    auto turn_end = [&](bool last) { bar_arrive_if(2 - wg, NWG * 128, !(last && wg == 1)); };
+    if constexpr (WS) bar_arrive_if(1, NWG * 128, wg == 1 && nkt > 0);
     /* S = Q K_kt^T, K in buffer kt % 3 (after a wg_fence): one commit group */
     auto issue_s = [&](float (&s)[64], int kt) {
         const uint64_t dk0 = wg_desc<RB>(Ks + (kt % NS) * BN * HD);
@@ -6832,11 +6916,15 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         float s[64], alpha[2];   /* S_kt, then P_kt (unnormalised) and the rescale of O, until packed */
         BP bv[2][16];            /* BIAS: the bias of tile kt (unused otherwise) */
         if (BIAS != 3) load_bias(bv, 0);
-        tile_ready();            /* tile 0: S_0 alone */
+        if constexpr (WS) {
+            mbar_wait(qfull, 0);
+            tile_landed(0);
+            turn_begin();
+        } else tile_ready();     /* tile 0: S_0 alone */
         if (BIAS == 3) load_bias(bv, 0);   /* (landed at that barrier) */
         wg_fence();
         issue_s(s, 0);
-        load_next(0);
+        if constexpr (WS) turn_end(false); else load_next(0);
         wg_wait<0>();
         wg_pin(s);
         softmax(s, 0, alpha, bv);
@@ -6844,15 +6932,20 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         for (int kt = 1; kt < nkt; kt++) {
             wg_wait<0>();                /* O += P_{kt-2} V_{kt-2} done (at kt = 1 nothing is in flight) */
             pin_o_pa();
+            if constexpr (WS) {
+                mbar_arrive(empty + (kt + NS - 2) % NS, kt >= 2);   /* tile kt - 2's stage is free */
+                tile_landed(kt);
+            }
             load_bias(bv, kt);         /* no branch: the loads issue here, consumed after S_kt (BIAS 3: landed at
                                           the last barrier) */
             rescale_pack(s, alpha);    /* O *= alpha_{kt-1}, P_{kt-1} to A fragments */
-            tile_ready();
+            if constexpr (WS) turn_begin(); else tile_ready();
             pin_o_pa();                /* the rescale and the packing stay above the fence */
             wg_fence();
             issue_s(s, kt);
             issue_pv(kt - 1);          /* O += P_{kt-1} V_{kt-1}, running during this tile's softmax */
-            load_next(kt);             /* (a branch: the wait below stays after it) */
+            if constexpr (WS) turn_end(false);
+            else load_next(kt);        /* (a branch: the wait below stays after it) */
             wg_wait<1>();                /* S_kt done; P V may still run */
             wg_pin(s);
             softmax(s, kt, alpha, bv);
@@ -6861,9 +6954,11 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         wg_wait<0>();                    /* the last tile's O += P V */
         pin_o_pa();
         rescale_pack(s, alpha);
+        if constexpr (WS) turn_begin();
         pin_o_pa();
         wg_fence();
         issue_pv(nkt - 1);
+        if constexpr (WS) turn_end(true);
         wg_wait<0>();
         pin_o_pa();
     }
@@ -8341,19 +8436,20 @@ static bool wg_fwd_ok(const Params &p) {
     }
     return nn__cu_wgmma() != 0;
 }
-template <typename T, int HD, int NWG, int BIAS>
+template <typename T, int HD, int NWG, int BIAS, bool WS = false>
 static int run_wg_fwd(Params p, cudaStream_t s) {
-    constexpr int BM = 64 * NWG;
+    constexpr int BM = 64 * NWG, NS = wg_fwd_stages(HD, BIAS, WS);
     static_assert(HD != 32 || BM == 128, "run_wg_fwd: wg_plan_split plans D = 32 for 128-query tiles");
-    size_t smem = (size_t)(BM + 6 * 128) * HD * sizeof(T) + 1024;   /* + 1024: the 1024-byte alignment */
-    if (BIAS == 3) smem += (size_t)3 * BM * (128 * 2 + 16);          /* the staged bias tiles (wg_fwd_kernel) */
-    auto kern = wg_fwd_kernel<T, HD, NWG, BIAS>;
+    size_t smem = (size_t)(BM + 2 * NS * 128) * HD * sizeof(T) + 1024;   /* + 1024: the 1024-byte alignment */
+    if (BIAS == 3) smem += (size_t)NS * BM * (128 * 2 + 16);             /* the staged bias tiles (wg_fwd_kernel) */
+    if (WS) smem += (2 * NS + 1) * sizeof(uint64_t);                     /* its mbarriers */
+    auto kern = wg_fwd_kernel<T, HD, NWG, BIAS, WS>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
     if (p.part) wg_plan_split(p);   /* the workspace was sized by the same plan (ws_floats) */
     unsigned grid;
     if (grid_of(p, BM, p.Lq, 2, &grid)) return -1;
-    if (grid) kern<<<grid, NWG * 128, smem, s>>>(p); NN_LAUNCHED();
+    if (grid) kern<<<grid, (NWG + WS) * 128, smem, s>>>(p); NN_LAUNCHED();
     int64_t rows = (int64_t)p.B * p.H * p.Lq;
     if (p.nsplit > 1 && rows > 0) { combine_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED(); }
     return 0;
@@ -8376,6 +8472,16 @@ static bool d32_stage(void) {
     static int state = -1;
     if (state < 0) {
         const char *e = getenv("NN_SDPA_D32_STAGE");
+        state = e && e[0] == '1' && e[1] == 0;
+    }
+    return state != 0;
+}
+/* NN_SDPA_WS=1 takes the warp-specialised forward (a loading warpgroup, two computing ones in turns) at D = 64
+   and 128, plain or with the staged bias (A/B in one binary); read once */
+static bool ws_fwd(void) {
+    static int state = -1;
+    if (state < 0) {
+        const char *e = getenv("NN_SDPA_WS");
         state = e && e[0] == '1' && e[1] == 0;
     }
     return state != 0;
@@ -8451,6 +8557,10 @@ template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
     if (fwd && wg_fwd_ok(p)) {
         /* biased: 2 warpgroups (the bias registers do not fit 3 warpgroups' 168 a thread) */
+        if (ws_fwd() && p.D != 32 && !(p.bias && !(p.D == 64 && p.bias_stage && !p.bias_f32))) {
+            if (p.D == 128) return run_wg_fwd<T, 128, 2, 0, true>(p, s);
+            return p.bias ? run_wg_fwd<T, 64, 2, 3, true>(p, s) : run_wg_fwd<T, 64, 2, 0, true>(p, s);
+        }
         if (p.bias && p.bias_f32) return run_wg_fwd<T, 64, 2, 2>(p, s);
         if (p.bias) {
             if (p.D == 32) return p.bias_stage && d32_stage() ? run_wg_fwd<T, 32, 2, 3>(p, s) : run_wg_fwd<T, 32, 2, 1>(p, s);
