@@ -6713,14 +6713,14 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
         /* The loading warpgroup: Q, then each key tile (K, V and BIAS 3's bias tile) into stage kt % NS once
            both computing warpgroups have released the tile that stage held (tile kt - NS: released in their
            trip kt - NS + 2, when its P V is done). Its registers go to the computing warpgroups (setmaxnreg:
-           128 x 56 + 256 x 224 <= 64 K: the loader spilled at 40). */
+           128 x 64 + 256 x 216 <= 64 K: the loader spills at 40). */
         if (threadIdx.x == 0) {
             for (int st = 0; st < NS; st++) { mbar_init(full + st, 128); mbar_init(empty + st, NWG * 128); }
             mbar_init(qfull, 128);
         }
         __syncthreads();
         if (threadIdx.x < 128) {
-            regs_dec<56>();
+            regs_dec<64>();
             if (nkt > 0) {
                 load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
                 mbar_arrive_cp_async(qfull);
@@ -6736,7 +6736,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
             cp_wait_all();
             return;
         }
-        regs_inc<224>();
+        regs_inc<216>();
     } else {
         load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
         if (nkt > 0) {
