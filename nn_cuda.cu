@@ -5537,6 +5537,7 @@ struct Params {
     float *lsep, *dlp;         /* bwd_kernel with lse_async: lse (log2 units, +inf for empty rows) and delta, rows */
     int Lqp;                   /* padded to Lqp (a multiple of 64) with +inf / 0, written by delta_kernel */
     int ntiles;    /* tiles along the resident dimension */
+    int turns;     /* wg_fwd_kernel WS: its computing warpgroups take turns (1) or not (0: A/B, NN_SDPA_WS=2) */
     int order;     /* 0: (bh, tile) tile fastest; 1: (b, tile, h) heads fastest; 2: (tile desc, bh); 3: (tile asc, bh) */
 };
 
@@ -6796,9 +6797,11 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
        al. 2024, sec. 3.1): warpgroup w waits at named barrier 1 + w for the other's turn_end, so one's softmax
        runs while the other's products occupy the tensor cores. Warpgroup 1 opens with an arrival at barrier 1
        and skips the last (each barrier then sees as many arrivals as syncs). */
-    auto turn_begin = [&]() { bar_sync(1 + wg, NWG * 128); };
-    auto turn_end = [&](bool last) { bar_arrive_if(2 - wg, NWG * 128, !(last && wg == 1)); };
-    if constexpr (WS) bar_arrive_if(1, NWG * 128, wg == 1 && nkt > 0);
+    auto turn_begin = [&]() {
+        if (p.turns) bar_sync(1 + wg, NWG * 128);
+    };
+    auto turn_end = [&](bool last) { bar_arrive_if(2 - wg, NWG * 128, p.turns && !(last && wg == 1)); };
+    if constexpr (WS) bar_arrive_if(1, NWG * 128, p.turns && wg == 1 && nkt > 0);
     /* S = Q K_kt^T, K in buffer kt % 3 (after a wg_fence): one commit group */
     auto issue_s = [&](float (&s)[64], int kt) {
         const uint64_t dk0 = wg_desc<RB>(Ks + (kt % NS) * BN * HD);
@@ -8477,14 +8480,14 @@ static bool d32_stage(void) {
     return state != 0;
 }
 /* NN_SDPA_WS=1 takes the warp-specialised forward (a loading warpgroup, two computing ones in turns) at D = 64
-   and 128, plain or with the staged bias (A/B in one binary); read once */
-static bool ws_fwd(void) {
+   and 128, plain or with the staged bias, =2 the same without the turns (A/B in one binary); read once */
+static int ws_fwd(void) {
     static int state = -1;
     if (state < 0) {
         const char *e = getenv("NN_SDPA_WS");
-        state = e && e[0] == '1' && e[1] == 0;
+        state = e && (e[0] == '1' || e[0] == '2') && e[1] == 0 ? e[0] - '0' : 0;
     }
-    return state != 0;
+    return state;
 }
 /* NN_SDPA_WG_BWD=0 turns the wgmma backward off (A/B in one binary); read once */
 static bool wg_bwd_enabled(void) {
@@ -8558,6 +8561,7 @@ static int dispatch(Params &p, bool fwd, cudaStream_t s) {
     if (fwd && wg_fwd_ok(p)) {
         /* biased: 2 warpgroups (the bias registers do not fit 3 warpgroups' 168 a thread) */
         if (ws_fwd() && p.D != 32 && !(p.bias && !(p.D == 64 && p.bias_stage && !p.bias_f32))) {
+            p.turns = ws_fwd() == 1;
             if (p.D == 128) return run_wg_fwd<T, 128, 2, 0, true>(p, s);
             return p.bias ? run_wg_fwd<T, 64, 2, 3, true>(p, s) : run_wg_fwd<T, 64, 2, 0, true>(p, s);
         }
