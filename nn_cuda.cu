@@ -6666,7 +6666,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
 #ifdef SDPA_WG
     constexpr int BM = 64 * NWG, BN = 128, NS = wg_fwd_stages(HD, BIAS, WS);
     constexpr int NTH = WS ? 128 : NWG * 128;       /* threads that load */
-    static_assert(!WS || NWG == 2, "wg_fwd_kernel: the warp-specialised form pairs two computing warpgroups");
+    static_assert(!WS || NWG == 2 || (NWG == 3 && BIAS == 0), "wg_fwd_kernel: WS with 2 computing warpgroups, or 3 plain");
     constexpr int RB = HD == 32 ? 64 : 128;   /* bytes of a row of one shared column block */
     constexpr int CN = HD == 32 ? 32 : 64;    /* columns of O a wgmma of O += P V covers (n) */
     constexpr int CB = HD / CN, OA = CN / 2;  /* such column blocks, and their accumulators a thread */
@@ -6714,14 +6714,15 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
         /* The loading warpgroup: Q, then each key tile (K, V and BIAS 3's bias tile) into stage kt % NS once
            both computing warpgroups have released the tile that stage held (tile kt - NS: released in their
            trip kt - NS + 2, when its P V is done). Its registers go to the computing warpgroups (setmaxnreg:
-           128 x 64 + 256 x 216 <= 64 K: the loader spills at 40). */
+           128 x 64 + 256 x 216 <= 64 K: the loader spills at 40; with 3 computing warpgroups, plain, 128 x 32 +
+           384 x 160). */
         if (threadIdx.x == 0) {
             for (int st = 0; st < NS; st++) { mbar_init(full + st, 128); mbar_init(empty + st, NWG * 128); }
             mbar_init(qfull, 128);
         }
         __syncthreads();
         if (threadIdx.x < 128) {
-            regs_dec<64>();
+            regs_dec<NWG == 2 ? 64 : 32>();
             if (nkt > 0) {
                 load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
                 mbar_arrive_cp_async(qfull);
@@ -6737,7 +6738,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
             cp_wait_all();
             return;
         }
-        regs_inc<216>();
+        regs_inc<NWG == 2 ? 216 : 160>();
     } else {
         load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
         if (nkt > 0) {
@@ -6797,11 +6798,12 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
        al. 2024, sec. 3.1): warpgroup w waits at named barrier 1 + w for the other's turn_end, so one's softmax
        runs while the other's products occupy the tensor cores. Warpgroup 1 opens with an arrival at barrier 1
        and skips the last (each barrier then sees as many arrivals as syncs). */
+    constexpr bool TURNS = WS && NWG == 2;   /* (three warpgroups do not take turns) */
     auto turn_begin = [&]() {
-        if (p.turns) bar_sync(1 + wg, NWG * 128);
+        if (TURNS && p.turns) bar_sync(1 + wg, NWG * 128);
     };
-    auto turn_end = [&](bool last) { bar_arrive_if(2 - wg, NWG * 128, p.turns && !(last && wg == 1)); };
-    if constexpr (WS) bar_arrive_if(1, NWG * 128, p.turns && wg == 1 && nkt > 0);
+    auto turn_end = [&](bool last) { bar_arrive_if(2 - wg, NWG * 128, TURNS && p.turns && !(last && wg == 1)); };
+    if constexpr (WS) bar_arrive_if(1, NWG * 128, TURNS && p.turns && wg == 1 && nkt > 0);
     /* S = Q K_kt^T, K in buffer kt % 3 (after a wg_fence): one commit group */
     auto issue_s = [&](float (&s)[64], int kt) {
         const uint64_t dk0 = wg_desc<RB>(Ks + (kt % NS) * BN * HD);
@@ -8563,7 +8565,8 @@ static int dispatch(Params &p, bool fwd, cudaStream_t s) {
         if (ws_fwd() && p.D != 32 && !(p.bias && !(p.D == 64 && p.bias_stage && !p.bias_f32))) {
             p.turns = ws_fwd() == 1;
             if (p.D == 128) return run_wg_fwd<T, 128, 2, 0, true>(p, s);
-            return p.bias ? run_wg_fwd<T, 64, 2, 3, true>(p, s) : run_wg_fwd<T, 64, 2, 0, true>(p, s);
+            if (p.bias) return run_wg_fwd<T, 64, 2, 3, true>(p, s);
+            return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3, 0, true>(p, s) : run_wg_fwd<T, 64, 2, 0, true>(p, s);
         }
         if (p.bias && p.bias_f32) return run_wg_fwd<T, 64, 2, 2>(p, s);
         if (p.bias) {
