@@ -7033,12 +7033,16 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
    P^T = exp2(scale log2e S^T + log2e bias - log2e lse). dbias = dS (natural units, unscaled, as bwd_kernel)
    is stored from the f32 registers right after dS^T: for fixed element e the lanes of a warp cover 8
    consecutive keys of 4 queries (full 32-byte sectors); plain stores (each score belongs to one CTA and one
-   query tile), atomic adds where the bias is broadcast (p.dbias_atomic). */
-template <typename T, int NWG, int BIAS>
-__global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
+   query tile), atomic adds where the bias is broadcast (p.dbias_atomic).
+   WS (NN_SDPA_WS_BWD=1, A/B): a third warpgroup does every copy (K, V, then the query tiles through mbarriers,
+   as wg_fwd_kernel's WS form), the two computing warpgroups meet at a named barrier instead of __syncthreads
+   and release a query tile's stage once its dV/dK is done; setmaxnreg 40 / 232. */
+template <typename T, int NWG, int BIAS, bool WS>
+__global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_bwd_kernel(Params p) {
 #ifdef SDPA_WG
     static_assert(BIAS == 0 || BIAS == 1, "wg_bwd_kernel: no bias, or a bias in T");
-    constexpr int BM = 64 * NWG, BN = 64, NTH = NWG * 128, NQ = 3;
+    constexpr int BM = 64 * NWG, BN = 64, NQ = 3;
+    constexpr int NTH = WS ? 128 : NWG * 128;     /* threads that load */
     constexpr int TB = BM * 128, QB = BN * 128;   /* bytes of a [BM][64] and a [BN][64] tile */
     constexpr int BSTR = BM * 2 + 16;             /* bytes of a staged bias row (BM keys in T, padded) */
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -7046,9 +7050,14 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     unsigned char *Ks = base, *Vs = Ks + TB, *KTs = Vs + TB, *Qs = KTs + TB, *Gs = Qs + NQ * QB, *Ss = Gs + NQ * QB;
     float *Ls = (float *)(Ss + NQ * TB), *Dl = Ls + NQ * BN;
     unsigned char *Bt = (unsigned char *)(Dl + NQ * BN);   /* BIAS: three [BN queries][BM keys] tiles, rows BSTR */
+    /* WS: K and V landed (kvfull); query tile it's Q, dO, lse, delta (and bias) landed in stage it % NQ (qfull),
+       and read by both computing warpgroups (qempty) */
+    uint64_t *kvfull = (uint64_t *)(Bt + (BIAS ? NQ * BN * BSTR : 0)), *qfull = kvfull + 1, *qempty = qfull + NQ;
     int b, h, t;
     tile_of(p, &b, &h, &t);
-    const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+    /* wg: this thread's computing warpgroup, ct its index among the computing threads (WS: warpgroup 0 loads) */
+    const int wg = (threadIdx.x >> 7) - (WS ? 1 : 0), warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+    const int ct = threadIdx.x - (WS ? 128 : 0);
     const int g = lane >> 2, q2 = (lane & 3) * 2;
     const int j0 = t * BM, kr = wg * 64 + warp * 16 + g;   /* this thread's key rows (in the tile): kr, kr + 8 */
     const T *Q, *K, *V, *G;
@@ -7077,12 +7086,37 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
         /* the bias tile, zero outside [Lq][Lk] (queries >= Lq: S = 0 + 0 as above) */
         if (BIAS) bstage.load(Bt + buf * BN * BSTR, p, i, j0);
     };
-    load_tile_sw<T, 64, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
-    load_tile_sw<T, 64, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
-    load_q(0, 0);
-    cp_commit();
-    if (nqt > 1) load_q(1, 1);
-    cp_commit();
+    if constexpr (WS) {
+        /* The loading warpgroup (as wg_fwd_kernel's): K and V, then each query tile into stage it % NQ once both
+           computing warpgroups have released the tile it held (it - NQ: after its dV/dK, in their trip it - NQ) */
+        if (threadIdx.x == 0) {
+            mbar_init(kvfull, 128);
+            for (int st = 0; st < NQ; st++) { mbar_init(qfull + st, 128); mbar_init(qempty + st, NWG * 128); }
+        }
+        __syncthreads();
+        if (threadIdx.x < 128) {
+            regs_dec<40>();
+            load_tile_sw<T, 64, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
+            load_tile_sw<T, 64, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
+            mbar_arrive_cp_async(kvfull);
+            for (int it = 0; it < nqt; it++) {
+                const int st = it % NQ;
+                if (it >= NQ) mbar_wait(qempty + st, (it / NQ - 1) & 1);
+                load_q(it, st);
+                mbar_arrive_cp_async(qfull + st);
+            }
+            cp_wait_all();
+            return;
+        }
+        regs_inc<232>();
+    } else {
+        load_tile_sw<T, 64, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
+        load_tile_sw<T, 64, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
+        load_q(0, 0);
+        cp_commit();
+        if (nqt > 1) load_q(1, 1);
+        cp_commit();
+    }
     float dk[32], dv[32], s[32], dp[32], dq[16];
 #pragma unroll
     for (int e = 0; e < 32; e++) dk[e] = dv[e] = s[e] = dp[e] = 0.f;
@@ -7199,10 +7233,22 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
             for (int j = 0; j < 4; j++) red2(row + 8 * j, dq[4 * j + 2 * hh] * p.scale, dq[4 * j + 2 * hh + 1] * p.scale);
         }
     };
+    /* the computing warpgroups' barrier (every thread's, without WS): tile it + 1 landed (WS: its stage's
+       mbarrier), and this thread's shared writes (dS^T, K^T) ordered before the tensor cores read them */
+    auto landed_sync = [&](int it) {
+        if constexpr (WS) {
+            mbar_wait(qfull + it % NQ, (it / NQ) & 1);
+            fence_async_smem();
+            bar_sync(1, NWG * 128);
+        } else {
+            cp_wait_all();
+            fence_async_smem();
+            __syncthreads();
+        }
+    };
     /* tile 0 (and K, V) landed: its S^T and dP^T, K^T, its P^T / dS^T */
-    cp_wait_all();
-    fence_async_smem();
-    __syncthreads();
+    if constexpr (WS) mbar_wait(kvfull, 0);
+    landed_sync(0);
     pin_all();
     wg_fence();
     issue_sdp(0);
@@ -7210,7 +7256,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
        moves the 16-byte chunk (key r, d 8 c8..) of Ks to 8 elements of KTs. Made visible by the loop's (or the
        epilogue's) first fence and barrier. */
 #pragma unroll
-    for (int x = threadIdx.x; x < BM * 8; x += NTH) {
+    for (int x = ct; x < BM * 8; x += NWG * 128) {
         const int r = x % BM, c8 = x / BM;
         const uint4 v = *reinterpret_cast<const uint4 *>(Ks + r * 128 + ((c8 ^ (r & 7)) << 4));
         const unsigned short e[8] = {(unsigned short)(v.x & 0xffff), (unsigned short)(v.x >> 16),
@@ -7245,16 +7291,16 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
        whose dQ products both warpgroups waited for in trip it - 1. */
     for (int it = 0; it + 1 < nqt; it++) {
         const int buf = it % NQ, nb = (it + 1) % NQ;
-        cp_wait_all();
-        fence_async_smem();
-        __syncthreads();                 /* tile it + 1 landed; dS^T of tile it complete (both warpgroups) */
+        landed_sync(it + 1);             /* tile it + 1 landed; dS^T of tile it complete (both warpgroups) */
         wg_wait<0>();                      /* dQ_{it-1} done (it ran during the barrier) */
         pin_all();
         wg_fence();
         issue_sdp(nb);
         issue_dvdk(buf);
-        if (it + 2 < nqt) load_q(it + 2, (it + 2) % NQ);   /* behind the products (see wg_fwd_kernel) */
-        cp_commit();
+        if constexpr (!WS) {
+            if (it + 2 < nqt) load_q(it + 2, (it + 2) % NQ);   /* behind the products (see wg_fwd_kernel) */
+            cp_commit();
+        }
         wg_wait<2>();                      /* S^T_{it+1} done */
         wg_pin(s);
         probs(nb);
@@ -7269,14 +7315,13 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
         store_dbias(it + 1);             /* (branches: the wait below stays here) */
         wg_wait<1>();                      /* dV/dK of tile it done: pa, da free */
         wg_pin(pa); wg_pin(da); wg_pin(dk); wg_pin(dv);
+        if constexpr (WS) mbar_arrive(qempty + buf);   /* tile it's Q, dO, lse, delta, bias read */
         pack_store(nb);
         wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da);
     }
     /* the last tile: dV/dK after the barrier behind its dS^T, the dQ of the tile before, its own dQ */
     const int lb = (nqt - 1) % NQ;
-    cp_wait_all();
-    fence_async_smem();
-    __syncthreads();
+    landed_sync(nqt - 1);
     wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da); wg_pin(dk); wg_pin(dv);
     wg_fence();
     issue_dvdk(lb);
@@ -8491,6 +8536,15 @@ static int ws_fwd(void) {
     }
     return state;
 }
+/* NN_SDPA_WS_BWD=1 takes the warp-specialised backward at D = 64 (a loading warpgroup; A/B); read once */
+static bool ws_bwd(void) {
+    static int state = -1;
+    if (state < 0) {
+        const char *e = getenv("NN_SDPA_WS_BWD");
+        state = e && e[0] == '1' && e[1] == 0;
+    }
+    return state != 0;
+}
 /* NN_SDPA_WG_BWD=0 turns the wgmma backward off (A/B in one binary); read once */
 static bool wg_bwd_enabled(void) {
     static int state = -1;
@@ -8514,12 +8568,12 @@ static bool wg_bwd_ok(const Params &p) {
     return wg_bwd_enabled() && nn__cu_wgmma() != 0;
 }
 /* as run_bwd without the query split: delta, the f32 dQ accumulator (or dq itself), the kernel, the conversion */
-template <typename T, int BIAS>
+template <typename T, int BIAS, bool WS = false>
 static int run_wg_bwd(Params p, cudaStream_t s) {
     if (!p.dq && !p.dk && !p.dv && !p.dbias) return 0;
     const bool d128 = p.D == 128;
-    size_t smem = wg_bwd_smem(p.D, BIAS != 0);
-    auto kern = d128 ? wg_bwd_d128_kernel<T> : wg_bwd_kernel<T, WG_BWD_NWG, BIAS>;
+    size_t smem = wg_bwd_smem(p.D, BIAS != 0) + (WS ? 7 * sizeof(uint64_t) : 0);   /* WS: its mbarriers */
+    auto kern = d128 ? wg_bwd_d128_kernel<T> : wg_bwd_kernel<T, WG_BWD_NWG, BIAS, WS>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
     p.lsep = p.dlp = nullptr;
@@ -8540,7 +8594,7 @@ static int run_wg_bwd(Params p, cudaStream_t s) {
         else { p.dq_acc = (float *)ws->data; p.sqa[2] = p.D; p.sqa[1] = (int64_t)p.Lq * p.D; p.sqa[0] = (int64_t)p.H * p.sqa[1]; }
         if (rows > 0) NN_CU(cudaMemsetAsync(p.dq_acc, 0, (size_t)(rows * p.D) * sizeof(float), s));
     }
-    if (grid) kern<<<grid, WG_BWD_NWG * 128, smem, s>>>(p); NN_LAUNCHED();
+    if (grid) kern<<<grid, (WG_BWD_NWG + (WS && !d128)) * 128, smem, s>>>(p); NN_LAUNCHED();
     if (p.dq && !dq_dir) acc_convert<T>(p, p.dq_acc, p.dq, p.sdq, p.Lq, p.D, s);
     if (ws) nn_tensor_free(ws);
     return 0;
@@ -8578,7 +8632,10 @@ static int dispatch(Params &p, bool fwd, cudaStream_t s) {
         if (p.D == 128) return run_wg_fwd<T, 128, 2, 0>(p, s);
         return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3, 0>(p, s) : run_wg_fwd<T, 64, 2, 0>(p, s);
     }
-    if (!fwd && wg_bwd_ok(p)) return p.bias ? run_wg_bwd<T, 1>(p, s) : run_wg_bwd<T, 0>(p, s);   /* sm_90a, D 64 / 128 */
+    if (!fwd && wg_bwd_ok(p)) {   /* sm_90a, D 64 / 128 */
+        if (ws_bwd() && p.D == 64) return p.bias ? run_wg_bwd<T, 1, true>(p, s) : run_wg_bwd<T, 0, true>(p, s);
+        return p.bias ? run_wg_bwd<T, 1>(p, s) : run_wg_bwd<T, 0>(p, s);
+    }
     return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);
 }
 
