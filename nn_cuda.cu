@@ -3876,17 +3876,6 @@ struct WArgs {
 
 #ifdef CONV_WG
 #define CWG_D32(o) CWG_D8(o), CWG_D8(o + 8), CWG_D8(o + 16), CWG_D8(o + 24)
-#define CWG_SS64T(TY)                                                                                              \
-    "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                   \
-    "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {"                                                   \
-    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "   \
-    "%23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 1, 1;\n}\n"
-/* d[64 x 64] += A[64 x 16] B[64 x 16]^T, both MN-major in shared memory (rows of k, 64 contiguous m / n: the
-   transpose flags). Fragment layout of d as mma_64x256 (j < 8). */
-template <int DT> __device__ __forceinline__ void mma_64x64t(float *d, uint64_t da, uint64_t db) {
-    if (DT == NN_F16) asm volatile(CWG_SS64T("f16") : CWG_D32(0) : "l"(da), "l"(db), "r"(1));
-    else asm volatile(CWG_SS64T("bf16") : CWG_D32(0) : "l"(da), "l"(db), "r"(1));
-}
 /* d[64 x 256] += A[64 x 16] B[256 x 16]^T, both MN-major: A one 64-wide block, B four 64-wide blocks whose
    distance is the descriptor's leading byte offset (MN-major with the 128-byte swizzle: LBO = the stride between
    64-element MN blocks, SBO = the stride between 8-row K groups). Fragment layout of d as mma_64x256. */
@@ -3897,9 +3886,9 @@ template <int DT> __device__ __forceinline__ void mma_64x256t(float *d, uint64_t
 
 /* acc = the tile at (m0, n0) summed over pixels [kbeg, kend): the whole pipeline, from empty stages to drained
    (every wgmma and copy done, every thread past the last read of the stages: they can be refilled at once).
-   WIDE: one m64n256k16 a k step (A read once from shared memory: 10 KiB a k step a warpgroup); else four
-   m64n64k16, one a 64-wide N block (16 KiB: A read four times; shared-memory bound, 21:50 call) - A/B. */
-template <int DT, bool WIDE>
+   One m64n256k16 a k step reads A once from shared memory (10 KiB a k step a warpgroup; four m64n64k16, one a
+   64-wide N block, read it four times: 16 KiB, shared-memory bound, and measured 1-2 % slower, 12-07 03:47). */
+template <int DT>
 __device__ __forceinline__ void wgrad_tile(const WArgs &p, unsigned char *sm, int m0, int n0, int kbeg, int kend,
                                            float (&acc)[4][32]) {
     const int tid = threadIdx.x, wg = tid >> 7;
@@ -3968,13 +3957,7 @@ __device__ __forceinline__ void wgrad_tile(const WArgs &p, unsigned char *sm, in
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < BK / 16; kk++) {   /* k step kk: 16 pixel rows (2048 bytes) further */
-            if (WIDE) {
-                mma_64x256t<DT>(&acc[0][0], da0 + so + kk * 128, dbw + so + kk * 128);
-            } else {
-#pragma unroll
-                for (int b = 0; b < 4; b++)
-                    mma_64x64t<DT>(acc[b], da0 + so + kk * 128, db0 + so + ((b * 8192 + kk * 2048) >> 4));
-            }
+            mma_64x256t<DT>(&acc[0][0], da0 + so + kk * 128, dbw + so + kk * 128);
         }
         wg_commit();
         wg_wait<1>();
@@ -4033,7 +4016,7 @@ __device__ __forceinline__ void flag_release(int *f, int v) {
 }
 #endif /* CONV_WG */
 
-template <int DT, bool WIDE> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgrad(const WArgs p) {
+template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgrad(const WArgs p) {
 #ifdef CONV_WG
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *sm = smem_align1024(smem_raw);
@@ -4041,7 +4024,7 @@ template <int DT, bool WIDE> __global__ void __launch_bounds__(THREADS, 1) k_con
     float acc[4][32];
     if (p.units == 0) {   /* split-K */
         const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN, kbeg = blockIdx.z * p.k_split;
-        wgrad_tile<DT, WIDE>(p, sm, m0, n0, kbeg, min(p.K, kbeg + p.k_split), acc);
+        wgrad_tile<DT>(p, sm, m0, n0, kbeg, min(p.K, kbeg + p.k_split), acc);
         wgrad_store_rows(p, p.part + (int64_t)blockIdx.z * p.M * p.N, m0, n0, acc);
         return;
     }
@@ -4053,7 +4036,7 @@ template <int DT, bool WIDE> __global__ void __launch_bounds__(THREADS, 1) k_con
     for (int u1 = start(b + 1); u1 > u0;) {
         const int t = (u1 - 1) / p.ktiles, ts = t * p.ktiles, ua = max(u0, ts);
         const int m0 = (t % p.mt) * BM, n0 = (t / p.mt) * BN;
-        wgrad_tile<DT, WIDE>(p, sm, m0, n0, (ua - ts) * BK, min(p.K, (u1 - ts) * BK), acc);
+        wgrad_tile<DT>(p, sm, m0, n0, (ua - ts) * BK, min(p.K, (u1 - ts) * BK), acc);
         if (u1 < ts + p.ktiles) {   /* not the tile's last unit (so the last units of this block's range): a part */
             float4 *slot = slots + (int64_t)b * (BM * BN / 4);
 #pragma unroll
@@ -4101,7 +4084,8 @@ static bool enabled(int mode) {
 
 /* conv_cu::split_k for these kernels: one block an SM, ~2.2 TFLOP/s a block (~290 TFLOP/s over 132 SMs) for 128 x
    256 tiles; k_conv_wgmma's 128 x 128 tiles (nb 128) at NARROW_RATE of that (a guess: half the B operand per A
-   read, the same per-tile overheads; NN_CONV_WG_BN measures both) */
+   read, the same per-tile overheads). Measured 12-07 03:47 (bench/RESULTS_CUDA.md): the model's pick against 256
+   everywhere, 128 wins the TF32 8x256x32x32 forward by 1.38x and is never picked where it loses) */
 constexpr double NARROW_RATE = 0.85;
 static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials, int nb = BN,
                              double *best_t = nullptr) {
@@ -4109,16 +4093,10 @@ static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N
                             64, best_t);
 }
 
-/* k_conv_wgmma's tile width: 0 the model's pick (run_out), else 256 or 128. NN_CONV_WG_BN (read once) sets it for
-   A/B; the tests through nn__cuda_conv_wg_tile. */
-static int tile_nb = -1;
-static int tile_choice() {
-    if (tile_nb < 0) {
-        const char *e = getenv("NN_CONV_WG_BN");
-        tile_nb = e && atoi(e) == 128 ? 128 : e && atoi(e) == 256 ? 256 : 0;
-    }
-    return tile_nb;
-}
+/* k_conv_wgmma's tile width: 0 the model's pick (run_out), else 256 or 128 (the tests, through
+   nn__cuda_conv_wg_tile) */
+static int tile_nb = 0;
+static int tile_choice() { return tile_nb; }
 
 /* log2 of s when s is a power of two, else -1 */
 static int log2_exact(int s) {
@@ -4258,19 +4236,12 @@ static bool wgrad(const nn__cg &g, const nn_tensor *dyn, const nn_tensor *xn, nn
     a.Ho = (int)g.Ho; a.Wo = (int)g.Wo;
     int64_t splits = choose_splits(mt * nt, ktiles, M, N, true);
     const int64_t blocks = wgrad_stream_blocks(mt * nt, ktiles, M, N, splits);
-    /* NN_CONV_WGRAD_MMA=n64 (A/B, read once): the four m64n64k16 a k step instead of one m64n256k16 */
-    static int wide = -1;
-    if (wide < 0) {
-        const char *e = getenv("NN_CONV_WGRAD_MMA");
-        wide = !(e && strcmp(e, "n64") == 0);
-    }
-    static bool attr[2][2];
+    static bool attr[2];
     const int di = dt == NN_BF16;
-    auto kern = di ? (wide ? k_conv_wgmma_wgrad<NN_BF16, true> : k_conv_wgmma_wgrad<NN_BF16, false>)
-                   : (wide ? k_conv_wgmma_wgrad<NN_F16, true> : k_conv_wgmma_wgrad<NN_F16, false>);
-    if (!attr[di][wide]) {
+    auto kern = di ? k_conv_wgmma_wgrad<NN_BF16> : k_conv_wgmma_wgrad<NN_F16>;
+    if (!attr[di]) {
         NN_CU(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
-        attr[di][wide] = true;
+        attr[di] = true;
     }
     if (blocks > 0) {   /* stream-K: the tiles as [O][kk][C] in dt, then [O][C][kk] into gw */
         nn_tensor *slots = nn__tmp(NN_F32, blocks * BM * BN), *t16 = nn__tmp(dt, M * N);
@@ -5537,7 +5508,6 @@ struct Params {
     float *lsep, *dlp;         /* bwd_kernel with lse_async: lse (log2 units, +inf for empty rows) and delta, rows */
     int Lqp;                   /* padded to Lqp (a multiple of 64) with +inf / 0, written by delta_kernel */
     int ntiles;    /* tiles along the resident dimension */
-    int turns;     /* wg_fwd_kernel WS: its computing warpgroups take turns (1) or not (0: A/B, NN_SDPA_WS=2) */
     int order;     /* 0: (bh, tile) tile fastest; 1: (b, tile, h) heads fastest; 2: (tile desc, bh); 3: (tile asc, bh) */
 };
 
@@ -6657,7 +6627,13 @@ __device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int r
    HD = 32: 64-byte rows (see above), O += P V as 8 wgmma m64n32k16; with a split over keys (Params.nsplit > 1,
    run_wg_fwd: D = 32 problems whose query tiles leave SMs idle, the 900-query AQR cases) CTA split sp takes the
    keys [sp split_len, (sp + 1) split_len) (split_len a multiple of 128: the split's last tile is masked only by
-   Lk) and writes its normalised o and its lse to the f32 partials that combine_kernel merges, as fwd_kernel. */
+   Lk) and writes its normalised o and its lse to the f32 partials that combine_kernel merges, as fwd_kernel.
+   WS (warp-specialised; the default at D = 64 / 128, plain or BIAS 3: ws_on): one more warpgroup, warpgroup 0,
+   does every copy, into NS stages that mbarriers hand over (full: landed; empty: both computing warpgroups are
+   done with the tile), and gives its registers to the computing warpgroups (setmaxnreg); two computing
+   warpgroups take turns issuing their products (FlashAttention-3's ping-pong, Shah et al. 2024, sec. 3.1), so
+   one's softmax runs while the other's products hold the tensor cores. Measured 12-07 03:47: forward 1.04x
+   (case 10) to 1.52x (case 3) over the copies-in-every-warp form, the turns worth 0.3-1 %. */
 /* key-tile stages of wg_fwd_kernel: 3 (the shared memory of D = 128, or D = 64 with the staged bias, holds no
    more); the warp-specialised plain D <= 64 kernel 4, so that its loader runs two tiles ahead */
 __host__ __device__ constexpr int wg_fwd_stages(int hd, int bias, bool ws) { return ws && hd <= 64 && bias != 3 ? 4 : 3; }
@@ -6763,23 +6739,24 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
        `if (kt > 0)` and waited for under a second counts as possibly in flight where O is rescaled. So no
        wgmma, fence or wait sits under a branch, and every path meets them in one order: tile 0 (S alone) is
        peeled off the loop, and the loop body is: wait 0 (P_{kt-2} V_{kt-2} done), O rescaled and P_{kt-1}
-       packed, the barrier, fence, S_kt and O += P_{kt-1} V_{kt-1}, the copies of tile kt + 1, wait 1 (S_kt
-       done), the softmax of tile kt.
+       packed, the barrier and the copies of tile kt + 1 (WS: the wait for tile kt and the turn), fence, S_kt and
+       O += P_{kt-1} V_{kt-1}, wait 1 (S_kt done), the softmax of tile kt.
        The softmax ends the trip and the wait 0 opens the next because ptxas hoists a wait to the top of its
        basic block (it would run before the exponentials, not after, if both sat in one block). o and pa are
        pinned (wg_pin) before each fence, so that their writes stay above it, and after each wait that covers
        them, as s is after its wait, so that their reads stay below it; s and alpha are pinned after the
        softmax, so that it stays above the next wait. */
-    /* wait for tile kt (tile_ready), then, once S_kt is issued, start loading tile kt + 1 (load_next: the buffer
-       it goes to held tile kt - 2, whose products every thread has waited for before this barrier). BIAS 3 stages bias tile kt + 2: it waits here for bias
-       kt + 1, which trip kt + 1 reads into registers before its own barrier (load_bias); the stage it goes to
-       held bias kt - 1, read in trip kt - 1. */
+    /* without WS: wait for tile kt (tile_ready), then start loading tile kt + 1 (load_next: the buffer it goes to
+       held tile kt - 2, whose products every thread has waited for before this barrier). BIAS 3 stages bias tile
+       kt + 2: it waits here for bias kt + 1, which trip kt + 1 reads into registers before its own barrier
+       (load_bias); the stage it goes to held bias kt - 1, read in trip kt - 1. (Issuing the copies after the
+       trip's products instead, bfc2f09, ran bench/flash_bench's cases 10, 2, 1 1.08-1.11x faster, case 3 (3
+       warpgroups) 0.93x and the D = 32 cases 8, 9 0.83-0.84x: 12-07 03:47. D = 64 / 128 take the WS form now.) */
     auto tile_ready = [&]() {
         cp_wait_all();
         fence_async_smem();
         __syncthreads();
     };
-    /* issued after the trip's products, so that the copies' address arithmetic runs while the tensor cores do */
     auto load_next = [&](int kt) {
         if (kt + 1 < nkt) {
             const int sn = (kt + 1) % NS, j1 = ks + (kt + 1) * BN;
@@ -6800,10 +6777,10 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
        and skips the last (each barrier then sees as many arrivals as syncs). */
     constexpr bool TURNS = WS && NWG == 2;   /* (three warpgroups do not take turns) */
     auto turn_begin = [&]() {
-        if (TURNS && p.turns) bar_sync(1 + wg, NWG * 128);
+        if constexpr (TURNS) bar_sync(1 + wg, NWG * 128);
     };
-    auto turn_end = [&](bool last) { bar_arrive_if(2 - wg, NWG * 128, TURNS && p.turns && !(last && wg == 1)); };
-    if constexpr (WS) bar_arrive_if(1, NWG * 128, TURNS && p.turns && wg == 1 && nkt > 0);
+    auto turn_end = [&](bool last) { bar_arrive_if(2 - wg, NWG * 128, TURNS && !(last && wg == 1)); };
+    if constexpr (WS) bar_arrive_if(1, NWG * 128, TURNS && wg == 1 && nkt > 0);
     /* S = Q K_kt^T, K in buffer kt % 3 (after a wg_fence): one commit group */
     auto issue_s = [&](float (&s)[64], int kt) {
         const uint64_t dk0 = wg_desc<RB>(Ks + (kt % NS) * BN * HD);
@@ -6925,11 +6902,14 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
             mbar_wait(qfull, 0);
             tile_landed(0);
             turn_begin();
-        } else tile_ready();     /* tile 0: S_0 alone */
+        } else {
+            tile_ready();        /* tile 0: S_0 alone */
+            load_next(0);
+        }
         if (BIAS == 3) load_bias(bv, 0);   /* (landed at that barrier) */
         wg_fence();
         issue_s(s, 0);
-        if constexpr (WS) turn_end(false); else load_next(0);
+        if constexpr (WS) turn_end(false);
         wg_wait<0>();
         wg_pin(s);
         softmax(s, 0, alpha, bv);
@@ -6944,13 +6924,16 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
             load_bias(bv, kt);         /* no branch: the loads issue here, consumed after S_kt (BIAS 3: landed at
                                           the last barrier) */
             rescale_pack(s, alpha);    /* O *= alpha_{kt-1}, P_{kt-1} to A fragments */
-            if constexpr (WS) turn_begin(); else tile_ready();
+            if constexpr (WS) turn_begin();
+            else {
+                tile_ready();
+                load_next(kt);
+            }
             pin_o_pa();                /* the rescale and the packing stay above the fence */
             wg_fence();
             issue_s(s, kt);
             issue_pv(kt - 1);          /* O += P_{kt-1} V_{kt-1}, running during this tile's softmax */
             if constexpr (WS) turn_end(false);
-            else load_next(kt);        /* (a branch: the wait below stays after it) */
             wg_wait<1>();                /* S_kt done; P V may still run */
             wg_pin(s);
             softmax(s, kt, alpha, bv);
@@ -7034,7 +7017,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
    is stored from the f32 registers right after dS^T: for fixed element e the lanes of a warp cover 8
    consecutive keys of 4 queries (full 32-byte sectors); plain stores (each score belongs to one CTA and one
    query tile), atomic adds where the bias is broadcast (p.dbias_atomic).
-   WS (NN_SDPA_WS_BWD=1, A/B): a third warpgroup does every copy (K, V, then the query tiles through mbarriers,
+   WS (the default; NN_SDPA_WS=0 for A/B): a third warpgroup does every copy (K, V, then the query tiles through mbarriers,
    as wg_fwd_kernel's WS form), the two computing warpgroups meet at a named barrier instead of __syncthreads
    and release a query tile's stage once its dV/dK is done; setmaxnreg 40 / 232. */
 template <typename T, int NWG, int BIAS, bool WS>
@@ -8516,32 +8499,14 @@ static size_t wg_bwd_smem(int D, bool bias) {
     return (size_t)(3 * WG_BWD_BM + 6 * 64 + 3 * WG_BWD_BM) * 128 + 6 * 64 * sizeof(float) + 1024 +
            (bias ? (size_t)3 * 64 * (WG_BWD_BM * 2 + 16) : 0);
 }
-/* NN_SDPA_D32_STAGE=1 stages a q-dtype bias through shared memory at D = 32 too (A/B in one binary, 22:40 call);
-   read once */
-static bool d32_stage(void) {
-    static int state = -1;
-    if (state < 0) {
-        const char *e = getenv("NN_SDPA_D32_STAGE");
-        state = e && e[0] == '1' && e[1] == 0;
-    }
-    return state != 0;
-}
-/* NN_SDPA_WS=1 takes the warp-specialised forward (a loading warpgroup, two computing ones in turns) at D = 64
-   and 128, plain or with the staged bias, =2 the same without the turns (A/B in one binary); read once */
-static int ws_fwd(void) {
+/* the warp-specialised forms (WS: a loading warpgroup beside the computing ones) of the forward at D = 64 / 128
+   (plain, or the staged bias) and of the D = 64 backward; NN_SDPA_WS=0 turns them off (A/B in one binary);
+   read once. Measured 12-07 03:47 (bench/RESULTS_FLASH.md): forward 1.04-1.52x, backward 1.02-1.09x */
+static bool ws_on(void) {
     static int state = -1;
     if (state < 0) {
         const char *e = getenv("NN_SDPA_WS");
-        state = e && (e[0] == '1' || e[0] == '2') && e[1] == 0 ? e[0] - '0' : 0;
-    }
-    return state;
-}
-/* NN_SDPA_WS_BWD=1 takes the warp-specialised backward at D = 64 (a loading warpgroup; A/B); read once */
-static bool ws_bwd(void) {
-    static int state = -1;
-    if (state < 0) {
-        const char *e = getenv("NN_SDPA_WS_BWD");
-        state = e && e[0] == '1' && e[1] == 0;
+        state = e && e[0] == '0' && e[1] == 0 ? 0 : 1;
     }
     return state != 0;
 }
@@ -8616,15 +8581,14 @@ template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
     if (fwd && wg_fwd_ok(p)) {
         /* biased: 2 warpgroups (the bias registers do not fit 3 warpgroups' 168 a thread) */
-        if (ws_fwd() && p.D != 32 && !(p.bias && !(p.D == 64 && p.bias_stage && !p.bias_f32))) {
-            p.turns = ws_fwd() == 1;
+        if (ws_on() && p.D != 32 && !(p.bias && !(p.D == 64 && p.bias_stage && !p.bias_f32))) {
             if (p.D == 128) return run_wg_fwd<T, 128, 2, 0, true>(p, s);
             if (p.bias) return run_wg_fwd<T, 64, 2, 3, true>(p, s);
             return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3, 0, true>(p, s) : run_wg_fwd<T, 64, 2, 0, true>(p, s);
         }
         if (p.bias && p.bias_f32) return run_wg_fwd<T, 64, 2, 2>(p, s);
         if (p.bias) {
-            if (p.D == 32) return p.bias_stage && d32_stage() ? run_wg_fwd<T, 32, 2, 3>(p, s) : run_wg_fwd<T, 32, 2, 1>(p, s);
+            if (p.D == 32) return run_wg_fwd<T, 32, 2, 1>(p, s);
             if (p.D == 128) return run_wg_fwd<T, 128, 2, 1>(p, s);
             return p.bias_stage ? run_wg_fwd<T, 64, 2, 3>(p, s) : run_wg_fwd<T, 64, 2, 1>(p, s);
         }
@@ -8633,7 +8597,7 @@ static int dispatch(Params &p, bool fwd, cudaStream_t s) {
         return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3, 0>(p, s) : run_wg_fwd<T, 64, 2, 0>(p, s);
     }
     if (!fwd && wg_bwd_ok(p)) {   /* sm_90a, D 64 / 128 */
-        if (ws_bwd() && p.D == 64) return p.bias ? run_wg_bwd<T, 1, true>(p, s) : run_wg_bwd<T, 0, true>(p, s);
+        if (ws_on() && p.D == 64) return p.bias ? run_wg_bwd<T, 1, true>(p, s) : run_wg_bwd<T, 0, true>(p, s);
         return p.bias ? run_wg_bwd<T, 1>(p, s) : run_wg_bwd<T, 0>(p, s);
     }
     return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);
