@@ -3283,9 +3283,9 @@ static bool fits(const nn__cg &g) {
 /* K splits for `tiles` output tiles of ktiles K tiles each, on a kernel of per_sm blocks an SM doing tile_flops a K
    tile at `rate` FLOP/s a block: the time of the waves times the work of one block, plus the f32 partials'
    traffic (written and read, 2.5 TB/s) when there are partials; the fewest splits (at most max_splits) within
-   0.1% of the best. conv_wg's launches use it too. */
+   0.1% of the best (its modelled time in *best_t when not NULL). conv_wg's launches use it too. */
 static int64_t split_k(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials, int per_sm,
-                       double tile_flops, double rate, int max_splits) {
+                       double tile_flops, double rate, int max_splits, double *best_t = nullptr) {
     const double bw = 2.5e12;
     int64_t slots = per_sm * (int64_t)nn__cu.sms, best = 1, maxs = ktiles / 8 < 1 ? 1 : ktiles / 8;
     double bt = 1e30;
@@ -3295,6 +3295,7 @@ static int64_t split_k(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool
         if (s > 1 || always_partials) t += s * M * N * 8.0 / bw;
         if (t < bt * 0.999) { bt = t; best = s; }
     }
+    if (best_t) *best_t = bt;
     return best;
 }
 /* conv_cu's: 2 blocks an SM; ~0.8 TFLOP/s a block for 16-bit operands (measured: 128x128 tiles, mma.sync), half
@@ -3452,6 +3453,47 @@ template <int N> __device__ __forceinline__ void wg_pin(uint32_t (&d)[N][4]) {
 }
 /* shared memory written by the generic proxy (cp.async, stores) before the tensor cores read it */
 __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+/* mbarriers (PTX ISA, "mbarrier"): a 64-bit word in shared memory whose phase completes when the count given at
+   init has arrived; a waiter names the parity of the phase it waits for (the n-th use of a barrier: n & 1).
+   The warp-specialised forward passes tiles from its loading warpgroup to its computing ones with them. */
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mbar_init(uint64_t *b, unsigned count) {
+    asm volatile("mbarrier.init.shared.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(count) : "memory");
+}
+/* one arrival (release: this thread's earlier shared-memory reads and writes happen before the phase completes);
+   none where on is false (a predicate, not a branch: the callers sit between wgmma waits) */
+__device__ __forceinline__ void mbar_arrive(uint64_t *b, bool on = true) {
+    asm volatile("{\n\t.reg .pred p;\n\t.reg .b64 st;\n\tsetp.ne.u32 p, %1, 0;\n\t"
+                 "@p mbarrier.arrive.shared.b64 st, [%0];\n}\n" ::"r"(smem_u32(b)), "r"((unsigned)on) : "memory");
+}
+/* one arrival once every cp.async this thread issued before it has landed (counted in init's count: noinc) */
+__device__ __forceinline__ void mbar_arrive_cp_async(uint64_t *b) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];\n" ::"r"(smem_u32(b)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity) {
+    asm volatile("{\n\t.reg .pred done;\nWAIT:\n\t"
+                 "mbarrier.try_wait.parity.shared.b64 done, [%0], %1;\n\t"
+                 "@!done bra WAIT;\n}\n" ::"r"(smem_u32(b)), "r"(parity) : "memory");
+}
+/* named barriers 1..15 (0 is __syncthreads): sync waits until nthreads have arrived or synced; arrive does not
+   wait, and here arrives only where on holds (the same in the whole warp; a predicate, not a branch) */
+__device__ __forceinline__ void bar_sync(int id, int nthreads) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(nthreads) : "memory");
+}
+__device__ __forceinline__ void bar_arrive_if(int id, int nthreads, bool on) {
+    asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.u32 p, %2, 0;\n\t@p bar.arrive %0, %1;\n}\n" ::"r"(id), "r"(nthreads),
+                 "r"((unsigned)on) : "memory");
+}
+/* move registers between the warpgroups of a CTA (every thread of a warpgroup executes it with the same N) */
+template <int N> __device__ __forceinline__ void regs_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N)); }
+template <int N> __device__ __forceinline__ void regs_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N)); }
+/* the dynamic shared memory rounded up to 1024 bytes (the 128-byte swizzle's atom) by adding an offset to the
+   pointer itself: a pointer made from an integer (uintptr_t arithmetic) loses its address space, and every load
+   through it compiles to a generic LD instead of LDS (seen in the SASS: 64 generic loads in the staged-bias
+   forward's loop) */
+__device__ __forceinline__ unsigned char *smem_align1024(unsigned char *p) {
+    return p + ((1024u - ((uint32_t)__cvta_generic_to_shared(p) & 1023u)) & 1023u);
+}
 #endif
 
 /* 1 when the device runs this library's sm_90a image, where the wgmma kernels have bodies (the probe kernel writes
@@ -3494,7 +3536,9 @@ static int nn__cu_wgmma(void) {
    that the wgmma descriptors read (the layout of sdpa_cu's Q and K tiles: in row r the 16-byte chunk c sits at
    chunk c ^ (r & 7), 8-row groups 1024 bytes apart).
    Block tile BM 128 (M: output channels for FPROP, input channels for DGRAD) x BN 256 (pixels) x 128 bytes, two
-   warpgroups of 64 x 256 (128 f32 accumulators a thread), one block per SM (4 stages of 48 KiB). All 256
+   warpgroups of 64 x 256 (128 f32 accumulators a thread), one block per SM (4 stages of 48 KiB); or BN 128
+   (k_conv_wgmma<DT, 128>: 64 accumulators, stages of 32 KiB) where run_out's model finds the 256-wide tiles too
+   few for the SMs (twice the blocks instead of a K split, or fewer splits). All 256
    threads load: one barrier per K tile, tiles issued 2 ahead (the stage written at tile kt held tile kt - 2,
    whose wgmma every thread has waited for), so the tensor cores run tile kt while tiles kt+1, kt+2 arrive.
    The gather differs between the modes only in host-set constants: pixel (oy, ox) of the output plane at tap
@@ -3511,12 +3555,8 @@ namespace conv_wg {
 constexpr int BM = 128, BN = 256, BK = 64, STAGES = 4, THREADS = 256;
 constexpr int A_BYTES = BM * BK * 2, B_BYTES = BN * BK * 2, STAGE_BYTES = A_BYTES + B_BYTES;   /* 16 + 32 KiB */
 constexpr int SMEM = STAGES * STAGE_BYTES + 1024;   /* + 1024: the atoms' 1024-byte alignment */
-constexpr int LDS = BN + 8;                         /* epilogue staging row, 16-bit elements (+16 bytes: banks) */
-static_assert(BM * LDS * 2 <= STAGES * STAGE_BYTES, "conv_wg: staging tile");
 /* k_conv_wgmma's K tile in elements of the operands' type: 128 bytes of a row, 64 16-bit or 32 f32 (TF32) */
 __host__ __device__ constexpr int bk_elems(int dt) { return dt == NN_F32 ? BK / 2 : BK; }
-constexpr int LDF = BN + 8;                         /* f32 epilogue staging row, floats (+32 bytes: banks) */
-static_assert(BM * LDF * 4 <= STAGES * STAGE_BYTES, "conv_wg: f32 staging tile");
 
 struct Args {
     const void *a, *b;       /* A [M][K] (K = taps x CS), B the NHWC image [images][SH][SW][CS]; 16-byte aligned;
@@ -3560,22 +3600,42 @@ template <int DT> __device__ __forceinline__ void mma_64x256(float (&d)[128], ui
     else if (DT == NN_BF16) asm volatile(CWG_SS256("m64n256k16.f32.bf16.bf16", "1, 1, 0, 0") : CWG_D128 : "l"(da), "l"(db), "r"(1));
     else asm volatile(CWG_SS256("m64n256k8.f32.tf32.tf32", "1, 1") : CWG_D128 : "l"(da), "l"(db), "r"(1));
 }
+#define CWG_D64 CWG_D8(0), CWG_D8(8), CWG_D8(16), CWG_D8(24), CWG_D8(32), CWG_D8(40), CWG_D8(48), CWG_D8(56)
+#define CWG_SS128(SHAPE_TY, IMM)                                                                                   \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                                   \
+    "wgmma.mma_async.sync.aligned." SHAPE_TY " {"                                                                  \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "   \
+    "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, "   \
+    "%44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "       \
+    "%64, %65, p, " IMM ";\n}\n"
+/* the same for the 128-wide tile: d[64 x 128] += A[64 x K] B[128 x K]^T (d's layout as above, j < 16) */
+template <int DT> __device__ __forceinline__ void mma_64x128(float (&d)[64], uint64_t da, uint64_t db) {
+    if (DT == NN_F16) asm volatile(CWG_SS128("m64n128k16.f32.f16.f16", "1, 1, 0, 0") : CWG_D64 : "l"(da), "l"(db), "r"(1));
+    else if (DT == NN_BF16) asm volatile(CWG_SS128("m64n128k16.f32.bf16.bf16", "1, 1, 0, 0") : CWG_D64 : "l"(da), "l"(db), "r"(1));
+    else asm volatile(CWG_SS128("m64n128k8.f32.tf32.tf32", "1, 1") : CWG_D64 : "l"(da), "l"(db), "r"(1));
+}
+template <int DT> __device__ __forceinline__ void mma_64xn(float (&d)[128], uint64_t da, uint64_t db) { mma_64x256<DT>(d, da, db); }
+template <int DT> __device__ __forceinline__ void mma_64xn(float (&d)[64], uint64_t da, uint64_t db) { mma_64x128<DT>(d, da, db); }
 #endif /* CONV_WG */
 
 /* DT NN_BF16 / NN_F16: 16-bit operands; NN_F32: f32 operands rounded to TF32 by the layout passes, on the TF32
-   form (the same bytes a tile, KT = 32 elements, the f32 staging tile in the epilogue) */
-template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(const Args p) {
+   form (the same bytes a tile, KT = 32 elements, the f32 staging tile in the epilogue). NB: the block tile's
+   width, BN (256) or 128 (run_out's pick where 256-wide tiles leave SMs idle: twice the blocks, no K split or
+   fewer), with stages of 16 + NB / 8 KiB. */
+template <int DT, int NB = BN> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(const Args p) {
 #ifdef CONV_WG
+    static_assert(NB == 256 || NB == 128, "k_conv_wgmma: 256- or 128-wide tiles");
     using T = typename std::conditional<DT == NN_F32, float, uint16_t>::type;
     constexpr int KT = bk_elems(DT), CH = 16 / (int)sizeof(T);   /* K tile, elements a 16-byte chunk */
+    constexpr int SB = A_BYTES + NB * 128, NBR = NB / 32;       /* a stage's bytes; B rows / 32 */
     const T *pa = (const T *)p.a, *pb = (const T *)p.b;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *sm = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *sm = smem_align1024(smem_raw);
     const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
-    const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+    const int m0 = blockIdx.x * BM, n0 = blockIdx.y * NB;
     const int kbeg = blockIdx.z * p.k_split, ntiles = (min(p.K, kbeg + p.k_split) - kbeg) / KT;
 
-    /* Loader: this thread copies 16-byte chunk ch of rows r0 + 32 i of both tiles (A: i < 4, B: i < 8). The
+    /* Loader: this thread copies 16-byte chunk ch of rows r0 + 32 i of both tiles (A: i < 4, B: i < NB / 32). The
        swizzled position of (r0 + 32 i, ch) is soff + 4096 i (32 rows keep r & 7). A rows advance by KT per
        tile; B rows keep their pixel (image base, t and u at tap 0) and move with the tile's tap (ld_i, ld_j)
        and channel offset ld_c. */
@@ -3586,9 +3646,9 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
     unsigned a_ok = 0;
 #pragma unroll
     for (int i = 0; i < 4; i++) a_ok |= (m0 + r0 + 32 * i < p.M ? 1u : 0u) << i;
-    int b_img[8], b_y[8], b_x[8];   /* first pixel of the row's image; t and u at tap 0 */
+    int b_img[NBR], b_y[NBR], b_x[NBR];   /* first pixel of the row's image; t and u at tap 0 */
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < NBR; i++) {
         const int n = n0 + r0 + 32 * i;
         if (n < p.N) {
             const int img = n / p.plane, q = n - img * p.plane, oy = q / p.ow, ox = q - oy * p.ow;
@@ -3606,7 +3666,7 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
         ld_c = kbeg - tap * p.CS; ld_i = tap / p.kw; ld_j = tap - ld_i * p.kw;
     }
     auto load_tile = [&](int stage) {
-        unsigned char *sA = sm + stage * STAGE_BYTES + soff, *sB = sA + A_BYTES;
+        unsigned char *sA = sm + stage * SB + soff, *sB = sA + A_BYTES;
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const bool ok = (a_ok >> i) & 1;
@@ -3616,7 +3676,7 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
         const int dy = ld_i * p.td_h, dx = ld_j * p.td_w;
         const T *bc = pb + ld_c + ch * CH;
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
+        for (int i = 0; i < NBR; i++) {
             const int t = b_y[i] + dy, u = b_x[i] + dx;
             const bool ok = (unsigned)t < tlim && (unsigned)u < ulim && ((t & mh) | (u & mw)) == 0;
             const int pix = b_img[i] + (t >> p.ls_h) * p.SW + (u >> p.ls_w);
@@ -3626,9 +3686,9 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
         if (ld_c == p.CS) { ld_c = 0; if (++ld_j == p.kw) { ld_j = 0; ++ld_i; } }
     };
 
-    float acc[128];
+    float acc[NB / 2];
 #pragma unroll
-    for (int i = 0; i < 128; i++) acc[i] = 0.0f;
+    for (int i = 0; i < NB / 2; i++) acc[i] = 0.0f;
     wg_pin(acc);
     /* this warpgroup's 64 rows of A: 64 rows of 128 bytes further (a whole number of atoms) */
     const uint64_t da0 = wg_desc(sm + wg * 64 * 128), db0 = wg_desc(sm + A_BYTES);
@@ -3644,11 +3704,11 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
         __syncthreads();                         /* everyone's; and every wgmma of tile kt - 2 is done */
         if (kt + STAGES - 2 < ntiles) load_tile((kt + STAGES - 2) % STAGES);
         conv_cu::cp_async_commit();
-        const uint64_t so = (uint64_t)((kt % STAGES) * STAGE_BYTES) >> 4;
+        const uint64_t so = (uint64_t)((kt % STAGES) * SB) >> 4;
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < 4; kk++)   /* k step kk (16 or 8 elements): 32 bytes further along the 128-byte rows */
-            mma_64x256<DT>(acc, da0 + so + 2 * kk, db0 + so + 2 * kk);
+            mma_64xn<DT>(acc, da0 + so + 2 * kk, db0 + so + 2 * kk);
         wg_commit();
         wg_wait<1>();                            /* tile kt - 1's products done: its stage is free after the barrier */
     }
@@ -3667,7 +3727,7 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
             if (m >= p.M) continue;
             float *orow = out + (int64_t)m * p.N;
 #pragma unroll
-            for (int j = 0; j < 32; j++) {
+            for (int j = 0; j < NB / 8; j++) {
                 const int n = n0 + 8 * j + 2 * q;
                 const float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
                 if (n + 1 < p.N && ((uintptr_t)(orow + n) & 7) == 0) *(float2 *)(orow + n) = make_float2(v0, v1);
@@ -3680,40 +3740,42 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
         return;
     }
     if constexpr (DT == NN_F32) {
-        /* (acc + bias) into a [BM][LDF] f32 staging tile (rows 8 banks apart: a half-warp's float2 stores, 4 rows x
-           8 words, hit distinct banks), then written out half a row (128 pixels) per warp instruction: lane l
-           holds pixels 4 l .. 4 l + 3 (16 bytes) of each half */
+        /* (acc + bias) into a [BM][NB + 8] f32 staging tile (rows 8 banks apart: a half-warp's float2 stores, 4
+           rows x 8 words, hit distinct banks), then written out 128 pixels of a row per warp instruction: lane l
+           holds pixels 4 l .. 4 l + 3 (16 bytes) of each 128-pixel part hf */
+        constexpr int LDF = NB + 8, NHF = NB / 128;
+        static_assert(BM * LDF * 4 <= STAGES * SB, "conv_wg: f32 staging tile");
         float *st = (float *)sm;
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int r = rw + 8 * h;
             const float bv = p.bias && m0 + r < p.M ? d_loadf(p.bias, p.bias_dt, m0 + r) : 0.0f;
 #pragma unroll
-            for (int j = 0; j < 32; j++)
+            for (int j = 0; j < NB / 8; j++)
                 *(float2 *)(st + r * LDF + 8 * j + 2 * q) = make_float2(acc[4 * j + 2 * h] + bv, acc[4 * j + 2 * h + 1] + bv);
         }
         __syncthreads();
-        int img4[2][4], q4[2][4];   /* image and in-plane index of this lane's pixels (-1: past N) */
+        int img4[NHF][4], q4[NHF][4];   /* image and in-plane index of this lane's pixels (-1: past N) */
+        bool vec[NHF];                  /* 4 pixels of one image, 16-byte aligned in its plane (n a multiple of 4) */
 #pragma unroll
-        for (int hf = 0; hf < 2; hf++)
+        for (int hf = 0; hf < NHF; hf++) {
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int n = n0 + 128 * hf + 4 * lane + e;
                 img4[hf][e] = n < p.N ? n / p.plane : -1;
                 q4[hf][e] = n < p.N ? n - img4[hf][e] * p.plane : 0;
             }
-        /* 4 pixels of one image, 16-byte aligned in its plane (n0 + 4 lane is a multiple of 4) */
-        const bool vec0 = img4[0][3] >= 0 && img4[0][0] == img4[0][3] && (p.plane & 3) == 0;
-        const bool vec1 = img4[1][3] >= 0 && img4[1][0] == img4[1][3] && (p.plane & 3) == 0;
+            vec[hf] = img4[hf][3] >= 0 && img4[hf][0] == img4[hf][3] && (p.plane & 3) == 0;
+        }
         float *o = (float *)p.out;
         const int w8 = tid >> 5;
         for (int rr = 0; rr < BM / 8; rr++) {
             const int r = w8 * (BM / 8) + rr, m = m0 + r;
             if (m >= p.M) break;
 #pragma unroll
-            for (int hf = 0; hf < 2; hf++) {
+            for (int hf = 0; hf < NHF; hf++) {
                 const float4 v = *(const float4 *)(st + r * LDF + 128 * hf + 4 * lane);
-                if (hf ? vec1 : vec0) *(float4 *)(o + ((int64_t)img4[hf][0] * p.M + m) * p.plane + q4[hf][0]) = v;
+                if (vec[hf]) *(float4 *)(o + ((int64_t)img4[hf][0] * p.M + m) * p.plane + q4[hf][0]) = v;
                 else {
                     const float e4[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
@@ -3724,33 +3786,36 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
         }
         return;
     }
-    /* (acc + bias) rounded to dt into a [BM][LDS] staging tile, then written out a row of 256 pixels per warp
-       instruction: lane l holds pixels 8 l .. 8 l + 7 (16 bytes) */
+    /* (acc + bias) rounded to dt into a [BM][NB + 8] staging tile, then written out NB pixels of a row (RPI rows of
+       the tile) per warp instruction: lane l holds pixels 8 (l % LPR) .. + 7 (16 bytes) of row l / LPR */
+    constexpr int LDS = NB + 8, LPR = NB / 8, RPI = 32 / LPR;
+    static_assert(BM * LDS * 2 <= STAGES * SB, "conv_wg: staging tile");
     uint16_t *st = (uint16_t *)sm;
 #pragma unroll
     for (int h = 0; h < 2; h++) {
         const int r = rw + 8 * h;
         const float bv = p.bias && m0 + r < p.M ? d_loadf(p.bias, p.bias_dt, m0 + r) : 0.0f;
 #pragma unroll
-        for (int j = 0; j < 32; j++)
+        for (int j = 0; j < NB / 8; j++)
             *(uint32_t *)(st + r * LDS + 8 * j + 2 * q) = (uint32_t)d_to16<DT>(acc[4 * j + 2 * h] + bv) |
                                                            ((uint32_t)d_to16<DT>(acc[4 * j + 2 * h + 1] + bv) << 16);
     }
     __syncthreads();
+    const int lp = lane % LPR, lr = lane / LPR;   /* this lane's 16-byte column and row within an instruction */
     int img8[8], q8[8];   /* image and in-plane index of this lane's 8 pixels (-1: past N) */
 #pragma unroll
     for (int e = 0; e < 8; e++) {
-        const int n = n0 + 8 * lane + e;
+        const int n = n0 + 8 * lp + e;
         img8[e] = n < p.N ? n / p.plane : -1;
         q8[e] = n < p.N ? n - img8[e] * p.plane : 0;
     }
-    /* 8 pixels of one image, 16-byte aligned in its plane (n0 + 8 lane is a multiple of 8) */
+    /* 8 pixels of one image, 16-byte aligned in its plane (n0 + 8 lp is a multiple of 8) */
     const bool vec = img8[7] >= 0 && img8[0] == img8[7] && (p.plane & 7) == 0;
     const int w8 = tid >> 5;
-    for (int rr = 0; rr < BM / 8; rr++) {
-        const int r = w8 * (BM / 8) + rr, m = m0 + r;
+    for (int rr = 0; rr < BM / 8; rr += RPI) {
+        const int r = w8 * (BM / 8) + rr + lr, m = m0 + r;
         if (m >= p.M) break;
-        const uint4 v = *(const uint4 *)(st + r * LDS + 8 * lane);
+        const uint4 v = *(const uint4 *)(st + r * LDS + 8 * lp);
         const uint16_t *e16 = (const uint16_t *)&v;
         if (p.out_f32) {
             float *o = (float *)p.out;
@@ -3780,8 +3845,9 @@ template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma(con
    N = (tap, c), K = images*Ho*Wo. Both operands are MN-major here: a K tile is 64 pixel rows of 128 contiguous
    bytes per 64-wide M or N block (dy_nhwc's 64 channels m; x_nhwc's 64 channels of one tap: C % 64 == 0 keeps a
    block on one tap), in the same 128-byte swizzle, read with the transpose flags.
-   Block tile 128 (o) x 256 (tap, c) x 64 pixels; warpgroup w owns o rows 64 w.., as four m64n64k16 per k step
-   (one per 64-wide N block: each within one swizzle atom column). Loader: thread t copies pixel row t >> 2 of
+   Block tile 128 (o) x 256 (tap, c) x 64 pixels; warpgroup w owns o rows 64 w.., as one m64n256k16 per k step
+   (B's four 64-wide N blocks, 8 KiB apart, one swizzle atom column each, reached through the descriptor's leading
+   byte offset; or, A/B, four m64n64k16, one per N block: see wgrad_tile). Loader: thread t copies pixel row t >> 2 of
    the tile: A block (t & 3) >> 1, its chunks 4 (t & 1).. +3; B block t & 3 (one tap), all 8 chunks. The pixel
    (image, oy, ox) moves on by 64 per tile, the tap is fixed. Pipeline as k_conv_wgmma.
    Two schedules (wgrad() picks one):
@@ -3810,20 +3876,18 @@ struct WArgs {
 
 #ifdef CONV_WG
 #define CWG_D32(o) CWG_D8(o), CWG_D8(o + 8), CWG_D8(o + 16), CWG_D8(o + 24)
-#define CWG_SS64T(TY)                                                                                              \
-    "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                   \
-    "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {"                                                   \
-    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "   \
-    "%23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 1, 1;\n}\n"
-/* d[64 x 64] += A[64 x 16] B[64 x 16]^T, both MN-major in shared memory (rows of k, 64 contiguous m / n: the
-   transpose flags). Fragment layout of d as mma_64x256 (j < 8). */
-template <int DT> __device__ __forceinline__ void mma_64x64t(float *d, uint64_t da, uint64_t db) {
-    if (DT == NN_F16) asm volatile(CWG_SS64T("f16") : CWG_D32(0) : "l"(da), "l"(db), "r"(1));
-    else asm volatile(CWG_SS64T("bf16") : CWG_D32(0) : "l"(da), "l"(db), "r"(1));
+/* d[64 x 256] += A[64 x 16] B[256 x 16]^T, both MN-major: A one 64-wide block, B four 64-wide blocks whose
+   distance is the descriptor's leading byte offset (MN-major with the 128-byte swizzle: LBO = the stride between
+   64-element MN blocks, SBO = the stride between 8-row K groups). Fragment layout of d as mma_64x256. */
+template <int DT> __device__ __forceinline__ void mma_64x256t(float *d, uint64_t da, uint64_t db) {
+    if (DT == NN_F16) asm volatile(CWG_SS256("m64n256k16.f32.f16.f16", "1, 1, 1, 1") : CWG_D128 : "l"(da), "l"(db), "r"(1));
+    else asm volatile(CWG_SS256("m64n256k16.f32.bf16.bf16", "1, 1, 1, 1") : CWG_D128 : "l"(da), "l"(db), "r"(1));
 }
 
 /* acc = the tile at (m0, n0) summed over pixels [kbeg, kend): the whole pipeline, from empty stages to drained
-   (every wgmma and copy done, every thread past the last read of the stages: they can be refilled at once) */
+   (every wgmma and copy done, every thread past the last read of the stages: they can be refilled at once).
+   One m64n256k16 a k step reads A once from shared memory (10 KiB a k step a warpgroup; four m64n64k16, one a
+   64-wide N block, read it four times: 16 KiB, shared-memory bound, and measured 1-2 % slower, 12-07 03:47). */
 template <int DT>
 __device__ __forceinline__ void wgrad_tile(const WArgs &p, unsigned char *sm, int m0, int n0, int kbeg, int kend,
                                            float (&acc)[4][32]) {
@@ -3875,6 +3939,8 @@ __device__ __forceinline__ void wgrad_tile(const WArgs &p, unsigned char *sm, in
 #pragma unroll
     for (int b = 0; b < 4; b++) wg_pin(acc[b]);
     const uint64_t da0 = wg_desc(sm + wg * 8192), db0 = wg_desc(sm + A_BYTES);
+    /* B's four 64-wide N blocks 8192 bytes apart: the leading byte offset (bits 16-29, >> 4) */
+    const uint64_t dbw = (db0 & ~((uint64_t)0x3FFF << 16)) | ((uint64_t)(8192 >> 4) << 16);
 
 #pragma unroll
     for (int s = 0; s < STAGES - 2; s++) {
@@ -3890,10 +3956,9 @@ __device__ __forceinline__ void wgrad_tile(const WArgs &p, unsigned char *sm, in
         const uint64_t so = (uint64_t)((kt % STAGES) * STAGE_BYTES) >> 4;
         wg_fence();
 #pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++)   /* k step kk: 16 pixel rows (2048 bytes) further */
-#pragma unroll
-            for (int b = 0; b < 4; b++)
-                mma_64x64t<DT>(acc[b], da0 + so + kk * 128, db0 + so + ((b * 8192 + kk * 2048) >> 4));
+        for (int kk = 0; kk < BK / 16; kk++) {   /* k step kk: 16 pixel rows (2048 bytes) further */
+            mma_64x256t<DT>(&acc[0][0], da0 + so + kk * 128, dbw + so + kk * 128);
+        }
         wg_commit();
         wg_wait<1>();
     }
@@ -3954,7 +4019,7 @@ __device__ __forceinline__ void flag_release(int *f, int v) {
 template <int DT> __global__ void __launch_bounds__(THREADS, 1) k_conv_wgmma_wgrad(const WArgs p) {
 #ifdef CONV_WG
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *sm = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *sm = smem_align1024(smem_raw);
     const int tid = threadIdx.x;
     float acc[4][32];
     if (p.units == 0) {   /* split-K */
@@ -4017,10 +4082,21 @@ static bool enabled(int mode) {
     return (mask >> mode) & 1;
 }
 
-/* conv_cu::split_k for these kernels: one block an SM, ~2.2 TFLOP/s a block (~290 TFLOP/s over 132 SMs) */
-static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials) {
-    return conv_cu::split_k(tiles, ktiles, M, N, always_partials, 1, 2.0 * BM * BN * BK, 2.2e12, 64);
+/* conv_cu::split_k for these kernels: one block an SM, ~2.2 TFLOP/s a block (~290 TFLOP/s over 132 SMs) for 128 x
+   256 tiles; k_conv_wgmma's 128 x 128 tiles (nb 128) at NARROW_RATE of that (a guess: half the B operand per A
+   read, the same per-tile overheads). Measured 12-07 03:47 (bench/RESULTS_CUDA.md): the model's pick against 256
+   everywhere, 128 wins the TF32 8x256x32x32 forward by 1.38x and is never picked where it loses) */
+constexpr double NARROW_RATE = 0.85;
+static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N, bool always_partials, int nb = BN,
+                             double *best_t = nullptr) {
+    return conv_cu::split_k(tiles, ktiles, M, N, always_partials, 1, 2.0 * BM * nb * BK, nb == BN ? 2.2e12 : 2.2e12 * NARROW_RATE,
+                            64, best_t);
 }
+
+/* k_conv_wgmma's tile width: 0 the model's pick (run_out), else 256 or 128 (the tests, through
+   nn__cuda_conv_wg_tile) */
+static int tile_nb = 0;
+static int tile_choice() { return tile_nb; }
 
 /* log2 of s when s is a power of two, else -1 */
 static int log2_exact(int s) {
@@ -4029,8 +4105,9 @@ static int log2_exact(int s) {
     return -1;
 }
 
-/* launches of k_conv_wgmma<NN_F32> by mode (FPROP, DGRAD): the tests check that TF32 convs take it */
-static int64_t tf32_runs[2];
+/* launches of k_conv_wgmma<NN_F32> by mode (FPROP, DGRAD), and of k_conv_wgmma by tile width (256, 128): the
+   tests check that TF32 convs take it, and which tiles ran */
+static int64_t tf32_runs[2], tile_runs[2];
 
 /* conv_cu::run_out's problem on the wgmma kernel when it applies (sm_90a image, f16/bf16, or f32 on TF32 (conv_cu's
    DT NN_F32: operands rounded by its layout passes; 3xTF32 stays on conv_cu), FPROP, or DGRAD at power-of-two
@@ -4058,8 +4135,15 @@ static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out
         a.rs_h = 1; a.rs_w = 1; a.ro_h = c.ph; a.ro_w = c.pw; a.td_h = -c.dh; a.td_w = -c.dw; a.ls_h = lh; a.ls_w = lw;
     }
     /* a TF32 K tile (32 f32) takes as long as a 16-bit one (64): half the products at half the rate, so the
-       chooser's per-tile figures hold for both with ktiles counted in the kernel's tiles */
-    int64_t ktiles = a.K / kt, splits = choose_splits(mt * nt, ktiles, a.M, a.N, false);
+       chooser's per-tile figures hold for both with ktiles counted in the kernel's tiles. The tile width: 128
+       where its modelled time (twice the tiles, no split or fewer: less f32 partials' traffic) is the lower */
+    const int64_t ktiles = a.K / kt, nt128 = (a.N + 127) / 128;
+    double t256 = 0, t128 = 0;
+    const int64_t s256 = choose_splits(mt * nt, ktiles, a.M, a.N, false, 256, &t256);
+    const int64_t s128 = choose_splits(mt * nt128, ktiles, a.M, a.N, false, 128, &t128);
+    const int nb = nt128 > 65535 ? 256 : tile_choice() ? tile_choice() : t128 < t256 ? 128 : 256;
+    if (nb == 128) nt = nt128;
+    int64_t splits = nb == 256 ? s256 : s128;
     int64_t per = (ktiles + splits - 1) / splits * kt;
     splits = (a.K + per - 1) / per;
     a.k_split = (int)per;
@@ -4070,16 +4154,19 @@ static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out
     } else {
         a.out = out;
     }
-    static bool attr[3];
-    const int di = dt == NN_F32 ? 2 : dt == NN_BF16;
-    auto kern = di == 2 ? k_conv_wgmma<NN_F32> : di ? k_conv_wgmma<NN_BF16> : k_conv_wgmma<NN_F16>;
+    static bool attr[6];
+    const int di = (dt == NN_F32 ? 2 : dt == NN_BF16) + (nb == 128 ? 3 : 0);
+    void (*const kerns[6])(const Args) = {k_conv_wgmma<NN_F16>, k_conv_wgmma<NN_BF16>, k_conv_wgmma<NN_F32>,
+                                          k_conv_wgmma<NN_F16, 128>, k_conv_wgmma<NN_BF16, 128>, k_conv_wgmma<NN_F32, 128>};
+    const int smem = STAGES * (A_BYTES + nb * 128) + 1024;
     if (!attr[di]) {
-        NN_CU(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+        NN_CU(cudaFuncSetAttribute(kerns[di], cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         attr[di] = true;
     }
-    kern<<<dim3((unsigned)mt, (unsigned)nt, (unsigned)splits), THREADS, SMEM, S_>>>(a);
+    kerns[di]<<<dim3((unsigned)mt, (unsigned)nt, (unsigned)splits), THREADS, smem, S_>>>(a);
     NN_LAUNCHED();
     if (dt == NN_F32) tf32_runs[mode == conv_cu::DGRAD]++;
+    tile_runs[nb == 128]++;
     if (part) {
         conv_cu::k_conv_splitk_out<<<nn__grid((int64_t)a.M * a.N, 256), 256, 0, S_>>>(
             a.part, (int)splits, a.M, a.N, a.plane, a.bias, a.bias_dt, out, dt, out_dt == NN_F32);
@@ -4223,6 +4310,13 @@ extern "C" {
 
 /* k_conv_wgmma<NN_F32> launches so far for mode 0 (FPROP) or 1 (DGRAD) (tests: TF32 convs take the wgmma kernel) */
 long long nn__cuda_conv_wg_tf32_runs(int mode) { return (long long)conv_wg::tf32_runs[mode != 0]; }
+/* k_conv_wgmma's tile width for the next launches: 0 the model's pick, 256 or 128, < 0 unchanged (tests); returns
+   the launches so far of 128-wide tiles */
+long long nn__cuda_conv_wg_tile(int nb) {
+    conv_wg::tile_choice();
+    if (nb >= 0) conv_wg::tile_nb = nb == 128 || nb == 256 ? nb : 0;
+    return (long long)conv_wg::tile_runs[1];
+}
 
 /* y = conv2d(x, w, b). f32 weights: x f32, conv_cu where it applies (TF32 when allowed, through conv_wg's wgmma
    kernel where that applies; else 3xTF32), else im2col + cuBLAS (TF32 when allowed). f16/bf16 weights: y and b in
@@ -5558,6 +5652,34 @@ __device__ __forceinline__ void load_bias(unsigned char *s, int bstr, const Para
     }
 }
 
+/* load_bias for the wgmma kernels' staged tiles (16-bit bias, [R queries][C keys], rows BSTR bytes apart in
+   shared memory): the same copies, but each thread keeps its chunk (keys 8 c..) and its rows (rt + k RS) for
+   every tile, so a copy costs an address add instead of a division and a 64-bit product (38 instructions a
+   16-byte copy in the forward's SASS with load_bias) */
+template <int R, int C, int BSTR, int NTH>
+struct BiasStage {
+    static constexpr int CH = C / 8, RS = NTH / CH;   /* chunks a row; rows a pass */
+    static_assert(NTH % CH == 0 && R % RS == 0, "BiasStage: tile and thread count");
+    const unsigned char *g;   /* the bias of (b, h) (bytes): the address of the copies that read nothing */
+    int64_t rb, off;          /* bytes between rows; row rt, key 8 c from g */
+    int c, rt;
+    __device__ __forceinline__ BiasStage(const Params &p, const unsigned char *bbh) {
+        c = threadIdx.x % CH; rt = threadIdx.x / CH; rb = p.bs[2] * 2;
+        g = bbh; off = rt * rb + 16 * c;
+    }
+    /* the tile of queries i0.., keys j0.. into s; zero outside [Lq][Lk] */
+    __device__ __forceinline__ void load(unsigned char *s, const Params &p, int i0, int j0) const {
+        const int gj = j0 + 8 * c, cb = gj < p.Lk ? min(16, (p.Lk - gj) * 2) : 0;
+        const unsigned char *src = g + (off + i0 * rb + 2 * j0);
+        unsigned char *d = s + rt * BSTR + 16 * c;
+#pragma unroll
+        for (int k = 0; k < R / RS; k++) {
+            const int nb = i0 + rt + k * RS < p.Lq ? cb : 0;
+            cp_async16n(d + k * RS * BSTR, nb ? src + k * RS * rb : g, nb);
+        }
+    }
+};
+
 /* acc[m][n] += A[16m.., :K] B[8n.., :K]^T; A and B row-major in shared memory (stride SA, SB elements) */
 template <typename T, int MW, int NT, int K, int SA, int SB>
 __device__ __forceinline__ void mma_abT(float (&acc)[MW][NT][4], const T *A, const T *Bm, int lane) {
@@ -6452,6 +6574,11 @@ __device__ __forceinline__ void wg_bias2(uint32_t v, float &a, float &b) {
 }
 template <typename T>
 __device__ __forceinline__ void wg_bias2(float2 v, float &a, float &b) { a = v.x; b = v.y; }
+/* bf16 is the high half of an f32: a shift and a mask instead of two conversions */
+template <>
+__device__ __forceinline__ void wg_bias2<__nv_bfloat16>(uint32_t v, float &a, float &b) {
+    a = __uint_as_float(v << 16); b = __uint_as_float(v & 0xffff0000u);
+}
 #endif /* SDPA_WG */
 
 /* ROWS x HD tile <- rows row0.. of g (row stride rs), in the swizzled layout above (D = 32: 64-byte rows and
@@ -6470,8 +6597,10 @@ __device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int r
 #pragma unroll
     for (int k = 0; k < (ROWS + RSTEP - 1) / RSTEP; k++) {
         if (ROWS % RSTEP && r + k * RSTEP >= ROWS) break;
-        bool ok = row0 + r + k * RSTEP < L;
-        cp_async16(d + k * RSTEP * RB, ok ? src + k * step : g, ok);
+        /* a row past the end keeps its own address and copies no bytes (src-size 0: PTX reads nothing and
+           zero-fills): a select for a valid address made ptxas rebuild every row's 64-bit address under a
+           predicate, ~150 instructions a K + V tile between the barrier and S */
+        cp_async16(d + k * RSTEP * RB, src + k * step, row0 + r + k * RSTEP < L);
     }
 }
 
@@ -6490,33 +6619,48 @@ __device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int r
    log2 units, scale_log2 * s + log2e * bias as fwd_kernel's FULL path, took two), and the exponent's factor sl
    is log2e; lse comes out in the same natural-log units.
    BIAS 3 (in T, D = 64, 16-byte aligned rows: Params.bias_stage): the bias tile [BM][128 keys] goes through
-   shared memory instead, by cp.async with its K/V tile (three stages, rows padded by 16 bytes so that the 8
-   query rows a warp reads at once fall in different banks), one tile ahead like K and V. Why: the register path
-   issues each tile's loads in the trip that uses them, and a full [B,H,Lq,Lk] bias (case 10 of bench/flash_bench:
-   1.07 GB, DRAM-bound) waited for DRAM latency every tile (0.68 of cuDNN); staged, the loads have a whole trip.
+   shared memory instead, by cp.async (three stages, rows padded by 16 bytes so that the 8 query rows a warp
+   reads at once fall in different banks), a tile ahead of K and V, and from there into the registers the
+   register path uses, before S is issued (load_bias). Why: the register path issues each tile's loads in the
+   trip that uses them, and a full [B,H,Lq,Lk] bias (case 10 of bench/flash_bench: 1.07 GB, DRAM-bound) waited for
+   DRAM latency every tile (0.68 of cuDNN); staged, the loads have a whole trip.
    HD = 32: 64-byte rows (see above), O += P V as 8 wgmma m64n32k16; with a split over keys (Params.nsplit > 1,
    run_wg_fwd: D = 32 problems whose query tiles leave SMs idle, the 900-query AQR cases) CTA split sp takes the
    keys [sp split_len, (sp + 1) split_len) (split_len a multiple of 128: the split's last tile is masked only by
-   Lk) and writes its normalised o and its lse to the f32 partials that combine_kernel merges, as fwd_kernel. */
-template <typename T, int HD, int NWG, int BIAS>
-__global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
+   Lk) and writes its normalised o and its lse to the f32 partials that combine_kernel merges, as fwd_kernel.
+   WS (warp-specialised; the default at D = 64 / 128, plain or BIAS 3: ws_on): one more warpgroup, warpgroup 0,
+   does every copy, into NS stages that mbarriers hand over (full: landed; empty: both computing warpgroups are
+   done with the tile), and gives its registers to the computing warpgroups (setmaxnreg); two computing
+   warpgroups take turns issuing their products (FlashAttention-3's ping-pong, Shah et al. 2024, sec. 3.1), so
+   one's softmax runs while the other's products hold the tensor cores. Measured 12-07 03:47: forward 1.04x
+   (case 10) to 1.52x (case 3) over the copies-in-every-warp form, the turns worth 0.3-1 %. */
+/* key-tile stages of wg_fwd_kernel: 3 (the shared memory of D = 128, or D = 64 with the staged bias, holds no
+   more); the warp-specialised plain D <= 64 kernel 4, so that its loader runs two tiles ahead */
+__host__ __device__ constexpr int wg_fwd_stages(int hd, int bias, bool ws) { return ws && hd <= 64 && bias != 3 ? 4 : 3; }
+template <typename T, int HD, int NWG, int BIAS, bool WS>
+__global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
 #ifdef SDPA_WG
-    constexpr int BM = 64 * NWG, BN = 128, NTH = NWG * 128, NS = 3;
+    constexpr int BM = 64 * NWG, BN = 128, NS = wg_fwd_stages(HD, BIAS, WS);
+    constexpr int NTH = WS ? 128 : NWG * 128;       /* threads that load */
+    static_assert(!WS || NWG == 2 || (NWG == 3 && BIAS == 0), "wg_fwd_kernel: WS with 2 computing warpgroups, or 3 plain");
     constexpr int RB = HD == 32 ? 64 : 128;   /* bytes of a row of one shared column block */
     constexpr int CN = HD == 32 ? 32 : 64;    /* columns of O a wgmma of O += P V covers (n) */
     constexpr int CB = HD / CN, OA = CN / 2;  /* such column blocks, and their accumulators a thread */
     using BT = typename std::conditional<BIAS == 2, float, T>::type;      /* bias element */
     using BP = typename std::conditional<BIAS == 2, float2, uint32_t>::type;   /* two adjacent keys of it */
-    constexpr bool BREG = BIAS == 1 || BIAS == 2;   /* the bias read into registers */
+    constexpr bool BREG = BIAS == 1 || BIAS == 2;   /* the bias read from global memory into registers */
     constexpr int BSTR = BN * 2 + 16;               /* BIAS 3: bytes of a staged bias row (padded) */
-    static_assert(BIAS != 3 || HD == 64, "wg_fwd_kernel: the staged bias at D = 64 only (shared memory)");
+    static_assert(BIAS != 3 || HD <= 64, "wg_fwd_kernel: the staged bias at D = 32 / 64 only (shared memory)");
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *base = smem_align1024(smem_raw);
     T *Qs = (T *)base, *Ks = Qs + BM * HD, *Vs = Ks + NS * BN * HD;
     unsigned char *Bt = (unsigned char *)(Vs + NS * BN * HD);   /* BIAS 3: NS tiles [BM queries][BN keys] */
+    /* WS: stage st's tile landed (full[st]) / read by both computing warpgroups (empty[st]); Q landed (qfull) */
+    uint64_t *full = (uint64_t *)(Bt + (BIAS == 3 ? NS * BM * BSTR : 0)), *empty = full + NS, *qfull = empty + NS;
     int b, h, t, sp;
     tile_of(p, &b, &h, &t, &sp);
-    const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+    /* wg: this thread's computing warpgroup (WS: warpgroup 0 loads, 1 and 2 compute) */
+    const int wg = (threadIdx.x >> 7) - (WS ? 1 : 0), warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
     const int g = lane >> 2, q2 = (lane & 3) * 2;
     const int i0 = t * BM, r0 = i0 + wg * 64 + warp * 16 + g;   /* this thread's rows: r0, r0 + 8 */
     const T *Q = (const T *)p.q + b * p.sq[0] + h * p.sq[1];
@@ -6537,26 +6681,50 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     }
     /* BIAS 3: the [BM][BN] bias tile of key tile kt -> stage kt % 3 by cp.async, with its K and V; zero
        outside [Lq][Lk] (16-byte aligned rows and contiguous keys: Params.bias_stage) */
+    const BiasStage<BM, BN, BSTR, NTH> bstage(p, BIAS == 3 ? (const unsigned char *)p.bias + (b * p.bs[0] + h * p.bs[1]) * 2
+                                                           : nullptr);
     auto stage_bias = [&](int kt) {
-        if constexpr (BIAS == 3) {
-            const unsigned char *bbh = (const unsigned char *)p.bias + (b * p.bs[0] + h * p.bs[1]) * 2;
-            unsigned char *d = Bt + (kt % NS) * BM * BSTR;
-            const int jt = ks + kt * BN;
-#pragma unroll
-            for (int x = threadIdx.x; x < BM * (BN / 8); x += NTH) {   /* chunk x: row x / 16, keys 8 (x % 16).. */
-                const int r = x / (BN / 8), c = x % (BN / 8), gi = i0 + r, gj = jt + 8 * c;
-                const int nb = gi < p.Lq && gj < p.Lk ? min(16, (p.Lk - gj) * 2) : 0;
-                cp_async16n(d + r * BSTR + 16 * c, nb ? bbh + ((int64_t)gi * p.bs[2] + gj) * 2 : bbh, nb);
-            }
-        }
+        if constexpr (BIAS == 3) bstage.load(Bt + (kt % NS) * BM * BSTR, p, i0, ks + kt * BN);
     };
-    load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
-    if (nkt > 0) {
-        load_tile_sw<T, HD, BN, NTH>(Ks, K, p.sk[2], ks, p.Lk);
-        load_tile_sw<T, HD, BN, NTH>(Vs, V, p.sv[2], ks, p.Lk);
-        stage_bias(0);
+    if constexpr (WS) {
+        /* The loading warpgroup: Q, then each key tile (K, V and BIAS 3's bias tile) into stage kt % NS once
+           both computing warpgroups have released the tile that stage held (tile kt - NS: released in their
+           trip kt - NS + 2, when its P V is done). Its registers go to the computing warpgroups (setmaxnreg:
+           128 x 64 + 256 x 216 <= 64 K: the loader spills at 40; with 3 computing warpgroups, plain, 128 x 32 +
+           384 x 160). */
+        if (threadIdx.x == 0) {
+            for (int st = 0; st < NS; st++) { mbar_init(full + st, 128); mbar_init(empty + st, NWG * 128); }
+            mbar_init(qfull, 128);
+        }
+        __syncthreads();
+        if (threadIdx.x < 128) {
+            regs_dec<NWG == 2 ? 64 : 32>();
+            if (nkt > 0) {
+                load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
+                mbar_arrive_cp_async(qfull);
+            }
+            for (int kt = 0; kt < nkt; kt++) {
+                const int st = kt % NS, j = ks + kt * BN;
+                if (kt >= NS) mbar_wait(empty + st, (kt / NS - 1) & 1);
+                load_tile_sw<T, HD, BN, NTH>(Ks + st * BN * HD, K, p.sk[2], j, p.Lk);
+                load_tile_sw<T, HD, BN, NTH>(Vs + st * BN * HD, V, p.sv[2], j, p.Lk);
+                stage_bias(kt);
+                mbar_arrive_cp_async(full + st);
+            }
+            cp_wait_all();
+            return;
+        }
+        regs_inc<NWG == 2 ? 216 : 160>();
+    } else {
+        load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
+        if (nkt > 0) {
+            load_tile_sw<T, HD, BN, NTH>(Ks, K, p.sk[2], ks, p.Lk);
+            load_tile_sw<T, HD, BN, NTH>(Vs, V, p.sv[2], ks, p.Lk);
+            stage_bias(0);
+            if (nkt > 1) stage_bias(1);   /* BIAS 3: one tile ahead of K and V (load_next) */
+        }
+        cp_commit();
     }
-    cp_commit();
     float o[CB][OA], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
 #pragma unroll
     for (int c = 0; c < CB; c++)
@@ -6571,26 +6739,48 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
        `if (kt > 0)` and waited for under a second counts as possibly in flight where O is rescaled. So no
        wgmma, fence or wait sits under a branch, and every path meets them in one order: tile 0 (S alone) is
        peeled off the loop, and the loop body is: wait 0 (P_{kt-2} V_{kt-2} done), O rescaled and P_{kt-1}
-       packed, the barrier, fence, S_kt and O += P_{kt-1} V_{kt-1}, wait 1 (S_kt done), the softmax of tile kt.
+       packed, the barrier and the copies of tile kt + 1 (WS: the wait for tile kt and the turn), fence, S_kt and
+       O += P_{kt-1} V_{kt-1}, wait 1 (S_kt done), the softmax of tile kt.
        The softmax ends the trip and the wait 0 opens the next because ptxas hoists a wait to the top of its
        basic block (it would run before the exponentials, not after, if both sat in one block). o and pa are
        pinned (wg_pin) before each fence, so that their writes stay above it, and after each wait that covers
        them, as s is after its wait, so that their reads stay below it; s and alpha are pinned after the
        softmax, so that it stays above the next wait. */
-    /* wait for tile kt and start loading tile kt + 1 (the buffer it goes to held tile kt - 2, whose products
-       every thread has waited for before this barrier) */
-    auto next_tile = [&](int kt) {
+    /* without WS: wait for tile kt (tile_ready), then start loading tile kt + 1 (load_next: the buffer it goes to
+       held tile kt - 2, whose products every thread has waited for before this barrier). BIAS 3 stages bias tile
+       kt + 2: it waits here for bias kt + 1, which trip kt + 1 reads into registers before its own barrier
+       (load_bias); the stage it goes to held bias kt - 1, read in trip kt - 1. (Issuing the copies after the
+       trip's products instead, bfc2f09, ran bench/flash_bench's cases 10, 2, 1 1.08-1.11x faster, case 3 (3
+       warpgroups) 0.93x and the D = 32 cases 8, 9 0.83-0.84x: 12-07 03:47. D = 64 / 128 take the WS form now.) */
+    auto tile_ready = [&]() {
         cp_wait_all();
         fence_async_smem();
         __syncthreads();
+    };
+    auto load_next = [&](int kt) {
         if (kt + 1 < nkt) {
             const int sn = (kt + 1) % NS, j1 = ks + (kt + 1) * BN;
             load_tile_sw<T, HD, BN, NTH>(Ks + sn * BN * HD, K, p.sk[2], j1, p.Lk);
             load_tile_sw<T, HD, BN, NTH>(Vs + sn * BN * HD, V, p.sv[2], j1, p.Lk);
-            stage_bias(kt + 1);
         }
+        if (kt + 2 < nkt) stage_bias(kt + 2);
         cp_commit();
     };
+    /* WS: tile kt landed in stage kt % NS (cp.async writes, read by wgmma: the proxy fence) */
+    auto tile_landed = [&](int kt) {
+        mbar_wait(full + kt % NS, (kt / NS) & 1);
+        fence_async_smem();
+    };
+    /* WS: the two computing warpgroups take turns issuing their products (FlashAttention-3's ping-pong, Shah et
+       al. 2024, sec. 3.1): warpgroup w waits at named barrier 1 + w for the other's turn_end, so one's softmax
+       runs while the other's products occupy the tensor cores. Warpgroup 1 opens with an arrival at barrier 1
+       and skips the last (each barrier then sees as many arrivals as syncs). */
+    constexpr bool TURNS = WS && NWG == 2;   /* (three warpgroups do not take turns) */
+    auto turn_begin = [&]() {
+        if constexpr (TURNS) bar_sync(1 + wg, NWG * 128);
+    };
+    auto turn_end = [&](bool last) { bar_arrive_if(2 - wg, NWG * 128, TURNS && !(last && wg == 1)); };
+    if constexpr (WS) bar_arrive_if(1, NWG * 128, TURNS && wg == 1 && nkt > 0);
     /* S = Q K_kt^T, K in buffer kt % 3 (after a wg_fence): one commit group */
     auto issue_s = [&](float (&s)[64], int kt) {
         const uint64_t dk0 = wg_desc<RB>(Ks + (kt % NS) * BN * HD);
@@ -6618,14 +6808,35 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         wg_pin(pa);
     };
     /* BIAS: the bias of tile kt at this thread's accumulator elements: bv[hh][j] holds keys j0 + 8 j + q2 and
-       + 1 of row r0 + 8 hh. Keys clamped to Lk - 2 (even: a pair never straddles Lk), masked in softmax. */
+       + 1 of row r0 + 8 hh. Keys clamped to Lk - 2 (even: a pair never straddles Lk), masked in softmax. BIAS 3
+       reads them from stage kt % 3 (landed at the barrier before, tile_ready), before S_kt is issued: the shared
+       loads' latency then hides behind the barrier and S = Q K^T, where reading them after S (as first written)
+       put it on the softmax's critical path (warps waited 53 % of cycles with nothing eligible: ncu, 21:49). */
     auto load_bias = [&](BP (&bv)[2][16], int kt) {
-        if constexpr (BREG) {
+        if constexpr (BIAS == 3) {
+            const unsigned char *st = Bt + (kt % NS) * BM * BSTR + (wg * 64 + warp * 16 + g) * BSTR + q2 * 2;
 #pragma unroll
             for (int j = 0; j < 16; j++) {
-                const int c = min(ks + kt * BN + 8 * j + q2, p.Lk - 2);
-                bv[0][j] = __ldg((const BP *)(brow0 + c));
-                bv[1][j] = __ldg((const BP *)(brow1 + c));
+                bv[0][j] = *reinterpret_cast<const uint32_t *>(st + 16 * j);
+                bv[1][j] = *reinterpret_cast<const uint32_t *>(st + 8 * BSTR + 16 * j);
+            }
+        }
+        if constexpr (BREG) {
+            const int jt = ks + kt * BN;
+            if (jt + BN <= p.Lk) {   /* a whole tile: one address a row, the keys at fixed offsets */
+                const BT *a0 = brow0 + jt + q2, *a1 = brow1 + jt + q2;
+#pragma unroll
+                for (int j = 0; j < 16; j++) {
+                    bv[0][j] = __ldg((const BP *)(a0 + 8 * j));
+                    bv[1][j] = __ldg((const BP *)(a1 + 8 * j));
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < 16; j++) {
+                    const int c = min(jt + 8 * j + q2, p.Lk - 2);
+                    bv[0][j] = __ldg((const BP *)(brow0 + c));
+                    bv[1][j] = __ldg((const BP *)(brow1 + c));
+                }
             }
         }
     };
@@ -6638,12 +6849,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
 #pragma unroll
                 for (int hh = 0; hh < 2; hh++) {
                     float b0, b1;
-                    if constexpr (BIAS == 3)   /* row wg 64 + warp 16 + g + 8 hh of stage kt % 3, keys 8 j + q2.. */
-                        wg_bias2<T>(*reinterpret_cast<const uint32_t *>(
-                                        Bt + (kt % NS) * BM * BSTR + (wg * 64 + warp * 16 + g + 8 * hh) * BSTR +
-                                        (8 * j + q2) * 2), b0, b1);
-                    else
-                        wg_bias2<T>(bv[hh][j], b0, b1);
+                    wg_bias2<T>(bv[hh][j], b0, b1);
                     s[4 * j + 2 * hh] = fmaf(s[4 * j + 2 * hh], p.scale, b0);
                     s[4 * j + 2 * hh + 1] = fmaf(s[4 * j + 2 * hh + 1], p.scale, b1);
                 }
@@ -6691,10 +6897,19 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
     if (nkt > 0) {
         float s[64], alpha[2];   /* S_kt, then P_kt (unnormalised) and the rescale of O, until packed */
         BP bv[2][16];            /* BIAS: the bias of tile kt (unused otherwise) */
-        load_bias(bv, 0);
-        next_tile(0);            /* tile 0: S_0 alone */
+        if (BIAS != 3) load_bias(bv, 0);
+        if constexpr (WS) {
+            mbar_wait(qfull, 0);
+            tile_landed(0);
+            turn_begin();
+        } else {
+            tile_ready();        /* tile 0: S_0 alone */
+            load_next(0);
+        }
+        if (BIAS == 3) load_bias(bv, 0);   /* (landed at that barrier) */
         wg_fence();
         issue_s(s, 0);
+        if constexpr (WS) turn_end(false);
         wg_wait<0>();
         wg_pin(s);
         softmax(s, 0, alpha, bv);
@@ -6702,13 +6917,23 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         for (int kt = 1; kt < nkt; kt++) {
             wg_wait<0>();                /* O += P_{kt-2} V_{kt-2} done (at kt = 1 nothing is in flight) */
             pin_o_pa();
-            load_bias(bv, kt);         /* no branch: the loads issue here, consumed after S_kt */
+            if constexpr (WS) {
+                mbar_arrive(empty + (kt + NS - 2) % NS, kt >= 2);   /* tile kt - 2's stage is free */
+                tile_landed(kt);
+            }
+            load_bias(bv, kt);         /* no branch: the loads issue here, consumed after S_kt (BIAS 3: landed at
+                                          the last barrier) */
             rescale_pack(s, alpha);    /* O *= alpha_{kt-1}, P_{kt-1} to A fragments */
-            next_tile(kt);
+            if constexpr (WS) turn_begin();
+            else {
+                tile_ready();
+                load_next(kt);
+            }
             pin_o_pa();                /* the rescale and the packing stay above the fence */
             wg_fence();
             issue_s(s, kt);
             issue_pv(kt - 1);          /* O += P_{kt-1} V_{kt-1}, running during this tile's softmax */
+            if constexpr (WS) turn_end(false);
             wg_wait<1>();                /* S_kt done; P V may still run */
             wg_pin(s);
             softmax(s, kt, alpha, bv);
@@ -6717,9 +6942,11 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
         wg_wait<0>();                    /* the last tile's O += P V */
         pin_o_pa();
         rescale_pack(s, alpha);
+        if constexpr (WS) turn_begin();
         pin_o_pa();
         wg_fence();
         issue_pv(nkt - 1);
+        if constexpr (WS) turn_end(true);
         wg_wait<0>();
         pin_o_pa();
     }
@@ -6789,22 +7016,31 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_fwd_kernel(Params p) {
    P^T = exp2(scale log2e S^T + log2e bias - log2e lse). dbias = dS (natural units, unscaled, as bwd_kernel)
    is stored from the f32 registers right after dS^T: for fixed element e the lanes of a warp cover 8
    consecutive keys of 4 queries (full 32-byte sectors); plain stores (each score belongs to one CTA and one
-   query tile), atomic adds where the bias is broadcast (p.dbias_atomic). */
-template <typename T, int NWG, int BIAS>
-__global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
+   query tile), atomic adds where the bias is broadcast (p.dbias_atomic).
+   WS (the default; NN_SDPA_WS=0 for A/B): a third warpgroup does every copy (K, V, then the query tiles through mbarriers,
+   as wg_fwd_kernel's WS form), the two computing warpgroups meet at a named barrier instead of __syncthreads
+   and release a query tile's stage once its dV/dK is done; setmaxnreg 40 / 232. */
+template <typename T, int NWG, int BIAS, bool WS>
+__global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_bwd_kernel(Params p) {
 #ifdef SDPA_WG
     static_assert(BIAS == 0 || BIAS == 1, "wg_bwd_kernel: no bias, or a bias in T");
-    constexpr int BM = 64 * NWG, BN = 64, NTH = NWG * 128, NQ = 3;
+    constexpr int BM = 64 * NWG, BN = 64, NQ = 3;
+    constexpr int NTH = WS ? 128 : NWG * 128;     /* threads that load */
     constexpr int TB = BM * 128, QB = BN * 128;   /* bytes of a [BM][64] and a [BN][64] tile */
     constexpr int BSTR = BM * 2 + 16;             /* bytes of a staged bias row (BM keys in T, padded) */
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *base = smem_align1024(smem_raw);
     unsigned char *Ks = base, *Vs = Ks + TB, *KTs = Vs + TB, *Qs = KTs + TB, *Gs = Qs + NQ * QB, *Ss = Gs + NQ * QB;
     float *Ls = (float *)(Ss + NQ * TB), *Dl = Ls + NQ * BN;
     unsigned char *Bt = (unsigned char *)(Dl + NQ * BN);   /* BIAS: three [BN queries][BM keys] tiles, rows BSTR */
+    /* WS: K and V landed (kvfull); query tile it's Q, dO, lse, delta (and bias) landed in stage it % NQ (qfull),
+       and read by both computing warpgroups (qempty) */
+    uint64_t *kvfull = (uint64_t *)(Bt + (BIAS ? NQ * BN * BSTR : 0)), *qfull = kvfull + 1, *qempty = qfull + NQ;
     int b, h, t;
     tile_of(p, &b, &h, &t);
-    const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+    /* wg: this thread's computing warpgroup, ct its index among the computing threads (WS: warpgroup 0 loads) */
+    const int wg = (threadIdx.x >> 7) - (WS ? 1 : 0), warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+    const int ct = threadIdx.x - (WS ? 128 : 0);
     const int g = lane >> 2, q2 = (lane & 3) * 2;
     const int j0 = t * BM, kr = wg * 64 + warp * 16 + g;   /* this thread's key rows (in the tile): kr, kr + 8 */
     const T *Q, *K, *V, *G;
@@ -6817,6 +7053,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
     const int nqt = (p.Lq + BN - 1) / BN;   /* >= 1 (wg_bwd_ok) */
     /* keys >= Lk: zero rows of K and V, but P must be 0 there (exp(-lse) may overflow; their dS feeds dQ) */
     const bool kok0 = j0 + kr < p.Lk, kok1 = j0 + kr + 8 < p.Lk;
+    const BiasStage<BN, BM, BSTR, NTH> bstage(p, bbh);
     auto load_q = [&](int it, int buf) {
         const int i = it * BN;
         load_tile_sw<T, 64, BN, NTH>((T *)(Qs + buf * QB), Q, p.sq[2], i, p.Lq);
@@ -6830,14 +7067,39 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
             cp_async4((isd ? Dl : Ls) + buf * BN + x, (isd ? delta : lse) + (ok ? ii : 0), ok);
         }
         /* the bias tile, zero outside [Lq][Lk] (queries >= Lq: S = 0 + 0 as above) */
-        if (BIAS) load_bias<NTH>(Bt + buf * BN * BSTR, BSTR, p, bbh, i, BN, j0, BM);
+        if (BIAS) bstage.load(Bt + buf * BN * BSTR, p, i, j0);
     };
-    load_tile_sw<T, 64, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
-    load_tile_sw<T, 64, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
-    load_q(0, 0);
-    cp_commit();
-    if (nqt > 1) load_q(1, 1);
-    cp_commit();
+    if constexpr (WS) {
+        /* The loading warpgroup (as wg_fwd_kernel's): K and V, then each query tile into stage it % NQ once both
+           computing warpgroups have released the tile it held (it - NQ: after its dV/dK, in their trip it - NQ) */
+        if (threadIdx.x == 0) {
+            mbar_init(kvfull, 128);
+            for (int st = 0; st < NQ; st++) { mbar_init(qfull + st, 128); mbar_init(qempty + st, NWG * 128); }
+        }
+        __syncthreads();
+        if (threadIdx.x < 128) {
+            regs_dec<40>();
+            load_tile_sw<T, 64, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
+            load_tile_sw<T, 64, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
+            mbar_arrive_cp_async(kvfull);
+            for (int it = 0; it < nqt; it++) {
+                const int st = it % NQ;
+                if (it >= NQ) mbar_wait(qempty + st, (it / NQ - 1) & 1);
+                load_q(it, st);
+                mbar_arrive_cp_async(qfull + st);
+            }
+            cp_wait_all();
+            return;
+        }
+        regs_inc<232>();
+    } else {
+        load_tile_sw<T, 64, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
+        load_tile_sw<T, 64, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
+        load_q(0, 0);
+        cp_commit();
+        if (nqt > 1) load_q(1, 1);
+        cp_commit();
+    }
     float dk[32], dv[32], s[32], dp[32], dq[16];
 #pragma unroll
     for (int e = 0; e < 32; e++) dk[e] = dv[e] = s[e] = dp[e] = 0.f;
@@ -6954,10 +7216,22 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
             for (int j = 0; j < 4; j++) red2(row + 8 * j, dq[4 * j + 2 * hh] * p.scale, dq[4 * j + 2 * hh + 1] * p.scale);
         }
     };
+    /* the computing warpgroups' barrier (every thread's, without WS): tile it + 1 landed (WS: its stage's
+       mbarrier), and this thread's shared writes (dS^T, K^T) ordered before the tensor cores read them */
+    auto landed_sync = [&](int it) {
+        if constexpr (WS) {
+            mbar_wait(qfull + it % NQ, (it / NQ) & 1);
+            fence_async_smem();
+            bar_sync(1, NWG * 128);
+        } else {
+            cp_wait_all();
+            fence_async_smem();
+            __syncthreads();
+        }
+    };
     /* tile 0 (and K, V) landed: its S^T and dP^T, K^T, its P^T / dS^T */
-    cp_wait_all();
-    fence_async_smem();
-    __syncthreads();
+    if constexpr (WS) mbar_wait(kvfull, 0);
+    landed_sync(0);
     pin_all();
     wg_fence();
     issue_sdp(0);
@@ -6965,7 +7239,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
        moves the 16-byte chunk (key r, d 8 c8..) of Ks to 8 elements of KTs. Made visible by the loop's (or the
        epilogue's) first fence and barrier. */
 #pragma unroll
-    for (int x = threadIdx.x; x < BM * 8; x += NTH) {
+    for (int x = ct; x < BM * 8; x += NWG * 128) {
         const int r = x % BM, c8 = x / BM;
         const uint4 v = *reinterpret_cast<const uint4 *>(Ks + r * 128 + ((c8 ^ (r & 7)) << 4));
         const unsigned short e[8] = {(unsigned short)(v.x & 0xffff), (unsigned short)(v.x >> 16),
@@ -7000,16 +7274,16 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
        whose dQ products both warpgroups waited for in trip it - 1. */
     for (int it = 0; it + 1 < nqt; it++) {
         const int buf = it % NQ, nb = (it + 1) % NQ;
-        cp_wait_all();
-        fence_async_smem();
-        __syncthreads();                 /* tile it + 1 landed; dS^T of tile it complete (both warpgroups) */
-        if (it + 2 < nqt) load_q(it + 2, (it + 2) % NQ);
-        cp_commit();
+        landed_sync(it + 1);             /* tile it + 1 landed; dS^T of tile it complete (both warpgroups) */
         wg_wait<0>();                      /* dQ_{it-1} done (it ran during the barrier) */
         pin_all();
         wg_fence();
         issue_sdp(nb);
         issue_dvdk(buf);
+        if constexpr (!WS) {
+            if (it + 2 < nqt) load_q(it + 2, (it + 2) % NQ);   /* behind the products (see wg_fwd_kernel) */
+            cp_commit();
+        }
         wg_wait<2>();                      /* S^T_{it+1} done */
         wg_pin(s);
         probs(nb);
@@ -7024,14 +7298,13 @@ __global__ void __launch_bounds__(NWG * 128, 1) wg_bwd_kernel(Params p) {
         store_dbias(it + 1);             /* (branches: the wait below stays here) */
         wg_wait<1>();                      /* dV/dK of tile it done: pa, da free */
         wg_pin(pa); wg_pin(da); wg_pin(dk); wg_pin(dv);
+        if constexpr (WS) mbar_arrive(qempty + buf);   /* tile it's Q, dO, lse, delta, bias read */
         pack_store(nb);
         wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da);
     }
     /* the last tile: dV/dK after the barrier behind its dS^T, the dQ of the tile before, its own dQ */
     const int lb = (nqt - 1) % NQ;
-    cp_wait_all();
-    fence_async_smem();
-    __syncthreads();
+    landed_sync(nqt - 1);
     wg_pin(s); wg_pin(dp); wg_pin(pa); wg_pin(da); wg_pin(dk); wg_pin(dv);
     wg_fence();
     issue_dvdk(lb);
@@ -7138,7 +7411,7 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
     constexpr int BM = 128, BN = 64, NTH = 256, NQ = 3, NS = 2;
     constexpr int KB = BM * 256, QB = BN * 256, SB = BM * 128;   /* bytes: K [128][128], Q [64][128], dS^T [128][64] */
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *base = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    unsigned char *base = smem_align1024(smem_raw);
     unsigned char *Ks = base, *Vs = Ks + KB, *Qs = Vs + KB, *Gs = Qs + NQ * QB, *Ss = Gs + NQ * QB, *Ps = Ss + NS * SB;
     float *Ls = (float *)(Ps + SB), *Dl = Ls + NQ * BN;
     int b, h, t;
@@ -7312,9 +7585,9 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
             cp_wait_all();
             fence_async_smem();
             __syncthreads();             /* tile it landed; dS^T of tile it - 1 complete (both warpgroups) */
-            if (it + 1 < nqt) load_qg(it + 1);
             wg_fence();                  /* (no pins: S^T, dP^T overwritten; dV/dK of tile it - 1 in flight) */
             issue_sdp(it);
+            if (it + 1 < nqt) load_qg(it + 1);   /* behind the products (see wg_fwd_kernel) */
             wg_wait<1>();                  /* dV/dK of tile it - 1 and S^T of tile it done */
             wg_pin(s); pin_kv();
             probs(it);
@@ -8196,19 +8469,20 @@ static bool wg_fwd_ok(const Params &p) {
     }
     return nn__cu_wgmma() != 0;
 }
-template <typename T, int HD, int NWG, int BIAS>
+template <typename T, int HD, int NWG, int BIAS, bool WS = false>
 static int run_wg_fwd(Params p, cudaStream_t s) {
-    constexpr int BM = 64 * NWG;
+    constexpr int BM = 64 * NWG, NS = wg_fwd_stages(HD, BIAS, WS);
     static_assert(HD != 32 || BM == 128, "run_wg_fwd: wg_plan_split plans D = 32 for 128-query tiles");
-    size_t smem = (size_t)(BM + 6 * 128) * HD * sizeof(T) + 1024;   /* + 1024: the 1024-byte alignment */
-    if (BIAS == 3) smem += (size_t)3 * BM * (128 * 2 + 16);          /* the staged bias tiles (wg_fwd_kernel) */
-    auto kern = wg_fwd_kernel<T, HD, NWG, BIAS>;
+    size_t smem = (size_t)(BM + 2 * NS * 128) * HD * sizeof(T) + 1024;   /* + 1024: the 1024-byte alignment */
+    if (BIAS == 3) smem += (size_t)NS * BM * (128 * 2 + 16);             /* the staged bias tiles (wg_fwd_kernel) */
+    if (WS) smem += (2 * NS + 1) * sizeof(uint64_t);                     /* its mbarriers */
+    auto kern = wg_fwd_kernel<T, HD, NWG, BIAS, WS>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
     if (p.part) wg_plan_split(p);   /* the workspace was sized by the same plan (ws_floats) */
     unsigned grid;
     if (grid_of(p, BM, p.Lq, 2, &grid)) return -1;
-    if (grid) kern<<<grid, NWG * 128, smem, s>>>(p); NN_LAUNCHED();
+    if (grid) kern<<<grid, (NWG + WS) * 128, smem, s>>>(p); NN_LAUNCHED();
     int64_t rows = (int64_t)p.B * p.H * p.Lq;
     if (p.nsplit > 1 && rows > 0) { combine_kernel<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(p); NN_LAUNCHED(); }
     return 0;
@@ -8224,6 +8498,17 @@ static size_t wg_bwd_smem(int D, bool bias) {
         return (size_t)(2 * WG_BWD_BM * 256 + 6 * 64 * 256 + 3 * WG_BWD_BM * 128) + 6 * 64 * sizeof(float) + 1024;
     return (size_t)(3 * WG_BWD_BM + 6 * 64 + 3 * WG_BWD_BM) * 128 + 6 * 64 * sizeof(float) + 1024 +
            (bias ? (size_t)3 * 64 * (WG_BWD_BM * 2 + 16) : 0);
+}
+/* the warp-specialised forms (WS: a loading warpgroup beside the computing ones) of the forward at D = 64 / 128
+   (plain, or the staged bias) and of the D = 64 backward; NN_SDPA_WS=0 turns them off (A/B in one binary);
+   read once. Measured 12-07 03:47 (bench/RESULTS_FLASH.md): forward 1.04-1.52x, backward 1.02-1.09x */
+static bool ws_on(void) {
+    static int state = -1;
+    if (state < 0) {
+        const char *e = getenv("NN_SDPA_WS");
+        state = e && e[0] == '0' && e[1] == 0 ? 0 : 1;
+    }
+    return state != 0;
 }
 /* NN_SDPA_WG_BWD=0 turns the wgmma backward off (A/B in one binary); read once */
 static bool wg_bwd_enabled(void) {
@@ -8248,12 +8533,12 @@ static bool wg_bwd_ok(const Params &p) {
     return wg_bwd_enabled() && nn__cu_wgmma() != 0;
 }
 /* as run_bwd without the query split: delta, the f32 dQ accumulator (or dq itself), the kernel, the conversion */
-template <typename T, int BIAS>
+template <typename T, int BIAS, bool WS = false>
 static int run_wg_bwd(Params p, cudaStream_t s) {
     if (!p.dq && !p.dk && !p.dv && !p.dbias) return 0;
     const bool d128 = p.D == 128;
-    size_t smem = wg_bwd_smem(p.D, BIAS != 0);
-    auto kern = d128 ? wg_bwd_d128_kernel<T> : wg_bwd_kernel<T, WG_BWD_NWG, BIAS>;
+    size_t smem = wg_bwd_smem(p.D, BIAS != 0) + (WS ? 7 * sizeof(uint64_t) : 0);   /* WS: its mbarriers */
+    auto kern = d128 ? wg_bwd_d128_kernel<T> : wg_bwd_kernel<T, WG_BWD_NWG, BIAS, WS>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
     p.lsep = p.dlp = nullptr;
@@ -8274,7 +8559,7 @@ static int run_wg_bwd(Params p, cudaStream_t s) {
         else { p.dq_acc = (float *)ws->data; p.sqa[2] = p.D; p.sqa[1] = (int64_t)p.Lq * p.D; p.sqa[0] = (int64_t)p.H * p.sqa[1]; }
         if (rows > 0) NN_CU(cudaMemsetAsync(p.dq_acc, 0, (size_t)(rows * p.D) * sizeof(float), s));
     }
-    if (grid) kern<<<grid, WG_BWD_NWG * 128, smem, s>>>(p); NN_LAUNCHED();
+    if (grid) kern<<<grid, (WG_BWD_NWG + (WS && !d128)) * 128, smem, s>>>(p); NN_LAUNCHED();
     if (p.dq && !dq_dir) acc_convert<T>(p, p.dq_acc, p.dq, p.sdq, p.Lq, p.D, s);
     if (ws) nn_tensor_free(ws);
     return 0;
@@ -8296,6 +8581,11 @@ template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
     if (fwd && wg_fwd_ok(p)) {
         /* biased: 2 warpgroups (the bias registers do not fit 3 warpgroups' 168 a thread) */
+        if (ws_on() && p.D != 32 && !(p.bias && !(p.D == 64 && p.bias_stage && !p.bias_f32))) {
+            if (p.D == 128) return run_wg_fwd<T, 128, 2, 0, true>(p, s);
+            if (p.bias) return run_wg_fwd<T, 64, 2, 3, true>(p, s);
+            return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3, 0, true>(p, s) : run_wg_fwd<T, 64, 2, 0, true>(p, s);
+        }
         if (p.bias && p.bias_f32) return run_wg_fwd<T, 64, 2, 2>(p, s);
         if (p.bias) {
             if (p.D == 32) return run_wg_fwd<T, 32, 2, 1>(p, s);
@@ -8306,7 +8596,10 @@ static int dispatch(Params &p, bool fwd, cudaStream_t s) {
         if (p.D == 128) return run_wg_fwd<T, 128, 2, 0>(p, s);
         return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3, 0>(p, s) : run_wg_fwd<T, 64, 2, 0>(p, s);
     }
-    if (!fwd && wg_bwd_ok(p)) return p.bias ? run_wg_bwd<T, 1>(p, s) : run_wg_bwd<T, 0>(p, s);   /* sm_90a, D 64 / 128 */
+    if (!fwd && wg_bwd_ok(p)) {   /* sm_90a, D 64 / 128 */
+        if (ws_on() && p.D == 64) return p.bias ? run_wg_bwd<T, 1, true>(p, s) : run_wg_bwd<T, 0, true>(p, s);
+        return p.bias ? run_wg_bwd<T, 1>(p, s) : run_wg_bwd<T, 0>(p, s);
+    }
     return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);
 }
 

@@ -952,8 +952,10 @@ static void test_conv_f32_kernels(void) {
    32 but not 64, stride 2 (the dgrad's taps off the stride grid), stride per axis with a 5x3 kernel, padding with
    dilation 2, 1x1, K split over blocks (cases 6 and 8: odd M x N partials), and the fallbacks: Cin = Cout = 144
    (multiples of 16, not 32), stride 3 (dgrad), M under 128 rows. Case 0 again with a NaN input pixel, and with
-   TF32 off (3xTF32 on conv_cu: no wgmma launch, TOL_F32). */
+   TF32 off (3xTF32 on conv_cu: no wgmma launch, TOL_F32). All of it twice: on the tiles the model picks (128 x 256,
+   or 128 x 128 where that leaves fewer SMs idle), then on 128 x 128 tiles (nn__cuda_conv_wg_tile). */
 long long nn__cuda_conv_wg_tf32_runs(int mode);
+long long nn__cuda_conv_wg_tile(int nb);
 static void test_conv_tf32_wg(void) {
     /* N C H W, O kh kw, stride h, stride w, pad, dil, groups, bias, ef, ed */
     static const int cs[][15] = {
@@ -967,19 +969,21 @@ static void test_conv_tf32_wg(void) {
     const char *e = getenv("NN_CONV_WG");
     int nn__cuda_wgmma(void);
     const int wg = nn__cuda_wgmma(), on_f = wg && (!e || !*e || strchr(e, 'f')), on_d = wg && (!e || !*e || strchr(e, 'd'));
-    int k, run;
+    int k, run, narrow;
     printf("conv2d: TF32 wgmma kernel (sm_90a) %s\n", on_f || on_d ? "in use" : wg ? "off (NN_CONV_WG)" : "not available on this device");
+    for (narrow = 0; narrow < 2; narrow++)   /* the tiles the model picks, then 128-wide tiles */
     for (k = 0; k < 12; k++)
         for (run = 0; run < (k == 0 ? 3 : 1); run++) {   /* case 0: plain, a NaN pixel, TF32 off */
             const int *c = cs[k], tf = run < 2;
-            long long f0 = nn__cuda_conv_wg_tf32_runs(0), d0 = nn__cuda_conv_wg_tf32_runs(1);
+            long long f0 = nn__cuda_conv_wg_tf32_runs(0), d0 = nn__cuda_conv_wg_tf32_runs(1), n0 = nn__cuda_conv_wg_tile(narrow ? 128 : 0);
             char what[80];
             vargs a;
             nn_tensor *in[3];
-            if (quick && k != 0 && k != 6) continue;
+            if (quick && (narrow || (k != 0 && k != 6))) continue;
             conv_case(c, &a, in);
             if (run == 1) nn_f32_data(in[0])[37] = NAN;
-            snprintf(what, sizeof what, "conv2d %s wg case %d%s", tf ? "tf32" : "f32", k, run == 1 ? ", a NaN input" : "");
+            snprintf(what, sizeof what, "conv2d %s wg case %d%s%s", tf ? "tf32" : "f32", k, run == 1 ? ", a NaN input" : "",
+                     narrow ? ", 128-wide tiles" : "");
             nn_cuda_set_conv_tf32(tf);
             compare(what, f_conv2d, &a, 3, in, grad, tf ? TOL_TF32 : TOL_F32);
             nn_cuda_set_conv_tf32(0);
@@ -989,9 +993,13 @@ static void test_conv_tf32_wg(void) {
                 if (verbose) printf("  %s: wgmma forward %lld, dgrad %lld launches\n", what, df, dd);
                 CHECK(wf ? df > 0 : df == 0, "%s: %lld TF32 wgmma forward launches, want %s", what, df, wf ? "some" : "none");
                 CHECK(wd ? dd > 0 : dd == 0, "%s: %lld TF32 wgmma dgrad launches, want %s", what, dd, wd ? "some" : "none");
+                if (narrow) CHECK((wf || wd) ? nn__cuda_conv_wg_tile(-1) > n0 : nn__cuda_conv_wg_tile(-1) == n0,
+                                  "%s: %lld launches of 128-wide tiles", what, nn__cuda_conv_wg_tile(-1) - n0);
             }
+            nn__cuda_conv_wg_tile(0);
             nn_tensor_free(in[0]); nn_tensor_free(in[1]); if (in[2]) nn_tensor_free(in[2]);
         }
+    nn__cuda_conv_wg_tile(0);
 }
 
 /* f32 conv2d runs on TF32 unless told otherwise, as PyTorch's (torch.backends.cudnn.allow_tf32 is True by default;
@@ -1019,7 +1027,8 @@ static void test_tf32_defaults(void) {
    4 and 7) and the wgrad (Cin, Cout % 64, Cout >= 128: all but case 7): pixel counts off the 256-wide tiles and
    across images, odd planes (the scalar epilogue), M tails (320 and 192 rows), stride 2 (the dgrad's taps off
    the stride grid), stride per axis with a 5x3 kernel, padding with dilation 2, 1x1, K split over blocks (case
-   5: forward and dgrad; case 7: the forward's odd M x N partials), both dtypes.
+   5: forward and dgrad; case 7: the forward's odd M x N partials), both dtypes, on the tiles the model picks and
+   again on 128 x 128 tiles (nn__cuda_conv_wg_tile: two tile rows a warp store in the epilogue).
    On other devices (or NN_CONV_WG=0) the same cases run conv_cu. */
 static void test_conv_autocast_wg(void) {
     /* N C H W, O kh kw, stride h, stride w, pad, dil, groups, bias */
@@ -1036,17 +1045,19 @@ static void test_conv_autocast_wg(void) {
         printf("conv2d: wgmma kernel (sm_90a) %s\n", e && strcmp(e, "0") == 0 ? "off (NN_CONV_WG=0)"
                                                      : nn__cuda_wgmma() ? "in use" : "not available on this device");
     }
-    for (d = 0; d < 2; d++)
+    for (d = 0; d < 4; d++)   /* both dtypes on the tiles the model picks, then on 128-wide tiles (d >= 2) */
         for (k = 0; k < 8; k++) {
             const int *c = cs[k];
-            char what[64];
+            char what[80];
             vargs a;
             nn_tensor *in[3];
             if (quick && k != 0 && k != 5) continue;
             conv_case(c, &a, in);
-            a.kind = (int)dts[d];
-            snprintf(what, sizeof what, "conv2d autocast wg %s case %d", nn_dtype_name(dts[d]), k);
+            a.kind = (int)dts[d & 1];
+            snprintf(what, sizeof what, "conv2d autocast wg %s case %d%s", nn_dtype_name(dts[d & 1]), k, d >= 2 ? ", 128-wide tiles" : "");
+            nn__cuda_conv_wg_tile(d >= 2 ? 128 : 0);
             compare(what, f_conv2d_ac, &a, 3, in, grad, TOL_LOW);
+            nn__cuda_conv_wg_tile(0);
             nn_tensor_free(in[0]); nn_tensor_free(in[1]); if (in[2]) nn_tensor_free(in[2]);
         }
 }
