@@ -8499,25 +8499,25 @@ static size_t wg_bwd_smem(int D, bool bias) {
     return (size_t)(3 * WG_BWD_BM + 6 * 64 + 3 * WG_BWD_BM) * 128 + 6 * 64 * sizeof(float) + 1024 +
            (bias ? (size_t)3 * 64 * (WG_BWD_BM * 2 + 16) : 0);
 }
+/* an A/B switch that turns a kernel off: false when the variable is "0"; read once into *state (-1: not yet) */
+static bool env_not_zero(const char *name, int *state) {
+    if (*state < 0) {
+        const char *e = getenv(name);
+        *state = e && e[0] == '0' && e[1] == 0 ? 0 : 1;
+    }
+    return *state != 0;
+}
 /* the warp-specialised forms (WS: a loading warpgroup beside the computing ones) of the forward at D = 64 / 128
    (plain, or the staged bias) and of the D = 64 backward; NN_SDPA_WS=0 turns them off (A/B in one binary);
    read once. Measured 12-07 03:47 (bench/RESULTS_FLASH.md): forward 1.04-1.52x, backward 1.02-1.09x */
 static bool ws_on(void) {
     static int state = -1;
-    if (state < 0) {
-        const char *e = getenv("NN_SDPA_WS");
-        state = e && e[0] == '0' && e[1] == 0 ? 0 : 1;
-    }
-    return state != 0;
+    return env_not_zero("NN_SDPA_WS", &state);
 }
 /* NN_SDPA_WG_BWD=0 turns the wgmma backward off (A/B in one binary); read once */
 static bool wg_bwd_enabled(void) {
     static int state = -1;
-    if (state < 0) {
-        const char *e = getenv("NN_SDPA_WG_BWD");
-        state = e && e[0] == '0' && e[1] == 0 ? 0 : 1;
-    }
-    return state != 0;
+    return env_not_zero("NN_SDPA_WG_BWD", &state);
 }
 /* the wgmma backward takes f16/bf16 problems without mask or dropout and key tiles that fill the GPU (at least
    one 128-key tile per SM: no query split needed): at D == Dv == 64 (wg_bwd_kernel) non-causal, plain or with a
