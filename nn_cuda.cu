@@ -5463,7 +5463,9 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
            registers, or at D = 64 in the q dtype staged through shared memory; at D = 32 with the split-KV below)
            and the backward at D == Dv == 64 (wg_bwd_kernel; also with a bias in the q dtype, and its gradient)
            and at D == Dv == 128 (wg_bwd_d128_kernel; plain or causal),
-           in their own block below ("wgmma kernels (sm_90a)").
+           in their own block below ("wgmma kernels (sm_90a)"). At D = 64 / 128 (plain or the staged bias) the
+           forward, and the D = 64 backward, run warp-specialised (WS): a loading warpgroup hands tiles to the
+           computing warpgroups through mbarriers (NN_SDPA_WS=0: the same kernels with copies in every warp).
      f32   the same loops on TF32 tensor cores in 3xTF32 (f32 accuracy; tc_* kernels, D and Dv <= 128; the backward
            in one kernel, dQ added with atomics); above 128 a plain SIMT path (thread per query or key row).
    Bias tiles (f32 or the q dtype, keys contiguous, 16-byte aligned rows) are staged through shared memory with
