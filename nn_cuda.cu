@@ -3847,7 +3847,7 @@ template <int DT, int NB = BN> __global__ void __launch_bounds__(THREADS, 1) k_c
    block on one tap), in the same 128-byte swizzle, read with the transpose flags.
    Block tile 128 (o) x 256 (tap, c) x 64 pixels; warpgroup w owns o rows 64 w.., as one m64n256k16 per k step
    (B's four 64-wide N blocks, 8 KiB apart, one swizzle atom column each, reached through the descriptor's leading
-   byte offset; or, A/B, four m64n64k16, one per N block: see wgrad_tile). Loader: thread t copies pixel row t >> 2 of
+   byte offset; see wgrad_tile). Loader: thread t copies pixel row t >> 2 of
    the tile: A block (t & 3) >> 1, its chunks 4 (t & 1).. +3; B block t & 3 (one tap), all 8 chunks. The pixel
    (image, oy, ox) moves on by 64 per tile, the tap is fixed. Pipeline as k_conv_wgmma.
    Two schedules (wgrad() picks one):
@@ -3875,7 +3875,6 @@ struct WArgs {
 };
 
 #ifdef CONV_WG
-#define CWG_D32(o) CWG_D8(o), CWG_D8(o + 8), CWG_D8(o + 16), CWG_D8(o + 24)
 /* d[64 x 256] += A[64 x 16] B[256 x 16]^T, both MN-major: A one 64-wide block, B four 64-wide blocks whose
    distance is the descriptor's leading byte offset (MN-major with the 128-byte swizzle: LBO = the stride between
    64-element MN blocks, SBO = the stride between 8-row K groups). Fragment layout of d as mma_64x256. */
@@ -4096,7 +4095,6 @@ static int64_t choose_splits(int64_t tiles, int64_t ktiles, int64_t M, int64_t N
 /* k_conv_wgmma's tile width: 0 the model's pick (run_out), else 256 or 128 (the tests, through
    nn__cuda_conv_wg_tile) */
 static int tile_nb = 0;
-static int tile_choice() { return tile_nb; }
 
 /* log2 of s when s is a power of two, else -1 */
 static int log2_exact(int s) {
@@ -4141,7 +4139,7 @@ static bool run_out(int dt, int mode, const conv_cu::Args &c, void *out, int out
     double t256 = 0, t128 = 0;
     const int64_t s256 = choose_splits(mt * nt, ktiles, a.M, a.N, false, 256, &t256);
     const int64_t s128 = choose_splits(mt * nt128, ktiles, a.M, a.N, false, 128, &t128);
-    const int nb = nt128 > 65535 ? 256 : tile_choice() ? tile_choice() : t128 < t256 ? 128 : 256;
+    const int nb = nt128 > 65535 ? 256 : tile_nb ? tile_nb : t128 < t256 ? 128 : 256;
     if (nb == 128) nt = nt128;
     int64_t splits = nb == 256 ? s256 : s128;
     int64_t per = (ktiles + splits - 1) / splits * kt;
@@ -4313,7 +4311,6 @@ long long nn__cuda_conv_wg_tf32_runs(int mode) { return (long long)conv_wg::tf32
 /* k_conv_wgmma's tile width for the next launches: 0 the model's pick, 256 or 128, < 0 unchanged (tests); returns
    the launches so far of 128-wide tiles */
 long long nn__cuda_conv_wg_tile(int nb) {
-    conv_wg::tile_choice();
     if (nb >= 0) conv_wg::tile_nb = nb == 128 || nb == 256 ? nb : 0;
     return (long long)conv_wg::tile_runs[1];
 }
@@ -6652,7 +6649,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
     using BP = typename std::conditional<BIAS == 2, float2, uint32_t>::type;   /* two adjacent keys of it */
     constexpr bool BREG = BIAS == 1 || BIAS == 2;   /* the bias read from global memory into registers */
     constexpr int BSTR = BN * 2 + 16;               /* BIAS 3: bytes of a staged bias row (padded) */
-    static_assert(BIAS != 3 || HD <= 64, "wg_fwd_kernel: the staged bias at D = 32 / 64 only (shared memory)");
+    static_assert(BIAS != 3 || HD == 64, "wg_fwd_kernel: the staged bias at D = 64 only (shared memory)");
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = smem_align1024(smem_raw);
     T *Qs = (T *)base, *Ks = Qs + BM * HD, *Vs = Ks + NS * BN * HD;
@@ -6723,7 +6720,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
             load_tile_sw<T, HD, BN, NTH>(Ks, K, p.sk[2], ks, p.Lk);
             load_tile_sw<T, HD, BN, NTH>(Vs, V, p.sv[2], ks, p.Lk);
             stage_bias(0);
-            if (nkt > 1) stage_bias(1);   /* BIAS 3: one tile ahead of K and V (load_next) */
+            if (nkt > 1) stage_bias(1);   /* BIAS 3: one tile ahead of K and V (next_tile) */
         }
         cp_commit();
     }
@@ -6748,18 +6745,16 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
        pinned (wg_pin) before each fence, so that their writes stay above it, and after each wait that covers
        them, as s is after its wait, so that their reads stay below it; s and alpha are pinned after the
        softmax, so that it stays above the next wait. */
-    /* without WS: wait for tile kt (tile_ready), then start loading tile kt + 1 (load_next: the buffer it goes to
-       held tile kt - 2, whose products every thread has waited for before this barrier). BIAS 3 stages bias tile
+    /* without WS: wait for tile kt, then start loading tile kt + 1 (the buffer it goes to held tile kt - 2, whose
+       products every thread has waited for before this barrier). BIAS 3 stages bias tile
        kt + 2: it waits here for bias kt + 1, which trip kt + 1 reads into registers before its own barrier
        (load_bias); the stage it goes to held bias kt - 1, read in trip kt - 1. (Issuing the copies after the
        trip's products instead, bfc2f09, ran bench/flash_bench's cases 10, 2, 1 1.08-1.11x faster, case 3 (3
        warpgroups) 0.93x and the D = 32 cases 8, 9 0.83-0.84x: 12-07 03:47. D = 64 / 128 take the WS form now.) */
-    auto tile_ready = [&]() {
+    auto next_tile = [&](int kt) {
         cp_wait_all();
         fence_async_smem();
         __syncthreads();
-    };
-    auto load_next = [&](int kt) {
         if (kt + 1 < nkt) {
             const int sn = (kt + 1) % NS, j1 = ks + (kt + 1) * BN;
             load_tile_sw<T, HD, BN, NTH>(Ks + sn * BN * HD, K, p.sk[2], j1, p.Lk);
@@ -6811,7 +6806,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
     };
     /* BIAS: the bias of tile kt at this thread's accumulator elements: bv[hh][j] holds keys j0 + 8 j + q2 and
        + 1 of row r0 + 8 hh. Keys clamped to Lk - 2 (even: a pair never straddles Lk), masked in softmax. BIAS 3
-       reads them from stage kt % 3 (landed at the barrier before, tile_ready), before S_kt is issued: the shared
+       reads them from stage kt % 3 (landed at the barrier before, next_tile; WS: tile_landed), before S_kt is issued: the shared
        loads' latency then hides behind the barrier and S = Q K^T, where reading them after S (as first written)
        put it on the softmax's critical path (warps waited 53 % of cycles with nothing eligible: ncu, 21:49). */
     auto load_bias = [&](BP (&bv)[2][16], int kt) {
@@ -6904,10 +6899,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
             mbar_wait(qfull, 0);
             tile_landed(0);
             turn_begin();
-        } else {
-            tile_ready();        /* tile 0: S_0 alone */
-            load_next(0);
-        }
+        } else next_tile(0);     /* tile 0: S_0 alone */
         if (BIAS == 3) load_bias(bv, 0);   /* (landed at that barrier) */
         wg_fence();
         issue_s(s, 0);
@@ -6927,10 +6919,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
                                           the last barrier) */
             rescale_pack(s, alpha);    /* O *= alpha_{kt-1}, P_{kt-1} to A fragments */
             if constexpr (WS) turn_begin();
-            else {
-                tile_ready();
-                load_next(kt);
-            }
+            else next_tile(kt);
             pin_o_pa();                /* the rescale and the packing stay above the fence */
             wg_fence();
             issue_s(s, kt);
@@ -8539,7 +8528,7 @@ template <typename T, int BIAS, bool WS = false>
 static int run_wg_bwd(Params p, cudaStream_t s) {
     if (!p.dq && !p.dk && !p.dv && !p.dbias) return 0;
     const bool d128 = p.D == 128;
-    size_t smem = wg_bwd_smem(p.D, BIAS != 0) + (WS ? 7 * sizeof(uint64_t) : 0);   /* WS: its mbarriers */
+    size_t smem = wg_bwd_smem(p.D, BIAS != 0) + (WS ? (1 + 2 * 3) * sizeof(uint64_t) : 0);   /* WS: kvfull, qfull[3], qempty[3] */
     auto kern = d128 ? wg_bwd_d128_kernel<T> : wg_bwd_kernel<T, WG_BWD_NWG, BIAS, WS>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
@@ -8582,12 +8571,13 @@ static int dispatch_hd(Params &p, bool fwd, cudaStream_t s) {
 template <typename T>
 static int dispatch(Params &p, bool fwd, cudaStream_t s) {
     if (fwd && wg_fwd_ok(p)) {
-        /* biased: 2 warpgroups (the bias registers do not fit 3 warpgroups' 168 a thread) */
-        if (ws_on() && p.D != 32 && !(p.bias && !(p.D == 64 && p.bias_stage && !p.bias_f32))) {
+        /* WS: D = 64 / 128, plain, or at D = 64 a q-dtype bias the staged loader reads */
+        if (ws_on() && p.D != 32 && (!p.bias || (p.D == 64 && p.bias_stage && !p.bias_f32))) {
             if (p.D == 128) return run_wg_fwd<T, 128, 2, 0, true>(p, s);
             if (p.bias) return run_wg_fwd<T, 64, 2, 3, true>(p, s);
             return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3, 0, true>(p, s) : run_wg_fwd<T, 64, 2, 0, true>(p, s);
         }
+        /* biased: 2 warpgroups (the bias registers do not fit 3 warpgroups' 168 a thread) */
         if (p.bias && p.bias_f32) return run_wg_fwd<T, 64, 2, 2>(p, s);
         if (p.bias) {
             if (p.D == 32) return run_wg_fwd<T, 32, 2, 1>(p, s);
