@@ -6578,6 +6578,36 @@ template <>
 __device__ __forceinline__ void wg_bias2<__nv_bfloat16>(uint32_t v, float &a, float &b) {
     a = __uint_as_float(v << 16); b = __uint_as_float(v & 0xffff0000u);
 }
+/* The split of a warp-specialised kernel (the attention forward and backward): warpgroup 0 loads, the others
+   compute. All threads initialise the mbarriers and meet; then the loading warpgroup gives its registers away
+   (regs_dec<REGS>), copies the resident tiles (`resident`, where n > 0; they complete *once) and tile i of n into
+   stage i % NS (`tile(i, stage)`; it completes full[stage]) as soon as the ncompute computing threads have
+   released the tile that stage held (empty[stage], phase i / NS - 1), and returns true once its copies have
+   landed. Its arrivals ride on the copies (mbar_arrive_cp_async), so a phase completes when the data is there.
+   The computing threads get false and take the registers (regs_inc). */
+template <int NS, int REGS, typename R, typename L>
+__device__ __forceinline__ bool ws_loader(int n, int ncompute, uint64_t *once, uint64_t *full, uint64_t *empty,
+                                          R resident, L tile) {
+    if (threadIdx.x == 0) {
+        mbar_init(once, 128);
+        for (int st = 0; st < NS; st++) { mbar_init(full + st, 128); mbar_init(empty + st, ncompute); }
+    }
+    __syncthreads();
+    if (threadIdx.x >= 128) return false;
+    regs_dec<REGS>();
+    if (n > 0) {
+        resident();
+        mbar_arrive_cp_async(once);
+    }
+    for (int i = 0; i < n; i++) {
+        const int st = i % NS;
+        if (i >= NS) mbar_wait(empty + st, (i / NS - 1) & 1);
+        tile(i, st);
+        mbar_arrive_cp_async(full + st);
+    }
+    cp_wait_all();
+    return true;
+}
 #endif /* SDPA_WG */
 
 /* ROWS x HD tile <- rows row0.. of g (row stride rs), in the swizzled layout above (D = 32: 64-byte rows and
@@ -6686,33 +6716,20 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
         if constexpr (BIAS == 3) bstage.load(Bt + (kt % NS) * BM * BSTR, p, i0, ks + kt * BN);
     };
     if constexpr (WS) {
-        /* The loading warpgroup: Q, then each key tile (K, V and BIAS 3's bias tile) into stage kt % NS once
-           both computing warpgroups have released the tile that stage held (tile kt - NS: released in their
-           trip kt - NS + 2, when its P V is done). Its registers go to the computing warpgroups (setmaxnreg:
-           128 x 64 + 256 x 216 <= 64 K: the loader spills at 40; with 3 computing warpgroups, plain, 128 x 32 +
-           384 x 160). */
-        if (threadIdx.x == 0) {
-            for (int st = 0; st < NS; st++) { mbar_init(full + st, 128); mbar_init(empty + st, NWG * 128); }
-            mbar_init(qfull, 128);
-        }
-        __syncthreads();
-        if (threadIdx.x < 128) {
-            regs_dec<NWG == 2 ? 64 : 32>();
-            if (nkt > 0) {
-                load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
-                mbar_arrive_cp_async(qfull);
-            }
-            for (int kt = 0; kt < nkt; kt++) {
-                const int st = kt % NS, j = ks + kt * BN;
-                if (kt >= NS) mbar_wait(empty + st, (kt / NS - 1) & 1);
-                load_tile_sw<T, HD, BN, NTH>(Ks + st * BN * HD, K, p.sk[2], j, p.Lk);
-                load_tile_sw<T, HD, BN, NTH>(Vs + st * BN * HD, V, p.sv[2], j, p.Lk);
-                stage_bias(kt);
-                mbar_arrive_cp_async(full + st);
-            }
-            cp_wait_all();
+        /* The loading warpgroup (ws_loader): Q, then each key tile (K, V and BIAS 3's bias tile) into stage
+           kt % NS once both computing warpgroups have released the tile that stage held (tile kt - NS: released in
+           their trip kt - NS + 2, when its P V is done). Registers (setmaxnreg): 128 x 72 + 256 x 216 = the launch's
+           384 x 168 (the staged-bias loader spills 18 words a tile at 72, 28 at 64); with 3 computing
+           warpgroups, plain, 128 x 32 + 384 x 160 = 512 x 128. */
+        if (ws_loader<NS, NWG == 2 ? 72 : 32>(
+                nkt, NWG * 128, qfull, full, empty, [&] { load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq); },
+                [&](int kt, int st) {
+                    const int j = ks + kt * BN;
+                    load_tile_sw<T, HD, BN, NTH>(Ks + st * BN * HD, K, p.sk[2], j, p.Lk);
+                    load_tile_sw<T, HD, BN, NTH>(Vs + st * BN * HD, V, p.sv[2], j, p.Lk);
+                    stage_bias(kt);
+                }))
             return;
-        }
         regs_inc<NWG == 2 ? 216 : 160>();
     } else {
         load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
@@ -7061,27 +7078,16 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_bwd_kernel(Params p) {
         if (BIAS) bstage.load(Bt + buf * BN * BSTR, p, i, j0);
     };
     if constexpr (WS) {
-        /* The loading warpgroup (as wg_fwd_kernel's): K and V, then each query tile into stage it % NQ once both
-           computing warpgroups have released the tile it held (it - NQ: after its dV/dK, in their trip it - NQ) */
-        if (threadIdx.x == 0) {
-            mbar_init(kvfull, 128);
-            for (int st = 0; st < NQ; st++) { mbar_init(qfull + st, 128); mbar_init(qempty + st, NWG * 128); }
-        }
-        __syncthreads();
-        if (threadIdx.x < 128) {
-            regs_dec<40>();
-            load_tile_sw<T, 64, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
-            load_tile_sw<T, 64, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
-            mbar_arrive_cp_async(kvfull);
-            for (int it = 0; it < nqt; it++) {
-                const int st = it % NQ;
-                if (it >= NQ) mbar_wait(qempty + st, (it / NQ - 1) & 1);
-                load_q(it, st);
-                mbar_arrive_cp_async(qfull + st);
-            }
-            cp_wait_all();
+        /* The loading warpgroup (ws_loader): K and V, then each query tile into stage it % NQ once both computing
+           warpgroups have released the tile it held (it - NQ: after its dV/dK, in their trip it - NQ) */
+        if (ws_loader<NQ, 40>(
+                nqt, NWG * 128, kvfull, qfull, qempty,
+                [&] {
+                    load_tile_sw<T, 64, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
+                    load_tile_sw<T, 64, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
+                },
+                load_q))
             return;
-        }
         regs_inc<232>();
     } else {
         load_tile_sw<T, 64, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
