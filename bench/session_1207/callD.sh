@@ -1,0 +1,38 @@
+#!/bin/sh
+# bench/session_1207/callD.sh OUT - callC.sh plus an A/B of ws_loader (e3565b2) against 877d85b; the first call of the session after stop 21: main as merged on the GPU
+# (never run as one build), the racecheck question on the WS loader, and what stop 21 did not rerun.
+# Build first (git-ignored): bench/session_1206e/build_carry.sh .carry_main (main's HEAD), .carry_old (877d85b)
+# Then: run with carry [".carry_main"] and this script. Order: the race probe (modes 0 and 1), main's
+# test_cuda -v, the flash cases against PyTorch (all eleven), memcheck, racecheck with WS (long), cuda_torch.
+O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 ))"; }
+pack() { (cd "$O" && tar czf logs.tgz logs); }
+G=.carry_main
+{ date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader; } 2>&1 | tee "$L/env.txt"
+nvcc -O2 -arch=sm_90a bench/session_1207/race_probe.cu -o "$L/race_probe" > "$L/race_probe.log" 2>&1
+for m in 0 1; do compute-sanitizer --tool racecheck --racecheck-report hazard "$L/race_probe" $m >> "$L/race_probe.log" 2>&1; done
+grep -E "mode|RACECHECK SUMMARY|Error" "$L/race_probe.log" | sort | uniq -c | head -8; pack
+timeout 150 $G/test_cuda -v > "$L/test_cuda.log" 2>&1; echo "test_cuda rc=$? ($(el) s)"; grep -E "FAIL|passed|in use" "$L/test_cuda.log" | tail -6; pack
+for c in 1 2 3 4 5 6 7 8 9 10 11; do timeout 25 $G/flash_bench $c >> "$L/flash.log" 2>&1; done
+NN_SDPA_WS=0 timeout 25 $G/flash_bench 4 | sed 's/^/ws0 /' >> "$L/flash.log" 2>&1
+echo "flash ($(el) s)"; cut -c1-140 "$L/flash.log"; pack
+# ws_loader (the fold, the staged-bias loader at 72 registers) against 877d85b: cases 10 (staged bias), 1, 4 (WS bwd)
+for r in 1 2; do for c in 10 1 4; do for v in old main; do
+  timeout 25 .carry_$v/flash_bench $c | sed "s/^/$v /" >> "$L/ab.log" 2>&1; done; done; done
+echo "ab ($(el) s)"; cut -c1-120 "$L/ab.log"; pack
+grep -v '^ws0' "$L/flash.log" > "$L/flash_main.log"
+NOMATH=1 PYTHONUNBUFFERED=1 timeout 150 python3 bench/flash_torch.py "$L/flash_main.log" 2>&1 | grep -v Warning > "$L/flash_torch.log"
+echo "($(el) s)"; grep '^|' "$L/flash_torch.log" | cut -c1-230; pack
+timeout 90 compute-sanitizer --tool memcheck --error-exitcode 9 $G/test_cuda quick > "$L/memcheck.log" 2>&1
+echo "memcheck rc=$? ($(el) s)"; grep -E "ERROR SUMMARY|passed" "$L/memcheck.log" | tail -2; pack
+timeout 120 compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 9 $G/test_cuda sdpa quick > "$L/racecheck.log" 2>&1
+echo "racecheck rc=$? ($(el) s)"; grep -E "RACECHECK SUMMARY|passed" "$L/racecheck.log" | tail -2
+grep -o "at void sdpa_cu::[a-z_0-9]*<[^>]*>" "$L/racecheck.log" | sort | uniq -c | head; pack
+[ $(el) -gt 420 ] && exit 0
+# where the D = 128 backward waits (case 2 fwd+bwd was 0.62 of cuDNN): one launch, stall reasons by SASS line
+timeout 70 ncu --kernel-name regex:wg_bwd_d128 --launch-count 1 --section SpeedOfLight --section WarpStateStats \
+  --section SchedulerStats --section Occupancy --section SourceCounters --import-source no $G/flash_bench 2 > "$L/ncu_d128.txt" 2>&1
+echo "ncu rc=$? ($(el) s)"; grep -E "Duration|Throughput|Stall|Warp Cycles|Issued" "$L/ncu_d128.txt" | head -20; pack
+[ $(el) -gt 480 ] && exit 0
+timeout 30 $G/cuda_bench conv 2>&1 | grep -v NN_MEM > "$L/rows.txt"
+PYTHONUNBUFFERED=1 timeout 90 python3 bench/cuda_torch.py "$L/rows.txt" "$L/cuda_table.md" > "$L/cuda_torch.log" 2>&1
+echo "cuda_torch rc=$? ($(el) s)"; grep '^|' "$L/cuda_table.md" | grep -v "cudnn benchmark"; pack
