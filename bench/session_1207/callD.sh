@@ -30,7 +30,7 @@ grep -o "at void sdpa_cu::[a-z_0-9]*<[^>]*>" "$L/racecheck.log" | sort | uniq -c
 [ $(el) -gt 420 ] && exit 0
 # where the D = 128 backward waits (case 2 fwd+bwd was 0.62 of cuDNN): one launch, stall reasons by SASS line
 timeout 70 ncu --kernel-name regex:wg_bwd_d128 --launch-count 1 --section SpeedOfLight --section WarpStateStats \
-  --section SchedulerStats --section Occupancy --section SourceCounters --import-source no $G/flash_bench 2 > "$L/ncu_d128.txt" 2>&1
+  --section SchedulerStats --section MemoryWorkloadAnalysis --section SourceCounters --import-source no $G/flash_bench 2 > "$L/ncu_d128.txt" 2>&1
 echo "ncu rc=$? ($(el) s)"; grep -E "Duration|Throughput|Stall|Warp Cycles|Issued" "$L/ncu_d128.txt" | head -20; pack
 [ $(el) -gt 480 ] && exit 0
 timeout 30 $G/cuda_bench conv 2>&1 | grep -v NN_MEM > "$L/rows.txt"
