@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench/session_1207/callD.sh OUT - callC.sh plus an A/B of ws_loader (e3565b2) against 877d85b; the first call of the session after stop 21: main as merged on the GPU
+# bench/session_1207/callD.sh OUT - an A/B of ws_loader (e3565b2) against 877d85b, an ncu profile of the D = 128 backward; the first call of the session after stop 21: main as merged on the GPU
 # (never run as one build), the racecheck question on the WS loader, and what stop 21 did not rerun.
 # Build first (git-ignored): bench/session_1206e/build_carry.sh .carry_main (main's HEAD), .carry_old (877d85b)
 # Then: run with carry [".carry_main"] and this script. Order: the race probe (modes 0 and 1), main's
