@@ -2,7 +2,7 @@
 # bench/session_1207/callD.sh OUT - an A/B of ws_loader (e3565b2) against 877d85b, an ncu profile of the D = 128 backward; the first call of the session after stop 21: main as merged on the GPU
 # (never run as one build), the racecheck question on the WS loader, and what stop 21 did not rerun.
 # Build first (git-ignored): bench/session_1206e/build_carry.sh .carry_main (main's HEAD), .carry_old (877d85b)
-# Then: run with carry [".carry_main"] and this script. Order: the race probe (modes 0 and 1), main's
+# Then: run with carry [".carry_main", ".carry_old"] and this script. Order: the race probe (modes 0 and 1), main's
 # test_cuda -v, the flash cases against PyTorch (all eleven), memcheck, racecheck with WS (long), cuda_torch.
 O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 ))"; }
 pack() { (cd "$O" && tar czf logs.tgz logs); }
