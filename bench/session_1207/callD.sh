@@ -1,8 +1,9 @@
 #!/bin/sh
 # bench/session_1207/callD.sh OUT - an A/B of ws_loader (e3565b2) against 877d85b, an ncu profile of the D = 128 backward; the first call of the session after stop 21: main as merged on the GPU
 # (never run as one build), the racecheck question on the WS loader, and what stop 21 did not rerun.
-# Build first (git-ignored): bench/session_1206e/build_carry.sh .carry_main (main's HEAD), .carry_old (877d85b)
-# Then: run with carry [".carry_main", ".carry_old"] and this script. Order: the race probe (modes 0 and 1), main's
+# Build first (git-ignored): bench/session_1206e/build_carry.sh .carry_main (main's HEAD), .carry_old (877d85b),
+# .carry_n128 (branch n128, 7b533b5)
+# Then: run with carry [".carry_main", ".carry_old", ".carry_n128"] and this script. Order: the race probe (modes 0 and 1), main's
 # test_cuda -v, the flash cases against PyTorch (all eleven), memcheck, racecheck with WS (long), cuda_torch.
 O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 ))"; }
 pack() { (cd "$O" && tar czf logs.tgz logs); }
@@ -15,8 +16,11 @@ timeout 150 $G/test_cuda -v > "$L/test_cuda.log" 2>&1; echo "test_cuda rc=$? ($(
 for c in 1 2 3 4 5 6 7 8 9 10 11; do timeout 25 $G/flash_bench $c >> "$L/flash.log" 2>&1; done
 NN_SDPA_WS=0 timeout 25 $G/flash_bench 4 | sed 's/^/ws0 /' >> "$L/flash.log" 2>&1
 echo "flash ($(el) s)"; cut -c1-140 "$L/flash.log"; pack
-# ws_loader (the fold, the staged-bias loader at 72 registers) against 877d85b: cases 10 (staged bias), 1, 4 (WS bwd)
-for r in 1 2; do for c in 10 1 4; do for v in old main; do
+# ws_loader (the fold, the staged-bias loader at 72 registers) against 877d85b: cases 10 (staged bias), 1, 4 (WS
+# bwd); branch n128 (7b533b5: the D = 128 backward's dV/dK as m64n128k16, causal a template argument) on case 2
+timeout 60 .carry_n128/test_cuda sdpa > "$L/test_n128.log" 2>&1; echo "n128 test_cuda sdpa rc=$?"; tail -2 "$L/test_n128.log"
+for r in 1 2; do for c in 2 10 1 4; do for v in old main n128; do
+  [ $c != 2 ] && [ $v = n128 ] && continue
   timeout 25 .carry_$v/flash_bench $c | sed "s/^/$v /" >> "$L/ab.log" 2>&1; done; done; done
 echo "ab ($(el) s)"; cut -c1-120 "$L/ab.log"; pack
 grep -v '^ws0' "$L/flash.log" > "$L/flash_main.log"
