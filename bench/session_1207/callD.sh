@@ -2,7 +2,7 @@
 # bench/session_1207/callD.sh OUT - an A/B of ws_loader (e3565b2) against 877d85b, an ncu profile of the D = 128 backward; the first call of the session after stop 21: main as merged on the GPU
 # (never run as one build), the racecheck question on the WS loader, and what stop 21 did not rerun.
 # Build first (git-ignored): bench/session_1206e/build_carry.sh .carry_main (main's HEAD), .carry_old (877d85b),
-# .carry_n128 (branch n128, 7b533b5)
+# .carry_n128 (branch n128, 87ae43f: bench/session_1207/n128.patch on 9fb4801)
 # Then: run with carry [".carry_main", ".carry_old", ".carry_n128"] and this script. Order (most wanted first: a kill keeps
 # the logs so far): the race probe, main's test_cuda -v, n128's sdpa tests, the A/B, the eleven flash cases with
 # PyTorch, ncu, memcheck, racecheck, the conv table with PyTorch.
@@ -15,7 +15,7 @@ for m in 0 1; do compute-sanitizer --tool racecheck --racecheck-report hazard "$
 grep -E "mode|RACECHECK SUMMARY|Error" "$L/race_probe.log" | sort | uniq -c | head -8; pack
 timeout 150 $G/test_cuda -v > "$L/test_cuda.log" 2>&1; echo "test_cuda rc=$? ($(el) s)"; grep -E "FAIL|passed|in use" "$L/test_cuda.log" | tail -6; pack
 # ws_loader (the fold, the staged-bias loader at 72 registers) against 877d85b: cases 10 (staged bias), 1, 4 (WS
-# bwd); branch n128 (7b533b5: the D = 128 backward's dV/dK as m64n128k16, causal a template argument) on case 2
+# bwd); branch n128 (87ae43f: the D = 128 backward's dV/dK and the forward's P V as m64n128k16) on case 2
 timeout 60 .carry_n128/test_cuda sdpa > "$L/test_n128.log" 2>&1; echo "n128 test_cuda sdpa rc=$?"; tail -2 "$L/test_n128.log"
 for r in 1 2; do for c in 2 10 1 4; do for v in old main n128; do
   [ $c != 2 ] && [ $v = n128 ] && continue
