@@ -6502,6 +6502,12 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
     "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
     "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "          \
     "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+#define WG_RS128(TY)                                                                                                   \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                                                       \
+    "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "  \
+    "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, "  \
+    "%34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "  \
+    "%56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
 #define WG_RS32(TY)                                                                                                    \
     "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"                                                                       \
     "wgmma.mma_async.sync.aligned.m64n32k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
@@ -6549,7 +6555,12 @@ template <typename T>
 __device__ __forceinline__ void wg_rs32(float (&d)[16], const uint32_t (&a)[4], uint64_t db, int acc) {
     WG_ASM(T, WG_RS32, (WG_D16(d)), "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
 }
-/* O += P V for one block of O's columns, by its width: 64 (wg_rs64) or 32 (wg_rs32, D = 32) */
+/* O += P V over all of O's columns, by D: 128 (WG_RS128: V's two 64-column swizzle atoms through the descriptor's
+   leading byte offset), 64 (wg_rs64) or 32 (wg_rs32) */
+template <typename T>
+__device__ __forceinline__ void wg_rs_pv(float (&d)[64], const uint32_t (&a)[4], uint64_t db) {
+    WG_ASM(T, WG_RS128, (WG_D32(d, 0), WG_D32(d, 32)), "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
 template <typename T>
 __device__ __forceinline__ void wg_rs_pv(float (&d)[32], const uint32_t (&a)[4], uint64_t db) {
     wg_rs64<T>(d, a, db, 1);
@@ -6678,8 +6689,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
     constexpr int NTH = WS ? 128 : NWG * 128;       /* threads that load */
     static_assert(!WS || NWG == 2 || (NWG == 3 && BIAS == 0), "wg_fwd_kernel: WS with 2 computing warpgroups, or 3 plain");
     constexpr int RB = HD == 32 ? 64 : 128;   /* bytes of a row of one shared column block */
-    constexpr int CN = HD == 32 ? 32 : 64;    /* columns of O a wgmma of O += P V covers (n) */
-    constexpr int CB = HD / CN, OA = CN / 2;  /* such column blocks, and their accumulators a thread */
+    constexpr int OA = HD / 2;                /* O's accumulators a thread: one wgmma of O += P V covers all D */
     using BT = typename std::conditional<BIAS == 2, float, T>::type;      /* bias element */
     using BP = typename std::conditional<BIAS == 2, float2, uint32_t>::type;   /* two adjacent keys of it */
     constexpr bool BREG = BIAS == 1 || BIAS == 2;   /* the bias read from global memory into registers */
@@ -6746,11 +6756,9 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
         }
         cp_commit();
     }
-    float o[CB][OA], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+    float o[OA], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
 #pragma unroll
-    for (int c = 0; c < CB; c++)
-#pragma unroll
-        for (int e = 0; e < OA; e++) o[c][e] = 0.f;
+    for (int e = 0; e < OA; e++) o[e] = 0.f;
     uint32_t pa[8][4];   /* P_j as A fragments: k step x covers keys 16 x.. (accumulator columns 2x, 2x+1) */
     const uint64_t dq0 = wg_desc<RB>((const unsigned char *)Qs + wg * 64 * RB);
     /* The wgmma discipline. ptxas serialises every wgmma of the kernel (C7514: a wait after each one, with
@@ -6811,19 +6819,17 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
         }
         wg_commit();
     };
-    /* O += P V_kt, V in buffer kt % 3 (after a wg_fence): k step x = keys 16 x.. = 16 rows of RB bytes; one
-       commit group */
+    /* O += P V_kt, V in buffer kt % 3 (after a wg_fence): k step x = keys 16 x.. = 16 rows of RB bytes, V's
+       column blocks BN * RB bytes apart (D = 128: the leading byte offset); one commit group */
     auto issue_pv = [&](int kt) {
-        const uint64_t dv0 = wg_desc<RB>(Vs + (kt % NS) * BN * HD);
+        uint64_t dv0 = wg_desc<RB>(Vs + (kt % NS) * BN * HD);
+        if (HD == 128) dv0 = wg_desc_lbo(dv0, BN * RB);
 #pragma unroll
-        for (int x = 0; x < 8; x++)
-#pragma unroll
-            for (int c = 0; c < CB; c++) wg_rs_pv<T>(o[c], pa[x], dv0 + ((c * BN * RB + x * 16 * RB) >> 4));
+        for (int x = 0; x < 8; x++) wg_rs_pv<T>(o, pa[x], dv0 + ((x * 16 * RB) >> 4));
         wg_commit();
     };
     auto pin_o_pa = [&]() {
-#pragma unroll
-        for (int c = 0; c < CB; c++) wg_pin(o[c]);
+        wg_pin(o);
         wg_pin(pa);
     };
     /* BIAS: the bias of tile kt at this thread's accumulator elements: bv[hh][j] holds keys j0 + 8 j + q2 and
@@ -6907,9 +6913,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
     /* O *= alpha and P packed to A fragments: no wgmma in flight (O is 0 after tile 0, alpha applied all the same) */
     auto rescale_pack = [&](const float (&s)[64], const float (&alpha)[2]) {
 #pragma unroll
-        for (int c = 0; c < CB; c++)
-#pragma unroll
-            for (int e = 0; e < OA; e++) o[c][e] *= alpha[(e >> 1) & 1];
+        for (int e = 0; e < OA; e++) o[e] *= alpha[(e >> 1) & 1];
 #pragma unroll
         for (int x = 0; x < 8; x++) wg_pack_a<T>(pa[x], s + 8 * x);
     };
@@ -6983,18 +6987,13 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
         if (split) {
             float *prow = po + (int64_t)r * p.Dv;
 #pragma unroll
-            for (int c = 0; c < CB; c++)
-#pragma unroll
-                for (int j = 0; j < OA / 4; j++)
-                    *reinterpret_cast<float2 *>(prow + c * CN + 8 * j + q2) =
-                        make_float2(o[c][4 * j + 2 * hh] * inv, o[c][4 * j + 2 * hh + 1] * inv);
+            for (int j = 0; j < OA / 4; j++)   /* o[4 j + e]: column 8 j + q2 + (e & 1) */
+                *reinterpret_cast<float2 *>(prow + 8 * j + q2) =
+                    make_float2(o[4 * j + 2 * hh] * inv, o[4 * j + 2 * hh + 1] * inv);
         } else {
             T *orow = O + (int64_t)r * p.so[2];
 #pragma unroll
-            for (int c = 0; c < CB; c++)
-#pragma unroll
-                for (int j = 0; j < OA / 4; j++)
-                    st2<T>(orow + c * CN + 8 * j + q2, o[c][4 * j + 2 * hh] * inv, o[c][4 * j + 2 * hh + 1] * inv);
+            for (int j = 0; j < OA / 4; j++) st2<T>(orow + 8 * j + q2, o[4 * j + 2 * hh] * inv, o[4 * j + 2 * hh + 1] * inv);
         }
     }
 #endif /* SDPA_WG */
