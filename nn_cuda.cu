@@ -3436,6 +3436,12 @@ __device__ __forceinline__ uint64_t wg_desc(const void *s) {
     return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(8 * RB >> 4) << 32) |
            ((uint64_t)(RB == 128 ? 1 : 2) << 62);
 }
+/* the same descriptor with a leading byte offset: an MN-major operand wider than one swizzle atom (64 two-byte or
+   32 four-byte elements), whose atoms lie `bytes` apart (PTX ISA, matrix descriptor: LBO = the stride between
+   swizzle atoms along M or N for MN-major layouts) */
+__device__ __forceinline__ uint64_t wg_desc_lbo(uint64_t d, uint32_t bytes) {
+    return (d & ~((uint64_t)0x3FFF << 16)) | ((uint64_t)(bytes >> 4) << 16);
+}
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 /* wait until at most N of this warpgroup's committed wgmma groups are still running */
@@ -3938,8 +3944,7 @@ __device__ __forceinline__ void wgrad_tile(const WArgs &p, unsigned char *sm, in
 #pragma unroll
     for (int b = 0; b < 4; b++) wg_pin(acc[b]);
     const uint64_t da0 = wg_desc(sm + wg * 8192), db0 = wg_desc(sm + A_BYTES);
-    /* B's four 64-wide N blocks 8192 bytes apart: the leading byte offset (bits 16-29, >> 4) */
-    const uint64_t dbw = (db0 & ~((uint64_t)0x3FFF << 16)) | ((uint64_t)(8192 >> 4) << 16);
+    const uint64_t dbw = wg_desc_lbo(db0, 8192);   /* B's four 64-wide N blocks 8192 bytes apart */
 
 #pragma unroll
     for (int s = 0; s < STAGES - 2; s++) {
@@ -6497,6 +6502,12 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
     "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
     "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "          \
     "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+#define WG_RS128(TY)                                                                                                   \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                                                       \
+    "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "  \
+    "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, "  \
+    "%34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "  \
+    "%56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
 #define WG_RS32(TY)                                                                                                    \
     "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"                                                                       \
     "wgmma.mma_async.sync.aligned.m64n32k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
@@ -6544,7 +6555,12 @@ template <typename T>
 __device__ __forceinline__ void wg_rs32(float (&d)[16], const uint32_t (&a)[4], uint64_t db, int acc) {
     WG_ASM(T, WG_RS32, (WG_D16(d)), "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
 }
-/* O += P V for one block of O's columns, by its width: 64 (wg_rs64) or 32 (wg_rs32, D = 32) */
+/* O += P V over all of O's columns, by D: 128 (WG_RS128: V's two 64-column swizzle atoms through the descriptor's
+   leading byte offset), 64 (wg_rs64) or 32 (wg_rs32) */
+template <typename T>
+__device__ __forceinline__ void wg_rs_pv(float (&d)[64], const uint32_t (&a)[4], uint64_t db) {
+    WG_ASM(T, WG_RS128, (WG_D32(d, 0), WG_D32(d, 32)), "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
 template <typename T>
 __device__ __forceinline__ void wg_rs_pv(float (&d)[32], const uint32_t (&a)[4], uint64_t db) {
     wg_rs64<T>(d, a, db, 1);
@@ -6673,8 +6689,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
     constexpr int NTH = WS ? 128 : NWG * 128;       /* threads that load */
     static_assert(!WS || NWG == 2 || (NWG == 3 && BIAS == 0), "wg_fwd_kernel: WS with 2 computing warpgroups, or 3 plain");
     constexpr int RB = HD == 32 ? 64 : 128;   /* bytes of a row of one shared column block */
-    constexpr int CN = HD == 32 ? 32 : 64;    /* columns of O a wgmma of O += P V covers (n) */
-    constexpr int CB = HD / CN, OA = CN / 2;  /* such column blocks, and their accumulators a thread */
+    constexpr int OA = HD / 2;                /* O's accumulators a thread: one wgmma of O += P V covers all D */
     using BT = typename std::conditional<BIAS == 2, float, T>::type;      /* bias element */
     using BP = typename std::conditional<BIAS == 2, float2, uint32_t>::type;   /* two adjacent keys of it */
     constexpr bool BREG = BIAS == 1 || BIAS == 2;   /* the bias read from global memory into registers */
@@ -6741,11 +6756,9 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
         }
         cp_commit();
     }
-    float o[CB][OA], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+    float o[OA], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
 #pragma unroll
-    for (int c = 0; c < CB; c++)
-#pragma unroll
-        for (int e = 0; e < OA; e++) o[c][e] = 0.f;
+    for (int e = 0; e < OA; e++) o[e] = 0.f;
     uint32_t pa[8][4];   /* P_j as A fragments: k step x covers keys 16 x.. (accumulator columns 2x, 2x+1) */
     const uint64_t dq0 = wg_desc<RB>((const unsigned char *)Qs + wg * 64 * RB);
     /* The wgmma discipline. ptxas serialises every wgmma of the kernel (C7514: a wait after each one, with
@@ -6806,19 +6819,17 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
         }
         wg_commit();
     };
-    /* O += P V_kt, V in buffer kt % 3 (after a wg_fence): k step x = keys 16 x.. = 16 rows of RB bytes; one
-       commit group */
+    /* O += P V_kt, V in buffer kt % 3 (after a wg_fence): k step x = keys 16 x.. = 16 rows of RB bytes, V's
+       column blocks BN * RB bytes apart (D = 128: the leading byte offset); one commit group */
     auto issue_pv = [&](int kt) {
-        const uint64_t dv0 = wg_desc<RB>(Vs + (kt % NS) * BN * HD);
+        uint64_t dv0 = wg_desc<RB>(Vs + (kt % NS) * BN * HD);
+        if (HD == 128) dv0 = wg_desc_lbo(dv0, BN * RB);
 #pragma unroll
-        for (int x = 0; x < 8; x++)
-#pragma unroll
-            for (int c = 0; c < CB; c++) wg_rs_pv<T>(o[c], pa[x], dv0 + ((c * BN * RB + x * 16 * RB) >> 4));
+        for (int x = 0; x < 8; x++) wg_rs_pv<T>(o, pa[x], dv0 + ((x * 16 * RB) >> 4));
         wg_commit();
     };
     auto pin_o_pa = [&]() {
-#pragma unroll
-        for (int c = 0; c < CB; c++) wg_pin(o[c]);
+        wg_pin(o);
         wg_pin(pa);
     };
     /* BIAS: the bias of tile kt at this thread's accumulator elements: bv[hh][j] holds keys j0 + 8 j + q2 and
@@ -6902,9 +6913,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
     /* O *= alpha and P packed to A fragments: no wgmma in flight (O is 0 after tile 0, alpha applied all the same) */
     auto rescale_pack = [&](const float (&s)[64], const float (&alpha)[2]) {
 #pragma unroll
-        for (int c = 0; c < CB; c++)
-#pragma unroll
-            for (int e = 0; e < OA; e++) o[c][e] *= alpha[(e >> 1) & 1];
+        for (int e = 0; e < OA; e++) o[e] *= alpha[(e >> 1) & 1];
 #pragma unroll
         for (int x = 0; x < 8; x++) wg_pack_a<T>(pa[x], s + 8 * x);
     };
@@ -6978,18 +6987,13 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
         if (split) {
             float *prow = po + (int64_t)r * p.Dv;
 #pragma unroll
-            for (int c = 0; c < CB; c++)
-#pragma unroll
-                for (int j = 0; j < OA / 4; j++)
-                    *reinterpret_cast<float2 *>(prow + c * CN + 8 * j + q2) =
-                        make_float2(o[c][4 * j + 2 * hh] * inv, o[c][4 * j + 2 * hh + 1] * inv);
+            for (int j = 0; j < OA / 4; j++)   /* o[4 j + e]: column 8 j + q2 + (e & 1) */
+                *reinterpret_cast<float2 *>(prow + 8 * j + q2) =
+                    make_float2(o[4 * j + 2 * hh] * inv, o[4 * j + 2 * hh + 1] * inv);
         } else {
             T *orow = O + (int64_t)r * p.so[2];
 #pragma unroll
-            for (int c = 0; c < CB; c++)
-#pragma unroll
-                for (int j = 0; j < OA / 4; j++)
-                    st2<T>(orow + c * CN + 8 * j + q2, o[c][4 * j + 2 * hh] * inv, o[c][4 * j + 2 * hh + 1] * inv);
+            for (int j = 0; j < OA / 4; j++) st2<T>(orow + 8 * j + q2, o[4 * j + 2 * hh] * inv, o[4 * j + 2 * hh + 1] * inv);
         }
     }
 #endif /* SDPA_WG */
@@ -7352,7 +7356,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_bwd_kernel(Params p) {
      memory (two buffers: both warpgroups read all of it for dQ), proxy fence and a warpgroup barrier;
      dQ of tile it - 1 = dS K issued (m64n64k16, A = dS^T M-major, B = K N-major as stored: this warpgroup's
      64 columns of dQ are K's column block w, so no transposed copy of K as at D = 64), then dV += P^T dO and
-     dK += dS^T Q (A from shared memory, B N-major, per 64-column block) - they run across the next barrier
+     dK += dS^T Q (m64n128k16, A from shared memory, B N-major) - they run across the next barrier
      and under the next S^T / dP^T;
      wait dQ of tile it - 1: its f32 atomics into the accumulator, as wg_bwd_kernel.
    The first trip (no dQ, no dV/dK before it) is peeled; after the last, one barrier and that tile's dQ.
@@ -7365,13 +7369,14 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_bwd_kernel(Params p) {
     "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
     "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "          \
     "%32, %33, p, 1, 1, 1, 1;\n}\n"
-/* d[64 x 64] (+)= A[64 x 16] B[16 x 64], A K-major, B N-major (rows of k, 64 contiguous n: the transpose flag):
-   dV += P^T dO and dK += dS^T Q with P^T and dS^T in shared memory */
-#define WG_SS64NT(TY)                                                                                                  \
-    "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                       \
-    "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "   \
-    "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "          \
-    "%32, %33, p, 1, 1, 0, 1;\n}\n"
+/* d[64 x 128] += A[64 x 16] B[16 x 128], A K-major, B N-major (rows of k, 128 contiguous n in two swizzle atoms:
+   the transpose flag): dV += P^T dO and dK += dS^T Q with P^T and dS^T in shared memory */
+#define WG_SS128NT(TY)                                                                                                 \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                                       \
+    "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "  \
+    "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, "  \
+    "%34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "  \
+    "%56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 1;\n}\n"
 /* the same products with scale-d off and write-only accumulators ("=f"): the first k step of a product whose
    old values are dead, so that the compiler does not keep them live from the previous tile (with "+f" every
    accumulator would be live across the whole loop) */
@@ -7389,9 +7394,11 @@ template <typename T>
 __device__ __forceinline__ void wg_ss64tt_first(float (&d)[32], uint64_t da, uint64_t db) {
     WG_ASM(T, WG_SS64TT, (WG_D32W(d, 0)), "l"(da), "l"(db), "r"(0));
 }
+/* (WG_SS128NT; B's two 64-column atoms through the descriptor's leading byte offset: A read once for all 128
+   columns, where two m64n64k16 read it twice) */
 template <typename T>
-__device__ __forceinline__ void wg_ss64nt(float (&d)[32], uint64_t da, uint64_t db) {
-    WG_ASM(T, WG_SS64NT, (WG_D32(d, 0)), "l"(da), "l"(db), "r"(1));
+__device__ __forceinline__ void wg_ss128nt(float (&d)[64], uint64_t da, uint64_t db) {
+    WG_ASM(T, WG_SS128NT, (WG_D32(d, 0), WG_D32(d, 32)), "l"(da), "l"(db), "r"(1));
 }
 /* the warpgroup's 128 threads meet (named barrier 1 + warpgroup): its own rows of P^T / dS^T stored */
 __device__ __forceinline__ void wg_bar(int wg) { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory"); }
@@ -7402,7 +7409,9 @@ __device__ __forceinline__ void wg_ss64tt(float (&d)[32], uint64_t da, uint64_t 
     WG_ASM(T, WG_SS64TT, (WG_D32(d, 0)), "l"(da), "l"(db), "r"(acc));
 }
 #endif
-template <typename T>
+/* CAUSAL: p.causal, as a template argument (at run time, the causal test of every P^T element and its registers
+   sat in the plain kernel too) */
+template <typename T, bool CAUSAL>
 __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
 #ifdef SDPA_WG
     constexpr int BM = 128, BN = 64, NTH = 256, NQ = 3, NS = 2;
@@ -7421,7 +7430,7 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
     float *dqa;
     bwd_head<T>(p, b, h, Q, K, V, G, lse, delta, dqa);
     const float sl = p.scale_log2;
-    const int nqt = (p.Lq + BN - 1) / BN, it0 = p.causal ? j0 / BN : 0;
+    const int nqt = (p.Lq + BN - 1) / BN, it0 = CAUSAL ? j0 / BN : 0;
     /* keys >= Lk: zero rows of K and V, but P must be 0 there (exp(-lse) may overflow; their dS feeds dQ) */
     const bool kok0 = j0 + kr < p.Lk, kok1 = j0 + kr + 8 < p.Lk;
     auto load_qg = [&](int it) {
@@ -7441,10 +7450,10 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
     if (it0 < nqt) { load_qg(it0); load_ld(it0); }
     cp_commit();
     /* s, dp: written by their first k step; dQ in S^T's registers (see above) */
-    float dk[2][32], dv[2][32], s[32], dp[32];
+    float dk[64], dv[64], s[32], dp[32];   /* dK, dV: m64n128 accumulators (column 8 j + q2 + (e & 1) at 4 j + e) */
     float (&dq)[32] = s;
 #pragma unroll
-    for (int e = 0; e < 32; e++) dk[0][e] = dk[1][e] = dv[0][e] = dv[1][e] = 0.f;
+    for (int e = 0; e < 64; e++) dk[e] = dv[e] = 0.f;
     const uint64_t kd0 = wg_desc(Ks + wg * 64 * 128), vd0 = wg_desc(Vs + wg * 64 * 128);
     const uint64_t pd0 = wg_desc(Ps + wg * 64 * 128);   /* this warpgroup's rows of P^T: K-major A of dV */
     const uint64_t kn0 = wg_desc(Ks + wg * BM * 128);   /* K's column block wg: the N-major B of dQ */
@@ -7466,21 +7475,16 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
         wg_commit();
     };
     /* dV += P^T dO and dK += dS^T Q of tile it (A: this warpgroup's rows of P^T and of dS^T in buffer it % NS,
-       K-major, k step x = queries 16 x.. = 32 bytes; B N-major, column block c, k step x = query rows 16 x..):
-       one commit group */
+       K-major, k step x = queries 16 x.. = 32 bytes; B N-major, both column blocks (8 KiB apart: the leading byte
+       offset), k step x = query rows 16 x..): one m64n128k16 a k step, one commit group */
     auto issue_dvdk = [&](int it) {
-        const uint64_t qd0 = wg_desc(Qs + (it % NQ) * QB), gd0 = wg_desc(Gs + (it % NQ) * QB);
+        const uint64_t qd0 = wg_desc_lbo(wg_desc(Qs + (it % NQ) * QB), BN * 128);
+        const uint64_t gd0 = wg_desc_lbo(wg_desc(Gs + (it % NQ) * QB), BN * 128);
         const uint64_t sd0 = wg_desc(Ss + (it % NS) * SB + wg * 64 * 128);
 #pragma unroll
-        for (int x = 0; x < 4; x++)
+        for (int x = 0; x < 4; x++) wg_ss128nt<T>(dv, pd0 + ((x * 32) >> 4), gd0 + ((x * 16 * 128) >> 4));
 #pragma unroll
-            for (int c = 0; c < 2; c++)
-                wg_ss64nt<T>(dv[c], pd0 + ((x * 32) >> 4), gd0 + ((c * BN * 128 + x * 16 * 128) >> 4));
-#pragma unroll
-        for (int x = 0; x < 4; x++)
-#pragma unroll
-            for (int c = 0; c < 2; c++)
-                wg_ss64nt<T>(dk[c], sd0 + ((x * 32) >> 4), qd0 + ((c * BN * 128 + x * 16 * 128) >> 4));
+        for (int x = 0; x < 4; x++) wg_ss128nt<T>(dk, sd0 + ((x * 32) >> 4), qd0 + ((x * 16 * 128) >> 4));
         wg_commit();
     };
     /* dQ (this warpgroup's 64 columns) of the tile whose dS^T is in buffer sb: k step kk = keys 16 kk.. = 16
@@ -7506,7 +7510,7 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
             for (int e = 0; e < 4; e++) {
                 float pr = ex2(fmaf(s[4 * j + e], sl, (e & 1) ? l2.y : l2.x));
                 bool ok = (e >> 1) ? kok1 : kok0;
-                if (p.causal) ok = ok && i0 + 8 * j + (e & 1) - 8 * (e >> 1) >= 0;
+                if (CAUSAL) ok = ok && i0 + 8 * j + (e & 1) - 8 * (e >> 1) >= 0;
                 s[4 * j + e] = ok ? pr : 0.f;
             }
         }
@@ -7556,7 +7560,7 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
                 red2(row + 8 * j, dq[4 * j + 2 * hh] * p.scale, dq[4 * j + 2 * hh + 1] * p.scale);
         }
     };
-    auto pin_kv = [&]() { wg_pin(dk[0]); wg_pin(dk[1]); wg_pin(dv[0]); wg_pin(dv[1]); };
+    auto pin_kv = [&]() { wg_pin(dk); wg_pin(dv); };
     if (it0 < nqt) {
         /* trip it0: tile it0 (and K, V) landed; nothing in flight */
         cp_wait_all();
@@ -7625,9 +7629,9 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
             for (int c = 0; c < 2; c++)
 #pragma unroll
                 for (int j = 0; j < 8; j++) {
-                    if (rk) st2<O>(rk + 64 * c + 8 * j + q2, dk[c][4 * j + 2 * hh] * p.scale,
-                                   dk[c][4 * j + 2 * hh + 1] * p.scale);
-                    if (rv) st2<O>(rv + 64 * c + 8 * j + q2, dv[c][4 * j + 2 * hh], dv[c][4 * j + 2 * hh + 1]);
+                    if (rk) st2<O>(rk + 64 * c + 8 * j + q2, dk[32 * c + 4 * j + 2 * hh] * p.scale,
+                                   dk[32 * c + 4 * j + 2 * hh + 1] * p.scale);
+                    if (rv) st2<O>(rv + 64 * c + 8 * j + q2, dv[32 * c + 4 * j + 2 * hh], dv[32 * c + 4 * j + 2 * hh + 1]);
                 }
         };
         if (p.grad_f32) store((float *)p.dk, (float *)p.dv);
@@ -8535,7 +8539,8 @@ static int run_wg_bwd(Params p, cudaStream_t s) {
     if (!p.dq && !p.dk && !p.dv && !p.dbias) return 0;
     const bool d128 = p.D == 128;
     size_t smem = wg_bwd_smem(p.D, BIAS != 0) + (WS ? (1 + 2 * 3) * sizeof(uint64_t) : 0);   /* WS: kvfull, qfull[3], qempty[3] */
-    auto kern = d128 ? wg_bwd_d128_kernel<T> : wg_bwd_kernel<T, WG_BWD_NWG, BIAS, WS>;
+    auto kern = !d128 ? wg_bwd_kernel<T, WG_BWD_NWG, BIAS, WS>
+                : p.causal ? wg_bwd_d128_kernel<T, true> : wg_bwd_d128_kernel<T, false>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
     p.lsep = p.dlp = nullptr;
