@@ -6594,6 +6594,30 @@ template <>
 __device__ __forceinline__ void wg_bias2<__nv_bfloat16>(uint32_t v, float &a, float &b) {
     a = __uint_as_float(v << 16); b = __uint_as_float(v & 0xffff0000u);
 }
+/* the wgmma backwards' epilogue: dK (times scale) and dV of key rows r0 and r0 + 8 (those below Lk) from this
+   thread's N = D / 2 accumulators each, in m64nDk16's layout (d[4 j + e]: row r0 + 8 (e >> 1), column
+   8 j + q2 + (e & 1)), stored in f32 (grad_f32) or T */
+template <typename T, int N>
+__device__ __forceinline__ void wg_store_dkdv(const Params &p, int b, int h, int r0, int q2, const float (&dk)[N],
+                                              const float (&dv)[N]) {
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        const int r = r0 + 8 * hh;
+        if (r >= p.Lk) continue;
+        auto store = [&](auto *dk0, auto *dv0) {   /* O = float (grad_f32) or T */
+            using O = typename std::remove_pointer<decltype(dk0)>::type;
+            O *rk = dk0 ? dk0 + b * p.sdk[0] + h * p.sdk[1] + (int64_t)r * p.sdk[2] : nullptr;
+            O *rv = dv0 ? dv0 + b * p.sdv[0] + h * p.sdv[1] + (int64_t)r * p.sdv[2] : nullptr;
+#pragma unroll
+            for (int j = 0; j < N / 4; j++) {
+                if (rk) st2<O>(rk + 8 * j + q2, dk[4 * j + 2 * hh] * p.scale, dk[4 * j + 2 * hh + 1] * p.scale);
+                if (rv) st2<O>(rv + 8 * j + q2, dv[4 * j + 2 * hh], dv[4 * j + 2 * hh + 1]);
+            }
+        };
+        if (p.grad_f32) store((float *)p.dk, (float *)p.dv);
+        else store((T *)p.dk, (T *)p.dv);
+    }
+}
 /* The split of a warp-specialised kernel (the attention forward and backward): warpgroup 0 loads, the others
    compute. All threads initialise the mbarriers and meet; then the loading warpgroup gives its registers away
    (regs_dec<REGS>), copies the resident tiles (`resident`, where n > 0; they complete *once) and tile i of n into
@@ -6682,6 +6706,8 @@ __device__ __forceinline__ void load_tile_sw(T *s, const T *g, int64_t rs, int r
 /* key-tile stages of wg_fwd_kernel: 3 (the shared memory of D = 128, or D = 64 with the staged bias, holds no
    more); the warp-specialised plain D <= 64 kernel 4, so that its loader runs two tiles ahead */
 __host__ __device__ constexpr int wg_fwd_stages(int hd, int bias, bool ws) { return ws && hd <= 64 && bias != 3 ? 4 : 3; }
+/* the shared memory of ws_loader's mbarriers over ns stages: once, full[ns], empty[ns] */
+__host__ __device__ constexpr size_t ws_barrier_bytes(int ns) { return (2 * ns + 1) * sizeof(uint64_t); }
 template <typename T, int HD, int NWG, int BIAS, bool WS>
 __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
 #ifdef SDPA_WG
@@ -7318,24 +7344,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_bwd_kernel(Params p) {
     wg_wait<0>();
     pin_all();
     if (dqa) add_dq(nqt - 1);
-    /* dK (times scale) and dV: rows j0 + kr (+ 8), columns 8 j + q2 */
-#pragma unroll
-    for (int hh = 0; hh < 2; hh++) {
-        const int r = j0 + kr + 8 * hh;
-        if (r >= p.Lk) continue;
-        auto store = [&](auto *dk0, auto *dv0) {   /* O = float (grad_f32) or T */
-            using O = typename std::remove_pointer<decltype(dk0)>::type;
-            O *rk = dk0 ? dk0 + b * p.sdk[0] + h * p.sdk[1] + (int64_t)r * p.sdk[2] : nullptr;
-            O *rv = dv0 ? dv0 + b * p.sdv[0] + h * p.sdv[1] + (int64_t)r * p.sdv[2] : nullptr;
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                if (rk) st2<O>(rk + 8 * j + q2, dk[4 * j + 2 * hh] * p.scale, dk[4 * j + 2 * hh + 1] * p.scale);
-                if (rv) st2<O>(rv + 8 * j + q2, dv[4 * j + 2 * hh], dv[4 * j + 2 * hh + 1]);
-            }
-        };
-        if (p.grad_f32) store((float *)p.dk, (float *)p.dv);
-        else store((T *)p.dk, (T *)p.dv);
-    }
+    wg_store_dkdv<T>(p, b, h, j0 + kr, q2, dk, dv);
 #endif /* SDPA_WG */
 }
 /* The backward on wgmma at D == Dv == 128 (plain or causal; Params as wg_bwd_kernel). D = 64's plan does not
@@ -7349,9 +7358,9 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_bwd_kernel(Params p) {
    trip (148 bytes); now 16 bytes, one 8-byte reload a trip (bf16, nvcc 13, -Xptxas -v and the SASS).
    One CTA of 2 warpgroups per (b, h, 128 keys); warpgroup w owns key rows 64 w.. (K, V resident); query tiles
    of 64 (Q, dO [64][128], lse, delta) through three buffers, loaded one tile ahead. Trip it (query tile it):
-     barrier (tile it landed; dS^T of tile it - 1 complete), Q/dO of tile it + 1 requested;
+     barrier (tile it landed; dS^T of tile it - 1 complete);
      S^T = K Q^T, dP^T = V dO^T issued (m64n64k16, 8 k steps over two 64-column blocks), behind dV/dK of
-     tile it - 1 (still running from the last trip);
+     tile it - 1 (still running from the last trip), then Q/dO of tile it + 1 requested;
      wait S^T (and dV/dK of tile it - 1): P^T (the exponentials run during dP^T), lse/delta of tile it + 1
      requested; wait dP^T: dS^T;
      P^T -> shared memory (one buffer: a warpgroup reads only its own rows, after its own wait), dS^T -> shared
@@ -7618,27 +7627,8 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
         wg_pin(dq); pin_kv();
         if (dqa) add_dq(nqt - 1);
     }
-    /* dK (times scale) and dV: rows j0 + kr (+ 8), columns 64 c + 8 j + q2 (zero when no query tile) */
-#pragma unroll
-    for (int hh = 0; hh < 2; hh++) {
-        const int r = j0 + kr + 8 * hh;
-        if (r >= p.Lk) continue;
-        auto store = [&](auto *dk0, auto *dv0) {   /* O = float (grad_f32) or T */
-            using O = typename std::remove_pointer<decltype(dk0)>::type;
-            O *rk = dk0 ? dk0 + b * p.sdk[0] + h * p.sdk[1] + (int64_t)r * p.sdk[2] : nullptr;
-            O *rv = dv0 ? dv0 + b * p.sdv[0] + h * p.sdv[1] + (int64_t)r * p.sdv[2] : nullptr;
-#pragma unroll
-            for (int c = 0; c < 2; c++)
-#pragma unroll
-                for (int j = 0; j < 8; j++) {
-                    if (rk) st2<O>(rk + 64 * c + 8 * j + q2, dk[32 * c + 4 * j + 2 * hh] * p.scale,
-                                   dk[32 * c + 4 * j + 2 * hh + 1] * p.scale);
-                    if (rv) st2<O>(rv + 64 * c + 8 * j + q2, dv[32 * c + 4 * j + 2 * hh], dv[32 * c + 4 * j + 2 * hh + 1]);
-                }
-        };
-        if (p.grad_f32) store((float *)p.dk, (float *)p.dv);
-        else store((T *)p.dk, (T *)p.dv);
-    }
+    /* dK (times scale) and dV: rows j0 + kr (+ 8) (zero when no query tile) */
+    wg_store_dkdv<T>(p, b, h, j0 + kr, q2, dk, dv);
 #endif /* SDPA_WG */
 }
 /* ------------------------------------------------------------------------------------------ f32 path */
@@ -8478,7 +8468,7 @@ static int run_wg_fwd(Params p, cudaStream_t s) {
     static_assert(HD != 32 || BM == 128, "run_wg_fwd: wg_plan_split plans D = 32 for 128-query tiles");
     size_t smem = (size_t)(BM + 2 * NS * 128) * HD * sizeof(T) + 1024;   /* + 1024: the 1024-byte alignment */
     if (BIAS == 3) smem += (size_t)NS * BM * (128 * 2 + 16);             /* the staged bias tiles (wg_fwd_kernel) */
-    if (WS) smem += (2 * NS + 1) * sizeof(uint64_t);                     /* its mbarriers */
+    if (WS) smem += ws_barrier_bytes(NS);
     auto kern = wg_fwd_kernel<T, HD, NWG, BIAS, WS>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
@@ -8540,7 +8530,7 @@ template <typename T, int BIAS, bool WS = false>
 static int run_wg_bwd(Params p, cudaStream_t s) {
     if (!p.dq && !p.dk && !p.dv && !p.dbias) return 0;
     const bool d128 = p.D == 128;
-    size_t smem = wg_bwd_smem(p.D, BIAS != 0) + (WS ? (1 + 2 * 3) * sizeof(uint64_t) : 0);   /* WS: kvfull, qfull[3], qempty[3] */
+    size_t smem = wg_bwd_smem(p.D, BIAS != 0) + (WS ? ws_barrier_bytes(3) : 0);   /* WS: kvfull, qfull[3], qempty[3] */
     auto kern = !d128 ? wg_bwd_kernel<T, WG_BWD_NWG, BIAS, WS>
                 : p.causal ? wg_bwd_d128_kernel<T, true> : wg_bwd_d128_kernel<T, false>;
     if (set_smem(kern, smem)) return -1;
