@@ -7438,19 +7438,24 @@ __device__ __forceinline__ void wg_ss64tt(float (&d)[32], uint64_t da, uint64_t 
 }
 #endif
 /* CAUSAL: p.causal, as a template argument (at run time, the causal test of every P^T element and its registers
-   sat in the plain kernel too) */
-template <typename T, bool CAUSAL>
-__global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
+   sat in the plain kernel too). WS: a third warpgroup (warpgroup 0) does every copy through ws_loader, as
+   wg_bwd_kernel's WS form: K and V once, query visit i into stage i % NQ once both computing warpgroups have
+   released visit i - NQ (after its dV/dK, in their visit i - NQ + 1); the computing warpgroups meet at named
+   barrier 3 instead of __syncthreads; setmaxnreg 24 / 240 (384 x 168 at launch). */
+template <typename T, bool CAUSAL, bool WS>
+__global__ void __launch_bounds__((2 + WS) * 128, 1) wg_bwd_d128_kernel(Params p) {
 #ifdef SDPA_WG
-    constexpr int BM = 128, BN = 64, NTH = 256, NQ = 3, NS = 2;
+    constexpr int BM = 128, BN = 64, NTH = WS ? 128 : 256, NQ = 3, NS = 2;
     constexpr int KB = BM * 256, QB = BN * 256, SB = BM * 128;   /* bytes: K [128][128], Q [64][128], dS^T [128][64] */
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = smem_align1024(smem_raw);
     unsigned char *Ks = base, *Vs = Ks + KB, *Qs = Vs + KB, *Gs = Qs + NQ * QB, *Ss = Gs + NQ * QB, *Ps = Ss + NS * SB;
     float *Ls = (float *)(Ps + SB), *Dl = Ls + NQ * BN;
+    uint64_t *kvfull = (uint64_t *)(Dl + NQ * BN), *qfull = kvfull + 1, *qempty = qfull + NQ;   /* WS */
     int b, h, t;
     tile_of(p, &b, &h, &t);
-    const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+    /* wg: this thread's computing warpgroup (WS: warpgroup 0 loads) */
+    const int wg = (threadIdx.x >> 7) - (WS ? 1 : 0), warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
     const int g = lane >> 2, q2 = (lane & 3) * 2;
     const int j0 = t * BM, kr = wg * 64 + warp * 16 + g;   /* this thread's key rows (in the tile): kr, kr + 8 */
     const T *Q, *K, *V, *G;
@@ -7462,25 +7467,37 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
     /* visit it: the query tile at row qrow(it) (causal: in order; the key tiles start at different query tiles) */
     const int rot = CAUSAL ? 0 : bwd_qrot(p, t, nqt);
     auto qrow = [&](int it) { return bwd_qrow(it, rot, nqt, BN); };
+    auto qb = [&](int it) { return (it - it0) % NQ; };   /* the Q/dO/lse/delta buffer (stage) of visit it */
     /* keys >= Lk: zero rows of K and V, but P must be 0 there (exp(-lse) may overflow; their dS feeds dQ) */
     const bool kok0 = j0 + kr < p.Lk, kok1 = j0 + kr + 8 < p.Lk;
     auto load_qg = [&](int it) {
         const int i = qrow(it);
-        load_tile_sw<T, 128, BN, NTH>((T *)(Qs + (it % NQ) * QB), Q, p.sq[2], i, p.Lq);
-        load_tile_sw<T, 128, BN, NTH>((T *)(Gs + (it % NQ) * QB), G, p.sdo[2], i, p.Lq);
+        load_tile_sw<T, 128, BN, NTH>((T *)(Qs + qb(it) * QB), Q, p.sq[2], i, p.Lq);
+        load_tile_sw<T, 128, BN, NTH>((T *)(Gs + qb(it) * QB), G, p.sdo[2], i, p.Lq);
     };
     /* lse and delta of tile it; queries >= Lq get 0 (zero Q and dO rows: S = 0, P = 1 or 0, dP = 0, dS = 0) */
     auto load_ld = [&](int it) {
         if (threadIdx.x < 2 * BN) {
             const int x = threadIdx.x % BN, ii = qrow(it) + x;
             const bool ok = ii < p.Lq, isd = threadIdx.x >= BN;
-            cp_async4((isd ? Dl : Ls) + (it % NQ) * BN + x, (isd ? delta : lse) + (ok ? ii : 0), ok);
+            cp_async4((isd ? Dl : Ls) + qb(it) * BN + x, (isd ? delta : lse) + (ok ? ii : 0), ok);
         }
     };
-    load_tile_sw<T, 128, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
-    load_tile_sw<T, 128, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
-    if (it0 < nqt) { load_qg(it0); load_ld(it0); }
-    cp_commit();
+    auto load_kv = [&]() {
+        load_tile_sw<T, 128, BM, NTH>((T *)Ks, K, p.sk[2], j0, p.Lk);
+        load_tile_sw<T, 128, BM, NTH>((T *)Vs, V, p.sv[2], j0, p.Lk);
+    };
+    if constexpr (WS) {
+        if (ws_loader<NQ, 24>(
+                nqt - it0, 256, kvfull, qfull, qempty, load_kv,
+                [&](int i, int) { load_qg(it0 + i); load_ld(it0 + i); }))
+            return;
+        regs_inc<240>();
+    } else {
+        load_kv();
+        if (it0 < nqt) { load_qg(it0); load_ld(it0); }
+        cp_commit();
+    }
     /* s, dp: written by their first k step; dQ in S^T's registers (see above) */
     float dk[64], dv[64], s[32], dp[32];   /* dK, dV: m64n128 accumulators (column 8 j + q2 + (e & 1) at 4 j + e) */
     float (&dq)[32] = s;
@@ -7492,7 +7509,7 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
     /* S^T = K Q^T and dP^T = V dO^T of tile it: two commit groups. k step kk: column block kk / 4, 32 bytes a
        step inside it */
     auto issue_sdp = [&](int it) {
-        const uint64_t qd0 = wg_desc(Qs + (it % NQ) * QB), gd0 = wg_desc(Gs + (it % NQ) * QB);
+        const uint64_t qd0 = wg_desc(Qs + qb(it) * QB), gd0 = wg_desc(Gs + qb(it) * QB);
         wg_ss64_first<T>(s, kd0, qd0);
 #pragma unroll
         for (int kk = 1; kk < 8; kk++)
@@ -7510,8 +7527,8 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
        K-major, k step x = queries 16 x.. = 32 bytes; B N-major, both column blocks (8 KiB apart: the leading byte
        offset), k step x = query rows 16 x..): one m64n128k16 a k step, one commit group */
     auto issue_dvdk = [&](int it) {
-        const uint64_t qd0 = wg_desc_lbo(wg_desc(Qs + (it % NQ) * QB), BN * 128);
-        const uint64_t gd0 = wg_desc_lbo(wg_desc(Gs + (it % NQ) * QB), BN * 128);
+        const uint64_t qd0 = wg_desc_lbo(wg_desc(Qs + qb(it) * QB), BN * 128);
+        const uint64_t gd0 = wg_desc_lbo(wg_desc(Gs + qb(it) * QB), BN * 128);
         const uint64_t sd0 = wg_desc(Ss + (it % NS) * SB + wg * 64 * 128);
 #pragma unroll
         for (int x = 0; x < 4; x++) wg_ss128nt<T>(dv, pd0 + ((x * 32) >> 4), gd0 + ((x * 16 * 128) >> 4));
@@ -7532,7 +7549,7 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
     /* P^T of tile it from S^T (done), in place; element 4 j + e: key row kr + 8 (e >> 1), query 8 j + q2 +
        (e & 1) of the tile */
     auto probs = [&](int it) {
-        const float *Lb = Ls + (it % NQ) * BN;
+        const float *Lb = Ls + qb(it) * BN;
         const int i0 = qrow(it) + q2 - (j0 + kr);   /* query - key of element 0 (causal: P = 0 where < 0) */
 #pragma unroll
         for (int j = 0; j < 8; j++) {
@@ -7549,7 +7566,7 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
     };
     /* dS^T = P^T (dP^T - delta) of tile it, in dp (dP^T done) */
     auto dsoft = [&](int it) {
-        const float *Db = Dl + (it % NQ) * BN;
+        const float *Db = Dl + qb(it) * BN;
 #pragma unroll
         for (int j = 0; j < 8; j++) {
             const float2 d2 = *reinterpret_cast<const float2 *>(Db + 8 * j + q2);
@@ -7593,12 +7610,24 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
         }
     };
     auto pin_kv = [&]() { wg_pin(dk); wg_pin(dv); };
+    /* the computing threads meet: visit it landed (it < 0: no new visit) and this thread's shared writes (P^T,
+       dS^T) ordered before the tensor cores read them */
+    auto landed_sync = [&](int it) {
+        if constexpr (WS) {
+            if (it >= 0) mbar_wait(qfull + qb(it), ((it - it0) / NQ) & 1);
+            fence_async_smem();
+            bar_sync(3, 256);
+        } else {
+            cp_wait_all();
+            fence_async_smem();
+            __syncthreads();
+        }
+    };
     if (it0 < nqt) {
-        /* trip it0: tile it0 (and K, V) landed; nothing in flight */
-        cp_wait_all();
-        fence_async_smem();
-        __syncthreads();
-        if (it0 + 1 < nqt) load_qg(it0 + 1);
+        /* trip it0: tile it0 (and K, V) landed; nothing in flight (WS: no K, V where no visit: ws_loader) */
+        if constexpr (WS) mbar_wait(kvfull, 0);
+        landed_sync(it0);
+        if (!WS && it0 + 1 < nqt) load_qg(it0 + 1);
         pin_kv();
         wg_fence();
         issue_sdp(it0);
@@ -7606,8 +7635,8 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
         wg_pin(s);
         probs(it0);
         wg_pin(s);
-        if (it0 + 1 < nqt) load_ld(it0 + 1);
-        cp_commit();
+        if (!WS && it0 + 1 < nqt) load_ld(it0 + 1);
+        if (!WS) cp_commit();
         wg_wait<0>();                      /* dP^T done */
         wg_pin(dp);
         dsoft(it0);
@@ -7615,18 +7644,17 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
         wg_fence();
         issue_dvdk(it0);                 /* runs across the next barrier */
         for (int it = it0 + 1; it < nqt; it++) {
-            cp_wait_all();
-            fence_async_smem();
-            __syncthreads();             /* tile it landed; dS^T of tile it - 1 complete (both warpgroups) */
+            landed_sync(it);             /* tile it landed; dS^T of tile it - 1 complete (both warpgroups) */
             wg_fence();                  /* (no pins: S^T, dP^T overwritten; dV/dK of tile it - 1 in flight) */
             issue_sdp(it);
-            if (it + 1 < nqt) load_qg(it + 1);   /* behind the products (see wg_fwd_kernel) */
+            if (!WS && it + 1 < nqt) load_qg(it + 1);   /* behind the products (see wg_fwd_kernel) */
             wg_wait<1>();                  /* dV/dK of tile it - 1 and S^T of tile it done */
             wg_pin(s); pin_kv();
+            if (WS) mbar_arrive(qempty + qb(it - 1));   /* visit it - 1's Q, dO, lse, delta read */
             probs(it);
             wg_pin(s);
-            if (it + 1 < nqt) load_ld(it + 1);   /* (a branch: the wait below stays here) */
-            cp_commit();
+            if (!WS && it + 1 < nqt) load_ld(it + 1);   /* (a branch: the wait below stays here) */
+            if (!WS) cp_commit();
             wg_wait<0>();                  /* dP^T done */
             wg_pin(dp);
             dsoft(it);
@@ -7639,9 +7667,7 @@ __global__ void __launch_bounds__(256, 1) wg_bwd_d128_kernel(Params p) {
             if (dqa) add_dq(it - 1);
         }
         /* the last tile's dQ, after the barrier behind its dS^T */
-        cp_wait_all();
-        fence_async_smem();
-        __syncthreads();
+        landed_sync(-1);
         wg_fence();
         issue_dq((nqt - 1) % NS);
         wg_wait<0>();
@@ -8528,6 +8554,12 @@ static bool ws_on(void) {
     static int state = -1;
     return env_not_zero("NN_SDPA_WS", &state);
 }
+/* the warp-specialised D = 128 backward (wg_bwd_d128_kernel WS); NN_SDPA_WS128=0 turns it off alone (A/B in one
+   binary; NN_SDPA_WS=0 turns off every WS form); read once */
+static bool ws128_on(void) {
+    static int state = -1;
+    return env_not_zero("NN_SDPA_WS128", &state);
+}
 /* the rotated query-tile order of the wgmma backward (Params.qrot); NN_SDPA_QROT=0 turns it off (A/B in one
    binary); read once */
 static bool qrot_on(void) {
@@ -8559,7 +8591,7 @@ static int run_wg_bwd(Params p, cudaStream_t s) {
     const bool d128 = p.D == 128;
     size_t smem = wg_bwd_smem(p.D, BIAS != 0) + (WS ? ws_barrier_bytes(3) : 0);   /* WS: kvfull, qfull[3], qempty[3] */
     auto kern = !d128 ? wg_bwd_kernel<T, WG_BWD_NWG, BIAS, WS>
-                : p.causal ? wg_bwd_d128_kernel<T, true> : wg_bwd_d128_kernel<T, false>;
+                : p.causal ? wg_bwd_d128_kernel<T, true, WS> : wg_bwd_d128_kernel<T, false, WS>;
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
     p.lsep = p.dlp = nullptr;
@@ -8581,7 +8613,7 @@ static int run_wg_bwd(Params p, cudaStream_t s) {
         else { p.dq_acc = (float *)ws->data; p.sqa[2] = p.D; p.sqa[1] = (int64_t)p.Lq * p.D; p.sqa[0] = (int64_t)p.H * p.sqa[1]; }
         if (rows > 0) NN_CU(cudaMemsetAsync(p.dq_acc, 0, (size_t)(rows * p.D) * sizeof(float), s));
     }
-    if (grid) kern<<<grid, (WG_BWD_NWG + (WS && !d128)) * 128, smem, s>>>(p); NN_LAUNCHED();
+    if (grid) kern<<<grid, (WG_BWD_NWG + WS) * 128, smem, s>>>(p); NN_LAUNCHED();
     if (p.dq && !dq_dir) acc_convert<T>(p, p.dq_acc, p.dq, p.sdq, p.Lq, p.D, s);
     if (ws) nn_tensor_free(ws);
     return 0;
@@ -8620,7 +8652,7 @@ static int dispatch(Params &p, bool fwd, cudaStream_t s) {
         return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3, 0>(p, s) : run_wg_fwd<T, 64, 2, 0>(p, s);
     }
     if (!fwd && wg_bwd_ok(p)) {   /* sm_90a, D 64 / 128 */
-        if (ws_on() && p.D == 64) return p.bias ? run_wg_bwd<T, 1, true>(p, s) : run_wg_bwd<T, 0, true>(p, s);
+        if (ws_on() && (p.D == 64 || ws128_on())) return p.bias ? run_wg_bwd<T, 1, true>(p, s) : run_wg_bwd<T, 0, true>(p, s);
         return p.bias ? run_wg_bwd<T, 1>(p, s) : run_wg_bwd<T, 0>(p, s);
     }
     return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);
