@@ -5466,7 +5466,7 @@ void nn__cuda_cross_entropy_bwd(const float *x, const nn_tensor *target, const f
            and the backward at D == Dv == 64 (wg_bwd_kernel; also with a bias in the q dtype, and its gradient)
            and at D == Dv == 128 (wg_bwd_d128_kernel; plain or causal),
            in their own block below ("wgmma kernels (sm_90a)"). At D = 64 / 128 (plain or the staged bias) the
-           forward, and the D = 64 backward, run warp-specialised (WS): a loading warpgroup hands tiles to the
+           forward, and the backward, run warp-specialised (WS): a loading warpgroup hands tiles to the
            computing warpgroups through mbarriers (NN_SDPA_WS=0: the same kernels with copies in every warp).
      f32   the same loops on TF32 tensor cores in 3xTF32 (f32 accuracy; tc_* kernels, D and Dv <= 128; the backward
            in one kernel, dQ added with atomics); above 128 a plain SIMT path (thread per query or key row).
@@ -5513,8 +5513,6 @@ struct Params {
     int Lqp;                   /* padded to Lqp (a multiple of 64) with +inf / 0, written by delta_kernel */
     int ntiles;    /* tiles along the resident dimension */
     int order;     /* 0: (bh, tile) tile fastest; 1: (b, tile, h) heads fastest; 2: (tile desc, bh); 3: (tile asc, bh) */
-    int qrot;      /* wgmma backward, not causal: key tile t of ntiles visits the query tiles from t nqt / ntiles on
-                      (bwd_qrow), so that the CTAs of one head, resident together, add into different rows of dQ */
 };
 
 /* block index -> (b, h, tile) */
@@ -5530,19 +5528,6 @@ __device__ __forceinline__ void tile_of(const Params &p, int *b, int *h, int *t,
         if (p.order == 2) *t = p.ntiles - 1 - *t;
         *h = (int)(bh % p.H); *b = (int)(bh / p.H);
     }
-}
-
-/* The order in which a key tile's CTA of the wgmma backward visits the query tiles: it-th visit = query tile
-   (it + rot) mod nqt, rot = t nqt / ntiles with Params.qrot (else 0). Order 0 puts the key tiles of a head next to
-   each other, so they are resident together and step through the query tiles in lockstep: without the rotation
-   all of them add into the same dQ rows at once (the L2 serialises atomics on one address) */
-__device__ __forceinline__ int bwd_qrot(const Params &p, int t, int nqt) {
-    return p.qrot ? (int)((int64_t)t * nqt / p.ntiles) : 0;
-}
-/* the first query row of visit it (it < nqt, rot < nqt) */
-__device__ __forceinline__ int bwd_qrow(int it, int rot, int nqt, int BN) {
-    const int x = it + rot;
-    return (x >= nqt ? x - nqt : x) * BN;
 }
 
 /* ------------------------------------------------------------------------------------------ Philox */
@@ -7104,12 +7089,11 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_bwd_kernel(Params p) {
     float *dbh = BIAS && p.dbias ? p.dbias + b * p.bs[0] + h * p.bs[1] : nullptr;
     const float sl = p.scale_log2;
     const int nqt = (p.Lq + BN - 1) / BN;   /* >= 1 (wg_bwd_ok) */
-    const int rot = bwd_qrot(p, t, nqt);    /* visit it: the query tile at row bwd_qrow(it, rot, ..) */
     /* keys >= Lk: zero rows of K and V, but P must be 0 there (exp(-lse) may overflow; their dS feeds dQ) */
     const bool kok0 = j0 + kr < p.Lk, kok1 = j0 + kr + 8 < p.Lk;
     const BiasStage<BN, BM, BSTR, NTH> bstage(p, bbh);
     auto load_q = [&](int it, int buf) {
-        const int i = bwd_qrow(it, rot, nqt, BN);
+        const int i = it * BN;
         load_tile_sw<T, 64, BN, NTH>((T *)(Qs + buf * QB), Q, p.sq[2], i, p.Lq);
         load_tile_sw<T, 64, BN, NTH>((T *)(Gs + buf * QB), G, p.sdo[2], i, p.Lq);
         /* lse and delta by cp.async too (plain loads stalled warps 0-1 before every tile's products); queries
@@ -7218,17 +7202,16 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_bwd_kernel(Params p) {
             for (int e = 0; e < 4; e++) dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - ((e & 1) ? d2.y : d2.x));
         }
     };
-    /* BIAS: dbias of query tile it = dS (in dp, f32) at (query i0 + 8 j + q2 + (e & 1), key j0 + kr +
+    /* BIAS: dbias of query tile it = dS (in dp, f32) at (query it * BN + 8 j + q2 + (e & 1), key j0 + kr +
        8 (e >> 1)) */
     auto store_dbias = [&](int it) {
         if (!BIAS || !dbh) return;
-        const int i0 = bwd_qrow(it, rot, nqt, BN);
-        float *r0 = dbh + (int64_t)(i0 + q2) * p.bs[2] + (int64_t)(j0 + kr) * p.bs[3];
+        float *r0 = dbh + (int64_t)(it * BN + q2) * p.bs[2] + (int64_t)(j0 + kr) * p.bs[3];
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const int i = i0 + 8 * j + q2 + (e & 1);
+                const int i = it * BN + 8 * j + q2 + (e & 1);
                 if (i >= p.Lq || !((e >> 1) ? kok1 : kok0)) continue;
                 float *at = r0 + (int64_t)(8 * j + (e & 1)) * p.bs[2] + (int64_t)(8 * (e >> 1)) * p.bs[3];
                 if (p.dbias_atomic) atomicAdd(at, dp[4 * j + e]);
@@ -7253,7 +7236,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_bwd_kernel(Params p) {
     auto add_dq = [&](int it) {
 #pragma unroll
         for (int hh = 0; hh < 2; hh++) {
-            const int r = bwd_qrow(it, rot, nqt, BN) + warp * 16 + g + 8 * hh;
+            const int r = it * BN + warp * 16 + g + 8 * hh;
             if (r >= p.Lq) continue;
             float *row = dqa + (int64_t)r * p.sqa[2] + wg * 32 + q2;
 #pragma unroll
@@ -7464,21 +7447,17 @@ __global__ void __launch_bounds__((2 + WS) * 128, 1) wg_bwd_d128_kernel(Params p
     bwd_head<T>(p, b, h, Q, K, V, G, lse, delta, dqa);
     const float sl = p.scale_log2;
     const int nqt = (p.Lq + BN - 1) / BN, it0 = CAUSAL ? j0 / BN : 0;
-    /* visit it: the query tile at row qrow(it) (causal: in order; the key tiles start at different query tiles) */
-    const int rot = CAUSAL ? 0 : bwd_qrot(p, t, nqt);
-    auto qrow = [&](int it) { return bwd_qrow(it, rot, nqt, BN); };
-    auto qb = [&](int it) { return (it - it0) % NQ; };   /* the Q/dO/lse/delta buffer (stage) of visit it */
+    auto qb = [&](int it) { return (it - it0) % NQ; };   /* the Q/dO/lse/delta buffer (WS: stage) of tile it */
     /* keys >= Lk: zero rows of K and V, but P must be 0 there (exp(-lse) may overflow; their dS feeds dQ) */
     const bool kok0 = j0 + kr < p.Lk, kok1 = j0 + kr + 8 < p.Lk;
     auto load_qg = [&](int it) {
-        const int i = qrow(it);
-        load_tile_sw<T, 128, BN, NTH>((T *)(Qs + qb(it) * QB), Q, p.sq[2], i, p.Lq);
-        load_tile_sw<T, 128, BN, NTH>((T *)(Gs + qb(it) * QB), G, p.sdo[2], i, p.Lq);
+        load_tile_sw<T, 128, BN, NTH>((T *)(Qs + qb(it) * QB), Q, p.sq[2], it * BN, p.Lq);
+        load_tile_sw<T, 128, BN, NTH>((T *)(Gs + qb(it) * QB), G, p.sdo[2], it * BN, p.Lq);
     };
     /* lse and delta of tile it; queries >= Lq get 0 (zero Q and dO rows: S = 0, P = 1 or 0, dP = 0, dS = 0) */
     auto load_ld = [&](int it) {
         if (threadIdx.x < 2 * BN) {
-            const int x = threadIdx.x % BN, ii = qrow(it) + x;
+            const int x = threadIdx.x % BN, ii = it * BN + x;
             const bool ok = ii < p.Lq, isd = threadIdx.x >= BN;
             cp_async4((isd ? Dl : Ls) + qb(it) * BN + x, (isd ? delta : lse) + (ok ? ii : 0), ok);
         }
@@ -7550,7 +7529,7 @@ __global__ void __launch_bounds__((2 + WS) * 128, 1) wg_bwd_d128_kernel(Params p
        (e & 1) of the tile */
     auto probs = [&](int it) {
         const float *Lb = Ls + qb(it) * BN;
-        const int i0 = qrow(it) + q2 - (j0 + kr);   /* query - key of element 0 (causal: P = 0 where < 0) */
+        const int i0 = it * BN + q2 - (j0 + kr);   /* query - key of element 0 (causal: P = 0 where < 0) */
 #pragma unroll
         for (int j = 0; j < 8; j++) {
             float2 l2 = *reinterpret_cast<const float2 *>(Lb + 8 * j + q2);
@@ -7601,7 +7580,7 @@ __global__ void __launch_bounds__((2 + WS) * 128, 1) wg_bwd_d128_kernel(Params p
     auto add_dq = [&](int it) {
 #pragma unroll
         for (int hh = 0; hh < 2; hh++) {
-            const int r = qrow(it) + warp * 16 + g + 8 * hh;
+            const int r = it * BN + warp * 16 + g + 8 * hh;
             if (r >= p.Lq) continue;
             float *row = dqa + (int64_t)r * p.sqa[2] + wg * 64 + q2;
 #pragma unroll
@@ -8548,23 +8527,12 @@ static bool env_not_zero(const char *name, int *state) {
     return *state != 0;
 }
 /* the warp-specialised forms (WS: a loading warpgroup beside the computing ones) of the forward at D = 64 / 128
-   (plain, or the staged bias) and of the D = 64 backward; NN_SDPA_WS=0 turns them off (A/B in one binary);
-   read once. Measured 12-07 03:47 (bench/RESULTS_FLASH.md): forward 1.04-1.52x, backward 1.02-1.09x */
+   (plain, or the staged bias) and of the backward at D = 64 / 128; NN_SDPA_WS=0 turns them off (A/B in one
+   binary); read once. Measured (bench/RESULTS_FLASH.md): 12-07 03:47, forward 1.04-1.52x, D = 64 backward
+   1.02-1.09x; 12-07 08:01, D = 128 fwd+bwd 1.02x (case 2, two runs each) */
 static bool ws_on(void) {
     static int state = -1;
     return env_not_zero("NN_SDPA_WS", &state);
-}
-/* the warp-specialised D = 128 backward (wg_bwd_d128_kernel WS); NN_SDPA_WS128=0 turns it off alone (A/B in one
-   binary; NN_SDPA_WS=0 turns off every WS form); read once */
-static bool ws128_on(void) {
-    static int state = -1;
-    return env_not_zero("NN_SDPA_WS128", &state);
-}
-/* the rotated query-tile order of the wgmma backward (Params.qrot); NN_SDPA_QROT=0 turns it off (A/B in one
-   binary); read once */
-static bool qrot_on(void) {
-    static int state = -1;
-    return env_not_zero("NN_SDPA_QROT", &state);
 }
 /* NN_SDPA_WG_BWD=0 turns the wgmma backward off (A/B in one binary); read once */
 static bool wg_bwd_enabled(void) {
@@ -8595,7 +8563,6 @@ static int run_wg_bwd(Params p, cudaStream_t s) {
     if (set_smem(kern, smem)) return -1;
     p.nsplit = 1; p.split_len = SDPA_NOSPLIT;
     p.lsep = p.dlp = nullptr;
-    p.qrot = qrot_on();
     unsigned grid;
     if (grid_of(p, WG_BWD_BM, p.Lk, 3, &grid)) return -1;   /* causal (D = 128): key tile 0, the longest, first */
     int64_t rows = (int64_t)p.B * p.H * p.Lq;
@@ -8652,7 +8619,7 @@ static int dispatch(Params &p, bool fwd, cudaStream_t s) {
         return wg_fwd_nwg(p) == 3 ? run_wg_fwd<T, 64, 3, 0>(p, s) : run_wg_fwd<T, 64, 2, 0>(p, s);
     }
     if (!fwd && wg_bwd_ok(p)) {   /* sm_90a, D 64 / 128 */
-        if (ws_on() && (p.D == 64 || ws128_on())) return p.bias ? run_wg_bwd<T, 1, true>(p, s) : run_wg_bwd<T, 0, true>(p, s);
+        if (ws_on()) return p.bias ? run_wg_bwd<T, 1, true>(p, s) : run_wg_bwd<T, 0, true>(p, s);
         return p.bias ? run_wg_bwd<T, 1>(p, s) : run_wg_bwd<T, 0>(p, s);
     }
     return plain_ok(p) ? dispatch_hd<T, false>(p, fwd, s) : dispatch_hd<T, true>(p, fwd, s);

@@ -10,7 +10,8 @@
    nn_mem_trim(NN_CUDA), so an element a kernel never writes shows up as NaN and fails the check.
    Needs a GPU: make test-cuda (on the device machine). Prints "N passed, M failed". Arguments: -v (every
    error), quick (a compute-sanitizer subset), il (only the [ops:index] / [ops:loss] cases), sdpa (only
-   test_sdpa; with quick, its subset), conv (only test_conv: f32, TF32 and autocast). */
+   test_sdpa; with quick, its subset), conv (only test_conv: f32, TF32 and autocast), case=TEXT (with sdpa:
+   only the attention cases whose name contains TEXT). */
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
@@ -35,6 +36,7 @@ static int verbose, quick;   /* quick: a small part (for compute-sanitizer): sdp
 static int only_il;          /* argument "il": only the [ops:index] / [ops:loss] tests (compute-sanitizer) */
 static int only_sdpa;        /* argument "sdpa": only test_sdpa (with quick: its sanitizer subset) */
 static int only_conv;        /* argument "conv": only test_conv (f32 and autocast cases; with quick: a subset) */
+static const char *sdpa_only; /* argument "case=TEXT": only the sdpa cases whose name contains TEXT (racecheck of one) */
 
 /* host copy of t as f32 (casting on t's device first if needed) */
 static float *host_f32(nn_tensor *t) {
@@ -1310,6 +1312,7 @@ static nn_tensor *to_gpu_as(nn_tensor *x, nn_dtype dt) {   /* CPU f32 -> GPU dt,
 
 static void sdpa_run(const sdpa_case *c, nn_dtype dt) {
     static const char *dn[3] = {"f32", "f16", "bf16"};
+    if (sdpa_only && !strstr(c->name, sdpa_only)) return;
     int di = dt == NN_F32 ? 0 : dt == NN_F16 ? 1 : 2;
     double tol = di == 0 ? TOL_SDPA_F32 : di == 1 ? TOL_SDPA_F16 : TOL_SDPA_BF16;
     int64_t qs[4] = {c->B, c->H, c->Lq, c->D}, ks[4] = {c->B, c->H, c->Lk, c->D}, vs[4] = {c->B, c->H, c->Lk, c->Dv};
@@ -2134,6 +2137,7 @@ int main(int argc, char **argv) {
         if (strcmp(argv[a], "il") == 0) only_il = 1;
         if (strcmp(argv[a], "sdpa") == 0) only_sdpa = 1;
         if (strcmp(argv[a], "conv") == 0) only_conv = 1;
+        if (strncmp(argv[a], "case=", 5) == 0) sdpa_only = argv[a] + 5;
     }
     setenv("NN_CUDA_POISON", "1", 0);
     if (!nn_cuda_available()) { printf("no CUDA device\n0 passed, 1 failed\n"); return 1; }
