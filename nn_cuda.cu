@@ -8528,8 +8528,8 @@ static bool env_not_zero(const char *name, int *state) {
 }
 /* the warp-specialised forms (WS: a loading warpgroup beside the computing ones) of the forward at D = 64 / 128
    (plain, or the staged bias) and of the backward at D = 64 / 128; NN_SDPA_WS=0 turns them off (A/B in one
-   binary); read once. Measured (bench/RESULTS_FLASH.md): 12-07 03:47, forward 1.04-1.52x, D = 64 backward
-   1.02-1.09x; 12-07 08:01, D = 128 fwd+bwd 1.02x (case 2, two runs each) */
+   binary); read once. Measured (bench/RESULTS_FLASH.md): forward 1.04-1.52x (12-07 03:47), 1.23x (08:18, cases
+   1 and 2); the backwards level within the spread at 08:18 (D = 64 1.02-1.09x at 03:47; D = 128 1.03x at 08:01) */
 static bool ws_on(void) {
     static int state = -1;
     return env_not_zero("NN_SDPA_WS", &state);
