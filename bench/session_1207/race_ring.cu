@@ -15,14 +15,7 @@
 #define NT 8   /* tiles */
 #define NS 2   /* stages */
 
-__device__ __forceinline__ uint32_t sa(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ void wait_parity(uint32_t b, uint32_t par) {
-    asm volatile("{\n.reg .pred done;\nWAIT:\nmbarrier.try_wait.parity.shared.b64 done, [%0], %1;\n@!done bra WAIT;\n}\n"
-                 ::"r"(b), "r"(par) : "memory");
-}
-__device__ __forceinline__ void arrive(uint32_t b) {
-    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared.b64 st, [%0];\n}\n" ::"r"(b) : "memory");
-}
+#include "mbar_probe.cuh"
 
 __global__ void ring(const float4 *src, float *out, int mode) {
     __shared__ __align__(16) float4 buf[NS][256];

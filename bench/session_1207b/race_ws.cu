@@ -18,14 +18,7 @@
 #define NS 3
 #define TB 4096   /* bytes a tile: 128 loader threads x 2 copies of 16 bytes */
 
-__device__ __forceinline__ uint32_t sa(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ void wait_parity(uint32_t b, uint32_t par) {
-    asm volatile("{\n.reg .pred done;\nWAIT:\nmbarrier.try_wait.parity.shared.b64 done, [%0], %1;\n@!done bra WAIT;\n}\n"
-                 ::"r"(b), "r"(par) : "memory");
-}
-__device__ __forceinline__ void arrive(uint32_t b) {
-    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared.b64 st, [%0];\n}\n" ::"r"(b) : "memory");
-}
+#include "../session_1207/mbar_probe.cuh"
 __device__ __forceinline__ void copy16(void *d, const void *s, int mode) {
     if (mode & 1) asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa(d)), "l"(s), "r"(16) : "memory");
     else asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa(d)), "l"(s) : "memory");
