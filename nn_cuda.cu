@@ -6618,6 +6618,20 @@ __device__ __forceinline__ void wg_store_dkdv(const Params &p, int b, int h, int
         else store((T *)p.dk, (T *)p.dv);
     }
 }
+/* the wgmma backwards' dQ of a query tile (done) into the f32 accumulator dqa (row stride p.sqa[2]), times
+   scale: rows r0 and r0 + 8 (those below Lq), this thread's N accumulators in m64n(2N)k16's layout (d[4 j + e]:
+   row r0 + 8 (e >> 1), column c0 + 8 j + (e & 1)), as vector atomics */
+template <int N>
+__device__ __forceinline__ void wg_add_dq(const Params &p, float *dqa, int r0, int c0, const float (&dq)[N]) {
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        const int r = r0 + 8 * hh;
+        if (r >= p.Lq) continue;
+        float *row = dqa + (int64_t)r * p.sqa[2] + c0;
+#pragma unroll
+        for (int j = 0; j < N / 4; j++) red2(row + 8 * j, dq[4 * j + 2 * hh] * p.scale, dq[4 * j + 2 * hh + 1] * p.scale);
+    }
+}
 /* The split of a warp-specialised kernel (the attention forward and backward): warpgroup 0 loads, the others
    compute. All threads initialise the mbarriers and meet; then the loading warpgroup gives its registers away
    (regs_dec<REGS>), copies the resident tiles (`resident`, where n > 0; they complete *once) and tile i of n into
@@ -7232,17 +7246,8 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_bwd_kernel(Params p) {
             *reinterpret_cast<uint32_t *>(r0 + 8 * 128 + (((2 * x + 1) ^ g) << 4)) = da[x][3];
         }
     };
-    /* dQ of query tile it (done) into the f32 accumulator: rows 16 warp + g (+ 8), columns 32 wg + 8 j + q2 */
-    auto add_dq = [&](int it) {
-#pragma unroll
-        for (int hh = 0; hh < 2; hh++) {
-            const int r = it * BN + warp * 16 + g + 8 * hh;
-            if (r >= p.Lq) continue;
-            float *row = dqa + (int64_t)r * p.sqa[2] + wg * 32 + q2;
-#pragma unroll
-            for (int j = 0; j < 4; j++) red2(row + 8 * j, dq[4 * j + 2 * hh] * p.scale, dq[4 * j + 2 * hh + 1] * p.scale);
-        }
-    };
+    /* dQ of query tile it (done): rows 16 warp + g (+ 8), columns 32 wg + 8 j + q2 */
+    auto add_dq = [&](int it) { wg_add_dq(p, dqa, it * BN + warp * 16 + g, wg * 32 + q2, dq); };
     /* the computing warpgroups' barrier (every thread's, without WS): tile it + 1 landed (WS: its stage's
        mbarrier), and this thread's shared writes (dS^T, K^T) ordered before the tensor cores read them */
     auto landed_sync = [&](int it) {
@@ -7576,18 +7581,8 @@ __global__ void __launch_bounds__((2 + WS) * 128, 1) wg_bwd_d128_kernel(Params p
         fence_async_smem();
         wg_bar(wg);
     };
-    /* dQ of query tile it (done) into the f32 accumulator: rows 16 warp + g (+ 8), columns 64 wg + 8 j + q2 */
-    auto add_dq = [&](int it) {
-#pragma unroll
-        for (int hh = 0; hh < 2; hh++) {
-            const int r = it * BN + warp * 16 + g + 8 * hh;
-            if (r >= p.Lq) continue;
-            float *row = dqa + (int64_t)r * p.sqa[2] + wg * 64 + q2;
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-                red2(row + 8 * j, dq[4 * j + 2 * hh] * p.scale, dq[4 * j + 2 * hh + 1] * p.scale);
-        }
-    };
+    /* dQ of query tile it (done): rows 16 warp + g (+ 8), columns 64 wg + 8 j + q2 */
+    auto add_dq = [&](int it) { wg_add_dq(p, dqa, it * BN + warp * 16 + g, wg * 64 + q2, dq); };
     auto pin_kv = [&]() { wg_pin(dk); wg_pin(dv); };
     /* the computing threads meet: visit it landed (it < 0: no new visit) and this thread's shared writes (P^T,
        dS^T) ordered before the tensor cores read them */
