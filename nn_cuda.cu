@@ -5638,7 +5638,9 @@ __device__ __forceinline__ void cp_async4(void *smem, const void *gmem, bool ok)
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
 }
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+/* wait_group counts committed groups only: a copy issued since the last cp_commit is not waited for */
 __device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 __device__ __forceinline__ void ldsm4(uint32_t r[4], const void *p) {
     unsigned s = (unsigned)__cvta_generic_to_shared(p);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -6660,10 +6662,25 @@ __device__ __forceinline__ void wg_add_dq(const Params &p, float *dqa, int r0, i
    stage i % NS (`tile(i, stage)`; it completes full[stage]) as soon as the ncompute computing threads have
    released the tile that stage held (empty[stage], phase i / NS - 1), and returns true once its copies have
    landed. Its arrivals ride on the copies (mbar_arrive_cp_async), so a phase completes when the data is there.
+   FENCED (for tiles that the computing threads read with ordinary loads, not only through wgmma): each loading
+   thread waits for its own copies (cp.async.wait_group) and then arrives, a release that orders them before
+   the readers' acquiring wait. compute-sanitizer racecheck accepts this hand-over; with the arrivals riding on
+   the copies it reported the staged-bias forward's shared loads of the bias (stop 23) - the same data, read
+   correctly (the tests pass either way). The waits put one tile in flight at a time, so a FENCED loader may
+   issue part of the next tile early (`ahead(i)`, that part of tile i, into stage i % NS), keeping two in flight.
+   ahead's contract: the computing threads are done with the ahead part of tile j before they release tile
+   j - 1. ahead(i + 1) is then issued in the trip of tile i where its stage is fresh (i + 1 < NS) or where the
+   empty wait just seen (tile i - NS released, so ahead parts up to i - NS + 1 done) freed it; else (i = NS - 1)
+   with its own tile, not ahead.
    The computing threads get false and take the registers (regs_inc). */
-template <int NS, int REGS, typename R, typename L>
+struct ws_no_ahead {
+    __device__ void operator()(int) const {}
+};
+template <int NS, int REGS, bool FENCED = false, typename R, typename L, typename H = ws_no_ahead>
 __device__ __forceinline__ bool ws_loader(int n, int ncompute, uint64_t *once, uint64_t *full, uint64_t *empty,
-                                          R resident, L tile) {
+                                          R resident, L tile, H ahead = H()) {
+    constexpr bool AHEAD = !std::is_same<H, ws_no_ahead>::value;
+    static_assert(FENCED || !AHEAD, "ws_loader: an ahead part only with FENCED");
     if (threadIdx.x == 0) {
         mbar_init(once, 128);
         for (int st = 0; st < NS; st++) { mbar_init(full + st, 128); mbar_init(empty + st, ncompute); }
@@ -6673,14 +6690,29 @@ __device__ __forceinline__ bool ws_loader(int n, int ncompute, uint64_t *once, u
     regs_dec<REGS>();
     if (n > 0) {
         resident();
-        mbar_arrive_cp_async(once);
+        mbar_arrive_cp_async(once);   /* read through wgmma only */
     }
+    int nahead = 0;   /* tiles whose ahead part is issued */
     for (int i = 0; i < n; i++) {
         const int st = i % NS;
         if (i >= NS) mbar_wait(empty + st, (i / NS - 1) & 1);
+        if (AHEAD && nahead == i) { ahead(i); nahead++; }
         tile(i, st);
-        mbar_arrive_cp_async(full + st);
+        if (FENCED) {
+            cp_commit();
+            if (AHEAD && i + 1 < n && (i + 1 < NS || i >= NS)) {
+                ahead(i + 1); nahead++;
+                cp_commit();
+                cp_wait_group<1>();   /* all but tile i + 1's ahead part */
+            } else {
+                cp_wait_all();
+            }
+            mbar_arrive(full + st);
+        } else {
+            mbar_arrive_cp_async(full + st);
+        }
     }
+    cp_commit();
     cp_wait_all();
     return true;
 }
@@ -6797,16 +6829,19 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
            kt % NS once both computing warpgroups have released the tile that stage held (tile kt - NS: released in
            their trip kt - NS + 2, when its P V is done). Registers (setmaxnreg): 128 x 72 + 256 x 216 = the launch's
            384 x 168 (the staged-bias loader spills 18 words a tile at 72, 28 at 64); with 3 computing
-           warpgroups, plain, 128 x 32 + 384 x 160 = 512 x 128. */
-        if (ws_loader<NS, NWG == 2 ? 72 : 32>(
-                nkt, NWG * 128, qfull, full, empty, [&] { load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq); },
-                [&](int kt, int st) {
-                    const int j = ks + kt * BN;
-                    load_tile_sw<T, HD, BN, NTH>(Ks + st * BN * HD, K, p.sk[2], j, p.Lk);
-                    load_tile_sw<T, HD, BN, NTH>(Vs + st * BN * HD, V, p.sv[2], j, p.Lk);
-                    stage_bias(kt);
-                }))
-            return;
+           warpgroups, plain, 128 x 32 + 384 x 160 = 512 x 128.
+           The staged bias is read with ordinary loads (load_bias): ws_loader FENCED, the bias tile a tile ahead of
+           K and V (the ahead part; load_bias reads tile kt's in trip kt, tile kt - 1 is released in trip kt + 1). */
+        auto load_q = [&] { load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq); };
+        auto load_kv = [&](int kt, int st) {
+            const int j = ks + kt * BN;
+            load_tile_sw<T, HD, BN, NTH>(Ks + st * BN * HD, K, p.sk[2], j, p.Lk);
+            load_tile_sw<T, HD, BN, NTH>(Vs + st * BN * HD, V, p.sv[2], j, p.Lk);
+        };
+        bool loader;
+        if constexpr (BIAS == 3) loader = ws_loader<NS, 72, true>(nkt, NWG * 128, qfull, full, empty, load_q, load_kv, stage_bias);
+        else loader = ws_loader<NS, NWG == 2 ? 72 : 32>(nkt, NWG * 128, qfull, full, empty, load_q, load_kv);
+        if (loader) return;
         regs_inc<NWG == 2 ? 216 : 160>();
     } else {
         load_tile_sw<T, HD, BM, NTH>(Qs, Q, p.sq[2], i0, p.Lq);
