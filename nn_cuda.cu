@@ -2716,6 +2716,36 @@ __device__ __forceinline__ void mma3(float c[4], const uint32_t ab[4], const uin
     mma_tf32(c, ab, bb0, bb1);
 }
 
+/* cp.async and ldmatrix, for the conv and attention kernels (PTX ISA, "cp.async", "ldmatrix"). A copy with ok
+   false (src-size 0) reads nothing and zero-fills its 16 bytes, so callers keep a valid address for it. */
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool ok) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(ok ? 16 : 0));
+}
+/* 16 bytes of which the first nbytes are read, the rest zero-filled */
+__device__ __forceinline__ void cp_async16n(void *smem, const void *gmem, int nbytes) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(nbytes));
+}
+__device__ __forceinline__ void cp_async4(void *smem, const void *gmem, bool ok) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(ok ? 4 : 0));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+/* wait until at most N committed groups are pending; wait_group counts committed groups only, so a copy issued
+   since the last cp_commit is not waited for */
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+/* four 8x8 16-bit matrices (TRANS: transposed) */
+template <bool TRANS> __device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    if (TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+
 /* conv_wg (below conv_cu) takes conv_cu's launches where its sm_90a wgmma kernels apply */
 namespace conv_cu { struct Args; }
 namespace conv_wg {
@@ -2770,23 +2800,6 @@ struct Args {
     int SH, SW, CS;          /* the gathered operand's image: rows, columns, channels (NHWC) */
     int kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
 };
-
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool ok) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(ok ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-
-template <bool TRANS> __device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    if (TRANS)
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
-    else
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
-}
 
 template <int DT> __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
     if (DT == NN_BF16)
@@ -2943,13 +2956,13 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
         if (s < ntiles) load_tile(s);
-        cp_async_commit();
+        cp_commit();
     }
     for (int kt = 0; kt < ntiles; kt++) {
-        cp_async_wait<STAGES - 2>();
+        cp_wait<STAGES - 2>();
         __syncthreads();   /* tile kt has landed for every thread; the stage read at kt-1 is free again */
         if (kt + STAGES - 1 < ntiles) load_tile((kt + STAGES - 1) % STAGES);
-        cp_async_commit();
+        cp_commit();
         const T *sA = smem + (kt % STAGES) * 2 * TILE, *sB = sA + TILE;
 #pragma unroll
         for (int ks = 0; ks < 2; ks++) {   /* two mma K steps a tile: 16 (16-bit) or 8 (f32) elements each */
@@ -3017,7 +3030,7 @@ template <int DT, int MODE> __global__ void __launch_bounds__(THREADS, 2) k_conv
             }
         }
     }
-    cp_async_wait<0>();
+    cp_wait<0>();
     __syncthreads();
 
     if (MODE == WGRAD || p.part) {   /* f32 partials [split][M][N], float2 per fragment row where N is even */
@@ -3676,7 +3689,7 @@ template <int DT, int NB = BN> __global__ void __launch_bounds__(THREADS, 1) k_c
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const bool ok = (a_ok >> i) & 1;
-            conv_cu::cp_async16(sA + 4096 * i, ok ? a_src + i * a_step : pa, ok);
+            cp_async16(sA + 4096 * i, ok ? a_src + i * a_step : pa, ok);
         }
         a_src += KT;
         const int dy = ld_i * p.td_h, dx = ld_j * p.td_w;
@@ -3686,7 +3699,7 @@ template <int DT, int NB = BN> __global__ void __launch_bounds__(THREADS, 1) k_c
             const int t = b_y[i] + dy, u = b_x[i] + dx;
             const bool ok = (unsigned)t < tlim && (unsigned)u < ulim && ((t & mh) | (u & mw)) == 0;
             const int pix = b_img[i] + (t >> p.ls_h) * p.SW + (u >> p.ls_w);
-            conv_cu::cp_async16(sB + 4096 * i, ok ? bc + (int64_t)pix * p.CS : pb, ok);
+            cp_async16(sB + 4096 * i, ok ? bc + (int64_t)pix * p.CS : pb, ok);
         }
         ld_c += KT;
         if (ld_c == p.CS) { ld_c = 0; if (++ld_j == p.kw) { ld_j = 0; ++ld_i; } }
@@ -3702,14 +3715,14 @@ template <int DT, int NB = BN> __global__ void __launch_bounds__(THREADS, 1) k_c
 #pragma unroll
     for (int s = 0; s < STAGES - 2; s++) {
         if (s < ntiles) load_tile(s);
-        conv_cu::cp_async_commit();
+        cp_commit();
     }
     for (int kt = 0; kt < ntiles; kt++) {
-        conv_cu::cp_async_wait<STAGES - 3>();   /* this thread's copies of tile kt have landed */
+        cp_wait<STAGES - 3>();   /* this thread's copies of tile kt have landed */
         fence_async_smem();                      /* ... visible to the tensor cores (async proxy) */
         __syncthreads();                         /* everyone's; and every wgmma of tile kt - 2 is done */
         if (kt + STAGES - 2 < ntiles) load_tile((kt + STAGES - 2) % STAGES);
-        conv_cu::cp_async_commit();
+        cp_commit();
         const uint64_t so = (uint64_t)((kt % STAGES) * SB) >> 4;
         wg_fence();
 #pragma unroll
@@ -3720,7 +3733,7 @@ template <int DT, int NB = BN> __global__ void __launch_bounds__(THREADS, 1) k_c
     }
     wg_wait<0>();
     wg_pin(acc);
-    conv_cu::cp_async_wait<0>();
+    cp_wait<0>();
     __syncthreads();   /* every warpgroup done with the stages: they become the staging tile */
 
     const int g = lane >> 2, q = lane & 3;
@@ -3940,7 +3953,7 @@ __device__ __forceinline__ void wgrad_tile(const WArgs &p, unsigned char *sm, in
 #pragma unroll
             for (int b = 0; b < 2; b++) {
                 const bool ok = kok && ((a_ok >> b) & 1);
-                conv_cu::cp_async16(s + b * 8192 + h * 4096, ok ? asrc + 64 * b : p.a, ok);
+                cp_async16(s + b * 8192 + h * 4096, ok ? asrc + 64 * b : p.a, ok);
             }
             const int sy0 = oy[h] * p.sh, sx0 = ox[h] * p.sw;
 #pragma unroll
@@ -3948,7 +3961,7 @@ __device__ __forceinline__ void wgrad_tile(const WArgs &p, unsigned char *sm, in
                 const int sy = sy0 + offy[b], sx = sx0 + offx[b];
                 const bool ok = kok && ((b_ok >> b) & 1) && (unsigned)sy < (unsigned)p.SH && (unsigned)sx < (unsigned)p.SW;
                 const uint16_t *bsrc = p.b + ((int64_t)(img[h] * p.SH + sy) * p.SW + sx) * p.CS + c0[b];
-                conv_cu::cp_async16(s + A_BYTES + b * 8192 + h * 4096, ok ? bsrc : p.b, ok);
+                cp_async16(s + A_BYTES + b * 8192 + h * 4096, ok ? bsrc : p.b, ok);
             }
             ox[h] += BK;   /* the pixel 64 further on */
             while (ox[h] >= p.Wo) {
@@ -3971,14 +3984,14 @@ __device__ __forceinline__ void wgrad_tile(const WArgs &p, unsigned char *sm, in
 #pragma unroll
     for (int s = 0; s < STAGES - 2; s++) {
         if (s < ntiles) load_tile(s);
-        conv_cu::cp_async_commit();
+        cp_commit();
     }
     for (int kt = 0; kt < ntiles; kt++) {
-        conv_cu::cp_async_wait<STAGES - 3>();
+        cp_wait<STAGES - 3>();
         fence_async_smem();
         __syncthreads();
         if (kt + STAGES - 2 < ntiles) load_tile((kt + STAGES - 2) % STAGES);
-        conv_cu::cp_async_commit();
+        cp_commit();
         const uint64_t so = (uint64_t)((kt % STAGES) * STAGE_BYTES) >> 4;
         wg_fence();
 #pragma unroll
@@ -3991,7 +4004,7 @@ __device__ __forceinline__ void wgrad_tile(const WArgs &p, unsigned char *sm, in
     wg_wait<0>();
 #pragma unroll
     for (int b = 0; b < 4; b++) wg_pin(acc[b]);
-    conv_cu::cp_async_wait<0>();
+    cp_wait<0>();
     __syncthreads();   /* all reads of the stages done before the next tile's loads */
 }
 
@@ -5623,34 +5636,6 @@ __device__ __forceinline__ float ex2(float x) {
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
 }
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool ok) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    int n = ok ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
-}
-__device__ __forceinline__ void cp_async16n(void *smem, const void *gmem, int nbytes) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(nbytes));
-}
-__device__ __forceinline__ void cp_async4(void *smem, const void *gmem, bool ok) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    int n = ok ? 4 : 0;
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
-}
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-/* wait_group counts committed groups only: a copy issued since the last cp_commit is not waited for */
-__device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-__device__ __forceinline__ void ldsm4(uint32_t r[4], const void *p) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
-}
-__device__ __forceinline__ void ldsm4t(uint32_t r[4], const void *p) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
-}
 
 /* ROWS x HD tile (row stride HD+8 elements in shared memory) <- rows row0.. of g (row stride rs), zero rows
    >= L and columns >= dcols (16-byte chunks) */
@@ -5715,11 +5700,11 @@ __device__ __forceinline__ void mma_abT(float (&acc)[MW][NT][4], const T *A, con
     for (int kk = 0; kk < K / 16; kk++) {
         uint32_t a[MW][4];
 #pragma unroll
-        for (int m = 0; m < MW; m++) ldsm4(a[m], A + (m * 16 + (lane & 15)) * SA + kk * 16 + (lane >> 4) * 8);
+        for (int m = 0; m < MW; m++) ldsm_x4<false>(a[m], A + (m * 16 + (lane & 15)) * SA + kk * 16 + (lane >> 4) * 8);
 #pragma unroll
         for (int n = 0; n < NT; n += 2) {
             uint32_t b[4];
-            ldsm4(b, Bm + (n * 8 + (lane & 7) + (lane >> 4) * 8) * SB + kk * 16 + ((lane >> 3) & 1) * 8);
+            ldsm_x4<false>(b, Bm + (n * 8 + (lane & 7) + (lane >> 4) * 8) * SB + kk * 16 + ((lane >> 3) & 1) * 8);
 #pragma unroll
             for (int m = 0; m < MW; m++) {
                 TT<T>::mma(acc[m][n], a[m], b[0], b[1]);
@@ -5738,7 +5723,7 @@ __device__ __forceinline__ void mma_pb(float (&acc)[MW][ND][4], const uint32_t (
 #pragma unroll
         for (int n = 0; n < ND; n += 2) {
             uint32_t b[4];
-            ldsm4t(b, Bm + (kt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * SB + n * 8 + (lane >> 4) * 8);
+            ldsm_x4<true>(b, Bm + (kt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * SB + n * 8 + (lane >> 4) * 8);
 #pragma unroll
             for (int m = 0; m < MW; m++) {
                 TT<T>::mma(acc[m][n], pa[m][kt], b[0], b[1]);
@@ -5945,7 +5930,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) fwd_kernel(Params p) {
     uint64_t bhpos = p.offset + (uint64_t)((int64_t)b * p.H + h) * (uint64_t)p.Lq * (uint64_t)p.Lk;
     for (int kt = 0; kt < nkt; kt++) {
         int buf = kt & 1, j0 = ks + kt * BN;
-        cp_wait_all();
+        cp_wait<0>();
         __syncthreads();
         if (kt + 1 < nkt) {
             load_tile<T, HD, BN, NTH>(Ks + (buf ^ 1) * BN * ST, K, p.sk[2], j0 + BN, p.Lk, p.D);
@@ -6017,7 +6002,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) fwd_kernel(Params p) {
         to_afrag<T, MW, NT>(pa, s);
         mma_pb<T, MW, NT / 2, ND, ST>(acc, pa, Vs + buf * BN * ST, lane);
     }
-    cp_wait_all(); /* no copy may be in flight at exit (nkt == 0 leaves the Q copy pending) */
+    cp_wait<0>(); /* no copy may be in flight at exit (nkt == 0 leaves the Q copy pending) */
     /* finish: sum l over the quad, write O and LSE (or this split's normalised partial and its lse) */
     int64_t bh = (int64_t)b * p.H + h, bhlq = (int64_t)p.B * p.H * p.Lq;
     T *O = (T *)p.out + b * p.so[0] + h * p.so[1];
@@ -6349,11 +6334,11 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
 #pragma unroll
             for (int kk = 0; kk < BM / 16; kk++) {
                 uint32_t a[4];
-                ldsm4t(a, Sb + (kk * 16 + ((lane >> 4) & 1) * 8 + (lane & 7)) * SS + mq * 16 + ((lane >> 3) & 1) * 8);
+                ldsm_x4<true>(a, Sb + (kk * 16 + ((lane >> 4) & 1) * 8 + (lane & 7)) * SS + mq * 16 + ((lane >> 3) & 1) * 8);
 #pragma unroll
                 for (int jj = 0; jj < NJ; jj++) {
                     uint32_t bb[4];
-                    ldsm4t(bb, Ks + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ST + (pr0 + jj) * 16 + (lane >> 4) * 8);
+                    ldsm_x4<true>(bb, Ks + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ST + (pr0 + jj) * 16 + (lane >> 4) * 8);
                     TT<T>::mma(acc[kk % KS][jj][0], a, bb[0], bb[1]);
                     TT<T>::mma(acc[kk % KS][jj][1], a, bb[2], bb[3]);
                 }
@@ -6381,7 +6366,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
     };
     for (int it = 0; it < nqt; it++) {
         int buf = it & 1, i0 = istart + it * BN;
-        cp_wait_all();
+        cp_wait<0>();
         /* tile it landed; every warp is done with buffer buf^1, and Ss[(it-1) & 1] (dS of tile it-1) is
            complete; Ss[it & 1] was last read by the dQ of tile it-2, before this barrier */
         __syncthreads();
@@ -6457,7 +6442,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) bwd_kernel(Params p) {
         __syncthreads();
         dq_tile(nqt - 1);
     }
-    cp_wait_all();
+    cp_wait<0>();
     if (p.nsplit > 1) {   /* one query range of several: add into the f32 accumulators (zeroed by the host) */
         if (p.dk_acc) red_frag<MW, ND>(p.dk_acc + b * p.ska[0] + h * p.ska[1], p.ska[2], dk, j0 + wrow, p.Lk,
                                               p.D, p.scale, lane);
@@ -6703,9 +6688,9 @@ __device__ __forceinline__ bool ws_loader(int n, int ncompute, uint64_t *once, u
             if (AHEAD && i + 1 < n && (i + 1 < NS || i >= NS)) {
                 ahead(i + 1); nahead++;
                 cp_commit();
-                cp_wait_group<1>();   /* all but tile i + 1's ahead part */
+                cp_wait<1>();   /* all but tile i + 1's ahead part */
             } else {
-                cp_wait_all();
+                cp_wait<0>();
             }
             mbar_arrive(full + st);
         } else {
@@ -6713,7 +6698,7 @@ __device__ __forceinline__ bool ws_loader(int n, int ncompute, uint64_t *once, u
         }
     }
     cp_commit();
-    cp_wait_all();
+    cp_wait<0>();
     return true;
 }
 #endif /* SDPA_WG */
@@ -6881,7 +6866,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
        trip's products instead, bfc2f09, ran bench/flash_bench's cases 10, 2, 1 1.08-1.11x faster, case 3 (3
        warpgroups) 0.93x and the D = 32 cases 8, 9 0.83-0.84x: 12-07 03:47. D = 64 / 128 take the WS form now.) */
     auto next_tile = [&](int kt) {
-        cp_wait_all();
+        cp_wait<0>();
         fence_async_smem();
         __syncthreads();
         if (kt + 1 < nkt) {
@@ -7066,7 +7051,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_fwd_kernel(Params p) {
         wg_wait<0>();
         pin_o_pa();
     }
-    cp_wait_all();
+    cp_wait<0>();
     /* o and lse, or with a split this split's normalised partial o and its lse (fwd_kernel's layout: o
        [split][B H Lq][Dv], then lse [split][B H Lq]); an empty split (causal) writes lse -inf and o 0 */
     const int64_t bh = (int64_t)b * p.H + h, bhlq = (int64_t)p.B * p.H * p.Lq;
@@ -7315,7 +7300,7 @@ __global__ void __launch_bounds__((NWG + WS) * 128, 1) wg_bwd_kernel(Params p) {
             fence_async_smem();
             bar_sync(1, NWG * 128);
         } else {
-            cp_wait_all();
+            cp_wait<0>();
             fence_async_smem();
             __syncthreads();
         }
@@ -7651,7 +7636,7 @@ __global__ void __launch_bounds__((2 + WS) * 128, 1) wg_bwd_d128_kernel(Params p
             fence_async_smem();
             bar_sync(3, 256);
         } else {
-            cp_wait_all();
+            cp_wait<0>();
             fence_async_smem();
             __syncthreads();
         }
