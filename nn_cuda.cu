@@ -2716,7 +2716,7 @@ __device__ __forceinline__ void mma3(float c[4], const uint32_t ab[4], const uin
     mma_tf32(c, ab, bb0, bb1);
 }
 
-/* cp.async and ldmatrix, for the conv and attention kernels (PTX ISA, "cp.async", "ldmatrix"). A copy with ok
+/* cp.async, ldmatrix and mma.sync for the conv and attention kernels (PTX ISA, "cp.async", "ldmatrix"). A copy with ok
    false (src-size 0) reads nothing and zero-fills its 16 bytes, so callers keep a valid address for it. */
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool ok) {
     unsigned s = (unsigned)__cvta_generic_to_shared(smem);
@@ -2735,6 +2735,19 @@ __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_grou
 /* wait until at most N committed groups are pending; wait_group counts committed groups only, so a copy issued
    since the last cp_commit is not waited for */
 template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+/* c += a b on the tensor cores (m16n8k16, f16 or bf16 operands, f32 accumulators; mma.sync's fragment layout) */
+template <int DT> __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    if (DT == NN_BF16)
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
 /* four 8x8 16-bit matrices (TRANS: transposed) */
 template <bool TRANS> __device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p) {
     unsigned s = (unsigned)__cvta_generic_to_shared(p);
@@ -2800,19 +2813,6 @@ struct Args {
     int SH, SW, CS;          /* the gathered operand's image: rows, columns, channels (NHWC) */
     int kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
 };
-
-template <int DT> __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    if (DT == NN_BF16)
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                     "{%0,%1,%2,%3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    else
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                     "{%0,%1,%2,%3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 /* f32 -> TF32 bits, round to nearest (ties away), inf and NaN kept */
 __device__ __forceinline__ uint32_t tf32_round(float x) {
@@ -5600,10 +5600,7 @@ template <> struct TT<__half> {
     }
     static __device__ __forceinline__ __half from_f(float x) { return __float2half_rn(x); }
     static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                     "{%0,%1,%2,%3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        mma16816<NN_F16>(c, a, b0, b1);
     }
 };
 template <> struct TT<__nv_bfloat16> {
@@ -5613,10 +5610,7 @@ template <> struct TT<__nv_bfloat16> {
     }
     static __device__ __forceinline__ __nv_bfloat16 from_f(float x) { return __float2bfloat16_rn(x); }
     static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                     "{%0,%1,%2,%3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        mma16816<NN_BF16>(c, a, b0, b1);
     }
 };
 template <> struct TT<float> {
