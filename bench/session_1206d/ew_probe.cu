@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <algorithm>
 #include <cuda_runtime.h>
+#include "../probe_timing.cuh"
 #define CK(x) do { cudaError_t e = (x); if (e) { printf("%s:%d %s\n", __FILE__, __LINE__, cudaGetErrorString(e)); return 1; } } while (0)
 __device__ __forceinline__ float gelu(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); }
 __device__ __forceinline__ float gelu_d(float v) { return 0.5f * (1.0f + erff(v * 0.70710678118654752f)) + v * 0.3989422804f * expf(-0.5f * v * v); }
@@ -93,22 +94,6 @@ template <int U> __global__ void r1(const float4 *x, int64_t outer, int64_t len4
     }
     for (int k = 16; k > 0; k >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, k);
     if (lane == 0) y[o] = acc;
-}
-__global__ void fill(float *x, int64_t n, uint32_t seed) {   // values in [-4, 4): erff's slow and fast ranges both
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        uint32_t h = (uint32_t)i * 2654435761u ^ seed; h ^= h >> 15; h *= 2246822519u; h ^= h >> 13;
-        x[i] = (h >> 8) * (8.0f / 16777216.0f) - 4.0f;
-    }
-}
-template <typename F> static float timeit(F f) {
-    cudaEvent_t a, b; cudaEventCreate(&a); cudaEventCreate(&b);
-    for (int i = 0; i < 3; i++) f();
-    float t[7];
-    for (int r = 0; r < 7; r++) {
-        cudaEventRecord(a); for (int i = 0; i < 50; i++) f(); cudaEventRecord(b); cudaEventSynchronize(b);
-        cudaEventElapsedTime(&t[r], a, b); t[r] /= 50;
-    }
-    std::sort(t, t + 7); return t[3];
 }
 int main() {
     int sms; cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
