@@ -1,0 +1,17 @@
+#!/bin/sh
+# bench/session_1207c/callQ.sh OUT - the GELU forward's shape: gelu_probe, then `cuda_bench ew` on main (.carry_z,
+# k_unary at 128 threads x 4 float4) and on two builds that differ only in k_unary's shape (UN_THREADS, UN_UNROLL):
+#   .carry_u1  256 x 2:  branch un256 (sh bench/session_1206e/build_carry.sh $PWD/.carry_u1 /work/wt_wg)
+#   .carry_u2  128 x 2:  the same with UN_THREADS = 128, UN_UNROLL = 2
+# each twice, interleaved; PyTorch (bench/cuda_torch.py) on main's rows in the same call.
+# carry [".carry_p", ".carry_z", ".carry_u1", ".carry_u2"]. Written in stop 24, not run: too little device time
+# was left to start a machine (10:58). The two variant builds are main with the one enum line changed.
+O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 ))"; }
+pack() { (cd "$O" && tar czf logs.tgz logs); }
+{ date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader; } 2>&1 | tee "$L/env.txt"
+timeout 60 .carry_p/gelu_probe > "$L/gelu_probe.log" 2>&1; echo "probe ($(el) s)"; cat "$L/gelu_probe.log"; pack
+for r in 1 2; do for b in z u1 u2; do
+  timeout 40 .carry_$b/cuda_bench ew 2>&1 | grep -v NN_MEM | tee "$L/ew_$b$r.txt" | grep gelu | sed "s/^/$b /"; done; done
+echo "ew ($(el) s)"; pack
+PYTHONUNBUFFERED=1 timeout 60 python3 bench/cuda_torch.py "$L/ew_z1.txt" "$L/ew_table.md" > "$L/ew_torch.log" 2>&1
+echo "cuda_torch rc=$? ($(el) s)"; grep '^|' "$L/ew_table.md"; pack
