@@ -6679,6 +6679,7 @@ __device__ __forceinline__ bool ws_loader(int n, int ncompute, uint64_t *once, u
         tile(i, st);
         if (FENCED) {
             cp_commit();
+            /* tile i + 1's ahead stage is fresh (i + 1 < NS) or freed by the empty wait above (i >= NS) */
             if (AHEAD && i + 1 < n && (i + 1 < NS || i >= NS)) {
                 ahead(i + 1); nahead++;
                 cp_commit();
