@@ -3634,30 +3634,6 @@ nn_tensor *nn_linear(nn_tensor *x, nn_tensor *w, nn_tensor *b) {
    build without -fopenmp. If the pool is exhausted a call mallocs/frees its own buffer; if malloc fails it
    falls back to an unpacked (slow, correct) loop.
    --------------------------------------------------------------------------------------------------------- */
-#include <stdint.h>
-#include <stdlib.h>
-#include <stddef.h>
-#include <string.h>
-#include <math.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-#ifndef NN_OMP
-#ifdef _OPENMP
-#define NN_OMP(x) _Pragma(x)
-#else
-#define NN_OMP(x)
-#endif
-#endif
-
-#ifndef NN_MALLOC
-#define NN_MALLOC(sz) malloc(sz)
-#endif
-#ifndef NN_FREE
-#define NN_FREE(p) free(p)
-#endif
-
 #ifndef NN_RESTRICT
 #if defined(__cplusplus)
 #define NN_RESTRICT __restrict
@@ -4494,12 +4470,6 @@ nn_tensor *nn_expand(nn_tensor *a, int ndim, const int64_t *shape) {
    Memory beyond inputs and outputs: LSE and Delta ([B,H,Lq] each) and per thread two score tiles plus one
    accumulator tile: 4 * (2 tq tk + tq Dv + 2 tq + tk) bytes. All of it comes from the pool (counted). */
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#include <math.h>
-#include <string.h>
-#include <stdlib.h>
 
 #if defined(__GNUC__) || defined(__clang__)
 #define NN__SDPA_UNUSED __attribute__((unused))
@@ -6518,10 +6488,6 @@ nn_tensor *nn_group_norm(nn_tensor *x, int groups, nn_tensor *w, nn_tensor *b, d
    - scatter_add: src may be larger than index (its uncovered part gets gradient 0; torch's backward errors).
    - cross_entropy: the class weight gets no gradient (as torch); target = probabilities is not supported. */
 
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #ifndef NN_OMP
 #if defined(_OPENMP)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench/cuda_torch.py NN_RESULTS [OUT.md] - times PyTorch on the cases bench/cuda_bench.c printed and writes
 one table: nn.h's time, PyTorch's, the ratio (torch / nn: above 1 means nn.h is faster) and the achieved rate
-(GB/s from the bytes each case must move, TFLOP/s for GEMMs). CUDA events, 3 warm-ups, median of 7 repeats."""
+(GB/s from the bytes each case must move, TFLOP/s for GEMMs). CUDA events, 3 warm-ups, median of 7 batches of about 20 ms."""
 import sys, time, datetime, subprocess
 import torch
 import torch.nn.functional as F
@@ -11,9 +11,18 @@ torch.manual_seed(0)
 
 
 def timeit(fn, iters):
+    """median per call of 7 batches; a batch is lengthened to about 20 ms, as bench/cuda_bench.c's time_it, so
+    that the gap before its first launch (Python's call overhead, inside the events) is under 0.1 % of it"""
     for _ in range(3):
         fn()
     torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    torch.cuda.synchronize()
+    cal = (time.perf_counter() - t0) * 1e3
+    if cal < 20.0:
+        iters = int(iters * 20.0 / cal) + 1 if cal > 0.02 else 20000
     ts = []
     for _ in range(7):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

@@ -17,9 +17,6 @@
    Link with $(KIT_LDLIBS): -lyaml -lstb -lm -pthread. C99; independent of nn.h. */
 /* No include guard here on purpose: each header guards its declarations itself, and a later include
    with KIT_IMPLEMENTATION defined must still reach the implementation sections. */
-#if defined(KIT_IMPLEMENTATION) && !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
-#define _POSIX_C_SOURCE 200809L
-#endif
 #include "kit_base.h"
 #include "kit_config.h"
 #include "kit_tblog.h"

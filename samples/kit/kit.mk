@@ -30,7 +30,15 @@ $(KIT_BUILD)/kit_%: tests/kit_%.c $(KIT_HEADERS) tests/test.h
 	@mkdir -p $(KIT_BUILD)
 	$(KIT_CC) $(KIT_WARN) $(KIT_CFLAGS) -Itests $< -o $@ $(KIT_LDLIBS)
 
-test-kit: $(KIT_TESTS)
+# The whole kit's implementation as the first include of a file, as kit.h asks: as C99 without $(KIT_CFLAGS)
+# (kit_base.h must set the POSIX feature macro itself) and as C++; a warning fails test-kit.
+$(KIT_BUILD)/kit_hygiene.stamp: $(KIT_HEADERS)
+	@mkdir -p $(KIT_BUILD)
+	@printf '#define KIT_IMPLEMENTATION\n#include "kit.h"\n' | $(KIT_CC) $(KIT_WARN) -I$(KIT_DIR) -fsyntax-only -x c -
+	@printf '#define KIT_IMPLEMENTATION\n#include "kit.h"\n' | $(CXX) -Wall -Wextra -Wpedantic -Werror -I$(KIT_DIR) -fsyntax-only -x c++ -
+	@touch $@
+
+test-kit: $(KIT_TESTS) $(KIT_BUILD)/kit_hygiene.stamp
 	@KIT_PYTHON=$(KIT_PYTHON) sh tests/kit_run.sh $(KIT_TESTS)
 
 # Installs what is missing, or prints the command to run when it cannot (not root, no apt-get).

@@ -8,6 +8,13 @@
    nonzero kit_status, and write a one-line message naming the file / key into a kit_err the caller
    passes (which may be NULL). Nothing in the kit aborts on bad input; programming errors (asking a
    config for a key that was never declared, for instance) print and abort, like nn.h's default. */
+/* The implementation asks for POSIX declarations. Every kit header includes this one before any system
+   header, so this is where the feature macro is set; it sits outside the guard because a later include with
+   KIT_IMPLEMENTATION defined is the one that needs it (it must still precede the translation unit's first
+   system header: include the kit first, or compile with $(KIT_CFLAGS)). */
+#if defined(KIT_IMPLEMENTATION) && !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
 #ifndef KIT_BASE_H
 #define KIT_BASE_H
 

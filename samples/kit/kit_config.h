@@ -26,9 +26,6 @@
    '=' is taken literally. */
 #ifndef KIT_CONFIG_H
 #define KIT_CONFIG_H
-#if defined(KIT_IMPLEMENTATION) && !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
-#define _POSIX_C_SOURCE 200809L /* must precede the first system header of this translation unit */
-#endif
 #include "kit_base.h"
 #include <math.h>
 #include <stdio.h>

@@ -23,9 +23,6 @@
    hue rotates the HSV hue; each result is clamped to [0, 1], and the four are applied in a random order. */
 #ifndef KIT_IMAGE_H
 #define KIT_IMAGE_H
-#if defined(KIT_IMPLEMENTATION) && !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
-#define _POSIX_C_SOURCE 200809L
-#endif
 #include "kit_base.h"
 
 #ifdef __cplusplus
@@ -285,8 +282,8 @@ int kit_png_write_u8(const char *path, const unsigned char *pixels, int width, i
     size_t len;
     FILE *f;
     int rc = kit_png_encode_u8(pixels, width, height, channels, &png, &len);
-    if (rc == KIT_ERR_ARG) return kit_fail(err, rc, "cannot write PNG '%s': bad size %dx%dx%d", path, width, height, channels);
-    if (rc) return kit_fail(err, rc, "cannot encode PNG '%s': out of memory", path);
+    if (rc == KIT_ERR_ARG) return kit_fail(err, (kit_status)rc, "cannot write PNG '%s': bad size %dx%dx%d", path, width, height, channels);
+    if (rc) return kit_fail(err, (kit_status)rc, "cannot encode PNG '%s': out of memory", path);
     f = fopen(path, "wb");
     if (!f) {
         free(png);

@@ -32,9 +32,6 @@
      kit_loader_start_epoch or kit_loader_free. kit_loader_free stops and joins the threads at any point. */
 #ifndef KIT_LOADER_H
 #define KIT_LOADER_H
-#if defined(KIT_IMPLEMENTATION) && !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
-#define _POSIX_C_SOURCE 200809L
-#endif
 #include "kit_base.h"
 
 #ifdef __cplusplus

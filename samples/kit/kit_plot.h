@@ -10,9 +10,6 @@
    letters are shown in capitals). Points that are NaN, infinite, or <= 0 on a log axis break the line. */
 #ifndef KIT_PLOT_H
 #define KIT_PLOT_H
-#if defined(KIT_IMPLEMENTATION) && !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
-#define _POSIX_C_SOURCE 200809L
-#endif
 #include "kit_base.h"
 
 #ifdef __cplusplus
@@ -345,7 +342,7 @@ int kit_plot_png(const char *path, const kit_series *s, int nseries, const kit_p
     rc = kit_plot_render(s, nseries, o, rgb);
     if (rc) {
         free(rgb);
-        return kit_fail(err, rc, "plot '%s': size %dx%d too small (at least 120x100)", path, W, H);
+        return kit_fail(err, (kit_status)rc, "plot '%s': size %dx%d too small (at least 120x100)", path, W, H);
     }
     rc = kit_png_write_u8(path, rgb, W, H, 3, err);
     free(rgb);

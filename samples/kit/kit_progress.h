@@ -15,9 +15,6 @@
    The loss shown is the running mean over the epoch so far. */
 #ifndef KIT_PROGRESS_H
 #define KIT_PROGRESS_H
-#if defined(KIT_IMPLEMENTATION) && !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
-#define _POSIX_C_SOURCE 200809L
-#endif
 #include "kit_base.h"
 #include <stdio.h>
 

@@ -37,9 +37,6 @@
    one thread (the training loop). */
 #ifndef KIT_TBLOG_H
 #define KIT_TBLOG_H
-#if defined(KIT_IMPLEMENTATION) && !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
-#define _POSIX_C_SOURCE 200809L
-#endif
 #include "kit_base.h"
 
 #ifdef __cplusplus
@@ -127,6 +124,7 @@ uint32_t kit_crc32c_masked(const void *data, size_t n) {
 /* ---- protobuf encoding ------------------------------------------------------------------------- */
 
 typedef struct { unsigned char *p; size_t len, cap; int oom; } kit__pb;
+#define KIT__PB_EMPTY {NULL, 0, 0, 0} /* every field named: C++ -Wextra warns on {0} */
 
 static void kit__pb_put(kit__pb *b, const void *data, size_t n) {
     if (b->oom) return;
@@ -218,7 +216,7 @@ static int kit__tb_record(kit_tb *tb, const kit__pb *event) {
 
 /* Wraps one Summary.Value in an Event and writes it. */
 static int kit__tb_write_value(kit_tb *tb, const kit__pb *value, long long step) {
-    kit__pb summary = {0}, event = {0};
+    kit__pb summary = KIT__PB_EMPTY, event = KIT__PB_EMPTY;
     int rc;
     kit__pb_msg(&summary, 1, value);
     kit__pb_double(&event, 1, kit__wall_time());
@@ -255,7 +253,7 @@ kit_tb *kit_tb_open(const char *logdir, kit_err *err) {
     static int counter;
     char host[256];
     kit_tb *tb;
-    kit__pb event = {0};
+    kit__pb event = KIT__PB_EMPTY;
     int fd, tries;
     if (!logdir) { kit_fail(err, KIT_ERR_ARG, "kit_tb_open: no log directory"); return NULL; }
     if (kit__mkdirs(logdir, err)) return NULL;
@@ -291,7 +289,7 @@ kit_tb *kit_tb_open(const char *logdir, kit_err *err) {
 const char *kit_tb_path(const kit_tb *tb) { return tb->path; }
 
 int kit_tb_scalar(kit_tb *tb, const char *tag, double value, long long step) {
-    kit__pb v = {0};
+    kit__pb v = KIT__PB_EMPTY;
     int rc;
     kit__pb_bytes(&v, 1, tag, strlen(tag));
     kit__pb_float(&v, 2, (float)value);
@@ -302,7 +300,7 @@ int kit_tb_scalar(kit_tb *tb, const char *tag, double value, long long step) {
 
 int kit_tb_image_encoded(kit_tb *tb, const char *tag, const void *data, size_t len, int height, int width,
                          int channels, long long step) {
-    kit__pb img = {0}, v = {0};
+    kit__pb img = KIT__PB_EMPTY, v = KIT__PB_EMPTY;
     int rc;
     if (channels < 1 || channels > 4 || height <= 0 || width <= 0) return KIT_ERR_ARG;
     kit__pb_key(&img, 1, 0); kit__pb_varint(&img, (uint64_t)height);
@@ -321,7 +319,7 @@ static void kit__png_sink(void *ctx, void *data, int size) { kit__pb_put((kit__p
 
 int kit_tb_image_rgb(kit_tb *tb, const char *tag, const unsigned char *pixels, int height, int width,
                      int channels, long long step) {
-    kit__pb png = {0};
+    kit__pb png = KIT__PB_EMPTY;
     int rc;
     if (channels < 1 || channels > 4 || height <= 0 || width <= 0) return KIT_ERR_ARG;
     if (!stbi_write_png_to_func(kit__png_sink, &png, width, height, channels, pixels, width * channels) || png.oom) {
@@ -334,7 +332,7 @@ int kit_tb_image_rgb(kit_tb *tb, const char *tag, const unsigned char *pixels, i
 }
 
 int kit_tb_text(kit_tb *tb, const char *tag, const char *text, long long step) {
-    kit__pb v = {0}, meta = {0}, plugin = {0}, tensor = {0}, shape = {0};
+    kit__pb v = KIT__PB_EMPTY, meta = KIT__PB_EMPTY, plugin = KIT__PB_EMPTY, tensor = KIT__PB_EMPTY, shape = KIT__PB_EMPTY;
     int rc;
     kit__pb_bytes(&plugin, 1, "text", 4);
     kit__pb_msg(&meta, 1, &plugin);
