@@ -16,17 +16,9 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file as np_load_file
 
+from pytally import check, finish
+
 out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "test_io_out")
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL", what)
 
 
 def vals(n, scale, off):
@@ -159,5 +151,4 @@ try:
 except Exception as e:  # noqa: BLE001
     check(False, "model/checkpoint: %r" % e)
 
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish()

@@ -8,16 +8,7 @@ usage: kit_check_config_yaml.py DUMP.yaml     (prints "N passed, M failed")
 """
 import sys
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL", what)
+from pytally import check, run
 
 
 def main():
@@ -38,9 +29,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:
-        check(False, "exception: %r" % e)
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    run(main)

@@ -11,16 +11,7 @@ import io
 import os
 import sys
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL", what)
+from pytally import check, run
 
 
 def main():
@@ -100,11 +91,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # a corrupt file must still end with the summary line
-        import traceback
-        traceback.print_exc()
-        check(False, "exception: %r" % e)
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    run(main)  # a corrupt file must still end with the summary line
