@@ -42,20 +42,6 @@ static int write_bytes(const char *path, const void *data, size_t n) {
     return 0;
 }
 
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    unsigned char *b;
-    long len;
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    b = (unsigned char *)malloc((size_t)len + 1);
-    *n = fread(b, 1, (size_t)len, f);
-    fclose(f);
-    return b;
-}
-
 static void test_fixtures(void) {
     char line[512];
     FILE *man = fopen(fpath("fixtures.txt"), "r");
@@ -275,7 +261,7 @@ static void test_errors(void) {
     expect_load_error("/tmp/kit_empty.png", KIT_ERR_TRUNCATED, "image '/tmp/kit_empty.png' is empty (0 bytes)");
     write_bytes("/tmp/kit_text.png", "hello, world\n", 13);
     expect_load_error("/tmp/kit_text.png", KIT_ERR_FORMAT, "'/tmp/kit_text.png' is not a PNG or JPEG image (it starts with bytes 68 65 6c 6c)");
-    b = slurp(fpath("src.png"), &n);
+    b = test_read_file(fpath("src.png"), &n);
     CHECK(b != NULL, "src.png");
     if (!b) return;
     write_bytes("/tmp/kit_trunc.png", b, n / 2);
@@ -288,7 +274,7 @@ static void test_errors(void) {
     write_bytes("/tmp/kit_bad.png", b, n);
     expect_load_error("/tmp/kit_bad.png", KIT_ERR_FORMAT, "cannot decode PNG '/tmp/kit_bad.png': ");
     free(b);
-    b = slurp(fpath("src.jpg"), &n);
+    b = test_read_file(fpath("src.jpg"), &n);
     CHECK(b != NULL, "src.jpg");
     if (!b) return;
     write_bytes("/tmp/kit_trunc.jpg", b, n * 2 / 3);

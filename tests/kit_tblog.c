@@ -66,20 +66,6 @@ static void clean_dir(const char *dir) {
     closedir(d);
 }
 
-static unsigned char *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    unsigned char *b;
-    long len;
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    b = (unsigned char *)malloc((size_t)len + 1);
-    *n = fread(b, 1, (size_t)len, f);
-    fclose(f);
-    return b;
-}
-
 static int contains(const unsigned char *hay, size_t n, const void *needle, size_t m) {
     size_t i;
     for (i = 0; i + m <= n; i++) if (!memcmp(hay + i, needle, m)) return 1;
@@ -123,12 +109,12 @@ int main(int argc, char **argv) {
     /* flushed data is on disk before close */
     nfiles = find_event_file(dir, path, sizeof path);
     CHECK(nfiles == 1, "one event file, found %d", nfiles);
-    file = read_file(path, &n);
+    file = test_read_file(path, &n);
     CHECK(file && n > 100, "flushed data visible before close (%lu bytes)", (unsigned long)n);
     free(file);
     CHECK(kit_tb_close(tb) == 0, "close");
 
-    file = read_file(path, &n);
+    file = test_read_file(path, &n);
     while (file && pos + 12 <= n) {
         uint64_t len = rd_u64(file + pos);
         if (rd_u32(file + pos + 8) != kit_crc32c_masked(file + pos, 8)) crc_ok = 0;

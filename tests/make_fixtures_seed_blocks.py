@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fixtures_lib import FixtureWriter
+from check_mesh_seg_torch import HierarchicalAttention  # seed 000's block, as the seed writes it
 
 torch.manual_seed(0)
 GEN = torch.Generator().manual_seed(1234)
@@ -57,37 +58,6 @@ def dump_params(fx, block, module, renames=()):
 
 
 # ------------------------------------------------------------------------------------------ 000 mesh
-class HierarchicalAttention(nn.Module):
-    def __init__(self, embed_dim=128, num_heads=8, chunk_size=1024):
-        super().__init__()
-        self.chunk_size = chunk_size
-        self.local_attention = nn.MultiheadAttention(embed_dim, num_heads, dropout=0.1, batch_first=True)
-        self.global_attention = nn.MultiheadAttention(embed_dim, num_heads, dropout=0.1, batch_first=True)
-        self.confidence_gate = nn.Sequential(nn.Linear(1, embed_dim), nn.Sigmoid())
-        self.norm1 = nn.LayerNorm(embed_dim)
-        self.norm2 = nn.LayerNorm(embed_dim)
-        self.norm3 = nn.LayerNorm(embed_dim)
-        self.ffn = nn.Sequential(nn.Linear(embed_dim, embed_dim * 2), nn.GELU(), nn.Dropout(0.1),
-                                 nn.Linear(embed_dim * 2, embed_dim))
-
-    def forward(self, x, confidence):
-        N = x.shape[0]
-        x = self.norm1(x + x * self.confidence_gate(confidence))
-        if N > self.chunk_size:
-            local = torch.cat([self.local_attention(c, c, c)[0] for c in torch.split(x, self.chunk_size, dim=0)], dim=0)
-        else:
-            local = self.local_attention(x, x, x)[0]
-        x = self.norm2(x + local)
-        if N > self.chunk_size:
-            _, top = torch.topk(confidence.squeeze(), min(self.chunk_size, N), dim=0)
-            reps = x[top]
-            glob = self.global_attention(x, reps, reps)[0]
-        else:
-            glob = self.global_attention(x, x, x)[0]
-        x = self.norm3(x + glob)
-        return x + self.ffn(x)
-
-
 def spaced_confidence(N):
     # the same values as the C test's spaced_confidence()
     return torch.tensor([[0.05 + 0.9 * ((i * 5 + 3) % N) / N] for i in range(N)], dtype=torch.float32).double()

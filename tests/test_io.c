@@ -469,21 +469,6 @@ static unsigned rnd(void) {  /* xorshift64 (Marsaglia 2003): reproducible */
     return (unsigned)(rng_state >> 11);
 }
 
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *fp = fopen(path, "rb");
-    unsigned char *b;
-    long sz;
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    sz = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    b = (unsigned char *)malloc((size_t)sz + 1);
-    if (b && fread(b, 1, (size_t)sz, fp) != (size_t)sz) { free(b); b = NULL; }
-    fclose(fp);
-    *n = (size_t)sz;
-    return b;
-}
-
 static int npy_opens(const char *path) {
     int ok;
     nn_set_error_handler(err_handler, NULL);
@@ -570,9 +555,9 @@ static void fuzz_one(const char *kind, const unsigned char *base, size_t n, size
 
 static void test_fuzz(void) {
     size_t n1, n2, n3;
-    unsigned char *a = slurp(in_io("py_all.safetensors"), &n1);
-    unsigned char *c = slurp(in_out("c_all.safetensors"), &n2);
-    unsigned char *p = slurp(in_io("np_v2.npy"), &n3);
+    unsigned char *a = test_read_file(in_io("py_all.safetensors"), &n1);
+    unsigned char *c = test_read_file(in_out("c_all.safetensors"), &n2);
+    unsigned char *p = test_read_file(in_io("np_v2.npy"), &n3);
     int files = 0, rejected = 0, nfiles = 0, nrejected = 0;
     size_t ha, hc;
     CHECK(a && c && p, "fuzz inputs");

@@ -425,24 +425,11 @@ static int run_self(const char *a1, const char *a2, const char *a3) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
-static unsigned char *slurp(const char *path, long *n) {
-    FILE *fp = fopen(path, "rb");
-    unsigned char *b;
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    *n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    b = (unsigned char *)malloc((size_t)*n + 1);
-    if (b && fread(b, 1, (size_t)*n, fp) != (size_t)*n) { free(b); b = NULL; }
-    fclose(fp);
-    return b;
-}
-
 static char tmpdir[256];
 
 static void test_resume(void) {
     char full[300], half[300], cont[300];
-    long n1 = 0, n2 = 0;
+    size_t n1 = 0, n2 = 0;
     unsigned char *a, *b;
     snprintf(full, sizeof full, "%s/full.safetensors", tmpdir);
     snprintf(half, sizeof half, "%s/half.safetensors", tmpdir);
@@ -450,15 +437,15 @@ static void test_resume(void) {
     CHECK(run_self("resume-full", full, NULL) == 0, "20 steps straight (child process)");
     CHECK(run_self("resume-half", half, NULL) == 0, "10 steps + checkpoint (child process)");
     CHECK(run_self("resume-cont", half, cont) == 0, "load in a new process + 10 steps (child process)");
-    a = slurp(full, &n1);
-    b = slurp(cont, &n2);
+    a = test_read_file(full, &n1);
+    b = test_read_file(cont, &n2);
     CHECK(a && b && n1 == n2 && memcmp(a, b, (size_t)n1) == 0,
           "resume is bit-exact: the checkpoint after 20 straight steps and after 10 + reload + 10 are identical "
-          "files (%ld and %ld bytes)", n1, n2);
+          "files (%zu and %zu bytes)", n1, n2);
     if (a && b && n1 == n2 && memcmp(a, b, (size_t)n1) != 0) {
-        long i;
+        size_t i;
         for (i = 0; i < n1 && a[i] == b[i]; i++) {}
-        printf("  first differing byte %ld\n", i);
+        printf("  first differing byte %zu\n", i);
     }
     free(a); free(b);
     /* and a checkpoint loads in this process too, with its metadata */
