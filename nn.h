@@ -20,6 +20,7 @@
        [api:io]         safetensors, .npy, checkpoints
        [api:amp]        dynamic loss scaling for f16 (autocast itself: [api:autograd])
        [api:internal]   what an op implementation needs (nn__ names)
+     [shared]       pointwise loss formulas compiled for the CPU and, by nvcc, for the GPU
      [impl]         implementation (under NN_IMPLEMENTATION)
        [impl:errors] [impl:half] [impl:memory] [impl:tensors] [impl:rng] [impl:autograd]
        [ops:elementwise] [ops:reduce] [ops:norm] [ops:matmul] [ops:gemm] [ops:shape]
@@ -804,6 +805,70 @@ void nn__cuda_sdpa_bwd(const nn__cuda_sdpa_args *a);
 }
 #endif
 #endif /* NN_H */
+
+/* ################################################################################################ [shared] */
+/* The pointwise loss formulas, written once: the CPU ops in [ops:loss] and their kernels in nn_cuda.cu both
+   call these (nvcc compiles them for host and device through NN__HD). Internal (nn__), not API; seen only by
+   the implementation and by nvcc. */
+#if (defined(NN_IMPLEMENTATION) || defined(__CUDACC__)) && !defined(NN__SHARED_DONE)
+#define NN__SHARED_DONE
+#include <math.h>
+#ifdef __CUDACC__
+#define NN__HD static inline __host__ __device__
+#else
+#define NN__HD static inline
+#endif
+
+/* mse, l1 and smooth_l1 share one pointwise kernel. kind 0: (p-t)^2; 1: |p-t|;
+   2: smooth_l1 with beta > 0: 0.5 d^2 / beta if |d| < beta else |d| - 0.5 beta (torch's definition;
+   beta = 0 is l1, as torch does). Reduction: mean over all elements. */
+enum { NN__IL_MSE, NN__IL_L1, NN__IL_SMOOTH_L1 };
+
+NN__HD double nn__il_reg_loss(int kind, double d, double beta) {
+    double ad = fabs(d);
+    if (kind == NN__IL_MSE) return d * d;
+    if (kind == NN__IL_L1) return ad;
+    return ad < beta ? 0.5 * d * d / beta : ad - 0.5 * beta;
+}
+
+/* derivative in d; sign(0) = 0 as torch */
+NN__HD double nn__il_reg_dloss(int kind, double d, double beta) {
+    double sg = d > 0 ? 1.0 : (d < 0 ? -1.0 : 0.0);
+    if (kind == NN__IL_MSE) return 2.0 * d;
+    if (kind == NN__IL_L1) return sg;
+    return fabs(d) < beta ? d / beta : sg;
+}
+
+/* softplus(-x) = log(1 + e^-x) = max(-x, 0) + log1p(e^-|x|): no overflow, full precision both ways */
+NN__HD double nn__il_softplus_neg(double x) { return (x < 0 ? -x : 0.0) + log1p(exp(-fabs(x))); }
+/* sigmoid(x) without overflow */
+NN__HD double nn__il_sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    { double e = exp(x); return e / (1.0 + e); }
+}
+
+/* sigmoid_focal_loss, torchvision.ops.sigmoid_focal_loss (torchvision/ops/focal_loss.py):
+       p = sigmoid(x), ce = bce_with_logits(x, y) = softplus(-x) + (1 - y) x,
+       m = 1 - p_t = p (1 - y) + (1 - p) y,   loss = ce * m^gamma * a_t,
+       a_t = alpha y + (1 - alpha)(1 - y) when alpha >= 0, else 1.
+   m is formed from p and 1 - p = sigmoid(-x) each computed directly, so it keeps full relative precision
+   when p is near 0 or 1. Derivatives: dce/dx = p - y, dce/dy = -x; dm/dx = p (1 - p)(1 - 2y),
+   dm/dy = 1 - 2p; d m^gamma/dm = gamma m^(gamma-1), taken as 0 when gamma = 0 (as torch's pow backward);
+   da_t/dy = 2 alpha - 1. */
+NN__HD void nn__il_focal_terms(double x, double y, double alpha, double gamma, double *loss, double *dx,
+                               double *dy) {
+    double p = nn__il_sigmoid(x), q = nn__il_sigmoid(-x);
+    double ce = nn__il_softplus_neg(x) + (1.0 - y) * x;
+    double m = p * (1.0 - y) + q * y;
+    double mod = gamma == 0 ? 1.0 : pow(m, gamma);
+    double dmod = gamma == 0 ? 0.0 : gamma * pow(m, gamma - 1.0);
+    double at = alpha >= 0 ? alpha * y + (1.0 - alpha) * (1.0 - y) : 1.0;
+    double dat = alpha >= 0 ? 2.0 * alpha - 1.0 : 0.0;
+    *loss = ce * mod * at;
+    if (dx) *dx = at * ((p - y) * mod + ce * dmod * p * q * (1.0 - 2.0 * y));
+    if (dy) *dy = at * (-x * mod + ce * dmod * (1.0 - 2.0 * p)) + ce * mod * dat;
+}
+#endif /* NN__SHARED_DONE */
 
 /* ################################################################################################ [impl] */
 #ifdef NN_IMPLEMENTATION
@@ -7410,25 +7475,7 @@ static void nn__il_check_same_shape(const char *op, const nn_tensor *a, const nn
         nn_error("%s: %s %s and %s %s must have the same shape", op, an, nn__il_s(a), bn, nn__il_s(b));
 }
 
-/* mse, l1 and smooth_l1 share one pointwise kernel. kind 0: (p-t)^2; 1: |p-t|;
-   2: smooth_l1 with beta > 0: 0.5 d^2 / beta if |d| < beta else |d| - 0.5 beta (torch's definition;
-   beta = 0 is l1, as torch does). Reduction: mean over all elements. */
-enum { NN__IL_MSE, NN__IL_L1, NN__IL_SMOOTH_L1 };
-
-static double nn__il_reg_loss(int kind, double d, double beta) {
-    double ad = fabs(d);
-    if (kind == NN__IL_MSE) return d * d;
-    if (kind == NN__IL_L1) return ad;
-    return ad < beta ? 0.5 * d * d / beta : ad - 0.5 * beta;
-}
-
-/* derivative in d; sign(0) = 0 as torch */
-static double nn__il_reg_dloss(int kind, double d, double beta) {
-    double sg = d > 0 ? 1.0 : (d < 0 ? -1.0 : 0.0);
-    if (kind == NN__IL_MSE) return 2.0 * d;
-    if (kind == NN__IL_L1) return sg;
-    return fabs(d) < beta ? d / beta : sg;
-}
+/* mse, l1, smooth_l1: the formulas nn__il_reg_loss / nn__il_reg_dloss are in [shared] */
 
 static void nn__reg_loss_backward(nn_node *n) {
     nn_tensor *p = n->saved[0], *t = n->saved[1], *gp = NULL, *gt = NULL;
@@ -7685,15 +7732,9 @@ nn_tensor *nn_cross_entropy(nn_tensor *logits, nn_tensor *target, nn_tensor *wei
     return out;
 }
 
-/* softplus(-x) = log(1 + e^-x) = max(-x, 0) + log1p(e^-|x|): no overflow, full precision both ways */
-static double nn__il_softplus_neg(double x) { return (x < 0 ? -x : 0.0) + log1p(exp(-fabs(x))); }
-/* sigmoid(x) without overflow */
-static double nn__il_sigmoid(double x) {
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    { double e = exp(x); return e / (1.0 + e); }
-}
 
-/* bce_with_logits, F.binary_cross_entropy_with_logits(x, y, pos_weight=pw), mean:
+/* softplus(-x) and sigmoid(x): nn__il_softplus_neg, nn__il_sigmoid in [shared].
+   bce_with_logits, F.binary_cross_entropy_with_logits(x, y, pos_weight=pw), mean:
    l = (1 - y) x + (1 + (pw - 1) y) softplus(-x)   (aten/src/ATen/native/Loss.cpp)
    dl/dx = (1 - y) - (1 + (pw - 1) y) sigmoid(-x);  dl/dy = -x + (pw - 1) softplus(-x);  dl/dpw = y softplus(-x).
    pos_weight broadcasts against the logits (typically [C] over the last dim), the result keeps x's shape. */
@@ -7786,28 +7827,8 @@ nn_tensor *nn_bce_with_logits(nn_tensor *logits, nn_tensor *target, nn_tensor *p
     return out;
 }
 
-/* sigmoid_focal_loss, torchvision.ops.sigmoid_focal_loss (torchvision/ops/focal_loss.py):
-       p = sigmoid(x), ce = bce_with_logits(x, y) = softplus(-x) + (1 - y) x,
-       m = 1 - p_t = p (1 - y) + (1 - p) y,   loss = ce * m^gamma * a_t,
-       a_t = alpha y + (1 - alpha)(1 - y) when alpha >= 0, else 1.
-   m is formed from p and 1 - p = sigmoid(-x) each computed directly, so it keeps full relative precision
-   when p is near 0 or 1. Derivatives: dce/dx = p - y, dce/dy = -x; dm/dx = p (1 - p)(1 - 2y),
-   dm/dy = 1 - 2p; d m^gamma/dm = gamma m^(gamma-1), taken as 0 when gamma = 0 (as torch's pow backward);
-   da_t/dy = 2 alpha - 1. */
-static void nn__il_focal_terms(double x, double y, double alpha, double gamma, double *loss, double *dx,
-                               double *dy) {
-    double p = nn__il_sigmoid(x), q = nn__il_sigmoid(-x);
-    double ce = nn__il_softplus_neg(x) + (1.0 - y) * x;
-    double m = p * (1.0 - y) + q * y;
-    double mod = gamma == 0 ? 1.0 : pow(m, gamma);
-    double dmod = gamma == 0 ? 0.0 : gamma * pow(m, gamma - 1.0);
-    double at = alpha >= 0 ? alpha * y + (1.0 - alpha) * (1.0 - y) : 1.0;
-    double dat = alpha >= 0 ? 2.0 * alpha - 1.0 : 0.0;
-    *loss = ce * mod * at;
-    if (dx) *dx = at * ((p - y) * mod + ce * dmod * p * q * (1.0 - 2.0 * y));
-    if (dy) *dy = at * (-x * mod + ce * dmod * (1.0 - 2.0 * p)) + ce * mod * dat;
-}
-
+/* sigmoid_focal_loss (torchvision.ops.sigmoid_focal_loss): the loss term and its derivatives are
+   nn__il_focal_terms in [shared] */
 static void nn__focal_backward(nn_node *n) {
     nn_tensor *x = n->saved[0], *y = n->saved[1], *g = n->gout[0], *gx = NULL, *gy = NULL;
     double alpha = n->a[0], gamma = n->a[1];

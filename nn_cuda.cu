@@ -5020,43 +5020,26 @@ template <class F> static void nn__cu_sum_terms(const F &f, int64_t n, double *d
 /* out = s[0] / denom (denom 0: NaN, as the CPU's mean of nothing) */
 __global__ void k_loss_div(const double *s, double denom, float *out) { *out = (float)(s[0] / denom); }
 
-/* ---- mse / l1 / smooth_l1 (kinds as nn.h's NN__IL_MSE, L1, SMOOTH_L1) */
-__device__ __forceinline__ double d_reg_loss(int kind, double d, double beta) {
-    double ad = fabs(d);
-    if (kind == 0) return d * d;
-    if (kind == 1) return ad;
-    return ad < beta ? 0.5 * d * d / beta : ad - 0.5 * beta;
-}
-__device__ __forceinline__ double d_reg_dloss(int kind, double d, double beta) {
-    double sg = d > 0 ? 1.0 : (d < 0 ? -1.0 : 0.0);
-    if (kind == 0) return 2.0 * d;
-    if (kind == 1) return sg;
-    return fabs(d) < beta ? d / beta : sg;
-}
+/* ---- mse / l1 / smooth_l1 (nn__il_reg_loss / nn__il_reg_dloss: nn.h's [shared]) */
 struct nn__cu_reg_term {
     const float *p, *t;
     int kind;
     double beta;
-    __device__ double operator()(int64_t i) const { return d_reg_loss(kind, (double)p[i] - (double)t[i], beta); }
+    __device__ double operator()(int64_t i) const { return nn__il_reg_loss(kind, (double)p[i] - (double)t[i], beta); }
 };
 
 __global__ void k_reg_bwd(int kind, const float *__restrict__ p, const float *__restrict__ t, int64_t n, double beta,
                           const float *__restrict__ gout, float *__restrict__ gp, float *__restrict__ gt) {
     double scale = (double)gout[0] / (double)(n ? n : 1);
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        double v = scale * d_reg_dloss(kind, (double)p[i] - (double)t[i], beta);
+        double v = scale * nn__il_reg_dloss(kind, (double)p[i] - (double)t[i], beta);
         if (gp) gp[i] = (float)v;
         if (gt) gt[i] = (float)-v;
     }
 }
 
-/* ---- bce_with_logits, sigmoid_focal_loss */
-__device__ __forceinline__ double d_softplus_neg(double x) { return (x < 0 ? -x : 0.0) + log1p(exp(-fabs(x))); }
-__device__ __forceinline__ double d_sigmoid(double x) {
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
+/* ---- bce_with_logits, sigmoid_focal_loss (nn__il_softplus_neg, nn__il_sigmoid, nn__il_focal_terms: nn.h's
+   [shared]) */
 __device__ __forceinline__ int64_t d_bc_off(const nn__cu_bc &B, int64_t lin) {
     int64_t off = 0;
     for (int d = B.ndim - 1; d >= 0; d--) { off += (lin % B.shape[d]) * B.xs[d]; lin /= B.shape[d]; }
@@ -5068,7 +5051,7 @@ struct nn__cu_bce_term {
     nn__cu_bc B;   /* xs: pos_weight's broadcast strides over x's shape */
     __device__ double operator()(int64_t i) const {
         double xv = x[i], yv = y[i], p = pw ? pw[same ? i : d_bc_off(B, i)] : 1.0;
-        return (1.0 - yv) * xv + (1.0 + (p - 1.0) * yv) * d_softplus_neg(xv);
+        return (1.0 - yv) * xv + (1.0 + (p - 1.0) * yv) * nn__il_softplus_neg(xv);
     }
 };
 
@@ -5077,31 +5060,19 @@ __global__ void k_bce_bwd(const nn__cu_bce_term T, int64_t n, const float *__res
     double scale = (double)gout[0] / (double)(n ? n : 1);
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         double xv = T.x[i], yv = T.y[i], p = T.pw ? T.pw[T.same ? i : d_bc_off(T.B, i)] : 1.0;
-        double sp = d_softplus_neg(xv), lw = 1.0 + (p - 1.0) * yv;
-        if (gx) gx[i] = (float)(scale * ((1.0 - yv) - lw * d_sigmoid(-xv)));
+        double sp = nn__il_softplus_neg(xv), lw = 1.0 + (p - 1.0) * yv;
+        if (gx) gx[i] = (float)(scale * ((1.0 - yv) - lw * nn__il_sigmoid(-xv)));
         if (gy) gy[i] = (float)(scale * (-xv + (p - 1.0) * sp));
         if (gp) gp[i] = (float)(scale * yv * sp);
     }
 }
 
-__device__ void d_focal_terms(double x, double y, double alpha, double gamma, double *loss, double *dx, double *dy) {
-    double p = d_sigmoid(x), q = d_sigmoid(-x);
-    double ce = d_softplus_neg(x) + (1.0 - y) * x;
-    double m = p * (1.0 - y) + q * y;
-    double mod = gamma == 0 ? 1.0 : pow(m, gamma);
-    double dmod = gamma == 0 ? 0.0 : gamma * pow(m, gamma - 1.0);
-    double at = alpha >= 0 ? alpha * y + (1.0 - alpha) * (1.0 - y) : 1.0;
-    double dat = alpha >= 0 ? 2.0 * alpha - 1.0 : 0.0;
-    *loss = ce * mod * at;
-    if (dx) *dx = at * ((p - y) * mod + ce * dmod * p * q * (1.0 - 2.0 * y));
-    if (dy) *dy = at * (-x * mod + ce * dmod * (1.0 - 2.0 * p)) + ce * mod * dat;
-}
 struct nn__cu_focal_term {
     const float *x, *y;
     double alpha, gamma;
     __device__ double operator()(int64_t i) const {
         double l;
-        d_focal_terms(x[i], y[i], alpha, gamma, &l, NULL, NULL);
+        nn__il_focal_terms(x[i], y[i], alpha, gamma, &l, NULL, NULL);
         return l;
     }
 };
@@ -5116,7 +5087,7 @@ __global__ void k_focal_bwd(const nn__cu_focal_term T, int64_t n, int red, const
     if (red == NN_REDUCE_MEAN) scale /= (double)(n ? n : 1);
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         double l, dx, dy, s = red == NN_REDUCE_NONE ? (double)g[i] : scale;
-        d_focal_terms(T.x[i], T.y[i], T.alpha, T.gamma, &l, &dx, &dy);
+        nn__il_focal_terms(T.x[i], T.y[i], T.alpha, T.gamma, &l, &dx, &dy);
         if (gx) gx[i] = (float)(s * dx);
         if (gy) gy[i] = (float)(s * dy);
     }
