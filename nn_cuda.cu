@@ -372,8 +372,12 @@ static int nn__al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
    UN_THREADS covers UN_UNROLL * UN_THREADS float4, each thread issuing its UN_UNROLL loads (coalesced, blockDim
    apart) before any arithmetic, so that the erff of a GELU never waits between loads; block 0 also takes the n % 4
    tail. Why: the grid-stride form (two loads in flight a thread, 32 blocks an SM) ran GELU at 0.96 of PyTorch
-   (bench/session_1206d: ew_probe.cu timed both shapes). Unaligned arrays keep a grid-stride scalar loop. */
-enum { UN_THREADS = 128, UN_UNROLL = 4 };
+   (bench/session_1206d: ew_probe.cu timed both shapes). Unaligned arrays keep a grid-stride scalar loop.
+   The shape, 256 x 1: bench/session_1207c/gelu_probe.cu (H100, 12-07 11:57, CUDA events) ran GELU over 64M
+   floats in 0.1790 ms at 256 x 1, 0.1792 at 128 x 1, 0.1799 at 256 x 2 and 0.1801 at 128 x 4, against a
+   0.1792 ms device-to-device memcpy of the same bytes; in the library (cuda_bench ew, 12:02) 0.1793 against
+   PyTorch's 0.1800-0.1803, where 128 x 4 took 0.1814. */
+enum { UN_THREADS = 256, UN_UNROLL = 1 };
 static unsigned nn__grid_un(int64_t n4) { int64_t b = (n4 + UN_THREADS * UN_UNROLL - 1) / (UN_THREADS * UN_UNROLL); return (unsigned)(b < 1 ? 1 : b); }
 template <int OP> __device__ __forceinline__ float4 d_unary4(float4 v, float p0, float p1) {
     v.x = d_unary(OP, v.x, p0, p1); v.y = d_unary(OP, v.y, p0, p1); v.z = d_unary(OP, v.z, p0, p1); v.w = d_unary(OP, v.w, p0, p1);

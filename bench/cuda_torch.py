@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench/cuda_torch.py NN_RESULTS [OUT.md] - times PyTorch on the cases bench/cuda_bench.c printed and writes
 one table: nn.h's time, PyTorch's, the ratio (torch / nn: above 1 means nn.h is faster) and the achieved rate
-(GB/s from the bytes each case must move, TFLOP/s for GEMMs). CUDA events, 3 warm-ups, median of 7 batches of about 20 ms."""
+(GB/s from the bytes each case must move, TFLOP/s for GEMMs). CUDA events, 3 warm-ups, median of 7 batches (20 ms memory-bound rows, 2 ms the others)."""
 import sys, time, datetime, subprocess
 import torch
 import torch.nn.functional as F
@@ -10,9 +10,15 @@ dev = "cuda"
 torch.manual_seed(0)
 
 
+# a batch's length, as bench/cuda_bench.c's batch_ms (its comment says why): 20 ms for the memory-bound rows, so
+# that the gap before a batch's first launch (Python's call overhead, inside the events) is under 0.1 % of it;
+# 2 ms for GEMM, conv and AdamW rows. Set by torch_case from the case's name.
+BATCH_MS = 2.0
+MEMORY_BOUND = ("copy", "layer_norm", "softmax", "sum_lastdim", "gelu")
+
+
 def timeit(fn, iters):
-    """median per call of 7 batches; a batch is lengthened to about 20 ms, as bench/cuda_bench.c's time_it, so
-    that the gap before its first launch (Python's call overhead, inside the events) is under 0.1 % of it"""
+    """median per call of 7 batches of about BATCH_MS"""
     for _ in range(3):
         fn()
     torch.cuda.synchronize()
@@ -21,8 +27,8 @@ def timeit(fn, iters):
         fn()
     torch.cuda.synchronize()
     cal = (time.perf_counter() - t0) * 1e3
-    if cal < 20.0:
-        iters = int(iters * 20.0 / cal) + 1 if cal > 0.02 else 20000
+    if cal < BATCH_MS:
+        iters = int(iters * BATCH_MS / cal) + 1 if cal > 0.02 else 20000
     ts = []
     for _ in range(7):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -41,6 +47,8 @@ def rnd(*s, dtype=torch.float32):
 
 
 def torch_case(name):
+    global BATCH_MS
+    BATCH_MS = 20.0 if name.startswith(MEMORY_BOUND) else 2.0
     p = name.split("_")
     if name.startswith("copy"):
         a = rnd(1 << 28); b = torch.empty_like(a)
