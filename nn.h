@@ -4535,7 +4535,6 @@ nn_tensor *nn_expand(nn_tensor *a, int ndim, const int64_t *shape) {
    Memory beyond inputs and outputs: LSE and Delta ([B,H,Lq] each) and per thread two score tiles plus one
    accumulator tile: 4 * (2 tq tk + tq Dv + 2 tq + tk) bytes. All of it comes from the pool (counted). */
 
-
 #if defined(__GNUC__) || defined(__clang__)
 #define NN__SDPA_UNUSED __attribute__((unused))
 #else
@@ -5554,20 +5553,7 @@ static NN__SDPA_UNUSED nn_tensor *nn__sdpa_reference(nn_tensor *q, nn_tensor *k,
 /* ================================================================================================ [ops:conv] */
 /* Vision ops, NCHW f32 on the CPU, each with its backward:
      nn_conv2d / nn_conv2d_ex, nn_upsample_nearest2d, nn_avg_pool2d, nn_adaptive_avg_pool2d, nn_group_norm.
-   Fragment of nn.h's implementation section (pasted after the core and after nn__sgemm). */
-
-#ifndef NN_OMP
-#ifdef _OPENMP
-#define NN_OMP(x) _Pragma(x)
-#else
-#define NN_OMP(x)
-#endif
-#endif
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#include <string.h>
-#include <math.h>
+   (NN_OMP and the includes: the top of [impl].) */
 
 static int nn__conv_threads(void) {
 #ifdef _OPENMP
@@ -6552,15 +6538,6 @@ nn_tensor *nn_group_norm(nn_tensor *x, int groups, nn_tensor *w, nn_tensor *b, d
    - cross: inputs may differ in rank (torch.linalg.cross requires equal rank); dim counts in the output.
    - scatter_add: src may be larger than index (its uncovered part gets gradient 0; torch's backward errors).
    - cross_entropy: the class weight gets no gradient (as torch); target = probabilities is not supported. */
-
-
-#ifndef NN_OMP
-#if defined(_OPENMP)
-#define NN_OMP(x) _Pragma(x)
-#else
-#define NN_OMP(x)
-#endif
-#endif
 
 /* ------------------------------------------------------------------------------------- helpers */
 
