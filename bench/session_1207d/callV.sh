@@ -4,7 +4,8 @@
 # (each TF32 fwd+bwd row on mma.sync, on cuBLAS, on the rule's pick), then `cuda_bench conv` and PyTorch on its rows.
 # Build: main + bench/session_1207d/tf32_wgrad_cublas.patch (git apply), then sh bench/session_1206e/build_carry.sh
 # $PWD/.carry_v. carry [".carry_v"]. Written in stop 25 and built, not run: the device budget was spent (12:36).
-# The patch's rule (cuBLAS from 512 output channels) is provisional: set it from the tf32wg rows.
+# The patch's rule (cuBLAS from 512 output channels) is provisional: set it from the tf32wg rows. The patch also moves
+# k_im2col's index divisions to 32 bits where every index fits (the fallback's columns, TF32's weight gradient included).
 O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 ))"; }
 pack() { (cd "$O" && tar czf logs.tgz logs); }
 { date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader; } 2>&1 | tee "$L/env.txt"
