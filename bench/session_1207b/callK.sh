@@ -16,17 +16,12 @@
 # paths off if they fail); racecheck on x (staged bias, D = 128 backward, D = 64 backward); the A/B, three runs:
 # cases 1, 3, 11 (D = 64) and 2 (D = 128) with the bulk paths off and on, cases 2 and 10 on m; x's whole suite;
 # memcheck.
-O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 ))"; }
-pack() { (cd "$O" && tar czf logs.tgz logs); }
+. bench/device_call.sh; call_begin "$1"
 X=.carry_x
-{ date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader; } 2>&1 | tee "$L/env.txt"
 timeout 40 $X/test_cuda sdpa > "$L/test_sdpa.log" 2>&1; rc=$?; echo "test_cuda sdpa rc=$rc ($(el) s)"; tail -2 "$L/test_sdpa.log"
 if [ $rc != 0 ]; then NN_SDPA_DQBULK=0 timeout 40 $X/test_cuda sdpa > "$L/test_sdpa_nobulk.log" 2>&1
   echo "without the bulk paths rc=$? ($(el) s)"; tail -1 "$L/test_sdpa_nobulk.log"; fi; pack
-for c in "staged bias" "wgmma bwd d128" "wgmma d64 bwd one query tile"; do f="$L/race_$(echo $c | tr ' ' _).log"
-  timeout 80 compute-sanitizer --tool racecheck --racecheck-report hazard --print-limit 50 $X/test_cuda sdpa "case=$c" > "$f" 2>&1
-  echo "racecheck '$c' rc=$? ($(el) s)"; grep -E "RACECHECK SUMMARY|passed" "$f" | tail -2; pack
-done
+for c in "staged bias" "wgmma bwd d128" "wgmma d64 bwd one query tile"; do race_case 80 50 $X "$c"; done
 for r in 1 2 3; do
   for c in 1 3 11 2; do for q in 0 1; do
     NN_SDPA_DQBULK=$q timeout 20 $X/flash_bench $c | sed "s/^/x bulk$q /" >> "$L/ab.log" 2>&1; done; done

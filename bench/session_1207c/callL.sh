@@ -9,10 +9,8 @@
 # w's conv tests and the conv A/B against m; then bench/session_1207b/callK.sh's list on x (attention tests,
 # racecheck of the staged bias and both backwards, race_ws modes 16 and 31, the dQ A/B, the whole suite, memcheck); then the conv table
 # with PyTorch on w.
-O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 ))"; }
-pack() { (cd "$O" && tar czf logs.tgz logs); }
+. bench/device_call.sh; call_begin "$1"
 X=.carry_x W=.carry_w M=.carry_m
-{ date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader; } 2>&1 | tee "$L/env.txt"
 timeout 60 $W/test_cuda conv -v > "$L/w_test_conv.log" 2>&1; echo "w test_cuda conv rc=$? ($(el) s)"; grep -E "FAIL|passed" "$L/w_test_conv.log" | tail -4; pack
 for r in 1 2 3; do for b in m w; do
   B=$M; [ $b = w ] && B=$W
@@ -21,10 +19,7 @@ echo "convpass ($(el) s)"; sort -s -k2,2 "$L/convpass.log" | cut -c1-120; pack
 timeout 40 $X/test_cuda sdpa > "$L/test_sdpa.log" 2>&1; rc=$?; echo "x test_cuda sdpa rc=$rc ($(el) s)"; tail -2 "$L/test_sdpa.log"
 if [ $rc != 0 ]; then NN_SDPA_DQBULK=0 timeout 40 $X/test_cuda sdpa > "$L/test_sdpa_nobulk.log" 2>&1
   echo "without the bulk paths rc=$? ($(el) s)"; tail -1 "$L/test_sdpa_nobulk.log"; fi; pack
-for c in "staged bias" "wgmma bwd d128" "wgmma d64 bwd one query tile"; do f="$L/race_$(echo $c | tr ' ' _).log"
-  timeout 70 compute-sanitizer --tool racecheck --racecheck-report hazard --print-limit 50 $X/test_cuda sdpa "case=$c" > "$f" 2>&1
-  echo "racecheck '$c' rc=$? ($(el) s)"; grep -E "RACECHECK SUMMARY|passed" "$f" | tail -2; pack
-done
+for c in "staged bias" "wgmma bwd d128" "wgmma d64 bwd one query tile"; do race_case 70 50 $X "$c"; done
 nvcc -O2 -gencode arch=compute_90a,code=sm_90a bench/session_1207b/race_ws.cu -o "$L/race_ws" > "$L/race_ws.log" 2>&1
 for m in 16 31; do echo "mode $m" >> "$L/race_ws.log"; timeout 40 compute-sanitizer --tool racecheck --racecheck-report hazard "$L/race_ws" $m >> "$L/race_ws.log" 2>&1; done
 grep -E "mode|RACECHECK SUMMARY|rror" "$L/race_ws.log" | head -8; echo "race_ws ($(el) s)"; pack

@@ -7,15 +7,10 @@
 # run with carry [".carry_w", ".carry_f"]. Order: f's attention tests; racecheck on f (staged bias, D = 128
 # backward); the A/B f vs w (cases 2, 10, 11, 1; three runs); f's whole suite; then issue 5's whole table
 # (cuda_bench, every row) with PyTorch on w.
-O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 ))"; }
-pack() { (cd "$O" && tar czf logs.tgz logs); }
+. bench/device_call.sh; call_begin "$1"
 F=.carry_f W=.carry_w
-{ date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader; } 2>&1 | tee "$L/env.txt"
 timeout 40 $F/test_cuda sdpa > "$L/f_test_sdpa.log" 2>&1; rc=$?; echo "f test_cuda sdpa rc=$rc ($(el) s)"; tail -2 "$L/f_test_sdpa.log"; pack
-for c in "staged bias" "wgmma bwd d128"; do f="$L/race_$(echo $c | tr ' ' _).log"
-  timeout 100 compute-sanitizer --tool racecheck --racecheck-report hazard --print-limit 20 $F/test_cuda sdpa "case=$c" > "$f" 2>&1
-  echo "racecheck '$c' rc=$? ($(el) s)"; grep -E "RACECHECK SUMMARY|passed" "$f" | tail -2; pack
-done
+for c in "staged bias" "wgmma bwd d128"; do race_case 100 20 $F "$c"; done
 for r in 1 2 3; do for c in 2 10 11 1; do for b in w f; do
   B=$W; [ $b = f ] && B=$F
   timeout 20 $B/flash_bench $c | sed "s/^/$b /" >> "$L/ab.log" 2>&1; done; done; done

@@ -5,15 +5,10 @@
 #             sh bench/session_1206e/build_carry.sh $PWD/.carry_g /work/wt_wg (at fence3)
 # run with carry [".carry_w", ".carry_g"]: g's attention tests; racecheck of the staged bias on g; the A/B g vs w
 # (cases 10, 1, 11; three runs); g's whole suite; memcheck of the staged-bias cases on g.
-O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 ))"; }
-pack() { (cd "$O" && tar czf logs.tgz logs); }
+. bench/device_call.sh; call_begin "$1"
 G=.carry_g W=.carry_w
-{ date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader; } 2>&1 | tee "$L/env.txt"
 timeout 40 $G/test_cuda sdpa > "$L/g_test_sdpa.log" 2>&1; rc=$?; echo "g test_cuda sdpa rc=$rc ($(el) s)"; tail -2 "$L/g_test_sdpa.log"; pack
-for c in "staged bias" "bias"; do f="$L/race_$(echo $c | tr ' ' _).log"
-  timeout 100 compute-sanitizer --tool racecheck --racecheck-report hazard --print-limit 20 $G/test_cuda sdpa "case=$c" > "$f" 2>&1
-  echo "racecheck '$c' rc=$? ($(el) s)"; grep -E "RACECHECK SUMMARY|passed" "$f" | tail -2; pack
-done
+for c in "staged bias" "bias"; do race_case 100 20 $G "$c"; done
 for r in 1 2 3; do for c in 10 1 11; do for b in w g; do
   B=$W; [ $b = g ] && B=$G
   timeout 20 $B/flash_bench $c | sed "s/^/$b /" >> "$L/ab.log" 2>&1; done; done; done

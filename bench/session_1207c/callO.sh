@@ -4,10 +4,8 @@
 # Without "race": test_cuda -v; the eleven attention cases with PyTorch (flash_bench 1..11, flash_torch.py);
 # issue 5's whole table (cuda_bench, every row) with PyTorch, twice. With "race": racecheck of `test_cuda sdpa
 # quick` (every attention kernel family), then memcheck of `test_cuda quick`.
-O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 ))"; }
-pack() { (cd "$O" && tar czf logs.tgz logs); }
+. bench/device_call.sh; call_begin "$1"
 Z=.carry_z
-{ date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader; } 2>&1 | tee "$L/env.txt"
 if [ "$2" = race ]; then
   timeout 420 compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 9 --print-limit 20 $Z/test_cuda sdpa quick > "$L/racecheck.log" 2>&1
   echo "racecheck rc=$? ($(el) s)"; grep -E "RACECHECK SUMMARY|passed" "$L/racecheck.log" | tail -2
@@ -23,6 +21,5 @@ NOMATH=1 PYTHONUNBUFFERED=1 timeout 170 python3 bench/flash_torch.py "$L/flash.l
 echo "flash_torch ($(el) s)"; grep '^|' "$L/flash_torch.log" | cut -c1-230; pack
 for r in 1 2; do
   timeout 90 $Z/cuda_bench 2>&1 | grep -v NN_MEM > "$L/nn_bench$r.txt"; echo "cuda_bench $r rc=$? ($(el) s)"
-  PYTHONUNBUFFERED=1 timeout 150 python3 bench/cuda_torch.py "$L/nn_bench$r.txt" "$L/cuda_table$r.md" > "$L/cuda_torch$r.log" 2>&1
-  echo "cuda_torch $r rc=$? ($(el) s)"; grep '^|' "$L/cuda_table$r.md" | grep -v "cudnn benchmark"; pack
+  vs_torch 150 "$L/nn_bench$r.txt" "$L/cuda_table$r.md" "$L/cuda_torch$r.log" | grep -v "cudnn benchmark"; pack
 done

@@ -8,13 +8,10 @@
 # was left to start a machine (10:58). The two variant builds are main with the one enum line changed.
 # Stop 25: cuda_bench (rebuilt in the three carries with gcc, same libraries) and cuda_torch.py now batch calls to
 # about 20 ms (was 2 ms), and PyTorch runs twice, on ew_z1 and ew_z2.
-O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 ))"; }
-pack() { (cd "$O" && tar czf logs.tgz logs); }
-{ date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader; } 2>&1 | tee "$L/env.txt"
+. bench/device_call.sh; call_begin "$1"
 timeout 60 .carry_p/gelu_probe > "$L/gelu_probe.log" 2>&1; echo "probe ($(el) s)"; cat "$L/gelu_probe.log"; pack
 for r in 1 2; do for b in z u1 u2; do
   timeout 40 .carry_$b/cuda_bench ew 2>&1 | grep -v NN_MEM | tee "$L/ew_$b$r.txt" | grep gelu | sed "s/^/$b /"; done; done
 echo "ew ($(el) s)"; pack
 for r in 1 2; do
-  PYTHONUNBUFFERED=1 timeout 90 python3 bench/cuda_torch.py "$L/ew_z$r.txt" "$L/ew_table$r.md" > "$L/ew_torch$r.log" 2>&1
-  echo "cuda_torch rc=$? ($(el) s)"; grep '^|' "$L/ew_table$r.md"; pack; done
+  vs_torch 90 "$L/ew_z$r.txt" "$L/ew_table$r.md" "$L/ew_torch$r.log"; pack; done

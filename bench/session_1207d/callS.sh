@@ -4,16 +4,12 @@
 # (.carry_u1) and main's 128 x 4 (.carry_z): `cuda_bench ew` twice, interleaved; PyTorch twice on u3's rows;
 # `test_cuda -v` on u3; then the whole table (cuda_bench, every row) on u3 with PyTorch.
 # carry [".carry_z", ".carry_u1", ".carry_u3"]
-O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 ))"; }
-pack() { (cd "$O" && tar czf logs.tgz logs); }
-{ date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader; } 2>&1 | tee "$L/env.txt"
+. bench/device_call.sh; call_begin "$1"
 for r in 1 2; do for b in z u1 u3; do
   timeout 40 .carry_$b/cuda_bench ew 2>&1 | grep -v NN_MEM > "$L/ew_$b$r.txt"; grep gelu "$L/ew_$b$r.txt" | sed "s/^/$b /"; done; done
 echo "ew ($(el) s)"; pack
 for r in 1 2; do
-  PYTHONUNBUFFERED=1 timeout 90 python3 bench/cuda_torch.py "$L/ew_u3$r.txt" "$L/ew_table$r.md" > "$L/ew_torch$r.log" 2>&1
-  echo "cuda_torch rc=$? ($(el) s)"; grep '^|' "$L/ew_table$r.md"; pack; done
+  vs_torch 90 "$L/ew_u3$r.txt" "$L/ew_table$r.md" "$L/ew_torch$r.log"; pack; done
 timeout 90 .carry_u3/test_cuda -v > "$L/test_cuda.log" 2>&1; echo "test_cuda rc=$? ($(el) s)"; grep -E "FAIL|passed" "$L/test_cuda.log" | tail -4; pack
 timeout 150 .carry_u3/cuda_bench 2>&1 | grep -v NN_MEM > "$L/nn_bench.txt"; echo "cuda_bench rc=$? ($(el) s)"
-PYTHONUNBUFFERED=1 timeout 200 python3 bench/cuda_torch.py "$L/nn_bench.txt" "$L/cuda_table.md" > "$L/cuda_torch.log" 2>&1
-echo "cuda_torch rc=$? ($(el) s)"; grep '^|' "$L/cuda_table.md"; pack
+vs_torch 200 "$L/nn_bench.txt" "$L/cuda_table.md" "$L/cuda_torch.log"; pack

@@ -4,11 +4,8 @@
 # batch_ms (20 ms memory-bound rows, 2 ms GEMM / conv / AdamW rows):
 #   gcc ... bench/cuda_bench.c -L.carry_u3 -lnn_cuda ... (the cuda_bench line of bench/session_1206e/build_carry.sh)
 # carry [".carry_u3"]
-O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 ))"; }
-pack() { (cd "$O" && tar czf logs.tgz logs); }
-{ date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader; } 2>&1 | tee "$L/env.txt"
+. bench/device_call.sh; call_begin "$1"
 for r in 1 2; do
   timeout 120 .carry_u3/cuda_bench 2>&1 | grep -v NN_MEM > "$L/nn_bench$r.txt"; echo "cuda_bench $r rc=$? ($(el) s)"
-  PYTHONUNBUFFERED=1 timeout 170 python3 bench/cuda_torch.py "$L/nn_bench$r.txt" "$L/cuda_table$r.md" > "$L/cuda_torch$r.log" 2>&1
-  echo "cuda_torch $r rc=$? ($(el) s)"; grep '^|' "$L/cuda_table$r.md" | grep -v "cudnn benchmark"; pack
+  vs_torch 170 "$L/nn_bench$r.txt" "$L/cuda_table$r.md" "$L/cuda_torch$r.log" | grep -v "cudnn benchmark"; pack
 done

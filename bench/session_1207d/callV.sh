@@ -6,12 +6,9 @@
 # $PWD/.carry_v. carry [".carry_v"]. Written in stop 25 and built, not run: the device budget was spent (12:36).
 # The patch's rule (cuBLAS from 512 output channels) is provisional: set it from the tf32wg rows. The patch also moves
 # k_im2col's index divisions to 32 bits where every index fits (the fallback's columns, TF32's weight gradient included).
-O=${1:?}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s); el() { echo "$(( $(date +%s) - t0 ))"; }
-pack() { (cd "$O" && tar czf logs.tgz logs); }
-{ date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader; } 2>&1 | tee "$L/env.txt"
+. bench/device_call.sh; call_begin "$1"
 timeout 100 .carry_v/test_cuda conv -v > "$L/test_conv.log" 2>&1; echo "test_cuda conv rc=$? ($(el) s)"
 grep -E "FAIL|passed" "$L/test_conv.log" | tail -6; grep -c "weight gradient on" "$L/test_conv.log"; pack
 for r in 1 2; do timeout 40 .carry_v/cuda_bench tf32wg 2>&1 | grep -v NN_MEM | tee "$L/tf32wg$r.txt"; done; echo "tf32wg ($(el) s)"; pack
 timeout 60 .carry_v/cuda_bench conv 2>&1 | grep -v NN_MEM > "$L/conv.txt"; echo "cuda_bench conv rc=$? ($(el) s)"
-PYTHONUNBUFFERED=1 timeout 120 python3 bench/cuda_torch.py "$L/conv.txt" "$L/conv_table.md" > "$L/conv_torch.log" 2>&1
-echo "cuda_torch rc=$? ($(el) s)"; grep '^|' "$L/conv_table.md" | grep -v "cudnn benchmark"; pack
+vs_torch 120 "$L/conv.txt" "$L/conv_table.md" "$L/conv_torch.log" | grep -v "cudnn benchmark"; pack

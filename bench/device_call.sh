@@ -1,0 +1,26 @@
+# bench/device_call.sh - what the one-call device scripts (bench/session_*/call*.sh) share. Sourced, not run:
+#     . bench/device_call.sh; call_begin "$1"
+# call_begin OUT     O = OUT, L = OUT/logs (made), starts el's clock, the card into logs/env.txt (and stdout)
+# el                 seconds since call_begin
+# pack               logs/ into OUT/logs.tgz; each step calls it, so a call cut short by its limit keeps what ran
+# race_case S N BIN CASE
+#                    compute-sanitizer racecheck (hazards, at most N reports) of `BIN/test_cuda sdpa "case=CASE"`
+#                    under `timeout S`, into logs/race_<CASE, spaces as _>.log; its summary on stdout
+# vs_torch S ROWS TABLE LOG
+#                    bench/cuda_torch.py (under `timeout S`) on the rows cuda_bench printed into ROWS: the table in
+#                    TABLE, the output in LOG, the table's rows on stdout
+call_begin() {
+    O=${1:?usage: call_begin OUT}; L="$O/logs"; mkdir -p "$L"; t0=$(date +%s)
+    { date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader; } 2>&1 | tee "$L/env.txt"
+}
+el() { echo "$(( $(date +%s) - t0 ))"; }
+pack() { (cd "$O" && tar czf logs.tgz logs); }
+race_case() {
+    rc_f="$L/race_$(echo "$4" | tr ' ' _).log"
+    timeout "$1" compute-sanitizer --tool racecheck --racecheck-report hazard --print-limit "$2" "$3/test_cuda" sdpa "case=$4" > "$rc_f" 2>&1
+    echo "racecheck '$4' rc=$? ($(el) s)"; grep -E "RACECHECK SUMMARY|passed" "$rc_f" | tail -2; pack
+}
+vs_torch() {
+    PYTHONUNBUFFERED=1 timeout "$1" python3 bench/cuda_torch.py "$2" "$3" > "$4" 2>&1
+    echo "cuda_torch rc=$? ($(el) s)"; grep '^|' "$3"
+}
