@@ -2585,15 +2585,18 @@ __device__ __forceinline__ float d_round_to(float v, int dt) {
     return dt == NN_BF16 ? d_bf16_to_f32(d_f32_to_bf16(v)) : dt == NN_F16 ? d_half_to_f32(d_f32_to_half(v)) : v;
 }
 
-/* cols [C*kh*kw][nb][Ho*Wo] (element D, dtype cdt) from x (S, xdt) */
-template <typename S, typename D>
+/* cols [C*kh*kw][nb][Ho*Wo] (element D, dtype cdt) from x (S, xdt). I: the type of the element index and its
+   divisions, uint32_t where every index fits (nn__conv_im2col's pick), else int64_t, whose division the GPU
+   emulates in software at several times the cost */
+template <typename S, typename D, typename I>
 __global__ void k_im2col(const S *__restrict__ x, int xdt, D *__restrict__ cols, int cdt, nn__cg g, int64_t nb) {
-    int64_t HW = g.Ho * g.Wo, R = g.C * g.kh * g.kw, n = nb * R * HW;
-    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
-        int64_t p = t % HW, b = (t / HW) % nb, r = t / (HW * nb);
-        int64_t j = r % g.kw, i = (r / g.kw) % g.kh, c = r / (g.kw * g.kh), oh = p / g.Wo, ow = p % g.Wo;
-        int64_t ih = oh * g.sh - g.ph + i * g.dh, iw = ow * g.sw - g.pw + j * g.dw;
-        d_st(cols, t, (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? d_ld(x, ((b * g.C + c) * g.H + ih) * g.W + iw, xdt) : 0.0f, cdt);
+    const I Wo = (I)g.Wo, HW = (I)(g.Ho * g.Wo), kw = (I)g.kw, kh = (I)g.kh, NB = (I)nb, n = (I)(nb * g.C * g.kh * g.kw * g.Ho * g.Wo);
+    for (I t = blockIdx.x * (I)blockDim.x + threadIdx.x; t < n; t += (I)gridDim.x * blockDim.x) {
+        const I p = t % HW, b = (t / HW) % NB, r = t / (HW * NB);
+        const I j = r % kw, i = (r / kw) % kh, c = r / (kw * kh), oh = p / Wo, ow = p % Wo;
+        const int64_t ih = (int64_t)oh * g.sh - g.ph + (int64_t)i * g.dh, iw = (int64_t)ow * g.sw - g.pw + (int64_t)j * g.dw;
+        d_st(cols, (int64_t)t, (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? d_ld(x, (((int64_t)b * g.C + c) * g.H + ih) * g.W + iw, xdt) : 0.0f,
+             cdt);
     }
 }
 
@@ -4327,12 +4330,18 @@ void nn__cuda_conv_wgrad_schedule(int sched, int blocks) {
 } /* extern "C" */
 
 /* the fallback's launches, by element type: S for the source, D for the destination (f32 or 16-bit) */
-static void nn__conv_im2col(const void *x, nn_dtype xdt, void *cols, nn_dtype cdt, const nn__cg &g, int64_t nb) {
-    unsigned gr = nn__grid(nb * g.C * g.kh * g.kw * g.Ho * g.Wo, 256);
-    if (xdt == NN_F32 && cdt == NN_F32) k_im2col<<<gr, 256, 0, S_>>>((const float *)x, xdt, (float *)cols, cdt, g, nb);
-    else if (xdt == NN_F32) k_im2col<<<gr, 256, 0, S_>>>((const float *)x, xdt, (uint16_t *)cols, cdt, g, nb);
-    else k_im2col<<<gr, 256, 0, S_>>>((const uint16_t *)x, xdt, (uint16_t *)cols, cdt, g, nb);
+template <typename S, typename D>
+static void nn__conv_im2col_t(const void *x, nn_dtype xdt, void *cols, nn_dtype cdt, const nn__cg &g, int64_t nb) {
+    const int64_t n = nb * g.C * g.kh * g.kw * g.Ho * g.Wo;
+    const unsigned gr = nn__grid(n, 256);   /* at most 32 blocks an SM: t + the grid's stride stays under 2^32 */
+    if (n < INT32_MAX) k_im2col<S, D, uint32_t><<<gr, 256, 0, S_>>>((const S *)x, xdt, (D *)cols, cdt, g, nb);
+    else k_im2col<S, D, int64_t><<<gr, 256, 0, S_>>>((const S *)x, xdt, (D *)cols, cdt, g, nb);
     NN_LAUNCHED();
+}
+static void nn__conv_im2col(const void *x, nn_dtype xdt, void *cols, nn_dtype cdt, const nn__cg &g, int64_t nb) {
+    if (xdt == NN_F32 && cdt == NN_F32) nn__conv_im2col_t<float, float>(x, xdt, cols, cdt, g, nb);
+    else if (xdt == NN_F32) nn__conv_im2col_t<float, uint16_t>(x, xdt, cols, cdt, g, nb);
+    else nn__conv_im2col_t<uint16_t, uint16_t>(x, xdt, cols, cdt, g, nb);
 }
 static void nn__conv_swap01(const void *src, nn_dtype sdt, void *dst, nn_dtype ddt, int64_t A, int64_t B, int64_t HW,
                             const void *bias) {
@@ -4357,6 +4366,16 @@ long long nn__cuda_conv_wg_tf32_runs(int mode) { return (long long)conv_wg::tf32
 long long nn__cuda_conv_wg_tile(int nb) {
     if (nb >= 0) conv_wg::tile_nb = nb == 128 || nb == 256 ? nb : 0;
     return (long long)conv_wg::tile_runs[1];
+}
+
+/* The TF32 weight gradient's product (f32 weights, TF32 on): 0 the rule in nn__conv_tf32_wgrad_gemm, 1 conv_cu's
+   mma.sync kernel, 2 im2col + cuBLAS's TF32 GEMM; < 0 unchanged (tests, cuda_bench tf32wg). Returns the weight
+   gradients computed on cuBLAS so far. */
+static int nn__tf32_wgrad_path = 0;
+static long long nn__tf32_wgrad_gemm_runs = 0;
+long long nn__cuda_conv_tf32_wgrad(int path) {
+    if (path >= 0) nn__tf32_wgrad_path = path <= 2 ? path : 0;
+    return nn__tf32_wgrad_gemm_runs;
 }
 
 /* y = conv2d(x, w, b). f32 weights: x f32, conv_cu where it applies (TF32 when allowed, through conv_wg's wgmma
@@ -4395,6 +4414,20 @@ void nn__cuda_conv2d_fwd(const nn_tensor *x, const nn_tensor *w, const nn_tensor
         nn__conv_swap01(yt, NN_F32, (char *)y->data + n0 * g.O * HW * es, y->dtype, g.O, nb, HW, b ? b->data : NULL);
     }
     nn_tensor_free(ws);
+}
+
+/* Whether the TF32 weight gradient goes to im2col + cuBLAS (the fallback in nn__cuda_conv2d_bwd) instead of
+   conv_cu's mma.sync kernel. The 16-bit weight gradient has a wgmma kernel (conv_wg); TF32 has none, since wgmma
+   takes TF32 operands only K-major and both of WGRAD's are MN-major in NHWC. cuBLAS's TF32 GEMM on the columns
+   (both operands K-major) runs on wgmma, at the price of the column matrix (kh kw times x) in memory.
+   Rule: cuBLAS from 512 output channels. `cuda_bench tf32wg` (H100, 12-07 14:35, bench/RESULTS_CUDA.md) timed the
+   fwd+bwd at [8, C, H, W] -> C channels, 3 x 3: 128 x 64 x 64 0.2596 ms on mma.sync, 0.4772 on cuBLAS; 256 x 32 x 32
+   0.2373 / 0.3231; 512 x 16 x 16 0.2853 / 0.2735. */
+static bool nn__conv_tf32_wgrad_gemm(const nn__cg &g, int kdt, const nn_tensor *x) {
+    if (kdt != NN_F32 || !x) return false;
+    const bool gemm = nn__tf32_wgrad_path == 2 || (nn__tf32_wgrad_path == 0 && g.O >= 512);
+    if (gemm) nn__tf32_wgrad_gemm_runs++;
+    return gemm;
 }
 
 /* gx, gw, gb (any may be NULL) of conv2d; gy of any float dtype. x: the NCHW input, or NULL when xk (the forward's
@@ -4436,7 +4469,7 @@ void nn__cuda_conv2d_bwd(const nn_tensor *gy, const nn_tensor *x, const nn_tenso
     if (!gy->numel || !HW || !K) return;
     {   /* the tensor-core products where they apply; the rest below */
         const int kdt = cdt != NN_F32 || gy->dtype == NN_F32 ? conv_cu::kernel_dt(cdt) : -1;   /* f32 kernels: f32 gy */
-        bool dg = gx && conv_cu::dgrad_ok(g, kdt), wg = gw && conv_cu::wgrad_ok(g, kdt);
+        bool dg = gx && conv_cu::dgrad_ok(g, kdt), wg = gw && conv_cu::wgrad_ok(g, kdt) && !nn__conv_tf32_wgrad_gemm(g, kdt, x);
         if (dg || wg) {
             nn_tensor *dyn = conv_cu::to_nhwc(gy, kdt);
             if (dg) { conv_cu::dgrad(g, dyn, w, gx, kdt); gx = NULL; }

@@ -147,6 +147,9 @@ int main(int argc, char **argv) {
     int only_quick = argc > 1 && strcmp(argv[1], "quick") == 0;
     int only_conv = argc > 1 && strcmp(argv[1], "conv") == 0;   /* the conv2d rows only */
     int only_ew = argc > 1 && strcmp(argv[1], "ew") == 0;       /* copy, the row ops and GELU only */
+    /* "tf32wg": the TF32 conv fwd+bwd rows with the weight gradient on each of its products (1 conv_cu's mma.sync
+       kernel, 2 im2col + cuBLAS: nn__cuda_conv_tf32_wgrad), and on the rule's pick */
+    int tf32wg = argc > 1 && strcmp(argv[1], "tf32wg") == 0;
     /* "convpass": the bf16 conv2d rows only, each fwd+bwd also with only x's gradient (fwddx: forward + dgrad) and
        only w's (fwddw: forward + wgrad), to see where the backward's time goes */
     int conv_pass = argc > 1 && strcmp(argv[1], "convpass") == 0;
@@ -156,6 +159,28 @@ int main(int argc, char **argv) {
         nn__cuda_conv_wgrad_schedule(1, 0);
     }
     if (!nn_cuda_available()) { fprintf(stderr, "no CUDA device\n"); return 1; }
+    if (tf32wg) {
+        static const int64_t cs[][4] = {{8, 128, 64, 64}, {8, 256, 32, 32}, {8, 512, 16, 16}};
+        long long nn__cuda_conv_tf32_wgrad(int path);
+        int k, path;
+        nn_set_grad_enabled(0);
+        nn_seed(1);
+        nn_cuda_set_conv_tf32(1);
+        for (k = 0; k < 3; k++)
+            for (path = 1; path <= 3; path++) {
+                int64_t xs[4] = {cs[k][0], cs[k][1], cs[k][2], cs[k][3]}, ws[4] = {cs[k][1], cs[k][1], 3, 3}, C = cs[k][1];
+                double fl = 2.0 * xs[0] * C * C * 9 * xs[2] * xs[3];
+                nn__cuda_conv_tf32_wgrad(path % 3);   /* 1, 2, then 0: the rule */
+                c.a = dev_rand(4, xs, NN_F32); c.b = dev_rand(4, ws, NN_F32); c.c = dev_rand(1, &C, NN_F32);
+                c.d = nn__new(NN_F32, NN_CUDA, 4, xs);
+                snprintf(name, sizeof name, "conv2d_tf32_fwdbwd_%lldx%lldx%lldx%lld_k3_%s", (long long)xs[0], (long long)xs[1],
+                         (long long)xs[2], (long long)xs[3], path == 1 ? "mmasync" : path == 2 ? "cublas" : "rule");
+                report(name, time_it(f_conv_fb, &c, 5), 0, 3 * fl);
+                nn_tensor_free(c.a); nn_tensor_free(c.b); nn_tensor_free(c.c); nn_tensor_free(c.d);
+            }
+        nn__cuda_conv_tf32_wgrad(0);
+        return 0;
+    }
     nn_set_grad_enabled(0);
     nn_seed(1);
     if (!only_conv) {   /* copy bandwidth: the memory-bound ceiling */

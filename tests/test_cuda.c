@@ -958,6 +958,7 @@ static void test_conv_f32_kernels(void) {
    or 128 x 128 where that leaves fewer SMs idle), then on 128 x 128 tiles (nn__cuda_conv_wg_tile). */
 long long nn__cuda_conv_wg_tf32_runs(int mode);
 long long nn__cuda_conv_wg_tile(int nb);
+long long nn__cuda_conv_tf32_wgrad(int path);
 static void test_conv_tf32_wg(void) {
     /* N C H W, O kh kw, stride h, stride w, pad, dil, groups, bias, ef, ed */
     static const int cs[][15] = {
@@ -1002,6 +1003,30 @@ static void test_conv_tf32_wg(void) {
             nn_tensor_free(in[0]); nn_tensor_free(in[1]); if (in[2]) nn_tensor_free(in[2]);
         }
     nn__cuda_conv_wg_tile(0);
+    /* the TF32 weight gradient on each of its two products (nn__cuda_conv_tf32_wgrad: 1 conv_cu's mma.sync kernel,
+       2 im2col + cuBLAS), whichever the rule would pick: the plain case, stride 2, 1x1, padding with dilation 2, the K
+       split, 5x3 with a stride per axis, the 144-channel case */
+    for (k = 0; k < 10; k++) {
+        int path;
+        if (k != 0 && k != 3 && k != 4 && k != 5 && k != 6 && k != 7 && k != 9) continue;
+        if (quick && k != 0) continue;
+        for (path = 1; path <= 2; path++) {
+            const int *c = cs[k];
+            const long long g0 = nn__cuda_conv_tf32_wgrad(path);
+            char what[80];
+            vargs a;
+            nn_tensor *in[3];
+            conv_case(c, &a, in);
+            snprintf(what, sizeof what, "conv2d tf32 wg case %d, weight gradient on %s", k, path == 1 ? "mma.sync" : "cuBLAS");
+            nn_cuda_set_conv_tf32(1);
+            compare(what, f_conv2d, &a, 3, in, grad, TOL_TF32);
+            nn_cuda_set_conv_tf32(0);
+            CHECK(path == 2 ? nn__cuda_conv_tf32_wgrad(-1) > g0 : nn__cuda_conv_tf32_wgrad(-1) == g0,
+                  "%s: %lld weight gradients on cuBLAS", what, nn__cuda_conv_tf32_wgrad(-1) - g0);
+            nn_tensor_free(in[0]); nn_tensor_free(in[1]); if (in[2]) nn_tensor_free(in[2]);
+        }
+    }
+    nn__cuda_conv_tf32_wgrad(0);
 }
 
 /* f32 conv2d runs on TF32 unless told otherwise, as PyTorch's (torch.backends.cudnn.allow_tf32 is True by default;
