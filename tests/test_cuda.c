@@ -877,8 +877,8 @@ static void test_group_norm(void) {
    nn_cuda.cu: tensor-core forward (Cin % 32), dgrad (Cout % 32) and wgrad (Cin, Cout % 8) with strides 1 and 2
    (also per axis), dilation, 1x1 and 5x3 kernels, pixel counts off the 128-wide tiles, Cout over one 128-row
    tile, K split over blocks (wgrad always; forward and dgrad when their tiles are few: cases 1, 5, and 11 with
-   an odd pixel count: the partials' rows are odd-sized); and the im2col fallback (Cin 3, groups, Cout 4) in
-   low precision. */
+   an odd pixel count: the partials' rows are odd-sized); FPROP's weight layout in two channel slices (case 12:
+   7x7 over 352 channels); and the im2col fallback (Cin 3, groups, Cout 4) in low precision. */
 static void test_conv_autocast(void) {
     /* N C H W, O kh kw, stride h, stride w, pad, dil, groups, bias */
     static const int cs[][13] = {{2, 32, 9, 11, 64, 3, 3, 1, 1, 1, 1, 1, 1},   {1, 64, 24, 24, 256, 3, 3, 1, 1, 1, 1, 1, 1},
@@ -887,12 +887,12 @@ static void test_conv_autocast(void) {
                                  {1, 160, 40, 40, 136, 3, 3, 1, 1, 1, 1, 1, 1}, {2, 32, 12, 12, 32, 3, 3, 1, 1, 2, 2, 1, 1},
                                  {2, 32, 11, 9, 48, 5, 3, 2, 1, 2, 1, 1, 1},   {2, 3, 11, 13, 8, 3, 3, 1, 1, 1, 1, 1, 1},
                                  {2, 64, 10, 10, 64, 3, 3, 1, 1, 1, 1, 2, 1},  {4, 128, 16, 16, 4, 3, 3, 1, 1, 1, 1, 1, 1},
-                                 {1, 256, 7, 7, 256, 3, 3, 1, 1, 1, 1, 1, 1}};
+                                 {1, 256, 7, 7, 256, 3, 3, 1, 1, 1, 1, 1, 1},  {1, 352, 9, 9, 32, 7, 7, 1, 1, 3, 1, 1, 1}};
     static const nn_dtype dts[2] = {NN_BF16, NN_F16};
     static const int grad[3] = {1, 1, 1};
     int k, d;
     for (d = 0; d < 2; d++)
-        for (k = 0; k < 12; k++) {
+        for (k = 0; k < 13; k++) {
             const int *c = cs[k];
             char what[64];
             vargs a;
@@ -910,8 +910,8 @@ static void test_conv_autocast(void) {
    conv: the implicit-GEMM kernels with f32 operands (forward Cin % 16, dgrad Cout % 16, wgrad Cin and Cout % 4)
    with strides 1 and 2 (also per axis), padding, dilation, 1x1 and 5x3 kernels, pixel counts off the 128-wide
    tiles, Cout over one 128-row tile, K split over blocks (cases 1, 10; 13 with an odd pixel count: 7x7, one
-   image), and the im2col + cuBLAS fallback (Cin 3, Cin 20, Cout 18 / 40 / 4, groups) for each product. TF32
-   off runs the kernels in 3xTF32 (im2col + cuBLAS f32 elsewhere) and must meet TOL_F32, which one TF32
+   image), FPROP's weight layout in two channel slices (case 14: 7x7 over 176 channels), and the im2col + cuBLAS
+   fallback (Cin 3, Cin 20, Cout 18 / 40 / 4, groups) for each product. TF32 off runs the kernels in 3xTF32 (im2col + cuBLAS f32 elsewhere) and must meet TOL_F32, which one TF32
    product a term (2.6e-4 here, measured with TF32 on) fails by far. Case 0 again with a NaN input pixel: the
    same outputs and gradients are NaN as on the CPU. */
 static void test_conv_f32_kernels(void) {
@@ -922,11 +922,12 @@ static void test_conv_f32_kernels(void) {
                                  {2, 32, 11, 9, 48, 5, 3, 2, 1, 2, 1, 1, 1},   {2, 20, 11, 13, 12, 3, 3, 1, 1, 1, 1, 1, 1},
                                  {2, 16, 9, 9, 18, 3, 3, 1, 1, 1, 1, 1, 1},    {4, 128, 16, 16, 4, 3, 3, 1, 1, 1, 1, 1, 1},
                                  {1, 160, 40, 40, 136, 3, 3, 1, 1, 1, 1, 1, 1}, {2, 3, 11, 13, 8, 3, 3, 1, 1, 1, 1, 1, 1},
-                                 {2, 32, 10, 10, 32, 3, 3, 1, 1, 1, 1, 2, 1},  {1, 256, 7, 7, 256, 3, 3, 1, 1, 1, 1, 1, 1}};
+                                 {2, 32, 10, 10, 32, 3, 3, 1, 1, 1, 1, 2, 1},  {1, 256, 7, 7, 256, 3, 3, 1, 1, 1, 1, 1, 1},
+                                 {1, 176, 9, 9, 32, 7, 7, 1, 1, 3, 1, 1, 1}};
     static const int grad[3] = {1, 1, 1};
     int k, tf;
     for (tf = 1; tf >= 0; tf--)
-        for (k = 0; k < 14; k++) {
+        for (k = 0; k < 15; k++) {
             const int *c = cs[k];
             char what[64];
             vargs a;
