@@ -7709,7 +7709,6 @@ nn_tensor *nn_cross_entropy(nn_tensor *logits, nn_tensor *target, nn_tensor *wei
     return out;
 }
 
-
 /* softplus(-x) and sigmoid(x): nn__il_softplus_neg, nn__il_sigmoid in [shared].
    bce_with_logits, F.binary_cross_entropy_with_logits(x, y, pos_weight=pw), mean:
    l = (1 - y) x + (1 + (pw - 1) y) softplus(-x)   (aten/src/ATen/native/Loss.cpp)

@@ -3376,7 +3376,7 @@ template <typename T> static void weight_layout_t(const nn__cg &g, const nn_tens
     } else {   /* the fewest slices within FPROP_SLICE_BYTES, even, in multiples of 8 channels (16-byte chunks) */
         const int64_t E = 16 / (int64_t)sizeof(T), most = FPROP_SLICE_BYTES / (kk * (int64_t)sizeof(T)) / 8 * 8;
         const int64_t slices = (g.C + most - 1) / most, sl = ((g.C + slices - 1) / slices + 7) / 8 * 8;
-        const int vec = (((uintptr_t)src & 15) == 0 && g.C * kk % E == 0) | (((uintptr_t)dst & 15) == 0 && g.C % E == 0) << 1;
+        const int vec = (nn__al16(src) && g.C * kk % E == 0) | (nn__al16(dst) && g.C % E == 0) << 1;
         dim3 grid((unsigned)((g.C + sl - 1) / sl), (unsigned)g.O);
         k_conv_weight_fprop<T><<<grid, 256, (size_t)sl * kk * sizeof(T), S_>>>(src, dst, (int)g.C, (int)kk, (int)sl, vec, tf);
     }

@@ -911,9 +911,10 @@ static void test_conv_autocast(void) {
    with strides 1 and 2 (also per axis), padding, dilation, 1x1 and 5x3 kernels, pixel counts off the 128-wide
    tiles, Cout over one 128-row tile, K split over blocks (cases 1, 10; 13 with an odd pixel count: 7x7, one
    image), FPROP's weight layout in two channel slices (case 14: 7x7 over 176 channels), and the im2col + cuBLAS
-   fallback (Cin 3, Cin 20, Cout 18 / 40 / 4, groups) for each product. TF32 off runs the kernels in 3xTF32 (im2col + cuBLAS f32 elsewhere) and must meet TOL_F32, which one TF32
-   product a term (2.6e-4 here, measured with TF32 on) fails by far. Case 0 again with a NaN input pixel: the
-   same outputs and gradients are NaN as on the CPU. */
+   fallback (Cin 3, Cin 20, Cout 18 / 40 / 4, groups) for each product. TF32 off runs the kernels in 3xTF32
+   (im2col + cuBLAS f32 elsewhere) and must meet TOL_F32, which one TF32 product a term (2.6e-4 here, measured
+   with TF32 on) fails by far. Case 0 again with a NaN input pixel: the same outputs and gradients are NaN as on
+   the CPU. */
 static void test_conv_f32_kernels(void) {
     /* N C H W, O kh kw, stride h, stride w, pad, dil, groups, bias */
     static const int cs[][13] = {{2, 16, 9, 11, 32, 3, 3, 1, 1, 1, 1, 1, 1},   {1, 64, 24, 24, 144, 3, 3, 1, 1, 1, 1, 1, 1},
@@ -973,7 +974,7 @@ static void test_conv_tf32_wg(void) {
     const char *e = getenv("NN_CONV_WG");
     int nn__cuda_wgmma(void);
     const int wg = nn__cuda_wgmma(), on_f = wg && (!e || !*e || strchr(e, 'f')), on_d = wg && (!e || !*e || strchr(e, 'd'));
-    int k, run, narrow;
+    int k, i, run, narrow;
     printf("conv2d: TF32 wgmma kernel (sm_90a) %s\n", on_f || on_d ? "in use" : wg ? "off (NN_CONV_WG)" : "not available on this device");
     for (narrow = 0; narrow < 2; narrow++)   /* the tiles the model picks, then 128-wide tiles */
     for (k = 0; k < 12; k++)
@@ -1007,9 +1008,10 @@ static void test_conv_tf32_wg(void) {
     /* the TF32 weight gradient on each of its two products (nn__cuda_conv_tf32_wgrad: 1 conv_cu's mma.sync kernel,
        2 im2col + cuBLAS), whichever the rule would pick: the plain case, stride 2, 1x1, padding with dilation 2, the K
        split, 5x3 with a stride per axis, the 144-channel case */
-    for (k = 0; k < 10; k++) {
+    for (i = 0; i < 7; i++) {
+        static const int wk[7] = {0, 3, 4, 5, 6, 7, 9};
         int path;
-        if (k != 0 && k != 3 && k != 4 && k != 5 && k != 6 && k != 7 && k != 9) continue;
+        k = wk[i];
         if (quick && k != 0) continue;
         for (path = 1; path <= 2; path++) {
             const int *c = cs[k];
