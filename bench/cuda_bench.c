@@ -96,6 +96,12 @@ static void f_gn(void *p) {
     nn_tensor *r = nn__new(NN_F32, NN_CUDA, 1, &ng);
     nn__cuda_group_norm_fwd(c->a, 32, c->b, c->c, 1e-5, y, m, r);
 }
+static void f_gn_fb(void *p) {
+    ctx_t *c = (ctx_t *)p;
+    nn_tensor *y = nn_group_norm(c->a, 32, c->b, c->c, 1e-5);
+    nn_backward_with(1, &y, &c->d);
+}
+long long nn__cuda_group_norm_cluster(int on);
 
 static const int one2[2] = {1, 1};
 static void f_conv(void *p) {   /* c->d: the output buffer */
@@ -141,6 +147,28 @@ static void f_clip(void *p) {
     nn__cuda_clip_grad_norm(a->n, a->g, a->numel, 1e9);
 }
 
+/* group_norm (UNet-like) [8, 256, 64, 64], 32 groups: forward (8 bytes an element: x in, y out), forward +
+   backward (20: and g, x in, gx out). both: each also on the kernels without clusters (nn__cuda_group_norm_cluster) */
+static void gn_rows(int both) {
+    int64_t s[4] = {8, 256, 64, 64}, C = 256;
+    const double n = 8.0 * 256 * 64 * 64;
+    ctx_t c;
+    int fb;
+    c.a = dev_rand(4, s, NN_F32); c.b = dev_rand(1, &C, NN_F32); c.c = dev_rand(1, &C, NN_F32); c.d = dev_rand(4, s, NN_F32);
+    for (fb = 0; fb <= both; fb++) {
+        nn__cuda_group_norm_cluster(!fb);
+        report(fb ? "group_norm_fwd_8x256x64x64_noclusters" : "group_norm_fwd_8x256x64x64", time_it(f_gn, &c, 20), 8.0 * n, 0);
+        nn_set_grad_enabled(1); nn_requires_grad(c.a, 1); nn_requires_grad(c.b, 1); nn_requires_grad(c.c, 1);
+        report(fb ? "group_norm_fwdbwd_8x256x64x64_noclusters" : "group_norm_fwdbwd_8x256x64x64", time_it(f_gn_fb, &c, 20),
+               20.0 * n, 0);
+        nn_requires_grad(c.a, 0); nn_requires_grad(c.b, 0); nn_requires_grad(c.c, 0);
+        nn_zero_grad(c.a); nn_zero_grad(c.b); nn_zero_grad(c.c);
+        nn_set_grad_enabled(0);
+    }
+    nn__cuda_group_norm_cluster(1);
+    nn_tensor_free(c.a); nn_tensor_free(c.b); nn_tensor_free(c.c); nn_tensor_free(c.d);
+}
+
 int main(int argc, char **argv) {
     ctx_t c;
     char name[64];
@@ -153,6 +181,8 @@ int main(int argc, char **argv) {
     /* "convpass": the bf16 conv2d rows only, each fwd+bwd also with only x's gradient (fwddx: forward + dgrad) and
        only w's (fwddw: forward + wgrad), to see where the backward's time goes */
     int conv_pass = argc > 1 && strcmp(argv[1], "convpass") == 0;
+    /* "gn": the group_norm rows only, each also on the fallback kernels (nn__cuda_group_norm_cluster(0)) */
+    int only_gn = argc > 1 && strcmp(argv[1], "gn") == 0;
     if (conv_pass) only_conv = 1;
     if (conv_pass && argc > 2 && strcmp(argv[2], "split") == 0) {   /* A/B: the wgmma wgrad on split-K throughout */
         void nn__cuda_conv_wgrad_schedule(int sched, int blocks);
@@ -189,6 +219,11 @@ int main(int argc, char **argv) {
         c.a = dev_rand(1, &n, NN_F32); c.b = nn__new(NN_F32, NN_CUDA, 1, &n);
         report("copy_1GiB", time_it(f_copy, &c, 20), 2.0 * 4 * n, 0);
         nn_tensor_free(c.a); nn_tensor_free(c.b);
+    }
+    if (only_gn) {
+        batch_ms = 2.0;
+        gn_rows(1);
+        return 0;
     }
     if (!only_conv && !only_ew) {   /* GEMM */
         batch_ms = 2.0;
@@ -308,12 +343,7 @@ int main(int argc, char **argv) {
             nn_tensor_free(c2.x); nn_tensor_free(c2.w); nn_tensor_free(c2.b); nn_tensor_free(c2.g);
         }
     }
-    if (!only_conv && !only_ew) {   /* group_norm forward (UNet-like) [8, 256, 64, 64], 32 groups */
-        int64_t s[4] = {8, 256, 64, 64}, C = 256;
-        c.a = dev_rand(4, s, NN_F32); c.b = dev_rand(1, &C, NN_F32); c.c = dev_rand(1, &C, NN_F32);
-        report("group_norm_fwd_8x256x64x64", time_it(f_gn, &c, 20), 8.0 * 8 * 256 * 64 * 64, 0);
-        nn_tensor_free(c.a); nn_tensor_free(c.b); nn_tensor_free(c.c);
-    }
+    if (!only_conv && !only_ew) gn_rows(0);
     if (!only_conv && !only_ew) {   /* AdamW and clipping over 100M parameters in 150 tensors (ViT-like mix of sizes) */
         adam_t a;
         int k, n = 150;

@@ -128,8 +128,16 @@ def torch_case(name):
         return r
     if name.startswith("group_norm"):
         x, w, b = rnd(8, 256, 64, 64), rnd(256), rnd(256)
-        with torch.no_grad():
-            return timeit(lambda: F.group_norm(x, 32, w, b, 1e-5), 20)
+        if p[1] == "fwd":
+            with torch.no_grad():
+                return timeit(lambda: F.group_norm(x, 32, w, b, 1e-5), 20)
+        g = rnd(8, 256, 64, 64)
+        x.requires_grad_(True); w.requires_grad_(True); b.requires_grad_(True)
+
+        def step():
+            x.grad = w.grad = b.grad = None
+            F.group_norm(x, 32, w, b, 1e-5).backward(g)
+        return timeit(step, 20)
     if name.startswith("adamw") or name.startswith("grad_norm"):
         ps = []
         for k in range(150):
