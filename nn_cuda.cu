@@ -1947,9 +1947,12 @@ __global__ void k_group_norm_bwd(const float *__restrict__ g, const float *__res
    blocks per (n, g), block `rank` holding the group's float4s [rank chunk4, (rank + 1) chunk4), NN__GN_V a thread
    (thread t the float4s t, t + T, ...: coalesced). The group's sums meet through the cluster's shared memory, so
    the data crosses DRAM once: the forward reads x and writes y (8 bytes an element, against 12 for the fallback's
-   two passes); the backward reads g and x and writes gx (12, against 28: its fallback reads both three times).
-   With the values in registers the variance is the exact two-pass sum((x - mean)^2), not the shifted one-pass
-   form. Needs S % 4 == 0 and 16-byte alignment (a float4 never spans two channels); the backward also S % 128 ==
+   two passes, whose re-read mostly hits L2); the backward reads g and x and writes gx (12, against 20). With the
+   values in registers the variance is the exact two-pass sum((x - mean)^2), not the shifted one-pass form.
+   Measured at [8, 256, 64, 64] they are no faster than the fallbacks yet (cuda_bench gn, H100, 2026-12-07 16:47:
+   forward 36.7 against 36.0 us, fwd+bwd 165.7 against 172.6): a grid of one cluster per group runs in waves that
+   load, synchronise, then store together, with DRAM idle in between (ncu: 3.1 waves, 38 % of DRAM's peak).
+   bench/session_1207f/persist_im2col.patch makes them persistent. Needs S % 4 == 0 and 16-byte alignment (a float4 never spans two channels); the backward also S % 128 ==
    0 and chunk4 % 32 == 0, so that a warp's 32 float4s of one step lie in one channel. nn__gn_cluster picks CL and
    T; shapes it refuses take the kernels above. */
 #define NN__GN_V 4          /* float4s a thread holds */
@@ -2097,12 +2100,14 @@ __global__ void __launch_bounds__(512) k_group_norm_bwd_cl(const float4 *__restr
 
 /* the cluster kernels' shape for a group of len4 float4s, or 0 where they don't apply: CL blocks of T threads,
    each block at most 256 V float4s while the cluster can grow (8 blocks, the portable limit), then T up to tmax */
-static int nn__gn_use_cluster = 1;   /* nn__cuda_group_norm_cluster: 0 sends every shape to the fallback */
+static int nn__gn_use_cluster = 1;   /* nn__cuda_group_norm_cluster: 0 sends every shape to the fallback, 2, 4, 8
+                                        force that cluster size */
 static long long nn__gn_cluster_runs;
 static int nn__gn_cluster(int64_t len4, int64_t S4, int tmax, int bwd, int *CL, int *T) {
     int cl = 1;
     if (nn__cu.cc < 9 || !nn__gn_use_cluster) return 0;
     while (cl < 8 && len4 > (int64_t)cl * 256 * NN__GN_V) cl *= 2;
+    if (nn__gn_use_cluster > 1) cl = nn__gn_use_cluster;
     if (len4 % cl || len4 / cl > (int64_t)tmax * NN__GN_V) return 0;
     if (bwd && (S4 % 32 || (len4 / cl) % 32)) return 0;
     *CL = cl;
@@ -2124,8 +2129,8 @@ static void nn__launch_cluster(void (*k)(P...), unsigned grid, unsigned block, u
 
 extern "C" {
 
-/* for tests and benchmarks: on = 0 keeps group_norm off the cluster kernels, 1 lets nn__gn_cluster choose, -1
-   leaves the switch. Returns how many cluster launches have run so far, -1 on a device without clusters */
+/* for tests and benchmarks: on = 0 keeps group_norm off the cluster kernels, 1 lets nn__gn_cluster choose, 2, 4
+   or 8 force that cluster size where it fits, -1 leaves the switch. Returns how many cluster launches have run so far, -1 on a device without clusters */
 long long nn__cuda_group_norm_cluster(int on) {
     nn__cu_init();
     if (on >= 0) nn__gn_use_cluster = on;
@@ -2813,22 +2818,18 @@ __device__ __forceinline__ float d_round_to(float v, int dt) {
     return dt == NN_BF16 ? d_bf16_to_f32(d_f32_to_bf16(v)) : dt == NN_F16 ? d_half_to_f32(d_f32_to_half(v)) : v;
 }
 
-/* cols [C*kh*kw][nb][Ho*Wo] (element D, dtype cdt) from x (S, xdt): a block per column row (channel c, tap (i, j),
-   image b), whose Ho*Wo outputs are contiguous. The row's indices are worked out once per block, and an element
-   costs one division (its pixel by Wo). A grid-stride loop with every index divided out per element (eight 32-bit
-   divisions by runtime divisors) wrote the 37.7 MB of columns of [8, 512, 16, 16] 3 x 3 in 64 us (ncu, H100,
-   2026-12-07 14:54: 590 GB/s). Planes under 2^31 pixels (nn__conv_im2col checks). */
-template <typename S, typename D>
+/* cols [C*kh*kw][nb][Ho*Wo] (element D, dtype cdt) from x (S, xdt). I: the type of the element index and its
+   divisions, uint32_t where every index fits (nn__conv_im2col's pick), else int64_t, whose division the GPU
+   emulates in software at several times the cost */
+template <typename S, typename D, typename I>
 __global__ void k_im2col(const S *__restrict__ x, int xdt, D *__restrict__ cols, int cdt, nn__cg g, int64_t nb) {
-    const int64_t row = blockIdx.x, r = row / nb, b = row - r * nb, c = r / (g.kh * g.kw);   /* row = r nb + b */
-    const int i = (int)(r / g.kw % g.kh), j = (int)(r % g.kw);
-    const int Wo = (int)g.Wo, HW = (int)(g.Ho * g.Wo), H = (int)g.H, W = (int)g.W, sh = (int)g.sh, sw = (int)g.sw;
-    const int h0 = i * (int)g.dh - (int)g.ph, w0 = j * (int)g.dw - (int)g.pw;   /* the tap's offset into x's plane */
-    const S *plane = x + (b * g.C + c) * g.H * g.W;
-    D *out = cols + row * HW;
-    for (int p = threadIdx.x; p < HW; p += blockDim.x) {
-        const int oh = p / Wo, ow = p - oh * Wo, ih = oh * sh + h0, iw = ow * sw + w0;
-        d_st(out, p, (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W ? d_ld(plane, (int64_t)ih * W + iw, xdt) : 0.0f, cdt);
+    const I Wo = (I)g.Wo, HW = (I)(g.Ho * g.Wo), kw = (I)g.kw, kh = (I)g.kh, NB = (I)nb, n = (I)(nb * g.C * g.kh * g.kw * g.Ho * g.Wo);
+    for (I t = blockIdx.x * (I)blockDim.x + threadIdx.x; t < n; t += (I)gridDim.x * blockDim.x) {
+        const I p = t % HW, b = (t / HW) % NB, r = t / (HW * NB);
+        const I j = r % kw, i = (r / kw) % kh, c = r / (kw * kh), oh = p / Wo, ow = p % Wo;
+        const int64_t ih = (int64_t)oh * g.sh - g.ph + (int64_t)i * g.dh, iw = (int64_t)ow * g.sw - g.pw + (int64_t)j * g.dw;
+        d_st(cols, (int64_t)t, (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? d_ld(x, (((int64_t)b * g.C + c) * g.H + ih) * g.W + iw, xdt) : 0.0f,
+             cdt);
     }
 }
 
@@ -4591,13 +4592,10 @@ void nn__cuda_conv_wgrad_schedule(int sched, int blocks) {
 /* the fallback's launches, by element type: S for the source, D for the destination (f32 or 16-bit) */
 template <typename S, typename D>
 static void nn__conv_im2col_t(const void *x, nn_dtype xdt, void *cols, nn_dtype cdt, const nn__cg &g, int64_t nb) {
-    const int64_t rows = g.C * g.kh * g.kw * nb, HW = g.Ho * g.Wo;
-    if (HW > INT32_MAX || g.H * g.W > INT32_MAX || rows > INT32_MAX)
-        nn_error("nn conv2d (cuda): im2col of %lld x %lld planes (output %lld x %lld) into %lld column rows: over 2^31",
-                 (long long)g.H, (long long)g.W, (long long)g.Ho, (long long)g.Wo, (long long)rows);
-    if (!rows || !HW) return;
-    const int threads = HW >= 256 ? 256 : (int)(HW + 31) / 32 * 32;   /* a warp at least; small planes, fewer idle threads */
-    k_im2col<S, D><<<(unsigned)rows, threads, 0, S_>>>((const S *)x, xdt, (D *)cols, cdt, g, nb);
+    const int64_t n = nb * g.C * g.kh * g.kw * g.Ho * g.Wo;
+    const unsigned gr = nn__grid(n, 256);   /* at most 32 blocks an SM: t + the grid's stride stays under 2^32 */
+    if (n < INT32_MAX) k_im2col<S, D, uint32_t><<<gr, 256, 0, S_>>>((const S *)x, xdt, (D *)cols, cdt, g, nb);
+    else k_im2col<S, D, int64_t><<<gr, 256, 0, S_>>>((const S *)x, xdt, (D *)cols, cdt, g, nb);
     NN_LAUNCHED();
 }
 static void nn__conv_im2col(const void *x, nn_dtype xdt, void *cols, nn_dtype cdt, const nn__cg &g, int64_t nb) {

@@ -148,19 +148,24 @@ static void f_clip(void *p) {
 }
 
 /* group_norm (UNet-like) [8, 256, 64, 64], 32 groups: forward (8 bytes an element: x in, y out), forward +
-   backward (20: and g, x in, gx out). both: each also on the kernels without clusters (nn__cuda_group_norm_cluster) */
+   backward (20: and g, x in, gx out). both: each also without clusters and on clusters of 2 and 4 blocks
+   (nn__cuda_group_norm_cluster; the rule picks 8 here) */
 static void gn_rows(int both) {
     int64_t s[4] = {8, 256, 64, 64}, C = 256;
     const double n = 8.0 * 256 * 64 * 64;
     ctx_t c;
     int fb;
     c.a = dev_rand(4, s, NN_F32); c.b = dev_rand(1, &C, NN_F32); c.c = dev_rand(1, &C, NN_F32); c.d = dev_rand(4, s, NN_F32);
-    for (fb = 0; fb <= both; fb++) {
-        nn__cuda_group_norm_cluster(!fb);
-        report(fb ? "group_norm_fwd_8x256x64x64_noclusters" : "group_norm_fwd_8x256x64x64", time_it(f_gn, &c, 20), 8.0 * n, 0);
+    for (fb = 0; fb <= 3 * both; fb++) {   /* the rule's pick, no clusters, clusters of 2 and 4 */
+        static const char *tag[4] = {"", "_noclusters", "_cluster2", "_cluster4"};
+        static const int mode[4] = {1, 0, 2, 4};
+        char nm[80];
+        nn__cuda_group_norm_cluster(mode[fb]);
+        snprintf(nm, sizeof nm, "group_norm_fwd_8x256x64x64%s", tag[fb]);
+        report(nm, time_it(f_gn, &c, 20), 8.0 * n, 0);
         nn_set_grad_enabled(1); nn_requires_grad(c.a, 1); nn_requires_grad(c.b, 1); nn_requires_grad(c.c, 1);
-        report(fb ? "group_norm_fwdbwd_8x256x64x64_noclusters" : "group_norm_fwdbwd_8x256x64x64", time_it(f_gn_fb, &c, 20),
-               20.0 * n, 0);
+        snprintf(nm, sizeof nm, "group_norm_fwdbwd_8x256x64x64%s", tag[fb]);
+        report(nm, time_it(f_gn_fb, &c, 20), 20.0 * n, 0);
         nn_requires_grad(c.a, 0); nn_requires_grad(c.b, 0); nn_requires_grad(c.c, 0);
         nn_zero_grad(c.a); nn_zero_grad(c.b); nn_zero_grad(c.c);
         nn_set_grad_enabled(0);

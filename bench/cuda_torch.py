@@ -128,7 +128,7 @@ def torch_case(name):
         return r
     if name.startswith("group_norm"):
         x, w, b = rnd(8, 256, 64, 64), rnd(256), rnd(256)
-        if p[1] == "fwd":
+        if p[2] == "fwd":
             with torch.no_grad():
                 return timeit(lambda: F.group_norm(x, 32, w, b, 1e-5), 20)
         g = rnd(8, 256, 64, 64)
