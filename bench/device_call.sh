@@ -6,6 +6,10 @@
 # race_case S N BIN CASE
 #                    compute-sanitizer racecheck (hazards, at most N reports) of `BIN/test_cuda sdpa "case=CASE"`
 #                    under `timeout S`, into logs/race_<CASE, spaces as _>.log; its summary on stdout
+# sanitize S TOOL BIN ARGS...
+#                    compute-sanitizer TOOL (memcheck: exit code 9 on errors; racecheck: hazards, at most 8 reports)
+#                    of `BIN/test_cuda ARGS` under `timeout S`, into logs/TOOL_<ARGS, spaces as _>.log; its summary
+#                    on stdout
 # vs_torch S ROWS TABLE LOG
 #                    bench/cuda_torch.py (under `timeout S`) on the rows cuda_bench printed into ROWS: the table in
 #                    TABLE, the output in LOG, the table's rows on stdout
@@ -19,6 +23,13 @@ race_case() {
     rc_f="$L/race_$(echo "$4" | tr ' ' _).log"
     timeout "$1" compute-sanitizer --tool racecheck --racecheck-report hazard --print-limit "$2" "$3/test_cuda" sdpa "case=$4" > "$rc_f" 2>&1
     echo "racecheck '$4' rc=$? ($(el) s)"; grep -E "RACECHECK SUMMARY|passed" "$rc_f" | tail -2; pack
+}
+sanitize() {
+    sz_s=$1; sz_t=$2; sz_b=$3; shift 3
+    sz_f="$L/${sz_t}_$(echo "$*" | tr ' ' _).log"
+    if [ "$sz_t" = racecheck ]; then sz_o="--racecheck-report hazard --print-limit 8"; else sz_o="--error-exitcode 9"; fi
+    timeout "$sz_s" compute-sanitizer --tool "$sz_t" $sz_o "$sz_b/test_cuda" "$@" > "$sz_f" 2>&1
+    echo "$sz_t $* rc=$? ($(el) s)"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed" "$sz_f" | tail -2; pack
 }
 vs_torch() {
     PYTHONUNBUFFERED=1 timeout "$1" python3 bench/cuda_torch.py "$2" "$3" > "$4" 2>&1

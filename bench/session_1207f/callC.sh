@@ -10,10 +10,7 @@
 . bench/device_call.sh; call_begin "$1"
 timeout 60 .carry_i/test_cuda gn -v > "$L/test_gn.log" 2>&1; echo "test_cuda gn rc=$? ($(el) s)"
 grep -E "FAIL" "$L/test_gn.log" | head -12; tail -2 "$L/test_gn.log"; pack
-timeout 90 compute-sanitizer --tool memcheck --error-exitcode 9 .carry_i/test_cuda gn > "$L/memcheck_gn.log" 2>&1
-echo "memcheck gn rc=$? ($(el) s)"; grep -E "ERROR SUMMARY|passed" "$L/memcheck_gn.log" | tail -2; pack
-timeout 90 compute-sanitizer --tool racecheck --racecheck-report hazard --print-limit 8 .carry_i/test_cuda gn > "$L/race_gn.log" 2>&1
-echo "racecheck gn rc=$? ($(el) s)"; grep -E "RACECHECK SUMMARY|passed" "$L/race_gn.log" | tail -2; pack
+sanitize 90 memcheck .carry_i gn; sanitize 90 racecheck .carry_i gn
 timeout 60 .carry_i/cuda_bench gn 2>&1 | grep -v NN_MEM > "$L/gn_bench.txt"; echo "cuda_bench gn rc=$? ($(el) s)"
 vs_torch 90 "$L/gn_bench.txt" "$L/gn_table.md" "$L/gn_torch.log"; pack
 for k in k_group_norm_fwd_cl k_group_norm_fwd k_group_norm_bwd_cl; do
@@ -24,8 +21,7 @@ for k in k_group_norm_fwd_cl k_group_norm_fwd k_group_norm_bwd_cl; do
 done
 timeout 150 .carry_i/test_cuda -v > "$L/test_cuda.log" 2>&1; echo "test_cuda rc=$? ($(el) s)"
 grep -E "FAIL" "$L/test_cuda.log" | head -8; tail -2 "$L/test_cuda.log"; pack
-timeout 100 compute-sanitizer --tool memcheck --error-exitcode 9 .carry_i/test_cuda conv quick > "$L/memcheck.log" 2>&1
-echo "memcheck conv rc=$? ($(el) s)"; grep -E "ERROR SUMMARY|passed" "$L/memcheck.log" | tail -2; pack
+sanitize 100 memcheck .carry_i conv quick
 timeout 40 .carry_i/cuda_bench tf32wg 2>&1 | grep -v NN_MEM > "$L/tf32wg.txt"; echo "tf32wg ($(el) s)"; grep 512 "$L/tf32wg.txt"; pack
 NCU="ncu --metrics gpu__time_duration.sum --clock-control none --cache-control none --csv --print-units base"
 timeout 60 $NCU .carry_i/tf32_probe > "$L/ncu_nn.csv" 2>&1; echo "ncu nn rc=$? ($(el) s)"; pack
