@@ -1863,7 +1863,7 @@ void nn__cuda_layer_norm_bwd(const nn_tensor *g, const nn_tensor *x, const nn_te
    16-byte aligned, so each channel of a group is whole float4s. The normalising pass goes channel by channel with the
    channel's scale rs w[c] and bias in registers. With an element-wise c = i / S in 64 bits (emulated on the GPU) and
    4-byte accesses the forward ran at 1.16 TB/s, 38 % of the copy (cuda_bench group_norm_fwd_8x256x64x64, H100,
-   2026-12-07 14:55). */
+   2026-12-07 14:55); as it is now, at 1.86 TB/s (cuda_bench gn, 16:47). */
 __global__ void k_group_norm_fwd(const float *__restrict__ x, const float *__restrict__ w, const float *__restrict__ b,
                                  float *__restrict__ y, float *__restrict__ mean, float *__restrict__ rstd, int64_t N,
                                  int64_t C, int64_t S, int64_t G, float eps, int vec) {
@@ -1952,11 +1952,12 @@ __global__ void k_group_norm_bwd(const float *__restrict__ g, const float *__res
    Measured at [8, 256, 64, 64] they are no faster than the fallbacks yet (cuda_bench gn, H100, 2026-12-07 16:47:
    forward 36.7 against 36.0 us, fwd+bwd 165.7 against 172.6): a grid of one cluster per group runs in waves that
    load, synchronise, then store together, with DRAM idle in between (ncu: 3.1 waves, 38 % of DRAM's peak).
-   bench/session_1207f/persist_im2col.patch makes them persistent. Needs S % 4 == 0 and 16-byte alignment (a float4 never spans two channels); the backward also S % 128 ==
-   0 and chunk4 % 32 == 0, so that a warp's 32 float4s of one step lie in one channel. nn__gn_cluster picks CL and
-   T; shapes it refuses take the kernels above. */
+   bench/session_1207f/persist_im2col.patch makes them persistent.
+   Needs S % 4 == 0 and 16-byte alignment (a float4 never spans two channels); the backward also S % 128 == 0 and
+   chunk4 % 32 == 0, so that a warp's 32 float4s of one step lie in one channel. nn__gn_cluster picks CL and T;
+   shapes it refuses take the kernels above. */
 #define NN__GN_V 4          /* float4s a thread holds */
-#define NN__GN_CMAX 130     /* channels a backward block can touch: chunk4 / S4 + 1 with chunk4 <= 512 V, S4 >= 32 */
+#define NN__GN_CMAX 65      /* channels a backward block can touch: chunk4 / S4 + 1 with chunk4 <= 512 V, S4 >= 32 */
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 /* sum of v over the cluster; every thread of every block gets the same value (the butterfly adds in the same
@@ -2048,8 +2049,10 @@ __global__ void __launch_bounds__(512) k_group_norm_bwd_cl(const float4 *__restr
             bb = (vg[k].x + vg[k].y) + (vg[k].z + vg[k].w);
             s1 += wc * bb; s2 += wc * a;
         }
-        a = d_warp_sum(a); bb = d_warp_sum(bb);
-        if (lane == 0) { wsum[0][k * nw + warp] = a; wsum[1][k * nw + warp] = bb; }
+        if (part) {   /* the channels' sums, for gw and gb */
+            a = d_warp_sum(a); bb = d_warp_sum(bb);
+            if (lane == 0) { wsum[0][k * nw + warp] = a; wsum[1][k * nw + warp] = bb; }
+        }
     }
     s1 = d_cluster_sum(s1, sh, &red[0]) / n;   /* mean(dxh), then mean(dxh xh); the barriers also publish wsum */
     s2 = d_cluster_sum(s2, sh, &red[1]) / n;
@@ -2098,14 +2101,15 @@ __global__ void __launch_bounds__(512) k_group_norm_bwd_cl(const float4 *__restr
 #endif
 }
 
-/* the cluster kernels' shape for a group of len4 float4s, or 0 where they don't apply: CL blocks of T threads,
-   each block at most 256 V float4s while the cluster can grow (8 blocks, the portable limit), then T up to tmax */
+/* the cluster kernels' shape for NG groups of len4 float4s, or 0 where they don't apply: CL blocks of T threads,
+   each block at most 256 V float4s while the cluster can grow (8 blocks, the portable limit), then T up to tmax;
+   a grid of NG CL blocks under 2^31 */
 static int nn__gn_use_cluster = 1;   /* nn__cuda_group_norm_cluster: 0 sends every shape to the fallback, 2, 4, 8
                                         force that cluster size */
 static long long nn__gn_cluster_runs;
-static int nn__gn_cluster(int64_t len4, int64_t S4, int tmax, int bwd, int *CL, int *T) {
+static int nn__gn_cluster(int64_t NG, int64_t len4, int64_t S4, int tmax, int bwd, int *CL, int *T) {
     int cl = 1;
-    if (nn__cu.cc < 9 || !nn__gn_use_cluster) return 0;
+    if (nn__cu.cc < 9 || !nn__gn_use_cluster || NG >= INT32_MAX / 8) return 0;
     while (cl < 8 && len4 > (int64_t)cl * 256 * NN__GN_V) cl *= 2;
     if (nn__gn_use_cluster > 1) cl = nn__gn_use_cluster;
     if (len4 % cl || len4 / cl > (int64_t)tmax * NN__GN_V) return 0;
@@ -2130,7 +2134,8 @@ static void nn__launch_cluster(void (*k)(P...), unsigned grid, unsigned block, u
 extern "C" {
 
 /* for tests and benchmarks: on = 0 keeps group_norm off the cluster kernels, 1 lets nn__gn_cluster choose, 2, 4
-   or 8 force that cluster size where it fits, -1 leaves the switch. Returns how many cluster launches have run so far, -1 on a device without clusters */
+   or 8 force that cluster size where it fits, -1 leaves the switch. Returns how many cluster launches have run so
+   far, -1 on a device without clusters */
 long long nn__cuda_group_norm_cluster(int on) {
     nn__cu_init();
     if (on >= 0) nn__gn_use_cluster = on;
@@ -2144,7 +2149,7 @@ void nn__cuda_group_norm_fwd(const nn_tensor *x, int64_t G, const nn_tensor *w, 
     nn__cu_init();
     if (!x->numel) return;
     const int vec = S % 4 == 0 && nn__al16(x->data) && nn__al16(y->data);
-    if (vec && N * G < INT32_MAX / 8 && nn__gn_cluster(C / G * S / 4, S / 4, 1024, 0, &CL, &T)) {
+    if (vec && nn__gn_cluster(N * G, C / G * S / 4, S / 4, 1024, 0, &CL, &T)) {
         const int chunk4 = (int)(C / G * S / 4 / CL);
         nn__launch_cluster(k_group_norm_fwd_cl, (unsigned)(N * G * CL), (unsigned)T, (unsigned)CL, (const float4 *)x->data,
                            w ? (const float *)w->data : NULL, b ? (const float *)b->data : NULL, (float4 *)y->data,
@@ -2171,8 +2176,8 @@ void nn__cuda_group_norm_bwd(const nn_tensor *g, const nn_tensor *x, int64_t G, 
     }
     if (gw || gb) part = nn__tmp(NN_F32, N * 2 * C);
     int CL, T;
-    if (S % 4 == 0 && nn__al16(g->data) && nn__al16(x->data) && (!gx || nn__al16(gx->data)) && N * G < INT32_MAX / 8 &&
-        nn__gn_cluster(C / G * S / 4, S / 4, 512, 1, &CL, &T)) {
+    if (S % 4 == 0 && nn__al16(g->data) && nn__al16(x->data) && (!gx || nn__al16(gx->data)) &&
+        nn__gn_cluster(N * G, C / G * S / 4, S / 4, 512, 1, &CL, &T)) {
         nn__launch_cluster(k_group_norm_bwd_cl, (unsigned)(N * G * CL), (unsigned)T, (unsigned)CL, (const float4 *)g->data,
                            (const float4 *)x->data, w ? (const float *)w->data : NULL, (const float *)mean->data,
                            (const float *)rstd->data, gx ? (float4 *)gx->data : NULL, part ? (float *)part->data : NULL,
