@@ -26,7 +26,6 @@
 #include <cublas_v2.h>
 #include <cublasLt.h>
 #include <cub/device/device_radix_sort.cuh>   /* stable sorts for the deterministic scatters and topk */
-#include <cooperative_groups.h>               /* thread-block clusters (group_norm) */
 #include <stdint.h>
 #include <type_traits>
 #include <stdio.h>
@@ -53,7 +52,6 @@ static struct {
     int tf32;
     int conv_ieee;             /* f32 conv2d without TF32 (nn_cuda_set_conv_tf32(0)); 0: TF32, PyTorch's default */
     int sms;
-    int cc;                    /* compute capability, major */
     int poison;
 } nn__cu;
 
@@ -68,7 +66,6 @@ static void nn__cu_init(void) {
     }
     NN_CU(cudaGetDeviceProperties(&prop, 0));
     nn__cu.sms = prop.multiProcessorCount;
-    nn__cu.cc = prop.major;
     NN_CU(cudaStreamCreateWithFlags(&nn__cu.stream, cudaStreamNonBlocking));
     NN_CUBLAS(cublasCreate(&nn__cu.blas));
     NN_CUBLAS(cublasSetStream(nn__cu.blas, nn__cu.stream));
@@ -1859,49 +1856,70 @@ void nn__cuda_layer_norm_bwd(const nn_tensor *g, const nn_tensor *x, const nn_te
 } /* extern "C" */
 
 /* -------------------------------------------------------------------------------------------- group_norm */
-/* x [N, C, S] with G groups: a block per (n, g) over its (C/G)*S contiguous elements; vec: S % 4 == 0 and x, y
-   16-byte aligned, so each channel of a group is whole float4s. The normalising pass goes channel by channel with the
-   channel's scale rs w[c] and bias in registers. With an element-wise c = i / S in 64 bits (emulated on the GPU) and
-   4-byte accesses the forward ran at 1.16 TB/s, 38 % of the copy (cuda_bench group_norm_fwd_8x256x64x64, H100,
-   2026-12-07 14:55); as it is now, at 1.86 TB/s (cuda_bench gn, 16:47). */
+/* x [N, C, S] with G groups: a block per (n, g) over its (C/G)*S contiguous elements. Two passes: the shifted
+   sums, then y, whose re-read of x mostly hits L2 (only the groups of the blocks on the GPU are being read). vec
+   (S % 4 == 0, x and y 16-byte aligned, a group under 2^31 elements): float4s, four in flight per thread per step
+   (a float4 never spans two channels); else element by element, channel by channel. Measured on [8, 256, 64, 64],
+   32 groups (cuda_bench gn, H100, 2026-12-07; bench/RESULTS_CUDA.md, stop 28):
+   - one float4 in flight a thread: 1.86 TB/s; four: 2.23 TB/s, 27.5 us under ncu;
+   - blocks of 512 threads instead of 1024, every group on the GPU at once: 1.96 TB/s, all blocks loading
+     together and then storing together, where the 1.94 waves of 1024 overlap one wave's stores with the next's
+     loads;
+   - the group held in registers, x read once (8 bytes an element, against 12 here): 2.21 TB/s, 26.8 us under ncu;
+     spread over a cluster of 8 blocks (sm_90): 1.83 TB/s, and 1.79 with persistent clusters. No faster, so not
+     kept. */
 __global__ void k_group_norm_fwd(const float *__restrict__ x, const float *__restrict__ w, const float *__restrict__ b,
                                  float *__restrict__ y, float *__restrict__ mean, float *__restrict__ rstd, int64_t N,
                                  int64_t C, int64_t S, int64_t G, float eps, int vec) {
     __shared__ float sh[33];
     const int64_t Cg = C / G, len = Cg * S;
+    const int T = (int)blockDim.x, n4 = vec ? (int)(len / 4) : 0, S4 = (int)(S / 4);
     for (int64_t ng = blockIdx.x; ng < N * G; ng += gridDim.x) {
         const float *p = x + ng * len;
         float *q = y + ng * len;
         const int64_t c0 = (ng % G) * Cg;
         /* one pass over data shifted by the group's first element (as the CPU op: no cancellation when
            |mean| >> std): mean = K + s1/n, var = s2/n - (s1/n)^2 */
-        float K = p[0], s1 = 0, s2 = 0;
+        const float K = p[0];
+        float s1 = 0, s2 = 0;
         if (vec) {
-            for (int64_t i = threadIdx.x; i < len / 4; i += blockDim.x) {
-                const float4 v = ((const float4 *)p)[i];
-                const float d0 = v.x - K, d1 = v.y - K, d2 = v.z - K, d3 = v.w - K;
-                s1 += (d0 + d1) + (d2 + d3);
-                s2 += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
+            for (int i = threadIdx.x; i < n4; i += 4 * T) {
+                float4 u[4];
+#pragma unroll
+                for (int k = 0; k < 4; k++) u[k] = i + k * T < n4 ? ((const float4 *)p)[i + k * T] : make_float4(K, K, K, K);
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    const float d0 = u[k].x - K, d1 = u[k].y - K, d2 = u[k].z - K, d3 = u[k].w - K;
+                    s1 += (d0 + d1) + (d2 + d3);
+                    s2 += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
+                }
             }
         } else {
-            for (int64_t i = threadIdx.x; i < len; i += blockDim.x) { float d = p[i] - K; s1 += d; s2 += d * d; }
+            for (int64_t i = threadIdx.x; i < len; i += T) { float d = p[i] - K; s1 += d; s2 += d * d; }
         }
         s1 = d_block_sum(s1, sh) / (float)len;
         s2 = d_block_sum(s2, sh) / (float)len;
         const float var = s2 - s1 * s1, m = K + s1;
         const float rs = 1.0f / sqrtf((var > 0 ? var : 0.0f) + eps);
-        for (int64_t c = 0; c < Cg; c++) {   /* y = (x - m) (rs w[c]) + b[c] */
-            const float a = rs * (w ? w[c0 + c] : 1.0f), o = b ? b[c0 + c] : 0.0f;
-            const float *pc = p + c * S;
-            float *qc = q + c * S;
-            if (vec) {
-                for (int64_t i = threadIdx.x; i < S / 4; i += blockDim.x) {
-                    float4 v = ((const float4 *)pc)[i];
-                    v.x = (v.x - m) * a + o; v.y = (v.y - m) * a + o; v.z = (v.z - m) * a + o; v.w = (v.w - m) * a + o;
-                    ((float4 *)qc)[i] = v;
+        if (vec) {   /* y = (x - m) (rs w[c]) + b[c] */
+            for (int i = threadIdx.x; i < n4; i += 4 * T) {
+                float4 u[4];
+#pragma unroll
+                for (int k = 0; k < 4; k++) u[k] = i + k * T < n4 ? ((const float4 *)p)[i + k * T] : make_float4(0, 0, 0, 0);
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    if (i + k * T < n4) {
+                        const int64_t c = c0 + (i + k * T) / S4;
+                        const float a = rs * (w ? w[c] : 1.0f), o = b ? b[c] : 0.0f;
+                        ((float4 *)q)[i + k * T] = make_float4((u[k].x - m) * a + o, (u[k].y - m) * a + o,
+                                                               (u[k].z - m) * a + o, (u[k].w - m) * a + o);
+                    }
                 }
-            } else {
-                for (int64_t i = threadIdx.x; i < S; i += blockDim.x) qc[i] = (pc[i] - m) * a + o;
+            }
+        } else {
+            for (int64_t c = 0; c < Cg; c++) {
+                const float a = rs * (w ? w[c0 + c] : 1.0f), o = b ? b[c0 + c] : 0.0f;
+                for (int64_t i = threadIdx.x; i < S; i += T) q[c * S + i] = (p[c * S + i] - m) * a + o;
             }
         }
         if (threadIdx.x == 0) { mean[ng] = m; rstd[ng] = rs; }
@@ -1911,12 +1929,13 @@ __global__ void k_group_norm_fwd(const float *__restrict__ x, const float *__res
 /* per (n, g): dx = rs * (dxh - mean(dxh) - xh * mean(dxh * xh)), dxh = g * w[c]; per (n, c): sums of g * xh
    and g into part [N, 2, C] (reduced over n afterwards). The group's two means come from the channels' sums
    (sum dxh = sum_c w[c] sum g, sum dxh xh = sum_c w[c] sum g xh), so g and x are read twice: once for the
-   channels' sums, once for dx. Each pass goes channel by channel, with no per-element division. */
+   channels' sums, once for dx. Each pass goes channel by channel, with no per-element division; vec (S % 4 == 0,
+   g, x and gx 16-byte aligned): in float4s, two of g and two of x in flight per thread. */
 __global__ void k_group_norm_bwd(const float *__restrict__ g, const float *__restrict__ x, const float *__restrict__ w,
                                  const float *__restrict__ mean, const float *__restrict__ rstd, float *__restrict__ gx,
-                                 float *__restrict__ part, int64_t N, int64_t C, int64_t S, int64_t G) {
+                                 float *__restrict__ part, int64_t N, int64_t C, int64_t S, int64_t G, int vec) {
     __shared__ float sh[33];
-    const int64_t Cg = C / G, len = Cg * S;
+    const int64_t Cg = C / G, len = Cg * S, S4 = vec ? S / 4 : 0, T = blockDim.x;
     for (int64_t ng = blockIdx.x; ng < N * G; ng += gridDim.x) {
         const int64_t n = ng / G, c0 = (ng % G) * Cg;
         const float m = mean[ng], rs = rstd[ng];
@@ -1924,7 +1943,25 @@ __global__ void k_group_norm_bwd(const float *__restrict__ g, const float *__res
         for (int64_t c = 0; c < Cg; c++) {
             const float *pg = g + ng * len + c * S, *px = x + ng * len + c * S;
             float a = 0, bb = 0;
-            for (int64_t i = threadIdx.x; i < S; i += blockDim.x) { a += pg[i] * ((px[i] - m) * rs); bb += pg[i]; }
+            if (vec) {   /* past the channel's end g = 0: nothing added */
+                for (int64_t i = threadIdx.x; i < S4; i += 2 * T) {
+                    float4 u[2], v[2];
+#pragma unroll
+                    for (int k = 0; k < 2; k++) {
+                        const bool in = i + k * T < S4;
+                        u[k] = in ? ((const float4 *)pg)[i + k * T] : make_float4(0, 0, 0, 0);
+                        v[k] = in ? ((const float4 *)px)[i + k * T] : make_float4(0, 0, 0, 0);
+                    }
+#pragma unroll
+                    for (int k = 0; k < 2; k++) {
+                        a += (u[k].x * ((v[k].x - m) * rs) + u[k].y * ((v[k].y - m) * rs)) +
+                             (u[k].z * ((v[k].z - m) * rs) + u[k].w * ((v[k].w - m) * rs));
+                        bb += (u[k].x + u[k].y) + (u[k].z + u[k].w);
+                    }
+                }
+            } else {
+                for (int64_t i = threadIdx.x; i < S; i += T) { a += pg[i] * ((px[i] - m) * rs); bb += pg[i]; }
+            }
             a = d_block_sum(a, sh);
             bb = d_block_sum(bb, sh);
             if (part && threadIdx.x == 0) { part[n * 2 * C + c0 + c] = a; part[n * 2 * C + C + c0 + c] = bb; }
@@ -1937,229 +1974,51 @@ __global__ void k_group_norm_bwd(const float *__restrict__ g, const float *__res
                 const float *pg = g + ng * len + c * S, *px = x + ng * len + c * S;
                 float *o = gx + ng * len + c * S;
                 const float wc = w ? w[c0 + c] : 1.0f;
-                for (int64_t i = threadIdx.x; i < S; i += blockDim.x) o[i] = rs * (pg[i] * wc - s1 - (px[i] - m) * rs * s2);
-            }
-        }
-    }
-}
-
-/* The same two directions with the whole group in registers, on sm_90's thread-block clusters: a cluster of CL
-   blocks per (n, g), block `rank` holding the group's float4s [rank chunk4, (rank + 1) chunk4), NN__GN_V a thread
-   (thread t the float4s t, t + T, ...: coalesced). The group's sums meet through the cluster's shared memory, so
-   the data crosses DRAM once: the forward reads x and writes y (8 bytes an element, against 12 for the fallback's
-   two passes, whose re-read mostly hits L2); the backward reads g and x and writes gx (12, against 20). With the
-   values in registers the variance is the exact two-pass sum((x - mean)^2), not the shifted one-pass form.
-   Measured at [8, 256, 64, 64] they are no faster than the fallbacks yet (cuda_bench gn, H100, 2026-12-07 16:47:
-   forward 36.7 against 36.0 us, fwd+bwd 165.7 against 172.6): a grid of one cluster per group runs in waves that
-   load, synchronise, then store together, with DRAM idle in between (ncu: 3.1 waves, 38 % of DRAM's peak).
-   bench/session_1207f/persist_im2col.patch makes them persistent.
-   Needs S % 4 == 0 and 16-byte alignment (a float4 never spans two channels); the backward also S % 128 == 0 and
-   chunk4 % 32 == 0, so that a warp's 32 float4s of one step lie in one channel. nn__gn_cluster picks CL and T;
-   shapes it refuses take the kernels above. */
-#define NN__GN_V 4          /* float4s a thread holds */
-#define NN__GN_CMAX 65      /* channels a backward block can touch: chunk4 / S4 + 1 with chunk4 <= 512 V, S4 >= 32 */
-
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-/* sum of v over the cluster; every thread of every block gets the same value (the butterfly adds in the same
-   order on every lane). slot: this block's shared word for its partial, read by the others after the barrier */
-__device__ float d_cluster_sum(float v, float *sh, float *slot) {
-    namespace cg = cooperative_groups;
-    cg::cluster_group cl = cg::this_cluster();
-    v = d_block_sum(v, sh);
-    if (threadIdx.x == 0) *slot = v;
-    cl.sync();
-    const unsigned lane = threadIdx.x & 31;
-    return d_warp_sum(lane < cl.num_blocks() ? *cl.map_shared_rank(slot, lane) : 0.0f);
-}
-#endif
-
-__global__ void __launch_bounds__(1024) k_group_norm_fwd_cl(const float4 *__restrict__ x, const float *__restrict__ w,
-                                                            const float *__restrict__ b, float4 *__restrict__ y,
-                                                            float *__restrict__ mean, float *__restrict__ rstd, int G,
-                                                            int Cg, int S4, int chunk4, float eps) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    namespace cg = cooperative_groups;
-    cg::cluster_group cl = cg::this_cluster();
-    __shared__ float sh[33], part[2];
-    const int CL = (int)cl.num_blocks(), rank = (int)cl.block_rank(), T = (int)blockDim.x;
-    const int64_t ng = blockIdx.x / CL, off = (ng * CL + rank) * (int64_t)chunk4;
-    const int first = rank * chunk4, c0 = (int)(ng % G) * Cg;
-    const float n = 4.0f * (float)chunk4 * (float)CL;
-    float4 v[NN__GN_V];
-    float s = 0, s2 = 0;
+                if (vec) {
+                    for (int64_t i = threadIdx.x; i < S4; i += 2 * T) {
+                        float4 u[2], v[2];
 #pragma unroll
-    for (int k = 0; k < NN__GN_V; k++) {
-        const int i = threadIdx.x + k * T;
-        v[k] = i < chunk4 ? x[off + i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        s += (v[k].x + v[k].y) + (v[k].z + v[k].w);
-    }
-    const float m = d_cluster_sum(s, sh, &part[0]) / n;
+                        for (int k = 0; k < 2; k++)
+                            if (i + k * T < S4) { u[k] = ((const float4 *)pg)[i + k * T]; v[k] = ((const float4 *)px)[i + k * T]; }
 #pragma unroll
-    for (int k = 0; k < NN__GN_V; k++) {
-        if (threadIdx.x + k * T < chunk4) {
-            const float d0 = v[k].x - m, d1 = v[k].y - m, d2 = v[k].z - m, d3 = v[k].w - m;
-            s2 += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
-        }
-    }
-    const float rs = 1.0f / sqrtf(d_cluster_sum(s2, sh, &part[1]) / n + eps);
-#pragma unroll
-    for (int k = 0; k < NN__GN_V; k++) {   /* y = (x - m) (rs w[c]) + b[c] */
-        const int i = threadIdx.x + k * T;
-        if (i < chunk4) {
-            const int c = c0 + (first + i) / S4;
-            const float a = rs * (w ? w[c] : 1.0f), o = b ? b[c] : 0.0f;
-            y[off + i] = make_float4((v[k].x - m) * a + o, (v[k].y - m) * a + o, (v[k].z - m) * a + o, (v[k].w - m) * a + o);
-        }
-    }
-    if (rank == 0 && threadIdx.x == 0) { mean[ng] = m; rstd[ng] = rs; }
-    cl.sync();   /* no block leaves while another may still read its part[] */
-#else
-    (void)x; (void)w; (void)b; (void)y; (void)mean; (void)rstd; (void)G; (void)Cg; (void)S4; (void)chunk4; (void)eps;
-#endif
-}
-
-/* part [N, 2, C] as the fallback's: per (n, c) the sums of g xh and of g. Each warp sums its step's float4s (one
-   channel) into wsum; each block then gathers its channels' sums from wsum in a fixed order, and the block of rank
-   c % CL adds channel c over the ranks that hold a piece of it, in rank order: deterministic, no atomics. */
-__global__ void __launch_bounds__(512) k_group_norm_bwd_cl(const float4 *__restrict__ g, const float4 *__restrict__ x,
-                                                           const float *__restrict__ w, const float *__restrict__ mean,
-                                                           const float *__restrict__ rstd, float4 *__restrict__ gx,
-                                                           float *__restrict__ part, int C, int G, int Cg, int S4,
-                                                           int chunk4) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    namespace cg = cooperative_groups;
-    cg::cluster_group cl = cg::this_cluster();
-    __shared__ float sh[33], red[2], wsum[2][NN__GN_V * 16], csum[2][NN__GN_CMAX];
-    const int CL = (int)cl.num_blocks(), rank = (int)cl.block_rank(), T = (int)blockDim.x, nw = T >> 5;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int64_t ng = blockIdx.x / CL, off = (ng * CL + rank) * (int64_t)chunk4, nb = ng / G;
-    const int first = rank * chunk4, c0 = (int)(ng % G) * Cg;
-    const float m = mean[ng], rs = rstd[ng], n = 4.0f * (float)chunk4 * (float)CL;
-    float4 vg[NN__GN_V], vx[NN__GN_V];
-    float s1 = 0, s2 = 0;
-#pragma unroll
-    for (int k = 0; k < NN__GN_V; k++) {
-        const int i = threadIdx.x + k * T;
-        float a = 0, bb = 0;
-        if (i < chunk4) {   /* chunk4 % 32 == 0: a warp is in or out as a whole */
-            vg[k] = g[off + i]; vx[k] = x[off + i];
-            const float wc = w ? w[c0 + (first + i) / S4] : 1.0f;
-            const float h0 = (vx[k].x - m) * rs, h1 = (vx[k].y - m) * rs, h2 = (vx[k].z - m) * rs, h3 = (vx[k].w - m) * rs;
-            a = (vg[k].x * h0 + vg[k].y * h1) + (vg[k].z * h2 + vg[k].w * h3);
-            bb = (vg[k].x + vg[k].y) + (vg[k].z + vg[k].w);
-            s1 += wc * bb; s2 += wc * a;
-        }
-        if (part) {   /* the channels' sums, for gw and gb */
-            a = d_warp_sum(a); bb = d_warp_sum(bb);
-            if (lane == 0) { wsum[0][k * nw + warp] = a; wsum[1][k * nw + warp] = bb; }
-        }
-    }
-    s1 = d_cluster_sum(s1, sh, &red[0]) / n;   /* mean(dxh), then mean(dxh xh); the barriers also publish wsum */
-    s2 = d_cluster_sum(s2, sh, &red[1]) / n;
-    if (gx) {
-#pragma unroll
-        for (int k = 0; k < NN__GN_V; k++) {
-            const int i = threadIdx.x + k * T;
-            if (i < chunk4) {
-                const float wc = w ? w[c0 + (first + i) / S4] : 1.0f;
-                float4 o;
-                o.x = rs * (vg[k].x * wc - s1 - (vx[k].x - m) * rs * s2);
-                o.y = rs * (vg[k].y * wc - s1 - (vx[k].y - m) * rs * s2);
-                o.z = rs * (vg[k].z * wc - s1 - (vx[k].z - m) * rs * s2);
-                o.w = rs * (vg[k].w * wc - s1 - (vx[k].w - m) * rs * s2);
-                gx[off + i] = o;
-            }
-        }
-    }
-    if (part) {
-        const int cf = first / S4, nc = (first + chunk4 - 1) / S4 - cf + 1;
-        for (int j = threadIdx.x; j < nc; j += T) {   /* this block's channel cf + j: its warps' sums, in order */
-            float a = 0, bb = 0;
-            for (int k = 0; k < NN__GN_V; k++)
-                for (int q = 0; q < nw; q++) {
-                    const int i = k * T + q * 32;
-                    if (i < chunk4 && (first + i) / S4 - cf == j) { a += wsum[0][k * nw + q]; bb += wsum[1][k * nw + q]; }
-                }
-            csum[0][j] = a; csum[1][j] = bb;
-        }
-        cl.sync();
-        for (int c = rank + CL * (int)threadIdx.x; c < Cg; c += CL * T) {
-            float a = 0, bb = 0;
-            for (int q = 0; q < CL; q++) {
-                const int qf = q * chunk4 / S4, ql = (q * chunk4 + chunk4 - 1) / S4;
-                if (c >= qf && c <= ql) {
-                    const float *r = cl.map_shared_rank(&csum[0][0], q);
-                    a += r[c - qf]; bb += r[NN__GN_CMAX + c - qf];
+                        for (int k = 0; k < 2; k++)
+                            if (i + k * T < S4)
+                                ((float4 *)o)[i + k * T] = make_float4(rs * (u[k].x * wc - s1 - (v[k].x - m) * rs * s2),
+                                                                       rs * (u[k].y * wc - s1 - (v[k].y - m) * rs * s2),
+                                                                       rs * (u[k].z * wc - s1 - (v[k].z - m) * rs * s2),
+                                                                       rs * (u[k].w * wc - s1 - (v[k].w - m) * rs * s2));
+                    }
+                } else {
+                    for (int64_t i = threadIdx.x; i < S; i += T) o[i] = rs * (pg[i] * wc - s1 - (px[i] - m) * rs * s2);
                 }
             }
-            part[nb * 2 * C + c0 + c] = a; part[nb * 2 * C + C + c0 + c] = bb;
         }
     }
-    cl.sync();   /* no block leaves while another may still read its shared memory */
-#else
-    (void)g; (void)x; (void)w; (void)mean; (void)rstd; (void)gx; (void)part; (void)C; (void)G; (void)Cg; (void)S4; (void)chunk4;
-#endif
 }
 
-/* the cluster kernels' shape for NG groups of len4 float4s, or 0 where they don't apply: CL blocks of T threads,
-   each block at most 256 V float4s while the cluster can grow (8 blocks, the portable limit), then T up to tmax;
-   a grid of NG CL blocks under 2^31 */
-static int nn__gn_use_cluster = 1;   /* nn__cuda_group_norm_cluster: 0 sends every shape to the fallback, 2, 4, 8
-                                        force that cluster size */
-static long long nn__gn_cluster_runs;
-static int nn__gn_cluster(int64_t NG, int64_t len4, int64_t S4, int tmax, int bwd, int *CL, int *T) {
-    int cl = 1;
-    if (nn__cu.cc < 9 || !nn__gn_use_cluster || NG >= INT32_MAX / 8) return 0;
-    while (cl < 8 && len4 > (int64_t)cl * 256 * NN__GN_V) cl *= 2;
-    if (nn__gn_use_cluster > 1) cl = nn__gn_use_cluster;
-    if (len4 % cl || len4 / cl > (int64_t)tmax * NN__GN_V) return 0;
-    if (bwd && (S4 % 32 || (len4 / cl) % 32)) return 0;
-    *CL = cl;
-    *T = (int)((len4 / cl + NN__GN_V - 1) / NN__GN_V + 31) / 32 * 32;
-    return 1;
-}
-
-/* a launch with clusters of cl blocks along x */
-template <typename... P, typename... A>
-static void nn__launch_cluster(void (*k)(P...), unsigned grid, unsigned block, unsigned cl, A... args) {
-    cudaLaunchConfig_t cfg = {};
-    cudaLaunchAttribute at[1] = {};
-    cfg.gridDim = dim3(grid); cfg.blockDim = dim3(block); cfg.stream = S_;
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = cl; at[0].val.clusterDim.y = 1; at[0].val.clusterDim.z = 1;
-    cfg.attrs = at; cfg.numAttrs = 1;
-    NN_CU(cudaLaunchKernelEx(&cfg, k, ((P)args)...));
-}
+static int nn__gn_threads;   /* nn__cuda_group_norm_threads */
 
 extern "C" {
 
-/* for tests and benchmarks: on = 0 keeps group_norm off the cluster kernels, 1 lets nn__gn_cluster choose, 2, 4
-   or 8 force that cluster size where it fits, -1 leaves the switch. Returns how many cluster launches have run so
-   far, -1 on a device without clusters */
-long long nn__cuda_group_norm_cluster(int on) {
-    nn__cu_init();
-    if (on >= 0) nn__gn_use_cluster = on;
-    return nn__cu.cc < 9 ? -1 : nn__gn_cluster_runs;
+/* for tests and benchmarks: group_norm's kernels on blocks of T threads (a multiple of 32, at most 1024), or 0 for
+   the rule's blocks; returns the setting before */
+int nn__cuda_group_norm_threads(int T) {
+    const int was = nn__gn_threads;
+    if (T < 0 || T > 1024 || T % 32) nn_error("nn__cuda_group_norm_threads: %d threads (0, or a multiple of 32 up to 1024)", T);
+    nn__gn_threads = T;
+    return was;
 }
 
 void nn__cuda_group_norm_fwd(const nn_tensor *x, int64_t G, const nn_tensor *w, const nn_tensor *b, double eps,
                              nn_tensor *y, nn_tensor *mean, nn_tensor *rstd) {
     int64_t N = x->shape[0], C = x->shape[1], S = (N * C != 0) ? x->numel / (N * C) : 0;
-    int CL, T;
     nn__cu_init();
     if (!x->numel) return;
-    const int vec = S % 4 == 0 && nn__al16(x->data) && nn__al16(y->data);
-    if (vec && nn__gn_cluster(N * G, C / G * S / 4, S / 4, 1024, 0, &CL, &T)) {
-        const int chunk4 = (int)(C / G * S / 4 / CL);
-        nn__launch_cluster(k_group_norm_fwd_cl, (unsigned)(N * G * CL), (unsigned)T, (unsigned)CL, (const float4 *)x->data,
-                           w ? (const float *)w->data : NULL, b ? (const float *)b->data : NULL, (float4 *)y->data,
-                           (float *)mean->data, (float *)rstd->data, (int)G, (int)(C / G), (int)(S / 4), chunk4, (float)eps);
-        nn__gn_cluster_runs++;
-        return;
-    }
-    k_group_norm_fwd<<<nn__row_blocks(N * G), C / G * S >= 16384 ? 1024 : nn__row_threads(C / G * S), 0, S_>>>(
-        (const float *)x->data, w ? (const float *)w->data : NULL, b ? (const float *)b->data : NULL, (float *)y->data,
-        (float *)mean->data, (float *)rstd->data, N, C, S, G, (float)eps, vec);
+    const int vec = S % 4 == 0 && nn__al16(x->data) && nn__al16(y->data) && C / G * S < INT32_MAX;
+    const int64_t len = C / G * S;
+    k_group_norm_fwd<<<nn__row_blocks(N * G), nn__gn_threads ? nn__gn_threads : len >= 16384 ? 1024 : nn__row_threads(len),
+                       0, S_>>>((const float *)x->data, w ? (const float *)w->data : NULL, b ? (const float *)b->data : NULL,
+                                (float *)y->data, (float *)mean->data, (float *)rstd->data, N, C, S, G, (float)eps, vec);
     NN_LAUNCHED();
 }
 
@@ -2175,20 +2034,11 @@ void nn__cuda_group_norm_bwd(const nn_tensor *g, const nn_tensor *x, int64_t G, 
         return;
     }
     if (gw || gb) part = nn__tmp(NN_F32, N * 2 * C);
-    int CL, T;
-    if (S % 4 == 0 && nn__al16(g->data) && nn__al16(x->data) && (!gx || nn__al16(gx->data)) &&
-        nn__gn_cluster(N * G, C / G * S / 4, S / 4, 512, 1, &CL, &T)) {
-        nn__launch_cluster(k_group_norm_bwd_cl, (unsigned)(N * G * CL), (unsigned)T, (unsigned)CL, (const float4 *)g->data,
-                           (const float4 *)x->data, w ? (const float *)w->data : NULL, (const float *)mean->data,
-                           (const float *)rstd->data, gx ? (float4 *)gx->data : NULL, part ? (float *)part->data : NULL,
-                           (int)C, (int)G, (int)(C / G), (int)(S / 4), (int)(C / G * S / 4 / CL));
-        nn__gn_cluster_runs++;
-    } else {
-        k_group_norm_bwd<<<nn__row_blocks(N * G), nn__row_threads(S), 0, S_>>>(   /* its loops run over a channel */
-            (const float *)g->data, (const float *)x->data, w ? (const float *)w->data : NULL, (const float *)mean->data,
-            (const float *)rstd->data, gx ? (float *)gx->data : NULL, part ? (float *)part->data : NULL, N, C, S, G);
-        NN_LAUNCHED();
-    }
+    const int vec = S % 4 == 0 && nn__al16(g->data) && nn__al16(x->data) && (!gx || nn__al16(gx->data));
+    k_group_norm_bwd<<<nn__row_blocks(N * G), nn__gn_threads ? nn__gn_threads : nn__row_threads(S), 0, S_>>>(
+        (const float *)g->data, (const float *)x->data, w ? (const float *)w->data : NULL, (const float *)mean->data,
+        (const float *)rstd->data, gx ? (float *)gx->data : NULL, part ? (float *)part->data : NULL, N, C, S, G, vec);
+    NN_LAUNCHED();
     if (part) {
         sums = nn__tmp(NN_F32, 2 * C);
         nn__reduce3(R_SUM, (const float *)part->data, 1, N, 2 * C, (float *)sums->data, NULL, NULL, 1.0f);
@@ -2823,18 +2673,30 @@ __device__ __forceinline__ float d_round_to(float v, int dt) {
     return dt == NN_BF16 ? d_bf16_to_f32(d_f32_to_bf16(v)) : dt == NN_F16 ? d_half_to_f32(d_f32_to_half(v)) : v;
 }
 
-/* cols [C*kh*kw][nb][Ho*Wo] (element D, dtype cdt) from x (S, xdt). I: the type of the element index and its
-   divisions, uint32_t where every index fits (nn__conv_im2col's pick), else int64_t, whose division the GPU
-   emulates in software at several times the cost */
-template <typename S, typename D, typename I>
-__global__ void k_im2col(const S *__restrict__ x, int xdt, D *__restrict__ cols, int cdt, nn__cg g, int64_t nb) {
-    const I Wo = (I)g.Wo, HW = (I)(g.Ho * g.Wo), kw = (I)g.kw, kh = (I)g.kh, NB = (I)nb, n = (I)(nb * g.C * g.kh * g.kw * g.Ho * g.Wo);
-    for (I t = blockIdx.x * (I)blockDim.x + threadIdx.x; t < n; t += (I)gridDim.x * blockDim.x) {
-        const I p = t % HW, b = (t / HW) % NB, r = t / (HW * NB);
-        const I j = r % kw, i = (r / kw) % kh, c = r / (kw * kh), oh = p / Wo, ow = p % Wo;
-        const int64_t ih = (int64_t)oh * g.sh - g.ph + (int64_t)i * g.dh, iw = (int64_t)ow * g.sw - g.pw + (int64_t)j * g.dw;
-        d_st(cols, (int64_t)t, (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? d_ld(x, (((int64_t)b * g.C + c) * g.H + ih) * g.W + iw, xdt) : 0.0f,
-             cdt);
+/* cols [C*kh*kw][nb][Ho*Wo] (element D, dtype cdt) from x (S, xdt). A block column (blockIdx.x) per channel and
+   tap r = (c, i, j), whose indices it works out once; a thread per output pixel p (one division, by Wo), which then
+   copies x[b, c, ih, iw] to cols[r][b][p] for every image b, four loads in flight. Planes under 2^31 pixels
+   (nn__conv_im2col checks). The columns of [8, 512, 16, 16] 3 x 3 (37.7 MB) take 23.9 us (ncu, H100, 2026-12-07
+   19:00), against 64 us with every index divided out per element in a grid-stride loop (14:54) and 76 us with a
+   block per column row (16:40: 256 elements a block, too little work to hide the block's start and its one load). */
+template <typename S, typename D>
+__global__ void k_im2col(const S *__restrict__ x, int xdt, D *__restrict__ cols, int cdt, nn__cg g, int nb) {
+    const int64_t r = blockIdx.x, c = r / (g.kh * g.kw), plane = g.H * g.W;
+    const int i = (int)(r / g.kw % g.kh), j = (int)(r % g.kw);
+    const int Wo = (int)g.Wo, HW = (int)(g.Ho * g.Wo), H = (int)g.H, W = (int)g.W, sh = (int)g.sh, sw = (int)g.sw;
+    const int h0 = i * (int)g.dh - (int)g.ph, w0 = j * (int)g.dw - (int)g.pw;   /* the tap's offset into x's plane */
+    for (int p = blockIdx.y * blockDim.x + threadIdx.x; p < HW; p += gridDim.y * blockDim.x) {
+        const int oh = p / Wo, ow = p - oh * Wo, ih = oh * sh + h0, iw = ow * sw + w0;
+        const bool in = (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
+        const int64_t src = c * plane + (in ? (int64_t)ih * W + iw : 0), step = g.C * plane;   /* x[b, c, ih, iw] = src + b step */
+        D *out = cols + r * nb * HW + p;
+        for (int b0 = 0; b0 < nb; b0 += 4) {
+            float v[4];
+#pragma unroll
+            for (int k = 0; k < 4; k++) v[k] = in && b0 + k < nb ? d_ld(x, src + (b0 + k) * step, xdt) : 0.0f;
+#pragma unroll
+            for (int k = 0; k < 4; k++) if (b0 + k < nb) d_st(out, (int64_t)(b0 + k) * HW, v[k], cdt);
+        }
     }
 }
 
@@ -4597,10 +4459,14 @@ void nn__cuda_conv_wgrad_schedule(int sched, int blocks) {
 /* the fallback's launches, by element type: S for the source, D for the destination (f32 or 16-bit) */
 template <typename S, typename D>
 static void nn__conv_im2col_t(const void *x, nn_dtype xdt, void *cols, nn_dtype cdt, const nn__cg &g, int64_t nb) {
-    const int64_t n = nb * g.C * g.kh * g.kw * g.Ho * g.Wo;
-    const unsigned gr = nn__grid(n, 256);   /* at most 32 blocks an SM: t + the grid's stride stays under 2^32 */
-    if (n < INT32_MAX) k_im2col<S, D, uint32_t><<<gr, 256, 0, S_>>>((const S *)x, xdt, (D *)cols, cdt, g, nb);
-    else k_im2col<S, D, int64_t><<<gr, 256, 0, S_>>>((const S *)x, xdt, (D *)cols, cdt, g, nb);
+    const int64_t rows = g.C * g.kh * g.kw * nb, HW = g.Ho * g.Wo;
+    if (HW > INT32_MAX || g.H * g.W > INT32_MAX || rows > INT32_MAX)
+        nn_error("nn conv2d (cuda): im2col of %lld x %lld planes (output %lld x %lld) into %lld column rows: over 2^31",
+                 (long long)g.H, (long long)g.W, (long long)g.Ho, (long long)g.Wo, (long long)rows);
+    if (!rows || !HW) return;
+    const int threads = HW >= 256 ? 256 : (int)(HW + 31) / 32 * 32;   /* a warp at least; small planes, fewer idle threads */
+    const dim3 grid((unsigned)(g.C * g.kh * g.kw), (unsigned)((HW + threads - 1) / threads < 65535 ? (HW + threads - 1) / threads : 65535));
+    k_im2col<S, D><<<grid, threads, 0, S_>>>((const S *)x, xdt, (D *)cols, cdt, g, (int)nb);
     NN_LAUNCHED();
 }
 static void nn__conv_im2col(const void *x, nn_dtype xdt, void *cols, nn_dtype cdt, const nn__cg &g, int64_t nb) {

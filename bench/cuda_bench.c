@@ -24,8 +24,8 @@ typedef void (*bench_fn)(void *ctx);
 /* median of 7 batches of iters calls, timed on the host around a device synchronisation. A batch is lengthened
    to batch_ms, so that the one launch latency and the one synchronisation it pays (10-20 us together) are small
    against it. bench/cuda_torch.py batches PyTorch's calls the same way, row by row.
-   - Memory-bound rows (copy, layer_norm, softmax, sums, GELU): 20 ms, under 0.1 %. Their rival runs at copy
-     speed, so the comparison needs that resolution: at 2 ms these costs were 0.3-0.5 % of a 0.18 ms GELU, the
+   - Memory-bound rows (copy, layer_norm, softmax, sums, GELU, group_norm): 20 ms, under 0.1 %. Their rival runs
+     at copy speed, so the comparison needs that resolution: at 2 ms these costs were 0.3-0.5 % of a 0.18 ms GELU, the
      size of the gap being measured (stop 25).
    - GEMM, conv, AdamW rows: 2 ms (under 1 %). 20 ms of back-to-back tensor-core work lowers the clock: at 12:02
      on 12-07 the bf16 8192^3 GEMM took 1.62 ms on nn.h and 1.52 on PyTorch after 20 ms batches of the rows before
@@ -101,7 +101,7 @@ static void f_gn_fb(void *p) {
     nn_tensor *y = nn_group_norm(c->a, 32, c->b, c->c, 1e-5);
     nn_backward_with(1, &y, &c->d);
 }
-long long nn__cuda_group_norm_cluster(int on);
+int nn__cuda_group_norm_threads(int T);
 
 static const int one2[2] = {1, 1};
 static void f_conv(void *p) {   /* c->d: the output buffer */
@@ -148,19 +148,26 @@ static void f_clip(void *p) {
 }
 
 /* group_norm (UNet-like) [8, 256, 64, 64], 32 groups: forward (8 bytes an element: x in, y out), forward +
-   backward (20: and g, x in, gx out). both: each also without clusters and on clusters of 2 and 4 blocks
-   (nn__cuda_group_norm_cluster; the rule picks 8 here) */
+   backward (20: and g, x in, gx out), memory-bound rows (batches of 20 ms). First a copy of the same 32 MiB, the
+   forward's ceiling through this harness: a call of 30 us pays the boundary between launches (the last blocks'
+   tail, the next launch's first loads) that a 1 GiB copy spreads over 0.7 ms. both: each row also on blocks of
+   512 and of 256 threads (nn__cuda_group_norm_threads; the rule takes 1024 for the forward, 512 backward) */
 static void gn_rows(int both) {
     int64_t s[4] = {8, 256, 64, 64}, C = 256;
     const double n = 8.0 * 256 * 64 * 64;
     ctx_t c;
     int fb;
-    c.a = dev_rand(4, s, NN_F32); c.b = dev_rand(1, &C, NN_F32); c.c = dev_rand(1, &C, NN_F32); c.d = dev_rand(4, s, NN_F32);
-    for (fb = 0; fb <= 3 * both; fb++) {   /* the rule's pick, no clusters, clusters of 2 and 4 */
-        static const char *tag[4] = {"", "_noclusters", "_cluster2", "_cluster4"};
-        static const int mode[4] = {1, 0, 2, 4};
+    const double was = batch_ms;
+    batch_ms = 20.0;
+    c.a = dev_rand(4, s, NN_F32); c.b = nn__new(NN_F32, NN_CUDA, 4, s);
+    report("copy_32MiB", time_it(f_copy, &c, 20), 8.0 * n, 0);
+    nn_tensor_free(c.b);
+    c.b = dev_rand(1, &C, NN_F32); c.c = dev_rand(1, &C, NN_F32); c.d = dev_rand(4, s, NN_F32);
+    for (fb = 0; fb <= 2 * both; fb++) {   /* the rule's blocks, 512 threads, 256 */
+        static const char *tag[3] = {"", "_t512", "_t256"};
+        static const int threads[3] = {0, 512, 256};
         char nm[80];
-        nn__cuda_group_norm_cluster(mode[fb]);
+        nn__cuda_group_norm_threads(threads[fb]);
         snprintf(nm, sizeof nm, "group_norm_fwd_8x256x64x64%s", tag[fb]);
         report(nm, time_it(f_gn, &c, 20), 8.0 * n, 0);
         nn_set_grad_enabled(1); nn_requires_grad(c.a, 1); nn_requires_grad(c.b, 1); nn_requires_grad(c.c, 1);
@@ -170,7 +177,8 @@ static void gn_rows(int both) {
         nn_zero_grad(c.a); nn_zero_grad(c.b); nn_zero_grad(c.c);
         nn_set_grad_enabled(0);
     }
-    nn__cuda_group_norm_cluster(1);
+    nn__cuda_group_norm_threads(0);
+    batch_ms = was;
     nn_tensor_free(c.a); nn_tensor_free(c.b); nn_tensor_free(c.c); nn_tensor_free(c.d);
 }
 
@@ -186,7 +194,7 @@ int main(int argc, char **argv) {
     /* "convpass": the bf16 conv2d rows only, each fwd+bwd also with only x's gradient (fwddx: forward + dgrad) and
        only w's (fwddw: forward + wgrad), to see where the backward's time goes */
     int conv_pass = argc > 1 && strcmp(argv[1], "convpass") == 0;
-    /* "gn": the group_norm rows only, each also on the fallback kernels (nn__cuda_group_norm_cluster(0)) */
+    /* "gn": the group_norm rows only, each also on blocks of 512 and 256 threads */
     int only_gn = argc > 1 && strcmp(argv[1], "gn") == 0;
     if (conv_pass) only_conv = 1;
     if (conv_pass && argc > 2 && strcmp(argv[2], "split") == 0) {   /* A/B: the wgmma wgrad on split-K throughout */
@@ -288,7 +296,7 @@ int main(int argc, char **argv) {
         nn_requires_grad(c.a, 0); nn_zero_grad(c.a); nn_set_grad_enabled(0);
         nn_tensor_free(c.a); nn_tensor_free(c.d);
     }
-    batch_ms = 2.0;   /* conv, group_norm, AdamW and clipping rows */
+    batch_ms = 2.0;   /* conv, AdamW and clipping rows (gn_rows sets its own) */
     if (!only_ew && !conv_pass) {   /* conv2d 3x3, padding 1 (UNet-like shapes), f32 with TF32 off and on */
         static const int64_t cs[][4] = {{8, 128, 64, 64}, {8, 256, 32, 32}, {8, 512, 16, 16}};
         int k, tf;

@@ -14,7 +14,7 @@ torch.manual_seed(0)
 # that the gap before a batch's first launch (Python's call overhead, inside the events) is under 0.1 % of it;
 # 2 ms for GEMM, conv and AdamW rows. Set by torch_case from the case's name.
 BATCH_MS = 2.0
-MEMORY_BOUND = ("copy", "layer_norm", "softmax", "sum_lastdim", "gelu")
+MEMORY_BOUND = ("copy", "layer_norm", "softmax", "sum_lastdim", "gelu", "group_norm")
 
 
 def timeit(fn, iters):
@@ -50,8 +50,9 @@ def torch_case(name):
     global BATCH_MS
     BATCH_MS = 20.0 if name.startswith(MEMORY_BOUND) else 2.0
     p = name.split("_")
-    if name.startswith("copy"):
-        a = rnd(1 << 28); b = torch.empty_like(a)
+    if name.startswith("copy"):   # copy_1GiB, copy_32MiB: that many bytes of f32
+        size = p[1]
+        a = rnd((int(size[:-3]) << (30 if size.endswith("GiB") else 20)) // 4); b = torch.empty_like(a)
         return timeit(lambda: b.copy_(a), 20)
     if name.startswith("gemm"):
         kind = p[1]; M, N, K = map(int, p[2].split("x"))

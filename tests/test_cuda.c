@@ -36,7 +36,7 @@ static int verbose, quick;   /* quick: a small part (for compute-sanitizer): sdp
 static int only_il;          /* argument "il": only the [ops:index] / [ops:loss] tests (compute-sanitizer) */
 static int only_sdpa;        /* argument "sdpa": only test_sdpa (with quick: its sanitizer subset) */
 static int only_conv;        /* argument "conv": only test_conv (f32 and autocast cases; with quick: a subset) */
-static int only_gn;          /* argument "gn": only test_group_norm (the cluster kernels and their fallback) */
+static int only_gn;          /* argument "gn": only test_group_norm */
 static const char *sdpa_only; /* argument "case=TEXT": only the sdpa cases whose name contains TEXT (racecheck of one) */
 
 /* host copy of t as f32 (casting on t's device first if needed) */
@@ -854,38 +854,34 @@ static nn_tensor *f_pool(void *c, nn_tensor **in) {
     return nn_adaptive_avg_pool2d(in[0], a->a, a->b);
 }
 
-long long nn__cuda_group_norm_cluster(int on);
+int nn__cuda_group_norm_threads(int T);
 static void test_group_norm(void) {
     /* (groups of 2 elements give a gradient that is exactly 0 up to rounding: no relative error to measure).
-       Shapes 4 on have planes of a multiple of 4 pixels: the fallback forward's float4 path, and on sm_90 the
-       cluster kernels (nn_cuda.cu's k_group_norm_*_cl), so each shape runs twice, with them allowed and without.
-       The backward's cluster kernel takes shapes 5 on (planes of a multiple of 128 pixels): one block a group (5),
-       clusters of 4 blocks of 4 whole channels (6), of 2 and 8 blocks with channels cut between blocks (7, 8) */
+       Shapes 4 on have planes of a multiple of 4 pixels: the kernels' float4 paths (shape 9's forward on blocks of
+       1024 threads). Each shape runs on the rule's blocks and on blocks of 96 threads (nn__cuda_group_norm_threads),
+       which cut a group's float4s into steps that end mid-channel and leave some of a step's four loads (the
+       backward's two) past the channel's end */
     static const int64_t shapes[][4] = {{2, 6, 5, 7}, {3, 32, 17, 9}, {1, 4, 1, 3}, {2, 64, 33, 33}, {2, 32, 8, 12},
-                                        {1, 256, 16, 16}, {2, 64, 32, 32}, {1, 6, 32, 64}, {2, 6, 64, 128}};
-    static const int groups[] = {3, 8, 2, 32, 8, 32, 4, 2, 2};
+                                        {1, 256, 16, 16}, {2, 64, 32, 32}, {1, 6, 32, 64}, {2, 6, 64, 128}, {1, 4, 96, 96}};
+    static const int groups[] = {3, 8, 2, 32, 8, 32, 4, 2, 2, 1};
     static const int grad[3] = {1, 1, 1};
     const int ns = (int)(sizeof groups / sizeof groups[0]);
-    int s, on;
+    int s, t;
     for (s = 0; s < ns; s++)
-        for (on = 1; on >= 0; on--) {
+        for (t = 0; t < 2; t++) {
             int64_t C = shapes[s][1];
-            const long long r0 = nn__cuda_group_norm_cluster(on);
-            long long runs;
             char what[80];
             vargs a;
             nn_tensor *in[3];
             memset(&a, 0, sizeof a);
             a.groups = groups[s];
+            nn__cuda_group_norm_threads(t ? 96 : 0);
             in[0] = rnd(4, shapes[s], -2, 3); in[1] = rnd(1, &C, 0.5, 1.5); in[2] = rnd(1, &C, -1, 1);
-            snprintf(what, sizeof what, "group_norm shape %d%s", s, on ? "" : " (no clusters)");
+            snprintf(what, sizeof what, "group_norm shape %d%s", s, t ? " (96 threads)" : "");
             compare(what, f_group_norm, &a, 3, in, grad, TOL_F32);
-            runs = nn__cuda_group_norm_cluster(-1) - r0;
-            if (r0 >= 0)
-                CHECK(on && s >= 4 ? runs >= 1 + (s >= 5) : runs == 0, "%s: %lld cluster launches", what, runs);
             nn_tensor_free(in[0]); nn_tensor_free(in[1]); nn_tensor_free(in[2]);
         }
-    nn__cuda_group_norm_cluster(1);
+    nn__cuda_group_norm_threads(0);
 }
 
 /* conv2d under autocast, bf16 and f16, against the CPU's emulation (TOL_LOW). The shapes reach every path of
