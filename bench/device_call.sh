@@ -10,6 +10,14 @@
 #                    compute-sanitizer TOOL (memcheck: exit code 9 on errors; racecheck: hazards, at most 8 reports)
 #                    of `BIN/test_cuda ARGS` under `timeout S`, into logs/TOOL_<ARGS, spaces as _>.log; its summary
 #                    on stdout
+# test_log S NAME BIN ARGS...
+#                    `BIN/test_cuda ARGS` under `timeout S` into logs/NAME.log; its failures and summary on stdout
+# ncu_sections S K BIN ARGS...
+#                    ncu's SpeedOfLight / Occupancy / LaunchStats sections of kernel K's first launch in `BIN/ARGS`,
+#                    into logs/ncu_K.txt; time, DRAM share, blocks and registers on stdout
+# bench_torch S1 S2 NAME BIN ARGS...
+#                    `BIN/cuda_bench ARGS` (timeout S1) into logs/NAME.txt, then vs_torch (timeout S2) into
+#                    logs/NAME_table.md and logs/NAME_torch.log
 # vs_torch S ROWS TABLE LOG
 #                    bench/cuda_torch.py (under `timeout S`) on the rows cuda_bench printed into ROWS: the table in
 #                    TABLE, the output in LOG, the table's rows on stdout
@@ -34,4 +42,21 @@ sanitize() {
 vs_torch() {
     PYTHONUNBUFFERED=1 timeout "$1" python3 bench/cuda_torch.py "$2" "$3" > "$4" 2>&1
     echo "cuda_torch rc=$? ($(el) s)"; grep '^|' "$3"
+}
+test_log() {
+    tl_s=$1; tl_n=$2; tl_b=$3; shift 3
+    timeout "$tl_s" "$tl_b/test_cuda" "$@" > "$L/$tl_n.log" 2>&1; echo "test_cuda $* rc=$? ($(el) s)"
+    grep -E "FAIL" "$L/$tl_n.log" | head -12; tail -2 "$L/$tl_n.log"; pack
+}
+ncu_sections() {
+    nc_s=$1; nc_k=$2; nc_b=$3; shift 3
+    timeout "$nc_s" ncu -k "$nc_k" -c 1 --section SpeedOfLight --section Occupancy --section LaunchStats "$nc_b/$@" > "$L/ncu_$nc_k.txt" 2>&1
+    echo "ncu $nc_k rc=$? ($(el) s)"
+    grep -E "Duration|DRAM Throughput|Achieved Occupancy|Registers Per|Max Active Clusters|Grid Size|Block Size|Waves" "$L/ncu_$nc_k.txt" | head -12
+    pack
+}
+bench_torch() {
+    bt_s=$1; bt_t=$2; bt_n=$3; bt_b=$4; shift 4
+    timeout "$bt_s" "$bt_b/cuda_bench" "$@" 2>&1 | grep -v NN_MEM > "$L/$bt_n.txt"; echo "cuda_bench $* rc=$? ($(el) s)"
+    vs_torch "$bt_t" "$L/$bt_n.txt" "$L/${bt_n}_table.md" "$L/${bt_n}_torch.log" | grep -v "cudnn benchmark"; pack
 }
