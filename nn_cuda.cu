@@ -2014,8 +2014,8 @@ void nn__cuda_group_norm_fwd(const nn_tensor *x, int64_t G, const nn_tensor *w, 
     int64_t N = x->shape[0], C = x->shape[1], S = (N * C != 0) ? x->numel / (N * C) : 0;
     nn__cu_init();
     if (!x->numel) return;
-    const int vec = S % 4 == 0 && nn__al16(x->data) && nn__al16(y->data) && C / G * S < INT32_MAX;
     const int64_t len = C / G * S;
+    const int vec = S % 4 == 0 && nn__al16(x->data) && nn__al16(y->data) && len < INT32_MAX;
     k_group_norm_fwd<<<nn__row_blocks(N * G), nn__gn_threads ? nn__gn_threads : len >= 16384 ? 1024 : nn__row_threads(len),
                        0, S_>>>((const float *)x->data, w ? (const float *)w->data : NULL, b ? (const float *)b->data : NULL,
                                 (float *)y->data, (float *)mean->data, (float *)rstd->data, N, C, S, G, (float)eps, vec);
@@ -2676,7 +2676,7 @@ __device__ __forceinline__ float d_round_to(float v, int dt) {
 /* cols [C*kh*kw][nb][Ho*Wo] (element D, dtype cdt) from x (S, xdt). A block column (blockIdx.x) per channel and
    tap r = (c, i, j), whose indices it works out once; a thread per output pixel p (one division, by Wo), which then
    copies x[b, c, ih, iw] to cols[r][b][p] for every image b, four loads in flight. Planes under 2^31 pixels
-   (nn__conv_im2col checks). The columns of [8, 512, 16, 16] 3 x 3 (37.7 MB) take 23.9 us (ncu, H100, 2026-12-07
+   (nn__conv_im2col_t checks). The columns of [8, 512, 16, 16] 3 x 3 (37.7 MB) take 23.9 us (ncu, H100, 2026-12-07
    19:00), against 64 us with every index divided out per element in a grid-stride loop (14:54) and 76 us with a
    block per column row (16:40: 256 elements a block, too little work to hide the block's start and its one load). */
 template <typename S, typename D>

@@ -234,7 +234,6 @@ int main(int argc, char **argv) {
         nn_tensor_free(c.a); nn_tensor_free(c.b);
     }
     if (only_gn) {
-        batch_ms = 2.0;
         gn_rows(1);
         return 0;
     }
